@@ -1,0 +1,20 @@
+# The host board: one simulated pack as the firmware sees it. The mock AFE on
+# a physical pack model takes the BQ76952's place; LEDs and the button are
+# simulated pins. Used by the bench and the tests, never deployed.
+from bms import indicate
+from drivers.outputs import Leds
+from sim.pins import SimPin
+
+HOST_ONLY = True
+
+
+class Board:
+    def __init__(self, afe, clock_ms, log_edges=False):
+        self.afe = afe
+        self.led_pins = [SimPin(clock_ms, 0, log_edges) for _ in range(indicate.N_LEDS)]
+        self.leds = Leds(self.led_pins)
+        self.button = SimPin(clock_ms, 1)  # pulled up; a press pulls it low
+        self._clock_ms = clock_ms
+
+    def ticks_us(self):
+        return (self._clock_ms() * 1000) & 0x3FFFFFFF

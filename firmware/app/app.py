@@ -1,0 +1,37 @@
+# Owns the composition of one pack's firmware: the pack state, the services in
+# their order, and the safe state every runner falls back to on an error.
+from bms.state import PackState
+from bms.params import Params, CYCLE_MS
+from bms import hwlimits, indicate
+from app.service import Cycle
+from app.acquire import Acquire
+from app.control import Control
+from app.estimate import Estimate
+from app.indicate import Indicate
+
+
+class App:
+    def __init__(self, board, params=None):
+        self.board = board
+        self.params = params if params is not None else Params()
+        self.state = PackState()
+        afe = board.afe
+        afe.program_protections(hwlimits.from_params(self.params))
+        self.cycle = Cycle("cycle", self.params.v[CYCLE_MS], (
+            Acquire(afe, self.state, board.ticks_us),
+            Control(afe, self.state, self.params),
+            Estimate(self.state, self.params),
+        ))
+        self.services = [self.cycle, Indicate(self.state, board.leds)]
+
+    def safe_state(self, reason):
+        """FETs open, ALM on: what the pack does when the firmware itself fails.
+        Each step is tried even if an earlier one raises."""
+        st = self.state
+        st.safe_reason = reason
+        st.chg_fet = st.dsg_fet = st.pchg_fet = False
+        try:
+            self.board.afe.set_fets(False, False, False)
+        finally:
+            st.leds[indicate.ALM] = indicate.ON
+            self.board.leds.set(indicate.ALM, 1)

@@ -1,0 +1,55 @@
+# Owns the board runner: one asyncio task per service, paced by ticks_ms and
+# sleep_ms, and one global exception handler that puts the pack in its safe
+# state and stops the loop (the watchdog or main.py then resets the board).
+import asyncio
+
+try:
+    from time import ticks_ms, ticks_diff, ticks_add
+except ImportError:  # CPython tests pass their own clock
+    ticks_ms = ticks_diff = ticks_add = None
+
+
+class Runner:
+    def __init__(self, app, clock=None):
+        self.app = app
+        c = clock
+        self.ticks_ms = c.ticks_ms if c else ticks_ms
+        self.ticks_diff = c.ticks_diff if c else ticks_diff
+        self.ticks_add = c.ticks_add if c else ticks_add
+        self.sleep_ms = c.sleep_ms if c else asyncio.sleep_ms
+        self.failed = None
+        self._stop = None
+
+    async def _task(self, svc):
+        due = self.ticks_ms()
+        while True:
+            svc.tick(due)
+            due = self.ticks_add(due, svc.period_ms)
+            wait = self.ticks_diff(due, self.ticks_ms())
+            if wait < 0:  # overran: skip the missed slots, do not burst
+                due = self.ticks_ms()
+                wait = 0
+            await self.sleep_ms(wait)
+
+    async def _guard(self, svc):
+        try:
+            await self._task(svc)
+        except Exception as e:  # noqa: any service failure makes the pack safe
+            self._fail(svc.name, e)
+
+    def _fail(self, where, exc):
+        if self.failed is None:
+            self.failed = (where, exc)
+            self.app.safe_state(where)
+        self._stop.set()
+
+    async def run(self):
+        """Run until a service fails; returns (service name, exception)."""
+        self._stop = asyncio.Event()
+        loop = asyncio.get_event_loop()
+        loop.set_exception_handler(lambda lp, ctx: self._fail("loop", ctx.get("exception")))
+        tasks = [asyncio.create_task(self._guard(s)) for s in self.app.services]
+        await self._stop.wait()
+        for t in tasks:
+            t.cancel()
+        return self.failed

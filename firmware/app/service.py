@@ -1,0 +1,28 @@
+# Owns the service model: a service has a name, a period and tick(now_ms);
+# a service that listens on a bus also has on_frame(bus, frame). Runners
+# (app.runner on the board, sim.vtime on the host) call nothing else.
+
+
+class Service:
+    name = "service"
+    period_ms = 100
+
+    def tick(self, now_ms):
+        raise NotImplementedError
+
+    def on_frame(self, bus, frame):
+        pass
+
+
+class Cycle(Service):
+    """Stages run in order every period: data flows one way each cycle
+    (AFE -> snapshot -> protection -> mode -> outputs, estimation)."""
+
+    def __init__(self, name, period_ms, stages):
+        self.name = name
+        self.period_ms = period_ms
+        self.stages = stages
+
+    def tick(self, now_ms):
+        for stage in self.stages:
+            stage.tick(now_ms)

@@ -1,0 +1,27 @@
+# Owns the measurement snapshot: one preallocated record of everything the AFE
+# reports in a cycle. The acquire service is its only writer; every other
+# service reads it. Allocated once, refilled in place each cycle.
+from array import array
+
+N_CELLS = 16
+# Temperature channels, in this order everywhere (trace, link, inverter):
+# four cell NTCs, two MOSFET NTCs, one board/ambient NTC (SPEC 1).
+T_CELL0 = 0
+N_CELL_TEMPS = 4
+T_MOS0 = 4
+T_MOS1 = 5
+T_AMB = 6
+N_TEMPS = 7
+
+
+class Snapshot:
+    def __init__(self):
+        self.cell_mv = array("H", [0] * N_CELLS)
+        self.temp_dc = array("h", [0] * N_TEMPS)
+        self.stack_mv = 0
+        self.pack_mv = 0  # voltage on P+/P- (charger or inverter side of the FETs)
+        self.current_ma = 0  # + = charge
+        self.t_ms = 0  # tick of the read that filled this record
+        self.dt_ms = 0  # measured time since the previous good read
+        self.ok = False  # False when the last read failed (values are stale)
+        self.reads = 0  # good reads since start

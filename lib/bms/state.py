@@ -1,0 +1,26 @@
+# Owns the pack state, the one "database" of a pack: every field has exactly
+# one producer (named beside it); everything else only reads. Allocated once.
+from array import array
+from bms.snapshot import Snapshot
+from bms import modes, indicate
+
+
+class PackState:
+    def __init__(self):
+        self.snap = Snapshot()  # acquire
+        self.afe_errors = 0  # acquire: failed reads in a row
+        self.acquire_us = 0  # acquire: duration of the last AFE read
+        self.mode = modes.STANDBY  # control
+        self.chg_fet = False  # control: commanded charge FET
+        self.dsg_fet = False  # control: commanded discharge FET
+        self.pchg_fet = False  # control: commanded pre-charge FET
+        self.current_ma = 0  # control: measured current after the dead band
+        self.soc_pct = 0  # estimate
+        self.soc_valid = False  # estimate: False until the first good read
+        self.alarms = 0  # protect: bits of codes.ALARMS
+        self.protections = 0  # protect: bits of codes.PROTECTIONS
+        self.faults = 0  # protect: bits of codes.FAULTS
+        self.hw_alerts = 0  # control: latched AFE alert bits (drivers.afe)
+        self.leds = array("B", [indicate.OFF] * indicate.N_LEDS)  # indicate
+        self.buzzer = indicate.OFF  # indicate
+        self.safe_reason = None  # runner: set when the pack was forced safe

@@ -1,0 +1,60 @@
+# Owns the AFE contract: what every analog-front-end driver (BQ76952, the mock
+# AFE of lib/sim) provides to the firmware. Drivers subclass Afe; the firmware
+# only calls these methods.
+
+# Alert bits returned by read_alerts(): the AFE's own hardware protections,
+# the second channel independent of the firmware (PROTOCOLS 4, safety alert A).
+ALERT_CUV = 0x04
+ALERT_COV = 0x08
+ALERT_OCC = 0x10
+ALERT_OCD = 0x20
+ALERT_SCD = 0x80
+
+
+class HwLimits:
+    """Thresholds for the AFE's hardware protections (integer units)."""
+
+    def __init__(self, cov_mv, cuv_mv, occ_ma, ocd_ma, scd_ma,
+                 cov_delay_ms, cuv_delay_ms, occ_delay_ms, ocd_delay_ms, scd_delay_us):
+        self.cov_mv = cov_mv
+        self.cuv_mv = cuv_mv
+        self.occ_ma = occ_ma
+        self.ocd_ma = ocd_ma
+        self.scd_ma = scd_ma
+        self.cov_delay_ms = cov_delay_ms
+        self.cuv_delay_ms = cuv_delay_ms
+        self.occ_delay_ms = occ_delay_ms
+        self.ocd_delay_ms = ocd_delay_ms
+        self.scd_delay_us = scd_delay_us
+
+
+class Afe:
+    """Interface; a driver overrides every method."""
+
+    comm_errors = 0  # transfer errors since start (CRC, NACK, timeout); only grows
+
+    def read(self, snap):
+        """Fill snap (cells, stack, pack, current, temperatures) in place.
+        Return True on a complete good read; on any transfer error count it in
+        comm_errors, leave snap's values as they were and return False."""
+        raise NotImplementedError
+
+    def set_fets(self, chg, dsg, pchg):
+        """Command the charge, discharge and pre-charge FETs (bools)."""
+        raise NotImplementedError
+
+    def set_balance(self, mask):
+        """Bleed the cells whose bit is set (bit 0 = cell 1)."""
+        raise NotImplementedError
+
+    def program_protections(self, limits):
+        """Program the hardware protections from a HwLimits."""
+        raise NotImplementedError
+
+    def read_alerts(self):
+        """Latched ALERT_* bits of hardware protections that tripped."""
+        raise NotImplementedError
+
+    def clear_alerts(self, mask):
+        """Clear latched alerts; the hardware re-arms its protections."""
+        raise NotImplementedError

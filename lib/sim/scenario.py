@@ -1,0 +1,175 @@
+# Owns the scenario contract of the bench: parses and checks a scenario
+# document and converts every value to the integer units the simulation uses.
+# Any problem is one ScenarioError naming the field; nothing half-parsed runs.
+import json
+
+MAX_PACKS = 32
+MAX_DURATION_S = 31 * 24 * 3600
+SENSORS = ("cell_mv", "ntc_c", "current_a")
+# Faults the mock AFE can inject (sim.mock_afe.FAULTS holds the same names).
+ACTIONS = ("set", "sensor", "fault", "press")
+SETTABLE = ("current_a", "ambient_c")
+PROFILES = ("none", "solar")
+
+
+class ScenarioError(ValueError):
+    pass
+
+
+def _num(where, v, lo, hi):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ScenarioError("%s: number expected, got %s" % (where, json.dumps(v)))
+    if v < lo or v > hi:
+        raise ScenarioError("%s: %s outside %s..%s" % (where, json.dumps(v), lo, hi))
+    return v
+
+
+def _scaled(v, scale):
+    """A JSON number times scale, rounded half away from zero, as int."""
+    x = v * scale
+    return int(x + 0.5) if x >= 0 else -int(-x + 0.5)
+
+
+def _int(where, v, lo, hi):
+    _num(where, v, lo, hi)
+    if isinstance(v, float):
+        if v != int(v):
+            raise ScenarioError("%s: whole number expected, got %s" % (where, json.dumps(v)))
+        v = int(v)
+    return v
+
+
+def _only(where, obj, allowed):
+    for k in obj:
+        if k not in allowed:
+            raise ScenarioError("%s: unknown key %s" % (where, json.dumps(k)))
+
+
+class Event:
+    """One event: t_ms, action, the integer value in the sim's unit, and the
+    target (pack, index, name)."""
+
+    def __init__(self, t_ms, action, name, pack, index, value, on):
+        self.t_ms = t_ms
+        self.action = action  # "set" | "sensor" | "fault" | "press"
+        self.name = name  # what is set / sensor kind / fault name / "button"
+        self.pack = pack
+        self.index = index
+        self.value = value  # int in sim units, or None (sensor override removed)
+        self.on = on
+
+
+class Scenario:
+    def __init__(self):
+        self.packs = 1
+        self.duration_ms = 3600 * 1000
+        self.seed = 1
+        self.soc_pct = [50]
+        self.ambient_dc = 250
+        self.params = []  # (name, value) in document order
+        self.profile = "none"
+        self.events = []
+
+
+def parse(text, fault_names):
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise ScenarioError("not valid JSON (%s)" % e)
+    if not isinstance(doc, dict):
+        raise ScenarioError("the scenario must be a JSON object")
+    _only("scenario", doc, ("packs", "duration_s", "seed", "initial", "params", "profile", "events", "comment"))
+    sc = Scenario()
+    sc.packs = _int("packs", doc.get("packs", 1), 1, MAX_PACKS)
+    sc.duration_ms = _scaled(_num("duration_s", doc.get("duration_s", 3600), 0.1, MAX_DURATION_S), 1000)
+    sc.seed = _int("seed", doc.get("seed", 1), 0, 0xFFFFFFFF)
+    _parse_initial(sc, doc.get("initial", {}))
+    prm = doc.get("params", {})
+    if not isinstance(prm, dict):
+        raise ScenarioError("params: object of name: value expected")
+    for name in sorted(prm):
+        sc.params.append((name, _int("params." + name, prm[name], -(1 << 31), (1 << 31) - 1)))
+    sc.profile = doc.get("profile", "none")
+    if sc.profile not in PROFILES:
+        raise ScenarioError("profile: %s is not one of %s" % (json.dumps(sc.profile), ", ".join(PROFILES)))
+    evs = doc.get("events", [])
+    if not isinstance(evs, list):
+        raise ScenarioError("events: list expected")
+    for i in range(len(evs)):
+        sc.events.append(_parse_event("events[%d]" % i, evs[i], sc, fault_names))
+    sc.events.sort(key=lambda e: e.t_ms)  # stable: same-time events keep their order
+    return sc
+
+
+def _parse_initial(sc, ini):
+    if not isinstance(ini, dict):
+        raise ScenarioError("initial: object expected")
+    _only("initial", ini, ("soc_pct", "ambient_c"))
+    soc = ini.get("soc_pct", 50)
+    if isinstance(soc, list):
+        if len(soc) != sc.packs:
+            raise ScenarioError("initial.soc_pct: %d values for %d packs" % (len(soc), sc.packs))
+        sc.soc_pct = [_int("initial.soc_pct[%d]" % k, soc[k], 0, 100) for k in range(len(soc))]
+    else:
+        sc.soc_pct = [_int("initial.soc_pct", soc, 0, 100)] * sc.packs
+    sc.ambient_dc = _scaled(_num("initial.ambient_c", ini.get("ambient_c", 25), -40, 85), 10)
+
+
+def _pack(where, ev, sc):
+    return _int(where + ".pack", ev.get("pack", 0), 0, sc.packs - 1)
+
+
+def _parse_event(where, ev, sc, fault_names):
+    if not isinstance(ev, dict):
+        raise ScenarioError(where + ": object expected")
+    if "t_s" not in ev:
+        raise ScenarioError(where + ": t_s missing")
+    t_ms = _scaled(_num(where + ".t_s", ev["t_s"], 0, sc.duration_ms / 1000), 1000)
+    acts = [a for a in ACTIONS if a in ev]
+    if len(acts) != 1:
+        raise ScenarioError(where + ": needs exactly one of " + ", ".join(ACTIONS))
+    act = acts[0]
+    name = ev[act]
+    if act == "set":
+        _only(where, ev, ("t_s", "set", "value"))
+        if "value" not in ev:
+            raise ScenarioError(where + ": value missing")
+        if name == "current_a":
+            return Event(t_ms, act, name, -1, 0, _scaled(_num(where + ".value", ev["value"], -2000, 2000), 1000), True)
+        if name == "ambient_c":
+            return Event(t_ms, act, name, -1, 0, _scaled(_num(where + ".value", ev["value"], -40, 85), 10), True)
+        raise ScenarioError("%s: cannot set %s (one of %s)" % (where, json.dumps(name), ", ".join(SETTABLE)))
+    if act == "sensor":
+        _only(where, ev, ("t_s", "sensor", "pack", "index", "value"))
+        pack = _pack(where, ev, sc)
+        if "value" not in ev:
+            raise ScenarioError(where + ": value missing (null removes the override)")
+        v = ev["value"]
+        if name == "cell_mv":
+            idx = _int(where + ".index", ev.get("index"), 0, 15)
+            val = None if v is None else _int(where + ".value", v, 0, 6000)
+            return Event(t_ms, act, name, pack, idx, val, True)
+        if name == "ntc_c":
+            idx = _int(where + ".index", ev.get("index"), 0, 6)
+            val = None if v is None else _scaled(_num(where + ".value", v, -60, 200), 10)
+            return Event(t_ms, act, "ntc_dc", pack, idx, val, True)
+        if name == "current_a":
+            val = None if v is None else _scaled(_num(where + ".value", v, -2000, 2000), 1000)
+            return Event(t_ms, act, "current_ma", pack, 0, val, True)
+        raise ScenarioError("%s: unknown sensor %s (one of %s)" % (where, json.dumps(name), ", ".join(SENSORS)))
+    if act == "fault":
+        _only(where, ev, ("t_s", "fault", "pack", "on", "index", "value"))
+        if name not in fault_names:
+            raise ScenarioError("%s: unknown fault %s (one of %s)" % (where, json.dumps(name), ", ".join(fault_names)))
+        on = ev.get("on", True)
+        if not isinstance(on, bool):
+            raise ScenarioError(where + ".on: true or false expected")
+        idx = _int(where + ".index", ev.get("index", 0), 0, 6 if name.startswith("ntc_") else 15)
+        val = ev.get("value", 0)
+        val = _scaled(_num(where + ".value", val, -100000, 100000), 1000 if name == "current_offset" else 1)
+        return Event(t_ms, act, name, _pack(where, ev, sc), idx, val, on)
+    _only(where, ev, ("t_s", "press", "pack", "hold_s"))
+    if name != "button":
+        raise ScenarioError("%s: can only press \"button\", not %s" % (where, json.dumps(name)))
+    hold = _scaled(_num(where + ".hold_s", ev.get("hold_s", 0.5), 0.05, 60), 1000)
+    return Event(t_ms, act, name, _pack(where, ev, sc), 0, hold, True)

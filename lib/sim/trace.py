@@ -1,0 +1,75 @@
+# Owns the trace format of the bench: one JSON object per line, keys in a
+# fixed order and values written the same way on CPython and MicroPython (their
+# json modules and dict orders differ), so two runs can be compared byte for
+# byte. Host-side only: this allocates freely.
+from bms import codes, indicate, modes
+from drivers import afe as afe_bits
+
+_ALERTS = ((afe_bits.ALERT_CUV, "CUV"), (afe_bits.ALERT_COV, "COV"), (afe_bits.ALERT_OCC, "OCC"),
+           (afe_bits.ALERT_OCD, "OCD"), (afe_bits.ALERT_SCD, "SCD"))
+
+
+def _str(s):
+    out = ['"']
+    for ch in s:
+        if ch == '"' or ch == "\\":
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20:
+            out.append("\\u%04x" % ord(ch))
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def value(v):
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return _str(v)
+    if isinstance(v, dict):
+        return "{" + ", ".join(_str(k) + ": " + value(v[k]) for k in sorted(v)) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(value(x) for x in v) + "]"
+    raise TypeError("trace value of type %s" % type(v).__name__)
+
+
+def line(pairs):
+    """One trace line from (key, value) pairs, keys in the given order."""
+    return "{" + ", ".join(_str(k) + ": " + value(v) for k, v in pairs) + "}"
+
+
+def alert_names(bits):
+    return [n for b, n in _ALERTS if bits & b]
+
+
+def pack_pairs(t_ms, pack, st):
+    snap = st.snap
+    leds = st.leds
+    p = indicate.NAMES
+    return [
+        ("t_ms", t_ms), ("pack", pack), ("mode", modes.NAMES[st.mode]),
+        ("chg_fet", st.chg_fet), ("dsg_fet", st.dsg_fet), ("pchg_fet", st.pchg_fet),
+        ("soc_pct", st.soc_pct if st.soc_valid else None), ("current_ma", st.current_ma),
+        ("stack_mv", snap.stack_mv), ("cell_mv", list(snap.cell_mv)), ("temp_dc", list(snap.temp_dc)),
+        ("alarms", codes.names(codes.ALARMS, st.alarms)),
+        ("protections", codes.names(codes.PROTECTIONS, st.protections)),
+        ("faults", codes.names(codes.FAULTS, st.faults)),
+        ("hw_alerts", alert_names(st.hw_alerts)),
+        ("leds", {"run": p[leds[indicate.RUN]], "alm": p[leds[indicate.ALM]],
+                  "soc": [p[leds[indicate.SOC0 + k]] for k in range(indicate.N_SOC)],
+                  "ms": p[leds[indicate.MS]]}),
+        ("buzzer", p[st.buzzer]), ("afe_ok", snap.ok),
+    ]
+
+
+def signature(st):
+    """What counts as a change worth a trace line between the per-second ones."""
+    return (st.mode, st.chg_fet, st.dsg_fet, st.pchg_fet, st.soc_pct, bytes(st.leds), st.buzzer,
+            st.alarms, st.protections, st.faults, st.hw_alerts, st.snap.ok, st.safe_reason)

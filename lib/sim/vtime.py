@@ -1,0 +1,49 @@
+# Owns the host runner: a deterministic virtual-time loop that calls the same
+# service ticks as the board runner. Services due at the same instant run in
+# the order they were added, so a run is reproducible on CPython and on
+# MicroPython. Time only moves when the loop says so: an hour takes as long as
+# its ticks take to compute.
+import heapq
+from bms.ticks import TICKS_MASK
+
+
+class VirtualRunner:
+    def __init__(self, start_ms=0):
+        self.now_ms = start_ms  # absolute simulated time; services see it wrapped
+        self._heap = []  # (due_ms, order)
+        self._svc = []  # by order; None once removed
+        self._on_error = []
+
+    def add(self, svc, phase_ms=0, on_error=None):
+        """Schedule svc every svc.period_ms from now + phase_ms. on_error(svc,
+        exc) is called if its tick raises; the service is then dropped."""
+        order = len(self._svc)
+        self._svc.append(svc)
+        self._on_error.append(on_error)
+        heapq.heappush(self._heap, (self.now_ms + phase_ms, order))
+
+    def remove(self, svc):
+        for i in range(len(self._svc)):
+            if self._svc[i] is svc:
+                self._svc[i] = None
+
+    def run_until(self, end_ms):
+        """Run every tick due before end_ms, then set the clock to end_ms."""
+        heap = self._heap
+        while heap and heap[0][0] < end_ms:
+            t, order = heapq.heappop(heap)
+            svc = self._svc[order]
+            if svc is None:
+                continue
+            self.now_ms = t
+            heapq.heappush(heap, (t + svc.period_ms, order))
+            try:
+                svc.tick(t & TICKS_MASK)
+            except Exception as e:
+                handler = self._on_error[order]
+                self._svc[order] = None
+                if handler is None:
+                    raise
+                handler(svc, e)
+        if end_ms > self.now_ms:
+            self.now_ms = end_ms

@@ -1,0 +1,107 @@
+# Owns the bench command: the firmware on the host against the mock AFE.
+# With a terminal it shows the live panel; without one (CI, a pipe) or with
+# --headless it runs the scenario to its end and prints a summary. The trace
+# contract is in the README.
+import argparse
+import os
+import sys
+
+from tools import paths
+from sim import scenario as scn
+from sim.mock_afe import FAULTS
+
+DEMO = os.path.join(paths.ROOT, "tools", "scenarios", "demo.json")
+LIVE_DEFAULT = ('{"comment": "live bench: one pack, solar days, 31 days", "packs": 1, '
+                '"duration_s": 2678400, "seed": 1, "profile": "solar", "initial": {"soc_pct": 50}}')
+
+
+class BenchError(Exception):
+    pass
+
+
+def load_scenario(path):
+    """Read and check a scenario file; any problem is one BenchError line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise BenchError("scenario file not found: %s" % path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise BenchError("cannot read scenario %s: %s" % (path, e))
+    try:
+        return text, scn.parse(text, FAULTS)
+    except scn.ScenarioError as e:
+        raise BenchError("scenario %s: %s" % (path, e))
+
+
+def run_cpython(text, sc, emit):
+    import simworld
+    try:
+        simworld.World(sc, emit).run()
+    except scn.ScenarioError as e:
+        raise BenchError("scenario: %s" % e)
+
+
+def run_micropython(text, emit):
+    from tools import mpy_wasm
+    code = "import simworld\nsimworld.run_text(%r, print)\n" % text
+    proc = mpy_wasm.popen(code, extra_files={"/simworld.py": os.path.join(paths.ROOT, "tools", "simworld.py")})
+    for line in proc.stdout:
+        emit(line.rstrip("\n"))
+    err = proc.stderr.read()
+    if proc.wait() != 0:
+        last = [ln for ln in err.strip().splitlines() if ln.strip()]
+        raise BenchError("MicroPython run failed: %s" % (last[-1] if last else "exit %d" % proc.returncode))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__)
+    ap.add_argument("--scenario", help="scenario JSON (default: the solar-day demo)")
+    ap.add_argument("--trace", help="write the trace (JSON lines) here")
+    ap.add_argument("--headless", action="store_true", help="no live panel, run to the end and summarise")
+    ap.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython")
+    ap.add_argument("--speed", type=float, default=60.0, help="live panel: simulated seconds per second")
+    args = ap.parse_args(argv)
+    headless = args.headless or not (sys.stdin.isatty() and sys.stdout.isatty())
+    try:
+        if args.scenario:
+            text, sc = load_scenario(args.scenario)
+        elif headless:
+            text, sc = load_scenario(DEMO)
+        else:
+            text, sc = LIVE_DEFAULT, scn.parse(LIVE_DEFAULT, FAULTS)
+        if not headless:
+            if args.runtime != "cpython":
+                raise BenchError("the live panel runs on cpython; use --headless for --runtime micropython")
+            from tools import panel
+            return panel.run(sc, args.speed, args.trace)
+        out = open(args.trace, "w", encoding="utf-8") if args.trace else None
+        lines = []
+
+        def emit(line):
+            lines.append(line)
+            if out:
+                out.write(line + "\n")
+        try:
+            if args.runtime == "micropython":
+                run_micropython(text, emit)
+            else:
+                run_cpython(text, sc, emit)
+        finally:
+            if out:
+                out.close()
+    except BenchError as e:
+        print("bench: error: %s" % e, file=sys.stderr)
+        return 2
+    except OSError as e:
+        print("bench: error: %s" % e, file=sys.stderr)
+        return 2
+    from tools.summary import summarize
+    print("bench: %s, %d trace lines%s" % (args.runtime, len(lines), (" -> " + args.trace) if args.trace else ""))
+    for ln in summarize(lines):
+        print(ln)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+# Owns the simulated world of the bench: N packs (pack model + mock AFE + host
+# board + the real firmware app), the charger/load, the scenario's events and
+# the trace, all driven by the virtual-time runner. Written for CPython and
+# MicroPython alike: the MicroPython gate runs this same file and the two
+# traces must be identical.
+import host_sim
+from app.app import App
+from app.service import Service
+from bms.params import Params
+from sim import scenario as scn
+from sim import trace
+from sim.mock_afe import MockAfe, FAULTS
+from sim.pack_model import PackModel
+from sim.profile import solar_request_ma
+from sim.rng import Rng
+from sim.vtime import VirtualRunner
+
+PHYSICS_MS = 100
+TRACE_MS = 50
+
+
+class Physics(Service):
+    name = "physics"
+    period_ms = PHYSICS_MS
+
+    def __init__(self, world, pack):
+        self.world = world
+        self.pack = pack
+
+    def tick(self, now_ms):
+        self.pack.afe.step(PHYSICS_MS, self.world.request_ma(self.pack))
+
+
+class Tracer(Service):
+    name = "trace"
+    period_ms = TRACE_MS
+
+    def __init__(self, world, pack):
+        self.world = world
+        self.pack = pack
+        self._last = None
+
+    def tick(self, now_ms):
+        t = self.world.t_ms()
+        st = self.pack.app.state
+        sig = trace.signature(st)
+        if sig != self._last or t % 1000 == 0:
+            self._last = sig
+            self.world.emit(trace.line(trace.pack_pairs(t, self.pack.index, st)))
+
+
+class Pack:
+    def __init__(self, world, index, rng, soc_pct, ambient_dc, params):
+        self.index = index
+        self.on = True
+        self.model = PackModel(rng, soc_pct=soc_pct, ambient_dc=ambient_dc)
+        self.afe = MockAfe(self.model, rng)
+        self.board = host_sim.Board(self.afe, world.clock_ms, world.log_edges)
+        self.app = App(self.board, params)
+        self.button_release_ms = -1
+
+
+class World:
+    def __init__(self, sc, emit, log_edges=False, start_ms=0):
+        self.sc = sc
+        self.emit = emit
+        self.log_edges = log_edges
+        self.runner = VirtualRunner(start_ms)
+        self.start_ms = start_ms
+        self.system_request_ma = 0
+        self._events = sc.events
+        self._next_event = 0
+        rng = Rng(sc.seed)
+        self.packs = []
+        for k in range(sc.packs):
+            params = Params()
+            for name, v in sc.params:
+                try:
+                    params.set_by_name(name, v)
+                except ValueError as e:
+                    raise scn.ScenarioError("params: " + str(e))
+            pack = Pack(self, k, Rng(rng.next_u32()), sc.soc_pct[k], sc.ambient_dc, params)
+            self.packs.append(pack)
+        for pack in self.packs:
+            self._schedule(pack)
+
+    def clock_ms(self):
+        return self.runner.now_ms
+
+    def _schedule(self, pack):
+        r = self.runner
+        r.add(Physics(self, pack))
+        for svc in pack.app.services:
+            r.add(svc, 0, self._failed(pack))
+        r.add(Tracer(self, pack))
+
+    def _failed(self, pack):
+        def on_error(svc, exc):
+            pack.app.safe_state(svc.name)
+            for s in pack.app.services:
+                self.runner.remove(s)
+            self.emit(trace.line([("t_ms", self.t_ms()), ("pack", pack.index),
+                                  ("error", svc.name + ": " + repr(exc))]))
+        return on_error
+
+    def request_ma(self, pack):
+        """The charger/load's current share of one pack (+ = charge). Parallel
+        wiring arrives with the parallel-packs issue; until then each pack
+        gets an equal share."""
+        if self.sc.profile == "solar":
+            total = solar_request_ma(self.t_ms()) * len(self.packs)
+        else:
+            total = self.system_request_ma
+        return total // len(self.packs)
+
+    def apply(self, ev):
+        if ev.action == "set":
+            if ev.name == "current_a":
+                self.system_request_ma = ev.value
+            else:
+                for p in self.packs:
+                    p.model.ambient_dc = ev.value
+        elif ev.action == "sensor":
+            self.packs[ev.pack].afe.override(ev.name, ev.index, ev.value)
+        elif ev.action == "fault":
+            self.packs[ev.pack].afe.set_fault(ev.name, ev.on, ev.index, ev.value)
+        else:
+            pack = self.packs[ev.pack]
+            pack.board.button.value(0)
+            pack.button_release_ms = self.runner.now_ms + ev.value
+
+    def t_ms(self):
+        """Simulated time since the scenario started."""
+        return self.runner.now_ms - self.start_ms
+
+    def _next_action_ms(self):
+        t = -1
+        if self._next_event < len(self._events):
+            t = self.start_ms + self._events[self._next_event].t_ms
+        for p in self.packs:
+            if p.button_release_ms >= 0 and (t < 0 or p.button_release_ms < t):
+                t = p.button_release_ms
+        return t
+
+    def run_until(self, end_ms):
+        """Advance to end_ms after the start; an event at t applies before the
+        ticks due at t."""
+        end_abs = self.start_ms + end_ms
+        while True:
+            t = self._next_action_ms()
+            if t < 0 or t >= end_abs:
+                self.runner.run_until(end_abs)
+                return
+            self.runner.run_until(t)
+            while self._next_event < len(self._events) and self.start_ms + self._events[self._next_event].t_ms <= t:
+                self.apply(self._events[self._next_event])
+                self._next_event += 1
+            for p in self.packs:
+                if 0 <= p.button_release_ms <= t:
+                    p.board.button.value(1)
+                    p.button_release_ms = -1
+
+    def run(self):
+        self.run_until(self.sc.duration_ms)
+
+
+def run_text(text, emit, start_ms=0):
+    """Parse a scenario and run it to the end; used by the MicroPython gate."""
+    sc = scn.parse(text, FAULTS)
+    World(sc, emit, False, start_ms).run()
