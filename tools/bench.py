@@ -36,10 +36,7 @@ def load_scenario(path):
 
 def run_cpython(text, sc, emit):
     import simworld
-    try:
-        simworld.World(sc, emit).run()
-    except scn.ScenarioError as e:
-        raise BenchError("scenario: %s" % e)
+    simworld.World(sc, emit).run()
 
 
 def run_micropython(text, emit):

@@ -75,10 +75,7 @@ class World:
         for k in range(sc.packs):
             params = Params()
             for name, v in sc.params:
-                try:
-                    params.set_by_name(name, v)
-                except ValueError as e:
-                    raise scn.ScenarioError("params: " + str(e))
+                params.set_by_name(name, v)
             pack = Pack(self, k, Rng(rng.next_u32()), sc.soc_pct[k], sc.ambient_dc, params)
             self.packs.append(pack)
         for pack in self.packs:

@@ -2,6 +2,7 @@
 # document and converts every value to the integer units the simulation uses.
 # Any problem is one ScenarioError naming the field; nothing half-parsed runs.
 import json
+from bms.params import Params
 
 MAX_PACKS = 32
 MAX_DURATION_S = 31 * 24 * 3600
@@ -87,8 +88,14 @@ def parse(text, fault_names):
     prm = doc.get("params", {})
     if not isinstance(prm, dict):
         raise ScenarioError("params: object of name: value expected")
+    check = Params()
     for name in sorted(prm):
-        sc.params.append((name, _int("params." + name, prm[name], -(1 << 31), (1 << 31) - 1)))
+        v = _int("params." + name, prm[name], -(1 << 31), (1 << 31) - 1)
+        try:
+            check.set_by_name(name, v)
+        except ValueError as e:
+            raise ScenarioError("params: " + str(e))
+        sc.params.append((name, v))
     sc.profile = doc.get("profile", "none")
     if sc.profile not in PROFILES:
         raise ScenarioError("profile: %s is not one of %s" % (json.dumps(sc.profile), ", ".join(PROFILES)))

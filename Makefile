@@ -1,0 +1,64 @@
+# Sets itself up from nothing: .venv from requirements.txt, node_modules from
+# package-lock.json; each re-installed when its file changes (stamp files).
+#   make test [PYTEST_ARGS=...]        host tests + the MicroPython gates
+#   make bench [BENCH_ARGS="..."]      the bench (tools/bench.py)
+#   make perf                          tools/perf.py
+#   make mpy [ARCHS="xtensawin armv6m"] compile everything into build/<arch>/
+#   make deploy BOARD=name PORT=/dev/ttyUSB0 [DRY_RUN=1]
+#   make clean / make distclean
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.requirements.stamp
+NODE_STAMP := node_modules/.package-lock.stamp
+ARCHS ?= xtensawin armv6m
+BENCH_ARGS ?=
+BOARD ?=
+PORT ?=
+DRY_RUN ?=
+# a module that fails to import is reported as an error and the rest still run
+PYTEST_ARGS ?= --continue-on-collection-errors
+
+.PHONY: all setup venv node test bench perf mpy deploy clean distclean
+
+all: test
+
+setup: venv node
+
+venv: $(PY_STAMP)
+node: $(NODE_STAMP)
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+$(PY_STAMP): requirements.txt | $(VPY)
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(NODE_STAMP): package-lock.json package.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: setup
+	$(VPY) -m pytest host_tests -q $(PYTEST_ARGS)
+
+bench: setup
+	$(VPY) -m tools.bench $(BENCH_ARGS)
+
+perf: setup
+	$(VPY) -m tools.perf
+
+mpy: venv
+	$(VPY) -m tools.deploy --mpy $(ARCHS)
+
+deploy: venv
+	$(VPY) -m tools.deploy --board "$(BOARD)" --port "$(PORT)" $(if $(DRY_RUN),--dry-run)
+
+clean:
+	rm -rf build .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -not -path './.venv/*' -not -path './node_modules/*' -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) node_modules

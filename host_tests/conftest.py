@@ -1,0 +1,48 @@
+# Owns the host test setup: the board's module path on CPython (lib/ as /lib,
+# firmware/ as the board's root, boards/ for board modules; tools/ for the host
+# modules imported by name, as tools/paths.py does; the repo root for
+# `from tools import ...`), Hypothesis profiles, and the `mpy` fixture: the
+# real MicroPython (WebAssembly) runner, tools/mpy_wasm.py.
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# sys.path ends up: lib, firmware, boards, tools, repo root, ... (lib first)
+for _d in (ROOT, os.path.join(ROOT, "tools"), os.path.join(ROOT, "boards"),
+           os.path.join(ROOT, "firmware"), os.path.join(ROOT, "lib")):
+    if _d in sys.path:
+        sys.path.remove(_d)
+    sys.path.insert(0, _d)
+
+try:
+    from hypothesis import HealthCheck, settings
+
+    # No per-example deadline: 2 shared cores make timings noisy. CI runs are
+    # derandomized so a red CI is reproducible.
+    settings.register_profile("dev", deadline=None)
+    settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("ci" if os.environ.get("CI") else "dev")
+except ImportError:  # pragma: no cover - hypothesis is in requirements.txt
+    pass
+
+
+@pytest.fixture(scope="session")
+def mpy():
+    """The tools.mpy_wasm module: mpy.run(code, timeout_s=..., asyncio=False)
+    -> CompletedProcess; mpy.popen(code, timeout_s=...) -> streaming process.
+    Fails (never skips) when Node or the npm package is missing: `make test`
+    installs them, and a gate that skips proves nothing."""
+    from tools import mpy_wasm
+
+    reason = mpy_wasm.unavailable_reason()
+    if reason:
+        pytest.fail("real MicroPython (WebAssembly) unavailable: %s" % reason, pytrace=False)
+    return mpy_wasm
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return ROOT

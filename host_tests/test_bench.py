@@ -1,0 +1,170 @@
+"""The bench contract: CLI, scenario events reaching the simulated packs, the
+trace's fields and timing, determinism, and the first firmware slice
+(mode from current, RUN LED per the manual, FETs, SOC by coulomb counting)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import simworld
+from bms import indicate
+from sim import scenario as scn
+from sim.mock_afe import FAULTS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REQUIRED = ("t_ms", "pack", "mode", "chg_fet", "dsg_fet", "soc_pct", "current_ma", "cell_mv",
+            "temp_dc", "alarms", "protections", "faults", "leds", "buzzer")
+
+
+def run(doc, log_edges=False):
+    lines = []
+    world = simworld.World(scn.parse(json.dumps(doc), FAULTS), lines.append, log_edges)
+    world.run()
+    return world, [json.loads(ln) for ln in lines]
+
+
+def at(trace, t_s, pack=0):
+    """The last pack line at or before t_s."""
+    best = None
+    for o in trace:
+        if o.get("pack") == pack and o["t_ms"] <= t_s * 1000:
+            best = o
+    return best
+
+
+def bench(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "tools.bench", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+# --- trace contract -----------------------------------------------------------
+
+def test_trace_has_contract_fields_every_second_and_on_change():
+    _, tr = run({"duration_s": 20, "events": [{"t_s": 5.3, "set": "current_a", "value": 20}]})
+    for o in tr:
+        for k in REQUIRED:
+            assert k in o, k
+        assert len(o["cell_mv"]) == 16 and len(o["temp_dc"]) == 7
+        assert set(o["leds"]) == {"run", "alm", "soc", "ms"} and len(o["leds"]["soc"]) == 4
+    seconds = {o["t_ms"] for o in tr if o["t_ms"] % 1000 == 0}
+    assert seconds == {1000 * s for s in range(20)}
+    # the change to charging is traced when it happens, not at the next second
+    first_charge = min(o["t_ms"] for o in tr if o["mode"] == "charge")
+    assert 5300 <= first_charge < 5500 and first_charge % 1000 != 0
+
+
+def test_same_seed_same_trace_other_seed_other_trace():
+    doc = {"duration_s": 30, "seed": 11, "events": [{"t_s": 3, "set": "current_a", "value": -40}]}
+    _, a = run(doc)
+    _, b = run(doc)
+    assert a == b
+    _, c = run(dict(doc, seed=12))
+    assert [o["cell_mv"] for o in a] != [o["cell_mv"] for o in c]
+
+
+# --- first slice: mode, RUN LED, FETs, SOC -----------------------------------------
+
+def test_mode_and_run_led_follow_current():
+    _, tr = run({"duration_s": 30, "events": [
+        {"t_s": 10, "set": "current_a", "value": 30},
+        {"t_s": 20, "set": "current_a", "value": -30}]})
+    standby, charge, discharge = at(tr, 9), at(tr, 19), at(tr, 29)
+    assert (standby["mode"], standby["leds"]["run"]) == ("standby", "flash1")
+    assert (charge["mode"], charge["leds"]["run"]) == ("charge", "on")
+    assert (discharge["mode"], discharge["leds"]["run"]) == ("discharge", "flash3")
+    assert charge["current_ma"] == pytest.approx(30000, abs=300)
+    assert discharge["current_ma"] == pytest.approx(-30000, abs=300)
+    assert all(o["chg_fet"] and o["dsg_fet"] for o in tr if o["t_ms"] >= 1000)
+
+
+def test_current_inside_dead_band_is_standby_and_zero():
+    _, tr = run({"duration_s": 5, "events": [{"t_s": 1, "set": "current_a", "value": 0.3}]})
+    last = at(tr, 5)
+    assert last["mode"] == "standby" and last["current_ma"] == 0
+
+
+def test_run_led_pin_really_flashes_flash1_in_standby():
+    world, _ = run({"duration_s": 20}, log_edges=True)
+    edges = [(t, v) for t, v in world.packs[0].board.led_pins[indicate.RUN].edges if t >= 4000]
+    rises = [t for t, v in edges if v == 1]
+    falls = [t for t, v in edges if v == 0]
+    assert [b - a for a, b in zip(rises, rises[1:])] == [4000] * (len(rises) - 1)  # period 4 s
+    assert all(f - r == 250 for r, f in zip(rises, falls))  # 0.25 s on
+
+
+def test_soc_follows_charge_by_coulomb_counting():
+    # 50 A for 36 min into a 100 Ah pack is 30 % of capacity
+    _, tr = run({"duration_s": 2400, "initial": {"soc_pct": 40}, "events": [
+        {"t_s": 60, "set": "current_a", "value": 50}, {"t_s": 60 + 2160, "set": "current_a", "value": 0}]})
+    before, after = at(tr, 59)["soc_pct"], at(tr, 2400)["soc_pct"]
+    assert after - before == pytest.approx(30, abs=1)
+
+
+def test_blocked_fet_blocks_current_in_the_pack():
+    _, tr = run({"duration_s": 10, "events": [
+        {"t_s": 1, "fault": "chg_fet_stuck_off", "pack": 0, "on": True},
+        {"t_s": 2, "set": "current_a", "value": 40}]})
+    last = at(tr, 10)
+    assert last["current_ma"] == 0 and last["mode"] == "standby"
+
+
+def test_sensor_override_is_what_the_firmware_sees():
+    _, tr = run({"duration_s": 6, "events": [
+        {"t_s": 2, "sensor": "cell_mv", "pack": 0, "index": 3, "value": 3456},
+        {"t_s": 4, "sensor": "cell_mv", "pack": 0, "index": 3, "value": None}]})
+    assert at(tr, 3)["cell_mv"][3] == 3456
+    assert at(tr, 6)["cell_mv"][3] != 3456
+
+
+def test_external_short_trips_the_afe_hardware_channel():
+    _, tr = run({"duration_s": 5, "events": [{"t_s": 2, "fault": "short_circuit", "pack": 0, "on": True}]})
+    last = at(tr, 5)
+    assert "SCD" in last["hw_alerts"]
+    assert last["current_ma"] == 0
+
+
+def test_afe_silent_is_reported_in_the_trace():
+    _, tr = run({"duration_s": 5, "events": [{"t_s": 2, "fault": "afe_silent", "pack": 0, "on": True}]})
+    assert at(tr, 1)["afe_ok"] is True and at(tr, 5)["afe_ok"] is False
+
+
+def test_packs_are_independent_models_with_their_own_soc():
+    _, tr = run({"packs": 3, "duration_s": 3, "initial": {"soc_pct": [10, 50, 95]}})
+    socs = [at(tr, 3, k)["soc_pct"] for k in range(3)]
+    assert socs[0] < socs[1] < socs[2]
+
+
+# --- CLI: bad input is one clear line and a non-zero exit ---------------------------
+
+@pytest.mark.parametrize("content,msg", [
+    ("{not json", "not valid JSON"),
+    ('{"events": [{"t_s": 1, "explode": true}]}', "events[0]: needs exactly one of"),
+    ('{"initial": {"soc_pct": 150}}', "initial.soc_pct: 150 outside 0..100"),
+    ('{"params": {"cycle_ms": 1}}', "cycle_ms: 1 outside 20..1000"),
+])
+def test_cli_bad_scenario_is_one_clear_error(tmp_path, content, msg):
+    f = tmp_path / "bad.json"
+    f.write_text(content)
+    r = bench("--scenario", str(f), "--headless")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench: error:") and msg in lines[0]
+
+
+def test_cli_missing_file(tmp_path):
+    r = bench("--scenario", str(tmp_path / "nope.json"), "--headless")
+    assert r.returncode == 2 and "scenario file not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_headless_writes_trace_and_summary(tmp_path):
+    sc = tmp_path / "s.json"
+    sc.write_text(json.dumps({"duration_s": 120, "events": [{"t_s": 10, "set": "current_a", "value": -20}]}))
+    out = tmp_path / "t.jsonl"
+    r = bench("--scenario", str(sc), "--trace", str(out), "--headless")
+    assert r.returncode == 0, r.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) >= 120 and json.loads(lines[-1])["mode"] == "discharge"
+    assert "pack 0:" in r.stdout and "discharge" in r.stdout

@@ -1,0 +1,322 @@
+# The MicroPython gate: what is deployed must run in the real MicroPython
+# (the WebAssembly port, 1.27), not only on CPython.
+#
+# Sections:
+#   1. the runner itself (tools/mpy_wasm): layout, output, errors, timeouts
+#   2. imports: every deployed module imports, in ONE interpreter run;
+#      firmware/boot.py and main.py are only compiled (importing runs them);
+#      board modules that need `machine` are skipped for now
+#   (further gate steps, e.g. trace identity and the heap_lock control step,
+#   go below as their own sections, using the `mpy` fixture)
+import ast
+import json
+import os
+import textwrap
+
+import pytest
+
+from tools import deploy, mpy_wasm
+
+ROOT = mpy_wasm.REPO_ROOT
+GATE_TIMEOUT_S = 120
+
+
+# ---- 1. the runner ----------------------------------------------------------
+
+@pytest.fixture
+def tiny_tree(tmp_path):
+    """A project tree in tmp_path laid out like the repo."""
+    files = {
+        "firmware/boot.py": "BOOT = 1\n",
+        "firmware/app/__init__.py": "",
+        "firmware/app/svc.py": "from pkg.mod import VALUE\n",
+        "firmware/app/__pycache__/svc.cpython-311.py": "raise Exception\n",
+        "lib/pkg/__init__.py": "",
+        "lib/pkg/mod.py": "VALUE = 42\n",
+        "lib/pkg/notes.txt": "not copied\n",
+        "boards/tb.py": "from app.svc import VALUE\n",
+        "boards/sub/deep.py": "not copied\n",
+    }
+    for rel, text in files.items():
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return tmp_path
+
+
+def test_runner_lays_out_the_tree_like_a_board(mpy, tiny_tree):
+    code = textwrap.dedent("""
+        import os, sys, json
+        def walk(p):
+            out = []
+            for e in os.ilistdir(p):
+                q = (p.rstrip('/') + '/' + e[0])
+                if q in ('/tmp', '/home', '/dev', '/proc'):
+                    continue
+                out += walk(q) if e[1] & 0x4000 else [q]
+            return out
+        import tb
+        print(json.dumps({"path": sys.path, "cwd": os.getcwd(), "files": sorted(walk('/')), "v": tb.VALUE}))
+    """)
+    r = mpy.run(code, timeout_s=30, root=tiny_tree)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["path"] == ["", ".frozen", "/lib", "/boards"]
+    assert got["cwd"] == "/"
+    assert got["v"] == 42
+    assert got["files"] == ["/app/__init__.py", "/app/svc.py", "/boards/tb.py", "/boot.py",
+                            "/lib/pkg/__init__.py", "/lib/pkg/mod.py"]
+
+
+def test_runner_passes_stdout_through_exactly(mpy):
+    code = ('import sys\nprint(\'{"t": 1, "s": "\\u00b0C"}\')\nprint()\n'
+            'sys.stdout.write("a\\r\\nb")\nprint("err", file=sys.stderr)\n')
+    r = mpy.run(code, timeout_s=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == '{"t": 1, "s": "\u00b0C"}\n\na\r\nb'
+    assert r.stderr == "err\n"
+
+
+def test_runner_exception_is_exit_1_with_traceback(mpy):
+    r = mpy.run("def f():\n    raise ValueError('boom')\nprint('before')\nf()\n", timeout_s=30)
+    assert r.returncode == 1
+    assert r.stdout == "before\n"
+    assert "Traceback (most recent call last):" in r.stderr
+    assert r.stderr.rstrip().endswith("ValueError: boom")
+
+
+def test_runner_system_exit_code(mpy):
+    assert mpy.run("import sys\nsys.exit(3)", timeout_s=30).returncode == 3
+    assert mpy.run("raise SystemExit", timeout_s=30).returncode == 0
+
+
+def test_runner_asyncio_mode_allows_top_level_await(mpy):
+    code = textwrap.dedent("""
+        import asyncio
+        async def tick(n):
+            for i in range(n):
+                print(i)
+                await asyncio.sleep_ms(1)
+        await asyncio.gather(tick(2), tick(1))
+        print("done")
+    """)
+    r = mpy.run(code, timeout_s=30, asyncio=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "0", "1", "done"]
+
+
+def test_runner_kills_a_hang(mpy):
+    # The known hang of this port: a module-level exception while the heap is
+    # locked. The timeout must kill Node.
+    code = "import micropython\nmicropython.heap_lock()\nx = [1, 2]\n"
+    with pytest.raises(mpy.WasmTimeout):
+        mpy.run(code, timeout_s=2)
+
+
+def test_runner_streams_lines(mpy):
+    code = "for i in range(3):\n    print('{\"i\": %d}' % i)\nwhile True:\n    pass\n"
+    with mpy.popen(code, timeout_s=1.5) as p:
+        lines = [json.loads(p.stdout.readline()) for _ in range(3)]
+        assert lines == [{"i": 0}, {"i": 1}, {"i": 2}]
+        p.wait()
+        assert p.timed_out
+
+
+# ---- 2. imports ---------------------------------------------------------------
+
+class Module:
+    """A deployed module: name (import name), label (path in the repo),
+    action ('import' or 'compile'), skip (reason or None)."""
+
+    def __init__(self, name, label, path, action, skip=None):
+        self.name, self.label, self.path, self.action, self.skip = name, label, path, action, skip
+
+    def __repr__(self):
+        return self.label
+
+
+def _module_name(label):
+    """Repo label -> import name on the board: app/x.py -> app.x,
+    lib/bms/__init__.py -> bms, boards/host_sim.py -> host_sim."""
+    parts = label[:-3].split("/")
+    if parts[0] in ("lib", "boards"):
+        parts = parts[1:]
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _module_level_imports(path):
+    """Names imported when the module is imported (not inside functions)."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    names = set()
+
+    def visit(node):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(child, ast.Import):
+                names.update(a.name for a in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module and not child.level:
+                names.add(child.module)
+                names.update(child.module + "." + a.name for a in child.names)
+            visit(child)
+
+    visit(tree)
+    return names
+
+
+def _needs_machine(name, by_name, seen=None):
+    """True when importing `name` imports `machine`, directly or through
+    project modules."""
+    seen = set() if seen is None else seen
+    if name in seen or name not in by_name:
+        return False
+    seen.add(name)
+    for imp in _module_level_imports(by_name[name].path):
+        if imp == "machine" or imp.startswith("machine."):
+            return True
+        parts = imp.split(".")
+        for i in range(1, len(parts) + 1):
+            if _needs_machine(".".join(parts[:i]), by_name, seen):
+                return True
+    return False
+
+
+def discover_modules(root=ROOT):
+    """Every deployed module, found in the tree (new modules join by
+    themselves)."""
+    mods = []
+    for src, label in deploy.deployed_sources(root):
+        if label in deploy.ROOT_SCRIPTS:
+            mods.append(Module("/" + label, "firmware/" + label, src, "compile"))
+        else:
+            name = _module_name(label)
+            shown = label if label.startswith(("lib/", "boards/")) else "firmware/" + label
+            mods.append(Module(name, shown, src, "import"))
+    by_name = {m.name: m for m in mods if m.action == "import"}
+    for m in mods:
+        if m.label.startswith("boards/") and _needs_machine(m.name, by_name):
+            m.skip = ("board module imports `machine`, which the WebAssembly port lacks "
+                      "(fake machine pins come in a later issue)")
+    return mods
+
+
+GATE_SCRIPT = textwrap.dedent("""
+    def _gate(todo):
+        import sys, gc, io, json
+        for action, name in todo:
+            print(json.dumps(["start", name]))
+            before = set(sys.modules)
+            try:
+                if action == "compile":
+                    with open(name) as f:
+                        compile(f.read(), name, "exec")
+                else:
+                    __import__(name)
+                print(json.dumps(["ok", name]))
+            except BaseException as e:
+                buf = io.StringIO()
+                sys.print_exception(e, buf)
+                print(json.dumps(["fail", name, buf.getvalue()]))
+                for m in list(sys.modules):
+                    if m not in before:
+                        del sys.modules[m]
+            gc.collect()
+        print(json.dumps(["done"]))
+    _gate(%s)
+""")
+
+
+def run_import_gate(mpy, mods, root=None, timeout_s=GATE_TIMEOUT_S):
+    """Import/compile mods in one MicroPython run: {name: None (ok) or error
+    text}. A hang (killed by the timeout) fails the module that was running
+    and the run goes on with the rest."""
+    results = {}
+    todo = [(m.action, m.name) for m in mods]
+    while todo:
+        try:
+            r = mpy.run(GATE_SCRIPT % json.dumps(todo), timeout_s=timeout_s, root=root)
+            out, err, hung = r.stdout, r.stderr, False
+        except mpy.WasmTimeout as e:
+            out, err, hung = e.output or "", e.stderr or "", True
+        current = None
+        for line in out.splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a module printed something at import
+            if not isinstance(rec, list) or not rec or rec[0] not in ("start", "ok", "fail", "done"):
+                continue
+            if rec[0] == "start":
+                current = rec[1]
+            elif rec[0] == "ok":
+                results[rec[1]] = None
+                current = None
+            elif rec[0] == "fail":
+                results[rec[1]] = rec[2]
+                current = None
+        done = {n for n in results}
+        if current is not None:
+            results[current] = ("MicroPython hung while importing this module and was killed after %ss "
+                                "(in this port a module-level exception under micropython.heap_lock() "
+                                "hangs)" % timeout_s if hung else
+                                "the interpreter stopped while importing this module:\n" + err)
+            done.add(current)
+        elif any(a_n[1] not in done for a_n in todo):
+            for _, n in todo:
+                if n not in done:
+                    results[n] = "not reached: the interpreter stopped (exit %s)\n%s" % (
+                        "timeout" if hung else r.returncode, err)
+            break
+        todo = [t for t in todo if t[1] not in done]
+    return results
+
+
+MODULES = discover_modules()
+
+
+@pytest.fixture(scope="module")
+def import_results(mpy):
+    return run_import_gate(mpy, [m for m in MODULES if not m.skip])
+
+
+def test_gate_finds_modules():
+    labels = {m.label for m in MODULES}
+    assert "firmware/app/__init__.py" in labels
+    assert any(label.startswith("lib/bms/") for label in labels)
+    assert all(m.action == "compile" for m in MODULES if m.label in ("firmware/boot.py", "firmware/main.py"))
+
+
+@pytest.mark.parametrize("mod", MODULES, ids=[m.label for m in MODULES])
+def test_imports_in_micropython(mod, import_results):
+    if mod.skip:
+        pytest.skip(mod.skip)
+    error = import_results.get(mod.name, "no result")
+    if error is not None:
+        what = "compile" if mod.action == "compile" else "import %s" % mod.name
+        pytest.fail("%s: cannot %s in MicroPython:\n%s" % (mod.label, what, error), pytrace=False)
+
+
+def test_gate_reports_failing_modules_by_name(mpy, tmp_path):
+    files = {
+        "firmware/main.py": "print('main must not run')\n",
+        "lib/good.py": "X = 1\n",
+        "lib/bad.py": "import does_not_exist\n",
+        "lib/uses_bad.py": "from good import X\nY = X + 1\n",
+        "boards/needs_pin.py": "import machine\n",
+        "boards/plain.py": "from good import X\n",
+    }
+    for rel, text in files.items():
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    mods = discover_modules(str(tmp_path))
+    assert {m.name: m.skip is not None for m in mods} == {
+        "/main.py": False, "bad": False, "good": False, "uses_bad": False,
+        "needs_pin": True, "plain": False}
+    res = run_import_gate(mpy, [m for m in mods if not m.skip], root=str(tmp_path), timeout_s=30)
+    assert res["/main.py"] is None and res["good"] is None and res["uses_bad"] is None
+    assert res["plain"] is None
+    assert "does_not_exist" in res["bad"]

