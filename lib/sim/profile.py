@@ -1,13 +1,14 @@
 # Owns the daily load/charge profile of a residential solar system for one
 # 100 Ah pack (+ = charge): PV by day minus the house load, an evening peak,
-# a small night load. Integer maths so every runtime gives the same current.
+# a small night load; a clear day about balances one pack's day (~-4 Ah net).
+# Integer maths so every runtime gives the same current.
 _DAY_MS = 24 * 3600 * 1000
 _H = 3600 * 1000
 _NOON_MS = 13 * _H  # solar noon with daylight saving
 _HALF_DAY_MS = 6 * _H  # PV from 07:00 to 19:00
-_PV_PEAK_MA = 45000  # ~2.3 kW of a ~5 kWp array into one pack at noon
+_PV_PEAK_MA = 16000  # ~0.8 kW into one pack at noon: ~128 Ah of PV a day
 _BASE_LOAD_MA = 4000  # ~200 W fridge, router, standby loads
-_EVENING_LOAD_MA = 25000  # ~1.3 kW cooking and lights, 18:00-22:00
+_EVENING_LOAD_MA = 15000  # ~0.8 kW cooking and lights, 18:00-22:00
 _NIGHT_LOAD_MA = 2000  # 00:00-06:00
 
 
