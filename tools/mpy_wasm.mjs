@@ -3,6 +3,7 @@
 //   firmware/**.py -> /      (/boot.py, /main.py, /app/...)
 //   lib/**.py      -> /lib/  (/lib/bms/..., /lib/proto/...)
 //   boards/*.py    -> /boards/
+//   tools/simworld.py -> /simworld.py (the bench world, written for both runtimes)
 // sys.path is ['', '.frozen', '/lib', '/boards'] and the cwd is '/'. ('.frozen'
 // stays: asyncio and the other bundled modules are frozen in this port.)
 //
@@ -124,6 +125,8 @@ function install(FS, root) {
       FS.writeFile(target, fs.readFileSync(path.join(src, rel)));
     }
   }
+  const world = path.join(root, "tools", "simworld.py");
+  if (fs.existsSync(world)) FS.writeFile("/simworld.py", fs.readFileSync(world));
 }
 
 // Exit status and stderr text for a PythonError: a traceback and 1, or what

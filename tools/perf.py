@@ -61,7 +61,7 @@ def main():
     try:
         from tools import mpy_wasm
         t0 = time.perf_counter()
-        r = mpy_wasm.run(MPY_STEP, timeout_s=120, extra_files={"/simworld.py": paths.ROOT + "/tools/simworld.py"})
+        r = mpy_wasm.run(MPY_STEP, timeout_s=120)
         if r.returncode == 0:
             print("MicroPython (wasm): 100 control + indicate steps allocate %s bytes (target 0); run took %.1f s"
                   % (r.stdout.split()[-1], time.perf_counter() - t0))
