@@ -34,7 +34,7 @@ def load_scenario(path):
         raise BenchError("scenario %s: %s" % (path, e))
 
 
-def run_cpython(text, sc, emit):
+def run_cpython(sc, emit):
     import simworld
     simworld.World(sc, emit).run()
 
@@ -79,11 +79,13 @@ def main(argv=None):
             lines.append(line)
             if out:
                 out.write(line + "\n")
+        print("bench: simulating %.1f h of %d pack(s) on %s..." % (sc.duration_ms / 3.6e6, sc.packs, args.runtime),
+              file=sys.stderr, flush=True)
         try:
             if args.runtime == "micropython":
                 run_micropython(text, emit)
             else:
-                run_cpython(text, sc, emit)
+                run_cpython(sc, emit)
         finally:
             if out:
                 out.close()
