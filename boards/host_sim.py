@@ -15,6 +15,7 @@ class Board:
         self.leds = Leds(self.led_pins)
         self.button = SimPin(clock_ms, 1)  # pulled up; a press pulls it low
         self._clock_ms = clock_ms
+        self.services = []  # the bench world schedules the physics itself
 
     def ticks_us(self):
         return (self._clock_ms() * 1000) & 0x3FFFFFFF

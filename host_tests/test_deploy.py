@@ -229,3 +229,21 @@ def test_cli_missing_mpremote(tree, capsys, monkeypatch):
     assert deploy.main(["--board", "esp32_dev", "--port", "/dev/ttyUSB0"], root=tree) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("deploy: mpremote not found") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("board,arch", [("esp32_bench", "xtensawin"), ("rp2040_bench", "armv6m")])
+def test_plan_for_the_real_bench_boards(board, arch):
+    """The repo's own bench boards deploy every firmware and lib file plus
+    themselves as /board.mpy, and nothing host-only."""
+    root = deploy.REPO_ROOT
+    p = deploy.plan(root, board, "/dev/ttyX", mpy_cross="mpy-cross")
+    assert p.arch == arch
+    dests = {f.dest for f in p.files}
+    assert {"boot.py", "main.py", "app/app.mpy", "app/runner.mpy", "lib/bms/snapshot.mpy",
+            "lib/sim/mock_afe.mpy", "lib/sim/benchboard.mpy", "board.mpy"} <= dests
+    assert not any("host_sim" in d or "simworld" in d or d.startswith("tools") for d in dests)
+    srcs = {os.path.relpath(f.src, root) for f in p.files}
+    expected = {os.path.relpath(os.path.join(d, f), root)
+                for top in ("firmware", "lib") for d, _, fs in os.walk(os.path.join(root, top))
+                if "__pycache__" not in d for f in fs if f.endswith(".py")}
+    assert srcs == expected | {"boards/%s.py" % board}

@@ -11,24 +11,12 @@ from sim import scenario as scn
 from sim import trace
 from sim.mock_afe import MockAfe, FAULTS
 from sim.pack_model import PackModel
+from sim.physics import Physics
 from sim.profile import solar_request_ma
 from sim.rng import Rng
 from sim.vtime import VirtualRunner
 
-PHYSICS_MS = 100
 TRACE_MS = 50
-
-
-class Physics(Service):
-    name = "physics"
-    period_ms = PHYSICS_MS
-
-    def __init__(self, world, pack):
-        self.world = world
-        self.pack = pack
-
-    def tick(self, now_ms):
-        self.pack.afe.step(PHYSICS_MS, self.world.request_ma(self.pack))
 
 
 class Tracer(Service):
@@ -86,7 +74,7 @@ class World:
 
     def _schedule(self, pack):
         r = self.runner
-        r.add(Physics(self, pack))
+        r.add(Physics(pack.afe, lambda: self.request_ma(pack)))
         for svc in pack.app.services:
             r.add(svc, 0, self._failed(pack))
         r.add(Tracer(self, pack))

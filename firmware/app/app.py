@@ -22,7 +22,8 @@ class App:
             Control(afe, self.state, self.params),
             Estimate(self.state, self.params),
         ))
-        self.services = [self.cycle, Indicate(self.state, board.leds)]
+        # the board's own services (a bench board's pack physics) run first
+        self.services = list(board.services) + [self.cycle, Indicate(self.state, board.leds)]
 
     def safe_state(self, reason):
         """FETs open, ALM on: what the pack does when the firmware itself fails.
