@@ -24,3 +24,11 @@ class PackState:
         self.leds = array("B", [indicate.OFF] * indicate.N_LEDS)  # indicate
         self.buzzer = indicate.OFF  # indicate
         self.safe_reason = None  # runner: set when the pack was forced safe
+        # button: the last classified press (bms.button.*) and a counter that
+        # grows with every press, so readers see each action once
+        self.button_action = 0
+        self.button_count = 0
+        # control: an LED sequence being played (bms.indicate.SEQ_*) and its start
+        self.seq = 0
+        self.seq_start_ms = 0
+        self.precharge_failed = False  # control: the last pre-charge did not finish
