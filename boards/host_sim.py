@@ -1,8 +1,8 @@
 # The host board: one simulated pack as the firmware sees it. The mock AFE on
 # a physical pack model takes the BQ76952's place; LEDs and the button are
-# simulated pins. Used by the bench and the tests, never deployed.
+# simulated pins, and so is the buzzer. Used by the bench and the tests, never deployed.
 from bms import indicate
-from drivers.outputs import Leds
+from drivers.outputs import Buzzer, Leds
 from sim.pins import SimPin
 
 HOST_ONLY = True
@@ -13,6 +13,8 @@ class Board:
         self.afe = afe
         self.led_pins = [SimPin(clock_ms, 0, log_edges) for _ in range(indicate.N_LEDS)]
         self.leds = Leds(self.led_pins)
+        self.buzzer_pin = SimPin(clock_ms, 0, log_edges)
+        self.buzzer = Buzzer(self.buzzer_pin)
         self.button = SimPin(clock_ms, 1)  # pulled up; a press pulls it low
         self._clock_ms = clock_ms
         self.services = []  # the bench world schedules the physics itself

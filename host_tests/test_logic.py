@@ -18,7 +18,9 @@ def test_params_table_ids_unique_and_defaults_in_range():
     assert len(set(ids)) == len(ids) and len(set(names)) == len(names)
     for _, name, default, lo, hi, _ in params.TABLE:
         assert lo <= default <= hi, name
-        assert name.endswith(("_ms", "_ma", "_mv", "_mah", "_us")), name
+        # a quantity carries its unit; counts, flags and choices say what they are
+        assert name.endswith(("_ms", "_ma", "_mv", "_mah", "_us", "_dc", "_pct",
+                              "_count", "_reads", "_tries", "_enable", "_mapping")) or name == "heater", name
 
 
 def test_param_write_out_of_range_is_refused_and_value_kept():

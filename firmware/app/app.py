@@ -5,9 +5,11 @@ from bms.params import Params, CYCLE_MS
 from bms import hwlimits, indicate
 from app.service import Cycle
 from app.acquire import Acquire
+from app.protect import Protect
 from app.control import Control
 from app.estimate import Estimate
 from app.indicate import Indicate
+from app.button import Button
 
 
 class App:
@@ -19,11 +21,18 @@ class App:
         afe.program_protections(hwlimits.from_params(self.params))
         self.cycle = Cycle("cycle", self.params.v[CYCLE_MS], (
             Acquire(afe, self.state, board.ticks_us),
+            Protect(self.state, self.params),  # protect: between acquire and control
             Control(afe, self.state, self.params),
             Estimate(self.state, self.params),
         ))
         # the board's own services (a bench board's pack physics) run first
-        self.services = list(board.services) + [self.cycle, Indicate(self.state, board.leds)]
+        self.services = list(board.services) + [
+            self.cycle,
+            Indicate(self.state, board.leds, getattr(board, "buzzer", None), self.params)]
+        # the reset button, on boards that have one (after indicate: tools and
+        # gates find indicate at services[1] on boards without services)
+        if getattr(board, "button", None) is not None:
+            self.services.append(Button(self.state, board.button, self.params))
 
     def safe_state(self, reason):
         """FETs open, ALM on: what the pack does when the firmware itself fails.

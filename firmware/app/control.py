@@ -1,7 +1,9 @@
 # Owns the control stage: mode from the measurement, the FET commands and the
-# AFE's latched hardware alerts. Protection rules arrive with their own issue;
-# until then the FETs close once the first good measurement is in.
-from bms import modes
+# AFE's latched hardware alerts. The FETs follow bms.protect's masks (set by
+# the protect stage just before): each is on unless a protection or fault that
+# blocks it is set (bms.codes.CHG_BLOCK / DSG_BLOCK); AFE alerts the protect
+# stage marks in st.hw_clear are cleared here (this stage owns AFE writes).
+from bms import modes, codes
 from bms.params import CURRENT_DEADBAND_MA
 
 
@@ -13,6 +15,10 @@ class Control:
 
     def tick(self, now_ms):
         st = self.state
+        if st.hw_clear:
+            # protect: the firmware's release rule of these AFE alerts holds
+            self.afe.clear_alerts(st.hw_clear)
+            st.hw_clear = 0
         st.hw_alerts = self.afe.read_alerts()
         snap = st.snap
         if not snap.reads:
@@ -21,7 +27,14 @@ class Control:
         i_ma = snap.current_ma
         st.current_ma = i_ma if (i_ma >= deadband or i_ma <= -deadband) else 0
         st.mode = modes.mode_from_current(i_ma, deadband)
-        if not (st.chg_fet and st.dsg_fet):
-            st.chg_fet = True
-            st.dsg_fet = True
-            self.afe.set_fets(True, True, False)
+        # protect: each FET follows the protections/faults that block it
+        if st.faults:
+            st.mode = modes.FAILURE
+        elif st.protections:
+            st.mode = modes.PROTECTION
+        chg = codes.chg_allowed(st)
+        dsg = codes.dsg_allowed(st)
+        if chg != st.chg_fet or dsg != st.dsg_fet:
+            st.chg_fet = chg
+            st.dsg_fet = dsg
+            self.afe.set_fets(chg, dsg, st.pchg_fet)

@@ -1,18 +1,25 @@
-# Owns the indication patterns: the LED flash types of the manuals and which
-# pattern each LED shows for a pack state (SPEC 4). Pure: callers pass the
-# phase time; the indicate service turns patterns into pin levels.
-from bms import modes
+# Owns the indication patterns: the LED flash types of the manuals, the LED
+# table (which pattern each LED shows for a pack state, SPEC 4 / `000`
+# 3.3.3.4), the LED sequences (wake-up, reset, power-off, parallel formed) and
+# the buzzer patterns (SPEC 5 / `003` 5.2). Pure: callers pass the state and
+# the phase time; the indicate service (app.indicate) turns patterns into pin
+# levels. Nothing here allocates: it runs every 50 ms under heap_lock.
+from bms import codes, modes
 
+# --- patterns (an LED's or the buzzer's on/off rhythm) -------------------------
 OFF = 0
 ON = 1
 FLASH1 = 2  # 0.25 s on / 3.75 s off
 FLASH2 = 3  # 0.5 s on / 0.5 s off
 FLASH3 = 4  # 0.5 s on / 1.5 s off
-NAMES = ("off", "on", "flash1", "flash2", "flash3")
+BEEP1 = 5  # buzzer, fault: 0.25 s every 1 s
+BEEP2 = 6  # buzzer, protection: 0.25 s every 2 s
+BEEP3 = 7  # buzzer, alarm: 0.25 s every 3 s
+NAMES = ("off", "on", "flash1", "flash2", "flash3", "beep1", "beep2", "beep3")
 
-# (on_ms, period_ms) per pattern, `000` 3.3.3.4 / `003` 5.4.
-_ON_MS = (0, 1, 250, 500, 500)
-_PERIOD_MS = (1, 1, 4000, 1000, 2000)
+# (on_ms, period_ms) per pattern, `000` 3.3.3.4 / `003` 5.4 (LEDs), `003` 5.2 (buzzer).
+_ON_MS = (0, 1, 250, 500, 500, 250, 250, 250)
+_PERIOD_MS = (1, 1, 4000, 1000, 2000, 1000, 2000, 3000)
 
 # LED positions on the panel and in PackState.leds.
 RUN = 0
@@ -33,7 +40,7 @@ def is_lit(pattern, phase_ms):
 
 
 def run_pattern(mode):
-    """RUN LED by mode: standby FLASH1, charging ON, discharging FLASH3."""
+    """RUN LED of a normal pack by mode: standby FLASH1, charging ON, discharging FLASH3."""
     if mode == modes.STANDBY:
         return FLASH1
     if mode == modes.CHARGE:
@@ -59,3 +66,186 @@ def fill_soc_leds(leds, soc_pct, charging):
             leds[SOC0 + k] = FLASH2 if (charging and k == lit - 1) else ON
         else:
             leds[SOC0 + k] = OFF
+
+
+# --- the LED table (SPEC 4, `000` 3.3.3.4) -------------------------------------
+# Bit masks looked up by name once at import, so codes appended to bms.codes
+# later do not move anything here.
+def _bit(table, name):
+    return 1 << table.index(name)
+
+
+_OV_PROT = _bit(codes.PROTECTIONS, "COVP") | _bit(codes.PROTECTIONS, "POVP")
+_UV_PROT = _bit(codes.PROTECTIONS, "CUVP") | _bit(codes.PROTECTIONS, "PUVP")
+_COCP = _bit(codes.PROTECTIONS, "COCP")
+_DOCP = _bit(codes.PROTECTIONS, "DOCP")
+_SCP = _bit(codes.PROTECTIONS, "SCP")
+# The table's temperature row names CHTP/DHTP/CLTP/DLTP; the MOSFET and
+# environment temperature protections stop charge and discharge the same way
+# (SPEC 2), so they show the same row.
+_TEMP_PROT = (_bit(codes.PROTECTIONS, "CHTP") | _bit(codes.PROTECTIONS, "DHTP")
+              | _bit(codes.PROTECTIONS, "CLTP") | _bit(codes.PROTECTIONS, "DLTP")
+              | _bit(codes.PROTECTIONS, "MOS OT") | _bit(codes.PROTECTIONS, "EOTP")
+              | _bit(codes.PROTECTIONS, "EUTP"))
+# Over-voltage alarms are not a "warning": `000`'s note lists cell imbalance,
+# low voltage, high current, high/low temperature, and `003` 5.4 says the
+# over-charge alarm does not flash ALM. Every other alarm bit (also ones
+# appended later) is a warning.
+_OV_ALARM = _bit(codes.ALARMS, "OV") | _bit(codes.ALARMS, "TOV")
+_WARN_ALARMS = ((1 << len(codes.ALARMS)) - 1) & ~_OV_ALARM
+# Protections with a row of their own; COVP/POVP have none (`003` 5.4: over
+# charge protection shows as charge normal, or as standby without mains): the
+# pack shows its activity. A protection appended later without a row shows as
+# a warning so it is never invisible.
+_ROW_PROT = _UV_PROT | _COCP | _DOCP | _SCP | _TEMP_PROT | _OV_PROT
+
+# Rows of the table, in the order of SPEC 4.
+ROW_POWER_OFF = 0
+ROW_STANDBY = 1
+ROW_STANDBY_WARN = 2
+ROW_CHARGE = 3
+ROW_CHARGE_WARN = 4
+ROW_COCP = 5
+ROW_DISCHARGE = 6
+ROW_DISCHARGE_WARN = 7
+ROW_UVP = 8  # discharge CUVP/PUVP
+ROW_DOCP = 9
+ROW_TEMP = 10  # CHTP/DHTP/CLTP/DLTP (and MOS/environment temperature)
+ROW_FAILURE = 11  # cell/NTC/sensor/MOS failure, reversed polarity, SCP
+ROW_NAMES = ("power_off", "standby", "standby_warning", "charge", "charge_warning", "cocp",
+             "discharge", "discharge_warning", "uvp", "docp", "temperature", "failure")
+
+_SOC_OFF = 0  # all SOC LEDs off
+_SOC_BY = 1  # by SOC
+_SOC_CHG = 2  # by SOC, highest lit LED FLASH2
+# (RUN, ALM, SOC LEDs) per row.
+_RUN = (OFF, FLASH1, FLASH1, ON, ON, FLASH1, FLASH3, FLASH3, OFF, OFF, OFF, OFF)
+_ALM = (OFF, OFF, FLASH3, OFF, FLASH3, OFF, OFF, FLASH3, FLASH3, ON, ON, ON)
+_SOC = (_SOC_OFF, _SOC_BY, _SOC_BY, _SOC_CHG, _SOC_CHG, _SOC_BY, _SOC_BY, _SOC_BY,
+        _SOC_OFF, _SOC_OFF, _SOC_OFF, _SOC_OFF)
+
+
+def row(mode, alarms, protections, faults, current_ma):
+    """The table row for a pack state, the most severe first. The activity
+    (standby/charge/discharge) is the mode; in the protection and failure
+    modes it is the sign of the measured current (after the dead band)."""
+    if mode == modes.POWER_OFF or mode == modes.SLEEP:
+        return ROW_POWER_OFF
+    if faults or (protections & _SCP) or mode == modes.FAILURE:
+        return ROW_FAILURE
+    if protections & _TEMP_PROT:
+        return ROW_TEMP
+    if protections & _DOCP:
+        return ROW_DOCP
+    if protections & _UV_PROT:
+        return ROW_UVP
+    if protections & _COCP:
+        return ROW_COCP
+    warn = (alarms & _WARN_ALARMS) or (protections & ~_ROW_PROT)
+    if mode == modes.CHARGE or (mode == modes.PROTECTION and current_ma > 0):
+        return ROW_CHARGE_WARN if warn else ROW_CHARGE
+    if mode == modes.DISCHARGE or (mode == modes.PROTECTION and current_ma < 0):
+        return ROW_DISCHARGE_WARN if warn else ROW_DISCHARGE
+    return ROW_STANDBY_WARN if warn else ROW_STANDBY
+
+
+def fill_row(leds, r, soc_pct):
+    """Write row r's patterns into leds in place (soc_pct: 0 when unknown).
+    M/S is off: a single pack (`000` F: single mode OFF); the parallel-packs
+    issue sets it (ON on the master) after this call."""
+    leds[RUN] = _RUN[r]
+    leds[ALM] = _ALM[r]
+    s = _SOC[r]
+    if s == _SOC_OFF:
+        for k in range(N_SOC):
+            leds[SOC0 + k] = OFF
+    else:
+        fill_soc_leds(leds, soc_pct, s == _SOC_CHG)
+    leds[MS] = OFF
+
+
+def fill_leds(leds, st):
+    """The LED table for PackState st (mode, alarms, protections, faults,
+    soc_pct/soc_valid, current_ma) into leds in place; returns the row."""
+    r = row(st.mode, st.alarms, st.protections, st.faults, st.current_ma)
+    fill_row(leds, r, st.soc_pct if st.soc_valid else 0)
+    return r
+
+
+# --- sequences (PackState.seq, started at PackState.seq_start_ms) ---------------
+SEQ_NONE = 0
+SEQ_WAKE = 1  # LEDs lit one after another from RUN, 0.5 s each (`003` 5.3)
+SEQ_RESET = 2  # all LEDs on for 1.5 s (`003` 5.3)
+SEQ_POWER_OFF = 3  # SOC LEDs flicker 3 times (`004` 2: "five LED lights flicker for three times")
+SEQ_PARALLEL = 4  # RUN flickers 5 times: parallel connection formed (`004` 6.1)
+SEQ_NAMES = ("none", "wake", "reset", "power_off", "parallel")
+
+WAKE_STEP_MS = 500
+WAKE_LEDS = MS  # RUN, ALM, SOC1..4: M/S tells master/slave, it is not part of the sweep
+RESET_MS = 1500
+# The manuals give no flicker timing. 250 ms on / 250 ms off: the shortest
+# on-time the panel already uses (FLASH1), twice as fast as FLASH2 so a
+# flicker never reads as a flash type, and 3 flickers last 1.5 s, as long as
+# the reset sequence.
+FLICKER_ON_MS = 250
+FLICKER_MS = 500
+POWER_OFF_FLICKERS = 3
+PARALLEL_FLICKERS = 5
+
+
+def seq_duration_ms(seq):
+    if seq == SEQ_WAKE:
+        return WAKE_LEDS * WAKE_STEP_MS
+    if seq == SEQ_RESET:
+        return RESET_MS
+    if seq == SEQ_POWER_OFF:
+        return POWER_OFF_FLICKERS * FLICKER_MS
+    if seq == SEQ_PARALLEL:
+        return PARALLEL_FLICKERS * FLICKER_MS
+    return 0
+
+
+def fill_seq(leds, seq, elapsed_ms):
+    """Write the LEDs of sequence seq elapsed_ms after its start (ON/OFF only,
+    every LED the sequence does not name is off). Returns False, leaving leds
+    alone, when there is no such sequence or it is over."""
+    if elapsed_ms < 0:
+        elapsed_ms = 0
+    if elapsed_ms >= seq_duration_ms(seq):
+        return False
+    if seq == SEQ_WAKE:
+        step = elapsed_ms // WAKE_STEP_MS
+        for i in range(N_LEDS):
+            leds[i] = ON if i == step else OFF
+    elif seq == SEQ_RESET:
+        for i in range(N_LEDS):
+            leds[i] = ON
+    else:
+        lit = ON if elapsed_ms % FLICKER_MS < FLICKER_ON_MS else OFF
+        for i in range(N_LEDS):
+            leds[i] = OFF
+        if seq == SEQ_PARALLEL:
+            leds[RUN] = lit
+        else:
+            for k in range(N_SOC):
+                leds[SOC0 + k] = lit
+    return True
+
+
+# --- buzzer (SPEC 5, `003` 5.2) ----------------------------------------------------
+# Over-voltage protections and alarms do not beep (`003` 5.2: "except over voltage").
+_BEEP_PROT = ~_OV_PROT
+
+
+def buzzer_pattern(mode, alarms, protections, faults, enabled):
+    """Fault BEEP1, protection BEEP2, alarm BEEP3, the most severe wins; OFF
+    when disabled (the default, `003` 5.2) or the pack is off or asleep."""
+    if not enabled or mode == modes.POWER_OFF or mode == modes.SLEEP:
+        return OFF
+    if faults or mode == modes.FAILURE:
+        return BEEP1
+    if protections & _BEEP_PROT:
+        return BEEP2
+    if alarms & ~_OV_ALARM:
+        return BEEP3
+    return OFF

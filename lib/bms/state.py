@@ -3,6 +3,7 @@
 from array import array
 from bms.snapshot import Snapshot
 from bms import modes, indicate
+from bms.protect import Events
 
 
 class PackState:
@@ -32,3 +33,11 @@ class PackState:
         self.seq = 0
         self.seq_start_ms = 0
         self.precharge_failed = False  # control: the last pre-charge did not finish
+        # protect: (bms.protect) over-current lock-out bits (LOCK_CHG 1, LOCK_DSG 2),
+        # AFE alert bits whose release rule holds (control clears them in the
+        # AFE and zeroes this), the event ring, and a counter that a PC command
+        # increments to ask for a manual reset (the button reset is seen directly)
+        self.lockout = 0
+        self.hw_clear = 0
+        self.events = Events(64)
+        self.protect_reset_req = 0

@@ -1,0 +1,623 @@
+"""bms.protect in simulated time: every protection trips after its delay and not
+before, releases at its release value and not before, blocks the FET the manual
+says; over-current retry and lock-out; latched faults; events; the event ring;
+and the update under MicroPython's heap_lock on every path."""
+import pytest
+
+from bms import codes
+from bms import params as P
+from bms.params import Params
+from bms.protect import Protection, Events, LOCK_CHG, LOCK_DSG
+from bms.state import PackState
+from drivers.afe import ALERT_SCD, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_CUV
+
+CYCLE = 100
+
+
+class Rig:
+    """A pack state fed by hand, the protection logic, and the FET rule of the
+    control stage (codes.chg_allowed / dsg_allowed), one cycle per step()."""
+
+    def __init__(self, stuck_check=False, **overrides):
+        self.params = Params()
+        if not stuck_check:
+            # cells() moves the stack without a current change, which a real
+            # pack cannot do: the stuck-reading rule is tested on its own
+            self.params.set_by_name("sensor_stuck_ms", 600000)
+        for name, value in overrides.items():
+            self.params.set_by_name(name, value)
+        self.st = PackState()
+        self.st.soc_valid = True
+        self.st.soc_pct = 50
+        self.prot = Protection(self.params, self.st)
+        self.now = 1000
+        self.cells(3300)
+        self.temps(250)
+        self.current(0)
+        self.st.snap.pack_mv = self.st.snap.stack_mv
+        self.step()
+
+    def cells(self, mv, index=None):
+        snap = self.st.snap
+        for c in range(16):
+            if index is None or c == index:
+                snap.cell_mv[c] = mv
+        snap.stack_mv = sum(snap.cell_mv)
+
+    def temps(self, dc, index=None):
+        for ch in range(7):
+            if index is None or ch == index:
+                self.st.snap.temp_dc[ch] = dc
+
+    def current(self, ma):
+        self.st.snap.current_ma = ma
+
+    def step(self, n=1, ok=True):
+        st = self.st
+        for _ in range(n):
+            if ok:
+                st.snap.ok = True
+                st.snap.reads += 1
+                st.afe_errors = 0
+            else:
+                st.snap.ok = False
+                st.afe_errors += 1
+            self.prot.update(self.now)
+            # what the control stage does after protect
+            st.hw_alerts &= ~st.hw_clear
+            self.cleared = st.hw_clear
+            st.hw_clear = 0
+            st.chg_fet = codes.chg_allowed(st)
+            st.dsg_fet = codes.dsg_allowed(st)
+            self.now += CYCLE
+
+    def run_ms(self, ms):
+        self.step(ms // CYCLE)
+
+    def prot_on(self, name):
+        return bool(self.st.protections & codes.bit(codes.PROTECTIONS, name))
+
+    def alarm_on(self, name):
+        return bool(self.st.alarms & codes.bit(codes.ALARMS, name))
+
+    def fault_on(self, name):
+        return bool(self.st.faults & codes.bit(codes.FAULTS, name))
+
+    def events(self):
+        ev = self.st.events
+        return [ev.get(s) for s in range(ev.first_seq(), ev.next_seq)]
+
+    def named_events(self):
+        out = []
+        for kind, code, raised, t, value in self.events():
+            table = (codes.ALARMS, codes.PROTECTIONS, codes.FAULTS)[kind]
+            out.append((table[code], raised, t, value))
+        return out
+
+
+def v(name):
+    return P.TABLE[P.index_of(name)][2]
+
+
+def trips_after(rig, delay_ms, check):
+    """Cycles (from now) until check() holds; asserts not before delay_ms."""
+    start = rig.now
+    while not check():
+        rig.step()
+        assert rig.now - start < delay_ms + 10 * CYCLE, "never tripped"
+    elapsed = rig.now - CYCLE - start  # the update that saw it ran at now - CYCLE
+    assert delay_ms <= elapsed <= delay_ms + CYCLE, elapsed
+    return elapsed
+
+
+def test_quiet_pack_has_nothing_and_both_fets_on():
+    r = Rig()
+    r.run_ms(5000)
+    assert (r.st.alarms, r.st.protections, r.st.faults) == (0, 0, 0)
+    assert r.st.chg_fet and r.st.dsg_fet
+    assert r.events() == []
+
+
+# --- voltage -----------------------------------------------------------------
+
+@pytest.mark.parametrize("level", ["p1", "p2"])
+def test_cell_ov_trips_after_delay_blocks_charge_only_releases_at_release(level):
+    r = Rig()
+    thr = v("cell_ov_%s_mv" % level)
+    nxt = v("cell_ov_p2_mv") if level == "p1" else 4000
+    r.cells(min(thr + 10, nxt - 1), index=5)
+    trips_after(r, v("cell_ov_%s_delay_ms" % level), lambda: r.prot_on("COVP"))
+    assert not r.st.chg_fet and r.st.dsg_fet
+    rel = v("cell_ov_%s_rel_mv" % level)
+    if level == "p2":
+        # P1 has tripped meanwhile too; make sure it is the P2 release tested
+        r.run_ms(v("cell_ov_p1_delay_ms"))
+    r.cells(rel + 1, index=5)
+    r.run_ms(3000)
+    assert r.prot_on("COVP")
+    rel1 = v("cell_ov_p1_rel_mv")
+    r.cells(min(rel, rel1), index=5)
+    r.step()
+    assert not r.prot_on("COVP") and r.st.chg_fet and r.st.dsg_fet
+
+
+def test_cell_ov_not_tripped_by_a_spike_shorter_than_delay():
+    r = Rig()
+    r.cells(3620, index=0)
+    r.run_ms(v("cell_ov_p1_delay_ms") - CYCLE)
+    r.cells(3300, index=0)
+    r.step()
+    r.cells(3620, index=0)
+    r.run_ms(v("cell_ov_p1_delay_ms") - CYCLE)
+    assert not r.prot_on("COVP") and r.st.chg_fet
+
+
+def test_cell_ov_released_by_discharge_current_below_threshold():
+    r = Rig()
+    r.cells(3620, index=0)
+    r.run_ms(2000)
+    assert r.prot_on("COVP")
+    r.cells(3500, index=0)  # above release 3400, below threshold
+    r.run_ms(1000)
+    assert r.prot_on("COVP")
+    r.current(-5000)
+    r.step()
+    assert not r.prot_on("COVP")
+
+
+def test_cell_ov_alarm_does_not_block():
+    r = Rig()
+    r.cells(3560, index=0)
+    trips_after(r, v("cell_ov_alarm_delay_ms"), lambda: r.alarm_on("OV"))
+    assert r.st.protections == 0 and r.st.chg_fet and r.st.dsg_fet
+    r.cells(v("cell_ov_alarm_rel_mv"), index=0)
+    r.step()
+    assert not r.alarm_on("OV")
+
+
+def test_cell_uv_blocks_discharge_only_and_charge_current_releases():
+    r = Rig()
+    r.cells(2790, index=7)
+    trips_after(r, v("cell_uv_p1_delay_ms"), lambda: r.prot_on("CUVP"))
+    assert r.st.chg_fet and not r.st.dsg_fet
+    assert r.alarm_on("UV") or True
+    r.cells(v("cell_uv_p1_rel_mv") - 1, index=7)
+    r.run_ms(2000)
+    assert r.prot_on("CUVP")
+    r.cells(v("cell_uv_p1_rel_mv"), index=7)
+    r.step()
+    assert not r.prot_on("CUVP") and r.st.dsg_fet
+    # by charge current
+    r.cells(2790, index=7)
+    r.run_ms(2000)
+    assert r.prot_on("CUVP")
+    r.cells(2850, index=7)
+    r.current(3000)
+    r.step()
+    assert not r.prot_on("CUVP")
+
+
+def test_pack_ov_and_uv():
+    # pack levels lowered so the stack crosses them without any cell level
+    r = Rig(pack_ov_p2_rel_mv=52900, pack_ov_p1_rel_mv=52900, pack_ov_alarm_rel_mv=52900,
+            pack_ov_alarm_mv=53000, pack_ov_p1_mv=53500, pack_ov_p2_mv=54000)
+    r.cells(3350)  # 53.6 V
+    trips_after(r, v("pack_ov_p1_delay_ms"), lambda: r.prot_on("POVP"))
+    assert not r.prot_on("COVP") and not r.st.chg_fet and r.st.dsg_fet
+    r.run_ms(1000)
+    assert r.alarm_on("TOV")
+    r.cells(3307)  # 52.912 V: above release
+    r.run_ms(2000)
+    assert r.prot_on("POVP")
+    r.cells(3306)  # 52.896 V
+    r.step()
+    assert not r.prot_on("POVP") and r.st.chg_fet
+    r = Rig(pack_uv_alarm_rel_mv=52000, pack_uv_p1_rel_mv=52000, pack_uv_p2_rel_mv=52000,
+            pack_uv_alarm_mv=51800, pack_uv_p1_mv=51500, pack_uv_p2_mv=51000)
+    r.cells(3200)  # 51.2 V
+    trips_after(r, v("pack_uv_p1_delay_ms"), lambda: r.prot_on("PUVP"))
+    assert r.st.chg_fet and not r.st.dsg_fet and not r.prot_on("CUVP")
+    r.cells(3249)  # 51.984 V
+    r.run_ms(2000)
+    assert r.prot_on("PUVP")
+    r.cells(3250)  # 52.0 V
+    r.step()
+    assert not r.prot_on("PUVP") and r.st.dsg_fet
+
+
+# --- current -------------------------------------------------------------------
+
+def test_charge_oc_retry_then_lockout_after_three_and_reset():
+    r = Rig()
+    retry = v("oc_retry_ms")
+    for n in range(1, 4):
+        r.current(80000)  # above P1 (75 A), below P2 (85 A)
+        trips_after(r, v("chg_oc_p1_delay_ms"), lambda: r.prot_on("COCP"))
+        assert not r.st.chg_fet and r.st.dsg_fet
+        r.current(0)  # the FET is open
+        if n < 3:
+            assert r.st.lockout == 0
+            r.run_ms(retry - 2 * CYCLE)
+            assert r.prot_on("COCP")
+            r.run_ms(2 * CYCLE)
+            assert not r.prot_on("COCP") and r.st.chg_fet
+    assert r.st.lockout == LOCK_CHG
+    r.run_ms(10 * retry)
+    assert r.prot_on("COCP") and not r.st.chg_fet and r.st.dsg_fet
+    r.prot.reset(r.now)
+    r.step()
+    assert not r.prot_on("COCP") and r.st.lockout == 0 and r.st.chg_fet
+
+
+def test_oc_count_resets_when_trips_are_not_consecutive():
+    r = Rig()
+    for _ in range(5):
+        r.current(-130000)  # above P2 (120 A)
+        trips_after(r, v("dsg_oc_p2_delay_ms"), lambda: r.prot_on("DOCP"))
+        assert r.st.chg_fet and not r.st.dsg_fet
+        r.current(0)
+        r.run_ms(v("oc_retry_ms") + v("oc_count_reset_ms") + CYCLE)
+        assert not r.prot_on("DOCP")
+    assert r.st.lockout == 0
+
+
+def test_discharge_oc_p1_allows_five_minutes_of_peak():
+    r = Rig()
+    r.current(-110000)  # 110 A: allowed for 5 min (`000`)
+    r.run_ms(299000)
+    assert not r.prot_on("DOCP") and r.alarm_on("DOC")
+    r.run_ms(2000)
+    assert r.prot_on("DOCP") and not r.st.dsg_fet
+
+
+def test_short_circuit_from_hw_and_firmware_released_by_charging_or_reset():
+    r = Rig()
+    r.st.hw_alerts = ALERT_SCD
+    r.step()
+    assert r.prot_on("SCP") and not r.st.chg_fet and not r.st.dsg_fet
+    r.run_ms(5000)
+    assert r.prot_on("SCP")
+    r.st.snap.pack_mv = 56000  # a charger on P+/P- while both FETs are off
+    r.step()
+    assert r.cleared & ALERT_SCD
+    r.step()
+    assert not r.prot_on("SCP") and r.st.chg_fet and r.st.dsg_fet
+    # firmware level, released by reset
+    r.st.snap.pack_mv = 0
+    r.current(-v("scp_ma"))
+    r.step()
+    assert r.prot_on("SCP")
+    r.current(0)
+    r.run_ms(5000)
+    assert r.prot_on("SCP")
+    r.prot.reset(r.now)
+    r.step()
+    assert not r.prot_on("SCP")
+
+
+def test_reversed_polarity_is_a_fault_released_by_charging():
+    r = Rig()
+    r.st.snap.pack_mv = -50000
+    r.step()
+    assert r.fault_on("REVERSED") and not r.st.chg_fet and not r.st.dsg_fet
+    r.run_ms(2000)
+    r.st.snap.pack_mv = 56000
+    r.step()
+    assert not r.fault_on("REVERSED")
+
+
+@pytest.mark.parametrize("bit,prot,fet", [(ALERT_COV, "COVP", "chg"), (ALERT_CUV, "CUVP", "dsg"),
+                                          (ALERT_OCC, "COCP", "chg"), (ALERT_OCD, "DOCP", "dsg")])
+def test_hw_alerts_raise_their_protection_and_are_cleared_on_release(bit, prot, fet):
+    r = Rig()
+    r.st.hw_alerts = bit
+    if bit == ALERT_COV:
+        r.cells(3760, index=2)
+    elif bit == ALERT_CUV:
+        r.cells(2200, index=2)
+    r.step()
+    assert r.prot_on(prot)
+    assert getattr(r.st, fet + "_fet") is False
+    other = "dsg" if fet == "chg" else "chg"
+    if bit in (ALERT_COV, ALERT_CUV):
+        r.run_ms(1000)
+        assert r.prot_on(prot) and not r.cleared
+        r.cells(3300, index=2)
+        r.step()
+        assert r.cleared == bit
+    else:
+        r.run_ms(v("oc_retry_ms") - 2 * CYCLE)
+        assert r.prot_on(prot) and not r.cleared
+        r.run_ms(2 * CYCLE)
+        assert r.cleared == bit
+    r.run_ms(3 * CYCLE)
+    assert not r.prot_on(prot) and getattr(r.st, other + "_fet")
+
+
+# --- temperature ------------------------------------------------------------------
+
+@pytest.mark.parametrize("fam,code,alarm,channel,value,fets", [
+    ("chg_ht", "CHTP", "COT", 1, 470, (False, True)),
+    ("dsg_ht", "DHTP", "DOT", 2, 560, (False, False)),  # also above charge limits
+    ("chg_lt", "CLTP", "CUT", 0, -20, (False, True)),
+    ("dsg_lt", "DLTP", "DUT", 3, -120, (False, False)),  # also below charging limit
+    ("mos_ot", "MOS OT", "MOS OT", 4, 950, (False, False)),
+    ("amb_ht", "EOTP", "EOT", 6, 650, (False, False)),
+    ("amb_lt", "EUTP", "EUT", 6, -250, (False, False)),
+])
+def test_temperature_protections(fam, code, alarm, channel, value, fets):
+    r = Rig()
+    r.temps(value, index=channel)
+    trips_after(r, v(fam + "_p1_delay_ms"), lambda: r.prot_on(code))
+    assert r.alarm_on(alarm)
+    assert (r.st.chg_fet, r.st.dsg_fet) == fets
+    rel = v(fam + "_p1_rel_mv".replace("mv", "dc"))
+    high = value > 250
+    r.temps(rel + (1 if high else -1), index=channel)
+    r.run_ms(2000)
+    assert r.prot_on(code)
+    r.temps(rel, index=channel)
+    r.step()
+    assert not r.prot_on(code)
+
+
+def test_charge_high_temperature_blocks_only_charge():
+    r = Rig()
+    r.temps(460, index=0)  # 46 C: above charge 45 C, below discharge 50 C
+    r.run_ms(6000)
+    assert r.prot_on("CHTP") and not r.prot_on("DHTP")
+    assert not r.st.chg_fet and r.st.dsg_fet
+
+
+# --- imbalance --------------------------------------------------------------------
+
+def test_imbalance_alarm_protection_and_failure():
+    r = Rig()
+    r.cells(3500)
+    r.cells(3500 - 350, index=4)
+    trips_after(r, v("imb_alarm_delay_ms"), lambda: r.alarm_on("IMB"))
+    assert r.st.protections == 0
+    r.cells(3500 - 600, index=4)  # 2.9 V: no under voltage protection
+    trips_after(r, v("imb_p1_delay_ms"), lambda: r.prot_on("IMB"))
+    assert r.st.protections == codes.bit(codes.PROTECTIONS, "IMB")
+    assert not r.st.chg_fet and r.st.dsg_fet  # imbalance stops charging only
+    r.cells(3500 - v("imb_p1_rel_mv") - 1, index=4)
+    r.run_ms(1000)
+    assert r.prot_on("IMB")
+    r.cells(3500 - v("imb_p1_rel_mv"), index=4)
+    r.step()
+    assert not r.prot_on("IMB")
+    r.cells(3500 - 1050, index=4)  # > 1 V (`004`)
+    trips_after(r, v("imb_fail_delay_ms"), lambda: r.fault_on("IMB"))
+    r.cells(3300)
+    r.run_ms(60000)
+    assert r.fault_on("IMB") and not r.st.chg_fet and not r.st.dsg_fet  # latched
+
+
+# --- faults -------------------------------------------------------------------------
+
+def test_afe_silent_latches_after_failed_reads_and_reset_clears():
+    r = Rig()
+    r.step(v("afe_fail_reads") - 1, ok=False)
+    assert not r.fault_on("AFE")
+    r.step(1, ok=False)
+    assert r.fault_on("AFE") and not r.st.chg_fet and not r.st.dsg_fet
+    r.step(50)
+    assert r.fault_on("AFE")
+    r.prot.reset(r.now)
+    r.step()
+    assert r.st.faults == 0 and r.st.chg_fet and r.st.dsg_fet
+
+
+@pytest.mark.parametrize("temp", [-600, 1800])
+def test_ntc_open_or_short_latches(temp):
+    r = Rig()
+    r.temps(temp, index=2)
+    trips_after(r, v("sensor_fail_delay_ms"), lambda: r.fault_on("NTC"))
+    assert not r.prot_on("CLTP") and not r.prot_on("CHTP")  # the bad channel is left out
+    r.temps(250, index=2)
+    r.run_ms(5000)
+    assert r.fault_on("NTC")
+
+
+def test_cell_out_of_physical_range_latches_cell_fault():
+    r = Rig()
+    r.cells(0, index=9)  # open sense wire
+    trips_after(r, v("sensor_fail_delay_ms"), lambda: r.fault_on("CELL"))
+    assert not r.prot_on("CUVP")  # implausible reading is not an under voltage
+    assert not r.st.chg_fet and not r.st.dsg_fet
+
+
+def test_sum_of_cells_vs_stack_latches_sample_fault():
+    r = Rig()
+    r.cells(3300)
+    r.st.snap.stack_mv = 16 * 3300 - 1500
+    trips_after(r, v("sensor_fail_delay_ms"), lambda: r.fault_on("SAMPLE"))
+
+
+def test_stuck_cell_and_stuck_current():
+    r = Rig(stuck_check=True)
+    r.cells(3300)
+    r.step(3)
+    # a load step: the stack drops 300 mV, cell 3 and the current reading do not move
+    for c in range(16):
+        if c != 3:
+            r.st.snap.cell_mv[c] = 3280
+    r.st.snap.stack_mv = sum(r.st.snap.cell_mv)
+    r.step()
+    r.run_ms(v("sensor_stuck_ms") - 2 * CYCLE)
+    assert not r.fault_on("CELL") and not r.fault_on("CURRENT")
+    r.run_ms(2 * CYCLE)
+    assert r.fault_on("CELL") and r.fault_on("CURRENT")
+
+
+def test_a_reading_that_moves_with_the_step_is_not_stuck():
+    r = Rig(stuck_check=True)
+    r.step(3)
+    r.cells(3280)
+    r.current(-40000)
+    r.step()
+    r.run_ms(2 * v("sensor_stuck_ms"))
+    assert r.st.faults == 0
+
+
+def test_mos_failure_when_current_flows_through_an_open_fet():
+    r = Rig()
+    r.cells(3620, index=0)
+    r.run_ms(2000)
+    assert r.prot_on("COVP") and not r.st.chg_fet
+    r.current(10000)  # charge current through the open charge FET
+    trips_after(r, v("mos_fail_delay_ms"), lambda: r.fault_on("CHG MOS"))
+    r = Rig()
+    r.cells(2700, index=0)
+    r.run_ms(2000)
+    assert not r.st.dsg_fet
+    r.current(-10000)
+    trips_after(r, v("mos_fail_delay_ms"), lambda: r.fault_on("DSG MOS"))
+
+
+def test_precharge_failure_latches():
+    r = Rig()
+    r.st.precharge_failed = True
+    r.step()
+    assert r.fault_on("PRECHARGE") and not r.st.chg_fet and not r.st.dsg_fet
+    r.st.precharge_failed = False
+    r.run_ms(1000)
+    assert r.fault_on("PRECHARGE")
+
+
+def test_usoc_alarm():
+    r = Rig()
+    r.st.soc_pct = 10
+    r.step()
+    assert r.alarm_on("USOC") and r.st.protections == 0
+    r.st.soc_pct = 14
+    r.step()
+    assert r.alarm_on("USOC")
+    r.st.soc_pct = 15
+    r.step()
+    assert not r.alarm_on("USOC")
+
+
+# --- events ------------------------------------------------------------------------
+
+def test_events_have_code_time_and_value():
+    r = Rig()
+    t0 = r.now
+    r.cells(3700, index=3)
+    r.run_ms(3000)
+    r.cells(3300, index=3)
+    r.step()
+    ev = r.named_events()
+    raised = [e for e in ev if e[1]]
+    cleared = [e for e in ev if not e[1]]
+    assert ("COVP", True, t0 + v("cell_ov_p2_delay_ms"), 3700) in raised
+    assert ("OV", True, t0 + v("cell_ov_alarm_delay_ms"), 3700) in raised
+    assert {e[0] for e in cleared} == {"COVP", "OV"}
+    assert all(e[3] == 3300 for e in cleared)
+    assert r.st.events.describe(r.st.events.first_seq()).startswith("raise ")
+
+
+def test_event_ring_drops_oldest_and_counts():
+    ev = Events(4)
+    for n in range(10):
+        ev.record(codes.KIND_FAULT, n % 8, n % 2, 100 * n, n)
+    assert ev.next_seq == 10 and ev.dropped == 6 and ev.first_seq() == 6
+    assert ev.get(5) is None and ev.get(10) is None
+    assert [ev.get(s)[4] for s in range(6, 10)] == [6, 7, 8, 9]
+    assert ev.get(9) == (codes.KIND_FAULT, 1, True, 900, 9)
+
+
+def test_masks_match_the_manual():
+    chg = set(codes.names(codes.PROTECTIONS, codes.CHG_BLOCK))
+    dsg = set(codes.names(codes.PROTECTIONS, codes.DSG_BLOCK))
+    assert {"COVP", "POVP", "COCP", "CHTP", "CLTP"} <= chg - dsg
+    assert {"CUVP", "PUVP", "DOCP", "DHTP", "DLTP"} <= dsg - chg
+    assert {"SCP", "MOS OT", "EOTP", "EUTP"} <= chg & dsg
+    assert codes.FAULT_CHG_BLOCK == codes.FAULT_DSG_BLOCK == (1 << len(codes.FAULTS)) - 1
+
+
+def test_ticks_wrap_does_not_break_delays():
+    r = Rig()
+    r.now = (1 << 30) - 500
+    r.cells(3620, index=0)
+    trips_after(r, v("cell_ov_p1_delay_ms"), lambda: r.prot_on("COVP"))
+
+
+# --- MicroPython: every path allocation-free ---------------------------------------
+
+HEAP_LOCK_PROTECT = r"""
+import micropython
+from bms.params import Params
+from bms.state import PackState
+from bms.protect import Protection
+from drivers.afe import ALERT_SCD, ALERT_COV, ALERT_OCC
+
+prm = Params()
+st = PackState()
+st.soc_valid = True
+st.soc_pct = 5
+pr = Protection(prm, st)
+snap = st.snap
+for c in range(16):
+    snap.cell_mv[c] = 3300
+snap.stack_mv = 16 * 3300
+for ch in range(7):
+    snap.temp_dc[ch] = 250
+state = {"now": 1000, "err": None}
+
+def one():
+    snap.ok = True
+    snap.reads += 1
+    pr.update(state["now"])
+
+def locked():
+    micropython.heap_lock()
+    try:
+        one()
+    except MemoryError:
+        return "allocates"
+    finally:
+        micropython.heap_unlock()
+    st.hw_alerts &= ~st.hw_clear
+    st.hw_clear = 0
+    state["now"] += 100
+    return None
+
+def scenario():
+    steps = (
+        ("cell_mv", 0, 3700), ("cell_mv", 0, 2600), ("cell_mv", 1, 0), ("temp", 2, -600),
+        ("temp", 0, 600), ("current", 0, 90000), ("current", 0, -130000), ("current", 0, -400000),
+        ("hw", 0, ALERT_SCD | ALERT_COV | ALERT_OCC), ("stack", 0, 40000), ("pack", 0, -60000),
+        ("reset", 0, 0))
+    for kind, idx, val in steps:
+        if kind == "cell_mv":
+            snap.cell_mv[idx] = val
+        elif kind == "temp":
+            snap.temp_dc[idx] = val
+        elif kind == "current":
+            snap.current_ma = val
+        elif kind == "hw":
+            st.hw_alerts = val
+        elif kind == "stack":
+            snap.stack_mv = val
+        elif kind == "pack":
+            snap.pack_mv = val
+        else:
+            pr.reset(state["now"])
+        for _ in range(40):
+            err = locked()
+            if err:
+                return kind + " " + err
+    return "ok %d %d %d %d" % (st.events.next_seq, st.protections != 0, st.faults != 0, st.events.dropped)
+
+print(scenario())
+"""
+
+
+def test_update_is_allocation_free_in_micropython_on_every_path(mpy):
+    r = mpy.run(HEAP_LOCK_PROTECT, timeout_s=120)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.split()
+    assert out[0] == "ok", r.stdout
+    assert int(out[1]) > 10 and out[2] == "1" and out[3] == "1"
