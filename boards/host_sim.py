@@ -1,6 +1,6 @@
 # The host board: one simulated pack as the firmware sees it. The mock AFE on
 # a physical pack model takes the BQ76952's place; LEDs and the button are
-# simulated pins, and so is the buzzer. Used by the bench and the tests, never deployed.
+# simulated pins, and so are the buzzer and the dry contacts. Used by the bench and the tests, never deployed.
 from bms import indicate
 from drivers.outputs import Buzzer, Leds
 from sim.pins import SimPin
@@ -16,6 +16,8 @@ class Board:
         self.buzzer_pin = SimPin(clock_ms, 0, log_edges)
         self.buzzer = Buzzer(self.buzzer_pin)
         self.button = SimPin(clock_ms, 1)  # pulled up; a press pulls it low
+        self.contact_pins = [SimPin(clock_ms, 0, log_edges) for _ in range(2)]
+        self.contacts = Leds(self.contact_pins)  # dry contacts 1 and 2: same kind of outputs
         self._clock_ms = clock_ms
         self.services = []  # the bench world schedules the physics itself
 

@@ -97,3 +97,14 @@ def test_soc_clamps_at_empty_and_full():
     assert s.pct() == 0
     s.count(1000000, 3600000 * 10)
     assert s.pct() == 100
+
+
+def test_ticks_add_and_diff_match_modular_arithmetic():
+    import random
+    rnd = random.Random(3)
+    for _ in range(20000):
+        t = rnd.randrange(ticks.TICKS_PERIOD)
+        d = rnd.randrange(-(1 << 29) + 1, 1 << 29)
+        s = ticks.ticks_add(t, d)
+        assert s == (t + d) % ticks.TICKS_PERIOD
+        assert ticks.ticks_diff(s, t) == d

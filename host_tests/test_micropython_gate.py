@@ -486,3 +486,35 @@ def test_bench_board_starts_with_fake_pins(mpy, board):
     # so RUN is steadily on (SPEC 4): one rising edge, then no blinking
     assert int(mode) == 2
     assert int(run_edges) == 1
+
+
+# ---- 7. tick arithmetic near the wrap stays in small ints ---------------------
+
+TICKS_NEAR_WRAP = """
+import micropython
+from bms.ticks import ticks_add, ticks_diff, TICKS_MASK
+
+def probe():
+    cases = ((TICKS_MASK, 0), (0, TICKS_MASK), (TICKS_MASK - 5, 10), ((1 << 29) + 7, 3))
+    out = []
+    for a, b in cases:
+        micropython.heap_lock()
+        try:
+            d = ticks_diff(a, b)
+            s = ticks_add(a, 300)
+        except MemoryError:
+            d = s = None
+        finally:
+            micropython.heap_unlock()
+        out.append((d, s))
+    return out
+
+print(probe())
+"""
+
+
+def test_tick_arithmetic_does_not_allocate_near_the_wrap(mpy):
+    r = mpy.run(TICKS_NEAR_WRAP, timeout_s=GATE_TIMEOUT_S)
+    assert r.returncode == 0, r.stderr
+    # None would mean a MemoryError: the arithmetic left the small-int range
+    assert r.stdout.strip() == str([(-1, 299), (1, 300), (-16, 294), ((1 << 29) + 4 - (1 << 30), (1 << 29) + 307)])

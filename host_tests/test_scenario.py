@@ -74,3 +74,13 @@ def test_bad_input_names_the_problem(doc, msg):
 def test_invalid_json():
     with pytest.raises(scn.ScenarioError, match="not valid JSON"):
         scn.parse("{", FAULTS)
+
+
+def test_params_apply_together_so_a_threshold_can_move_with_its_release():
+    # lowering cell OV level 1 below its current release alone would break the
+    # order; moving both at once is a valid table
+    sc = parse({"params": {"cell_ov_p1_mv": 3500, "cell_ov_p1_rel_mv": 3400,
+                           "cell_ov_alarm_mv": 3450, "cell_ov_alarm_rel_mv": 3350}})
+    assert ("cell_ov_p1_mv", 3500) in sc.params
+    with pytest.raises(scn.ScenarioError, match="params: "):
+        parse({"params": {"cell_ov_p1_rel_mv": 3700}})

@@ -6,7 +6,7 @@
 import host_sim
 from app.app import App
 from app.service import Service
-from bms.params import Params
+from bms.params import Params, index_of
 from sim import scenario as scn
 from sim import trace
 from sim.mock_afe import MockAfe, FAULTS
@@ -62,8 +62,7 @@ class World:
         self.packs = []
         for k in range(sc.packs):
             params = Params()
-            for name, v in sc.params:
-                params.set_by_name(name, v)
+            params.set_many([(index_of(name), v) for name, v in sc.params])
             pack = Pack(self, k, Rng(rng.next_u32()), sc.soc_pct[k], sc.ambient_dc, params)
             self.packs.append(pack)
         for pack in self.packs:

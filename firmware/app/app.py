@@ -22,7 +22,7 @@ class App:
         self.cycle = Cycle("cycle", self.params.v[CYCLE_MS], (
             Acquire(afe, self.state, board.ticks_us),
             Protect(self.state, self.params),  # protect: between acquire and control
-            Control(afe, self.state, self.params),
+            Control(afe, self.state, self.params, getattr(board, "contacts", None)),
             Estimate(self.state, self.params),
         ))
         # the board's own services (a bench board's pack physics) run first

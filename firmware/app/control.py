@@ -1,17 +1,30 @@
-# Owns the control stage: mode from the measurement, the FET commands and the
-# AFE's latched hardware alerts. The FETs follow bms.protect's masks (set by
-# the protect stage just before): each is on unless a protection or fault that
-# blocks it is set (bms.codes.CHG_BLOCK / DSG_BLOCK); AFE alerts the protect
-# stage marks in st.hw_clear are cleared here (this stage owns AFE writes).
-from bms import modes, codes
-from bms.params import CURRENT_DEADBAND_MA
+# Owns the control stage: mode, every output decision and every AFE write.
+# Each cycle: clear the AFE alerts the protect stage released, act on button
+# presses (sleep/wake, reset sequence), apply the sleep and wake rules
+# (bms.sleep), then the FETs: each follows the protections and faults that
+# block it (bms.codes), and the discharge FET only closes after a finished
+# pre-charge (bms.precharge). Then the dry contacts (bms.outputs).
+from bms import button, codes, indicate, modes, outputs, sleep
+from bms import params as P
+from bms.precharge import Precharge, RUNNING, DONE, FAILED
+
+_UV = codes.mask(codes.PROTECTIONS, ("CUVP", "PUVP"))
+_LOW_BATTERY = codes.mask(codes.ALARMS, ("UV", "TUV", "USOC"))
 
 
 class Control:
-    def __init__(self, afe, state, params):
+    def __init__(self, afe, state, params, contacts=None):
         self.afe = afe
         self.state = state
         self.params = params
+        self.contacts = contacts
+        v = params.v
+        self.sleep = sleep.SleepRules(v[P.SLEEP_CELL_MV], v[P.SLEEP_DELAY_MS], v[P.STANDBY_SLEEP_MS],
+                                      v[P.UV_SLEEP_DELAY_MS], v[P.UV_WAKE_INTERVAL_MS],
+                                      v[P.UV_WAKE_TRIES], v[P.CHARGER_WAKE_MV])
+        self.pre = Precharge(v[P.PRECHARGE_MARGIN_MV], v[P.PRECHARGE_TIMEOUT_MS])
+        self._button_seen = state.button_count
+        self._contacts = -1
 
     def tick(self, now_ms):
         st = self.state
@@ -23,18 +36,109 @@ class Control:
         snap = st.snap
         if not snap.reads:
             return
-        deadband = self.params.v[CURRENT_DEADBAND_MA]
+        deadband = self.params.v[P.CURRENT_DEADBAND_MA]
         i_ma = snap.current_ma
         st.current_ma = i_ma if (i_ma >= deadband or i_ma <= -deadband) else 0
-        st.mode = modes.mode_from_current(i_ma, deadband)
-        # protect: each FET follows the protections/faults that block it
-        if st.faults:
-            st.mode = modes.FAILURE
-        elif st.protections:
-            st.mode = modes.PROTECTION
-        chg = codes.chg_allowed(st)
-        dsg = codes.dsg_allowed(st)
-        if chg != st.chg_fet or dsg != st.dsg_fet:
+        self._buttons(now_ms)
+        if st.sleep_reason:
+            why = self.sleep.wake(now_ms, snap.pack_mv, False, False)
+            if why:
+                self._wake(now_ms)
+        else:
+            why = self.sleep.check(now_ms, self._min_cell_mv(), st.current_ma, (st.protections & _UV) != 0,
+                                   (st.protections & ~_UV) != 0 or st.faults != 0, False, False)
+            if why:
+                self._go_to_sleep(why, now_ms)
+        if st.sleep_reason:
+            st.mode = modes.SLEEP
+            self._fets(False, False, False)
+        else:
+            st.mode = modes.mode_from_current(i_ma, deadband)
+            if st.faults:
+                st.mode = modes.FAILURE
+            elif st.protections:
+                st.mode = modes.PROTECTION
+            self._drive(now_ms, codes.chg_allowed(st), codes.dsg_allowed(st))
+        self._outputs()
+
+    def _buttons(self, now_ms):
+        st = self.state
+        if st.button_count == self._button_seen:
+            return
+        self._button_seen = st.button_count
+        if st.button_action == button.SLEEP_WAKE:
+            if st.sleep_reason:
+                self._wake(now_ms)
+            else:
+                self._go_to_sleep(self.sleep.command(sleep.BY_BUTTON, now_ms), now_ms)
+        elif st.button_action == button.RESET:
+            # the protect stage resets protections; here: a new pre-charge try,
+            # awake, and the all-on sequence (`003` 5.3)
+            st.precharge_failed = False
+            self.pre.abort()
+            if st.sleep_reason:
+                self._wake(now_ms)
+            self._sequence(indicate.SEQ_RESET, now_ms)
+
+    def _go_to_sleep(self, why, now_ms):
+        self.state.sleep_reason = why
+        self.pre.abort()
+        self._sequence(indicate.SEQ_POWER_OFF, now_ms)
+
+    def _wake(self, now_ms):
+        self.state.sleep_reason = sleep.NONE
+        self._sequence(indicate.SEQ_WAKE, now_ms)
+
+    def _sequence(self, seq, now_ms):
+        st = self.state
+        st.seq = seq
+        st.seq_start_ms = now_ms
+
+    def _min_cell_mv(self):
+        cells = self.state.snap.cell_mv
+        m = cells[0]
+        for i in range(1, len(cells)):
+            if cells[i] < m:
+                m = cells[i]
+        return m
+
+    def _drive(self, now_ms, chg, dsg):
+        """FET commands; the discharge FET closes only after a pre-charge."""
+        st = self.state
+        pchg = False
+        if not dsg:
+            if self.pre.phase == RUNNING:
+                self.pre.abort()
+        elif not st.dsg_fet:
+            phase = self.pre.phase
+            if phase != RUNNING and not st.precharge_failed:
+                self.pre.start(now_ms)
+            phase = self.pre.step(now_ms, st.snap.stack_mv, st.snap.pack_mv)
+            if phase == DONE:
+                self.pre.abort()
+            elif phase == FAILED:
+                st.precharge_failed = True  # protect latches the PRECHARGE fault
+                self.pre.abort()
+                dsg = False
+            else:
+                pchg = True
+                dsg = False
+        self._fets(chg, dsg, pchg)
+
+    def _fets(self, chg, dsg, pchg):
+        st = self.state
+        if chg != st.chg_fet or dsg != st.dsg_fet or pchg != st.pchg_fet:
             st.chg_fet = chg
             st.dsg_fet = dsg
-            self.afe.set_fets(chg, dsg, st.pchg_fet)
+            st.pchg_fet = pchg
+            self.afe.set_fets(chg, dsg, pchg)
+
+    def _outputs(self):
+        st = self.state
+        levels = outputs.contact_levels(self.params.v[P.DRY_CONTACT_MAPPING], st.chg_fet, st.dsg_fet,
+                                        (st.protections | st.faults) != 0, (st.alarms & _LOW_BATTERY) != 0)
+        st.contacts = levels
+        if self.contacts is not None and levels != self._contacts:
+            self._contacts = levels
+            self.contacts.set(0, levels & 1)
+            self.contacts.set(1, levels & 2)

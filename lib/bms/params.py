@@ -274,6 +274,9 @@ TABLE = (
     # 2.2 (fault / low-battery); heater 0 = none, 1 = heating film fitted (`002`).
     (182, "dry_contact_mapping", 0, 0, 1, FACTORY),
     (183, "heater", 0, 0, 1, FACTORY),
+    # Pre-charge is over when the inverter side is within 2 V (~4 %) of the stack:
+    # closing the discharge FET then drives < 2 V / 2 mOhm of inrush (FET + cable).
+    (184, "precharge_margin_mv", 2000, 500, 10000, FACTORY),
 )
 
 CYCLE_MS = 0
@@ -460,6 +463,7 @@ BUTTON_RESET_MIN_MS = 179
 BUTTON_RESET_MAX_MS = 180
 DRY_CONTACT_MAPPING = 181
 HEATER = 182
+PRECHARGE_MARGIN_MV = 183
 
 # Protection families: (prefix, index of <prefix>_alarm_<unit>, HIGH or LOW). Each
 # has 9 rows from that index: alarm, p1, p2 levels x (threshold, release, delay_ms).

@@ -33,6 +33,8 @@ class PackState:
         self.seq = 0
         self.seq_start_ms = 0
         self.precharge_failed = False  # control: the last pre-charge did not finish
+        self.sleep_reason = 0  # control: bms.sleep.BY_* while asleep, else 0
+        self.contacts = 0  # control: dry contacts closed, bit 0 = contact 1
         # protect: (bms.protect) over-current lock-out bits (LOCK_CHG 1, LOCK_DSG 2),
         # AFE alert bits whose release rule holds (control clears them in the
         # AFE and zeroes this), the event ring, and a counter that a PC command

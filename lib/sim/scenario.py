@@ -2,7 +2,7 @@
 # document and converts every value to the integer units the simulation uses.
 # Any problem is one ScenarioError naming the field; nothing half-parsed runs.
 import json
-from bms.params import Params
+from bms.params import Params, index_of
 
 MAX_PACKS = 32
 MAX_DURATION_S = 31 * 24 * 3600
@@ -88,14 +88,18 @@ def parse(text, fault_names):
     prm = doc.get("params", {})
     if not isinstance(prm, dict):
         raise ScenarioError("params: object of name: value expected")
-    check = Params()
+    pairs = []
     for name in sorted(prm):
         v = _int("params." + name, prm[name], -(1 << 31), (1 << 31) - 1)
         try:
-            check.set_by_name(name, v)
+            pairs.append((index_of(name), v))
         except ValueError as e:
             raise ScenarioError("params: " + str(e))
         sc.params.append((name, v))
+    try:  # all at once: a threshold may move together with its release
+        Params().set_many(pairs)
+    except ValueError as e:
+        raise ScenarioError("params: " + str(e))
     sc.profile = doc.get("profile", "none")
     if sc.profile not in PROFILES:
         raise ScenarioError("profile: %s is not one of %s" % (json.dumps(sc.profile), ", ".join(PROFILES)))
