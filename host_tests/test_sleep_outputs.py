@@ -59,12 +59,13 @@ def test_standby_24h_without_comm_or_current_sleeps():
 def test_wake_on_button_charger_and_comm():
     r = rules()
     r.command(sleep.BY_BUTTON, 0)
-    assert r.wake(1000, 0, False, False) == sleep.NONE
-    assert r.wake(1000, 47999, False, False) == sleep.NONE
-    assert r.wake(1000, 48000, False, False) == sleep.WAKE_CHARGER  # > 48 V on P+/P-
-    assert r.wake(1000, 0, True, False) == sleep.WAKE_BUTTON
-    assert r.wake(1000, 0, False, True) == sleep.WAKE_COMM
-    assert r.wake(5 * H, 0, False, False) == sleep.NONE  # no periodic wake after a button sleep
+    assert r.wake(1000, 0, 45000, False, False) == sleep.NONE
+    assert r.wake(1000, 47999, 45000, False, False) == sleep.NONE
+    assert r.wake(1000, 48000, 45000, False, False) == sleep.WAKE_CHARGER  # > 48 V on P+/P-
+    assert r.wake(1000, 52600, 52300, False, False) == sleep.NONE  # a bus at the stack's voltage
+    assert r.wake(1000, 0, 45000, True, False) == sleep.WAKE_BUTTON
+    assert r.wake(1000, 0, 45000, False, True) == sleep.WAKE_COMM
+    assert r.wake(5 * H, 0, 45000, False, False) == sleep.NONE  # no periodic wake after a button sleep
 
 
 def test_uv_sleep_wakes_every_4h_at_most_10_times():
@@ -75,7 +76,7 @@ def test_uv_sleep_wakes_every_4h_at_most_10_times():
     asleep_since = t
     while t < 80 * H:
         t += 60000
-        if r.wake(t & TICKS_MASK, 0, False, False) == sleep.WAKE_UV_RETRY:
+        if r.wake(t & TICKS_MASK, 0, 40000, False, False) == sleep.WAKE_UV_RETRY:
             wakes.append(t - asleep_since)
             # the try fails: under-voltage again for 30 s, back to sleep
             _, why = run_awake(r, t, t + 40000, uv_protection=True)

@@ -39,10 +39,11 @@ class Control:
         deadband = self.params.v[P.CURRENT_DEADBAND_MA]
         i_ma = snap.current_ma
         st.current_ma = i_ma if (i_ma >= deadband or i_ma <= -deadband) else 0
+        # this snapshot shows the charger side only if it was read with the FETs open
+        fets_were_open = not (st.chg_fet or st.dsg_fet or st.pchg_fet)
         self._buttons(now_ms)
         if st.sleep_reason:
-            why = self.sleep.wake(now_ms, snap.pack_mv, False, False)
-            if why:
+            if fets_were_open and self.sleep.wake(now_ms, snap.pack_mv, snap.stack_mv, False, False):
                 self._wake(now_ms)
         else:
             why = self.sleep.check(now_ms, self._min_cell_mv(), st.current_ma, (st.protections & _UV) != 0,

@@ -17,6 +17,7 @@ WAKE_BUTTON = 1
 WAKE_CHARGER = 2  # charger voltage on P+/P-
 WAKE_COMM = 3  # activity on the PC port
 WAKE_UV_RETRY = 4  # the periodic try after an under-voltage sleep
+_CHARGER_ABOVE_STACK_MV = 500  # a charger pushes; a bus at the stack's own voltage does not
 
 
 class SleepRules:
@@ -75,11 +76,14 @@ class SleepRules:
             self.uv_tries = 0
         return reason
 
-    def wake(self, now_ms, pack_mv, button, comm_active):
-        """While asleep, every check: the reason to wake now, or NONE."""
+    def wake(self, now_ms, pack_mv, stack_mv, button, comm_active):
+        """While asleep (FETs open), every check: the reason to wake now, or
+        NONE. A charger is there when P+/P- holds at least charger_wake_mv
+        and more than the stack: parallel packs holding the bus at their own
+        voltage do not wake a sleeping pack."""
         if button:
             reason = WAKE_BUTTON
-        elif pack_mv >= self.charger_wake_mv:
+        elif pack_mv >= self.charger_wake_mv and pack_mv > stack_mv + _CHARGER_ABOVE_STACK_MV:
             reason = WAKE_CHARGER
         elif comm_active:
             reason = WAKE_COMM

@@ -5,6 +5,8 @@
 from bms import codes, indicate, modes
 from drivers import afe as afe_bits
 
+# bms.sleep.BY_* in order; None while awake
+SLEEP_NAMES = (None, "button", "under_voltage", "low_cell", "idle", "command", "inverter")
 _ALERTS = ((afe_bits.ALERT_CUV, "CUV"), (afe_bits.ALERT_COV, "COV"), (afe_bits.ALERT_OCC, "OCC"),
            (afe_bits.ALERT_OCD, "OCD"), (afe_bits.ALERT_SCD, "SCD"))
 
@@ -66,10 +68,13 @@ def pack_pairs(t_ms, pack, st):
                   "soc": [p[leds[indicate.SOC0 + k]] for k in range(indicate.N_SOC)],
                   "ms": p[leds[indicate.MS]]}),
         ("buzzer", p[st.buzzer]), ("afe_ok", snap.ok),
+        ("sleep", SLEEP_NAMES[st.sleep_reason]),
+        ("contacts", [(st.contacts & 1) != 0, (st.contacts & 2) != 0]),
     ]
 
 
 def signature(st):
     """What counts as a change worth a trace line between the per-second ones."""
     return (st.mode, st.chg_fet, st.dsg_fet, st.pchg_fet, st.soc_pct, bytes(st.leds), st.buzzer,
-            st.alarms, st.protections, st.faults, st.hw_alerts, st.snap.ok, st.safe_reason)
+            st.alarms, st.protections, st.faults, st.hw_alerts, st.snap.ok, st.safe_reason,
+            st.sleep_reason, st.contacts)
