@@ -11,8 +11,8 @@ from sim import scenario as scn
 from sim.mock_afe import FAULTS
 
 DEMO = os.path.join(paths.ROOT, "tools", "scenarios", "demo.json")
-LIVE_DEFAULT = ('{"comment": "live bench: one pack, solar days, 31 days", "packs": 1, '
-                '"duration_s": 2678400, "seed": 1, "profile": "solar", "initial": {"soc_pct": 50}}')
+LIVE_DEFAULT = ('{"comment": "live bench: one pack, solar days from 08:00, 31 days", "packs": 1, '
+                '"duration_s": 2678400, "seed": 1, "profile": "solar", "start_h": 8, "initial": {"soc_pct": 50}}')
 
 
 class BenchError(Exception):

@@ -92,7 +92,7 @@ class World:
         wiring arrives with the parallel-packs issue; until then each pack
         gets an equal share."""
         if self.sc.profile == "solar":
-            total = solar_request_ma(self.t_ms()) * len(self.packs)
+            total = solar_request_ma(self.sc.start_ms + self.t_ms()) * len(self.packs)
         else:
             total = self.system_request_ma
         return total // len(self.packs)

@@ -69,6 +69,7 @@ class Scenario:
         self.ambient_dc = 250
         self.params = []  # (name, value) in document order
         self.profile = "none"
+        self.start_ms = 0  # time of day at t = 0 (the solar profile's clock)
         self.events = []
 
 
@@ -79,7 +80,8 @@ def parse(text, fault_names):
         raise ScenarioError("not valid JSON (%s)" % e)
     if not isinstance(doc, dict):
         raise ScenarioError("the scenario must be a JSON object")
-    _only("scenario", doc, ("packs", "duration_s", "seed", "initial", "params", "profile", "events", "comment"))
+    _only("scenario", doc, ("packs", "duration_s", "seed", "initial", "params", "profile", "start_h", "events",
+                            "comment"))
     sc = Scenario()
     sc.packs = _int("packs", doc.get("packs", 1), 1, MAX_PACKS)
     sc.duration_ms = _scaled(_num("duration_s", doc.get("duration_s", 3600), 0.1, MAX_DURATION_S), 1000)
@@ -100,6 +102,7 @@ def parse(text, fault_names):
         Params().set_many(pairs)
     except ValueError as e:
         raise ScenarioError("params: " + str(e))
+    sc.start_ms = _scaled(_num("start_h", doc.get("start_h", 0), 0, 24), 3600000)
     sc.profile = doc.get("profile", "none")
     if sc.profile not in PROFILES:
         raise ScenarioError("profile: %s is not one of %s" % (json.dumps(sc.profile), ", ".join(PROFILES)))

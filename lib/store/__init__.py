@@ -1,0 +1,8 @@
+# Owns persistent storage on the board's flash (issue 5): the parameter file,
+# the counters file, the event history and the filesystem they go through.
+#   fs.py        OsFs (the board: os + open) and MemFs (in memory: bench, tests)
+#   crc.py       crc32 (binascii's where it exists, else a table)
+#   atomic.py    one record file written to a temporary name and renamed
+#   paramstore.py / counters.py   the parameter and counter files (id-keyed)
+#   eventlog.py  the append-only event history in a ring of segment files
+#   store.py     Store: the three together for one pack
