@@ -102,3 +102,14 @@ def test_dry_contacts_both_mappings():
                  "events": [{"t_s": 5, "sensor": "cell_mv", "pack": 0, "index": 0, "value": 3700}]})
     assert at(tr, 4)["contacts"] == [False, False]
     assert at(tr, 20)["contacts"][0] is True
+
+
+def test_low_cell_with_nothing_going_on_sleeps_after_the_sleep_delay():
+    # a pack on the plateau (~3.28 V) is "low" against a 3.3 V sleep voltage
+    _, tr = run({"duration_s": 60, "params": {"sleep_cell_mv": 3300, "sleep_delay_ms": 20000}})
+    slept = first(tr, lambda o: o["mode"] == "sleep")
+    assert slept["sleep"] == "low_cell" and 20000 <= slept["t_ms"] <= 20400
+    # with a load flowing it stays awake
+    _, tr = run({"duration_s": 60, "params": {"sleep_cell_mv": 3300, "sleep_delay_ms": 20000},
+                 "events": [{"t_s": 1, "set": "current_a", "value": -5}]})
+    assert first(tr, lambda o: o["mode"] == "sleep") is None
