@@ -5,6 +5,7 @@
 #   make perf                          tools/perf.py
 #   make mpy [ARCHS="xtensawin armv6m"] compile everything into build/<arch>/
 #   make deploy BOARD=name PORT=/dev/ttyUSB0 [DRY_RUN=1]
+#   make flash-micropython BOARD=name PORT=... FIRMWARE=image [DRY_RUN=1]
 #   make clean / make distclean
 
 SHELL := /bin/bash
@@ -21,7 +22,7 @@ DRY_RUN ?=
 # a module that fails to import is reported as an error and the rest still run
 PYTEST_ARGS ?= --continue-on-collection-errors
 
-.PHONY: all setup venv node test bench perf mpy deploy clean distclean
+.PHONY: all setup venv node test bench perf mpy deploy flash-micropython clean distclean
 
 all: test
 
@@ -55,6 +56,9 @@ mpy: venv
 
 deploy: venv
 	$(VPY) -m tools.deploy --board "$(BOARD)" --port "$(PORT)" $(if $(DRY_RUN),--dry-run)
+
+flash-micropython: venv
+	$(VPY) -m tools.flash --board "$(BOARD)" --port "$(PORT)" --firmware "$(FIRMWARE)" $(if $(DRY_RUN),--dry-run)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis
