@@ -14,6 +14,11 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.requirements.stamp
 NODE_STAMP := node_modules/.package-lock.stamp
+# MicroPython port stubs (both define `machine`, so one folder per port) for
+# type-checking drivers and boards: host_tests/test_typecheck.py
+STUBS := $(VENV)/stubs
+STUBS_STAMP := $(STUBS)/.stamp
+PORT_STUBS := esp32=micropython-esp32-stubs==1.27.0.post1 rp2=micropython-rp2-stubs==1.27.0.post1
 ARCHS ?= xtensawin armv6m
 BENCH_ARGS ?=
 BOARD ?=
@@ -22,20 +27,29 @@ DRY_RUN ?=
 # a module that fails to import is reported as an error and the rest still run
 PYTEST_ARGS ?= --continue-on-collection-errors
 
-.PHONY: all setup venv node test bench perf mpy deploy flash-micropython clean distclean
+.PHONY: all setup venv node stubs test bench perf mpy deploy flash-micropython clean distclean
 
 all: test
 
-setup: venv node
+setup: venv node stubs
 
 venv: $(PY_STAMP)
 node: $(NODE_STAMP)
+stubs: $(STUBS_STAMP)
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
 
 $(PY_STAMP): requirements.txt | $(VPY)
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(STUBS_STAMP): Makefile | $(PY_STAMP)
+	@for spec in $(PORT_STUBS); do \
+	  port=$${spec%%=*}; pkg=$${spec#*=}; \
+	  rm -rf $(STUBS)/$$port; \
+	  $(VPY) -m pip install --quiet --disable-pip-version-check --no-deps --target $(STUBS)/$$port "$$pkg" || exit 1; \
+	done
 	@touch $@
 
 $(NODE_STAMP): package-lock.json package.json
