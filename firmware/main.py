@@ -10,8 +10,25 @@ from app.app import App
 from app.runner import Runner
 
 
+def _store():
+    """The pack's storage on the board's filesystem (/data); None (the pack
+    runs without it) if the filesystem itself fails."""
+    try:
+        from store.fs import OsFs
+        from store.store import Store
+        return Store(OsFs("/data"))
+    except Exception as e:  # noqa: never keep the pack from running
+        print("bms: no storage:", e)
+        return None
+
+
 def main():
-    app = App(board.build())
+    from bms.clock import Clock, TimeRtc
+    try:
+        clock = Clock(TimeRtc())
+    except Exception:  # noqa: a port without machine.RTC / gmtime
+        clock = Clock()
+    app = App(board.build(), store=_store(), clock=clock)
     failed = asyncio.run(Runner(app).run())
     if failed:
         print("bms: stopped in safe state after a failure in", failed[0])

@@ -15,6 +15,8 @@ from sim.physics import Physics
 from sim.profile import solar_request_ma
 from sim.rng import Rng
 from sim.vtime import VirtualRunner
+from store.fs import MemFs
+from store.store import Store
 
 TRACE_MS = 50
 
@@ -42,15 +44,20 @@ class Pack:
         self.index = index
         self.on = True
         self.model = PackModel(rng, soc_pct=soc_pct, ambient_dc=ambient_dc)
-        self.afe = MockAfe(self.model, rng)
+        self.afe = MockAfe(self.model, rng, **world.afe_errors)
         self.board = host_sim.Board(self.afe, world.clock_ms, world.log_edges)
-        self.app = App(self.board, params)
+        self.store = Store(MemFs())  # store: the pack's flash, in memory
+        self.app = App(self.board, params, self.store)
         self.button_release_ms = -1
 
 
 class World:
-    def __init__(self, sc, emit, log_edges=False, start_ms=0):
+    def __init__(self, sc, emit, log_edges=False, start_ms=0, afe_errors=None):
+        """afe_errors: MockAfe's sensor-error keywords (cell_noise_mv,
+        current_offset_ma, current_gain_ppm, temp_error_dc) for every pack;
+        none by default (tools/perf.py's SOC week uses them)."""
         self.sc = sc
+        self.afe_errors = afe_errors or {}
         self.emit = emit
         self.log_edges = log_edges
         self.runner = VirtualRunner(start_ms)
@@ -86,6 +93,16 @@ class World:
             self.emit(trace.line([("t_ms", self.t_ms()), ("pack", pack.index),
                                   ("error", svc.name + ": " + repr(exc))]))
         return on_error
+
+    def power_cycle(self, k):
+        """store: restart pack k's firmware on the same flash (a reset or a
+        power cut of the BMS board): a new App loads what the old one stored."""
+        pack = self.packs[k]
+        for s in pack.app.services:
+            self.runner.remove(s)
+        pack.app = App(pack.board, Params(), pack.store)
+        for svc in pack.app.services:
+            self.runner.add(svc, 0, self._failed(pack))
 
     def request_ma(self, pack):
         """The charger/load's current share of one pack (+ = charge). Parallel

@@ -8,22 +8,32 @@ from app.acquire import Acquire
 from app.protect import Protect
 from app.control import Control
 from app.estimate import Estimate
+from app.balance import Balance
 from app.indicate import Indicate
 from app.button import Button
 
 
 class App:
-    def __init__(self, board, params=None):
+    def __init__(self, board, params=None, store=None, clock=None):
         self.board = board
         self.params = params if params is not None else Params()
         self.state = PackState()
+        # store: (lib/store) the stored parameters replace the given ones; without
+        # a usable file the given ones (or defaults) are written as the first copy
+        self.store = store
+        notes = ()
+        if store is not None:
+            found, notes = store.params.load(self.params)
+            if not found:
+                store.params.save(self.params)
         afe = board.afe
         afe.program_protections(hwlimits.from_params(self.params))
         self.cycle = Cycle("cycle", self.params.v[CYCLE_MS], (
             Acquire(afe, self.state, board.ticks_us),
             Protect(self.state, self.params),  # protect: between acquire and control
             Control(afe, self.state, self.params, getattr(board, "contacts", None)),
-            Estimate(self.state, self.params),
+            Estimate(self.state, self.params),  # estimate: SOC, SOH, counters, limits
+            Balance(afe, self.state, self.params),  # balance: cells to bleed
         ))
         # the board's own services (a bench board's pack physics) run first
         self.services = list(board.services) + [
@@ -33,6 +43,12 @@ class App:
         # gates find indicate at services[1] on boards without services)
         if getattr(board, "button", None) is not None:
             self.services.append(Button(self.state, board.button, self.params))
+        # store: restores counters and lock-outs now, then logs and saves (last)
+        self.persist = None
+        if store is not None:
+            from app.persist import Persist
+            self.persist = Persist(self, store, clock, notes, getattr(board, "pack_address", 0))
+            self.services.append(self.persist)
 
     def safe_state(self, reason):
         """FETs open, ALM on: what the pack does when the firmware itself fails.

@@ -277,6 +277,55 @@ TABLE = (
     # Pre-charge is over when the inverter side is within 2 V (~4 %) of the stack:
     # closing the discharge FET then drives < 2 V / 2 mOhm of inrush (FET + cable).
     (184, "precharge_margin_mv", 2000, 500, 10000, FACTORY),
+    # estimate: SOC (issue 4, SPEC 9). The OCV is trusted only after a rest (LiFePO4
+    # cells relax for 30 min to hours) and only on the steep ends of the curve
+    # (lib/bms/ocv.py: <= 3.22 V is <= 14 %, >= 3.34 V is >= 96 %; the plateau
+    # between moves 8 mV per 10 %, less than the AFE's error). Charge end (`000` Q1,
+    # Q5): cut-off current C/20 at the charge voltage 56.0 V = 3.50 V/cell for 30 s,
+    # or COVP. Capacity is learned over at least 50 % between two calibration points.
+    (185, "soc_rest_ms", 1800000, 60000, 86400000, ADMIN),
+    (186, "soc_ocv_low_mv", 3220, 2900, 3300, ADMIN),
+    (187, "soc_ocv_high_mv", 3340, 3300, 3600, ADMIN),
+    (188, "charge_end_ma", 5000, 500, 50000, ADMIN),
+    (189, "charge_end_cell_mv", 3500, 3300, 3650, ADMIN),
+    (190, "charge_end_delay_ms", 30000, 0, 600000, ADMIN),
+    (191, "soh_min_span_pct", 50, 20, 100, ADMIN),
+    # balance: passive bleed (`000` 3.2). Only where the curve shows SOC: cells at or
+    # above 3.40 V (the knee); start 8 mV above the lowest cell, stop at 3 mV (AFE
+    # noise is ~2 mV); at most 4 cells at once (0 = balancing off), bled cells at
+    # least bal_min_gap_count apart (2: never two adjacent cells, the BQ76952's
+    # host-controlled balancing rule); paused at 45 C (resume 40 C) on any cell or
+    # board NTC (the bleed resistors heat the board).
+    (192, "bal_min_cell_mv", 3400, 3000, 3600, ADMIN),
+    (193, "bal_start_mv", 8, 2, 200, ADMIN),
+    (194, "bal_stop_mv", 3, 1, 200, ADMIN),
+    (195, "bal_cells_count", 4, 0, 16, ADMIN),
+    (196, "bal_min_gap_count", 2, 1, 4, FACTORY),
+    (197, "bal_max_dc", 450, 200, 800, ADMIN),
+    (198, "bal_max_rel_dc", 400, 200, 800, ADMIN),
+    # limits told to the inverter (SPEC 8/9): CCL tapers from 3.40 V on the highest
+    # cell to ccl_min_ma at cell_ov_alarm_mv (then stops); DCL tapers from 3.10 V on
+    # the lowest cell (~5 %) to 0 at cell_uv_p1_mv. Temperature derating: charge full
+    # between 15 and 35 C, 0 at the CLTP/CHTP P1 levels; discharge full between 0 and
+    # 45 C, 0 at DLTP/DHTP P1 (LiFePO4 datasheets: charge 0-45 C, discharge -20-60 C,
+    # reduced current near the ends).
+    (199, "chg_taper_cell_mv", 3400, 3200, 3650, ADMIN),
+    (200, "ccl_min_ma", 5000, 0, 50000, ADMIN),
+    (201, "dsg_taper_cell_mv", 3100, 2800, 3300, ADMIN),
+    (202, "chg_derate_cold_dc", 150, -200, 400, ADMIN),
+    (203, "chg_derate_hot_dc", 350, 0, 600, ADMIN),
+    (204, "dsg_derate_cold_dc", 0, -300, 300, ADMIN),
+    (205, "dsg_derate_hot_dc", 450, 0, 700, ADMIN),
+    # Force-charge requests (Pylon 0x35C b5 "force charge I", b4 "II"): I at 10 %,
+    # II at 5 % (the more urgent), both released at 15 %; full-charge request (b3)
+    # when the SOC has not reached 97 % for 30 days; forced recharge after 2 days of
+    # standby below recharge_mv (`003` 5.5).
+    (206, "force_chg1_pct", 10, 1, 50, USER),
+    (207, "force_chg2_pct", 5, 0, 49, USER),
+    (208, "force_chg_rel_pct", 15, 2, 60, USER),
+    (209, "full_req_pct", 97, 80, 100, USER),
+    (210, "full_req_day_count", 30, 1, 365, USER),
+    (211, "recharge_standby_ms", 172800000, 60000, 604800000, ADMIN),
 )
 
 CYCLE_MS = 0
@@ -464,6 +513,33 @@ BUTTON_RESET_MAX_MS = 180
 DRY_CONTACT_MAPPING = 181
 HEATER = 182
 PRECHARGE_MARGIN_MV = 183
+SOC_REST_MS = 184
+SOC_OCV_LOW_MV = 185
+SOC_OCV_HIGH_MV = 186
+CHARGE_END_MA = 187
+CHARGE_END_CELL_MV = 188
+CHARGE_END_DELAY_MS = 189
+SOH_MIN_SPAN_PCT = 190
+BAL_MIN_CELL_MV = 191
+BAL_START_MV = 192
+BAL_STOP_MV = 193
+BAL_CELLS_COUNT = 194
+BAL_MIN_GAP_COUNT = 195
+BAL_MAX_DC = 196
+BAL_MAX_REL_DC = 197
+CHG_TAPER_CELL_MV = 198
+CCL_MIN_MA = 199
+DSG_TAPER_CELL_MV = 200
+CHG_DERATE_COLD_DC = 201
+CHG_DERATE_HOT_DC = 202
+DSG_DERATE_COLD_DC = 203
+DSG_DERATE_HOT_DC = 204
+FORCE_CHG1_PCT = 205
+FORCE_CHG2_PCT = 206
+FORCE_CHG_REL_PCT = 207
+FULL_REQ_PCT = 208
+FULL_REQ_DAY_COUNT = 209
+RECHARGE_STANDBY_MS = 210
 
 # Protection families: (prefix, index of <prefix>_alarm_<unit>, HIGH or LOW). Each
 # has 9 rows from that index: alarm, p1, p2 levels x (threshold, release, delay_ms).
@@ -520,6 +596,19 @@ _ORDER = (
     (BUTTON_SLEEP_MS, BUTTON_RESET_MIN_MS, "button_reset_min_ms must be above button_sleep_ms"),
     (BUTTON_RESET_MIN_MS, BUTTON_RESET_MAX_MS, "button_reset_max_ms must be above button_reset_min_ms"),
     (FLOAT_MV, CHARGE_MV, "charge_mv must be above float_mv"),
+    (SOC_OCV_LOW_MV, SOC_OCV_HIGH_MV, "soc_ocv_high_mv must be above soc_ocv_low_mv"),
+    (BAL_STOP_MV, BAL_START_MV, "bal_start_mv must be above bal_stop_mv"),
+    (BAL_MAX_REL_DC, BAL_MAX_DC, "bal_max_dc must be above bal_max_rel_dc"),
+    (CHG_TAPER_CELL_MV, CELL_OV_ALARM_MV, "cell_ov_alarm_mv must be above chg_taper_cell_mv"),
+    (CELL_UV_P1_MV, DSG_TAPER_CELL_MV, "dsg_taper_cell_mv must be above cell_uv_p1_mv"),
+    (CHG_LT_P1_DC, CHG_DERATE_COLD_DC, "chg_derate_cold_dc must be above chg_lt_p1_dc"),
+    (CHG_DERATE_COLD_DC, CHG_DERATE_HOT_DC, "chg_derate_hot_dc must be above chg_derate_cold_dc"),
+    (CHG_DERATE_HOT_DC, CHG_HT_P1_DC, "chg_ht_p1_dc must be above chg_derate_hot_dc"),
+    (DSG_LT_P1_DC, DSG_DERATE_COLD_DC, "dsg_derate_cold_dc must be above dsg_lt_p1_dc"),
+    (DSG_DERATE_COLD_DC, DSG_DERATE_HOT_DC, "dsg_derate_hot_dc must be above dsg_derate_cold_dc"),
+    (DSG_DERATE_HOT_DC, DSG_HT_P1_DC, "dsg_ht_p1_dc must be above dsg_derate_hot_dc"),
+    (FORCE_CHG2_PCT, FORCE_CHG1_PCT, "force_chg1_pct must be above force_chg2_pct"),
+    (FORCE_CHG1_PCT, FORCE_CHG_REL_PCT, "force_chg_rel_pct must be above force_chg1_pct"),
 )
 
 _NAME = 1

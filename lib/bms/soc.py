@@ -1,10 +1,77 @@
-# Owns the state-of-charge estimate: coulomb counting over the measured time
-# between samples, in integer mAh plus a mA*ms remainder so nothing drifts
-# and nothing leaves small-int range on the board.
+# Owns the state-of-charge estimate and the lifetime counters (SPEC 9, issue 4):
+#  - coulomb counting over the measured time between samples, in integer mAh
+#    plus a mA*ms remainder so nothing drifts and nothing leaves small-int
+#    range on the board; a current inside the dead band counts as 0;
+#  - the current sensor's offset, learned where no current can flow (a reading
+#    inside the dead band in the direction of an open FET, or with both open)
+#    and taken off every counted sample;
+#  - correction from the open-circuit voltage only after a rest (soc_rest_ms)
+#    and only on the steep ends of the LiFePO4 curve (lowest cell at or below
+#    soc_ocv_low_mv: the empty end is the lowest cell's; highest cell at or
+#    above soc_ocv_high_mv: the full end is the highest cell's); never on the
+#    plateau;
+#  - 100 % at charge end (cut-off current at the charge voltage for a while, or
+#    COVP / the AFE's COV), shown as at most 99 % until then; 0 % at CUVP;
+#  - full-charge capacity learned from a discharge between two calibration
+#    points at least soh_min_span_pct apart (SOH = learned / rated);
+#  - charged/discharged Ah and Wh, cycles = discharged Ah / rated capacity.
+# Pure: time comes in as the measured interval, values go to the pack state.
+from bms.ocv import soc_ppm_from_ocv
+from bms import params as P
+from bms.codes import PROTECTIONS
+
 _MAMS_PER_MAH = 3600000
+_MAH_PER_AH = 1000
+_DWMS_PER_WH = 36000000  # 0.1 W * ms per Wh
+_CHUNK_MS = 1000  # |I| * 1000 ms stays below 2**30 for |I| < 1000 A
+_MAX_MA = 1000000
+_FULL_PPM = 1000000
+_OFFSET_WINDOW_MS = 10000  # average of the zero-current readings
+_COVP = 1 << PROTECTIONS.index("COVP")
+_CUVP = 1 << PROTECTIONS.index("CUVP")
+_ALERT_COV = 0x08  # drivers.afe.ALERT_COV
+_ALERT_CUV = 0x04  # drivers.afe.ALERT_CUV
+
+
+def ratio_ppm(a, b):
+    """a / b in ppm for 0 <= a <= b < 2**20 without leaving small ints."""
+    q = a * 1000 // b
+    return q * 1000 + (a * 1000 - q * b) * 1000 // b
+
+
+def part_of(total, ppm):
+    """total * ppm / 1e6 for total < 2**20, ppm <= 1e6, in small ints."""
+    return total // 1000 * ppm // 1000 + total % 1000 * ppm // 1000000
+
+
+class Counter:
+    """A charge counter: whole mAh plus a mA*ms remainder (0 <= rem < 3.6e6)."""
+
+    def __init__(self):
+        self.mah = 0
+        self.rem = 0
+
+    def add(self, i_ma, dt_ms):
+        """Add i_ma for dt_ms; the whole mAh it crossed (signed)."""
+        before = self.mah
+        while dt_ms > 0:
+            d = dt_ms if dt_ms < _CHUNK_MS else _CHUNK_MS
+            self.rem += i_ma * d
+            dt_ms -= d
+            if self.rem >= _MAMS_PER_MAH or self.rem < 0:
+                q = self.rem // _MAMS_PER_MAH
+                self.mah += q
+                self.rem -= q * _MAMS_PER_MAH
+        return self.mah - before
+
+    def clear(self):
+        self.mah = 0
+        self.rem = 0
 
 
 class Soc:
+    """The plain coulomb counter (kept for callers and as perf's reference)."""
+
     def __init__(self, capacity_mah):
         self.capacity_mah = capacity_mah
         self.charge_mah = 0
@@ -14,19 +81,232 @@ class Soc:
         self.charge_mah = self.capacity_mah * soc_pct // 100
         self._rem_mams = 0
 
+    def set_ppm(self, soc_ppm):
+        self.charge_mah = part_of(self.capacity_mah, soc_ppm)
+        self._rem_mams = 0
+
     def count(self, current_ma, dt_ms):
         """Add current_ma flowing for dt_ms (the measured interval)."""
-        self._rem_mams += current_ma * dt_ms
-        q = self._rem_mams // _MAMS_PER_MAH
-        if q:
-            self.charge_mah += q
-            self._rem_mams -= q * _MAMS_PER_MAH
-        if self.charge_mah < 0:
-            self.charge_mah = 0
-            self._rem_mams = 0
-        elif self.charge_mah >= self.capacity_mah:
-            self.charge_mah = self.capacity_mah
-            self._rem_mams = 0
+        if current_ma > _MAX_MA:
+            current_ma = _MAX_MA
+        elif current_ma < -_MAX_MA:
+            current_ma = -_MAX_MA
+        while dt_ms > 0:
+            d = dt_ms if dt_ms < _CHUNK_MS else _CHUNK_MS
+            dt_ms -= d
+            self._rem_mams += current_ma * d
+            q = self._rem_mams // _MAMS_PER_MAH
+            if q:
+                self.charge_mah += q
+                self._rem_mams -= q * _MAMS_PER_MAH
+            if self.charge_mah < 0:
+                self.charge_mah = 0
+                self._rem_mams = 0
+            elif self.charge_mah >= self.capacity_mah:
+                self.charge_mah = self.capacity_mah
+                self._rem_mams = 0
 
     def pct(self):
         return self.charge_mah * 100 // self.capacity_mah
+
+    def ppm(self):
+        return ratio_ppm(self.charge_mah, self.capacity_mah)
+
+
+class SocEstimator:
+    """The SOC rules over the pack state; update() once per new good read."""
+
+    def __init__(self, v):
+        self.v = v
+        self.rated_mah = v[P.RATED_CAPACITY_MAH]
+        self.soc = Soc(self.rated_mah)
+        self.started = False
+        self.cal_count = 0  # calibrations so far (full, empty, OCV)
+        self.learn_count = 0  # capacities learned
+        self._rest_ms = 0
+        self._end_ms = 0  # time the charge-end (cut-off current) condition held
+        self._at_full = False
+        self._at_empty = False
+        self._cal_ppm = -1  # last calibration point, -1 none yet
+        self._net = Counter()  # counted charge since that point (signed)
+        self._chg = Counter()  # charged since that point
+        self._off_ms = 0
+        self._off_sum = 0  # mA*ms of readings where no current can flow
+        self._chg_ah = Counter()  # lifetime throughput, mAh below the Ah in state
+        self._dsg_ah = Counter()
+        self._chg_e = 0  # 0.1 W*ms below the Wh in state
+        self._dsg_e = 0
+
+    # --- calibration ---
+
+    def _use_fcc(self, st):
+        fcc = st.fcc_mah if st.fcc_mah > 0 else self.rated_mah
+        if fcc != self.soc.capacity_mah:
+            p = self.soc.ppm()
+            self.soc.capacity_mah = fcc
+            self.soc.set_ppm(p)
+
+    def calibrate(self, st, ppm):
+        """A known SOC: learn the capacity if the last point is far enough
+        above it (a discharge), then restart counting from here."""
+        if 0 <= ppm < self._cal_ppm:
+            span = self._cal_ppm - ppm
+            net = -self._net.mah
+            if (span >= self.v[P.SOH_MIN_SPAN_PCT] * 10000 and net > 0
+                    and self._chg.mah * 20 <= self.rated_mah):  # a discharge: < 5 % charged in between
+                fcc = net * 1000 // (span // 1000)
+                lo = self.rated_mah // 2
+                hi = self.rated_mah + self.rated_mah // 10
+                fcc = lo if fcc < lo else (hi if fcc > hi else fcc)
+                st.fcc_mah = fcc
+                soh = fcc * 100 // self.rated_mah
+                st.soh_pct = soh if soh < 100 else 100
+                self.learn_count += 1
+        self._use_fcc(st)
+        self.soc.set_ppm(ppm)
+        self._cal_ppm = ppm
+        self._net.clear()
+        self._chg.clear()
+        self.cal_count += 1
+
+    def start(self, st, snap, vmin, vmax):
+        """The first good read: the restored SOC, else the OCV guess."""
+        self._use_fcc(st)
+        if st.soc_restore_ppm >= 0:
+            self.soc.set_ppm(st.soc_restore_ppm if st.soc_restore_ppm <= _FULL_PPM else _FULL_PPM)
+        elif vmin <= self.v[P.SOC_OCV_LOW_MV]:
+            self.calibrate(st, soc_ppm_from_ocv(vmin))
+        elif vmax >= self.v[P.SOC_OCV_HIGH_MV]:
+            self.calibrate(st, soc_ppm_from_ocv(vmax))
+        else:
+            # the average cell, interpolated below 1 mV (plateau: only a guess)
+            n = len(snap.cell_mv)
+            mv = snap.stack_mv // n
+            frac = snap.stack_mv - mv * n
+            a = soc_ppm_from_ocv(mv)
+            b = soc_ppm_from_ocv(mv + 1)
+            self.soc.set_ppm(a + (b - a) * frac // n)
+        self.started = True
+
+    # --- each read ---
+
+    def update(self, st, raw_ma, dt_ms):
+        v = self.v
+        snap = st.snap
+        cells = snap.cell_mv
+        vmin = vmax = cells[0]
+        for c in range(1, len(cells)):
+            x = cells[c]
+            if x < vmin:
+                vmin = x
+            elif x > vmax:
+                vmax = x
+        if not self.started:
+            self.start(st, snap, vmin, vmax)
+            self._publish(st)
+            return
+        self._use_fcc(st)
+        deadband = v[P.CURRENT_DEADBAND_MA]
+        self._learn_offset(st, raw_ma, dt_ms, deadband)
+        i = raw_ma - st.i_offset_ma
+        if -deadband < i < deadband:
+            i = 0
+        if i > _MAX_MA:
+            i = _MAX_MA
+        elif i < -_MAX_MA:
+            i = -_MAX_MA
+        self.soc.count(i, dt_ms)
+        self._net.add(i, dt_ms)
+        self._count(st, i, dt_ms, snap.stack_mv)
+
+        # charge end: COVP (or the AFE's COV), or the cut-off current at the
+        # charge voltage for charge_end_delay_ms
+        if 0 < i <= v[P.CHARGE_END_MA] and vmax >= v[P.CHARGE_END_CELL_MV]:
+            self._end_ms += dt_ms
+            if self._end_ms > v[P.CHARGE_END_DELAY_MS]:
+                self._end_ms = v[P.CHARGE_END_DELAY_MS]
+        else:
+            self._end_ms = 0
+        ended = (st.protections & _COVP or st.hw_alerts & _ALERT_COV
+                 or (self._end_ms >= v[P.CHARGE_END_DELAY_MS] and self._end_ms > 0))
+        if ended:
+            if not self._at_full:
+                self._at_full = True
+                self.calibrate(st, _FULL_PPM)
+            else:
+                self.soc.set_ppm(_FULL_PPM)
+            st.soc_full = True
+        elif st.protections & _CUVP or st.hw_alerts & _ALERT_CUV:
+            if not self._at_empty:
+                self._at_empty = True
+                self.calibrate(st, 0)
+        else:
+            # at rest: the OCV, only on the steep ends
+            if i == 0 and st.current_ma == 0:
+                self._rest_ms += dt_ms
+                if self._rest_ms >= v[P.SOC_REST_MS]:
+                    self._rest_ms = 0
+                    if vmin <= v[P.SOC_OCV_LOW_MV]:
+                        self.calibrate(st, soc_ppm_from_ocv(vmin))
+                    elif vmax >= v[P.SOC_OCV_HIGH_MV] and not st.soc_full:
+                        self.calibrate(st, soc_ppm_from_ocv(vmax))
+            else:
+                self._rest_ms = 0
+        ppm = self.soc.ppm()
+        if ppm < 990000:
+            self._at_full = False
+            st.soc_full = False
+        if ppm > 50000:
+            self._at_empty = False
+        self._publish(st)
+
+    def _publish(self, st):
+        ppm = self.soc.ppm()
+        st.soc_ppm = ppm
+        pct = ppm // 10000
+        if pct > 99 and not st.soc_full:
+            pct = 99  # 100 % only once a charge has ended (`000` Q1, Q5)
+        st.soc_pct = pct
+
+    def _learn_offset(self, st, raw_ma, dt_ms, deadband):
+        """Readings where no current can flow are the sensor's offset."""
+        still = -deadband < raw_ma < deadband and not st.pchg_fet and (
+            (not st.chg_fet and not st.dsg_fet) or (not st.chg_fet and raw_ma >= 0)
+            or (not st.dsg_fet and raw_ma <= 0))
+        if not still or dt_ms > _OFFSET_WINDOW_MS:
+            self._off_ms = 0
+            self._off_sum = 0
+            return
+        self._off_sum += raw_ma * dt_ms  # < 5 A * 10 s: small
+        self._off_ms += dt_ms
+        if self._off_ms >= _OFFSET_WINDOW_MS:
+            st.i_offset_ma = self._off_sum // self._off_ms
+            self._off_ms = 0
+            self._off_sum = 0
+
+    def _count(self, st, i, dt_ms, stack_mv):
+        """Lifetime Ah, Wh and cycles."""
+        if i > 0:
+            if self._chg_ah.add(i, dt_ms):
+                st.chg_ah += self._chg_ah.mah // _MAH_PER_AH
+                self._chg_ah.mah %= _MAH_PER_AH
+            self._chg.add(i, dt_ms)
+            self._chg_e += _dw(stack_mv, i) * dt_ms
+            while self._chg_e >= _DWMS_PER_WH:
+                self._chg_e -= _DWMS_PER_WH
+                st.chg_wh += 1
+        elif i < 0:
+            if self._dsg_ah.add(-i, dt_ms):
+                if self._dsg_ah.mah >= _MAH_PER_AH:
+                    st.dsg_ah += self._dsg_ah.mah // _MAH_PER_AH
+                    self._dsg_ah.mah %= _MAH_PER_AH
+                    st.cycles = st.dsg_ah * _MAH_PER_AH // self.rated_mah
+            self._dsg_e += _dw(stack_mv, -i) * dt_ms
+            while self._dsg_e >= _DWMS_PER_WH:
+                self._dsg_e -= _DWMS_PER_WH
+                st.dsg_wh += 1
+
+
+def _dw(mv, ma):
+    """Power in 0.1 W of mv * ma, in small ints (< 6553 A * 65.5 V)."""
+    return mv // 100 * (ma // 100) // 10 if ma >= 100000 else mv * (ma // 10) // 10000

@@ -18,6 +18,32 @@ class PackState:
         self.current_ma = 0  # control: measured current after the dead band
         self.soc_pct = 0  # estimate
         self.soc_valid = False  # estimate: False until the first good read
+        # estimate: (issue 4; bms.soc) the SOC in ppm behind soc_pct, whether the last
+        # charge ended (100 % may be shown), the learned full-charge capacity and SOH,
+        # the current offset learned at zero current, and the lifetime counters (the
+        # store saves and restores these; soc_restore_ppm >= 0 set before the first
+        # cycle is the SOC to start from after a reset instead of the OCV guess)
+        self.soc_ppm = 0
+        self.soc_full = False
+        self.soc_restore_ppm = -1
+        self.fcc_mah = 0  # 0 until restored or learned: the rated capacity is used
+        self.soh_pct = 100
+        self.i_offset_ma = 0
+        self.cycles = 0
+        self.chg_ah = 0
+        self.dsg_ah = 0
+        self.chg_wh = 0
+        self.dsg_wh = 0
+        # limits: (bms.limits) what the inverter is told: charge voltage limit (never 0),
+        # charge and discharge current limits, discharge voltage limit, force-charge
+        # request bits (bms.limits.FC_*)
+        self.cvl_mv = 0
+        self.ccl_ma = 0
+        self.dcl_ma = 0
+        self.dvl_mv = 0
+        self.force_charge = 0
+        # balance: (bms.balance) bit c set = cell c is being bled
+        self.balance_mask = 0
         self.alarms = 0  # protect: bits of codes.ALARMS
         self.protections = 0  # protect: bits of codes.PROTECTIONS
         self.faults = 0  # protect: bits of codes.FAULTS
@@ -43,3 +69,11 @@ class PackState:
         self.hw_clear = 0
         self.events = Events(64)
         self.protect_reset_req = 0
+        # store: (app.persist, lib/store) the deep-discharge flag (the lowest cell
+        # reached cell_uv_p2_mv; cleared when charging brings it back to
+        # cell_uv_alarm_rel_mv), firmware starts, and protection events dropped
+        # from the ring before the event history got them, flash errors seen.
+        self.deep_discharge = False
+        self.boots = 0
+        self.events_lost = 0
+        self.store_errors = 0

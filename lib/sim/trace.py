@@ -4,6 +4,7 @@
 # byte. Host-side only: this allocates freely.
 from bms import codes, indicate, modes
 from drivers import afe as afe_bits
+from bms.limits import FC_NAMES
 
 # bms.sleep.BY_* in order; None while awake
 SLEEP_NAMES = (None, "button", "under_voltage", "low_cell", "idle", "command", "inverter")
@@ -70,6 +71,10 @@ def pack_pairs(t_ms, pack, st):
         ("buzzer", p[st.buzzer]), ("afe_ok", snap.ok),
         ("sleep", SLEEP_NAMES[st.sleep_reason]),
         ("contacts", [(st.contacts & 1) != 0, (st.contacts & 2) != 0]),
+        # issue 4: balancing per cell, SOH and counters, the limits told to the inverter
+        ("balancing", [(st.balance_mask >> c & 1) != 0 for c in range(len(snap.cell_mv))]),
+        ("soh_pct", st.soh_pct), ("cycles", st.cycles), ("cvl_mv", st.cvl_mv), ("ccl_ma", st.ccl_ma),
+        ("dcl_ma", st.dcl_ma), ("force_charge", [n for k, n in enumerate(FC_NAMES) if st.force_charge >> k & 1]),
     ]
 
 
@@ -77,4 +82,4 @@ def signature(st):
     """What counts as a change worth a trace line between the per-second ones."""
     return (st.mode, st.chg_fet, st.dsg_fet, st.pchg_fet, st.soc_pct, bytes(st.leds), st.buzzer,
             st.alarms, st.protections, st.faults, st.hw_alerts, st.snap.ok, st.safe_reason,
-            st.sleep_reason, st.contacts)
+            st.sleep_reason, st.contacts, st.balance_mask, st.force_charge)

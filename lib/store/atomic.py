@@ -8,8 +8,8 @@
 import struct
 from store.crc import crc32
 
-HEADER = "<4sHHII"  # magic, schema, count, seq, crc32 (of header[:16] + records)
-HEADER_SIZE = 16 + 4
+HEADER = "<4sHHII"  # magic, schema, count, seq, crc32 (of header[:12] + records)
+HEADER_SIZE = 16
 REC = "<HHi"
 REC_SIZE = 8
 
@@ -35,8 +35,8 @@ def encode(magic, schema, seq, recs):
         struct.pack_into(REC, buf, o, rid, h, v)
         o += REC_SIZE
     struct.pack_into("<4sHHI", buf, 0, magic, schema, n, seq)
-    c = crc32(buf[HEADER_SIZE:], crc32(buf[:16]))
-    struct.pack_into("<I", buf, 16, c)
+    c = crc32(buf[HEADER_SIZE:], crc32(buf[:12]))
+    struct.pack_into("<I", buf, 12, c)
     return buf
 
 
@@ -47,7 +47,7 @@ def decode(magic, data):
     m, schema, n, seq, c = struct.unpack_from(HEADER, data, 0)
     if m != magic or len(data) != HEADER_SIZE + REC_SIZE * n:
         return None
-    if crc32(data[HEADER_SIZE:], crc32(data[:16])) != c:
+    if crc32(data[HEADER_SIZE:], crc32(data[:12])) != c:
         return None
     recs = []
     o = HEADER_SIZE

@@ -1,0 +1,81 @@
+# Owns the simulated flash for the store tests: store.fs.MemFs with a power
+# cut after a budget of "write units". Every written byte is one unit; a
+# truncation (open "wb"), a rename and a remove are one unit each (atomic, as
+# in littlefs). When the budget runs out in the middle of a write, the bytes
+# before the cut land and the byte at the cut is torn (random garbage), then
+# PowerCut is raised and every later operation raises too, until remount()
+# gives a fresh view of the same files (the board rebooting).
+import random
+
+from store.fs import MemFs
+
+
+class PowerCut(OSError):
+    pass
+
+
+class SimFlash(MemFs):
+    def __init__(self, files=None, budget=None, seed=0):
+        MemFs.__init__(self, files)
+        self.budget = budget  # units left before the cut; None = never
+        self.used = 0  # units consumed since mount
+        self.dead = False
+        self.rng = random.Random(seed)
+        self.bytes_written = 0
+
+    def remount(self, budget=None):
+        return SimFlash(self.files, budget, self.rng.randrange(1 << 30))
+
+    def _spend(self, n):
+        """How many of n units may happen (< n means the cut comes inside)."""
+        if self.dead:
+            raise PowerCut("flash is powered off")
+        if self.budget is None:
+            self.used += n
+            return n
+        left = self.budget - self.used
+        if left >= n:
+            self.used += n
+            return n
+        self.used = self.budget
+        self.dead = True
+        return max(left, 0)
+
+    def _write(self, name, pos, b):
+        ok = self._spend(len(b))
+        if ok == len(b):
+            self.bytes_written += ok
+            return MemFs._write(self, name, pos, b)
+        torn = bytes(b[:ok]) + bytes([self.rng.randrange(256)])
+        MemFs._write(self, name, pos, torn)
+        raise PowerCut("cut while writing %s at byte %d" % (name, pos + ok))
+
+    def _op(self):
+        if self._spend(1) < 1:
+            raise PowerCut("cut before a metadata operation")
+
+    def _truncate(self, name):
+        self._op()
+        MemFs._truncate(self, name)
+
+    def open(self, name, mode):
+        if self.dead:
+            raise PowerCut("flash is powered off")
+        return MemFs.open(self, name, mode)
+
+    def rename(self, a, b):
+        self._op()
+        MemFs.rename(self, a, b)
+
+    def remove(self, name):
+        self._op()
+        MemFs.remove(self, name)
+
+    def size(self, name):
+        if self.dead:
+            raise PowerCut("flash is powered off")
+        return MemFs.size(self, name)
+
+    def flip(self, name, bit):
+        """Flip one bit of a stored file (bit index from the file's start)."""
+        self.files[name][bit // 8] ^= 1 << (bit % 8)

@@ -1,0 +1,347 @@
+# The BQ76952 driver (lib/drivers/bq76952.py) against the register-level chip
+# model (host_tests/sim_bq76952.py): configuration and protections decoded
+# from the model's data memory in the chip's own units, the read path with
+# CRC on and off, transfer errors, FETs, balancing, alerts, low-power commands,
+# and the read path under micropython.heap_lock() in the real MicroPython.
+import os
+import struct
+import textwrap
+
+import pytest
+
+from bms.snapshot import Snapshot
+from drivers import bq76952 as bq
+from drivers.afe import HwLimits, ALERT_COV, ALERT_SCD, ALERT_CUV
+from sim_bq76952 import SimBQ76952, DM_BASE
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHUNT_UOHM = 250
+LIMITS = HwLimits(cov_mv=3750, cuv_mv=2300, occ_ma=90000, ocd_ma=220000, scd_ma=400000,
+                  cov_delay_ms=2000, cuv_delay_ms=2000, occ_delay_ms=1000, ocd_delay_ms=100,
+                  scd_delay_us=200)
+# SCD thresholds by setting, mV (TRM SLUUBY2B, Protections:SCD:Threshold)
+SCD_TABLE_MV = [10, 20, 40, 60, 80, 100, 125, 150, 175, 200, 250, 300, 350, 400, 450, 500]
+
+
+def make(crc=False, busy_polls=1, configure=True):
+    sim = SimBQ76952(crc=crc, busy_polls=busy_polls)
+    drv = bq.BQ76952(sim, crc=crc, shunt_uohm=SHUNT_UOHM, poll_us=0)
+    if configure:
+        drv.configure(LIMITS)
+    return sim, drv
+
+
+def dm(sim, addr, fmt):
+    return struct.unpack_from(fmt, sim.dm, addr - DM_BASE)[0]
+
+
+def test_crc8_matches_the_examples_of_ti():
+    # SLUAA11B 4: FET_ENABLE write and a Cell 1 read
+    assert bq.crc8(bytes([0x10, 0x3E, 0x22])) == 0x63
+    assert bq.crc8(bytes([0x00])) == 0x00
+    assert bq.crc8(bytes([0x10, 0x14, 0x11, 0x68])) == 0x33
+    assert bq.crc8(bytes([0x0B])) == 0x31
+
+
+@pytest.mark.parametrize("crc", [False, True])
+def test_configure_writes_the_data_memory(crc):
+    sim, drv = make(crc)
+    assert sim.rejected == 0 and sim.dm_rejected == 0 and sim.nacks == 0
+    assert not sim.cfg_update
+    assert dm(sim, 0x9304, "<H") == 0xFFFF  # 16 cells
+    assert dm(sim, 0x9303, "<B") == 0x06  # 10 mA, 10 mV
+    assert dm(sim, 0x9308, "<B") & 0x0C == 0x0C  # FET_CTRL_EN, HOST_FET_EN
+    # thermistor pins: cells TS1 TS3 HDQ DCHG, FETs DDSG CFETOFF (18k pull-up, 18K model)
+    for addr in (0x92FD, 0x92FF, 0x9300, 0x9301):
+        assert dm(sim, addr, "<B") == 0x07
+    for addr in (0x9302, 0x92FA):
+        assert dm(sim, addr, "<B") == 0x0F
+    assert dm(sim, 0x91A8, "<f") == pytest.approx(7.4768 / (SHUNT_UOHM / 1000), rel=1e-6)
+    assert sim.mfg_status & 0x10  # FET test mode left
+
+
+def test_protections_in_chip_units_round_to_the_safe_side():
+    sim, drv = make()
+    r_mohm = SHUNT_UOHM / 1000
+    cov = dm(sim, 0x9278, "<B") * 50.6
+    assert LIMITS.cov_mv - 50.6 < cov <= LIMITS.cov_mv
+    cuv = dm(sim, 0x9275, "<B") * 50.6
+    assert LIMITS.cuv_mv <= cuv < LIMITS.cuv_mv + 50.6
+    occ_a = dm(sim, 0x9280, "<B") * 2 / r_mohm
+    assert LIMITS.occ_ma / 1000 - 2 / r_mohm < occ_a <= LIMITS.occ_ma / 1000
+    ocd_a = dm(sim, 0x9282, "<B") * 2 / r_mohm
+    assert LIMITS.ocd_ma / 1000 - 2 / r_mohm < ocd_a <= LIMITS.ocd_ma / 1000
+    scd_a = SCD_TABLE_MV[dm(sim, 0x9286, "<B")] / r_mohm
+    assert scd_a <= LIMITS.scd_ma / 1000
+    nxt = dm(sim, 0x9286, "<B") + 1
+    assert nxt == len(SCD_TABLE_MV) or SCD_TABLE_MV[nxt] / r_mohm > LIMITS.scd_ma / 1000
+    # delays: (setting + 2) * 3.3 ms, at most the asked one, less than a step short
+    for addr, fmt, ms, hi in ((0x9279, "<H", LIMITS.cov_delay_ms, 2047), (0x9276, "<H", LIMITS.cuv_delay_ms, 2047),
+                              (0x9281, "<B", LIMITS.occ_delay_ms, 127), (0x9283, "<B", LIMITS.ocd_delay_ms, 127)):
+        got = (dm(sim, addr, fmt) + 2) * 3.3
+        assert got <= ms + 1e-9
+        assert got > ms - 3.3 or dm(sim, addr, fmt) == hi
+    scd_us = (dm(sim, 0x9287, "<B") - 1) * 15
+    assert LIMITS.scd_delay_us - 15 < scd_us <= LIMITS.scd_delay_us
+    assert dm(sim, 0x9261, "<B") & 0xBC == 0xBC  # SCD OCD1 OCC COV CUV enabled
+    assert dm(sim, 0x9265, "<B") == 0x98 and dm(sim, 0x9269, "<B") == 0xE4
+
+
+@pytest.mark.parametrize("mv", range(2000, 4400, 7))
+def test_voltage_codes_never_on_the_unsafe_side(mv):
+    assert bq.cov_code(mv) * 50.6 <= mv or bq.cov_code(mv) == 20
+    assert bq.cuv_code(mv) * 50.6 >= mv or bq.cuv_code(mv) == 90
+
+
+def test_data_memory_write_outside_config_update_is_noticed():
+    sim, drv = make(configure=False)
+    with pytest.raises(bq.Bq76952Error):
+        drv.dm_write(0x9278, "<B", 70)
+    assert sim.dm_rejected == 1
+    assert drv.comm_errors == 1
+    assert dm(sim, 0x9278, "<B") == 86
+
+
+def test_model_ignores_a_wrong_checksum_or_length():
+    sim = SimBQ76952()
+    sim.cfg_update = True
+    sim.writeto_mem(0x08, 0x3E, bytes([0x78, 0x92, 70]))
+    tot = 0x78 + 0x92 + 70
+    sim.writeto_mem(0x08, 0x60, bytes([~tot & 0xFF ^ 1, 5]))  # bad checksum
+    sim.writeto_mem(0x08, 0x60, bytes([~tot & 0xFF, 6]))  # bad length
+    assert sim.rejected == 2 and dm(sim, 0x9278, "<B") == 86
+    sim.writeto_mem(0x08, 0x60, bytes([~tot & 0xFF, 5]))
+    assert dm(sim, 0x9278, "<B") == 70
+
+
+def test_model_nacks_a_write_with_a_bad_crc():
+    sim = SimBQ76952(crc=True)
+    with pytest.raises(OSError):
+        sim.writeto_mem(0x08, 0x3E, bytes([0x22, 0x00, 0x00, 0x00]))
+    assert sim.nacks == 1
+
+
+@pytest.mark.parametrize("crc", [False, True])
+def test_read_fills_the_snapshot(crc):
+    sim, drv = make(crc)
+    sim.cell_mv = [3200 + 10 * c for c in range(16)]
+    sim.stack_mv, sim.pack_mv, sim.ld_mv = 53120, 40000, 39990
+    sim.current_ma = -123450
+    sim.temp_dk = [2731 + 100 * k for k in range(10)]  # 0x68 + 2k: 0.0, 10.0, 20.0 ... degC
+    sim.render()
+    snap = Snapshot()
+    assert drv.read(snap)
+    assert list(snap.cell_mv) == sim.cell_mv
+    assert (snap.stack_mv, snap.pack_mv, snap.current_ma) == (53120, 40000, -123450)
+    assert drv.ld_mv == 39990
+    # sources TS1 (0x70: k=4), TS3 (k=6), HDQ (7), DCHG (8), DDSG (9), CFETOFF (1), internal (0)
+    assert list(snap.temp_dc) == [400, 600, 700, 800, 900, 100, 0]
+    assert drv.comm_errors == 0
+
+
+@pytest.mark.parametrize("crc", [False, True])
+def test_a_failed_transfer_leaves_the_snapshot_and_counts(crc):
+    sim, drv = make(crc)
+    snap = Snapshot()
+    assert drv.read(snap)
+    before = (list(snap.cell_mv), list(snap.temp_dc), snap.stack_mv, snap.pack_mv, snap.current_ma)
+    sim.cell_mv = [2500] * 16
+    sim.current_ma = 5000
+    sim.render()
+    if crc:
+        sim.crc_errors = 1
+        assert not drv.read(snap)
+        assert drv.comm_errors == 1
+    sim.silent = True
+    assert not drv.read(snap)
+    assert not drv.read(snap)
+    assert drv.comm_errors == (3 if crc else 2)
+    assert (list(snap.cell_mv), list(snap.temp_dc), snap.stack_mv, snap.pack_mv, snap.current_ma) == before
+    sim.silent = False
+    assert drv.read(snap) and snap.cell_mv[0] == 2500 and snap.current_ma == 5000
+
+
+def test_set_fets_and_a_lost_command_is_sent_again():
+    sim, drv = make()
+    assert sim.fets() == 0  # FET_INIT_OFF: nothing conducts before the host allows it
+    assert drv.set_fets(True, False, False)
+    assert sim.fets() & 0x05 == 0x01  # CHG on, DSG off
+    assert drv.set_fets(False, False, True)
+    assert sim.fets() == 0x08  # PDSG only
+    sim.silent = True
+    assert drv.set_fets(True, True, False) is False
+    assert drv.comm_errors == 1
+    sim.silent = False
+    snap = Snapshot()
+    assert drv.read(snap)  # sends the pending FET_CONTROL first
+    assert sim.fets() & 0x05 == 0x05
+    assert drv.fet_status & 0x05 == 0x05
+
+
+def test_leaving_fet_test_mode_only_toggles_when_needed():
+    sim, drv = make()
+    assert sim.mfg_status & 0x10
+    drv.enable_fet_control()  # FET_ENABLE toggles: must not be sent again
+    assert sim.mfg_status & 0x10
+
+
+def test_alerts_latch_and_clear():
+    sim, drv = make()
+    drv.set_fets(True, True, False)
+    snap = Snapshot()
+    sim.trip(0x08 | 0x80)  # COV and SCD
+    assert drv.read(snap)
+    assert drv.read_alerts() == ALERT_COV | ALERT_SCD
+    assert sim.fets() & 0x05 == 0  # the chip holds both off
+    sim.recover(0x80)
+    assert drv.clear_alerts(ALERT_SCD)
+    assert sim.alarm_status & 0x4000 == 0
+    assert drv.read(snap) and drv.read_alerts() == ALERT_COV  # COV still active, SCD gone
+    sim.recover(0x08)
+    drv.clear_alerts(ALERT_COV)
+    assert drv.read(snap) and drv.read_alerts() == 0
+    assert sim.fets() & 0x05 == 0x05
+    sim.trip(0x04)  # CUV is enabled by program_protections
+    assert drv.read(snap) and drv.read_alerts() == ALERT_CUV
+
+
+def test_balancing():
+    sim, drv = make()
+    assert drv.set_balance(0x8001)
+    assert sim.balance_mask == 0x8001
+    drv.set_balance(0)
+    assert sim.balance_mask == 0
+
+
+def test_low_power_and_identity_commands():
+    sim, drv = make(crc=True, busy_polls=3)
+    assert drv.device_number() == 0x7695
+    drv.sleep_enable(False)
+    assert not sim.sleep_allowed
+    drv.deep_sleep()
+    assert sim.deep_sleep
+    drv.exit_deep_sleep()
+    assert not sim.deep_sleep
+    drv.shutdown()
+    assert sim.shutdown
+
+
+def test_a_subcommand_that_never_completes_raises_and_counts():
+    sim, drv = make(configure=False)
+    sim.busy_polls = 10000
+    with pytest.raises(bq.Bq76952Error):
+        drv.device_number()
+    assert drv.comm_errors == 1
+
+
+HEAP_LOCK = """
+from drivers.bq76952 import BQ76952
+from drivers.afe import HwLimits
+from bms.snapshot import Snapshot
+import micropython
+
+res = [None]
+
+def locked(fn):
+    micropython.heap_lock()
+    try:
+        res[0] = fn()
+        return None
+    except MemoryError:
+        return "allocates"
+    finally:
+        micropython.heap_unlock()
+
+def main():
+    if locked(lambda: [1]) != "allocates":
+        return "probe failed"
+    for crc in (False, True):
+        sim = SimBQ76952(crc=crc)
+        d = BQ76952(sim, crc=crc, poll_us=0)
+        d.configure(HwLimits(3750, 2300, 90000, 220000, 400000, 2000, 2000, 1000, 100, 200))
+        s = Snapshot()
+        sim.cell_mv[3] = 3456
+        sim.current_ma = -20000
+        sim.render()
+        steps = (("read", lambda: d.read(s), True),
+                 ("set_fets", lambda: d.set_fets(True, True, False), True),
+                 ("set_balance", lambda: d.set_balance(5), True),
+                 ("read_alerts", lambda: d.read_alerts(), 0),
+                 ("clear_alerts", lambda: d.clear_alerts(8), True))
+        for name, fn, want in steps:
+            for _ in range(3):
+                err = locked(fn)
+                if err:
+                    return name + " " + err + " crc " + str(crc)
+                if res[0] != want:
+                    return name + " returned " + str(res[0])
+        if s.cell_mv[3] != 3456 or s.current_ma != -20000:
+            return "wrong values"
+        if crc:
+            sim.crc_errors = 1
+            err = locked(lambda: d.read(s))
+            if err or res[0] is not False:
+                return "crc error read: " + str(err) + " " + str(res[0])
+        sim.silent = True
+        err = locked(lambda: d.read(s))
+        if err or res[0] is not False:
+            return "silent read: " + str(err) + " " + str(res[0])
+    return "ok"
+
+print(main())
+"""
+
+
+def test_read_path_runs_under_heap_lock_in_micropython(mpy):
+    with open(os.path.join(HERE, "sim_bq76952.py"), encoding="utf-8") as f:
+        sim_src = f.read()
+    r = mpy.run(sim_src + "\n" + textwrap.dedent(HEAP_LOCK), timeout_s=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok", r.stdout
+
+
+def test_a_subcommand_response_with_a_bad_checksum_is_refused():
+    sim, drv = make(configure=False)
+    respond = sim._respond
+
+    def bad(n):
+        respond(n)
+        sim._chk ^= 0xFF
+
+    sim._respond = bad
+    with pytest.raises(bq.Bq76952Error):
+        drv.device_number()
+    assert drv.comm_errors == 1
+
+
+def test_fewer_cells_and_a_different_sense_resistor():
+    sim = SimBQ76952()
+    drv = bq.BQ76952(sim, n_cells=15, shunt_uohm=500, poll_us=0)
+    drv.configure(LIMITS)
+    assert dm(sim, 0x9304, "<H") == 0x7FFF
+    assert dm(sim, 0x9280, "<B") == 90000 * 500 // 2000000  # 22 -> 44 mV = 88 A
+    assert drv.set_balance(0xFFFF) and sim.balance_mask == 0x7FFF
+
+
+def test_a_limit_the_chip_cannot_hold_is_refused_before_any_write():
+    sim, drv = make()
+    writes = sim.writes
+    low_occ = HwLimits(3750, 2300, 10000, 220000, 400000, 2000, 2000, 1000, 100, 200)  # 2.5 mV
+    with pytest.raises(ValueError):
+        drv.program_protections(low_occ)
+    assert sim.writes == writes and not sim.cfg_update
+
+
+def test_every_allowed_parameter_value_fits_the_chip_with_the_default_shunt():
+    # the hw_* rows of the parameter table at their extremes, with a 250 uOhm shunt
+    from bms import params as P
+    rows = {r[1]: r for r in P.TABLE}
+    ok = []
+    for name in ("hw_cov_mv", "hw_cuv_mv", "hw_ocd_ma", "hw_scd_ma"):
+        for v in rows[name][3:5]:
+            ok.append((name, v))
+    drv = bq.BQ76952(SimBQ76952(), shunt_uohm=SHUNT_UOHM)
+    for name, v in ok:
+        kw = dict(LIMITS.__dict__)
+        kw[name[3:]] = v
+        drv.protection_codes(HwLimits(**kw))

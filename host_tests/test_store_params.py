@@ -1,0 +1,261 @@
+# The parameter file (lib/store/paramstore.py on lib/store/atomic.py): power
+# cuts at every write point, bit flips, fallbacks, migrations, restore defaults.
+import pytest
+
+from bms import params as P
+from bms.params import Params, index_of
+from simflash import PowerCut, SimFlash
+from store import atomic, paramstore
+from store.paramstore import ParamStore
+
+
+def _p(**kv):
+    p = Params()
+    p.set_many([(index_of(k), v) for k, v in kv.items()])
+    return p
+
+
+# A realistic sequence of saves: first boot, the PC tool changing a few values
+# one at a time and then a batch, restore defaults.
+SAVES = [
+    {},
+    {"buzzer_enable": 1},
+    {"buzzer_enable": 1, "usoc_alarm_pct": 12},
+    {"buzzer_enable": 1, "usoc_alarm_pct": 12, "cell_ov_p1_mv": 3610, "charge_mv": 55600},
+    {"buzzer_enable": 1, "usoc_alarm_pct": 12, "cell_ov_p1_mv": 3610, "charge_mv": 55600,
+     "rated_capacity_mah": 105000},
+    {"rated_capacity_mah": 105000},  # restore defaults: the FACTORY row stays
+]
+
+
+def _run(fs, upto=None):
+    """Apply SAVES on fs; returns how many saves completed."""
+    st = ParamStore(fs)
+    p = Params()
+    st.load(p)
+    done = 0
+    for k, kv in enumerate(SAVES):
+        if k == len(SAVES) - 1:
+            st.restore_defaults(p)
+        else:
+            p.set_many([(index_of(n), v) for n, v in kv.items()])
+            st.save(p)
+        done += 1
+    return done
+
+
+def _snapshot(kv):
+    return list(_p(**kv).v)
+
+
+def test_round_trip_and_reboot():
+    fs = SimFlash()
+    st = ParamStore(fs)
+    p = _p(buzzer_enable=1, cell_ov_p1_mv=3610)
+    st.save(p)
+    q = Params()
+    found, notes = ParamStore(fs.remount()).load(q)
+    assert found and notes == []
+    assert list(q.v) == list(p.v)
+
+
+def test_missing_file_keeps_defaults_with_a_note():
+    q = Params()
+    found, notes = ParamStore(SimFlash()).load(q)
+    assert not found and notes == [(paramstore.N_PARAMS_DEFAULTS, 0)]
+    assert list(q.v) == list(Params().v)
+
+
+def test_power_cut_at_every_write_point_reads_old_or_new():
+    total = SimFlash()
+    _run(total)
+    n_units = total.used
+    assert n_units > 5 * 1400  # every byte of every save is a cut point
+    states = [_snapshot({})] + [_snapshot(kv) for kv in SAVES]
+    for cut in range(n_units + 1):  # every byte written and every truncate/rename
+        fs = SimFlash(budget=cut, seed=cut)
+        try:
+            done = _run(fs)
+        except PowerCut:
+            done = None
+        q = Params()
+        ParamStore(fs.remount()).load(q)
+        got = list(q.v)
+        assert got in states, "cut at %d: mixed values" % cut
+        k = states.index(got)
+        if done is None:
+            # what was read back is the last complete save or the one in progress
+            assert k <= len(SAVES)
+    # and a completed run reads the last state
+    q = Params()
+    ParamStore(total.remount()).load(q)
+    assert list(q.v) == states[-1]
+
+
+def test_cut_never_goes_back_past_a_completed_save():
+    # after save k returned, a cut during save k+1 reads k or k+1, never older
+    ref = SimFlash()
+    st = ParamStore(ref)
+    st.load(Params())
+    marks = []
+    p = Params()
+    for kv in SAVES[:-1]:
+        p.set_many([(index_of(n), v) for n, v in kv.items()])
+        st.save(p)
+        marks.append(ref.used)
+    states = [_snapshot(kv) for kv in SAVES[:-1]]
+    for cut in range(marks[0], marks[-1] + 1, 11):
+        fs = SimFlash(budget=cut, seed=cut)
+        st = ParamStore(fs)
+        st.load(Params())
+        p = Params()
+        k_done = -1
+        try:
+            for k, kv in enumerate(SAVES[:-1]):
+                p.set_many([(index_of(n), v) for n, v in kv.items()])
+                st.save(p)
+                k_done = k
+        except PowerCut:
+            pass
+        q = Params()
+        ParamStore(fs.remount()).load(q)
+        k = states.index(list(q.v))
+        assert k in (k_done, k_done + 1), (cut, k, k_done)
+
+
+def test_every_bit_flip_is_detected_and_falls_back_to_the_previous_copy():
+    fs = SimFlash()
+    st = ParamStore(fs)
+    old = _p(buzzer_enable=1)
+    new = _p(buzzer_enable=1, usoc_alarm_pct=12)
+    st.save(old)
+    st.save(new)
+    size = fs.size(paramstore.FILE)
+    for bit in range(0, size * 8, 3):
+        files = {k: bytearray(v) for k, v in fs.files.items()}
+        f2 = SimFlash(files)
+        f2.flip(paramstore.FILE, bit)
+        q = Params()
+        found, notes = ParamStore(f2).load(q)
+        assert found and list(q.v) == list(old.v), bit
+        assert (paramstore.N_PARAMS_BACKUP, 1) in notes
+
+
+def test_both_copies_corrupt_gives_defaults_never_garbage():
+    fs = SimFlash()
+    st = ParamStore(fs)
+    st.save(_p(buzzer_enable=1))
+    st.save(_p(usoc_alarm_pct=12))
+    fs.flip(paramstore.FILE, 200)
+    fs.flip(paramstore.FILE + ".bak", 300)
+    q = _p(buzzer_enable=1)
+    found, notes = ParamStore(fs).load(q)
+    assert not found and notes == [(paramstore.N_PARAMS_CORRUPT, 0)]
+    # the caller's values stay (the app starts from defaults)
+    assert q.v[P.BUZZER_ENABLE] == 1
+
+
+def test_after_a_fallback_the_next_save_keeps_the_good_backup():
+    fs = SimFlash()
+    st = ParamStore(fs)
+    st.save(_p(buzzer_enable=1))
+    st.save(_p(usoc_alarm_pct=12))
+    fs.flip(paramstore.FILE, 100)
+    st2 = ParamStore(fs)
+    q = Params()
+    st2.load(q)  # writes the recovered values back as a new current copy
+    assert q.v[P.BUZZER_ENABLE] == 1
+    q2 = Params()
+    assert ParamStore(fs.remount()).load(q2)[0]
+    assert list(q2.v) == list(q.v)
+
+
+def _write_raw(fs, recs, schema=paramstore.SCHEMA, seq=1):
+    data = atomic.encode(paramstore.MAGIC, schema, seq, recs)
+    f = fs.open(paramstore.FILE, "wb")
+    f.write(data)
+    f.close()
+
+
+def _recs(values):
+    return ParamStore(SimFlash()).records(values)
+
+
+def test_migration_added_and_removed_parameters():
+    fs = SimFlash()
+    v = list(_p(buzzer_enable=1, usoc_alarm_pct=12).v)
+    recs = _recs(v)
+    recs = [r for r in recs if r[0] != 172]  # sleep_cell_mv "not yet in that version"
+    recs.append((999, atomic.name_hash("gone_ms"), 5))  # a row since removed
+    _write_raw(fs, recs, schema=0)
+    q = Params()
+    found, notes = ParamStore(fs).load(q)
+    assert found
+    assert q.v[P.BUZZER_ENABLE] == 1 and q.v[P.USOC_ALARM_PCT] == 12
+    assert q.v[P.SLEEP_CELL_MV] == 3000  # the added row has its default
+    assert (paramstore.N_PARAM_DROPPED, 999) in notes
+    # written back in the current layout: the next boot has nothing to say
+    q2 = Params()
+    assert ParamStore(fs.remount()).load(q2) == (True, [])
+    assert list(q2.v) == list(q.v)
+
+
+def test_migration_changed_unit_converts_or_defaults():
+    i = P.SLEEP_DELAY_MS
+    rid = P.TABLE[i][0]
+    v = list(Params().v)
+    recs = _recs(v)
+    recs[i] = (rid, atomic.name_hash("sleep_delay_s"), 600)  # an older unit: seconds
+    fs = SimFlash()
+    _write_raw(fs, recs)
+    q = Params()
+    found, notes = ParamStore(fs, convert={(rid, "sleep_delay_s"): (1000, 1)}).load(q)
+    assert q.v[i] == 600000 and (paramstore.N_PARAM_CONVERTED, rid) in notes
+    # without a conversion rule the value is never loaded with the wrong meaning
+    fs = SimFlash()
+    _write_raw(fs, recs)
+    q = Params()
+    found, notes = ParamStore(fs).load(q)
+    assert q.v[i] == P.TABLE[i][2] and (paramstore.N_PARAM_DEFAULT, rid) in notes
+
+
+def test_out_of_range_value_takes_its_default_and_inconsistent_set_gives_defaults():
+    v = list(Params().v)
+    recs = _recs(v)
+    i = P.BUZZER_ENABLE
+    recs[i] = (recs[i][0], recs[i][1], 7)
+    fs = SimFlash()
+    _write_raw(fs, recs)
+    q = Params()
+    found, notes = ParamStore(fs).load(q)
+    assert q.v[i] == 0 and (paramstore.N_PARAM_DEFAULT, P.TABLE[i][0]) in notes
+    # each value in range but the set breaks an order rule (float above charge)
+    recs = _recs(v)
+    j = P.FLOAT_MV
+    recs[j] = (recs[j][0], recs[j][1], 56500)
+    fs = SimFlash()
+    _write_raw(fs, recs)
+    q = _p(buzzer_enable=1)
+    found, notes = ParamStore(fs).load(q)
+    assert not found and (paramstore.N_PARAMS_INVALID, 0) in notes
+    assert list(q.v) == list(Params().v)
+
+
+def test_restore_defaults_keeps_factory_rows():
+    fs = SimFlash()
+    st = ParamStore(fs)
+    p = _p(buzzer_enable=1, rated_capacity_mah=105000, hw_cov_mv=3800)
+    st.save(p)
+    st.restore_defaults(p)
+    q = Params()
+    ParamStore(fs.remount()).load(q)
+    assert q.v[P.BUZZER_ENABLE] == 0
+    assert q.v[P.RATED_CAPACITY_MAH] == 105000 and q.v[P.HW_COV_MV] == 3800
+
+
+def test_crc_table_matches_binascii():
+    import binascii
+    from store.crc import crc32_table
+    for data in (b"", b"abc", bytes(range(256)) * 3):
+        assert crc32_table(data) == binascii.crc32(data)
+        assert crc32_table(data[5:], crc32_table(data[:5])) == binascii.crc32(data)

@@ -1,0 +1,598 @@
+# Owns the TI BQ76952 16-series AFE on I2C: the transfer layer (CRC-8 on or
+# off), direct commands, the subcommand / data-memory protocol, configuration
+# for 16 cells, the hardware protections (second channel) from HwLimits, FET
+# control, balancing, alerts and the low-power commands. Implements the
+# drivers.afe contract. read() and every call of the control step (set_fets,
+# set_balance, read_alerts, clear_alerts) allocate nothing: they run under
+# micropython.heap_lock().
+#
+# Sources (TI): BQ76952 Technical Reference Manual SLUUBY2B ("TRM"), datasheet
+# SLUSE13; I2C CRC rule: application note SLUAA11B section 4; PROTOCOLS.md 4.
+#
+# Bus: a machine.I2C (or SoftI2C) object; the driver uses only
+# readfrom_mem_into(addr, reg, buf) (register write, repeated start, read) and
+# writeto_mem(addr, reg, buf), both present on every MicroPython port. They
+# raise OSError on a NACK or timeout.
+#
+# Error policy: every transfer error (OSError from the bus, CRC mismatch,
+# subcommand checksum/length mismatch, subcommand timeout, data-memory value not
+# taken) is counted in comm_errors. read() then returns False with the snapshot
+# untouched. set_fets / set_balance / clear_alerts return False and keep the
+# command pending: read() sends it again first, so a lost FET command is
+# retried every cycle until it goes through (a read with a pending command that
+# still fails returns False). configure(), program_protections() and the other
+# set-up calls raise Bq76952Error (an OSError) with the reason.
+import struct
+import time
+
+_sleep_us = getattr(time, "sleep_us", None)  # MicroPython; CPython: time.sleep
+
+from drivers.afe import Afe, ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD
+from bms.snapshot import N_CELLS, N_TEMPS
+
+ADDR = 0x08  # 7-bit I2C address (TRM 11.1: 0x10 write / 0x11 read, 8-bit)
+
+# --- direct commands (TRM 12.1) ---
+_SAFETY_ALERT_A = 0x02  # 0x02..0x07: alert/status A, B, C
+_BATTERY_STATUS = 0x12  # 0x12, then cells 0x14 + 2(n-1), stack 0x34,
+_CELL1 = 0x14  # pack 0x36, LD 0x38, CC2 0x3A: one 42-byte block
+_ALARM_STATUS = 0x62  # latched, write 1 to clear
+_INT_TEMP = 0x68  # 0x68..0x7A: internal, CFETOFF, DFETOFF, ALERT,
+_FET_STATUS = 0x7F  # TS1, TS2, TS3, HDQ, DCHG, DDSG (0.1 K, I2)
+_SUBCMD = 0x3E
+_XFER = 0x40
+_CHECKSUM = 0x60
+
+# temperature sources: the direct command of each pin (TRM 12.1)
+INT = 0x68
+CFETOFF = 0x6A
+DFETOFF = 0x6C
+ALERT = 0x6E
+TS1 = 0x70
+TS2 = 0x72
+TS3 = 0x74
+HDQ = 0x76
+DCHG = 0x78
+DDSG = 0x7A
+# snapshot channels (bms.snapshot): 4 cell NTCs, 2 MOSFET NTCs, ambient. Default
+# wiring: cells on TS1, TS3, HDQ, DCHG; MOSFETs on DDSG and CFETOFF; ambient =
+# the die temperature. TS2 stays free (a thermistor on TS2 blocks SHUTDOWN,
+# Power Config[SHUT_TS2]); DFETOFF and ALERT stay pins.
+TEMPS_DEFAULT = (TS1, TS3, HDQ, DCHG, DDSG, CFETOFF, INT)
+
+# --- subcommands (TRM 12.2; PROTOCOLS 4) ---
+DEVICE_NUMBER = 0x0001
+FW_VERSION = 0x0002
+EXIT_DEEPSLEEP = 0x000E
+DEEPSLEEP = 0x000F
+SHUTDOWN = 0x0010
+RESET = 0x0012
+FET_ENABLE = 0x0022
+MFG_STATUS = 0x0057
+CB_ACTIVE_CELLS = 0x0083
+SET_CFGUPDATE = 0x0090
+EXIT_CFGUPDATE = 0x0092
+ALL_FETS_OFF = 0x0095
+ALL_FETS_ON = 0x0096
+FET_CONTROL = 0x0097
+SLEEP_ENABLE = 0x0099
+SLEEP_DISABLE = 0x009A
+_MFG_FET_EN = 0x10  # Manufacturing Status bit 4: 0 = FET test mode
+# FET_CONTROL data byte (TRM 12.2, same layout as BQ76972 SLUUCW9): force off
+_PCHG_OFF = 0x08
+_CHG_OFF = 0x04
+_PDSG_OFF = 0x02
+_DSG_OFF = 0x01
+
+# --- data memory (TRM 13, data memory summary) ---
+DM_CC_GAIN = 0x91A8  # F4: 7.4768 / Rsense(mOhm) (TRM 4.12, 13.2.1)
+DM_CAP_GAIN = 0x91AC  # F4: CC Gain * 298261.6178
+DM_POWER_CONFIG = 0x9234  # H2, bit 12 SHUT_TS2
+DM_CFETOFF_CONFIG = 0x92FA  # pin configs 0x92FA..0x9302 in the order of the
+DM_TS1_CONFIG = 0x92FD  # temperature commands 0x6A..0x7A
+DM_DA_CONFIG = 0x9303  # H1: USER_AMPS[1:0], USER_VOLTS_CV bit 2
+DM_VCELL_MODE = 0x9304  # H2: one bit per cell input in use
+DM_FET_OPTIONS = 0x9308  # H1
+DM_ENABLED_PROT_A = 0x9261  # H1: b7 SCD, b6 OCD2, b5 OCD1, b4 OCC, b3 COV, b2 CUV
+DM_CHG_FET_PROT_A = 0x9265  # H1: protections that open CHG (SCD, OCC, COV)
+DM_DSG_FET_PROT_A = 0x9269  # H1: protections that open DSG (SCD, OCD2, OCD1, CUV)
+DM_CUV_THRESHOLD = 0x9275  # U1, 50.6 mV, 20..90
+DM_CUV_DELAY = 0x9276  # U2, 3.3 ms, 1..2047
+DM_COV_THRESHOLD = 0x9278  # U1, 50.6 mV, 20..110
+DM_COV_DELAY = 0x9279  # U2, 3.3 ms, 1..2047
+DM_OCC_THRESHOLD = 0x9280  # U1, 2 mV across the shunt, 2..62
+DM_OCC_DELAY = 0x9281  # U1, 3.3 ms, 1..127
+DM_OCD1_THRESHOLD = 0x9282  # U1, 2 mV, 2..100
+DM_OCD1_DELAY = 0x9283  # U1, 3.3 ms, 1..127
+DM_SCD_THRESHOLD = 0x9286  # U1, enumerated (SCD_MV)
+DM_SCD_DELAY = 0x9287  # U1, 15 us, 1..31
+
+DA_CONFIG = 0x06  # 10 mA user-amps, 10 mV user-volts (PROTOCOLS 4; TRM 13.3.2)
+USER_MA = 10
+USER_MV = 10
+FET_OPTIONS = 0x2D  # FET_INIT_OFF | FET_CTRL_EN | HOST_FET_EN | SFET (TRM 13.3.6.1)
+PROT_A = 0xBC  # SCD | OCD1 | OCC | COV | CUV
+CHG_FET_PROT_A = 0x98  # SCD | OCC | COV (TRM default, immediate turn-off)
+DSG_FET_PROT_A = 0xE4  # SCD | OCD2 | OCD1 | CUV (TRM default)
+# TS pin config (TRM 13.3.2, TSx Config): PIN_FXN = 3 (thermistor), OPT[5:4] = 00
+# 18 kOhm pull-up, OPT[3:2] = 00 18K temperature model, OPT[1:0] measurement type
+PIN_CELL_NTC = 0x07  # 01: used for cell temperature protections
+PIN_REPORT_NTC = 0x0B  # 10: reported, not used for protections
+PIN_FET_NTC = 0x0F  # 11: used for FET temperature protection
+
+# COV/CUV threshold unit: 50.6 mV (TRM 13.6.1/13.6.2); SCD thresholds in mV
+# by setting 0..15 (TRM 13.6.7)
+SCD_MV = (10, 20, 40, 60, 80, 100, 125, 150, 175, 200, 250, 300, 350, 400, 450, 500)
+
+_TIMEOUT_POLLS = 50  # subcommand completion: polls of 0x3E/0x3F
+_POLL_US = 200
+
+# CRC-8, polynomial x^8 + x^2 + x + 1 (0x07), initial value 0 (TRM 11.1)
+_CRC_TABLE = bytearray(256)
+for _i in range(256):
+    _c = _i
+    for _b in range(8):
+        _c = ((_c << 1) ^ 0x07) & 0xFF if _c & 0x80 else (_c << 1) & 0xFF
+    _CRC_TABLE[_i] = _c
+
+
+def crc8(data, crc=0):
+    t = _CRC_TABLE
+    for b in data:
+        crc = t[crc ^ b]
+    return crc
+
+
+class Bq76952Error(OSError):
+    pass
+
+
+# raised in the heap-locked read path: allocated once here
+_CRC_ERR = Bq76952Error("CRC mismatch")
+
+
+# --- conversions from our units to the chip's, rounded to the safe side ---
+# (thresholds that trip on "above": down; on "below": up; delays: down)
+
+def cov_code(mv):
+    """COV threshold: trips above code*50.6 mV; rounded down (earlier trip)."""
+    return _over(mv * 10 // 506, 20, 110, "COV")
+
+
+def cuv_code(mv):
+    """CUV threshold: trips below code*50.6 mV; rounded up (earlier trip)."""
+    v = -(-mv * 10 // 506)
+    if v > 90:
+        raise ValueError("CUV %d mV above the chip's range" % mv)
+    return _clamp(v, 20, 90)
+
+
+def ms_delay_code(ms, hi):
+    """COV/CUV/OCC/OCD1 delay: (code + 2) * 3.3 ms (a 6.6 ms offset; TRM
+    13.6: 'setting of 1 gives 10 ms'); rounded down, 1..hi."""
+    return _clamp(ms * 10 // 33 - 2, 1, hi)
+
+
+def shunt_code(ma, shunt_uohm, hi):
+    """OCC/OCD1 threshold in 2 mV across the shunt; rounded down."""
+    # ma * uohm = nV; / 2_000_000 -> 2 mV steps
+    return _over((ma * shunt_uohm) // 2000000, 2, hi, "OCC/OCD")
+
+
+def scd_code(ma, shunt_uohm):
+    """SCD threshold: the largest setting at or below the target (lower trip
+    current)."""
+    uv = ma * shunt_uohm // 1000  # uV across the shunt
+    if uv < SCD_MV[0] * 1000:
+        raise ValueError("SCD %d mA below the chip's lowest level" % ma)
+    code = 0
+    for k in range(len(SCD_MV)):
+        if SCD_MV[k] * 1000 <= uv:
+            code = k
+    return code
+
+
+def scd_delay_code(us):
+    """SCD delay: (code - 1) * 15 us, 1 = no delay; rounded down, 1..31."""
+    return _clamp(us // 15 + 1, 1, 31)
+
+
+def _over(v, lo, hi, name):
+    """An over-limit code: above the chip's range -> its highest (trips
+    earlier); below it the chip cannot protect as asked: ValueError."""
+    if v < lo:
+        raise ValueError("%s threshold below the chip's range" % name)
+    return hi if v > hi else v
+
+
+def _clamp(v, lo, hi):
+    return lo if v < lo else hi if v > hi else v
+
+
+class BQ76952(Afe):
+    def __init__(self, i2c, addr=ADDR, crc=False, n_cells=N_CELLS, temps=TEMPS_DEFAULT,
+                 shunt_uohm=250, poll_us=_POLL_US):
+        """i2c: a machine.I2C. crc: the chip's Comm Type uses CRC. n_cells: cell
+        inputs in use (cells 1..n, Vcell mode). temps: for each snapshot
+        temperature channel (4 cells, 2 MOSFET, ambient) the source (INT,
+        TS1, ...). shunt_uohm: sense resistor in micro-ohm."""
+        if len(temps) != N_TEMPS:
+            raise ValueError("temps: %d sources needed" % N_TEMPS)
+        self.i2c = i2c
+        self.addr = addr
+        self.crc = bool(crc)
+        self.n_cells = n_cells
+        self.temps = tuple(temps)
+        self.shunt_uohm = shunt_uohm
+        self.poll_us = poll_us
+        self.comm_errors = 0
+        self.fet_status = 0  # last FET Status (0x7F): b0 CHG, b1 PCHG, b2 DSG, b3 PDSG
+        self.battery_status = 0
+        self.safety_status_a = 0
+        self.ld_mv = 0
+        self.limits_codes = None  # what program_protections() wrote (for tests/logs)
+        self._alerts = 0  # latched ALERT_* bits
+        self._pending = 0  # 1 FET_CONTROL, 2 CB_ACTIVE_CELLS, 4 alarm clear
+        self._fet_byte = _PCHG_OFF | _CHG_OFF | _PDSG_OFF | _DSG_OFF
+        self._bal_mask = 0
+        # CRC seeds of a read's first byte: address+W, register, address+R
+        self._aw = (addr << 1) & 0xFF
+        self._ar = self._aw | 1
+        # scratch buffers, allocated once; one memoryview per length
+        self._raw = bytearray(96)  # bytes on the wire (data, with CRCs if on)
+        self._rv = [memoryview(self._raw)[:n] for n in range(97)]
+        self._safety = bytearray(6)
+        self._block = bytearray(42)
+        self._temp = bytearray(20)
+        self._one = bytearray(1)
+        self._sub = bytearray(36)  # subcommand: code lo, hi, data <= 32
+        self._two = bytearray(2)
+        self._data = bytearray(32)  # last subcommand response
+        self.data_len = 0
+
+    # ---------------- transfer layer ----------------
+
+    def _rd(self, reg, dst, n):
+        """Read n bytes from reg into dst[0:n]; CRC checked. Raises OSError."""
+        if not self.crc:
+            self.i2c.readfrom_mem_into(self.addr, reg, self._rv[n])
+            raw = self._raw
+            for i in range(n):
+                dst[i] = raw[i]
+            return
+        self.i2c.readfrom_mem_into(self.addr, reg, self._rv[2 * n])
+        raw = self._raw
+        t = _CRC_TABLE
+        # first byte: CRC over address+W, register, address+R, data (SLUAA11B 4)
+        c = t[t[t[t[self._aw] ^ reg] ^ self._ar] ^ raw[0]]
+        if c != raw[1]:
+            raise _CRC_ERR
+        dst[0] = raw[0]
+        for i in range(1, n):
+            d = raw[2 * i]
+            if t[d] != raw[2 * i + 1]:
+                raise _CRC_ERR
+            dst[i] = d
+
+    def _wr(self, reg, src, n):
+        """Write src[0:n] to reg (block write, auto-increment)."""
+        raw = self._raw
+        if not self.crc:
+            for i in range(n):
+                raw[i] = src[i]
+            self.i2c.writeto_mem(self.addr, reg, self._rv[n])
+            return
+        t = _CRC_TABLE
+        d = src[0]
+        raw[0] = d
+        raw[1] = t[t[t[self._aw] ^ reg] ^ d]  # address+W, register, first byte
+        for i in range(1, n):
+            d = src[i]
+            raw[2 * i] = d
+            raw[2 * i + 1] = t[d]
+        self.i2c.writeto_mem(self.addr, reg, self._rv[2 * n])
+
+    def _sub_write(self, code, n):
+        """Send subcommand code with n data bytes already in self._sub[2:]:
+        code and data to 0x3E.., then checksum and length to 0x60/0x61 (the
+        chip executes when the length is written; TRM 3.1)."""
+        s = self._sub
+        s[0] = code & 0xFF
+        s[1] = code >> 8
+        self._wr(_SUBCMD, s, n + 2)
+        if n:
+            tot = 0
+            for i in range(n + 2):
+                tot += s[i]
+            two = self._two
+            two[0] = ~tot & 0xFF
+            two[1] = n + 4
+            self._wr(_CHECKSUM, two, 2)
+
+    # ---------------- the read path (heap-locked) ----------------
+
+    def read(self, snap):
+        try:
+            if self._pending:
+                self._flush()
+            self._rd(_SAFETY_ALERT_A, self._safety, 6)
+            self._rd(_BATTERY_STATUS, self._block, 42)
+            self._rd(_INT_TEMP, self._temp, 20)
+            self._rd(_FET_STATUS, self._one, 1)
+        except OSError:
+            self.comm_errors += 1
+            return False
+        # all transfers good: decode into the snapshot
+        b = self._block
+        for c in range(self.n_cells):
+            snap.cell_mv[c] = _u16(b, 2 + 2 * c)
+        snap.stack_mv = _s16(b, 34) * USER_MV
+        snap.pack_mv = _s16(b, 36) * USER_MV
+        self.ld_mv = _s16(b, 38) * USER_MV
+        snap.current_ma = _s16(b, 40) * USER_MA  # + = charge (TRM 4.3)
+        self.battery_status = _u16(b, 0)
+        t = self._temp
+        src = self.temps
+        for ch in range(N_TEMPS):
+            k = _s16(t, src[ch] - _INT_TEMP) - 2731  # 0.1 K -> deci-degC
+            snap.temp_dc[ch] = k
+        self.fet_status = self._one[0]
+        sa = self._safety[1]  # Safety Status A: protections that tripped
+        self.safety_status_a = sa
+        self._alerts |= sa & (ALERT_CUV | ALERT_COV | ALERT_OCC | ALERT_OCD | ALERT_SCD)
+        return True
+
+    def _flush(self):
+        p = self._pending
+        if p & 1:
+            self._sub[2] = self._fet_byte
+            self._sub_write(FET_CONTROL, 1)
+            self._pending &= ~1
+        if p & 2:
+            m = self._bal_mask
+            self._sub[2] = m & 0xFF
+            self._sub[3] = m >> 8
+            self._sub_write(CB_ACTIVE_CELLS, 2)
+            self._pending &= ~2
+        if p & 4:
+            two = self._two
+            two[0] = 0
+            two[1] = 0x40  # Alarm Status bit 14 SSA: Safety Status A changed
+            self._wr(_ALARM_STATUS, two, 2)
+            self._pending &= ~4
+
+    def _try_flush(self):
+        try:
+            self._flush()
+            return True
+        except OSError:
+            self.comm_errors += 1
+            return False
+
+    def set_fets(self, chg, dsg, pchg):
+        """FET_CONTROL: forces off the FETs not asked for; the chip still
+        holds off any FET a protection blocks (autonomous FET control with
+        FET_INIT_OFF: nothing conducts until the host allows it). pchg is the
+        chip's PDSG (pre-discharge into the load). False when the transfer
+        failed (counted; sent again by the next read())."""
+        v = 0
+        if not chg:
+            v |= _CHG_OFF | _PCHG_OFF
+        if not dsg:
+            v |= _DSG_OFF
+        if not pchg:
+            v |= _PDSG_OFF
+        self._fet_byte = v
+        self._pending |= 1
+        return self._try_flush()
+
+    def set_balance(self, mask):
+        """CB_ACTIVE_CELLS with a 16-bit mask (bit 0 = cell 1); 0 stops."""
+        self._bal_mask = mask & ((1 << self.n_cells) - 1)
+        self._pending |= 2
+        return self._try_flush()
+
+    def read_alerts(self):
+        """Latched ALERT_* bits seen in Safety Status A by read()."""
+        return self._alerts
+
+    def clear_alerts(self, mask):
+        """Forget the latched bits and clear the chip's SSA alarm flag. The
+        chip recovers its own protections (TRM 5.2); a protection still
+        active is latched again by the next read()."""
+        self._alerts &= ~mask
+        self._pending |= 4
+        return self._try_flush()
+
+    # ---------------- subcommands and data memory (set-up) ----------------
+
+    def _wait(self, code):
+        """Poll 0x3E/0x3F until the chip reads back code (0xFF 0xFF while
+        busy); then length and checksum are checked and the data copied to
+        self._data[:self.data_len]."""
+        two = self._two
+        for _ in range(_TIMEOUT_POLLS):
+            self._rd(_SUBCMD, two, 2)
+            if two[0] == code & 0xFF and two[1] == code >> 8:
+                break
+            if _sleep_us is not None:
+                _sleep_us(self.poll_us)
+            else:
+                time.sleep(self.poll_us / 1000000)
+        else:
+            raise Bq76952Error("subcommand 0x%04x timed out" % code)
+        self._rd(_CHECKSUM, two, 2)
+        n = two[1] - 4
+        if n < 0 or n > 32:
+            raise Bq76952Error("subcommand 0x%04x: length %d" % (code, two[1]))
+        if n:
+            self._rd(_XFER, self._data, n)
+        tot = (code & 0xFF) + (code >> 8)
+        for i in range(n):
+            tot += self._data[i]
+        if ~tot & 0xFF != two[0]:
+            raise Bq76952Error("subcommand 0x%04x: checksum" % code)
+        self.data_len = n
+
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except OSError as e:
+            self.comm_errors += 1
+            if isinstance(e, Bq76952Error):
+                raise
+            raise Bq76952Error("I2C: %s" % e)
+
+    def command(self, code):
+        """A command-only subcommand (e.g. SLEEP_ENABLE), completion awaited."""
+        def run():
+            self._sub_write(code, 0)
+            self._wait(code)
+        self._guard(run)
+
+    def subcommand_read(self, code):
+        """Bytes returned by a read subcommand (DEVICE_NUMBER, MFG_STATUS...)."""
+        def run():
+            self._sub_write(code, 0)
+            self._wait(code)
+            return bytes(self._data[:self.data_len])
+        return self._guard(run)
+
+    def dm_read(self, addr, fmt):
+        """Data-memory value at addr, struct format fmt ('<B', '<H', '<f')."""
+        raw = self.subcommand_read(addr)
+        return struct.unpack_from(fmt, raw)[0]
+
+    def dm_write(self, addr, fmt, value):
+        """Write a data-memory value (CONFIG_UPDATE mode must be on) and read it
+        back: the chip silently drops a write with a bad checksum or length,
+        or outside CONFIG_UPDATE, so only the read-back proves it."""
+        data = struct.pack(fmt, value)
+        def run():
+            n = len(data)
+            self._sub[2:2 + n] = data
+            self._sub_write(addr, n)
+            self._sub_write(addr, 0)
+            self._wait(addr)
+            if self.data_len < n or bytes(self._data[:n]) != data:
+                raise Bq76952Error("data memory 0x%04x not written" % addr)
+        self._guard(run)
+
+    def device_number(self):
+        return struct.unpack_from("<H", self.subcommand_read(DEVICE_NUMBER))[0]
+
+    def mfg_status(self):
+        return struct.unpack_from("<H", self.subcommand_read(MFG_STATUS))[0]
+
+    def config_update(self, on):
+        self.command(SET_CFGUPDATE if on else EXIT_CFGUPDATE)
+
+    def configure(self, limits=None):
+        """Set up the chip for this pack (in CONFIG_UPDATE mode): cell inputs,
+        units, thermistor pins, sense resistor gain, host FET control, then the
+        hardware protections from limits (a HwLimits) if given. Raises
+        Bq76952Error, or ValueError before any write (see program_protections);
+        the chip is left out of CONFIG_UPDATE either way."""
+        if limits is not None:
+            self.protection_codes(limits)
+        self.config_update(True)
+        try:
+            self.dm_write(DM_VCELL_MODE, "<H", (1 << self.n_cells) - 1)
+            self.dm_write(DM_DA_CONFIG, "<B", DA_CONFIG)
+            cells = self.temps[:4]
+            fets = self.temps[4:6]
+            for ch, src in enumerate(self.temps):
+                if src == INT:
+                    continue
+                kind = PIN_CELL_NTC if src in cells else PIN_FET_NTC if src in fets else PIN_REPORT_NTC
+                self.dm_write(DM_CFETOFF_CONFIG + (src - CFETOFF) // 2, "<B", kind)
+            if TS2 in self.temps:
+                pc = self.dm_read(DM_POWER_CONFIG, "<H")
+                self.dm_write(DM_POWER_CONFIG, "<H", pc | 0x1000)  # SHUT_TS2
+            # CC Gain = 7.4768 / Rsense[mOhm], Capacity Gain = CC Gain * 298261.6178 (TRM 4.12)
+            g = 7.4768 * 1000 / self.shunt_uohm
+            self.dm_write(DM_CC_GAIN, "<f", g)
+            self.dm_write(DM_CAP_GAIN, "<f", g * 298261.6178)
+            self.dm_write(DM_FET_OPTIONS, "<B", FET_OPTIONS)
+            if limits is not None:
+                self._write_protections(limits)
+        finally:
+            self.config_update(False)
+        self.enable_fet_control()
+
+    def program_protections(self, limits):
+        """COV/CUV/OCC/OCD1/SCD thresholds and delays from a HwLimits, and
+        enable them (Enabled Protections A). Raises Bq76952Error on a transfer
+        error, ValueError (before any write) for a limit the chip cannot hold
+        on the safe side (e.g. OCC under 4 mV across the shunt)."""
+        self.protection_codes(limits)
+        self.config_update(True)
+        try:
+            self._write_protections(limits)
+        finally:
+            self.config_update(False)
+
+    def protection_codes(self, lim):
+        """The data-memory values for a HwLimits: {address: (fmt, value)}."""
+        u = self.shunt_uohm
+        return {
+            DM_COV_THRESHOLD: ("<B", cov_code(lim.cov_mv)),
+            DM_COV_DELAY: ("<H", ms_delay_code(lim.cov_delay_ms, 2047)),
+            DM_CUV_THRESHOLD: ("<B", cuv_code(lim.cuv_mv)),
+            DM_CUV_DELAY: ("<H", ms_delay_code(lim.cuv_delay_ms, 2047)),
+            DM_OCC_THRESHOLD: ("<B", shunt_code(lim.occ_ma, u, 62)),
+            DM_OCC_DELAY: ("<B", ms_delay_code(lim.occ_delay_ms, 127)),
+            DM_OCD1_THRESHOLD: ("<B", shunt_code(lim.ocd_ma, u, 100)),
+            DM_OCD1_DELAY: ("<B", ms_delay_code(lim.ocd_delay_ms, 127)),
+            DM_SCD_THRESHOLD: ("<B", scd_code(lim.scd_ma, u)),
+            DM_SCD_DELAY: ("<B", scd_delay_code(lim.scd_delay_us)),
+            DM_CHG_FET_PROT_A: ("<B", CHG_FET_PROT_A),
+            DM_DSG_FET_PROT_A: ("<B", DSG_FET_PROT_A),
+            DM_ENABLED_PROT_A: ("<B", PROT_A),
+        }
+
+    def _write_protections(self, lim):
+        codes = self.protection_codes(lim)
+        for addr in sorted(codes):
+            fmt, v = codes[addr]
+            self.dm_write(addr, fmt, v)
+        self.limits_codes = codes
+
+    def enable_fet_control(self):
+        """Leave FET test mode: FET_ENABLE toggles Manufacturing Status[FET_EN],
+        so it is sent only when FET_EN reads 0, then checked (TRM 12.2)."""
+        if not self.mfg_status() & _MFG_FET_EN:
+            self.command(FET_ENABLE)
+            if not self.mfg_status() & _MFG_FET_EN:
+                raise Bq76952Error("FET_EN still off")
+
+    def all_fets_off(self):
+        self.command(ALL_FETS_OFF)
+
+    def all_fets_on(self):
+        self.command(ALL_FETS_ON)
+
+    def sleep_enable(self, on=True):
+        self.command(SLEEP_ENABLE if on else SLEEP_DISABLE)
+
+    def deep_sleep(self):
+        """DEEPSLEEP must be sent twice within 4 s (TRM 12.2)."""
+        self.command(DEEPSLEEP)
+        self.command(DEEPSLEEP)
+
+    def exit_deep_sleep(self):
+        self.command(EXIT_DEEPSLEEP)
+
+    def shutdown(self):
+        """SHUTDOWN twice: sealed it needs both, unsealed the delays are skipped."""
+        self.command(SHUTDOWN)
+        self.command(SHUTDOWN)
+
+
+def _u16(b, i):
+    return b[i] | b[i + 1] << 8
+
+
+def _s16(b, i):
+    v = b[i] | b[i + 1] << 8
+    return v - 0x10000 if v & 0x8000 else v

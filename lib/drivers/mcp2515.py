@@ -1,0 +1,777 @@
+# Owns the MCP2515 SPI CAN controller (Microchip DS20001801): reset, bit timing,
+# modes, identifiers, both receive buffers with rollover, the three transmit
+# buffers, acceptance filters, the INT pin, error counters, error-passive and
+# bus-off with recovery and back-off, receive overflow. Its face is the shape
+# of MicroPython's machine.CAN (1.28): init / set_filters / send / recv / state
+# / get_counters / get_timings / restart / cancel_send / deinit and the same
+# constant names, so a native controller can take its place. The SPI bus, the
+# chip-select pin and the optional INT pin are passed in (machine.SPI /
+# machine.Pin or fakes); buffers are allocated once; recv(list) allocates
+# nothing after its first call with a given list.
+#
+# Every SPI fault, garbage read (a chip that stopped answering reads 0xFF) and
+# timeout is counted (spi_errors, timeouts) and reported: send and init raise
+# OSError, recv returns None and poll() returns False, state() says STOPPED.
+import time
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+from bms.ticks import ticks_add, ticks_diff
+
+# instructions (DS20001801 table 12-1)
+_RESET = const(0xC0)
+_READ = const(0x03)
+_WRITE = const(0x02)
+_BITMOD = const(0x05)
+_READ_RXB0 = const(0x90)   # from RXB0SIDH; raising CS clears RX0IF
+_READ_RXB1 = const(0x94)
+_LOAD_TXB = const(0x40)    # + 2 * buffer: from TXBnSIDH
+_RTS = const(0x80)         # | 1 << buffer
+_READ_STATUS = const(0xA0)
+_RX_STATUS = const(0xB0)
+
+# registers
+_CANSTAT = const(0x0E)
+_CANCTRL = const(0x0F)
+_RXF0 = const(0x00)
+_RXF3 = const(0x10)
+_TEC = const(0x1C)
+_RXM0 = const(0x20)
+_CNF3 = const(0x28)
+_CANINTF = const(0x2C)
+_EFLG = const(0x2D)
+_TXB0CTRL = const(0x30)
+_RXB0CTRL = const(0x60)
+_RXB1CTRL = const(0x70)
+
+# CANINTF bits
+_RX0IF = const(0x01)
+_RX1IF = const(0x02)
+_TXIF = const(0x1C)
+_ERRIF = const(0x20)
+_MERRF = const(0x80)
+_INTE = const(0xA3)        # RX0IE | RX1IE | ERRIE | MERRE on the INT pin
+# EFLG bits
+_RX1OVR = const(0x80)
+_RX0OVR = const(0x40)
+_TXBO = const(0x20)
+_TXEP = const(0x10)
+_RXEP = const(0x08)
+_EWARN = const(0x01)
+
+_OP_NORMAL = const(0)
+_OP_SLEEP = const(1)
+_OP_LOOPBACK = const(2)
+_OP_LISTEN = const(3)
+_OP_CONFIG = const(4)
+
+_MODE_TRIES = const(20)      # CANSTAT polls, 1 ms apart, before a mode change times out
+_BACKOFF_MIN_MS = const(100)
+_BACKOFF_MAX_MS = const(10000)
+_STABLE_MS = const(30000)    # this long without bus-off resets the back-off
+_ETIMEDOUT = const(110)
+_ENODEV = const(19)
+_EIO = const(5)
+
+# CNF1, CNF2, CNF3 per (crystal, bit rate): PROTOCOLS 3, checked against the
+# bit-timing rules of DS20001801 5.5 (see README "CAN, RS485 and panel inputs").
+_TIMING = {
+    (8000000, 500000): (0x00, 0x90, 0x82),
+    (8000000, 250000): (0x00, 0xB1, 0x85),
+    (16000000, 500000): (0x00, 0xF0, 0x86),
+    (16000000, 250000): (0x41, 0xF1, 0x85),
+}
+
+
+def timing_of(cnf1, cnf2, cnf3, osc_hz):
+    """(bitrate, sjw, tseg1, tseg2, sample point per mille) of CNF values, or
+    None when they break DS20001801 5.5: 8..25 TQ per bit, PS2 >= 2 TQ,
+    PS2 > SJW, PropSeg + PS1 >= PS2."""
+    brp = cnf1 & 0x3F
+    sjw = (cnf1 >> 6) + 1
+    prop = (cnf2 & 7) + 1
+    ps1 = ((cnf2 >> 3) & 7) + 1
+    ps2 = (cnf3 & 7) + 1 if cnf2 & 0x80 else max(ps1, 2)
+    ntq = 1 + prop + ps1 + ps2
+    if not 8 <= ntq <= 25 or ps2 < 2 or ps2 <= sjw or prop + ps1 < ps2:
+        return None
+    den = 2 * (brp + 1) * ntq
+    if osc_hz % den:
+        return None
+    return (osc_hz // den, sjw, prop + ps1, ps2, 1000 * (1 + prop + ps1) // ntq)
+
+
+def _id_regs(buf, off, ident, ext):
+    """SIDH, SIDL, EID8, EID0 of an identifier (PROTOCOLS 3)."""
+    if ext:
+        sid = ident >> 18
+        buf[off] = sid >> 3
+        buf[off + 1] = ((sid & 7) << 5) | 0x08 | ((ident >> 16) & 3)
+        buf[off + 2] = (ident >> 8) & 0xFF
+        buf[off + 3] = ident & 0xFF
+    else:
+        buf[off] = ident >> 3
+        buf[off + 1] = (ident & 7) << 5
+        buf[off + 2] = 0
+        buf[off + 3] = 0
+
+
+# Views of every length 0..8 over each caller buffer recv() has seen, shared by
+# all instances (one slot list may serve several buses): recv hands back a view
+# of exactly the frame's length without allocating (machine.CAN resizes its
+# memoryview in C; pure Python picks a prebuilt one).
+_VIEWS = []
+_VIEWS_MAX = const(8)
+
+
+def _views(mv):
+    j = 0
+    while j < len(_VIEWS):
+        vs = _VIEWS[j]
+        k = 0
+        while k < 9:
+            if vs[k] is mv:
+                return vs
+            k += 1
+        j += 1
+    if len(mv) < 8:
+        raise ValueError("recv buffer < 8 bytes")
+    # first use of this buffer: allocate once (a loop, not a comprehension:
+    # a comprehension would make mv a closure cell, allocated on every call)
+    vs = []
+    for k in range(9):
+        vs.append(mv[:k])
+    if len(_VIEWS) >= _VIEWS_MAX:
+        _VIEWS.pop(0)
+    _VIEWS.append(vs)
+    return vs
+
+
+def _ticks_ms():
+    return time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.time() * 1000) & 0x3FFFFFFF
+
+
+def _sleep_ms(ms):
+    if hasattr(time, "sleep_ms"):
+        time.sleep_ms(ms)
+    else:
+        time.sleep(ms / 1000)
+
+
+class MCP2515:
+    # machine.CAN names
+    MODE_NORMAL = 0
+    MODE_SLEEP = 1
+    MODE_LOOPBACK = 2
+    MODE_SILENT = 3
+    MODE_SILENT_LOOPBACK = 4
+    STATE_STOPPED = 0
+    STATE_ACTIVE = 1
+    STATE_WARNING = 2
+    STATE_PASSIVE = 3
+    STATE_BUS_OFF = 4
+    FLAG_RTR = 1
+    FLAG_EXT_ID = 2
+    FLAG_UNORDERED = 4
+    RECV_ERR_FULL = 1
+    RECV_ERR_OVERRUN = 2
+    IRQ_RX = 1
+    IRQ_TX = 2
+    IRQ_STATE = 4
+    TX_QUEUE_LEN = 3
+    FILTERS_MAX = 6
+
+    def __init__(self, spi, cs, bitrate=None, mode=0, osc_hz=8000000, int_pin=None,
+                 ticks_ms=None, sleep_ms=None):
+        self._spi = spi
+        self._cs = cs
+        self._int = int_pin
+        self.osc_hz = osc_hz
+        self._ticks = ticks_ms or _ticks_ms
+        self._sleep = sleep_ms or _sleep_ms
+        cs.value(1)
+        # scratch buffers, allocated once
+        self._c1 = bytearray(1)
+        self._c2 = bytearray(2)
+        self._c3 = bytearray(3)
+        self._c4 = bytearray(4)
+        self._r1 = bytearray(1)
+        self._rx = bytearray(13)        # SIDH SIDL EID8 EID0 DLC D0..D7
+        self._h = bytearray(18)         # TEC .. EFLG (0x1C..0x2D)
+        self._tx = bytearray(14)        # LOAD TX, SIDH SIDL EID8 EID0 DLC D0..D7
+        txm = memoryview(self._tx)
+        self._txv = [txm[:6 + n] for n in range(9)]
+        self._tx_id = [0, 0, 0]
+        self._tx_ord = [0, 0, 0]
+        self._tx_busy = 0               # bit i: buffer i queued by send(), not yet seen free
+        self._irq = False
+        self._isr_ref = self._isr       # bound once: the handler allocates nothing
+        self._b1_first = False
+        self._ovr = False
+        self._rx_off = True             # nothing is delivered before set_filters()
+        self._filt = None
+        self._bitrate = 0
+        self._cnf = None
+        self._mode = 0
+        self._opmode = _OP_CONFIG
+        self._run_op = _OP_NORMAL
+        self._started = False
+        self._eflg = 0
+        self._bus_off = False
+        self._backoff_until = None
+        self._backoff_ms = _BACKOFF_MIN_MS
+        self._last_bus_off = None
+        self._retry_at = None
+        # counters (only grow)
+        self.spi_errors = 0     # SPI exceptions and reads a live chip cannot give
+        self.timeouts = 0       # mode changes not confirmed in CANSTAT
+        self.overruns = 0       # RX0OVR/RX1OVR seen (and cleared)
+        self.msg_errors = 0     # MERRF
+        self.warnings = 0       # entries into warning (EWARN)
+        self.passives = 0       # entries into error-passive (TXEP/RXEP)
+        self.bus_offs = 0       # entries into bus-off
+        self.chip_resets = 0    # re-initialisations after the chip lost its setup
+        self.rx_frames = 0
+        self.tx_frames = 0
+        self.rx_dropped = 0     # received while set_filters([]) rejects all
+        if bitrate is not None:
+            self.init(bitrate, mode)
+
+    # ---- SPI primitives (CS always raised again) --------------------------------
+    def _read(self, addr, buf):
+        c = self._c2
+        c[0] = _READ
+        c[1] = addr
+        self._cs.value(0)
+        try:
+            self._spi.write(c)
+            self._spi.readinto(buf)
+        finally:
+            self._cs.value(1)
+
+    def _write(self, buf):
+        self._cs.value(0)
+        try:
+            self._spi.write(buf)
+        finally:
+            self._cs.value(1)
+
+    def _bitmod(self, addr, mask, value):
+        c = self._c4
+        c[0] = _BITMOD
+        c[1] = addr
+        c[2] = mask
+        c[3] = value
+        self._write(c)
+
+    def _cmd(self, ins):
+        self._c1[0] = ins
+        self._write(self._c1)
+
+    def _status(self, ins):
+        self._c1[0] = ins
+        self._cs.value(0)
+        try:
+            self._spi.write(self._c1)
+            self._spi.readinto(self._r1)
+        finally:
+            self._cs.value(1)
+        return self._r1[0]
+
+    def _isr(self, pin):
+        self._irq = True
+
+    # ---- configuration -------------------------------------------------------
+    def _set_opmode(self, op):
+        self._bitmod(_CANCTRL, 0xE0, op << 5)
+        for _ in range(_MODE_TRIES):
+            self._read(_CANSTAT, self._r1)
+            if self._r1[0] >> 5 == op:
+                self._opmode = op
+                return
+            self._sleep(1)
+        self.timeouts += 1
+        raise OSError(_ETIMEDOUT)
+
+    def init(self, bitrate, mode=0, sample_point=None, sjw=None, tseg1=None, tseg2=None):
+        """Reset the chip and start it. Bit timing comes from the table of
+        tested CNF values: bitrate 250000 or 500000 with an 8 or 16 MHz crystal
+        (ValueError otherwise; sample_point/sjw/tseg1/tseg2 must be None or
+        match the table). mode: MODE_NORMAL, MODE_SILENT (listen-only),
+        MODE_LOOPBACK / MODE_SILENT_LOOPBACK (the chip's loopback is internal),
+        MODE_SLEEP. OSError when the chip does not answer or a mode change is
+        not confirmed."""
+        cnf = _TIMING.get((self.osc_hz, bitrate))
+        if cnf is None:
+            raise ValueError("bitrate")
+        t = timing_of(cnf[0], cnf[1], cnf[2], self.osc_hz)
+        for want, have in ((sjw, t[1]), (tseg1, t[2]), (tseg2, t[3])):
+            if want is not None and want != have:
+                raise ValueError("timing")
+        if sample_point is not None and abs(sample_point * 10 - t[4]) > 50:
+            raise ValueError("sample_point")
+        op = (_OP_NORMAL, _OP_SLEEP, _OP_LOOPBACK, _OP_LISTEN, _OP_LOOPBACK)[mode]
+        self._bitrate = bitrate
+        self._cnf = cnf
+        self._mode = mode
+        self._started = False
+        try:
+            self._start(op)
+        except OSError:
+            self.spi_errors += 1
+            raise
+        self._started = True
+        self._retry_at = None
+
+    def _start(self, op):
+        self._cmd(_RESET)
+        self._sleep(2)  # oscillator start-up after reset (DS20001801 8.1: 128 Tosc)
+        h = self._h
+        self._read(_CANSTAT, self._r1)
+        st = self._r1[0]
+        self._read(_CANCTRL, self._r1)
+        if st & 0xE0 != _OP_CONFIG << 5 or st & 0x11 or self._r1[0] != 0x87:
+            raise OSError(_ENODEV)  # no chip (reads 0xFF or 0x00), or not reset
+        self._opmode = _OP_CONFIG
+        cnf = self._cnf
+        self._write(bytes((_WRITE, _CNF3, cnf[2], cnf[1], cnf[0], _INTE)))
+        self._read(_CNF3, memoryview(h)[:3])
+        if h[0] != cnf[2] or h[1] != cnf[1] or h[2] != cnf[0]:
+            raise OSError(_EIO)
+        self._write_filters()
+        self._tx_busy = 0
+        self._eflg = 0
+        self._bus_off = False
+        if self._int is not None and hasattr(self._int, "irq"):
+            self._int.irq(handler=self._isr_ref, trigger=self._int.IRQ_FALLING)
+        self._set_opmode(op)
+        self._run_op = op
+
+    def _write_filters(self):
+        """Masks, filters and RXBnCTRL from self._filt (config mode only)."""
+        f = self._filt
+        if f is None:  # receive nothing yet: RXM = 00 with exact-match filters
+            f = (bytes(4 * 6), b"\xff\xff\xe3\xff" * 2, 0)
+        filt, masks, rxm = f
+        self._write(bytes((_WRITE, _RXF0)) + filt[0:12])
+        self._write(bytes((_WRITE, _RXF3)) + filt[12:24])
+        self._write(bytes((_WRITE, _RXM0)) + masks)
+        self._write(bytes((_WRITE, _RXB0CTRL, rxm | 0x04)))  # BUKT: roll over into RXB1
+        self._write(bytes((_WRITE, _RXB1CTRL, rxm)))
+
+    def set_filters(self, filters):
+        """None: receive everything; [] or (): nothing; else up to 6 items
+        (identifier, bit_mask, flags) with FLAG_EXT_ID for 29-bit ids. The
+        chip has two masks (RXB0: filters 0-1, RXB1: filters 2-5), so the
+        items may use at most two distinct masks, at most two items the mask
+        of the smaller group (ValueError otherwise)."""
+        if filters is None:
+            self._filt = (bytes(24), bytes(8), 0x60)  # RXM = 11: masks/filters off
+            self._rx_off = False
+        elif len(filters) == 0:
+            self._filt = None
+            self._rx_off = True
+        else:
+            if len(filters) > self.FILTERS_MAX:
+                raise ValueError("too many filters")
+            groups = []  # [mask bytes, [filter bytes...]]
+            for item in filters:
+                ident, mask, flags = item
+                ext = bool(flags & self.FLAG_EXT_ID)
+                if flags & self.FLAG_RTR:
+                    raise ValueError("RTR filter")
+                lim = 0x1FFFFFFF if ext else 0x7FF
+                if not 0 <= ident <= lim or not 0 <= mask <= lim:
+                    raise ValueError("invalid id")
+                fb = bytearray(4)
+                _id_regs(fb, 0, ident, ext)
+                mb = bytearray(4)
+                _id_regs(mb, 0, mask, ext)
+                mb[1] &= 0xE3  # no EXIDE in a mask; std masks leave EID (= data bytes) open
+                mb = bytes(mb)
+                for g in groups:
+                    if g[0] == mb:
+                        g[1].append(bytes(fb))
+                        break
+                else:
+                    groups.append([mb, [bytes(fb)]])
+            if len(groups) > 2:
+                raise ValueError("more than 2 masks")
+            if len(groups) == 1:
+                fl = groups[0][1]
+                g0 = [groups[0][0], fl[:2]]
+                g1 = [groups[0][0], fl[2:] or fl[:1]]
+            else:
+                a, b = groups
+                if len(a[1]) > len(b[1]):
+                    a, b = b, a
+                if len(a[1]) > 2 or len(b[1]) > 4:
+                    raise ValueError("filters do not fit the masks")
+                g0, g1 = a, b
+            f0 = (g0[1] + [g0[1][0]] * 2)[:2]
+            f1 = (g1[1] + [g1[1][0]] * 4)[:4]
+            self._filt = (b"".join(f0 + f1[:1]) + b"".join(f1[1:]), g0[0] + g1[0], 0)
+            self._rx_off = False
+        if self._started:
+            try:
+                self._set_opmode(_OP_CONFIG)
+                self._write_filters()
+                self._set_opmode(self._run_op)
+            except OSError:
+                self.spi_errors += 1
+                raise
+
+    # ---- transmit ------------------------------------------------------------
+    def send(self, id, data, flags=0):
+        """Queue a frame in a free transmit buffer; its index (0-2), or None
+        when all three are busy or (without FLAG_UNORDERED) a frame with the
+        same identifier is still queued (the chip does not keep FIFO order).
+        TXP and the buffer are chosen so the queued frames leave the chip in
+        identifier priority order, like machine.CAN's priority queue. OSError in bus-off / back-off, when
+        stopped, or on an SPI fault (counted)."""
+        ext = flags & self.FLAG_EXT_ID
+        if ext:
+            if not 0 <= id <= 0x1FFFFFFF:
+                raise ValueError("invalid id")
+        elif not 0 <= id <= 0x7FF:
+            raise ValueError("invalid id")
+        n = len(data)
+        if n > 8:
+            raise ValueError("data")
+        if not self._started:
+            raise OSError(_ENODEV)
+        if self._bus_off or self._backoff_until is not None:
+            raise OSError(_EIO)
+        try:
+            st = self._status(_READ_STATUS)
+            busy = (1 if st & 0x04 else 0) | (2 if st & 0x10 else 0) | (4 if st & 0x40 else 0)
+            self._tx_busy &= busy
+            # arbitration order: 11-bit base, then IDE (standard first), then
+            # the 18 low bits of an extended id (fits a 30-bit small int)
+            if ext:
+                key = ((id >> 18) << 19) | 0x40000 | (id & 0x3FFFF)
+            else:
+                key = id << 19
+            # the chip sends the pending buffer with the highest TXP first,
+            # then the highest buffer number: order value TXP * 4 + buffer.
+            # Put the new frame between what must go before and after it.
+            lo = -1
+            hi = 16
+            for i in (0, 1, 2):
+                if busy & (1 << i):
+                    if self._tx_id[i] == key and not flags & self.FLAG_UNORDERED:
+                        return None
+                    if self._tx_id[i] > key:
+                        lo = max(lo, self._tx_ord[i])
+                    else:
+                        hi = min(hi, self._tx_ord[i])
+            free = -1
+            best = 0
+            for i in (0, 1, 2):
+                if busy & (1 << i):
+                    continue
+                for txp in (0, 1, 2, 3):
+                    v = txp * 4 + i
+                    score = abs(2 * v - lo - hi) + (0 if lo < v < hi else 100)
+                    if free < 0 or score < best:
+                        free, best, ordv = i, score, v
+            if free < 0:
+                return None
+            c = self._c3
+            c[0] = _WRITE
+            c[1] = _TXB0CTRL + 0x10 * free
+            c[2] = ordv >> 2   # TXP, TXREQ clear
+            self._write(c)
+            t = self._tx
+            t[0] = _LOAD_TXB + 2 * free
+            _id_regs(t, 1, id, ext)
+            t[5] = n | (0x40 if flags & self.FLAG_RTR else 0)
+            if flags & self.FLAG_RTR:
+                n = 0
+            for k in range(n):
+                t[6 + k] = data[k]
+            self._write(self._txv[n])
+            self._cmd(_RTS | (1 << free))
+        except OSError:
+            self.spi_errors += 1
+            raise
+        self._tx_id[free] = key
+        self._tx_ord[free] = ordv
+        self._tx_busy |= 1 << free
+        self.tx_frames += 1
+        return free
+
+    def cancel_send(self, index):
+        """Abort buffer `index`: True when a frame was still pending there."""
+        try:
+            st = self._status(_READ_STATUS)
+            if not st & (0x04 << (2 * index)):
+                return False
+            self._bitmod(_TXB0CTRL + 0x10 * index, 0x08, 0)
+        except OSError:
+            self.spi_errors += 1
+            raise
+        self._tx_busy &= ~(1 << index)
+        return True
+
+    # ---- receive -------------------------------------------------------------
+    def any(self):
+        """True when the INT pin (or its interrupt flag) says the chip wants
+        attention; without an INT pin always True (poll)."""
+        i = self._int
+        return i is None or self._irq or i.value() == 0
+
+    def recv(self, arg=None):
+        """The oldest received frame as [id, memoryview data, flags, errors]
+        (machine.CAN.recv), or None. With arg (a list of 4 whose [1] is a
+        memoryview of >= 8 bytes) the frame goes into arg and nothing is
+        allocated (after the first call with that buffer). errors: RECV_ERR_FULL
+        both buffers were full, RECV_ERR_OVERRUN frames were lost since the last
+        recv. With an INT pin, returns at once without SPI while INT is high."""
+        if not self._started:
+            return None
+        i = self._int
+        if i is not None and not self._irq and i.value():
+            return None
+        self._irq = False
+        try:
+            st = self._status(_RX_STATUS)
+            full = st >> 6
+            if full == 0:
+                if i is not None and i.value() == 0:
+                    self.poll()  # INT low for an error, not a frame
+                return None
+            if full == 3:
+                b1 = self._b1_first
+                self._b1_first = not b1  # RXB1 (rollover) is older after reading RXB0
+            else:
+                b1 = full == 2
+                self._b1_first = False
+            c = self._c1
+            c[0] = _READ_RXB1 if b1 else _READ_RXB0
+            self._cs.value(0)
+            try:
+                self._spi.write(c)
+                self._spi.readinto(self._rx)
+            finally:
+                self._cs.value(1)
+        except OSError:
+            self.spi_errors += 1
+            return None
+        r = self._rx
+        if r[1] & 0x04 or r[4] & 0xB0:
+            self.spi_errors += 1  # unimplemented bits set: not a live chip
+            return None
+        if self._rx_off:
+            self.rx_dropped += 1
+            return None
+        if r[1] & 0x08:
+            fid = (r[0] << 21) | ((r[1] & 0xE0) << 13) | ((r[1] & 3) << 16) | (r[2] << 8) | r[3]
+            fl = self.FLAG_EXT_ID
+            if r[4] & 0x40:
+                fl |= self.FLAG_RTR
+        else:
+            fid = (r[0] << 3) | (r[1] >> 5)
+            fl = self.FLAG_RTR if r[1] & 0x10 else 0
+        n = r[4] & 0x0F
+        if n > 8:
+            n = 8
+        errs = self.RECV_ERR_FULL if full == 3 else 0
+        if self._ovr:
+            errs |= self.RECV_ERR_OVERRUN
+            self._ovr = False
+        self.rx_frames += 1
+        if arg is None:
+            buf = bytearray(8)
+            for k in range(n):
+                buf[k] = 0 if fl & self.FLAG_RTR else r[5 + k]
+            return [fid, memoryview(buf)[:n], fl, errs]
+        vs = _views(arg[1])
+        full_v = vs[8]
+        rtr = fl & self.FLAG_RTR
+        for k in range(n):
+            full_v[k] = 0 if rtr else r[5 + k]
+        arg[0] = fid
+        arg[1] = vs[n]
+        arg[2] = fl
+        arg[3] = errs
+        return arg
+
+    # ---- errors, state -------------------------------------------------------
+    def poll(self):
+        """Service the chip (call every few ms from the CAN task): check it is
+        alive and still configured, count and clear receive overflow and
+        message errors, follow TEC/REC into warning / error-passive / bus-off,
+        abort and back off on bus-off, resume when the chip has recovered and
+        the back-off has passed, re-initialise a chip that lost its setup or
+        stopped answering (retried with back-off). False when the chip could
+        not be serviced."""
+        now = self._ticks()
+        if not self._started:
+            if self._cnf is not None and (self._retry_at is None or ticks_diff(now, self._retry_at) >= 0):
+                self._reinit(now)
+            return self._started
+        h = self._h
+        try:
+            self._read(_TEC, h)
+        except OSError:
+            self.spi_errors += 1
+            self._lost(now)
+            return False
+        stat = h[2]
+        if stat & 0x11 or h[3] & 0x10:
+            self.spi_errors += 1  # unimplemented CANSTAT bits / ABAT: garbage
+            self._lost(now)
+            return False
+        cnf = self._cnf
+        if stat >> 5 != self._opmode or h[14] != cnf[0] or h[13] != cnf[1] or h[12] != cnf[2]:
+            self._reinit(now)   # the chip reset itself (brown-out) or lost its setup
+            return self._started
+        intf = h[16]
+        eflg = h[17]
+        try:
+            if intf & _MERRF:
+                self.msg_errors += 1
+            if eflg & (_RX0OVR | _RX1OVR):
+                self.overruns += (1 if eflg & _RX0OVR else 0) + (1 if eflg & _RX1OVR else 0)
+                self._ovr = True
+                self._bitmod(_EFLG, _RX0OVR | _RX1OVR, 0)
+            if intf & (_MERRF | _ERRIF | _TXIF):
+                self._bitmod(_CANINTF, _MERRF | _ERRIF | _TXIF, 0)
+            e = eflg & 0x3F
+            new = e & ~self._eflg
+            if new & _EWARN:
+                self.warnings += 1
+            if new & (_TXEP | _RXEP) and not self._eflg & (_TXEP | _RXEP):
+                self.passives += 1
+            self._eflg = e
+            if e & _TXBO:
+                if not self._bus_off:
+                    self._bus_off = True
+                    self.bus_offs += 1
+                    if self._last_bus_off is None or ticks_diff(now, self._last_bus_off) > _STABLE_MS:
+                        self._backoff_ms = _BACKOFF_MIN_MS
+                    else:
+                        self._backoff_ms = min(self._backoff_ms * 2, _BACKOFF_MAX_MS)
+                    self._last_bus_off = now
+                    self._backoff_until = None
+                    # drop what was queued: stale after the recovery
+                    self._bitmod(_CANCTRL, 0x10, 0x10)
+                    self._bitmod(_CANCTRL, 0x10, 0)
+                    self._tx_busy = 0
+            elif self._bus_off:
+                # the chip recovered by itself (128 x 11 recessive bits); hold
+                # our transmissions for the back-off
+                self._bus_off = False
+                self._backoff_until = ticks_add(now, self._backoff_ms)
+            if self._backoff_until is not None and not self._bus_off:
+                if ticks_diff(now, self._backoff_until) >= 0:
+                    self._backoff_until = None
+        except OSError:
+            self.spi_errors += 1
+            self._lost(now)
+            return False
+        return True
+
+    def _lost(self, now):
+        """The chip stopped answering: stop, retry init with back-off."""
+        self._started = False
+        self._retry_delay(now)
+
+    def _retry_delay(self, now):
+        self._retry_at = ticks_add(now, self._backoff_ms)
+        self._backoff_ms = min(self._backoff_ms * 2, _BACKOFF_MAX_MS)
+
+    def _reinit(self, now):
+        try:
+            self._start(self._run_op)
+        except OSError:
+            self.spi_errors += 1
+            self._started = False
+            self._retry_delay(now)
+            return
+        self.chip_resets += 1
+        self._started = True
+        self._retry_at = None
+        self._backoff_until = None
+
+    def state(self):
+        """machine.CAN state: STOPPED when not started or the chip stopped
+        answering; BUS_OFF in bus-off and during the back-off after it."""
+        if not self._started:
+            return self.STATE_STOPPED
+        if self._bus_off or self._backoff_until is not None:
+            return self.STATE_BUS_OFF
+        e = self._eflg
+        if e & (_TXEP | _RXEP):
+            return self.STATE_PASSIVE
+        if e & _EWARN:
+            return self.STATE_WARNING
+        return self.STATE_ACTIVE
+
+    def get_counters(self, lst=None):
+        """[TEC, REC, warnings, error-passives, bus-offs, TX pending, RX pending,
+        overruns] (machine.CAN.get_counters); TEC/REC None when unreadable."""
+        if lst is None:
+            lst = [0] * 8
+        tec = rec = rxp = txp = None
+        if self._started:
+            try:
+                self._read(_TEC, memoryview(self._h)[:2])
+                tec, rec = self._h[0], self._h[1]
+                st = self._status(_READ_STATUS)
+                txp = (1 if st & 0x04 else 0) + (1 if st & 0x10 else 0) + (1 if st & 0x40 else 0)
+                rxp = (st & 1) + ((st >> 1) & 1)
+            except OSError:
+                self.spi_errors += 1
+        lst[0] = tec
+        lst[1] = rec
+        lst[2] = self.warnings
+        lst[3] = self.passives
+        lst[4] = self.bus_offs
+        lst[5] = txp
+        lst[6] = rxp
+        lst[7] = self.overruns
+        return lst
+
+    def get_timings(self, lst=None):
+        """[bitrate, sjw, tseg1, tseg2, None (no CAN FD), [CNF1, CNF2, CNF3]]."""
+        if lst is None:
+            lst = [0] * 6
+        c = self._cnf or (0, 0, 0)
+        t = timing_of(c[0], c[1], c[2], self.osc_hz) or (0, 0, 0, 0, 0)
+        lst[0], lst[1], lst[2], lst[3] = t[0], t[1], t[2], t[3]
+        lst[4] = None
+        lst[5] = [c[0], c[1], c[2]]
+        return lst
+
+    def restart(self):
+        """Leave bus-off now: reset and re-initialise the chip (TEC/REC to 0,
+        queued frames dropped), keeping bit rate, mode and filters."""
+        if self._cnf is None:
+            raise OSError(_ENODEV)
+        try:
+            self._start(self._run_op)
+        except OSError:
+            self.spi_errors += 1
+            self._started = False
+            raise
+        self._started = True
+        self._backoff_until = None
+
+    def deinit(self):
+        """Configuration mode: off the bus; pending frames dropped."""
+        if self._int is not None and hasattr(self._int, "irq"):
+            self._int.irq(handler=None)
+        if self._started:
+            self._started = False
+            try:
+                self._bitmod(_CANCTRL, 0x10, 0x10)
+                self._set_opmode(_OP_CONFIG)
+            except OSError:
+                self.spi_errors += 1
+                raise

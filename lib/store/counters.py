@@ -1,0 +1,77 @@
+# Owns the counters file: estimator state, lifetime counters and the lock-out
+# states that must survive a reset, one i32 per field under a stable id and
+# a tag of its name (same file format and migration rule as the parameter
+# file, store.atomic). FIELDS is the fixed list; ids are never reused.
+# Fields named like a PackState attribute are read from and restored into it
+# (the estimate stage, issue 4, produces soc_ppm .. i_offset_ma; soc_ppm is
+# stored as -1 while the SOC is not valid and restored into
+# PackState.soc_restore_ppm, which the estimate stage starts from). The others
+# come from the stage that owns them (app.persist):
+#   lockout, latched_faults  protect: over-current lock-out bits (bms.protect.LOCK_*)
+#                            and latched fault bits (bms.codes.FAULTS)
+#   deep_discharge           persist: PackState.deep_discharge
+#   uv_tries, sleep_reason   control: under-voltage wake-up tries, why it slept
+#   boots                    persist: firmware starts
+from store import atomic
+
+MAGIC = b"BMSC"
+SCHEMA = 1
+FILE = "counters.bin"
+
+# (id, name, saved at once when it changes; else with the periodic save)
+FIELDS = (
+    (1, "soc_ppm", False),
+    (2, "soc_full", True),
+    (3, "fcc_mah", True),
+    (4, "cycles", True),
+    (5, "chg_ah", False),
+    (6, "dsg_ah", False),
+    (7, "chg_wh", False),
+    (8, "dsg_wh", False),
+    (9, "i_offset_ma", False),
+    (10, "lockout", True),
+    (11, "latched_faults", True),
+    (12, "deep_discharge", True),
+    (13, "uv_tries", True),
+    (14, "sleep_reason", True),
+    (15, "boots", True),
+)
+N = len(FIELDS)
+SOC_PPM = 0
+SOC_FULL = 1
+FCC_MAH = 2
+CYCLES = 3
+I_OFFSET_MA = 8
+LOCKOUT = 9
+LATCHED_FAULTS = 10
+DEEP_DISCHARGE = 11
+UV_TRIES = 12
+SLEEP_REASON = 13
+BOOTS = 14
+STATE_FIELDS = (1, 2, 3, 4, 5, 6, 7, 8)  # plain PackState attributes (besides soc_ppm)
+CRITICAL = tuple(i for i in range(N) if FIELDS[i][2])
+
+
+class CounterStore:
+    def __init__(self, fs, name=FILE):
+        self.file = atomic.AtomicFile(fs, name, MAGIC)
+        self._hash = [atomic.name_hash(f[1]) for f in FIELDS]
+        self._index = {}
+        for i in range(N):
+            self._index[FIELDS[i][0]] = i
+
+    def save(self, values):
+        return self.file.write(SCHEMA, [(FIELDS[i][0], self._hash[i], values[i]) for i in range(N)])
+
+    def load(self, values):
+        """Fill values (length N) from the file; fields not stored (or stored
+        with another meaning) stay as they are. Returns the source
+        (store.atomic.NONE/CUR/TMP/BAK/CORRUPT)."""
+        src, schema, recs = self.file.read()
+        if recs is None:
+            return src
+        for rid, h, v in recs:
+            i = self._index.get(rid)
+            if i is not None and h == self._hash[i]:
+                values[i] = v
+        return src

@@ -1,0 +1,181 @@
+# Owns the event history: append-only fixed-size records in a bounded ring of
+# segment files ev0.bin .. ev{N-1}.bin, each of at most `per_seg` records.
+# Record (24 bytes, little-endian): seq u32, t_s u32, boot u16, flags u8,
+# kind u8, code u8, pack u8, value i32, reserved u16, crc32 u32 (of the first
+# 20 bytes). flags: F_RAISED (raise, else clear), F_BOOT_TIME (t_s counts from
+# the start of boot number `boot`: the clock was not set), else t_s is Unix time.
+# Boot scans every segment to the newest valid record; a segment's records
+# stop at the first invalid one (a torn last record), and a segment with a
+# torn tail is rewritten (temp + rename) without it before the next append.
+# When the current segment is full the oldest segment is emptied and reused.
+import struct
+from store.crc import crc32
+
+REC = "<IIHBBBBiH"
+REC_SIZE = 24
+_BODY = 20
+F_RAISED = 1
+F_BOOT_TIME = 2
+KIND_STORE = 8  # events of the store and the firmware itself (codes below)
+# KIND_STORE codes (store.paramstore notes use 1..8)
+C_BOOT = 20  # firmware started (value: boot number)
+C_LOG_CLEARED = 21  # history cleared by command (value: records removed)
+C_CLOCK_SET = 22  # clock set (value: the new Unix time)
+C_EVENTS_LOST = 23  # protection events dropped before they were logged (value: how many)
+C_COUNTERS_CORRUPT = 24  # every counters copy corrupt: zero/defaults
+C_COUNTERS_BACKUP = 25  # the previous counters copy was used
+
+
+def _seg(k):
+    return "ev%d.bin" % k
+
+
+def pack_record(seq, t_s, boot, flags, kind, code, pack, value):
+    b = bytearray(REC_SIZE)
+    struct.pack_into(REC, b, 0, seq, t_s, boot & 0xFFFF, flags, kind, code, pack, value, 0)
+    struct.pack_into("<I", b, _BODY, crc32(memoryview(b)[:_BODY]))
+    return b
+
+
+def unpack_record(data, o=0):
+    """(seq, t_s, boot, flags, kind, code, pack, value) or None if the CRC fails."""
+    if len(data) - o < REC_SIZE:
+        return None
+    (c,) = struct.unpack_from("<I", data, o + _BODY)
+    if crc32(memoryview(data)[o:o + _BODY]) != c:
+        return None
+    return struct.unpack_from(REC, data, o)[:8]
+
+
+class EventLog:
+    def __init__(self, fs, segments=8, per_seg=256):
+        self.fs = fs
+        self.segments = segments
+        self.per_seg = per_seg
+        self.next_seq = 0
+        self._cur = 0  # segment being appended to
+        self._count = 0  # valid records in it
+        self.first = []  # first seq per segment, -1 when empty
+        self.repaired = 0  # segments rewritten at mount (torn tails)
+
+    def _read_seg(self, k):
+        fs = self.fs
+        name = _seg(k)
+        n = fs.size(name)
+        if n < 0:
+            return [], 0
+        f = fs.open(name, "rb")
+        try:
+            data = f.read()
+        finally:
+            f.close()
+        recs = []
+        o = 0
+        while o + REC_SIZE <= len(data):
+            r = unpack_record(data, o)
+            if r is None or (recs and r[0] != recs[-1][0] + 1):
+                break
+            recs.append(r)
+            o += REC_SIZE
+        return recs, len(data)
+
+    def mount(self):
+        """Scan every segment; continue after the newest valid record."""
+        self.first = [-1] * self.segments
+        best = -1
+        cur = 0
+        count = 0
+        for k in range(self.segments):
+            recs, size = self._read_seg(k)
+            if size != len(recs) * REC_SIZE:
+                self._rewrite(k, recs)
+            if recs:
+                self.first[k] = recs[0][0]
+                if recs[-1][0] > best:
+                    best = recs[-1][0]
+                    cur = k
+                    count = len(recs)
+        self.next_seq = best + 1
+        self._cur = cur
+        self._count = count
+        return self
+
+    def _rewrite(self, k, recs):
+        fs = self.fs
+        name = _seg(k)
+        if not recs:
+            fs.remove(name)
+            self.repaired += 1
+            return
+        buf = bytearray()
+        for r in recs:
+            buf += pack_record(*r)
+        f = fs.open(name + ".tmp", "wb")
+        try:
+            f.write(buf)
+        finally:
+            f.close()
+        fs.rename(name + ".tmp", name)
+        self.repaired += 1
+
+    def append(self, t_s, boot, flags, kind, code, pack, value):
+        """Write one record; returns its sequence number."""
+        fs = self.fs
+        if self._count >= self.per_seg:
+            self._cur = (self._cur + 1) % self.segments
+            self._count = 0
+            self.first[self._cur] = -1
+            f = fs.open(_seg(self._cur), "wb")  # the oldest segment goes
+            f.close()
+        seq = self.next_seq
+        rec = pack_record(seq, t_s, boot, flags, kind, code, pack, value)
+        f = fs.open(_seg(self._cur), "ab")
+        try:
+            f.write(rec)
+        finally:
+            f.close()
+        if self._count == 0:
+            self.first[self._cur] = seq
+        self._count += 1
+        self.next_seq = seq + 1
+        return seq
+
+    def oldest_seq(self):
+        s = -1
+        for f in self.first:
+            if f >= 0 and (s < 0 or f < s):
+                s = f
+        return s if s >= 0 else self.next_seq
+
+    def read(self, first_seq, count):
+        """Records with first_seq <= seq, at most count, oldest first."""
+        out = []
+        order = sorted([(self.first[k], k) for k in range(self.segments) if self.first[k] >= 0])
+        for i in range(len(order)):
+            start, k = order[i]
+            end = order[i + 1][0] if i + 1 < len(order) else self.next_seq
+            if end <= first_seq:
+                continue
+            recs, _ = self._read_seg(k)
+            for r in recs:
+                if r[0] >= first_seq:
+                    out.append(r)
+                    if len(out) >= count:
+                        return out
+        return out
+
+    def clear(self, t_s, boot, flags, pack=0):
+        """Remove every record; the sequence goes on and the history starts
+        with a C_LOG_CLEARED record saying how many were removed. The record
+        is written first (into an emptied segment), then the other segments
+        are removed: a power cut in between leaves the record and some old
+        ones, never a sequence that starts again from 0."""
+        removed = self.next_seq - self.oldest_seq()
+        self._count = self.per_seg  # append() empties and takes the next segment
+        seq = self.append(t_s, boot, flags, KIND_STORE, C_LOG_CLEARED, pack, removed)
+        for k in range(self.segments):
+            if k != self._cur:
+                if self.fs.size(_seg(k)) >= 0:
+                    self.fs.remove(_seg(k))
+                self.first[k] = -1
+        return seq

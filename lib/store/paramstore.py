@@ -1,0 +1,114 @@
+# Owns the parameter file: every value of bms.params stored under its stable
+# id with a tag of its name (names carry their unit), so a firmware update
+# loads only values whose meaning it knows:
+#   - a parameter added since the file was written takes its default;
+#   - one removed is dropped;
+#   - one whose unit changed (its row renamed, e.g. _s -> _ms) is converted by
+#     CONVERT[(id, old_name)] = (num, den), else it takes its default;
+#   - a value out of range takes its default; a set that fails validate()
+#     as a whole falls back to all defaults.
+# Each such decision is reported as a (code, value) note the caller logs.
+# restore_defaults() resets USER and ADMIN rows and keeps FACTORY rows
+# (calibration, ratings, board options); counters and history are other files.
+from bms import params as P
+from store import atomic
+
+MAGIC = b"BMSP"
+SCHEMA = 1  # file layout version; per-parameter meaning is carried by the name tags
+FILE = "params.bin"
+
+# (id, old name) -> (num, den): value_new = value_old * num // den. Add a row
+# here whenever a parameter's unit changes (and rename the row in bms.params).
+CONVERT = {}
+
+# notes (event codes of kind store.eventlog.KIND_STORE, value in brackets)
+N_PARAMS_DEFAULTS = 1  # no parameter file: defaults (0)
+N_PARAMS_CORRUPT = 2  # every copy corrupt: defaults (0)
+N_PARAMS_BACKUP = 3  # current copy bad, previous good copy used (seq)
+N_PARAM_DROPPED = 4  # a stored id no longer exists (id)
+N_PARAM_DEFAULT = 5  # a stored value with another meaning / out of range: default (id)
+N_PARAM_CONVERTED = 6  # a stored value converted to the new unit (id)
+N_PARAMS_INVALID = 7  # the loaded set fails validate(): defaults (0)
+N_PARAMS_RESTORED = 8  # restore defaults by command (0)
+
+
+class ParamStore:
+    def __init__(self, fs, name=FILE, table=None, convert=None):
+        self.file = atomic.AtomicFile(fs, name, MAGIC)
+        self.table = table if table is not None else P.TABLE
+        self.convert = convert if convert is not None else CONVERT
+        self._conv = {}
+        for (rid, old), rule in self.convert.items():
+            self._conv[(rid, atomic.name_hash(old))] = rule
+        self._hash = [atomic.name_hash(row[1]) for row in self.table]
+        self._index = {}
+        for i in range(len(self.table)):
+            self._index[self.table[i][0]] = i
+
+    def records(self, values):
+        t = self.table
+        return [(t[i][0], self._hash[i], values[i]) for i in range(len(t))]
+
+    def save(self, params):
+        """Write the running values (temp + rename). Returns bytes written."""
+        return self.file.write(SCHEMA, self.records(params.v))
+
+    def load(self, params):
+        """Load the stored values into params (set_many: all or nothing).
+        Returns (found, notes): found is False when there was no usable file
+        (params keep their values); notes are (code, value) pairs. A file that
+        needed any change is written back at once."""
+        src, schema, recs = self.file.read()
+        notes = []
+        if src == atomic.NONE:
+            return False, [(N_PARAMS_DEFAULTS, 0)]
+        if src == atomic.CORRUPT:
+            return False, [(N_PARAMS_CORRUPT, 0)]
+        if src == atomic.BAK:
+            notes.append((N_PARAMS_BACKUP, self.file.seq))
+        t = self.table
+        pairs = []
+        changed = schema != SCHEMA
+        for rid, h, v in recs:
+            i = self._index.get(rid)
+            if i is None:
+                notes.append((N_PARAM_DROPPED, rid))
+                changed = True
+                continue
+            row = t[i]
+            if h != self._hash[i]:
+                rule = self._conv.get((rid, h))
+                changed = True
+                if rule is None:
+                    notes.append((N_PARAM_DEFAULT, rid))
+                    continue
+                v = v * rule[0] // rule[1]
+                notes.append((N_PARAM_CONVERTED, rid))
+            if v < row[3] or v > row[4]:
+                notes.append((N_PARAM_DEFAULT, rid))
+                changed = True
+                continue
+            pairs.append((i, v))
+        if len(recs) != len(t):
+            changed = True  # rows added since (they keep their defaults)
+        trial = [row[2] for row in t]
+        for i, v in pairs:
+            trial[i] = v
+        if P.validate(trial) is not None:
+            notes.append((N_PARAMS_INVALID, 0))
+            params.set_many([(i, t[i][2]) for i in range(len(t))])
+            self.save(params)
+            return False, notes
+        params.set_many([(i, trial[i]) for i in range(len(t))])
+        if changed or src == atomic.BAK:
+            self.save(params)
+        return True, notes
+
+    def restore_defaults(self, params):
+        """USER and ADMIN rows back to their defaults, FACTORY rows kept;
+        saved. Raises ValueError (nothing changed) if the kept factory values
+        do not validate against the defaults."""
+        t = self.table
+        params.set_many([(i, t[i][2]) for i in range(len(t)) if t[i][5] != P.FACTORY])
+        self.save(params)
+        return [(N_PARAMS_RESTORED, 0)]
