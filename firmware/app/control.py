@@ -47,7 +47,7 @@ class Control:
                 self._wake(now_ms)
         else:
             why = self.sleep.check(now_ms, self._min_cell_mv(), st.current_ma, (st.protections & _UV) != 0,
-                                   (st.protections & ~_UV) != 0 or st.faults != 0, False, False)
+                                   (st.protections & ~_UV) != 0 or st.faults != 0, st.balance_mask != 0, False)
             if why:
                 self._go_to_sleep(why, now_ms)
         if st.sleep_reason:

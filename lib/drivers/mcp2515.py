@@ -17,7 +17,7 @@ import time
 try:
     from micropython import const
 except ImportError:  # CPython
-    def const(x):
+    def const(x):  # type: ignore[misc]
         return x
 
 from bms.ticks import ticks_add, ticks_diff
@@ -124,7 +124,7 @@ def _id_regs(buf, off, ident, ext):
 # all instances (one slot list may serve several buses): recv hands back a view
 # of exactly the frame's length without allocating (machine.CAN resizes its
 # memoryview in C; pure Python picks a prebuilt one).
-_VIEWS = []
+_VIEWS: list = []
 _VIEWS_MAX = const(8)
 
 
@@ -215,7 +215,7 @@ class MCP2515:
         self._rx_off = True             # nothing is delivered before set_filters()
         self._filt = None
         self._bitrate = 0
-        self._cnf = None
+        self._cnf = (0, 0, 0)  # CNF1, CNF2, CNF3 once init() ran (bitrate != 0)
         self._mode = 0
         self._opmode = _OP_CONFIG
         self._run_op = _OP_NORMAL
@@ -378,7 +378,7 @@ class MCP2515:
         else:
             if len(filters) > self.FILTERS_MAX:
                 raise ValueError("too many filters")
-            groups = []  # [mask bytes, [filter bytes...]]
+            groups: list = []  # [mask bytes, [filter bytes...]]
             for item in filters:
                 ident, mask, flags = item
                 ext = bool(flags & self.FLAG_EXT_ID)
@@ -389,10 +389,10 @@ class MCP2515:
                     raise ValueError("invalid id")
                 fb = bytearray(4)
                 _id_regs(fb, 0, ident, ext)
-                mb = bytearray(4)
-                _id_regs(mb, 0, mask, ext)
-                mb[1] &= 0xE3  # no EXIDE in a mask; std masks leave EID (= data bytes) open
-                mb = bytes(mb)
+                mba = bytearray(4)
+                _id_regs(mba, 0, mask, ext)
+                mba[1] &= 0xE3  # no EXIDE in a mask; std masks leave EID (= data bytes) open
+                mb = bytes(mba)
                 for g in groups:
                     if g[0] == mb:
                         g[1].append(bytes(fb))
@@ -612,7 +612,7 @@ class MCP2515:
         not be serviced."""
         now = self._ticks()
         if not self._started:
-            if self._cnf is not None and (self._retry_at is None or ticks_diff(now, self._retry_at) >= 0):
+            if self._bitrate and (self._retry_at is None or ticks_diff(now, self._retry_at) >= 0):
                 self._reinit(now)
             return self._started
         h = self._h
@@ -742,7 +742,7 @@ class MCP2515:
         """[bitrate, sjw, tseg1, tseg2, None (no CAN FD), [CNF1, CNF2, CNF3]]."""
         if lst is None:
             lst = [0] * 6
-        c = self._cnf or (0, 0, 0)
+        c = self._cnf
         t = timing_of(c[0], c[1], c[2], self.osc_hz) or (0, 0, 0, 0, 0)
         lst[0], lst[1], lst[2], lst[3] = t[0], t[1], t[2], t[3]
         lst[4] = None
@@ -752,7 +752,7 @@ class MCP2515:
     def restart(self):
         """Leave bus-off now: reset and re-initialise the chip (TEC/REC to 0,
         queued frames dropped), keeping bit rate, mode and filters."""
-        if self._cnf is None:
+        if not self._bitrate:
             raise OSError(_ENODEV)
         try:
             self._start(self._run_op)

@@ -10,7 +10,7 @@ import time
 try:
     from micropython import const
 except ImportError:  # CPython
-    def const(x):
+    def const(x):  # type: ignore[misc]
         return x
 
 LINK_IN = const(1)
