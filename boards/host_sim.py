@@ -20,6 +20,9 @@ class Board:
         self.contacts = Leds(self.contact_pins)  # dry contacts 1 and 2: same kind of outputs
         self._clock_ms = clock_ms
         self.services = []  # the bench world schedules the physics itself
+        self.can = None  # the bench world wires the CAN port and the two RS485 ends
+        self.link_in = None
+        self.link_out = None
 
     def ticks_us(self):
         return (self._clock_ms() * 1000) & 0x3FFFFFFF

@@ -168,3 +168,19 @@ def test_cli_headless_writes_trace_and_summary(tmp_path):
     lines = out.read_text().splitlines()
     assert len(lines) >= 120 and json.loads(lines[-1])["mode"] == "discharge"
     assert "pack 0:" in r.stdout and "discharge" in r.stdout
+
+
+def test_frames_on_the_can_bus_become_trace_lines():
+    lines = []
+    world = simworld.World(scn.parse('{"packs": 2, "duration_s": 2}', FAULTS), lines.append)
+    world.run_until(1000)
+    world.packs[0].board.can.send(0x18FF0102, b"\x01\xab", 2)
+    frame = json.loads(lines[-1])
+    assert frame == {"t_ms": 1000, "bus": "can", "id": 0x18FF0102, "ext": True, "data": "01ab"}
+    got = world.packs[1].board.can.recv()
+    assert got[0] == 0x18FF0102 and bytes(got[1]) == b"\x01\xab"
+    # RS485: pack 0's Link OUT is pack 1's Link IN; pack 0's Link IN faces the inverter
+    world.packs[0].board.link_out.write(b"addr 2")
+    assert world.packs[1].board.link_in.read() == b"addr 2"
+    world.links[0].a.write(b"~2001")
+    assert world.packs[0].board.link_in.read() == b"~2001"

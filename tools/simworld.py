@@ -12,6 +12,7 @@ from sim import trace
 from sim.mock_afe import MockAfe, FAULTS
 from sim.pack_model import PackModel
 from sim.physics import Physics
+from sim.bus import CanBus, SerialLink
 from sim.profile import solar_request_ma
 from sim.rng import Rng
 from sim.vtime import VirtualRunner
@@ -46,6 +47,11 @@ class Pack:
         self.model = PackModel(rng, soc_pct=soc_pct, ambient_dc=ambient_dc)
         self.afe = MockAfe(self.model, rng, **world.afe_errors)
         self.board = host_sim.Board(self.afe, world.clock_ms, world.log_edges)
+        # the Link IN / Link OUT wiring (SPEC 7): one CAN bus through every
+        # port, an RS485 segment per cable; Link IN of pack 0 faces the inverter
+        self.board.can = world.can.attach("pack%d" % index, index)
+        self.board.link_in = world.links[index].b
+        self.board.link_out = world.links[index + 1].a
         self.store = Store(MemFs())  # store: the pack's flash, in memory
         self.app = App(self.board, params, self.store)
         self.button_release_ms = -1
@@ -66,6 +72,11 @@ class World:
         self._events = sc.events
         self._next_event = 0
         rng = Rng(sc.seed)
+        self.can = CanBus("can", self.t_ms, self._frame)
+        # links[k] is the cable into pack k's Link IN (links[0]: from the
+        # inverter); links[N] hangs off the last pack's Link OUT, unplugged
+        self.links = [SerialLink() for _ in range(sc.packs + 1)]
+        self.links[sc.packs].plugged = False
         self.packs = []
         for k in range(sc.packs):
             params = Params()
@@ -77,6 +88,9 @@ class World:
 
     def clock_ms(self):
         return self.runner.now_ms
+
+    def _frame(self, t_ms, bus, id_, ext, data):
+        self.emit(trace.frame_line(t_ms, bus, id_, ext, data))
 
     def _schedule(self, pack):
         r = self.runner

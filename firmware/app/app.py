@@ -7,6 +7,7 @@ from app.service import Cycle
 from app.acquire import Acquire
 from app.protect import Protect
 from app.control import Control
+from app.system import System
 from app.estimate import Estimate
 from app.balance import Balance
 from app.indicate import Indicate
@@ -28,12 +29,14 @@ class App:
                 store.params.save(self.params)
         afe = board.afe
         afe.program_protections(hwlimits.from_params(self.params))
+        self.system = System(self.state, self.params)
         self.cycle = Cycle("cycle", self.params.v[CYCLE_MS], (
             Acquire(afe, self.state, board.ticks_us),
             Protect(self.state, self.params),  # protect: between acquire and control
             Control(afe, self.state, self.params, getattr(board, "contacts", None)),
             Estimate(self.state, self.params),  # estimate: SOC, SOH, counters, limits
             Balance(afe, self.state, self.params),  # balance: cells to bleed
+            self.system,  # the view the inverter is told about
         ))
         # the board's own services (a bench board's pack physics) run first
         self.services = list(board.services) + [

@@ -48,6 +48,12 @@ def line(pairs):
     return "{" + ", ".join(_str(k) + ": " + value(v) for k, v in pairs) + "}"
 
 
+def frame_line(t_ms, bus, id_, ext, data):
+    """A frame on a bus: the trace line every CAN frame gets."""
+    return line([("t_ms", t_ms), ("bus", bus), ("id", id_), ("ext", ext),
+                 ("data", "".join("%02x" % b for b in data))])
+
+
 def alert_names(bits):
     return [n for b, n in _ALERTS if bits & b]
 

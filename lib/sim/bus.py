@@ -1,0 +1,136 @@
+# Owns the simulated wiring between packs, inverters and tools: a CAN bus with
+# ports in the shape of machine.CAN (send(id, data, flags), recv(list), any())
+# that can be cut between chain positions (an unplugged Link cable splits it)
+# and ports that lose power; and a point-to-point serial link (an RS485
+# segment) with two ends in the shape of machine.UART (write, read, any).
+# Every CAN frame sent is reported to a tap (the bench writes it into the
+# trace) and counted for the bus load.
+FLAG_RTR = 1
+FLAG_EXT_ID = 2
+RECV_ERR_FULL = 1
+RECV_ERR_OVERRUN = 2
+_QUEUE = 64  # receive queue per port; beyond it frames are lost and counted
+
+
+def frame_bits(ext, dlc):
+    """Bits on the wire of one data frame: 47 (11-bit) or 67 (29-bit)
+    overhead + 8 per data byte, plus worst-case stuffing (PROTOCOLS 6: 8 bytes
+    = 111/131 bits unstuffed, 135/160 stuffed)."""
+    raw = (67 if ext else 47) + 8 * dlc
+    return raw + (raw - 13) // 4  # stuff bits over the stuffed region (all but the last 13)
+
+
+class CanPort:
+    FLAG_RTR = FLAG_RTR
+    FLAG_EXT_ID = FLAG_EXT_ID
+
+    def __init__(self, bus, name, position):
+        self.bus = bus
+        self.name = name
+        self.position = position  # place along the Link chain (inverter -1, packs 0..N-1)
+        self.powered = True
+        self._q = []
+        self.lost = 0
+        self.sent = 0
+
+    def send(self, id, data, flags=0):
+        if not self.powered:
+            raise OSError(5)
+        self.bus._deliver(self, id, bytes(data), flags)
+        self.sent += 1
+        return 0
+
+    def any(self):
+        return len(self._q) > 0
+
+    def recv(self, arg=None):
+        """[id, data, flags, errors] of the oldest frame, or None."""
+        if not self._q:
+            return None
+        id_, data, flags = self._q.pop(0)
+        errors = RECV_ERR_OVERRUN if self.lost else 0
+        self.lost = 0
+        if arg is None:
+            return [id_, memoryview(data), flags, errors]
+        arg[0] = id_
+        arg[1] = memoryview(data)
+        arg[2] = flags
+        arg[3] = errors
+        return arg
+
+    def _push(self, id_, data, flags):
+        if len(self._q) >= _QUEUE:
+            self.lost += 1
+            return
+        self._q.append((id_, data, flags))
+
+
+class CanBus:
+    def __init__(self, name, clock_ms, tap=None):
+        self.name = name
+        self._clock_ms = clock_ms
+        self.tap = tap  # tap(t_ms, bus, id, ext, data) for every frame on the wire
+        self.ports = []
+        self.cuts = set()  # k: the cable between positions k and k+1 is unplugged
+        self.bits = 0  # bits sent since start, for the bus load
+
+    def attach(self, name, position):
+        port = CanPort(self, name, position)
+        self.ports.append(port)
+        return port
+
+    def reachable(self, a, b):
+        lo, hi = (a, b) if a <= b else (b, a)
+        for k in self.cuts:
+            if lo <= k < hi:
+                return False
+        return True
+
+    def _deliver(self, src, id_, data, flags):
+        ext = (flags & FLAG_EXT_ID) != 0
+        self.bits += frame_bits(ext, len(data))
+        if self.tap is not None:
+            self.tap(self._clock_ms(), self.name, id_, ext, data)
+        for p in self.ports:
+            if p is not src and p.powered and self.reachable(src.position, p.position):
+                p._push(id_, data, flags)
+
+
+class SerialEnd:
+    """One end of a serial segment (machine.UART shape: write, read, any)."""
+
+    def __init__(self, link):
+        self.link = link
+        self.powered = True
+        self._rx = bytearray()
+        self.peer = None
+
+    def write(self, data):
+        peer = self.peer
+        if self.powered and self.link.plugged and peer.powered:
+            peer._rx.extend(data)
+        return len(data)
+
+    def any(self):
+        return len(self._rx)
+
+    def read(self, n=-1):
+        if not self._rx:
+            return None
+        if n < 0 or n >= len(self._rx):
+            n = len(self._rx)
+        out = bytes(self._rx[:n])
+        del self._rx[:n]
+        return out
+
+
+class SerialLink:
+    """A point-to-point segment (an RS485 pair in one Link cable); unplugged,
+    nothing crosses it."""
+
+    def __init__(self):
+        self.plugged = True
+        self.a = SerialEnd(self)
+        self.b = SerialEnd(self)
+        self.a.peer = self.b
+        self.b.peer = self.a
