@@ -196,8 +196,9 @@ def week_figures():
           % (_pct(r["est_max"]), _pct((r["est_sq"] / n) ** 0.5), _pct(r["shown_max"])))
     print("  coulomb counter: max error %s, RMS %s (same start, no corrections)"
           % (_pct(r["cc_max"]), _pct((r["cc_sq"] / n) ** 0.5)))
-    print("  learned current offset %d mA; capacity %s mAh; %d Ah discharged, %d cycles"
-          % (r["offset_ma"], r["fcc_mah"] or "rated (not learned)", r["dsg_ah"], r["cycles"]))
+    print("  learned current offset %d mA; capacity %s; %d Ah discharged, %d cycles"
+          % (r["offset_ma"], ("%d mAh learned" % r["fcc_mah"]) if r["fcc_mah"] else "not learned (rated used)",
+             r["dsg_ah"], r["cycles"]))
     print("balancing week (same days and errors, self-discharge spread +-%d %%; cells 3 and 10 start 110 mAh"
           % (BAL_SD_SPREAD_PPM // 10000))
     print("  fuller than the top-aligned rest: 40 mV at the top), true max - min cell")
