@@ -1,13 +1,29 @@
 # Builds the board (the deployed /board module: build() returns an object
-# with afe, leds and ticks_us) and runs the pack's services until one fails.
-# A failure leaves the pack in its safe state (FETs open, ALM on) and the
-# board at the REPL: the watchdog or the reset button restarts it.
+# with afe, leds, ticks_us, services; optionally buzzer, button, contacts,
+# jumper, make_wdt), the pack's firmware and the watchdog, and runs the
+# services until one fails.
+#
+# Watchdog: on a board with make_wdt() (the real boards) every service runs
+# wrapped (drivers.board_io.watch) and a supervisor service feeds machine.WDT
+# every WD_PERIOD_MS only while each service has ticked within twice its
+# period (plus one watchdog period): a hung service or a stuck loop resets the
+# board.
+#
+# Sleep: on a board with deep_sleep(ms) the MCU sleeps while the pack does
+# (app.sleeper); a wake is a reset on the ESP32.
+#
+# Failure: a service that raises leaves the pack in its safe state (FETs and
+# pre-charge open, ALM on) and stops the loop; the WDT, no longer fed, then
+# resets the board. If the board or the firmware cannot start at all (e.g. the
+# BQ76952 does not answer) nothing was switched on (the AFE starts with its
+# FETs off); after RETRY_S the board resets and tries again; Ctrl-C in that
+# time leaves you at the REPL. With the forced-update jumper fitted the
+# firmware does not start (FETs off, REPL free for mpremote).
 import asyncio
 import sys
 
-import board
-from app.app import App
-from app.runner import Runner
+WD_PERIOD_MS = 1000
+RETRY_S = 30
 
 
 def _store():
@@ -22,13 +38,67 @@ def _store():
         return None
 
 
-def main():
+def _clock():
     from bms.clock import Clock, TimeRtc
     try:
-        clock = Clock(TimeRtc())
+        return Clock(TimeRtc())
     except Exception:  # noqa: a port without machine.RTC / gmtime
-        clock = Clock()
-    app = App(board.build(), store=_store(), clock=clock)
+        return Clock()
+
+
+def start(b, store=None, clock=None, wd_period_ms=WD_PERIOD_MS):
+    """(app, supervisor or None): the firmware on board b, its services wrapped
+    for the watchdog when the board has one (the WDT starts here)."""
+    from app.app import App
+    app = App(b, store=store, clock=clock)
+    deep_sleep = getattr(b, "deep_sleep", None)
+    if deep_sleep is not None:
+        from app.sleeper import Sleeper
+        app.services.append(Sleeper(app, deep_sleep))
+    sup = None
+    make_wdt = getattr(b, "make_wdt", None)
+    if make_wdt is not None:
+        from bms.ticks import ticks_diff
+        from drivers.watchdog import Watchdog
+        from drivers.board_io import watch
+        watched, sup = watch(app.services, Watchdog(make_wdt(), wd_period_ms), ticks_diff)
+        app.services = watched + [sup]
+    return app, sup
+
+
+def _retry_later():
+    import time
+    print("bms: restarting in %d s (Ctrl-C for the REPL)" % RETRY_S)
+    time.sleep(RETRY_S)
+    import machine
+    machine.reset()
+
+
+def main():
+    from app.runner import Runner
+    try:
+        import board
+        b = board.build()
+    except Exception as e:  # noqa: the AFE keeps its FETs off; try again later
+        print("bms: board failed to start:")
+        sys.print_exception(e)
+        _retry_later()
+        return
+    jumper = getattr(b, "jumper", None)
+    if jumper is not None and jumper.fitted:
+        b.afe.set_fets(False, False, False)
+        print("bms: forced-update jumper fitted: firmware not started")
+        return
+    try:
+        app, _ = start(b, store=_store(), clock=_clock())
+    except Exception as e:  # noqa
+        print("bms: firmware failed to start:")
+        sys.print_exception(e)
+        try:
+            b.afe.set_fets(False, False, False)
+        finally:
+            _retry_later()
+        return
     failed = asyncio.run(Runner(app).run())
     if failed:
         print("bms: stopped in safe state after a failure in", failed[0])

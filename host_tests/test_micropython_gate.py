@@ -197,8 +197,8 @@ def discover_modules(root=ROOT):
     by_name = {m.name: m for m in mods if m.action == "import"}
     for m in mods:
         if m.label.startswith("boards/") and _needs_machine(m.name, by_name):
-            m.skip = ("board module imports `machine`, which the WebAssembly port lacks "
-                      "(fake machine pins come in a later issue)")
+            m.skip = ("board module imports `machine`, which the WebAssembly port lacks: "
+                      "section 6 imports and starts it with fake machine pins")
     return mods
 
 
@@ -440,7 +440,7 @@ def test_board_runner_failure_opens_fets_in_micropython(mpy):
     assert r.stdout.split() == ["flaky", "False", "False", "False", "False", "1", "flaky"]
 
 
-# ---- 6. the bench boards start in MicroPython with fake machine pins ----------
+# ---- 6. the bench and real boards start in MicroPython with fake machine pins
 
 BENCH_BOARD = """
 FAKE_MACHINE = '''
@@ -486,6 +486,68 @@ def test_bench_board_starts_with_fake_pins(mpy, board):
     # so RUN is steadily on (SPEC 4): one rising edge, then no blinking
     assert int(mode) == 2
     assert int(run_edges) == 1
+
+
+# the real boards: a fake machine (host_tests/fake_machine.py) whose I2C is the
+# BQ76952 model (CRC on) and a PCA9555 model, whose SPI, CS and INT are an
+# MCP2515 model on a simulated bus with a second node; the firmware reads the
+# cells through the real driver and a CAN frame goes out through the real one
+REAL_BOARD = """
+for name, src in FILES:
+    with open('/lib/' + name, 'w') as f:
+        f.write(src)
+import machine, sim_mcp2515 as simcan
+from sim_bq76952 import SimBQ76952
+from drivers.mcp2515 import MCP2515
+import %(board)s as board
+bq = SimBQ76952(crc=True)
+bq.cell_mv = [3300 + i for i in range(16)]
+bq.render()
+machine.I2C_DEVICES[0x08] = bq
+machine.I2C_DEVICES[0x20] = machine.Pca9555Model()
+bus = simcan.Bus(500000)
+chip = bus.attach(simcan.Mcp2515(8000000, name='board'))
+peer_chip = bus.attach(simcan.Mcp2515(8000000, name='peer', seed=3))
+peer = MCP2515(peer_chip.spi, peer_chip.cs, 500000, osc_hz=8000000, int_pin=peer_chip.int_pin)
+peer.set_filters(None)
+machine.SPI_DEVICE = chip.spi
+machine.WIRES[board.PINS['can_cs']] = chip.cs
+machine.WIRES[board.PINS['can_int']] = chip.int_pin
+import main
+from sim.vtime import VirtualRunner
+app, sup = main.start(board.build())
+r = VirtualRunner()
+for svc in app.services:
+    r.add(svc)
+r.run_until(3000)
+snap = app.state.snap
+sent = app.board.can.send(0x351, b'\\x01\\x02', 0)
+bus.step()
+got = peer.recv([0, memoryview(bytearray(8)), 0, 0])
+print(snap.reads, snap.cell_mv[0], snap.cell_mv[15], app.board.afe.comm_errors, machine.WDTS[0].feeds,
+      hex(got[0]), bytes(got[1]) == b'\\x01\\x02', bq.dm_get(0x9261, '<B'))
+"""
+
+
+@pytest.mark.parametrize("board", ["esp32_bq", "rp2040_bq"])
+def test_real_board_starts_with_fake_pins_and_chip_models(mpy, board):
+    import os
+    import fake_machine
+    here = os.path.dirname(os.path.abspath(__file__))
+    files = []
+    for name in ("fake_machine.py", "sim_bq76952.py", "sim_mcp2515.py"):
+        with open(os.path.join(here, name), encoding="utf-8") as f:
+            files.append(("machine.py" if name == "fake_machine.py" else name, f.read()))
+    files.append(("esp32.py", fake_machine.FAKE_ESP32))
+    code = "FILES = %r\n" % (files,) + REAL_BOARD % {"board": board}
+    r = mpy.run(code, timeout_s=GATE_TIMEOUT_S)
+    assert r.returncode == 0, r.stderr
+    reads, c1, c16, errors, feeds, can_id, data_ok, prot = r.stdout.split()
+    assert int(reads) == 30  # 3 s of 100 ms cycles against the BQ76952 model
+    assert (int(c1), int(c16)) == (3300, 3315) and int(errors) == 0
+    assert int(feeds) == 3  # the watchdog supervisor fed machine.WDT each second
+    assert can_id == "0x351" and data_ok == "True"
+    assert int(prot) == 0xBC  # App programmed the hardware protections
 
 
 # ---- 7. tick arithmetic near the wrap stays in small ints ---------------------
