@@ -178,6 +178,35 @@ def test_set_fets_and_a_lost_command_is_sent_again():
     assert drv.fet_status & 0x05 == 0x05
 
 
+class _Pin:
+    def __init__(self):
+        self.v = None
+
+    def value(self, v=None):
+        if v is None:
+            return self.v
+        self.v = v
+
+
+def test_a_board_pre_charge_pin_replaces_the_chips_pdsg():
+    # the host cannot command the chip's PDSG: boards drive their own
+    # pre-charge MOSFET from an MCU pin, the chip's PDSG stays forced off
+    pin = _Pin()
+    sim = SimBQ76952()
+    drv = bq.BQ76952(sim, shunt_uohm=SHUNT_UOHM, poll_us=0, pchg_pin=pin)
+    assert pin.v == 0  # off from construction
+    drv.configure(LIMITS)
+    assert drv.set_fets(False, False, True)
+    assert pin.v == 1 and sim.fets() == 0  # pre-charge pin only, no PDSG
+    assert drv.set_fets(False, True, False)
+    assert pin.v == 0 and sim.fets() == 0x04  # DSG follows, pre-charge off
+    sim.silent = True
+    assert drv.set_fets(False, True, True) is False
+    assert pin.v == 1
+    assert drv.set_fets(False, False, False) is False
+    assert pin.v == 0  # opens even with the bus gone
+
+
 def test_leaving_fet_test_mode_only_toggles_when_needed():
     sim, drv = make()
     assert sim.mfg_status & 0x10

@@ -207,7 +207,22 @@ def week_figures():
     print("  off: %s -> last %d / %d mV" % (off, off[-1][0], off[-1][1]))
 
 
+def parallel_32(sim_s=60):
+    """32 packs powered on together, charging at 0.5 A... 1000 A later:
+    (formed_ms, link bus load at 500 kbit/s, simulated s per wall s)."""
+    doc = {"packs": 32, "duration_s": sim_s, "events": [{"t_s": 15, "set": "current_a", "value": 800}]}
+    world = simworld.World(scn.parse(json.dumps(doc), FAULTS), lambda line: None)
+    t0 = time.perf_counter()
+    world.run()
+    wall = time.perf_counter() - t0
+    return world.packs[0].app.link.forming.formed_ms, world.can.bits / sim_s / 500000, sim_s / wall
+
+
 def main():
+    formed, load, speed = parallel_32()
+    print("parallel packs, 32 packs (link): formed %.1f s after power-on (target <= 10 s); link bus load "
+          "%.1f %% of 500 kbit/s, worst-case stuffing (target <= 30 %%); simulation %.1fx real time"
+          % (formed / 1000, load * 100, speed))
     print("bench simulation speed (CPython, solar profile):")
     for packs, sim_s in ((1, 3600), (4, 600)):
         wall = sim_speed(packs, sim_s)

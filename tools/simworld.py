@@ -20,6 +20,7 @@ from store.fs import MemFs
 from store.store import Store
 
 TRACE_MS = 50
+R_PACK_MOHM = 30  # parallel sharing: cells + FETs + fuse + cables of one pack (sim approximation)
 
 
 class Tracer(Service):
@@ -37,7 +38,10 @@ class Tracer(Service):
         sig = trace.signature(st)
         if sig != self._last or t % 1000 == 0:
             self._last = sig
-            self.world.emit(trace.line(trace.pack_pairs(t, self.pack.index, st)))
+            pairs = trace.pack_pairs(t, self.pack.index, st)
+            if st.link_role == 2:  # link: the master's line carries the system it reports
+                pairs.append(("system", trace.system_obj(self.pack.app.system.view)))
+            self.world.emit(trace.line(pairs))
 
 
 class Pack:
@@ -53,8 +57,10 @@ class Pack:
         self.board.link_in = world.links[index].b
         self.board.link_out = world.links[index + 1].a
         self.store = Store(MemFs())  # store: the pack's flash, in memory
+        self.params = params
         self.app = App(self.board, params, self.store)
         self.button_release_ms = -1
+        self.tracer = None
 
 
 class World:
@@ -71,6 +77,9 @@ class World:
         self.system_request_ma = 0
         self._events = sc.events
         self._next_event = 0
+        self._share_ms = -1
+        self._share_total = 0
+        self._shares = [0] * sc.packs
         rng = Rng(sc.seed)
         self.can = CanBus("can", self.t_ms, self._frame)
         # links[k] is the cable into pack k's Link IN (links[0]: from the
@@ -81,10 +90,21 @@ class World:
         for k in range(sc.packs):
             params = Params()
             params.set_many([(index_of(name), v) for name, v in sc.params])
+            if getattr(sc, "inverter", None) is not None:
+                params.set(index_of("inv_protocol_count"), sc.inverter[2])  # the master's DIP
             pack = Pack(self, k, Rng(rng.next_u32()), sc.soc_pct[k], sc.ambient_dc, params)
             self.packs.append(pack)
+        # inverter: (issue 7) an emulated inverter on the CAN bus or on the RS485
+        # segment into pack 0's Link IN; CPython only (tools/emulators, cantools)
+        self.inverter = None
+        inv = getattr(sc, "inverter", None)
+        if inv is not None and inv[0] is not None:
+            from tools.emulators import make
+            self.inverter = make(inv[0], inv[1], self)
         for pack in self.packs:
             self._schedule(pack)
+        if self.inverter is not None:
+            self.runner.add(self.inverter)
 
     def clock_ms(self):
         return self.runner.now_ms
@@ -97,7 +117,8 @@ class World:
         r.add(Physics(pack.afe, lambda: self.request_ma(pack)))
         for svc in pack.app.services:
             r.add(svc, 0, self._failed(pack))
-        r.add(Tracer(self, pack))
+        pack.tracer = Tracer(self, pack)
+        r.add(pack.tracer)
 
     def _failed(self, pack):
         def on_error(svc, exc):
@@ -118,15 +139,82 @@ class World:
         for svc in pack.app.services:
             self.runner.add(svc, 0, self._failed(pack))
 
+    def plug(self, k, on):
+        """link: plug (on) or unplug the Link cable from pack k's Link OUT
+        to pack k+1's Link IN: the RS485 segment and the CAN bus there."""
+        self.links[k + 1].plugged = on
+        if on:
+            self.can.cuts.discard(k)
+        else:
+            self.can.cuts.add(k)
+
+    def power(self, k, on):
+        """link: switch pack k off (firmware stopped, ports unpowered, no
+        current, no trace lines) or on (a fresh firmware start on its flash)."""
+        pack = self.packs[k]
+        if on == pack.on:
+            return
+        pack.on = on
+        b = pack.board
+        b.can.powered = on
+        b.link_in.powered = on
+        b.link_out.powered = on
+        self._share_ms = -1
+        if not on:
+            for s in pack.app.services:
+                self.runner.remove(s)
+            self.runner.remove(pack.tracer)
+            b.can._q = []
+            b.link_in._rx = bytearray()
+            pack.afe.set_fets(False, False, False)
+            return
+        pack.app = App(b, pack.params, pack.store)
+        for svc in pack.app.services:
+            self.runner.add(svc, 0, self._failed(pack))
+        pack.tracer = Tracer(self, pack)
+        self.runner.add(pack.tracer)
+
     def request_ma(self, pack):
-        """The charger/load's current share of one pack (+ = charge). Parallel
-        wiring arrives with the parallel-packs issue; until then each pack
-        gets an equal share."""
+        """The charger/load's current share of one pack (+ = charge).
+        Parallel packs share it like sources on one DC bus: each connected pack
+        (on, both FETs conducting) is its open-circuit voltage behind the same
+        resistance R_PACK_MOHM, so I_k = I/n + (mean OCV - OCV_k) / R (the
+        voltage difference also drives a circulating current at I = 0). A
+        pack off or with a FET open takes nothing; with no pack connected
+        each gets I/N and its own FETs block it (the single-pack behaviour)."""
         if self.sc.profile == "solar":
             total = solar_request_ma(self.sc.start_ms + self.t_ms()) * len(self.packs)
         else:
             total = self.system_request_ma
-        return total // len(self.packs)
+        if self.inverter is not None:  # inverter: it lets through only what the BMS allows
+            total = self.inverter.current_ma(total)
+        if len(self.packs) == 1:
+            return total
+        now = self.runner.now_ms
+        if self._share_ms != now or self._share_total != total:
+            self._share_ms = now
+            self._share_total = total
+            self._share(total)
+        return self._shares[pack.index]
+
+    def _share(self, total):
+        conn = []
+        ocv_sum = 0
+        for p in self.packs:
+            m = p.model
+            if p.on and m.chg_on() and m.dsg_on():
+                ocv = sum(m._ocv)
+                conn.append((p.index, ocv))
+                ocv_sum += ocv
+        n = len(conn)
+        sh = self._shares
+        for k in range(len(sh)):
+            sh[k] = 0 if n else (total // len(self.packs) if self.packs[k].on else 0)
+        if not n:
+            return
+        for k, ocv in conn:
+            # mV / mOhm = A; * 1000 for mA; mean over n in the same integer
+            sh[k] = total // n + (ocv_sum - n * ocv) * 1000 // (n * R_PACK_MOHM)
 
     def apply(self, ev):
         if ev.action == "set":
@@ -139,6 +227,10 @@ class World:
             self.packs[ev.pack].afe.override(ev.name, ev.index, ev.value)
         elif ev.action == "fault":
             self.packs[ev.pack].afe.set_fault(ev.name, ev.on, ev.index, ev.value)
+        elif ev.action == "link":
+            self.plug(ev.pack, ev.on)
+        elif ev.action == "power":
+            self.power(ev.pack, ev.on)
         else:
             pack = self.packs[ev.pack]
             pack.board.button.value(0)

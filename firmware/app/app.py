@@ -8,10 +8,12 @@ from app.acquire import Acquire
 from app.protect import Protect
 from app.control import Control
 from app.system import System
+from app.link import Link
 from app.estimate import Estimate
 from app.balance import Balance
 from app.indicate import Indicate
 from app.button import Button
+from app.inverter import Inverter, master_test as _master
 
 
 class App:
@@ -29,7 +31,9 @@ class App:
                 store.params.save(self.params)
         afe = board.afe
         afe.program_protections(hwlimits.from_params(self.params))
-        self.system = System(self.state, self.params)
+        # link: the parallel-packs service (roles, addresses, the master's pack table)
+        self.link = Link(self.state, self.params, board)
+        self.system = System(self.state, self.params, self.link)
         self.cycle = Cycle("cycle", self.params.v[CYCLE_MS], (
             Acquire(afe, self.state, board.ticks_us),
             Protect(self.state, self.params),  # protect: between acquire and control
@@ -46,6 +50,15 @@ class App:
         # gates find indicate at services[1] on boards without services)
         if getattr(board, "button", None) is not None:
             self.services.append(Button(self.state, board.button, self.params))
+        # inverter: CAN frames / RS485 server on the master (before link, which then
+        # hands it the CAN frames that are not link frames)
+        self.inverter = Inverter(self.state, self.params, self.system.view, getattr(board, "can", None),
+                                 getattr(board, "link_in", None), getattr(board, "dip", None),
+                                 _master(self.state))
+        self.inverter.poll_can = False
+        self.link.listeners.append(self.inverter)
+        self.services.append(self.inverter)
+        self.services.append(self.link)  # link: after indicate (services[1] stays indicate)
         # store: restores counters and lock-outs now, then logs and saves (last)
         self.persist = None
         if store is not None:

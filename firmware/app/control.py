@@ -59,7 +59,8 @@ class Control:
                 st.mode = modes.FAILURE
             elif st.protections:
                 st.mode = modes.PROTECTION
-            self._drive(now_ms, codes.chg_allowed(st), codes.dsg_allowed(st))
+            hold = st.link_hold  # link: a joiner > 1 V off the system stays off the bus
+            self._drive(now_ms, codes.chg_allowed(st) and not hold, codes.dsg_allowed(st) and not hold)
         self._outputs()
 
     def _buttons(self, now_ms):

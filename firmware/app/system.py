@@ -1,14 +1,28 @@
 # Owns the system stage: refreshes the system view (bms.system) the inverter
-# service reports, every cycle after the pack's own limits. A single pack is
-# its own system; the parallel-packs issue aggregates the packs it reaches.
-from bms.system import SystemView, from_pack
+# service reports, every cycle after the pack's own limits. A single pack (or
+# a slave) is its own view; the master aggregates the packs the link service
+# (app.link) hears, its own row included (bms.system.aggregate).
+from bms import parallel
+from bms.system import SystemView, from_pack, aggregate
+from proto import link as lp
 
 
 class System:
-    def __init__(self, state, params):
+    def __init__(self, state, params, link=None):
         self.state = state
         self.params = params
+        self.link = link
         self.view = SystemView()
 
     def tick(self, now_ms):
-        from_pack(self.view, self.state, self.params)
+        st = self.state
+        lk = self.link
+        if lk is None or st.link_role != parallel.MASTER or not st.snap.reads:
+            from_pack(self.view, st, self.params)
+            self.view.parallel_failure = False
+            return
+        t = lk.table
+        v = self.view
+        aggregate(v, t, st, parallel.N, lp.F_CHG_OK, lp.F_DSG_OK, lp.F_HOLD)
+        v.parallel_failure = v.packs_offline > 0 or t.conflicts > 0
+        v.generation = lk.forming.gen

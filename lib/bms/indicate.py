@@ -169,6 +169,8 @@ def fill_leds(leds, st):
     soc_pct/soc_valid, current_ma) into leds in place; returns the row."""
     r = row(st.mode, st.alarms, st.protections, st.faults, st.current_ma)
     fill_row(leds, r, st.soc_pct if st.soc_valid else 0)
+    if r != ROW_POWER_OFF and getattr(st, "link_parallel", False):
+        leds[MS] = ON  # `000` F: parallel mode, the master
     return r
 
 

@@ -326,6 +326,19 @@ TABLE = (
     (209, "full_req_pct", 97, 80, 100, USER),
     (210, "full_req_day_count", 30, 1, 365, USER),
     (211, "recharge_standby_ms", 172800000, 60000, 604800000, ADMIN),
+    # inverter: (issue 7, SPEC 6/8) protocol ID (0 Victron/SMA/Studer/Sofar, 1 Pylon
+    # family, 2 Schneider reserved) and RS485 baud when the board has no DIP (a DIP
+    # overrides both; read at start); the bus (0 auto-detect, 1 CAN, 2 RS485); the CAN
+    # period (Pylon/Deye/Sol-Ark 1 s; SMA at least 200 ms); presence: silent for
+    # inv_lost_ms -> alarm and safe limits (Victron stops after ~3 s without 0x351, SMA
+    # F952 after 60 s), silent for inv_sleep_ms -> power off (SPEC 8: 60 minutes).
+    # (choices carry _count: the unit rule of the table; baud 0 = 9600, 1 = 115200)
+    (212, "inv_protocol_count", 0, 0, 3, USER),
+    (213, "inv_baud_high_count", 0, 0, 1, USER),
+    (214, "inv_bus_count", 0, 0, 2, ADMIN),
+    (215, "inv_can_period_ms", 1000, 200, 5000, ADMIN),
+    (216, "inv_lost_ms", 15000, 3000, 600000, ADMIN),
+    (217, "inv_sleep_ms", 3600000, 60000, 86400000, ADMIN),
 )
 
 CYCLE_MS = 0
@@ -540,6 +553,12 @@ FORCE_CHG_REL_PCT = 207
 FULL_REQ_PCT = 208
 FULL_REQ_DAY_COUNT = 209
 RECHARGE_STANDBY_MS = 210
+INV_PROTOCOL_COUNT = 211  # inverter
+INV_BAUD_HIGH_COUNT = 212
+INV_BUS_COUNT = 213
+INV_CAN_PERIOD_MS = 214
+INV_LOST_MS = 215
+INV_SLEEP_MS = 216
 
 # Protection families: (prefix, index of <prefix>_alarm_<unit>, HIGH or LOW). Each
 # has 9 rows from that index: alarm, p1, p2 levels x (threshold, release, delay_ms).

@@ -77,3 +77,25 @@ class PackState:
         self.boots = 0
         self.events_lost = 0
         self.store_errors = 0
+        # inverter: (app.inverter) protocol ID and RS485 baud read at start, the bus the
+        # inverter was heard on (0 none yet, 1 CAN, 2 RS485), requests/frames heard, bad
+        # requests, ms since the inverter was last heard (0 until it was first heard),
+        # the presence alarm (silent inv_lost_ms: safe limits sent) and the power-off
+        # request (silent inv_sleep_ms; control: bms.sleep.BY_INVERTER)
+        self.inverter_protocol = 0
+        self.inverter_baud = 9600
+        self.inverter_bus = 0
+        self.inverter_frames = 0
+        self.inverter_errors = 0
+        self.inverter_silent_ms = 0
+        self.inverter_lost = False
+        self.inverter_sleep_req = False
+        # link: (app.link, bms.parallel) role (parallel.NONE/SINGLE/MASTER/SLAVE), address
+        # (1 master, 2.. slaves, 0 none), FETs held open on joining (control obeys),
+        # slave cut off from its master, packs online (master), parallel mode (M/S on)
+        self.link_role = 0
+        self.link_address = 0
+        self.link_hold = False
+        self.link_orphan = False
+        self.link_online = 0
+        self.link_parallel = False

@@ -40,6 +40,9 @@ class SystemView:
         self.protections = 0
         self.faults = 0
         self.valid = False  # False until a pack has a good measurement
+        # link: (parallel packs) the master's address table behind the view
+        self.parallel_failure = False  # a pack lost or an address conflict
+        self.generation = 0  # formed-system generation (bms.parallel.Forming)
 
 
 def from_pack(view, st, params, pack=0):
@@ -91,4 +94,168 @@ def from_pack(view, st, params, pack=0):
     view.alarms = st.alarms
     view.protections = st.protections
     view.faults = st.faults
+    view.valid = True
+
+
+# --- the aggregate over parallel packs (SPEC 7) -----------------------------
+# Rules (table rows with online set; rows hold what the packs reported, the
+# master's own row is written every cycle by own_row()):
+#  - connected = online and not holding its FETs open (F_HOLD); only connected
+#    packs make voltage (mean), SOC/SOH (capacity-weighted) and the limits.
+#  - current = sum over online packs.
+#  - CVL = min, DVL = max over connected packs.
+#  - CCL: packs allowed to charge (F_CHG_OK) and connected. Each pack k takes a
+#    share s_k of the system current; s_k = max(its measured share, 1/n)
+#    (measured when |system current| >= n * SHARE_MIN_MA in that direction,
+#    else 1/n). CCL = min_k (CCL_k / s_k): at the system current CCL no pack
+#    exceeds its own CCL when it takes at most s_k; equal sharing gives
+#    n * min CCL_k. A pack in protection/failure (not F_CHG_OK) leaves the
+#    totals; if none may charge CCL = 0. DCL likewise with F_DSG_OK.
+#  - counts: online, blocking charge (online and not F_CHG_OK or held),
+#    blocking discharge, offline (reported before, silent now).
+#  - alarms, protections, faults: union over online packs.
+SHARE_MIN_MA = 2000
+
+
+def own_row(t, a, st, params, flags):
+    """Write pack st's own values into row a of a bms.parallel.Table, in the
+    units the link reports carry (so the master's row matches its report)."""
+    snap = st.snap
+    t.voltage_mv[a] = snap.stack_mv
+    t.current_ma[a] = (st.current_ma // 10) * 10 if st.current_ma >= 0 else -((-st.current_ma) // 10) * 10
+    t.soc_pct[a] = st.soc_pct
+    t.soh_pct[a] = st.soh_pct
+    t.flags[a] = flags
+    t.cap_ah[a] = params.v[RATED_CAPACITY_MAH] // 1000
+    t.cvl_mv[a] = st.cvl_mv
+    t.ccl_ma[a] = (st.ccl_ma // 10) * 10
+    t.dcl_ma[a] = (st.dcl_ma // 10) * 10
+    t.dvl_mv[a] = st.dvl_mv
+    cells = snap.cell_mv
+    lo = hi = 0
+    for i in range(1, len(cells)):
+        if cells[i] < cells[lo]:
+            lo = i
+        if cells[i] > cells[hi]:
+            hi = i
+    t.min_cell_mv[a] = cells[lo]
+    t.max_cell_mv[a] = cells[hi]
+    t.idx_cell[a] = (lo << 4) | hi
+    temps = snap.temp_dc
+    lo = hi = 0
+    for i in range(1, N_CELL_TEMPS):
+        if temps[i] < temps[lo]:
+            lo = i
+        if temps[i] > temps[hi]:
+            hi = i
+    t.min_temp_dc[a] = temps[lo]
+    t.max_temp_dc[a] = temps[hi]
+    t.idx_temp[a] = (lo << 4) | hi
+    t.alarms[a] = st.alarms & 0xFFFF
+    t.protections[a] = st.protections & 0xFFFF
+    t.faults[a] = st.faults & 0xFFFF
+
+
+def _limit(t, ok_flag, hold_flag, lim, total, sign, n_rows):
+    """min over allowed connected packs of lim_k / share_k (see above)."""
+    n = 0
+    for a in range(1, n_rows):
+        if t.online[a] and (t.flags[a] & ok_flag) and not (t.flags[a] & hold_flag):
+            n += 1
+    if n == 0:
+        return 0
+    measured = total * sign >= n * SHARE_MIN_MA
+    best = -1
+    for a in range(1, n_rows):
+        if t.online[a] and (t.flags[a] & ok_flag) and not (t.flags[a] & hold_flag):
+            share = 1000 // n
+            if measured:
+                m = t.current_ma[a] * sign * 1000 // (total * sign)
+                if m > share:
+                    share = m
+            v = lim[a] * 1000 // share
+            if best < 0 or v < best:
+                best = v
+    return best
+
+
+def aggregate(view, t, st, n_rows, f_chg_ok, f_dsg_ok, f_hold):
+    """The system view over table t's online rows (st: the master's own state,
+    for the force-charge bits)."""
+    online = blk_c = blk_d = 0
+    conn = 0
+    v_sum = i_sum = 0
+    cap = soc_w = soh_w = 0
+    cvl = dvl = -1
+    al = pr = fa = 0
+    first = True
+    for a in range(1, n_rows):
+        if not t.online[a]:
+            continue
+        online += 1
+        f = t.flags[a]
+        held = (f & f_hold) != 0
+        if held or not (f & f_chg_ok):
+            blk_c += 1
+        if held or not (f & f_dsg_ok):
+            blk_d += 1
+        i_sum += t.current_ma[a]
+        al |= t.alarms[a]
+        pr |= t.protections[a]
+        fa |= t.faults[a]
+        if held:
+            continue
+        conn += 1
+        v_sum += t.voltage_mv[a]
+        c = t.cap_ah[a]
+        cap += c
+        soc_w += t.soc_pct[a] * c
+        soh_w += t.soh_pct[a] * c
+        if cvl < 0 or t.cvl_mv[a] < cvl:
+            cvl = t.cvl_mv[a]
+        if t.dvl_mv[a] > dvl:
+            dvl = t.dvl_mv[a]
+        if first or t.min_cell_mv[a] < view.min_cell_mv:
+            view.min_cell_mv = t.min_cell_mv[a]
+            view.min_cell_pack = a
+            view.min_cell_index = t.idx_cell[a] >> 4
+        if first or t.max_cell_mv[a] > view.max_cell_mv:
+            view.max_cell_mv = t.max_cell_mv[a]
+            view.max_cell_pack = a
+            view.max_cell_index = t.idx_cell[a] & 15
+        if first or t.min_temp_dc[a] < view.min_temp_dc:
+            view.min_temp_dc = t.min_temp_dc[a]
+            view.min_temp_pack = a
+            view.min_temp_index = t.idx_temp[a] >> 4
+        if first or t.max_temp_dc[a] > view.max_temp_dc:
+            view.max_temp_dc = t.max_temp_dc[a]
+            view.max_temp_pack = a
+            view.max_temp_index = t.idx_temp[a] & 15
+        first = False
+    view.packs_online = online
+    view.packs_blocking_charge = blk_c
+    view.packs_blocking_discharge = blk_d
+    view.packs_offline = t.offline()
+    view.current_ma = i_sum
+    view.alarms = al
+    view.protections = pr
+    view.faults = fa
+    view.force_charge = st.force_charge
+    if conn == 0:
+        view.voltage_mv = 0
+        view.soc_pct = view.soh_pct = 0
+        view.capacity_mah = 0
+        view.cvl_mv = st.cvl_mv
+        view.dvl_mv = st.dvl_mv
+        view.ccl_ma = view.dcl_ma = 0
+        view.valid = False
+        return
+    view.voltage_mv = v_sum // conn
+    view.capacity_mah = cap * 1000
+    view.soc_pct = (soc_w + cap // 2) // cap if cap else 0
+    view.soh_pct = (soh_w + cap // 2) // cap if cap else 0
+    view.cvl_mv = cvl
+    view.dvl_mv = dvl
+    view.ccl_ma = _limit(t, f_chg_ok, f_hold, t.ccl_ma, i_sum, 1, n_rows)
+    view.dcl_ma = _limit(t, f_dsg_ok, f_hold, t.dcl_ma, i_sum, -1, n_rows)
     view.valid = True

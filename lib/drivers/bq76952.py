@@ -211,11 +211,13 @@ def _clamp(v, lo, hi):
 
 class BQ76952(Afe):
     def __init__(self, i2c, addr=ADDR, crc=False, n_cells=N_CELLS, temps=TEMPS_DEFAULT,
-                 shunt_uohm=250, poll_us=_POLL_US):
+                 shunt_uohm=250, poll_us=_POLL_US, pchg_pin=None):
         """i2c: a machine.I2C. crc: the chip's Comm Type uses CRC. n_cells: cell
         inputs in use (cells 1..n, Vcell mode). temps: for each snapshot
         temperature channel (4 cells, 2 MOSFET, ambient) the source (INT,
-        TS1, ...). shunt_uohm: sense resistor in micro-ohm."""
+        TS1, ...). shunt_uohm: sense resistor in micro-ohm. pchg_pin: an MCU
+        output (machine.Pin) driving the board's own pre-charge MOSFET; the
+        host cannot command the chip's PDSG (it runs by itself before DSG)."""
         if len(temps) != N_TEMPS:
             raise ValueError("temps: %d sources needed" % N_TEMPS)
         self.i2c = i2c
@@ -225,6 +227,9 @@ class BQ76952(Afe):
         self.temps = tuple(temps)
         self.shunt_uohm = shunt_uohm
         self.poll_us = poll_us
+        self.pchg_pin = pchg_pin
+        if pchg_pin is not None:
+            pchg_pin.value(0)
         self.comm_errors = 0
         self.fet_status = 0  # last FET Status (0x7F): b0 CHG, b1 PCHG, b2 DSG, b3 PDSG
         self.battery_status = 0
@@ -373,9 +378,16 @@ class BQ76952(Afe):
         """FET_CONTROL: forces off the FETs not asked for; the chip still
         holds off any FET a protection blocks (autonomous FET control with
         FET_INIT_OFF: nothing conducts until the host allows it). pchg is the
-        chip's PDSG (pre-discharge into the load). False when the transfer
-        failed (counted; sent again by the next read())."""
+        chip's PDSG (pre-discharge into the load) unless the board has its
+        own pre-charge FET (pchg_pin): then pchg drives that pin, at once and
+        before the I2C transfer (so it opens even when the bus fails), and the
+        chip's PDSG stays forced off. False when the transfer failed (counted;
+        sent again by the next read())."""
         v = 0
+        p = self.pchg_pin
+        if p is not None:
+            p.value(1 if pchg else 0)
+            pchg = False
         if not chg:
             v |= _CHG_OFF | _PCHG_OFF
         if not dsg:

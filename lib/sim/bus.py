@@ -120,7 +120,7 @@ class SerialEnd:
         if n < 0 or n >= len(self._rx):
             n = len(self._rx)
         out = bytes(self._rx[:n])
-        del self._rx[:n]
+        self._rx = self._rx[n:]  # (MicroPython: bytearray has no slice deletion)
         return out
 
 

@@ -8,7 +8,7 @@ MAX_PACKS = 32
 MAX_DURATION_S = 31 * 24 * 3600
 SENSORS = ("cell_mv", "ntc_c", "current_a")
 # Faults the mock AFE can inject (sim.mock_afe.FAULTS holds the same names).
-ACTIONS = ("set", "sensor", "fault", "press")
+ACTIONS = ("set", "sensor", "fault", "press", "link", "power")
 SETTABLE = ("current_a", "ambient_c")
 PROFILES = ("none", "solar")
 
@@ -71,6 +71,8 @@ class Scenario:
         self.profile = "none"
         self.start_ms = 0  # time of day at t = 0 (the solar profile's clock)
         self.events = []
+        # inverter: (issue 7) None, or (emulator kind | None, bus, protocol_id)
+        self.inverter = None
 
 
 def parse(text, fault_names):
@@ -81,7 +83,7 @@ def parse(text, fault_names):
     if not isinstance(doc, dict):
         raise ScenarioError("the scenario must be a JSON object")
     _only("scenario", doc, ("packs", "duration_s", "seed", "initial", "params", "profile", "start_h", "events",
-                            "comment"))
+                            "comment", "inverter"))
     sc = Scenario()
     sc.packs = _int("packs", doc.get("packs", 1), 1, MAX_PACKS)
     sc.duration_ms = _scaled(_num("duration_s", doc.get("duration_s", 3600), 0.1, MAX_DURATION_S), 1000)
@@ -102,6 +104,7 @@ def parse(text, fault_names):
         Params().set_many(pairs)
     except ValueError as e:
         raise ScenarioError("params: " + str(e))
+    sc.inverter = _parse_inverter(doc.get("inverter", "none"))
     sc.start_ms = _scaled(_num("start_h", doc.get("start_h", 0), 0, 24), 3600000)
     sc.profile = doc.get("profile", "none")
     if sc.profile not in PROFILES:
@@ -113,6 +116,31 @@ def parse(text, fault_names):
         sc.events.append(_parse_event("events[%d]" % i, evs[i], sc, fault_names))
     sc.events.sort(key=lambda e: e.t_ms)  # stable: same-time events keep their order
     return sc
+
+
+INVERTERS = ("victron", "sma", "pylon")
+
+
+def _parse_inverter(v):
+    """"victron" | "sma" | "pylon" | "none", or {"protocol_id": 0|1|2, "bus":
+    "can"|"rs485", "emulator": "victron"|"sma"|"pylon"|null}."""
+    if v == "none" or v is None:
+        return None
+    if isinstance(v, str):
+        if v not in INVERTERS:
+            raise ScenarioError("inverter: %s is not one of none, %s" % (json.dumps(v), ", ".join(INVERTERS)))
+        return (v, "can", 1 if v == "pylon" else 0)
+    if not isinstance(v, dict):
+        raise ScenarioError("inverter: a name or an object expected")
+    _only("inverter", v, ("protocol_id", "bus", "emulator"))
+    kind = v.get("emulator", None)
+    if kind is not None and kind not in INVERTERS:
+        raise ScenarioError("inverter.emulator: %s is not one of %s" % (json.dumps(kind), ", ".join(INVERTERS)))
+    bus = v.get("bus", "can")
+    if bus not in ("can", "rs485"):
+        raise ScenarioError("inverter.bus: %s is not can or rs485" % json.dumps(bus))
+    pid = _int("inverter.protocol_id", v.get("protocol_id", 1 if kind == "pylon" else 0), 0, 2)
+    return (kind, bus, pid)
 
 
 def _parse_initial(sc, ini):
@@ -182,6 +210,22 @@ def _parse_event(where, ev, sc, fault_names):
         val = ev.get("value", 0)
         val = _scaled(_num(where + ".value", val, -100000, 100000), 1000 if name == "current_offset" else 1)
         return Event(t_ms, act, name, _pack(where, ev, sc), idx, val, on)
+    if act == "link":  # parallel packs: the Link cable between packs k and k+1
+        _only(where, ev, ("t_s", "link", "between"))
+        if name not in ("unplug", "plug"):
+            raise ScenarioError("%s: link must be \"unplug\" or \"plug\", not %s" % (where, json.dumps(name)))
+        b = ev.get("between")
+        if not isinstance(b, list) or len(b) != 2:
+            raise ScenarioError(where + ".between: [k, k + 1] expected")
+        k = _int(where + ".between[0]", b[0], 0, sc.packs - 2) if sc.packs > 1 else None
+        if k is None or _int(where + ".between[1]", b[1], 1, sc.packs - 1) != k + 1:
+            raise ScenarioError(where + ".between: [k, k + 1] of neighbouring packs expected")
+        return Event(t_ms, act, name, k, 0, 0, name == "plug")
+    if act == "power":  # parallel packs: switch pack k off or on
+        _only(where, ev, ("t_s", "power", "pack"))
+        if name not in ("off", "on"):
+            raise ScenarioError("%s: power must be \"off\" or \"on\", not %s" % (where, json.dumps(name)))
+        return Event(t_ms, act, name, _pack(where, ev, sc), 0, 0, name == "on")
     _only(where, ev, ("t_s", "press", "pack", "hold_s"))
     if name != "button":
         raise ScenarioError("%s: can only press \"button\", not %s" % (where, json.dumps(name)))

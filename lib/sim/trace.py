@@ -81,11 +81,35 @@ def pack_pairs(t_ms, pack, st):
         ("balancing", [(st.balance_mask >> c & 1) != 0 for c in range(len(snap.cell_mv))]),
         ("soh_pct", st.soh_pct), ("cycles", st.cycles), ("cvl_mv", st.cvl_mv), ("ccl_ma", st.ccl_ma),
         ("dcl_ma", st.dcl_ma), ("force_charge", [n for k, n in enumerate(FC_NAMES) if st.force_charge >> k & 1]),
+        # parallel packs: the link address (0 = none yet) and role
+        ("address", st.link_address), ("role", _role(st)),
     ]
+
+
+def _role(st):
+    if st.link_role == 3:
+        return "slave"
+    return "master" if st.link_role == 2 and st.link_parallel else "single"
+
+
+def system_obj(view):
+    """The master's system view (bms.system.SystemView) as a trace object."""
+    v = view
+    return {"packs_online": v.packs_online, "packs_offline": v.packs_offline,
+            "packs_blocking_charge": v.packs_blocking_charge,
+            "packs_blocking_discharge": v.packs_blocking_discharge,
+            "voltage_mv": v.voltage_mv, "current_ma": v.current_ma, "soc_pct": v.soc_pct,
+            "soh_pct": v.soh_pct, "cvl_mv": v.cvl_mv, "ccl_ma": v.ccl_ma, "dcl_ma": v.dcl_ma,
+            "dvl_mv": v.dvl_mv, "min_cell": [v.min_cell_mv, v.min_cell_pack, v.min_cell_index],
+            "max_cell": [v.max_cell_mv, v.max_cell_pack, v.max_cell_index],
+            "min_temp": [v.min_temp_dc, v.min_temp_pack, v.min_temp_index],
+            "max_temp": [v.max_temp_dc, v.max_temp_pack, v.max_temp_index],
+            "parallel_failure": v.parallel_failure, "generation": v.generation}
 
 
 def signature(st):
     """What counts as a change worth a trace line between the per-second ones."""
     return (st.mode, st.chg_fet, st.dsg_fet, st.pchg_fet, st.soc_pct, bytes(st.leds), st.buzzer,
             st.alarms, st.protections, st.faults, st.hw_alerts, st.snap.ok, st.safe_reason,
-            st.sleep_reason, st.contacts, st.balance_mask, st.force_charge)
+            st.sleep_reason, st.contacts, st.balance_mask, st.force_charge,
+            st.link_role, st.link_address, st.link_parallel, st.link_hold, st.link_online)

@@ -1,0 +1,154 @@
+# ESP32 board: ESP32-DevKitC class (WROOM-32, 4 MB flash, no PSRAM) with the
+# BQ76952 AFE (I2C, CRC on), an MCP2515 CAN controller (8 MHz crystal, SPI),
+# two RS485 transceivers (Link IN bus 1, Link OUT bus 2), a PCA9555 I/O
+# expander for the DIP switch and the secondary outputs, and the panel.
+#
+# Pin map (GPIO numbers). Never used: 6-11 (SPI flash), 1/3 (UART0: USB REPL,
+# mpremote). Strapping pins 0, 2, 5, 12, 15 carry no outputs; 2, 5, 15 are
+# inputs whose boot level is harmless (see each); 0 (BOOT button) and 12
+# (flash voltage: must be low at reset, no pull-up!) stay free. 34-39 are
+# input-only without pull-ups: external resistors as noted.
+#   I2C0   SDA 21, SCL 22 (4.7 kOhm pull-ups to 3.3 V), 400 kHz:
+#            BQ76952 0x08 (CRC on), PCA9555 0x20 (A2..A0 = 0)
+#   SPI2   SCK 18, MOSI 23, MISO 19, 8 MHz; MCP2515 CS 4 (out, idle high),
+#            INT 5 (in; strapping: INT idles high at reset = the default strap)
+#   UART1  Link IN  (bus 1): TX 17, RX 34 (transceiver RO drives it), DE 26
+#   UART2  Link OUT (bus 2): TX 16, RX 35, DE 27 (DE: 10 kOhm pull-downs, so
+#            both transceivers listen while the MCU resets)
+#   LED    RUN 32, ALM 33 (through 1 kOhm to GND)
+#   BUZ    13: PWM 2.7 kHz into a passive buzzer (transistor driver)
+#   PCHG   25: pre-charge MOSFET gate driver (10 kOhm pull-down: off in reset)
+#   BTN    15: reset/wake button to GND (internal pull-up; pressed at reset it
+#            only silences the ROM log); RTC GPIO: wakes deep sleep (ext1)
+#   JMP    2: forced-update jumper to GND (internal pull-up; low at reset is a
+#            normal boot while GPIO0 is high)
+#   CHG    39: charger-detect/wake (comparator/opto, active high, 100 kOhm
+#            pull-down); RTC GPIO: wakes deep sleep (ext0)
+#   NTC    36 (ADC1_CH0, 11 dB): board/ambient NTC 10 kOhm B3435 to GND,
+#            10 kOhm pull-up to 3.3 V
+#   PCA9555 port 0: P00-P06 DIP 1-7 to GND (the expander's own pull-ups),
+#            P07 spare input; port 1: P10-P13 SOC1-4, P14 M/S LEDs, P15/P16
+#            dry contacts 1/2 (relay drivers), P17 spare
+#   Free:  0 (BOOT button), 12 (strap), 14
+ARCH = "xtensawin"
+
+import time
+import machine
+from machine import Pin, I2C, SPI, UART, ADC, PWM, WDT
+
+import esp32
+
+from drivers.bq76952 import BQ76952
+from drivers.mcp2515 import MCP2515
+from drivers.rs485 import RS485, LINK_IN, LINK_OUT
+from drivers.ntc import Ntc
+from drivers.board_io import BqBoard, Pca9555, PwmPin, Rs485Uart, DIP7, DIP4
+
+# the DIP layout of this board: DIP7 (`000` 3.3.3.3) or DIP4 (address switches, `003` 4.3)
+DIP_LAYOUT = DIP7
+CAN_BITRATE = 500000
+CAN_OSC_HZ = 8000000
+WDT_TIMEOUT_MS = 8000  # the firmware feeds every 1 s while all services tick
+BUZZER_HZ = 2700
+
+# name -> GPIO; `out` pins are driven by the MCU (checked by host_tests/test_boards.py)
+PINS = {
+    "i2c_sda": 21, "i2c_scl": 22,
+    "spi_sck": 18, "spi_mosi": 23, "spi_miso": 19, "can_cs": 4, "can_int": 5,
+    "link_in_tx": 17, "link_in_rx": 34, "link_in_de": 26,
+    "link_out_tx": 16, "link_out_rx": 35, "link_out_de": 27,
+    "led_run": 32, "led_alm": 33, "buzzer": 13, "pchg": 25,
+    "button": 15, "jumper": 2, "charger": 39, "ntc": 36,
+}
+OUTPUTS = ("i2c_sda", "i2c_scl", "spi_sck", "spi_mosi", "can_cs", "link_in_tx", "link_in_de",
+           "link_out_tx", "link_out_de", "led_run", "led_alm", "buzzer", "pchg")
+I2C_ID = 0
+SPI_ID = 2
+UART_IN = 1
+UART_OUT = 2
+# GPIOs on this chip: 0-39 exist, 20/24/28-31 do not; 6-11 flash; 34-39 input only
+VALID_GPIO = tuple(n for n in range(40) if n not in (20, 24, 28, 29, 30, 31))
+INPUT_ONLY = (34, 35, 36, 37, 38, 39)
+FLASH = (6, 7, 8, 9, 10, 11)
+STRAPPING = (0, 2, 5, 12, 15)
+RESERVED = (1, 3)  # UART0: the REPL
+RTC_GPIO = (0, 2, 4, 12, 13, 14, 15, 25, 26, 27, 32, 33, 34, 35, 36, 37, 38, 39)
+
+
+def _woke(pin):
+    pass  # the wake itself is what counts
+
+
+class Port:
+    """The ESP32-specific calls of BqBoard."""
+
+    def __init__(self, button, charger):
+        self.button = button
+        self.charger = charger
+
+    def wdt(self, timeout_ms):
+        return WDT(timeout=timeout_ms)
+
+    def arm_wake(self, deep, charger_handler=None):
+        """Wake sources: the charger-detect input going high, the button
+        pressed (low). Deep sleep: ext0 (one RTC pin, a level) and ext1 (RTC
+        pins, all low); light sleep: GPIO interrupts with wake=SLEEP."""
+        if deep:
+            esp32.wake_on_ext0(self.charger, esp32.WAKEUP_ANY_HIGH)
+            esp32.wake_on_ext1((self.button,), esp32.WAKEUP_ALL_LOW)
+        else:
+            self.charger.irq(handler=charger_handler or _woke, trigger=Pin.IRQ_RISING, wake=machine.SLEEP)
+            self.button.irq(handler=_woke, trigger=Pin.IRQ_FALLING, wake=machine.SLEEP)
+
+    def lightsleep(self, ms):
+        machine.lightsleep(ms)
+
+    def deepsleep(self, ms):
+        if ms:
+            machine.deepsleep(ms)
+        machine.deepsleep()
+
+
+def _out(n, v=0):
+    return Pin(n, Pin.OUT, value=v)
+
+
+def build(configure=True):
+    """The board with every chip set up. configure: program the BQ76952
+    (cells, units, thermistors, FET options, leave FET test mode; raises
+    Bq76952Error if it does not answer). A missing MCP2515 does not stop the
+    board: can.poll() keeps retrying its init with back-off."""
+    p = PINS
+    pchg = _out(p["pchg"])
+    i2c = I2C(I2C_ID, scl=Pin(p["i2c_scl"]), sda=Pin(p["i2c_sda"]), freq=400000)
+    afe = BQ76952(i2c, crc=True, pchg_pin=pchg)
+    if configure:
+        afe.configure()
+    exp = Pca9555(i2c)
+    spi = SPI(SPI_ID, baudrate=8000000, polarity=0, phase=0,
+              sck=Pin(p["spi_sck"]), mosi=Pin(p["spi_mosi"]), miso=Pin(p["spi_miso"]))
+    can = MCP2515(spi, _out(p["can_cs"], 1), osc_hz=CAN_OSC_HZ,
+                  int_pin=Pin(p["can_int"], Pin.IN, Pin.PULL_UP))
+    try:
+        can.init(CAN_BITRATE)
+    except OSError as e:
+        print("board: MCP2515:", e)
+    button = Pin(p["button"], Pin.IN, Pin.PULL_UP)
+    charger = Pin(p["charger"], Pin.IN)  # input-only: external pull-down
+    jumper = Pin(p["jumper"], Pin.IN, Pin.PULL_UP)
+    board = BqBoard(
+        Port(button, charger), afe, exp,
+        _out(p["led_run"]), _out(p["led_alm"]),
+        PwmPin(PWM(Pin(p["buzzer"]), freq=BUZZER_HZ, duty_u16=0)),
+        button, charger, jumper, can, None, None, time.ticks_us,
+        dip_layout=DIP_LAYOUT, ntc=Ntc(), ntc_adc=ADC(Pin(p["ntc"]), atten=ADC.ATTN_11DB),
+        wdt_timeout_ms=WDT_TIMEOUT_MS)
+    baud = board.dip.baud
+    board.link_in = Rs485Uart(RS485(UART(UART_IN, baud, tx=Pin(p["link_in_tx"]), rx=Pin(p["link_in_rx"])),
+                          _out(p["link_in_de"]), baud, LINK_IN))
+    board.link_out = Rs485Uart(RS485(UART(UART_OUT, baud, tx=Pin(p["link_out_tx"]), rx=Pin(p["link_out_rx"])),
+                           _out(p["link_out_de"]), baud, LINK_OUT))
+    return board
+
+
+__all__ = ("build", "PINS", "OUTPUTS", "DIP_LAYOUT", "DIP4")

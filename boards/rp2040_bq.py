@@ -1,0 +1,135 @@
+# RP2040 board: Raspberry Pi Pico class (2 MB flash) with the BQ76952 AFE
+# (I2C, CRC on), an MCP2515 CAN controller (8 MHz crystal, SPI), two RS485
+# transceivers (Link IN bus 1, Link OUT bus 2), a PCA9555 I/O expander for the
+# DIP switch and the secondary outputs, and the panel.
+#
+# Pin map (GPn). The Pico has no strapping pins (BOOTSEL is a button on the
+# flash CS line); GP23-25 and GP29 are on-board (SMPS mode, VBUS sense, LED,
+# VSYS/3) and not used. Each peripheral uses pins of its own function table.
+#   UART0  Link IN  (bus 1): TX GP0, RX GP1, DE GP2
+#   UART1  Link OUT (bus 2): TX GP4, RX GP5, DE GP3 (DE: 10 kOhm pull-downs)
+#   I2C1   SDA GP6, SCL GP7 (4.7 kOhm pull-ups), 400 kHz:
+#            BQ76952 0x08 (CRC on), PCA9555 0x20
+#   SPI1   SCK GP10, MOSI GP11, MISO GP12, 8 MHz; MCP2515 CS GP13, INT GP14
+#   LED    RUN GP16, ALM GP17 (through 1 kOhm to GND)
+#   BUZ    GP18: PWM 2.7 kHz into a passive buzzer (transistor driver)
+#   PCHG   GP19: pre-charge MOSFET gate driver (10 kOhm pull-down)
+#   BTN    GP20: reset/wake button to GND (internal pull-up)
+#   CHG    GP21: charger-detect/wake (active high, 100 kOhm pull-down)
+#   JMP    GP22: forced-update jumper to GND (internal pull-up)
+#   NTC    GP26 (ADC0): board/ambient NTC 10 kOhm B3435 to GND, 10 kOhm pull-up
+#   PCA9555 as on the ESP32 board: P00-P06 DIP 1-7, P10-P13 SOC1-4, P14 M/S,
+#            P15/P16 dry contacts 1/2
+#   Free:  GP8, GP9, GP15, GP27, GP28
+ARCH = "armv6m"
+
+import time
+import machine
+from machine import Pin, I2C, SPI, UART, ADC, PWM, WDT
+
+from drivers.bq76952 import BQ76952
+from drivers.mcp2515 import MCP2515
+from drivers.rs485 import RS485, LINK_IN, LINK_OUT
+from drivers.ntc import Ntc
+from drivers.board_io import BqBoard, Pca9555, PwmPin, Rs485Uart, DIP7, DIP4
+
+DIP_LAYOUT = DIP7  # or DIP4 (address switches, `003` 4.3)
+CAN_BITRATE = 500000
+CAN_OSC_HZ = 8000000
+WDT_TIMEOUT_MS = 8000  # the RP2040's longest is 8388 ms
+BUZZER_HZ = 2700
+
+PINS = {
+    "link_in_tx": 0, "link_in_rx": 1, "link_in_de": 2,
+    "link_out_tx": 4, "link_out_rx": 5, "link_out_de": 3,
+    "i2c_sda": 6, "i2c_scl": 7,
+    "spi_sck": 10, "spi_mosi": 11, "spi_miso": 12, "can_cs": 13, "can_int": 14,
+    "led_run": 16, "led_alm": 17, "buzzer": 18, "pchg": 19,
+    "button": 20, "charger": 21, "jumper": 22, "ntc": 26,
+}
+OUTPUTS = ("i2c_sda", "i2c_scl", "spi_sck", "spi_mosi", "can_cs", "link_in_tx", "link_in_de",
+           "link_out_tx", "link_out_de", "led_run", "led_alm", "buzzer", "pchg")
+I2C_ID = 1
+SPI_ID = 1
+UART_IN = 0
+UART_OUT = 1
+VALID_GPIO = tuple(range(23)) + (26, 27, 28)  # on the Pico's header
+ADC_GPIO = (26, 27, 28)
+# RP2040 function table (datasheet 1.4.3): pins each peripheral can use
+FUNCTION_PINS = {
+    "uart0_tx": (0, 12, 16), "uart0_rx": (1, 13, 17),
+    "uart1_tx": (4, 8), "uart1_rx": (5, 9),
+    "i2c1_sda": (2, 6, 10, 14, 18, 26), "i2c1_scl": (3, 7, 11, 15, 19, 27),
+    "spi1_sck": (10, 14), "spi1_tx": (11, 15), "spi1_rx": (8, 12),
+}
+
+
+def _woke(pin):
+    pass
+
+
+class Port:
+    """The RP2040-specific calls of BqBoard. Light sleep wakes on the
+    armed pin interrupts; the port's deepsleep is a light sleep followed by
+    a reset, so the same wake sources apply."""
+
+    def __init__(self, button, charger):
+        self.button = button
+        self.charger = charger
+
+    def wdt(self, timeout_ms):
+        return WDT(timeout=timeout_ms)
+
+    def arm_wake(self, deep, charger_handler=None):
+        self.charger.irq(handler=charger_handler or _woke, trigger=Pin.IRQ_RISING)
+        self.button.irq(handler=_woke, trigger=Pin.IRQ_FALLING)
+
+    def lightsleep(self, ms):
+        machine.lightsleep(ms)
+
+    def deepsleep(self, ms):
+        if ms:
+            machine.deepsleep(ms)
+        machine.deepsleep()
+
+
+def _out(n, v=0):
+    return Pin(n, Pin.OUT, value=v)
+
+
+def build(configure=True):
+    """As boards/esp32_bq.build()."""
+    p = PINS
+    pchg = _out(p["pchg"])
+    i2c = I2C(I2C_ID, scl=Pin(p["i2c_scl"]), sda=Pin(p["i2c_sda"]), freq=400000)
+    afe = BQ76952(i2c, crc=True, pchg_pin=pchg)
+    if configure:
+        afe.configure()
+    exp = Pca9555(i2c)
+    spi = SPI(SPI_ID, baudrate=8000000, polarity=0, phase=0,
+              sck=Pin(p["spi_sck"]), mosi=Pin(p["spi_mosi"]), miso=Pin(p["spi_miso"]))
+    can = MCP2515(spi, _out(p["can_cs"], 1), osc_hz=CAN_OSC_HZ,
+                  int_pin=Pin(p["can_int"], Pin.IN, Pin.PULL_UP))
+    try:
+        can.init(CAN_BITRATE)
+    except OSError as e:
+        print("board: MCP2515:", e)
+    button = Pin(p["button"], Pin.IN, Pin.PULL_UP)
+    charger = Pin(p["charger"], Pin.IN, Pin.PULL_DOWN)
+    jumper = Pin(p["jumper"], Pin.IN, Pin.PULL_UP)
+    board = BqBoard(
+        Port(button, charger), afe, exp,
+        _out(p["led_run"]), _out(p["led_alm"]),
+        PwmPin(PWM(Pin(p["buzzer"]), freq=BUZZER_HZ, duty_u16=0)),
+        button, charger, jumper, can, None, None, time.ticks_us,
+        dip_layout=DIP_LAYOUT, ntc=Ntc(), ntc_adc=ADC(Pin(p["ntc"])),
+        wdt_timeout_ms=WDT_TIMEOUT_MS)
+    baud = board.dip.baud
+    board.link_in = Rs485Uart(RS485(UART(UART_IN, baud, tx=Pin(p["link_in_tx"]), rx=Pin(p["link_in_rx"])),
+                          _out(p["link_in_de"]), baud, LINK_IN))
+    board.link_out = Rs485Uart(RS485(UART(UART_OUT, baud, tx=Pin(p["link_out_tx"]), rx=Pin(p["link_out_rx"])),
+                           _out(p["link_out_de"]), baud, LINK_OUT))
+    return board
+
+
+__all__ = ("build", "PINS", "OUTPUTS", "DIP_LAYOUT", "DIP4")

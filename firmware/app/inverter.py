@@ -1,0 +1,376 @@
+# Owns the inverter services (SPEC 8, issue 7): on the master, tells the
+# inverter about the system (bms.system.SystemView) over CAN (lib/proto/pylon_can,
+# protocol ID 0 or 1) or as a Pylontech RS485 server on Link IN
+# (lib/proto/pylon_rs485), whichever bus the inverter is heard on (0x305/0x306/
+# 0x307 frames, or a request with a good checksum); watches the inverter's
+# presence: silent for inv_lost_ms -> inverter_lost (alarm) and safe limits
+# (CCL = DCL = 0, CVL at the present voltage); silent for inv_sleep_ms ->
+# inverter_sleep_req (control puts the pack to sleep, bms.sleep.BY_INVERTER).
+# Protocol ID and RS485 baud are read once at start (board DIP, else params).
+import struct
+from app.service import Service
+from bms.params import index_of
+from bms.ticks import ticks_diff
+from bms import codes
+from proto import pylon_can as pc
+from proto import pylon_rs485 as pr
+
+BUS_NONE = 0
+BUS_CAN = 1
+BUS_RS485 = 2
+_SEND_PER_TICK = 3  # the MCP2515 has three transmit buffers
+_SAT_MS = 0x3FFFFFFF  # silent time saturates here
+
+SERIAL = b"BMS-MPY-00000001"
+NAME = b"PYLON-MPY "  # 10 ASCII
+MAKER = b"PYLON-COMPATIBLE    "  # 20 ASCII
+SW_VERSION = (1, 0)
+
+
+def master_test(state):
+    """The test whether this pack speaks to the inverter: a lone pack or the
+    master (bms.parallel roles in PackState.link_role)."""
+    from bms import parallel
+
+    def is_master():
+        r = getattr(state, "link_role", parallel.SINGLE)
+        return r == parallel.SINGLE or r == parallel.MASTER
+    return is_master
+
+
+def _P(name):
+    return index_of(name)
+
+
+class Inverter(Service):
+    name = "inverter"
+    period_ms = 50
+
+    def __init__(self, state, params, view, can=None, link=None, dip=None, is_master=None):
+        self.st = state
+        self.params = params
+        self.view = view
+        self.can = can
+        self.link = link
+        self.is_master = is_master  # callable; None = always (a single pack)
+        v = params.v
+        if dip is not None:
+            self.protocol_id = dip.protocol_id
+            self.baud = dip.baud
+        else:
+            self.protocol_id = v[_P("inv_protocol_count")]
+            self.baud = 115200 if v[_P("inv_baud_high_count")] else 9600
+        self.forced_bus = v[_P("inv_bus_count")]
+        self.can_period_ms = v[_P("inv_can_period_ms")]
+        self.lost_ms = v[_P("inv_lost_ms")]
+        self.sleep_ms = v[_P("inv_sleep_ms")]
+        # protocol 2 (Schneider) and 3 are reserved: served as protocol 0
+        self.enc = pc.CanEncoder(pc.PROTO_PYLON if self.protocol_id == 1 else pc.PROTO_VICTRON_SMA)
+        self.poll_can = True  # False when another service owns the CAN port and calls on_frame
+        self._slot = [0, memoryview(bytearray(8)), 0, 0]
+        self._next_frame = len(self.enc.frames)  # nothing queued
+        self._last_send = None
+        self._heard = None  # tick of the last inverter frame/request
+        self._now = 0
+        self.framer = pr.Framer()
+        self.req = pr.Request()
+        self.server = Rs485Server(state, params, view)
+        self.can_errors = 0
+        st = state
+        st.inverter_protocol = self.protocol_id
+        st.inverter_baud = self.baud
+        self.bus = BUS_NONE
+        if self.forced_bus == BUS_CAN:
+            self.bus = BUS_CAN
+        st.inverter_bus = self.bus
+
+    # -- receiving -------------------------------------------------------------
+    def on_frame(self, bus, frame):
+        if pc.is_inverter_frame(frame[0]):
+            self._hear(BUS_CAN)
+
+    def _hear(self, bus):
+        if self.forced_bus and bus != self.forced_bus:
+            return
+        st = self.st
+        st.inverter_frames += 1
+        self._heard = self._now
+        st.inverter_silent_ms = 0
+        st.inverter_lost = False
+        st.inverter_sleep_req = False
+        if self.bus != bus:
+            self.bus = bus
+            self.st.inverter_bus = bus
+
+    def _poll_can(self):
+        can = self.can
+        slot = self._slot
+        while can.any():
+            if can.recv(slot) is None:
+                return
+            if pc.is_inverter_frame(slot[0]):
+                self._hear(BUS_CAN)
+
+    def _poll_link(self):
+        link = self.link
+        n = link.any()
+        if not n:
+            return
+        data = link.read(n)
+        if not data:
+            return
+        framer = self.framer
+        for b in data:
+            m = framer.feed(b)
+            if m:
+                self._request(framer.buf, m)
+
+    def _request(self, buf, n):
+        req = self.req
+        if not pr.parse(buf, n, req):
+            self.st.inverter_errors += 1
+            return
+        view = self.view
+        first = pr.FIRST_ADR
+        last = first + (view.packs_online if view.packs_online > 0 else 1) - 1
+        if req.adr < first or req.adr > last:
+            return  # another pack's address: silence
+        if req.rtn == pr.RTN_OK:
+            self._hear(BUS_RS485)
+        else:
+            self.st.inverter_errors += 1
+        if self.forced_bus == BUS_CAN:
+            return
+        m = self.server.reply(req, self.st.inverter_lost)
+        self.link.write(memoryview(self.server.out)[:m])
+
+    # -- the period --------------------------------------------------------------
+    def tick(self, now_ms):
+        self._now = now_ms
+        if self.is_master is not None and not self.is_master():
+            return
+        if self.can is not None and self.poll_can:
+            self._poll_can()
+        if self.link is not None:
+            self._poll_link()
+        st = self.st
+        if self._heard is None:
+            st.inverter_silent_ms = 0
+        else:
+            d = ticks_diff(now_ms, self._heard)
+            if d > _SAT_MS or d < 0:
+                d = _SAT_MS
+            st.inverter_silent_ms = d
+            lost = d >= self.lost_ms
+            if lost and not st.inverter_lost:
+                st.inverter_lost = True
+            elif not lost and st.inverter_lost:
+                st.inverter_lost = False
+            st.inverter_sleep_req = d >= self.sleep_ms
+        if self.bus == BUS_CAN and self.can is not None:
+            self._send_can(now_ms)
+
+    def _send_can(self, now_ms):
+        enc = self.enc
+        frames = enc.frames
+        if self._next_frame >= len(frames):
+            if self._last_send is not None and ticks_diff(now_ms, self._last_send) < self.can_period_ms:
+                return
+            if not self.view.valid:
+                return
+            self._last_send = now_ms
+            enc.encode(self.view, self.st.inverter_lost)
+            self._next_frame = 0
+        k = 0
+        while k < _SEND_PER_TICK and self._next_frame < len(frames):
+            fid, buf = frames[self._next_frame]
+            try:
+                if self.can.send(fid, buf, 0) is None:
+                    return  # transmit buffers full: next tick
+            except OSError:
+                self.can_errors += 1
+                self._next_frame = len(frames)
+                return
+            self._next_frame += 1
+            k += 1
+
+
+class Rs485Server:
+    """Builds the reply to a parsed request into self.out (preallocated)."""
+
+    def __init__(self, state, params, view):
+        self.st = state
+        self.params = params
+        self.view = view
+        self.info = bytearray(128)
+        self.out = bytearray(300)
+        v = params.v
+        self.sys = (v[_P("cell_ov_alarm_mv")], v[_P("cell_uv_alarm_mv")], v[_P("cell_uv_p1_mv")],
+                    v[_P("chg_ht_alarm_dc")] + 2731, v[_P("chg_lt_alarm_dc")] + 2731,
+                    v[_P("max_chg_ma")] // 10, v[_P("pack_ov_alarm_mv")], v[_P("pack_uv_alarm_mv")],
+                    v[_P("pack_uv_p1_mv")], v[_P("dsg_ht_alarm_dc")] + 2731,
+                    v[_P("dsg_lt_alarm_dc")] + 2731, v[_P("max_dsg_ma")] // 10)
+
+    def _error(self, req, rtn):
+        return pr.encode_frame(self.out, req.ver if 0 <= req.ver < 256 else 0x20,
+                               req.adr & 0xFF, pr.CID1, rtn, self.info, 0)
+
+    def reply(self, req, lost):
+        if req.rtn != pr.RTN_OK:
+            return self._error(req, req.rtn)
+        c = req.cid2
+        info = self.info
+        if c in (pr.CMD_ANALOG, pr.CMD_ALARM, pr.CMD_MANAGEMENT, pr.CMD_SERIAL, pr.CMD_FIRMWARE):
+            if req.info_len < 1:
+                return self._error(req, pr.RTN_FORMAT)
+            if req.info[0] != req.adr and req.info[0] != 0xFF:
+                return self._error(req, pr.RTN_ADR)
+        view = self.view
+        if not view.valid and c != pr.CMD_VERSION and c != pr.CMD_MANUFACTURER:
+            return self._error(req, pr.RTN_COMM)
+        st = self.st
+        n = 0
+        if c == pr.CMD_VERSION:
+            n = 0
+        elif c == pr.CMD_MANUFACTURER:
+            info[0:10] = NAME
+            info[10] = SW_VERSION[0]
+            info[11] = SW_VERSION[1]
+            info[12:32] = MAKER
+            n = 32
+        elif c == pr.CMD_ANALOG:
+            n = self._analog(req.adr)
+        elif c == pr.CMD_ALARM:
+            n = self._alarm(req.adr)
+        elif c == pr.CMD_SYSPARAM:
+            struct.pack_into(">HHHHHhHHHHHh", info, 0, *self.sys)
+            n = 24
+        elif c == pr.CMD_MANAGEMENT:
+            info[0] = req.adr
+            n = 1 + self._management(1, lost)
+        elif c == pr.CMD_SERIAL:
+            info[0] = req.adr
+            info[1:17] = SERIAL
+            n = 17
+        elif c == pr.CMD_FIRMWARE:
+            info[0] = req.adr
+            info[1] = SW_VERSION[0]
+            info[2] = SW_VERSION[1]
+            info[3] = SW_VERSION[0]
+            info[4] = SW_VERSION[1]
+            info[5] = 0
+            n = 6
+        elif c == pr.CMD_SYS_ANALOG:
+            struct.pack_into(">HhBHBBHHHHHHHH", info, 0, _u16(view.voltage_mv),
+                             _s16(_div(view.current_ma, 100)), view.soc_pct & 0xFF, st.cycles & 0xFFFF,
+                             view.soh_pct & 0xFF, view.packs_online & 0xFF,
+                             _u16(view.max_cell_mv), (view.max_cell_pack << 8) | view.max_cell_index,
+                             _u16(view.min_cell_mv), (view.min_cell_pack << 8) | view.min_cell_index,
+                             _u16(view.max_temp_dc + 2731), (view.max_temp_pack << 8) | view.max_temp_index,
+                             _u16(view.min_temp_dc + 2731), (view.min_temp_pack << 8) | view.min_temp_index)
+            n = 25
+        elif c == pr.CMD_SYS_ALARM:
+            struct.pack_into(">HHH", info, 0, view.protections & 0xFFFF, view.alarms & 0xFFFF,
+                             view.faults & 0xFFFF)
+            n = 6
+        elif c == pr.CMD_SYS_MANAGEMENT:
+            n = self._management(0, lost)
+        return pr.encode_frame(self.out, req.ver, req.adr, pr.CID1, pr.RTN_OK, info, n)
+
+    def _management(self, off, lost):
+        view = self.view
+        ccl = 0 if lost else view.ccl_ma
+        dcl = 0 if lost else view.dcl_ma
+        fc = view.force_charge
+        flags = ((128 if ccl > 0 else 0) | (64 if dcl > 0 else 0)
+                 | (32 if fc & (pc.FC_I | pc.FC_RECHARGE) else 0) | (16 if fc & pc.FC_II else 0)
+                 | (8 if fc & pc.FC_FULL else 0))
+        struct.pack_into(">HHhhB", self.info, off, _u16(pc.safe_cvl(view, ccl)), _u16(view.dvl_mv),
+                         _s16(_div(ccl, 100)), _s16(_div(dcl, 100)), flags)
+        return 9
+
+    def _analog(self, adr):
+        st = self.st
+        snap = st.snap
+        info = self.info
+        cells = snap.cell_mv
+        temps = snap.temp_dc
+        info[0] = 0  # INFOFLAG
+        info[1] = adr
+        info[2] = len(cells)
+        i = 3
+        for c in cells:
+            struct.pack_into(">H", info, i, _u16(c))
+            i += 2
+        info[i] = len(temps)
+        i += 1
+        for t in temps:
+            struct.pack_into(">H", info, i, _u16(t + 2731))
+            i += 2
+        cap = st.fcc_mah if st.fcc_mah > 0 else self.params.v[2]  # bms.params.RATED_CAPACITY_MAH
+        rem = cap * st.soc_pct // 100
+        struct.pack_into(">hHHBHH", info, i, _s16(_div(st.current_ma, 10)), _u16(snap.stack_mv),
+                         _u16(rem // 10), 2, _u16(cap // 10), st.cycles & 0xFFFF)
+        return i + 11
+
+    def _alarm(self, adr):
+        st = self.st
+        snap = st.snap
+        info = self.info
+        v = self.params.v
+        hi, lo = self.sys[0], self.sys[1]
+        info[0] = 0
+        info[1] = adr
+        cells = snap.cell_mv
+        info[2] = len(cells)
+        i = 3
+        for c in cells:
+            info[i] = 2 if c >= hi else (1 if c <= lo else 0)
+            i += 1
+        temps = snap.temp_dc
+        info[i] = len(temps)
+        i += 1
+        t_hi = v[_P("dsg_ht_alarm_dc")]
+        t_lo = v[_P("dsg_lt_alarm_dc")]
+        for t in temps:
+            info[i] = 2 if t >= t_hi else (1 if t <= t_lo else 0)
+            i += 1
+        a = st.alarms
+        p = st.protections
+        info[i] = 2 if (a & pc.A_COC or p & pc.P_COC) else 0  # charge current
+        info[i + 1] = 2 if (a & pc.A_OV or p & pc.P_OV) else (1 if (a & pc.A_UV or p & pc.P_UV) else 0)
+        info[i + 2] = 2 if (a & pc.A_DOC or p & pc.P_DOC) else 0  # discharge current
+        s1 = ((128 if p & _PUVP else 0) | (64 if p & pc.P_OT_CHG else 0) | (32 if p & pc.P_OT_DSG else 0)
+              | (16 if p & pc.P_DOC else 0) | (4 if p & pc.P_COC else 0) | (2 if p & _CUVP else 0)
+              | (1 if p & pc.P_OV else 0))
+        s2 = 8 | (4 if st.dsg_fet else 0) | (2 if st.chg_fet else 0) | (1 if st.pchg_fet else 0)
+        s3 = ((128 if st.current_ma > 0 else 0) | (64 if st.current_ma < 0 else 0)
+              | (8 if st.soc_full else 0))
+        info[i + 3] = s1
+        info[i + 4] = s2
+        info[i + 5] = s3
+        info[i + 6] = 0
+        info[i + 7] = 0
+        return i + 8
+
+
+_PUVP = codes.bit(codes.PROTECTIONS, "PUVP")
+_CUVP = codes.bit(codes.PROTECTIONS, "CUVP")
+
+
+def _u16(x):
+    if x < 0:
+        return 0
+    return x if x < 0xFFFF else 0xFFFF
+
+
+def _s16(x):
+    if x < -32768:
+        return -32768
+    return x if x < 32767 else 32767
+
+
+def _div(a, b):
+    if a >= 0:
+        return (a + b // 2) // b
+    return -((-a + b // 2) // b)

@@ -1,0 +1,303 @@
+# The real boards (boards/esp32_bq.py, boards/rp2040_bq.py) on CPython with a
+# fake `machine` (host_tests/fake_machine.py) whose buses are the chip models:
+# the pin maps (no pin twice, no strapping/flash/input-only pin driven on the
+# ESP32, peripheral pins from the RP2040's function table), the deploy plan,
+# the board contract (the firmware reads the simulated BQ76952, CAN goes
+# through the simulated MCP2515), pre-charge, the DIP through the expander,
+# sleep, and main.py's wiring of the watchdog.
+import importlib
+import os
+import sys
+import time
+import types
+
+import pytest
+
+import fake_machine as fm
+import sim_mcp2515 as simcan
+from sim_bq76952 import SimBQ76952
+from tools import deploy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BOARDS = ("esp32_bq", "rp2040_bq")
+
+
+def load(name, monkeypatch):
+    fm.reset_fakes()
+    monkeypatch.setitem(sys.modules, "machine", fm)
+    esp = types.ModuleType("esp32")
+    exec(fm.FAKE_ESP32, esp.__dict__)
+    monkeypatch.setitem(sys.modules, "esp32", esp)
+    monkeypatch.setattr(time, "ticks_us", lambda: int(time.monotonic() * 1e6) & 0x3FFFFFFF, raising=False)
+    sys.modules.pop(name, None)
+    mod = importlib.import_module(name)
+    monkeypatch.setitem(sys.modules, "board", mod)
+    return mod
+
+
+class Rig:
+    """The chips behind the fake machine of a board module."""
+
+    def __init__(self, mod, crc=True, dip_on=()):
+        self.bq = SimBQ76952(crc=crc)
+        self.bq.cell_mv = [3300 + i for i in range(16)]
+        self.bq.render()
+        self.exp = fm.Pca9555Model()
+        for sw in dip_on:  # switch n ON pulls P0(n-1) low
+            self.exp.levels &= ~(1 << (sw - 1))
+        fm.I2C_DEVICES[0x08] = self.bq
+        fm.I2C_DEVICES[0x20] = self.exp
+        self.bus = simcan.Bus(500000)
+        self.can = self.bus.attach(simcan.Mcp2515(8000000, name="board"))
+        self.peer_chip = self.bus.attach(simcan.Mcp2515(8000000, name="peer", seed=3))
+        from drivers.mcp2515 import MCP2515
+        self.peer = MCP2515(self.peer_chip.spi, self.peer_chip.cs, 500000, osc_hz=8000000,
+                            int_pin=self.peer_chip.int_pin)
+        self.peer.set_filters(None)
+        fm.SPI_DEVICE = self.can.spi
+        fm.WIRES[mod.PINS["can_cs"]] = self.can.cs
+        fm.WIRES[mod.PINS["can_int"]] = self.can.int_pin
+
+
+# ---- pin maps -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_pin_map_has_no_pin_twice(name, monkeypatch):
+    mod = load(name, monkeypatch)
+    pins = list(mod.PINS.values())
+    assert len(pins) == len(set(pins)), sorted(pins)
+    assert all(n in mod.VALID_GPIO for n in pins)
+    assert set(mod.OUTPUTS) <= set(mod.PINS)
+
+
+def test_esp32_pins_avoid_flash_strapping_and_input_only_for_outputs(monkeypatch):
+    mod = load("esp32_bq", monkeypatch)
+    p = mod.PINS
+    for name, n in p.items():
+        assert n not in mod.FLASH and n not in mod.RESERVED, name
+    for name in mod.OUTPUTS:
+        assert p[name] not in mod.STRAPPING, name
+        assert p[name] not in mod.INPUT_ONLY, name
+    # inputs needing the MCU's pull-up are not on 34-39 (no pull-ups there)
+    for name in ("button", "jumper", "spi_miso"):
+        assert p[name] not in mod.INPUT_ONLY, name
+    # deep-sleep wake (ext0/ext1) needs RTC GPIOs; ADC1 (usable with Wi-Fi) is 32-39
+    assert p["button"] in mod.RTC_GPIO and p["charger"] in mod.RTC_GPIO
+    assert 32 <= p["ntc"] <= 39
+
+
+def test_rp2040_pins_follow_the_function_table(monkeypatch):
+    mod = load("rp2040_bq", monkeypatch)
+    p, f = mod.PINS, mod.FUNCTION_PINS
+    assert mod.UART_IN == 0 and p["link_in_tx"] in f["uart0_tx"] and p["link_in_rx"] in f["uart0_rx"]
+    assert mod.UART_OUT == 1 and p["link_out_tx"] in f["uart1_tx"] and p["link_out_rx"] in f["uart1_rx"]
+    assert mod.I2C_ID == 1 and p["i2c_sda"] in f["i2c1_sda"] and p["i2c_scl"] in f["i2c1_scl"]
+    assert mod.SPI_ID == 1 and p["spi_sck"] in f["spi1_sck"] and p["spi_mosi"] in f["spi1_tx"] \
+        and p["spi_miso"] in f["spi1_rx"]
+    assert p["ntc"] in mod.ADC_GPIO
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_expander_bits_do_not_overlap(name, monkeypatch):
+    mod = load(name, monkeypatch)
+    Rig(mod)
+    b = mod.build()
+    bits = [pin.bit for pin in b.led_pins[2:]] + [pin.bit for pin in b.contact_pins]
+    dip = list(range(7))
+    assert len(set(bits + dip)) == len(bits) + len(dip)
+    assert all(8 <= x < 16 for x in bits)  # outputs on port 1, DIP on port 0
+
+
+# ---- deploy -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,arch", [("esp32_bq", "xtensawin"), ("rp2040_bq", "armv6m")])
+def test_deploy_plan(name, arch):
+    p = deploy.plan(ROOT, name, "/dev/ttyX")
+    assert p.arch == arch
+    by_dest = {f.dest: f for f in p.files}
+    assert by_dest["board.mpy"].src == os.path.join(ROOT, "boards", name + ".py")
+    for dest in ("main.py", "boot.py", "lib/drivers/board_io.mpy", "lib/drivers/bq76952.mpy",
+                 "lib/drivers/mcp2515.mpy", "lib/drivers/rs485.mpy", "lib/drivers/watchdog.mpy",
+                 "app/app.mpy"):
+        assert dest in by_dest, dest
+    assert all("-march=" + arch in " ".join(c) for c in p.compile_cmds)
+
+
+# ---- the board contract -------------------------------------------------------------
+
+def run_app(mod, ms):
+    from app.app import App
+    from sim.vtime import VirtualRunner
+    b = mod.build()
+    app = App(b)
+    r = VirtualRunner()
+    for s in app.services:
+        r.add(s)
+    r.run_until(ms)
+    return b, app, r
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_firmware_reads_the_afe_and_sends_can(name, monkeypatch):
+    mod = load(name, monkeypatch)
+    rig = Rig(mod)
+    b, app, _ = run_app(mod, 2000)
+    assert rig.bq.crc and not rig.bq.cfg_update and rig.bq.fet_en()  # configured
+    assert rig.bq.dm_get(0x9261, "<B") == 0xBC  # protections programmed by App
+    snap = app.state.snap
+    assert snap.reads >= 19 and list(snap.cell_mv) == [3300 + i for i in range(16)]
+    assert b.afe.comm_errors == 0
+    # CAN: a frame out through the MCP2515 model, acknowledged by a peer
+    assert b.can.send(0x351, b"\x01\x02\x03\x04", 0) is not None
+    rig.bus.step()
+    slot = [0, memoryview(bytearray(8)), 0, 0]
+    got = rig.peer.recv(slot)
+    assert got is not None and got[0] == 0x351 and bytes(got[1]) == b"\x01\x02\x03\x04"
+    assert any(s.name == "can" and s.period_ms <= 10 for s in app.services)
+    # the LEDs: RUN/ALM on MCU pins, SOC and M/S through the expander
+    assert b.exp.errors == 0 and rig.exp.writes > 1
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_pre_charge_is_an_mcu_pin_and_opens_in_the_safe_state(name, monkeypatch):
+    mod = load(name, monkeypatch)
+    Rig(mod)
+    b = mod.build()
+    pin = mod.PINS["pchg"]
+    b.afe.set_fets(False, False, True)
+    assert fm.LOG[-1] == (pin, 1)
+    from app.app import App
+    app = App(b)
+    app.safe_state("test")
+    assert fm.LOG[-1] == (pin, 0) or (pin, 0) in fm.LOG
+    assert b.afe.pchg_pin.value() == 0
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_dip_through_the_expander(name, monkeypatch):
+    mod = load(name, monkeypatch)
+    Rig(mod, dip_on=(1, 7))
+    b = mod.build()
+    assert b.dip.baud == 115200 and b.dip.protocol_id == 2 and b.pack_address == 0
+    assert b.link_in.rs485.baud == 115200 and b.link_out.rs485.baud == 115200
+    assert b.link_in.uart.baudrate == 115200
+
+
+def test_dip4_address_layout_and_a_silent_expander(monkeypatch):
+    mod = load("esp32_bq", monkeypatch)
+    monkeypatch.setattr(mod, "DIP_LAYOUT", mod.DIP4)
+    Rig(mod, dip_on=(1, 3))
+    assert mod.build().pack_address == 5
+    rig = Rig(mod, dip_on=(1,))
+    rig.exp.levels = 0  # every switch ON, but the chip does not answer:
+    rig.exp.silent = True
+    with pytest.raises(OSError):  # the expander set-up fails loudly at build
+        mod.build()
+
+
+def test_a_missing_mcp2515_does_not_stop_the_board(monkeypatch):
+    mod = load("rp2040_bq", monkeypatch)
+    rig = Rig(mod)
+    rig.can.dead = True
+    b, app, _ = run_app(mod, 1000)
+    assert app.state.snap.reads >= 9
+    assert b.can.spi_errors > 0
+
+
+def test_a_missing_afe_fails_the_build(monkeypatch):
+    mod = load("esp32_bq", monkeypatch)
+    Rig(mod)
+    del fm.I2C_DEVICES[0x08]
+    with pytest.raises(OSError):
+        mod.build()
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_board_temperature_ntc(name, monkeypatch):
+    mod = load(name, monkeypatch)
+    Rig(mod)
+    fm.ADC_VALUES[mod.PINS["ntc"]] = 32768  # 10 k / 10 k: 25 degC
+    assert abs(mod.build().board_temp_dc() - 250) <= 2
+
+
+def test_sleep_arms_the_wake_sources_esp32(monkeypatch):
+    mod = load("esp32_bq", monkeypatch)
+    Rig(mod)
+    b = mod.build()
+    b.sleep(500)
+    assert fm.CALLS == [("lightsleep", 500)]
+    assert b.port.charger.wake == fm.SLEEP and b.port.button.wake == fm.SLEEP
+    b.afe.set_fets(False, False, True)
+    with pytest.raises(fm.DeepSleep):
+        b.deep_sleep(0)
+    esp32 = sys.modules["esp32"]
+    assert ("ext0", mod.PINS["charger"], True) in esp32.WAKE
+    assert ("ext1", (mod.PINS["button"],), False) in esp32.WAKE
+    assert b.afe.pchg_pin.value() == 0  # outputs quiet before sleeping
+
+
+def test_sleep_rp2040(monkeypatch):
+    mod = load("rp2040_bq", monkeypatch)
+    Rig(mod)
+    b = mod.build()
+    b.sleep(250)
+    assert fm.CALLS == [("lightsleep", 250)]
+    assert b.port.charger.handler is not None and b.port.button.trigger == fm.Pin.IRQ_FALLING
+    with pytest.raises(fm.DeepSleep):
+        b.deep_sleep(60000)
+    assert fm.CALLS[-1] == ("deepsleep", 60000)
+
+
+# ---- main.py: the watchdog ------------------------------------------------------------
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_main_feeds_the_watchdog_only_while_every_service_ticks(name, monkeypatch):
+    mod = load(name, monkeypatch)
+    Rig(mod)
+    sys.modules.pop("main", None)
+    import main
+    from sim.vtime import VirtualRunner
+    app, sup = main.start(mod.build())
+    assert len(fm.WDTS) == 1 and fm.WDTS[0].timeout == mod.WDT_TIMEOUT_MS <= 8388
+    wdt = fm.WDTS[0]
+    names = [s.name for s in app.services]
+    assert names[-1] == "watchdog" and "can" in names and "cycle" in names
+    r = VirtualRunner()
+    for s in app.services:
+        r.add(s)
+    r.run_until(5000)
+    assert wdt.feeds == 5 and sup.wd.missed == 0
+    # the cycle hangs: its task stops ticking; feeding stops once it is late
+    # by twice its period plus one watchdog period (1.2 s)
+    cycle = next(s for s in app.services if s.name == "cycle")
+    r.remove(cycle)
+    r.run_until(15000)
+    assert sup.wd.missed >= 8
+    assert wdt.feeds <= 7
+    assert "cycle" in sup.wd.missing_names() or sup.wd.last_missing
+    # the WDT (8 s) would now reset the board: no feed for longer than its timeout
+    assert 15000 - 5000 > mod.WDT_TIMEOUT_MS
+
+
+def test_main_without_a_watchdog_on_bench_boards(monkeypatch):
+    mod = load("esp32_bench", monkeypatch)
+    sys.modules.pop("main", None)
+    import main
+    app, sup = main.start(mod.build())
+    assert sup is None and fm.WDTS == []
+
+
+def test_forced_update_jumper_keeps_the_firmware_stopped(monkeypatch, capsys):
+    mod = load("esp32_bq", monkeypatch)
+    rig = Rig(mod)
+
+    class Fitted:
+        def value(self, v=None):
+            return 0
+
+    fm.WIRES[mod.PINS["jumper"]] = Fitted()
+    sys.modules.pop("main", None)
+    import main
+    main.main()
+    assert "jumper" in capsys.readouterr().out
+    assert fm.WDTS == [] and rig.bq.fets() == 0

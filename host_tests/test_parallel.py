@@ -1,0 +1,171 @@
+"""Parallel packs on the bench (SPEC 7): roles and addresses, M/S and RUN
+LEDs, the master's system view against a recomputation from the pack lines,
+limits no pack exceeds, cables unplugged, packs switched off/on, late and
+mismatched joiners; 2, 8 and 32 packs."""
+import json
+
+import pytest
+
+import simworld
+from bms import indicate, parallel
+from sim import scenario as scn
+from sim.mock_afe import FAULTS
+
+
+def run(doc, log_edges=False):
+    lines = []
+    world = simworld.World(scn.parse(json.dumps(doc), FAULTS), lines.append, log_edges)
+    world.run()
+    return world, [json.loads(ln) for ln in lines if '"pack"' in ln]
+
+
+def at(trace, t_s, pack):
+    best = None
+    for o in trace:
+        if o["pack"] == pack and o["t_ms"] <= t_s * 1000:
+            best = o
+    return best
+
+
+def test_two_packs_roles_addresses_leds_and_the_flicker():
+    world, tr = run({"packs": 2, "duration_s": 14}, log_edges=True)
+    m, s = at(tr, 10, 0), at(tr, 10, 1)
+    assert (m["role"], m["address"], m["leds"]["ms"]) == ("master", 1, "on")
+    assert (s["role"], s["address"], s["leds"]["ms"]) == ("slave", 2, "off")
+    assert m["system"]["packs_online"] == 2 and "system" not in s
+    for p in world.packs:
+        assert p.app.link.roles.changes == 1  # decided once, stable
+        assert p.app.state.seq == indicate.SEQ_PARALLEL
+    formed = world.packs[0].app.link.forming.formed_ms
+    assert 0 < formed <= 10000
+    rises = [t for t, v in world.packs[1].board.led_pins[indicate.RUN].edges if v == 1 and formed <= t < formed + 3000]
+    assert len(rises) >= 5
+    # a single pack stays single, M/S off, and sends nothing on the link bus
+    w1, tr1 = run({"packs": 1, "duration_s": 6})
+    assert at(tr1, 6, 0)["role"] == "single" and at(tr1, 6, 0)["leds"]["ms"] == "off"
+    assert w1.can.bits == 0
+
+
+def _recompute(lines):
+    """System totals from the pack lines (bms.system rule)."""
+    n = len(lines)
+    i_sum = sum(o["current_ma"] for o in lines)
+    soc = sum(o["soc_pct"] for o in lines) / n
+    out = {"packs_online": n, "current_ma": i_sum, "soc_pct": soc,
+           "voltage_mv": sum(o["stack_mv"] for o in lines) / n,
+           "cvl_mv": min(o["cvl_mv"] for o in lines)}
+    for key, sign in (("ccl_ma", 1), ("dcl_ma", -1)):
+        share_eq = 1 / n
+        best = None
+        for o in lines:
+            share = share_eq
+            if i_sum * sign >= n * 2000:
+                share = max(share, o["current_ma"] / i_sum)
+            v = o[key] / share
+            best = v if best is None else min(best, v)
+        out[key] = best
+    return out
+
+
+def test_eight_packs_system_view_matches_the_packs_and_limits_hold():
+    world, tr = run({"packs": 8, "duration_s": 30, "initial": {"soc_pct": [60, 60, 61, 60, 62, 60, 60, 63]},
+                     "events": [{"t_s": 12, "set": "current_a", "value": 160}]})
+    for t in (10, 29):
+        lines = [at(tr, t, k) for k in range(8)]
+        assert [o["address"] for o in lines] == list(range(1, 9))
+        assert [o["role"] for o in lines] == ["master"] + ["slave"] * 7
+        assert [o["leds"]["ms"] for o in lines] == ["on"] + ["off"] * 7
+        sysv = lines[0]["system"]
+        want = _recompute(lines)
+        assert sysv["packs_online"] == 8 and sysv["packs_offline"] == 0
+        assert sysv["current_ma"] == pytest.approx(want["current_ma"], abs=8 * 300)
+        assert sysv["voltage_mv"] == pytest.approx(want["voltage_mv"], abs=30)
+        assert sysv["soc_pct"] == pytest.approx(want["soc_pct"], abs=1)
+        assert sysv["cvl_mv"] == want["cvl_mv"]
+        assert sysv["ccl_ma"] == pytest.approx(want["ccl_ma"], rel=0.03)
+        assert sysv["dcl_ma"] == pytest.approx(want["dcl_ma"], rel=0.03)
+    # charging: uneven shares (different SOC) and still no pack is asked for more than its CCL
+    lines = [at(tr, 29, k) for k in range(8)]
+    sysv = lines[0]["system"]
+    total = sum(o["current_ma"] for o in lines)
+    shares = [o["current_ma"] / total for o in lines]
+    assert max(shares) > 1 / 8  # the sharing is physical, not equal
+    for o, sh in zip(lines, shares):
+        assert sh * sysv["ccl_ma"] <= o["ccl_ma"] * 1.02
+    assert sysv["ccl_ma"] < 8 * min(o["ccl_ma"] for o in lines)
+
+
+def test_unplugged_cable_is_a_parallel_failure_and_the_tail_forms_no_system():
+    world, tr = run({"packs": 8, "duration_s": 40, "events": [
+        {"t_s": 12, "link": "unplug", "between": [3, 4]},
+        {"t_s": 25, "link": "plug", "between": [3, 4]}]})
+    mid = [at(tr, 22, k) for k in range(8)]
+    sysv = mid[0]["system"]
+    assert (sysv["packs_online"], sysv["packs_offline"], sysv["parallel_failure"]) == (4, 4, True)
+    assert [o["role"] for o in mid] == ["master"] + ["slave"] * 7  # no second master in the tail
+    assert [o["address"] for o in mid] == list(range(1, 9))
+    assert all("system" not in o for o in mid[1:])
+    end = [at(tr, 40, k) for k in range(8)]
+    sysv = end[0]["system"]
+    assert (sysv["packs_online"], sysv["packs_offline"], sysv["parallel_failure"]) == (8, 0, False)
+    assert [o["address"] for o in end] == list(range(1, 9))
+    assert world.packs[0].app.link.roles.changes == 1  # the others were never restarted
+
+
+def test_slave_off_and_on_and_a_late_joiner():
+    world, tr = run({"packs": 3, "duration_s": 45, "events": [
+        {"t_s": 0, "power": "off", "pack": 2},
+        {"t_s": 12, "power": "on", "pack": 2},
+        {"t_s": 25, "power": "off", "pack": 1},
+        {"t_s": 32, "power": "on", "pack": 1}]})
+    assert at(tr, 11, 0)["system"]["packs_online"] == 2
+    assert at(tr, 11, 2) is None  # off: no lines
+    s = at(tr, 22, 0)["system"]
+    assert (s["packs_online"], s["packs_offline"]) == (3, 0)
+    assert at(tr, 22, 2)["address"] == 3 and at(tr, 22, 2)["role"] == "slave"
+    # pack 1 off: its Link ports are dead, pack 2 beyond it is cut off too
+    s = at(tr, 31.9, 0)["system"]
+    assert (s["packs_online"], s["packs_offline"], s["parallel_failure"]) == (1, 2, True)
+    assert at(tr, 31.9, 2)["role"] == "slave"  # orphan: CAN still reaches it, no master upstream
+    end = [at(tr, 45, k) for k in range(3)]
+    assert [o["address"] for o in end] == [1, 2, 3]
+    assert end[0]["system"]["packs_online"] == 3 and end[0]["system"]["packs_offline"] == 0
+    assert world.packs[0].app.link.roles.changes == 1
+
+
+def test_mismatched_voltage_joiner_keeps_its_fets_open():
+    world, tr = run({"packs": 2, "duration_s": 15, "initial": {"soc_pct": [20, 100]},
+                     "events": [{"t_s": 8, "set": "current_a", "value": -20}]})
+    m, s = at(tr, 15, 0), at(tr, 15, 1)
+    assert abs(m["stack_mv"] - s["stack_mv"]) > 1000
+    assert s["role"] == "slave" and not s["chg_fet"] and not s["dsg_fet"]
+    assert all(not o["chg_fet"] and not o["dsg_fet"] for o in tr if o["pack"] == 1)
+    assert s["current_ma"] == 0
+    sysv = m["system"]
+    assert sysv["packs_online"] == 2 and sysv["packs_blocking_charge"] == 1
+    assert sysv["dcl_ma"] == m["dcl_ma"] // 10 * 10  # the held pack adds nothing
+    # a matched joiner closes
+    _, tr2 = run({"packs": 2, "duration_s": 8, "initial": {"soc_pct": [60, 60]}})
+    assert at(tr2, 8, 1)["chg_fet"] and at(tr2, 8, 1)["dsg_fet"]
+
+
+def test_thirty_two_packs_form_within_ten_seconds():
+    world, tr = run({"packs": 32, "duration_s": 11})
+    lines = [at(tr, 11, k) for k in range(32)]
+    assert [o["address"] for o in lines] == list(range(1, 33))
+    assert [o["role"] for o in lines] == ["master"] + ["slave"] * 31
+    assert [o["leds"]["ms"] for o in lines] == ["on"] + ["off"] * 31
+    assert lines[0]["system"]["packs_online"] == 32
+    formed = world.packs[0].app.link.forming.formed_ms
+    assert 0 < formed <= 10000
+    assert all(p.app.state.seq == indicate.SEQ_PARALLEL for p in world.packs)
+    assert world.can.bits / 11 / 500000 < 0.30
+
+
+def test_scenario_rejects_bad_link_and_power_events():
+    for ev, msg in (({"t_s": 1, "link": "cut", "between": [0, 1]}, "unplug"),
+                    ({"t_s": 1, "link": "unplug", "between": [0, 2]}, "neighbouring"),
+                    ({"t_s": 1, "power": "off", "pack": 5}, "pack"),
+                    ({"t_s": 1, "power": "maybe", "pack": 0}, "off")):
+        with pytest.raises(scn.ScenarioError, match=msg):
+            scn.parse(json.dumps({"packs": 3, "events": [ev]}), FAULTS)

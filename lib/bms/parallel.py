@@ -1,0 +1,204 @@
+# Owns the rules of parallel packs (SPEC 7, `000` 3.3.3.2 / 5.3 / 5.6, `004`):
+# roles, dynamic addressing, joining, and the master's table of the packs it
+# hears. Pure: the link service (app.link) feeds it what arrived and the time.
+#  - Role: a pack that hears a pack on its Link IN segment is a slave and
+#    takes the address that pack hands it (upstream address + 1); a pack that
+#    hears nothing there for DISCOVER_MS after power-on is the master,
+#    address 1 (its Link IN faces the inverter). A master that later hears a
+#    pack on Link IN (a pack powered on upstream of it) hands over: it becomes
+#    that pack's slave. DIP variant (board.link_dip_master True): master at
+#    once, never hands over; 0 = automatic.
+#  - A slave whose upstream goes silent (cable cut, pack off upstream) keeps
+#    its address and role but knows it reaches no master (orphan): it sends no
+#    reports, and passes "no master" down, so a cut-off tail never forms a
+#    second system (its packs keep protecting themselves).
+#  - Joining: a slave keeps its FETs open (hold) until the master's system
+#    voltage is within JOIN_MV (1 V, `004`) of its own stack voltage.
+#  - The master counts slaves online (a report within OFFLINE_MS); a slave
+#    heard before and now silent is offline (parallel failure). When the
+#    online count grows and then stays put for STABLE_MS the system is
+#    (re)formed: the generation number goes up and every pack flickers RUN.
+from array import array
+from proto import link
+
+NONE = 0
+SINGLE = 1
+MASTER = 2
+SLAVE = 3
+ROLE_NAMES = ("single", "single", "master", "slave")  # trace names (none shows as single)
+
+DISCOVER_MS = 2000
+UPSTREAM_LOST_MS = 3000
+HELLO_LOST_MS = 3000
+OFFLINE_MS = 3500
+STABLE_MS = 3000
+REPORT_MS = 1000
+ADDR_MS = 100  # RS485: 9 bytes every 100 ms, 9 % of 9600 baud
+BOOT_HOLD_MS = 250
+HELLO_MS = 500
+JOIN_MV = 1000
+N = link.MAX_PACKS + 1  # table rows by address (row 0 unused)
+
+
+def elapsed(now, since):
+    # ticks are masked to 30 bits (bms.ticks)
+    return (now - since) & 0x3FFFFFFF
+
+
+class Roles:
+    def __init__(self, dip_master=False):
+        self.dip_master = dip_master
+        self.role = NONE
+        self.address = 0
+        self.start_ms = -1
+        self.up_ms = -1  # last time a pack was heard on Link IN
+        self.up_dst = 0  # the address it handed us
+        self.up_flags = 0
+        self.hello_ms = -1  # last HELLO from the master (slaves)
+        self.changes = 0  # role/address changes (tests: stability)
+
+    def heard_upstream(self, now_ms, dst, flags):
+        self.up_ms = now_ms
+        self.up_dst = dst
+        self.up_flags = flags
+
+    def upstream(self, now_ms):
+        return self.up_ms >= 0 and elapsed(now_ms, self.up_ms) < UPSTREAM_LOST_MS
+
+    def master_reached(self, now_ms):
+        """A master is reachable: we are it, or the chain upstream says so."""
+        if self.role == MASTER:
+            return True
+        return self.role == SLAVE and self.upstream(now_ms) and (self.up_flags & link.ADDR_MASTER_REACHED) != 0
+
+    def _set(self, role, address):
+        if role != self.role or address != self.address:
+            self.role = role
+            self.address = address
+            self.changes += 1
+
+    def step(self, now_ms):
+        if self.start_ms < 0:
+            self.start_ms = now_ms
+        if self.dip_master:
+            self._set(MASTER, link.MASTER)
+            return
+        up = self.upstream(now_ms)
+        dst = self.up_dst
+        if up and link.valid_address(dst) and dst != link.MASTER:
+            self._set(SLAVE, dst)  # also a master handing over, or a new address
+        elif self.role == NONE and not up and self.up_ms < 0 and elapsed(now_ms, self.start_ms) >= DISCOVER_MS:
+            self._set(MASTER, link.MASTER)
+        elif self.role == NONE and self.up_ms >= 0 and not up and elapsed(now_ms, self.start_ms) >= DISCOVER_MS + UPSTREAM_LOST_MS:
+            # heard a pack upstream once, never got an address: it is gone; nothing upstream
+            self._set(MASTER, link.MASTER)
+
+
+class Table:
+    """The master's view of every pack by address (own row included),
+    filled from the reports; arrays, no allocation after construction."""
+
+    def __init__(self):
+        self.last_ms = array("i", [0] * N)
+        self.seen = bytearray(N)  # a report ever arrived
+        self.online = bytearray(N)
+        self.voltage_mv = array("i", [0] * N)
+        self.current_ma = array("i", [0] * N)
+        self.soc_pct = bytearray(N)
+        self.soh_pct = bytearray(N)
+        self.flags = bytearray(N)
+        self.cap_ah = array("H", [0] * N)
+        self.cvl_mv = array("i", [0] * N)
+        self.ccl_ma = array("i", [0] * N)
+        self.dcl_ma = array("i", [0] * N)
+        self.dvl_mv = array("i", [0] * N)
+        self.min_cell_mv = array("i", [0] * N)
+        self.max_cell_mv = array("i", [0] * N)
+        self.min_temp_dc = array("i", [0] * N)
+        self.max_temp_dc = array("i", [0] * N)
+        self.idx_cell = bytearray(N)  # min << 4 | max
+        self.idx_temp = bytearray(N)
+        self.alarms = array("i", [0] * N)
+        self.protections = array("i", [0] * N)
+        self.faults = array("i", [0] * N)
+        self.conflicts = 0  # frames from our own address we did not send
+
+    def clear(self):
+        for a in range(N):
+            self.seen[a] = 0
+            self.online[a] = 0
+
+    def take(self, now_ms, typ, src, d):
+        """Store one report (d: the 8-byte payload) from address src."""
+        if not link.valid_address(src):
+            return False
+        if typ == link.T_STATUS:
+            self.voltage_mv[src] = link.get_u16(d, 0)
+            self.current_ma[src] = link.get_i16(d, 2) * 10
+            self.soc_pct[src] = d[4] if d[4] <= 100 else 100
+            self.soh_pct[src] = d[5] if d[5] <= 100 else 100
+            self.flags[src] = d[6]
+            self.cap_ah[src] = d[7]
+            self.last_ms[src] = now_ms
+            self.seen[src] = 1
+            self.online[src] = 1
+        elif typ == link.T_LIMITS:
+            self.cvl_mv[src] = link.get_u16(d, 0)
+            self.ccl_ma[src] = link.get_u16(d, 2) * 10
+            self.dcl_ma[src] = link.get_u16(d, 4) * 10
+            self.dvl_mv[src] = link.get_u16(d, 6)
+        elif typ == link.T_EXTREMES:
+            self.min_cell_mv[src] = link.get_u16(d, 0)
+            self.max_cell_mv[src] = link.get_u16(d, 2)
+            self.min_temp_dc[src] = link.get_i16(d, 4)
+            self.max_temp_dc[src] = link.get_i16(d, 6)
+        elif typ == link.T_INFO:
+            self.idx_cell[src] = d[0]
+            self.idx_temp[src] = d[1]
+            self.alarms[src] = link.get_u16(d, 2)
+            self.protections[src] = link.get_u16(d, 4)
+            self.faults[src] = link.get_u16(d, 6)
+        else:
+            return False
+        return True
+
+    def expire(self, now_ms, own):
+        """Mark silent packs offline; returns the online count."""
+        n = 0
+        for a in range(1, N):
+            if self.online[a] and a != own and elapsed(now_ms, self.last_ms[a]) >= OFFLINE_MS:
+                self.online[a] = 0
+            n += self.online[a]
+        return n
+
+    def offline(self):
+        n = 0
+        for a in range(1, N):
+            if self.seen[a] and not self.online[a]:
+                n += 1
+        return n
+
+
+class Forming:
+    """The master's formation rule: generation goes up when the online count
+    has grown above the last formed count and stayed put for STABLE_MS."""
+
+    def __init__(self):
+        self.gen = 0
+        self.formed = 1  # packs in the last formed system (1 = the master alone)
+        self.count = 1
+        self.since_ms = 0
+        self.formed_ms = -1
+
+    def step(self, now_ms, count):
+        if count != self.count:
+            self.count = count
+            self.since_ms = now_ms
+        if count < self.formed:
+            self.formed = count  # a pack lost: no new flicker, the count says it
+        elif count > self.formed and elapsed(now_ms, self.since_ms) >= STABLE_MS:
+            self.formed = count
+            self.gen = (self.gen % 255) + 1
+            self.formed_ms = now_ms
+            return True
+        return False

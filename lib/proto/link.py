@@ -1,0 +1,189 @@
+# Owns the pack-to-pack link protocol (SPEC 7): the messages parallel packs
+# exchange, as 29-bit CAN frames on the shared Link CAN bus and as the same
+# messages framed for an RS485 segment. Pure, no I/O; encoders fill a caller's
+# buffer in place (no allocation), decoders read a buffer/memoryview.
+#
+# CAN id (29 bit): PREFIX << 24 | type << 16 | dst << 8 | src
+#   PREFIX 0x1A marks link frames (inverter protocols use other ids);
+#   addresses: 1 = master, 2..32 = slaves in chain order, 0 = none yet,
+#   0xFF = broadcast.
+# RS485 frame: SOF 0x7E, len (payload bytes, 0..8), type, src, dst, payload,
+#   CRC-16/CCITT-FALSE (hi, lo) over len..payload. 6 + len bytes.
+PREFIX = 0x1A
+BROADCAST = 0xFF
+MASTER = 1
+MAX_PACKS = 32
+
+# message types
+T_ADDR = 0x01  # RS485, Link OUT -> next Link IN: "you are address dst" (dst 0: no address yet)
+T_HELLO = 0x02  # CAN, master -> all: system formed generation, packs, system voltage
+T_STATUS = 0x10  # CAN, pack -> master: voltage, current, SOC, SOH, flags, capacity
+T_LIMITS = 0x11  # CAN, pack -> master: CVL, CCL, DCL, DVL
+T_EXTREMES = 0x12  # CAN, pack -> master: min/max cell mV, min/max temperature dC
+T_INFO = 0x13  # CAN, pack -> master: cell/NTC indexes, alarms, protections, faults
+T_CMD = 0x20  # CAN, master -> pack (or broadcast): command, argument
+T_REQ = 0x21  # CAN, master -> pack: send your reports now
+TYPES = (T_ADDR, T_HELLO, T_STATUS, T_LIMITS, T_EXTREMES, T_INFO, T_CMD, T_REQ)
+LENGTHS = (2, 8, 8, 8, 8, 8, 2, 0)  # payload bytes per type (TYPES order)
+
+# T_ADDR flags
+ADDR_MASTER_REACHED = 1  # the sender reaches an inverter-facing master upstream
+
+# T_STATUS flags
+F_CHG_OK = 1  # no protection/fault blocking charge
+F_DSG_OK = 2
+F_CHG_FET = 4
+F_DSG_FET = 8
+F_HOLD = 16  # the pack keeps its FETs open (voltage mismatch on joining)
+
+# T_CMD commands
+CMD_RESET_PROTECT = 1
+
+
+def length_of(typ):
+    for i in range(len(TYPES)):
+        if TYPES[i] == typ:
+            return LENGTHS[i]
+    return -1
+
+
+def can_id(typ, src, dst):
+    return (PREFIX << 24) | ((typ & 0xFF) << 16) | ((dst & 0xFF) << 8) | (src & 0xFF)
+
+
+def id_type(id_):
+    """The message type of a link CAN id, or -1 for anything else."""
+    if (id_ >> 24) != PREFIX:
+        return -1
+    return (id_ >> 16) & 0xFF
+
+
+def id_src(id_):
+    return id_ & 0xFF
+
+
+def id_dst(id_):
+    return (id_ >> 8) & 0xFF
+
+
+def valid_address(a):
+    return 1 <= a <= MAX_PACKS
+
+
+# --- little helpers on a buffer (big endian) ---------------------------------
+def put_u16(buf, i, v):
+    if v < 0:
+        v = 0
+    elif v > 0xFFFF:
+        v = 0xFFFF
+    buf[i] = v >> 8
+    buf[i + 1] = v & 0xFF
+
+
+def put_i16(buf, i, v):
+    if v < -32768:
+        v = -32768
+    elif v > 32767:
+        v = 32767
+    v &= 0xFFFF
+    buf[i] = v >> 8
+    buf[i + 1] = v & 0xFF
+
+
+def get_u16(buf, i):
+    return (buf[i] << 8) | buf[i + 1]
+
+
+def get_i16(buf, i):
+    v = (buf[i] << 8) | buf[i + 1]
+    return v - 0x10000 if v & 0x8000 else v
+
+
+def put_u8(buf, i, v):
+    buf[i] = 0 if v < 0 else (255 if v > 255 else v)
+
+
+# --- payloads ----------------------------------------------------------------
+# STATUS:  voltage 10 mV u16, current 10 mA i16, SOC % u8, SOH % u8, flags u8, capacity Ah u8
+# LIMITS:  CVL 10 mV u16, CCL 10 mA u16, DCL 10 mA u16, DVL 10 mV u16
+# EXTREMES: min cell mV u16, max cell mV u16, min temp dC i16, max temp dC i16
+# INFO:    min cell idx << 4 | max cell idx u8, min NTC idx << 4 | max NTC idx u8,
+#          alarms u16, protections u16, faults u16
+# HELLO:   generation u8, packs online u8, system voltage 10 mV u16, flags u8, 3 reserved
+# ADDR:    flags u8 (ADDR_*), generation u8
+# CMD:     command u8, argument u8
+
+
+def crc16(buf, start, end, crc=0xFFFF):
+    """CRC-16/CCITT-FALSE over buf[start:end] (no slicing)."""
+    for i in range(start, end):
+        crc ^= buf[i] << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+SOF = 0x7E
+RS485_MAX = 6 + 8
+
+
+def rs485_frame(out, typ, src, dst, payload, n):
+    """Frame a message into out (>= 6 + n bytes); returns the length."""
+    out[0] = SOF
+    out[1] = n
+    out[2] = typ
+    out[3] = src
+    out[4] = dst
+    for i in range(n):
+        out[5 + i] = payload[i]
+    c = crc16(out, 1, 5 + n)
+    out[5 + n] = c >> 8
+    out[6 + n] = c & 0xFF
+    return 7 + n
+
+
+class Rs485Parser:
+    """Byte-by-byte RS485 link frame parser: feed(b) returns True when a
+    complete frame with a good CRC and known type/length ends at b; then
+    typ, src, dst, n and payload hold it. Garbage and bad frames are skipped
+    (counted in bad)."""
+
+    def __init__(self):
+        self.buf = bytearray(RS485_MAX + 1)
+        self.pos = 0
+        self.typ = 0
+        self.src = 0
+        self.dst = 0
+        self.n = 0
+        self.payload = bytearray(8)
+        self.bad = 0
+
+    def feed(self, b):
+        buf = self.buf
+        p = self.pos
+        if p == 0:
+            if b == SOF:
+                buf[0] = b
+                self.pos = 1
+            return False
+        if p == 1 and b > 8:
+            self.bad += 1
+            self.pos = 1 if b == SOF else 0
+            return False
+        buf[p] = b
+        p += 1
+        self.pos = p
+        if p < 7 + buf[1]:
+            return False
+        self.pos = 0
+        n = buf[1]
+        if crc16(buf, 1, 5 + n) != (buf[5 + n] << 8) | buf[6 + n] or length_of(buf[2]) != n:
+            self.bad += 1
+            return False
+        self.typ = buf[2]
+        self.src = buf[3]
+        self.dst = buf[4]
+        self.n = n
+        for i in range(n):
+            self.payload[i] = buf[5 + i]
+        return True

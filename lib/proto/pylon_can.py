@@ -1,0 +1,224 @@
+# Owns the inverter CAN frames (PROTOCOLS 1, SPEC 8): the Pylontech low-voltage
+# family frame set (protocol ID 1: Deye/Sunsynk/Sol-Ark, Goodwe, Solis, Growatt
+# LV, LuxPower, ...) and the Victron/SMA/Studer/Sofar set (protocol ID 0: the
+# Pylon frames plus 0x35A alarms/warnings, 0x35F, 0x370-0x373, 0x379), encoded
+# from a bms.system.SystemView into preallocated buffers (struct.pack_into; no
+# allocation per period). Pure: no bus, no clock. All fields little-endian.
+# tools/dbc/bms_inverter.dbc describes every frame (tests decode with it).
+# Quirks handled here: CVL is never 0; with CCL 0 the CVL is at most the present
+# voltage (Deye W31, Victron's "Pylontech CVL <= 55 V with CCL 0" rule); 0x35E
+# starts "PYLON" (Deye accepts nothing else).
+import struct
+from bms import codes
+from bms.limits import FC_I, FC_II, FC_FULL, FC_RECHARGE
+
+PROTO_VICTRON_SMA = 0
+PROTO_PYLON = 1
+PROTO_SCHNEIDER = 2  # reserved: no reliable public source (README)
+
+ID_LIMITS = 0x351
+ID_SOC = 0x355
+ID_MEAS = 0x356
+ID_FLAGS = 0x359
+ID_ALARMS = 0x35A
+ID_REQUEST = 0x35C
+ID_NAME = 0x35E
+ID_INFO = 0x35F
+ID_NAME1 = 0x370
+ID_NAME2 = 0x371
+ID_MODULES = 0x372
+ID_CELLS = 0x373
+ID_CAPACITY = 0x379
+# inverter -> battery
+ID_INV_HEARTBEAT = 0x305
+ID_INV_SMA2 = 0x306
+ID_INV_VICTRON = 0x307
+
+MANUFACTURER = b"PYLON   "  # Deye: must start "PYLON"
+NAME1 = b"PYLON-LV"
+NAME2 = b"16S LFP "
+MODEL = 1
+FW_VERSION = 0x0100
+
+# (id, dlc) per protocol, in sending order
+FRAMES_0 = ((ID_LIMITS, 8), (ID_SOC, 6), (ID_MEAS, 6), (ID_FLAGS, 7), (ID_ALARMS, 8),
+            (ID_REQUEST, 2), (ID_NAME, 8), (ID_INFO, 8), (ID_NAME1, 8), (ID_NAME2, 8),
+            (ID_MODULES, 8), (ID_CELLS, 8), (ID_CAPACITY, 2))
+FRAMES_1 = ((ID_LIMITS, 6), (ID_SOC, 4), (ID_MEAS, 6), (ID_FLAGS, 7), (ID_REQUEST, 2),
+            (ID_NAME, 8), (ID_CAPACITY, 2))
+
+_P = codes.PROTECTIONS
+_A = codes.ALARMS
+_F = codes.FAULTS
+# protections (0x359 byte 0/1, 0x35A alarms)
+P_OV = codes.mask(_P, ("COVP", "POVP"))
+P_UV = codes.mask(_P, ("CUVP", "PUVP"))
+P_OT = codes.mask(_P, ("CHTP", "DHTP", "MOS OT", "EOTP"))
+P_UT = codes.mask(_P, ("CLTP", "DLTP", "EUTP"))
+P_DOC = codes.mask(_P, ("DOCP", "SCP"))
+P_COC = codes.mask(_P, ("COCP",))
+P_OT_DSG = codes.mask(_P, ("DHTP", "MOS OT", "EOTP"))
+P_UT_DSG = codes.mask(_P, ("DLTP", "EUTP"))
+P_OT_CHG = codes.mask(_P, ("CHTP",))
+P_UT_CHG = codes.mask(_P, ("CLTP",))
+P_DOCP = codes.mask(_P, ("DOCP",))
+P_SCP = codes.mask(_P, ("SCP",))
+P_IMB = codes.mask(_P, ("IMB",))
+# alarms (warnings)
+A_OV = codes.mask(_A, ("OV", "TOV"))
+A_UV = codes.mask(_A, ("UV", "TUV", "USOC"))
+A_OT = codes.mask(_A, ("COT", "DOT", "EOT", "MOS OT"))
+A_UT = codes.mask(_A, ("CUT", "DUT", "EUT"))
+A_OT_DSG = codes.mask(_A, ("DOT", "EOT", "MOS OT"))
+A_UT_DSG = codes.mask(_A, ("DUT", "EUT"))
+A_OT_CHG = codes.mask(_A, ("COT",))
+A_UT_CHG = codes.mask(_A, ("CUT",))
+A_DOC = codes.mask(_A, ("DOC",))
+A_COC = codes.mask(_A, ("COC",))
+A_IMB = codes.mask(_A, ("IMB",))
+# faults
+F_CONTACTOR = codes.mask(_F, ("CHG MOS", "DSG MOS", "PRECHARGE"))
+F_IMB = codes.mask(_F, ("IMB",))
+F_INTERNAL = ((1 << len(_F)) - 1) & ~F_CONTACTOR & ~F_IMB
+F_COMM = codes.mask(_F, ("AFE",))
+
+
+def safe_cvl(view, ccl_ma):
+    """The CVL to send: never 0; with CCL 0 not above the present voltage."""
+    cvl = view.cvl_mv
+    v = view.voltage_mv
+    if ccl_ma <= 0 and v > 0 and (cvl <= 0 or cvl > v):
+        cvl = v
+    if cvl <= 0:
+        cvl = v if v > 0 else view.dvl_mv
+    if cvl <= 0:
+        cvl = 1  # nothing known: the smallest non-zero value
+    return cvl
+
+
+def _u16(x):
+    if x < 0:
+        return 0
+    return x if x < 0xFFFF else 0xFFFF
+
+
+def _s16(x):
+    if x < -32768:
+        return -32768
+    return x if x < 32767 else 32767
+
+
+def _div(a, b):
+    """a / b rounded half away from zero (integers)."""
+    if a >= 0:
+        return (a + b // 2) // b
+    return -((-a + b // 2) // b)
+
+
+def _kelvin(dc):
+    return _u16(_div(dc + 2732, 10))
+
+
+def _pair(active):
+    return 1 if active else 2  # 01 active, 10 cleared/normal
+
+
+class CanEncoder:
+    """Fills the frames of one protocol from a SystemView. frames is a tuple of
+    (id, bytearray); encode() rewrites them in place."""
+
+    def __init__(self, protocol_id):
+        self.protocol_id = protocol_id
+        spec = FRAMES_1 if protocol_id == PROTO_PYLON else FRAMES_0
+        self.frames = tuple((fid, bytearray(dlc)) for fid, dlc in spec)
+        for fid, buf in self.frames:
+            if fid == ID_NAME:
+                buf[:] = MANUFACTURER
+            elif fid == ID_NAME1:
+                buf[:] = NAME1
+            elif fid == ID_NAME2:
+                buf[:] = NAME2
+
+    def encode(self, view, safe=False):
+        """safe: the inverter is lost: CCL and DCL 0, CVL at the present voltage."""
+        for fid, buf in self.frames:
+            _encode(fid, buf, view, safe)
+
+
+def _encode(fid, buf, view, safe):
+    if fid == ID_LIMITS:
+        ccl = 0 if safe else view.ccl_ma
+        dcl = 0 if safe else view.dcl_ma
+        struct.pack_into("<HhhH" if len(buf) == 8 else "<Hhh", buf, 0,
+                         *((_u16(_div(safe_cvl(view, ccl), 100)) or 1, _s16(_div(ccl, 100)),
+                            _s16(_div(dcl, 100)), _u16(_div(view.dvl_mv, 100)))[:len(buf) // 2]))
+    elif fid == ID_SOC:
+        soc = view.soc_pct
+        if len(buf) == 6:
+            struct.pack_into("<HHH", buf, 0, _u16(soc), _u16(view.soh_pct), _u16(soc * 100))
+        else:
+            struct.pack_into("<HH", buf, 0, _u16(soc), _u16(view.soh_pct))
+    elif fid == ID_MEAS:
+        struct.pack_into("<hhh", buf, 0, _s16(_div(view.voltage_mv, 10)),
+                         _s16(_div(view.current_ma, 100)), _s16(view.max_temp_dc))
+    elif fid == ID_FLAGS:
+        p = view.protections
+        a = view.alarms
+        f = view.faults
+        b0 = ((2 if p & P_OV else 0) | (4 if p & P_UV else 0) | (8 if p & P_OT else 0)
+              | (16 if p & P_UT else 0) | (128 if p & P_DOC else 0))
+        b1 = (1 if p & P_COC else 0) | (8 if f else 0)
+        b2 = ((2 if a & A_OV else 0) | (4 if a & A_UV else 0) | (8 if a & A_OT else 0)
+              | (16 if a & A_UT else 0) | (128 if a & A_DOC else 0))
+        b3 = (1 if a & A_COC else 0) | (8 if f & F_COMM else 0)
+        struct.pack_into("<BBBBBBB", buf, 0, b0, b1, b2, b3, view.packs_online & 0xFF, 0x50, 0x4E)
+    elif fid == ID_ALARMS:
+        p = view.protections
+        a = view.alarms
+        f = view.faults
+        _fields(buf, 0, p != 0 or f != 0, p & P_OV, p & P_UV, p & P_OT_DSG, p & P_UT_DSG,
+                p & P_OT_CHG, p & P_UT_CHG, p & P_DOCP, p & P_COC, f & F_CONTACTOR, p & P_SCP,
+                f & F_INTERNAL, (p & P_IMB) or (f & F_IMB))
+        _fields(buf, 4, a != 0, a & A_OV, a & A_UV, a & A_OT_DSG, a & A_UT_DSG, a & A_OT_CHG,
+                a & A_UT_CHG, a & A_DOC, a & A_COC, 0, 0, 0, a & A_IMB)
+    elif fid == ID_REQUEST:
+        fc = view.force_charge
+        b = ((128 if view.ccl_ma > 0 and not safe else 0) | (64 if view.dcl_ma > 0 and not safe else 0)
+             | (32 if fc & (FC_I | FC_RECHARGE) else 0) | (16 if fc & FC_II else 0)
+             | (8 if fc & FC_FULL else 0))
+        buf[0] = b
+        buf[1] = 0
+    elif fid == ID_INFO:
+        struct.pack_into("<HHHH", buf, 0, MODEL, FW_VERSION, _u16(view.capacity_mah // 1000), 0)
+    elif fid == ID_MODULES:
+        struct.pack_into("<HHHH", buf, 0, view.packs_online, view.packs_blocking_charge,
+                         view.packs_blocking_discharge, view.packs_offline)
+    elif fid == ID_CELLS:
+        struct.pack_into("<HHHH", buf, 0, _u16(view.min_cell_mv), _u16(view.max_cell_mv),
+                         _kelvin(view.min_temp_dc), _kelvin(view.max_temp_dc))
+    elif fid == ID_CAPACITY:
+        struct.pack_into("<H", buf, 0, _u16(view.capacity_mah // 1000))
+
+
+def _fields(buf, off, *flags):
+    """Thirteen 2-bit fields from the low bit of buf[off]."""
+    b0 = b1 = b2 = b3 = 0
+    for i in range(len(flags)):
+        v = _pair(flags[i]) << (2 * (i & 3))
+        k = i >> 2
+        if k == 0:
+            b0 |= v
+        elif k == 1:
+            b1 |= v
+        elif k == 2:
+            b2 |= v
+        else:
+            b3 |= v
+    buf[off] = b0
+    buf[off + 1] = b1
+    buf[off + 2] = b2
+    buf[off + 3] = b3
+
+
+def is_inverter_frame(fid):
+    return fid == ID_INV_HEARTBEAT or fid == ID_INV_SMA2 or fid == ID_INV_VICTRON
