@@ -184,3 +184,12 @@ def test_frames_on_the_can_bus_become_trace_lines():
     assert world.packs[1].board.link_in.read() == b"addr 2"
     world.links[0].a.write(b"~2001")
     assert world.packs[0].board.link_in.read() == b"~2001"
+
+
+def test_cli_micropython_runtime_refuses_host_only_emulators(tmp_path):
+    f = tmp_path / "inv.json"
+    f.write_text(json.dumps({"duration_s": 5, "inverter": "victron"}))
+    r = bench("--scenario", str(f), "--headless", "--runtime", "micropython")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "run on the host only" in lines[0]

@@ -54,6 +54,10 @@ def test_pulling_the_inverter_out():
     assert w.inverter.current_ma(50000) == 0
     w.run_until(20000 + 3600 * 1000 + 2000)
     assert st.inverter_sleep_req and st.inverter_silent_ms >= 3600 * 1000
+    # `004` 6.3: losing the inverter for 60 minutes powers the pack down
+    from bms import modes, sleep
+    assert st.mode == modes.SLEEP and st.sleep_reason == sleep.BY_INVERTER
+    assert not (st.chg_fet or st.dsg_fet)
 
 
 def test_scenario_key_checked():

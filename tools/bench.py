@@ -79,6 +79,9 @@ def main(argv=None):
             lines.append(line)
             if out:
                 out.write(line + "\n")
+        if args.runtime == "micropython" and sc.inverter is not None:
+            raise BenchError("the inverter emulators run on the host only: use --runtime cpython "
+                             "for a scenario with \"inverter\"")
         print("bench: simulating %.1f h of %d pack(s) on %s..." % (sc.duration_ms / 3.6e6, sc.packs, args.runtime),
               file=sys.stderr, flush=True)
         try:

@@ -4,7 +4,7 @@
 # (bms.sleep), then the FETs: each follows the protections and faults that
 # block it (bms.codes), and the discharge FET only closes after a finished
 # pre-charge (bms.precharge). Then the dry contacts (bms.outputs).
-from bms import button, codes, indicate, modes, outputs, sleep
+from bms import button, codes, indicate, modes, outputs, parallel, sleep
 from bms import params as P
 from bms.precharge import Precharge, RUNNING, DONE, FAILED
 
@@ -45,9 +45,15 @@ class Control:
         if st.sleep_reason:
             if fets_were_open and self.sleep.wake(now_ms, snap.pack_mv, snap.stack_mv, False, False):
                 self._wake(now_ms)
+        elif st.inverter_sleep_req:
+            # the inverter has been silent for inv_sleep_ms (60 min, `004` 6.3)
+            self._go_to_sleep(self.sleep.command(sleep.BY_INVERTER, now_ms), now_ms)
         else:
+            # communication: an inverter being heard, or packs in parallel
+            comm = (st.inverter_bus != 0 and not st.inverter_lost) or st.link_parallel \
+                or st.link_role == parallel.SLAVE
             why = self.sleep.check(now_ms, self._min_cell_mv(), st.current_ma, (st.protections & _UV) != 0,
-                                   (st.protections & ~_UV) != 0 or st.faults != 0, st.balance_mask != 0, False)
+                                   (st.protections & ~_UV) != 0 or st.faults != 0, st.balance_mask != 0, comm)
             if why:
                 self._go_to_sleep(why, now_ms)
         if st.sleep_reason:

@@ -77,6 +77,7 @@ def pack_pairs(t_ms, pack, st):
         ("buzzer", p[st.buzzer]), ("afe_ok", snap.ok),
         ("sleep", SLEEP_NAMES[st.sleep_reason]),
         ("contacts", [(st.contacts & 1) != 0, (st.contacts & 2) != 0]),
+        ("inverter_lost", st.inverter_lost),
         # issue 4: balancing per cell, SOH and counters, the limits told to the inverter
         ("balancing", [(st.balance_mask >> c & 1) != 0 for c in range(len(snap.cell_mv))]),
         ("soh_pct", st.soh_pct), ("cycles", st.cycles), ("cvl_mv", st.cvl_mv), ("ccl_ma", st.ccl_ma),
@@ -111,5 +112,5 @@ def signature(st):
     """What counts as a change worth a trace line between the per-second ones."""
     return (st.mode, st.chg_fet, st.dsg_fet, st.pchg_fet, st.soc_pct, bytes(st.leds), st.buzzer,
             st.alarms, st.protections, st.faults, st.hw_alerts, st.snap.ok, st.safe_reason,
-            st.sleep_reason, st.contacts, st.balance_mask, st.force_charge,
+            st.sleep_reason, st.contacts, st.inverter_lost, st.balance_mask, st.force_charge,
             st.link_role, st.link_address, st.link_parallel, st.link_hold, st.link_online)
