@@ -29,6 +29,7 @@ def feed(st, est, current_ma, dt_ms=100, n=1, cell_mv=PLATEAU_MV, cells=None):
         for c in range(16):
             st.snap.cell_mv[c] = cells[c] if cells else cell_mv
         st.snap.stack_mv = sum(st.snap.cell_mv)
+        st.snap.min_cell_mv, st.snap.max_cell_mv = min(st.snap.cell_mv), max(st.snap.cell_mv)  # as acquire does
         st.snap.current_ma = current_ma
         st.current_ma = current_ma if abs(current_ma) >= db else 0
         est.update(st, current_ma, dt_ms)

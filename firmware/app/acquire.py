@@ -1,5 +1,6 @@
 # Owns the acquire stage: AFE -> the pack state's snapshot, with the time of
-# the read and the measured interval since the previous good read.
+# the read, the measured interval since the previous good read and the
+# lowest/highest cell.
 from bms.ticks import ticks_diff
 
 
@@ -19,6 +20,17 @@ class Acquire:
             snap.ok = False
             st.afe_errors += 1
             return
+        cells = snap.cell_mv
+        lo = hi = 0
+        for c in range(1, len(cells)):
+            if cells[c] < cells[lo]:
+                lo = c
+            elif cells[c] > cells[hi]:
+                hi = c
+        snap.min_cell = lo
+        snap.max_cell = hi
+        snap.min_cell_mv = cells[lo]
+        snap.max_cell_mv = cells[hi]
         snap.dt_ms = ticks_diff(now_ms, snap.t_ms) if snap.reads else 0
         snap.t_ms = now_ms
         snap.ok = True

@@ -52,7 +52,7 @@ class Control:
             # communication: an inverter being heard, or packs in parallel
             comm = (st.inverter_bus != 0 and not st.inverter_lost) or st.link_parallel \
                 or st.link_role == parallel.SLAVE
-            why = self.sleep.check(now_ms, self._min_cell_mv(), st.current_ma, (st.protections & _UV) != 0,
+            why = self.sleep.check(now_ms, snap.min_cell_mv, st.current_ma, (st.protections & _UV) != 0,
                                    (st.protections & ~_UV) != 0 or st.faults != 0, st.balance_mask != 0, comm)
             if why:
                 self._go_to_sleep(why, now_ms)
@@ -101,14 +101,6 @@ class Control:
         st = self.state
         st.seq = seq
         st.seq_start_ms = now_ms
-
-    def _min_cell_mv(self):
-        cells = self.state.snap.cell_mv
-        m = cells[0]
-        for i in range(1, len(cells)):
-            if cells[i] < m:
-                m = cells[i]
-        return m
 
     def _drive(self, now_ms, chg, dsg):
         """FET commands; the discharge FET closes only after a pre-charge."""

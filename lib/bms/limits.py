@@ -68,14 +68,8 @@ class Limits:
     def update(self, st, dt_ms):
         v = self.v
         snap = st.snap
-        cells = snap.cell_mv
-        vmin = vmax = cells[0]
-        for c in range(1, len(cells)):
-            x = cells[c]
-            if x < vmin:
-                vmin = x
-            elif x > vmax:
-                vmax = x
+        vmin = snap.min_cell_mv
+        vmax = snap.max_cell_mv
         temps = snap.temp_dc
         t_lo = t_hi = temps[0]
         for k in range(1, N_CELL_TEMPS):

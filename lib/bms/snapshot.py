@@ -25,3 +25,8 @@ class Snapshot:
         self.dt_ms = 0  # measured time since the previous good read
         self.ok = False  # False when the last read failed (values are stale)
         self.reads = 0  # good reads since start
+        # the lowest and highest cell of this read (acquire computes them once)
+        self.min_cell_mv = 0
+        self.max_cell_mv = 0
+        self.min_cell = 0  # index
+        self.max_cell = 0

@@ -193,14 +193,8 @@ class SocEstimator:
     def update(self, st, raw_ma, dt_ms):
         v = self.v
         snap = st.snap
-        cells = snap.cell_mv
-        vmin = vmax = cells[0]
-        for c in range(1, len(cells)):
-            x = cells[c]
-            if x < vmin:
-                vmin = x
-            elif x > vmax:
-                vmax = x
+        vmin = snap.min_cell_mv
+        vmax = snap.max_cell_mv
         if not self.started:
             self.start(st, snap, vmin, vmax)
             self._publish(st)
