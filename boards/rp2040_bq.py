@@ -25,13 +25,10 @@ ARCH = "armv6m"
 
 import time
 import machine
-from machine import Pin, I2C, SPI, UART, ADC, PWM, WDT
+from machine import Pin, ADC, WDT
+import sys
 
-from drivers.bq76952 import BQ76952
-from drivers.mcp2515 import MCP2515
-from drivers.rs485 import RS485, LINK_IN, LINK_OUT
-from drivers.ntc import Ntc
-from drivers.board_io import BqBoard, Pca9555, PwmPin, Rs485Uart, DIP7, DIP4
+from drivers.board_io import build_bq_board, DIP7, DIP4
 
 DIP_LAYOUT = DIP7  # or DIP4 (address switches, `003` 4.3)
 CAN_BITRATE = 500000
@@ -93,43 +90,10 @@ class Port:
         machine.deepsleep()
 
 
-def _out(n, v=0):
-    return Pin(n, Pin.OUT, value=v)
-
-
 def build(configure=True):
     """As boards/esp32_bq.build()."""
-    p = PINS
-    pchg = _out(p["pchg"])
-    i2c = I2C(I2C_ID, scl=Pin(p["i2c_scl"]), sda=Pin(p["i2c_sda"]), freq=400000)
-    afe = BQ76952(i2c, crc=True, pchg_pin=pchg)
-    if configure:
-        afe.configure()
-    exp = Pca9555(i2c)
-    spi = SPI(SPI_ID, baudrate=8000000, polarity=0, phase=0,
-              sck=Pin(p["spi_sck"]), mosi=Pin(p["spi_mosi"]), miso=Pin(p["spi_miso"]))
-    can = MCP2515(spi, _out(p["can_cs"], 1), osc_hz=CAN_OSC_HZ,
-                  int_pin=Pin(p["can_int"], Pin.IN, Pin.PULL_UP))
-    try:
-        can.init(CAN_BITRATE)
-    except OSError as e:
-        print("board: MCP2515:", e)
-    button = Pin(p["button"], Pin.IN, Pin.PULL_UP)
-    charger = Pin(p["charger"], Pin.IN, Pin.PULL_DOWN)
-    jumper = Pin(p["jumper"], Pin.IN, Pin.PULL_UP)
-    board = BqBoard(
-        Port(button, charger), afe, exp,
-        _out(p["led_run"]), _out(p["led_alm"]),
-        PwmPin(PWM(Pin(p["buzzer"]), freq=BUZZER_HZ, duty_u16=0)),
-        button, charger, jumper, can, None, None, time.ticks_us,
-        dip_layout=DIP_LAYOUT, ntc=Ntc(), ntc_adc=ADC(Pin(p["ntc"])),
-        wdt_timeout_ms=WDT_TIMEOUT_MS)
-    baud = board.dip.baud
-    board.link_in = Rs485Uart(RS485(UART(UART_IN, baud, tx=Pin(p["link_in_tx"]), rx=Pin(p["link_in_rx"])),
-                          _out(p["link_in_de"]), baud, LINK_IN))
-    board.link_out = Rs485Uart(RS485(UART(UART_OUT, baud, tx=Pin(p["link_out_tx"]), rx=Pin(p["link_out_rx"])),
-                           _out(p["link_out_de"]), baud, LINK_OUT))
-    return board
+    return build_bq_board(machine, sys.modules[__name__], Port, Pin(PINS["charger"], Pin.IN, Pin.PULL_DOWN), ADC(Pin(PINS["ntc"])),
+                          time.ticks_us, configure)
 
 
 __all__ = ("build", "PINS", "OUTPUTS", "DIP_LAYOUT", "DIP4")

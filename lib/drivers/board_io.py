@@ -301,3 +301,49 @@ def watch(services, wd, ticks_diff, slack_ms=None):
 
 __all__ = ("Pca9555", "ExpanderPin", "PwmPin", "Rs485Uart", "Poll", "BqBoard", "Watched", "Supervisor",
            "watch", "DIP7", "DIP4")
+
+
+def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configure=True):
+    """The BQ76952 + MCP2515 + 2 x RS485 board both real boards share, from the
+    port's machine module, the board module cfg (PINS, I2C_ID, SPI_ID,
+    UART_IN, UART_OUT, CAN_OSC_HZ, CAN_BITRATE, BUZZER_HZ, DIP_LAYOUT,
+    WDT_TIMEOUT_MS), make_port(button, charger) for the port-specific calls
+    and the port-specific charger input and NTC ADC. configure: program the
+    BQ76952 (raises Bq76952Error if it does not answer). A missing MCP2515
+    does not stop the board: can.poll() keeps retrying its init."""
+    from drivers.bq76952 import BQ76952
+    from drivers.mcp2515 import MCP2515
+    from drivers.ntc import Ntc
+    from drivers.rs485 import RS485, LINK_IN, LINK_OUT
+    Pin = machine.Pin
+    p = cfg.PINS
+
+    def out(n, v=0):
+        return Pin(n, Pin.OUT, value=v)
+
+    i2c = machine.I2C(cfg.I2C_ID, scl=Pin(p["i2c_scl"]), sda=Pin(p["i2c_sda"]), freq=400000)
+    afe = BQ76952(i2c, crc=True, pchg_pin=out(p["pchg"]))
+    if configure:
+        afe.configure()
+    exp = Pca9555(i2c)
+    spi = machine.SPI(cfg.SPI_ID, baudrate=8000000, polarity=0, phase=0,
+                      sck=Pin(p["spi_sck"]), mosi=Pin(p["spi_mosi"]), miso=Pin(p["spi_miso"]))
+    can = MCP2515(spi, out(p["can_cs"], 1), osc_hz=cfg.CAN_OSC_HZ,
+                  int_pin=Pin(p["can_int"], Pin.IN, Pin.PULL_UP))
+    try:
+        can.init(cfg.CAN_BITRATE)
+    except OSError as e:
+        print("board: MCP2515:", e)
+    button = Pin(p["button"], Pin.IN, Pin.PULL_UP)
+    jumper = Pin(p["jumper"], Pin.IN, Pin.PULL_UP)
+    board = BqBoard(
+        make_port(button, charger), afe, exp, out(p["led_run"]), out(p["led_alm"]),
+        PwmPin(machine.PWM(Pin(p["buzzer"]), freq=cfg.BUZZER_HZ, duty_u16=0)),
+        button, charger, jumper, can, None, None, ticks_us,
+        dip_layout=cfg.DIP_LAYOUT, ntc=Ntc(), ntc_adc=ntc_adc, wdt_timeout_ms=cfg.WDT_TIMEOUT_MS)
+    baud = board.dip.baud
+    board.link_in = Rs485Uart(RS485(machine.UART(cfg.UART_IN, baud, tx=Pin(p["link_in_tx"]), rx=Pin(p["link_in_rx"])),
+                                    out(p["link_in_de"]), baud, LINK_IN))
+    board.link_out = Rs485Uart(RS485(machine.UART(cfg.UART_OUT, baud, tx=Pin(p["link_out_tx"]),
+                                                  rx=Pin(p["link_out_rx"])), out(p["link_out_de"]), baud, LINK_OUT))
+    return board
