@@ -1,7 +1,9 @@
 """Passive balancing (lib/bms/balance.py, firmware/app/balance.py, issue 4):
-threshold with hysteresis, minimum cell voltage, cells at once, no adjacent
-cells, temperature pause, not while discharging; the stage writes the AFE only
-on a change; in the bench the trace shows the bled cells."""
+the voltage rule (threshold with hysteresis, minimum cell voltage), the charge
+rule (excess measured at the top, bled also on the plateau, drift learned
+between tops), cells at once, no adjacent cells, temperature pause, not while
+discharging; the stage writes the AFE only on a change; in the bench the trace
+shows the bled cells. Scenario tests run a PackModel in simulated time."""
 import json
 
 import simworld
@@ -34,7 +36,7 @@ def bits(mask):
 
 
 def test_cells_above_the_lowest_by_the_threshold_with_hysteresis():
-    b = bal()
+    b = bal(bal_bleed_ma=0)  # the voltage rule alone
     assert b.update(cells_with(c3=3457), T25, 0, True) == 0  # 7 mV: below the start
     assert bits(b.update(cells_with(c3=3458), T25, 0, True)) == [3]
     assert bits(b.update(cells_with(c3=3454), T25, 0, True)) == [3]  # keeps going above stop
@@ -42,7 +44,7 @@ def test_cells_above_the_lowest_by_the_threshold_with_hysteresis():
 
 
 def test_only_above_the_minimum_cell_voltage():
-    b = bal()
+    b = bal(bal_bleed_ma=0)
     assert b.update(cells_with(3300, c3=3390), T25, 0, True) == 0  # plateau: nothing said
     assert bits(b.update(cells_with(3300, c3=3400), T25, 0, True)) == [3]
 
@@ -78,6 +80,129 @@ def test_paused_above_the_temperature_resumed_below_release():
     assert b.update(c, hot, 0, True) == 0  # still paused
     hot[6] = 400
     assert b.update(c, hot, 0, True) != 0
+
+
+MAH = 3600  # mAs
+
+
+def test_charge_rule_bleeds_what_a_cell_owes_for_bleed_ma_x_time():
+    b = bal()
+    b.owed[3] = 10 * MAH  # 10 mAh at 50 mA: 720 s
+    plateau = [3300] * 16
+    on_s = 0
+    for _ in range(800):
+        if b.update(plateau, T25, 0, True, 1000) >> 3 & 1:
+            on_s += 1
+    assert 719 <= on_s <= 721 and b.mask == 0
+    b.owed[3] = 4 * MAH  # below bal_q_start_mah (5): not started
+    assert b.update(plateau, T25, 0, True, 1000) == 0
+
+
+def test_charge_rule_only_above_its_floor_not_discharging_paused_hot():
+    b = bal()
+    b.owed[3] = 10 * MAH
+    assert b.update([3190] * 16, T25, 0, True, 1000) == 0  # below bal_q_min_cell_mv
+    assert b.update([3300] * 16, T25, -2000, True, 1000) == 0  # discharging
+    hot = [250] * 7
+    hot[0] = 460
+    assert b.update([3300] * 16, hot, 0, True, 1000) == 0
+    assert b.owed[3] == 10 * MAH  # nothing bled while off
+    assert bits(b.update([3300] * 16, T25, 2000, True, 1000)) == [3]  # charging on the plateau
+    assert bal(bal_bleed_ma=0).update([3300] * 16, T25, 0, True, 1000) == 0
+
+
+def test_charge_rule_most_owed_first_never_adjacent():
+    b = bal(bal_cells_count=2)
+    for c, mah in ((4, 50), (5, 100), (6, 40), (9, 20)):
+        b.owed[c] = mah * MAH
+    assert bits(b.update([3300] * 16, T25, 0, True, 1000)) == [5, 9]
+    b.owed[5] = 0
+    b.owed[9] = 0
+    b.update([3300] * 16, T25, 0, True, 1000)
+    assert bits(b.mask) == [4, 6]
+
+
+def test_stage_passes_the_measured_time_and_stops_the_accounting():
+    st = PackState()
+    afe = FakeAfe()
+    stage = Balance(afe, st, Params())
+    stage.bal.owed[3] = 10 * MAH
+    for c in range(16):
+        st.snap.cell_mv[c] = 3300
+    for k in range(7):
+        st.snap.temp_dc[k] = 250
+    st.snap.ok = True
+    st.snap.dt_ms = 1000
+    st.snap.reads = 1
+    stage.tick(0)
+    assert st.balance_mask == 1 << 3
+    st.snap.reads = 2
+    stage.tick(1000)
+    assert stage.bal.owed[3] == 10 * MAH - 50  # 50 mA x 1 s
+    st.snap.ok = False  # failed read: switches off, the balancer told
+    stage.tick(1100)
+    assert st.balance_mask == 0 and stage.bal.mask == 0
+    st.snap.ok = True
+    st.snap.reads = 3
+    stage.tick(2000)
+    assert stage.bal.owed[3] == 10 * MAH - 50  # the interval after the failure: not bled
+
+
+def week(params=(), drift_ua=2000, tops=(0, 1, 2, 6), noise_mv=2):
+    """A PackModel (no spreads) and a Balancer in simulated time, 60 s steps:
+    cell 5 self-discharges drift_ua less than the rest. Each day: on a day in
+    tops, charge at 10 A until the highest cell reaches 3.55 V (the charge
+    stops: the spread then is the day's figure), rest 2 h at the top, discharge
+    40 Ah at 10 A; other days rest on the plateau. Cell readings get seeded
+    +-noise_mv. Returns ({day: spread mV at the charge stop}, balancer)."""
+    from sim.pack_model import PackModel
+    from sim.rng import Rng
+    p = Params()
+    for k, v in params:
+        p.set_by_name(k, v)
+    b = Balancer(p.v)
+    rng = Rng(5)
+    m = PackModel(rng, soc_pct=60, capacity_spread_ppm=0, soc_spread_ppm=0, resistance_spread_ppm=0,
+                  self_discharge_spread_ppm=0)
+    m._sd[5] -= drift_ua
+    m._sd[11] -= drift_ua // 2
+    cells = [0] * 16
+    dt = 60000
+    out = {}
+
+    def run(ms, i_ma, stop_mv=0):
+        t = 0
+        while t < ms:
+            m.step(dt, i_ma)
+            t += dt
+            for c in range(16):
+                cells[c] = m.cell_mv(c) + rng.randint(-noise_mv, noise_mv)
+            m.balance_mask = b.update(cells, T25, m.current_ma, True, dt)
+            if stop_mv and max(m.cell_mv(c) for c in range(16)) >= stop_mv:
+                return t
+        return t
+
+    m.cmd_chg = m.cmd_dsg = True
+    for day in range(max(tops) + 1):
+        if day in tops:
+            used = run(20 * 3600000, 10000, 3550)
+            mv = [m.cell_mv(c) for c in range(16)]
+            out[day] = max(mv) - min(mv)
+            used += run(2 * 3600000, 0)
+            used += run(4 * 3600000, -10000)
+            run(24 * 3600000 - used, 0)
+        else:
+            run(24 * 3600000, 0)
+    return out, b
+
+
+def test_drift_learned_at_the_tops_and_bled_on_days_without_one():
+    out, b = week()
+    assert b.learned >= 2
+    assert abs(b.rate[5] - 2000) <= 300 and abs(b.rate[11] - 1000) <= 300
+    assert out[6] <= 10  # after 3 days on the plateau: within 10 mV at the top (1 mV without noise)
+    off, _ = week(params=(("bal_bleed_ma", 0),))  # the voltage rule alone
+    assert off[6] >= 30
 
 
 class FakeAfe:

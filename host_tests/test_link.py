@@ -189,3 +189,85 @@ def test_dip_master_is_master_at_once():
     b.link_in.rx.extend(_addr_frame(1, 2))
     svc.tick(0)
     assert (st.link_role, st.link_address) == (parallel.MASTER, 1)
+
+
+class Listener:
+    def __init__(self):
+        self.got = bytearray()
+
+    def on_rs485(self, buf, n):
+        self.got.extend(bytes(buf[:n]))
+
+
+def test_link_in_router_splits_link_frames_from_pylontech_requests():
+    svc, st, b = _service()
+    lst = Listener()
+    svc.rs485_listeners.append(lst)
+    req = b"~20024642E00202FD33\r"
+    stream = bytearray()
+    frames = 0
+    for k in range(30):
+        stream += _addr_frame(1, 0, 0)  # an undecided pack upstream: no address for us
+        frames += 1
+        if k % 3 == 0:
+            stream += req
+    # chunks cut anywhere, a 0x7E held across a chunk boundary included
+    pos = 0
+    rng = random.Random(3)
+    t = 0
+    while pos < len(stream):
+        n = rng.randrange(1, 25)
+        b.link_in.rx.extend(stream[pos:pos + n])
+        pos += n
+        svc.tick(t)
+        t += 100
+    assert svc.rx_frames == frames and svc._p.bad == 0
+    assert bytes(lst.got) == req * 10
+    assert svc.roles.up_ms >= 0
+
+
+def test_link_in_router_passes_garbage_and_double_tilde_on():
+    svc, st, b = _service()
+    lst = Listener()
+    svc.rs485_listeners.append(lst)
+    b.link_in.rx.extend(b"xy~~20\r" + _addr_frame(1, 0, 0) + b"z" * 100)
+    svc.tick(0)
+    assert svc.rx_frames == 1
+    assert bytes(lst.got) == b"xy~~20\r" + b"z" * 100
+
+
+def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
+    from bms.snapshot import N_CELLS, N_TEMPS
+    slave, sst, sb = _service()
+    for t in range(0, 600, 100):
+        sb.link_in.rx.extend(_addr_frame(1, 2))
+        slave.tick(t)
+    assert sst.link_role == parallel.SLAVE and sst.link_address == 2
+    sst.snap.reads = 1
+    for i in range(N_CELLS):
+        sst.snap.cell_mv[i] = 3300 + i
+    for i in range(N_TEMPS):
+        sst.snap.temp_dc[i] = 250 - 10 * i
+    sb.can.tx.clear()
+    sb.can.rx.append((link.can_id(link.T_REQ, 1, 2), bytes([link.REQ_CELLS, 0]), 2))
+    sb.can.rx.append((link.can_id(link.T_REQ, 1, 3), bytes([link.REQ_CELLS, 0]), 2))  # not ours
+    sb.can.rx.append((link.can_id(link.T_CMD, 1, 0xFF), bytes([link.CMD_RESET_PROTECT, 0]), 2))
+    sb.link_in.rx.extend(_addr_frame(1, 2))
+    slave.tick(650)
+    assert sst.protect_reset_req == 1
+    typs = [link.id_type(i) for i, _, _ in sb.can.tx if link.id_type(i) in (link.T_CELLS, link.T_TEMPS)]
+    assert typs == [link.T_TEMPS] * 3 + [link.T_CELLS] * 6
+    # the master takes them and answers for pylon address 3 (= link address 2)
+    master, mst, mb = _service()
+    for i, d, f in sb.can.tx:
+        assert master.table.take(700, link.id_type(i), link.id_src(i), d)
+    master.table.online[2] = 1
+    master.roles.role = parallel.MASTER
+    info = bytearray(128)
+    n = master.analog(info, 3, 2, 800)
+    assert n == 3 + 2 * N_CELLS + 1 + 2 * N_TEMPS + 11 and info[1] == 3 and info[2] == N_CELLS
+    assert [link.get_u16(info, 3 + 2 * i) for i in range(N_CELLS)] == [3300 + i for i in range(N_CELLS)]
+    o = 4 + 2 * N_CELLS
+    assert [link.get_u16(info, o + 2 * i) - 2731 for i in range(N_TEMPS)] == [250 - 10 * i for i in range(N_TEMPS)]
+    assert master.analog(info, 3, 2, 800 + parallel.CELLS_MAX_AGE_MS) == -1  # stale
+    assert master.analog(info, 4, 3, 800) == -1 and master._ask[3] == 1  # none yet: asked for

@@ -8,6 +8,7 @@ import pytest
 
 import simworld
 from bms import indicate, parallel
+from proto import link as lp
 from sim import scenario as scn
 from sim.mock_afe import FAULTS
 
@@ -169,3 +170,166 @@ def test_scenario_rejects_bad_link_and_power_events():
                     ({"t_s": 1, "power": "maybe", "pack": 0}, "off")):
         with pytest.raises(scn.ScenarioError, match=msg):
             scn.parse(json.dumps({"packs": 3, "events": [ev]}), FAULTS)
+
+
+class _UpstreamPack:
+    """A pack powered on upstream of the master, on the same Link IN segment
+    as the RS485 inverter: undecided (hands no address) from 3 s, the master
+    of the chain (hands address 2 down) from 9 s."""
+    name = "upstream"
+    period_ms = 100
+
+    def __init__(self, world):
+        self.world = world
+        self.sent = 0
+        self.out = bytearray(lp.RS485_MAX)
+
+    def tick(self, now_ms):
+        t = self.world.t_ms()
+        if t < 3000:
+            return
+        dst = 2 if t >= 9000 else 0
+        n = lp.rs485_frame(self.out, lp.T_ADDR, 1 if dst else 0, dst,
+                           bytes([lp.ADDR_MASTER_REACHED if dst else 0, 0]), 2)
+        self.world.links[0].a.write(self.out[:n])
+        self.sent += 1
+
+
+def test_master_link_in_shared_by_an_rs485_inverter_and_a_pack_upstream():
+    pytest.importorskip("cantools")
+    lines = []
+    doc = {"packs": 2, "duration_s": 14, "inverter": {"bus": "rs485", "emulator": "pylon"}}
+    world = simworld.World(scn.parse(json.dumps(doc), FAULTS), lines.append)
+    up = _UpstreamPack(world)
+    world.runner.add(up, 50)
+    world.run_until(8950)
+    lk = world.packs[0].app.link
+    # the master kept its role and heard every frame of the pack upstream ...
+    assert world.packs[0].app.state.link_role == parallel.MASTER
+    assert up.sent > 50 and lk.rx_frames == up.sent and lk._p.bad == 0
+    # ... and the inverter lost no request: from 3 s to 8.9 s every one is answered
+    rs = [json.loads(ln) for ln in lines if '"rs485"' in ln]
+    msgs = [(o["t_ms"], bytes.fromhex(o["data"]).decode()) for o in rs]
+    reqs = [t for t, m in msgs if 3000 <= t < 8800 and m[7:9] in ("92", "42")]
+    replies = [t for t, m in msgs if 3000 <= t < 8950 and m[7:9] == "00"]
+    assert len(reqs) >= 5 and len(replies) == len(reqs)
+    assert world.inverter.rx >= 2
+    # then the pack upstream hands address 2 down: the master hands over
+    world.run()
+    st0, st1 = world.packs[0].app.state, world.packs[1].app.state
+    assert (st0.link_role, st0.link_address) == (parallel.SLAVE, 2)
+    assert (st1.link_role, st1.link_address) == (parallel.SLAVE, 3)
+    assert up.sent - 1 <= lk.rx_frames <= up.sent  # the last one may still be on the wire
+
+
+def run_canless(doc):
+    lines = []
+    world = simworld.World(scn.parse(json.dumps(doc), FAULTS), lines.append, can=False)
+    world.run()
+    return world, [json.loads(ln) for ln in lines if '"pack"' in ln]
+
+
+@pytest.mark.parametrize("n", [2, 8])
+def test_boards_without_can_carry_the_link_over_the_rs485_chain(n):
+    soc = [60, 61, 60, 62, 60, 63, 60, 61][:n]
+    world, tr = run_canless({"packs": n, "duration_s": 25, "initial": {"soc_pct": soc},
+                             "events": [{"t_s": 12, "set": "current_a", "value": 20 * n}]})
+    assert all(p.board.can is None for p in world.packs) and world.can.bits == 0
+    for t in (10, 24):
+        lines = [at(tr, t, k) for k in range(n)]
+        assert [o["address"] for o in lines] == list(range(1, n + 1))
+        assert [o["role"] for o in lines] == ["master"] + ["slave"] * (n - 1)
+        assert [o["leds"]["ms"] for o in lines] == ["on"] + ["off"] * (n - 1)
+        sysv = lines[0]["system"]
+        want = _recompute(lines)
+        assert (sysv["packs_online"], sysv["packs_offline"], sysv["parallel_failure"]) == (n, 0, False)
+        assert sysv["current_ma"] == pytest.approx(want["current_ma"], abs=n * 300)
+        assert sysv["voltage_mv"] == pytest.approx(want["voltage_mv"], abs=30)
+        assert sysv["soc_pct"] == pytest.approx(want["soc_pct"], abs=1)
+        assert sysv["cvl_mv"] == want["cvl_mv"]
+        assert sysv["ccl_ma"] == pytest.approx(want["ccl_ma"], rel=0.03)
+        assert sysv["dcl_ma"] == pytest.approx(want["dcl_ma"], rel=0.03)
+    for p in world.packs:
+        assert p.app.link.roles.changes == 1
+        assert p.app.state.seq == indicate.SEQ_PARALLEL  # the HELLO's generation came down the chain
+        assert all(o["chg_fet"] and o["dsg_fet"] for o in [at(tr, 24, p.index)])  # joined
+    assert 0 < world.packs[0].app.link.forming.formed_ms <= 10000
+    if n > 2:
+        assert world.packs[1].app.link.relayed > 0
+
+
+def test_boards_without_can_unplugged_cable_and_replug():
+    world, tr = run_canless({"packs": 8, "duration_s": 40, "events": [
+        {"t_s": 12, "link": "unplug", "between": [3, 4]},
+        {"t_s": 25, "link": "plug", "between": [3, 4]}]})
+    mid = [at(tr, 22, k) for k in range(8)]
+    sysv = mid[0]["system"]
+    assert (sysv["packs_online"], sysv["packs_offline"], sysv["parallel_failure"]) == (4, 4, True)
+    assert [o["role"] for o in mid] == ["master"] + ["slave"] * 7
+    end = [at(tr, 40, k) for k in range(8)]
+    sysv = end[0]["system"]
+    assert (sysv["packs_online"], sysv["packs_offline"], sysv["parallel_failure"]) == (8, 0, False)
+    assert [o["address"] for o in end] == list(range(1, 9))
+
+
+def test_parallel_failure_is_the_parallel_alarm_and_alm_warns():
+    world, tr = run({"packs": 2, "duration_s": 40, "events": [
+        {"t_s": 12, "link": "unplug", "between": [0, 1]},
+        {"t_s": 25, "link": "plug", "between": [0, 1]}]})
+    before = [at(tr, 11, k) for k in range(2)]
+    assert all("PARALLEL" not in o["alarms"] and o["leds"]["alm"] == "off" for o in before)
+    mid = [at(tr, 22, k) for k in range(2)]
+    assert mid[0]["system"]["parallel_failure"] and mid[0]["system"]["packs_offline"] == 1
+    for o in mid:  # the master lost its slave; the slave is cut off from its master
+        assert o["alarms"] == ["PARALLEL"] and o["leds"]["alm"] == "flash3"
+        assert o["protections"] == [] and o["chg_fet"] and o["dsg_fet"]  # a warning: the packs go on
+    end = [at(tr, 40, k) for k in range(2)]
+    assert not end[0]["system"]["parallel_failure"]
+    assert all(o["alarms"] == [] and o["leds"]["alm"] == "off" for o in end)
+    # raised once and cleared once, in the event ring (protect's own events untouched)
+    from bms import codes
+    ev = world.packs[0].app.state.events
+    got = [(ev.raised[i % ev.size], ev.t_ms[i % ev.size]) for i in range(ev.first_seq(), ev.next_seq)
+           if ev.kind[i % ev.size] == codes.KIND_ALARM and ev.code[i % ev.size] == codes.ALARMS.index("PARALLEL")]
+    assert [r for r, _ in got] == [1, 0] and 12000 < got[0][1] < 17000 and 25000 < got[1][1] < 30000
+
+
+class _Asker:
+    """Asks the master's RS485 server for pack 2's (ADR 3) analog values."""
+    name = "asker"
+    period_ms = 1000
+
+    def __init__(self, world):
+        self.world = world
+
+    def tick(self, now_ms):
+        from tools.emulators.inverters import request
+        if self.world.t_ms() >= 9000:
+            self.world.links[0].a.write(request(0x20, 3, 0x42, bytes([3])))
+
+
+def test_master_answers_0x42_for_a_slave_with_its_cells_over_the_link():
+    pytest.importorskip("cantools")
+    from tools.emulators.inverters import decode
+    lines = []
+    doc = {"packs": 2, "duration_s": 14, "inverter": {"bus": "rs485", "emulator": "pylon"},
+           "initial": {"soc_pct": [30, 90]}}
+    world = simworld.World(scn.parse(json.dumps(doc), FAULTS), lines.append)
+    world.runner.add(_Asker(world), 500)
+    world.run()
+    tr = [json.loads(ln) for ln in lines if '"pack"' in ln]
+    got = []
+    for o in (json.loads(ln) for ln in lines if '"rs485"' in ln):
+        r = decode(bytes.fromhex(o["data"]))
+        if r is not None and bytes.fromhex(o["data"])[3:5] == b"03":
+            got.append((o["t_ms"], r))
+    assert got and got[0][1]["rtn"] == 0x91  # the first ask: no cells held yet
+    ok = [(t, r) for t, r in got if r["rtn"] == 0]
+    assert len(ok) >= 3
+    t, r = ok[-1]
+    info = r["info"]
+    n = info[2]
+    cells = [int.from_bytes(info[3 + 2 * i:5 + 2 * i], "big") for i in range(n)]
+    slave = at(tr, t / 1000, 1)
+    assert n == 16 and all(abs(a - b) <= 5 for a, b in zip(cells, slave["cell_mv"]))
+    assert min(abs(a - b) for a, b in zip(cells, at(tr, t / 1000, 0)["cell_mv"])) > 20  # not the master's

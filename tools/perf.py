@@ -64,10 +64,11 @@ WEATHER_SEED = 3
 LOAD_PCT = 60
 START_H = 5  # 05:00, 12 %: the first read is on the steep low end of the curve
 START_SOC_PCT = 12
-# Self-discharge spread of the balancing week: +-10 % of 3 %/month (matched
-# cells, ~20 mAh/day between extremes). The model's default +-50 % (up to
-# ~80 mAh/day) outruns a 50 mA bleed that only works at the top of sunny days.
-BAL_SD_SPREAD_PPM = 100000
+# Self-discharge spread of the balancing week: the model's default, +-50 % of
+# 3 %/month (2.1..6.3 mA: up to ~100 mAh/day between the extremes), None = the
+# model's default. The charge rule of bms.balance learns each cell's drift at
+# the tops and bleeds it also on the cloudy days that never reach the top.
+BAL_SD_SPREAD_PPM = None
 SENSOR_ERRORS = {"cell_noise_mv": 2, "current_offset_ma": 300, "current_gain_ppm": 10000, "temp_error_dc": 10}
 
 
@@ -148,7 +149,8 @@ def balance_week(on, seed=7):
     reaches the top of charge, the true spread (max - min cell, mV) at the
     day's highest cell voltage."""
     over = () if on else (("bal_cells_count", 0),)
-    model, afe, app, clock = _week_pack(seed, over, spread={"self_discharge_spread_ppm": BAL_SD_SPREAD_PPM})
+    spread = None if BAL_SD_SPREAD_PPM is None else {"self_discharge_spread_ppm": BAL_SD_SPREAD_PPM}
+    model, afe, app, clock = _week_pack(seed, over, spread=spread)
     # top-aligned: every cell the same charge short of full (88 % of 100 Ah),
     # cells 3 and 10 110 mAh less short (the 40 mV at the top)
     for c in range(model.n_cells):
@@ -199,8 +201,8 @@ def week_figures():
     print("  learned current offset %d mA; capacity %s; %d Ah discharged, %d cycles"
           % (r["offset_ma"], ("%d mAh learned" % r["fcc_mah"]) if r["fcc_mah"] else "not learned (rated used)",
              r["dsg_ah"], r["cycles"]))
-    print("balancing week (same days and errors, self-discharge spread +-%d %%; cells 3 and 10 start 110 mAh"
-          % (BAL_SD_SPREAD_PPM // 10000))
+    print("balancing week (same days and errors, self-discharge spread %s; cells 3 and 10 start 110 mAh"
+          % ("the model's default +-50 %" if BAL_SD_SPREAD_PPM is None else "+-%d %%" % (BAL_SD_SPREAD_PPM // 10000)))
     print("  fuller than the top-aligned rest: 40 mV at the top), true max - min cell")
     print("  at the top of each day that reaches full: (when the charge stops, after the rest at the top), mV:")
     print("  on : %s -> last %d / %d mV (target <= 10)" % (on, on[-1][0], on[-1][1]))

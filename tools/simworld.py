@@ -53,7 +53,8 @@ class Pack:
         self.board = host_sim.Board(self.afe, world.clock_ms, world.log_edges)
         # the Link IN / Link OUT wiring (SPEC 7): one CAN bus through every
         # port, an RS485 segment per cable; Link IN of pack 0 faces the inverter
-        self.board.can = world.can.attach("pack%d" % index, index)
+        # CAN-less boards (World(can=False)): the link messages go over the RS485 chain
+        self.board.can = world.can.attach("pack%d" % index, index) if world.with_can else None
         self.board.link_in = world.links[index].b
         self.board.link_out = world.links[index + 1].a
         self.store = Store(MemFs())  # store: the pack's flash, in memory
@@ -64,11 +65,13 @@ class Pack:
 
 
 class World:
-    def __init__(self, sc, emit, log_edges=False, start_ms=0, afe_errors=None):
+    def __init__(self, sc, emit, log_edges=False, start_ms=0, afe_errors=None, can=True):
         """afe_errors: MockAfe's sensor-error keywords (cell_noise_mv,
         current_offset_ma, current_gain_ppm, temp_error_dc) for every pack;
-        none by default (tools/perf.py's SOC week uses them)."""
+        none by default (tools/perf.py's SOC week uses them). can=False: the
+        packs have no CAN port (board.can None; link: the RS485 transport)."""
         self.sc = sc
+        self.with_can = can
         self.afe_errors = afe_errors or {}
         self.emit = emit
         self.log_edges = log_edges
@@ -156,7 +159,8 @@ class World:
             return
         pack.on = on
         b = pack.board
-        b.can.powered = on
+        if b.can is not None:
+            b.can.powered = on
         b.link_in.powered = on
         b.link_out.powered = on
         self._share_ms = -1
@@ -164,8 +168,10 @@ class World:
             for s in pack.app.services:
                 self.runner.remove(s)
             self.runner.remove(pack.tracer)
-            b.can._q = []
+            if b.can is not None:
+                b.can._q = []
             b.link_in._rx = bytearray()
+            b.link_out._rx = bytearray()
             pack.afe.set_fets(False, False, False)
             return
         pack.app = App(b, pack.params, pack.store)

@@ -8,7 +8,7 @@ from app.acquire import Acquire
 from app.protect import Protect
 from app.control import Control
 from app.system import System
-from app.link import Link
+from app.link import Link, LinkAlarm
 from app.estimate import Estimate
 from app.balance import Balance
 from app.indicate import Indicate
@@ -36,7 +36,9 @@ class App:
         self.system = System(self.state, self.params, self.link)
         self.cycle = Cycle("cycle", self.params.v[CYCLE_MS], (
             Acquire(afe, self.state, board.ticks_us),
+            LinkAlarm(self.state, False),  # link: protect sees its own alarms only
             Protect(self.state, self.params),  # protect: between acquire and control
+            LinkAlarm(self.state, True),  # link: the PARALLEL alarm merged into st.alarms
             Control(afe, self.state, self.params, getattr(board, "contacts", None)),
             Estimate(self.state, self.params),  # estimate: SOC, SOH, counters, limits
             Balance(afe, self.state, self.params),  # balance: cells to bleed
@@ -57,6 +59,10 @@ class App:
                                  _master(self.state))
         self.inverter.poll_can = False
         self.link.listeners.append(self.inverter)
+        if self.link.link_in is not None:  # link owns Link IN: Pylontech requests are handed over
+            self.inverter.poll_link = False
+            self.link.rs485_listeners.append(self.inverter)
+        self.inverter.server.packs = self.link  # 0x42 for another pack: the link's table
         self.services.append(self.inverter)
         self.services.append(self.link)  # link: after indicate (services[1] stays indicate)
         # store: restores counters and lock-outs now, then logs and saves (last)

@@ -67,6 +67,7 @@ class Inverter(Service):
         # protocol 2 (Schneider) and 3 are reserved: served as protocol 0
         self.enc = pc.CanEncoder(pc.PROTO_PYLON if self.protocol_id == 1 else pc.PROTO_VICTRON_SMA)
         self.poll_can = True  # False when another service owns the CAN port and calls on_frame
+        self.poll_link = True  # False when app.link owns Link IN and calls on_rs485
         self._slot = [0, memoryview(bytearray(8)), 0, 0]
         self._next_frame = len(self.enc.frames)  # nothing queued
         self._last_send = None
@@ -111,6 +112,17 @@ class Inverter(Service):
             if pc.is_inverter_frame(slot[0]):
                 self._hear(BUS_CAN)
 
+    def on_rs485(self, buf, n):
+        """Link IN bytes that are not link frames (buf[:n]), handed over by the
+        link service (app.link), the one reader of the port."""
+        if self.is_master is not None and not self.is_master():
+            return
+        framer = self.framer
+        for i in range(n):
+            m = framer.feed(buf[i])
+            if m:
+                self._request(framer.buf, m)
+
     def _poll_link(self):
         link = self.link
         n = link.any()
@@ -141,6 +153,7 @@ class Inverter(Service):
             self.st.inverter_errors += 1
         if self.forced_bus == BUS_CAN:
             return
+        self.server.now_ms = self._now
         m = self.server.reply(req, self.st.inverter_lost)
         self.link.write(memoryview(self.server.out)[:m])
 
@@ -151,7 +164,7 @@ class Inverter(Service):
             return
         if self.can is not None and self.poll_can:
             self._poll_can()
-        if self.link is not None:
+        if self.link is not None and self.poll_link:
             self._poll_link()
         st = self.st
         if self._heard is None:
@@ -203,6 +216,8 @@ class Rs485Server:
         self.params = params
         self.view = view
         self.info = bytearray(128)
+        self.packs = None  # link: the master's table of the other packs (app.link.Link)
+        self.now_ms = 0
         self.out = bytearray(300)
         v = params.v
         self.sys = (v[_P("cell_ov_alarm_mv")], v[_P("cell_uv_alarm_mv")], v[_P("cell_uv_p1_mv")],
@@ -240,6 +255,8 @@ class Rs485Server:
             n = 32
         elif c == pr.CMD_ANALOG:
             n = self._analog(req.adr)
+            if n < 0:
+                return self._error(req, pr.RTN_COMM)  # a slave's cells not held (yet)
         elif c == pr.CMD_ALARM:
             n = self._alarm(req.adr)
         elif c == pr.CMD_SYSPARAM:
@@ -290,6 +307,9 @@ class Rs485Server:
         return 9
 
     def _analog(self, adr):
+        # link: another pack's address is answered from the master's table (app.link)
+        if self.packs is not None and adr != pr.FIRST_ADR:
+            return self.packs.analog(self.info, adr, adr - pr.FIRST_ADR + 1, self.now_ms)
         st = self.st
         snap = st.snap
         info = self.info

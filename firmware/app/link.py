@@ -6,15 +6,29 @@
 # fields of PackState (role, address, hold, the M/S LED is indicate's) and the
 # master's pack table the system stage aggregates. It is the one reader of
 # the CAN port: frames that are not link frames go to the services in
-# `listeners` (on_frame("can", frame)); bytes on Link IN that are not link
-# frames are lost (an RS485 inverter protocol on the master's Link IN needs
-# a hand-over here: noticed, not built). Buffers are allocated once.
+# `listeners` (on_frame("can", frame)). It is also the one reader of Link IN:
+# a router splits the bytes there into link frames (SOF 0x7E then a length
+# byte 0..8: the link parser) and everything else (a Pylontech request
+# `~` + ASCII ... `\r` on the master's Link IN, garbage) handed to the
+# services in `rs485_listeners` (on_rs485(buf, n), in order, whole chunks
+# from a preallocated buffer). Boards without CAN (board.can None) carry the
+# same messages framed for RS485 (lib/proto/link) on the chain: reports go
+# up (a slave writes on Link IN, each pack reads its Link OUT and relays them
+# up its Link IN to the master), the master's HELLO/CMD/REQ go down (Link OUT,
+# relayed down by every slave). Buffers are allocated once.
 from bms import indicate, codes, parallel
 from bms.system import own_row
 from proto import link
 from app.service import Service
 
 LINK_MS = 100
+_PARALLEL = codes.bit(codes.ALARMS, "PARALLEL")
+_PARALLEL_I = codes.ALARMS.index("PARALLEL")
+# Link IN router states
+_R_OTHER = 0  # bytes go to rs485_listeners
+_R_SOF = 1  # a 0x7E held: the next byte tells a link frame (0..8) from a request
+_R_LINK = 2  # inside a link frame: bytes go to the link parser
+_OTHER_SIZE = 64
 
 
 def _uart(port):
@@ -25,6 +39,31 @@ def _uart(port):
 
 def _trunc10(v):
     return v // 10 if v >= 0 else -((-v) // 10)
+
+
+class LinkAlarm:
+    """Cycle stages around protect, which owns st.alarms and rewrites it every
+    cycle: before it (merge False) the PARALLEL bit is taken out, so protect
+    records only its own alarms; after it (merge True) the bit is set while
+    st.link_failure holds (the LED table shows a warning, the trace names it)
+    and its raise/clear go into the event ring (value: packs online)."""
+
+    def __init__(self, state, merge):
+        self.state = state
+        self.merge = merge
+        self._on = False
+
+    def tick(self, now_ms):
+        st = self.state
+        if not self.merge:
+            st.alarms &= ~_PARALLEL
+            return
+        on = st.link_failure
+        if on:
+            st.alarms |= _PARALLEL
+        if on != self._on:
+            self._on = on
+            st.events.record(codes.KIND_ALARM, _PARALLEL_I, on, now_ms, st.link_online)
 
 
 class Link(Service):
@@ -45,6 +84,16 @@ class Link(Service):
         self.table = parallel.Table()
         self.forming = parallel.Forming()
         self.listeners = []
+        self.rs485_listeners = []  # on_rs485(buf, n): Link IN bytes that are not link frames
+        self._route = _R_OTHER
+        self._other = bytearray(_OTHER_SIZE)
+        self._other_n = 0
+        self.rx_frames = 0  # good link frames read on Link IN
+        self._po = link.Rs485Parser()  # Link OUT: frames from downstream (RS485 transport)
+        self.relayed = 0  # frames passed on up or down the chain
+        self._want_cells = False  # slave: the master asked for every cell (REQ_CELLS)
+        self._want_reports = False
+        self._ask = bytearray(parallel.N)  # master: addresses to ask for their cells
         self._p = link.Rs485Parser()
         self._out = bytearray(link.RS485_MAX)
         self._pl = bytearray(8)
@@ -65,6 +114,7 @@ class Link(Service):
         st = self.state
         r = self.roles
         self._read_rs485(now_ms)
+        self._read_out(now_ms)
         was = r.role
         r.step(now_ms)
         if r.role == parallel.SLAVE and was == parallel.NONE:
@@ -88,6 +138,10 @@ class Link(Service):
             self._last_addr_ms = now_ms
             self._send_addr(now_ms)
         st.link_parallel = r.role == parallel.MASTER and st.link_online > 1
+        if r.role == parallel.MASTER:
+            st.link_failure = self.table.offline() > 0 or self.table.conflicts > 0
+        else:
+            st.link_failure = r.role == parallel.SLAVE and st.link_orphan
 
     def _flags(self):
         st = self.state
@@ -115,6 +169,15 @@ class Link(Service):
             t.online[a] = 1
         n = t.expire(now_ms, a)
         st.link_online = n
+        ask = self._ask
+        d = self._pl
+        for k in range(2, parallel.N):
+            if ask[k]:
+                ask[k] = 0
+                if t.online[k]:
+                    d[0] = link.REQ_CELLS
+                    d[1] = 0
+                    self._send(link.T_REQ, k, d, 2)
         if self.forming.step(now_ms, n):
             self._flicker(now_ms)
         # a single pack (no slave ever heard) stays silent on the bus
@@ -126,7 +189,7 @@ class Link(Service):
             link.put_u16(d, 2, self._system_mv())
             d[4] = 1 if t.offline() else 0
             d[5] = d[6] = d[7] = 0
-            self._send_can(link.T_HELLO, link.BROADCAST, d, 8)
+            self._send(link.T_HELLO, link.BROADCAST, d, 8)
 
     def _system_mv(self):
         t = self.table
@@ -149,6 +212,12 @@ class Link(Service):
                     st.link_hold = False
         if st.link_orphan:
             return  # no master upstream: no second system
+        if self._want_reports:
+            self._want_reports = False
+            self._report()
+        if self._want_cells and st.snap.reads:
+            self._want_cells = False
+            self._send_cells()
         # staggered reports: address a reports in the 100 ms slot a % 10 of each second
         slot = (now_ms // LINK_MS) % (parallel.REPORT_MS // LINK_MS)
         if slot != r.address % (parallel.REPORT_MS // LINK_MS):
@@ -170,23 +239,88 @@ class Link(Service):
         d[5] = t.soh_pct[a]
         d[6] = t.flags[a]
         link.put_u8(d, 7, t.cap_ah[a])
-        self._send_can(link.T_STATUS, link.MASTER, d, 8)
+        self._send(link.T_STATUS, link.MASTER, d, 8)
         link.put_u16(d, 0, t.cvl_mv[a])
         link.put_u16(d, 2, t.ccl_ma[a] // 10)
         link.put_u16(d, 4, t.dcl_ma[a] // 10)
         link.put_u16(d, 6, t.dvl_mv[a])
-        self._send_can(link.T_LIMITS, link.MASTER, d, 8)
+        self._send(link.T_LIMITS, link.MASTER, d, 8)
         link.put_u16(d, 0, t.min_cell_mv[a])
         link.put_u16(d, 2, t.max_cell_mv[a])
         link.put_i16(d, 4, t.min_temp_dc[a])
         link.put_i16(d, 6, t.max_temp_dc[a])
-        self._send_can(link.T_EXTREMES, link.MASTER, d, 8)
+        self._send(link.T_EXTREMES, link.MASTER, d, 8)
         d[0] = t.idx_cell[a]
         d[1] = t.idx_temp[a]
         link.put_u16(d, 2, t.alarms[a])
         link.put_u16(d, 4, t.protections[a])
         link.put_u16(d, 6, t.faults[a])
-        self._send_can(link.T_INFO, link.MASTER, d, 8)
+        self._send(link.T_INFO, link.MASTER, d, 8)
+
+    def _send_cells(self):
+        """Every NTC (T_TEMPS) then every cell (T_CELLS), PER_FRAME a frame."""
+        snap = self.state.snap
+        d = self._pl
+        for cells in (False, True):
+            arr = snap.cell_mv if cells else snap.temp_dc
+            cnt = len(arr)
+            top = parallel.MAX_CELLS if cells else parallel.MAX_TEMPS
+            if cnt > top:
+                cnt = top
+            first = 0
+            while first < cnt:
+                d[0] = first
+                d[1] = cnt
+                for k in range(link.PER_FRAME):
+                    i = first + k
+                    v = arr[i] if i < cnt else 0
+                    if cells:
+                        link.put_u16(d, 2 + 2 * k, v)
+                    else:
+                        link.put_i16(d, 2 + 2 * k, v)
+                self._send(link.T_CELLS if cells else link.T_TEMPS, link.MASTER, d, 8)
+                first += link.PER_FRAME
+
+    # --- the master's cells of a slave, for the inverter's RS485 server ------------
+    def ask_cells(self, a):
+        """Master: ask pack a for every cell on the next tick."""
+        if link.valid_address(a) and a != link.MASTER:
+            self._ask[a] = 1
+
+    def analog(self, info, adr, a, now_ms):
+        """Master: the Pylontech 0x42 INFO of pack a (pylon address adr) from
+        the table into info (app.inverter.Rs485Server layout); asks a for
+        fresh cells. Returns the length, or -1 while no fresh cells are held."""
+        t = self.table
+        if not link.valid_address(a):
+            return -1
+        self.ask_cells(a)
+        if self.roles.role != parallel.MASTER or not t.online[a] or not t.cells_fresh(now_ms, a):
+            return -1
+        info[0] = 0
+        info[1] = adr
+        n = t.n_cells[a]
+        info[2] = n
+        i = 3
+        base = a * parallel.MAX_CELLS
+        for k in range(n):
+            link.put_u16(info, i, t.cells[base + k])
+            i += 2
+        n = t.n_temps[a]
+        info[i] = n
+        i += 1
+        base = a * parallel.MAX_TEMPS
+        for k in range(n):
+            link.put_u16(info, i, t.temps[base + k] + 2731)
+            i += 2
+        link.put_i16(info, i, _trunc10(t.current_ma[a]))
+        link.put_u16(info, i + 2, t.voltage_mv[a])
+        cap = t.cap_ah[a] * 1000
+        link.put_u16(info, i + 4, cap * t.soc_pct[a] // 100 // 10)
+        info[i + 6] = 2
+        link.put_u16(info, i + 7, cap // 10)
+        link.put_u16(info, i + 9, 0)  # cycles: not reported over the link
+        return i + 11
 
     def _flicker(self, now_ms):
         st = self.state
@@ -194,9 +328,14 @@ class Link(Service):
         st.seq_start_ms = now_ms
 
     # --- I/O -------------------------------------------------------------------
-    def _send_can(self, typ, dst, d, n):
+    def _send(self, typ, dst, d, n):
         can = self.can
         if can is None:
+            # RS485 transport: up the chain toward the master, or down from it
+            port = self.link_out if self.roles.role == parallel.MASTER else self.link_in
+            if port is not None:
+                m = link.rs485_frame(self._out, typ, self.roles.address, dst, d, n)
+                port.write(memoryview(self._out)[:m])
             return
         try:
             can.send(link.can_id(typ, self.roles.address, dst), memoryview(d)[:n], can.FLAG_EXT_ID)
@@ -219,22 +358,98 @@ class Link(Service):
         port = self.link_in
         if port is None:
             return
+        while port.any():
+            data = port.read()
+            if not data:
+                break
+            self._route_in(now_ms, data)
+        self._flush_other()
+
+    def _route_in(self, now_ms, data):
+        """The Link IN router: link frames to the parser, the rest handed over."""
         p = self._p
+        sof = link.SOF
+        for b in data:
+            r = self._route
+            if r == _R_LINK:
+                if p.feed(b):
+                    self._rx_in(now_ms)
+                if p.pos == 0:
+                    self._route = _R_OTHER  # the frame ended (good or bad)
+            elif r == _R_SOF:
+                if b <= link.RS485_MAX_LEN:
+                    p.feed(sof)
+                    p.feed(b)
+                    self._route = _R_LINK
+                else:
+                    self._other_byte(sof)
+                    if b != sof:  # a second 0x7E stays held
+                        self._other_byte(b)
+                        self._route = _R_OTHER
+            elif b == sof:
+                self._route = _R_SOF
+            else:
+                self._other_byte(b)
+
+    def _other_byte(self, b):
+        self._other[self._other_n] = b
+        self._other_n += 1
+        if self._other_n >= _OTHER_SIZE:
+            self._flush_other()
+
+    def _flush_other(self):
+        n = self._other_n
+        if not n:
+            return
+        self._other_n = 0
+        for s in self.rs485_listeners:
+            s.on_rs485(self._other, n)
+
+    def _rx_in(self, now_ms):
+        """A good link frame arrived on Link IN (from upstream)."""
+        p = self._p
+        self.rx_frames += 1
+        typ = p.typ
+        if typ == link.T_ADDR:
+            self.roles.heard_upstream(now_ms, p.dst, p.payload[0])
+            return
+        r = self.roles
+        dst = p.dst
+        if r.role != parallel.SLAVE:
+            self.bad_frames += 1  # only a slave has a master upstream
+            return
+        if dst == link.BROADCAST or dst == r.address:
+            self._handle(now_ms, typ, p.src, dst, p.payload)
+        if (dst == link.BROADCAST or (link.valid_address(dst) and dst > r.address)) and self.link_out is not None:
+            self.link_out.write(memoryview(p.buf)[:7 + p.n])  # down the chain
+            self.relayed += 1
+
+    def _read_out(self, now_ms):
+        """Link OUT: frames from downstream (reports on boards without CAN)."""
+        port = self.link_out
+        if port is None:
+            return
+        p = self._po
+        r = self.roles
         while port.any():
             data = port.read()
             if not data:
                 break
             for b in data:
-                if p.feed(b) and p.typ == link.T_ADDR:
-                    self.roles.heard_upstream(now_ms, p.dst, p.payload[0])
+                if not p.feed(b) or p.typ == link.T_ADDR:
+                    continue
+                if r.role == parallel.MASTER:
+                    self._handle(now_ms, p.typ, p.src, p.dst, p.payload)
+                elif r.role == parallel.SLAVE and p.dst < r.address and not self.state.link_orphan \
+                        and self.link_in is not None:
+                    self.link_in.write(memoryview(p.buf)[:7 + p.n])  # up the chain
+                    self.relayed += 1
 
     def _read_can(self, now_ms):
         can = self.can
         if can is None:
             return
         fr = self._frame
-        r = self.roles
-        t = self.table
         while can.any():
             can.recv(fr)
             id_ = fr[0]
@@ -243,27 +458,39 @@ class Link(Service):
                 for s in self.listeners:
                     s.on_frame("can", fr)
                 continue
-            src = link.id_src(id_)
-            dst = link.id_dst(id_)
             data = fr[1]
             if len(data) != link.length_of(typ):
                 self.bad_frames += 1
                 continue
-            if src == r.address and src != 0:
-                t.conflicts += 1  # another pack uses our address
-                continue
-            if typ == link.T_HELLO:
-                if src != link.MASTER or r.role != parallel.SLAVE:
-                    if r.role == parallel.MASTER:
-                        t.conflicts += 1
-                    continue
-                r.hello_ms = now_ms
-                self.sys_mv = link.get_u16(data, 2)
-                g = data[0]
-                if g != self.hello_gen:
-                    self.hello_gen = g
-                    if g:
-                        self._flicker(now_ms)
-            elif r.role == parallel.MASTER and dst == link.MASTER:
-                if not t.take(now_ms, typ, src, data):
-                    self.bad_frames += 1
+            self._handle(now_ms, typ, link.id_src(id_), link.id_dst(id_), data)
+
+    def _handle(self, now_ms, typ, src, dst, data):
+        """One link message (from CAN or RS485), length already checked."""
+        r = self.roles
+        t = self.table
+        if src == r.address and src != 0:
+            t.conflicts += 1  # another pack uses our address
+            return
+        if typ == link.T_HELLO:
+            if src != link.MASTER or r.role != parallel.SLAVE:
+                if r.role == parallel.MASTER:
+                    t.conflicts += 1
+                return
+            r.hello_ms = now_ms
+            self.sys_mv = link.get_u16(data, 2)
+            g = data[0]
+            if g != self.hello_gen:
+                self.hello_gen = g
+                if g:
+                    self._flicker(now_ms)
+        elif r.role == parallel.MASTER and dst == link.MASTER:
+            if not t.take(now_ms, typ, src, data):
+                self.bad_frames += 1
+        elif r.role == parallel.SLAVE and src == link.MASTER and (dst == r.address or dst == link.BROADCAST):
+            if typ == link.T_REQ and dst == r.address:
+                if data[0] == link.REQ_CELLS:
+                    self._want_cells = True
+                elif data[0] == link.REQ_REPORTS:
+                    self._want_reports = True
+            elif typ == link.T_CMD and data[0] == link.CMD_RESET_PROTECT:
+                self.state.protect_reset_req += 1  # protect resets as for a PC command

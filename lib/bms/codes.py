@@ -5,7 +5,8 @@ PROTECTIONS = ("COVP", "POVP", "CUVP", "PUVP", "COCP", "DOCP", "SCP",
                "CHTP", "DHTP", "CLTP", "DLTP", "MOS OT", "EOTP", "EUTP",
                "IMB")  # protect: cell imbalance protection (stops charging)
 ALARMS = ("OV", "UV", "TOV", "TUV", "COC", "DOC", "COT", "CUT", "DOT", "DUT",
-          "EOT", "EUT", "USOC", "MOS OT", "IMB")
+          "EOT", "EUT", "USOC", "MOS OT", "IMB",
+          "PARALLEL")  # link: parallel failure (a pack lost, a cut-off slave, an address conflict)
 FAULTS = ("CELL", "NTC", "SAMPLE", "AFE", "CHG MOS", "DSG MOS", "PRECHARGE", "REVERSED",
           "IMB", "CURRENT")  # protect: imbalance > 1 V (`004`), current reading stuck
 # What each fault means (bms.protect): CELL = a cell reading out of its physical

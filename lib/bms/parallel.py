@@ -38,6 +38,9 @@ BOOT_HOLD_MS = 250
 HELLO_MS = 500
 JOIN_MV = 1000
 N = link.MAX_PACKS + 1  # table rows by address (row 0 unused)
+MAX_CELLS = 16
+MAX_TEMPS = 8
+CELLS_MAX_AGE_MS = 10000  # cells older than this are not told to the inverter
 
 
 def elapsed(now, since):
@@ -122,6 +125,13 @@ class Table:
         self.protections = array("i", [0] * N)
         self.faults = array("i", [0] * N)
         self.conflicts = 0  # frames from our own address we did not send
+        # every cell and NTC of a pack, on request (link.REQ_CELLS): row a at a * MAX_*
+        self.cells = array("H", [0] * (N * MAX_CELLS))
+        self.temps = array("h", [0] * (N * MAX_TEMPS))
+        self.n_cells = bytearray(N)
+        self.n_temps = bytearray(N)
+        self.cells_ms = array("i", [0] * N)  # when the last cell frame arrived
+        self.cells_seen = bytearray(N)  # a complete set of cells arrived
 
     def clear(self):
         for a in range(N):
@@ -158,9 +168,33 @@ class Table:
             self.alarms[src] = link.get_u16(d, 2)
             self.protections[src] = link.get_u16(d, 4)
             self.faults[src] = link.get_u16(d, 6)
+        elif typ == link.T_CELLS or typ == link.T_TEMPS:
+            cells = typ == link.T_CELLS
+            first = d[0]
+            cnt = d[1]
+            top = MAX_CELLS if cells else MAX_TEMPS
+            if cnt > top or first >= cnt:
+                return False
+            arr = self.cells if cells else self.temps
+            for k in range(link.PER_FRAME):
+                i = first + k
+                if i < cnt:
+                    arr[src * top + i] = link.get_u16(d, 2 + 2 * k) if cells else link.get_i16(d, 2 + 2 * k)
+            if cells:
+                self.n_cells[src] = cnt
+                if first + link.PER_FRAME >= cnt:
+                    self.cells_ms[src] = now_ms
+                    self.cells_seen[src] = 1
+            else:
+                self.n_temps[src] = cnt
         else:
             return False
         return True
+
+    def cells_fresh(self, now_ms, a):
+        """Row a holds a complete set of cells younger than CELLS_MAX_AGE_MS."""
+        return link.valid_address(a) and self.cells_seen[a] == 1 and \
+            elapsed(now_ms, self.cells_ms[a]) < CELLS_MAX_AGE_MS
 
     def expire(self, now_ms, own):
         """Mark silent packs offline; returns the online count."""

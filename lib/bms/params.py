@@ -339,6 +339,16 @@ TABLE = (
     (215, "inv_can_period_ms", 1000, 200, 5000, ADMIN),
     (216, "inv_lost_ms", 15000, 3000, 600000, ADMIN),
     (217, "inv_sleep_ms", 3600000, 60000, 86400000, ADMIN),
+    # balance by charge (issue 4, bms.balance): the board's bleed current (BQ76952
+    # internal balancing: ~28 ohm switch + 2 x 20 ohm filter resistors = ~50 mA at
+    # 3.4 V, TI E2E 967073; 0 = the charge rule off, the voltage rule only); a cell
+    # starts when it owes bal_q_start_mah (~2 mV at the top) and bleeds what it owes
+    # down to 0, also on the plateau, down to bal_q_min_cell_mv (~11 %); the excess
+    # is measured at the top (highest cell >= bal_min_cell_mv) at 0..bal_meas_max_ma.
+    (218, "bal_bleed_ma", 50, 0, 1000, FACTORY),
+    (219, "bal_q_start_mah", 5, 1, 1000, ADMIN),
+    (220, "bal_q_min_cell_mv", 3200, 2800, 3600, ADMIN),
+    (221, "bal_meas_max_ma", 5000, 0, 50000, ADMIN),
 )
 
 CYCLE_MS = 0
@@ -559,6 +569,10 @@ INV_BUS_COUNT = 213
 INV_CAN_PERIOD_MS = 214
 INV_LOST_MS = 215
 INV_SLEEP_MS = 216
+BAL_BLEED_MA = 217  # balance by charge
+BAL_Q_START_MAH = 218
+BAL_Q_MIN_CELL_MV = 219
+BAL_MEAS_MAX_MA = 220
 
 # Protection families: (prefix, index of <prefix>_alarm_<unit>, HIGH or LOW). Each
 # has 9 rows from that index: alarm, p1, p2 levels x (threshold, release, delay_ms).

@@ -99,3 +99,7 @@ class PackState:
         self.link_orphan = False
         self.link_online = 0
         self.link_parallel = False
+        # link: parallel failure as this pack sees it (master: a pack offline or an
+        # address conflict; slave: cut off from its master); the link alarm stages
+        # (app.link.LinkAlarm) show it as the PARALLEL alarm in st.alarms
+        self.link_failure = False

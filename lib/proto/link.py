@@ -8,7 +8,7 @@
 #   addresses: 1 = master, 2..32 = slaves in chain order, 0 = none yet,
 #   0xFF = broadcast.
 # RS485 frame: SOF 0x7E, len (payload bytes, 0..8), type, src, dst, payload,
-#   CRC-16/CCITT-FALSE (hi, lo) over len..payload. 6 + len bytes.
+#   CRC-16/CCITT-FALSE (hi, lo) over len..payload. 7 + len bytes.
 PREFIX = 0x1A
 BROADCAST = 0xFF
 MASTER = 1
@@ -21,10 +21,13 @@ T_STATUS = 0x10  # CAN, pack -> master: voltage, current, SOC, SOH, flags, capac
 T_LIMITS = 0x11  # CAN, pack -> master: CVL, CCL, DCL, DVL
 T_EXTREMES = 0x12  # CAN, pack -> master: min/max cell mV, min/max temperature dC
 T_INFO = 0x13  # CAN, pack -> master: cell/NTC indexes, alarms, protections, faults
+T_CELLS = 0x14  # CAN, pack -> master (on REQ_CELLS): first index, count, 3 cells mV
+T_TEMPS = 0x15  # CAN, pack -> master (on REQ_CELLS): first index, count, 3 NTCs dC
 T_CMD = 0x20  # CAN, master -> pack (or broadcast): command, argument
-T_REQ = 0x21  # CAN, master -> pack: send your reports now
-TYPES = (T_ADDR, T_HELLO, T_STATUS, T_LIMITS, T_EXTREMES, T_INFO, T_CMD, T_REQ)
-LENGTHS = (2, 8, 8, 8, 8, 8, 2, 0)  # payload bytes per type (TYPES order)
+T_REQ = 0x21  # CAN, master -> pack: what (REQ_*), argument
+TYPES = (T_ADDR, T_HELLO, T_STATUS, T_LIMITS, T_EXTREMES, T_INFO, T_CELLS, T_TEMPS, T_CMD, T_REQ)
+LENGTHS = (2, 8, 8, 8, 8, 8, 8, 8, 2, 2)  # payload bytes per type (TYPES order)
+PER_FRAME = 3  # cells or NTCs per T_CELLS/T_TEMPS frame
 
 # T_ADDR flags
 ADDR_MASTER_REACHED = 1  # the sender reaches an inverter-facing master upstream
@@ -38,6 +41,10 @@ F_HOLD = 16  # the pack keeps its FETs open (voltage mismatch on joining)
 
 # T_CMD commands
 CMD_RESET_PROTECT = 1
+
+# T_REQ requests
+REQ_REPORTS = 0  # send STATUS, LIMITS, EXTREMES, INFO now
+REQ_CELLS = 1  # send every cell voltage and NTC temperature (T_CELLS, T_TEMPS)
 
 
 def length_of(typ):
@@ -112,6 +119,9 @@ def put_u8(buf, i, v):
 # HELLO:   generation u8, packs online u8, system voltage 10 mV u16, flags u8, 3 reserved
 # ADDR:    flags u8 (ADDR_*), generation u8
 # CMD:     command u8, argument u8
+# REQ:     what u8 (REQ_*), argument u8
+# CELLS:   first index u8, count u8, 3 x cell mV u16 (indexes first.. first+2; past count 0)
+# TEMPS:   first index u8, count u8, 3 x NTC dC i16
 
 
 def crc16(buf, start, end, crc=0xFFFF):
@@ -124,7 +134,8 @@ def crc16(buf, start, end, crc=0xFFFF):
 
 
 SOF = 0x7E
-RS485_MAX = 6 + 8
+RS485_MAX_LEN = 8  # payload bytes: a length byte above this is no link frame
+RS485_MAX = 7 + RS485_MAX_LEN  # a whole frame
 
 
 def rs485_frame(out, typ, src, dst, payload, n):

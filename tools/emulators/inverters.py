@@ -146,7 +146,9 @@ class Rs485Inverter(_Base):
                 self._reply(now_ms, frame)
         self._watch(now_ms)
         if self.plugged and now_ms >= self._next_tx:
-            self._next_tx = now_ms + 1000
+            # 92 and 42 alternate every 500 ms: each is asked once a second, so
+            # the limits in force are never older than a second (as on CAN)
+            self._next_tx = now_ms + 500
             cid2 = 0x92 if self._turn % 2 == 0 else 0x42
             self._turn += 1
             self._pending = cid2
