@@ -14,6 +14,7 @@ from bms.ticks import ticks_diff
 from bms import codes
 from proto import pylon_can as pc
 from proto import pylon_rs485 as pr
+from proto.pylon_can import u16, s16, div
 
 BUS_NONE = 0
 BUS_CAN = 1
@@ -278,13 +279,13 @@ class Rs485Server:
             info[5] = 0
             n = 6
         elif c == pr.CMD_SYS_ANALOG:
-            struct.pack_into(">HhBHBBHHHHHHHH", info, 0, _u16(view.voltage_mv),
-                             _s16(_div(view.current_ma, 100)), view.soc_pct & 0xFF, st.cycles & 0xFFFF,
+            struct.pack_into(">HhBHBBHHHHHHHH", info, 0, u16(view.voltage_mv),
+                             s16(div(view.current_ma, 100)), view.soc_pct & 0xFF, st.cycles & 0xFFFF,
                              view.soh_pct & 0xFF, view.packs_online & 0xFF,
-                             _u16(view.max_cell_mv), (view.max_cell_pack << 8) | view.max_cell_index,
-                             _u16(view.min_cell_mv), (view.min_cell_pack << 8) | view.min_cell_index,
-                             _u16(view.max_temp_dc + 2731), (view.max_temp_pack << 8) | view.max_temp_index,
-                             _u16(view.min_temp_dc + 2731), (view.min_temp_pack << 8) | view.min_temp_index)
+                             u16(view.max_cell_mv), (view.max_cell_pack << 8) | view.max_cell_index,
+                             u16(view.min_cell_mv), (view.min_cell_pack << 8) | view.min_cell_index,
+                             u16(view.max_temp_dc + 2731), (view.max_temp_pack << 8) | view.max_temp_index,
+                             u16(view.min_temp_dc + 2731), (view.min_temp_pack << 8) | view.min_temp_index)
             n = 25
         elif c == pr.CMD_SYS_ALARM:
             struct.pack_into(">HHH", info, 0, view.protections & 0xFFFF, view.alarms & 0xFFFF,
@@ -302,8 +303,8 @@ class Rs485Server:
         flags = ((128 if ccl > 0 else 0) | (64 if dcl > 0 else 0)
                  | (32 if fc & (pc.FC_I | pc.FC_RECHARGE) else 0) | (16 if fc & pc.FC_II else 0)
                  | (8 if fc & pc.FC_FULL else 0))
-        struct.pack_into(">HHhhB", self.info, off, _u16(pc.safe_cvl(view, ccl)), _u16(view.dvl_mv),
-                         _s16(_div(ccl, 100)), _s16(_div(dcl, 100)), flags)
+        struct.pack_into(">HHhhB", self.info, off, u16(pc.safe_cvl(view, ccl)), u16(view.dvl_mv),
+                         s16(div(ccl, 100)), s16(div(dcl, 100)), flags)
         return 9
 
     def _analog(self, adr):
@@ -320,17 +321,17 @@ class Rs485Server:
         info[2] = len(cells)
         i = 3
         for c in cells:
-            struct.pack_into(">H", info, i, _u16(c))
+            struct.pack_into(">H", info, i, u16(c))
             i += 2
         info[i] = len(temps)
         i += 1
         for t in temps:
-            struct.pack_into(">H", info, i, _u16(t + 2731))
+            struct.pack_into(">H", info, i, u16(t + 2731))
             i += 2
         cap = st.fcc_mah if st.fcc_mah > 0 else self.params.v[2]  # bms.params.RATED_CAPACITY_MAH
         rem = cap * st.soc_pct // 100
-        struct.pack_into(">hHHBHH", info, i, _s16(_div(st.current_ma, 10)), _u16(snap.stack_mv),
-                         _u16(rem // 10), 2, _u16(cap // 10), st.cycles & 0xFFFF)
+        struct.pack_into(">hHHBHH", info, i, s16(div(st.current_ma, 10)), u16(snap.stack_mv),
+                         u16(rem // 10), 2, u16(cap // 10), st.cycles & 0xFFFF)
         return i + 11
 
     def _alarm(self, adr):
@@ -377,20 +378,3 @@ class Rs485Server:
 _PUVP = codes.bit(codes.PROTECTIONS, "PUVP")
 _CUVP = codes.bit(codes.PROTECTIONS, "CUVP")
 
-
-def _u16(x):
-    if x < 0:
-        return 0
-    return x if x < 0xFFFF else 0xFFFF
-
-
-def _s16(x):
-    if x < -32768:
-        return -32768
-    return x if x < 32767 else 32767
-
-
-def _div(a, b):
-    if a >= 0:
-        return (a + b // 2) // b
-    return -((-a + b // 2) // b)

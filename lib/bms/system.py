@@ -67,18 +67,11 @@ def from_pack(view, st, params, pack=0):
     view.dcl_ma = st.dcl_ma
     view.dvl_mv = st.dvl_mv
     view.force_charge = st.force_charge
-    cells = snap.cell_mv
-    lo = hi = 0
-    for i in range(1, len(cells)):
-        if cells[i] < cells[lo]:
-            lo = i
-        if cells[i] > cells[hi]:
-            hi = i
-    view.min_cell_mv = cells[lo]
-    view.max_cell_mv = cells[hi]
+    view.min_cell_mv = snap.min_cell_mv  # acquire found the extremes
+    view.max_cell_mv = snap.max_cell_mv
     view.min_cell_pack = view.max_cell_pack = pack
-    view.min_cell_index = lo
-    view.max_cell_index = hi
+    view.min_cell_index = snap.min_cell
+    view.max_cell_index = snap.max_cell
     temps = snap.temp_dc
     lo = hi = 0
     for i in range(1, N_CELL_TEMPS):

@@ -96,19 +96,21 @@ def safe_cvl(view, ccl_ma):
     return cvl
 
 
-def _u16(x):
+def u16(x):
+    """x clamped to an unsigned 16-bit field."""
     if x < 0:
         return 0
     return x if x < 0xFFFF else 0xFFFF
 
 
-def _s16(x):
+def s16(x):
+    """x clamped to a signed 16-bit field."""
     if x < -32768:
         return -32768
     return x if x < 32767 else 32767
 
 
-def _div(a, b):
+def div(a, b):
     """a / b rounded half away from zero (integers)."""
     if a >= 0:
         return (a + b // 2) // b
@@ -116,7 +118,7 @@ def _div(a, b):
 
 
 def _kelvin(dc):
-    return _u16(_div(dc + 2732, 10))
+    return u16(div(dc + 2732, 10))
 
 
 def _pair(active):
@@ -150,17 +152,17 @@ def _encode(fid, buf, view, safe):
         ccl = 0 if safe else view.ccl_ma
         dcl = 0 if safe else view.dcl_ma
         struct.pack_into("<HhhH" if len(buf) == 8 else "<Hhh", buf, 0,
-                         *((_u16(_div(safe_cvl(view, ccl), 100)) or 1, _s16(_div(ccl, 100)),
-                            _s16(_div(dcl, 100)), _u16(_div(view.dvl_mv, 100)))[:len(buf) // 2]))
+                         *((u16(div(safe_cvl(view, ccl), 100)) or 1, s16(div(ccl, 100)),
+                            s16(div(dcl, 100)), u16(div(view.dvl_mv, 100)))[:len(buf) // 2]))
     elif fid == ID_SOC:
         soc = view.soc_pct
         if len(buf) == 6:
-            struct.pack_into("<HHH", buf, 0, _u16(soc), _u16(view.soh_pct), _u16(soc * 100))
+            struct.pack_into("<HHH", buf, 0, u16(soc), u16(view.soh_pct), u16(soc * 100))
         else:
-            struct.pack_into("<HH", buf, 0, _u16(soc), _u16(view.soh_pct))
+            struct.pack_into("<HH", buf, 0, u16(soc), u16(view.soh_pct))
     elif fid == ID_MEAS:
-        struct.pack_into("<hhh", buf, 0, _s16(_div(view.voltage_mv, 10)),
-                         _s16(_div(view.current_ma, 100)), _s16(view.max_temp_dc))
+        struct.pack_into("<hhh", buf, 0, s16(div(view.voltage_mv, 10)),
+                         s16(div(view.current_ma, 100)), s16(view.max_temp_dc))
     elif fid == ID_FLAGS:
         p = view.protections
         a = view.alarms
@@ -189,15 +191,15 @@ def _encode(fid, buf, view, safe):
         buf[0] = b
         buf[1] = 0
     elif fid == ID_INFO:
-        struct.pack_into("<HHHH", buf, 0, MODEL, FW_VERSION, _u16(view.capacity_mah // 1000), 0)
+        struct.pack_into("<HHHH", buf, 0, MODEL, FW_VERSION, u16(view.capacity_mah // 1000), 0)
     elif fid == ID_MODULES:
         struct.pack_into("<HHHH", buf, 0, view.packs_online, view.packs_blocking_charge,
                          view.packs_blocking_discharge, view.packs_offline)
     elif fid == ID_CELLS:
-        struct.pack_into("<HHHH", buf, 0, _u16(view.min_cell_mv), _u16(view.max_cell_mv),
+        struct.pack_into("<HHHH", buf, 0, u16(view.min_cell_mv), u16(view.max_cell_mv),
                          _kelvin(view.min_temp_dc), _kelvin(view.max_temp_dc))
     elif fid == ID_CAPACITY:
-        struct.pack_into("<H", buf, 0, _u16(view.capacity_mah // 1000))
+        struct.pack_into("<H", buf, 0, u16(view.capacity_mah // 1000))
 
 
 def _fields(buf, off, *flags):
