@@ -92,7 +92,8 @@ class Port:
 
 def build(configure=True):
     """As boards/esp32_bq.build()."""
-    return build_bq_board(machine, sys.modules[__name__], Port, Pin(PINS["charger"], Pin.IN, Pin.PULL_DOWN), ADC(Pin(PINS["ntc"])),
+    charger = Pin(PINS["charger"], Pin.IN, Pin.PULL_DOWN)
+    return build_bq_board(machine, sys.modules[__name__], Port, charger, ADC(Pin(PINS["ntc"])),
                           time.ticks_us, configure)
 
 

@@ -124,16 +124,9 @@ def own_row(t, a, st, params, flags):
     t.ccl_ma[a] = (st.ccl_ma // 10) * 10
     t.dcl_ma[a] = (st.dcl_ma // 10) * 10
     t.dvl_mv[a] = st.dvl_mv
-    cells = snap.cell_mv
-    lo = hi = 0
-    for i in range(1, len(cells)):
-        if cells[i] < cells[lo]:
-            lo = i
-        if cells[i] > cells[hi]:
-            hi = i
-    t.min_cell_mv[a] = cells[lo]
-    t.max_cell_mv[a] = cells[hi]
-    t.idx_cell[a] = (lo << 4) | hi
+    t.min_cell_mv[a] = snap.min_cell_mv  # acquire found the extremes
+    t.max_cell_mv[a] = snap.max_cell_mv
+    t.idx_cell[a] = (snap.min_cell << 4) | snap.max_cell
     temps = snap.temp_dc
     lo = hi = 0
     for i in range(1, N_CELL_TEMPS):
