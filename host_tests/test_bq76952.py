@@ -361,16 +361,86 @@ def test_a_limit_the_chip_cannot_hold_is_refused_before_any_write():
     assert sim.writes == writes and not sim.cfg_update
 
 
-def test_every_allowed_parameter_value_fits_the_chip_with_the_default_shunt():
-    # the hw_* rows of the parameter table at their extremes, with a 250 uOhm shunt
+# What the chip does with a data-memory value, in our units, written from the
+# TRM (SLUUBY2B 13.6) and not from the driver: (address, format, value -> the
+# chip's level, one step of the chip, the safe side: +1 = the chip's level may
+# only be at or above the request, -1 at or below).
+def _uohm(mv_x1000):
+    return mv_x1000 * 1000 // SHUNT_UOHM  # uV across the shunt -> mA
+
+
+CHIP_UNITS = {
+    "cov_mv": (0x9278, "<B", lambda c: c * 506 // 10, 51, -1),
+    "cuv_mv": (0x9275, "<B", lambda c: -(-c * 506 // 10), 51, +1),
+    "occ_ma": (0x9280, "<B", lambda c: _uohm(c * 2000), _uohm(2000), -1),
+    "ocd_ma": (0x9282, "<B", lambda c: _uohm(c * 2000), _uohm(2000), -1),
+    "cov_delay_ms": (0x9279, "<H", lambda c: (c + 2) * 33 / 10, 3.3, -1),
+    "cuv_delay_ms": (0x9276, "<H", lambda c: (c + 2) * 33 / 10, 3.3, -1),
+    "occ_delay_ms": (0x9281, "<B", lambda c: (c + 2) * 33 / 10, 3.3, -1),
+    "ocd_delay_ms": (0x9283, "<B", lambda c: (c + 2) * 33 / 10, 3.3, -1),
+    "scd_delay_us": (0x9287, "<B", lambda c: (c - 1) * 15, 15, -1),
+}
+
+
+def _chip_scd_ma(sim):
+    return _uohm(SCD_TABLE_MV[dm(sim, 0x9286, "<B")] * 1000)
+
+
+def _sweep(lo, hi):
+    step = max(1, (hi - lo) // 40)
+    return sorted(set([lo, lo + 1, hi - 1, hi] + list(range(lo, hi, step))))
+
+
+@pytest.mark.parametrize("row", [r for r in __import__("bms.params", fromlist=["TABLE"]).TABLE
+                                 if r[1].startswith("hw_")], ids=lambda r: r[1])
+def test_every_value_a_hw_row_accepts_is_programmed_on_the_chip(row):
+    # each hw_* row over its whole range (edges and 40 steps between) through
+    # program_protections on the chip model, the result read back from the
+    # chip's data memory in the TRM's units: no refusal, and the chip's level
+    # within one of its steps of the request, on the safe side
+    _, name, default, lo, hi, _ = row
+    field = name[3:]
+    assert lo <= default <= hi
+    for v in _sweep(lo, hi):
+        sim, drv = make(configure=False)
+        kw = dict(LIMITS.__dict__)
+        kw[field] = v
+        drv.program_protections(HwLimits(**kw))
+        assert sim.dm_rejected == 0 and not sim.cfg_update
+        if field == "scd_ma":
+            got = _chip_scd_ma(sim)
+            assert got <= v, (name, v, got)
+            assert got >= _uohm(SCD_TABLE_MV[0] * 1000)
+            # the next setting up would be above the request
+            nxt = [m for m in SCD_TABLE_MV if _uohm(m * 1000) > got]
+            assert not nxt or _uohm(nxt[0] * 1000) > v
+            continue
+        addr, fmt, level, one_step, side = CHIP_UNITS[field]
+        got = level(dm(sim, addr, fmt))
+        if side < 0:
+            assert v - one_step < got <= v, (name, v, got)
+        else:
+            assert v <= got < v + one_step, (name, v, got)
+
+
+def test_the_hw_rows_use_the_chips_range():
+    # one unit beyond a row's edge the chip either refuses (a threshold) or
+    # cannot follow (a delay past its longest setting): the rows stop there
     from bms import params as P
     rows = {r[1]: r for r in P.TABLE}
-    ok = []
-    for name in ("hw_cov_mv", "hw_cuv_mv", "hw_ocd_ma", "hw_scd_ma"):
-        for v in rows[name][3:5]:
-            ok.append((name, v))
     drv = bq.BQ76952(SimBQ76952(), shunt_uohm=SHUNT_UOHM)
-    for name, v in ok:
-        kw = dict(LIMITS.__dict__)
-        kw[name[3:]] = v
+    kw = dict(LIMITS.__dict__)
+    kw["occ_ma"] = rows["hw_occ_ma"][3] - 1
+    with pytest.raises(ValueError):
         drv.protection_codes(HwLimits(**kw))
+    for name, longest in (("hw_cov_delay_ms", 6761.7), ("hw_cuv_delay_ms", 6761.7),
+                          ("hw_occ_delay_ms", 425.7), ("hw_ocd_delay_ms", 425.7),
+                          ("hw_scd_delay_us", 450)):
+        assert rows[name][4] <= longest < rows[name][4] + 100, name
+
+
+def test_every_board_has_the_shunt_the_hw_rows_are_made_for():
+    import inspect
+    from drivers import board_io
+    assert inspect.signature(bq.BQ76952).parameters["shunt_uohm"].default == SHUNT_UOHM
+    assert "shunt_uohm" not in inspect.getsource(board_io)

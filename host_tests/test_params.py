@@ -147,3 +147,14 @@ def test_validate_reports_a_reason_for_a_broken_table():
     vals = list(Params().v)
     vals[P.PACK_OV_P1_REL_MV] = vals[P.PACK_OV_P1_MV] + 1
     assert "pack_ov_p1_rel_mv" in validate(vals)
+
+
+def test_settings_the_afe_cannot_hold_are_refused():
+    # a 12 A hardware OCC is 3 mV across the 250 uOhm shunt, below the chip's
+    # 4 mV; a 7-day standby is past half the tick period (issue 14)
+    p = Params()
+    for name, value in (("hw_occ_ma", 12000), ("hw_occ_delay_ms", 1000),
+                        ("hw_cov_delay_ms", 10000), ("standby_sleep_ms", 604800000)):
+        with pytest.raises(ValueError):
+            p.set_by_name(name, value)
+    assert p.v[P.HW_OCC_MA] == 90000 and p.v[P.STANDBY_SLEEP_MS] == 86400000

@@ -20,18 +20,23 @@ TABLE = (
     # levels so they only act when the firmware does not. LiFePO4 cells are
     # damaged above ~3.8 V and below ~2.0 V (typical cell maker datasheets:
     # charge cut-off 3.65 V, discharge cut-off 2.5 V, absolute 2.0-3.8 V).
+    # The hw_* ranges are what the BQ76952 can hold with the 250 uOhm shunt every
+    # board has (drivers.bq76952, TRM SLUUBY2 13.6): OCC at least 2 x 2 mV = 16 A;
+    # COV/CUV delays at most (2047 + 2) x 3.3 ms = 6.76 s, OCC/OCD1 (127 + 2) x
+    # 3.3 ms = 425.7 ms, SCD (31 - 1) x 15 us = 450 us. Inside them every value is
+    # programmed within one chip step, on the safe side.
     (4, "hw_cov_mv", 3750, 3600, 3900, FACTORY),
-    (5, "hw_cov_delay_ms", 2000, 100, 10000, FACTORY),
+    (5, "hw_cov_delay_ms", 2000, 100, 6700, FACTORY),
     (6, "hw_cuv_mv", 2300, 2000, 2800, FACTORY),
-    (7, "hw_cuv_delay_ms", 2000, 100, 10000, FACTORY),
+    (7, "hw_cuv_delay_ms", 2000, 100, 6700, FACTORY),
     # Max charge 70 A and peak discharge 120-200 A for 15 s (`000` 3.3.2): the
     # hardware trips only beyond those.
-    (8, "hw_occ_ma", 90000, 10000, 200000, FACTORY),
-    (9, "hw_occ_delay_ms", 1000, 10, 5000, FACTORY),
+    (8, "hw_occ_ma", 90000, 16000, 200000, FACTORY),
+    (9, "hw_occ_delay_ms", 425, 10, 425, FACTORY),
     (10, "hw_ocd_ma", 220000, 50000, 300000, FACTORY),
-    (11, "hw_ocd_delay_ms", 100, 10, 5000, FACTORY),
+    (11, "hw_ocd_delay_ms", 100, 10, 425, FACTORY),
     (12, "hw_scd_ma", 400000, 200000, 1000000, FACTORY),
-    (13, "hw_scd_delay_us", 200, 15, 1000, FACTORY),
+    (13, "hw_scd_delay_us", 200, 15, 450, FACTORY),
     # Cell over voltage (COVP, alarm OV). Charge 56.0 V = 3.50 V/cell (`000` 3.3.2);
     # LiFePO4 cell makers: charge cut-off 3.65 V (EVE LF100 / CATL datasheets), so
     # P2 = 3.65 V, P1 = 3.60 V, alarm 3.55 V; release at 3.40 V (rested full cell).
@@ -261,7 +266,9 @@ TABLE = (
     # no number; 3.0 V/cell is ~5 % SOC on the LiFePO4 curve (lib/bms/ocv.py), 30 min.
     (172, "sleep_cell_mv", 3000, 2500, 3300, ADMIN),
     (173, "sleep_delay_ms", 1800000, 10000, 86400000, ADMIN),
-    (174, "standby_sleep_ms", 86400000, 60000, 604800000, ADMIN),
+    # No _ms row goes beyond 6 days: ticks_diff on the 2**30 ms clock is valid below
+    # 2**29 ms (6.2 days; bms.ticks).
+    (174, "standby_sleep_ms", 86400000, 60000, 518400000, ADMIN),
     (175, "uv_sleep_delay_ms", 30000, 1000, 600000, ADMIN),
     (176, "uv_wake_interval_ms", 14400000, 60000, 86400000, ADMIN),
     (177, "uv_wake_tries", 10, 0, 100, ADMIN),
@@ -325,7 +332,7 @@ TABLE = (
     (208, "force_chg_rel_pct", 15, 2, 60, USER),
     (209, "full_req_pct", 97, 80, 100, USER),
     (210, "full_req_day_count", 30, 1, 365, USER),
-    (211, "recharge_standby_ms", 172800000, 60000, 604800000, ADMIN),
+    (211, "recharge_standby_ms", 172800000, 60000, 518400000, ADMIN),
     # inverter: (issue 7, SPEC 6/8) protocol ID (0 Victron/SMA/Studer/Sofar, 1 Pylon
     # family, 2 Schneider reserved) and RS485 baud when the board has no DIP (a DIP
     # overrides both; read at start); the bus (0 auto-detect, 1 CAN, 2 RS485); the CAN
