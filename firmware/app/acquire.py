@@ -3,6 +3,10 @@
 # lowest/highest cell.
 from bms.ticks import ticks_diff
 
+# the largest small int on a 32-bit board (2**30 - 1): counters stop or wrap
+# there so the heap-locked cycle never makes a big int
+SMALL_MAX = 0x3FFFFFFF
+
 
 class Acquire:
     def __init__(self, afe, state, ticks_us):
@@ -18,7 +22,8 @@ class Acquire:
         st.acquire_us = ticks_diff(self.ticks_us(), t0)
         if not ok:
             snap.ok = False
-            st.afe_errors += 1
+            if st.afe_errors < SMALL_MAX:
+                st.afe_errors += 1
             return
         cells = snap.cell_mv
         lo = hi = 0
@@ -34,5 +39,6 @@ class Acquire:
         snap.dt_ms = ticks_diff(now_ms, snap.t_ms) if snap.reads else 0
         snap.t_ms = now_ms
         snap.ok = True
-        snap.reads += 1
+        # wraps to 1, not 0: 0 means "no good read yet"; consumers only compare it
+        snap.reads = snap.reads + 1 if snap.reads < SMALL_MAX else 1
         st.afe_errors = 0

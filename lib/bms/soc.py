@@ -45,23 +45,35 @@ def part_of(total, ppm):
 
 
 class Counter:
-    """A charge counter: whole mAh plus a mA*ms remainder (0 <= rem < 3.6e6)."""
+    """A charge counter: whole mAh plus a mA*ms remainder (0 <= rem < unit);
+    with unit=_DWMS_PER_WH an energy counter (mah then holds whole Wh, the
+    input is 0.1 W, |x| <= 1e6). limit > 0: mah saturates at +-limit, so a
+    count that never meets a calibration point stays a small int."""
 
-    def __init__(self):
+    def __init__(self, unit=_MAMS_PER_MAH, limit=0):
+        self.unit = unit
+        self.limit = limit
         self.mah = 0
         self.rem = 0
 
     def add(self, i_ma, dt_ms):
-        """Add i_ma for dt_ms; the whole mAh it crossed (signed)."""
+        """Add i_ma for dt_ms; the whole units it crossed (signed)."""
         before = self.mah
+        u = self.unit
         while dt_ms > 0:
             d = dt_ms if dt_ms < _CHUNK_MS else _CHUNK_MS
             self.rem += i_ma * d
             dt_ms -= d
-            if self.rem >= _MAMS_PER_MAH or self.rem < 0:
-                q = self.rem // _MAMS_PER_MAH
+            if self.rem >= u or self.rem < 0:
+                q = self.rem // u
                 self.mah += q
-                self.rem -= q * _MAMS_PER_MAH
+                self.rem -= q * u
+        lim = self.limit
+        if lim:
+            if self.mah > lim:
+                self.mah = lim
+            elif self.mah < -lim:
+                self.mah = -lim
         return self.mah - before
 
     def clear(self):
@@ -128,14 +140,16 @@ class SocEstimator:
         self._at_full = False
         self._at_empty = False
         self._cal_ppm = -1  # last calibration point, -1 none yet
-        self._net = Counter()  # counted charge since that point (signed)
-        self._chg = Counter()  # charged since that point
+        # counted charge since that point (signed) and charged since it; beyond
+        # twice the rated capacity neither changes a calibration's outcome
+        self._net = Counter(limit=2 * self.rated_mah)
+        self._chg = Counter(limit=2 * self.rated_mah)
         self._off_ms = 0
         self._off_sum = 0  # mA*ms of readings where no current can flow
         self._chg_ah = Counter()  # lifetime throughput, mAh below the Ah in state
         self._dsg_ah = Counter()
-        self._chg_e = 0  # 0.1 W*ms below the Wh in state
-        self._dsg_e = 0
+        self._chg_e = Counter(_DWMS_PER_WH)  # 0.1 W*ms below the Wh in state
+        self._dsg_e = Counter(_DWMS_PER_WH)
 
     # --- calibration ---
 
@@ -285,22 +299,27 @@ class SocEstimator:
                 st.chg_ah += self._chg_ah.mah // _MAH_PER_AH
                 self._chg_ah.mah %= _MAH_PER_AH
             self._chg.add(i, dt_ms)
-            self._chg_e += _dw(stack_mv, i) * dt_ms
-            while self._chg_e >= _DWMS_PER_WH:
-                self._chg_e -= _DWMS_PER_WH
-                st.chg_wh += 1
+            if self._chg_e.add(_dw(stack_mv, i), dt_ms):
+                st.chg_wh += self._chg_e.mah
+                self._chg_e.mah = 0
         elif i < 0:
             if self._dsg_ah.add(-i, dt_ms):
                 if self._dsg_ah.mah >= _MAH_PER_AH:
                     st.dsg_ah += self._dsg_ah.mah // _MAH_PER_AH
                     self._dsg_ah.mah %= _MAH_PER_AH
-                    st.cycles = st.dsg_ah * _MAH_PER_AH // self.rated_mah
-            self._dsg_e += _dw(stack_mv, -i) * dt_ms
-            while self._dsg_e >= _DWMS_PER_WH:
-                self._dsg_e -= _DWMS_PER_WH
-                st.dsg_wh += 1
+                    # dsg_ah * 1000 // rated, split so no product passes 2**30
+                    r = self.rated_mah
+                    st.cycles = st.dsg_ah // r * _MAH_PER_AH + st.dsg_ah % r * _MAH_PER_AH // r
+            if self._dsg_e.add(_dw(stack_mv, -i), dt_ms):
+                st.dsg_wh += self._dsg_e.mah
+                self._dsg_e.mah = 0
+
+
+_DW_MAX_MV = 100000  # a 16-cell stack stays far below; a broken reading may not
 
 
 def _dw(mv, ma):
-    """Power in 0.1 W of mv * ma, in small ints (< 6553 A * 65.5 V)."""
+    """Power in 0.1 W of mv * ma (ma <= 1e6), in small ints: at most 1e6."""
+    if mv > _DW_MAX_MV:
+        mv = _DW_MAX_MV
     return mv // 100 * (ma // 100) // 10 if ma >= 100000 else mv * (ma // 10) // 10000
