@@ -254,7 +254,7 @@ def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
     sb.can.rx.append((link.can_id(link.T_CMD, 1, 0xFF), bytes([link.CMD_RESET_PROTECT, 0]), 2))
     sb.link_in.rx.extend(_addr_frame(1, 2))
     slave.tick(650)
-    assert sst.protect_reset_req == 1
+    assert sst.protect_reset_req == 0 and slave.refused == 1  # a link frame resets nothing (issue 14)
     typs = [link.id_type(i) for i, _, _ in sb.can.tx if link.id_type(i) in (link.T_CELLS, link.T_TEMPS)]
     assert typs == [link.T_TEMPS] * 3 + [link.T_CELLS] * 6
     # the master takes them and answers for pylon address 3 (= link address 2)

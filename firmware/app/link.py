@@ -106,6 +106,7 @@ class Link(Service):
         self.hello_gen = 0
         self.bad_frames = 0
         self.tx_errors = 0
+        self.refused = 0  # link commands refused (a protection reset needs the button)
         if self.link_in is not None:
             state.link_hold = True  # until the first ticks tell whether a pack is upstream
 
@@ -493,4 +494,8 @@ class Link(Service):
                 elif data[0] == link.REQ_REPORTS:
                     self._want_reports = True
             elif typ == link.T_CMD and data[0] == link.CMD_RESET_PROTECT:
-                self.state.protect_reset_req += 1  # protect resets as for a PC command
+                # refused: on a shared bus the source id proves nothing, and this reset
+                # clears latched failures, lock-outs and SCP, which need the button
+                # (the manuals' "manual intervention") until an authenticated PC-tool
+                # session exists
+                self.refused += 1

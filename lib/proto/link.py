@@ -40,7 +40,7 @@ F_DSG_FET = 8
 F_HOLD = 16  # the pack keeps its FETs open (voltage mismatch on joining)
 
 # T_CMD commands
-CMD_RESET_PROTECT = 1
+CMD_RESET_PROTECT = 1  # refused by every pack (a link frame proves nothing: the button resets)
 
 # T_REQ requests
 REQ_REPORTS = 0  # send STATUS, LIMITS, EXTREMES, INFO now
