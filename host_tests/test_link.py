@@ -94,9 +94,11 @@ class FakeUart:
     def any(self):
         return len(self.rx)
 
-    def read(self, n=-1):
-        b, self.rx = bytes(self.rx), bytearray()
-        return b or None
+    def readinto(self, buf):
+        n = min(len(buf), len(self.rx))
+        buf[:n] = self.rx[:n]
+        del self.rx[:n]
+        return n or None
 
     def write(self, b):
         self.tx.extend(b)
