@@ -1,7 +1,9 @@
 """Link protocol (lib/proto/link): ids, payload helpers, RS485 framing, the
 DBC decode with cantools, and fuzzing of what a pack's link service gets."""
+import binascii
 import os
 import random
+import struct
 
 import cantools
 import pytest
@@ -22,17 +24,44 @@ def test_can_id_carries_type_src_dst_and_ignores_foreign_ids():
     assert link.id_type(0x351) == -1 and link.id_type(0x18FF0102) == -1
 
 
-def test_rs485_frame_roundtrip_and_garbage_is_skipped():
+def _crc(body):
+    # CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no xorout) is
+    # binascii.crc_hqx with init 0xFFFF; check value over "123456789": 0x29B1
+    # (the CRC RevEng catalogue, "CRC-16/IBM-3740" alias CCITT-FALSE)
+    return binascii.crc_hqx(bytes(body), 0xFFFF)
+
+
+def _by_hand(typ, src, dst, payload):
+    """An RS485 link frame built from the protocol text (lib/proto/link.py header):
+    SOF 0x7E, len, type, src, dst, payload, CRC hi, lo over len..payload."""
+    body = bytes([len(payload), typ, src, dst]) + bytes(payload)
+    c = _crc(body)
+    return b"\x7e" + body + bytes([c >> 8, c & 0xFF])
+
+
+def test_rs485_framing_follows_the_protocol_and_no_corruption_passes():
+    assert _crc(b"123456789") == 0x29B1
+    assert link.crc16(b"123456789", 0, 9) == 0x29B1
     out = bytearray(link.RS485_MAX)
-    n = link.rs485_frame(out, link.T_ADDR, 3, 4, b"\x01\x05", 2)
+    for typ, payload in ((link.T_ADDR, b"\x01\x05"), (link.T_STATUS, bytes(range(200, 208))),
+                         (link.T_CMD, b"\x01\x00")):
+        n = link.rs485_frame(out, typ, 3, 4, payload, len(payload))
+        assert bytes(out[:n]) == _by_hand(typ, 3, 4, payload)
+    good = _by_hand(link.T_ADDR, 3, 4, b"\x01\x05")
     p = link.Rs485Parser()
-    stream = b"~2001\x7e\x09\x00" + bytes(out[:n])
-    got = [p.feed(b) for b in stream]
-    assert got.count(True) == 1 and (p.typ, p.src, p.dst, bytes(p.payload[:2])) == (link.T_ADDR, 3, 4, b"\x01\x05")
-    bad = bytearray(out[:n])
-    bad[5] ^= 1
-    p2 = link.Rs485Parser()
-    assert not any(p2.feed(b) for b in bad) and p2.bad == 1
+    got = [p.feed(b) for b in b"~2001\x7e\x09\x00" + good]
+    assert got.count(True) == 1 and got[-1]
+    assert (p.typ, p.src, p.dst, bytes(p.payload[:2])) == (link.T_ADDR, 3, 4, b"\x01\x05")
+    # every single-bit error after the SOF is refused (CRC-16 finds all of them)
+    for i in range(1, len(good)):
+        for bit in range(8):
+            bad = bytearray(good)
+            bad[i] ^= 1 << bit
+            p2 = link.Rs485Parser()
+            assert not any(p2.feed(b) for b in bytes(bad) + bytes(16)), (i, bit)
+    # a good CRC with a length the type does not have is refused too
+    p3 = link.Rs485Parser()
+    assert not any(p3.feed(b) for b in _by_hand(link.T_ADDR, 3, 4, b"\x01\x05\x00")) and p3.bad == 1
 
 
 def test_dbc_decodes_the_link_frames():
@@ -94,9 +123,11 @@ class FakeUart:
     def any(self):
         return len(self.rx)
 
-    def read(self, n=-1):
-        b, self.rx = bytes(self.rx), bytearray()
-        return b or None
+    def readinto(self, buf):
+        n = min(len(buf), len(self.rx))
+        buf[:n] = self.rx[:n]
+        del self.rx[:n]
+        return n or None
 
     def write(self, b):
         self.tx.extend(b)
@@ -122,31 +153,114 @@ def _addr_frame(src, dst, flags=link.ADDR_MASTER_REACHED):
     return bytes(out[:n])
 
 
-def test_fuzz_random_frames_never_crash_and_never_change_role_silently():
+def _dbc():
+    return cantools.database.load_file(os.path.join(ROOT, "tools", "dbc", "bms_link.dbc"))
+
+
+_RS485_TYPES = tuple(t for t in link.TYPES if t != link.T_ADDR)  # ADDR from upstream is authoritative
+
+
+def _fuzz_rs485(rng, exp):
+    """Noise (no SOF) and link frames with mutated fields on a slave's Link IN;
+    exp counts what the parser must take (good), refuse (bad) and which good
+    ones are reset commands for address 2 (reset)."""
+    out = bytearray()
+    for _ in range(rng.randrange(4)):
+        kind = rng.random()
+        if kind < 0.3:
+            noise = bytes(rng.choice([x for x in range(256) if x != link.SOF]) for _ in range(rng.randrange(1, 12)))
+            exp["noise"] += noise
+            out += noise
+            continue
+        typ = rng.choice(_RS485_TYPES + (0x7F, 0x00))
+        n = link.length_of(typ) if typ in link.TYPES and rng.random() < 0.8 else rng.randrange(9)
+        src = rng.choice((0, 1, 1, 2, 3, 0xFF))
+        dst = rng.choice((1, 2, 2, 3, 0xFF))
+        payload = bytes(rng.randrange(256) for _ in range(n))
+        if typ == link.T_CMD and rng.random() < 0.5:
+            payload = bytes([link.CMD_RESET_PROTECT]) + payload[1:]
+        f = bytearray(_by_hand(typ, src, dst, payload))
+        if kind < 0.45:  # a corrupted frame of the same length
+            f[rng.randrange(2, len(f))] ^= 1 << rng.randrange(8)
+            exp["bad"] += 1
+        elif link.length_of(typ) != n:
+            exp["bad"] += 1
+        else:
+            exp["good"] += 1
+            if typ == link.T_CMD and payload[0] == link.CMD_RESET_PROTECT and src == 1 and dst in (2, 0xFF):
+                exp["reset"] += 1
+        out += f
+    return bytes(out)
+
+
+def _fuzz_can(rng, exp, db, role):
+    """Link-shaped CAN frames with mutated fields (and a few foreign ids);
+    exp["status"] gets the DBC decode of the last good STATUS per source
+    (master), exp["reset"] the reset commands for address 2 (slave)."""
+    frames = []
+    for _ in range(rng.randrange(6)):
+        typ = rng.choice(link.TYPES + (0x7F,))
+        src = rng.choice((0, 1, 2, 3, 5, 32, 33, 0xFF))
+        dst = rng.choice((0, 1, 1, 2, 0xFF))
+        i = link.can_id(typ, src, dst) if rng.random() > 0.1 else rng.randrange(1 << 29)
+        n = link.length_of(typ) if typ in link.TYPES and rng.random() < 0.8 else rng.randrange(9)
+        d = bytes(rng.randrange(256) for _ in range(n))
+        if typ == link.T_CMD and rng.random() < 0.5:
+            d = bytes([link.CMD_RESET_PROTECT]) + d[1:]
+        ext = rng.random() < 0.9
+        frames.append((i, d, 2 if ext else 0))
+        if not ext or link.id_type(i) != typ or n != link.length_of(typ):
+            continue
+        if role == parallel.MASTER and typ == link.T_STATUS and dst == 1 and 2 <= src <= 32:
+            exp["status"][src] = db.get_message_by_name("LINK_STATUS").decode(d)
+        if role == parallel.SLAVE and typ == link.T_CMD and d[0] == link.CMD_RESET_PROTECT and src == 1 \
+                and dst in (2, 0xFF):
+            exp["reset"] += 1
+    return frames
+
+
+def test_fuzz_mutated_link_frames_are_taken_or_refused_as_the_protocol_says():
+    db = _dbc()
     rng = random.Random(5)
+    reached = {"good": 0, "bad": 0, "reset": 0, "status": 0, "noise": 0}
     for trial in range(40):
         svc, st, b = _service()
+        lst = Listener()
+        svc.rs485_listeners.append(lst)
         master = trial % 2 == 0
+        role = parallel.MASTER if master else parallel.SLAVE
+        exp = {"good": 0, "bad": 0, "reset": 0, "noise": bytearray(), "status": {}}
         t = 0
-        for step in range(60):
+        for step in range(80):
             if not master:
                 b.link_in.rx.extend(_addr_frame(1, 2))
-            # random RS485 noise and random CAN frames, link-shaped or not
-            b.link_in.rx.extend(bytes(rng.randrange(256) for _ in range(rng.randrange(12))))
-            for _ in range(rng.randrange(6)):
-                typ = rng.choice(link.TYPES + (0x7F, 0))
-                i = link.can_id(typ, rng.choice((0, 1, 2, 5, 33, 0xFF)), rng.choice((0, 1, 2, 0xFF)))
-                if rng.random() < 0.2:
-                    i = rng.randrange(1 << 29)
-                n = rng.randrange(9)
-                b.can.rx.append((i, bytes(rng.randrange(256) for _ in range(n)), rng.choice((0, 2))))
+                exp["good"] += 1
+            if step >= 25:  # roles decided (DISCOVER_MS): now the noise
+                if not master:
+                    b.link_in.rx.extend(_fuzz_rs485(rng, exp))
+                b.can.rx.extend(_fuzz_can(rng, exp, db, role))
             svc.tick(t)
             t += 100
-        if master:
-            assert st.link_role == parallel.MASTER and st.link_address == 1
-        else:
-            assert st.link_role == parallel.SLAVE and st.link_address == 2
+        assert (st.link_role, st.link_address) == ((parallel.MASTER, 1) if master else (parallel.SLAVE, 2))
         assert svc.roles.changes == 1  # decided once, never flipped by noise
+        assert svc.rx_frames == exp["good"] and svc._p.bad == exp["bad"]
+        assert bytes(lst.got) == bytes(exp["noise"])  # not a byte of the noise lost or taken as a frame
+        assert st.protect_reset_req == 0 and svc.refused == exp["reset"]
+        tab = svc.table
+        for src, m in exp["status"].items():
+            assert tab.voltage_mv[src] == round(m["voltage"] * 1000)
+            assert tab.current_ma[src] == round(m["current"] * 1000)
+            assert (tab.soc_pct[src], tab.soh_pct[src]) == (min(m["soc"], 100), min(m["soh"], 100))
+            assert (tab.flags[src], tab.cap_ah[src]) == (m["flags"], m["capacity"])
+        for src in range(2, parallel.N):
+            assert tab.seen[src] == (1 if src in exp["status"] else 0)
+        reached["good"] += exp["good"] - (0 if master else 80)  # beyond our own ADDR frames
+        reached["bad"] += exp["bad"]
+        reached["reset"] += exp["reset"]
+        reached["status"] += len(exp["status"])
+        reached["noise"] += len(exp["noise"])
+    # the generator reached every path it is meant to (else the checks above prove little)
+    assert min(reached.values()) >= 5, reached
 
 
 def test_duplicate_master_and_duplicate_address_are_flagged():
@@ -238,6 +352,7 @@ def test_link_in_router_passes_garbage_and_double_tilde_on():
 
 def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
     from bms.snapshot import N_CELLS, N_TEMPS
+    db = _dbc()
     slave, sst, sb = _service()
     for t in range(0, 600, 100):
         sb.link_in.rx.extend(_addr_frame(1, 2))
@@ -245,19 +360,36 @@ def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
     assert sst.link_role == parallel.SLAVE and sst.link_address == 2
     sst.snap.reads = 1
     for i in range(N_CELLS):
-        sst.snap.cell_mv[i] = 3300 + i
+        sst.snap.cell_mv[i] = 3300 + 7 * i
     for i in range(N_TEMPS):
-        sst.snap.temp_dc[i] = 250 - 10 * i
+        sst.snap.temp_dc[i] = 250 - 45 * i  # down to -20.0 degC: the sign is carried
     sb.can.tx.clear()
-    sb.can.rx.append((link.can_id(link.T_REQ, 1, 2), bytes([link.REQ_CELLS, 0]), 2))
-    sb.can.rx.append((link.can_id(link.T_REQ, 1, 3), bytes([link.REQ_CELLS, 0]), 2))  # not ours
-    sb.can.rx.append((link.can_id(link.T_CMD, 1, 0xFF), bytes([link.CMD_RESET_PROTECT, 0]), 2))
+    # the master's requests as the DBC spells them (src 1 -> dst 2), one for address 3
+    req = db.get_message_by_name("LINK_REQ")
+    cmd = db.get_message_by_name("LINK_CMD")
+    sb.can.rx.append((req.frame_id, req.encode({"what": "cells", "argument": 0}), 2))
+    sb.can.rx.append((req.frame_id + 0x100, req.encode({"what": "cells", "argument": 0}), 2))  # dst 3
+    sb.can.rx.append((cmd.frame_id | 0xFF00, cmd.encode({"command": "reset_protect", "argument": 0}), 2))
     sb.link_in.rx.extend(_addr_frame(1, 2))
     slave.tick(650)
-    assert sst.protect_reset_req == 1
-    typs = [link.id_type(i) for i, _, _ in sb.can.tx if link.id_type(i) in (link.T_CELLS, link.T_TEMPS)]
-    assert typs == [link.T_TEMPS] * 3 + [link.T_CELLS] * 6
-    # the master takes them and answers for pylon address 3 (= link address 2)
+    assert sst.protect_reset_req == 0 and slave.refused == 1  # a link frame resets nothing (issue 14)
+    # what the slave sent, decoded with the DBC: every NTC then every cell, 3 a frame, to dst 1
+    temps, cells = [], []
+    for i, d, f in sb.can.tx:
+        assert f == 2 and i >> 8 & 0xFF == 1 and i & 0xFF == 2
+        m = db.get_message_by_frame_id(i)  # KeyError: a frame the DBC does not know
+        v = m.decode(d)
+        if m.name == "LINK_TEMPS":
+            assert not cells and v["count"] == N_TEMPS and v["first_index"] == len(temps)
+            temps += [v["temp%d" % k] for k in range(3)]
+        elif m.name == "LINK_CELLS":
+            assert v["count"] == N_CELLS and v["first_index"] == len(cells)
+            cells += [v["cell%d" % k] for k in range(3)]
+    assert [round(x * 1000) for x in cells] == [3300 + 7 * i for i in range(N_CELLS)] + [0] * (-N_CELLS % 3)
+    assert [round(x * 10) for x in temps] == [250 - 45 * i for i in range(N_TEMPS)] + [0] * (-N_TEMPS % 3)
+    # the master takes them and answers 0x42 for pylon address 3 (= link address 2), read with
+    # struct in the layout analog() documents: flag, ADR, cell count, cells mV (u16 big
+    # endian), NTC count, NTCs in 0.1 K (dC + 2731), current, voltage, capacities, cycles
     master, mst, mb = _service()
     for i, d, f in sb.can.tx:
         assert master.table.take(700, link.id_type(i), link.id_src(i), d)
@@ -266,8 +398,9 @@ def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
     info = bytearray(128)
     n = master.analog(info, 3, 2, 800)
     assert n == 3 + 2 * N_CELLS + 1 + 2 * N_TEMPS + 11 and info[1] == 3 and info[2] == N_CELLS
-    assert [link.get_u16(info, 3 + 2 * i) for i in range(N_CELLS)] == [3300 + i for i in range(N_CELLS)]
-    o = 4 + 2 * N_CELLS
-    assert [link.get_u16(info, o + 2 * i) - 2731 for i in range(N_TEMPS)] == [250 - 10 * i for i in range(N_TEMPS)]
+    assert list(struct.unpack_from(">%dH" % N_CELLS, info, 3)) == [3300 + 7 * i for i in range(N_CELLS)]
+    o = 3 + 2 * N_CELLS
+    assert info[o] == N_TEMPS
+    assert [k - 2731 for k in struct.unpack_from(">%dH" % N_TEMPS, info, o + 1)] == [250 - 45 * i for i in range(N_TEMPS)]
     assert master.analog(info, 3, 2, 800 + parallel.CELLS_MAX_AGE_MS) == -1  # stale
     assert master.analog(info, 4, 3, 800) == -1 and master._ask[3] == 1  # none yet: asked for

@@ -703,3 +703,169 @@ def test_counters_stay_small_ints_under_heap_lock_on_32_bit():
                        capture_output=True, text=True, timeout=GATE_TIMEOUT_S)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == _small_int_counters_expected()
+
+
+# ---- 9. the link service ticks allocate nothing while link frames flow ---------
+# three packs chained Link OUT -> Link IN, once on a shared CAN bus and once
+# CAN-less (reports relayed up the RS485 chain); the ports are preallocated
+# rings (the bench's sim ports allocate, the board's machine.CAN/UART do not
+# when given a buffer), so only the link service itself is under test
+
+LINK_HEAP_LOCK = """
+import micropython
+from array import array
+from bms.state import PackState
+from bms.params import Params
+from app.link import Link
+from proto import link
+
+Q = 64
+
+class Bus:
+    def __init__(self):
+        self.ports = []
+        self.sent = 0
+
+class Can:
+    FLAG_EXT_ID = 2
+    def __init__(self, bus):
+        self.bus = bus
+        bus.ports.append(self)
+        self.ids = array('i', [0] * Q)
+        self.fl = bytearray(Q)
+        self.ln = bytearray(Q)
+        self.data = bytearray(8 * Q)
+        mv = memoryview(self.data)
+        self.views = [[mv[8 * k:8 * k + n] for n in range(9)] for k in range(Q)]
+        self.head = 0
+        self.count = 0
+    def send(self, id_, data, flags):
+        b = self.bus
+        b.sent += 1
+        for p in b.ports:
+            if p is not self and p.count < Q:
+                k = (p.head + p.count) % Q
+                p.ids[k] = id_
+                p.fl[k] = flags
+                n = len(data)
+                p.ln[k] = n
+                for i in range(n):
+                    p.data[8 * k + i] = data[i]
+                p.count += 1
+    def any(self):
+        return self.count > 0
+    def recv(self, fr):
+        k = self.head
+        fr[0] = self.ids[k]
+        fr[1] = self.views[k][self.ln[k]]
+        fr[2] = self.fl[k]
+        fr[3] = 0
+        self.head = (k + 1) % Q
+        self.count -= 1
+        return fr
+
+class End:
+    def __init__(self):
+        self.rx = bytearray(1024)
+        self.head = 0
+        self.count = 0
+        self.peer = None
+        self.written = 0
+    def write(self, data):
+        p = self.peer
+        n = len(data)
+        self.written += n
+        if p is None:
+            return n
+        for i in range(n):
+            if p.count < 1024:
+                p.rx[(p.head + p.count) % 1024] = data[i]
+                p.count += 1
+        return n
+    def any(self):
+        return self.count
+    def readinto(self, buf):
+        n = self.count if self.count < len(buf) else len(buf)
+        if not n:
+            return None
+        for i in range(n):
+            buf[i] = self.rx[(self.head + i) % 1024]
+        self.head = (self.head + n) % 1024
+        self.count -= n
+        return n
+
+class Board:
+    pass
+
+def chain(with_can):
+    bus = Bus()
+    svcs = []
+    prev_out = None
+    for k in range(3):
+        b = Board()
+        b.can = Can(bus) if with_can else None
+        b.link_in = End()
+        b.link_out = End()
+        if prev_out is not None:
+            prev_out.peer = b.link_in
+            b.link_in.peer = prev_out
+        prev_out = b.link_out
+        st = PackState()
+        snap = st.snap
+        snap.reads = 1
+        for i in range(len(snap.cell_mv)):
+            snap.cell_mv[i] = 3300 + i + k
+        for i in range(len(snap.temp_dc)):
+            snap.temp_dc[i] = 250 + i
+        snap.stack_mv = 16 * 3310
+        svcs.append(Link(st, Params(), b))
+    return bus, svcs
+
+LOCKED
+def probe(with_can):
+    if locked(lambda now: [now], 0) != "allocates":
+        return "heap_lock does not catch allocation"
+    bus, svcs = chain(with_can)
+    now = 0
+    for _ in range(80):  # roles, addresses, formation: unlocked
+        for s in svcs:
+            s.tick(now)
+        now += 100
+    m = svcs[0]
+    before = (bus.sent, svcs[1].relayed, svcs[2].link_in.written)
+    for step in range(120):
+        if step % 20 == 0:
+            m.ask_cells(2)
+            m.ask_cells(3)
+        for k in range(3):
+            err = locked(svcs[k].tick, now)
+            if err:
+                return "pack %d %s at step %d" % (k, err, step)
+        now += 100
+    roles = [(s.state.link_role, s.state.link_address) for s in svcs]
+    cells = m.table.cells_seen[2] + m.table.cells_seen[3]
+    return "ok %s online %d cells %d can %d relayed %d up %d" % (
+        roles, m.state.link_online, cells, bus.sent - before[0], svcs[1].relayed - before[1],
+        svcs[2].link_in.written - before[2])
+
+print(probe(True))
+print(probe(False))
+""".replace("LOCKED\n", HEAP_LOCK_STEP[HEAP_LOCK_STEP.index("def locked"):HEAP_LOCK_STEP.index("def probe")])
+
+
+def test_link_ticks_run_under_heap_lock_with_frames_flowing(mpy):
+    r = mpy.run(LINK_HEAP_LOCK, timeout_s=GATE_TIMEOUT_S)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 2, r.stdout
+    roles = "[(2, 1), (3, 2), (3, 3)]"  # parallel.MASTER at 1, SLAVE at 2 and 3
+    for ln, with_can in zip(lines, (True, False)):
+        words = ln.split(" online ")
+        assert words[0] == "ok " + roles, ln
+        online, _, cells, _, can, _, relayed, _, up = words[1].split()
+        assert int(online) == 3 and int(cells) == 2, ln  # every slave's reports and cells arrived
+        if with_can:
+            assert int(can) > 100, ln  # 12 s of reports, HELLOs, requests, cells on the bus
+        else:
+            assert int(can) == 0 and int(up) > 0, ln  # pack 3's reports go up its Link IN
+            assert int(relayed) > 20, ln  # pack 2 relayed pack 3's reports up and the master's frames down

@@ -41,6 +41,9 @@ class Tracer(Service):
             pairs = trace.pack_pairs(t, self.pack.index, st)
             if st.link_role == 2:  # link: the master's line carries the system it reports
                 pairs.append(("system", trace.system_obj(self.pack.app.system.view)))
+            refused = self.pack.app.link.refused
+            if refused:  # link: commands refused (only once there are any: older traces unchanged)
+                pairs.append(("link_refused", refused))
             self.world.emit(trace.line(pairs))
 
 
@@ -180,6 +183,17 @@ class World:
         pack.tracer = Tracer(self, pack)
         self.runner.add(pack.tracer)
 
+    def inject(self, ev):
+        """A foreign node: a frame on the CAN bus (traced by the bus tap) or
+        bytes arriving on pack ev.pack's Link IN from upstream (traced as
+        {"t_ms", "bus": "rs485", "into", "data"})."""
+        if ev.name == "can":
+            self.can.inject(ev.index, ev.value, ev.on)
+            return
+        self.links[ev.pack].b.receive(ev.value)
+        self.emit(trace.line([("t_ms", self.t_ms()), ("bus", "rs485"), ("into", ev.pack),
+                              ("data", "".join("%02x" % b for b in ev.value))]))
+
     def request_ma(self, pack):
         """The charger/load's current share of one pack (+ = charge).
         Parallel packs share it like sources on one DC bus: each connected pack
@@ -237,6 +251,8 @@ class World:
             self.plug(ev.pack, ev.on)
         elif ev.action == "power":
             self.power(ev.pack, ev.on)
+        elif ev.action == "inject":
+            self.inject(ev)
         else:
             pack = self.packs[ev.pack]
             pack.board.button.value(0)

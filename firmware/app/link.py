@@ -29,12 +29,20 @@ _R_OTHER = 0  # bytes go to rs485_listeners
 _R_SOF = 1  # a 0x7E held: the next byte tells a link frame (0..8) from a request
 _R_LINK = 2  # inside a link frame: bytes go to the link parser
 _OTHER_SIZE = 64
+_RX_SIZE = 64  # bytes taken from a UART per readinto
 
 
 def _uart(port):
-    if port is not None and hasattr(port, "any") and hasattr(port, "read") and hasattr(port, "write"):
+    if port is not None and hasattr(port, "any") and hasattr(port, "readinto") and hasattr(port, "write"):
         return port
     return None
+
+
+def _views(buf):
+    """memoryview slices buf[:n] for n = 0..len(buf), made once: the tick
+    writes a frame's first n bytes without allocating a slice."""
+    mv = memoryview(buf)
+    return [mv[:n] for n in range(len(buf) + 1)]
 
 
 def _trunc10(v):
@@ -74,7 +82,7 @@ class Link(Service):
         self.state = state
         self.params = params
         self.can = getattr(board, "can", None)
-        # the RS485 ends in machine.UART shape (write/read/any: the bench); a board
+        # the RS485 ends in machine.UART shape (write/readinto/any: the bench); a board
         # whose ends are drivers.rs485 (frame API) gets no addressing over them yet
         self.link_in = _uart(getattr(board, "link_in", None))
         self.link_out = _uart(getattr(board, "link_out", None))
@@ -97,6 +105,11 @@ class Link(Service):
         self._p = link.Rs485Parser()
         self._out = bytearray(link.RS485_MAX)
         self._pl = bytearray(8)
+        self._rx = bytearray(_RX_SIZE)
+        self._out_v = _views(self._out)
+        self._pl_v = _views(self._pl)
+        self._p_v = _views(self._p.buf)  # relays: a parser's whole frame
+        self._po_v = _views(self._po.buf)
         self._frame = [0, memoryview(bytearray(8)), 0, 0]
         self._last_addr_ms = -1
         self._last_hello_ms = -1
@@ -106,6 +119,7 @@ class Link(Service):
         self.hello_gen = 0
         self.bad_frames = 0
         self.tx_errors = 0
+        self.refused = 0  # link commands refused (a protection reset needs the button)
         if self.link_in is not None:
             state.link_hold = True  # until the first ticks tell whether a pack is upstream
 
@@ -335,10 +349,10 @@ class Link(Service):
             port = self.link_out if self.roles.role == parallel.MASTER else self.link_in
             if port is not None:
                 m = link.rs485_frame(self._out, typ, self.roles.address, dst, d, n)
-                port.write(memoryview(self._out)[:m])
+                port.write(self._out_v[m])
             return
         try:
-            can.send(link.can_id(typ, self.roles.address, dst), memoryview(d)[:n], can.FLAG_EXT_ID)
+            can.send(link.can_id(typ, self.roles.address, dst), self._pl_v[n], can.FLAG_EXT_ID)
         except OSError:
             self.tx_errors += 1
 
@@ -352,24 +366,26 @@ class Link(Service):
         d[1] = self.forming.gen if r.role == parallel.MASTER else self.hello_gen
         nxt = r.address + 1 if link.valid_address(r.address) and r.address < link.MAX_PACKS else 0
         n = link.rs485_frame(self._out, link.T_ADDR, r.address, nxt, d, 2)
-        out.write(memoryview(self._out)[:n])
+        out.write(self._out_v[n])
 
     def _read_rs485(self, now_ms):
         port = self.link_in
         if port is None:
             return
+        buf = self._rx
         while port.any():
-            data = port.read()
-            if not data:
+            n = port.readinto(buf)
+            if not n:
                 break
-            self._route_in(now_ms, data)
+            self._route_in(now_ms, buf, n)
         self._flush_other()
 
-    def _route_in(self, now_ms, data):
+    def _route_in(self, now_ms, buf, n):
         """The Link IN router: link frames to the parser, the rest handed over."""
         p = self._p
         sof = link.SOF
-        for b in data:
+        for i in range(n):
+            b = buf[i]
             r = self._route
             if r == _R_LINK:
                 if p.feed(b):
@@ -421,7 +437,7 @@ class Link(Service):
         if dst == link.BROADCAST or dst == r.address:
             self._handle(now_ms, typ, p.src, dst, p.payload)
         if (dst == link.BROADCAST or (link.valid_address(dst) and dst > r.address)) and self.link_out is not None:
-            self.link_out.write(memoryview(p.buf)[:7 + p.n])  # down the chain
+            self.link_out.write(self._p_v[7 + p.n])  # down the chain
             self.relayed += 1
 
     def _read_out(self, now_ms):
@@ -431,18 +447,19 @@ class Link(Service):
             return
         p = self._po
         r = self.roles
+        buf = self._rx
         while port.any():
-            data = port.read()
-            if not data:
+            n = port.readinto(buf)
+            if not n:
                 break
-            for b in data:
-                if not p.feed(b) or p.typ == link.T_ADDR:
+            for i in range(n):
+                if not p.feed(buf[i]) or p.typ == link.T_ADDR:
                     continue
                 if r.role == parallel.MASTER:
                     self._handle(now_ms, p.typ, p.src, p.dst, p.payload)
                 elif r.role == parallel.SLAVE and p.dst < r.address and not self.state.link_orphan \
                         and self.link_in is not None:
-                    self.link_in.write(memoryview(p.buf)[:7 + p.n])  # up the chain
+                    self.link_in.write(self._po_v[7 + p.n])  # up the chain
                     self.relayed += 1
 
     def _read_can(self, now_ms):
@@ -493,4 +510,8 @@ class Link(Service):
                 elif data[0] == link.REQ_REPORTS:
                     self._want_reports = True
             elif typ == link.T_CMD and data[0] == link.CMD_RESET_PROTECT:
-                self.state.protect_reset_req += 1  # protect resets as for a PC command
+                # refused: on a shared bus the source id proves nothing, and this reset
+                # clears latched failures, lock-outs and SCP, which need the button
+                # (the manuals' "manual intervention") until an authenticated PC-tool
+                # session exists
+                self.refused += 1

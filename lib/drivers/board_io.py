@@ -119,7 +119,7 @@ class PwmPin:
 
 
 class Rs485Uart:
-    """An RS485 port with machine.UART's shape (write, read, any), what the
+    """An RS485 port with machine.UART's shape (write, read, readinto, any), what the
     firmware's link and inverter services take as board.link_in/link_out:
     write() goes through drivers.rs485 (DE high, then low once the last
     byte is out); read()/any() are the UART's. The framing driver itself is
@@ -140,6 +140,9 @@ class Rs485Uart:
         if n is None or n < 0:
             return self.uart.read()
         return self.uart.read(n)
+
+    def readinto(self, buf):
+        return self.uart.readinto(buf)  # app.link: no allocation per read
 
 
 class _Off:

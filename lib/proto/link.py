@@ -40,7 +40,7 @@ F_DSG_FET = 8
 F_HOLD = 16  # the pack keeps its FETs open (voltage mismatch on joining)
 
 # T_CMD commands
-CMD_RESET_PROTECT = 1
+CMD_RESET_PROTECT = 1  # refused by every pack (a link frame proves nothing: the button resets)
 
 # T_REQ requests
 REQ_REPORTS = 0  # send STATUS, LIMITS, EXTREMES, INFO now
@@ -111,17 +111,18 @@ def put_u8(buf, i, v):
 
 
 # --- payloads ----------------------------------------------------------------
-# STATUS:  voltage 10 mV u16, current 10 mA i16, SOC % u8, SOH % u8, flags u8, capacity Ah u8
-# LIMITS:  CVL 10 mV u16, CCL 10 mA u16, DCL 10 mA u16, DVL 10 mV u16
+# STATUS:  voltage mV u16, current 10 mA i16, SOC % u8, SOH % u8, flags u8, capacity Ah u8
+# LIMITS:  CVL mV u16, CCL 10 mA u16, DCL 10 mA u16, DVL mV u16
 # EXTREMES: min cell mV u16, max cell mV u16, min temp dC i16, max temp dC i16
 # INFO:    min cell idx << 4 | max cell idx u8, min NTC idx << 4 | max NTC idx u8,
 #          alarms u16, protections u16, faults u16
-# HELLO:   generation u8, packs online u8, system voltage 10 mV u16, flags u8, 3 reserved
+# HELLO:   generation u8, packs online u8, system voltage mV u16, flags u8, 3 reserved
 # ADDR:    flags u8 (ADDR_*), generation u8
 # CMD:     command u8, argument u8
 # REQ:     what u8 (REQ_*), argument u8
 # CELLS:   first index u8, count u8, 3 x cell mV u16 (indexes first.. first+2; past count 0)
 # TEMPS:   first index u8, count u8, 3 x NTC dC i16
+# (tools/dbc/bms_link.dbc describes every CAN message but ADDR, which is RS485 only)
 
 
 def crc16(buf, start, end, crc=0xFFFF):

@@ -73,6 +73,11 @@ class CanBus:
         self.ports = []
         self.cuts = set()  # k: the cable between positions k and k+1 is unplugged
         self.bits = 0  # bits sent since start, for the bus load
+        self._foreign = CanPort(self, "inject", -1)  # a foreign node at the inverter end (not attached)
+
+    def inject(self, id_, data, ext):
+        """A foreign node puts a frame on the bus (the bench's inject events)."""
+        self._foreign.send(id_, data, FLAG_EXT_ID if ext else 0)
 
     def attach(self, name, position):
         port = CanPort(self, name, position)
@@ -113,6 +118,23 @@ class SerialEnd:
 
     def any(self):
         return len(self._rx)
+
+    def receive(self, data):
+        """Bytes arriving from the wire (the bench's inject events)."""
+        if self.powered:
+            self._rx.extend(data)
+
+    def readinto(self, buf, nbytes=-1):
+        """machine.UART.readinto: up to len(buf) (or nbytes) bytes into buf;
+        the count, or None when nothing is waiting."""
+        n = len(buf) if nbytes is None or nbytes < 0 else nbytes
+        if not self._rx:
+            return None
+        if n > len(self._rx):
+            n = len(self._rx)
+        buf[:n] = self._rx[:n]
+        self._rx = self._rx[n:]
+        return n
 
     def read(self, n=-1):
         if not self._rx:

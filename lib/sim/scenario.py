@@ -8,7 +8,7 @@ MAX_PACKS = 32
 MAX_DURATION_S = 31 * 24 * 3600
 SENSORS = ("cell_mv", "ntc_c", "current_a")
 # Faults the mock AFE can inject (sim.mock_afe.FAULTS holds the same names).
-ACTIONS = ("set", "sensor", "fault", "press", "link", "power")
+ACTIONS = ("set", "sensor", "fault", "press", "link", "power", "inject")
 SETTABLE = ("current_a", "ambient_c")
 PROFILES = ("none", "solar")
 
@@ -226,8 +226,49 @@ def _parse_event(where, ev, sc, fault_names):
         if name not in ("off", "on"):
             raise ScenarioError("%s: power must be \"off\" or \"on\", not %s" % (where, json.dumps(name)))
         return Event(t_ms, act, name, _pack(where, ev, sc), 0, 0, name == "on")
+    if act == "inject":
+        return _parse_inject(where, ev, sc, t_ms, name)
     _only(where, ev, ("t_s", "press", "pack", "hold_s"))
     if name != "button":
         raise ScenarioError("%s: can only press \"button\", not %s" % (where, json.dumps(name)))
     hold = _scaled(_num(where + ".hold_s", ev.get("hold_s", 0.5), 0.05, 60), 1000)
     return Event(t_ms, act, name, _pack(where, ev, sc), 0, hold, True)
+
+
+INJECT_MAX = 1024  # bytes of one rs485 inject
+
+
+def _hex(where, v, most):
+    if not isinstance(v, str) or len(v) % 2:
+        raise ScenarioError(where + ": hex string of whole bytes expected")
+    out = bytearray(len(v) // 2)
+    for i in range(len(out)):
+        pair = v[2 * i:2 * i + 2]
+        for ch in pair:
+            if ch not in "0123456789abcdefABCDEF":
+                raise ScenarioError("%s: %s is not hex" % (where, json.dumps(v)))
+        out[i] = int(pair, 16)
+    if len(out) > most:
+        raise ScenarioError("%s: %d bytes, at most %d" % (where, len(out), most))
+    return bytes(out)
+
+
+def _parse_inject(where, ev, sc, t_ms, bus):
+    """A foreign node's frame on the CAN bus (name "can", index = id, on =
+    ext) or bytes arriving on pack `into`'s Link IN (name "rs485", pack = k);
+    value: the bytes."""
+    if bus == "can":
+        _only(where, ev, ("t_s", "inject", "id", "ext", "data"))
+        ext = ev.get("ext")
+        if not isinstance(ext, bool):
+            raise ScenarioError(where + ".ext: true or false expected")
+        id_ = _int(where + ".id", ev.get("id"), 0, 0x1FFFFFFF if ext else 0x7FF)
+        return Event(t_ms, "inject", bus, -1, id_, _hex(where + ".data", ev.get("data"), 8), ext)
+    if bus == "rs485":
+        _only(where, ev, ("t_s", "inject", "into", "data"))
+        k = _int(where + ".into", ev.get("into"), 0, sc.packs - 1)
+        data = _hex(where + ".data", ev.get("data"), INJECT_MAX)
+        if not data:
+            raise ScenarioError(where + ".data: at least one byte expected")
+        return Event(t_ms, "inject", bus, k, 0, data, True)
+    raise ScenarioError("%s: inject must be \"can\" or \"rs485\", not %s" % (where, json.dumps(bus)))
