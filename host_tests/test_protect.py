@@ -334,6 +334,67 @@ def test_hw_alerts_raise_their_protection_and_are_cleared_on_release(bit, prot, 
     assert not r.prot_on(prot) and getattr(r.st, other + "_fet")
 
 
+@pytest.mark.parametrize("bit,prot", [(ALERT_COV, "COVP"), (ALERT_CUV, "CUVP")])
+def test_hw_voltage_alert_released_only_on_plausible_readings(bit, prot):
+    """0xFFFF from a bad transfer is no cell voltage: the alert it tripped stays (its
+    protection with it) while the read is implausible, the CELL fault takes over, and the
+    release comes with the first plausible read, which no longer holds the protection."""
+    r = Rig()
+    r.st.hw_alerts = bit
+    r.cells(0xFFFF if bit == ALERT_COV else 0, index=5)
+    for _ in range(30):
+        r.step()
+        assert not r.cleared and r.prot_on(prot) and not r.st.snap.plausible
+    assert r.fault_on("CELL")
+    r.cells(3300, index=5)
+    r.st.snap.reads += 1
+    r.prot.update(r.now)
+    assert r.st.hw_clear == bit and r.st.snap.plausible
+    assert not r.prot_on(prot)  # released this cycle: the estimate after it sees no COVP/CUVP
+
+
+def test_hw_alert_not_released_while_cells_and_stack_disagree():
+    r = Rig()
+    r.st.hw_alerts = ALERT_COV
+    r.st.snap.stack_mv = 16 * 3300 + 1500  # beyond stack_sum_tol_mv: a cell reads wrong
+    r.run_ms(3000)
+    assert r.fault_on("SAMPLE") and r.prot_on("COVP") and not r.cleared
+    r.cells(3300)
+    r.step()
+    assert r.cleared == ALERT_COV
+
+
+def test_soc_takes_no_calibration_point_from_an_implausible_read():
+    """The estimate runs after protect on the same read: COV tripped by a 0xFFFF reading
+    (`soc.py` sets 100 % at COV) and 0 V (CUV, 0 %) leave the SOC where it was."""
+    from bms.soc import SocEstimator
+
+    def read(r, mv=None, index=None):
+        if mv is not None:
+            r.cells(mv, index=index)
+        snap = r.st.snap
+        snap.min_cell_mv, snap.max_cell_mv = min(snap.cell_mv), max(snap.cell_mv)  # as acquire does
+        snap.dt_ms = CYCLE
+        r.step()
+        est.update(r.st, 0, CYCLE)
+
+    for bit, bad in ((ALERT_COV, 0xFFFF), (ALERT_CUV, 0)):
+        r = Rig()
+        est = SocEstimator(r.params.v)
+        read(r)  # first read: the OCV guess on the plateau
+        before = r.st.soc_ppm
+        assert 300000 < before < 800000
+        r.st.hw_alerts = bit
+        read(r, bad, 7)
+        for _ in range(50):
+            read(r)
+        assert r.st.hw_alerts == bit and r.prot_on("COVP" if bit == ALERT_COV else "CUVP")
+        assert r.st.soc_ppm == before and est.cal_count == 0
+        read(r, 3300, 7)  # plausible again: the alert is released, still no point
+        assert r.cleared == bit
+        assert r.st.soc_ppm == before and est.cal_count == 0
+
+
 # --- temperature ------------------------------------------------------------------
 
 @pytest.mark.parametrize("fam,code,alarm,channel,value,fets", [

@@ -252,3 +252,25 @@ def test_bad_param_override_is_a_scenario_error():
     with pytest.raises(scn.ScenarioError) as e:
         scn.parse(json.dumps({"params": {"cell_ov_p1_mv": 3700}}), FAULTS)
     assert "cell_ov_p1_mv" in str(e.value)
+
+
+def test_ffff_cell_reading_sets_no_soc_and_keeps_the_cov_alert_until_plausible():
+    """A 0xFFFF cell reading (a bad transfer; here the reading clamped at 65535) trips the
+    AFE's COV: the SOC takes no 100 % point from it, the alert stays while the reading is
+    implausible (CELL and SAMPLE take over, both FETs off), and goes with the first
+    plausible read below the release."""
+    _, tr = run({"duration_s": 20, "initial": {"soc_pct": 50}, "events": [
+        {"t_s": 5, "fault": "cell_offset", "pack": 0, "index": 3, "on": True, "value": 65000},
+        {"t_s": 12, "fault": "cell_offset", "pack": 0, "index": 3, "on": False}]})
+    soc0 = at(tr, 4.9)["soc_pct"]
+    assert 40 <= soc0 <= 60
+    cov = first(tr, has("hw_alerts", "COV"))
+    assert cov is not None and cov["t_ms"] < 12000 and cov["cell_mv"][3] == 65535
+    for o in pack_lines(tr):
+        assert abs(o["soc_pct"] - soc0) <= 1, o
+        if cov["t_ms"] <= o["t_ms"] < 12000:
+            assert "COV" in o["hw_alerts"] and not o["chg_fet"] and not o["dsg_fet"], o
+    assert {"CELL", "SAMPLE"} <= set(at(tr, 11.9)["faults"])
+    gone = first(tr, lacks("hw_alerts", "COV"), after_s=cov["t_ms"] / 1000)
+    assert gone is not None and 12000 <= gone["t_ms"] <= 12000 + CYCLE
+    assert gone["cell_mv"][3] < v("cell_ov_p1_rel_mv")

@@ -43,7 +43,10 @@
 #   OCD->DOCP, OCC->COCP, COV->COVP, CUV->CUVP, raised while latched. When the
 #   firmware's release rule for that protection holds (P1 release value / the
 #   current rule for COV and CUV, the retry delay for OCC/OCD, charge-to-release
-#   for SCD) this module sets the alert's bit in st.hw_clear; the control stage,
+#   for SCD) on a plausible read (snap.plausible, set here: every cell inside
+#   cell_phys_*, their sum within stack_sum_tol_mv of the stack; an implausible
+#   read keeps the alert and the CELL/SAMPLE fault takes over), this module sets
+#   the alert's bit in st.hw_clear and drops its protection; the control stage,
 #   which owns every AFE write, calls afe.clear_alerts(st.hw_clear) and zeroes it.
 # - USOC alarm: st.soc_pct <= usoc_alarm_pct, released at usoc_alarm_rel_pct.
 from array import array
@@ -335,6 +338,7 @@ class Protection:
             diff = -diff
         if self._hold(_F_SAMPLE, diff > v[P.STACK_SUM_TOL_MV], now, d):
             self._latch(_F_SAMPLE, total - stack)
+        snap.plausible = bad == 0 and diff <= v[P.STACK_SUM_TOL_MV]
 
     def _levels(self, now):
         v = self.p.v
@@ -493,7 +497,7 @@ class Protection:
                     rel = not self.lockout & LOCK_DSG and ticks_diff(now, self.hw_t[k]) >= v[P.OC_RETRY_MS]
                 else:
                     rel = self._charge_to_release(i_ma)
-                if rel:
+                if rel and snap.plausible:
                     st.hw_clear |= bit
             else:
                 self.hw_seen &= ~bit
@@ -525,7 +529,9 @@ class Protection:
             na |= 1 << _A_USOC
         if self.scp:
             np_ |= 1 << _P_SCP
-        ha = st.hw_alerts & self.hw_seen
+        # an alert whose release is asked for this cycle no longer holds its
+        # protection (the control stage clears it before the estimate runs)
+        ha = st.hw_alerts & self.hw_seen & ~st.hw_clear
         k = 0
         while k < 5:
             if ha & _HW_BITS[k]:
