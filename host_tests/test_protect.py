@@ -522,6 +522,88 @@ def test_a_reading_that_moves_with_the_step_is_not_stuck():
     assert r.st.faults == 0
 
 
+def ntc_rig(**over):
+    r = Rig(**over)
+    r.st.snap.dt_ms = CYCLE  # acquire's measured interval
+    r.step(3)
+    return r
+
+
+def test_cell_ntcs_stuck_while_mosfet_and_ambient_heat_up_are_an_ntc_fault():
+    """Issue 14: four cell NTCs at 25.0 C while the MOSFET NTCs reach 66.8 C and the
+    ambient 70 C: a temperature sensor failure (`000` 3.4: failure mode, both FETs off,
+    manual intervention) ntc_stuck_ms after another channel moved ntc_stuck_move_dc."""
+    r = ntc_rig()
+    move = v("ntc_stuck_move_dc")
+    t = 250
+    sus_t = None
+    k = 0
+    while not r.fault_on("NTC"):
+        if k % 10 == 0 and t < 700:  # ambient and MOSFETs warm by 1 C every 10 s
+            t += 1
+            r.temps(t, index=6)
+            r.temps(min(t, 668), index=4)
+            r.temps(min(t, 668), index=5)
+        r.step()
+        if sus_t is None and t - 250 >= move:
+            sus_t = r.now - CYCLE  # the update that saw the move
+        k += 1
+        assert k < 20000, "never tripped"
+    elapsed = r.now - CYCLE - sus_t
+    assert v("ntc_stuck_ms") <= elapsed <= v("ntc_stuck_ms") + CYCLE, elapsed
+    assert not r.st.chg_fet and not r.st.dsg_fet
+    assert ("NTC", True) in [(e[0], e[1]) for e in r.named_events()]
+    assert [e[3] for e in r.named_events() if e[0] == "NTC"] == [250]  # the stuck reading
+    r.temps(251, index=0)  # latched: a later change does not release it
+    r.run_ms(1000)
+    assert r.fault_on("NTC")
+    r.prot.reset(r.now)
+    r.step()
+    assert not r.fault_on("NTC")
+
+
+def test_ntc_that_stays_the_same_under_i2r_heat_is_stuck():
+    """Nothing else moves, but 0.5 C for ntc_stuck_heat_1c_ms / 0.25 must warm the cells
+    and FETs (heat ~ (I / capacity)^2 * t)."""
+    r = ntc_rig(ntc_stuck_heat_1c_ms=60000)
+    r.current(-v("rated_capacity_mah") // 2)
+    sus_ms = 60 * 1000 * 4  # 0.5 C: a quarter of the heat per second
+    r.run_ms(sus_ms + v("ntc_stuck_ms") - 3 * CYCLE)
+    assert not r.fault_on("NTC")
+    r.run_ms(4 * CYCLE)
+    assert r.fault_on("NTC")
+
+
+def test_half_the_current_takes_four_times_longer():
+    r = ntc_rig(ntc_stuck_heat_1c_ms=60000)
+    r.current(v("rated_capacity_mah") // 4)  # 1/4 C charge: 1/16 of the heat per second
+    r.run_ms(60 * 1000 * 16 + v("ntc_stuck_ms") - 3 * CYCLE)
+    assert not r.fault_on("NTC")
+    r.run_ms(4 * CYCLE)
+    assert r.fault_on("NTC")
+
+
+def test_stable_room_at_rest_is_no_stuck_ntc():
+    """All temperatures genuinely constant (a pack at rest in a stable room): no fault,
+    however long, even at the most sensitive settings."""
+    r = ntc_rig(ntc_stuck_ms=10000, ntc_stuck_move_dc=10, ntc_stuck_heat_1c_ms=60000)
+    r.current(300)  # inside the dead band: no heat to speak of
+    r.run_ms(1800 * 1000)
+    assert r.st.faults == 0 and r.st.chg_fet and r.st.dsg_fet
+
+
+def test_ntcs_that_move_together_or_move_at_all_are_not_stuck():
+    r = ntc_rig(ntc_stuck_ms=10000)
+    t = 250
+    for k in range(900):  # everything warms 45 C; cell NTC 2 lags but still moves
+        if k % 2 == 0:
+            t += 1
+        r.temps(t)
+        r.temps(250 + k // 20, index=2)
+        r.step(5)
+    assert r.st.faults == 0
+
+
 def test_mos_failure_when_current_flows_through_an_open_fet():
     r = Rig()
     r.cells(3620, index=0)
@@ -625,6 +707,7 @@ for c in range(16):
 snap.stack_mv = 16 * 3300
 for ch in range(7):
     snap.temp_dc[ch] = 250
+snap.dt_ms = 100  # the stuck-temperature rule counts heat over it
 state = {"now": 1000, "err": None}
 
 def one():
