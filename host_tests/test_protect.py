@@ -592,6 +592,17 @@ def test_stable_room_at_rest_is_no_stuck_ntc():
     assert r.st.faults == 0 and r.st.chg_fet and r.st.dsg_fet
 
 
+def test_mosfets_heating_say_nothing_about_the_room_or_the_cells():
+    """Hot FETs (their own I^2R) leave the ambient and the cell NTCs where they are."""
+    r = ntc_rig(ntc_stuck_ms=10000)
+    for t in range(250, 900):
+        r.temps(t, index=4)
+        r.temps(t, index=5)
+        r.step(5)
+    r.run_ms(60000)
+    assert r.st.faults == 0
+
+
 def test_ntcs_that_move_together_or_move_at_all_are_not_stuck():
     r = ntc_rig(ntc_stuck_ms=10000)
     t = 250

@@ -39,8 +39,10 @@
 #   read in which the stack voltage stepped by >= sensor_stuck_step_mv becomes
 #   suspect; a suspect reading still unchanged sensor_stuck_ms later is a fault.
 #   Any change of the reading clears the suspicion. A temperature channel is
-#   suspect when it reads the same while another channel moved by
-#   ntc_stuck_move_dc since it last changed, or (cell and MOSFET NTCs) while the
+#   suspect when it reads the same while a channel that drives it moved by
+#   ntc_stuck_move_dc since it last changed (the ambient drives every NTC; cell
+#   NTCs drive each other, MOSFET NTCs each other: FETs heated by the current
+#   say nothing about the room), or (cell and MOSFET NTCs) while the
 #   current put ntc_stuck_heat_1c_ms (time at 1 C, (I / rated)^2 * t) of I^2*R
 #   heat into the pack; still the same ntc_stuck_ms later it is an NTC fault.
 # - AFE hardware alerts (st.hw_alerts, read by the control stage): SCD->SCP,
@@ -507,10 +509,11 @@ class Protection:
                     self.theat[ch] = h
                     sus = h >= heat_lim
                 j = 0
-                while moved and j < N_TEMPS and not sus:
+                while moved and ch != T_AMB and j < N_TEMPS and not sus:
                     u = temps[j]
                     b = base[row + j]
-                    if j != ch and tlo <= u <= thi and tlo <= b <= thi:
+                    if (j != ch and (j == T_AMB or (j < N_CELL_TEMPS) == (ch < N_CELL_TEMPS))
+                            and tlo <= u <= thi and tlo <= b <= thi):
                         sus = u - b >= move or b - u >= move
                     j += 1
                 if sus:
