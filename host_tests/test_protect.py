@@ -334,6 +334,67 @@ def test_hw_alerts_raise_their_protection_and_are_cleared_on_release(bit, prot, 
     assert not r.prot_on(prot) and getattr(r.st, other + "_fet")
 
 
+@pytest.mark.parametrize("bit,prot", [(ALERT_COV, "COVP"), (ALERT_CUV, "CUVP")])
+def test_hw_voltage_alert_released_only_on_plausible_readings(bit, prot):
+    """0xFFFF from a bad transfer is no cell voltage: the alert it tripped stays (its
+    protection with it) while the read is implausible, the CELL fault takes over, and the
+    release comes with the first plausible read, which no longer holds the protection."""
+    r = Rig()
+    r.st.hw_alerts = bit
+    r.cells(0xFFFF if bit == ALERT_COV else 0, index=5)
+    for _ in range(30):
+        r.step()
+        assert not r.cleared and r.prot_on(prot) and not r.st.snap.plausible
+    assert r.fault_on("CELL")
+    r.cells(3300, index=5)
+    r.st.snap.reads += 1
+    r.prot.update(r.now)
+    assert r.st.hw_clear == bit and r.st.snap.plausible
+    assert not r.prot_on(prot)  # released this cycle: the estimate after it sees no COVP/CUVP
+
+
+def test_hw_alert_not_released_while_cells_and_stack_disagree():
+    r = Rig()
+    r.st.hw_alerts = ALERT_COV
+    r.st.snap.stack_mv = 16 * 3300 + 1500  # beyond stack_sum_tol_mv: a cell reads wrong
+    r.run_ms(3000)
+    assert r.fault_on("SAMPLE") and r.prot_on("COVP") and not r.cleared
+    r.cells(3300)
+    r.step()
+    assert r.cleared == ALERT_COV
+
+
+def test_soc_takes_no_calibration_point_from_an_implausible_read():
+    """The estimate runs after protect on the same read: COV tripped by a 0xFFFF reading
+    (`soc.py` sets 100 % at COV) and 0 V (CUV, 0 %) leave the SOC where it was."""
+    from bms.soc import SocEstimator
+
+    def read(r, mv=None, index=None):
+        if mv is not None:
+            r.cells(mv, index=index)
+        snap = r.st.snap
+        snap.min_cell_mv, snap.max_cell_mv = min(snap.cell_mv), max(snap.cell_mv)  # as acquire does
+        snap.dt_ms = CYCLE
+        r.step()
+        est.update(r.st, 0, CYCLE)
+
+    for bit, bad in ((ALERT_COV, 0xFFFF), (ALERT_CUV, 0)):
+        r = Rig()
+        est = SocEstimator(r.params.v)
+        read(r)  # first read: the OCV guess on the plateau
+        before = r.st.soc_ppm
+        assert 300000 < before < 800000
+        r.st.hw_alerts = bit
+        read(r, bad, 7)
+        for _ in range(50):
+            read(r)
+        assert r.st.hw_alerts == bit and r.prot_on("COVP" if bit == ALERT_COV else "CUVP")
+        assert r.st.soc_ppm == before and est.cal_count == 0
+        read(r, 3300, 7)  # plausible again: the alert is released, still no point
+        assert r.cleared == bit
+        assert r.st.soc_ppm == before and est.cal_count == 0
+
+
 # --- temperature ------------------------------------------------------------------
 
 @pytest.mark.parametrize("fam,code,alarm,channel,value,fets", [
@@ -461,6 +522,99 @@ def test_a_reading_that_moves_with_the_step_is_not_stuck():
     assert r.st.faults == 0
 
 
+def ntc_rig(**over):
+    r = Rig(**over)
+    r.st.snap.dt_ms = CYCLE  # acquire's measured interval
+    r.step(3)
+    return r
+
+
+def test_cell_ntcs_stuck_while_mosfet_and_ambient_heat_up_are_an_ntc_fault():
+    """Issue 14: four cell NTCs at 25.0 C while the MOSFET NTCs reach 66.8 C and the
+    ambient 70 C: a temperature sensor failure (`000` 3.4: failure mode, both FETs off,
+    manual intervention) ntc_stuck_ms after another channel moved ntc_stuck_move_dc."""
+    r = ntc_rig()
+    move = v("ntc_stuck_move_dc")
+    t = 250
+    sus_t = None
+    k = 0
+    while not r.fault_on("NTC"):
+        if k % 10 == 0 and t < 700:  # ambient and MOSFETs warm by 1 C every 10 s
+            t += 1
+            r.temps(t, index=6)
+            r.temps(min(t, 668), index=4)
+            r.temps(min(t, 668), index=5)
+        r.step()
+        if sus_t is None and t - 250 >= move:
+            sus_t = r.now - CYCLE  # the update that saw the move
+        k += 1
+        assert k < 20000, "never tripped"
+    elapsed = r.now - CYCLE - sus_t
+    assert v("ntc_stuck_ms") <= elapsed <= v("ntc_stuck_ms") + CYCLE, elapsed
+    assert not r.st.chg_fet and not r.st.dsg_fet
+    assert ("NTC", True) in [(e[0], e[1]) for e in r.named_events()]
+    assert [e[3] for e in r.named_events() if e[0] == "NTC"] == [250]  # the stuck reading
+    r.temps(251, index=0)  # latched: a later change does not release it
+    r.run_ms(1000)
+    assert r.fault_on("NTC")
+    r.prot.reset(r.now)
+    r.step()
+    assert not r.fault_on("NTC")
+
+
+def test_ntc_that_stays_the_same_under_i2r_heat_is_stuck():
+    """Nothing else moves, but 0.5 C for ntc_stuck_heat_1c_ms / 0.25 must warm the cells
+    and FETs (heat ~ (I / capacity)^2 * t)."""
+    r = ntc_rig(ntc_stuck_heat_1c_ms=60000)
+    r.current(-v("rated_capacity_mah") // 2)
+    sus_ms = 60 * 1000 * 4  # 0.5 C: a quarter of the heat per second
+    r.run_ms(sus_ms + v("ntc_stuck_ms") - 3 * CYCLE)
+    assert not r.fault_on("NTC")
+    r.run_ms(4 * CYCLE)
+    assert r.fault_on("NTC")
+
+
+def test_half_the_current_takes_four_times_longer():
+    r = ntc_rig(ntc_stuck_heat_1c_ms=60000)
+    r.current(v("rated_capacity_mah") // 4)  # 1/4 C charge: 1/16 of the heat per second
+    r.run_ms(60 * 1000 * 16 + v("ntc_stuck_ms") - 3 * CYCLE)
+    assert not r.fault_on("NTC")
+    r.run_ms(4 * CYCLE)
+    assert r.fault_on("NTC")
+
+
+def test_stable_room_at_rest_is_no_stuck_ntc():
+    """All temperatures genuinely constant (a pack at rest in a stable room): no fault,
+    however long, even at the most sensitive settings."""
+    r = ntc_rig(ntc_stuck_ms=10000, ntc_stuck_move_dc=10, ntc_stuck_heat_1c_ms=60000)
+    r.current(300)  # inside the dead band: no heat to speak of
+    r.run_ms(1800 * 1000)
+    assert r.st.faults == 0 and r.st.chg_fet and r.st.dsg_fet
+
+
+def test_mosfets_heating_say_nothing_about_the_room_or_the_cells():
+    """Hot FETs (their own I^2R) leave the ambient and the cell NTCs where they are."""
+    r = ntc_rig(ntc_stuck_ms=10000)
+    for t in range(250, 900):
+        r.temps(t, index=4)
+        r.temps(t, index=5)
+        r.step(5)
+    r.run_ms(60000)
+    assert r.st.faults == 0
+
+
+def test_ntcs_that_move_together_or_move_at_all_are_not_stuck():
+    r = ntc_rig(ntc_stuck_ms=10000)
+    t = 250
+    for k in range(900):  # everything warms 45 C; cell NTC 2 lags but still moves
+        if k % 2 == 0:
+            t += 1
+        r.temps(t)
+        r.temps(250 + k // 20, index=2)
+        r.step(5)
+    assert r.st.faults == 0
+
+
 def test_mos_failure_when_current_flows_through_an_open_fet():
     r = Rig()
     r.cells(3620, index=0)
@@ -564,6 +718,7 @@ for c in range(16):
 snap.stack_mv = 16 * 3300
 for ch in range(7):
     snap.temp_dc[ch] = 250
+snap.dt_ms = 100  # the stuck-temperature rule counts heat over it
 state = {"now": 1000, "err": None}
 
 def one():

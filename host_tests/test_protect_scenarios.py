@@ -252,3 +252,56 @@ def test_bad_param_override_is_a_scenario_error():
     with pytest.raises(scn.ScenarioError) as e:
         scn.parse(json.dumps({"params": {"cell_ov_p1_mv": 3700}}), FAULTS)
     assert "cell_ov_p1_mv" in str(e.value)
+
+
+def test_ffff_cell_reading_sets_no_soc_and_keeps_the_cov_alert_until_plausible():
+    """A 0xFFFF cell reading (a bad transfer; here the reading clamped at 65535) trips the
+    AFE's COV: the SOC takes no 100 % point from it, the alert stays while the reading is
+    implausible (CELL and SAMPLE take over, both FETs off), and goes with the first
+    plausible read below the release."""
+    _, tr = run({"duration_s": 20, "initial": {"soc_pct": 50}, "events": [
+        {"t_s": 5, "fault": "cell_offset", "pack": 0, "index": 3, "on": True, "value": 65000},
+        {"t_s": 12, "fault": "cell_offset", "pack": 0, "index": 3, "on": False}]})
+    soc0 = at(tr, 4.9)["soc_pct"]
+    assert 40 <= soc0 <= 60
+    cov = first(tr, has("hw_alerts", "COV"))
+    assert cov is not None and cov["t_ms"] < 12000 and cov["cell_mv"][3] == 65535
+    for o in pack_lines(tr):
+        assert abs(o["soc_pct"] - soc0) <= 1, o
+        if cov["t_ms"] <= o["t_ms"] < 12000:
+            assert "COV" in o["hw_alerts"] and not o["chg_fet"] and not o["dsg_fet"], o
+    assert {"CELL", "SAMPLE"} <= set(at(tr, 11.9)["faults"])
+    gone = first(tr, lacks("hw_alerts", "COV"), after_s=cov["t_ms"] / 1000)
+    assert gone is not None and 12000 <= gone["t_ms"] <= 12000 + CYCLE
+    assert gone["cell_mv"][3] < v("cell_ov_p1_rel_mv")
+
+
+def test_stuck_cell_ntcs_while_ambient_and_mosfets_heat_up_are_an_ntc_fault():
+    """Issue 14: the four cell NTCs stuck at 25 C (mock fault ntc_stuck) while the room
+    goes to 70 C: EOTP, and ntc_stuck_ms after the ambient NTC moved a temperature sensor
+    failure (NTC: failure mode, both FETs off, `000` 3.4)."""
+    events = [{"t_s": 1, "fault": "ntc_stuck", "pack": 0, "index": k, "on": True} for k in range(4)]
+    events.append({"t_s": 2, "set": "ambient_c", "value": 70})
+    _, tr = run({"duration_s": 310, "initial": {"ambient_c": 25}, "events": events})
+    o = first(tr, has("faults", "NTC"))
+    assert o is not None, "stuck NTCs never seen"
+    t = o["t_ms"] - 2000
+    assert v("ntc_stuck_ms") <= t <= v("ntc_stuck_ms") + 2 * CYCLE, t
+    assert o["temp_dc"][:4] == at(tr, 1.5)["temp_dc"][:4] and o["temp_dc"][6] >= 650
+    assert o["mode"] == "failure" and not o["chg_fet"] and not o["dsg_fet"]
+    assert "EOTP" in at(tr, 100)["protections"] and "NTC" not in at(tr, 290)["faults"]
+
+
+def test_healthy_ntcs_at_rest_or_in_a_warming_room_raise_no_ntc_fault():
+    """The negatives: a pack at rest in a stable room (every temperature genuinely
+    constant), and a room that warms 25 -> 40 C, which the cells follow slowly."""
+    for ambient in (None, 40):
+        events = [] if ambient is None else [{"t_s": 5, "set": "ambient_c", "value": ambient}]
+        _, tr = run({"duration_s": 400, "initial": {"ambient_c": 25}, "events": events})
+        lines = pack_lines(tr)
+        assert all("NTC" not in o["faults"] for o in lines)
+        if ambient is None:
+            assert lines[-1]["temp_dc"] == lines[1]["temp_dc"]  # genuinely constant
+            assert all(o["faults"] == [] for o in lines)
+        else:
+            assert lines[-1]["temp_dc"][0] > lines[1]["temp_dc"][0]  # the cells did move

@@ -356,6 +356,19 @@ TABLE = (
     (219, "bal_q_start_mah", 5, 1, 1000, ADMIN),
     (220, "bal_q_min_cell_mv", 3200, 2800, 3600, ADMIN),
     (221, "bal_meas_max_ma", 5000, 0, 50000, ADMIN),
+    # Stuck temperature reading (SPEC 1 'values stuck', `000` 3.4 temperature sensor
+    # failure: failure mode, manual intervention): a channel that reads the same while
+    # another channel moved by ntc_stuck_move_dc since it last changed (5 C: far beyond
+    # NTC tolerance and drift, as each channel is compared with its own earlier reading),
+    # or, for the cell and MOSFET NTCs, while the current put ntc_stuck_heat_1c_ms of heat
+    # into the pack (time at 1 C; I^2*R heat scales with (I / capacity)^2 as R ~ 1/Ah:
+    # 600 s at 1 C is 3 kJ in a 0.5 mOhm 100 Ah cell, ~1.4 C on ~2.2 kJ/K, 14 steps of
+    # the 0.1 C reading; engineering estimates, as in lib/sim/pack_model.py), is suspect;
+    # still the same ntc_stuck_ms later (a glued NTC follows its cell within minutes) it
+    # is an NTC fault.
+    (222, "ntc_stuck_move_dc", 50, 10, 500, FACTORY),
+    (223, "ntc_stuck_heat_1c_ms", 600000, 60000, 36000000, FACTORY),
+    (224, "ntc_stuck_ms", 300000, 10000, 3600000, FACTORY),
 )
 
 CYCLE_MS = 0
@@ -580,6 +593,9 @@ BAL_BLEED_MA = 217  # balance by charge
 BAL_Q_START_MAH = 218
 BAL_Q_MIN_CELL_MV = 219
 BAL_MEAS_MAX_MA = 220
+NTC_STUCK_MOVE_DC = 221  # stuck temperature reading
+NTC_STUCK_HEAT_1C_MS = 222
+NTC_STUCK_MS = 223
 
 # Protection families: (prefix, index of <prefix>_alarm_<unit>, HIGH or LOW). Each
 # has 9 rows from that index: alarm, p1, p2 levels x (threshold, release, delay_ms).

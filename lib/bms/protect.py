@@ -28,7 +28,7 @@
 #   charger_wake_mv and 0.5 V above the stack with both FETs off ("charge to
 #   release"), or by reset().
 # - Faults latch until reset(): AFE (afe_errors >= afe_fail_reads), NTC (out of
-#   ntc_min_dc..ntc_max_dc), CELL (out of cell_phys_* range, or stuck), SAMPLE
+#   ntc_min_dc..ntc_max_dc, or stuck), CELL (out of cell_phys_* range, or stuck), SAMPLE
 #   (|sum of cells - stack| > stack_sum_tol_mv), CURRENT (current stuck), IMB
 #   (max-min cell > imb_fail_mv), CHG MOS / DSG MOS (|current| >= mos_fail_ma in
 #   the direction of a FET commanded off last cycle; discharge through the
@@ -38,12 +38,21 @@
 # - Stuck reading: a cell (or the current) that reads exactly the same across a
 #   read in which the stack voltage stepped by >= sensor_stuck_step_mv becomes
 #   suspect; a suspect reading still unchanged sensor_stuck_ms later is a fault.
-#   Any change of the reading clears the suspicion.
+#   Any change of the reading clears the suspicion. A temperature channel is
+#   suspect when it reads the same while a channel that drives it moved by
+#   ntc_stuck_move_dc since it last changed (the ambient drives every NTC; cell
+#   NTCs drive each other, MOSFET NTCs each other: FETs heated by the current
+#   say nothing about the room), or (cell and MOSFET NTCs) while the
+#   current put ntc_stuck_heat_1c_ms (time at 1 C, (I / rated)^2 * t) of I^2*R
+#   heat into the pack; still the same ntc_stuck_ms later it is an NTC fault.
 # - AFE hardware alerts (st.hw_alerts, read by the control stage): SCD->SCP,
 #   OCD->DOCP, OCC->COCP, COV->COVP, CUV->CUVP, raised while latched. When the
 #   firmware's release rule for that protection holds (P1 release value / the
 #   current rule for COV and CUV, the retry delay for OCC/OCD, charge-to-release
-#   for SCD) this module sets the alert's bit in st.hw_clear; the control stage,
+#   for SCD) on a plausible read (snap.plausible, set here: every cell inside
+#   cell_phys_*, their sum within stack_sum_tol_mv of the stack; an implausible
+#   read keeps the alert and the CELL/SAMPLE fault takes over), this module sets
+#   the alert's bit in st.hw_clear and drops its protection; the control stage,
 #   which owns every AFE write, calls afe.clear_alerts(st.hw_clear) and zeroes it.
 # - USOC alarm: st.soc_pct <= usoc_alarm_pct, released at usoc_alarm_rel_pct.
 from array import array
@@ -199,6 +208,14 @@ class Protection:
         self.sus_t = array("i", [0] * (N_CELLS + 1))
         self.prev_stack = 0
         self.have_prev = False
+        # stuck temperatures: per channel ch, row ch holds every channel's reading when
+        # ch last changed (so [ch][ch] is ch's own reading), suspicion and its start,
+        # and the heat since (ms at 1 C)
+        self.tbase = array("h", [0] * (N_TEMPS * N_TEMPS))
+        self.tsus = bytearray(N_TEMPS)
+        self.tsus_t = array("i", [0] * N_TEMPS)
+        self.theat = array("i", [0] * N_TEMPS)
+        self.heat_us = 0  # heat below 1 ms at 1 C, carried to the next read
         self._seen = 0
         self.cmax = 0
         self.cmin = 0
@@ -335,6 +352,7 @@ class Protection:
             diff = -diff
         if self._hold(_F_SAMPLE, diff > v[P.STACK_SUM_TOL_MV], now, d):
             self._latch(_F_SAMPLE, total - stack)
+        snap.plausible = bad == 0 and diff <= v[P.STACK_SUM_TOL_MV]
 
     def _levels(self, now):
         v = self.p.v
@@ -422,6 +440,7 @@ class Protection:
         i_ma = snap.current_ma
         if self._stuck(N_CELLS, i_ma, step, now, stuck_ms):
             self._latch(_F_CURRENT, i_ma)
+        self._ntc_stuck(now)
         self.prev_stack = stack
         self.have_prev = True
         # imbalance failure (`004`: delta > 1 V)
@@ -436,6 +455,73 @@ class Protection:
             self._latch(_F_CHG_MOS, i_ma)
         if self._hold(_F_DSG_MOS, -i_ma >= mf and not st.dsg_fet and not st.pchg_fet, now, md):
             self._latch(_F_DSG_MOS, i_ma)
+
+    def _ntc_stuck(self, now):
+        """Stuck-temperature rule (before have_prev is set for this read)."""
+        v = self.p.v
+        snap = self.st.snap
+        temps = snap.temp_dc
+        base = self.tbase
+        tlo = v[P.NTC_MIN_DC]
+        thi = v[P.NTC_MAX_DC]
+        move = v[P.NTC_STUCK_MOVE_DC]
+        heat_lim = v[P.NTC_STUCK_HEAT_1C_MS]
+        # this read's heat in ms at 1 C, (I / rated)^2 * dt, in small ints
+        i = snap.current_ma
+        if i < 0:
+            i = -i
+        if i > 1000000:
+            i = 1000000
+        x = i * 1000 // v[P.RATED_CAPACITY_MAH]  # 1000 = 1 C
+        if x > 30000:
+            x = 30000
+        dt = snap.dt_ms
+        if dt > 1000:
+            dt = 1000
+        q = x * x  # (C * 1000)^2; q // 1000 * dt is us at 1 C, carried below 1 ms
+        us = q // 1000 * dt + q % 1000 * dt // 1000 + self.heat_us
+        inc = us // 1000
+        self.heat_us = us - inc * 1000
+        # did any channel move since the last read ([j][j] is j's last reading)
+        moved = False
+        j = 0
+        while j < N_TEMPS:
+            if temps[j] != base[j * N_TEMPS + j]:
+                moved = True
+            j += 1
+        ch = 0
+        while ch < N_TEMPS:
+            t = temps[ch]
+            row = ch * N_TEMPS
+            if not self.have_prev or t != base[row + ch] or t < tlo or t > thi:
+                j = 0
+                while j < N_TEMPS:
+                    base[row + j] = temps[j]
+                    j += 1
+                self.tsus[ch] = 0
+                self.theat[ch] = 0
+            elif not self.tsus[ch]:
+                sus = False
+                if ch < T_AMB:  # cell and MOSFET NTCs: on what the current heats
+                    h = self.theat[ch] + inc
+                    if h > heat_lim:
+                        h = heat_lim
+                    self.theat[ch] = h
+                    sus = h >= heat_lim
+                j = 0
+                while moved and ch != T_AMB and j < N_TEMPS and not sus:
+                    u = temps[j]
+                    b = base[row + j]
+                    if (j != ch and (j == T_AMB or (j < N_CELL_TEMPS) == (ch < N_CELL_TEMPS))
+                            and tlo <= u <= thi and tlo <= b <= thi):
+                        sus = u - b >= move or b - u >= move
+                    j += 1
+                if sus:
+                    self.tsus[ch] = 1
+                    self.tsus_t[ch] = now
+            elif ticks_diff(now, self.tsus_t[ch]) >= v[P.NTC_STUCK_MS]:
+                self._latch(_F_NTC, t)
+            ch += 1
 
     def _special(self, now):
         v = self.p.v
@@ -493,7 +579,7 @@ class Protection:
                     rel = not self.lockout & LOCK_DSG and ticks_diff(now, self.hw_t[k]) >= v[P.OC_RETRY_MS]
                 else:
                     rel = self._charge_to_release(i_ma)
-                if rel:
+                if rel and snap.plausible:
                     st.hw_clear |= bit
             else:
                 self.hw_seen &= ~bit
@@ -525,7 +611,9 @@ class Protection:
             na |= 1 << _A_USOC
         if self.scp:
             np_ |= 1 << _P_SCP
-        ha = st.hw_alerts & self.hw_seen
+        # an alert whose release is asked for this cycle no longer holds its
+        # protection (the control stage clears it before the estimate runs)
+        ha = st.hw_alerts & self.hw_seen & ~st.hw_clear
         k = 0
         while k < 5:
             if ha & _HW_BITS[k]:
@@ -592,6 +680,10 @@ class Protection:
         n = 0
         while n <= N_CELLS:
             self.sus[n] = 0
+            n += 1
+        n = 0
+        while n < N_TEMPS:
+            self.tsus[n] = 0
             n += 1
         self.latched = 0
         self.scp = False

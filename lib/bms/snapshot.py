@@ -1,6 +1,7 @@
 # Owns the measurement snapshot: one preallocated record of everything the AFE
-# reports in a cycle. The acquire service is its only writer; every other
-# service reads it. Allocated once, refilled in place each cycle.
+# reports in a cycle. The acquire service writes it (protect adds its
+# plausibility verdict, `plausible`); every other service reads it. Allocated
+# once, refilled in place each cycle.
 from array import array
 
 N_CELLS = 16
@@ -30,3 +31,7 @@ class Snapshot:
         self.max_cell_mv = 0
         self.min_cell = 0  # index
         self.max_cell = 0
+        # protect: False when this read's voltages fail plausibility (a cell outside
+        # cell_phys_*, or the cells' sum off the stack by more than stack_sum_tol_mv,
+        # e.g. 0xFFFF from a bad transfer): no calibration and no alert release from it
+        self.plausible = True

@@ -11,7 +11,8 @@
 #    above soc_ocv_high_mv: the full end is the highest cell's); never on the
 #    plateau;
 #  - 100 % at charge end (cut-off current at the charge voltage for a while, or
-#    COVP / the AFE's COV), shown as at most 99 % until then; 0 % at CUVP;
+#    COVP / the AFE's COV), shown as at most 99 % until then; 0 % at CUVP; every
+#    calibration point only from a plausible read (snap.plausible);
 #  - full-charge capacity learned from a discharge between two calibration
 #    points at least soh_min_span_pct apart (SOH = learned / rated);
 #  - charged/discharged Ah and Wh, cycles = discharged Ah / rated capacity.
@@ -188,9 +189,9 @@ class SocEstimator:
         self._use_fcc(st)
         if st.soc_restore_ppm >= 0:
             self.soc.set_ppm(st.soc_restore_ppm if st.soc_restore_ppm <= _FULL_PPM else _FULL_PPM)
-        elif vmin <= self.v[P.SOC_OCV_LOW_MV]:
+        elif snap.plausible and vmin <= self.v[P.SOC_OCV_LOW_MV]:
             self.calibrate(st, soc_ppm_from_ocv(vmin))
-        elif vmax >= self.v[P.SOC_OCV_HIGH_MV]:
+        elif snap.plausible and vmax >= self.v[P.SOC_OCV_HIGH_MV]:
             self.calibrate(st, soc_ppm_from_ocv(vmax))
         else:
             # the average cell, interpolated below 1 mV (plateau: only a guess)
@@ -228,15 +229,17 @@ class SocEstimator:
         self._count(st, i, dt_ms, snap.stack_mv)
 
         # charge end: COVP (or the AFE's COV), or the cut-off current at the
-        # charge voltage for charge_end_delay_ms
-        if 0 < i <= v[P.CHARGE_END_MA] and vmax >= v[P.CHARGE_END_CELL_MV]:
+        # charge voltage for charge_end_delay_ms; a read that failed plausibility
+        # (snap.plausible, protect) is no calibration point and restarts the timers
+        ok = snap.plausible
+        if ok and 0 < i <= v[P.CHARGE_END_MA] and vmax >= v[P.CHARGE_END_CELL_MV]:
             self._end_ms += dt_ms
             if self._end_ms > v[P.CHARGE_END_DELAY_MS]:
                 self._end_ms = v[P.CHARGE_END_DELAY_MS]
         else:
             self._end_ms = 0
-        ended = (st.protections & _COVP or st.hw_alerts & _ALERT_COV
-                 or (self._end_ms >= v[P.CHARGE_END_DELAY_MS] and self._end_ms > 0))
+        ended = ok and (st.protections & _COVP or st.hw_alerts & _ALERT_COV
+                        or (self._end_ms >= v[P.CHARGE_END_DELAY_MS] and self._end_ms > 0))
         if ended:
             if not self._at_full:
                 self._at_full = True
@@ -244,13 +247,13 @@ class SocEstimator:
             else:
                 self.soc.set_ppm(_FULL_PPM)
             st.soc_full = True
-        elif st.protections & _CUVP or st.hw_alerts & _ALERT_CUV:
+        elif ok and (st.protections & _CUVP or st.hw_alerts & _ALERT_CUV):
             if not self._at_empty:
                 self._at_empty = True
                 self.calibrate(st, 0)
         else:
             # at rest: the OCV, only on the steep ends
-            if i == 0 and st.current_ma == 0:
+            if ok and i == 0 and st.current_ma == 0:
                 self._rest_ms += dt_ms
                 if self._rest_ms >= v[P.SOC_REST_MS]:
                     self._rest_ms = 0
