@@ -4,8 +4,9 @@
 # new protection events (bms.protect.Events, by sequence number) into the
 # event history and saves the counters: at once when a critical field changes
 # (lock-out, latched faults, deep discharge, cycles, learned capacity, UV
-# wake-up tries, sleep), before sleeping, and otherwise at most every
-# save_period_ms. A tick with nothing new reads a few fields and returns.
+# wake-up tries, sleep), when the SOC has moved SOC_SAVE_PPM since the last
+# save, before sleeping, and otherwise at most every save_period_ms. A tick
+# with nothing new reads a few fields and returns.
 from array import array
 from app.service import Service
 from bms import modes
@@ -18,6 +19,7 @@ from store.eventlog import KIND_STORE, F_RAISED, C_BOOT, C_EVENTS_LOST, C_COUNTE
     C_COUNTERS_CORRUPT, C_CLOCK_SET
 
 SAVE_PERIOD_MS = 900000  # 15 min: see README "Storage" for the wear this gives
+SOC_SAVE_PPM = 10000  # a save per 1 % of SOC moved: a cut loses less than 1 % SOC
 
 
 class Persist(Service):
@@ -53,6 +55,7 @@ class Persist(Service):
         elif src == atomic.BAK:
             notes = tuple(notes) + ((C_COUNTERS_BACKUP, store.counters.file.seq),)
         if src in (atomic.NONE, atomic.CORRUPT):
+            self.now[C.SOC_PPM] = -1  # unknown until the estimate stage has one
             self._gather()  # nothing to restore: the first copy holds the start values
         else:
             self._restore()
@@ -90,7 +93,8 @@ class Persist(Service):
     def _gather(self):
         st = self.state
         v = self.now
-        v[C.SOC_PPM] = getattr(st, "soc_ppm", st.soc_pct * 10000) if st.soc_valid else -1
+        if st.soc_valid:  # else the stored value (or -1) stays: a SOC still unknown keeps it
+            v[C.SOC_PPM] = st.soc_ppm
         for fid in C.STATE_FIELDS:
             i = fid - 1
             x = getattr(st, C.FIELDS[i][1], 0)
@@ -151,7 +155,8 @@ class Persist(Service):
         self._deep_discharge()
         self._gather()
         now, saved = self.now, self.saved
-        due = False
+        d = now[C.SOC_PPM] - saved[C.SOC_PPM]
+        due = d >= SOC_SAVE_PPM or -d >= SOC_SAVE_PPM
         for i in C.CRITICAL:
             if now[i] != saved[i]:
                 due = True

@@ -48,7 +48,7 @@ DEEP_DISCHARGE = 11
 UV_TRIES = 12
 SLEEP_REASON = 13
 BOOTS = 14
-STATE_FIELDS = (1, 2, 3, 4, 5, 6, 7, 8)  # plain PackState attributes (besides soc_ppm)
+STATE_FIELDS = (2, 3, 4, 5, 6, 7, 8, 9)  # ids of the plain PackState attributes (soc_ppm is not one)
 CRITICAL = tuple(i for i in range(N) if FIELDS[i][2])
 
 
