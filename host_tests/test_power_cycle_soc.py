@@ -83,3 +83,22 @@ def test_unknown_soc_is_stored_as_unknown_and_never_over_a_known_one():
     w.run_until(50000)
     assert not pack.app.state.soc_valid and pack.app.persist.saves >= 1
     assert _stored(pack)[C.SOC_PPM] == known
+
+
+def test_a_save_per_percent_of_soc_moved_and_no_more():
+    w, _ = _world([{"t_s": 1, "set": "current_a", "value": -50}], 700)
+    w.run_until(5000)
+    p = w.packs[0].app.persist
+    st = w.packs[0].app.state
+    saves, soc0 = p.saves, st.soc_ppm
+    stored = []
+    while w.t_ms() < 605000:  # 10 min: no periodic save is due (15 min)
+        w.run_until(w.t_ms() + 1000)
+        v = _stored(w.packs[0])[C.SOC_PPM]
+        if not stored or v != stored[-1]:
+            stored.append(v)
+        assert abs(st.soc_ppm - v) < 10000 + 200  # never 1 % (+ one second at 50 A) behind
+    moved = soc0 - st.soc_ppm
+    assert moved > 70000
+    assert moved // 10000 - 1 <= p.saves - saves <= moved // 10000 + 1, (moved, p.saves - saves)
+    assert all(10000 <= stored[k] - stored[k + 1] < 10200 for k in range(1, len(stored) - 1))
