@@ -109,3 +109,22 @@ def expected_index(marks, cut):
 def copy(fs, budget=None):
     """An independent flash with the same files (for a dry run)."""
     return SimFlash({k: bytearray(v) for k, v in fs.files.items()}, budget)
+
+
+def check_recovery(fs, read_back, want):
+    """A boot after a cut reads `want`, also when that recovery boot is cut at
+    each of its own write units (then a clean boot follows). read_back(fs)
+    boots on a flash and returns what it read. Returns how many second cuts
+    were tried (the units the recovery boot writes)."""
+    dry = copy(fs)
+    got = read_back(dry)
+    assert got == want, (got, want)
+    for cut2 in range(dry.used):
+        f2 = copy(fs, budget=cut2)
+        try:
+            read_back(f2)
+            raise AssertionError("the recovery boot needed only %d units" % cut2)
+        except PowerCut:
+            pass
+        assert read_back(f2.remount()) == want, cut2
+    return dry.used

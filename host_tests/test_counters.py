@@ -69,17 +69,7 @@ def test_power_cut_at_every_write_point_reads_exactly_the_state_of_that_point():
         except PowerCut:
             assert cut < ref.used
         want = states[simflash.expected_index(marks, cut)]
-        dry = simflash.copy(fs)
-        assert _read_back(dry) == want, cut
-        for cut2 in range(dry.used):  # the recovery boot cut too, then a clean boot
-            f2 = simflash.copy(fs, budget=cut2)
-            try:
-                _read_back(f2)
-                raise AssertionError("the recovery boot needed only %d units" % cut2)
-            except PowerCut:
-                pass
-            assert _read_back(f2.remount()) == want, (cut, cut2)
-            second_cuts += 1
+        second_cuts += simflash.check_recovery(fs, _read_back, want)
         assert _read_back(fs.remount()) == want, cut
     assert second_cuts >= SAVES
 

@@ -94,17 +94,7 @@ def test_power_cut_at_every_write_point_reads_exactly_the_state_of_that_point():
         want = states[simflash.expected_index(marks, cut)]
         # the recovery boot may itself be cut (finishing a rename): every such
         # second cut, then a clean boot, reads the same state
-        dry = simflash.copy(fs)
-        assert _read_back(dry) == want, "cut at %d" % cut
-        for cut2 in range(dry.used):
-            f2 = simflash.copy(fs, budget=cut2)
-            try:
-                _read_back(f2)
-                raise AssertionError("the recovery boot needed only %d units" % cut2)
-            except PowerCut:
-                pass
-            assert _read_back(f2.remount()) == want, (cut, cut2)
-            second_cuts += 1
+        second_cuts += simflash.check_recovery(fs, _read_back, want)
         assert _read_back(fs.remount()) == want, "cut at %d" % cut
     assert second_cuts >= len(SAVES)  # cuts between a complete .tmp and its rename were seen
 

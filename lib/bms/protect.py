@@ -88,6 +88,7 @@ _F_PRECHARGE = _FL("PRECHARGE")
 _F_REVERSED = _FL("REVERSED")
 _F_IMB = _FL("IMB")
 _F_CURRENT = _FL("CURRENT")
+_F_STORE = _FL("STORE")
 _N_FAULTS = len(codes.FAULTS)
 
 # hardware alerts, in this order: bit, protection code
@@ -200,6 +201,7 @@ class Protection:
         self.prev_stack = 0
         self.have_prev = False
         self._seen = 0
+        self._store_seen = 0
         self.cmax = 0
         self.cmin = 0
 
@@ -241,6 +243,11 @@ class Protection:
             self._latch(_F_AFE, st.afe_errors)
         if st.precharge_failed:
             self._latch(_F_PRECHARGE, 1)
+        if st.fet_off_failed:  # app.safe_state: set_fets(False...) never went through
+            self._latch(_F_AFE, st.fet_errors)
+        if st.store_failures != self._store_seen:  # app: the store failed at start
+            self._store_seen = st.store_failures
+            self._latch(_F_STORE, st.store_failures)
         if snap.ok and snap.reads and snap.reads != self._seen:
             self._seen = snap.reads
             self._measure(now_ms)
