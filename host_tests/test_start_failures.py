@@ -12,22 +12,7 @@ from bms import codes
 from simflash import SimFlash
 from store import counters as C
 from store.store import Store
-
-
-def _world(events, duration_s):
-    from tools import simworld
-    from sim import scenario as scn
-    from sim.mock_afe import FAULTS
-    sc = scn.parse(json.dumps({"packs": 1, "duration_s": duration_s, "seed": 5,
-                               "initial": {"soc_pct": 60}, "events": events}), FAULTS)
-    lines = []
-    return simworld.World(sc, lines.append), lines
-
-
-def _stored(pack):
-    v = [0] * C.N
-    pack.store.counters.load(v)
-    return v
+from test_power_cycle_soc import _stored, _world
 
 
 def _cycles(t0_s, n, every_s):
