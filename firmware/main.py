@@ -15,10 +15,12 @@
 # Failure: a service that raises leaves the pack in its safe state (FETs and
 # pre-charge open, ALM on) and stops the loop; the WDT, no longer fed, then
 # resets the board. If the board or the firmware cannot start at all (e.g. the
-# BQ76952 does not answer) nothing was switched on (the AFE starts with its
-# FETs off); after RETRY_S the board resets and tries again; Ctrl-C in that
-# time leaves you at the REPL. With the forced-update jumper fitted the
-# firmware does not start (FETs off, REPL free for mpremote).
+# BQ76952 does not answer) the FETs are commanded off (ALL_FETS_OFF, through a
+# board built without configuring the AFE when the full build failed); after
+# RETRY_S the board resets and tries again; Ctrl-C in that time leaves you at
+# the REPL. Starts that keep failing are caught by the boot-loop guard
+# (app.app: held safe until the button). With the forced-update jumper fitted
+# the firmware does not start (FETs off, REPL free for mpremote).
 import asyncio
 import sys
 
@@ -52,7 +54,7 @@ def start(b, store=None, clock=None, wd_period_ms=WD_PERIOD_MS):
     from app.app import App
     app = App(b, store=store, clock=clock)
     deep_sleep = getattr(b, "deep_sleep", None)
-    if deep_sleep is not None:
+    if deep_sleep is not None and not app.held:
         from app.sleeper import Sleeper
         app.services.append(Sleeper(app, deep_sleep))
     sup = None
@@ -74,14 +76,37 @@ def _retry_later():
     machine.reset()
 
 
+def all_fets_off(afe):
+    """Every FET off, by each means the AFE has; never raises."""
+    for off in (getattr(afe, "all_fets_off", None), lambda: afe.set_fets(False, False, False)):
+        if off is not None:
+            try:
+                off()
+            except Exception as e:  # noqa: try the next way
+                print("bms: FETs off failed:", e)
+
+
+def _fets_off_after_failed_build(board):
+    """The full build failed: build again without configuring the AFE (only
+    the buses and chips) to command the FETs off."""
+    try:
+        b = board.build(configure=False)
+    except Exception as e:  # noqa: a bench board (no configure) or no bus at all
+        print("bms: no AFE to switch off:", e)
+        return
+    all_fets_off(b.afe)
+
+
 def main():
     from app.runner import Runner
     try:
         import board
         b = board.build()
-    except Exception as e:  # noqa: the AFE keeps its FETs off; try again later
+    except Exception as e:  # noqa: FETs off; try again later
         print("bms: board failed to start:")
         sys.print_exception(e)
+        if "board" in sys.modules:
+            _fets_off_after_failed_build(sys.modules["board"])
         _retry_later()
         return
     jumper = getattr(b, "jumper", None)
@@ -95,10 +120,12 @@ def main():
         print("bms: firmware failed to start:")
         sys.print_exception(e)
         try:
-            b.afe.set_fets(False, False, False)
+            all_fets_off(b.afe)
         finally:
             _retry_later()
         return
+    import machine
+    app.restart = machine.reset  # the boot-loop guard's release (app.app.Held)
     failed = asyncio.run(Runner(app).run())
     if failed:
         print("bms: stopped in safe state after a failure in", failed[0])

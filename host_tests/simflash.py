@@ -2,9 +2,13 @@
 # cut after a budget of "write units". Every written byte is one unit; a
 # truncation (open "wb"), a rename and a remove are one unit each (atomic, as
 # in littlefs). When the budget runs out in the middle of a write, the bytes
-# before the cut land and the byte at the cut is torn (random garbage), then
-# PowerCut is raised and every later operation raises too, until remount()
-# gives a fresh view of the same files (the board rebooting).
+# before the cut land and the byte at the cut is torn (never the byte meant:
+# a cut one byte short of the end leaves an invalid copy, so a test can say
+# which state each cut must read), then PowerCut is raised and every later
+# operation raises too, until remount() gives a fresh view of the same files
+# (the board rebooting). `ops` logs every completed operation as
+# (units used after it, "write"/"truncate"/"rename"/"remove", name): tests
+# find the commit point of each save there.
 import random
 
 from store.fs import MemFs
@@ -22,6 +26,7 @@ class SimFlash(MemFs):
         self.dead = False
         self.rng = random.Random(seed)
         self.bytes_written = 0
+        self.ops = []
 
     def remount(self, budget=None):
         return SimFlash(self.files, budget, self.rng.randrange(1 << 30))
@@ -45,8 +50,10 @@ class SimFlash(MemFs):
         ok = self._spend(len(b))
         if ok == len(b):
             self.bytes_written += ok
-            return MemFs._write(self, name, pos, b)
-        torn = bytes(b[:ok]) + bytes([self.rng.randrange(256)])
+            n = MemFs._write(self, name, pos, b)
+            self.ops.append((self.used, "write", name))
+            return n
+        torn = bytes(b[:ok]) + bytes([b[ok] ^ self.rng.randrange(1, 256)])
         MemFs._write(self, name, pos, torn)
         raise PowerCut("cut while writing %s at byte %d" % (name, pos + ok))
 
@@ -57,6 +64,7 @@ class SimFlash(MemFs):
     def _truncate(self, name):
         self._op()
         MemFs._truncate(self, name)
+        self.ops.append((self.used, "truncate", name))
 
     def open(self, name, mode):
         if self.dead:
@@ -66,10 +74,12 @@ class SimFlash(MemFs):
     def rename(self, a, b):
         self._op()
         MemFs.rename(self, a, b)
+        self.ops.append((self.used, "rename", a))
 
     def remove(self, name):
         self._op()
         MemFs.remove(self, name)
+        self.ops.append((self.used, "remove", name))
 
     def size(self, name):
         if self.dead:
@@ -79,3 +89,42 @@ class SimFlash(MemFs):
     def flip(self, name, bit):
         """Flip one bit of a stored file (bit index from the file's start)."""
         self.files[name][bit // 8] ^= 1 << (bit % 8)
+
+
+def commits(fs, name):
+    """Units used when each complete new copy of atomic file `name` was
+    written (store.atomic: the copy with the highest sequence wins, so a save
+    counts from the last byte of its NAME.tmp; the renames after it tidy)."""
+    return [u for u, op, n in fs.ops if op == "write" and n == name + ".tmp"]
+
+
+def expected_index(marks, cut):
+    """How many saves a cut after `cut` units must read back as done."""
+    k = 0
+    while k < len(marks) and marks[k] <= cut:
+        k += 1
+    return k
+
+
+def copy(fs, budget=None):
+    """An independent flash with the same files (for a dry run)."""
+    return SimFlash({k: bytearray(v) for k, v in fs.files.items()}, budget)
+
+
+def check_recovery(fs, read_back, want):
+    """A boot after a cut reads `want`, also when that recovery boot is cut at
+    each of its own write units (then a clean boot follows). read_back(fs)
+    boots on a flash and returns what it read. Returns how many second cuts
+    were tried (the units the recovery boot writes)."""
+    dry = copy(fs)
+    got = read_back(dry)
+    assert got == want, (got, want)
+    for cut2 in range(dry.used):
+        f2 = copy(fs, budget=cut2)
+        try:
+            read_back(f2)
+            raise AssertionError("the recovery boot needed only %d units" % cut2)
+        except PowerCut:
+            pass
+        assert read_back(f2.remount()) == want, cut2
+    return dry.used

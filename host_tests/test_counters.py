@@ -3,6 +3,7 @@
 # unknown fields, and the bench world surviving a power cycle.
 import json
 
+import simflash
 from simflash import PowerCut, SimFlash
 from store import atomic
 from store import counters as C
@@ -42,19 +43,35 @@ def test_round_trip():
     assert got == _vals(5)
 
 
-def test_power_cut_at_every_write_point_reads_old_or_new():
+def _read_back(fs):
+    """(source, values) a boot reads; values start as a sentinel no save holds."""
+    got = [-7] * C.N
+    src = CounterStore(fs).load(got)
+    return (src != atomic.NONE), got
+
+
+def test_power_cut_at_every_write_point_reads_exactly_the_state_of_that_point():
+    # each save's commit point is the last byte of its complete .tmp copy
+    # (simflash.commits): before it the previous save is read, from it the new
+    # one; before the first, no file (the sentinel stays)
     ref = SimFlash()
-    _sequence(ref)
-    states = [[0] * C.N] + [_vals(k) for k in range(SAVES)]
+    assert _sequence(ref) == SAVES
+    marks = simflash.commits(ref, C.FILE)
+    assert len(marks) == SAVES
+    states = [(False, [-7] * C.N)] + [(True, _vals(k)) for k in range(SAVES)]
+    assert all(states[k] != states[k + 1] for k in range(SAVES))
+    second_cuts = 0
     for cut in range(ref.used + 1):  # every byte and every rename
         fs = SimFlash(budget=cut, seed=cut)
         try:
             _sequence(fs)
+            assert cut == ref.used
         except PowerCut:
-            pass
-        got = [0] * C.N
-        CounterStore(fs.remount()).load(got)
-        assert got in states, cut  # never a mix of two saves
+            assert cut < ref.used
+        want = states[simflash.expected_index(marks, cut)]
+        second_cuts += simflash.check_recovery(fs, _read_back, want)
+        assert _read_back(fs.remount()) == want, cut
+    assert second_cuts >= SAVES
 
 
 def test_bit_flips_fall_back_to_the_previous_copy():
@@ -226,6 +243,7 @@ def test_events_dropped_by_the_ring_before_logging_are_counted_and_logged():
     recs = pack.store.log.read(0, 999)
     lost = [r for r in recs if r[4] == E.KIND_STORE and r[5] == E.C_EVENTS_LOST]
     assert lost and lost[-1][7] == 100 - st.events.size
+    # exactly the ring's last `size` events of the burst were logged, in order
+    assert st.events.next_seq == first + 100
     vals = [r[7] for r in recs if r[4] == 0 and r[5] == 1]
-    assert vals[-st.events.size:] == list(range(100 - st.events.size, 100))
-    assert first >= 0
+    assert vals == list(range(100 - st.events.size, 100))

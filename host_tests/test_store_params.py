@@ -4,6 +4,7 @@ import pytest
 
 from bms import params as P
 from bms.params import Params, index_of
+import simflash
 from simflash import PowerCut, SimFlash
 from store import atomic, paramstore
 from store.paramstore import ParamStore
@@ -66,61 +67,36 @@ def test_missing_file_keeps_defaults_with_a_note():
     assert list(q.v) == list(Params().v)
 
 
-def test_power_cut_at_every_write_point_reads_old_or_new():
-    total = SimFlash()
-    _run(total)
-    n_units = total.used
-    assert n_units > 5 * 1400  # every byte of every save is a cut point
-    states = [_snapshot({})] + [_snapshot(kv) for kv in SAVES]
-    for cut in range(n_units + 1):  # every byte written and every truncate/rename
-        fs = SimFlash(budget=cut, seed=cut)
-        try:
-            done = _run(fs)
-        except PowerCut:
-            done = None
-        q = Params()
-        ParamStore(fs.remount()).load(q)
-        got = list(q.v)
-        assert got in states, "cut at %d: mixed values" % cut
-        k = states.index(got)
-        if done is None:
-            # what was read back is the last complete save or the one in progress
-            assert k <= len(SAVES)
-    # and a completed run reads the last state
+def _read_back(fs):
+    """(a stored copy was found, the values loaded)."""
     q = Params()
-    ParamStore(total.remount()).load(q)
-    assert list(q.v) == states[-1]
+    found, _ = ParamStore(fs).load(q)
+    return found, list(q.v)
 
 
-def test_cut_never_goes_back_past_a_completed_save():
-    # after save k returned, a cut during save k+1 reads k or k+1, never older
+def test_power_cut_at_every_write_point_reads_exactly_the_state_of_that_point():
+    # the reference run's flash log gives each save's commit point: the last
+    # byte of its complete .tmp copy (old state before it, new state from it)
     ref = SimFlash()
-    st = ParamStore(ref)
-    st.load(Params())
-    marks = []
-    p = Params()
-    for kv in SAVES[:-1]:
-        p.set_many([(index_of(n), v) for n, v in kv.items()])
-        st.save(p)
-        marks.append(ref.used)
-    states = [_snapshot(kv) for kv in SAVES[:-1]]
-    for cut in range(marks[0], marks[-1] + 1, 11):
+    assert _run(ref) == len(SAVES)
+    marks = simflash.commits(ref, paramstore.FILE)
+    assert len(marks) == len(SAVES) and ref.used > 5 * 1400  # every byte is a cut point
+    states = [(False, _snapshot({}))] + [(True, _snapshot(kv)) for kv in SAVES]
+    assert all(states[k] != states[k + 1] for k in range(len(SAVES)))  # each save is seen
+    second_cuts = 0
+    for cut in range(ref.used + 1):  # every byte written and every truncate/rename
         fs = SimFlash(budget=cut, seed=cut)
-        st = ParamStore(fs)
-        st.load(Params())
-        p = Params()
-        k_done = -1
         try:
-            for k, kv in enumerate(SAVES[:-1]):
-                p.set_many([(index_of(n), v) for n, v in kv.items()])
-                st.save(p)
-                k_done = k
+            _run(fs)
+            assert cut == ref.used
         except PowerCut:
-            pass
-        q = Params()
-        ParamStore(fs.remount()).load(q)
-        k = states.index(list(q.v))
-        assert k in (k_done, k_done + 1), (cut, k, k_done)
+            assert cut < ref.used
+        want = states[simflash.expected_index(marks, cut)]
+        # the recovery boot may itself be cut (finishing a rename): every such
+        # second cut, then a clean boot, reads the same state
+        second_cuts += simflash.check_recovery(fs, _read_back, want)
+        assert _read_back(fs.remount()) == want, "cut at %d" % cut
+    assert second_cuts >= len(SAVES)  # cuts between a complete .tmp and its rename were seen
 
 
 def test_every_bit_flip_is_detected_and_falls_back_to_the_previous_copy():

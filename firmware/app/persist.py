@@ -4,8 +4,9 @@
 # new protection events (bms.protect.Events, by sequence number) into the
 # event history and saves the counters: at once when a critical field changes
 # (lock-out, latched faults, deep discharge, cycles, learned capacity, UV
-# wake-up tries, sleep), before sleeping, and otherwise at most every
-# save_period_ms. A tick with nothing new reads a few fields and returns.
+# wake-up tries, sleep), when the SOC has moved SOC_SAVE_PPM since the last
+# save, before sleeping, and otherwise at most every save_period_ms. A tick
+# with nothing new reads a few fields and returns.
 from array import array
 from app.service import Service
 from bms import modes
@@ -18,13 +19,25 @@ from store.eventlog import KIND_STORE, F_RAISED, C_BOOT, C_EVENTS_LOST, C_COUNTE
     C_COUNTERS_CORRUPT, C_CLOCK_SET
 
 SAVE_PERIOD_MS = 900000  # 15 min: see README "Storage" for the wear this gives
+SOC_SAVE_PPM = 10000  # a save per 1 % of SOC moved: a cut loses less than 1 % SOC
+# boot-loop guard (app.app): a start counts as failed until it has run this
+# long without a failure (or went to sleep); after MAX_FAILED_STARTS failed
+# starts in a row the next one holds the pack safe and waits for the button
+START_OK_MS = 60000
+MAX_FAILED_STARTS = 5
 
 
 class Persist(Service):
     name = "persist"
     period_ms = 1000
 
-    def __init__(self, app, store, clock=None, notes=(), pack=0, save_period_ms=SAVE_PERIOD_MS):
+    def __init__(self, app, store, clock=None, pack=0, save_period_ms=SAVE_PERIOD_MS):
+        """The first step of a start, before anything that can fail: mounts the
+        store, loads the stored parameters into app.params (the given ones are
+        written as the first copy when there is no usable file) and the
+        counters, counts this start (boots, and failed_starts until it has run
+        START_OK_MS cleanly) and saves. attach() restores into the stages once
+        they exist. Raises OSError when the flash fails."""
         self.app = app
         self.store = store.mount()
         self.clock = clock if clock is not None else Clock()
@@ -33,35 +46,50 @@ class Persist(Service):
         st = app.state
         self.state = st
         self._prot = self._control = None
-        for stage in app.cycle.stages:
-            if hasattr(stage, "prot"):
-                self._prot = stage.prot
-            if hasattr(stage, "sleep") and hasattr(stage.sleep, "uv_tries"):
-                self._control = stage
         self.saved = array("i", [0] * C.N)  # what the file holds
         self.now = array("i", [0] * C.N)  # this tick's values
         self.saves = 0  # counter saves since start
         self._since_save = 0  # ms since the last counter save
+        self._up_ms = 0  # ms run since the start, up to START_OK_MS
         self._last_ms = None
         self._mode = st.mode
         self.lost = 0  # protection events dropped before they were logged
         self.errors = 0  # flash errors (OSError) in tick
         self._ev_next = st.events.next_seq
+        found, notes = store.params.load(app.params)
+        if not found:
+            store.params.save(app.params)
         src = store.counters.load(self.now)
         if src == atomic.CORRUPT:
-            notes = tuple(notes) + ((C_COUNTERS_CORRUPT, 0),)
+            notes.append((C_COUNTERS_CORRUPT, 0))
         elif src == atomic.BAK:
-            notes = tuple(notes) + ((C_COUNTERS_BACKUP, store.counters.file.seq),)
-        if src in (atomic.NONE, atomic.CORRUPT):
-            self._gather()  # nothing to restore: the first copy holds the start values
-        else:
-            self._restore()
+            notes.append((C_COUNTERS_BACKUP, store.counters.file.seq))
+        self._notes = notes
+        self._restored = src not in (atomic.NONE, atomic.CORRUPT)
+        if not self._restored:  # the start values (all 0), the SOC unknown
+            for i in range(C.N):
+                self.now[i] = 0
+            self.now[C.SOC_PPM] = -1
         self.now[C.BOOTS] += 1
+        self.now[C.FAILED_STARTS] += 1
+        self.failed_starts = self.now[C.FAILED_STARTS]  # this one included
         st.boots = self.now[C.BOOTS]
         self._save()
+
+    def attach(self):
+        """Once the stages exist: restores the counters and lock-out states
+        into them, logs the boot and the store's notes."""
+        for stage in self.app.cycle.stages:
+            if hasattr(stage, "prot"):
+                self._prot = stage.prot
+            if hasattr(stage, "sleep") and hasattr(stage.sleep, "uv_tries"):
+                self._control = stage
+        if self._restored:
+            self._restore()
         self.log(C_BOOT, self.now[C.BOOTS])
-        for code, value in notes:
+        for code, value in self._notes:
             self.log(code, value)
+        self._notes = ()
 
     # --- start ---
 
@@ -90,7 +118,8 @@ class Persist(Service):
     def _gather(self):
         st = self.state
         v = self.now
-        v[C.SOC_PPM] = getattr(st, "soc_ppm", st.soc_pct * 10000) if st.soc_valid else -1
+        if st.soc_valid:  # else the stored value (or -1) stays: a SOC still unknown keeps it
+            v[C.SOC_PPM] = st.soc_ppm
         for fid in C.STATE_FIELDS:
             i = fid - 1
             x = getattr(st, C.FIELDS[i][1], 0)
@@ -142,8 +171,8 @@ class Persist(Service):
 
     def _tick(self, now_ms):
         self.clock.advance(now_ms)
-        if self._last_ms is not None:
-            self._since_save += ticks_diff(now_ms, self._last_ms)
+        dt = 0 if self._last_ms is None else ticks_diff(now_ms, self._last_ms)
+        self._since_save += dt
         self._last_ms = now_ms
         st = self.state
         if st.events.next_seq != self._ev_next:
@@ -151,14 +180,19 @@ class Persist(Service):
         self._deep_discharge()
         self._gather()
         now, saved = self.now, self.saved
-        due = False
+        mode = st.mode
+        sleeping = mode != self._mode and mode in (modes.SLEEP, modes.POWER_OFF)
+        self._mode = mode
+        if now[C.FAILED_STARTS]:
+            self._up_ms += dt
+            if self._up_ms >= START_OK_MS or sleeping:
+                self._started_ok()
+        d = now[C.SOC_PPM] - saved[C.SOC_PPM]
+        due = d >= SOC_SAVE_PPM or -d >= SOC_SAVE_PPM
         for i in C.CRITICAL:
             if now[i] != saved[i]:
                 due = True
                 break
-        mode = st.mode
-        sleeping = mode != self._mode and mode in (modes.SLEEP, modes.POWER_OFF)
-        self._mode = mode
         if not due and (sleeping or self._since_save >= self.save_period_ms):
             for i in range(C.N):
                 if now[i] != saved[i]:
@@ -166,6 +200,12 @@ class Persist(Service):
                     break
         if due:
             self._save()
+
+    def _started_ok(self):
+        """This start went well (ran START_OK_MS, or the pack went to sleep):
+        the boot-loop guard's count starts again."""
+        self.now[C.FAILED_STARTS] = 0
+        self.failed_starts = 0
 
     def _drain(self, now_ms):
         ev = self.state.events
@@ -208,4 +248,12 @@ class Persist(Service):
 
     def save_now(self):
         self._gather()
+        if self.state.mode in (modes.SLEEP, modes.POWER_OFF):  # the sleeper: a wake is a reset
+            self._started_ok()
+        self._save()
+
+    def clear_failed_starts(self):
+        """The button (or the PC tool) releases a pack the boot-loop guard
+        holds: the next start runs the firmware again."""
+        self._started_ok()
         self._save()

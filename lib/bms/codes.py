@@ -8,13 +8,16 @@ ALARMS = ("OV", "UV", "TOV", "TUV", "COC", "DOC", "COT", "CUT", "DOT", "DUT",
           "EOT", "EUT", "USOC", "MOS OT", "IMB",
           "PARALLEL")  # link: parallel failure (a pack lost, a cut-off slave, an address conflict)
 FAULTS = ("CELL", "NTC", "SAMPLE", "AFE", "CHG MOS", "DSG MOS", "PRECHARGE", "REVERSED",
-          "IMB", "CURRENT")  # protect: imbalance > 1 V (`004`), current reading stuck
+          "IMB", "CURRENT",  # protect: imbalance > 1 V (`004`), current reading stuck
+          "STORE")  # store: the flash failed at start (the pack runs without its store)
 # What each fault means (bms.protect): CELL = a cell reading out of its physical
 # range or stuck; NTC = open or shorted NTC; SAMPLE = sum of cells disagrees with
 # the stack voltage; AFE = AFE silent / CRC errors; CHG MOS / DSG MOS = current
 # through a FET commanded off; PRECHARGE = pre-charge did not finish; REVERSED =
 # reversed polarity on P+/P-; IMB = cell difference beyond imb_fail_mv; CURRENT =
-# the current reading stuck.
+# the current reading stuck; STORE = the store could not be loaded at start, so
+# the lock-outs and latched faults from before the reset are unknown: both FETs
+# stay off until the button reset (app.app).
 
 # Event kinds (bms.protect.Events): which of the three tables an event's index is in.
 KIND_ALARM = 0

@@ -97,6 +97,7 @@ _F_PRECHARGE = _FL("PRECHARGE")
 _F_REVERSED = _FL("REVERSED")
 _F_IMB = _FL("IMB")
 _F_CURRENT = _FL("CURRENT")
+_F_STORE = _FL("STORE")
 _N_FAULTS = len(codes.FAULTS)
 
 # hardware alerts, in this order: bit, protection code
@@ -217,6 +218,7 @@ class Protection:
         self.theat = array("i", [0] * N_TEMPS)
         self.heat_us = 0  # heat below 1 ms at 1 C, carried to the next read
         self._seen = 0
+        self._store_seen = 0
         self.cmax = 0
         self.cmin = 0
 
@@ -258,6 +260,11 @@ class Protection:
             self._latch(_F_AFE, st.afe_errors)
         if st.precharge_failed:
             self._latch(_F_PRECHARGE, 1)
+        if st.fet_off_failed:  # app.safe_state: set_fets(False...) never went through
+            self._latch(_F_AFE, st.fet_errors)
+        if st.store_failures != self._store_seen:  # app: the store failed at start
+            self._store_seen = st.store_failures
+            self._latch(_F_STORE, st.store_failures)
         if snap.ok and snap.reads and snap.reads != self._seen:
             self._seen = snap.reads
             self._measure(now_ms)

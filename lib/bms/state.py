@@ -77,6 +77,11 @@ class PackState:
         self.boots = 0
         self.events_lost = 0
         self.store_errors = 0
+        self.store_failures = 0  # app: the store failed at start (protect latches STORE)
+        # app: failed set_fets transfers in the safe state; the FETs could not be
+        # commanded off at all (protect latches the AFE fault)
+        self.fet_errors = 0
+        self.fet_off_failed = False
         # inverter: (app.inverter) protocol ID and RS485 baud read at start, the bus the
         # inverter was heard on (0 none yet, 1 CAN, 2 RS485), requests/frames heard, bad
         # requests, ms since the inverter was last heard (0 until it was first heard),

@@ -12,6 +12,8 @@
 #   deep_discharge           persist: PackState.deep_discharge
 #   uv_tries, sleep_reason   control: under-voltage wake-up tries, why it slept
 #   boots                    persist: firmware starts
+#   failed_starts            persist: starts in a row that did not run cleanly
+#                            for START_OK_MS (the boot-loop guard, app.app)
 from store import atomic
 
 MAGIC = b"BMSC"
@@ -35,6 +37,7 @@ FIELDS = (
     (13, "uv_tries", True),
     (14, "sleep_reason", True),
     (15, "boots", True),
+    (16, "failed_starts", True),
 )
 N = len(FIELDS)
 SOC_PPM = 0
@@ -48,7 +51,8 @@ DEEP_DISCHARGE = 11
 UV_TRIES = 12
 SLEEP_REASON = 13
 BOOTS = 14
-STATE_FIELDS = (1, 2, 3, 4, 5, 6, 7, 8)  # plain PackState attributes (besides soc_ppm)
+FAILED_STARTS = 15
+STATE_FIELDS = (2, 3, 4, 5, 6, 7, 8, 9)  # ids of the plain PackState attributes (soc_ppm is not one)
 CRITICAL = tuple(i for i in range(N) if FIELDS[i][2])
 
 
