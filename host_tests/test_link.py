@@ -245,7 +245,7 @@ def test_fuzz_mutated_link_frames_are_taken_or_refused_as_the_protocol_says():
         assert svc.roles.changes == 1  # decided once, never flipped by noise
         assert svc.rx_frames == exp["good"] and svc._p.bad == exp["bad"]
         assert bytes(lst.got) == bytes(exp["noise"])  # not a byte of the noise lost or taken as a frame
-        assert st.protect_reset_req == 0 and svc.refused == exp["reset"]
+        assert st.protect_reset_req == 0 and st.link_refused == exp["reset"]
         tab = svc.table
         for src, m in exp["status"].items():
             assert tab.voltage_mv[src] == round(m["voltage"] * 1000)
@@ -372,7 +372,7 @@ def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
     sb.can.rx.append((cmd.frame_id | 0xFF00, cmd.encode({"command": "reset_protect", "argument": 0}), 2))
     sb.link_in.rx.extend(_addr_frame(1, 2))
     slave.tick(650)
-    assert sst.protect_reset_req == 0 and slave.refused == 1  # a link frame resets nothing (issue 14)
+    assert sst.protect_reset_req == 0 and sst.link_refused == 1  # a link frame resets nothing (issue 14)
     # what the slave sent, decoded with the DBC: every NTC then every cell, 3 a frame, to dst 1
     temps, cells = [], []
     for i, d, f in sb.can.tx:

@@ -60,7 +60,7 @@ def test_forged_can_reset_leaves_the_failure_latched_and_the_button_clears_it():
         assert _latched(o) and "SAMPLE" in o["faults"], o
     assert _pack_at(tr, 17, 1)["link_refused"] == 2
     assert world.packs[1].app.state.protect_reset_req == 0
-    assert world.packs[1].app.link.refused == 2
+    assert world.packs[1].app.state.link_refused == 2
     # the button (held 6-10 s: RESET) still clears it: FETs close again
     o = _pack_at(tr, 35, 1)
     assert o["faults"] == [] and o["chg_fet"] and o["dsg_fet"]
@@ -75,7 +75,7 @@ def test_forged_rs485_reset_on_a_can_less_chain_is_refused_too():
     assert [o["data"] for o in tr if o.get("bus") == "rs485" and o.get("into") == 1] == [bytes(out[:n]).hex()]
     for t in (15.5, 20, 35):
         assert _latched(_pack_at(tr, t, 1))
-    assert world.packs[1].app.link.refused == 1 and world.packs[1].app.state.protect_reset_req == 0
+    assert world.packs[1].app.state.link_refused == 1 and world.packs[1].app.state.protect_reset_req == 0
 
 
 def test_a_latched_master_is_not_reset_by_a_frame_either():

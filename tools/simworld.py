@@ -41,7 +41,7 @@ class Tracer(Service):
             pairs = trace.pack_pairs(t, self.pack.index, st)
             if st.link_role == 2:  # link: the master's line carries the system it reports
                 pairs.append(("system", trace.system_obj(self.pack.app.system.view)))
-            refused = self.pack.app.link.refused
+            refused = st.link_refused
             if refused:  # link: commands refused (only once there are any: older traces unchanged)
                 pairs.append(("link_refused", refused))
             self.world.emit(trace.line(pairs))

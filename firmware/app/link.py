@@ -119,7 +119,6 @@ class Link(Service):
         self.hello_gen = 0
         self.bad_frames = 0
         self.tx_errors = 0
-        self.refused = 0  # link commands refused (a protection reset needs the button)
         if self.link_in is not None:
             state.link_hold = True  # until the first ticks tell whether a pack is upstream
 
@@ -514,4 +513,4 @@ class Link(Service):
                 # clears latched failures, lock-outs and SCP, which need the button
                 # (the manuals' "manual intervention") until an authenticated PC-tool
                 # session exists
-                self.refused += 1
+                self.state.link_refused += 1

@@ -108,3 +108,4 @@ class PackState:
         # address conflict; slave: cut off from its master); the link alarm stages
         # (app.link.LinkAlarm) show it as the PARALLEL alarm in st.alarms
         self.link_failure = False
+        self.link_refused = 0  # link: link commands refused (a protection reset needs the button)
