@@ -349,6 +349,10 @@ TABLE = (
     (219, "bal_q_start_mah", 5, 1, 1000, ADMIN),
     (220, "bal_q_min_cell_mv", 3200, 2800, 3600, ADMIN),
     (221, "bal_meas_max_ma", 5000, 0, 50000, ADMIN),
+    # Pylontech RS485 0x42 units (proto.pylon_rs485 put_pack): 0 = Pylontech's 0.1 A and
+    # mAh (what real packs send and python-pylontech, FHEM and US2000B readers decode),
+    # 1 = 10 mA and 10 mAh of Pace-based "Pylontech compatible" BMSs (PROTOCOLS 7).
+    (250, "inv_rs485_units_count", 0, 0, 1, USER),
 )
 
 CYCLE_MS = 0
