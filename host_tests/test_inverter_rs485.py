@@ -267,9 +267,12 @@ def test_fuzz_well_framed_requests_with_mutated_fields(ver, adr, cid1, cid2, inf
     f = bytearray(req(cid2, info, ver=ver, adr=adr, cid1=cid1))
     if how == "chksum":
         f[-2] = ord("0") if f[-2] != ord("0") else ord("1")
-    elif how in ("lchksum", "lenid"):
-        k = 9 if how == "lchksum" else 12
-        f[k] = ord("F") if f[k] != ord("F") else ord("E")
+    elif how == "lchksum":
+        f[9] = ord("F") if f[9] != ord("F") else ord("E")
+        f[-5:-1] = b"%04X" % ((-sum(f[1:-5])) % 65536)
+    elif how == "lenid":  # a LENID that is not the INFO's length, with its own good LCHKSUM
+        n = (int(f[10:13], 16) + 2) & 0xFFF
+        f[9:13] = b"%04X" % ((lsum(n) << 12) | n)
         f[-5:-1] = b"%04X" % ((-sum(f[1:-5])) % 65536)
     elif how == "lower":
         f[1:-5] = bytes(f[1:-5]).lower()
