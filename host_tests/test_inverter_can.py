@@ -148,15 +148,33 @@ def test_stop_charging_sends_present_voltage_never_zero():
     assert burst(inv, can)[0x351]["ChargeVoltageLimit"] > 0
 
 
-@given(hs.integers(0, 70000), hs.integers(0, 70000), hs.integers(0, 200000), hs.integers(-300000, 300000))
-def test_cvl_never_zero_and_limits_round_trip(cvl, volt, ccl, cur):
-    v = view(cvl_mv=cvl, voltage_mv=volt, ccl_ma=ccl, current_ma=cur)
+def _round_div(a, b):
+    return -((-a + b // 2) // b) if a < 0 else (a + b // 2) // b
+
+
+@given(hs.integers(0, 70000), hs.integers(0, 70000), hs.integers(0, 200000), hs.integers(0, 200000),
+       hs.integers(-300000, 300000), hs.integers(40000, 50000))
+def test_cvl_never_zero_and_limits_round_trip(cvl, volt, ccl, dcl, cur, dvl):
+    # decoded with the DBC, compared with what PROTOCOLS 1 says the fields carry:
+    # CVL/DVL 0.1 V, CCL/DCL 0.1 A, 0x356 voltage 0.01 V and current 0.1 A; with CCL 0
+    # the CVL is the present voltage (Deye W31), never 0 (Victron)
+    v = view(cvl_mv=cvl, voltage_mv=volt, ccl_ma=ccl, dcl_ma=dcl, current_ma=cur, dvl_mv=dvl)
     enc = pc.CanEncoder(0)
     enc.encode(v)
-    d = DB.decode_message(0x351, bytes(enc.frames[0][1]))
-    assert d["ChargeVoltageLimit"] > 0
-    if ccl == 0 and volt > 0:
-        assert round(d["ChargeVoltageLimit"] * 10) * 100 <= max(volt + 50, 100)
+    fr = dict((fid, bytes(buf)) for fid, buf in enc.frames)
+    d = DB.decode_message(0x351, fr[0x351])
+    want = cvl
+    if ccl == 0 and volt > 0 and (cvl == 0 or cvl > volt):
+        want = volt
+    if want == 0:
+        want = volt or dvl
+    assert round(d["ChargeVoltageLimit"] * 10) == max(1, _round_div(want, 100))
+    assert round(d["ChargeCurrentLimit"] * 10) == min(32767, _round_div(ccl, 100))
+    assert round(d["DischargeCurrentLimit"] * 10) == min(32767, _round_div(dcl, 100))
+    assert round(d["DischargeVoltageLimit"] * 10) == _round_div(dvl, 100)
+    m = DB.decode_message(0x356, fr[0x356], allow_truncated=True)
+    assert round(m["Voltage"] * 100) == min(32767, _round_div(volt, 10))
+    assert round(m["Current"] * 10) == _round_div(cur, 100)
 
 
 def test_period_and_sma_minimum():

@@ -3,10 +3,12 @@
 malformed requests, silence for garbage and other addresses, fuzzing."""
 import struct
 
-from hypothesis import given, strategies as hs
+from hypothesis import given, settings, strategies as hs
+
+import pylon_rs485_decoder as dec
 
 from app.inverter import Inverter, BUS_RS485
-from bms.params import Params
+from bms.params import Params, index_of
 from bms.state import PackState
 from proto import pylon_rs485 as pr
 from test_inverter_can import view
@@ -93,17 +95,70 @@ def test_every_command_replies_ok():
 def test_analog_and_management_values():
     inv, st, end = server()
     _, d, _ = decode(ask(inv, end, req(0x42, b"\x02")))
-    assert d[1] == 2 and d[2] == 16
-    assert list(struct.unpack(">16H", d[3:35])) == [3300 + i for i in range(16)]
-    k = d[35]
-    i = 36 + 2 * k
-    cur, volt = struct.unpack(">hH", d[i:i + 4])
-    assert cur == 1235 and volt == st.snap.stack_mv  # 10 mA, charge positive
+    assert d[0] == 0 and d[1] == 2  # INFOFLAG, command value
+    (m,) = dec.analog(d)
+    assert m["cells_mv"] == [3300 + i for i in range(16)]
+    assert m["current_a"] == 12.3 and m["voltage_v"] == st.snap.stack_mv / 1000  # 0.1 A, charge +
     _, d, _ = decode(ask(inv, end, req(0x92, b"\x02")))
-    cvl, dvl, ccl, dcl, fl = struct.unpack(">HHhhB", d[1:10])
-    assert (cvl, dvl, ccl, dcl) == (56000, 48000, 700, 1000) and fl & 0xC0 == 0xC0
+    g = dec.management(d)
+    assert (g["cvl_v"], g["dvl_v"], g["ccl_a"], g["dcl_a"]) == (56.0, 48.0, 70.0, 100.0)
+    assert g["flags"] & 0xC0 == 0xC0
     _, d, _ = decode(ask(inv, end, req(0x51)))
     assert d[:5] == b"PYLON"
+
+
+def _bench_pack(rated_mah, soc_pct=62, current_ma=-20000, units=None):
+    p = Params()
+    p.set(2, rated_mah)  # bms.params.RATED_CAPACITY_MAH
+    if units is not None:
+        p.set_by_name("inv_rs485_units_count", units)
+    st = PackState()
+    st.snap.reads = 1
+    for i in range(16):
+        st.snap.cell_mv[i] = 3300
+    for i, t in enumerate((251, 252, 253, 254, 300, 310, 280)):  # 4 cells, 2 MOSFETs, board
+        st.snap.temp_dc[i] = t
+    st.snap.stack_mv = 52800
+    st.current_ma = current_ma
+    st.soc_pct = soc_pct
+    st.cycles = 17
+    end = End()
+    return Inverter(st, p, view(), None, end), st, end
+
+
+def test_issue_bench_pack_reads_as_real_clients_read_it():
+    # one 100 Ah pack at 62 %, -20 A (issue 14): python-pylontech read -200.0 A and 6.2/10.0 Ah
+    inv, st, end = _bench_pack(100000)
+    (m,) = dec.analog(dec.frame(ask(inv, end, req(0x42, b"\x02")))["info"])
+    assert m["current_a"] == -20.0
+    assert m["udi"] == 4 and m["remaining_ah"] == 62.0 and m["total_ah"] == 100.0
+    assert m["board_dc"] == 280 and m["temps_dc"] == [251, 252, 253, 254, 300, 310]
+    assert m["cycles"] == 17 and m["voltage_v"] == 52.8
+    inv, st, end = _bench_pack(50000, 50)  # up to 65 Ah: count 2, 16-bit mAh
+    (m,) = dec.analog(dec.frame(ask(inv, end, req(0x42, b"\x02")))["info"])
+    assert m["udi"] == 2 and m["remaining_ah"] == 25.0 and m["total_ah"] == 50.0
+    inv, st, end = _bench_pack(100000, units=1)  # Pace units: 10 mA, 10 mAh, count 2
+    info = dec.frame(ask(inv, end, req(0x42, b"\x02")))["info"]
+    i = 3 + 32 + 1 + 14
+    assert struct.unpack(">hHHBHH", info[i:i + 11]) == (-2000, 52800, 6200, 2, 10000, 17)
+
+
+def test_all_packs_sysparam_and_address_zero():
+    inv, st, end = _bench_pack(100000)
+    r = dec.frame(ask(inv, end, req(0x42, b"\xff")))
+    mods = dec.analog(r["info"], all_packs=True)
+    assert r["rtn"] == 0 and len(mods) == 1 and mods[0]["current_a"] == -20.0
+    p = dec.sysparam(dec.frame(ask(inv, end, req(0x47)))["info"])
+    v = Params().v
+    assert p["cell_high_v"] * 1000 == v[index_of("cell_ov_alarm_mv")]
+    assert p["charge_limit_a"] * 1000 == v[index_of("max_chg_ma")]
+    assert p["discharge_limit_a"] * 1000 == -v[index_of("max_dsg_ma")]
+    assert round(p["discharge_high_c"] * 10) == v[index_of("dsg_ht_alarm_dc")]
+    for cid2 in (0x4F, 0x51):  # python-pylontech asks at ADR 0
+        assert dec.frame(ask(inv, end, req(cid2, adr=0)))["rtn"] == 0
+    r = dec.frame(ask(inv, end, req(0x4F, ver=0x00)))  # FHEM asks with VER 00
+    assert r["rtn"] == 0 and r["ver"] == 0x20
+    assert ask(inv, end, req(0x42, b"\x00", adr=0)) == b""  # only 4F and 51 at ADR 0
 
 
 def test_error_codes():
@@ -133,23 +188,118 @@ def test_silence_for_other_addresses_truncated_and_garbage():
     assert decode(ask(inv, end, req(0x42, b"\x02")))[0] == 0  # still serving
 
 
-@given(hs.binary(max_size=200))
-def test_fuzz_random_bytes_never_crash(data):
-    inv, st, end = server()
+COMMANDS = (0x4F, 0x51, 0x42, 0x44, 0x47, 0x92, 0x93, 0x96, 0x61, 0x62, 0x63)
+_PER_PACK = (0x42, 0x44, 0x92, 0x93, 0x96)
+
+
+def model(data):
+    """What the V3.3 document says a lone pack at ADR 2 answers to these bytes
+    (PROTOCOLS 2): None = silence, else (return code, ADR). Written from the
+    rules, not from parse()."""
+    frame = None
+    cur = None
+    for b in data:  # '~' starts a frame, '\r' ends it
+        if b == 0x7E:
+            cur = bytearray(b"~")
+        elif cur is not None:
+            cur.append(b)
+            if b == 0x0D:
+                frame, cur = bytes(cur), None
+    if frame is None:
+        return None
+    body = frame[1:-1]
+    hexd = b"0123456789ABCDEFabcdef"
+    if len(frame) < 18 or len(body) % 2 or any(c not in hexd for c in body):
+        return None
+    ver, adr, cid1, cid2 = (int(body[k:k + 2], 16) for k in (0, 2, 4, 6))
+    if adr != 2 and not (adr == 0 and cid2 in (0x4F, 0x51)):
+        return None
+    if int(body[-4:], 16) != (-sum(body[:-4])) % 65536:
+        return 0x02, adr
+    if ver not in (0x20, 0x25, 0x35) and cid2 != 0x4F:
+        return 0x01, adr
+    length = int(body[8:12], 16)
+    n = length & 0xFFF
+    if length >> 12 != (-((n & 15) + ((n >> 4) & 15) + (n >> 8))) % 16 or n != len(body) - 16:
+        return 0x03, adr
+    if n % 2 or n // 2 > 64:
+        return 0x05, adr
+    if cid1 != 0x46 or cid2 not in COMMANDS:
+        return 0x04, adr
+    if cid2 in _PER_PACK:
+        if n == 0:
+            return 0x05, adr
+        if int(body[12:14], 16) not in (adr, 0xFF):
+            return 0x90, adr
+    return 0x00, adr
+
+
+def check(inv, end, data):
     out = ask(inv, end, data)
-    if out:
-        decode(out)
+    want = model(data)
+    if want is None:
+        assert out == b"", data
+        return None
+    r = dec.frame(out)
+    assert (r["rtn"], r["adr"]) == want, data
+    return r
 
 
-@given(hs.integers(0, 19), hs.integers(0, 255), hs.sampled_from([0x42, 0x92, 0x44, 0x61, 0x4F]))
-def test_fuzz_mutated_requests(pos, b, cid2):
+_SERVER = server()
+
+
+@settings(max_examples=400)
+@given(hs.binary(max_size=200))
+def test_fuzz_random_bytes_match_the_model(data):
+    inv, st, end = _SERVER
+    check(inv, end, data + b"\r")
+
+
+@settings(max_examples=1500)
+@given(hs.sampled_from((0x20, 0x25, 0x35, 0x00, 0x21)) | hs.integers(0, 255),
+       hs.sampled_from((2, 0, 3)) | hs.integers(0, 255), hs.sampled_from((0x46, 0x47)),
+       hs.sampled_from(COMMANDS) | hs.integers(0, 255),
+       hs.sampled_from((b"", b"\x02", b"\xff", b"\x03")) | hs.binary(max_size=70),
+       hs.sampled_from(("ok", "chksum", "lchksum", "lenid", "lower")))
+def test_fuzz_well_framed_requests_with_mutated_fields(ver, adr, cid1, cid2, info, how):
+    # valid framing and checksums around mutated header fields and INFO, then one
+    # framing field broken on purpose: every one reaches parse()
+    f = bytearray(req(cid2, info, ver=ver, adr=adr, cid1=cid1))
+    if how == "chksum":
+        f[-2] = ord("0") if f[-2] != ord("0") else ord("1")
+    elif how == "lchksum":
+        f[9] = ord("F") if f[9] != ord("F") else ord("E")
+        f[-5:-1] = b"%04X" % ((-sum(f[1:-5])) % 65536)
+    elif how == "lenid":  # a LENID that is not the INFO's length, with its own good LCHKSUM
+        n = (int(f[10:13], 16) + 2) & 0xFFF
+        f[9:13] = b"%04X" % ((lsum(n) << 12) | n)
+        f[-5:-1] = b"%04X" % ((-sum(f[1:-5])) % 65536)
+    elif how == "lower":
+        f[1:-5] = bytes(f[1:-5]).lower()
+        f[-5:-1] = b"%04X" % ((-sum(f[1:-5])) % 65536)
+    inv, st, end = _SERVER
+    r = check(inv, end, bytes(f))
+    if r is not None and r["rtn"] == 0 and cid2 == 0x42:
+        assert dec.analog(r["info"], all_packs=info[:1] == b"\xff")
+
+
+def test_every_single_byte_mutation_of_a_request():
+    # exhaustive: each of the 20 positions of a 0x42 request to each of 256 values
     inv, st, end = server()
-    f = bytearray(req(cid2, b"\x02" if cid2 in (0x42, 0x92, 0x44) else b""))
-    f[pos % len(f)] = b
-    out = ask(inv, end, bytes(f))
-    if out:
-        rtn, _, adr = decode(out)
-        assert adr == 2
+    good = req(0x42, b"\x02")
+    seen = set()
+    for pos in range(len(good)):
+        for b in range(256):
+            f = bytearray(good)
+            f[pos] = b
+            r = check(inv, end, bytes(f))
+            seen.add(None if r is None else r["rtn"])
+            if 1 <= pos < len(good) - 5:  # the same with its checksum made good again
+                f[-5:-1] = b"%04X" % ((-sum(f[1:-5])) % 65536)
+                r = check(inv, end, bytes(f))
+                seen.add(None if r is None else r["rtn"])
+    assert seen >= {None, 0x00, 0x01, 0x02, 0x03, 0x04, 0x90}  # the mutations reached every check
+    assert decode(ask(inv, end, good))[0] == 0  # and it still serves
 
 
 def test_lost_rs485_sends_safe_limits():

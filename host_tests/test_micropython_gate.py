@@ -869,3 +869,129 @@ def test_link_ticks_run_under_heap_lock_with_frames_flowing(mpy):
         else:
             assert int(can) == 0 and int(up) > 0, ln  # pack 3's reports go up its Link IN
             assert int(relayed) > 20, ln  # pack 2 relayed pack 3's reports up and the master's frames down
+
+
+# ---- 10. the inverter service allocates nothing per request / frame (heap locked) --
+
+HEAP_LOCK_INVERTER = """
+import micropython
+from bms.params import Params
+from bms.state import PackState
+from app.inverter import Inverter
+from proto import pylon_rs485 as pr
+
+class View:
+    valid = True
+    voltage_mv = 53000
+    current_ma = -20000
+    soc_pct = 62
+    soh_pct = 100
+    packs_online = 1
+    cvl_mv = 56000
+    dvl_mv = 48000
+    ccl_ma = 70000
+    dcl_ma = 100000
+    force_charge = 0
+    max_cell_mv = 3310
+    min_cell_mv = 3300
+    max_cell_pack = max_cell_index = min_cell_pack = min_cell_index = 1
+    max_temp_dc = 300
+    min_temp_dc = 250
+    max_temp_pack = max_temp_index = min_temp_pack = min_temp_index = 1
+    protections = alarms = faults = 0
+    capacity_mah = 100000
+    packs_blocking_charge = packs_blocking_discharge = packs_offline = 0
+
+class Port:
+    # a UART that neither allocates nor keeps what it is given
+    def __init__(self):
+        self.n = 0
+    def write(self, b):
+        self.n += 1
+        return len(b)
+    def any(self):
+        return 0
+
+class Can:
+    def __init__(self):
+        self.rx = 0
+        self.sent = 0
+    def any(self):
+        return self.rx > 0
+    def recv(self, slot):
+        self.rx -= 1
+        slot[0] = 0x305
+        return slot
+    def send(self, fid, buf, flags):
+        self.sent += 1
+        return 1
+
+def requests(p):
+    out = []
+    for cid2, info in ((0x4F, b""), (0x51, b""), (0x42, b"\\x02"), (0x42, b"\\xff"), (0x44, b"\\x02"),
+                       (0x47, b""), (0x92, b"\\x02"), (0x93, b"\\x02"), (0x96, b"\\x02"), (0x61, b""),
+                       (0x62, b""), (0x63, b""), (0x77, b""), (0x42, b"\\x09")):
+        out.append(bytearray(pr.build_request(0x20, 2, cid2, info)))
+    bad = bytearray(out[2])
+    bad[-2] ^= 1  # checksum error
+    out.append(bad)
+    out.append(bytearray(b"garbage~~\\r"))
+    return out
+
+def locked(fn, *args):
+    micropython.heap_lock()
+    try:
+        fn(*args)
+        return None
+    except MemoryError:
+        return "allocates"
+    finally:
+        micropython.heap_unlock()
+
+def probe():
+    if locked(lambda: [1]) != "allocates":
+        return "heap_lock does not catch allocation"
+    for pid in (0, 1):
+        st = PackState()
+        st.snap.reads = 1
+        for i in range(16):
+            st.snap.cell_mv[i] = 3300 + i
+        st.snap.stack_mv = 52800
+        can = Can()
+        port = Port()
+        p = Params()
+        p.set_by_name("inv_protocol_count", pid)
+        inv = Inverter(st, p, View(), can, port)
+        reqs = requests(p)
+        for r in reqs:  # warm-up: one reply of each length
+            inv.on_rs485(r, len(r))
+        before = port.n
+        for k in range(3):
+            st.current_ma = (-20000, 30000, 5)[k]
+            st.soc_pct = (62, 100, 0)[k]
+            for r in reqs:
+                err = locked(inv.on_rs485, r, len(r))
+                if err:
+                    return "on_rs485 " + err + " for " + str(bytes(r))
+        if port.n - before != 3 * (len(reqs) - 1):
+            return "replies: " + str(port.n - before)
+        # CAN: the inverter's frames heard, the frame set sent every period
+        t = 0
+        for k in range(60):
+            can.rx = 1
+            err = locked(inv.tick, t)
+            if err:
+                return "tick " + err + " at " + str(t)
+            t += 50
+        if can.sent < 2 * len(inv.enc.frames):
+            return "CAN frames sent: " + str(can.sent)
+    return "ok"
+
+print(probe())
+"""
+
+
+def test_inverter_serves_rs485_and_can_under_heap_lock(mpy):
+    r = mpy.run(HEAP_LOCK_INVERTER, timeout_s=GATE_TIMEOUT_S)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok", r.stdout

@@ -7,14 +7,15 @@
 # (CCL = DCL = 0, CVL at the present voltage); silent for inv_sleep_ms ->
 # inverter_sleep_req (control puts the pack to sleep, bms.sleep.BY_INVERTER).
 # Protocol ID and RS485 baud are read once at start (board DIP, else params).
-import struct
+from array import array
 from app.service import Service
 from bms.params import index_of
 from bms.ticks import ticks_diff
 from bms import codes
 from proto import pylon_can as pc
 from proto import pylon_rs485 as pr
-from proto.pylon_can import u16, s16, div
+from proto.pylon_can import div
+from proto.link import put_u16, put_i16
 
 BUS_NONE = 0
 BUS_CAN = 1
@@ -25,7 +26,12 @@ _SAT_MS = 0x3FFFFFFF  # silent time saturates here
 SERIAL = b"BMS-MPY-00000001"
 NAME = b"PYLON-MPY "  # 10 ASCII
 MAKER = b"PYLON-COMPATIBLE    "  # 20 ASCII
-SW_VERSION = (1, 0)
+SW_VERSION_MAJOR = 1
+SW_VERSION_MINOR = 0
+_ALL_PACKS = 8  # packs listed in a 0x42 INFO 0xFF reply
+_PACK_BYTES = 1 + 2 * 16 + 1 + 2 * 8 + 17  # one pack's 0x42 data at most (16 cells, 8 temps, count 4)
+_INFO_BYTES = 2 + _ALL_PACKS * _PACK_BYTES
+_VIEWS = 24  # reply lengths whose memoryview is kept (a reply is one of a few lengths)
 
 
 def master_test(state):
@@ -77,6 +83,9 @@ class Inverter(Service):
         self.framer = pr.Framer()
         self.req = pr.Request()
         self.server = Rs485Server(state, params, view)
+        self._views = {}  # reply length -> memoryview of server.out (made once per length)
+        self._rx = bytearray(64)
+        self._readinto = getattr(link, "readinto", None)
         self.can_errors = 0
         st = state
         st.inverter_protocol = self.protocol_id
@@ -129,12 +138,15 @@ class Inverter(Service):
         n = link.any()
         if not n:
             return
-        data = link.read(n)
-        if not data:
-            return
+        if self._readinto is not None:  # machine.UART: into the preallocated buffer
+            n = self._readinto(self._rx)
+            data = self._rx
+        else:
+            data = link.read(n)
+            n = len(data) if data else 0
         framer = self.framer
-        for b in data:
-            m = framer.feed(b)
+        for i in range(n or 0):
+            m = framer.feed(data[i])
             if m:
                 self._request(framer.buf, m)
 
@@ -146,7 +158,8 @@ class Inverter(Service):
         view = self.view
         first = pr.FIRST_ADR
         last = first + (view.packs_online if view.packs_online > 0 else 1) - 1
-        if req.adr < first or req.adr > last:
+        any_adr = req.adr == pr.ADR_ANY and (req.cid2 == pr.CMD_VERSION or req.cid2 == pr.CMD_MANUFACTURER)
+        if (req.adr < first or req.adr > last) and not any_adr:
             return  # another pack's address: silence
         if req.rtn == pr.RTN_OK:
             self._hear(BUS_RS485)
@@ -156,7 +169,13 @@ class Inverter(Service):
             return
         self.server.now_ms = self._now
         m = self.server.reply(req, self.st.inverter_lost)
-        self.link.write(memoryview(self.server.out)[:m])
+        views = self._views
+        v = views.get(m)
+        if v is None:
+            v = memoryview(self.server.out)[:m]
+            if len(views) < _VIEWS:
+                views[m] = v
+        self.link.write(v)
 
     # -- the period --------------------------------------------------------------
     def tick(self, now_ms):
@@ -210,22 +229,34 @@ class Inverter(Service):
 
 
 class Rs485Server:
-    """Builds the reply to a parsed request into self.out (preallocated)."""
+    """Builds the reply to a parsed request into self.out (preallocated; no
+    allocation per request)."""
 
     def __init__(self, state, params, view):
         self.st = state
         self.params = params
         self.view = view
-        self.info = bytearray(128)
+        self.info = bytearray(_INFO_BYTES)
+        self.scratch = bytearray(_PACK_BYTES + 2)  # another pack's 0x42 INFO from the link
         self.packs = None  # link: the master's table of the other packs (app.link.Link)
         self.now_ms = 0
-        self.out = bytearray(300)
+        self.out = bytearray(18 + 2 * _INFO_BYTES)
         v = params.v
-        self.sys = (v[_P("cell_ov_alarm_mv")], v[_P("cell_uv_alarm_mv")], v[_P("cell_uv_p1_mv")],
-                    v[_P("chg_ht_alarm_dc")] + 2731, v[_P("chg_lt_alarm_dc")] + 2731,
-                    v[_P("max_chg_ma")] // 10, v[_P("pack_ov_alarm_mv")], v[_P("pack_uv_alarm_mv")],
-                    v[_P("pack_uv_p1_mv")], v[_P("dsg_ht_alarm_dc")] + 2731,
-                    v[_P("dsg_lt_alarm_dc")] + 2731, v[_P("max_dsg_ma")] // 10)
+        self.units = v[_P("inv_rs485_units_count")]
+        # 0x47 fields in order (python-pylontech system_parameters_fmt, FHEM
+        # _callSystemParameters): cell high/low/under V mV, charge high/low T
+        # 0.1 K, charge current limit, module high/low/under V mV, discharge
+        # high/low T, discharge current limit. Currents in 0.1 A (FHEM x100/1000,
+        # bms-to-inverter x10; python-pylontech alone divides by 100); the
+        # discharge limit negative, as both readers of real packs show it.
+        self.sys = array("i", (v[_P("cell_ov_alarm_mv")], v[_P("cell_uv_alarm_mv")], v[_P("cell_uv_p1_mv")],
+                               v[_P("chg_ht_alarm_dc")] + 2731, v[_P("chg_lt_alarm_dc")] + 2731,
+                               div(v[_P("max_chg_ma")], 100), v[_P("pack_ov_alarm_mv")],
+                               v[_P("pack_uv_alarm_mv")], v[_P("pack_uv_p1_mv")],
+                               v[_P("dsg_ht_alarm_dc")] + 2731, v[_P("dsg_lt_alarm_dc")] + 2731,
+                               -div(v[_P("max_dsg_ma")], 100)))
+        self.t_hi = v[_P("dsg_ht_alarm_dc")]
+        self.t_lo = v[_P("dsg_lt_alarm_dc")]
 
     def _error(self, req, rtn):
         return pr.encode_frame(self.out, req.ver if 0 <= req.ver < 256 else 0x20,
@@ -236,10 +267,11 @@ class Rs485Server:
             return self._error(req, req.rtn)
         c = req.cid2
         info = self.info
-        if c in (pr.CMD_ANALOG, pr.CMD_ALARM, pr.CMD_MANAGEMENT, pr.CMD_SERIAL, pr.CMD_FIRMWARE):
+        if (c == pr.CMD_ANALOG or c == pr.CMD_ALARM or c == pr.CMD_MANAGEMENT or c == pr.CMD_SERIAL
+                or c == pr.CMD_FIRMWARE):
             if req.info_len < 1:
                 return self._error(req, pr.RTN_FORMAT)
-            if req.info[0] != req.adr and req.info[0] != 0xFF:
+            if req.info[0] != req.adr and req.info[0] != pr.ALL_PACKS:
                 return self._error(req, pr.RTN_ADR)
         view = self.view
         if not view.valid and c != pr.CMD_VERSION and c != pr.CMD_MANUFACTURER:
@@ -249,51 +281,66 @@ class Rs485Server:
         if c == pr.CMD_VERSION:
             n = 0
         elif c == pr.CMD_MANUFACTURER:
-            info[0:10] = NAME
-            info[10] = SW_VERSION[0]
-            info[11] = SW_VERSION[1]
-            info[12:32] = MAKER
+            _copy(info, 0, NAME)
+            info[10] = SW_VERSION_MAJOR
+            info[11] = SW_VERSION_MINOR
+            _copy(info, 12, MAKER)
             n = 32
         elif c == pr.CMD_ANALOG:
-            n = self._analog(req.adr)
+            if req.info[0] == pr.ALL_PACKS:
+                n = self._analog_all()
+            else:
+                n = self._analog(req.adr)
             if n < 0:
                 return self._error(req, pr.RTN_COMM)  # a slave's cells not held (yet)
         elif c == pr.CMD_ALARM:
             n = self._alarm(req.adr)
         elif c == pr.CMD_SYSPARAM:
-            struct.pack_into(">HHHHHhHHHHHh", info, 0, *self.sys)
-            n = 24
+            info[0] = pr.INFOFLAG  # python-pylontech parses info[1:], FHEM from INFO byte 1
+            sys = self.sys
+            for k in range(12):
+                put_i16(info, 1 + 2 * k, sys[k])
+            n = 25
         elif c == pr.CMD_MANAGEMENT:
             info[0] = req.adr
             n = 1 + self._management(1, lost)
         elif c == pr.CMD_SERIAL:
             info[0] = req.adr
-            info[1:17] = SERIAL
+            _copy(info, 1, SERIAL)
             n = 17
         elif c == pr.CMD_FIRMWARE:
             info[0] = req.adr
-            info[1] = SW_VERSION[0]
-            info[2] = SW_VERSION[1]
-            info[3] = SW_VERSION[0]
-            info[4] = SW_VERSION[1]
+            info[1] = SW_VERSION_MAJOR
+            info[2] = SW_VERSION_MINOR
+            info[3] = SW_VERSION_MAJOR
+            info[4] = SW_VERSION_MINOR
             info[5] = 0
             n = 6
         elif c == pr.CMD_SYS_ANALOG:
-            struct.pack_into(">HhBHBBHHHHHHHH", info, 0, u16(view.voltage_mv),
-                             s16(div(view.current_ma, 100)), view.soc_pct & 0xFF, st.cycles & 0xFFFF,
-                             view.soh_pct & 0xFF, view.packs_online & 0xFF,
-                             u16(view.max_cell_mv), (view.max_cell_pack << 8) | view.max_cell_index,
-                             u16(view.min_cell_mv), (view.min_cell_pack << 8) | view.min_cell_index,
-                             u16(view.max_temp_dc + 2731), (view.max_temp_pack << 8) | view.max_temp_index,
-                             u16(view.min_temp_dc + 2731), (view.min_temp_pack << 8) | view.min_temp_index)
+            put_u16(info, 0, view.voltage_mv)
+            put_i16(info, 2, div(view.current_ma, 100))
+            info[4] = view.soc_pct & 0xFF
+            put_u16(info, 5, st.cycles & 0xFFFF)
+            info[7] = view.soh_pct & 0xFF
+            info[8] = view.packs_online & 0xFF
+            put_u16(info, 9, view.max_cell_mv)
+            put_u16(info, 11, (view.max_cell_pack << 8) | view.max_cell_index)
+            put_u16(info, 13, view.min_cell_mv)
+            put_u16(info, 15, (view.min_cell_pack << 8) | view.min_cell_index)
+            put_u16(info, 17, view.max_temp_dc + 2731)
+            put_u16(info, 19, (view.max_temp_pack << 8) | view.max_temp_index)
+            put_u16(info, 21, view.min_temp_dc + 2731)
+            put_u16(info, 23, (view.min_temp_pack << 8) | view.min_temp_index)
             n = 25
         elif c == pr.CMD_SYS_ALARM:
-            struct.pack_into(">HHH", info, 0, view.protections & 0xFFFF, view.alarms & 0xFFFF,
-                             view.faults & 0xFFFF)
+            put_u16(info, 0, view.protections & 0xFFFF)
+            put_u16(info, 2, view.alarms & 0xFFFF)
+            put_u16(info, 4, view.faults & 0xFFFF)
             n = 6
         elif c == pr.CMD_SYS_MANAGEMENT:
             n = self._management(0, lost)
-        return pr.encode_frame(self.out, req.ver, req.adr, pr.CID1, pr.RTN_OK, info, n)
+        ver = req.ver if req.ver in pr.VERSIONS else pr.VERSIONS[0]  # 0x4F asked with any VER
+        return pr.encode_frame(self.out, ver, req.adr, pr.CID1, pr.RTN_OK, info, n)
 
     def _management(self, off, lost):
         view = self.view
@@ -303,44 +350,64 @@ class Rs485Server:
         flags = ((128 if ccl > 0 else 0) | (64 if dcl > 0 else 0)
                  | (32 if fc & (pc.FC_I | pc.FC_RECHARGE) else 0) | (16 if fc & pc.FC_II else 0)
                  | (8 if fc & pc.FC_FULL else 0))
-        struct.pack_into(">HHhhB", self.info, off, u16(pc.safe_cvl(view, ccl)), u16(view.dvl_mv),
-                         s16(div(ccl, 100)), s16(div(dcl, 100)), flags)
+        info = self.info
+        put_u16(info, off, pc.safe_cvl(view, ccl))
+        put_u16(info, off + 2, view.dvl_mv)
+        put_i16(info, off + 4, div(ccl, 100))
+        put_i16(info, off + 6, div(dcl, 100))
+        info[off + 8] = flags
         return 9
+
+    def _own(self, i):
+        """This pack's 0x42 data at info[i]; returns the offset after it."""
+        st = self.st
+        snap = st.snap
+        cap = st.fcc_mah if st.fcc_mah > 0 else self.params.v[2]  # bms.params.RATED_CAPACITY_MAH
+        return pr.put_pack(self.info, i, snap.cell_mv, 0, len(snap.cell_mv), snap.temp_dc, 0,
+                           len(snap.temp_dc), st.current_ma, snap.stack_mv, cap * st.soc_pct // 100,
+                           cap, st.cycles & 0xFFFF, self.units)
 
     def _analog(self, adr):
         # link: another pack's address is answered from the master's table (app.link)
         if self.packs is not None and adr != pr.FIRST_ADR:
             return self.packs.analog(self.info, adr, adr - pr.FIRST_ADR + 1, self.now_ms)
-        st = self.st
-        snap = st.snap
         info = self.info
-        cells = snap.cell_mv
-        temps = snap.temp_dc
-        info[0] = 0  # INFOFLAG
-        info[1] = adr
-        info[2] = len(cells)
-        i = 3
-        for c in cells:
-            struct.pack_into(">H", info, i, u16(c))
-            i += 2
-        info[i] = len(temps)
-        i += 1
-        for t in temps:
-            struct.pack_into(">H", info, i, u16(t + 2731))
-            i += 2
-        cap = st.fcc_mah if st.fcc_mah > 0 else self.params.v[2]  # bms.params.RATED_CAPACITY_MAH
-        rem = cap * st.soc_pct // 100
-        struct.pack_into(">hHHBHH", info, i, s16(div(st.current_ma, 10)), u16(snap.stack_mv),
-                         u16(rem // 10), 2, u16(cap // 10), st.cycles & 0xFFFF)
-        return i + 11
+        info[0] = pr.INFOFLAG
+        info[1] = adr  # the command value (as 0x92/0x93/0x96 echo it; FHEM skips it)
+        return self._own(2)
+
+    def _analog_all(self):
+        """INFO 0xFF: INFOFLAG, the module count, then every module without its
+        address (python-pylontech get_values_fmt). Packs whose cells the master
+        does not hold (yet) are left out; at most _ALL_PACKS (V3.3: 8 packs in
+        a group, quoted by the pylontech C monitor's header)."""
+        info = self.info
+        info[0] = pr.INFOFLAG
+        i = self._own(2)
+        m = 1
+        packs = self.packs
+        if packs is not None:
+            scratch = self.scratch
+            last = self.view.packs_online
+            for a in range(2, last + 1):
+                if m >= _ALL_PACKS:
+                    break
+                k = packs.analog(scratch, pr.FIRST_ADR + a - 1, a, self.now_ms)
+                if k > 2:
+                    for j in range(2, k):
+                        info[i] = scratch[j]
+                        i += 1
+                    m += 1
+        info[1] = m
+        return i
 
     def _alarm(self, adr):
         st = self.st
         snap = st.snap
         info = self.info
-        v = self.params.v
-        hi, lo = self.sys[0], self.sys[1]
-        info[0] = 0
+        hi = self.sys[0]
+        lo = self.sys[1]
+        info[0] = pr.INFOFLAG
         info[1] = adr
         cells = snap.cell_mv
         info[2] = len(cells)
@@ -351,8 +418,8 @@ class Rs485Server:
         temps = snap.temp_dc
         info[i] = len(temps)
         i += 1
-        t_hi = v[_P("dsg_ht_alarm_dc")]
-        t_lo = v[_P("dsg_lt_alarm_dc")]
+        t_hi = self.t_hi
+        t_lo = self.t_lo
         for t in temps:
             info[i] = 2 if t >= t_hi else (1 if t <= t_lo else 0)
             i += 1
@@ -373,6 +440,11 @@ class Rs485Server:
         info[i + 6] = 0
         info[i + 7] = 0
         return i + 8
+
+
+def _copy(buf, i, src):
+    for k in range(len(src)):
+        buf[i + k] = src[k]
 
 
 _PUVP = codes.bit(codes.PROTECTIONS, "PUVP")

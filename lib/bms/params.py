@@ -369,6 +369,10 @@ TABLE = (
     (222, "ntc_stuck_move_dc", 50, 10, 500, FACTORY),
     (223, "ntc_stuck_heat_1c_ms", 600000, 60000, 36000000, FACTORY),
     (224, "ntc_stuck_ms", 300000, 10000, 3600000, FACTORY),
+    # Pylontech RS485 0x42 units (proto.pylon_rs485 put_pack): 0 = Pylontech's 0.1 A and
+    # mAh (what real packs send and python-pylontech, FHEM and US2000B readers decode),
+    # 1 = 10 mA and 10 mAh of Pace-based "Pylontech compatible" BMSs (PROTOCOLS 7).
+    (225, "inv_rs485_units_count", 0, 0, 1, USER),
 )
 
 CYCLE_MS = 0

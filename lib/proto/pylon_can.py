@@ -151,9 +151,10 @@ def _encode(fid, buf, view, safe):
     if fid == ID_LIMITS:
         ccl = 0 if safe else view.ccl_ma
         dcl = 0 if safe else view.dcl_ma
-        struct.pack_into("<HhhH" if len(buf) == 8 else "<Hhh", buf, 0,
-                         *((u16(div(safe_cvl(view, ccl), 100)) or 1, s16(div(ccl, 100)),
-                            s16(div(dcl, 100)), u16(div(view.dvl_mv, 100)))[:len(buf) // 2]))
+        struct.pack_into("<Hhh", buf, 0, u16(div(safe_cvl(view, ccl), 100)) or 1, s16(div(ccl, 100)),
+                         s16(div(dcl, 100)))
+        if len(buf) == 8:
+            struct.pack_into("<H", buf, 6, u16(div(view.dvl_mv, 100)))
     elif fid == ID_SOC:
         soc = view.soc_pct
         if len(buf) == 6:
@@ -178,11 +179,14 @@ def _encode(fid, buf, view, safe):
         p = view.protections
         a = view.alarms
         f = view.faults
-        _fields(buf, 0, p != 0 or f != 0, p & P_OV, p & P_UV, p & P_OT_DSG, p & P_UT_DSG,
-                p & P_OT_CHG, p & P_UT_CHG, p & P_DOCP, p & P_COC, f & F_CONTACTOR, p & P_SCP,
-                f & F_INTERNAL, (p & P_IMB) or (f & F_IMB))
-        _fields(buf, 4, a != 0, a & A_OV, a & A_UV, a & A_OT_DSG, a & A_UT_DSG, a & A_OT_CHG,
-                a & A_UT_CHG, a & A_DOC, a & A_COC, 0, 0, 0, a & A_IMB)
+        _fields(buf, 0, _bit(0, p != 0 or f != 0) | _bit(1, p & P_OV) | _bit(2, p & P_UV)
+                | _bit(3, p & P_OT_DSG) | _bit(4, p & P_UT_DSG) | _bit(5, p & P_OT_CHG)
+                | _bit(6, p & P_UT_CHG) | _bit(7, p & P_DOCP) | _bit(8, p & P_COC)
+                | _bit(9, f & F_CONTACTOR) | _bit(10, p & P_SCP) | _bit(11, f & F_INTERNAL)
+                | _bit(12, (p & P_IMB) or (f & F_IMB)))
+        _fields(buf, 4, _bit(0, a != 0) | _bit(1, a & A_OV) | _bit(2, a & A_UV) | _bit(3, a & A_OT_DSG)
+                | _bit(4, a & A_UT_DSG) | _bit(5, a & A_OT_CHG) | _bit(6, a & A_UT_CHG)
+                | _bit(7, a & A_DOC) | _bit(8, a & A_COC) | _bit(12, a & A_IMB))
     elif fid == ID_REQUEST:
         fc = view.force_charge
         b = ((128 if view.ccl_ma > 0 and not safe else 0) | (64 if view.dcl_ma > 0 and not safe else 0)
@@ -202,11 +206,16 @@ def _encode(fid, buf, view, safe):
         struct.pack_into("<H", buf, 0, u16(view.capacity_mah // 1000))
 
 
-def _fields(buf, off, *flags):
-    """Thirteen 2-bit fields from the low bit of buf[off]."""
+def _bit(i, active):
+    return (1 << i) if active else 0
+
+
+def _fields(buf, off, active):
+    """Thirteen 2-bit fields from the low bit of buf[off]; field i is active
+    when bit i of active is set (no tuple of flags: this runs every period)."""
     b0 = b1 = b2 = b3 = 0
-    for i in range(len(flags)):
-        v = _pair(flags[i]) << (2 * (i & 3))
+    for i in range(13):
+        v = _pair(active & (1 << i)) << (2 * (i & 3))
         k = i >> 2
         if k == 0:
             b0 |= v

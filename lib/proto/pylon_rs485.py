@@ -2,9 +2,12 @@
 # side: framing (`~` VER ADR CID1 CID2 LENGTH INFO CHKSUM `\r`, ASCII hex),
 # LENGTH (LCHKSUM + LENID) and CHKSUM checks, and the replies to 4F, 51, 42,
 # 44, 47, 92, 93, 96 and the V3.5 system commands 61-63 with the protocol's
-# return codes. Pure: a request's bytes in, the reply's length out (written
-# into a preallocated buffer); no UART, no clock.
-import struct
+# return codes, and the 0x42 block of one pack (put_pack, shared with the
+# link's table of the other packs). Pure: a request's bytes in, the reply's
+# length out (written into a preallocated buffer); no UART, no clock; no
+# allocation per request.
+from proto.link import put_u16, put_i16
+from proto.pylon_can import div
 
 SOI = 0x7E  # '~'
 EOI = 0x0D  # '\r'
@@ -20,8 +23,16 @@ RTN_DATA = 0x06
 RTN_ADR = 0x90
 RTN_COMM = 0x91
 FIRST_ADR = 2  # ADR 2 = first pack (the master), 3.. the next
+ADR_ANY = 0  # python-pylontech asks 0x4F and 0x51 at ADR 0 (get_protocol_version, get_manufacturer_info)
+ALL_PACKS = 0xFF  # 0x42 command value: every pack (module count, then each module)
+INFOFLAG = 0x00  # 0x42/0x44/0x47 replies start with it (python-pylontech and FHEM skip INFO[0])
 
-CMD_VERSION = 0x4F
+# 0x42 units (param inv_rs485_units_count)
+UNITS_PYLON = 0  # 0.1 A, mAh: user-defined count 2, or 4 with 3-byte mAh fields above 65 Ah
+UNITS_PACE = 1  # 10 mA, 10 mAh, count 2: what Pace-based "Pylontech compatible" BMSs send
+_U16_MAH = 0xFFFF  # the largest count-2 capacity (65.535 Ah)
+
+CMD_VERSION = 0x4F  # any VER accepted: the client asks which one we speak (FHEM sends VER 00)
 CMD_MANUFACTURER = 0x51
 CMD_ANALOG = 0x42
 CMD_ALARM = 0x44
@@ -64,6 +75,11 @@ def _nib(c):
     if 97 <= c <= 102:
         return c - 87
     return -1
+
+
+def _hex2(out, i, b):
+    out[i] = _HEX[b >> 4]
+    out[i + 1] = _HEX[b & 15]
 
 
 def hexbyte(buf, i):
@@ -109,7 +125,7 @@ def parse(frame, n, req):
     if got != chksum(frame, 1, n - 5):
         req.rtn = RTN_CHKSUM
         return True
-    if req.ver not in VERSIONS:
+    if req.ver not in VERSIONS and req.cid2 != CMD_VERSION:
         req.rtn = RTN_VER
         return True
     length = (hexbyte(frame, 9) << 8) | hexbyte(frame, 11)
@@ -140,19 +156,17 @@ def build_request(ver, adr, cid2, info=b""):
 def encode_frame(out, ver, adr, cid1, cid2, info, info_len):
     """Write a whole frame into out; returns its length."""
     out[0] = SOI
-    i = 1
-    for b in (ver, adr, cid1, cid2):
-        out[i] = _HEX[b >> 4]
-        out[i + 1] = _HEX[b & 15]
-        i += 2
+    _hex2(out, 1, ver)
+    _hex2(out, 3, adr)
+    _hex2(out, 5, cid1)
+    _hex2(out, 7, cid2)
+    i = 9
     ln = length_field(2 * info_len)
     for sh in (12, 8, 4, 0):
         out[i] = _HEX[(ln >> sh) & 15]
         i += 1
     for k in range(info_len):
-        b = info[k]
-        out[i] = _HEX[b >> 4]
-        out[i + 1] = _HEX[b & 15]
+        _hex2(out, i, info[k])
         i += 2
     c = chksum(out, 1, i)
     for sh in (12, 8, 4, 0):
@@ -160,6 +174,69 @@ def encode_frame(out, ver, adr, cid1, cid2, info, info_len):
         i += 1
     out[i] = EOI
     return i + 1
+
+
+def put_u24(buf, i, v):
+    if v < 0:
+        v = 0
+    elif v > 0xFFFFFF:
+        v = 0xFFFFFF
+    buf[i] = v >> 16
+    buf[i + 1] = (v >> 8) & 0xFF
+    buf[i + 2] = v & 0xFF
+
+
+def put_pack(info, i, cells, c0, n_cells, temps, t0, n_temps, current_ma, voltage_mv, rem_mah,
+             full_mah, cycles, units):
+    """One pack's 0x42 data at info[i] (after INFOFLAG and the command value /
+    module count); returns the offset after it. cells[c0:c0+n_cells] in mV;
+    temps[t0:t0+n_temps] in 0.1 degC in the snapshot's order (bms.snapshot:
+    cell NTCs, MOSFETs, board last). Fields as real Pylontech packs send them
+    (a US2000B reply in the Pylontech RS232 document, section 5, read by
+    python-pylontech get_values_fmt and FHEM 70_PylonLowVoltage
+    _callAnalogValue, PROTOCOLS 7): cell count, cells mV; temperature count,
+    the BMS board's first, then the cells'; all in 0.1 K with offset 2731;
+    current 0.1 A signed, charge positive; module voltage mV; remaining
+    capacity, user-defined count, total capacity, cycles; count 4 adds
+    remaining and total as 3-byte mAh (packs over 65 Ah: FHEM "2: <= 65Ah,
+    4: > 65Ah", python-pylontech _OptionalFields). UNITS_PACE: 10 mA /
+    10 mAh, count 2."""
+    info[i] = n_cells
+    i += 1
+    for k in range(n_cells):
+        put_u16(info, i, cells[c0 + k])
+        i += 2
+    info[i] = n_temps
+    i += 1
+    first = 0
+    if n_temps > 1:
+        first = n_temps - 1  # the board channel is the snapshot's last
+        put_u16(info, i, temps[t0 + first] + 2731)
+        i += 2
+    for k in range(n_temps):
+        if k != first or n_temps == 1:
+            put_u16(info, i, temps[t0 + k] + 2731)
+            i += 2
+    if units == UNITS_PACE:
+        put_i16(info, i, div(current_ma, 10))
+        put_u16(info, i + 2, voltage_mv)
+        put_u16(info, i + 4, rem_mah // 10)
+        info[i + 6] = 2
+        put_u16(info, i + 7, full_mah // 10)
+        put_u16(info, i + 9, cycles)
+        return i + 11
+    put_i16(info, i, div(current_ma, 100))
+    put_u16(info, i + 2, voltage_mv)
+    put_u16(info, i + 4, rem_mah)
+    put_u16(info, i + 7, full_mah)
+    put_u16(info, i + 9, cycles)
+    if full_mah <= _U16_MAH:
+        info[i + 6] = 2
+        return i + 11
+    info[i + 6] = 4
+    put_u24(info, i + 11, rem_mah)
+    put_u24(info, i + 14, full_mah)
+    return i + 17
 
 
 class Framer:
