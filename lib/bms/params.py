@@ -600,6 +600,7 @@ BAL_MEAS_MAX_MA = 220
 NTC_STUCK_MOVE_DC = 221  # stuck temperature reading
 NTC_STUCK_HEAT_1C_MS = 222
 NTC_STUCK_MS = 223
+INV_RS485_UNITS_COUNT = 224
 
 # Protection families: (prefix, index of <prefix>_alarm_<unit>, HIGH or LOW). Each
 # has 9 rows from that index: alarm, p1, p2 levels x (threshold, release, delay_ms).
