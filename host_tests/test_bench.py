@@ -224,6 +224,7 @@ BAD = {
     "duplicate_escaped": ('{"seed": 1, "se\\u0065d": 2}', 'duplicate key "seed"'),
     "short_circuit_index": (_ev(t_s=1, fault="short_circuit", index=15), 'fault "short_circuit" takes no index'),
     "afe_silent_value": (_ev(t_s=1, fault="afe_silent", value=3), 'fault "afe_silent" takes no value'),
+    "afe_silent_bool_value": (_ev(t_s=1, fault="afe_silent", value=False), "events[0].value: number expected, got false"),
     "afe_crc_5000": (_ev(t_s=1, fault="afe_crc", value=5000), "events[0].value: 5000 outside 1..1000"),
     "afe_crc_minus_300": (_ev(t_s=1, fault="afe_crc", value=-300), "events[0].value: -300 outside 1..1000"),
     "cell_offset_index": (_ev(t_s=1, fault="cell_offset", index=16, value=5), "events[0].index: 16 outside 0..15"),

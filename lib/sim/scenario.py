@@ -270,11 +270,11 @@ def _parse_event(where, ev, sc, fault_names):
             raise ScenarioError("%s.index: fault %s takes no index" % (where, json.dumps(name)))
         idx = 0 if top is None else _int(where + ".index", ev.get("index", 0), 0, top)
         rng = FAULT_VALUES.get(name)
-        if rng is None and "value" in ev:
-            raise ScenarioError("%s.value: fault %s takes no value" % (where, json.dumps(name)))
         val = 0
-        if "value" in ev:
+        if rng is not None and "value" in ev:
             val = _scaled(_num(where + ".value", ev["value"], rng[1], rng[2]), rng[0])
+        elif rng is None and _num(where + ".value", ev.get("value", 0), -1e9, 1e9) != 0:  # 0: nothing to add
+            raise ScenarioError("%s.value: fault %s takes no value" % (where, json.dumps(name)))
         return Event(t_ms, act, name, _pack(where, ev, sc), idx, val, on)
     if act == "link":  # parallel packs: the Link cable between packs k and k+1
         _only(where, ev, ("t_s", "link", "between"))
