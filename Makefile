@@ -3,6 +3,7 @@
 #   make test [PYTEST_ARGS=...]        host tests + the MicroPython gates
 #   make bench [BENCH_ARGS="..."]      the bench (tools/bench.py)
 #   make perf                          tools/perf.py
+#   make fuzz [SEED=n] [FUZZ_ARGS=...]  tools/fuzz.py: 10**6 inputs per receive path, rate, branch coverage
 #   make mpy [ARCHS="xtensawin armv6m"] compile everything into build/<arch>/
 #   make deploy BOARD=name PORT=/dev/ttyUSB0 [DRY_RUN=1]
 #   make flash-micropython BOARD=name PORT=... FIRMWARE=image [DRY_RUN=1]
@@ -21,13 +22,15 @@ STUBS_STAMP := $(STUBS)/.stamp
 PORT_STUBS := esp32=micropython-esp32-stubs==1.27.0.post1 rp2=micropython-rp2-stubs==1.27.0.post1
 ARCHS ?= xtensawin armv6m
 BENCH_ARGS ?=
+SEED ?=
+FUZZ_ARGS ?=
 BOARD ?=
 PORT ?=
 DRY_RUN ?=
 # a module that fails to import is reported as an error and the rest still run
 PYTEST_ARGS ?= --continue-on-collection-errors
 
-.PHONY: all setup venv node stubs test bench perf mpy deploy flash-micropython clean distclean
+.PHONY: all setup venv node stubs test bench perf fuzz mpy deploy flash-micropython clean distclean
 
 all: test
 
@@ -64,6 +67,9 @@ bench: setup
 
 perf: setup
 	$(VPY) -m tools.perf
+
+fuzz: venv
+	$(VPY) -m tools.fuzz $(if $(SEED),--seed $(SEED)) $(FUZZ_ARGS)
 
 mpy: venv
 	$(VPY) -m tools.deploy --mpy $(ARCHS)

@@ -193,3 +193,92 @@ def test_cli_micropython_runtime_refuses_host_only_emulators(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "run on the host only" in lines[0]
+
+
+# --- CLI: every violation of the scenario contract, as a user meets it (issue 14, defect 9) ---
+
+def _ev(**kw):
+    return '{"duration_s": 10, "events": [%s]}' % json.dumps(kw)
+
+
+NAN_IN = {  # NaN is not a JSON number (RFC 8259 section 6); CPython's json reads it
+    "duration_s": '{"duration_s": NaN}',
+    "t_s": '{"events": [{"t_s": NaN, "set": "current_a", "value": 1}]}',
+    "value": '{"events": [{"t_s": 1, "set": "current_a", "value": NaN}]}',
+    "seed": '{"seed": NaN}',
+    "params": '{"params": {"cycle_ms": NaN}}',
+    "soc": '{"initial": {"soc_pct": NaN}}',
+    "soc_list": '{"packs": 2, "initial": {"soc_pct": [50, NaN]}}',
+    "hold": '{"events": [{"t_s": 1, "press": "button", "hold_s": NaN}]}',
+    "ambient": '{"initial": {"ambient_c": NaN}}',
+    "infinity": '{"duration_s": Infinity}',
+    "minus_infinity": '{"events": [{"t_s": 1, "set": "ambient_c", "value": -Infinity}]}',
+}
+
+BAD = {
+    "overflow_float": ('{"duration_s": 1e400}', "duration_s: Infinity outside"),
+    "deep_brackets": ("[" * 100000 + "]" * 100000, "nested deeper than"),
+    "deep_objects": ('{"comment": ' * 50000 + "1" + "}" * 50000, "nested deeper than"),
+    "duplicate_top": ('{"seed": 1, "seed": 2}', 'duplicate key "seed"'),
+    "duplicate_event": ('{"events": [{"t_s": 1, "t_s": 2, "set": "current_a", "value": 1}]}', 'duplicate key "t_s"'),
+    "duplicate_escaped": ('{"seed": 1, "se\\u0065d": 2}', 'duplicate key "seed"'),
+    "short_circuit_index": (_ev(t_s=1, fault="short_circuit", index=15), 'fault "short_circuit" takes no index'),
+    "afe_silent_value": (_ev(t_s=1, fault="afe_silent", value=3), 'fault "afe_silent" takes no value'),
+    "afe_silent_bool_value": (_ev(t_s=1, fault="afe_silent", value=False), "events[0].value: number expected, got false"),
+    "afe_crc_5000": (_ev(t_s=1, fault="afe_crc", value=5000), "events[0].value: 5000 outside 1..1000"),
+    "afe_crc_minus_300": (_ev(t_s=1, fault="afe_crc", value=-300), "events[0].value: -300 outside 1..1000"),
+    "cell_offset_index": (_ev(t_s=1, fault="cell_offset", index=16, value=5), "events[0].index: 16 outside 0..15"),
+    "current_offset_range": (_ev(t_s=1, fault="current_offset", value=5000), "events[0].value: 5000 outside"),
+    "current_sensor_index": (_ev(t_s=1, sensor="current_a", index=3, value=1), "current_a sensor takes no index"),
+    "victron_rs485": ('{"inverter": {"bus": "rs485", "emulator": "victron"}}', '"victron" does not speak Pylontech RS485'),
+    "sma_rs485": ('{"inverter": {"bus": "rs485", "emulator": "sma"}}', '"sma" does not speak Pylontech RS485'),
+    "protocol2_emulator": ('{"inverter": {"protocol_id": 2, "emulator": "victron"}}', "no emulator speaks protocol 2"),
+    "bool_packs": ('{"packs": true}', "packs: number expected, got true"),
+    "bool_t_s": ('{"events": [{"t_s": false, "set": "current_a", "value": 1}]}', "events[0].t_s: number expected"),
+    "bool_value": (_ev(t_s=1, set="current_a", value=True), "events[0].value: number expected, got true"),
+    "bool_soc": ('{"initial": {"soc_pct": true}}', "initial.soc_pct: number expected"),
+    "bool_param": ('{"params": {"cycle_ms": true}}', "params.cycle_ms: number expected"),
+    "bool_index": (_ev(t_s=1, sensor="cell_mv", index=True, value=3000), "events[0].index: number expected"),
+    "top_list": ("[]", "must be a JSON object"),
+    "top_string": ('"scenario"', "must be a JSON object"),
+    "top_null": ("null", "must be a JSON object"),
+    "empty_file": ("", "not valid JSON"),
+    "unknown_top": ('{"pakcs": 2}', 'unknown key "pakcs"'),
+    "unknown_initial": ('{"initial": {"soc": 5}}', 'initial: unknown key "soc"'),
+    "unknown_inverter": ('{"inverter": {"emulator": "sma", "baud": 9600}}', 'inverter: unknown key "baud"'),
+    "unknown_event": (_ev(t_s=1, press="button", force=2), 'events[0]: unknown key "force"'),
+}
+
+
+def _cli(tmp_path, capsys, text):
+    from tools import bench as bench_cli
+    f = tmp_path / "bad.json"
+    f.write_text(text)
+    rc = bench_cli.main(["--scenario", str(f), "--headless"])  # an exception here is the traceback a user sees
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench: error:"), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("where", sorted(NAN_IN))
+def test_cli_nan_or_infinity_is_one_clear_error(tmp_path, capsys, where):
+    assert "NaN and Infinity are not JSON numbers (line 1)" in _cli(tmp_path, capsys, NAN_IN[where])
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_cli_contract_violation_is_one_clear_error(tmp_path, capsys, case):
+    text, msg = BAD[case]
+    assert msg in _cli(tmp_path, capsys, text)
+
+
+def test_cli_duplicate_key_names_its_line(tmp_path, capsys):
+    text = '{\n "duration_s": 5,\n "events": [\n  {"t_s": 1, "set": "current_a",\n   "set": "ambient_c", "value": 1}]}'
+    assert 'duplicate key "set" (line 5)' in _cli(tmp_path, capsys, text)
+
+
+def test_same_key_in_sibling_objects_and_keylike_strings_are_fine():
+    sc = scn.parse('{"comment": "NaN, Infinity, \\"seed\\": 2", "seed": 3, "events": ['
+                   '{"t_s": 1, "set": "current_a", "value": 1}, {"t_s": 2, "set": "current_a", "value": 2}]}', FAULTS)
+    assert sc.seed == 3 and [e.value for e in sc.events] == [1000, 2000]

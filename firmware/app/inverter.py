@@ -22,6 +22,7 @@ BUS_CAN = 1
 BUS_RS485 = 2
 _SEND_PER_TICK = 3  # the MCP2515 has three transmit buffers
 _SAT_MS = 0x3FFFFFFF  # silent time saturates here
+_EXT = 2  # FLAG_EXT_ID of the CAN ports (drivers.mcp2515, sim.bus): inverter ids are 11-bit (PROTOCOLS 1)
 
 SERIAL = b"BMS-MPY-00000001"
 NAME = b"PYLON-MPY "  # 10 ASCII
@@ -97,7 +98,7 @@ class Inverter(Service):
 
     # -- receiving -------------------------------------------------------------
     def on_frame(self, bus, frame):
-        if pc.is_inverter_frame(frame[0]):
+        if pc.is_inverter_frame(frame[0]) and not frame[2] & _EXT:
             self._hear(BUS_CAN)
 
     def _hear(self, bus):
@@ -119,7 +120,7 @@ class Inverter(Service):
         while can.any():
             if can.recv(slot) is None:
                 return
-            if pc.is_inverter_frame(slot[0]):
+            if pc.is_inverter_frame(slot[0]) and not slot[2] & _EXT:
                 self._hear(BUS_CAN)
 
     def on_rs485(self, buf, n):

@@ -11,6 +11,12 @@ SENSORS = ("cell_mv", "ntc_c", "current_a")
 ACTIONS = ("set", "sensor", "fault", "press", "link", "power", "inject")
 SETTABLE = ("current_a", "ambient_c")
 PROFILES = ("none", "solar")
+# faults that take a value: (scale to the sim unit, lowest, highest) in the
+# document's unit: mV added to the cell reading, A added to the current,
+# failed reads per mille (without a value the mock AFE fails 100 per mille)
+FAULT_VALUES = {"cell_offset": (1, -6000, 6000), "current_offset": (1000, -2000, 2000), "afe_crc": (1, 1, 1000)}
+# the document nests 3 deep (events[i].between); json recurses per level
+MAX_DEPTH = 8
 
 
 class ScenarioError(ValueError):
@@ -38,6 +44,56 @@ def _int(where, v, lo, hi):
             raise ScenarioError("%s: whole number expected, got %s" % (where, json.dumps(v)))
         v = int(v)
     return v
+
+
+def _loads(text):
+    """json.loads, after one scan for what it accepts or fails on differently
+    on CPython and MicroPython: nesting deeper than MAX_DEPTH (RecursionError,
+    MemoryError), NaN and Infinity (not JSON numbers, RFC 8259 section 6) and a
+    duplicate key (RFC 8259 section 4: the names SHOULD be unique; json lets
+    the last one win)."""
+    stack = []  # per open container: the keys seen (object) or None (array)
+    key = False  # the next string is a key of stack[-1]
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            if key:
+                try:
+                    name = json.loads(text[i:j + 1])
+                except ValueError:
+                    break  # json.loads below names the problem
+                if name in stack[-1]:
+                    raise ScenarioError("duplicate key %s (line %d)" % (json.dumps(name), _line(text, i)))
+                stack[-1].add(name)
+                key = False
+            i = j + 1
+            continue
+        if c == "{" or c == "[":
+            if len(stack) == MAX_DEPTH:
+                raise ScenarioError("nested deeper than %d levels (line %d)" % (MAX_DEPTH, _line(text, i)))
+            stack.append(set() if c == "{" else None)
+            key = c == "{"
+        elif c == "}" or c == "]":
+            if stack:
+                stack.pop()
+            key = False
+        elif c == ",":
+            key = bool(stack) and stack[-1] is not None
+        elif c == "N" or c == "I":
+            raise ScenarioError("NaN and Infinity are not JSON numbers (line %d)" % _line(text, i))
+        i += 1
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise ScenarioError("not valid JSON (%s)" % e)
+
+
+def _line(text, i):
+    return text.count("\n", 0, i) + 1
 
 
 def _only(where, obj, allowed):
@@ -76,10 +132,7 @@ class Scenario:
 
 
 def parse(text, fault_names):
-    try:
-        doc = json.loads(text)
-    except ValueError as e:
-        raise ScenarioError("not valid JSON (%s)" % e)
+    doc = _loads(text)
     if not isinstance(doc, dict):
         raise ScenarioError("the scenario must be a JSON object")
     _only("scenario", doc, ("packs", "duration_s", "seed", "initial", "params", "profile", "start_h", "events",
@@ -139,7 +192,11 @@ def _parse_inverter(v):
     bus = v.get("bus", "can")
     if bus not in ("can", "rs485"):
         raise ScenarioError("inverter.bus: %s is not can or rs485" % json.dumps(bus))
+    if bus == "rs485" and kind not in (None, "pylon"):
+        raise ScenarioError("inverter.emulator: %s does not speak Pylontech RS485 (only pylon does)" % json.dumps(kind))
     pid = _int("inverter.protocol_id", v.get("protocol_id", 1 if kind == "pylon" else 0), 0, 2)
+    if pid == 2 and kind is not None:
+        raise ScenarioError("inverter.protocol_id: no emulator speaks protocol 2 (Schneider, reserved)")
     return (kind, bus, pid)
 
 
@@ -196,6 +253,8 @@ def _parse_event(where, ev, sc, fault_names):
             val = None if v is None else _scaled(_num(where + ".value", v, -60, 200), 10)
             return Event(t_ms, act, "ntc_dc", pack, idx, val, True)
         if name == "current_a":
+            if "index" in ev:
+                raise ScenarioError(where + ".index: the current_a sensor takes no index")
             val = None if v is None else _scaled(_num(where + ".value", v, -2000, 2000), 1000)
             return Event(t_ms, act, "current_ma", pack, 0, val, True)
         raise ScenarioError("%s: unknown sensor %s (one of %s)" % (where, json.dumps(name), ", ".join(SENSORS)))
@@ -206,9 +265,16 @@ def _parse_event(where, ev, sc, fault_names):
         on = ev.get("on", True)
         if not isinstance(on, bool):
             raise ScenarioError(where + ".on: true or false expected")
-        idx = _int(where + ".index", ev.get("index", 0), 0, 6 if name.startswith("ntc_") else 15)
-        val = ev.get("value", 0)
-        val = _scaled(_num(where + ".value", val, -100000, 100000), 1000 if name == "current_offset" else 1)
+        top = 15 if name.startswith("cell_") else 6 if name.startswith("ntc_") else None
+        if top is None and "index" in ev:
+            raise ScenarioError("%s.index: fault %s takes no index" % (where, json.dumps(name)))
+        idx = 0 if top is None else _int(where + ".index", ev.get("index", 0), 0, top)
+        rng = FAULT_VALUES.get(name)
+        val = 0
+        if rng is not None and "value" in ev:
+            val = _scaled(_num(where + ".value", ev["value"], rng[1], rng[2]), rng[0])
+        elif rng is None and _num(where + ".value", ev.get("value", 0), -1e9, 1e9) != 0:  # 0: nothing to add
+            raise ScenarioError("%s.value: fault %s takes no value" % (where, json.dumps(name)))
         return Event(t_ms, act, name, _pack(where, ev, sc), idx, val, on)
     if act == "link":  # parallel packs: the Link cable between packs k and k+1
         _only(where, ev, ("t_s", "link", "between"))
