@@ -203,7 +203,7 @@ def test_state_py_names_a_writer_for_every_field():
     assert set(declared()) == set(vars(st))
 
 
-def test_a_planted_second_writer_fails(run_writers, monkeypatch):
+def test_a_planted_second_writer_fails(run_writers):
     """The check can fail: alarms written by the link too, and a field the bench writes."""
     planted = collections.defaultdict(set, {k: set(v) for k, v in run_writers.items()})
     planted["alarms"].add("app.link")
