@@ -369,7 +369,7 @@ w = simworld.World(scn.parse('{"duration_s": 100, "initial": {"soc_pct": 60}}', 
 w.run_until(3000)
 pack = w.packs[0]
 app = pack.app
-stages = list(app.cycle.stages) + [app.services[1]]
+stages = list(app.cycle.stages) + [app.indicate]
 
 def locked(fn, now):
     micropython.heap_lock()

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from app import persist as PS
-from app.app import FET_OFF_TRIES
+from app.control import FET_OFF_TRIES
 from bms import codes
 from simflash import SimFlash
 from store import counters as C

@@ -46,7 +46,7 @@ def step(n):
     before = gc.mem_alloc()
     for _ in range(n):
         app.cycle.tick(now)
-        app.services[1].tick(now)
+        app.indicate.tick(now)
         now += 100
     return gc.mem_alloc() - before
 print("alloc", step(100))

@@ -1,5 +1,7 @@
-# Owns the composition of one pack's firmware: the pack state, the services in
-# their order, the safe state every runner falls back to on an error, and the
+# Owns the composition of one pack's firmware: the pack state, the services
+# (named attributes: app.cycle and its stages app.protect, app.control,
+# app.estimate; app.indicate, app.button, app.inverter, app.link, app.persist)
+# and their run order in app.services, the safe state every runner falls back to on an error, and the
 # boot-loop guard: after app.persist.MAX_FAILED_STARTS failed starts in a row
 # the pack is held safe (FETs off, ALM on) with only the button running, until
 # a reset press releases it. A store whose flash fails at start is dropped (the
@@ -10,16 +12,15 @@ from bms import hwlimits, indicate, button
 from app.service import Cycle, Service
 from app.acquire import Acquire
 from app.protect import Protect
-from app.control import Control
+from app.control import Control, safe_fets
 from app.system import System
-from app.link import Link, LinkAlarm
+from app.link import Link
 from app.estimate import Estimate
 from app.balance import Balance
 from app.indicate import Indicate
 from app.button import Button
 from app.inverter import Inverter, master_test as _master
 
-FET_OFF_TRIES = 5  # set_fets(False...) attempts in the safe state before the AFE fault
 
 
 class App:
@@ -34,6 +35,7 @@ class App:
         # the counters are loaded and this start counted before anything can fail
         self.store = store
         self.persist = None
+        self.protect = self.control = self.estimate = self.indicate = self.button = None
         if store is not None:
             from app.persist import Persist, MAX_FAILED_STARTS
             try:
@@ -48,24 +50,24 @@ class App:
         # link: the parallel-packs service (roles, addresses, the master's pack table)
         self.link = Link(self.state, self.params, board)
         self.system = System(self.state, self.params, self.link)
+        self.protect = Protect(self.state, self.params)  # between acquire and control
+        self.control = Control(afe, self.state, self.params, getattr(board, "contacts", None))
+        self.estimate = Estimate(self.state, self.params)  # SOC, SOH, counters, limits
         self.cycle = Cycle("cycle", self.params.v[CYCLE_MS], (
             Acquire(afe, self.state, board.ticks_us),
-            LinkAlarm(self.state, False),  # link: protect sees its own alarms only
-            Protect(self.state, self.params),  # protect: between acquire and control
-            LinkAlarm(self.state, True),  # link: the PARALLEL alarm merged into st.alarms
-            Control(afe, self.state, self.params, getattr(board, "contacts", None)),
-            Estimate(self.state, self.params),  # estimate: SOC, SOH, counters, limits
+            self.protect,
+            self.control,
+            self.estimate,  # after protect: the USOC alarm uses last cycle's SOC
             Balance(afe, self.state, self.params),  # balance: cells to bleed
             self.system,  # the view the inverter is told about
         ))
+        self.indicate = Indicate(self.state, board.leds, getattr(board, "buzzer", None), self.params)
         # the board's own services (a bench board's pack physics) run first
-        self.services = list(board.services) + [
-            self.cycle,
-            Indicate(self.state, board.leds, getattr(board, "buzzer", None), self.params)]
-        # the reset button, on boards that have one (after indicate: tools and
-        # gates find indicate at services[1] on boards without services)
+        self.services = list(board.services) + [self.cycle, self.indicate]
+        # the reset button, on boards that have one
         if getattr(board, "button", None) is not None:
-            self.services.append(Button(self.state, board.button, self.params))
+            self.button = Button(self.state, board.button, self.params)
+            self.services.append(self.button)
         # inverter: CAN frames / RS485 server on the master (before link, which then
         # hands it the CAN frames that are not link frames)
         self.inverter = Inverter(self.state, self.params, self.system.view, getattr(board, "can", None),
@@ -78,7 +80,7 @@ class App:
             self.link.rs485_listeners.append(self.inverter)
         self.inverter.server.packs = self.link  # 0x42 for another pack: the link's table
         self.services.append(self.inverter)
-        self.services.append(self.link)  # link: after indicate (services[1] stays indicate)
+        self.services.append(self.link)
         # store: restores counters and lock-outs now, then logs and saves (last)
         if self.persist is not None:
             try:
@@ -97,7 +99,8 @@ class App:
         self.held = True
         self.services = []
         if getattr(self.board, "button", None) is not None:
-            self.services.append(Button(self.state, self.board.button, self.params))
+            self.button = Button(self.state, self.board.button, self.params)
+            self.services.append(self.button)
         self.services.append(Held(self))
         self.safe_state("start failures")
 
@@ -106,30 +109,13 @@ class App:
         Each step is tried even if an earlier one raises."""
         st = self.state
         st.safe_reason = reason
-        st.chg_fet = st.dsg_fet = st.pchg_fet = False
         try:
-            self._fets_off()
+            if safe_fets(st, self.board.afe) and self.protect is not None:
+                # the AFE fault now (a held pack has no protect), the cycle has stopped
+                self.protect.prot.update(self.board.ticks_us() // 1000)
         finally:
             st.leds[indicate.ALM] = indicate.ON
             self.board.leds.set(indicate.ALM, 1)
-
-    def _fets_off(self):
-        """set_fets(False...) until the AFE takes it (False: the I2C transfer
-        failed), at most FET_OFF_TRIES times, each failure counted; if it never
-        goes through, protect latches the AFE fault."""
-        st = self.state
-        afe = self.board.afe
-        n = 0
-        while afe.set_fets(False, False, False) is False:
-            st.fet_errors += 1
-            n += 1
-            if n >= FET_OFF_TRIES:
-                st.fet_off_failed = True
-                cycle = getattr(self, "cycle", None)  # a held pack has none
-                for stage in cycle.stages if cycle is not None else ():
-                    if hasattr(stage, "prot"):  # the fault now, the cycle has stopped
-                        stage.prot.update(self.board.ticks_us() // 1000)
-                return
 
 
 class Held(Service):

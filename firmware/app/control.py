@@ -1,15 +1,34 @@
 # Owns the control stage: mode, every output decision and every AFE write.
-# Each cycle: clear the AFE alerts the protect stage released, act on button
-# presses (sleep/wake, reset sequence), apply the sleep and wake rules
+# Each cycle: clear the AFE alerts the protect stage released (once per
+# st.hw_clear_req), act on the button presses the protect stage passes on
+# (st.sleep_wake_presses, st.reset_presses: sleep/wake, reset sequence), apply the sleep and wake rules
 # (bms.sleep), then the FETs: each follows the protections and faults that
 # block it (bms.codes), and the discharge FET only closes after a finished
 # pre-charge (bms.precharge). Then the dry contacts (bms.outputs).
-from bms import button, codes, indicate, modes, outputs, parallel, sleep
+from bms import codes, indicate, modes, outputs, parallel, sleep
 from bms import params as P
 from bms.precharge import Precharge, RUNNING, DONE, FAILED
+from store import counters as C
 
+FET_OFF_TRIES = 5  # set_fets(False...) attempts in the safe state before the AFE fault
 _UV = codes.mask(codes.PROTECTIONS, ("CUVP", "PUVP"))
 _LOW_BATTERY = codes.mask(codes.ALARMS, ("UV", "TUV", "USOC"))
+
+
+def safe_fets(st, afe):
+    """The safe state's FETs (app.App.safe_state): commanded off, and
+    set_fets(False...) until the AFE takes it (False: the I2C transfer
+    failed), at most FET_OFF_TRIES times, each failure counted. True when it
+    never went through (protect then latches the AFE fault)."""
+    st.chg_fet = st.dsg_fet = st.pchg_fet = False
+    n = 0
+    while afe.set_fets(False, False, False) is False:
+        st.fet_errors += 1
+        n += 1
+        if n >= FET_OFF_TRIES:
+            st.fet_off_failed = True
+            return True
+    return False
 
 
 class Control:
@@ -23,15 +42,26 @@ class Control:
                                       v[P.UV_SLEEP_DELAY_MS], v[P.UV_WAKE_INTERVAL_MS],
                                       v[P.UV_WAKE_TRIES], v[P.CHARGER_WAKE_MV])
         self.pre = Precharge(v[P.PRECHARGE_MARGIN_MV], v[P.PRECHARGE_TIMEOUT_MS])
-        self._button_seen = state.button_count
+        self._hw_clear_seen = state.hw_clear_req
+        self._sleep_wake_seen = state.sleep_wake_presses
+        self._reset_seen = state.reset_presses
         self._contacts = -1
+
+    def save(self, v):
+        """The UV wake-up tries and, while asleep, why, into the counters array v."""
+        v[C.UV_TRIES] = self.sleep.uv_tries
+        v[C.SLEEP_REASON] = self.sleep.reason if self.state.sleep_reason else 0
+
+    def restore(self, v):
+        self.sleep.uv_tries = v[C.UV_TRIES]
+        self.sleep.reason = v[C.SLEEP_REASON]
 
     def tick(self, now_ms):
         st = self.state
-        if st.hw_clear:
+        if st.hw_clear_req != self._hw_clear_seen:
             # protect: the firmware's release rule of these AFE alerts holds
+            self._hw_clear_seen = st.hw_clear_req
             self.afe.clear_alerts(st.hw_clear)
-            st.hw_clear = 0
         st.hw_alerts = self.afe.read_alerts()
         snap = st.snap
         if not snap.reads:
@@ -71,15 +101,14 @@ class Control:
 
     def _buttons(self, now_ms):
         st = self.state
-        if st.button_count == self._button_seen:
-            return
-        self._button_seen = st.button_count
-        if st.button_action == button.SLEEP_WAKE:
+        if st.sleep_wake_presses != self._sleep_wake_seen:
+            self._sleep_wake_seen = st.sleep_wake_presses
             if st.sleep_reason:
                 self._wake(now_ms)
             else:
                 self._go_to_sleep(self.sleep.command(sleep.BY_BUTTON, now_ms), now_ms)
-        elif st.button_action == button.RESET:
+        elif st.reset_presses != self._reset_seen:
+            self._reset_seen = st.reset_presses
             # the protect stage resets protections; here: a new pre-charge try,
             # awake, and the all-on sequence (`003` 5.3)
             st.precharge_failed = False

@@ -2,10 +2,11 @@
 # lifetime counters (bms.soc: coulomb counting over the measured interval,
 # OCV correction on the steep ends after a rest, 100 % at charge end, 0 % at
 # CUVP, the last SOC restored after a reset) and then the limits told to the
-# inverter (bms.limits: CVL, CCL, DCL, DVL, force-charge requests).
+# inverter (bms.limits: CVL, CCL, DCL, DVL, force-charge requests). Its part
+# of the counters file (lib/store/counters) goes through save()/restore().
 from bms.soc import SocEstimator
 from bms.limits import Limits
-from bms import params as P
+from store import counters as C
 
 
 class Estimate:
@@ -15,8 +16,7 @@ class Estimate:
         self.soc = self.est.soc  # the coulomb counter (tools read it)
         self.limits = Limits(params.v)
         self._seen = 0
-        state.cvl_mv = params.v[P.CHARGE_MV]  # never 0, even before the first read
-        state.dvl_mv = params.v[P.LOW_CUTOFF_MV]
+        self.limits.start(state)
 
     def tick(self, now_ms):
         st = self.state
@@ -27,3 +27,22 @@ class Estimate:
         self.est.update(st, snap.current_ma, snap.dt_ms)
         st.soc_valid = True
         self.limits.update(st, snap.dt_ms)
+
+    def save(self, v):
+        """Into the counters array v: a SOC still unknown keeps the stored
+        value (or -1)."""
+        st = self.state
+        if st.soc_valid:
+            v[C.SOC_PPM] = st.soc_ppm
+        v[C.SOC_FULL] = 1 if st.soc_full else 0
+        v[C.FCC_MAH] = st.fcc_mah
+        v[C.CYCLES] = st.cycles
+        v[C.CHG_AH] = st.chg_ah
+        v[C.DSG_AH] = st.dsg_ah
+        v[C.CHG_WH] = st.chg_wh
+        v[C.DSG_WH] = st.dsg_wh
+        v[C.I_OFFSET_MA] = st.i_offset_ma
+
+    def restore(self, v):
+        self.est.restore(self.state, v[C.SOC_PPM], v[C.SOC_FULL], v[C.FCC_MAH], v[C.CYCLES], v[C.CHG_AH],
+                         v[C.DSG_AH], v[C.CHG_WH], v[C.DSG_WH], v[C.I_OFFSET_MA])

@@ -1,6 +1,9 @@
 # Owns the indicate service: the LED patterns of the pack state (the LED table
 # or a running sequence, bms.indicate) and the buzzer pattern, turned into pin
-# levels with their real on/off timing. Allocation-free per tick.
+# levels with their real on/off timing. The sequence played (self.seq from
+# self.seq_start_ms) is the one started last: control's (st.seq from
+# st.seq_start_ms) or the link's forming flicker (SEQ_PARALLEL from
+# st.link_flicker_ms, once per st.link_flicker_count). Allocation-free per tick.
 from array import array
 from bms import indicate, params as params_mod
 from bms.ticks import ticks_diff
@@ -38,21 +41,40 @@ class Indicate(Service):
         # when the tick counter comes round again
         self._done_seq = 0
         self._done_start = 0
+        self.seq = self._ctl_seq = state.seq
+        self.seq_start_ms = self._ctl_start = state.seq_start_ms
+        self._flicker_seen = state.link_flicker_count
 
     def buzzer_enabled(self):
         i = self._buzz_enable
         return i >= 0 and self.params.v[i] != 0
 
+    def sequence(self):
+        """The sequence started last; in the same ms the link's (it runs
+        after the cycle)."""
+        st = self.state
+        ctl = st.seq != self._ctl_seq or st.seq_start_ms != self._ctl_start
+        if ctl:
+            self.seq = self._ctl_seq = st.seq
+            self.seq_start_ms = self._ctl_start = st.seq_start_ms
+        if st.link_flicker_count != self._flicker_seen:
+            self._flicker_seen = st.link_flicker_count
+            if not ctl or ticks_diff(st.link_flicker_ms, self.seq_start_ms) >= 0:
+                self.seq = indicate.SEQ_PARALLEL
+                self.seq_start_ms = st.link_flicker_ms
+
     def tick(self, now_ms):
         st = self.state
         pat = st.leds
-        seq = st.seq
+        self.sequence()
+        seq = self.seq
+        start = self.seq_start_ms
         playing = False
-        if seq and not (seq == self._done_seq and st.seq_start_ms == self._done_start):
-            playing = indicate.fill_seq(pat, seq, ticks_diff(now_ms, st.seq_start_ms))
+        if seq and not (seq == self._done_seq and start == self._done_start):
+            playing = indicate.fill_seq(pat, seq, ticks_diff(now_ms, start))
             if not playing:
                 self._done_seq = seq
-                self._done_start = st.seq_start_ms
+                self._done_start = start
         if not playing:
             indicate.fill_leds(pat, st)
         for i in range(indicate.N_LEDS):

@@ -2,9 +2,11 @@
 # segment (addresses handed down, bms.parallel.Roles), hands the next address
 # down Link OUT, and on the shared Link CAN bus (lib/proto/link) sends this
 # pack's reports (slaves, every REPORT_MS, staggered by address) or the
-# HELLO (master), and reads what the others send. It writes the "link:"
-# fields of PackState (role, address, hold, the M/S LED is indicate's) and the
-# master's pack table the system stage aggregates. It is the one reader of
+# HELLO (master), and reads what the others send. It writes the app.link
+# fields of PackState (role, address, hold, the M/S LED is indicate's; the
+# parallel failure, which protect shows as the PARALLEL alarm; the forming
+# flicker, which indicate plays) and the master's pack table the system stage
+# aggregates. It is the one reader of
 # the CAN port: frames that are not link frames go to the services in
 # `listeners` (on_frame("can", frame)). It is also the one reader of Link IN:
 # a router splits the bytes there into link frames (SOF 0x7E then a length
@@ -16,14 +18,12 @@
 # up (a slave writes on Link IN, each pack reads its Link OUT and relays them
 # up its Link IN to the master), the master's HELLO/CMD/REQ go down (Link OUT,
 # relayed down by every slave). Buffers are allocated once.
-from bms import indicate, codes, parallel
+from bms import codes, parallel
 from bms.system import own_row
 from proto import link
 from app.service import Service
 
 LINK_MS = 100
-_PARALLEL = codes.bit(codes.ALARMS, "PARALLEL")
-_PARALLEL_I = codes.ALARMS.index("PARALLEL")
 # Link IN router states
 _R_OTHER = 0  # bytes go to rs485_listeners
 _R_SOF = 1  # a 0x7E held: the next byte tells a link frame (0..8) from a request
@@ -47,31 +47,6 @@ def _views(buf):
 
 def _trunc10(v):
     return v // 10 if v >= 0 else -((-v) // 10)
-
-
-class LinkAlarm:
-    """Cycle stages around protect, which owns st.alarms and rewrites it every
-    cycle: before it (merge False) the PARALLEL bit is taken out, so protect
-    records only its own alarms; after it (merge True) the bit is set while
-    st.link_failure holds (the LED table shows a warning, the trace names it)
-    and its raise/clear go into the event ring (value: packs online)."""
-
-    def __init__(self, state, merge):
-        self.state = state
-        self.merge = merge
-        self._on = False
-
-    def tick(self, now_ms):
-        st = self.state
-        if not self.merge:
-            st.alarms &= ~_PARALLEL
-            return
-        on = st.link_failure
-        if on:
-            st.alarms |= _PARALLEL
-        if on != self._on:
-            self._on = on
-            st.events.record(codes.KIND_ALARM, _PARALLEL_I, on, now_ms, st.link_online)
 
 
 class Link(Service):
@@ -337,8 +312,8 @@ class Link(Service):
 
     def _flicker(self, now_ms):
         st = self.state
-        st.seq = indicate.SEQ_PARALLEL
-        st.seq_start_ms = now_ms
+        st.link_flicker_ms = now_ms  # indicate plays bms.indicate.SEQ_PARALLEL from here
+        st.link_flicker_count += 1
 
     # --- I/O -------------------------------------------------------------------
     def _send(self, typ, dst, d, n):

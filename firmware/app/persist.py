@@ -1,6 +1,7 @@
 # Owns the persist service: what the pack keeps across resets and power cuts
 # (lib/store). At start (App) it restores the counters and lock-out states into
-# the stages, logs the boot and the store's notes; then every second it moves
+# the stages that own them (their restore(values); save(values) gathers them
+# back into the counters array: app.estimate, app.protect, app.control), logs the boot and the store's notes; then every second it moves
 # new protection events (bms.protect.Events, by sequence number) into the
 # event history and saves the counters: at once when a critical field changes
 # (lock-out, latched faults, deep discharge, cycles, learned capacity, UV
@@ -45,7 +46,7 @@ class Persist(Service):
         self.save_period_ms = save_period_ms
         st = app.state
         self.state = st
-        self._prot = self._control = None
+        self._owners = ()  # the stages that save and restore their counters
         self.saved = array("i", [0] * C.N)  # what the file holds
         self.now = array("i", [0] * C.N)  # this tick's values
         self.saves = 0  # counter saves since start
@@ -79,11 +80,8 @@ class Persist(Service):
     def attach(self):
         """Once the stages exist: restores the counters and lock-out states
         into them, logs the boot and the store's notes."""
-        for stage in self.app.cycle.stages:
-            if hasattr(stage, "prot"):
-                self._prot = stage.prot
-            if hasattr(stage, "sleep") and hasattr(stage.sleep, "uv_tries"):
-                self._control = stage
+        app = self.app
+        self._owners = (app.estimate, app.protect, app.control)
         if self._restored:
             self._restore()
         self.log(C_BOOT, self.now[C.BOOTS])
@@ -94,47 +92,18 @@ class Persist(Service):
     # --- start ---
 
     def _restore(self):
-        st = self.state
         v = self.now
-        if v[C.SOC_PPM] >= 0 and hasattr(st, "soc_restore_ppm"):
-            st.soc_restore_ppm = v[C.SOC_PPM]
-        for fid in C.STATE_FIELDS:
-            i = fid - 1
-            name = C.FIELDS[i][1]
-            if hasattr(st, name):
-                setattr(st, name, bool(v[i]) if isinstance(getattr(st, name), bool) else v[i])
-        prot = self._prot
-        if prot is not None:
-            prot.lockout = v[C.LOCKOUT]
-            prot.latched = v[C.LATCHED_FAULTS]
-        st.deep_discharge = bool(v[C.DEEP_DISCHARGE])
-        if self._control is not None:
-            sl = self._control.sleep
-            sl.uv_tries = v[C.UV_TRIES]
-            sl.reason = v[C.SLEEP_REASON]
+        for owner in self._owners:
+            owner.restore(v)
+        self.state.deep_discharge = bool(v[C.DEEP_DISCHARGE])
 
     # --- running ---
 
     def _gather(self):
-        st = self.state
         v = self.now
-        if st.soc_valid:  # else the stored value (or -1) stays: a SOC still unknown keeps it
-            v[C.SOC_PPM] = st.soc_ppm
-        for fid in C.STATE_FIELDS:
-            i = fid - 1
-            x = getattr(st, C.FIELDS[i][1], 0)
-            v[i] = int(x)
-        prot = self._prot
-        if prot is not None:
-            v[C.LOCKOUT] = prot.lockout
-            v[C.LATCHED_FAULTS] = prot.latched
-        else:
-            v[C.LOCKOUT] = st.lockout
-        v[C.DEEP_DISCHARGE] = 1 if st.deep_discharge else 0
-        if self._control is not None:
-            sl = self._control.sleep
-            v[C.UV_TRIES] = sl.uv_tries
-            v[C.SLEEP_REASON] = sl.reason if st.sleep_reason else 0
+        for owner in self._owners:
+            owner.save(v)
+        v[C.DEEP_DISCHARGE] = 1 if self.state.deep_discharge else 0
 
     def _deep_discharge(self):
         """Set when the lowest cell reaches cell_uv_p2_mv, cleared once

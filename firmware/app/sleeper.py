@@ -21,7 +21,9 @@ class Sleeper:
         st = self.app.state
         if not st.sleep_reason:
             return
-        if st.seq and ticks_diff(now_ms, st.seq_start_ms) < indicate.seq_duration_ms(st.seq):
+        ind = self.app.indicate
+        ind.sequence()  # the one it plays, a link flicker of this ms included
+        if ind.seq and ticks_diff(now_ms, ind.seq_start_ms) < indicate.seq_duration_ms(ind.seq):
             return  # let the power-off flicker finish
         if self.app.persist is not None:
             self.app.persist.save_now()

@@ -65,6 +65,11 @@ class Limits:
         self.full_s = 0  # seconds of the current day without full_req_pct
         self.full_days = 0  # days without full_req_pct
 
+    def start(self, st):
+        """Before the first read: CVL never 0, DVL the low cut-off."""
+        st.cvl_mv = self.v[P.CHARGE_MV]
+        st.dvl_mv = self.v[P.LOW_CUTOFF_MV]
+
     def update(self, st, dt_ms):
         v = self.v
         snap = st.snap

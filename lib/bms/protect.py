@@ -52,8 +52,11 @@
 #   for SCD) on a plausible read (snap.plausible, set here: every cell inside
 #   cell_phys_*, their sum within stack_sum_tol_mv of the stack; an implausible
 #   read keeps the alert and the CELL/SAMPLE fault takes over), this module sets
-#   the alert's bit in st.hw_clear and drops its protection; the control stage,
-#   which owns every AFE write, calls afe.clear_alerts(st.hw_clear) and zeroes it.
+#   the alert's bit in st.hw_clear, counts the request in st.hw_clear_req and
+#   drops its protection; the control stage, which owns every AFE write, calls
+#   afe.clear_alerts(st.hw_clear) once per new request.
+# - PARALLEL alarm: while st.link_failure (app.link) holds; its event (value:
+#   packs online) comes after those of this module's other bits.
 # - USOC alarm: st.soc_pct <= usoc_alarm_pct, released at usoc_alarm_rel_pct.
 from array import array
 
@@ -87,6 +90,7 @@ _P_COCP = _PR("COCP")
 _P_DOCP = _PR("DOCP")
 _P_SCP = _PR("SCP")
 _A_USOC = _A("USOC")
+_A_PARALLEL = _A("PARALLEL")
 _F_CELL = _FL("CELL")
 _F_NTC = _FL("NTC")
 _F_SAMPLE = _FL("SAMPLE")
@@ -203,6 +207,7 @@ class Protection:
         # hardware alerts seen, and when each was first seen
         self.hw_seen = 0
         self.hw_t = array("i", [0] * len(_HW_BITS))
+        self.hw_clear = 0  # alert bits to clear, published at the end of update
         # stuck readings: previous reading, suspicion and its start (16 cells + current)
         self.prev = array("i", [0] * (N_CELLS + 1))
         self.sus = bytearray(N_CELLS + 1)
@@ -272,6 +277,10 @@ class Protection:
             self._sensors(now_ms)
             self._special(now_ms)
         self._commit(now_ms)
+        if self.hw_clear:
+            st.hw_clear = self.hw_clear
+            st.hw_clear_req += 1
+            self.hw_clear = 0
 
     def _measure(self, now):
         st = self.st
@@ -587,7 +596,7 @@ class Protection:
                 else:
                     rel = self._charge_to_release(i_ma)
                 if rel and snap.plausible:
-                    st.hw_clear |= bit
+                    self.hw_clear |= bit
             else:
                 self.hw_seen &= ~bit
             k += 1
@@ -620,7 +629,7 @@ class Protection:
             np_ |= 1 << _P_SCP
         # an alert whose release is asked for this cycle no longer holds its
         # protection (the control stage clears it before the estimate runs)
-        ha = st.hw_alerts & self.hw_seen & ~st.hw_clear
+        ha = st.hw_alerts & self.hw_seen & ~self.hw_clear
         k = 0
         while k < 5:
             if ha & _HW_BITS[k]:
@@ -650,9 +659,14 @@ class Protection:
             np_ |= 1 << _P_COCP
         if self.lockout & LOCK_DSG:
             np_ |= 1 << _P_DOCP
-        self._diff(codes.KIND_ALARM, st.alarms, na, self.aval, now)
+        par = 1 << _A_PARALLEL
+        self._diff(codes.KIND_ALARM, st.alarms & ~par, na, self.aval, now)
         self._diff(codes.KIND_PROTECTION, old, np_, self.pval, now)
         self._diff(codes.KIND_FAULT, st.faults, nf, self.fval, now)
+        if st.link_failure:
+            na |= par
+        if (na ^ st.alarms) & par:
+            self.events.record(codes.KIND_ALARM, _A_PARALLEL, (na & par) != 0, now, st.link_online)
         st.alarms = na
         st.protections = np_
         st.faults = nf
@@ -699,4 +713,4 @@ class Protection:
         self.lockout = 0
         self.oc_count[0] = self.oc_count[1] = 0
         self.hw_seen = 0
-        self.st.hw_clear |= _HW_ALL
+        self.hw_clear |= _HW_ALL

@@ -184,6 +184,20 @@ class SocEstimator:
         self._chg.clear()
         self.cal_count += 1
 
+    def restore(self, st, soc_ppm, full, fcc_mah, cycles, chg_ah, dsg_ah, chg_wh, dsg_wh, i_offset_ma):
+        """The stored estimator state, before the first read (app.persist at
+        start): soc_ppm < 0 (not known) leaves the OCV guess to start()."""
+        if soc_ppm >= 0:
+            st.soc_restore_ppm = soc_ppm
+        st.soc_full = bool(full)
+        st.fcc_mah = fcc_mah
+        st.cycles = cycles
+        st.chg_ah = chg_ah
+        st.dsg_ah = dsg_ah
+        st.chg_wh = chg_wh
+        st.dsg_wh = dsg_wh
+        st.i_offset_ma = i_offset_ma
+
     def start(self, st, snap, vmin, vmax):
         """The first good read: the restored SOC, else the OCV guess."""
         self._use_fcc(st)

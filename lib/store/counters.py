@@ -2,11 +2,11 @@
 # states that must survive a reset, one i32 per field under a stable id and
 # a tag of its name (same file format and migration rule as the parameter
 # file, store.atomic). FIELDS is the fixed list; ids are never reused.
-# Fields named like a PackState attribute are read from and restored into it
-# (the estimate stage, issue 4, produces soc_ppm .. i_offset_ma; soc_ppm is
-# stored as -1 while the SOC is not valid and restored into
-# PackState.soc_restore_ppm, which the estimate stage starts from). The others
-# come from the stage that owns them (app.persist):
+# Each field's owner fills it into the counters array (save(values)) and
+# takes it back at start (restore(values)); app.persist calls them:
+#   soc_ppm .. i_offset_ma   estimate (issue 4): soc_ppm is stored as -1 while
+#                            the SOC is not valid and restored into
+#                            PackState.soc_restore_ppm, which it starts from
 #   lockout, latched_faults  protect: over-current lock-out bits (bms.protect.LOCK_*)
 #                            and latched fault bits (bms.codes.FAULTS)
 #   deep_discharge           persist: PackState.deep_discharge
@@ -44,6 +44,10 @@ SOC_PPM = 0
 SOC_FULL = 1
 FCC_MAH = 2
 CYCLES = 3
+CHG_AH = 4
+DSG_AH = 5
+CHG_WH = 6
+DSG_WH = 7
 I_OFFSET_MA = 8
 LOCKOUT = 9
 LATCHED_FAULTS = 10
@@ -52,7 +56,6 @@ UV_TRIES = 12
 SLEEP_REASON = 13
 BOOTS = 14
 FAILED_STARTS = 15
-STATE_FIELDS = (2, 3, 4, 5, 6, 7, 8, 9)  # ids of the plain PackState attributes (soc_ppm is not one)
 CRITICAL = tuple(i for i in range(N) if FIELDS[i][2])
 
 
