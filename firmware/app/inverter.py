@@ -9,7 +9,7 @@
 # Protocol ID and RS485 baud are read once at start (board DIP, else params).
 import struct
 from app.service import Service
-from bms.params import index_of
+from bms import params as P
 from bms.ticks import ticks_diff
 from bms import codes
 from proto import pylon_can as pc
@@ -39,10 +39,6 @@ def master_test(state):
     return is_master
 
 
-def _P(name):
-    return index_of(name)
-
-
 class Inverter(Service):
     name = "inverter"
     period_ms = 50
@@ -59,12 +55,12 @@ class Inverter(Service):
             self.protocol_id = dip.protocol_id
             self.baud = dip.baud
         else:
-            self.protocol_id = v[_P("inv_protocol_count")]
-            self.baud = 115200 if v[_P("inv_baud_high_count")] else 9600
-        self.forced_bus = v[_P("inv_bus_count")]
-        self.can_period_ms = v[_P("inv_can_period_ms")]
-        self.lost_ms = v[_P("inv_lost_ms")]
-        self.sleep_ms = v[_P("inv_sleep_ms")]
+            self.protocol_id = v[P.INV_PROTOCOL_COUNT]
+            self.baud = 115200 if v[P.INV_BAUD_HIGH_COUNT] else 9600
+        self.forced_bus = v[P.INV_BUS_COUNT]
+        self.can_period_ms = v[P.INV_CAN_PERIOD_MS]
+        self.lost_ms = v[P.INV_LOST_MS]
+        self.sleep_ms = v[P.INV_SLEEP_MS]
         # protocol 2 (Schneider) and 3 are reserved: served as protocol 0
         self.enc = pc.CanEncoder(pc.PROTO_PYLON if self.protocol_id == 1 else pc.PROTO_VICTRON_SMA)
         self.poll_can = True  # False when another service owns the CAN port and calls on_frame
@@ -221,11 +217,11 @@ class Rs485Server:
         self.now_ms = 0
         self.out = bytearray(300)
         v = params.v
-        self.sys = (v[_P("cell_ov_alarm_mv")], v[_P("cell_uv_alarm_mv")], v[_P("cell_uv_p1_mv")],
-                    v[_P("chg_ht_alarm_dc")] + 2731, v[_P("chg_lt_alarm_dc")] + 2731,
-                    v[_P("max_chg_ma")] // 10, v[_P("pack_ov_alarm_mv")], v[_P("pack_uv_alarm_mv")],
-                    v[_P("pack_uv_p1_mv")], v[_P("dsg_ht_alarm_dc")] + 2731,
-                    v[_P("dsg_lt_alarm_dc")] + 2731, v[_P("max_dsg_ma")] // 10)
+        self.sys = (v[P.CELL_OV_ALARM_MV], v[P.CELL_UV_ALARM_MV], v[P.CELL_UV_P1_MV],
+                    v[P.CHG_HT_ALARM_DC] + 2731, v[P.CHG_LT_ALARM_DC] + 2731,
+                    v[P.MAX_CHG_MA] // 10, v[P.PACK_OV_ALARM_MV], v[P.PACK_UV_ALARM_MV],
+                    v[P.PACK_UV_P1_MV], v[P.DSG_HT_ALARM_DC] + 2731,
+                    v[P.DSG_LT_ALARM_DC] + 2731, v[P.MAX_DSG_MA] // 10)
 
     def _error(self, req, rtn):
         return pr.encode_frame(self.out, req.ver if 0 <= req.ver < 256 else 0x20,
@@ -328,7 +324,7 @@ class Rs485Server:
         for t in temps:
             struct.pack_into(">H", info, i, u16(t + 2731))
             i += 2
-        cap = st.fcc_mah if st.fcc_mah > 0 else self.params.v[2]  # bms.params.RATED_CAPACITY_MAH
+        cap = st.fcc_mah if st.fcc_mah > 0 else self.params.v[P.RATED_CAPACITY_MAH]
         rem = cap * st.soc_pct // 100
         struct.pack_into(">hHHBHH", info, i, s16(div(st.current_ma, 10)), u16(snap.stack_mv),
                          u16(rem // 10), 2, u16(cap // 10), st.cycles & 0xFFFF)
@@ -351,8 +347,8 @@ class Rs485Server:
         temps = snap.temp_dc
         info[i] = len(temps)
         i += 1
-        t_hi = v[_P("dsg_ht_alarm_dc")]
-        t_lo = v[_P("dsg_lt_alarm_dc")]
+        t_hi = v[P.DSG_HT_ALARM_DC]
+        t_lo = v[P.DSG_LT_ALARM_DC]
         for t in temps:
             info[i] = 2 if t >= t_hi else (1 if t <= t_lo else 0)
             i += 1
