@@ -2,8 +2,9 @@
 # index constants of the rows in bms.ptable: constant = id - 1, one per row
 # (host_tests/test_params.py checks both ways). Services read a value one way,
 # allocation-free: params.v[P.CYCLE_MS]. index_of(name) is for the host side
-# (scenarios, tools, tests); a constant for a name the table lacks fails at
-# import (AttributeError), never as a -1 index.
+# (scenarios, tools, tests). A constant the table lacks is an AttributeError
+# (ImportError for `from bms.params import`), and test_params.py checks every
+# P.NAME the code names: never a -1 index at run time.
 from array import array
 from bms.ptable import TABLE, USER, ADMIN, FACTORY  # noqa: F401 (re-exported)
 
