@@ -102,6 +102,24 @@ def test_every_parameter_constant_the_code_names_exists():
     assert not bad, bad
 
 
+def test_deployed_code_reads_parameters_by_constant_not_by_name():
+    # index_of(name) is the host side's (scenarios, tools, tests): on the board
+    # a name lookup per read is a linear search, and a missing row only fails
+    # when that line runs
+    found = []
+    for path in _sources():
+        rel = os.path.relpath(path, ROOT)
+        if rel.startswith(("tools", "host_tests", os.path.join("lib", "sim"))):
+            continue
+        with open(path) as f:
+            tree = ast.parse(f.read(), path)
+        for node in ast.walk(tree):
+            name = getattr(node, "attr", None) or getattr(node, "id", None)
+            if name == "index_of" and rel != os.path.join("lib", "bms", "params.py"):
+                found.append("%s:%d" % (rel, node.lineno))
+    assert not found, found
+
+
 def test_default_table_validates():
     assert validate(Params().v) is None
 
