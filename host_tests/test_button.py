@@ -7,7 +7,8 @@ import pytest
 
 import simworld
 from app.button import Button
-from bms import button
+from bms import button, params as P
+from bms.params import Params
 from bms.state import PackState
 from bms.ticks import TICKS_MASK
 from sim import scenario as scn
@@ -87,17 +88,17 @@ def test_press_across_the_tick_wrap():
     assert [a for _, a in got] == [button.SLEEP_WAKE]
 
 
-def test_thresholds_from_the_parameter_table(monkeypatch):
-    rows = {"button_sleep_ms": 0, "button_reset_min_ms": 1, "button_reset_max_ms": 2}
-    monkeypatch.setattr("app.button.param_index", lambda name: rows.get(name, -1))
-
-    class P:
-        v = [2000, 4000, 5000]
+def test_thresholds_from_the_parameter_table():
+    class FakeParams:  # the service reads the running values, the table's rows
+        v = list(Params().v)
+    FakeParams.v[P.BUTTON_SLEEP_MS] = 2000
+    FakeParams.v[P.BUTTON_RESET_MIN_MS] = 4000
+    FakeParams.v[P.BUTTON_RESET_MAX_MS] = 5000  # below the row's minimum: only set() checks
 
     t = [0]
     pin = SimPin(lambda: t[0], 1)
     st = PackState()
-    svc = Button(st, pin, P())
+    svc = Button(st, pin, FakeParams())
 
     def hold(ms):
         pin.value(0)
@@ -118,9 +119,8 @@ def test_thresholds_from_the_parameter_table(monkeypatch):
     assert st.button_count == 2
 
 
-def test_service_without_parameter_rows_uses_the_manual_defaults(monkeypatch):
-    monkeypatch.setattr("app.button.param_index", lambda name: -1)
-    svc = Button(PackState(), SimPin(lambda: 0, 1), object())
+def test_service_without_parameters_uses_the_manual_defaults():
+    svc = Button(PackState(), SimPin(lambda: 0, 1))
     c = svc.classifier
     assert (c.sleep_ms, c.reset_min_ms, c.reset_max_ms) == (3000, 6000, 10000)
 

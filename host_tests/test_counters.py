@@ -247,3 +247,21 @@ def test_events_dropped_by_the_ring_before_logging_are_counted_and_logged():
     assert st.events.next_seq == first + 100
     vals = [r[7] for r in recs if r[4] == 0 and r[5] == 1]
     assert vals == list(range(100 - st.events.size, 100))
+
+
+def test_deep_discharge_set_by_the_lowest_cell_and_cleared_by_charging_back():
+    # persist's flag: set when the lowest cell reaches cell_uv_p2_mv (2500 mV),
+    # cleared once charging brings it back to cell_uv_alarm_rel_mv (3000 mV)
+    ev = [{"t_s": 5, "fault": "cell_offset", "index": 9, "value": -900},
+          {"t_s": 20, "fault": "cell_offset", "index": 9, "on": False},
+          {"t_s": 30, "set": "current_a", "value": 10}]
+    w, _ = _world(ev, 60)
+    st = w.packs[0].app.state
+    w.run_until(4000)
+    assert not st.deep_discharge and min(st.snap.cell_mv) > 3000
+    w.run_until(8000)
+    assert min(st.snap.cell_mv) <= 2500 and st.deep_discharge
+    w.run_until(28000)  # the cell reads 3.2 V again, but the pack is at rest: still set
+    assert min(st.snap.cell_mv) >= 3000 and st.deep_discharge
+    w.run_until(40000)
+    assert st.current_ma > 0 and not st.deep_discharge

@@ -4,12 +4,10 @@ row, the LED sequences (`003` 5.3, `004` 6.1), the buzzer patterns (SPEC 5 /
 durations: through the indicate service on simulated pins and through the
 bench world."""
 import json
-from array import array
 
 import pytest
 
 import simworld
-from app import indicate as indicate_svc
 from app.indicate import Indicate
 from bms import codes, indicate, modes, params
 from bms.state import PackState
@@ -148,24 +146,21 @@ def test_pattern_names_are_the_trace_contract():
 
 # --- pin edges through the indicate service ---------------------------------------
 
-class FakeParams:
-    def __init__(self, buzzer_enable):
-        self.v = array("i", [buzzer_enable])
+def with_buzzer(buzzer_enable):
+    p = params.Params()
+    p.set(params.BUZZER_ENABLE, buzzer_enable)
+    return p
 
 
 class Harness:
     """The real indicate service on simulated pins, ticked every 50 ms."""
 
-    def __init__(self, st, buzzer_enable=None, monkeypatch=None):
+    def __init__(self, st, buzzer_enable=None):
         self.t = 0
         clock = lambda: self.t
         self.pins = [SimPin(clock, 0, True) for _ in range(indicate.N_LEDS)]
         self.bpin = SimPin(clock, 0, True)
-        p = None
-        if buzzer_enable is not None:
-            # the buzzer_enable row wherever the parameter table has it (or not yet)
-            monkeypatch.setattr(indicate_svc, "param_index", lambda name: 0 if name == "buzzer_enable" else -1)
-            p = FakeParams(buzzer_enable)
+        p = None if buzzer_enable is None else with_buzzer(buzzer_enable)
         self.st = st
         self.svc = Indicate(st, Leds(self.pins), Buzzer(self.bpin), p)
 
@@ -304,34 +299,33 @@ BUZZ = [
 
 
 @pytest.mark.parametrize("kw,name", [b[1:] for b in BUZZ], ids=[b[0] for b in BUZZ])
-def test_buzzer_pattern_and_pin_when_enabled(kw, name, monkeypatch):
-    h = Harness(state(**kw), buzzer_enable=1, monkeypatch=monkeypatch)
+def test_buzzer_pattern_and_pin_when_enabled(kw, name):
+    h = Harness(state(**kw), buzzer_enable=1)
     h.run_until(13000)
     assert indicate.NAMES[h.st.buzzer] == name
     assert_pin(h.bpin, name, 0, 13000)
 
 
 @pytest.mark.parametrize("kw", [b[1] for b in BUZZ], ids=[b[0] for b in BUZZ])
-def test_buzzer_silent_when_disabled(kw, monkeypatch):
-    h = Harness(state(**kw), buzzer_enable=0, monkeypatch=monkeypatch)
+def test_buzzer_silent_when_disabled(kw):
+    h = Harness(state(**kw), buzzer_enable=0)
     h.run_until(5000)
     assert h.st.buzzer == indicate.OFF and h.bpin.edges == []
 
 
-def test_buzzer_disabled_without_the_parameter_row(monkeypatch):
-    monkeypatch.setattr(indicate_svc, "param_index", lambda name: -1)
+def test_buzzer_disabled_without_parameters():
     st = state(mode=modes.FAILURE, faults=F("NTC"))
     h = Harness(st)
-    h.svc = Indicate(st, Leds(h.pins), Buzzer(h.bpin), FakeParams(1))
+    h.svc = Indicate(st, Leds(h.pins), Buzzer(h.bpin), None)
     h.run_until(3000)
     assert st.buzzer == indicate.OFF and h.bpin.edges == []
 
 
-def test_buzzer_enable_is_read_live(monkeypatch):
+def test_buzzer_enable_is_read_live():
     st = state(alarms=A("UV"))
-    h = Harness(st, buzzer_enable=0, monkeypatch=monkeypatch)
+    h = Harness(st, buzzer_enable=0)
     h.run_until(2000)
-    h.svc.params.v[0] = 1  # the PC tool switches it on
+    h.svc.params.v[params.BUZZER_ENABLE] = 1  # the PC tool switches it on
     h.run_until(9000)
     assert intervals(h.bpin) == [(2000, 2250), (5000, 5250), (8000, 8250)]
 

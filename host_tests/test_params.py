@@ -1,6 +1,9 @@
 """The parameter table: invariants of the rows, the default table validates,
 and every kind of invalid write is refused with its reason, leaving the
 running values as they were."""
+import ast
+import os
+
 import pytest
 
 from bms import params as P
@@ -32,6 +35,89 @@ def test_names_carry_their_unit_defaults_in_range_small_ints():
 def test_index_constants_for_every_row():
     for i, row in enumerate(TABLE):
         assert getattr(P, row[1].upper()) == i, row[1]
+
+
+def _index_constants():
+    """NAME -> n of every module-level `NAME = const(n)` in bms/params.py."""
+    with open(P.__file__) as f:
+        tree = ast.parse(f.read())
+    found = {}
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                and getattr(node.value.func, "id", None) == "const"):
+            found[node.targets[0].id] = node.value.args[0].value
+    return found
+
+
+def test_every_index_constant_is_its_rows_id_minus_one():
+    rows = {r[1].upper(): r[0] for r in TABLE}
+    consts = _index_constants()
+    for name, n in consts.items():
+        assert name in rows, name + ": no row of that name in bms.ptable"
+        assert n == rows[name] - 1, name
+    missing = sorted(set(rows) - set(consts))
+    assert not missing, "write NAME = const(id - 1) in bms/params.py for " + ", ".join(missing)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _sources():
+    for top in ("lib", "firmware", "boards", "tools", "host_tests"):
+        for d, _, files in os.walk(os.path.join(ROOT, top)):
+            for f in files:
+                if f.endswith(".py"):
+                    yield os.path.join(d, f)
+
+
+def _param_names_used(tree):
+    """(line, NAME) of every bms.params constant the module names:
+    `from bms.params import NAME` and ALIAS.NAME for `from bms import params as ALIAS`."""
+    aliases = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "bms":
+            aliases.update(a.asname or a.name for a in node.names if a.name == "params")
+        elif isinstance(node, ast.ImportFrom) and node.module == "bms.params":
+            for a in node.names:
+                yield node.lineno, a.name
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in aliases and node.attr.isupper()):
+            yield node.lineno, node.attr
+
+
+def test_every_parameter_constant_the_code_names_exists():
+    # the one way to read a parameter is params.v[P.NAME]: a name the table
+    # lacks is an error here, not a -1 index at run time
+    bad = []
+    used = 0
+    for path in _sources():
+        with open(path) as f:
+            tree = ast.parse(f.read(), path)
+        for line, name in _param_names_used(tree):
+            used += 1
+            if not hasattr(P, name):
+                bad.append("%s:%d %s" % (os.path.relpath(path, ROOT), line, name))
+    assert used > 100  # the walk saw the firmware's reads
+    assert not bad, bad
+
+
+def test_deployed_code_reads_parameters_by_constant_not_by_name():
+    # index_of(name) is the host side's (scenarios, tools, tests): on the board
+    # a name lookup per read is a linear search, and a missing row only fails
+    # when that line runs
+    found = []
+    for path in _sources():
+        rel = os.path.relpath(path, ROOT)
+        if rel.startswith(("tools", "host_tests", os.path.join("lib", "sim"))):
+            continue
+        with open(path) as f:
+            tree = ast.parse(f.read(), path)
+        for node in ast.walk(tree):
+            name = getattr(node, "attr", None) or getattr(node, "id", None)
+            if name == "index_of" and rel != os.path.join("lib", "bms", "params.py"):
+                found.append("%s:%d" % (rel, node.lineno))
+    assert not found, found
 
 
 def test_default_table_validates():

@@ -2,9 +2,8 @@
 # pressed = 0) every 50 ms, classifies each press on release (bms.button) and
 # publishes it in the pack state: button_action and a growing button_count.
 # It only reports; control decides what sleep/wake and reset do.
-from bms import button
+from bms import button, params as P
 from app.service import Service
-from app.indicate import param_index
 
 
 class Button(Service):
@@ -16,22 +15,16 @@ class Button(Service):
         self.pin = pin
         self.params = params
         self.classifier = button.Classifier()
-        # thresholds from the parameter table (re-read every tick so a change
-        # from the PC tool applies at once); rows it does not have yet keep
-        # the bms.button defaults
-        has = params is not None
-        self._i_sleep = param_index("button_sleep_ms") if has else -1
-        self._i_min = param_index("button_reset_min_ms") if has else -1
-        self._i_max = param_index("button_reset_max_ms") if has else -1
 
     def tick(self, now_ms):
         c = self.classifier
-        if self._i_sleep >= 0:
-            c.sleep_ms = self.params.v[self._i_sleep]
-        if self._i_min >= 0:
-            c.reset_min_ms = self.params.v[self._i_min]
-        if self._i_max >= 0:
-            c.reset_max_ms = self.params.v[self._i_max]
+        # thresholds from the parameter table, re-read every tick so a change
+        # from the PC tool applies at once; without params the bms.button defaults
+        if self.params is not None:
+            v = self.params.v
+            c.sleep_ms = v[P.BUTTON_SLEEP_MS]
+            c.reset_min_ms = v[P.BUTTON_RESET_MIN_MS]
+            c.reset_max_ms = v[P.BUTTON_RESET_MAX_MS]
         action = c.sample(self.pin.value() == 0, now_ms)
         if action != button.NONE:
             st = self.state

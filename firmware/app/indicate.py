@@ -5,17 +5,9 @@
 # st.seq_start_ms) or the link's forming flicker (SEQ_PARALLEL from
 # st.link_flicker_ms, once per st.link_flicker_count). Allocation-free per tick.
 from array import array
-from bms import indicate, params as params_mod
+from bms import indicate, params as P
 from bms.ticks import ticks_diff
 from app.service import Service
-
-
-def param_index(name):
-    """Row of a parameter, or -1 while the table does not have it yet."""
-    try:
-        return params_mod.index_of(name)
-    except ValueError:
-        return -1
 
 
 class Indicate(Service):
@@ -26,10 +18,7 @@ class Indicate(Service):
         self.state = state
         self.leds = leds
         self.buzzer = buzzer  # an output with set(on), or None on a board without one
-        self.params = params
-        # buzzer_enable (0/1, off by default `003` 5.2); a table without the
-        # row means disabled
-        self._buzz_enable = param_index("buzzer_enable") if params is not None else -1
+        self.params = params  # buzzer_enable (0/1, off by default `003` 5.2); None: disabled
         n = indicate.N_LEDS
         self._shown = array("B", [indicate.OFF] * n)
         self._since = array("i", [0] * n)
@@ -46,8 +35,7 @@ class Indicate(Service):
         self._flicker_seen = state.link_flicker_count
 
     def buzzer_enabled(self):
-        i = self._buzz_enable
-        return i >= 0 and self.params.v[i] != 0
+        return self.params is not None and self.params.v[P.BUZZER_ENABLE] != 0
 
     def sequence(self):
         """The sequence started last; in the same ms the link's (it runs

@@ -9,7 +9,7 @@
 # Protocol ID and RS485 baud are read once at start (board DIP, else params).
 from array import array
 from app.service import Service
-from bms.params import index_of
+from bms import params as P
 from bms.ticks import ticks_diff
 from bms import codes
 from proto import pylon_can as pc
@@ -46,10 +46,6 @@ def master_test(state):
     return is_master
 
 
-def _P(name):
-    return index_of(name)
-
-
 class Inverter(Service):
     name = "inverter"
     period_ms = 50
@@ -66,12 +62,12 @@ class Inverter(Service):
             self.protocol_id = dip.protocol_id
             self.baud = dip.baud
         else:
-            self.protocol_id = v[_P("inv_protocol_count")]
-            self.baud = 115200 if v[_P("inv_baud_high_count")] else 9600
-        self.forced_bus = v[_P("inv_bus_count")]
-        self.can_period_ms = v[_P("inv_can_period_ms")]
-        self.lost_ms = v[_P("inv_lost_ms")]
-        self.sleep_ms = v[_P("inv_sleep_ms")]
+            self.protocol_id = v[P.INV_PROTOCOL_COUNT]
+            self.baud = 115200 if v[P.INV_BAUD_HIGH_COUNT] else 9600
+        self.forced_bus = v[P.INV_BUS_COUNT]
+        self.can_period_ms = v[P.INV_CAN_PERIOD_MS]
+        self.lost_ms = v[P.INV_LOST_MS]
+        self.sleep_ms = v[P.INV_SLEEP_MS]
         # protocol 2 (Schneider) and 3 are reserved: served as protocol 0
         self.enc = pc.CanEncoder(pc.PROTO_PYLON if self.protocol_id == 1 else pc.PROTO_VICTRON_SMA)
         self.poll_can = True  # False when another service owns the CAN port and calls on_frame
@@ -243,21 +239,21 @@ class Rs485Server:
         self.now_ms = 0
         self.out = bytearray(18 + 2 * _INFO_BYTES)
         v = params.v
-        self.units = v[_P("inv_rs485_units_count")]
+        self.units = v[P.INV_RS485_UNITS_COUNT]
         # 0x47 fields in order (python-pylontech system_parameters_fmt, FHEM
         # _callSystemParameters): cell high/low/under V mV, charge high/low T
         # 0.1 K, charge current limit, module high/low/under V mV, discharge
         # high/low T, discharge current limit. Currents in 0.1 A (FHEM x100/1000,
         # bms-to-inverter x10; python-pylontech alone divides by 100); the
         # discharge limit negative, as both readers of real packs show it.
-        self.sys = array("i", (v[_P("cell_ov_alarm_mv")], v[_P("cell_uv_alarm_mv")], v[_P("cell_uv_p1_mv")],
-                               v[_P("chg_ht_alarm_dc")] + 2731, v[_P("chg_lt_alarm_dc")] + 2731,
-                               div(v[_P("max_chg_ma")], 100), v[_P("pack_ov_alarm_mv")],
-                               v[_P("pack_uv_alarm_mv")], v[_P("pack_uv_p1_mv")],
-                               v[_P("dsg_ht_alarm_dc")] + 2731, v[_P("dsg_lt_alarm_dc")] + 2731,
-                               -div(v[_P("max_dsg_ma")], 100)))
-        self.t_hi = v[_P("dsg_ht_alarm_dc")]
-        self.t_lo = v[_P("dsg_lt_alarm_dc")]
+        self.sys = array("i", (v[P.CELL_OV_ALARM_MV], v[P.CELL_UV_ALARM_MV], v[P.CELL_UV_P1_MV],
+                               v[P.CHG_HT_ALARM_DC] + 2731, v[P.CHG_LT_ALARM_DC] + 2731,
+                               div(v[P.MAX_CHG_MA], 100), v[P.PACK_OV_ALARM_MV],
+                               v[P.PACK_UV_ALARM_MV], v[P.PACK_UV_P1_MV],
+                               v[P.DSG_HT_ALARM_DC] + 2731, v[P.DSG_LT_ALARM_DC] + 2731,
+                               -div(v[P.MAX_DSG_MA], 100)))
+        self.t_hi = v[P.DSG_HT_ALARM_DC]
+        self.t_lo = v[P.DSG_LT_ALARM_DC]
 
     def _error(self, req, rtn):
         return pr.encode_frame(self.out, req.ver if 0 <= req.ver < 256 else 0x20,

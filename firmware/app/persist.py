@@ -112,10 +112,7 @@ class Persist(Service):
         snap = st.snap
         if not snap.reads or not snap.ok:
             return
-        lo = 65535
-        for mv in snap.cell_mv:
-            if mv < lo:
-                lo = mv
+        lo = snap.min_cell_mv  # acquire found the extremes
         pv = self.app.params.v
         if lo <= pv[P.CELL_UV_P2_MV]:
             st.deep_discharge = True

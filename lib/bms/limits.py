@@ -21,7 +21,7 @@
 #    measured intervals, never as tick differences.
 from bms import params as P
 from bms import codes, modes
-from bms.snapshot import N_CELL_TEMPS
+from bms.system import temp_extremes
 
 FC_I = 1
 FC_II = 2
@@ -76,13 +76,9 @@ class Limits:
         vmin = snap.min_cell_mv
         vmax = snap.max_cell_mv
         temps = snap.temp_dc
-        t_lo = t_hi = temps[0]
-        for k in range(1, N_CELL_TEMPS):
-            t = temps[k]
-            if t < t_lo:
-                t_lo = t
-            elif t > t_hi:
-                t_hi = t
+        x = temp_extremes(temps)
+        t_lo = temps[x >> 4]
+        t_hi = temps[x & 15]
 
         # long timers in whole seconds from the measured intervals
         self._ms += dt_ms

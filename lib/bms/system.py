@@ -45,6 +45,18 @@ class SystemView:
         self.generation = 0  # formed-system generation (bms.parallel.Forming)
 
 
+def temp_extremes(temps):
+    """(coldest << 4) | hottest of the cell-temperature channels (the first
+    on a tie): the link report's idx_temp byte, an int so nothing is allocated."""
+    lo = hi = 0
+    for i in range(1, N_CELL_TEMPS):
+        if temps[i] < temps[lo]:
+            lo = i
+        if temps[i] > temps[hi]:
+            hi = i
+    return (lo << 4) | hi
+
+
 def from_pack(view, st, params, pack=0):
     """The view of one pack (the single-pack system)."""
     snap = st.snap
@@ -73,17 +85,12 @@ def from_pack(view, st, params, pack=0):
     view.min_cell_index = snap.min_cell
     view.max_cell_index = snap.max_cell
     temps = snap.temp_dc
-    lo = hi = 0
-    for i in range(1, N_CELL_TEMPS):
-        if temps[i] < temps[lo]:
-            lo = i
-        if temps[i] > temps[hi]:
-            hi = i
-    view.min_temp_dc = temps[lo]
-    view.max_temp_dc = temps[hi]
+    x = temp_extremes(temps)
+    view.min_temp_dc = temps[x >> 4]
+    view.max_temp_dc = temps[x & 15]
     view.min_temp_pack = view.max_temp_pack = pack
-    view.min_temp_index = lo
-    view.max_temp_index = hi
+    view.min_temp_index = x >> 4
+    view.max_temp_index = x & 15
     view.alarms = st.alarms
     view.protections = st.protections
     view.faults = st.faults
@@ -128,15 +135,10 @@ def own_row(t, a, st, params, flags):
     t.max_cell_mv[a] = snap.max_cell_mv
     t.idx_cell[a] = (snap.min_cell << 4) | snap.max_cell
     temps = snap.temp_dc
-    lo = hi = 0
-    for i in range(1, N_CELL_TEMPS):
-        if temps[i] < temps[lo]:
-            lo = i
-        if temps[i] > temps[hi]:
-            hi = i
-    t.min_temp_dc[a] = temps[lo]
-    t.max_temp_dc[a] = temps[hi]
-    t.idx_temp[a] = (lo << 4) | hi
+    x = temp_extremes(temps)
+    t.min_temp_dc[a] = temps[x >> 4]
+    t.max_temp_dc[a] = temps[x & 15]
+    t.idx_temp[a] = x
     t.alarms[a] = st.alarms & 0xFFFF
     t.protections[a] = st.protections & 0xFFFF
     t.faults[a] = st.faults & 0xFFFF
@@ -174,7 +176,7 @@ def aggregate(view, t, st, n_rows, f_chg_ok, f_dsg_ok, f_hold):
     cap = soc_w = soh_w = 0
     cvl = dvl = -1
     al = pr = fa = 0
-    first = True
+    lc = hc = lt = ht = 0  # rows of the lowest/highest cell and temperature
     for a in range(1, n_rows):
         if not t.online[a]:
             continue
@@ -201,23 +203,15 @@ def aggregate(view, t, st, n_rows, f_chg_ok, f_dsg_ok, f_hold):
             cvl = t.cvl_mv[a]
         if t.dvl_mv[a] > dvl:
             dvl = t.dvl_mv[a]
-        if first or t.min_cell_mv[a] < view.min_cell_mv:
-            view.min_cell_mv = t.min_cell_mv[a]
-            view.min_cell_pack = a
-            view.min_cell_index = t.idx_cell[a] >> 4
-        if first or t.max_cell_mv[a] > view.max_cell_mv:
-            view.max_cell_mv = t.max_cell_mv[a]
-            view.max_cell_pack = a
-            view.max_cell_index = t.idx_cell[a] & 15
-        if first or t.min_temp_dc[a] < view.min_temp_dc:
-            view.min_temp_dc = t.min_temp_dc[a]
-            view.min_temp_pack = a
-            view.min_temp_index = t.idx_temp[a] >> 4
-        if first or t.max_temp_dc[a] > view.max_temp_dc:
-            view.max_temp_dc = t.max_temp_dc[a]
-            view.max_temp_pack = a
-            view.max_temp_index = t.idx_temp[a] & 15
-        first = False
+        # the first on a tie
+        if conn == 1 or t.min_cell_mv[a] < t.min_cell_mv[lc]:
+            lc = a
+        if conn == 1 or t.max_cell_mv[a] > t.max_cell_mv[hc]:
+            hc = a
+        if conn == 1 or t.min_temp_dc[a] < t.min_temp_dc[lt]:
+            lt = a
+        if conn == 1 or t.max_temp_dc[a] > t.max_temp_dc[ht]:
+            ht = a
     view.packs_online = online
     view.packs_blocking_charge = blk_c
     view.packs_blocking_discharge = blk_d
@@ -236,6 +230,18 @@ def aggregate(view, t, st, n_rows, f_chg_ok, f_dsg_ok, f_hold):
         view.ccl_ma = view.dcl_ma = 0
         view.valid = False
         return
+    view.min_cell_mv = t.min_cell_mv[lc]
+    view.min_cell_pack = lc
+    view.min_cell_index = t.idx_cell[lc] >> 4
+    view.max_cell_mv = t.max_cell_mv[hc]
+    view.max_cell_pack = hc
+    view.max_cell_index = t.idx_cell[hc] & 15
+    view.min_temp_dc = t.min_temp_dc[lt]
+    view.min_temp_pack = lt
+    view.min_temp_index = t.idx_temp[lt] >> 4
+    view.max_temp_dc = t.max_temp_dc[ht]
+    view.max_temp_pack = ht
+    view.max_temp_index = t.idx_temp[ht] & 15
     view.voltage_mv = v_sum // conn
     view.capacity_mah = cap * 1000
     view.soc_pct = (soc_w + cap // 2) // cap if cap else 0
