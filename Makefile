@@ -4,7 +4,9 @@
 #   make bench [BENCH_ARGS="..."]      the bench (tools/bench.py)
 #   make perf                          tools/perf.py
 #   make mpy [ARCHS="xtensawin armv6m"] compile everything into build/<arch>/
-#   make deploy BOARD=name PORT=/dev/ttyUSB0 [DRY_RUN=1]
+#   make deploy BOARD=name PORT=/dev/ttyUSB0 [STORE=auto|romfs|mpy] [DRY_RUN=1]
+#   make firmware BOARD=BMS_ESP32_ROMFS|BMS_RP2040_ROMFS|name [MICROPYTHON_DIR=...] [DRY_RUN=1]
+#                                      MicroPython with a ROMFS partition (boards/micropython/)
 #   make flash-micropython BOARD=name PORT=... FIRMWARE=image [DRY_RUN=1]
 #   make clean / make distclean
 
@@ -24,10 +26,11 @@ BENCH_ARGS ?=
 BOARD ?=
 PORT ?=
 DRY_RUN ?=
+STORE ?= auto
 # a module that fails to import is reported as an error and the rest still run
 PYTEST_ARGS ?= --continue-on-collection-errors
 
-.PHONY: all setup venv node stubs test bench perf mpy deploy flash-micropython clean distclean
+.PHONY: all setup venv node stubs test bench perf mpy deploy firmware flash-micropython clean distclean
 
 all: test
 
@@ -69,7 +72,10 @@ mpy: venv
 	$(VPY) -m tools.deploy --mpy $(ARCHS)
 
 deploy: venv
-	$(VPY) -m tools.deploy --board "$(BOARD)" --port "$(PORT)" $(if $(DRY_RUN),--dry-run)
+	$(VPY) -m tools.deploy --board "$(BOARD)" --port "$(PORT)" --store "$(STORE)" $(if $(DRY_RUN),--dry-run)
+
+firmware: venv
+	$(VPY) -m tools.flash build --board "$(BOARD)" $(if $(MICROPYTHON_DIR),--micropython "$(MICROPYTHON_DIR)") $(if $(DRY_RUN),--dry-run)
 
 flash-micropython: venv
 	$(VPY) -m tools.flash --board "$(BOARD)" --port "$(PORT)" --firmware "$(FIRMWARE)" $(if $(DRY_RUN),--dry-run)
