@@ -5,7 +5,9 @@
 #   make perf                          tools/perf.py
 #   make fuzz [SEED=n] [FUZZ_ARGS=...]  tools/fuzz.py: 10**6 inputs per receive path, rate, branch coverage
 #   make mpy [ARCHS="xtensawin armv6m"] compile everything into build/<arch>/
-#   make deploy BOARD=name PORT=/dev/ttyUSB0 [DRY_RUN=1]
+#   make deploy BOARD=name PORT=/dev/ttyUSB0 [STORE=auto|romfs|mpy] [DRY_RUN=1]
+#   make firmware BOARD=BMS_ESP32_ROMFS|BMS_RP2040_ROMFS|name [MICROPYTHON_DIR=...] [DRY_RUN=1]
+#                                      MicroPython with a ROMFS partition (boards/micropython/)
 #   make flash-micropython BOARD=name PORT=... FIRMWARE=image [DRY_RUN=1]
 #   make clean / make distclean
 
@@ -27,10 +29,11 @@ FUZZ_ARGS ?=
 BOARD ?=
 PORT ?=
 DRY_RUN ?=
+STORE ?= auto
 # a module that fails to import is reported as an error and the rest still run
 PYTEST_ARGS ?= --continue-on-collection-errors
 
-.PHONY: all setup venv node stubs test bench perf fuzz mpy deploy flash-micropython clean distclean
+.PHONY: all setup venv node stubs test bench perf fuzz mpy deploy firmware flash-micropython clean distclean
 
 all: test
 
@@ -75,7 +78,10 @@ mpy: venv
 	$(VPY) -m tools.deploy --mpy $(ARCHS)
 
 deploy: venv
-	$(VPY) -m tools.deploy --board "$(BOARD)" --port "$(PORT)" $(if $(DRY_RUN),--dry-run)
+	$(VPY) -m tools.deploy --board "$(BOARD)" --port "$(PORT)" --store "$(STORE)" $(if $(DRY_RUN),--dry-run)
+
+firmware: venv
+	$(VPY) -m tools.flash build --board "$(BOARD)" $(if $(MICROPYTHON_DIR),--micropython "$(MICROPYTHON_DIR)") $(if $(DRY_RUN),--dry-run)
 
 flash-micropython: venv
 	$(VPY) -m tools.flash --board "$(BOARD)" --port "$(PORT)" --firmware "$(FIRMWARE)" $(if $(DRY_RUN),--dry-run)

@@ -3,6 +3,7 @@
 # the real MicroPython; errors as one line.
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -193,7 +194,7 @@ def test_build_mpy_for_every_arch(tree):
 
 
 def test_cli_dry_run_prints_the_commands(tree, capsys):
-    rc = deploy.main(["--board", "esp32_dev", "--port", "/dev/ttyUSB0", "--dry-run"], root=tree)
+    rc = deploy.main(["--board", "esp32_dev", "--port", "/dev/ttyUSB0", "--dry-run", "--store", "mpy"], root=tree)
     out = capsys.readouterr().out.splitlines()
     assert rc == 0
     assert out[0] == "cd " + tree
@@ -247,3 +248,246 @@ def test_plan_for_the_real_bench_boards(board, arch):
                 for top in ("firmware", "lib") for d, _, fs in os.walk(os.path.join(root, top))
                 if "__pycache__" not in d for f in fs if f.endswith(".py")}
     assert srcs == expected | {"boards/%s.py" % board}
+
+
+# ---- the ROMFS store ---------------------------------------------------------------
+
+def test_romfs_plan_files(tree):
+    p = deploy.plan(tree, "esp32_dev", "/dev/ttyUSB0", store="romfs")
+    got = {(f.src and os.path.relpath(f.src, tree), f.build, f.dest) for f in p.files}
+    assert got == {
+        ("firmware/boot.py", "boot.py", "boot.py"),
+        (None, "main.py", "main.py"),  # the stub
+        ("firmware/main.py", "rom/bms_main.mpy", "/rom/bms_main.mpy"),
+        ("firmware/app/__init__.py", "rom/app/__init__.mpy", "/rom/app/__init__.mpy"),
+        ("firmware/app/svc.py", "rom/app/svc.mpy", "/rom/app/svc.mpy"),
+        ("firmware/app/sub/__init__.py", "rom/app/sub/__init__.mpy", "/rom/app/sub/__init__.mpy"),
+        ("firmware/app/sub/deep.py", "rom/app/sub/deep.mpy", "/rom/app/sub/deep.mpy"),
+        ("lib/bms/__init__.py", "rom/lib/bms/__init__.mpy", "/rom/lib/bms/__init__.mpy"),
+        ("lib/bms/params.py", "rom/lib/bms/params.mpy", "/rom/lib/bms/params.mpy"),
+        ("lib/top.py", "rom/lib/top.mpy", "/rom/lib/top.mpy"),
+        ("boards/esp32_dev.py", "rom/board.mpy", "/rom/board.mpy"),
+    }
+    assert p.image == os.path.join(tree, "build", "esp32_dev", "esp32_dev.romfs")
+
+
+def test_romfs_plan_commands_parse_in_mpremote(tree, monkeypatch, capsys):
+    """The image build and the chained deploy go through mpremote's own
+    parser: romfs build from rom/ without recompiling, then on the board the
+    preparation, `romfs deploy` of the image, the two littlefs scripts, reset."""
+    import mpremote.main as mm
+
+    calls = []
+
+    def recorder(name):
+        def handler(state, args):
+            state.did_action()
+            calls.append((name, vars(args)))
+        return handler
+
+    monkeypatch.setattr(mm, "_COMMANDS", {k: (recorder(k), parser) for k, (_, parser) in mm._COMMANDS.items()})
+    monkeypatch.setattr(mm, "do_disconnect", lambda state: None)
+    p = deploy.plan(tree, "rp2_pico", "/dev/ttyACM0", mpremote="mpremote", store="romfs")
+    for cmd in p.romfs_cmds + p.mpremote_cmds:
+        monkeypatch.setattr(sys, "argv", cmd)
+        assert mm.main() == 0, capsys.readouterr().err
+    names = [n for n, _ in calls]
+    assert names == ["romfs", "connect", "exec", "romfs", "fs", "fs", "exec"]
+    build, dep = calls[0][1], calls[3][1]
+    assert build["command"] == ["build"] and build["path"] == "rom" and build["mpy"] is False
+    assert build["output"] == "rp2_pico.romfs"
+    assert dep["command"] == ["deploy"] and dep["path"] == "rp2_pico.romfs" and dep["partition"] == 0
+    assert [a["path"] for n, a in calls if n == "fs"] == [["boot.py", ":boot.py"], ["main.py", ":main.py"]]
+
+
+def test_romfs_build_makes_the_image(tree):
+    p = deploy.plan(tree, "esp32_dev", "/dev/ttyUSB0", mpremote=deploy.find_mpremote(),
+                    mpy_cross=deploy.mpy_cross_exe(), store="romfs")
+    deploy.build(p)
+    with open(p.image, "rb") as f:
+        img = f.read()
+    assert img[:3] == b"\xd2\xcd\x31"  # the VfsRom header (mpremote/romfs.py)
+    for name in (b"bms_main.mpy", b"board.mpy", b"svc.mpy", b"params.mpy", b"deep.mpy"):
+        assert name in img
+    # file records are <name length><name>: no boot.py / main.py in the image
+    assert b"\x07boot.py" not in img and b"\x07main.py" not in img
+    with open(os.path.join(p.build_dir, "main.py")) as f:
+        assert f.read() == deploy.MAIN_STUB
+    with open(os.path.join(p.build_dir, "boot.py")) as f:
+        assert f.read() == TREE["firmware/boot.py"]
+
+
+def test_prep_code_for_romfs_clears_what_would_shadow_rom(mpy, tree, tmp_path):
+    """On littlefs '' and /lib come before /rom on sys.path: deploy's own
+    .mpy files there, and its empty package dirs, must go; data and other
+    packages stay."""
+    p = deploy.plan(tree, "esp32_dev", "/dev/ttyUSB0", store="romfs")
+    board = tmp_path / "b"
+    board.mkdir()
+    setup = (
+        "import os\n"
+        "os.chdir('/')\n"
+        "for d in ('app', 'app/sub', 'lib/bms', 'lib/other'):\n"
+        "    os.mkdir(d)\n"
+        "for f in ('app/svc.mpy', 'app/sub/deep.mpy', 'lib/bms/params.mpy', 'lib/other/keep.py',\n"
+        "          'lib/top.mpy', 'params.bin', 'board.py', 'board.mpy', 'main.py', 'boot.py'):\n"
+        "    open(f, 'w').write('x')\n"
+    )
+    listing = (
+        "\nimport json\n"
+        "def walk(p):\n"
+        "    out = []\n"
+        "    for e in os.ilistdir(p):\n"
+        "        q = (p + '/' if p else '') + e[0]\n"
+        "        if q in ('tmp', 'home', 'dev', 'proc', 'boards'):\n"
+        "            continue\n"
+        "        out += (walk(q) or [q + '/']) if e[1] & 0x4000 else [q]\n"
+        "    return out\n"
+        "print(json.dumps(sorted(walk(''))))\n"
+    )
+    r = mpy.run(setup + deploy.prep_code(p.files) + listing, timeout_s=30, root=str(board))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == ["boot.py", "lib/other/keep.py", "main.py", "params.bin"]
+
+
+@pytest.mark.parametrize("output,size", [
+    ("ROMFS is not enabled on this device\n", None),
+    ("No ROMFS partitions available\n", None),
+    ("ROMFS0 partition has size 524288 bytes (128 blocks of 4096 bytes each)\n"
+     "  Raw contents: d2:cd:31 ...\n", 524288),
+])
+def test_romfs_query_output(output, size):
+    """The lines mpremote 1.27's `romfs query` prints (mpremote/commands.py)."""
+    assert deploy.romfs_size(output) == size
+
+
+@pytest.mark.parametrize("output,image,store,words", [
+    ("ROMFS is not enabled on this device\n", 1000, "mpy", ["no ROMFS partition", "heap"]),
+    ("ROMFS0 partition has size 4096 bytes (1 blocks of 4096 bytes each)\n", 5000, "mpy",
+     ["does not fit", "5000", "4096"]),
+    ("ROMFS0 partition has size 524288 bytes (128 blocks of 4096 bytes each)\n", 5000, "romfs", ["524288"]),
+])
+def test_auto_store_asks_the_board(output, image, store, words):
+    seen = []
+
+    def run(cmd, **kw):
+        seen.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, output, "")
+
+    got, why = deploy.choose_store("mpremote", "/dev/ttyUSB0", image, run=run)
+    assert seen == [["mpremote", "connect", "/dev/ttyUSB0", "romfs", "query"]]
+    assert got == store
+    for w in words:
+        assert w in why
+
+
+def test_cli_dry_run_auto_prints_the_query_and_the_romfs_plan(tree, capsys):
+    assert deploy.main(["--board", "esp32_dev", "--port", "/dev/ttyUSB0", "--dry-run"], root=tree) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("# --store auto")
+    assert out[1].endswith("connect /dev/ttyUSB0 romfs query")
+    assert any(line.endswith("romfs --no-mpy -o esp32_dev.romfs build rom") for line in out)
+    assert out[-1].endswith("+ romfs deploy esp32_dev.romfs + fs cp boot.py :boot.py + fs cp main.py :main.py + reset")
+
+
+def test_board_definitions_are_not_app_code():
+    """boards/micropython/ (the MicroPython board definitions) is neither a
+    board nor deployed."""
+    root = deploy.REPO_ROOT
+    assert os.path.isdir(os.path.join(root, "boards", "micropython"))
+    assert not any(n.startswith("micropython") for n in deploy.board_names(os.path.join(root, "boards")))
+    for store in ("mpy", "romfs"):
+        p = deploy.plan(root, "esp32_bq", "/dev/ttyX", store=store)
+        assert not any("micropython" in f.src for f in p.files if f.src), store
+
+
+# ---- the MicroPython board definitions (boards/micropython/) and make firmware -----
+
+DEFS = os.path.join(deploy.REPO_ROOT, "boards", "micropython")
+
+
+@pytest.fixture(scope="module")
+def image_bytes(tmp_path_factory):
+    """The largest real board's ROMFS image, built as deploy builds it."""
+    sizes = []
+    for board in ("esp32_bq", "rp2040_bq"):
+        p = deploy.plan(deploy.REPO_ROOT, board, "-", build_dir=str(tmp_path_factory.mktemp(board)),
+                        mpremote=deploy.find_mpremote(), mpy_cross=deploy.mpy_cross_exe(), store="romfs")
+        deploy.build(p)
+        sizes.append(os.path.getsize(p.image))
+    return max(sizes)
+
+
+def esp32_partitions():
+    rows = []
+    with open(os.path.join(DEFS, "BMS_ESP32_ROMFS", "partitions-4MiB-romfs-ab.csv")) as f:
+        for line in f:
+            if line.strip() and not line.startswith("#"):
+                name, typ, sub, off, size = [c.strip() for c in line.split(",")[:5]]
+                rows.append((name, typ, sub, int(off, 16), int(size, 16)))
+    return rows
+
+
+def test_esp32_partition_table_fits_4_mib_with_room_for_two_images(image_bytes):
+    rows = esp32_partitions()
+    by = {r[0]: r for r in rows}
+    # what ports/esp32/esp32_partition.c and modules/flashbdev.py look up (v1.27.0)
+    assert by["romfs"][1:3] == ("data", "0x8f") and by["vfs"][1] == "data"
+    assert by["factory"][1] == "app" and by["factory"][3] % 0x10000 == 0  # app partitions: 64 KiB aligned
+    assert by["factory"][4] >= 0x1D0000  # as large as upstream partitions-4MiB-romfs.csv's
+    for prev, nxt in zip(rows, rows[1:]):
+        assert prev[3] + prev[4] <= nxt[3], (prev, nxt)  # no overlap
+    assert all(r[3] % 0x1000 == 0 and r[4] % 0x1000 == 0 for r in rows)
+    assert rows[-1][3] + rows[-1][4] <= 4 * 1024 * 1024  # a 4 MiB WROOM-32
+    assert by["romfs"][4] >= 2 * image_bytes  # A and B
+    assert by["vfs"][4] >= 1024 * 1024  # parameters, counters and history keep room
+
+
+def test_esp32_board_uses_that_table_and_enables_romfs():
+    d = os.path.join(DEFS, "BMS_ESP32_ROMFS")
+    with open(os.path.join(d, "mpconfigboard.cmake")) as f:
+        cmake = f.read()
+    assert 'CONFIG_PARTITION_TABLE_CUSTOM_FILENAME=\\"${MICROPY_BOARD_DIR}/partitions-4MiB-romfs-ab.csv\\"' in cmake
+    # the fragment comes after sdkconfig.base, whose partition table it overrides
+    assert cmake.index("boards/sdkconfig.base") < cmake.index("sdkconfig.bms_partitions")
+    with open(os.path.join(d, "mpconfigboard.h")) as f:
+        assert "#define MICROPY_VFS_ROM (1)" in f.read()
+
+
+def test_rp2040_board_gives_romfs_room_for_two_images(image_bytes):
+    import re
+    with open(os.path.join(DEFS, "BMS_RP2040_ROMFS", "mpconfigboard.h")) as f:
+        h = f.read()
+    val = {k: int(a) * int(b) for k, a, b in re.findall(r"#define (\w+)\s+\((\d+) \* (\d+)\)", h)}
+    rom, fs = val["MICROPY_HW_ROMFS_BYTES"], val["MICROPY_HW_FLASH_STORAGE_BYTES"]
+    assert rom % 4096 == 0 and fs % 4096 == 0  # static_asserts of ports/rp2/rp2_flash.c
+    assert rom >= 2 * image_bytes
+    # the code space stays RPI_PICO's: 2 MiB minus its 1408 KiB filesystem
+    assert 2048 * 1024 - fs - rom == 2048 * 1024 - 1408 * 1024
+
+
+@pytest.mark.parametrize("board,defn,port,image", [
+    ("esp32_bq", "BMS_ESP32_ROMFS", "esp32", "firmware.bin"),
+    ("BMS_RP2040_ROMFS", "BMS_RP2040_ROMFS", "rp2", "firmware.uf2"),
+])
+def test_make_firmware_commands(board, defn, port, image, tmp_path):
+    from tools import flash
+    d, port_dir, cmds, img, _ = flash.firmware_plan(deploy.REPO_ROOT, board, str(tmp_path))
+    assert d == os.path.join(DEFS, defn)
+    assert port_dir == os.path.join(str(tmp_path), "ports", port)
+    assert cmds == [["make", "-C", os.path.join(str(tmp_path), "mpy-cross")],
+                    ["make", "-C", port_dir, "BOARD_DIR=" + d, "submodules"],
+                    ["make", "-C", port_dir, "BOARD_DIR=" + d]]
+    assert img == os.path.join(port_dir, "build-" + defn, image)
+
+
+def test_make_firmware_without_toolchain_prints_the_commands(tmp_path, capsys, monkeypatch):
+    from tools import flash
+    monkeypatch.setattr(flash.shutil, "which", lambda name: None)
+    assert flash.main(["build", "--board", "BMS_ESP32_ROMFS", "--micropython", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert "BOARD_DIR=" + os.path.join(DEFS, "BMS_ESP32_ROMFS") in out
+    assert err.startswith("firmware: idf.py not found") and len(err.strip().splitlines()) == 1
+    monkeypatch.delenv("MICROPYTHON_DIR", raising=False)
+    assert flash.main(["build", "--board", "BMS_ESP32_ROMFS"]) == 1
+    assert "MICROPYTHON_DIR" in capsys.readouterr().err

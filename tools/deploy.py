@@ -1,7 +1,7 @@
 # Owns putting the firmware on a board: compile with mpy-cross, copy with
 # mpremote, reset.
 #
-#   python -m tools.deploy --board NAME --port PORT [--dry-run]
+#   python -m tools.deploy --board NAME --port PORT [--store auto|romfs|mpy] [--dry-run]
 #   python -m tools.deploy --mpy [ARCH ...]      compile everything into build/<arch>/
 #
 # The board is boards/NAME.py. Its architecture comes from a constant in that
@@ -17,6 +17,17 @@
 # the new .mpy); everything else on the board (parameter store, event log,
 # other /lib packages) is left alone. mpremote skips files whose hash is
 # unchanged, so a second deploy only sends what changed.
+#
+# Store (--store): `romfs` puts the same .mpy files (app/, lib/, board.mpy,
+# and main.py as bms_main.mpy) into one ROMFS image (`mpremote romfs build`)
+# written to the board's ROMFS partition (`mpremote romfs deploy`), mounted
+# at /rom, where the bytecode runs in place from flash; littlefs keeps only
+# boot.py and a two-line main.py that imports bms_main, and deploy removes
+# its own .mpy files there (they would shadow /rom: '' and /lib come first
+# on sys.path). `mpy` is the layout above, for a stock firmware without a
+# ROMFS partition: every imported module is loaded into the heap. `auto`
+# (the default) asks the board (`mpremote romfs query`) and falls back to
+# `mpy` when it has no ROMFS partition or the image does not fit.
 import argparse
 import ast
 import json
@@ -31,6 +42,11 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCHS = ("xtensawin", "armv6m")
 PREFIX_ARCH = (("esp32", "xtensawin"), ("rp2", "armv6m"), ("pico", "armv6m"))
 ROOT_SCRIPTS = ("boot.py", "main.py")  # stay source: MicroPython runs them by name
+STORES = ("auto", "romfs", "mpy")
+ROMFS_DIR = "rom"  # inside the build dir: the tree the image is built from
+ROMFS_MAIN = "bms_main"  # firmware/main.py in the image (a main.py there would be shadowed by /main.py)
+MAIN_STUB = ("# The firmware runs from the ROMFS image at /rom (tools/deploy.py --store romfs)\n"
+             "import %s\n%s.main()\n" % (ROMFS_MAIN, ROMFS_MAIN))
 
 
 class DeployError(Exception):
@@ -52,12 +68,16 @@ class FileEntry:
 
 class Plan:
     """What a deploy does: files, the mpy-cross commands (argv lists, run in
-    root, paths relative to it) and the mpremote commands (run in build_dir,
-    paths relative to it), in that order."""
+    root, paths relative to it), for the romfs store the image build
+    (romfs_cmds, run in build_dir) and then the mpremote commands (run in
+    build_dir, paths relative to it), in that order. image: the ROMFS image
+    (None for the mpy store)."""
 
-    def __init__(self, board, arch, root, build_dir, files, compile_cmds, mpremote_cmds):
+    def __init__(self, board, arch, root, build_dir, files, compile_cmds, mpremote_cmds,
+                 store="mpy", romfs_cmds=(), image=None):
         self.board, self.arch, self.root, self.build_dir = board, arch, root, build_dir
         self.files, self.compile_cmds, self.mpremote_cmds = files, compile_cmds, mpremote_cmds
+        self.store, self.romfs_cmds, self.image = store, list(romfs_cmds), image
 
 
 # ---- the tree ---------------------------------------------------------------
@@ -231,18 +251,30 @@ def build_mpy(root=REPO_ROOT, archs=ARCHS, out_root=None):
 
 # ---- the plan ---------------------------------------------------------------
 
-def deploy_files(root, board, boards_dir=None):
-    """The FileEntry list for a board: root scripts, app/, lib/, board.mpy."""
+def deploy_files(root, board, boards_dir=None, store="mpy"):
+    """The FileEntry list for a board: root scripts, app/, lib/, board.mpy.
+    For the romfs store every .mpy is built under rom/ with its dest in /rom
+    (absolute: not on littlefs), main.py becomes /rom/bms_main.mpy and
+    littlefs gets the MAIN_STUB as main.py (src None)."""
     boards_dir = boards_dir or os.path.join(root, "boards")
+    rom = store == "romfs"
     files = []
+
+    def add(src, name, mpy):
+        if rom:
+            files.append(FileEntry(src, name, ROMFS_DIR + "/" + mpy, "/rom/" + mpy, True))
+        else:
+            files.append(FileEntry(src, name, mpy, mpy, True))
+
     for src, name in firmware_sources(root):
-        if name in ROOT_SCRIPTS:
+        if rom and name == "main.py":
+            add(src, ROMFS_MAIN + ".py", ROMFS_MAIN + ".mpy")
+            files.append(FileEntry(None, name, name, name, False))
+        elif name in ROOT_SCRIPTS:
             files.append(FileEntry(src, name, name, name, False))
         else:
-            mpy = name[:-3] + ".mpy"
-            files.append(FileEntry(src, name, mpy, mpy, True))
-    files.append(FileEntry(os.path.join(boards_dir, board + ".py"), "board.py",
-                           "board.mpy", "board.mpy", True))
+            add(src, name, name[:-3] + ".mpy")
+    add(os.path.join(boards_dir, board + ".py"), "board.py", "board.mpy")
     return files
 
 
@@ -262,10 +294,17 @@ def _parents(path):
 def prep_code(files):
     """MicroPython run on the board (mpremote exec) before copying: make the
     directories, remove files deploy owns that this deploy does not bring
-    (in /app, the shipped /lib packages, and /board.py)."""
-    keep = sorted(f.dest for f in files)
-    dirs = sorted({d for f in files for d in _parents(f.dest)})
-    owned = sorted({r for r in (_owned_root(f.dest) for f in files) if r})
+    (in /app, the shipped /lib packages, and /board.py; for the romfs store
+    everything of these on littlefs, /board.mpy included)."""
+    local = [f for f in files if not f.dest.startswith("/")]
+    keep = sorted(f.dest for f in local)
+    dirs = sorted({d for f in local for d in _parents(f.dest)})
+    owned = sorted({r for r in (_owned_root(f.dest.replace("/rom/", "", 1)) for f in files) if r})
+    rom = len(local) < len(files)
+    # single files deploy ships outside an owned dir (board.mpy, lib/top.mpy):
+    # for romfs their littlefs copies would shadow /rom
+    stale = ["board.py"] + sorted(f.dest[5:] for f in files
+                                  if f.dest.startswith("/rom/") and not _owned_root(f.dest[5:]))
     return "\n".join([
         "import os",
         "K=set(%s)" % json.dumps(keep),
@@ -279,29 +318,36 @@ def prep_code(files):
         "for d in %s:" % json.dumps(dirs),
         " try:os.mkdir(d)",
         " except OSError:pass",
-        "for r in %s:w(r)" % json.dumps(owned),
-        'try:os.remove("board.py")',
-        "except OSError:pass",
+        "for r in %s:" % json.dumps(owned),
+        " try:w(r)" + (";os.rmdir(r)" if rom else ""),  # an empty /app would shadow /rom/app
+        " except OSError:pass",
+        "for f in %s:" % json.dumps(stale),
+        " try:os.remove(f)",
+        " except OSError:pass",
     ])
 
 
 def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
-         mpremote="mpremote", mpy_cross="mpy-cross"):
+         mpremote="mpremote", mpy_cross="mpy-cross", store="mpy"):
     """The whole deploy of board through port, without doing anything.
 
-    compile_cmds run in root: one mpy-cross per file (boot.py/main.py are
-    compiled to <build>/.check/ only as a check; they are copied as source).
-    mpremote_cmds run in the build dir: one chained mpremote (prepare the
-    directories, one `fs cp` per destination directory, reset)."""
+    compile_cmds run in root: one mpy-cross per file (boot.py, and main.py
+    for the mpy store, are compiled to <build>/.check/ only as a check; they
+    are copied as source). romfs_cmds (romfs store) build the image from
+    <build>/rom/ into <build>/<board>.romfs. mpremote_cmds run in the build
+    dir: one chained mpremote (prepare the directories, for romfs `romfs
+    deploy` the image, one `fs cp` per destination directory, reset)."""
     boards_dir = boards_dir or os.path.join(root, "boards")
     if not board:
         raise DeployError("no board given (--board NAME, make deploy BOARD=NAME); available: %s"
                           % (", ".join(board_names(boards_dir)) or "none"))
     if not port:
         raise DeployError("no port given (--port PORT, make deploy PORT=/dev/ttyUSB0)")
+    if store not in ("romfs", "mpy"):
+        raise DeployError("store %r is not one of romfs, mpy" % store)
     arch = board_arch(boards_dir, board)
     build_dir = os.path.abspath(build_dir or os.path.join(root, "build", board))
-    files = deploy_files(root, board, boards_dir)
+    files = deploy_files(root, board, boards_dir, store)
 
     def rel(path):  # relative to root when inside it
         r = os.path.relpath(path, root)
@@ -309,13 +355,22 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
 
     compile_cmds = []
     for f in files:
+        if f.src is None:
+            continue
         out = f.build if f.compiled else ".check/" + f.build[:-3] + ".mpy"
         compile_cmds.append(compile_cmd(rel(f.src), rel(os.path.join(build_dir, out)), arch, f.name, mpy_cross))
 
     cmd = [mpremote, "connect", port, "exec", prep_code(files)]
+    romfs_cmds, image = [], None
+    if store == "romfs":
+        image = os.path.join(build_dir, board + ".romfs")
+        # the files are .mpy already: --no-mpy keeps mpremote from compiling
+        romfs_cmds.append([mpremote, "romfs", "--no-mpy", "-o", board + ".romfs", "build", ROMFS_DIR])
+        cmd += ["+", "romfs", "deploy", board + ".romfs"]
     by_dir = {}
     for f in files:
-        by_dir.setdefault(f.dest.rpartition("/")[0], []).append(f)
+        if not f.dest.startswith("/"):
+            by_dir.setdefault(f.dest.rpartition("/")[0], []).append(f)
     for d in sorted(by_dir):
         if d == "":
             for f in by_dir[d]:  # root files by name: board.mpy, boot.py, main.py
@@ -323,7 +378,7 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
         else:
             cmd += ["+", "fs", "cp"] + [f.build for f in by_dir[d]] + [":" + d + "/"]
     cmd += ["+", "reset"]
-    return Plan(board, arch, root, build_dir, files, compile_cmds, [cmd])
+    return Plan(board, arch, root, build_dir, files, compile_cmds, [cmd], store, romfs_cmds, image)
 
 
 def script(p):
@@ -331,13 +386,24 @@ def script(p):
     lines = ["cd " + shlex.quote(p.root)]
     lines += [shlex.join(c) for c in p.compile_cmds]
     lines.append("cd " + shlex.quote(p.build_dir))
-    lines += [shlex.join(c) for c in p.mpremote_cmds]
+    lines += [shlex.join(c) for c in p.romfs_cmds + p.mpremote_cmds]
     return lines
 
 
+def _run(cmd, cwd, what):
+    try:
+        r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    except OSError as e:
+        raise DeployError("cannot run %s: %s" % (what, e)) from None
+    if r.returncode != 0:
+        raise DeployError("%s failed: %s" % (what, (r.stderr or r.stdout).strip() or "exit status %d" % r.returncode))
+    return r.stdout
+
+
 def build(p):
-    """Run p's compile commands into a fresh p.build_dir and put the root
-    scripts there as source. DeployError lists every file that failed."""
+    """Run p's compile commands into a fresh p.build_dir, put the root
+    scripts there as source (the main.py stub for romfs) and build the ROMFS
+    image. DeployError lists every file that failed."""
     shutil.rmtree(p.build_dir, ignore_errors=True)
 
     def one(cmd):
@@ -356,7 +422,13 @@ def build(p):
         if not f.compiled:
             dst = os.path.join(p.build_dir, f.build)
             os.makedirs(os.path.dirname(dst), exist_ok=True)
-            shutil.copyfile(f.src, dst)
+            if f.src is None:
+                with open(dst, "w") as out:
+                    out.write(MAIN_STUB)
+            else:
+                shutil.copyfile(f.src, dst)
+    for cmd in p.romfs_cmds:
+        _run(cmd, p.build_dir, "mpremote romfs build")
 
 
 def find_mpremote():
@@ -365,6 +437,44 @@ def find_mpremote():
     if os.path.exists(here):
         return here
     return shutil.which("mpremote")
+
+
+FALLBACK = ("installing .mpy files on littlefs instead: every imported module's bytecode is then "
+            "loaded into the heap (on main 1b5aeb8: 195 KiB after boot from .mpy against 110 KiB from "
+            "ROMFS; README, 'RAM and CPU on the board'); `make firmware` builds a MicroPython with a "
+            "ROMFS partition")
+
+
+def query_cmd(mpremote, port):
+    return [mpremote, "connect", port, "romfs", "query"]
+
+
+def romfs_size(output):
+    """The size of ROMFS partition 0 from `mpremote romfs query` output, or
+    None when the firmware has none ("ROMFS is not enabled on this device",
+    "No ROMFS partitions available")."""
+    for line in output.splitlines():
+        words = line.split()
+        if words[:1] == ["ROMFS0"] and "size" in words:
+            return int(words[words.index("size") + 1])
+    return None
+
+
+def choose_store(mpremote, port, image_bytes, run=subprocess.run):
+    """('romfs' or 'mpy', why) for --store auto: asks the board."""
+    try:
+        r = run(query_cmd(mpremote, port), capture_output=True, text=True)
+    except OSError as e:
+        raise DeployError("cannot run mpremote: %s" % e) from None
+    if r.returncode != 0:
+        raise DeployError("mpremote romfs query failed: %s" % ((r.stderr or r.stdout).strip() or r.returncode))
+    size = romfs_size(r.stdout)
+    if size is None:
+        return "mpy", "the board's firmware has no ROMFS partition: " + FALLBACK
+    if image_bytes > size:
+        return "mpy", "the ROMFS image (%d bytes) does not fit the partition (%d bytes): %s" % (
+            image_bytes, size, FALLBACK)
+    return "romfs", "ROMFS partition of %d bytes, image %d bytes" % (size, image_bytes)
 
 
 def execute(p):
@@ -385,10 +495,14 @@ def execute(p):
 def main(argv=None, root=REPO_ROOT):
     ap = argparse.ArgumentParser(
         prog="python -m tools.deploy",
-        description="Compile the firmware with mpy-cross and copy it to a board with mpremote.")
+        description="Compile the firmware with mpy-cross and install it on a board with mpremote "
+                    "(a ROMFS image, or .mpy files on littlefs).")
     ap.add_argument("--board", help="a boards/NAME.py module")
     ap.add_argument("--port", help="serial port (e.g. /dev/ttyUSB0) or an mpremote shortcut (a0, u0, ...)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+    ap.add_argument("--store", choices=STORES, default="auto",
+                    help="romfs: one ROMFS image run from flash; mpy: .mpy files on littlefs; "
+                         "auto (default): romfs where the board's firmware has a ROMFS partition")
     ap.add_argument("--boards-dir", help="directory of board modules (default: boards/)")
     ap.add_argument("--mpy", nargs="*", metavar="ARCH",
                     help="only compile everything into build/<arch>/ (default: %s)" % " ".join(ARCHS))
@@ -399,9 +513,18 @@ def main(argv=None, root=REPO_ROOT):
                 print("built %s" % d)
             return 0
         mpremote = find_mpremote()
-        p = plan(root, args.board, args.port, boards_dir=args.boards_dir,
-                 mpremote=mpremote or "mpremote", mpy_cross=_mpy_cross_name())
+        store = "romfs" if args.store == "auto" else args.store
+
+        def make(store):
+            return plan(root, args.board, args.port, boards_dir=args.boards_dir,
+                        mpremote=mpremote or "mpremote", mpy_cross=_mpy_cross_name(), store=store)
+
+        p = make(store)
         if args.dry_run:
+            if args.store == "auto":
+                print("# --store auto: asks the board first; without a ROMFS partition the "
+                      ".mpy plan (--store mpy) runs instead")
+                print(shlex.join(query_cmd(p.mpremote_cmds[0][0], args.port)))
             print("\n".join(script(p)))
             return 0
         if mpremote is None:
@@ -409,6 +532,14 @@ def main(argv=None, root=REPO_ROOT):
         if args.port.startswith("/dev/") and not os.path.exists(args.port):
             raise DeployError("port %s not found (is the board plugged in?)" % args.port)
         mpy_cross_exe()  # one clear line when it is missing
+        if args.store == "auto":
+            build(p)
+            store, why = choose_store(mpremote, args.port, os.path.getsize(p.image))
+            print("deploy: %s" % why)
+            if store == "mpy":
+                p = make("mpy")
+        elif store == "mpy":
+            print("deploy: --store mpy: " + FALLBACK)
         execute(p)
         return 0
     except DeployError as e:

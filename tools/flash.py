@@ -3,6 +3,16 @@
 # for an RP2040.
 #
 #   python -m tools.flash --board NAME --port PORT --firmware IMAGE [--dry-run] [--drive DIR]
+#   python -m tools.flash build --board NAME [--micropython DIR] [--dry-run]
+#
+# `build` (make firmware) builds MicroPython with the board definition of
+# boards/micropython/ (a ROMFS partition) out of tree, with the port's own
+# Makefile and BOARD_DIR, in a MicroPython v1.27.0 checkout ($MICROPYTHON_DIR
+# or --micropython; never fetched here). The ESP32 needs ESP-IDF (idf.py on
+# PATH), the RP2040 arm-none-eabi-gcc and cmake (the pico-sdk comes with
+# `make submodules`); where they are missing it prints the commands it would
+# run and exits 1. NAME is a definition (BMS_ESP32_ROMFS) or an app board
+# (esp32_bq: by its ARCH).
 #
 # ESP32 (ARCH xtensawin): erase, then write the .bin at 0x1000, the offset
 # MicroPython's ESP32 download page gives for the original ESP32
@@ -20,6 +30,65 @@ from tools import deploy
 
 ESP32_OFFSET = "0x1000"
 ESP32_BAUD = "460800"
+DEFS_DIR = os.path.join("boards", "micropython")
+DEF_OF_ARCH = {"xtensawin": "BMS_ESP32_ROMFS", "armv6m": "BMS_RP2040_ROMFS"}
+# port, tools it needs, the image it leaves in the build dir
+PORT_OF_DEF = {"BMS_ESP32_ROMFS": ("esp32", ("idf.py",), "firmware.bin"),
+               "BMS_RP2040_ROMFS": ("rp2", ("arm-none-eabi-gcc", "cmake"), "firmware.uf2")}
+
+
+def firmware_plan(root, board, micropython_dir):
+    """(definition dir, port dir, [argv ...], image path, tools needed) of
+    `make firmware BOARD=board`."""
+    if not board:
+        raise deploy.DeployError("BOARD is required (one of: %s, or an app board)" % ", ".join(sorted(PORT_OF_DEF)))
+    name = board
+    if name not in PORT_OF_DEF:
+        name = DEF_OF_ARCH[deploy.board_arch(os.path.join(root, "boards"), board)]
+    defn = os.path.join(root, DEFS_DIR, name)
+    if not os.path.isfile(os.path.join(defn, "mpconfigboard.cmake")):
+        raise deploy.DeployError("board definition %s has no mpconfigboard.cmake" % defn)
+    if not micropython_dir:
+        raise deploy.DeployError("no MicroPython source: set MICROPYTHON_DIR (or --micropython) to a "
+                                 "v1.27.0 checkout of micropython/micropython")
+    port, tools, image = PORT_OF_DEF[name]
+    port_dir = os.path.join(os.path.abspath(micropython_dir), "ports", port)
+    mp = os.path.abspath(micropython_dir)
+    cmds = [["make", "-C", os.path.join(mp, "mpy-cross")],
+            ["make", "-C", port_dir, "BOARD_DIR=" + defn, "submodules"],
+            ["make", "-C", port_dir, "BOARD_DIR=" + defn]]
+    return defn, port_dir, cmds, os.path.join(port_dir, "build-" + name, image), tools
+
+
+def build_main(argv):
+    ap = argparse.ArgumentParser(prog="python -m tools.flash build",
+                                 description="Build MicroPython with a ROMFS partition (boards/micropython/).")
+    ap.add_argument("--board")
+    ap.add_argument("--micropython", default=os.environ.get("MICROPYTHON_DIR"))
+    ap.add_argument("--dry-run", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        defn, port_dir, cmds, image, tools = firmware_plan(deploy.REPO_ROOT, args.board, args.micropython)
+        lines = [" ".join(c) for c in cmds]
+        missing = [t for t in tools if shutil.which(t) is None]
+        if args.dry_run or missing:
+            print("\n".join(lines))
+            print("# image: %s (flash it with make flash-micropython FIRMWARE=...)" % image)
+            if missing and not args.dry_run:
+                raise deploy.DeployError("%s not found: install the toolchain for %s (ESP-IDF for the ESP32, "
+                                         "arm-none-eabi-gcc and cmake for the RP2040) and run again"
+                                         % (", ".join(missing), os.path.basename(port_dir)))
+            return 0
+        if not os.path.isdir(port_dir):
+            raise deploy.DeployError("%s not found: MICROPYTHON_DIR is not a MicroPython checkout" % port_dir)
+        for c in cmds:
+            if subprocess.call(c) != 0:
+                raise deploy.DeployError("%s failed" % " ".join(c))
+        print("built %s" % image)
+        return 0
+    except deploy.DeployError as e:
+        print("firmware: %s" % e, file=sys.stderr)
+        return 1
 
 
 def plan(root, board, port, firmware, esptool="esptool"):
@@ -48,6 +117,9 @@ def plan(root, board, port, firmware, esptool="esptool"):
 
 
 def main(argv=None, root=deploy.REPO_ROOT):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["build"]:
+        return build_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m tools.flash", description="Flash MicroPython onto a board.")
     ap.add_argument("--board")
     ap.add_argument("--port")

@@ -241,6 +241,8 @@ def main():
             print("MicroPython (wasm): failed: %s" % r.stderr.strip().splitlines()[-1:])
     except Exception as e:  # a benchmark prints what it could not measure
         print("MicroPython (wasm): not measured (%s)" % e)
+    from tools import ram
+    ram.figures()
     t0 = time.perf_counter()
     week_figures()
     print("(SOC and balancing weeks: %.0f s wall)" % (time.perf_counter() - t0))

@@ -1,0 +1,114 @@
+# The RAM gate: the real boards (boards/esp32_bq.py, boards/rp2040_bq.py) on
+# the fake machine pins and the chip models, in the 32-bit unix MicroPython
+# 1.27 under a hard -X heapsize, run from the very artefacts `make deploy`
+# installs (the ROMFS image, the .mpy tree; tools/deploy.py), through
+# tools/ram.py: boot as main.py does, then a charge, a rest and a discharge
+# with the inverter's heartbeat on CAN and the pack's frames drained.
+#
+# The caps of the issue (ESP32: 64,000 bytes from ROMFS; RP2040: 190 KB from
+# .mpy; each plus the fakes' measured share and, for ROMFS, the image's own
+# bytes, which sit on the heap in the unix port) do not hold today: those
+# tests are xfail(strict=True) with the measured figures, so they turn red
+# the day the firmware fits and must be flipped. What holds today is tested
+# at TODAY_KB, and the cap is shown to be real: 8 KiB below the live peak fails.
+import pytest
+
+from tools import ram
+
+# the firmware's share of the heap (fakes, harness and image added on top)
+# that the stretch runs in today (measured on main 1b5aeb8: the smallest
+# working cap leaves the firmware 169 KiB from ROMFS, 261 KiB from .mpy)
+TODAY_KB = {"romfs": 192, "mpy": 280}
+STEP = 8 * 1024
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    exe = ram.interpreter()
+    if exe is None:
+        pytest.skip(ram.HOWTO)
+    tmp = str(tmp_path_factory.mktemp("ram"))
+    fakes = ram.build_fakes(tmp)
+    apps, measured = {}, {}
+    for board in ram.REAL_BOARDS:
+        for store in ("romfs", "mpy"):
+            _, path = ram.build_app(board, store, tmp)
+            apps[(board, store)] = path
+            measured[(board, store)] = ram.run_board(board, store, ram.BIG_HEAP, path, fakes, exe=exe)
+    return {"exe": exe, "fakes": fakes, "apps": apps, "measured": measured}
+
+
+def share(m):
+    """What the unix run holds beyond the firmware: the interpreter's own
+    start, the fakes and harness, and the image bytes."""
+    return m["base"] + m["fakes"] + m["harness"] + m["image"]
+
+
+def run(rig, board, store, heap):
+    return ram.run_board(board, store, heap, rig["apps"][(board, store)], rig["fakes"], exe=rig["exe"])
+
+
+def check_ran(r):
+    assert "error" not in r, r
+    assert r["reads"] == 450  # 45 s of 100 ms cycles against the BQ76952 model
+    assert r["inverter_heard"] == 45 and r["frames"] > 100  # heartbeat heard each second, frames sent
+
+
+@pytest.mark.parametrize("board", ram.REAL_BOARDS)
+@pytest.mark.parametrize("store", ["romfs", "mpy"])
+def test_measured_uncapped(rig, board, store):
+    m = rig["measured"][(board, store)]
+    check_ran(m)
+    print("%s %s: firmware after boot %d B, peak %d B; fakes %d B, image %d B"
+          % (board, store, m["boot"], m["peak"], m["fakes"] + m["harness"], m["image"]))
+    # the ROMFS image keeps the bytecode out of the heap: far less than .mpy
+    if store == "romfs":
+        assert m["boot"] < rig["measured"][(board, "mpy")]["boot"] - 40 * 1024
+
+
+@pytest.mark.xfail(strict=True, reason="does not fit yet (measured on 1b5aeb8): from ROMFS the firmware "
+                   "holds 110 KiB after boot, 115 KiB peak, and needs a 169 KiB heap, against the ESP32's "
+                   "64,000 bytes")
+@pytest.mark.parametrize("board", ram.REAL_BOARDS)
+def test_boots_from_romfs_in_the_esp32_heap(rig, board):
+    m = rig["measured"][(board, "romfs")]
+    check_ran(run(rig, board, "romfs", ram.ESP32_HEAP + share(m)))
+
+
+@pytest.mark.xfail(strict=True, reason="does not fit yet (measured on 1b5aeb8): from .mpy the firmware "
+                   "holds 195 KiB after boot, 199 KiB peak, and needs a 261 KiB heap, against the RP2040's "
+                   "190 KiB")
+@pytest.mark.parametrize("board", ram.REAL_BOARDS)
+def test_boots_from_mpy_in_the_rp2040_heap(rig, board):
+    m = rig["measured"][(board, "mpy")]
+    check_ran(run(rig, board, "mpy", ram.RP2040_HEAP + share(m)))
+
+
+CASES = [("esp32_bq", "romfs"), ("rp2040_bq", "mpy")]
+
+
+@pytest.mark.parametrize("board,store", CASES)
+def test_runs_under_todays_cap(rig, board, store):
+    m = rig["measured"][(board, store)]
+    check_ran(run(rig, board, store, TODAY_KB[store] * 1024 + share(m)))
+
+
+@pytest.mark.parametrize("board,store", CASES)
+def test_the_cap_is_real(rig, board, store):
+    """8 KiB below what the run holds live (its gc'd peak plus the share) is
+    a MemoryError, while today's cap runs. The smallest working cap (to 2 KiB,
+    by bisection) is printed, not asserted: whether a heap just above it
+    runs depends on where the garbage falls, so it is not monotonic."""
+    m = rig["measured"][(board, store)]
+    live = share(m) + m["peak"]
+    less = run(rig, board, store, live - STEP)
+    assert less.get("error") == "MemoryError", less
+    lo, hi = live - STEP, TODAY_KB[store] * 1024 + share(m)
+    while hi - lo > 2048:
+        mid = (lo + hi) // 2
+        if "error" in run(rig, board, store, mid):
+            lo = mid
+        else:
+            hi = mid
+    print("%s %s: live %d B, smallest working cap found %d B (firmware %d B + the rest %d B)"
+          % (board, store, live, hi, hi - share(m), share(m)))

@@ -1,0 +1,377 @@
+# Owns the RAM figures of the real boards (boards/esp32_bq.py,
+# boards/rp2040_bq.py) in the 32-bit unix MicroPython 1.27, whose heap has a
+# hard cap (-X heapsize), run from the very artefacts tools/deploy.py
+# installs: the ROMFS image (mounted at /rom, bytecode run in place) or the
+# .mpy tree (each module loaded into the heap, as from littlefs).
+#
+# The board's `machine` is host_tests/fake_machine.py backed by the chip
+# models (sim_bq76952, sim_mcp2515), compiled with the harness
+# (sim.vtime.VirtualRunner) into a second ROMFS image. What the fakes cost
+# (their image bytes and objects, measured before the firmware is imported)
+# and the app image's own bytes (in the unix port the image sits on the heap;
+# a board maps it from flash) are taken off: "firmware" below is what the
+# board's own heap would hold.
+#
+#   python -m tools.ram            the figures (make perf calls figures())
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from tools import deploy
+
+ROOT = deploy.REPO_ROOT
+HOST_TESTS = os.path.join(ROOT, "host_tests")
+DEFAULT_INTERPRETER = os.path.join(os.path.dirname(ROOT), "shared", "tools", "micropython",
+                                   "micropython-1.27.0-unix-i386")
+HOWTO = ("32-bit MicroPython not found: set MICROPYTHON_UNIX to a micropython-1.27.0 unix binary "
+         "built with MICROPY_FORCE_32BIT=1, or put it at ../shared/tools/micropython/"
+         "micropython-1.27.0-unix-i386 (its README and build.sh say how)")
+REAL_BOARDS = ("esp32_bq", "rp2040_bq")
+ESP32_HEAP = 64000  # ESP32 without PSRAM, MicroPython >= 1.21: the heap it starts with
+RP2040_HEAP = 190 * 1024  # an RP2040's heap, about (issue 12)
+BIG_HEAP = 4 * 1024 * 1024  # for measuring: no cap in the way
+
+
+def interpreter():
+    """The 32-bit unix MicroPython: $MICROPYTHON_UNIX, else the shared one; None if neither."""
+    for path in (os.environ.get("MICROPYTHON_UNIX"), DEFAULT_INTERPRETER):
+        if path and os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+# ---- the artefacts -------------------------------------------------------------
+
+def build_app(board, store, build_root=None):
+    """Build what `make deploy --store STORE` installs on board: returns
+    (plan, path): the ROMFS image, or the .mpy tree's directory."""
+    mpremote = deploy.find_mpremote() or "mpremote"
+    build_dir = os.path.join(build_root or os.path.join(ROOT, "build", "ram"), board + "-" + store)
+    p = deploy.plan(ROOT, board, "-", build_dir=build_dir, mpremote=mpremote,
+                    mpy_cross=deploy.mpy_cross_exe(), store=store)
+    deploy.build(p)
+    return p, (p.image if store == "romfs" else p.build_dir)
+
+
+FAKE_FILES = (("machine", "fake_machine.py"), ("sim_bq76952", "sim_bq76952.py"),
+              ("sim_mcp2515", "sim_mcp2515.py"))
+
+
+def build_fakes(out_dir, arch="xtensawin"):
+    """The fakes and the harness as one ROMFS image in out_dir: machine,
+    esp32, sim_bq76952, sim_mcp2515 and sim/vtime (.mpy). Returns its path."""
+    sys.path.insert(0, HOST_TESTS)
+    try:
+        import fake_machine
+    finally:
+        sys.path.remove(HOST_TESTS)
+    src = os.path.join(out_dir, "fakes-src")
+    tree = os.path.join(out_dir, "fakes")
+    os.makedirs(os.path.join(tree, "sim"), exist_ok=True)
+    os.makedirs(src, exist_ok=True)
+    jobs = [(os.path.join(HOST_TESTS, f), os.path.join(tree, m + ".mpy")) for m, f in FAKE_FILES]
+    with open(os.path.join(src, "esp32.py"), "w") as f:
+        f.write(fake_machine.FAKE_ESP32)
+    jobs.append((os.path.join(src, "esp32.py"), os.path.join(tree, "esp32.mpy")))
+    with open(os.path.join(src, "empty.py"), "w") as f:
+        f.write("")
+    jobs.append((os.path.join(src, "empty.py"), os.path.join(tree, "sim", "__init__.mpy")))
+    jobs.append((os.path.join(ROOT, "lib", "sim", "vtime.py"), os.path.join(tree, "sim", "vtime.mpy")))
+    for s, o in jobs:
+        deploy.compile_file(s, o, arch, os.path.basename(s))
+    image = os.path.join(out_dir, "fakes.romfs")
+    mpremote = deploy.find_mpremote() or "mpremote"
+    deploy._run([mpremote, "romfs", "--no-mpy", "-o", image, "build", tree], out_dir, "mpremote romfs build")
+    return image
+
+
+# ---- the script run in MicroPython -----------------------------------------------
+
+# Boots the board as main.py does (main.start(board.build()) with the store
+# on a host directory and the RTC clock), then runs STRETCH: a list of
+# [seconds, pack current mA] phases with a peer on the CAN bus sending the
+# inverter's 0x305 heartbeat every second and draining what the pack sends.
+# Prints one JSON line; a MemoryError anywhere is {"error": "MemoryError", ...}.
+SCRIPT = r"""
+import gc, os, sys, vfs, json
+gc.collect()
+BASE = gc.mem_alloc()
+R = {"base": BASE}
+
+def mount(path, at):
+    n = os.stat(path)[6]
+    buf = bytearray(n)
+    with open(path, "rb") as f:
+        f.readinto(buf)
+    vfs.mount(vfs.VfsRom(memoryview(buf)), at)
+    return n
+
+def used():
+    gc.collect()
+    return gc.mem_alloc() - BASE
+
+def run():
+    R["fakes_image"] = mount(FAKES, "/fk")
+    sys.path[:] = [".frozen", "/fk"]
+    import machine, sim_mcp2515 as simcan
+    from sim_bq76952 import SimBQ76952
+    bq = SimBQ76952(crc=True)
+    bq.cell_mv = [3300 + i for i in range(16)]
+    bq.render()
+    machine.I2C_DEVICES[0x08] = bq
+    machine.I2C_DEVICES[0x20] = machine.Pca9555Model()
+    bus = simcan.Bus(500000)
+    chip = bus.attach(simcan.Mcp2515(8000000, name="board"))
+    peer_chip = bus.attach(simcan.Mcp2515(8000000, name="peer", seed=3))
+    machine.SPI_DEVICE = chip.spi
+    slot = [0, memoryview(bytearray(8)), 0, 0]
+    hb = bytes(8)
+    R["fakes"] = used()
+    if STORE == "romfs":
+        R["image"] = mount(APP, "/rom")
+        sys.path[:] = [".frozen", "/fk", "/rom", "/rom/lib"]
+    else:
+        R["image"] = 0
+        sys.path[:] = [".frozen", "/fk", APP, APP + "/lib"]
+    import board
+    machine.WIRES[board.PINS["can_cs"]] = chip.cs
+    machine.WIRES[board.PINS["can_int"]] = chip.int_pin
+    main = __import__(MAIN)
+    R["imports"] = used() - R["fakes"] - R["image"]
+    from store.fs import OsFs
+    from store.store import Store
+    app, sup = main.start(board.build(), store=Store(OsFs(DATA)), clock=main._clock())
+    u = used()
+    # the harness, after the boot so that the firmware's own imports count as
+    # its own: the inverter's node (the firmware's driver) and the runner
+    from drivers.mcp2515 import MCP2515
+    from sim.vtime import VirtualRunner
+    peer = MCP2515(peer_chip.spi, peer_chip.cs, 500000, osc_hz=8000000, int_pin=peer_chip.int_pin)
+    peer.set_filters(None)
+    r = VirtualRunner()
+    R["harness"] = used() - u
+    # Nothing on the board opens the MCP2515's acceptance filters today (the
+    # driver delivers nothing before set_filters()): the harness does, so the
+    # inverter's frames reach the firmware.
+    app.board.can.set_filters(None)
+    for svc in app.services:
+        r.add(svc)
+    fakes = R["fakes"] + R["image"] + R["harness"]
+    R["boot"] = used() - fakes
+    R["peak"] = R["boot"]
+    frames = 0
+    t = 0
+    for secs, ma in STRETCH:
+        bq.current_ma = ma
+        bq.render()
+        for _ in range(secs):
+            t += 1000
+            peer.send(0x305, hb, 0)
+            for ms in range(100, 1001, 100):
+                r.run_until(t - 1000 + ms)
+                bus.step()
+                del bus.log[:]  # the fakes' own records: not the firmware's
+                del machine.LOG[:]
+                while peer.recv(slot) is not None:
+                    frames += 1
+            u = used() - fakes
+            if u > R["peak"]:
+                R["peak"] = u
+    R["frames"] = frames
+    R["reads"] = app.state.snap.reads
+    R["soc_pct"] = app.state.soc_pct
+    R["inverter_heard"] = app.state.inverter_frames
+    R["end"] = used() - fakes
+
+try:
+    run()
+except MemoryError as e:
+    R["error"] = "MemoryError"
+print(json.dumps(R))
+"""
+
+# a charge, a rest, a discharge (seconds, mA): what CI affords
+STRETCH = ((20, 30000), (5, 0), (20, -40000))
+
+
+def run_board(board, store, heap_bytes, app_path, fakes_image, stretch=STRETCH, exe=None, timeout_s=120):
+    """Boot board from app_path (store 'romfs' or 'mpy') under -X heapsize
+    and run stretch; the script's JSON figures (plus 'heap')."""
+    exe = exe or interpreter()
+    with tempfile.TemporaryDirectory() as tmp:
+        code = "APP = %r\nFAKES = %r\nSTORE = %r\nMAIN = %r\nDATA = %r\nSTRETCH = %r\n" % (
+            app_path, fakes_image, store, deploy.ROMFS_MAIN if store == "romfs" else "main",
+            os.path.join(tmp, "data"), [list(s) for s in stretch]) + SCRIPT
+        path = os.path.join(tmp, "ram.py")
+        with open(path, "w") as f:
+            f.write(code)
+        env = dict(os.environ, MICROPYPATH="")
+        r = subprocess.run([exe, "-X", "heapsize=%d" % heap_bytes, path], capture_output=True, text=True,
+                           timeout=timeout_s, cwd=tmp, env=env)
+    lines = r.stdout.strip().splitlines()
+    if r.returncode != 0 or not lines:
+        err = (r.stderr or r.stdout).strip().splitlines()
+        if any("MemoryError" in e for e in err[-2:]):
+            return {"error": "MemoryError", "heap": heap_bytes}
+        raise RuntimeError("%s %s: %s" % (board, store, err[-1] if err else "exit %d" % r.returncode))
+    out = json.loads(lines[-1])
+    out["heap"] = heap_bytes
+    return out
+
+
+# ---- heap per module ---------------------------------------------------------------
+
+# Imports each module alone after its dependencies: for each name, gc.collect
+# and mem_alloc before and after `import name` (its deps were imported first,
+# in the order given), under the fakes so the board module and drivers load.
+MODULE_SCRIPT = r"""
+import gc, os, sys, vfs, json
+def mount(path, at):
+    n = os.stat(path)[6]
+    buf = bytearray(n)
+    with open(path, "rb") as f:
+        f.readinto(buf)
+    vfs.mount(vfs.VfsRom(memoryview(buf)), at)
+mount(FAKES, "/fk")
+if STORE == "romfs":
+    mount(APP, "/rom")
+    sys.path[:] = [".frozen", "/fk", "/rom", "/rom/lib"]
+else:
+    sys.path[:] = [".frozen", "/fk", APP, APP + "/lib"]
+import machine, esp32
+out = []
+for name in NAMES:
+    gc.collect()
+    a = gc.mem_alloc()
+    __import__(name)
+    gc.collect()
+    out.append([name, gc.mem_alloc() - a])
+print(json.dumps(out))
+"""
+
+
+def _deps(src_path):
+    """Module-level imports of a source file (not those inside functions)."""
+    import ast
+    with open(src_path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    names = []
+
+    def visit(node):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(child, ast.Import):
+                names.extend(a.name for a in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module and not child.level:
+                names.append(child.module)
+                names.extend(child.module + "." + a.name for a in child.names)
+            visit(child)
+
+    visit(tree)
+    return names
+
+
+def firmware_modules(board):
+    """Every project module the board's firmware imports when it boots
+    (main.start and what the board's build() pulls in), in dependency
+    order: main's functions import lazily, so their imports count too."""
+    srcs = {}
+    for src, label in deploy.firmware_sources(ROOT):
+        parts = label[:-3].split("/")
+        if parts[0] == "lib":
+            parts = parts[1:]
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        srcs[".".join(parts)] = src
+    srcs["board"] = os.path.join(ROOT, "boards", board + ".py")
+    order, seen = [], set()
+
+    def visit(name):
+        if name in seen or name not in srcs:
+            return
+        seen.add(name)
+        if "." in name:
+            visit(name.rpartition(".")[0])
+        for dep in _deps(srcs[name]):
+            for i in range(1, dep.count(".") + 2):
+                visit(".".join(dep.split(".")[:i]))
+        order.append(name)
+
+    visit("board")
+    # main.start / main.main: their lazy imports are part of every boot
+    with open(srcs["main"], encoding="utf-8") as f:
+        import ast
+        tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            visit(node.module)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                visit(a.name)
+    return [m for m in order if m not in ("main", "board")] + ["board"]
+
+
+def per_module(board, store, app_path, fakes_image, exe=None):
+    """[(module, heap bytes)] importing each module alone after its deps."""
+    exe = exe or interpreter()
+    names = firmware_modules(board)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "mods.py")
+        with open(path, "w") as f:
+            f.write("APP = %r\nFAKES = %r\nSTORE = %r\nNAMES = %r\n" % (app_path, fakes_image, store, names)
+                    + MODULE_SCRIPT)
+        r = subprocess.run([exe, "-X", "heapsize=%d" % BIG_HEAP, path], capture_output=True, text=True,
+                           timeout=120, cwd=tmp, env=dict(os.environ, MICROPYPATH=""))
+    if r.returncode != 0:
+        raise RuntimeError("per-module import failed: %s" % r.stderr.strip().splitlines()[-1:])
+    return [tuple(x) for x in json.loads(r.stdout.strip().splitlines()[-1])]
+
+
+# ---- the figures -----------------------------------------------------------------
+
+def _kb(n):
+    return "%.1f KB" % (n / 1024)
+
+
+def figures(out=print):
+    """What `make perf` prints: per real board and store, the heap after boot
+    and its peak over the stretch (firmware only), the ROMFS image size, and
+    the heap per module."""
+    exe = interpreter()
+    if exe is None:
+        out("RAM on the board: not measured (%s)" % HOWTO)
+        return None
+    res = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        fakes = build_fakes(tmp)
+        out("RAM on the board (32-bit unix MicroPython 1.27, %s; fakes and image bytes taken off;"
+            " budgets: ESP32 from ROMFS <= 48 KB after boot, <= 56 KB peak; .mpy <= 150 KB):" % exe)
+        out("  %-10s %-6s %10s %10s %10s %10s %10s" % ("board", "store", "imports", "boot", "peak",
+                                                   "fakes", "image"))
+        for board in REAL_BOARDS:
+            for store in ("romfs", "mpy"):
+                _, path = build_app(board, store, tmp)
+                r = run_board(board, store, BIG_HEAP, path, fakes, exe=exe)
+                res[(board, store)] = (r, path)
+                if "error" in r:
+                    out("  %-10s %-6s %s" % (board, store, r["error"]))
+                    continue
+                out("  %-10s %-6s %10s %10s %10s %10s %10s" % (
+                    board, store, _kb(r["imports"]), _kb(r["boot"]), _kb(r["peak"]),
+                    _kb(r["fakes"] + r["harness"]), _kb(r["image"]) if r["image"] else "-"))
+        board = REAL_BOARDS[0]
+        rows = {s: dict(per_module(board, s, res[(board, s)][1], fakes, exe)) for s in ("romfs", "mpy")}
+        out("heap per module, %s (import alone after its deps, gc.collect, mem_alloc delta):" % board)
+        out("  %-24s %9s %9s" % ("module", "romfs", "mpy"))
+        order = sorted(rows["mpy"], key=lambda m: -rows["mpy"][m])
+        for m in order:
+            out("  %-24s %9d %9d" % (m, rows["romfs"].get(m, 0), rows["mpy"][m]))
+        out("  %-24s %9d %9d" % ("total", sum(rows["romfs"].values()), sum(rows["mpy"].values())))
+    return res
+
+
+if __name__ == "__main__":
+    figures()
