@@ -1,18 +1,31 @@
 # Owns the running parameter values (Params: set, set_many, validate) and the
 # index constants of the rows in bms.ptable: constant = id - 1, one per row
 # (host_tests/test_params.py checks both ways). Services read a value one way,
-# allocation-free: params.v[P.CYCLE_MS]. index_of(name) is for the host side
-# (scenarios, tools, tests). A constant the table lacks is an AttributeError
-# (ImportError for `from bms.params import`), and test_params.py checks every
-# P.NAME the code names: never a -1 index at run time.
+# allocation-free: params.v[P.CYCLE_MS]. The board imports the rows only in
+# their compact form, bms.prows (generated from bms.ptable by tools/prows.py,
+# bytes constants that stay in flash from a ROMFS image); the names are in
+# bms.pnames, imported for index_of(name) and error messages only, and
+# P.TABLE (the full rows, host side) imports bms.ptable when first asked for.
+# A constant the table lacks is an AttributeError (ImportError for `from
+# bms.params import`), and test_params.py checks every P.NAME the code names:
+# never a -1 index at run time.
 from array import array
-from bms.ptable import TABLE, USER, ADMIN, FACTORY  # noqa: F401 (re-exported)
+import struct
+from bms import prows
+from bms.prows import USER, ADMIN, FACTORY  # noqa: F401 (re-exported)
 
 try:
     from micropython import const
 except ImportError:
     def const(x):  # type: ignore[misc]
         return x
+
+def __getattr__(name):
+    if name == "TABLE":
+        from bms.ptable import TABLE
+        return TABLE
+    raise AttributeError(name)
+
 
 CYCLE_MS = const(0)
 CURRENT_DEADBAND_MA = const(1)
@@ -311,17 +324,28 @@ _ORDER = (
     (FORCE_CHG1_PCT, FORCE_CHG_REL_PCT, "force_chg_rel_pct must be above force_chg1_pct"),
 )
 
-_NAME = 1
-_DEFAULT = 2
-_MIN = 3
-_MAX = 4
+def name_of(index):
+    from bms.pnames import NAMES
+    return NAMES.split(" ")[index]
 
 
 def index_of(name):
-    for i in range(len(TABLE)):
-        if TABLE[i][_NAME] == name:
-            return i
+    from bms.pnames import NAMES
+    names = NAMES.split(" ")
+    if name in names:
+        return names.index(name)
     raise ValueError("unknown parameter " + name)
+
+
+def row_int(col, index):
+    """Row index's value in a prows column (DEFAULT, MIN, MAX)."""
+    return struct.unpack_from("<i", col, 4 * index)[0]
+
+
+def defaults():
+    """A fresh array of every row's default (the bytes as int32: the boards
+    are little-endian, as bms.prows)."""
+    return array("i", prows.DEFAULT)
 
 
 def validate(values):
@@ -336,14 +360,14 @@ def validate(values):
             thr = values[i]
             rel = values[i + 1]
             if high and rel >= thr:
-                return "%s: release %d must be below threshold %d" % (TABLE[i + 1][_NAME], rel, thr)
+                return "%s: release %d must be below threshold %d" % (name_of(i + 1), rel, thr)
             if not high and rel <= thr:
-                return "%s: release %d must be above threshold %d" % (TABLE[i + 1][_NAME], rel, thr)
+                return "%s: release %d must be above threshold %d" % (name_of(i + 1), rel, thr)
             if prev is not None:
                 if high and thr <= values[prev]:
-                    return "%s: %d must be above %s %d" % (TABLE[i][_NAME], thr, TABLE[prev][_NAME], values[prev])
+                    return "%s: %d must be above %s %d" % (name_of(i), thr, name_of(prev), values[prev])
                 if not high and thr >= values[prev]:
-                    return "%s: %d must be below %s %d" % (TABLE[i][_NAME], thr, TABLE[prev][_NAME], values[prev])
+                    return "%s: %d must be below %s %d" % (name_of(i), thr, name_of(prev), values[prev])
             prev = i
     for lo, hi, why in _ORDER:
         if values[lo] >= values[hi]:
@@ -354,16 +378,17 @@ def validate(values):
 def _check_range(index, value):
     """ValueError with the reason when value is no integer or outside row
     index's minimum..maximum."""
-    row = TABLE[index]
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(row[_NAME] + ": integer required")
-    if value < row[_MIN] or value > row[_MAX]:
-        raise ValueError("%s: %d outside %d..%d" % (row[_NAME], value, row[_MIN], row[_MAX]))
+        raise ValueError(name_of(index) + ": integer required")
+    lo = row_int(prows.MIN, index)
+    hi = row_int(prows.MAX, index)
+    if value < lo or value > hi:
+        raise ValueError("%s: %d outside %d..%d" % (name_of(index), value, lo, hi))
 
 
 class Params:
     def __init__(self):
-        self.v = array("i", [row[_DEFAULT] for row in TABLE])
+        self.v = defaults()
 
     def set(self, index, value):
         """Change one value; a value out of range, or one that breaks the
