@@ -38,13 +38,15 @@ def test_index_constants_for_every_row():
 
 
 def _index_constants():
-    """NAME -> n of every module-level `NAME = const(n)` in bms/params.py."""
+    """NAME -> n of every module-level `NAME = const(n)` in bms/params.py
+    (not the module's own `_NAME` constants)."""
     with open(P.__file__) as f:
         tree = ast.parse(f.read())
     found = {}
     for node in tree.body:
         if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
-                and getattr(node.value.func, "id", None) == "const"):
+                and getattr(node.value.func, "id", None) == "const"
+                and not node.targets[0].id.startswith("_")):
             found[node.targets[0].id] = node.value.args[0].value
     return found
 

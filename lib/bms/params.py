@@ -1,18 +1,31 @@
 # Owns the running parameter values (Params: set, set_many, validate) and the
 # index constants of the rows in bms.ptable: constant = id - 1, one per row
 # (host_tests/test_params.py checks both ways). Services read a value one way,
-# allocation-free: params.v[P.CYCLE_MS]. index_of(name) is for the host side
-# (scenarios, tools, tests). A constant the table lacks is an AttributeError
-# (ImportError for `from bms.params import`), and test_params.py checks every
-# P.NAME the code names: never a -1 index at run time.
+# allocation-free: params.v[P.CYCLE_MS]. The board imports the rows only in
+# their compact form, bms.prows (generated from bms.ptable by tools/prows.py,
+# bytes constants that stay in flash from a ROMFS image); the names are in
+# bms.pnames, imported for index_of(name) and error messages only, and
+# P.TABLE (the full rows, host side) imports bms.ptable when first asked for.
+# A constant the table lacks is an AttributeError (ImportError for `from
+# bms.params import`), and test_params.py checks every P.NAME the code names:
+# never a -1 index at run time.
 from array import array
-from bms.ptable import TABLE, USER, ADMIN, FACTORY  # noqa: F401 (re-exported)
+import struct
+from bms import prows
+from bms.prows import USER, ADMIN, FACTORY  # noqa: F401 (re-exported)
 
 try:
     from micropython import const
 except ImportError:
     def const(x):  # type: ignore[misc]
         return x
+
+def __getattr__(name):
+    if name == "TABLE":
+        from bms.ptable import TABLE
+        return TABLE
+    raise AttributeError(name)
+
 
 CYCLE_MS = const(0)
 CURRENT_DEADBAND_MA = const(1)
@@ -280,48 +293,64 @@ F_AMB_LT = 12
 F_IMB = 13
 N_FAMILIES = 14
 
-# Pairs that must stay strictly ordered: (lower, upper, why). The AFE's hardware
-# channel sits beyond the firmware's last level; button windows do not overlap.
-_ORDER = (
-    (CELL_OV_P2_MV, HW_COV_MV, "hw_cov_mv must be above cell_ov_p2_mv"),
-    (HW_CUV_MV, CELL_UV_P2_MV, "hw_cuv_mv must be below cell_uv_p2_mv"),
-    (CHG_OC_P2_MA, HW_OCC_MA, "hw_occ_ma must be above chg_oc_p2_ma"),
-    (DSG_OC_P2_MA, HW_OCD_MA, "hw_ocd_ma must be above dsg_oc_p2_ma"),
-    (DSG_OC_P2_MA, SCP_MA, "scp_ma must be above dsg_oc_p2_ma"),
-    (SCP_MA, HW_SCD_MA, "hw_scd_ma must be above scp_ma"),
-    (CELL_PHYS_MIN_MV, HW_CUV_MV, "cell_phys_min_mv must be below hw_cuv_mv"),
-    (HW_COV_MV, CELL_PHYS_MAX_MV, "cell_phys_max_mv must be above hw_cov_mv"),
-    (IMB_P2_MV, IMB_FAIL_MV, "imb_fail_mv must be above imb_p2_mv"),
-    (USOC_ALARM_PCT, USOC_ALARM_REL_PCT, "usoc_alarm_rel_pct must be above usoc_alarm_pct"),
-    (BUTTON_SLEEP_MS, BUTTON_RESET_MIN_MS, "button_reset_min_ms must be above button_sleep_ms"),
-    (BUTTON_RESET_MIN_MS, BUTTON_RESET_MAX_MS, "button_reset_max_ms must be above button_reset_min_ms"),
-    (FLOAT_MV, CHARGE_MV, "charge_mv must be above float_mv"),
-    (SOC_OCV_LOW_MV, SOC_OCV_HIGH_MV, "soc_ocv_high_mv must be above soc_ocv_low_mv"),
-    (BAL_STOP_MV, BAL_START_MV, "bal_start_mv must be above bal_stop_mv"),
-    (BAL_MAX_REL_DC, BAL_MAX_DC, "bal_max_dc must be above bal_max_rel_dc"),
-    (CHG_TAPER_CELL_MV, CELL_OV_ALARM_MV, "cell_ov_alarm_mv must be above chg_taper_cell_mv"),
-    (CELL_UV_P1_MV, DSG_TAPER_CELL_MV, "dsg_taper_cell_mv must be above cell_uv_p1_mv"),
-    (CHG_LT_P1_DC, CHG_DERATE_COLD_DC, "chg_derate_cold_dc must be above chg_lt_p1_dc"),
-    (CHG_DERATE_COLD_DC, CHG_DERATE_HOT_DC, "chg_derate_hot_dc must be above chg_derate_cold_dc"),
-    (CHG_DERATE_HOT_DC, CHG_HT_P1_DC, "chg_ht_p1_dc must be above chg_derate_hot_dc"),
-    (DSG_LT_P1_DC, DSG_DERATE_COLD_DC, "dsg_derate_cold_dc must be above dsg_lt_p1_dc"),
-    (DSG_DERATE_COLD_DC, DSG_DERATE_HOT_DC, "dsg_derate_hot_dc must be above dsg_derate_cold_dc"),
-    (DSG_DERATE_HOT_DC, DSG_HT_P1_DC, "dsg_ht_p1_dc must be above dsg_derate_hot_dc"),
-    (FORCE_CHG2_PCT, FORCE_CHG1_PCT, "force_chg1_pct must be above force_chg2_pct"),
-    (FORCE_CHG1_PCT, FORCE_CHG_REL_PCT, "force_chg_rel_pct must be above force_chg1_pct"),
-)
+# Pairs that must stay strictly ordered: lower, upper, and how the message
+# puts it (_BELOW: "<lower> must be below <upper>", _ABOVE: "<upper> must be
+# above <lower>"). The AFE's hardware channel sits beyond the firmware's last
+# level; button windows do not overlap. Bytes: no tuples held in RAM.
+_ABOVE = const(0)
+_BELOW = const(1)
+_ORDER = bytes((
+    CELL_OV_P2_MV, HW_COV_MV, _ABOVE,
+    HW_CUV_MV, CELL_UV_P2_MV, _BELOW,
+    CHG_OC_P2_MA, HW_OCC_MA, _ABOVE,
+    DSG_OC_P2_MA, HW_OCD_MA, _ABOVE,
+    DSG_OC_P2_MA, SCP_MA, _ABOVE,
+    SCP_MA, HW_SCD_MA, _ABOVE,
+    CELL_PHYS_MIN_MV, HW_CUV_MV, _BELOW,
+    HW_COV_MV, CELL_PHYS_MAX_MV, _ABOVE,
+    IMB_P2_MV, IMB_FAIL_MV, _ABOVE,
+    USOC_ALARM_PCT, USOC_ALARM_REL_PCT, _ABOVE,
+    BUTTON_SLEEP_MS, BUTTON_RESET_MIN_MS, _ABOVE,
+    BUTTON_RESET_MIN_MS, BUTTON_RESET_MAX_MS, _ABOVE,
+    FLOAT_MV, CHARGE_MV, _ABOVE,
+    SOC_OCV_LOW_MV, SOC_OCV_HIGH_MV, _ABOVE,
+    BAL_STOP_MV, BAL_START_MV, _ABOVE,
+    BAL_MAX_REL_DC, BAL_MAX_DC, _ABOVE,
+    CHG_TAPER_CELL_MV, CELL_OV_ALARM_MV, _ABOVE,
+    CELL_UV_P1_MV, DSG_TAPER_CELL_MV, _ABOVE,
+    CHG_LT_P1_DC, CHG_DERATE_COLD_DC, _ABOVE,
+    CHG_DERATE_COLD_DC, CHG_DERATE_HOT_DC, _ABOVE,
+    CHG_DERATE_HOT_DC, CHG_HT_P1_DC, _ABOVE,
+    DSG_LT_P1_DC, DSG_DERATE_COLD_DC, _ABOVE,
+    DSG_DERATE_COLD_DC, DSG_DERATE_HOT_DC, _ABOVE,
+    DSG_DERATE_HOT_DC, DSG_HT_P1_DC, _ABOVE,
+    FORCE_CHG2_PCT, FORCE_CHG1_PCT, _ABOVE,
+    FORCE_CHG1_PCT, FORCE_CHG_REL_PCT, _ABOVE,
+))
 
-_NAME = 1
-_DEFAULT = 2
-_MIN = 3
-_MAX = 4
+
+def name_of(index):
+    from bms.pnames import NAMES
+    return NAMES.split(" ")[index]
 
 
 def index_of(name):
-    for i in range(len(TABLE)):
-        if TABLE[i][_NAME] == name:
-            return i
+    from bms.pnames import NAMES
+    names = NAMES.split(" ")
+    if name in names:
+        return names.index(name)
     raise ValueError("unknown parameter " + name)
+
+
+def row_int(col, index):
+    """Row index's value in a prows column (DEFAULT, MIN, MAX)."""
+    return struct.unpack_from("<i", col, 4 * index)[0]
+
+
+def defaults():
+    """A fresh array of every row's default (the bytes as int32: the boards
+    are little-endian, as bms.prows)."""
+    return array("i", prows.DEFAULT)
 
 
 def validate(values):
@@ -336,17 +365,23 @@ def validate(values):
             thr = values[i]
             rel = values[i + 1]
             if high and rel >= thr:
-                return "%s: release %d must be below threshold %d" % (TABLE[i + 1][_NAME], rel, thr)
+                return "%s: release %d must be below threshold %d" % (name_of(i + 1), rel, thr)
             if not high and rel <= thr:
-                return "%s: release %d must be above threshold %d" % (TABLE[i + 1][_NAME], rel, thr)
+                return "%s: release %d must be above threshold %d" % (name_of(i + 1), rel, thr)
             if prev is not None:
                 if high and thr <= values[prev]:
-                    return "%s: %d must be above %s %d" % (TABLE[i][_NAME], thr, TABLE[prev][_NAME], values[prev])
+                    return "%s: %d must be above %s %d" % (name_of(i), thr, name_of(prev), values[prev])
                 if not high and thr >= values[prev]:
-                    return "%s: %d must be below %s %d" % (TABLE[i][_NAME], thr, TABLE[prev][_NAME], values[prev])
+                    return "%s: %d must be below %s %d" % (name_of(i), thr, name_of(prev), values[prev])
             prev = i
-    for lo, hi, why in _ORDER:
+    for k in range(0, len(_ORDER), 3):
+        lo = _ORDER[k]
+        hi = _ORDER[k + 1]
         if values[lo] >= values[hi]:
+            if _ORDER[k + 2] == _BELOW:
+                why = "%s must be below %s" % (name_of(lo), name_of(hi))
+            else:
+                why = "%s must be above %s" % (name_of(hi), name_of(lo))
             return "%s (%d vs %d)" % (why, values[lo], values[hi])
     return None
 
@@ -354,16 +389,17 @@ def validate(values):
 def _check_range(index, value):
     """ValueError with the reason when value is no integer or outside row
     index's minimum..maximum."""
-    row = TABLE[index]
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(row[_NAME] + ": integer required")
-    if value < row[_MIN] or value > row[_MAX]:
-        raise ValueError("%s: %d outside %d..%d" % (row[_NAME], value, row[_MIN], row[_MAX]))
+        raise ValueError(name_of(index) + ": integer required")
+    lo = row_int(prows.MIN, index)
+    hi = row_int(prows.MAX, index)
+    if value < lo or value > hi:
+        raise ValueError("%s: %d outside %d..%d" % (name_of(index), value, lo, hi))
 
 
 class Params:
     def __init__(self):
-        self.v = array("i", [row[_DEFAULT] for row in TABLE])
+        self.v = defaults()
 
     def set(self, index, value):
         """Change one value; a value out of range, or one that breaks the

@@ -4,6 +4,8 @@
 # use them); rows are only appended, id = row index + 1 with no gaps. Only rows
 # live here: bms.params has the index constants (checked against these rows by
 # host_tests/test_params.py), the running values, the lookups and validate.
+# Host side: the board imports the compact bms.prows and bms.pnames that
+# tools/prows.py generates from these rows (test_prows.py checks they match).
 
 USER = 0  # anyone with the PC tool
 ADMIN = 1  # after the administrator password (SPEC 11)

@@ -10,7 +10,9 @@
 # Each such decision is reported as a (code, value) note the caller logs.
 # restore_defaults() resets USER and ADMIN rows and keeps FACTORY rows
 # (calibration, ratings, board options); counters and history are other files.
+import struct
 from bms import params as P
+from bms import prows
 from store import atomic
 
 MAGIC = b"BMSP"
@@ -32,22 +34,21 @@ N_PARAMS_INVALID = 7  # the loaded set fails validate(): defaults (0)
 N_PARAMS_RESTORED = 8  # restore defaults by command (0)
 
 
+def _hash(i):
+    """Row i's name tag (atomic.name_hash of its name, from bms.prows)."""
+    return struct.unpack_from("<H", prows.HASH, 2 * i)[0]
+
+
 class ParamStore:
-    def __init__(self, fs, name=FILE, table=None, convert=None):
+    def __init__(self, fs, name=FILE, convert=None):
         self.file = atomic.AtomicFile(fs, name, MAGIC)
-        self.table = table if table is not None else P.TABLE
         self.convert = convert if convert is not None else CONVERT
         self._conv = {}
         for (rid, old), rule in self.convert.items():
             self._conv[(rid, atomic.name_hash(old))] = rule
-        self._hash = [atomic.name_hash(row[1]) for row in self.table]
-        self._index = {}
-        for i in range(len(self.table)):
-            self._index[self.table[i][0]] = i
 
     def records(self, values):
-        t = self.table
-        return [(t[i][0], self._hash[i], values[i]) for i in range(len(t))]
+        return [(i + 1, _hash(i), values[i]) for i in range(prows.N)]
 
     def save(self, params):
         """Write the running values (temp + rename). Returns bytes written."""
@@ -66,17 +67,15 @@ class ParamStore:
             return False, [(N_PARAMS_CORRUPT, 0)]
         if src == atomic.BAK:
             notes.append((N_PARAMS_BACKUP, self.file.seq))
-        t = self.table
         pairs = []
         changed = schema != SCHEMA
         for rid, h, v in recs:
-            i = self._index.get(rid)
-            if i is None:
+            i = rid - 1
+            if not 0 <= i < prows.N:
                 notes.append((N_PARAM_DROPPED, rid))
                 changed = True
                 continue
-            row = t[i]
-            if h != self._hash[i]:
+            if h != _hash(i):
                 rule = self._conv.get((rid, h))
                 changed = True
                 if rule is None:
@@ -84,22 +83,22 @@ class ParamStore:
                     continue
                 v = v * rule[0] // rule[1]
                 notes.append((N_PARAM_CONVERTED, rid))
-            if v < row[3] or v > row[4]:
+            if v < P.row_int(prows.MIN, i) or v > P.row_int(prows.MAX, i):
                 notes.append((N_PARAM_DEFAULT, rid))
                 changed = True
                 continue
             pairs.append((i, v))
-        if len(recs) != len(t):
+        if len(recs) != prows.N:
             changed = True  # rows added since (they keep their defaults)
-        trial = [row[2] for row in t]
+        trial = P.defaults()
         for i, v in pairs:
             trial[i] = v
         if P.validate(trial) is not None:
             notes.append((N_PARAMS_INVALID, 0))
-            params.set_many([(i, t[i][2]) for i in range(len(t))])
+            params.set_many([(i, v) for i, v in enumerate(P.defaults())])
             self.save(params)
             return False, notes
-        params.set_many([(i, trial[i]) for i in range(len(t))])
+        params.set_many([(i, trial[i]) for i in range(prows.N)])
         if changed or src == atomic.BAK:
             self.save(params)
         return True, notes
@@ -108,7 +107,7 @@ class ParamStore:
         """USER and ADMIN rows back to their defaults, FACTORY rows kept;
         saved. Raises ValueError (nothing changed) if the kept factory values
         do not validate against the defaults."""
-        t = self.table
-        params.set_many([(i, t[i][2]) for i in range(len(t)) if t[i][5] != P.FACTORY])
+        d = P.defaults()
+        params.set_many([(i, d[i]) for i in range(prows.N) if prows.ACCESS[i] != P.FACTORY])
         self.save(params)
         return [(N_PARAMS_RESTORED, 0)]
