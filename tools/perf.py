@@ -4,7 +4,10 @@
 # MicroPython interpreter, the SOC error over a simulated week (estimator vs
 # plain coulomb counting) and the balancing result over a week (on vs off).
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 
 from tools import paths  # noqa: F401  (puts lib/, firmware/, boards/ on sys.path)
@@ -31,6 +34,80 @@ def control_step_us(n=20000):
         app.cycle.tick(now)
         now += app.cycle.period_ms
     return (time.perf_counter() - t0) / n * 1e6
+
+
+# The control step (the cycle's stages, the bench AFE's read included) in the
+# 32-bit unix MicroPython (tools.ram.interpreter): the best of 5 runs of 200
+# steps, in microseconds per step. ROOT is prepended by unix_step_us().
+UNIX_STEP = """
+import sys
+sys.path[:] = ["", ".frozen", ROOT + "/lib", ROOT + "/firmware", ROOT + "/boards", ROOT + "/tools"]
+import time, simworld
+from sim import scenario as scn
+from sim.mock_afe import FAULTS
+w = simworld.World(scn.parse('{"duration_s": 10}', FAULTS), lambda line: None)
+w.run_until(5000)
+app = w.packs[0].app
+now = w.runner.now_ms
+best = 1 << 30
+for r in range(5):
+    t0 = time.ticks_us()
+    for _ in range(200):
+        app.cycle.tick(now)
+        now += 100
+    d = time.ticks_diff(time.ticks_us(), t0)
+    best = d if d < best else best
+print(best / 200)
+"""
+
+
+def unix_step_us():
+    """Control step in the 32-bit unix MicroPython (us), or None without it."""
+    from tools import ram
+    exe = ram.interpreter()
+    if exe is None:
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write("ROOT = %r\n" % paths.ROOT + UNIX_STEP)
+    r = subprocess.run([exe, "-X", "heapsize=%d" % ram.BIG_HEAP, f.name], capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, MICROPYPATH=""))
+    os.unlink(f.name)
+    if r.returncode != 0:
+        raise RuntimeError((r.stderr or r.stdout).strip().splitlines()[-1:])
+    return float(r.stdout.split()[-1])
+
+
+def line_events(sim_s=10):
+    """CPython line events (sys.settrace): per control cycle (the cycle's
+    stages) and per simulated second of every firmware service as the bench
+    runs them, on one pack; lines in the bench (lib/sim, tools) not counted."""
+    world = simworld.World(scn.parse('{"duration_s": %d}' % (sim_s * 3), FAULTS), lambda line: None)
+    world.run_until(10000)
+    app = world.packs[0].app
+    n = [0]
+    skip = ("/lib/sim/", "/tools/")
+
+    def line(frame, event, arg):
+        if event == "line":
+            n[0] += 1
+        return line
+
+    def call(frame, event, arg):
+        return None if any(k in frame.f_code.co_filename for k in skip) else line
+
+    now = world.runner.now_ms
+    cycles = 50
+    sys.settrace(call)
+    for _ in range(cycles):
+        app.cycle.tick(now)
+        now += app.cycle.period_ms
+    sys.settrace(None)
+    per_cycle = n[0] / cycles
+    n[0] = 0
+    sys.settrace(call)
+    world.run_until(world.runner.now_ms + sim_s * 1000)
+    sys.settrace(None)
+    return per_cycle, n[0] / sim_s
 
 
 MPY_STEP = """
@@ -226,10 +303,20 @@ def main():
           "%.1f %% of 500 kbit/s, worst-case stuffing (target <= 30 %%); simulation %.1fx real time"
           % (formed / 1000, load * 100, speed))
     print("bench simulation speed (CPython, solar profile):")
-    for packs, sim_s in ((1, 3600), (4, 600)):
+    for packs, sim_s in ((1, 3600), (16, 300)):
         wall = sim_speed(packs, sim_s)
         print("  %2d pack(s): %5d s simulated in %6.2f s wall = %7.0fx real time" % (packs, sim_s, wall, sim_s / wall))
-    print("control step (acquire, protect, control, estimate, balance), CPython: %.1f us" % control_step_us())
+    print("control step (acquire, protect, control, estimate, balance, system), CPython: %.1f us" % control_step_us())
+    cyc, per_s = line_events()
+    print("CPython line events, 1 pack: %.0f per control cycle (target <= 1,000), %.0f per simulated second, "
+          "all services (target <= 10,000)" % (cyc, per_s))
+    try:
+        from tools import ram
+        us = unix_step_us()
+        print("control step, 32-bit unix MicroPython 1.27: %s (target <= 100 us on this machine)"
+              % ("%.0f us" % us if us is not None else "not measured: " + ram.HOWTO))
+    except Exception as e:  # a benchmark prints what it could not measure
+        print("control step, 32-bit unix MicroPython: not measured (%s)" % e)
     try:
         from tools import mpy_wasm
         t0 = time.perf_counter()

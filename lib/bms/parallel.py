@@ -125,6 +125,7 @@ class Table:
         self.protections = array("i", [0] * N)
         self.faults = array("i", [0] * N)
         self.conflicts = 0  # frames from our own address we did not send
+        self.heard = 0  # rows take() first marked seen (app.link marks the own row)
         # every cell and NTC of a pack, on request (link.REQ_CELLS): row a at a * MAX_*
         self.cells = array("H", [0] * (N * MAX_CELLS))
         self.temps = array("h", [0] * (N * MAX_TEMPS))
@@ -137,6 +138,7 @@ class Table:
         for a in range(N):
             self.seen[a] = 0
             self.online[a] = 0
+        self.heard = 0
 
     def take(self, now_ms, typ, src, d):
         """Store one report (d: the 8-byte payload) from address src."""
@@ -150,6 +152,8 @@ class Table:
             self.flags[src] = d[6]
             self.cap_ah[src] = d[7]
             self.last_ms[src] = now_ms
+            if not self.seen[src]:
+                self.heard += 1
             self.seen[src] = 1
             self.online[src] = 1
         elif typ == link.T_LIMITS:

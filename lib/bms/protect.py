@@ -183,6 +183,9 @@ class Protection:
         self.act = bytearray(_NS)
         self.pend = bytearray(_NS)
         self.since = array("i", [0] * _NS)
+        # _levels skips the families that cannot change (False: every level
+        # evaluated, the reference the property test compares against)
+        self.incremental = True
         self.trip_t = array("i", [0] * _NS)
         self.val = array("i", [0] * _NF)  # each family's input this read
         self.fok = bytearray(_NF)  # the input is valid this read
@@ -380,6 +383,7 @@ class Protection:
         act = self.act
         pend = self.pend
         since = self.since
+        inc = self.incremental
         f = 0
         while f < _NF:
             if not self.fok[f]:
@@ -388,6 +392,15 @@ class Protection:
             x = self.val[f]
             high = _FAM_HIGH[f]
             b = _FAM_BASE[f]
+            s = f * 3
+            # a family with no level active or timing whose input is inside all
+            # three thresholds stays as it is: the loop below would only clear
+            # pend, which is clear
+            if inc and not (act[s] or act[s + 1] or act[s + 2] or pend[s] or pend[s + 1] or pend[s + 2]):
+                if (x < v[b] and x < v[b + 3] and x < v[b + 6]) if high else (
+                        x > v[b] and x > v[b + 3] and x > v[b + 6]):
+                    f += 1
+                    continue
             # current releases need the input inside every protection level
             over1 = x >= v[b + 3] if high else x <= v[b + 3]
             lvl = 0

@@ -167,9 +167,76 @@ def _limit(t, ok_flag, hold_flag, lim, total, sign, n_rows):
     return best
 
 
-def aggregate(view, t, st, n_rows, f_chg_ok, f_dsg_ok, f_hold):
+def aggregate(view, t, st, n_rows, f_chg_ok, f_dsg_ok, f_hold, own=1):
     """The system view over table t's online rows (st: the master's own state,
-    for the force-charge bits)."""
+    for the force-charge bits). The master alone (row own online, no other
+    pack ever heard; 1 = proto.link.MASTER) is its own row: alone() gives the
+    same view without the loops."""
+    if t.online[own] and not t.heard:
+        alone(view, t, own, st, f_chg_ok, f_dsg_ok, f_hold)
+    else:
+        aggregate_rows(view, t, st, n_rows, f_chg_ok, f_dsg_ok, f_hold)
+
+
+def _unconnected(view, st):
+    """No connected pack: nothing to charge or discharge."""
+    view.voltage_mv = 0
+    view.soc_pct = view.soh_pct = 0
+    view.capacity_mah = 0
+    view.cvl_mv = st.cvl_mv
+    view.dvl_mv = st.dvl_mv
+    view.ccl_ma = view.dcl_ma = 0
+    view.valid = False
+
+
+def _extremes(view, t, lc, hc, lt, ht):
+    view.min_cell_mv = t.min_cell_mv[lc]
+    view.min_cell_pack = lc
+    view.min_cell_index = t.idx_cell[lc] >> 4
+    view.max_cell_mv = t.max_cell_mv[hc]
+    view.max_cell_pack = hc
+    view.max_cell_index = t.idx_cell[hc] & 15
+    view.min_temp_dc = t.min_temp_dc[lt]
+    view.min_temp_pack = lt
+    view.min_temp_index = t.idx_temp[lt] >> 4
+    view.max_temp_dc = t.max_temp_dc[ht]
+    view.max_temp_pack = ht
+    view.max_temp_index = t.idx_temp[ht] & 15
+
+
+def alone(view, t, a, st, f_chg_ok, f_dsg_ok, f_hold):
+    """aggregate_rows() with row a the only row online and none offline: the
+    weighted means of one row are its values, its share of the current is all
+    of it (so CCL/DCL are its own, or 0 when it may not)."""
+    f = t.flags[a]
+    held = (f & f_hold) != 0
+    view.packs_online = 1
+    view.packs_blocking_charge = 1 if held or not (f & f_chg_ok) else 0
+    view.packs_blocking_discharge = 1 if held or not (f & f_dsg_ok) else 0
+    view.packs_offline = 0
+    view.current_ma = t.current_ma[a]
+    view.alarms = t.alarms[a]
+    view.protections = t.protections[a]
+    view.faults = t.faults[a]
+    view.force_charge = st.force_charge
+    if held:
+        _unconnected(view, st)
+        return
+    _extremes(view, t, a, a, a, a)
+    view.voltage_mv = t.voltage_mv[a]
+    c = t.cap_ah[a]
+    view.capacity_mah = c * 1000
+    view.soc_pct = t.soc_pct[a] if c else 0
+    view.soh_pct = t.soh_pct[a] if c else 0
+    view.cvl_mv = t.cvl_mv[a]
+    view.dvl_mv = t.dvl_mv[a] if t.dvl_mv[a] > -1 else -1
+    view.ccl_ma = t.ccl_ma[a] if f & f_chg_ok else 0
+    view.dcl_ma = t.dcl_ma[a] if f & f_dsg_ok else 0
+    view.valid = True
+
+
+def aggregate_rows(view, t, st, n_rows, f_chg_ok, f_dsg_ok, f_hold):
+    """The aggregate over every online row of t."""
     online = blk_c = blk_d = 0
     conn = 0
     v_sum = i_sum = 0
@@ -222,26 +289,9 @@ def aggregate(view, t, st, n_rows, f_chg_ok, f_dsg_ok, f_hold):
     view.faults = fa
     view.force_charge = st.force_charge
     if conn == 0:
-        view.voltage_mv = 0
-        view.soc_pct = view.soh_pct = 0
-        view.capacity_mah = 0
-        view.cvl_mv = st.cvl_mv
-        view.dvl_mv = st.dvl_mv
-        view.ccl_ma = view.dcl_ma = 0
-        view.valid = False
+        _unconnected(view, st)
         return
-    view.min_cell_mv = t.min_cell_mv[lc]
-    view.min_cell_pack = lc
-    view.min_cell_index = t.idx_cell[lc] >> 4
-    view.max_cell_mv = t.max_cell_mv[hc]
-    view.max_cell_pack = hc
-    view.max_cell_index = t.idx_cell[hc] & 15
-    view.min_temp_dc = t.min_temp_dc[lt]
-    view.min_temp_pack = lt
-    view.min_temp_index = t.idx_temp[lt] >> 4
-    view.max_temp_dc = t.max_temp_dc[ht]
-    view.max_temp_pack = ht
-    view.max_temp_index = t.idx_temp[ht] & 15
+    _extremes(view, t, lc, hc, lt, ht)
     view.voltage_mv = v_sum // conn
     view.capacity_mah = cap * 1000
     view.soc_pct = (soc_w + cap // 2) // cap if cap else 0
