@@ -14,7 +14,7 @@ PROFILES = ("none", "solar")
 # faults that take a value: (scale to the sim unit, lowest, highest) in the
 # document's unit: mV added to the cell reading, A added to the current,
 # failed reads per mille (without a value the mock AFE fails 100 per mille)
-FAULT_VALUES = {"cell_offset": (1, -6000, 6000), "current_offset": (1000, -2000, 2000), "afe_crc": (1, 1, 1000)}
+FAULT_VALUES = {"cell_offset": (1, -65535, 65535), "current_offset": (1000, -2000, 2000), "afe_crc": (1, 1, 1000)}
 # the document nests 3 deep (events[i].between); json recurses per level
 MAX_DEPTH = 8
 
@@ -246,7 +246,7 @@ def _parse_event(where, ev, sc, fault_names):
         v = ev["value"]
         if name == "cell_mv":
             idx = _int(where + ".index", ev.get("index"), 0, 15)
-            val = None if v is None else _int(where + ".value", v, 0, 6000)
+            val = None if v is None else _int(where + ".value", v, 0, 65535)
             return Event(t_ms, act, name, pack, idx, val, True)
         if name == "ntc_c":
             idx = _int(where + ".index", ev.get("index"), 0, 6)
