@@ -9,7 +9,7 @@ import simworld
 from app.button import Button
 from bms import button
 from bms.state import PackState
-from bms.ticks import TICKS_MASK
+from defs.ticks import TICKS_MASK
 from sim import scenario as scn
 from sim.mock_afe import FAULTS
 from sim.pins import SimPin

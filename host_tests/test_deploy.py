@@ -239,7 +239,7 @@ def test_plan_for_the_real_bench_boards(board, arch):
     p = deploy.plan(root, board, "/dev/ttyX", mpy_cross="mpy-cross")
     assert p.arch == arch
     dests = {f.dest for f in p.files}
-    assert {"boot.py", "main.py", "app/app.mpy", "app/runner.mpy", "lib/bms/snapshot.mpy",
+    assert {"boot.py", "main.py", "app/app.mpy", "app/runner.mpy", "lib/defs/snapshot.mpy",
             "lib/sim/mock_afe.mpy", "lib/sim/benchboard.mpy", "board.mpy"} <= dests
     assert not any("host_sim" in d or "simworld" in d or d.startswith("tools") for d in dests)
     srcs = {os.path.relpath(f.src, root) for f in p.files}

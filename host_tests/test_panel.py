@@ -4,7 +4,8 @@ import types
 import pytest
 
 from tools import paths  # noqa: F401  (tools/ on the path, for simworld, as bench does)
-from bms import codes, indicate, modes
+from defs import codes, modes
+from bms import indicate
 from bms.state import PackState
 from sim import scenario as scn
 from tools import panel

@@ -9,8 +9,9 @@ import math
 import time
 
 from tools import paths  # noqa: F401  (lib/, firmware/, boards/, tools/ on the path)
-from bms import codes, indicate, modes
-from bms.snapshot import N_CELLS, N_CELL_TEMPS, T_MOS0, T_MOS1, T_AMB
+from defs import codes, modes
+from bms import indicate
+from defs.snapshot import N_CELLS, N_CELL_TEMPS, T_MOS0, T_MOS1, T_AMB
 from sim import scenario as scn
 from sim import trace
 

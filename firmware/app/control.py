@@ -2,9 +2,10 @@
 # Each cycle: clear the AFE alerts the protect stage released, act on button
 # presses (sleep/wake, reset sequence), apply the sleep and wake rules
 # (bms.sleep), then the FETs: each follows the protections and faults that
-# block it (bms.codes), and the discharge FET only closes after a finished
+# block it (defs.codes), and the discharge FET only closes after a finished
 # pre-charge (bms.precharge). Then the dry contacts (bms.outputs).
-from bms import button, codes, indicate, modes, outputs, parallel, sleep
+from defs import codes, modes
+from bms import button, indicate, outputs, parallel, sleep
 from bms import params as P
 from bms.precharge import Precharge, RUNNING, DONE, FAILED
 

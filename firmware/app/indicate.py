@@ -3,7 +3,7 @@
 # levels with their real on/off timing. Allocation-free per tick.
 from array import array
 from bms import indicate, params as params_mod
-from bms.ticks import ticks_diff
+from defs.ticks import ticks_diff
 from app.service import Service
 
 

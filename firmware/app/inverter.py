@@ -10,8 +10,8 @@
 import struct
 from app.service import Service
 from bms.params import index_of
-from bms.ticks import ticks_diff
-from bms import codes
+from defs.ticks import ticks_diff
+from defs import codes
 from proto import pylon_can as pc
 from proto import pylon_rs485 as pr
 from proto.pylon_can import u16, s16, div

@@ -1,9 +1,9 @@
 # Owns the pack state, the one "database" of a pack: every field has exactly
 # one producer (named beside it); everything else only reads. Allocated once.
 from array import array
-from bms.snapshot import Snapshot
-from bms import modes, indicate
-from bms.protect import Events
+from defs.snapshot import Snapshot
+from defs import modes, leds
+from defs.events import Events
 
 
 class PackState:
@@ -36,7 +36,7 @@ class PackState:
         self.dsg_wh = 0
         # limits: (bms.limits) what the inverter is told: charge voltage limit (never 0),
         # charge and discharge current limits, discharge voltage limit, force-charge
-        # request bits (bms.limits.FC_*)
+        # request bits (defs.codes.FC_*)
         self.cvl_mv = 0
         self.ccl_ma = 0
         self.dcl_ma = 0
@@ -47,9 +47,9 @@ class PackState:
         self.alarms = 0  # protect: bits of codes.ALARMS
         self.protections = 0  # protect: bits of codes.PROTECTIONS
         self.faults = 0  # protect: bits of codes.FAULTS
-        self.hw_alerts = 0  # control: latched AFE alert bits (drivers.afe)
-        self.leds = array("B", [indicate.OFF] * indicate.N_LEDS)  # indicate
-        self.buzzer = indicate.OFF  # indicate
+        self.hw_alerts = 0  # control: latched AFE alert bits (defs.afe)
+        self.leds = array("B", [leds.OFF] * leds.N_LEDS)  # indicate
+        self.buzzer = leds.OFF  # indicate
         self.safe_reason = None  # runner: set when the pack was forced safe
         # button: the last classified press (bms.button.*) and a counter that
         # grows with every press, so readers see each action once

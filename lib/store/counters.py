@@ -8,7 +8,7 @@
 # PackState.soc_restore_ppm, which the estimate stage starts from). The others
 # come from the stage that owns them (app.persist):
 #   lockout, latched_faults  protect: over-current lock-out bits (bms.protect.LOCK_*)
-#                            and latched fault bits (bms.codes.FAULTS)
+#                            and latched fault bits (defs.codes.FAULTS)
 #   deep_discharge           persist: PackState.deep_discharge
 #   uv_tries, sleep_reason   control: under-voltage wake-up tries, why it slept
 #   boots                    persist: firmware starts
