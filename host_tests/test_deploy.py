@@ -30,12 +30,8 @@ TREE = {
 
 
 @pytest.fixture
-def tree(tmp_path):
-    for rel, text in TREE.items():
-        p = tmp_path / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return str(tmp_path)
+def tree(make_tree):
+    return make_tree(TREE)
 
 
 def test_arch_from_constant_or_prefix(tree):

@@ -103,16 +103,8 @@ def test_the_walk_sees_every_folder_of_the_tree():
     assert folders == set(ALLOWED), folders
 
 
-def _tree(tmp_path, files):
-    for rel, text in files.items():
-        p = tmp_path / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return str(tmp_path)
-
-
-def test_an_import_up_or_sideways_is_named_with_file_and_line(tmp_path):
-    root = _tree(tmp_path, {
+def test_an_import_up_or_sideways_is_named_with_file_and_line(make_tree):
+    root = make_tree({
         "lib/defs/ticks.py": "X = 1\n",
         "lib/drivers/chip.py": "from defs.ticks import X\n\ndef f():\n    from bms import logic\n",
         "lib/proto/wire.py": "import drivers.chip\n",
