@@ -34,12 +34,13 @@ ARCH = "xtensawin"
 
 import time
 import machine
-from machine import Pin, ADC, WDT
+from machine import Pin, ADC
 import sys
 
 import esp32
 
-from drivers.board_io import build_bq_board, DIP7, DIP4
+from drivers.inputs import DIP7, DIP4
+from bq_board import BqPort, build_bq_board
 
 # the DIP layout of this board: DIP7 (`000` 3.3.3.3) or DIP4 (address switches, `003` 4.3)
 DIP_LAYOUT = DIP7
@@ -76,15 +77,8 @@ def _woke(pin):
     pass  # the wake itself is what counts
 
 
-class Port:
+class Port(BqPort):
     """The ESP32-specific calls of BqBoard."""
-
-    def __init__(self, button, charger):
-        self.button = button
-        self.charger = charger
-
-    def wdt(self, timeout_ms):
-        return WDT(timeout=timeout_ms)
 
     def arm_wake(self, deep, charger_handler=None):
         """Wake sources: the charger-detect input going high, the button
@@ -97,17 +91,9 @@ class Port:
             self.charger.irq(handler=charger_handler or _woke, trigger=Pin.IRQ_RISING, wake=machine.SLEEP)
             self.button.irq(handler=_woke, trigger=Pin.IRQ_FALLING, wake=machine.SLEEP)
 
-    def lightsleep(self, ms):
-        machine.lightsleep(ms)
-
-    def deepsleep(self, ms):
-        if ms:
-            machine.deepsleep(ms)
-        machine.deepsleep()
-
 
 def build(configure=True):
-    """The board with every chip set up (drivers.board_io.build_bq_board)."""
+    """The board with every chip set up (bq_board.build_bq_board)."""
     charger = Pin(PINS["charger"], Pin.IN)  # input-only: external pull-down
     return build_bq_board(machine, sys.modules[__name__], Port, charger,
                           ADC(Pin(PINS["ntc"]), atten=ADC.ATTN_11DB), time.ticks_us, configure)

@@ -25,10 +25,11 @@ ARCH = "armv6m"
 
 import time
 import machine
-from machine import Pin, ADC, WDT
+from machine import Pin, ADC
 import sys
 
-from drivers.board_io import build_bq_board, DIP7, DIP4
+from drivers.inputs import DIP7, DIP4
+from bq_board import BqPort, build_bq_board
 
 DIP_LAYOUT = DIP7  # or DIP4 (address switches, `003` 4.3)
 CAN_BITRATE = 500000
@@ -65,29 +66,14 @@ def _woke(pin):
     pass
 
 
-class Port:
+class Port(BqPort):
     """The RP2040-specific calls of BqBoard. Light sleep wakes on the
     armed pin interrupts; the port's deepsleep is a light sleep followed by
     a reset, so the same wake sources apply."""
 
-    def __init__(self, button, charger):
-        self.button = button
-        self.charger = charger
-
-    def wdt(self, timeout_ms):
-        return WDT(timeout=timeout_ms)
-
     def arm_wake(self, deep, charger_handler=None):
         self.charger.irq(handler=charger_handler or _woke, trigger=Pin.IRQ_RISING)
         self.button.irq(handler=_woke, trigger=Pin.IRQ_FALLING)
-
-    def lightsleep(self, ms):
-        machine.lightsleep(ms)
-
-    def deepsleep(self, ms):
-        if ms:
-            machine.deepsleep(ms)
-        machine.deepsleep()
 
 
 def build(configure=True):

@@ -4,7 +4,7 @@
 # services until one fails.
 #
 # Watchdog: on a board with make_wdt() (the real boards) every service runs
-# wrapped (drivers.board_io.watch) and a supervisor service feeds machine.WDT
+# wrapped (drivers.watchdog.watch) and a supervisor service feeds machine.WDT
 # every WD_PERIOD_MS only while each service has ticked within twice its
 # period (plus one watchdog period): a hung service or a stuck loop resets the
 # board.
@@ -41,7 +41,8 @@ def _store():
 
 
 def _clock():
-    from bms.clock import Clock, TimeRtc
+    from bms.clock import Clock
+    from drivers.rtc import TimeRtc
     try:
         return Clock(TimeRtc())
     except Exception:  # noqa: a port without machine.RTC / gmtime
@@ -60,9 +61,8 @@ def start(b, store=None, clock=None, wd_period_ms=WD_PERIOD_MS):
     sup = None
     make_wdt = getattr(b, "make_wdt", None)
     if make_wdt is not None:
-        from bms.ticks import ticks_diff
-        from drivers.watchdog import Watchdog
-        from drivers.board_io import watch
+        from defs.ticks import ticks_diff
+        from drivers.watchdog import Watchdog, watch
         watched, sup = watch(app.services, Watchdog(make_wdt(), wd_period_ms), ticks_diff)
         app.services = watched + [sup]
     return app, sup

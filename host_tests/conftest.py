@@ -46,3 +46,16 @@ def mpy():
 @pytest.fixture(scope="session")
 def repo_root():
     return ROOT
+
+
+@pytest.fixture
+def make_tree(tmp_path):
+    """make_tree({relative path: text}) writes the files under tmp_path and
+    returns its path: a small repository-shaped tree for a test."""
+    def make(files):
+        for rel, text in files.items():
+            p = tmp_path / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+        return str(tmp_path)
+    return make

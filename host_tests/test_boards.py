@@ -116,7 +116,7 @@ def test_deploy_plan(name, arch):
     assert p.arch == arch
     by_dest = {f.dest: f for f in p.files}
     assert by_dest["board.mpy"].src == os.path.join(ROOT, "boards", name + ".py")
-    for dest in ("main.py", "boot.py", "lib/drivers/board_io.mpy", "lib/drivers/bq76952.mpy",
+    for dest in ("main.py", "boot.py", "bq_board.mpy", "lib/drivers/bq76952.mpy",
                  "lib/drivers/mcp2515.mpy", "lib/drivers/rs485.mpy", "lib/drivers/watchdog.mpy",
                  "app/app.mpy"):
         assert dest in by_dest, dest

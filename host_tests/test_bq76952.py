@@ -9,9 +9,9 @@ import textwrap
 
 import pytest
 
-from bms.snapshot import Snapshot
+from defs.snapshot import Snapshot
 from drivers import bq76952 as bq
-from drivers.afe import HwLimits, ALERT_COV, ALERT_SCD, ALERT_CUV
+from defs.afe import HwLimits, ALERT_COV, ALERT_SCD, ALERT_CUV
 from sim_bq76952 import SimBQ76952, DM_BASE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -265,8 +265,8 @@ def test_a_subcommand_that_never_completes_raises_and_counts():
 
 HEAP_LOCK = """
 from drivers.bq76952 import BQ76952
-from drivers.afe import HwLimits
-from bms.snapshot import Snapshot
+from defs.afe import HwLimits
+from defs.snapshot import Snapshot
 import micropython
 
 res = [None]
@@ -441,6 +441,6 @@ def test_the_hw_rows_use_the_chips_range():
 
 def test_every_board_has_the_shunt_the_hw_rows_are_made_for():
     import inspect
-    from drivers import board_io
+    import bq_board
     assert inspect.signature(bq.BQ76952).parameters["shunt_uohm"].default == SHUNT_UOHM
-    assert "shunt_uohm" not in inspect.getsource(board_io)
+    assert "shunt_uohm" not in inspect.getsource(bq_board)

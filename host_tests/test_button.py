@@ -10,7 +10,7 @@ from app.button import Button
 from bms import button, params as P
 from bms.params import Params
 from bms.state import PackState
-from bms.ticks import TICKS_MASK
+from defs.ticks import TICKS_MASK
 from sim import scenario as scn
 from sim.mock_afe import FAULTS
 from sim.pins import SimPin

@@ -1,7 +1,7 @@
 # The clock (lib/bms/clock.py): time since boot across tick wraps, marked
 # until set; Unix time after; event stamps from their ticks.
 from bms.clock import BOOT_TIME, VALID_AFTER_S, Clock
-from bms.ticks import TICKS_MASK, ticks_add
+from defs.ticks import TICKS_MASK, ticks_add
 
 
 class FakeRtc:

@@ -119,7 +119,7 @@ def _world(events, duration_s, soc=50):
 
 
 def test_bench_pack_keeps_params_counters_lockout_and_events_across_a_power_cycle():
-    from bms import codes
+    from defs import codes
     from bms import params as P
     from bms.protect import LOCK_DSG
     from store import eventlog as E

@@ -31,12 +31,8 @@ TREE = {
 
 
 @pytest.fixture
-def tree(tmp_path):
-    for rel, text in TREE.items():
-        p = tmp_path / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return str(tmp_path)
+def tree(make_tree):
+    return make_tree(TREE)
 
 
 def test_arch_from_constant_or_prefix(tree):
@@ -240,7 +236,7 @@ def test_plan_for_the_real_bench_boards(board, arch):
     p = deploy.plan(root, board, "/dev/ttyX", mpy_cross="mpy-cross")
     assert p.arch == arch
     dests = {f.dest for f in p.files}
-    assert {"boot.py", "main.py", "app/app.mpy", "app/runner.mpy", "lib/bms/snapshot.mpy",
+    assert {"boot.py", "main.py", "app/app.mpy", "app/runner.mpy", "lib/defs/snapshot.mpy",
             "lib/sim/mock_afe.mpy", "lib/sim/benchboard.mpy", "board.mpy"} <= dests
     assert not any("host_sim" in d or "simworld" in d or d.startswith("tools") for d in dests)
     srcs = {os.path.relpath(f.src, root) for f in p.files}

@@ -14,7 +14,7 @@ import pytest
 
 import simworld
 from sim import scenario as scn
-from bms import modes
+from defs import modes
 from sim.mock_afe import FAULTS
 
 
@@ -62,7 +62,8 @@ def test_pulling_the_inverter_out():
     w.run_until(20000 + 3600 * 1000 + 2000)
     assert st.inverter_sleep_req and st.inverter_silent_ms >= 3600 * 1000
     # `004` 6.3: losing the inverter for 60 minutes powers the pack down
-    from bms import modes, sleep
+    from defs import modes
+    from bms import sleep
     assert st.mode == modes.SLEEP and st.sleep_reason == sleep.BY_INVERTER
     assert not (st.chg_fet or st.dsg_fet)
 

@@ -9,9 +9,10 @@ import pytest
 
 import simworld
 from app.indicate import Indicate
-from bms import codes, indicate, modes, params
+from defs import codes, modes
+from bms import indicate, params
 from bms.state import PackState
-from bms.ticks import TICKS_MASK
+from defs.ticks import TICKS_MASK
 from drivers.outputs import Buzzer, Leds
 from sim import scenario as scn
 from sim.mock_afe import FAULTS
@@ -403,7 +404,8 @@ def test_bench_buzzer_beeps_on_a_fault_when_enabled():
 
 MPY_LOCKED = """
 import micropython
-from bms import codes, indicate, modes
+from defs import codes, modes
+from bms import indicate
 from bms.state import PackState
 from bms.params import Params
 from drivers.outputs import Buzzer, Leds

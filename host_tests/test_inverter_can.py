@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, strategies as hs
 
 from app.inverter import Inverter, BUS_CAN, BUS_NONE
-from bms import codes
-from bms.limits import FC_I, FC_II, FC_FULL
+from defs import codes
+from defs.codes import FC_I, FC_II, FC_FULL
 from bms.params import Params, index_of
 from bms.state import PackState
 from bms.system import SystemView

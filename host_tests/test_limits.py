@@ -1,8 +1,8 @@
 """Limits told to the inverter (lib/bms/limits.py, issue 4): tapers, derating,
 zero where a protection forbids, float after full, never CVL 0, force-charge
 requests and the long timers, in simulated time."""
-from bms import modes
-from bms.codes import PROTECTIONS
+from defs import modes
+from defs.codes import PROTECTIONS
 from bms.limits import Limits, FC_I, FC_II, FC_FULL, FC_RECHARGE, taper
 from bms.params import Params
 from bms.state import PackState

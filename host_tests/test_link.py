@@ -351,7 +351,7 @@ def test_link_in_router_passes_garbage_and_double_tilde_on():
 
 
 def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
-    from bms.snapshot import N_CELLS, N_TEMPS
+    from defs.snapshot import N_CELLS, N_TEMPS
     db = _dbc()
     slave, sst, sb = _service()
     for t in range(0, 600, 100):

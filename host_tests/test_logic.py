@@ -1,7 +1,8 @@
 """Pure logic: ticks, parameters, modes, indication patterns, SOC counting."""
 import pytest
 
-from bms import indicate, modes, params, soc, ticks
+from defs import modes, ticks
+from bms import indicate, params, soc
 from bms.params import Params
 
 

@@ -1,14 +1,15 @@
 """Every *_ms (and *_us) parameter fits the wrapping tick arithmetic, and the
 long ones do what they say at their largest value: the idle standby sleep on
 the 2**30 ms tick clock (across its wrap), the forced recharge after standby."""
-from bms import modes, sleep
+from defs import modes
+from bms import sleep
 from bms import params as P
 from bms.limits import Limits, FC_RECHARGE
 from bms.params import Params
 from bms.state import PackState
-from bms.ticks import TICKS_MASK
+from defs.ticks import TICKS_MASK
 
-HALF_TICKS = 1 << 29  # bms.ticks.ticks_diff is valid for |a - b| below this
+HALF_TICKS = 1 << 29  # defs.ticks.ticks_diff is valid for |a - b| below this
 
 
 def row(name):

@@ -556,7 +556,7 @@ def test_real_board_starts_with_fake_pins_and_chip_models(mpy, board):
 
 TICKS_NEAR_WRAP = """
 import micropython
-from bms.ticks import ticks_add, ticks_diff, TICKS_MASK
+from defs.ticks import ticks_add, ticks_diff, TICKS_MASK
 
 def probe():
     cases = ((TICKS_MASK, 0), (0, TICKS_MASK), (TICKS_MASK - 5, 10), ((1 << 29) + 7, 3))
@@ -662,7 +662,7 @@ for ma in (-300000, 300000):  # one read after 12 s of AFE errors
 
 # from a full point 1,100 Ah counted out (a count that drifted for years) before
 # the empty end: the capacity learned from it stays a small-int computation
-from bms.codes import PROTECTIONS
+from defs.codes import PROTECTIONS
 st, est = estimator()
 st.protections = 1 << PROTECTIONS.index("COVP")
 est.update(st, 0, 100)

@@ -8,8 +8,8 @@ if _LIB not in sys.path:
 
 import pytest  # noqa: E402
 
-from bms.snapshot import Snapshot, N_TEMPS, T_MOS0, T_MOS1, T_AMB  # noqa: E402
-from drivers.afe import (HwLimits, ALERT_COV, ALERT_CUV, ALERT_OCC, ALERT_OCD,  # noqa: E402
+from defs.snapshot import Snapshot, N_TEMPS, T_MOS0, T_MOS1, T_AMB  # noqa: E402
+from defs.afe import (HwLimits, ALERT_COV, ALERT_CUV, ALERT_OCC, ALERT_OCD,  # noqa: E402
                          ALERT_SCD)
 from sim.mock_afe import MockAfe, FAULTS, NTC_OPEN_DC, NTC_SHORT_DC  # noqa: E402
 from bms.ocv import ocv_mv, soc_ppm_from_ocv  # noqa: E402
@@ -686,8 +686,8 @@ _SAME_RUN = """
 from sim.rng import Rng
 from sim.pack_model import PackModel
 from sim.mock_afe import MockAfe
-from bms.snapshot import Snapshot
-from drivers.afe import HwLimits
+from defs.snapshot import Snapshot
+from defs.afe import HwLimits
 m = PackModel(Rng(99), soc_pct=95, self_discharge_ppm_per_month=30000)
 a = MockAfe(m, cell_noise_mv=3, current_offset_ma=50, current_gain_ppm=5000, temp_error_dc=20)
 a.program_protections(HwLimits(3650, 2500, 120000, 150000, 500000, 1000, 1000, 1000, 1000, 200))
@@ -714,7 +714,7 @@ import micropython
 from sim.rng import Rng
 from sim.pack_model import PackModel
 from sim.mock_afe import MockAfe
-from bms.snapshot import Snapshot
+from defs.snapshot import Snapshot
 
 def reads(a, s):
     gc.collect()

@@ -4,7 +4,8 @@ import types
 import pytest
 
 from tools import paths  # noqa: F401  (tools/ on the path, for simworld, as bench does)
-from bms import codes, indicate, modes
+from defs import codes, modes
+from bms import indicate
 from bms.state import PackState
 from sim import scenario as scn
 from tools import panel
@@ -195,6 +196,7 @@ def test_commands_to_events():
     assert _ev("fault cell_offset on 5 40") == ("fault", "cell_offset", 1, 5, 40, True)
     assert _ev("fault cell_offset off 5") == ("fault", "cell_offset", 1, 5, 0, False)
     assert _ev("fault current_offset on 0 0.3") == ("fault", "current_offset", 1, 0, 300, True)
+    assert _ev("fault current_offset on 0.3") == ("fault", "current_offset", 1, 0, 300, True)
     assert _ev("fault afe_silent on") == ("fault", "afe_silent", 1, 0, 0, True)
     assert _ev("sensor cell_mv 3 3700") == ("sensor", "cell_mv", 1, 3, 3700, True)
     assert _ev("sensor cell_mv 3 off") == ("sensor", "cell_mv", 1, 3, None, True)

@@ -287,7 +287,7 @@ def test_parallel_failure_is_the_parallel_alarm_and_alm_warns():
     assert not end[0]["system"]["parallel_failure"]
     assert all(o["alarms"] == [] and o["leds"]["alm"] == "off" for o in end)
     # raised once and cleared once, in the event ring (protect's own events untouched)
-    from bms import codes
+    from defs import codes
     ev = world.packs[0].app.state.events
     got = [(ev.raised[i % ev.size], ev.t_ms[i % ev.size]) for i in range(ev.first_seq(), ev.next_seq)
            if ev.kind[i % ev.size] == codes.KIND_ALARM and ev.code[i % ev.size] == codes.ALARMS.index("PARALLEL")]

@@ -4,12 +4,12 @@ says; over-current retry and lock-out; latched faults; events; the event ring;
 and the update under MicroPython's heap_lock on every path."""
 import pytest
 
-from bms import codes
+from defs import codes
 from bms import params as P
 from bms.params import Params
 from bms.protect import Protection, Events, LOCK_CHG, LOCK_DSG
 from bms.state import PackState
-from drivers.afe import ALERT_SCD, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_CUV
+from defs.afe import ALERT_SCD, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_CUV
 
 CYCLE = 100
 
@@ -705,7 +705,7 @@ import micropython
 from bms.params import Params
 from bms.state import PackState
 from bms.protect import Protection
-from drivers.afe import ALERT_SCD, ALERT_COV, ALERT_OCC
+from defs.afe import ALERT_SCD, ALERT_COV, ALERT_OCC
 
 prm = Params()
 st = PackState()

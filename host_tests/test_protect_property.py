@@ -9,7 +9,7 @@ with the control stage's FET rule, at random cycle intervals:
   need the input back inside the threshold)."""
 from hypothesis import given, settings, strategies as stt
 
-from bms import codes
+from defs import codes
 from bms import params as P
 from bms.params import Params
 from bms.protect import Protection

@@ -1,6 +1,6 @@
 """Sleep and wake rules (SPEC 10), pre-charge, dry contacts and heater (SPEC 3)."""
 from bms import outputs, precharge, sleep
-from bms.ticks import TICKS_MASK
+from defs.ticks import TICKS_MASK
 
 H = 3600 * 1000
 

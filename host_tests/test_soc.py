@@ -1,7 +1,7 @@
 """SOC, SOH and counters (lib/bms/soc.py, issue 4), in simulated time: every
 rule fed through the estimator with a hand-made pack state."""
 from bms import params as P
-from bms.codes import PROTECTIONS
+from defs.codes import PROTECTIONS
 from bms.params import Params
 from bms.soc import Counter, Soc, SocEstimator, ratio_ppm, part_of
 from bms.state import PackState

@@ -8,7 +8,7 @@ import pytest
 
 from app import persist as PS
 from app.control import FET_OFF_TRIES
-from bms import codes
+from defs import codes
 from simflash import SimFlash
 from store import counters as C
 from store.store import Store

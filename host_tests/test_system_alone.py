@@ -36,7 +36,10 @@ def _table(rows):
 
 def _view(fn, t, st):
     v = SystemView()
-    fn(v, t, st, parallel.N, lp.F_CHG_OK, lp.F_DSG_OK, lp.F_HOLD)
+    if fn is aggregate:  # it takes the link flags from proto.link itself
+        fn(v, t, st, parallel.N)
+    else:
+        fn(v, t, st, parallel.N, lp.F_CHG_OK, lp.F_DSG_OK, lp.F_HOLD)
     return vars(v)
 
 

@@ -1,5 +1,5 @@
 """The virtual-time runner: periods, tie order, wrap, error handling."""
-from bms.ticks import TICKS_MASK
+from defs.ticks import TICKS_MASK
 from sim.vtime import VirtualRunner
 
 

@@ -12,7 +12,8 @@
 #
 # Layout on the board: firmware/boot.py and main.py stay .py at /; everything
 # else is .mpy: firmware/app/X.py -> /app/X.mpy, lib/P/X.py -> /lib/P/X.mpy,
-# boards/NAME.py -> /board.mpy. Deploy owns /app, the /lib packages it ships
+# boards/NAME.py -> /board.mpy, a boards/ module it imports -> /X.mpy.
+# Deploy owns /app, the /lib packages it ships
 # and /board.*: stale files there are removed first (a stale .py would shadow
 # the new .mpy); everything else on the board (parameter store, event log,
 # other /lib packages) is left alone. mpremote skips files whose hash is
@@ -117,8 +118,20 @@ def deployed_sources(root=REPO_ROOT):
     return out
 
 
+def board_imports(boards_dir, name):
+    """The other boards/ modules board `name` imports (e.g. bq_board): they
+    are deployed beside it as /NAME.mpy and are not boards themselves."""
+    with open(os.path.join(boards_dir, name + ".py"), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    mods = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    mods += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and not n.level]
+    return sorted({m for m in mods if m != name and os.path.isfile(os.path.join(boards_dir, m + ".py"))})
+
+
 def board_names(boards_dir):
-    return [r[:-3] for r in _py_files(boards_dir, recursive=False) if r != "__init__.py"]
+    names = [r[:-3] for r in _py_files(boards_dir, recursive=False) if r != "__init__.py"]
+    shared = {m for n in names for m in board_imports(boards_dir, n)}
+    return [n for n in names if n not in shared]
 
 
 def module_constants(path):
@@ -275,6 +288,8 @@ def deploy_files(root, board, boards_dir=None, store="mpy"):
         else:
             add(src, name, name[:-3] + ".mpy")
     add(os.path.join(boards_dir, board + ".py"), "board.py", "board.mpy")
+    for m in board_imports(boards_dir, board):
+        add(os.path.join(boards_dir, m + ".py"), m + ".py", m + ".mpy")
     return files
 
 

@@ -3,7 +3,7 @@
 # on a board, always under a timeout that kills Node.
 #
 #   from tools import mpy_wasm
-#   r = mpy_wasm.run("import bms.snapshot; print('ok')")      # CompletedProcess
+#   r = mpy_wasm.run("import defs.snapshot; print('ok')")      # CompletedProcess
 #   r.returncode, r.stdout, r.stderr
 #   with mpy_wasm.popen(code) as p:                             # streaming
 #       for line in p.stdout: ...

@@ -9,8 +9,9 @@ import math
 import time
 
 from tools import paths  # noqa: F401  (lib/, firmware/, boards/, tools/ on the path)
-from bms import codes, indicate, modes
-from bms.snapshot import N_CELLS, N_CELL_TEMPS, T_MOS0, T_MOS1, T_AMB
+from defs import codes, modes
+from bms import indicate
+from defs.snapshot import N_CELLS, N_CELL_TEMPS, T_MOS0, T_MOS1, T_AMB
 from sim import scenario as scn
 from sim import trace
 
@@ -426,7 +427,7 @@ def _one_event(ev, n_packs, fault_names):
 USAGE = {
     "current": "current A",
     "ambient": "ambient C",
-    "fault": "fault NAME on|off [INDEX] [VALUE]",
+    "fault": "fault NAME on|off [INDEX] [VALUE] (INDEX only for cell_*/ntc_* faults)",
     "sensor": "sensor cell_mv|ntc_c|current_a INDEX VALUE|off",
     "press": "press SECONDS",
     "speed": "speed N",
@@ -463,10 +464,20 @@ def parse_command(text, n_packs, pack, fault_names):
         if onoff not in ("on", "off"):
             raise CommandError(usage)
         ev = {"fault": args[0], "pack": pack, "on": onoff == "on"}
-        if len(args) > 2:
-            ev["index"] = _number(args[2], "index")
-        if len(args) > 3:
-            ev["value"] = _number(args[3], "value")
+        rest = args[2:]
+        if not args[0].startswith(("cell_", "ntc_")) and rest:
+            # a pack-wide fault has no index: `fault NAME on VALUE`, or the index
+            # form with the placeholder 0 (`fault current_offset on 0 0.3`)
+            if len(rest) == 2:
+                if _number(rest[0], "index") != 0:
+                    raise CommandError("index: fault %s takes no index" % args[0])
+                rest = rest[1:]
+            ev["value"] = _number(rest[0], "value")
+        else:
+            if rest:
+                ev["index"] = _number(rest[0], "index")
+            if len(rest) > 1:
+                ev["value"] = _number(rest[1], "value")
         return ("event", _one_event(ev, n_packs, fault_names))
     if cmd == "sensor":
         need(2, 3)
@@ -475,7 +486,11 @@ def parse_command(text, n_packs, pack, fault_names):
             raise CommandError(usage)
         ev = {"sensor": kind, "pack": pack}
         if len(args) == 3:
-            ev["index"] = _number(args[1], "index")
+            index = _number(args[1], "index")
+            if kind != "current_a":
+                ev["index"] = index
+            elif index != 0:  # the placeholder 0 of `sensor current_a 0 off`
+                raise CommandError("index: the current_a sensor takes no index")
         raw = args[-1]
         ev["value"] = None if raw.lower() == "off" else _number(raw, "value")
         return ("event", _one_event(ev, n_packs, fault_names))

@@ -167,7 +167,7 @@ def _week_pack(seed, params_over=(), errors=SENSOR_ERRORS, spread=None):
 
 
 def _run_week(model, afe, app, clock, each):
-    from bms.ticks import TICKS_MASK
+    from defs.ticks import TICKS_MASK
     from sim.physics import CHARGER_MV
     from sim.profile import weather, week_request_ma
     days = weather(WEATHER_SEED, 7)

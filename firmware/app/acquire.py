@@ -1,7 +1,7 @@
 # Owns the acquire stage: AFE -> the pack state's snapshot, with the time of
 # the read, the measured interval since the previous good read and the
 # lowest/highest cell.
-from bms.ticks import ticks_diff
+from defs.ticks import ticks_diff
 
 # the largest small int on a 32-bit board (2**30 - 1): counters stop or wrap
 # there so the heap-locked cycle never makes a big int

@@ -3,9 +3,10 @@
 # st.hw_clear_req), act on the button presses the protect stage passes on
 # (st.sleep_wake_presses, st.reset_presses: sleep/wake, reset sequence), apply the sleep and wake rules
 # (bms.sleep), then the FETs: each follows the protections and faults that
-# block it (bms.codes), and the discharge FET only closes after a finished
+# block it (defs.codes), and the discharge FET only closes after a finished
 # pre-charge (bms.precharge). Then the dry contacts (bms.outputs).
-from bms import codes, indicate, modes, outputs, parallel, sleep
+from defs import codes, modes
+from bms import indicate, outputs, parallel, sleep
 from bms import params as P
 from bms.precharge import Precharge, RUNNING, DONE, FAILED
 from store import counters as C

@@ -6,7 +6,7 @@
 # st.link_flicker_ms, once per st.link_flicker_count). Allocation-free per tick.
 from array import array
 from bms import indicate, params as P
-from bms.ticks import ticks_diff
+from defs.ticks import ticks_diff
 from app.service import Service
 
 

@@ -10,8 +10,8 @@
 from array import array
 from app.service import Service
 from bms import params as P
-from bms.ticks import ticks_diff
-from bms import codes
+from defs.ticks import ticks_diff
+from defs import codes
 from proto import pylon_can as pc
 from proto import pylon_rs485 as pr
 from proto.pylon_can import div

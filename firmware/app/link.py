@@ -18,7 +18,8 @@
 # up (a slave writes on Link IN, each pack reads its Link OUT and relays them
 # up its Link IN to the master), the master's HELLO/CMD/REQ go down (Link OUT,
 # relayed down by every slave). Buffers are allocated once.
-from bms import codes, parallel
+from defs import codes
+from bms import parallel
 from bms.system import own_row
 from proto import link
 from app.service import Service

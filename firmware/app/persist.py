@@ -2,7 +2,7 @@
 # (lib/store). At start (App) it restores the counters and lock-out states into
 # the stages that own them (their restore(values); save(values) gathers them
 # back into the counters array: app.estimate, app.protect, app.control), logs the boot and the store's notes; then every second it moves
-# new protection events (bms.protect.Events, by sequence number) into the
+# new protection events (defs.events.Events, by sequence number) into the
 # event history and saves the counters: at once when a critical field changes
 # (lock-out, latched faults, deep discharge, cycles, learned capacity, UV
 # wake-up tries, sleep), when the SOC has moved SOC_SAVE_PPM since the last
@@ -10,10 +10,10 @@
 # with nothing new reads a few fields and returns.
 from array import array
 from app.service import Service
-from bms import modes
+from defs import modes
 from bms import params as P
 from bms.clock import Clock
-from bms.ticks import ticks_diff
+from defs.ticks import ticks_diff
 from store import atomic
 from store import counters as C
 from store.eventlog import KIND_STORE, F_RAISED, C_BOOT, C_EVENTS_LOST, C_COUNTERS_BACKUP, \

@@ -6,7 +6,7 @@
 # the next 4-hourly try (SPEC 10).
 from bms import indicate, sleep
 from bms.params import UV_WAKE_INTERVAL_MS
-from bms.ticks import ticks_diff
+from defs.ticks import ticks_diff
 
 
 class Sleeper:

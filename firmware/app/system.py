@@ -4,7 +4,6 @@
 # (app.link) hears, its own row included (bms.system.aggregate).
 from bms import parallel
 from bms.system import SystemView, from_pack, aggregate
-from proto import link as lp
 
 
 class System:
@@ -23,6 +22,6 @@ class System:
             return
         t = lk.table
         v = self.view
-        aggregate(v, t, st, parallel.N, lp.F_CHG_OK, lp.F_DSG_OK, lp.F_HOLD)
+        aggregate(v, t, st, parallel.N)
         v.parallel_failure = v.packs_offline > 0 or t.conflicts > 0
         v.generation = lk.forming.gen

@@ -32,7 +32,7 @@ from array import array
 
 from bms import params as P
 from bms.ocv import soc_ppm_from_ocv
-from bms.snapshot import N_CELLS, N_CELL_TEMPS, T_AMB
+from defs.snapshot import N_CELLS, N_CELL_TEMPS, T_AMB
 
 SAMPLE_MS = 10000  # one excess measurement per 10 s at the top
 N_AVG = 128  # the mean of the samples becomes a running mean of the last ~128 (21 min)

@@ -1,7 +1,7 @@
 # Owns the reset button's meaning (SPEC 6, `000` E, `003` 5.3): a press is
 # classified when it is released, by how long it was held. Pure: callers pass
 # the pin level (pressed or not) and the time; nothing here reads a clock.
-from bms.ticks import ticks_diff
+from defs.ticks import ticks_diff
 
 NONE = 0
 SLEEP_WAKE = 1  # held 3 s (`000` E: "sleep(3s)/awake(3s)")

@@ -3,7 +3,7 @@
 # persist service calls it every second), and Unix time once the clock is set
 # (by the PC tool, or from a board RTC that still holds a valid time). Before
 # that, stamp() returns seconds since boot with the BOOT_TIME flag.
-from bms.ticks import ticks_diff
+from defs.ticks import ticks_diff
 
 BOOT_TIME = 2  # flag: the stamp counts from boot (same bit as store.eventlog.F_BOOT_TIME)
 VALID_AFTER_S = 1704067200  # 2024-01-01: an RTC before this was never set
@@ -61,20 +61,3 @@ class Clock:
             return self.base_s + up, 0
         return up, BOOT_TIME
 
-
-class TimeRtc:
-    """The port's RTC (time.time(), machine.RTC) in Unix seconds, whatever the
-    port's epoch (1970 or 2000)."""
-
-    def __init__(self):
-        import time
-        self._time = time
-        self._off = 0 if time.gmtime(0)[0] == 1970 else 946684800
-
-    def now_s(self):
-        return int(self._time.time()) + self._off
-
-    def set_s(self, unix_s):
-        import machine
-        t = self._time.gmtime(unix_s - self._off)
-        machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))

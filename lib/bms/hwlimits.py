@@ -1,6 +1,6 @@
 # Owns the mapping from parameters to the AFE's hardware protection limits,
 # so both channels come from one parameter table.
-from drivers.afe import HwLimits
+from defs.afe import HwLimits
 from bms import params as p
 
 

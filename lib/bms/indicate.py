@@ -4,30 +4,14 @@
 # the buzzer patterns (SPEC 5 / `003` 5.2). Pure: callers pass the state and
 # the phase time; the indicate service (app.indicate) turns patterns into pin
 # levels. Nothing here allocates: it runs every 50 ms under heap_lock.
-from bms import codes, modes
-
-# --- patterns (an LED's or the buzzer's on/off rhythm) -------------------------
-OFF = 0
-ON = 1
-FLASH1 = 2  # 0.25 s on / 3.75 s off
-FLASH2 = 3  # 0.5 s on / 0.5 s off
-FLASH3 = 4  # 0.5 s on / 1.5 s off
-BEEP1 = 5  # buzzer, fault: 0.25 s every 1 s
-BEEP2 = 6  # buzzer, protection: 0.25 s every 2 s
-BEEP3 = 7  # buzzer, alarm: 0.25 s every 3 s
-NAMES = ("off", "on", "flash1", "flash2", "flash3", "beep1", "beep2", "beep3")
+from defs import codes, modes
+# the pattern numbers and LED positions (defs.leds), also read as indicate.X
+from defs.leds import OFF, ON, FLASH1, FLASH2, FLASH3, BEEP1, BEEP2, BEEP3, NAMES
+from defs.leds import RUN, ALM, SOC0, N_SOC, MS, N_LEDS
 
 # (on_ms, period_ms) per pattern, `000` 3.3.3.4 / `003` 5.4 (LEDs), `003` 5.2 (buzzer).
 _ON_MS = (0, 1, 250, 500, 500, 250, 250, 250)
 _PERIOD_MS = (1, 1, 4000, 1000, 2000, 1000, 2000, 3000)
-
-# LED positions on the panel and in PackState.leds.
-RUN = 0
-ALM = 1
-SOC0 = 2
-N_SOC = 4
-MS = SOC0 + N_SOC
-N_LEDS = MS + 1
 
 
 def is_lit(pattern, phase_ms):
@@ -69,7 +53,7 @@ def fill_soc_leds(leds, soc_pct, charging):
 
 
 # --- the LED table (SPEC 4, `000` 3.3.3.4) -------------------------------------
-# Bit masks looked up by name once at import, so codes appended to bms.codes
+# Bit masks looked up by name once at import, so codes appended to defs.codes
 # later do not move anything here.
 def _bit(table, name):
     return 1 << table.index(name)

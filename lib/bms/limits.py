@@ -8,7 +8,7 @@
 #  - Temperature: charge derated linearly from chg_derate_cold_dc down to 0 at
 #    CLTP P1 (coldest cell NTC) and from chg_derate_hot_dc to 0 at CHTP P1
 #    (hottest); discharge likewise with the DLTP/DHTP P1 levels.
-#  - 0 where a protection or fault forbids (bms.codes).
+#  - 0 where a protection or fault forbids (defs.codes).
 #  - CVL: charge_mv; float_mv after a charge end until the stack falls below
 #    recharge_mv or a full/forced charge is requested. Stopping a charge never
 #    sends CVL 0 (PROTOCOLS 1: Deye W31, Victron "CVL <= 55 V with CCL 0"):
@@ -20,14 +20,9 @@
 #    next charge end. Long periods are counted in seconds and days from the
 #    measured intervals, never as tick differences.
 from bms import params as P
-from bms import codes, modes
+from defs import codes, modes
+from defs.codes import FC_I, FC_II, FC_FULL, FC_RECHARGE
 from bms.system import temp_extremes
-
-FC_I = 1
-FC_II = 2
-FC_FULL = 4
-FC_RECHARGE = 8
-FC_NAMES = ("I", "II", "full", "recharge")
 
 _DAY_S = 86400
 

@@ -44,7 +44,7 @@ CELLS_MAX_AGE_MS = 10000  # cells older than this are not told to the inverter
 
 
 def elapsed(now, since):
-    # ticks are masked to 30 bits (bms.ticks)
+    # ticks are masked to 30 bits (defs.ticks)
     return (now - since) & 0x3FFFFFFF
 
 

@@ -3,7 +3,7 @@
 # capacitors, the pre-charge FET charges them through its resistor until the
 # pack-side voltage is within a margin of the stack; if that takes longer than
 # the timeout the pre-charge has failed. Pure: values in, state out.
-from bms.ticks import ticks_diff
+from defs.ticks import ticks_diff
 
 IDLE = 0
 RUNNING = 1

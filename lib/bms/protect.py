@@ -2,7 +2,7 @@
 # from the snapshot and the pack state, their release rules, the over-current
 # retry and lock-out, the AFE's hardware alerts folded in as a second channel,
 # and the bounded event ring. Pure: time comes in as now_ms (wrapping ticks),
-# results go out as PackState bitmasks (bit positions: bms.codes). update()
+# results go out as PackState bitmasks (bit positions: defs.codes). update()
 # allocates nothing: every buffer is made in __init__ (it runs under
 # micropython.heap_lock() on the board's control step).
 #
@@ -60,11 +60,12 @@
 # - USOC alarm: st.soc_pct <= usoc_alarm_pct, released at usoc_alarm_rel_pct.
 from array import array
 
-from bms import codes
+from defs import codes
 from bms import params as P
-from bms.snapshot import N_CELLS, N_CELL_TEMPS, T_MOS0, T_MOS1, T_AMB, N_TEMPS
-from bms.ticks import ticks_diff
-from drivers.afe import ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD
+from defs.snapshot import N_CELLS, N_CELL_TEMPS, T_MOS0, T_MOS1, T_AMB, N_TEMPS
+from defs.ticks import ticks_diff
+from defs.afe import ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD
+from defs.events import Events
 
 LOCK_CHG = 1  # st.lockout: charge over current locked out
 LOCK_DSG = 2  # st.lockout: discharge over current locked out
@@ -113,63 +114,6 @@ _BIG = 1 << 29
 # A charger on P+/P- pushes above the battery; an inverter's DC link or a
 # parallel pack only holds it near the stack voltage.
 _CHARGER_MARGIN_MV = 500
-
-
-class Events:
-    """Bounded ring of protection events in preallocated arrays. Every event
-    has a sequence number (0, 1, 2, ...); the ring holds the last `size`; an
-    event recorded into a full ring drops the oldest (counted in dropped).
-    Readers remember the next sequence number they want and call get()."""
-
-    def __init__(self, size=64):
-        self.size = size
-        self.kind = bytearray(size)  # codes.KIND_*
-        self.code = bytearray(size)  # bit index in the kind's table
-        self.raised = bytearray(size)  # 1 raise, 0 clear
-        self.t_ms = array("i", [0] * size)
-        self.value = array("i", [0] * size)  # the measurement that caused it
-        self.next_seq = 0  # sequence number the next event gets
-        self.dropped = 0
-
-    def record(self, kind, code, raised, t_ms, value):
-        n = self.next_seq
-        i = n % self.size
-        if n >= self.size:
-            self.dropped += 1
-        self.kind[i] = kind
-        self.code[i] = code
-        self.raised[i] = 1 if raised else 0
-        self.t_ms[i] = t_ms
-        self.value[i] = value
-        self.next_seq = n + 1
-
-    def first_seq(self):
-        """Oldest sequence number still held."""
-        n = self.next_seq - self.size
-        return n if n > 0 else 0
-
-    def slot(self, seq):
-        """Array index of event seq, or -1 when it is not (or no longer) held."""
-        if seq < self.first_seq() or seq >= self.next_seq:
-            return -1
-        return seq % self.size
-
-    def get(self, seq):
-        """(kind, code, raised, t_ms, value) of event seq, or None (allocates:
-        for readers outside the control step)."""
-        i = self.slot(seq)
-        if i < 0:
-            return None
-        return (self.kind[i], self.code[i], self.raised[i] == 1, self.t_ms[i], self.value[i])
-
-    def describe(self, seq):
-        """Host-side: 'raise COVP 3700 @ 1200 ms' style text of event seq."""
-        e = self.get(seq)
-        if e is None:
-            return None
-        table = (codes.ALARMS, codes.PROTECTIONS, codes.FAULTS)[e[0]]
-        return "%s %s %s %d @ %d ms" % ("raise" if e[2] else "clear", codes.KIND_NAMES[e[0]],
-                                        table[e[1]], e[4], e[3])
 
 
 class Protection:

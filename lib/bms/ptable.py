@@ -270,7 +270,7 @@ TABLE = (
     (172, "sleep_cell_mv", 3000, 2500, 3300, ADMIN),
     (173, "sleep_delay_ms", 1800000, 10000, 86400000, ADMIN),
     # No _ms row goes beyond 6 days: ticks_diff on the 2**30 ms clock is valid below
-    # 2**29 ms (6.2 days; bms.ticks).
+    # 2**29 ms (6.2 days; defs.ticks).
     (174, "standby_sleep_ms", 86400000, 60000, 518400000, ADMIN),
     (175, "uv_sleep_delay_ms", 30000, 1000, 600000, ADMIN),
     (176, "uv_wake_interval_ms", 14400000, 60000, 86400000, ADMIN),

@@ -2,7 +2,7 @@
 # when an awake pack should go to sleep, when a sleeping pack wakes, and the
 # 4-hourly wake-and-try-to-charge after an under-voltage sleep (at most N
 # tries). Pure: time is now_ms (wrapping ticks), inputs are values.
-from bms.ticks import ticks_diff
+from defs.ticks import ticks_diff
 
 NONE = 0
 # why the pack sleeps

@@ -19,7 +19,8 @@
 # Pure: time comes in as the measured interval, values go to the pack state.
 from bms.ocv import soc_ppm_from_ocv
 from bms import params as P
-from bms.codes import PROTECTIONS
+from defs.codes import PROTECTIONS
+from defs.afe import ALERT_COV, ALERT_CUV
 
 _MAMS_PER_MAH = 3600000
 _MAH_PER_AH = 1000
@@ -30,8 +31,6 @@ _FULL_PPM = 1000000
 _OFFSET_WINDOW_MS = 10000  # average of the zero-current readings
 _COVP = 1 << PROTECTIONS.index("COVP")
 _CUVP = 1 << PROTECTIONS.index("CUVP")
-_ALERT_COV = 0x08  # drivers.afe.ALERT_COV
-_ALERT_CUV = 0x04  # drivers.afe.ALERT_CUV
 
 
 def ratio_ppm(a, b):
@@ -252,7 +251,7 @@ class SocEstimator:
                 self._end_ms = v[P.CHARGE_END_DELAY_MS]
         else:
             self._end_ms = 0
-        ended = ok and (st.protections & _COVP or st.hw_alerts & _ALERT_COV
+        ended = ok and (st.protections & _COVP or st.hw_alerts & ALERT_COV
                         or (self._end_ms >= v[P.CHARGE_END_DELAY_MS] and self._end_ms > 0))
         if ended:
             if not self._at_full:
@@ -261,7 +260,7 @@ class SocEstimator:
             else:
                 self.soc.set_ppm(_FULL_PPM)
             st.soc_full = True
-        elif ok and (st.protections & _CUVP or st.hw_alerts & _ALERT_CUV):
+        elif ok and (st.protections & _CUVP or st.hw_alerts & ALERT_CUV):
             if not self._at_empty:
                 self._at_empty = True
                 self.calibrate(st, 0)

@@ -4,9 +4,9 @@
 # made here and filled in place by it; "none yet": no module writes it yet.
 # host_tests/test_one_writer.py checks every field against this. Allocated once.
 from array import array
-from bms.snapshot import Snapshot
-from bms import modes, indicate
-from bms.protect import Events
+from defs.snapshot import Snapshot
+from defs import modes, leds
+from defs.events import Events
 
 
 class PackState:
@@ -39,7 +39,7 @@ class PackState:
         self.dsg_wh = 0  # bms.soc
         # what the inverter is told: charge voltage limit (never 0),
         # charge and discharge current limits, discharge voltage limit, force-charge
-        # request bits (bms.limits.FC_*)
+        # request bits (defs.codes.FC_*)
         self.cvl_mv = 0  # bms.limits
         self.ccl_ma = 0  # bms.limits
         self.dcl_ma = 0  # bms.limits
@@ -49,9 +49,9 @@ class PackState:
         self.alarms = 0  # bms.protect: bits of codes.ALARMS
         self.protections = 0  # bms.protect: bits of codes.PROTECTIONS
         self.faults = 0  # bms.protect: bits of codes.FAULTS
-        self.hw_alerts = 0  # app.control: latched AFE alert bits (drivers.afe)
-        self.leds = array("B", [indicate.OFF] * indicate.N_LEDS)  # app.indicate in place
-        self.buzzer = indicate.OFF  # app.indicate
+        self.hw_alerts = 0  # app.control: latched AFE alert bits (defs.afe)
+        self.leds = array("B", [leds.OFF] * leds.N_LEDS)  # app.indicate in place
+        self.buzzer = leds.OFF  # app.indicate
         self.safe_reason = None  # app.app: set when the pack was forced safe
         # the last classified press (bms.button.*) and a counter that
         # grows with every press, so readers see each action once

@@ -3,9 +3,10 @@
 # and temperatures with where they are, module counts and the union of alarm
 # states. Filled in place without allocation. from_pack() makes the view of a
 # single pack; the parallel-packs issue adds the aggregate over many packs.
-from bms import codes
+from defs import codes
 from bms.params import RATED_CAPACITY_MAH
-from bms.snapshot import N_CELL_TEMPS
+from defs.snapshot import N_CELL_TEMPS
+from proto.link import F_CHG_OK, F_DSG_OK, F_HOLD
 
 
 class SystemView:
@@ -23,7 +24,7 @@ class SystemView:
         self.ccl_ma = 0
         self.dcl_ma = 0
         self.dvl_mv = 0
-        self.force_charge = 0  # bms.limits.FC_* bits
+        self.force_charge = 0  # defs.codes.FC_* bits
         self.min_cell_mv = 0
         self.min_cell_pack = 0
         self.min_cell_index = 0
@@ -167,15 +168,15 @@ def _limit(t, ok_flag, hold_flag, lim, total, sign, n_rows):
     return best
 
 
-def aggregate(view, t, st, n_rows, f_chg_ok, f_dsg_ok, f_hold, own=1):
+def aggregate(view, t, st, n_rows, own=1):
     """The system view over table t's online rows (st: the master's own state,
     for the force-charge bits). The master alone (row own online, no other
     pack ever heard; 1 = proto.link.MASTER) is its own row: alone() gives the
     same view without the loops."""
     if t.online[own] and not t.heard:
-        alone(view, t, own, st, f_chg_ok, f_dsg_ok, f_hold)
+        alone(view, t, own, st, F_CHG_OK, F_DSG_OK, F_HOLD)
     else:
-        aggregate_rows(view, t, st, n_rows, f_chg_ok, f_dsg_ok, f_hold)
+        aggregate_rows(view, t, st, n_rows, F_CHG_OK, F_DSG_OK, F_HOLD)
 
 
 def _unconnected(view, st):
@@ -249,10 +250,10 @@ def aggregate_rows(view, t, st, n_rows, f_chg_ok, f_dsg_ok, f_hold):
             continue
         online += 1
         f = t.flags[a]
-        held = (f & f_hold) != 0
-        if held or not (f & f_chg_ok):
+        held = (f & F_HOLD) != 0
+        if held or not (f & F_CHG_OK):
             blk_c += 1
-        if held or not (f & f_dsg_ok):
+        if held or not (f & F_DSG_OK):
             blk_d += 1
         i_sum += t.current_ma[a]
         al |= t.alarms[a]
@@ -298,6 +299,6 @@ def aggregate_rows(view, t, st, n_rows, f_chg_ok, f_dsg_ok, f_hold):
     view.soh_pct = (soh_w + cap // 2) // cap if cap else 0
     view.cvl_mv = cvl
     view.dvl_mv = dvl
-    view.ccl_ma = _limit(t, f_chg_ok, f_hold, t.ccl_ma, i_sum, 1, n_rows)
-    view.dcl_ma = _limit(t, f_dsg_ok, f_hold, t.dcl_ma, i_sum, -1, n_rows)
+    view.ccl_ma = _limit(t, F_CHG_OK, F_HOLD, t.ccl_ma, i_sum, 1, n_rows)
+    view.dcl_ma = _limit(t, F_DSG_OK, F_HOLD, t.dcl_ma, i_sum, -1, n_rows)
     view.valid = True

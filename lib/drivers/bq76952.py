@@ -2,7 +2,7 @@
 # off), direct commands, the subcommand / data-memory protocol, configuration
 # for 16 cells, the hardware protections (second channel) from HwLimits, FET
 # control, balancing, alerts and the low-power commands. Implements the
-# drivers.afe contract. read() and every call of the control step (set_fets,
+# defs.afe contract. read() and every call of the control step (set_fets,
 # set_balance, read_alerts, clear_alerts) allocate nothing: they run under
 # micropython.heap_lock().
 #
@@ -27,8 +27,8 @@ import time
 
 _sleep_us = getattr(time, "sleep_us", None)  # MicroPython; CPython: time.sleep
 
-from drivers.afe import Afe, ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD
-from bms.snapshot import N_CELLS, N_TEMPS
+from defs.afe import Afe, ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD
+from defs.snapshot import N_CELLS, N_TEMPS
 
 ADDR = 0x08  # 7-bit I2C address (TRM 11.1: 0x10 write / 0x11 read, 8-bit)
 
@@ -54,7 +54,7 @@ TS3 = 0x74
 HDQ = 0x76
 DCHG = 0x78
 DDSG = 0x7A
-# snapshot channels (bms.snapshot): 4 cell NTCs, 2 MOSFET NTCs, ambient. Default
+# snapshot channels (defs.snapshot): 4 cell NTCs, 2 MOSFET NTCs, ambient. Default
 # wiring: cells on TS1, TS3, HDQ, DCHG; MOSFETs on DDSG and CFETOFF; ambient =
 # the die temperature. TS2 stays free (a thermistor on TS2 blocks SHUTDOWN,
 # Power Config[SHUT_TS2]); DFETOFF and ALERT stay pins.

@@ -20,7 +20,7 @@ except ImportError:  # CPython
     def const(x):  # type: ignore[misc]
         return x
 
-from bms.ticks import ticks_add, ticks_diff
+from defs.ticks import ticks_add, ticks_diff
 
 # instructions (DS20001801 table 12-1)
 _RESET = const(0xC0)

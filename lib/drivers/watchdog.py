@@ -3,7 +3,7 @@
 # service has checked in (alive(i)) since the last feed, so one hung service
 # lets the board reset. It is itself a service (name, period_ms, tick); its
 # period must be well below the WDT timeout and above the slowest service's
-# period.
+# period. watch() wraps the services so each checks in while it keeps ticking.
 
 
 class Watchdog:
@@ -49,3 +49,56 @@ class Watchdog:
     def missing_names(self):
         m = self.missing()
         return [self.names[i] for i in range(len(self.names)) if m & (1 << i)]
+
+
+# ---- the service watch (used by firmware/main.py) ------------------------------
+
+class Watched:
+    """A service wrapped so the watchdog knows it is alive: tick() runs the
+    service and records when it last ran."""
+
+    def __init__(self, svc, wd, slack_ms):
+        self.svc = svc
+        self.name = svc.name
+        self.period_ms = svc.period_ms
+        self.last = None
+        self.limit_ms = 2 * svc.period_ms + slack_ms
+        self.index = wd.register(svc.name)
+
+    def tick(self, now_ms):
+        self.svc.tick(now_ms)
+        self.last = now_ms
+
+
+class Supervisor:
+    """The watchdog service: every period_ms it marks alive each watched
+    service that ran within its limit (twice its period plus slack), then
+    the Watchdog feeds the WDT only if all are alive. A service that hangs
+    (its task stops, or the loop is stuck in it) stops the feeding and the
+    WDT resets the board."""
+
+    name = "watchdog"
+
+    def __init__(self, wd, watched, ticks_diff):
+        self.wd = wd
+        self.watched = watched
+        self.period_ms = wd.period_ms
+        self._diff = ticks_diff
+        self.start = None
+
+    def tick(self, now_ms):
+        if self.start is None:
+            self.start = now_ms
+        for w in self.watched:
+            t = w.last if w.last is not None else self.start
+            if self._diff(now_ms, t) <= w.limit_ms:
+                self.wd.alive(w.index)
+        return self.wd.tick(now_ms)
+
+
+def watch(services, wd, ticks_diff, slack_ms=None):
+    """(watched services, the supervisor service): run these instead of
+    `services`. slack_ms defaults to the watchdog's period."""
+    slack = wd.period_ms if slack_ms is None else slack_ms
+    watched = [Watched(s, wd, slack) for s in services]
+    return watched, Supervisor(wd, watched, ticks_diff)

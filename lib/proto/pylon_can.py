@@ -9,8 +9,8 @@
 # voltage (Deye W31, Victron's "Pylontech CVL <= 55 V with CCL 0" rule); 0x35E
 # starts "PYLON" (Deye accepts nothing else).
 import struct
-from bms import codes
-from bms.limits import FC_I, FC_II, FC_FULL, FC_RECHARGE
+from defs import codes
+from defs.codes import FC_I, FC_II, FC_FULL, FC_RECHARGE
 
 PROTO_VICTRON_SMA = 0
 PROTO_PYLON = 1

@@ -190,7 +190,7 @@ def put_pack(info, i, cells, c0, n_cells, temps, t0, n_temps, current_ma, voltag
              full_mah, cycles, units):
     """One pack's 0x42 data at info[i] (after INFOFLAG and the command value /
     module count); returns the offset after it. cells[c0:c0+n_cells] in mV;
-    temps[t0:t0+n_temps] in 0.1 degC in the snapshot's order (bms.snapshot:
+    temps[t0:t0+n_temps] in 0.1 degC in the snapshot's order (defs.snapshot:
     cell NTCs, MOSFETs, board last). Fields as real Pylontech packs send them
     (a US2000B reply in the Pylontech RS232 document, section 5, read by
     python-pylontech get_values_fmt and FHEM 70_PylonLowVoltage

@@ -13,8 +13,8 @@
 # threshold over samples spanning the delay.
 from array import array
 
-from bms.snapshot import N_CELLS, N_TEMPS, N_CELL_TEMPS, T_MOS0, T_MOS1
-from drivers.afe import Afe, ALERT_COV, ALERT_CUV, ALERT_OCC, ALERT_OCD, ALERT_SCD
+from defs.snapshot import N_CELLS, N_TEMPS, N_CELL_TEMPS, T_MOS0, T_MOS1
+from defs.afe import Afe, ALERT_COV, ALERT_CUV, ALERT_OCC, ALERT_OCD, ALERT_SCD
 
 FAULTS = (
     "cell_offset", "cell_stuck", "cell_open_wire",

@@ -2,9 +2,10 @@
 # fixed order and values written the same way on CPython and MicroPython (their
 # json modules and dict orders differ), so two runs can be compared byte for
 # byte. Host-side only: this allocates freely.
-from bms import codes, indicate, modes
-from drivers import afe as afe_bits
-from bms.limits import FC_NAMES
+from defs import codes, modes
+from bms import indicate
+from defs import afe as afe_bits
+from defs.codes import FC_NAMES
 
 # bms.sleep.BY_* in order; None while awake
 SLEEP_NAMES = (None, "button", "under_voltage", "low_cell", "idle", "command", "inverter")

@@ -4,7 +4,7 @@
 # MicroPython. Time only moves when the loop says so: an hour takes as long as
 # its ticks take to compute.
 import heapq
-from bms.ticks import TICKS_MASK
+from defs.ticks import TICKS_MASK
 
 
 class VirtualRunner:

@@ -8,7 +8,7 @@
 #                            the SOC is not valid and restored into
 #                            PackState.soc_restore_ppm, which it starts from
 #   lockout, latched_faults  protect: over-current lock-out bits (bms.protect.LOCK_*)
-#                            and latched fault bits (bms.codes.FAULTS)
+#                            and latched fault bits (defs.codes.FAULTS)
 #   deep_discharge           persist: PackState.deep_discharge
 #   uv_tries, sleep_reason   control: under-voltage wake-up tries, why it slept
 #   boots                    persist: firmware starts

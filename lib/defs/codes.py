@@ -19,7 +19,15 @@ FAULTS = ("CELL", "NTC", "SAMPLE", "AFE", "CHG MOS", "DSG MOS", "PRECHARGE", "RE
 # the lock-outs and latched faults from before the reset are unknown: both FETs
 # stay off until the button reset (app.app).
 
-# Event kinds (bms.protect.Events): which of the three tables an event's index is in.
+# Force-charge request bits in st.force_charge (bms.limits sets them; the
+# inverter frames carry them).
+FC_I = 1
+FC_II = 2
+FC_FULL = 4
+FC_RECHARGE = 8
+FC_NAMES = ("I", "II", "full", "recharge")
+
+# Event kinds (defs.events.Events): which of the three tables an event's index is in.
 KIND_ALARM = 0
 KIND_PROTECTION = 1
 KIND_FAULT = 2

@@ -1,11 +1,10 @@
 # Owns what the real boards (boards/esp32_bq.py, boards/rp2040_bq.py) share:
-# the PCA9555 I/O expander that carries the DIP switch and the secondary
-# outputs, a PWM buzzer with a pin's face, the polling service of a driver
-# (MCP2515.poll), the board object handed to the firmware (the board contract
-# of firmware/app/app.py), and the service watch that lets the watchdog feed
-# only while every service keeps ticking. Nothing here imports `machine`: the
-# board module makes the machine objects (each port its own way) and passes
-# them in, so this file is the same on both ports and on CPython.
+# the board object handed to the firmware (the board contract of
+# firmware/app/app.py), the polling service of a driver (MCP2515.poll), the
+# board builder that makes every chip from the port's machine module, and the
+# port calls both ports make the same way (BqPort). Nothing here imports
+# `machine`: the board module passes its machine module in, so this file is
+# the same on both ports and on CPython.
 #
 # Why an expander: a BQ76952 + MCP2515 + 2 x RS485 board with the full panel
 # needs ~35 signals; a DevKitC has 24 usable GPIOs (6-11 flash, 1/3 the REPL
@@ -15,141 +14,10 @@
 # the two dry contacts on port 1. RUN, ALM, the buzzer, the pre-charge FET,
 # the CAN chip select and the RS485 driver enables stay on MCU pins: the
 # alarm and the safety outputs do not depend on the I2C bus.
-from drivers.inputs import Dip, ChargerDetect, UpdateJumper, DIP7, DIP4
+from drivers.inputs import Dip, ChargerDetect, UpdateJumper, DIP7
 from drivers.outputs import Leds, Buzzer
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
-
-PCA9555_ADDR = const(0x20)
-_IN0 = const(0)   # input port 0, 1
-_OUT0 = const(2)  # output port 0, 1
-_CFG0 = const(6)  # configuration port 0, 1: 1 = input (power-on default)
-
-
-class Pca9555:
-    """NXP PCA9555 16-bit I2C I/O expander (bits 0-7 port 0, 8-15 port 1).
-    out_mask: the bits driven as outputs (all start low). Output writes keep
-    a shadow and go out only on a change; a failed write is counted in
-    `errors` and sent again with the next change or flush() (an LED or a
-    contact never stops the pack). Reads raise OSError (the caller decides)."""
-
-    def __init__(self, i2c, addr=PCA9555_ADDR, out_mask=0xFF00):
-        self.i2c = i2c
-        self.addr = addr
-        self.out_mask = out_mask
-        self.errors = 0
-        self._out = 0
-        self._dirty = True
-        self._b2 = bytearray(2)
-        self._r2 = bytearray(2)
-        b = self._b2
-        b[0] = 0
-        b[1] = 0
-        i2c.writeto_mem(addr, _OUT0, b)   # outputs low before they are driven
-        b[0] = ~out_mask & 0xFF
-        b[1] = (~out_mask >> 8) & 0xFF
-        i2c.writeto_mem(addr, _CFG0, b)
-        self._dirty = False
-
-    def read(self):
-        """Both input ports as 16 bits (raises OSError)."""
-        r = self._r2
-        self.i2c.readfrom_mem_into(self.addr, _IN0, r)
-        return r[0] | r[1] << 8
-
-    def set_bit(self, bit, v):
-        m = 1 << bit
-        new = (self._out | m) if v else (self._out & ~m)
-        if new != self._out or self._dirty:
-            self._out = new
-            self.flush()
-
-    def flush(self):
-        b = self._b2
-        b[0] = self._out & 0xFF
-        b[1] = self._out >> 8
-        try:
-            self.i2c.writeto_mem(self.addr, _OUT0, b)
-            self._dirty = False
-        except OSError:
-            self.errors += 1
-            self._dirty = True
-
-    def pin(self, bit):
-        return ExpanderPin(self, bit)
-
-
-class ExpanderPin:
-    """One expander bit with machine.Pin's value(): an output writes, an
-    input reads (an input read that fails raises OSError)."""
-
-    def __init__(self, exp, bit):
-        self.exp = exp
-        self.bit = bit
-
-    def value(self, v=None):
-        if v is None:
-            if self.exp.out_mask & (1 << self.bit):
-                return (self.exp._out >> self.bit) & 1
-            return (self.exp.read() >> self.bit) & 1
-        self.exp.set_bit(self.bit, v)
-        return None
-
-
-class PwmPin:
-    """A passive buzzer on a machine.PWM, with a pin's value(): 1 = tone
-    (50 % duty at the PWM's frequency), 0 = silent."""
-
-    def __init__(self, pwm, duty_u16=32768):
-        self.pwm = pwm
-        self.duty = duty_u16
-        self.level = 0
-        pwm.duty_u16(0)
-
-    def value(self, v=None):
-        if v is None:
-            return self.level
-        self.level = 1 if v else 0
-        self.pwm.duty_u16(self.duty if v else 0)
-        return None
-
-
-class Rs485Uart:
-    """An RS485 port with machine.UART's shape (write, read, readinto, any), what the
-    firmware's link and inverter services take as board.link_in/link_out:
-    write() goes through drivers.rs485 (DE high, then low once the last
-    byte is out); read()/any() are the UART's. The framing driver itself is
-    `rs485` (its idle-gap read_frame() is for a port that reads frames, not
-    bytes: use one or the other)."""
-
-    def __init__(self, rs485):
-        self.rs485 = rs485
-        self.uart = rs485.uart
-
-    def write(self, data):
-        return self.rs485.write(data)
-
-    def any(self):
-        return self.uart.any()
-
-    def read(self, n=-1):
-        if n is None or n < 0:
-            return self.uart.read()
-        return self.uart.read(n)
-
-    def readinto(self, buf):
-        return self.uart.readinto(buf)  # app.link: no allocation per read
-
-
-class _Off:
-    """A switch that reads OFF (1): the DIP when the expander does not answer."""
-
-    def value(self, v=None):
-        return 1
+from drivers.pca9555 import Pca9555
+from drivers.pins import PwmPin, Rs485Uart, OffPin
 
 
 class Poll:
@@ -163,6 +31,28 @@ class Poll:
 
     def tick(self, now_ms):
         self.obj.poll()
+
+
+class BqPort:
+    """The port-specific calls of BqBoard that both ports make the same way
+    (machine.WDT, lightsleep, deepsleep); a board module's Port subclasses it
+    and adds arm_wake(deep, charger_handler)."""
+
+    def __init__(self, machine, button, charger):
+        self.machine = machine
+        self.button = button
+        self.charger = charger
+
+    def wdt(self, timeout_ms):
+        return self.machine.WDT(timeout=timeout_ms)
+
+    def lightsleep(self, ms):
+        self.machine.lightsleep(ms)
+
+    def deepsleep(self, ms):
+        if ms:
+            self.machine.deepsleep(ms)
+        self.machine.deepsleep()
 
 
 # ---- the board object -------------------------------------------------------------
@@ -200,7 +90,7 @@ class BqBoard:
             self.dip = Dip([exp.pin(b) for b in dip_bits[:n]], n)
         except OSError as e:  # expander silent: all OFF (automatic, 9600, protocol 0)
             self.dip_error = e
-            self.dip = Dip([_Off() for _ in range(n)], n)
+            self.dip = Dip([OffPin() for _ in range(n)], n)
         self.pack_address = self.dip.address
         self.can = can
         self.link_in = link_in
@@ -249,69 +139,13 @@ class BqBoard:
         self.port.deepsleep(ms)
 
 
-# ---- watchdog wiring (used by firmware/main.py) --------------------------------------
-
-class Watched:
-    """A service wrapped so the watchdog knows it is alive: tick() runs the
-    service and records when it last ran."""
-
-    def __init__(self, svc, wd, slack_ms):
-        self.svc = svc
-        self.name = svc.name
-        self.period_ms = svc.period_ms
-        self.last = None
-        self.limit_ms = 2 * svc.period_ms + slack_ms
-        self.index = wd.register(svc.name)
-
-    def tick(self, now_ms):
-        self.svc.tick(now_ms)
-        self.last = now_ms
-
-
-class Supervisor:
-    """The watchdog service: every period_ms it marks alive each watched
-    service that ran within its limit (twice its period plus slack), then
-    the Watchdog feeds the WDT only if all are alive. A service that hangs
-    (its task stops, or the loop is stuck in it) stops the feeding and the
-    WDT resets the board."""
-
-    name = "watchdog"
-
-    def __init__(self, wd, watched, ticks_diff):
-        self.wd = wd
-        self.watched = watched
-        self.period_ms = wd.period_ms
-        self._diff = ticks_diff
-        self.start = None
-
-    def tick(self, now_ms):
-        if self.start is None:
-            self.start = now_ms
-        for w in self.watched:
-            t = w.last if w.last is not None else self.start
-            if self._diff(now_ms, t) <= w.limit_ms:
-                self.wd.alive(w.index)
-        return self.wd.tick(now_ms)
-
-
-def watch(services, wd, ticks_diff, slack_ms=None):
-    """(watched services, the supervisor service): run these instead of
-    `services`. slack_ms defaults to the watchdog's period."""
-    slack = wd.period_ms if slack_ms is None else slack_ms
-    watched = [Watched(s, wd, slack) for s in services]
-    return watched, Supervisor(wd, watched, ticks_diff)
-
-
-__all__ = ("Pca9555", "ExpanderPin", "PwmPin", "Rs485Uart", "Poll", "BqBoard", "Watched", "Supervisor",
-           "watch", "DIP7", "DIP4")
-
-
 def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configure=True):
     """The BQ76952 + MCP2515 + 2 x RS485 board both real boards share, from the
     port's machine module, the board module cfg (PINS, I2C_ID, SPI_ID,
     UART_IN, UART_OUT, CAN_OSC_HZ, CAN_BITRATE, BUZZER_HZ, DIP_LAYOUT,
-    WDT_TIMEOUT_MS), make_port(button, charger) for the port-specific calls
-    and the port-specific charger input and NTC ADC. configure: program the
+    WDT_TIMEOUT_MS), make_port(machine, button, charger) (a BqPort) for the
+    port-specific calls and the port-specific charger input and NTC ADC.
+    configure: program the
     BQ76952 (raises Bq76952Error if it does not answer). A missing MCP2515
     does not stop the board: can.poll() keeps retrying its init."""
     from drivers.bq76952 import BQ76952
@@ -340,7 +174,7 @@ def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configur
     button = Pin(p["button"], Pin.IN, Pin.PULL_UP)
     jumper = Pin(p["jumper"], Pin.IN, Pin.PULL_UP)
     board = BqBoard(
-        make_port(button, charger), afe, exp, out(p["led_run"]), out(p["led_alm"]),
+        make_port(machine, button, charger), afe, exp, out(p["led_run"]), out(p["led_alm"]),
         PwmPin(machine.PWM(Pin(p["buzzer"]), freq=cfg.BUZZER_HZ, duty_u16=0)),
         button, charger, jumper, can, None, None, ticks_us,
         dip_layout=cfg.DIP_LAYOUT, ntc=Ntc(), ntc_adc=ntc_adc, wdt_timeout_ms=cfg.WDT_TIMEOUT_MS)
