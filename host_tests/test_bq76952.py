@@ -444,3 +444,11 @@ def test_every_board_has_the_shunt_the_hw_rows_are_made_for():
     import bq_board
     assert inspect.signature(bq.BQ76952).parameters["shunt_uohm"].default == SHUNT_UOHM
     assert "shunt_uohm" not in inspect.getsource(bq_board)
+
+
+def test_comm_error_counter_wraps_below_the_small_int_limit():
+    sim, drv = make(configure=False)
+    drv.comm_errors = (1 << 30) - 1
+    with pytest.raises(bq.Bq76952Error):
+        drv.dm_write(0x9278, "<B", 70)
+    assert drv.comm_errors == 0

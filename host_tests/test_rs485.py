@@ -174,3 +174,16 @@ def test_discard_drops_buffered_bytes():
     clk.t = 10 * p.char_us
     p.discard()
     assert p.read_frame(10) == 0
+
+
+def test_frame_counter_wraps_below_the_small_int_limit():
+    # 2**30 frames is ~10 years at 3 frames/s but the counter must never
+    # leave the board's small ints (it would allocate on every frame)
+    p, u, de, clk = port(9600)
+    p.frames = (1 << 30) - 1
+    end = u.feed(0, b"\x01\x03\x00\x10")
+    u.feed(end + 4 * u.char_us, b"\x02\x04")
+    p.read_frame(100)
+    assert p.frames == 0
+    p.read_frame(100)
+    assert p.frames == 1

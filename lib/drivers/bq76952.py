@@ -22,6 +22,13 @@
 # retried every cycle until it goes through (a read with a pending command that
 # still fails returns False). configure(), program_protections() and the other
 # set-up calls raise Bq76952Error (an OSError) with the reason.
+try:
+    from micropython import const
+except ImportError:  # CPython: the host tests
+    def const(x):  # type: ignore[misc]
+        return x
+
+_WRAP = const(0x3FFFFFFF)  # event counters wrap below 2**30: small ints on the board
 import struct
 import time
 
@@ -325,7 +332,7 @@ class BQ76952(Afe):
             self._rd(_INT_TEMP, self._temp, 20)
             self._rd(_FET_STATUS, self._one, 1)
         except OSError:
-            self.comm_errors += 1
+            self.comm_errors = (self.comm_errors + 1) & _WRAP
             return False
         # all transfers good: decode into the snapshot
         b = self._block
@@ -371,7 +378,7 @@ class BQ76952(Afe):
             self._flush()
             return True
         except OSError:
-            self.comm_errors += 1
+            self.comm_errors = (self.comm_errors + 1) & _WRAP
             return False
 
     def set_fets(self, chg, dsg, pchg):
@@ -450,7 +457,7 @@ class BQ76952(Afe):
         try:
             return fn(*args)
         except OSError as e:
-            self.comm_errors += 1
+            self.comm_errors = (self.comm_errors + 1) & _WRAP
             if isinstance(e, Bq76952Error):
                 raise
             raise Bq76952Error("I2C: %s" % e)

@@ -20,6 +20,8 @@ except ImportError:  # CPython
     def const(x):  # type: ignore[misc]
         return x
 
+_WRAP = const(0x3FFFFFFF)  # event counters wrap below 2**30: small ints on the board
+
 from defs.ticks import ticks_add, ticks_diff
 
 # instructions (DS20001801 table 12-1)
@@ -294,7 +296,7 @@ class MCP2515:
                 self._opmode = op
                 return
             self._sleep(1)
-        self.timeouts += 1
+        self.timeouts = (self.timeouts + 1) & _WRAP
         raise OSError(_ETIMEDOUT)
 
     def init(self, bitrate, mode=0, sample_point=None, sjw=None, tseg1=None, tseg2=None):
@@ -322,7 +324,7 @@ class MCP2515:
         try:
             self._start(op)
         except OSError:
-            self.spi_errors += 1
+            self.spi_errors = (self.spi_errors + 1) & _WRAP
             raise
         self._started = True
         self._retry_at = None
@@ -422,7 +424,7 @@ class MCP2515:
                 self._write_filters()
                 self._set_opmode(self._run_op)
             except OSError:
-                self.spi_errors += 1
+                self.spi_errors = (self.spi_errors + 1) & _WRAP
                 raise
 
     # ---- transmit ------------------------------------------------------------
@@ -497,12 +499,12 @@ class MCP2515:
             self._write(self._txv[n])
             self._cmd(_RTS | (1 << free))
         except OSError:
-            self.spi_errors += 1
+            self.spi_errors = (self.spi_errors + 1) & _WRAP
             raise
         self._tx_id[free] = key
         self._tx_ord[free] = ordv
         self._tx_busy |= 1 << free
-        self.tx_frames += 1
+        self.tx_frames = (self.tx_frames + 1) & _WRAP
         return free
 
     def cancel_send(self, index):
@@ -513,7 +515,7 @@ class MCP2515:
                 return False
             self._bitmod(_TXB0CTRL + 0x10 * index, 0x08, 0)
         except OSError:
-            self.spi_errors += 1
+            self.spi_errors = (self.spi_errors + 1) & _WRAP
             raise
         self._tx_busy &= ~(1 << index)
         return True
@@ -560,14 +562,14 @@ class MCP2515:
             finally:
                 self._cs.value(1)
         except OSError:
-            self.spi_errors += 1
+            self.spi_errors = (self.spi_errors + 1) & _WRAP
             return None
         r = self._rx
         if r[1] & 0x04 or r[4] & 0xB0:
-            self.spi_errors += 1  # unimplemented bits set: not a live chip
+            self.spi_errors = (self.spi_errors + 1) & _WRAP  # unimplemented bits set: not a live chip
             return None
         if self._rx_off:
-            self.rx_dropped += 1
+            self.rx_dropped = (self.rx_dropped + 1) & _WRAP
             return None
         if r[1] & 0x08:
             fid = (r[0] << 21) | ((r[1] & 0xE0) << 13) | ((r[1] & 3) << 16) | (r[2] << 8) | r[3]
@@ -584,7 +586,7 @@ class MCP2515:
         if self._ovr:
             errs |= self.RECV_ERR_OVERRUN
             self._ovr = False
-        self.rx_frames += 1
+        self.rx_frames = (self.rx_frames + 1) & _WRAP
         if arg is None:
             buf = bytearray(8)
             for k in range(n):
@@ -619,12 +621,12 @@ class MCP2515:
         try:
             self._read(_TEC, h)
         except OSError:
-            self.spi_errors += 1
+            self.spi_errors = (self.spi_errors + 1) & _WRAP
             self._lost(now)
             return False
         stat = h[2]
         if stat & 0x11 or h[3] & 0x10:
-            self.spi_errors += 1  # unimplemented CANSTAT bits / ABAT: garbage
+            self.spi_errors = (self.spi_errors + 1) & _WRAP  # unimplemented CANSTAT bits / ABAT: garbage
             self._lost(now)
             return False
         cnf = self._cnf
@@ -635,7 +637,7 @@ class MCP2515:
         eflg = h[17]
         try:
             if intf & _MERRF:
-                self.msg_errors += 1
+                self.msg_errors = (self.msg_errors + 1) & _WRAP
             if eflg & (_RX0OVR | _RX1OVR):
                 self.overruns += (1 if eflg & _RX0OVR else 0) + (1 if eflg & _RX1OVR else 0)
                 self._ovr = True
@@ -645,14 +647,14 @@ class MCP2515:
             e = eflg & 0x3F
             new = e & ~self._eflg
             if new & _EWARN:
-                self.warnings += 1
+                self.warnings = (self.warnings + 1) & _WRAP
             if new & (_TXEP | _RXEP) and not self._eflg & (_TXEP | _RXEP):
-                self.passives += 1
+                self.passives = (self.passives + 1) & _WRAP
             self._eflg = e
             if e & _TXBO:
                 if not self._bus_off:
                     self._bus_off = True
-                    self.bus_offs += 1
+                    self.bus_offs = (self.bus_offs + 1) & _WRAP
                     if self._last_bus_off is None or ticks_diff(now, self._last_bus_off) > _STABLE_MS:
                         self._backoff_ms = _BACKOFF_MIN_MS
                     else:
@@ -672,7 +674,7 @@ class MCP2515:
                 if ticks_diff(now, self._backoff_until) >= 0:
                     self._backoff_until = None
         except OSError:
-            self.spi_errors += 1
+            self.spi_errors = (self.spi_errors + 1) & _WRAP
             self._lost(now)
             return False
         return True
@@ -690,11 +692,11 @@ class MCP2515:
         try:
             self._start(self._run_op)
         except OSError:
-            self.spi_errors += 1
+            self.spi_errors = (self.spi_errors + 1) & _WRAP
             self._started = False
             self._retry_delay(now)
             return
-        self.chip_resets += 1
+        self.chip_resets = (self.chip_resets + 1) & _WRAP
         self._started = True
         self._retry_at = None
         self._backoff_until = None
@@ -727,7 +729,7 @@ class MCP2515:
                 txp = (1 if st & 0x04 else 0) + (1 if st & 0x10 else 0) + (1 if st & 0x40 else 0)
                 rxp = (st & 1) + ((st >> 1) & 1)
             except OSError:
-                self.spi_errors += 1
+                self.spi_errors = (self.spi_errors + 1) & _WRAP
         lst[0] = tec
         lst[1] = rec
         lst[2] = self.warnings
@@ -757,7 +759,7 @@ class MCP2515:
         try:
             self._start(self._run_op)
         except OSError:
-            self.spi_errors += 1
+            self.spi_errors = (self.spi_errors + 1) & _WRAP
             self._started = False
             raise
         self._started = True
@@ -773,5 +775,5 @@ class MCP2515:
                 self._bitmod(_CANCTRL, 0x10, 0x10)
                 self._set_opmode(_OP_CONFIG)
             except OSError:
-                self.spi_errors += 1
+                self.spi_errors = (self.spi_errors + 1) & _WRAP
                 raise

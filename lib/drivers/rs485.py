@@ -13,6 +13,8 @@ except ImportError:  # CPython
     def const(x):  # type: ignore[misc]
         return x
 
+_WRAP = const(0x3FFFFFFF)  # event counters wrap below 2**30: small ints on the board
+
 LINK_IN = const(1)
 LINK_OUT = const(2)
 _BITS_PER_CHAR = const(10)  # 8N1: start + 8 data + stop
@@ -92,7 +94,7 @@ class RS485:
                 t0 = self._ticks()
                 while not u.txdone():
                     if _diff(self._ticks(), t0) > limit:
-                        self.tx_timeouts += 1
+                        self.tx_timeouts = (self.tx_timeouts + 1) & _WRAP
                         break
                     self._sleep(self.char_us)
             elif hasattr(u, "flush"):
@@ -135,11 +137,11 @@ class RS485:
             now = self._ticks()
             waited = _diff(now, t0)
             if self._n == 0 and waited >= limit:
-                self.timeouts += 1
+                self.timeouts = (self.timeouts + 1) & _WRAP
                 return 0
             if waited >= limit + len(self.buf) * self.char_us + self.gap_us:
                 # the line never went quiet (noise, a babbling node)
-                self.timeouts += 1
+                self.timeouts = (self.timeouts + 1) & _WRAP
                 self._n = 0
                 self._cut = False
                 return 0
@@ -170,8 +172,8 @@ class RS485:
         self._n = 0
         if self._cut:
             self._cut = False
-            self.overflows += 1
-        self.frames += 1
+            self.overflows = (self.overflows + 1) & _WRAP
+        self.frames = (self.frames + 1) & _WRAP
         return n
 
     def discard(self):
