@@ -50,32 +50,28 @@ FRAMES_1 = ((ID_LIMITS, 6), (ID_SOC, 4), (ID_MEAS, 6), (ID_FLAGS, 7), (ID_REQUES
 _P = codes.PROTECTIONS
 _A = codes.ALARMS
 _F = codes.FAULTS
-# protections (0x359 byte 0/1, 0x35A alarms)
-P_OV = codes.mask(_P, ("COVP", "POVP"))
-P_UV = codes.mask(_P, ("CUVP", "PUVP"))
-P_OT = codes.mask(_P, ("CHTP", "DHTP", "MOS OT", "EOTP"))
-P_UT = codes.mask(_P, ("CLTP", "DLTP", "EUTP"))
-P_DOC = codes.mask(_P, ("DOCP", "SCP"))
-P_COC = codes.mask(_P, ("COCP",))
-P_OT_DSG = codes.mask(_P, ("DHTP", "MOS OT", "EOTP"))
-P_UT_DSG = codes.mask(_P, ("DLTP", "EUTP"))
-P_OT_CHG = codes.mask(_P, ("CHTP",))
-P_UT_CHG = codes.mask(_P, ("CLTP",))
-P_DOCP = codes.mask(_P, ("DOCP",))
+
+
+def _masks(protections, alarms):
+    return codes.mask(_P, protections), codes.mask(_A, alarms)
+
+
+# protections (0x359 byte 0/1, 0x35A alarms) beside the warnings of the same signal
+P_OV, A_OV = _masks(("COVP", "POVP"), ("OV", "TOV"))
+P_UV, A_UV = _masks(("CUVP", "PUVP"), ("UV", "TUV", "USOC"))
+P_OT_DSG, A_OT_DSG = _masks(("DHTP", "MOS OT", "EOTP"), ("DOT", "EOT", "MOS OT"))
+P_UT_DSG, A_UT_DSG = _masks(("DLTP", "EUTP"), ("DUT", "EUT"))
+P_OT_CHG, A_OT_CHG = _masks(("CHTP",), ("COT",))
+P_UT_CHG, A_UT_CHG = _masks(("CLTP",), ("CUT",))
+P_DOCP, A_DOC = _masks(("DOCP",), ("DOC",))
+P_COC, A_COC = _masks(("COCP",), ("COC",))
+P_IMB, A_IMB = _masks(("IMB",), ("IMB",))
 P_SCP = codes.mask(_P, ("SCP",))
-P_IMB = codes.mask(_P, ("IMB",))
-# alarms (warnings)
-A_OV = codes.mask(_A, ("OV", "TOV"))
-A_UV = codes.mask(_A, ("UV", "TUV", "USOC"))
-A_OT = codes.mask(_A, ("COT", "DOT", "EOT", "MOS OT"))
-A_UT = codes.mask(_A, ("CUT", "DUT", "EUT"))
-A_OT_DSG = codes.mask(_A, ("DOT", "EOT", "MOS OT"))
-A_UT_DSG = codes.mask(_A, ("DUT", "EUT"))
-A_OT_CHG = codes.mask(_A, ("COT",))
-A_UT_CHG = codes.mask(_A, ("CUT",))
-A_DOC = codes.mask(_A, ("DOC",))
-A_COC = codes.mask(_A, ("COC",))
-A_IMB = codes.mask(_A, ("IMB",))
+P_OT = P_OT_CHG | P_OT_DSG
+P_UT = P_UT_CHG | P_UT_DSG
+P_DOC = P_DOCP | P_SCP
+A_OT = A_OT_CHG | A_OT_DSG
+A_UT = A_UT_CHG | A_UT_DSG
 # faults
 F_CONTACTOR = codes.mask(_F, ("CHG MOS", "DSG MOS", "PRECHARGE"))
 F_IMB = codes.mask(_F, ("IMB",))
