@@ -3,12 +3,13 @@ DBC decode with cantools, and fuzzing of what a pack's link service gets."""
 import binascii
 import os
 import random
-import struct
 
 import cantools
 import pytest
 
+import pylon_rs485_decoder
 from proto import link
+from proto import pylon_rs485 as pr
 from bms import parallel
 from bms.state import PackState
 from bms.params import Params
@@ -363,23 +364,33 @@ def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
         sst.snap.cell_mv[i] = 3300 + 7 * i
     for i in range(N_TEMPS):
         sst.snap.temp_dc[i] = 250 - 45 * i  # down to -20.0 degC: the sign is carried
+    sst.snap.stack_mv = 53000
+    sst.current_ma = -12345
+    sst.soc_pct = 40
+    sst.fcc_mah = 98765  # learned (rated 100 Ah): the 0x42 for this pack must say 98.765 Ah
+    sst.cycles = 321
     sb.can.tx.clear()
     # the master's requests as the DBC spells them (src 1 -> dst 2), one for address 3
     req = db.get_message_by_name("LINK_REQ")
     cmd = db.get_message_by_name("LINK_CMD")
+    sb.can.rx.append((req.frame_id, req.encode({"what": "reports", "argument": 0}), 2))
     sb.can.rx.append((req.frame_id, req.encode({"what": "cells", "argument": 0}), 2))
     sb.can.rx.append((req.frame_id + 0x100, req.encode({"what": "cells", "argument": 0}), 2))  # dst 3
     sb.can.rx.append((cmd.frame_id | 0xFF00, cmd.encode({"command": "reset_protect", "argument": 0}), 2))
     sb.link_in.rx.extend(_addr_frame(1, 2))
     slave.tick(650)
     assert sst.protect_reset_req == 0 and sst.link_refused == 1  # a link frame resets nothing (issue 14)
-    # what the slave sent, decoded with the DBC: every NTC then every cell, 3 a frame, to dst 1
-    temps, cells = [], []
+    # what the slave sent, decoded with the DBC: its reports, its capacity and cycles,
+    # every NTC then every cell, 3 a frame, to dst 1
+    temps, cells, capacity = [], [], []
     for i, d, f in sb.can.tx:
         assert f == 2 and i >> 8 & 0xFF == 1 and i & 0xFF == 2
         m = db.get_message_by_frame_id(i)  # KeyError: a frame the DBC does not know
         v = m.decode(d)
-        if m.name == "LINK_TEMPS":
+        if m.name == "LINK_CAPACITY":
+            assert not temps and not cells
+            capacity.append((v["full_capacity"], v["cycles"]))
+        elif m.name == "LINK_TEMPS":
             assert not cells and v["count"] == N_TEMPS and v["first_index"] == len(temps)
             temps += [v["temp%d" % k] for k in range(3)]
         elif m.name == "LINK_CELLS":
@@ -387,20 +398,23 @@ def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
             cells += [v["cell%d" % k] for k in range(3)]
     assert [round(x * 1000) for x in cells] == [3300 + 7 * i for i in range(N_CELLS)] + [0] * (-N_CELLS % 3)
     assert [round(x * 10) for x in temps] == [250 - 45 * i for i in range(N_TEMPS)] + [0] * (-N_TEMPS % 3)
-    # the master takes them and answers 0x42 for pylon address 3 (= link address 2), read with
-    # struct in the layout analog() documents: flag, ADR, cell count, cells mV (u16 big
-    # endian), NTC count, NTCs in 0.1 K (dC + 2731), current, voltage, capacities, cycles
+    assert capacity == [(pytest.approx(98.765), 321)]
+    # the master takes them and answers 0x42 for pylon address 3 (= link address 2) as the
+    # pack would answer for itself, read with the independent decoder (python-pylontech /
+    # FHEM layout): board NTC first, 0.1 A, the learned capacity over 65 Ah in the 3-byte
+    # mAh fields (count 4), the real cycle count
     master, mst, mb = _service()
     for i, d, f in sb.can.tx:
         assert master.table.take(700, link.id_type(i), link.id_src(i), d)
     master.table.online[2] = 1
     master.roles.role = parallel.MASTER
     info = bytearray(128)
-    n = master.analog(info, 3, 2, 800)
-    assert n == 3 + 2 * N_CELLS + 1 + 2 * N_TEMPS + 11 and info[1] == 3 and info[2] == N_CELLS
-    assert list(struct.unpack_from(">%dH" % N_CELLS, info, 3)) == [3300 + 7 * i for i in range(N_CELLS)]
-    o = 3 + 2 * N_CELLS
-    assert info[o] == N_TEMPS
-    assert [k - 2731 for k in struct.unpack_from(">%dH" % N_TEMPS, info, o + 1)] == [250 - 45 * i for i in range(N_TEMPS)]
-    assert master.analog(info, 3, 2, 800 + parallel.CELLS_MAX_AGE_MS) == -1  # stale
-    assert master.analog(info, 4, 3, 800) == -1 and master._ask[3] == 1  # none yet: asked for
+    n = master.analog(info, 3, 2, 800, pr.UNITS_PYLON)
+    assert n == 3 + 2 * N_CELLS + 1 + 2 * N_TEMPS + 17 and info[1] == 3
+    (m,) = pylon_rs485_decoder.analog(bytes(info[:n]))
+    assert m["cells_mv"] == [3300 + 7 * i for i in range(N_CELLS)]
+    assert [m["board_dc"]] + m["temps_dc"] == [250 - 45 * (N_TEMPS - 1)] + [250 - 45 * i for i in range(N_TEMPS - 1)]
+    assert (m["current_a"], m["voltage_v"], m["udi"]) == (-12.3, 53.0, 4)
+    assert (m["total_ah"], m["remaining_ah"], m["cycles"]) == (98.765, 39.506, 321)
+    assert master.analog(info, 3, 2, 800 + parallel.CELLS_MAX_AGE_MS, pr.UNITS_PYLON) == -1  # stale
+    assert master.analog(info, 4, 3, 800, pr.UNITS_PYLON) == -1 and master._ask[3] == 1  # none yet: asked for

@@ -14,8 +14,8 @@ from defs.ticks import ticks_diff
 from defs import codes
 from proto import pylon_can as pc
 from proto import pylon_rs485 as pr
-from proto.pylon_can import div
-from proto.link import put_u16, put_i16
+from proto.wire import div, put_u16, put_i16
+from bms.system import full_mah
 
 BUS_NONE = 0
 BUS_CAN = 1
@@ -359,7 +359,7 @@ class Rs485Server:
         """This pack's 0x42 data at info[i]; returns the offset after it."""
         st = self.st
         snap = st.snap
-        cap = st.fcc_mah if st.fcc_mah > 0 else self.params.v[2]  # bms.params.RATED_CAPACITY_MAH
+        cap = full_mah(st, self.params)
         return pr.put_pack(self.info, i, snap.cell_mv, 0, len(snap.cell_mv), snap.temp_dc, 0,
                            len(snap.temp_dc), st.current_ma, snap.stack_mv, cap * st.soc_pct // 100,
                            cap, st.cycles & 0xFFFF, self.units)
@@ -367,7 +367,7 @@ class Rs485Server:
     def _analog(self, adr):
         # link: another pack's address is answered from the master's table (app.link)
         if self.packs is not None and adr != pr.FIRST_ADR:
-            return self.packs.analog(self.info, adr, adr - pr.FIRST_ADR + 1, self.now_ms)
+            return self.packs.analog(self.info, adr, adr - pr.FIRST_ADR + 1, self.now_ms, self.units)
         info = self.info
         info[0] = pr.INFOFLAG
         info[1] = adr  # the command value (as 0x92/0x93/0x96 echo it; FHEM skips it)
@@ -389,7 +389,7 @@ class Rs485Server:
             for a in range(2, last + 1):
                 if m >= _ALL_PACKS:
                     break
-                k = packs.analog(scratch, pr.FIRST_ADR + a - 1, a, self.now_ms)
+                k = packs.analog(scratch, pr.FIRST_ADR + a - 1, a, self.now_ms, self.units)
                 if k > 2:
                     for j in range(2, k):
                         info[i] = scratch[j]

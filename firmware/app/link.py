@@ -22,6 +22,7 @@ from defs import codes
 from bms import parallel
 from bms.system import own_row
 from proto import link
+from proto import pylon_rs485 as pr
 from app.service import Service
 
 LINK_MS = 100
@@ -46,8 +47,6 @@ def _views(buf):
     return [mv[:n] for n in range(len(buf) + 1)]
 
 
-def _trunc10(v):
-    return v // 10 if v >= 0 else -((-v) // 10)
 
 
 class Link(Service):
@@ -164,8 +163,7 @@ class Link(Service):
             if ask[k]:
                 ask[k] = 0
                 if t.online[k]:
-                    d[0] = link.REQ_CELLS
-                    d[1] = 0
+                    link.put_pair(d, link.REQ_CELLS, 0)
                     self._send(link.T_REQ, k, d, 2)
         if self.forming.step(now_ms, n):
             self._flicker(now_ms)
@@ -173,11 +171,7 @@ class Link(Service):
         if t.offline() + n > 1 and (self._last_hello_ms < 0 or parallel.elapsed(now_ms, self._last_hello_ms) >= parallel.HELLO_MS):
             self._last_hello_ms = now_ms
             d = self._pl
-            d[0] = self.forming.gen
-            d[1] = n
-            link.put_u16(d, 2, self._system_mv())
-            d[4] = 1 if t.offline() else 0
-            d[5] = d[6] = d[7] = 0
+            link.put_hello(d, self.forming.gen, n, self._system_mv(), t.offline())
             self._send(link.T_HELLO, link.BROADCAST, d, 8)
 
     def _system_mv(self):
@@ -222,34 +216,26 @@ class Link(Service):
         a = self.roles.address
         own_row(t, a, st, self.params, self._flags())
         d = self._pl
-        link.put_u16(d, 0, t.voltage_mv[a])
-        link.put_i16(d, 2, _trunc10(t.current_ma[a]))
-        d[4] = t.soc_pct[a]
-        d[5] = t.soh_pct[a]
-        d[6] = t.flags[a]
-        link.put_u8(d, 7, t.cap_ah[a])
+        link.put_status(d, t, a)
         self._send(link.T_STATUS, link.MASTER, d, 8)
-        link.put_u16(d, 0, t.cvl_mv[a])
-        link.put_u16(d, 2, t.ccl_ma[a] // 10)
-        link.put_u16(d, 4, t.dcl_ma[a] // 10)
-        link.put_u16(d, 6, t.dvl_mv[a])
+        link.put_limits(d, t, a)
         self._send(link.T_LIMITS, link.MASTER, d, 8)
-        link.put_u16(d, 0, t.min_cell_mv[a])
-        link.put_u16(d, 2, t.max_cell_mv[a])
-        link.put_i16(d, 4, t.min_temp_dc[a])
-        link.put_i16(d, 6, t.max_temp_dc[a])
+        link.put_extremes(d, t, a)
         self._send(link.T_EXTREMES, link.MASTER, d, 8)
-        d[0] = t.idx_cell[a]
-        d[1] = t.idx_temp[a]
-        link.put_u16(d, 2, t.alarms[a])
-        link.put_u16(d, 4, t.protections[a])
-        link.put_u16(d, 6, t.faults[a])
+        link.put_info(d, t, a)
         self._send(link.T_INFO, link.MASTER, d, 8)
 
     def _send_cells(self):
-        """Every NTC (T_TEMPS) then every cell (T_CELLS), PER_FRAME a frame."""
-        snap = self.state.snap
+        """The capacity (T_CAPACITY), every NTC (T_TEMPS) then every cell
+        (T_CELLS), PER_FRAME a frame."""
+        st = self.state
+        t = self.table
+        a = self.roles.address
+        own_row(t, a, st, self.params, self._flags())
         d = self._pl
+        link.put_capacity(d, t, a)
+        self._send(link.T_CAPACITY, link.MASTER, d, 8)
+        snap = st.snap
         for cells in (False, True):
             arr = snap.cell_mv if cells else snap.temp_dc
             cnt = len(arr)
@@ -258,15 +244,7 @@ class Link(Service):
                 cnt = top
             first = 0
             while first < cnt:
-                d[0] = first
-                d[1] = cnt
-                for k in range(link.PER_FRAME):
-                    i = first + k
-                    v = arr[i] if i < cnt else 0
-                    if cells:
-                        link.put_u16(d, 2 + 2 * k, v)
-                    else:
-                        link.put_i16(d, 2 + 2 * k, v)
+                link.put_series(d, arr, first, cnt, not cells)
                 self._send(link.T_CELLS if cells else link.T_TEMPS, link.MASTER, d, 8)
                 first += link.PER_FRAME
 
@@ -276,10 +254,11 @@ class Link(Service):
         if link.valid_address(a) and a != link.MASTER:
             self._ask[a] = 1
 
-    def analog(self, info, adr, a, now_ms):
+    def analog(self, info, adr, a, now_ms, units):
         """Master: the Pylontech 0x42 INFO of pack a (pylon address adr) from
-        the table into info (app.inverter.Rs485Server layout); asks a for
-        fresh cells. Returns the length, or -1 while no fresh cells are held."""
+        the table into info (proto.pylon_rs485.put_pack, in units as the
+        server's parameter says); asks a for fresh cells. Returns the length,
+        or -1 while no fresh cells are held."""
         t = self.table
         if not link.valid_address(a):
             return -1
@@ -288,28 +267,10 @@ class Link(Service):
             return -1
         info[0] = 0
         info[1] = adr
-        n = t.n_cells[a]
-        info[2] = n
-        i = 3
-        base = a * parallel.MAX_CELLS
-        for k in range(n):
-            link.put_u16(info, i, t.cells[base + k])
-            i += 2
-        n = t.n_temps[a]
-        info[i] = n
-        i += 1
-        base = a * parallel.MAX_TEMPS
-        for k in range(n):
-            link.put_u16(info, i, t.temps[base + k] + 2731)
-            i += 2
-        link.put_i16(info, i, _trunc10(t.current_ma[a]))
-        link.put_u16(info, i + 2, t.voltage_mv[a])
-        cap = t.cap_ah[a] * 1000
-        link.put_u16(info, i + 4, cap * t.soc_pct[a] // 100 // 10)
-        info[i + 6] = 2
-        link.put_u16(info, i + 7, cap // 10)
-        link.put_u16(info, i + 9, 0)  # cycles: not reported over the link
-        return i + 11
+        cap = t.full_mah[a] if t.full_mah[a] > 0 else t.cap_ah[a] * 1000  # no CAPACITY report: rated
+        return pr.put_pack(info, 2, t.cells, a * parallel.MAX_CELLS, t.n_cells[a], t.temps,
+                           a * parallel.MAX_TEMPS, t.n_temps[a], t.current_ma[a], t.voltage_mv[a],
+                           cap * t.soc_pct[a] // 100, cap, t.cycles[a], units)
 
     def _flicker(self, now_ms):
         st = self.state
@@ -337,8 +298,8 @@ class Link(Service):
             return
         r = self.roles
         d = self._pl
-        d[0] = link.ADDR_MASTER_REACHED if r.master_reached(now_ms) else 0
-        d[1] = self.forming.gen if r.role == parallel.MASTER else self.hello_gen
+        link.put_pair(d, link.ADDR_MASTER_REACHED if r.master_reached(now_ms) else 0,
+                      self.forming.gen if r.role == parallel.MASTER else self.hello_gen)
         nxt = r.address + 1 if link.valid_address(r.address) and r.address < link.MAX_PACKS else 0
         n = link.rs485_frame(self._out, link.T_ADDR, r.address, nxt, d, 2)
         out.write(self._out_v[n])
@@ -469,8 +430,8 @@ class Link(Service):
                     t.conflicts += 1
                 return
             r.hello_ms = now_ms
-            self.sys_mv = link.get_u16(data, 2)
-            g = data[0]
+            self.sys_mv = link.hello_system_mv(data)
+            g = link.hello_generation(data)
             if g != self.hello_gen:
                 self.hello_gen = g
                 if g:

@@ -124,6 +124,8 @@ class Table:
         self.alarms = array("i", [0] * N)
         self.protections = array("i", [0] * N)
         self.faults = array("i", [0] * N)
+        self.full_mah = array("i", [0] * N)  # learned full charge capacity (else rated)
+        self.cycles = array("H", [0] * N)
         self.conflicts = 0  # frames from our own address we did not send
         self.heard = 0  # rows take() first marked seen (app.link marks the own row)
         # every cell and NTC of a pack, on request (link.REQ_CELLS): row a at a * MAX_*
@@ -145,33 +147,20 @@ class Table:
         if not link.valid_address(src):
             return False
         if typ == link.T_STATUS:
-            self.voltage_mv[src] = link.get_u16(d, 0)
-            self.current_ma[src] = link.get_i16(d, 2) * 10
-            self.soc_pct[src] = d[4] if d[4] <= 100 else 100
-            self.soh_pct[src] = d[5] if d[5] <= 100 else 100
-            self.flags[src] = d[6]
-            self.cap_ah[src] = d[7]
+            link.take_status(self, src, d)
             self.last_ms[src] = now_ms
             if not self.seen[src]:
                 self.heard += 1
             self.seen[src] = 1
             self.online[src] = 1
         elif typ == link.T_LIMITS:
-            self.cvl_mv[src] = link.get_u16(d, 0)
-            self.ccl_ma[src] = link.get_u16(d, 2) * 10
-            self.dcl_ma[src] = link.get_u16(d, 4) * 10
-            self.dvl_mv[src] = link.get_u16(d, 6)
+            link.take_limits(self, src, d)
         elif typ == link.T_EXTREMES:
-            self.min_cell_mv[src] = link.get_u16(d, 0)
-            self.max_cell_mv[src] = link.get_u16(d, 2)
-            self.min_temp_dc[src] = link.get_i16(d, 4)
-            self.max_temp_dc[src] = link.get_i16(d, 6)
+            link.take_extremes(self, src, d)
         elif typ == link.T_INFO:
-            self.idx_cell[src] = d[0]
-            self.idx_temp[src] = d[1]
-            self.alarms[src] = link.get_u16(d, 2)
-            self.protections[src] = link.get_u16(d, 4)
-            self.faults[src] = link.get_u16(d, 6)
+            link.take_info(self, src, d)
+        elif typ == link.T_CAPACITY:
+            link.take_capacity(self, src, d)
         elif typ == link.T_CELLS or typ == link.T_TEMPS:
             cells = typ == link.T_CELLS
             first = d[0]
@@ -179,11 +168,7 @@ class Table:
             top = MAX_CELLS if cells else MAX_TEMPS
             if cnt > top or first >= cnt:
                 return False
-            arr = self.cells if cells else self.temps
-            for k in range(link.PER_FRAME):
-                i = first + k
-                if i < cnt:
-                    arr[src * top + i] = link.get_u16(d, 2 + 2 * k) if cells else link.get_i16(d, 2 + 2 * k)
+            link.take_series(self.cells if cells else self.temps, src * top, d, not cells)
             if cells:
                 self.n_cells[src] = cnt
                 if first + link.PER_FRAME >= cnt:

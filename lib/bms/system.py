@@ -6,6 +6,7 @@
 from defs import codes
 from bms.params import RATED_CAPACITY_MAH
 from defs.snapshot import N_CELL_TEMPS
+from proto import link
 from proto.link import F_CHG_OK, F_DSG_OK, F_HOLD
 
 
@@ -118,16 +119,24 @@ def from_pack(view, st, params, pack=0):
 SHARE_MIN_MA = 2000
 
 
+def full_mah(st, params):
+    """The pack's full charge capacity: learned, else rated (what the 0x42
+    reply and the link's CAPACITY report carry)."""
+    return st.fcc_mah if st.fcc_mah > 0 else params.v[RATED_CAPACITY_MAH]
+
+
 def own_row(t, a, st, params, flags):
     """Write pack st's own values into row a of a bms.parallel.Table, in the
     units the link reports carry (so the master's row matches its report)."""
     snap = st.snap
     t.voltage_mv[a] = snap.stack_mv
-    t.current_ma[a] = (st.current_ma // 10) * 10 if st.current_ma >= 0 else -((-st.current_ma) // 10) * 10
+    t.current_ma[a] = link.current_ma(st.current_ma)
     t.soc_pct[a] = st.soc_pct
     t.soh_pct[a] = st.soh_pct
     t.flags[a] = flags
     t.cap_ah[a] = params.v[RATED_CAPACITY_MAH] // 1000
+    t.full_mah[a] = full_mah(st, params)
+    t.cycles[a] = st.cycles & 0xFFFF
     t.cvl_mv[a] = st.cvl_mv
     t.ccl_ma[a] = (st.ccl_ma // 10) * 10
     t.dcl_ma[a] = (st.dcl_ma // 10) * 10

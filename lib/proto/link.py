@@ -9,6 +9,8 @@
 #   0xFF = broadcast.
 # RS485 frame: SOF 0x7E, len (payload bytes, 0..8), type, src, dst, payload,
 #   CRC-16/CCITT-FALSE (hi, lo) over len..payload. 7 + len bytes.
+from proto.wire import put_u8, put_u16, put_i16, put_u24, get_u16, get_i16, get_u24, trunc  # noqa: F401
+
 PREFIX = 0x1A
 BROADCAST = 0xFF
 MASTER = 1
@@ -23,10 +25,11 @@ T_EXTREMES = 0x12  # CAN, pack -> master: min/max cell mV, min/max temperature d
 T_INFO = 0x13  # CAN, pack -> master: cell/NTC indexes, alarms, protections, faults
 T_CELLS = 0x14  # CAN, pack -> master (on REQ_CELLS): first index, count, 3 cells mV
 T_TEMPS = 0x15  # CAN, pack -> master (on REQ_CELLS): first index, count, 3 NTCs dC
+T_CAPACITY = 0x16  # CAN, pack -> master (on REQ_CELLS, before the NTCs): full capacity, cycles
 T_CMD = 0x20  # CAN, master -> pack (or broadcast): command, argument
 T_REQ = 0x21  # CAN, master -> pack: what (REQ_*), argument
-TYPES = (T_ADDR, T_HELLO, T_STATUS, T_LIMITS, T_EXTREMES, T_INFO, T_CELLS, T_TEMPS, T_CMD, T_REQ)
-LENGTHS = (2, 8, 8, 8, 8, 8, 8, 8, 2, 2)  # payload bytes per type (TYPES order)
+TYPES = (T_ADDR, T_HELLO, T_STATUS, T_LIMITS, T_EXTREMES, T_INFO, T_CELLS, T_TEMPS, T_CAPACITY, T_CMD, T_REQ)
+LENGTHS = (2, 8, 8, 8, 8, 8, 8, 8, 8, 2, 2)  # payload bytes per type (TYPES order)
 PER_FRAME = 3  # cells or NTCs per T_CELLS/T_TEMPS frame
 
 # T_ADDR flags
@@ -44,7 +47,7 @@ CMD_RESET_PROTECT = 1  # refused by every pack (a link frame proves nothing: the
 
 # T_REQ requests
 REQ_REPORTS = 0  # send STATUS, LIMITS, EXTREMES, INFO now
-REQ_CELLS = 1  # send every cell voltage and NTC temperature (T_CELLS, T_TEMPS)
+REQ_CELLS = 1  # send the capacity, every NTC temperature and cell voltage (T_CAPACITY, T_TEMPS, T_CELLS)
 
 
 def length_of(typ):
@@ -77,45 +80,13 @@ def valid_address(a):
     return 1 <= a <= MAX_PACKS
 
 
-# --- little helpers on a buffer (big endian) ---------------------------------
-def put_u16(buf, i, v):
-    if v < 0:
-        v = 0
-    elif v > 0xFFFF:
-        v = 0xFFFF
-    buf[i] = v >> 8
-    buf[i + 1] = v & 0xFF
-
-
-def put_i16(buf, i, v):
-    if v < -32768:
-        v = -32768
-    elif v > 32767:
-        v = 32767
-    v &= 0xFFFF
-    buf[i] = v >> 8
-    buf[i + 1] = v & 0xFF
-
-
-def get_u16(buf, i):
-    return (buf[i] << 8) | buf[i + 1]
-
-
-def get_i16(buf, i):
-    v = (buf[i] << 8) | buf[i + 1]
-    return v - 0x10000 if v & 0x8000 else v
-
-
-def put_u8(buf, i, v):
-    buf[i] = 0 if v < 0 else (255 if v > 255 else v)
-
-
-# --- payloads ----------------------------------------------------------------
+# --- payloads: one encoder (put_*) and one decoder (take_*) per message ----------
 # STATUS:  voltage mV u16, current 10 mA i16, SOC % u8, SOH % u8, flags u8, capacity Ah u8
 # LIMITS:  CVL mV u16, CCL 10 mA u16, DCL 10 mA u16, DVL mV u16
 # EXTREMES: min cell mV u16, max cell mV u16, min temp dC i16, max temp dC i16
 # INFO:    min cell idx << 4 | max cell idx u8, min NTC idx << 4 | max NTC idx u8,
 #          alarms u16, protections u16, faults u16
+# CAPACITY: full charge capacity mAh u24 (learned, else rated), cycles u16, 3 reserved (0)
 # HELLO:   generation u8, packs online u8, system voltage mV u16, flags u8, 3 reserved
 # ADDR:    flags u8 (ADDR_*), generation u8
 # CMD:     command u8, argument u8
@@ -123,6 +94,132 @@ def put_u8(buf, i, v):
 # CELLS:   first index u8, count u8, 3 x cell mV u16 (indexes first.. first+2; past count 0)
 # TEMPS:   first index u8, count u8, 3 x NTC dC i16
 # (tools/dbc/bms_link.dbc describes every CAN message but ADDR, which is RS485 only)
+# The reports are encoded from, and decoded into, row a of a pack table t
+# (bms.parallel.Table: arrays by address, named as the fields are).
+
+def current_ma(ma):
+    """ma as the STATUS current field carries it (10 mA, toward zero)."""
+    return trunc(ma, 10) * 10
+
+
+def put_status(d, t, a):
+    put_u16(d, 0, t.voltage_mv[a])
+    put_i16(d, 2, trunc(t.current_ma[a], 10))
+    d[4] = t.soc_pct[a]
+    d[5] = t.soh_pct[a]
+    d[6] = t.flags[a]
+    put_u8(d, 7, t.cap_ah[a])
+
+
+def take_status(t, a, d):
+    t.voltage_mv[a] = get_u16(d, 0)
+    t.current_ma[a] = get_i16(d, 2) * 10
+    t.soc_pct[a] = d[4] if d[4] <= 100 else 100
+    t.soh_pct[a] = d[5] if d[5] <= 100 else 100
+    t.flags[a] = d[6]
+    t.cap_ah[a] = d[7]
+
+
+def put_limits(d, t, a):
+    put_u16(d, 0, t.cvl_mv[a])
+    put_u16(d, 2, t.ccl_ma[a] // 10)
+    put_u16(d, 4, t.dcl_ma[a] // 10)
+    put_u16(d, 6, t.dvl_mv[a])
+
+
+def take_limits(t, a, d):
+    t.cvl_mv[a] = get_u16(d, 0)
+    t.ccl_ma[a] = get_u16(d, 2) * 10
+    t.dcl_ma[a] = get_u16(d, 4) * 10
+    t.dvl_mv[a] = get_u16(d, 6)
+
+
+def put_extremes(d, t, a):
+    put_u16(d, 0, t.min_cell_mv[a])
+    put_u16(d, 2, t.max_cell_mv[a])
+    put_i16(d, 4, t.min_temp_dc[a])
+    put_i16(d, 6, t.max_temp_dc[a])
+
+
+def take_extremes(t, a, d):
+    t.min_cell_mv[a] = get_u16(d, 0)
+    t.max_cell_mv[a] = get_u16(d, 2)
+    t.min_temp_dc[a] = get_i16(d, 4)
+    t.max_temp_dc[a] = get_i16(d, 6)
+
+
+def put_info(d, t, a):
+    d[0] = t.idx_cell[a]
+    d[1] = t.idx_temp[a]
+    put_u16(d, 2, t.alarms[a])
+    put_u16(d, 4, t.protections[a])
+    put_u16(d, 6, t.faults[a])
+
+
+def take_info(t, a, d):
+    t.idx_cell[a] = d[0]
+    t.idx_temp[a] = d[1]
+    t.alarms[a] = get_u16(d, 2)
+    t.protections[a] = get_u16(d, 4)
+    t.faults[a] = get_u16(d, 6)
+
+
+def put_capacity(d, t, a):
+    put_u24(d, 0, t.full_mah[a])
+    put_u16(d, 3, t.cycles[a])
+    d[5] = d[6] = d[7] = 0
+
+
+def take_capacity(t, a, d):
+    t.full_mah[a] = get_u24(d, 0)
+    t.cycles[a] = get_u16(d, 3)
+
+
+def put_series(d, arr, first, cnt, signed):
+    """CELLS (signed False: mV) or TEMPS (signed True: dC): arr[first..first+2]
+    of cnt values; past cnt 0."""
+    d[0] = first
+    d[1] = cnt
+    for k in range(PER_FRAME):
+        i = first + k
+        v = arr[i] if i < cnt else 0
+        if signed:
+            put_i16(d, 2 + 2 * k, v)
+        else:
+            put_u16(d, 2 + 2 * k, v)
+
+
+def take_series(arr, base, d, signed):
+    """A CELLS/TEMPS payload d into arr[base + index] for the indexes below
+    its count (the caller has checked first < count <= its room)."""
+    first = d[0]
+    cnt = d[1]
+    for k in range(PER_FRAME):
+        i = first + k
+        if i < cnt:
+            arr[base + i] = get_i16(d, 2 + 2 * k) if signed else get_u16(d, 2 + 2 * k)
+
+
+def put_hello(d, gen, online, system_mv, failure):
+    d[0] = gen
+    d[1] = online
+    put_u16(d, 2, system_mv)
+    d[4] = 1 if failure else 0
+    d[5] = d[6] = d[7] = 0
+
+
+def hello_generation(d):
+    return d[0]
+
+
+def hello_system_mv(d):
+    return get_u16(d, 2)
+
+
+def put_pair(d, first, second):
+    """ADDR (flags, generation), CMD (command, argument), REQ (what, argument)."""
+    d[0] = first
+    d[1] = second
 
 
 def crc16(buf, start, end, crc=0xFFFF):

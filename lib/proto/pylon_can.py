@@ -2,14 +2,14 @@
 # family frame set (protocol ID 1: Deye/Sunsynk/Sol-Ark, Goodwe, Solis, Growatt
 # LV, LuxPower, ...) and the Victron/SMA/Studer/Sofar set (protocol ID 0: the
 # Pylon frames plus 0x35A alarms/warnings, 0x35F, 0x370-0x373, 0x379), encoded
-# from a bms.system.SystemView into preallocated buffers (struct.pack_into; no
+# from a bms.system.SystemView into preallocated buffers (proto.wire; no
 # allocation per period). Pure: no bus, no clock. All fields little-endian.
 # tools/dbc/bms_inverter.dbc describes every frame (tests decode with it).
 # Quirks handled here: CVL is never 0; with CCL 0 the CVL is at most the present
 # voltage (Deye W31, Victron's "Pylontech CVL <= 55 V with CCL 0" rule); 0x35E
 # starts "PYLON" (Deye accepts nothing else).
-import struct
 from defs import codes
+from proto.wire import put_u16le as _h, put_i16le as _s, div
 from defs.codes import FC_I, FC_II, FC_FULL, FC_RECHARGE
 
 PROTO_VICTRON_SMA = 0
@@ -50,32 +50,28 @@ FRAMES_1 = ((ID_LIMITS, 6), (ID_SOC, 4), (ID_MEAS, 6), (ID_FLAGS, 7), (ID_REQUES
 _P = codes.PROTECTIONS
 _A = codes.ALARMS
 _F = codes.FAULTS
-# protections (0x359 byte 0/1, 0x35A alarms)
-P_OV = codes.mask(_P, ("COVP", "POVP"))
-P_UV = codes.mask(_P, ("CUVP", "PUVP"))
-P_OT = codes.mask(_P, ("CHTP", "DHTP", "MOS OT", "EOTP"))
-P_UT = codes.mask(_P, ("CLTP", "DLTP", "EUTP"))
-P_DOC = codes.mask(_P, ("DOCP", "SCP"))
-P_COC = codes.mask(_P, ("COCP",))
-P_OT_DSG = codes.mask(_P, ("DHTP", "MOS OT", "EOTP"))
-P_UT_DSG = codes.mask(_P, ("DLTP", "EUTP"))
-P_OT_CHG = codes.mask(_P, ("CHTP",))
-P_UT_CHG = codes.mask(_P, ("CLTP",))
-P_DOCP = codes.mask(_P, ("DOCP",))
+
+
+def _masks(protections, alarms):
+    return codes.mask(_P, protections), codes.mask(_A, alarms)
+
+
+# protections (0x359 byte 0/1, 0x35A alarms) beside the warnings of the same signal
+P_OV, A_OV = _masks(("COVP", "POVP"), ("OV", "TOV"))
+P_UV, A_UV = _masks(("CUVP", "PUVP"), ("UV", "TUV", "USOC"))
+P_OT_DSG, A_OT_DSG = _masks(("DHTP", "MOS OT", "EOTP"), ("DOT", "EOT", "MOS OT"))
+P_UT_DSG, A_UT_DSG = _masks(("DLTP", "EUTP"), ("DUT", "EUT"))
+P_OT_CHG, A_OT_CHG = _masks(("CHTP",), ("COT",))
+P_UT_CHG, A_UT_CHG = _masks(("CLTP",), ("CUT",))
+P_DOCP, A_DOC = _masks(("DOCP",), ("DOC",))
+P_COC, A_COC = _masks(("COCP",), ("COC",))
+P_IMB, A_IMB = _masks(("IMB",), ("IMB",))
 P_SCP = codes.mask(_P, ("SCP",))
-P_IMB = codes.mask(_P, ("IMB",))
-# alarms (warnings)
-A_OV = codes.mask(_A, ("OV", "TOV"))
-A_UV = codes.mask(_A, ("UV", "TUV", "USOC"))
-A_OT = codes.mask(_A, ("COT", "DOT", "EOT", "MOS OT"))
-A_UT = codes.mask(_A, ("CUT", "DUT", "EUT"))
-A_OT_DSG = codes.mask(_A, ("DOT", "EOT", "MOS OT"))
-A_UT_DSG = codes.mask(_A, ("DUT", "EUT"))
-A_OT_CHG = codes.mask(_A, ("COT",))
-A_UT_CHG = codes.mask(_A, ("CUT",))
-A_DOC = codes.mask(_A, ("DOC",))
-A_COC = codes.mask(_A, ("COC",))
-A_IMB = codes.mask(_A, ("IMB",))
+P_OT = P_OT_CHG | P_OT_DSG
+P_UT = P_UT_CHG | P_UT_DSG
+P_DOC = P_DOCP | P_SCP
+A_OT = A_OT_CHG | A_OT_DSG
+A_UT = A_UT_CHG | A_UT_DSG
 # faults
 F_CONTACTOR = codes.mask(_F, ("CHG MOS", "DSG MOS", "PRECHARGE"))
 F_IMB = codes.mask(_F, ("IMB",))
@@ -96,29 +92,8 @@ def safe_cvl(view, ccl_ma):
     return cvl
 
 
-def u16(x):
-    """x clamped to an unsigned 16-bit field."""
-    if x < 0:
-        return 0
-    return x if x < 0xFFFF else 0xFFFF
-
-
-def s16(x):
-    """x clamped to a signed 16-bit field."""
-    if x < -32768:
-        return -32768
-    return x if x < 32767 else 32767
-
-
-def div(a, b):
-    """a / b rounded half away from zero (integers)."""
-    if a >= 0:
-        return (a + b // 2) // b
-    return -((-a + b // 2) // b)
-
-
 def _kelvin(dc):
-    return u16(div(dc + 2732, 10))
+    return div(dc + 2732, 10)
 
 
 def _pair(active):
@@ -151,19 +126,21 @@ def _encode(fid, buf, view, safe):
     if fid == ID_LIMITS:
         ccl = 0 if safe else view.ccl_ma
         dcl = 0 if safe else view.dcl_ma
-        struct.pack_into("<Hhh", buf, 0, u16(div(safe_cvl(view, ccl), 100)) or 1, s16(div(ccl, 100)),
-                         s16(div(dcl, 100)))
+        _h(buf, 0, div(safe_cvl(view, ccl), 100) or 1)
+        _s(buf, 2, div(ccl, 100))
+        _s(buf, 4, div(dcl, 100))
         if len(buf) == 8:
-            struct.pack_into("<H", buf, 6, u16(div(view.dvl_mv, 100)))
+            _h(buf, 6, div(view.dvl_mv, 100))
     elif fid == ID_SOC:
         soc = view.soc_pct
+        _h(buf, 0, soc)
+        _h(buf, 2, view.soh_pct)
         if len(buf) == 6:
-            struct.pack_into("<HHH", buf, 0, u16(soc), u16(view.soh_pct), u16(soc * 100))
-        else:
-            struct.pack_into("<HH", buf, 0, u16(soc), u16(view.soh_pct))
+            _h(buf, 4, soc * 100)
     elif fid == ID_MEAS:
-        struct.pack_into("<hhh", buf, 0, s16(div(view.voltage_mv, 10)),
-                         s16(div(view.current_ma, 100)), s16(view.max_temp_dc))
+        _s(buf, 0, div(view.voltage_mv, 10))
+        _s(buf, 2, div(view.current_ma, 100))
+        _s(buf, 4, view.max_temp_dc)
     elif fid == ID_FLAGS:
         p = view.protections
         a = view.alarms
@@ -174,7 +151,13 @@ def _encode(fid, buf, view, safe):
         b2 = ((2 if a & A_OV else 0) | (4 if a & A_UV else 0) | (8 if a & A_OT else 0)
               | (16 if a & A_UT else 0) | (128 if a & A_DOC else 0))
         b3 = (1 if a & A_COC else 0) | (8 if f & F_COMM else 0)
-        struct.pack_into("<BBBBBBB", buf, 0, b0, b1, b2, b3, view.packs_online & 0xFF, 0x50, 0x4E)
+        buf[0] = b0
+        buf[1] = b1
+        buf[2] = b2
+        buf[3] = b3
+        buf[4] = view.packs_online & 0xFF
+        buf[5] = 0x50  # "PN"
+        buf[6] = 0x4E
     elif fid == ID_ALARMS:
         p = view.protections
         a = view.alarms
@@ -195,15 +178,22 @@ def _encode(fid, buf, view, safe):
         buf[0] = b
         buf[1] = 0
     elif fid == ID_INFO:
-        struct.pack_into("<HHHH", buf, 0, MODEL, FW_VERSION, u16(view.capacity_mah // 1000), 0)
+        _h(buf, 0, MODEL)
+        _h(buf, 2, FW_VERSION)
+        _h(buf, 4, view.capacity_mah // 1000)
+        _h(buf, 6, 0)
     elif fid == ID_MODULES:
-        struct.pack_into("<HHHH", buf, 0, view.packs_online, view.packs_blocking_charge,
-                         view.packs_blocking_discharge, view.packs_offline)
+        _h(buf, 0, view.packs_online)
+        _h(buf, 2, view.packs_blocking_charge)
+        _h(buf, 4, view.packs_blocking_discharge)
+        _h(buf, 6, view.packs_offline)
     elif fid == ID_CELLS:
-        struct.pack_into("<HHHH", buf, 0, u16(view.min_cell_mv), u16(view.max_cell_mv),
-                         _kelvin(view.min_temp_dc), _kelvin(view.max_temp_dc))
+        _h(buf, 0, view.min_cell_mv)
+        _h(buf, 2, view.max_cell_mv)
+        _h(buf, 4, _kelvin(view.min_temp_dc))
+        _h(buf, 6, _kelvin(view.max_temp_dc))
     elif fid == ID_CAPACITY:
-        struct.pack_into("<H", buf, 0, u16(view.capacity_mah // 1000))
+        _h(buf, 0, view.capacity_mah // 1000)
 
 
 def _bit(i, active):

@@ -6,8 +6,7 @@
 # link's table of the other packs). Pure: a request's bytes in, the reply's
 # length out (written into a preallocated buffer); no UART, no clock; no
 # allocation per request.
-from proto.link import put_u16, put_i16
-from proto.pylon_can import div
+from proto.wire import put_u16, put_i16, put_u24, div
 
 SOI = 0x7E  # '~'
 EOI = 0x0D  # '\r'
@@ -174,16 +173,6 @@ def encode_frame(out, ver, adr, cid1, cid2, info, info_len):
         i += 1
     out[i] = EOI
     return i + 1
-
-
-def put_u24(buf, i, v):
-    if v < 0:
-        v = 0
-    elif v > 0xFFFFFF:
-        v = 0xFFFFFF
-    buf[i] = v >> 16
-    buf[i + 1] = (v >> 8) & 0xFF
-    buf[i + 2] = v & 0xFF
 
 
 def put_pack(info, i, cells, c0, n_cells, temps, t0, n_temps, current_ma, voltage_mv, rem_mah,
