@@ -301,3 +301,24 @@ def test_forced_update_jumper_keeps_the_firmware_stopped(monkeypatch, capsys):
     main.main()
     assert "jumper" in capsys.readouterr().out
     assert fm.WDTS == [] and rig.bq.fets() == 0
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_inverter_and_link_frames_reach_the_firmware_through_the_mcp2515(name, monkeypatch):
+    # The MCP2515 delivers nothing until its acceptance filters are set: the
+    # firmware must open them for the inverter's 11-bit 0x305 (PROTOCOLS 1) and
+    # the 29-bit link ids, and for nothing else.
+    mod = load(name, monkeypatch)
+    rig = Rig(mod)
+    b, app, r = run_app(mod, 500)
+    heard = app.state.inverter_frames
+    rig.peer.send(0x305, b"\x00" * 8, 0)  # inverter heartbeat
+    rig.peer.send(0x1A020001, bytes(8), rig.peer.FLAG_EXT_ID)  # a link HELLO from address 1
+    rig.peer.send(0x1A305, bytes(8), rig.peer.FLAG_EXT_ID)  # 29-bit, neither link nor inverter
+    rig.peer.send(0x123, bytes(8), 0)  # a foreign 11-bit frame
+    for _ in range(8):
+        rig.bus.step()
+    r.run_until(1000)
+    assert app.state.inverter_frames == heard + 1
+    assert b.can.rx_frames == 2  # the other two were filtered by the chip
+    assert not b.can.any()  # and the link frame was read (by the link service, the CAN reader)

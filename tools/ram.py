@@ -152,10 +152,6 @@ def run():
     peer.set_filters(None)
     r = VirtualRunner()
     R["harness"] = used() - u
-    # Nothing on the board opens the MCP2515's acceptance filters today (the
-    # driver delivers nothing before set_filters()): the harness does, so the
-    # inverter's frames reach the firmware.
-    app.board.can.set_filters(None)
     for svc in app.services:
         r.add(svc)
     fakes = R["fakes"] + R["image"] + R["harness"]

@@ -20,6 +20,7 @@ from app.balance import Balance
 from app.indicate import Indicate
 from app.button import Button
 from app.inverter import Inverter, master_test as _master
+from proto import link as link_proto, pylon_can
 
 
 
@@ -81,6 +82,10 @@ class App:
         self.inverter.server.packs = self.link  # 0x42 for another pack: the link's table
         self.services.append(self.inverter)
         self.services.append(self.link)
+        # the CAN port delivers only what a service reads: link frames and the
+        # inverter's (an MCP2515 delivers nothing until its filters are set)
+        if self.inverter.can is not None:
+            self.inverter.can.set_filters((link_proto.CAN_FILTER, pylon_can.CAN_FILTER))
         # store: restores counters and lock-outs now, then logs and saves (last)
         if self.persist is not None:
             try:

@@ -57,6 +57,12 @@ def length_of(typ):
     return -1
 
 
+# The CAN acceptance filter of link frames: 29-bit ids whose top five bits are
+# PREFIX ((id, mask, flags) as machine.CAN.set_filters / drivers.mcp2515 take it;
+# flags 2 = FLAG_EXT_ID)
+CAN_FILTER = (PREFIX << 24, 0x1F << 24, 2)
+
+
 def can_id(typ, src, dst):
     return (PREFIX << 24) | ((typ & 0xFF) << 16) | ((dst & 0xFF) << 8) | (src & 0xFF)
 

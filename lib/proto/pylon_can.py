@@ -221,5 +221,11 @@ def _fields(buf, off, active):
     buf[off + 3] = b3
 
 
+# The CAN acceptance filter of the inverter's frames: 11-bit 0x304..0x307 (the
+# three ids above and one unused; (id, mask, flags) as machine.CAN.set_filters
+# takes it, flags 0: standard ids only, so no link frame matches)
+CAN_FILTER = (0x304, 0x7FC, 0)
+
+
 def is_inverter_frame(fid):
     return fid == ID_INV_HEARTBEAT or fid == ID_INV_SMA2 or fid == ID_INV_VICTRON

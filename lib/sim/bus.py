@@ -32,6 +32,8 @@ class CanPort:
         self._q = []
         self.lost = 0
         self.sent = 0
+        self.filters = None  # set_filters
+        self.filtered = 0  # frames the acceptance filters dropped
 
     def send(self, id, data, flags=0):
         if not self.powered:
@@ -58,7 +60,24 @@ class CanPort:
         arg[3] = errors
         return arg
 
+    def set_filters(self, filters):
+        """As machine.CAN / drivers.mcp2515: None receives everything (the
+        default here), else only frames matching an (id, mask, flags) item."""
+        self.filters = None if filters is None else tuple(filters)
+
+    def _accepts(self, id_, flags):
+        if self.filters is None:
+            return True
+        ext = flags & FLAG_EXT_ID
+        for ident, mask, f in self.filters:
+            if (f & FLAG_EXT_ID) == ext and (id_ & mask) == (ident & mask):
+                return True
+        return False
+
     def _push(self, id_, data, flags):
+        if not self._accepts(id_, flags):
+            self.filtered += 1
+            return
         if len(self._q) >= _QUEUE:
             self.lost += 1
             return
