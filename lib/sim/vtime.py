@@ -8,7 +8,12 @@ from bms.ticks import TICKS_MASK
 
 # one heap operation per tick instead of a pop and a push where the heapq has
 # it (MicroPython's has not); the keys are unique, so the order is the same
-_replace = getattr(heapq, "heapreplace", None)
+def _pop_push(heap, item):
+    heapq.heappop(heap)
+    heapq.heappush(heap, item)
+
+
+_replace = getattr(heapq, "heapreplace", _pop_push)
 
 
 class VirtualRunner:
@@ -42,11 +47,7 @@ class VirtualRunner:
                 heapq.heappop(heap)
                 continue
             self.now_ms = t
-            if _replace is not None:
-                _replace(heap, (t + svc.period_ms, order))
-            else:
-                heapq.heappop(heap)
-                heapq.heappush(heap, (t + svc.period_ms, order))
+            _replace(heap, (t + svc.period_ms, order))
             try:
                 svc.tick(t & TICKS_MASK)
             except Exception as e:
