@@ -115,8 +115,9 @@ class CanBus:
         self.bits += frame_bits(ext, len(data))
         if self.tap is not None:
             self.tap(self._clock_ms(), self.name, id_, ext, data)
+        whole = not self.cuts
         for p in self.ports:
-            if p is not src and p.powered and self.reachable(src.position, p.position):
+            if p is not src and p.powered and (whole or self.reachable(src.position, p.position)):
                 p._push(id_, data, flags)
 
 

@@ -89,6 +89,17 @@ class MockAfe(Afe):
         self._ov_ntc_dc = array("i", [0] * N_TEMPS)
         self._ov_i = False
         self._ov_i_ma = 0
+        self._plain_sense = True  # no cell fault: the chip senses the model's cell_mv
+        self._plain_cells = True  # nor a cell override: read() reports them as they are
+        self._plain_ntcs = True  # no NTC fault or override
+
+    def _plain(self):
+        # bench speed: read() and step() take the model's readings directly
+        # while nothing is injected (what the general path gives them too)
+        self._plain_sense = not (any(self._cell_off) or any(self._cell_stuck) or any(self._open_wire))
+        self._plain_cells = self._plain_sense and not any(self._ov_cell)
+        self._plain_ntcs = not (any(self._ntc_open) or any(self._ntc_short) or any(self._ntc_stuck)
+                                or any(self._ov_ntc))
 
     # --- what the chip measures (noise-free, before overrides) ---
 
@@ -143,8 +154,37 @@ class MockAfe(Afe):
             self.comm_errors += 1
             return False
         m = self.model
-        rng = self._rng
         noise = self._noise_mv
+        if self._plain_cells and not noise:
+            mv = m._mv  # already clamped to 0..CELL_MAX_MV
+            out = snap.cell_mv
+            c = 0
+            n = self.n_cells
+            while c < n:
+                out[c] = mv[c]
+                c += 1
+        else:
+            self._read_cells(snap, noise)
+        if self._plain_ntcs:
+            t_err = self._t_err
+            out = snap.temp_dc
+            ch = 0
+            while ch < N_CELL_TEMPS:
+                out[ch] = _int16(m.cell_temp_dc(ch) + t_err[ch])
+                ch += 1
+            t = m.mos_temp_dc()
+            while ch < N_TEMPS:
+                out[ch] = _int16((t if ch == T_MOS0 or ch == T_MOS1 else m.ambient_dc) + t_err[ch])
+                ch += 1
+        else:
+            self._read_temps(snap)
+        snap.stack_mv = m.stack_mv()
+        snap.pack_mv = m.pack_mv()
+        snap.current_ma = self._ov_i_ma if self._ov_i else self._sensed_current_ma()
+        return True
+
+    def _read_cells(self, snap, noise):
+        rng = self._rng
         c = 0
         while c < self.n_cells:
             if self._ov_cell[c]:
@@ -159,22 +199,16 @@ class MockAfe(Afe):
                 v = 65535
             snap.cell_mv[c] = v
             c += 1
+
+    def _read_temps(self, snap):
         ch = 0
         while ch < N_TEMPS:
             if self._ov_ntc[ch]:
                 t = self._ov_ntc_dc[ch]
             else:
                 t = self._sensed_temp_dc(ch)
-            if t < -32768:
-                t = -32768
-            elif t > 32767:
-                t = 32767
-            snap.temp_dc[ch] = t
+            snap.temp_dc[ch] = _int16(t)
             ch += 1
-        snap.stack_mv = m.stack_mv()
-        snap.pack_mv = m.pack_mv()
-        snap.current_ma = self._ov_i_ma if self._ov_i else self._sensed_current_ma()
-        return True
 
     def set_fets(self, chg, dsg, pchg):
         self._req_chg = bool(chg)
@@ -257,13 +291,17 @@ class MockAfe(Afe):
                 self._trip(bit)
             left -= seg
 
-        vmax = vmin = self._sensed_cell_mv(0)
-        for c in range(1, self.n_cells):
-            v = self._sensed_cell_mv(c)
-            if v > vmax:
-                vmax = v
-            elif v < vmin:
-                vmin = v
+        if self._plain_sense:
+            vmax = max(m._mv)  # what the loop below gives while no cell fault is injected
+            vmin = min(m._mv)
+        else:
+            vmax = vmin = self._sensed_cell_mv(0)
+            for c in range(1, self.n_cells):
+                v = self._sensed_cell_mv(c)
+                if v > vmax:
+                    vmax = v
+                elif v < vmin:
+                    vmin = v
         a = self._alerts
         self._cov_ms = _held(vmax > lim.cov_mv and not a & ALERT_COV, self._cov_ms, dt_ms)
         if self._cov_ms >= lim.cov_delay_ms:
@@ -327,6 +365,7 @@ class MockAfe(Afe):
             m.dsg_stuck_on = on
         else:
             m.dsg_stuck_off = on
+        self._plain()
 
     def override(self, kind, index, value):
         """Report value instead of the measurement of cell index (mV), NTC
@@ -347,11 +386,16 @@ class MockAfe(Afe):
             self._ov_i_ma = v
         else:
             raise ValueError("unknown override %r (known: %s)" % (kind, ", ".join(OVERRIDES)))
+        self._plain()
 
 
 def _check_index(name, index, n):
     if not 0 <= index < n:
         raise ValueError("%s: index %d out of range 0..%d" % (name, index, n - 1))
+
+
+def _int16(t):
+    return -32768 if t < -32768 else (32767 if t > 32767 else t)
 
 
 def _held(cond, ms, dt_ms):

@@ -173,6 +173,8 @@ class PackModel:
         i2 = i_ma * i_ma
         amb = self.ambient_dc * _UC_PER_DC
         t = self._node_t
+        if i2 == 0 and t.count(amb) == N_GROUPS + 1:
+            return  # no heat, all at ambient: every remainder stays below its capacity, nothing moves
         acc = self._node_acc
         r = self._node_r
         g = self._node_g

@@ -13,7 +13,21 @@ _ALERTS = ((afe_bits.ALERT_CUV, "CUV"), (afe_bits.ALERT_COV, "COV"), (afe_bits.A
            (afe_bits.ALERT_OCD, "OCD"), (afe_bits.ALERT_SCD, "SCD"))
 
 
+_STRS = {}  # memo of _str: keys and names repeat on every line
+_STRS_MAX = 128
+
+
 def _str(s):
+    r = _STRS.get(s)
+    if r is not None:
+        return r
+    r = _quote(s)
+    if len(_STRS) < _STRS_MAX:
+        _STRS[s] = r
+    return r
+
+
+def _quote(s):
     out = ['"']
     for ch in s:
         if ch == '"' or ch == "\\":
@@ -27,6 +41,13 @@ def _str(s):
 
 
 def value(v):
+    t = type(v)
+    if t is int:  # not bool (a type of its own)
+        return str(v)
+    if t is str:
+        return _str(v)
+    if t is list:
+        return "[" + ", ".join([str(x) if type(x) is int else value(x) for x in v]) + "]"
     if v is None:
         return "null"
     if v is True:
@@ -46,13 +67,13 @@ def value(v):
 
 def line(pairs):
     """One trace line from (key, value) pairs, keys in the given order."""
-    return "{" + ", ".join(_str(k) + ": " + value(v) for k, v in pairs) + "}"
+    return "{" + ", ".join([_str(k) + ": " + value(v) for k, v in pairs]) + "}"
 
 
 def frame_line(t_ms, bus, id_, ext, data):
     """A frame on a bus: the trace line every CAN frame gets."""
     return line([("t_ms", t_ms), ("bus", bus), ("id", id_), ("ext", ext),
-                 ("data", "".join("%02x" % b for b in data))])
+                 ("data", "%02x" * len(data) % tuple(data))])
 
 
 def alert_names(bits):

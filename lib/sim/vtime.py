@@ -6,6 +6,15 @@
 import heapq
 from defs.ticks import TICKS_MASK
 
+# one heap operation per tick instead of a pop and a push where the heapq has
+# it (MicroPython's has not); the keys are unique, so the order is the same
+def _pop_push(heap, item):
+    heapq.heappop(heap)
+    heapq.heappush(heap, item)
+
+
+_replace = getattr(heapq, "heapreplace", _pop_push)
+
 
 class VirtualRunner:
     def __init__(self, start_ms=0):
@@ -30,13 +39,15 @@ class VirtualRunner:
     def run_until(self, end_ms):
         """Run every tick due before end_ms, then set the clock to end_ms."""
         heap = self._heap
+        svcs = self._svc
         while heap and heap[0][0] < end_ms:
-            t, order = heapq.heappop(heap)
-            svc = self._svc[order]
+            t, order = heap[0]
+            svc = svcs[order]
             if svc is None:
+                heapq.heappop(heap)
                 continue
             self.now_ms = t
-            heapq.heappush(heap, (t + svc.period_ms, order))
+            _replace(heap, (t + svc.period_ms, order))
             try:
                 svc.tick(t & TICKS_MASK)
             except Exception as e:
