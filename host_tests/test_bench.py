@@ -177,8 +177,11 @@ def test_frames_on_the_can_bus_become_trace_lines():
     world.packs[0].board.can.send(0x18FF0102, b"\x01\xab", 2)
     frame = json.loads(lines[-1])
     assert frame == {"t_ms": 1000, "bus": "can", "id": 0x18FF0102, "ext": True, "data": "01ab"}
+    # on the bus (traced) but no service reads that id: the port's filter drops it
+    assert world.packs[1].board.can.recv() is None and world.packs[1].board.can.filtered == 1
+    world.packs[0].board.can.send(0x1AFF0102, b"\x01\xab", 2)  # a link id: delivered
     got = world.packs[1].board.can.recv()
-    assert got[0] == 0x18FF0102 and bytes(got[1]) == b"\x01\xab"
+    assert got[0] == 0x1AFF0102 and bytes(got[1]) == b"\x01\xab"
     # RS485: pack 0's Link OUT is pack 1's Link IN; pack 0's Link IN faces the inverter
     world.packs[0].board.link_out.write(b"addr 2")
     assert world.packs[1].board.link_in.read() == b"addr 2"
