@@ -168,20 +168,17 @@ class World:
             return
         pack.on = on
         b = pack.board
-        if b.can is not None:
-            b.can.powered = on
-        b.link_in.powered = on
-        b.link_out.powered = on
+        ports = (b.link_in, b.link_out) if b.can is None else (b.can, b.link_in, b.link_out)
         self._share_ms = -1
         if not on:
             self._stop_app(pack.app)
             self.runner.remove(pack.tracer)
-            if b.can is not None:
-                b.can._q = []
-            b.link_in._rx = bytearray()
-            b.link_out._rx = bytearray()
+            for port in ports:
+                port.power_off()
             pack.afe.set_fets(False, False, False)
             return
+        for port in ports:
+            port.powered = True
         pack.app = App(b, pack.params, pack.store)
         self._run_app(pack)
         pack.tracer = Tracer(self, pack)
