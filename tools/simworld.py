@@ -139,6 +139,12 @@ class World:
         for svc in app.services:
             self.runner.add(svc, 0, on_error)
 
+    def _restart(self, pack):
+        """A fresh firmware start on the pack's flash: the stored parameters
+        replace the scenario's (pack.params) when the flash holds a good copy."""
+        pack.app = App(pack.board, pack.params, pack.store)
+        self._run_app(pack)
+
     def _stop_app(self, app):
         for s in app.services:
             self.runner.remove(s)
@@ -148,8 +154,7 @@ class World:
         power cut of the BMS board): a new App loads what the old one stored."""
         pack = self.packs[k]
         self._stop_app(pack.app)
-        pack.app = App(pack.board, Params(), pack.store)
-        self._run_app(pack)
+        self._restart(pack)
 
     def plug(self, k, on):
         """link: plug (on) or unplug the Link cable from pack k's Link OUT
@@ -179,8 +184,7 @@ class World:
             return
         for port in ports:
             port.powered = True
-        pack.app = App(b, pack.params, pack.store)
-        self._run_app(pack)
+        self._restart(pack)
         pack.tracer = Tracer(self, pack)
         self.runner.add(pack.tracer)
 
