@@ -6,6 +6,7 @@
 import host_sim
 from app.app import App
 from app.service import Service
+from app.supervise import Failure
 from bms.params import Params, index_of
 from sim import scenario as scn
 from sim import trace
@@ -121,29 +122,39 @@ class World:
     def _schedule(self, pack):
         r = self.runner
         r.add(Physics(pack.afe, lambda: self.request_ma(pack)))
-        for svc in pack.app.services:
-            r.add(svc, 0, self._failed(pack))
+        self._run_app(pack)
         pack.tracer = Tracer(self, pack)
         r.add(pack.tracer)
 
-    def _failed(self, pack):
+    def _run_app(self, pack):
+        """Schedule pack.app's services; one that raises stops them all in the
+        safe state (app.supervise, as on the board) and is traced."""
+        app = pack.app
+        failure = Failure(app, lambda: self._stop_app(app))
+
         def on_error(svc, exc):
-            pack.app.safe_state(svc.name)
-            for s in pack.app.services:
-                self.runner.remove(s)
+            failure.fail(svc.name, exc)
             self.emit(trace.line([("t_ms", self.t_ms()), ("pack", pack.index),
                                   ("error", svc.name + ": " + repr(exc))]))
-        return on_error
+        for svc in app.services:
+            self.runner.add(svc, 0, on_error)
+
+    def _restart(self, pack):
+        """A fresh firmware start on the pack's flash: the stored parameters
+        replace the scenario's (pack.params) when the flash holds a good copy."""
+        pack.app = App(pack.board, pack.params, pack.store)
+        self._run_app(pack)
+
+    def _stop_app(self, app):
+        for s in app.services:
+            self.runner.remove(s)
 
     def power_cycle(self, k):
         """store: restart pack k's firmware on the same flash (a reset or a
         power cut of the BMS board): a new App loads what the old one stored."""
         pack = self.packs[k]
-        for s in pack.app.services:
-            self.runner.remove(s)
-        pack.app = App(pack.board, Params(), pack.store)
-        for svc in pack.app.services:
-            self.runner.add(svc, 0, self._failed(pack))
+        self._stop_app(pack.app)
+        self._restart(pack)
 
     def plug(self, k, on):
         """link: plug (on) or unplug the Link cable from pack k's Link OUT
@@ -162,24 +173,18 @@ class World:
             return
         pack.on = on
         b = pack.board
-        if b.can is not None:
-            b.can.powered = on
-        b.link_in.powered = on
-        b.link_out.powered = on
+        ports = (b.link_in, b.link_out) if b.can is None else (b.can, b.link_in, b.link_out)
         self._share_ms = -1
         if not on:
-            for s in pack.app.services:
-                self.runner.remove(s)
+            self._stop_app(pack.app)
             self.runner.remove(pack.tracer)
-            if b.can is not None:
-                b.can._q = []
-            b.link_in._rx = bytearray()
-            b.link_out._rx = bytearray()
+            for port in ports:
+                port.power_off()
             pack.afe.set_fets(False, False, False)
             return
-        pack.app = App(b, pack.params, pack.store)
-        for svc in pack.app.services:
-            self.runner.add(svc, 0, self._failed(pack))
+        for port in ports:
+            port.powered = True
+        self._restart(pack)
         pack.tracer = Tracer(self, pack)
         self.runner.add(pack.tracer)
 

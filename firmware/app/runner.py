@@ -1,7 +1,10 @@
 # Owns the board runner: one asyncio task per service, paced by ticks_ms and
-# sleep_ms, and one global exception handler that puts the pack in its safe
-# state and stops the loop (the watchdog or main.py then resets the board).
+# sleep_ms, and one global exception handler; a failure puts the pack in its
+# safe state and stops the loop (app.supervise; the watchdog or main.py then
+# resets the board).
 import asyncio
+
+from app.supervise import Failure
 
 try:
     from time import ticks_ms, ticks_diff, ticks_add
@@ -17,8 +20,7 @@ class Runner:
         self.ticks_diff = c.ticks_diff if c else ticks_diff
         self.ticks_add = c.ticks_add if c else ticks_add
         self.sleep_ms = c.sleep_ms if c else asyncio.sleep_ms
-        self.failed = None
-        self._stop = None
+        self._failure = None
 
     async def _task(self, svc):
         due = self.ticks_ms()
@@ -35,21 +37,16 @@ class Runner:
         try:
             await self._task(svc)
         except Exception as e:  # noqa: any service failure makes the pack safe
-            self._fail(svc.name, e)
-
-    def _fail(self, where, exc):
-        if self.failed is None:
-            self.failed = (where, exc)
-            self.app.safe_state(where)
-        self._stop.set()
+            self._failure.fail(svc.name, e)
 
     async def run(self):
         """Run until a service fails; returns (service name, exception)."""
-        self._stop = asyncio.Event()
+        stop = asyncio.Event()
+        self._failure = Failure(self.app, stop.set)
         loop = asyncio.get_event_loop()
-        loop.set_exception_handler(lambda lp, ctx: self._fail("loop", ctx.get("exception")))
+        loop.set_exception_handler(lambda lp, ctx: self._failure.fail("loop", ctx.get("exception")))
         tasks = [asyncio.create_task(self._guard(s)) for s in self.app.services]
-        await self._stop.wait()
+        await stop.wait()
         for t in tasks:
             t.cancel()
-        return self.failed
+        return self._failure.failed

@@ -42,6 +42,11 @@ class CanPort:
         self.sent += 1
         return 0
 
+    def power_off(self):
+        """The port loses power: the frames waiting in it are gone."""
+        self.powered = False
+        self._q = []
+
     def any(self):
         return len(self._q) > 0
 
@@ -135,6 +140,11 @@ class SerialEnd:
         if self.powered and self.link.plugged and peer.powered:
             peer._rx.extend(data)
         return len(data)
+
+    def power_off(self):
+        """The end loses power: the bytes waiting in it are gone."""
+        self.powered = False
+        self._rx = bytearray()
 
     def any(self):
         return len(self._rx)
