@@ -8,7 +8,6 @@
 #      board modules that need `machine` are skipped for now
 #   (further gate steps, e.g. trace identity and the heap_lock control step,
 #   go below as their own sections, using the `mpy` fixture)
-import ast
 import json
 import os
 import subprocess
@@ -147,27 +146,6 @@ def _module_name(label):
     return ".".join(parts)
 
 
-def _module_level_imports(path):
-    """Names imported when the module is imported (not inside functions)."""
-    with open(path, encoding="utf-8") as f:
-        tree = ast.parse(f.read(), path)
-    names = set()
-
-    def visit(node):
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-                continue
-            if isinstance(child, ast.Import):
-                names.update(a.name for a in child.names)
-            elif isinstance(child, ast.ImportFrom) and child.module and not child.level:
-                names.add(child.module)
-                names.update(child.module + "." + a.name for a in child.names)
-            visit(child)
-
-    visit(tree)
-    return names
-
-
 def _needs_machine(name, by_name, seen=None):
     """True when importing `name` imports `machine`, directly or through
     project modules."""
@@ -175,7 +153,7 @@ def _needs_machine(name, by_name, seen=None):
     if name in seen or name not in by_name:
         return False
     seen.add(name)
-    for imp in _module_level_imports(by_name[name].path):
+    for imp in deploy.module_imports(by_name[name].path):
         if imp == "machine" or imp.startswith("machine."):
             return True
         parts = imp.split(".")
@@ -300,24 +278,20 @@ def test_imports_in_micropython(mod, import_results):
         pytest.fail("%s: cannot %s in MicroPython:\n%s" % (mod.label, what, error), pytrace=False)
 
 
-def test_gate_reports_failing_modules_by_name(mpy, tmp_path):
-    files = {
+def test_gate_reports_failing_modules_by_name(mpy, make_tree):
+    root = make_tree({
         "firmware/main.py": "print('main must not run')\n",
         "lib/good.py": "X = 1\n",
         "lib/bad.py": "import does_not_exist\n",
         "lib/uses_bad.py": "from good import X\nY = X + 1\n",
         "boards/needs_pin.py": "import machine\n",
         "boards/plain.py": "from good import X\n",
-    }
-    for rel, text in files.items():
-        p = tmp_path / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    mods = discover_modules(str(tmp_path))
+    })
+    mods = discover_modules(root)
     assert {m.name: m.skip is not None for m in mods} == {
         "/main.py": False, "bad": False, "good": False, "uses_bad": False,
         "needs_pin": True, "plain": False}
-    res = run_import_gate(mpy, [m for m in mods if not m.skip], root=str(tmp_path), timeout_s=30)
+    res = run_import_gate(mpy, [m for m in mods if not m.skip], root=root, timeout_s=30)
     assert res["/main.py"] is None and res["good"] is None and res["uses_bad"] is None
     assert res["plain"] is None
     assert "does_not_exist" in res["bad"]

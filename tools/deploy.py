@@ -149,6 +149,28 @@ def module_constants(path):
     return consts
 
 
+def module_imports(path):
+    """Names a source file imports when it is imported, in source order
+    (imports inside functions are left out; relative imports too)."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    names = []
+
+    def visit(node):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(child, ast.Import):
+                names.extend(a.name for a in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module and not child.level:
+                names.append(child.module)
+                names.extend(child.module + "." + a.name for a in child.names)
+            visit(child)
+
+    visit(tree)
+    return names
+
+
 def board_arch(boards_dir, name):
     """The board's mpy-cross architecture; DeployError when the board is
     unknown, host-only or has no architecture."""

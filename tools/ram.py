@@ -89,6 +89,18 @@ def build_fakes(out_dir, arch="xtensawin"):
 
 # ---- the script run in MicroPython -----------------------------------------------
 
+# Both scripts mount a romfs image (the fakes, the firmware) from a host file
+# with mount(path, at); it returns the image's size in bytes.
+MOUNT = r"""
+def mount(path, at):
+    n = os.stat(path)[6]
+    buf = bytearray(n)
+    with open(path, "rb") as f:
+        f.readinto(buf)
+    vfs.mount(vfs.VfsRom(memoryview(buf)), at)
+    return n
+"""
+
 # Boots the board as main.py does (main.start(board.build()) with the store
 # on a host directory and the RTC clock), then runs STRETCH: a list of
 # [seconds, pack current mA] phases with a peer on the CAN bus sending the
@@ -99,15 +111,7 @@ import gc, os, sys, vfs, json
 gc.collect()
 BASE = gc.mem_alloc()
 R = {"base": BASE}
-
-def mount(path, at):
-    n = os.stat(path)[6]
-    buf = bytearray(n)
-    with open(path, "rb") as f:
-        f.readinto(buf)
-    vfs.mount(vfs.VfsRom(memoryview(buf)), at)
-    return n
-
+""" + MOUNT + r"""
 def used():
     gc.collect()
     return gc.mem_alloc() - BASE
@@ -224,12 +228,7 @@ def run_board(board, store, heap_bytes, app_path, fakes_image, stretch=STRETCH, 
 # in the order given), under the fakes so the board module and drivers load.
 MODULE_SCRIPT = r"""
 import gc, os, sys, vfs, json
-def mount(path, at):
-    n = os.stat(path)[6]
-    buf = bytearray(n)
-    with open(path, "rb") as f:
-        f.readinto(buf)
-    vfs.mount(vfs.VfsRom(memoryview(buf)), at)
+""" + MOUNT + r"""
 mount(FAKES, "/fk")
 if STORE == "romfs":
     mount(APP, "/rom")
@@ -246,28 +245,6 @@ for name in NAMES:
     out.append([name, gc.mem_alloc() - a])
 print(json.dumps(out))
 """
-
-
-def _deps(src_path):
-    """Module-level imports of a source file (not those inside functions)."""
-    import ast
-    with open(src_path, encoding="utf-8") as f:
-        tree = ast.parse(f.read())
-    names = []
-
-    def visit(node):
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-                continue
-            if isinstance(child, ast.Import):
-                names.extend(a.name for a in child.names)
-            elif isinstance(child, ast.ImportFrom) and child.module and not child.level:
-                names.append(child.module)
-                names.extend(child.module + "." + a.name for a in child.names)
-            visit(child)
-
-    visit(tree)
-    return names
 
 
 def firmware_modules(board):
@@ -291,7 +268,7 @@ def firmware_modules(board):
         seen.add(name)
         if "." in name:
             visit(name.rpartition(".")[0])
-        for dep in _deps(srcs[name]):
+        for dep in deploy.module_imports(srcs[name]):
             for i in range(1, dep.count(".") + 2):
                 visit(".".join(dep.split(".")[:i]))
         order.append(name)
