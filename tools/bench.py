@@ -51,6 +51,30 @@ def run_micropython(text, emit):
         raise BenchError("MicroPython run failed: %s" % (last[-1] if last else "exit %d" % proc.returncode))
 
 
+def run_pc_port(sc, args):
+    """The bench in real time with the master's PC port open to host tools
+    (tools.gateway); ends with the scenario or Ctrl-C."""
+    if args.runtime != "cpython":
+        raise BenchError("the PC port runs on cpython")
+    import simworld
+    from tools import gateway
+    out = open(args.trace, "w", encoding="utf-8") if args.trace else None
+    try:
+        world = simworld.World(sc, (lambda line: out.write(line + "\n")) if out else (lambda line: None))
+        try:
+            _rtu, lines = gateway.attach(world, args.modbus_tcp, args.pty)
+        except gateway.GatewayError as e:
+            raise BenchError(str(e))
+        for ln in lines:
+            print(ln, flush=True)
+        print("bench: running in real time for %.1f h (Ctrl-C ends)" % (sc.duration_ms / 3.6e6), flush=True)
+        gateway.pace(world)
+    finally:
+        if out:
+            out.close()
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__)
     ap.add_argument("--scenario", help="scenario JSON (default: the solar-day demo)")
@@ -58,6 +82,10 @@ def main(argv=None):
     ap.add_argument("--headless", action="store_true", help="no live panel, run to the end and summarise")
     ap.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython")
     ap.add_argument("--speed", type=float, default=60.0, help="live panel: simulated seconds per second")
+    ap.add_argument("--modbus-tcp", metavar="HOST:PORT",
+                    help="the master's PC port as a Modbus TCP gateway on loopback (runs in real time)")
+    ap.add_argument("--pty", action="store_true",
+                    help="the master's PC port as a pseudo-terminal for RTU clients (runs in real time)")
     args = ap.parse_args(argv)
     headless = args.headless or not (sys.stdin.isatty() and sys.stdout.isatty())
     try:
@@ -67,6 +95,8 @@ def main(argv=None):
             text, sc = load_scenario(DEMO)
         else:
             text, sc = LIVE_DEFAULT, scn.parse(LIVE_DEFAULT, FAULTS)
+        if args.modbus_tcp or args.pty:
+            return run_pc_port(sc, args)
         if not headless:
             if args.runtime != "cpython":
                 raise BenchError("the live panel runs on cpython; use --headless for --runtime micropython")

@@ -1,0 +1,228 @@
+# Owns the bench's PC port for host tools (issue 13, "Try it without
+# hardware"): the simulated master's Link IN, seen from the PC end of its
+# cable (world.links[0].a), offered as
+# - a Modbus TCP server on loopback acting as a Modbus gateway to that RTU
+#   port: each MBAP request is framed as RTU for its unit id (unit 1 = the
+#   system/master, each pack at its own unit id, relayed by the master), the
+#   RTU reply goes back under the request's transaction id; no reply within
+#   REPLY_TIMEOUT_MS of simulated time is the gateway exception 0x0B (target
+#   device failed to respond, Modbus Application Protocol v1.1b3 7);
+# - and/or the raw RTU port as a pseudo-terminal (path printed), for RTU
+#   clients that open a serial device.
+# Framing on the PC side is pymodbus's (FramerSocket, FramerRTU): an
+# implementation independent of the board's. With either, the bench paces
+# itself to real time (pace()). Host-side only; allocates freely.
+import os
+import queue
+import socket
+import socketserver
+import threading
+import time
+
+from pymodbus.framer import FramerRTU, FramerSocket
+from pymodbus.pdu import DecodePDU
+
+PERIOD_MS = 5
+REPLY_TIMEOUT_MS = 1000
+GATEWAY_NO_RESPONSE = 0x0B
+_WALL_TIMEOUT_S = 10.0
+_RX_CHUNK = 4096
+
+
+class GatewayError(Exception):
+    pass
+
+
+class RtuMaster:
+    """A runner service: one request at a time on the PC end of the master's
+    Link IN. submit(unit, pdu) -> reply pdu bytes (the exception 0x0B when the
+    pack does not answer); called from any thread, it blocks until the
+    simulated world has answered or REPLY_TIMEOUT_MS simulated ms passed."""
+    name = "pc-rtu"
+    period_ms = PERIOD_MS
+
+    def __init__(self, end):
+        self.end = end
+        self._q = queue.Queue()
+        self._job = None  # [unit, pdu, deadline_ms, event, reply]
+        self._rx = bytearray()
+        self._framer = FramerRTU(DecodePDU(False))
+        self.requests = 0
+        self.timeouts = 0
+        self.bad_replies = 0
+        self.pty = None  # Pty: raw bytes to and from a pseudo-terminal
+
+    def submit(self, unit, pdu):
+        job = [unit, bytes(pdu), None, threading.Event(), None]
+        self._q.put(job)
+        if not job[3].wait(_WALL_TIMEOUT_S):
+            return bytes((pdu[0] | 0x80, GATEWAY_NO_RESPONSE))
+        return job[4]
+
+    def tick(self, now_ms):
+        end = self.end
+        if self.pty is not None:
+            data = self.pty.read()
+            if data:
+                end.write(data)
+        if end.any():
+            data = end.read()
+            if self.pty is not None:
+                self.pty.write(data)
+            self._rx.extend(data)
+        job = self._job
+        if job is None:
+            self._rx.clear()
+            try:
+                job = self._q.get_nowait()
+            except queue.Empty:
+                return
+            self._job = job
+            job[2] = now_ms + REPLY_TIMEOUT_MS
+            self.requests += 1
+            end.write(self._framer.encode(job[1], job[0], 0))
+            return
+        if self._rx:
+            used, unit, _tid, pdu = self._framer.decode(bytes(self._rx))
+            if used and pdu and unit == job[0]:
+                self._finish(pdu)
+                return
+            if used:
+                self.bad_replies += 1
+                del self._rx[:used]
+        if now_ms >= job[2]:
+            self.timeouts += 1
+            self._finish(bytes((job[1][0] | 0x80, GATEWAY_NO_RESPONSE)))
+
+    def _finish(self, reply):
+        job = self._job
+        self._job = None
+        self._rx.clear()
+        job[4] = reply
+        job[3].set()
+
+
+class _TcpHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        rtu = self.server.rtu
+        framer = FramerSocket(DecodePDU(True))
+        buf = b""
+        while True:
+            try:
+                data = self.request.recv(_RX_CHUNK)
+            except OSError:
+                return
+            if not data:
+                return
+            buf += data
+            while True:
+                used, unit, tid, pdu = framer.decode(buf)
+                if not used:
+                    break
+                buf = buf[used:]
+                if not pdu:
+                    continue  # a malformed MBAP header: dropped, as a server does
+                reply = rtu.submit(unit, pdu)
+                try:
+                    self.request.sendall(framer.encode(reply, unit, tid))
+                except OSError:
+                    return
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def parse_address(text):
+    """'HOST:PORT' -> (host, port); loopback only (the bench is no network service)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise GatewayError("--modbus-tcp wants HOST:PORT, got %r" % text)
+    host = host or "127.0.0.1"
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise GatewayError("--modbus-tcp serves loopback only (127.0.0.1), not %r" % host)
+    return host, int(port)
+
+
+def serve_tcp(rtu, address):
+    """Start the Modbus TCP gateway (a daemon thread); returns the server
+    (server.server_address has the port when 0 was asked)."""
+    try:
+        srv = _Server(address, _TcpHandler)
+    except OSError as e:
+        raise GatewayError("cannot listen on %s:%d: %s" % (address[0], address[1], e))
+    srv.rtu = rtu
+    threading.Thread(target=srv.serve_forever, name="modbus-tcp", daemon=True).start()
+    return srv
+
+
+class Pty:
+    """The raw RTU port as a pseudo-terminal: what a client writes to
+    self.path reaches the master's Link IN, what the master answers comes back."""
+
+    def __init__(self):
+        import tty
+        self.fd, slave = os.openpty()
+        tty.setraw(slave)
+        self.path = os.ttyname(slave)
+        self._slave = slave  # kept open: the pty stays usable between clients
+        os.set_blocking(self.fd, False)
+
+    def read(self):
+        try:
+            return os.read(self.fd, _RX_CHUNK)
+        except (BlockingIOError, OSError):
+            return b""
+
+    def write(self, data):
+        try:
+            os.write(self.fd, data)
+        except OSError:
+            pass  # nobody reading: the bytes are lost, as on an unplugged cable
+
+
+def attach(world, modbus_tcp=None, pty=False):
+    """Put the PC port on world (a tools.simworld.World); returns (rtu, lines
+    telling the user where to connect)."""
+    inv = getattr(world, "inverter", None)
+    if inv is not None and getattr(inv, "end", None) is world.links[0].a:
+        raise GatewayError("the scenario's RS485 inverter uses the master's Link IN; "
+                           "run the PC port with a CAN inverter or none")
+    rtu = RtuMaster(world.links[0].a)
+    world.runner.add(rtu)
+    lines = []
+    if modbus_tcp:
+        srv = serve_tcp(rtu, parse_address(modbus_tcp))
+        lines.append("bench: Modbus TCP gateway on %s:%d (unit 1 = the system, N = pack N)" %
+                     srv.server_address[:2])
+    if pty:
+        rtu.pty = Pty()
+        lines.append("bench: Modbus RTU port on %s" % rtu.pty.path)
+    return rtu, lines
+
+
+def pace(world, stop=None, step_ms=10):
+    """Run the world in real time until its scenario ends or stop (an Event)
+    is set; Ctrl-C ends it too."""
+    t0 = time.monotonic()
+    end_ms = world.sc.duration_ms
+    try:
+        while stop is None or not stop.is_set():
+            sim = int((time.monotonic() - t0) * 1000)
+            if sim >= end_ms:
+                world.run_until(end_ms)
+                return
+            world.run_until(sim)
+            time.sleep(step_ms / 1000)
+    except KeyboardInterrupt:
+        return
+
+
+def local_port():
+    """A free TCP port on loopback (tests)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
