@@ -13,8 +13,8 @@ from hypothesis import given, settings, strategies as hs
 from tools import paths  # noqa: F401
 from proto import isotp as tp
 
-BOARD_ID = 0x18DA01F1  # host -> board
-HOST_ID = 0x18DAF101  # board -> host
+BOARD_ID = 0x18EF01F1  # host -> board
+HOST_ID = 0x18EFF101  # board -> host
 
 
 class Pair:
