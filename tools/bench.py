@@ -62,7 +62,7 @@ def run_pc_port(sc, args):
     try:
         world = simworld.World(sc, (lambda line: out.write(line + "\n")) if out else (lambda line: None))
         try:
-            _rtu, lines = gateway.attach(world, args.modbus_tcp, args.pty)
+            _rtu, lines = gateway.attach(world, args.modbus_tcp, args.pty, args.can)
         except gateway.GatewayError as e:
             raise BenchError(str(e))
         for ln in lines:
@@ -84,6 +84,8 @@ def main(argv=None):
     ap.add_argument("--speed", type=float, default=60.0, help="live panel: simulated seconds per second")
     ap.add_argument("--modbus-tcp", metavar="HOST:PORT",
                     help="the master's PC port as a Modbus TCP gateway on loopback (runs in real time)")
+    ap.add_argument("--can", metavar="INTERFACE:CHANNEL",
+                    help="bridge the bench's CAN bus to python-can, e.g. udp_multicast:239.74.163.2 (real time)")
     ap.add_argument("--pty", action="store_true",
                     help="the master's PC port as a pseudo-terminal for RTU clients (runs in real time)")
     args = ap.parse_args(argv)
@@ -95,7 +97,7 @@ def main(argv=None):
             text, sc = load_scenario(DEMO)
         else:
             text, sc = LIVE_DEFAULT, scn.parse(LIVE_DEFAULT, FAULTS)
-        if args.modbus_tcp or args.pty:
+        if args.modbus_tcp or args.pty or args.can:
             return run_pc_port(sc, args)
         if not headless:
             if args.runtime != "cpython":

@@ -8,7 +8,11 @@
 #   REPLY_TIMEOUT_MS of simulated time is the gateway exception 0x0B (target
 #   device failed to respond, Modbus Application Protocol v1.1b3 7);
 # - and/or the raw RTU port as a pseudo-terminal (path printed), for RTU
-#   clients that open a serial device.
+#   clients that open a serial device;
+# - and/or the simulated CAN bus bridged to a python-can bus (udp_multicast on
+#   loopback, or a vcan where the kernel has one): every frame on the bench's
+#   bus goes out there, every frame from there goes onto the bench's bus at
+#   the inverter end of the chain.
 # Framing on the PC side is pymodbus's (FramerSocket, FramerRTU): an
 # implementation independent of the board's. With either, the bench paces
 # itself to real time (pace()). Host-side only; allocates freely.
@@ -182,16 +186,86 @@ class Pty:
             pass  # nobody reading: the bytes are lost, as on an unplugged cable
 
 
-def attach(world, modbus_tcp=None, pty=False):
-    """Put the PC port on world (a tools.simworld.World); returns (rtu, lines
-    telling the user where to connect)."""
-    inv = getattr(world, "inverter", None)
-    if inv is not None and getattr(inv, "end", None) is world.links[0].a:
-        raise GatewayError("the scenario's RS485 inverter uses the master's Link IN; "
-                           "run the PC port with a CAN inverter or none")
-    rtu = RtuMaster(world.links[0].a)
-    world.runner.add(rtu)
+class CanBridge:
+    """A runner service: the bench's CAN bus <-> a python-can bus. A
+    multicast bus hands a sender its own frames back whatever
+    receive_own_messages says (python-can 4.6 udp_multicast on Linux): the
+    bridge drops each echo of a frame it sent (matched in order, forgotten
+    after ECHO_S)."""
+    name = "pc-can"
+    period_ms = 1
+    ECHO_S = 1.0
+
+    def __init__(self, world, bus):
+        self.bus = bus
+        self.port = world.can.attach("pc", -1)
+        self._fr = [0, None, 0, 0]
+        self._echo = []  # (wall s, id, ext, data) sent and not yet seen back
+        self.out = 0
+        self.into = 0
+
+    def _is_echo(self, msg):
+        now = time.monotonic()
+        while self._echo and now - self._echo[0][0] > self.ECHO_S:
+            self._echo.pop(0)
+        key = (msg.arbitration_id, msg.is_extended_id, bytes(msg.data))
+        for i in range(len(self._echo)):
+            if self._echo[i][1:] == key:
+                del self._echo[:i + 1]
+                return True
+        return False
+
+    def tick(self, now_ms):
+        import can
+        port = self.port
+        fr = self._fr
+        while port.any():
+            port.recv(fr)
+            ext = bool(fr[2] & port.FLAG_EXT_ID)
+            try:
+                data = bytes(fr[1])
+                self.bus.send(can.Message(arbitration_id=fr[0], data=data, is_extended_id=ext))
+                self._echo.append((time.monotonic(), fr[0], ext, data))
+                self.out += 1
+            except can.CanError:
+                pass  # a full or closed host bus: the frame is lost, as on a wire
+        while True:
+            msg = self.bus.recv(0)
+            if msg is None:
+                return
+            if msg.is_error_frame or msg.is_remote_frame or self._is_echo(msg):
+                continue
+            port.send(msg.arbitration_id, bytes(msg.data), port.FLAG_EXT_ID if msg.is_extended_id else 0)
+            self.into += 1
+
+
+def open_can(spec):
+    """'INTERFACE:CHANNEL' as python-can opens it."""
+    import can
+    iface, sep, chan = spec.partition(":")
+    if not sep or not iface or not chan:
+        raise GatewayError("--can wants INTERFACE:CHANNEL (e.g. udp_multicast:239.74.163.2), got %r" % spec)
+    kw = {"interface": iface, "channel": chan}
+    if iface == "udp_multicast":
+        kw["receive_own_messages"] = False
+    try:
+        return can.Bus(**kw)
+    except Exception as e:  # python-can raises many kinds for a missing interface
+        raise GatewayError("cannot open CAN %s: %s" % (spec, e))
+
+
+def attach(world, modbus_tcp=None, pty=False, can_spec=None):
+    """Put the PC port on world (a tools.simworld.World); returns (rtu or
+    None, lines telling the user where to connect)."""
+    rtu = None
     lines = []
+    if modbus_tcp or pty:
+        inv = getattr(world, "inverter", None)
+        if inv is not None and getattr(inv, "end", None) is world.links[0].a:
+            raise GatewayError("the scenario's RS485 inverter uses the master's Link IN; "
+                               "run the PC port with a CAN inverter or none")
+        rtu = RtuMaster(world.links[0].a)
+        world.runner.add(rtu)
     if modbus_tcp:
         srv = serve_tcp(rtu, parse_address(modbus_tcp))
         lines.append("bench: Modbus TCP gateway on %s:%d (unit 1 = the system, N = pack N)" %
@@ -199,6 +273,11 @@ def attach(world, modbus_tcp=None, pty=False):
     if pty:
         rtu.pty = Pty()
         lines.append("bench: Modbus RTU port on %s" % rtu.pty.path)
+    if can_spec:
+        if getattr(world, "can", None) is None or not getattr(world, "with_can", False):
+            raise GatewayError("--can: this bench has no CAN bus")
+        world.runner.add(CanBridge(world, open_can(can_spec)))
+        lines.append("bench: CAN bus bridged to %s" % can_spec)
     return rtu, lines
 
 
