@@ -4,6 +4,7 @@
 # never up or sideways where the table below does not allow it.
 #
 #   defs < drivers        defs < proto < bms < store < app < firmware root
+#   update (signature check of firmware updates): imports nothing, used by app and the root
 #   sim (bench only): anything but app and the firmware root
 #   boards: defs, drivers, bms, sim and the shared board modules of boards/
 #
@@ -22,12 +23,13 @@ ALLOWED = {
     "bms": ("defs", "proto"),
     "store": ("defs", "bms"),
     "sim": ("defs", "drivers", "proto", "bms", "store"),
-    "app": ("defs", "proto", "bms", "store"),
+    "update": (),
+    "app": ("defs", "proto", "bms", "store", "update"),
     "boards": ("defs", "drivers", "bms", "sim"),
-    "root": ("defs", "drivers", "proto", "bms", "store", "app", "boards"),  # firmware/main.py, boot.py
+    "root": ("defs", "drivers", "proto", "bms", "store", "app", "boards", "update"),  # firmware/main.py, boot.py
 }
 ONLY = {"lib/bms/state.py": ("defs",)}
-PURE = ("defs", "proto", "bms")
+PURE = ("defs", "proto", "bms", "update")
 HARDWARE = ("machine", "time", "utime", "esp32", "rp2")
 
 
