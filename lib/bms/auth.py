@@ -153,9 +153,8 @@ class Auth:
 
     def _is_locked(self, now_ms):
         if self.locked:
-            d = ticks_diff(now_ms, self.locked_ms)
-            if 0 <= d < self.lock_len_ms:
-                return True
+            if ticks_diff(now_ms, self.locked_ms) < self.lock_len_ms:
+                return True  # also a time before the lock-out (a stale now_ms): the safe side
             self._unlock()
         return False
 
