@@ -376,4 +376,8 @@ TABLE = (
     # mAh (what real packs send and python-pylontech, FHEM and US2000B readers decode),
     # 1 = 10 mA and 10 mAh of Pace-based "Pylontech compatible" BMSs (PROTOCOLS 7).
     (225, "inv_rs485_units_count", 0, 0, 1, USER),
+    # host protocol login (bms.auth, issue 13): a session ends after this long
+    # without a request that uses it (IEC 62443-4-2 CR 2.6 remote session
+    # termination after a configurable period of inactivity).
+    (226, "auth_idle_ms", 600000, 60000, 3600000, ADMIN),
 )
