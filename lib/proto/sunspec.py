@@ -9,7 +9,7 @@
 # 0x8000 int16/sunssf, 0xFFFFFFFF uint32/bitfield32, NUL strings.
 from defs import codes
 from defs.snapshot import N_CELLS, N_CELL_TEMPS
-from proto.wire import put_u16, put_i16, div, trunc
+from proto.wire import put_u16, put_i16, div
 
 try:
     from micropython import const
@@ -279,10 +279,10 @@ def fill_802(buf, view, st):
     _u(buf, B_CellVMin, view.min_cell_mv)
     _u(buf, B_CellVMinStr, 1)
     _u(buf, B_CellVMinMod, view.min_cell_pack + 1)
-    _s(buf, B_A, trunc(ma, 100))
+    _s(buf, B_A, div(ma, 100))
     _u(buf, B_AChaMax, div(view.ccl_ma, 100))
     _u(buf, B_ADisChaMax, div(view.dcl_ma, 100))
-    _s(buf, B_W, trunc(trunc(ma, 100) * (mv // 100), 1000))  # 0.1 A x 0.1 V / 1000 = 10 W
+    _s(buf, B_W, div(div(ma, 100) * div(mv, 100), 1000))  # 0.1 A x 0.1 V / 1000 = 10 W
 
 
 def fill_805(buf, st, serial, module):
