@@ -49,7 +49,7 @@ CHALLENGE_REGS = const(8)
 LOGIN = const(208)
 LOGIN_REGS = const(17)  # level + 32-byte MAC
 PARAM = const(1000)
-PARAM_REGS = const(2 * prows.N)
+PARAM_REGS = 2 * prows.N
 INSTALLER = const(2)  # auth level that may write parameters (IFACE.md)
 EX_BUSY = const(0x06)  # server device busy (Application Protocol 7)
 

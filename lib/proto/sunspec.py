@@ -103,7 +103,7 @@ M_SN = const(22)
 M_SoC_SF = const(38)  # SoC, SoH, DoD, V, CellV, Tmp scale factors: 38..43
 M_CELLS = const(44)
 CELL_REGS = const(4)  # CellV, CellTmp, CellSt (bitfield32)
-L_805 = const(42 + N_CELLS * CELL_REGS)
+L_805 = 42 + N_CELLS * CELL_REGS
 
 # the scale factors (value = register x 10^SF)
 _SF_802 = (0, 1, 1, NI_S16, 0, 0, 0, -2, -3, -1, -1, 1)  # AHRtg WHRtg WChaDisChaMax DisChaRte SoC DoD SoH V CellV A AMax W
@@ -114,9 +114,9 @@ SUNS = const(BASE)
 AT_1 = const(BASE + 2)
 AT_802 = const(AT_1 + 2 + L_1)
 AT_805 = const(AT_802 + 2 + L_802)
-AT_END = const(AT_805 + 2 + L_805)
-TOP = const(AT_END + 2)  # first register past the map
-SCRATCH_REGS = const(2 + L_805)  # the largest block
+AT_END = AT_805 + 2 + L_805
+TOP = AT_END + 2  # first register past the map
+SCRATCH_REGS = 2 + L_805  # the largest block
 
 NOMINAL_CELL_MV = const(3200)  # LiFePO4 nominal cell voltage (cell makers' datasheets: 3.2 V)
 
