@@ -5,7 +5,11 @@
 # lib/bms/auth's API (IFACE.md) whose MAC is HMAC-SHA-256 computed here.
 import hashlib
 import hmac
+import json
+import os
 import struct
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings, strategies as hs
@@ -337,3 +341,25 @@ def test_random_pdus_never_raise(fc, body):
     assert 2 <= k <= mb.MAX_PDU and host.errors == 0
     if out[0] & 0x80:
         assert k == 2 and out[0] == fc | 0x80 and out[1] in (1, 2, 3, 6)
+
+
+# ---- the machine-readable map (tools/regmap.py) -----------------------------------
+
+def test_regmap_json_describes_what_the_handler_serves(rig):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-m", "tools.regmap", "--json"], capture_output=True, text=True,
+                         check=True, cwd=root).stdout
+    d = json.loads(out)
+    assert len(d["params"]) == P.prows.N
+    for p in d["params"]:
+        r = ask(rig, ReadHoldingRegistersRequest(address=p["register"], count=p["regs"]))
+        assert struct.unpack(">i", struct.pack(">HH", *r.registers))[0] == p["default"], p["name"]
+    by_name = {p["name"]: p for p in d["params"]}
+    assert by_name["cell_ov_alarm_mv"]["unit"] == "V" and by_name["cycle_ms"]["access"] == "R"
+    login(rig)
+    p = by_name["cell_ov_alarm_mv"]
+    r = ask(rig, WriteMultipleRegistersRequest(address=p["register"], registers=regs(p["max"] + 1)))
+    assert r.exception_code == mb.EX_ILLEGAL_VALUE
+    blocks = {b["name"]: b for b in d["blocks"]}
+    r = ask(rig, ReadHoldingRegistersRequest(address=blocks["SunS"]["register"], count=2))
+    assert struct.pack(">HH", *r.registers) == b"SunS"
