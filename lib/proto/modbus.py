@@ -243,12 +243,3 @@ def _parse_file(req, n, r):
     r.data = 2
     return 0
 
-
-def sub_request(req, r, k):
-    """Offset in req of r's sub-request k (0x14/0x15): type, file (+1),
-    record (+3), length (+5), data (+7 for 0x15)."""
-    i = r.data
-    write = r.fc == FC_WRITE_FILE
-    for _ in range(k):
-        i += 7 + (2 * get_u16(req, i + 5) if write else 0)
-    return i
