@@ -969,3 +969,80 @@ def test_inverter_serves_rs485_and_can_under_heap_lock(mpy):
     r = mpy.run(HEAP_LOCK_INVERTER, timeout_s=GATE_TIMEOUT_S)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok", r.stdout
+
+
+# The host protocol handler (app.host): after one warm-up request of each reply
+# length, RTU reads of every block of the map (SunSpec models, INFO, DIAG,
+# parameters), an out-of-map read, FC 0x2B/0x0E and an unknown function code run
+# under heap_lock, and each is answered (no exception 04 from a MemoryError).
+HEAP_LOCK_HOST = """
+import micropython
+from app.host import Host, PARAM
+from bms.params import Params
+from bms.state import PackState
+from bms.system import SystemView, from_pack
+from proto import modbus as mb
+
+class Port:
+    def __init__(self):
+        self.n = 0
+    def write(self, b):
+        self.n += 1
+        return len(b)
+
+def frame(pdu):
+    b = bytearray([1]) + pdu
+    c = mb.crc16(b, len(b))
+    b.append(c & 0xFF)
+    b.append(c >> 8)
+    return b
+
+def probe():
+    micropython.heap_lock()
+    try:
+        [1]
+        return "heap_lock does not catch allocation"
+    except MemoryError:
+        pass
+    finally:
+        micropython.heap_unlock()
+    st = PackState()
+    st.snap.reads = 1
+    st.snap.stack_mv = 52800
+    st.current_ma = -20000
+    p = Params()
+    v = SystemView()
+    from_pack(v, st, p)
+    port = Port()
+    h = Host(st, p, v, port, None)
+    reqs = [frame(bytearray([3, 0x9c, 0x40, 0, 125])), frame(bytearray([3, 0x9c, 0x40 + 120, 0, 125])),
+            frame(bytearray([4, 0x9c, 0x40 + 68, 0, 64])), frame(bytearray([3, 0, 0, 0, 5])),
+            frame(bytearray([3, 0, 100, 0, 36])), frame(bytearray([3, PARAM >> 8, PARAM & 255, 0, 125])),
+            frame(bytearray([3, 0x13, 0x88, 0, 1])), frame(bytearray([0x2b, 0x0e, 1, 0])),
+            frame(bytearray([0x41]))]
+    for r in reqs:
+        h.on_rs485(r, len(r))
+    n0 = port.n
+    for r in reqs:
+        failed = False
+        micropython.heap_lock()
+        try:
+            h.on_rs485(r, len(r))
+            h.tick(50)
+        except MemoryError:
+            failed = True
+        micropython.heap_unlock()
+        if failed:
+            return "allocates for " + str(bytes(r))
+    if h.errors or port.n - n0 != len(reqs):
+        return "errors %d replies %d" % (h.errors, port.n - n0)
+    return "ok"
+
+print(probe())
+"""
+
+
+def test_host_reads_run_under_heap_lock(mpy):
+    r = mpy.run(HEAP_LOCK_HOST, timeout_s=GATE_TIMEOUT_S)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok", r.stdout

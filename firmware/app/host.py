@@ -1,0 +1,381 @@
+# Owns the host protocol handler (issue 13): Modbus PDUs from the PC tool or a
+# SCADA, transport-independent (pdu(); RTU framing in on_rs485, Modbus TCP and
+# ISO-TP elsewhere), over this register map (FC03 and FC04 read the same map):
+#   0..4        INFO: map version, parameter count, parameter base, firmware
+#               version (major << 8 | minor), unit id
+#   100..135    DIAG: the last refused write's reason (R_*), its first register,
+#               its parameter id (0 none), refusals counted here, 64 bytes of
+#               reason text (ASCII, NUL padded)
+#   200..207    AUTH challenge: a read of exactly these 8 returns a fresh 16-byte
+#               nonce (auth.challenge); exception 06 (busy) while locked out
+#   208         AUTH level of this port (read); write 0: log out; write 17
+#               registers from 208 (level, 32-byte HMAC-SHA-256): log in (auth.login)
+#   1000 + 2 i  parameter row i (id i + 1, bms.ptable) as int32, high word first;
+#               writes (06 / 0x10, partial words combine with the held value)
+#               need an installer session (auth level >= 2), go through the
+#               parameters' range and validate() as a whole, FACTORY rows are read-only
+#   40000..     SunSpec (proto.sunspec): 'SunS', 1, 802 (system), 805 (this pack), end
+# Exceptions (Modbus Application Protocol 7): 01 function not served, or a write
+# without an installer session (01 "the server is in the wrong state to process
+# a request of this type"; auth.refuse counts it); 02 a register outside the map,
+# a range crossing blocks or a read-only register; 03 a malformed request, a
+# value out of range or one validate() refuses (DIAG names why); 04 an
+# unexpected error; 06 login locked out. Unit 0 (broadcast) acts without a
+# reply; other units are not this handler's (no reply; the relay comes later).
+# Reads allocate nothing; writes and logins are rare and may.
+from app.service import Service
+from app.inverter import SERIAL, SW_VERSION_MAJOR, SW_VERSION_MINOR
+from bms import prows
+from bms import params as P
+from proto import modbus as mb
+from proto import sunspec as ss
+from proto.wire import put_u16, get_u16
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):  # type: ignore[misc]
+        return x
+
+MAP_VERSION = const(1)
+INFO = const(0)
+INFO_REGS = const(5)
+DIAG = const(100)
+DIAG_TEXT = const(104)
+DIAG_TEXT_BYTES = const(64)
+DIAG_REGS = const(4 + DIAG_TEXT_BYTES // 2)
+CHALLENGE = const(200)
+CHALLENGE_REGS = const(8)
+LOGIN = const(208)
+LOGIN_REGS = const(17)  # level + 32-byte MAC
+PARAM = const(1000)
+PARAM_REGS = 2 * prows.N
+INSTALLER = const(2)  # auth level that may write parameters (IFACE.md)
+EX_BUSY = const(0x06)  # server device busy (Application Protocol 7)
+
+# DIAG reason codes (also auth.refuse's reason code)
+R_OK = const(0)
+R_NO_SESSION = const(1)
+R_READ_ONLY = const(2)
+R_RANGE = const(3)
+R_INVALID = const(4)
+R_LOGIN = const(5)
+REASONS = ("ok", "no installer session", "read-only", "out of range", "refused by validate",
+           "login failed")
+
+MAKER = b"BMS-MPY"
+MODEL = b"LFP 16S 51.2 V"
+VERSION = ("%d.%d" % (SW_VERSION_MAJOR, SW_VERSION_MINOR)).encode()
+DEVICE_ID = (MAKER, MODEL, VERSION)  # FC 0x2B/0x0E basic objects 0, 1, 2
+_VIEWS = const(24)  # RTU reply lengths whose memoryview is kept
+
+
+class Host(Service):
+    name = "host"
+    period_ms = 50
+
+    def __init__(self, state, params, view, port=None, auth=None, unit=1, on_write=None):
+        """view: the system view (bms.system) model 802 shows; port: where RTU
+        replies go (write()); auth: lib/bms/auth's API (None: no session ever,
+        every write refused); on_write(index, old, new) after each changed
+        parameter (the journal and the store)."""
+        self.st = state
+        self.params = params
+        self.view = view
+        self.port = port
+        self.auth = auth
+        self.unit = unit
+        self.on_write = on_write
+        self.now_ms = 0
+        self.r = mb.Request()
+        self.framer = mb.Framer()
+        self.tx = bytearray(mb.MAX_ADU)
+        self._req = memoryview(self.framer.buf)[1:]
+        self._out = memoryview(self.tx)[1:]
+        self._views = {}
+        self._fed = False
+        self._scratch = bytearray(2 * ss.SCRATCH_REGS)
+        self._blocks = (ss.SUNS, ss.AT_1, ss.AT_802, ss.AT_805, ss.AT_END, ss.TOP)
+        self.reason = R_OK
+        self.reason_reg = 0
+        self.reason_id = 0
+        self.refused = 0
+        self.reason_text = bytearray(DIAG_TEXT_BYTES)
+        self.replies = 0
+        self.errors = 0  # unexpected exceptions answered with 04
+
+    # -- RTU ---------------------------------------------------------------------
+    def on_rs485(self, buf, n):
+        """Binary bytes from the port (buf[:n]): RTU frames answered on self.port."""
+        self._fed = True
+        framer = self.framer
+        for i in range(n):
+            m = framer.feed(buf[i])
+            if m:
+                self._frame(m)
+
+    def _frame(self, m):
+        unit = self.framer.buf[0]
+        k = self.pdu(unit, self._req, m - 3, self._out, self.port)
+        if not k or self.port is None:
+            return
+        n = mb.rtu_reply(self.tx, unit, k)
+        views = self._views
+        v = views.get(n)
+        if v is None:
+            v = memoryview(self.tx)[:n]
+            if len(views) < _VIEWS:
+                views[n] = v
+        self.port.write(v)
+
+    def tick(self, now_ms):
+        """The clock for sessions; a period with no byte is an inter-frame gap."""
+        self.now_ms = now_ms
+        if not self._fed:
+            self.framer.gap()
+        self._fed = False
+
+    # -- the PDU -------------------------------------------------------------------
+    def pdu(self, unit, req, n, out, port):
+        """Answer request PDU req[:n] into out; the reply's length (0: none)."""
+        if unit != self.unit and unit != mb.BROADCAST:
+            return 0
+        try:
+            k = self._pdu(req, n, out, port)
+        except Exception:  # nothing a host sends may stop the service
+            self.errors += 1
+            k = mb.exception(out, req[0] if n else 0, mb.EX_DEVICE_FAILURE)
+        if unit == mb.BROADCAST:
+            return 0
+        self.replies += 1
+        return k
+
+    def _pdu(self, req, n, out, port):
+        r = self.r
+        e = mb.parse(req, n, r)
+        if e:
+            return mb.exception(out, r.fc if n else 0, e)
+        fc = r.fc
+        if fc == mb.FC_READ_HOLDING or fc == mb.FC_READ_INPUT:
+            e = self._read(r.addr, r.count, out, 2, port)
+            if e:
+                return mb.exception(out, fc, e)
+            out[0] = fc
+            out[1] = 2 * r.count
+            return 2 + 2 * r.count
+        if fc == mb.FC_WRITE_SINGLE or fc == mb.FC_WRITE_MULTIPLE:
+            e = self._write(req, r, port)
+            if e:
+                return mb.exception(out, fc, e)
+            for i in range(5):  # FC06 echoes the request, FC16 its address and count
+                out[i] = req[i]
+            return 5
+        if fc == mb.FC_READ_FILE:
+            return mb.exception(out, fc, mb.EX_ILLEGAL_ADDRESS)  # no files yet (history: later)
+        if fc == mb.FC_MEI:
+            return self._device_id(r, out)
+        return mb.exception(out, fc, mb.EX_ILLEGAL_FUNCTION)  # 0x15: the update issue
+
+    # -- reads ---------------------------------------------------------------------
+    def _read(self, a, c, out, o, port):
+        """Registers a .. a + c - 1 into out[o:]; 0 or an exception code."""
+        end = a + c
+        if ss.SUNS <= a and end <= ss.TOP:
+            return self._read_sunspec(a, end, out, o)
+        if PARAM <= a and end <= PARAM + PARAM_REGS:
+            v = self.params.v
+            for reg in range(a, end):
+                x = v[(reg - PARAM) >> 1]
+                put_u16(out, o, ((x >> 16) if (reg - PARAM) & 1 == 0 else x) & 0xFFFF)
+                o += 2
+            return 0
+        if INFO <= a and end <= INFO + INFO_REGS:
+            for reg in range(a, end):
+                put_u16(out, o, self._info(reg - INFO))
+                o += 2
+            return 0
+        if DIAG <= a and end <= DIAG + DIAG_REGS:
+            for reg in range(a, end):
+                k = reg - DIAG
+                if k >= 4:
+                    t = self.reason_text
+                    out[o] = t[2 * (k - 4)]
+                    out[o + 1] = t[2 * (k - 4) + 1]
+                elif k == 0:
+                    put_u16(out, o, self.reason)
+                elif k == 1:
+                    put_u16(out, o, self.reason_reg)
+                elif k == 2:
+                    put_u16(out, o, self.reason_id)
+                else:
+                    put_u16(out, o, self.refused)
+                o += 2
+            return 0
+        if a == CHALLENGE and c == CHALLENGE_REGS:
+            nonce = self.auth.challenge(port, self.now_ms) if self.auth is not None else None
+            if nonce is None:
+                return EX_BUSY
+            for i in range(16):
+                out[o + i] = nonce[i]
+            return 0
+        if a == LOGIN and c == 1:
+            put_u16(out, o, self._level(port))
+            return 0
+        return mb.EX_ILLEGAL_ADDRESS
+
+    def _info(self, k):
+        if k == 0:
+            return MAP_VERSION
+        if k == 1:
+            return prows.N
+        if k == 2:
+            return PARAM
+        if k == 3:
+            return (SW_VERSION_MAJOR << 8) | SW_VERSION_MINOR
+        return self.unit
+
+    def _read_sunspec(self, a, end, out, o):
+        b = self._blocks
+        s = self._scratch
+        for k in range(len(b) - 1):
+            lo = b[k]
+            hi = b[k + 1]
+            if hi <= a or lo >= end:
+                continue
+            self._fill(k, s)
+            first = a if a > lo else lo
+            last = end if end < hi else hi
+            for i in range(2 * (first - lo), 2 * (last - lo)):
+                out[o] = s[i]
+                o += 1
+        return 0
+
+    def _fill(self, k, s):
+        if k == 0:
+            ss.fill_suns(s)
+        elif k == 1:
+            ss.fill_common(s, MAKER, MODEL, VERSION, SERIAL, self.unit)
+        elif k == 2:
+            ss.fill_802(s, self.view, self.st)
+        elif k == 3:
+            ss.fill_805(s, self.st, SERIAL, self.st.link_address or 1)
+        else:
+            ss.fill_end(s)
+
+    def _device_id(self, r, out):
+        """FC 0x2B/0x0E: read codes 1-3 stream the basic objects from r.obj
+        (0 when past them), 4 one object (Application Protocol 6.21)."""
+        if r.value == 4:
+            if r.obj >= len(DEVICE_ID):
+                return mb.exception(out, r.fc, mb.EX_ILLEGAL_ADDRESS)
+            first = last = r.obj
+        else:
+            first = r.obj if r.obj < len(DEVICE_ID) else 0
+            last = len(DEVICE_ID) - 1
+        out[0] = mb.FC_MEI
+        out[1] = mb.MEI_DEVICE_ID
+        out[2] = r.value
+        out[3] = 0x81  # basic identification, stream and individual access
+        out[4] = 0  # no more follows
+        out[5] = 0
+        out[6] = last - first + 1
+        i = 7
+        for k in range(first, last + 1):
+            s = DEVICE_ID[k]
+            out[i] = k
+            out[i + 1] = len(s)
+            for j in range(len(s)):
+                out[i + 2 + j] = s[j]
+            i += 2 + len(s)
+        return i
+
+    # -- writes and sessions -------------------------------------------------------
+    def _level(self, port):
+        return self.auth.level(port, self.now_ms) if self.auth is not None else 0
+
+    def _refuse(self, port, reason, reg, index=-1, text=None, count=True):
+        """Note a refused write in DIAG; the handler's own security refusals
+        (count: no session, read-only, a malformed login) are counted by
+        auth.refuse too (auth.login counts the logins it refuses itself)."""
+        self.reason = reason
+        self.reason_reg = reg
+        self.reason_id = index + 1
+        self.refused += 1
+        t = self.reason_text
+        if text is None:
+            text = REASONS[reason]
+        b = text.encode() if isinstance(text, str) else text
+        for i in range(DIAG_TEXT_BYTES):
+            t[i] = b[i] if i < len(b) else 0
+        if count and self.auth is not None:
+            self.auth.refuse(port, reason)
+
+    def _write(self, req, r, port):
+        a = r.addr
+        c = r.count
+        if a == LOGIN and (c == 1 or c == LOGIN_REGS):
+            return self._login(req, r, port)
+        if not (PARAM <= a and a + c <= PARAM + PARAM_REGS):
+            return mb.EX_ILLEGAL_ADDRESS
+        i0 = (a - PARAM) >> 1
+        i1 = (a + c - 1 - PARAM) >> 1
+        for i in range(i0, i1 + 1):
+            if prows.ACCESS[i] == prows.FACTORY:
+                self._refuse(port, R_READ_ONLY, a, i)
+                return mb.EX_ILLEGAL_ADDRESS
+        if self._level(port) < INSTALLER:
+            self._refuse(port, R_NO_SESSION, a)
+            return mb.EX_ILLEGAL_FUNCTION
+        v = self.params.v
+        pairs = []
+        for i in range(i0, i1 + 1):
+            hi = (v[i] >> 16) & 0xFFFF
+            lo = v[i] & 0xFFFF
+            for w in range(2):
+                reg = PARAM + 2 * i + w
+                if a <= reg < a + c:
+                    x = r.value if r.fc == mb.FC_WRITE_SINGLE else get_u16(req, r.data + 2 * (reg - a))
+                    if w == 0:
+                        hi = x
+                    else:
+                        lo = x
+            new = (hi - 0x10000 if hi & 0x8000 else hi) * 0x10000 + lo
+            if new < P.row_int(prows.MIN, i) or new > P.row_int(prows.MAX, i):
+                self._refuse(port, R_RANGE, a, i, "%s: %d outside %d..%d" % (
+                    P.name_of(i), new, P.row_int(prows.MIN, i), P.row_int(prows.MAX, i)), False)
+                return mb.EX_ILLEGAL_VALUE
+            if new != v[i]:
+                pairs.append((i, new))
+        if not pairs:
+            return 0
+        old = [v[i] for i, _ in pairs]
+        try:
+            self.params.set_many(pairs)
+        except ValueError as e:
+            self._refuse(port, R_INVALID, a, pairs[0][0], str(e), False)
+            return mb.EX_ILLEGAL_VALUE
+        self.auth.touch(port, self.now_ms)
+        self.reason = R_OK
+        if self.on_write is not None:
+            for k in range(len(pairs)):
+                self.on_write(pairs[k][0], old[k], pairs[k][1])
+        return 0
+
+    def _login(self, req, r, port):
+        if r.fc == mb.FC_WRITE_SINGLE or r.count == 1:
+            x = r.value if r.fc == mb.FC_WRITE_SINGLE else get_u16(req, r.data)
+            if x != 0:
+                return mb.EX_ILLEGAL_VALUE
+            if self.auth is not None:
+                self.auth.logout(port)
+            return 0
+        level = get_u16(req, r.data)
+        if self.auth is None or not 1 <= level <= INSTALLER:
+            self._refuse(port, R_LOGIN, LOGIN)
+            return mb.EX_ILLEGAL_VALUE
+        mac = bytes(req[r.data + 2:r.data + 2 + 32])
+        if not self.auth.login(port, level, mac, self.now_ms):
+            self._refuse(port, R_LOGIN, LOGIN, count=False)
+            return mb.EX_ILLEGAL_VALUE
+        self.reason = R_OK
+        return 0
