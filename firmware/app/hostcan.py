@@ -1,0 +1,81 @@
+# Owns the host protocol on CAN (issue 13): Modbus PDUs over ISO-TP
+# (proto.isotp) on 29-bit ids 0x18EF_TA_SA, the SAE J1939-21 "Proprietary A"
+# PGN (61184; PDU1: destination-specific), TA = this pack's link address, SA
+# the tester's; replies go to 0x18EF_SA_TA. Every pack on the bus answers for
+# itself (physical addressing), so no relay through the master is needed on
+# CAN. One tester at a time: a frame from another SA while a message is under
+# way is dropped and counted (busy). The SA is the session's port for auth
+# (PORT_BASE + SA: a session on one tester grants nothing to another). The
+# CAN port (app.canport) hands frames to on_frame; tick() sends what the
+# channel has due. No allocation per frame.
+from app.service import Service
+from defs.ticks import ticks_diff
+from proto import isotp
+
+PF = 0xEF
+PRIORITY = 6
+BASE = (PRIORITY << 26) | (PF << 16)
+FLAG_EXT_ID = 2
+# the CAN port's selection (id, mask, flags): every Proprietary A frame; the
+# destination is checked here because the pack's address changes at run time
+SELECTION = (BASE, 0x1FFF0000, FLAG_EXT_ID)
+PORT_BASE = 0x100
+_IDLE_MS = 2000  # a tester silent this long no longer holds the channel
+
+
+class HostCan(Service):
+    name = "host-can"
+    period_ms = 10
+
+    def __init__(self, host, can, address):
+        """host: app.host.Host (its pdu()); can: the CAN port to send on;
+        address(): this pack's link address now (1 = master)."""
+        self.host = host
+        self.can = can
+        self.address = address
+        self.ch = isotp.Channel(256, 256)
+        self._mv = memoryview(self.ch.frame)
+        self._req = memoryview(self.ch.rx)
+        self._out = memoryview(self.ch.tx)
+        self.now_ms = 0
+        self.tester = -1  # SA holding the channel
+        self._tester_ms = 0
+        self.busy = 0  # frames dropped: another tester held the channel
+        self.errors = 0  # frames the port would not take
+        self.requests = 0
+
+    def on_frame(self, bus, fr):
+        id_ = fr[0]
+        ta = (id_ >> 8) & 0xFF
+        if ta != self.address():
+            return
+        sa = id_ & 0xFF
+        now = self.now_ms
+        if self.tester != sa:
+            if self.tester >= 0 and ticks_diff(now, self._tester_ms) < _IDLE_MS:
+                self.busy += 1
+                return
+            self.tester = sa
+        self._tester_ms = now
+        n = self.ch.on_frame(fr[1], now)
+        if not n:
+            return
+        self.requests += 1
+        host = self.host
+        k = host.pdu(host.unit, self._req, n, self._out, PORT_BASE + sa)
+        if k:
+            self.ch.send(k, now)
+
+    def tick(self, now_ms):
+        self.now_ms = now_ms
+        ch = self.ch
+        if self.tester < 0:
+            return
+        out_id = BASE | (self.tester << 8) | (self.address() & 0xFF)
+        while ch.pending(now_ms):
+            try:
+                if self.can.send(out_id, self._mv, FLAG_EXT_ID) is None:
+                    return  # transmit buffers full: the same frame next tick
+            except OSError:
+                self.errors += 1
+            ch.sent()
