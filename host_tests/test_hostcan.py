@@ -142,3 +142,40 @@ def test_the_link_dbc_documents_the_host_ids():
     from proto import link
     lid, lmask, _ = link.CAN_FILTER
     assert req.frame_id & lmask != lid & lmask
+
+
+def test_a_frame_of_another_pgn_is_not_taken():
+    rig = Rig()
+    uds = 0x18DA03F1  # UDS (ISO 15765-2 normal fixed addressing) to the same pack
+    rig.svc.on_frame("can", [uds, bytes([0x02, 0x10, 0x02, 0, 0, 0, 0, 0]), 2, 0])
+    assert rig.svc.requests == 0 and rig.svc.tester == -1
+
+
+def test_the_selections_fit_an_mcp2515_and_let_the_right_frames_in():
+    # link (29-bit), inverter (11-bit) and host (29-bit) share the chip's two masks
+    import sim_mcp2515 as sim
+    from drivers.mcp2515 import MCP2515
+    from proto import link, pylon_can
+    assert hostcan.SELECTION[1] == link.CAN_FILTER[1]
+    bus = sim.Bus(500000)
+    nodes = []
+    for name in ("a", "b"):
+        chip = bus.attach(sim.Mcp2515(8000000, seed=len(nodes) + 1, name=name))
+        can = MCP2515(chip.spi, chip.cs, osc_hz=8000000, sleep_ms=lambda ms: None)
+        can.init(500000, 0)
+        nodes.append(can)
+    a, b = nodes
+    a.set_filters(None)
+    b.set_filters((link.CAN_FILTER, pylon_can.CAN_FILTER, hostcan.SELECTION))
+    ext = 2
+    sent = [(link.can_id(link.T_STATUS, 2, 1), ext), (0x305, 0), (can_ids(1)[0], ext),
+            (0x0CF00400, ext), (0x351, 0)]  # a J1939 EEC1 (priority 3) and another 11-bit id: not ours
+    got = []
+    fr = [0, memoryview(bytearray(8)), 0, 0]
+    for i, f in sent:
+        a.send(i, b"\x00", f)
+        bus.step()
+        r = b.recv(fr)
+        if r:
+            got.append(r[0])
+    assert got == [sent[0][0], 0x305, can_ids(1)[0]]

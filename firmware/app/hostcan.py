@@ -16,9 +16,12 @@ PF = 0xEF
 PRIORITY = 6
 BASE = (PRIORITY << 26) | (PF << 16)
 FLAG_EXT_ID = 2
-# the CAN port's selection (id, mask, flags): every Proprietary A frame; the
-# destination is checked here because the pack's address changes at run time
-SELECTION = (BASE, 0x1FFF0000, FLAG_EXT_ID)
+# the CAN port's selection (id, mask, flags): 29-bit ids whose top five bits
+# are priority 6, data page 0 (0x18). Its mask is proto.link.CAN_FILTER's: an
+# MCP2515 has only two masks and the inverter's 11-bit filter needs the other.
+# The PGN and the destination are checked here (the pack's address changes
+# at run time).
+SELECTION = (PRIORITY << 26, 0x1F << 24, FLAG_EXT_ID)
 PORT_BASE = 0x100
 _IDLE_MS = 2000  # a tester silent this long no longer holds the channel
 
@@ -46,8 +49,7 @@ class HostCan(Service):
 
     def on_frame(self, bus, fr):
         id_ = fr[0]
-        ta = (id_ >> 8) & 0xFF
-        if ta != self.address():
+        if (id_ >> 16) & 0x1FFF != BASE >> 16 or (id_ >> 8) & 0xFF != self.address():
             return
         sa = id_ & 0xFF
         now = self.now_ms
