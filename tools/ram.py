@@ -366,8 +366,12 @@ def step_tree(records, depth=3, min_bytes=256):
 # Imports each module alone after its dependencies: for each name, gc.collect
 # and mem_alloc before and after `import name` (its deps were imported first,
 # in the order given), under the fakes so the board module and drivers load.
+# After each import micropython.qstr_info() prints the qstr pool (the
+# interned names: their entries sit on the heap, their text stays in the
+# image from ROMFS); the pool grows by doubling, so the module that crosses
+# a size pays for the next pool.
 MODULE_SCRIPT = r"""
-import gc, os, sys, vfs, json
+import gc, os, sys, vfs, json, micropython
 """ + MOUNT + r"""
 mount(FAKES, "/fk")
 if STORE == "romfs":
@@ -377,14 +381,26 @@ else:
     sys.path[:] = [".frozen", "/fk", APP, APP + "/lib"]
 import machine, esp32
 out = []
+micropython.qstr_info()
 for name in NAMES:
     gc.collect()
     a = gc.mem_alloc()
     __import__(name)
     gc.collect()
     out.append([name, gc.mem_alloc() - a])
+    micropython.qstr_info()
 print(json.dumps(out))
 """
+
+
+def _qstr_pools(lines):
+    """[(n_qstr, pool bytes)] from micropython.qstr_info() lines."""
+    out = []
+    for line in lines:
+        if line.startswith("qstr pool:"):
+            f = dict(kv.split("=") for kv in line.split(":", 1)[1].replace(",", " ").split())
+            out.append((int(f["n_qstr"]), int(f["n_total_bytes"]) - int(f["n_str_data_bytes"])))
+    return out
 
 
 # the modules whose functions run at every boot: their lazy imports count too
@@ -442,7 +458,8 @@ def firmware_modules(board):
 
 
 def per_module(board, store, app_path, fakes_image, exe=None):
-    """[(module, heap bytes)] importing each module alone after its deps."""
+    """[(module, heap bytes, new qstrs, qstr pool growth bytes)] importing
+    each module alone after its deps."""
     exe = exe or interpreter()
     names = firmware_modules(board)
     with tempfile.TemporaryDirectory() as tmp:
@@ -454,7 +471,10 @@ def per_module(board, store, app_path, fakes_image, exe=None):
                            timeout=120, cwd=tmp, env=dict(os.environ, MICROPYPATH=""))
     if r.returncode != 0:
         raise RuntimeError("per-module import failed: %s" % r.stderr.strip().splitlines()[-1:])
-    return [tuple(x) for x in json.loads(r.stdout.strip().splitlines()[-1])]
+    lines = r.stdout.strip().splitlines()
+    q = _qstr_pools(lines)
+    return [(m, b, q[i + 1][0] - q[i][0], q[i + 1][1] - q[i][1])
+            for i, (m, b) in enumerate(json.loads(lines[-1]))]
 
 
 # ---- the figures -----------------------------------------------------------------
@@ -490,13 +510,17 @@ def figures(out=print):
                     board, store, _kb(r["imports"]), _kb(r["boot"]), _kb(r["peak"]),
                     _kb(r["fakes"] + r["harness"]), _kb(r["image"]) if r["image"] else "-"))
         board = REAL_BOARDS[0]
-        rows = {s: dict(per_module(board, s, res[(board, s)][1], fakes, exe)) for s in ("romfs", "mpy")}
-        out("heap per module, %s (import alone after its deps, gc.collect, mem_alloc delta):" % board)
-        out("  %-24s %9s %9s" % ("module", "romfs", "mpy"))
-        order = sorted(rows["mpy"], key=lambda m: -rows["mpy"][m])
+        rows = {s: {m[0]: m[1:] for m in per_module(board, s, res[(board, s)][1], fakes, exe)}
+                for s in ("romfs", "mpy")}
+        out("heap per module, %s (import alone after its deps, gc.collect, mem_alloc delta; new qstrs"
+            " and the qstr pool's growth, part of the romfs figure):" % board)
+        out("  %-24s %9s %9s %7s %9s" % ("module", "romfs", "mpy", "qstrs", "pool"))
+        order = sorted(rows["mpy"], key=lambda m: -rows["mpy"][m][0])
         for m in order:
-            out("  %-24s %9d %9d" % (m, rows["romfs"].get(m, 0), rows["mpy"][m]))
-        out("  %-24s %9d %9d" % ("total", sum(rows["romfs"].values()), sum(rows["mpy"].values())))
+            b, nq, pool = rows["romfs"].get(m, (0, 0, 0))
+            out("  %-24s %9d %9d %7d %9d" % (m, b, rows["mpy"][m][0], nq, pool))
+        tot = [sum(v[i] for v in rows["romfs"].values()) for i in range(3)]
+        out("  %-24s %9d %9d %7d %9d" % ("total", tot[0], sum(v[0] for v in rows["mpy"].values()), tot[1], tot[2]))
         print_steps(board, "romfs", res[(board, "romfs")][1], fakes, exe, out=out)
     return res
 
