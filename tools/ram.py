@@ -495,7 +495,8 @@ def figures(out=print):
     with tempfile.TemporaryDirectory() as tmp:
         fakes = build_fakes(tmp)
         out("RAM on the board (32-bit unix MicroPython 1.27, %s; fakes and image bytes taken off;"
-            " budgets: ESP32 from ROMFS <= 48 KB after boot, <= 56 KB peak; .mpy <= 150 KB):" % exe)
+            " budgets: ESP32 from ROMFS <= 48 KB after boot, <= 56 KB peak; .mpy <= 150 KB; imports: board"
+            " and main at module level, main.start's lazy imports count in boot):" % exe)
         out("  %-10s %-6s %10s %10s %10s %10s %10s" % ("board", "store", "imports", "boot", "peak",
                                                    "fakes", "image"))
         for board in REAL_BOARDS:
