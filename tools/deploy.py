@@ -72,13 +72,15 @@ class Plan:
     root, paths relative to it), for the romfs store the image build
     (romfs_cmds, run in build_dir) and then the mpremote commands (run in
     build_dir, paths relative to it), in that order. image: the ROMFS image
-    (None for the mpy store)."""
+    (None for the mpy store). rewrites: the sources compiled from a copy
+    with their public const() inlined, written by build()."""
 
     def __init__(self, board, arch, root, build_dir, files, compile_cmds, mpremote_cmds,
-                 store="mpy", romfs_cmds=(), image=None):
+                 store="mpy", romfs_cmds=(), image=None, rewrites=()):
         self.board, self.arch, self.root, self.build_dir = board, arch, root, build_dir
         self.files, self.compile_cmds, self.mpremote_cmds = files, compile_cmds, mpremote_cmds
         self.store, self.romfs_cmds, self.image = store, list(romfs_cmds), image
+        self.rewrites = list(rewrites)  # [(path, text)]: copies with public const() inlined
 
 
 # ---- the tree ---------------------------------------------------------------
@@ -169,6 +171,129 @@ def module_imports(path):
 
     visit(tree)
     return names
+
+
+# ---- public const() inlined at deploy --------------------------------------------
+# On the board a public `NAME = const(N)` is still a module attribute (a dict
+# slot and an interned name per constant, in every module that imports it):
+# bms.params alone has 225. The deployed copy of each module has them
+# inlined: `P.NAME` and an imported `NAME` become the literal, the defining
+# module keeps `_NAME = const(N)` (private: the compiler drops it) and the
+# imports of inlined names are removed. A constant stays public when any
+# deployed source names it in a way not rewritten here (an attribute of
+# something that is not an imported module, or the name as a string).
+# Line numbers are kept (tracebacks on the board point at the source lines).
+
+def module_name(label):
+    """The import name of a deployed file: 'lib/bms/params.py' -> 'bms.params'."""
+    parts = label[:-3].split("/")
+    if parts[0] == "lib":
+        parts = parts[1:]
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _public_consts(tree):
+    out = {}
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and not node.targets[0].id.startswith("_") and isinstance(node.value, ast.Call)
+                and isinstance(node.value.func, ast.Name) and node.value.func.id == "const"
+                and len(node.value.args) == 1):
+            try:
+                v = ast.literal_eval(node.value.args[0])
+            except ValueError:
+                continue
+            if type(v) is int:
+                out[node.targets[0].id] = v
+    return out
+
+
+def _aliases(tree, table):
+    """(module aliases {local: module}, imported constants {local: (module, NAME)})."""
+    mods, names = {}, {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.asname and a.name in table:
+                    mods[a.asname] = a.name
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for a in node.names:
+                sub = node.module + "." + a.name
+                if sub in table:
+                    mods[a.asname or a.name] = sub
+                elif a.name in table.get(node.module, {}):
+                    names[a.asname or a.name] = (node.module, a.name)
+    return mods, names
+
+
+def inline_plan(sources):
+    """sources: [(module name, source text)]. Returns {module: {NAME: value}}:
+    the public constants that can be inlined everywhere."""
+    trees = {m: ast.parse(text) for m, text in sources}
+    table = {m: _public_consts(t) for m, t in trees.items()}
+    table = {m: c for m, c in table.items() if c}
+    keep = set()
+    for m, t in trees.items():
+        mods, _ = _aliases(t, table)
+        for node in ast.walk(t):
+            if isinstance(node, ast.Attribute) and not (isinstance(node.value, ast.Name) and node.value.id in mods):
+                keep.add(node.attr)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                keep.add(node.value)
+    return {m: {n: v for n, v in c.items() if n not in keep} for m, c in table.items()}
+
+
+def inline_consts(text, module, table):
+    """text with table's constants inlined (see above); text itself when
+    nothing changes."""
+    tree = ast.parse(text)
+    mods, names = _aliases(tree, table)
+    own = table.get(module, {})
+    edits = []  # (line, col, end line, end col, new text), 1-based lines, byte columns
+    parents = {}
+    for node in ast.walk(tree):
+        for ch in ast.iter_child_nodes(node):
+            parents[ch] = node
+
+    def value_of(node):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in mods \
+                and isinstance(node.ctx, ast.Load):
+            return table[mods[node.value.id]].get(node.attr)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            if node.id in names:
+                m, n = names[node.id]
+                return table[m].get(n)
+            return own.get(node.id)
+        return None
+
+    for node in ast.walk(tree):
+        v = value_of(node)
+        if v is not None:
+            s = repr(v)
+            if isinstance(parents.get(node), ast.Attribute):
+                s = "(%s)" % s
+            edits.append((node.lineno, node.col_offset, node.end_lineno, node.end_col_offset, s))
+        elif isinstance(node, ast.Assign) and node in tree.body and len(node.targets) == 1 \
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id in own:
+            t = node.targets[0]
+            edits.append((t.lineno, t.col_offset, t.end_lineno, t.end_col_offset, "_" + t.id))
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            left = [a for a in node.names if not ((a.asname or a.name) in names
+                                                    and table[node.module].get(a.name) is not None)]
+            if len(left) < len(node.names):
+                s = ("from %s import %s" % (node.module, ", ".join(
+                    a.name + (" as " + a.asname if a.asname else "") for a in left))) if left else "pass"
+                edits.append((node.lineno, node.col_offset, node.end_lineno, node.end_col_offset,
+                              s + "\n" * (node.end_lineno - node.lineno)))
+    if not edits:
+        return text
+    lines = text.encode("utf-8").splitlines(keepends=True)
+    for l0, c0, l1, c1, s in sorted(edits, reverse=True):
+        head, tail = lines[l0 - 1][:c0], lines[l1 - 1][c1:]
+        lines[l0 - 1:l1] = [head + s.encode("utf-8") + tail]
+    return b"".join(lines).decode("utf-8")
 
 
 def board_arch(boards_dir, name):
@@ -390,12 +515,24 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
         r = os.path.relpath(path, root)
         return path if r.startswith("..") else r.replace(os.sep, "/")
 
+    compiled = [f for f in files if f.src is not None and f.compiled]
+    texts = {}
+    for f in compiled:
+        with open(f.src, encoding="utf-8") as fh:
+            texts[f.name] = fh.read()
+    table = inline_plan([(module_name(n), t) for n, t in texts.items()])
+    rewrites = {}  # f.name -> (path of the inlined copy, its text)
+    for f in compiled:
+        t = inline_consts(texts[f.name], module_name(f.name), table)
+        if t != texts[f.name]:
+            rewrites[f.name] = (os.path.join(build_dir, "src", f.build[:-4] + ".py"), t)
     compile_cmds = []
     for f in files:
         if f.src is None:
             continue
         out = f.build if f.compiled else ".check/" + f.build[:-3] + ".mpy"
-        compile_cmds.append(compile_cmd(rel(f.src), rel(os.path.join(build_dir, out)), arch, f.name, mpy_cross))
+        src = rewrites[f.name][0] if f.name in rewrites else f.src
+        compile_cmds.append(compile_cmd(rel(src), rel(os.path.join(build_dir, out)), arch, f.name, mpy_cross))
 
     cmd = [mpremote, "connect", port, "exec", prep_code(files)]
     romfs_cmds, image = [], None
@@ -415,12 +552,16 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
         else:
             cmd += ["+", "fs", "cp"] + [f.build for f in by_dir[d]] + [":" + d + "/"]
     cmd += ["+", "reset"]
-    return Plan(board, arch, root, build_dir, files, compile_cmds, [cmd], store, romfs_cmds, image)
+    return Plan(board, arch, root, build_dir, files, compile_cmds, [cmd], store, romfs_cmds, image,
+                sorted(rewrites.values()))
 
 
 def script(p):
     """The plan as shell lines: what --dry-run prints."""
     lines = ["cd " + shlex.quote(p.root)]
+    if p.rewrites:
+        lines.append("# tools/deploy.py writes %d sources with public const() inlined under %s"
+                     % (len(p.rewrites), os.path.join(p.build_dir, "src")))
     lines += [shlex.join(c) for c in p.compile_cmds]
     lines.append("cd " + shlex.quote(p.build_dir))
     lines += [shlex.join(c) for c in p.romfs_cmds + p.mpremote_cmds]
@@ -442,6 +583,10 @@ def build(p):
     scripts there as source (the main.py stub for romfs) and build the ROMFS
     image. DeployError lists every file that failed."""
     shutil.rmtree(p.build_dir, ignore_errors=True)
+    for path, text in p.rewrites:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
 
     def one(cmd):
         out = os.path.join(p.root, cmd[cmd.index("-o") + 1])

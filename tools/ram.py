@@ -13,6 +13,9 @@
 # board's own heap would hold.
 #
 #   python -m tools.ram            the figures (make perf calls figures())
+#   python -m tools.ram --steps [--depth N] [--store romfs|mpy]
+#                                  only the heap per construction step of the
+#                                  boot (esp32_bq), N levels deep (default 3)
 import json
 import os
 import subprocess
@@ -101,23 +104,12 @@ def mount(path, at):
     return n
 """
 
-# Boots the board as main.py does (main.start(board.build()) with the store
-# on a host directory and the RTC clock), then runs STRETCH: a list of
-# [seconds, pack current mA] phases with a peer on the CAN bus sending the
-# inverter's 0x305 heartbeat every second and draining what the pack sends.
-# Prints one JSON line; a MemoryError anywhere is {"error": "MemoryError", ...}.
-SCRIPT = r"""
-import gc, os, sys, vfs, json
-gc.collect()
-BASE = gc.mem_alloc()
-R = {"base": BASE}
-""" + MOUNT + r"""
-def used():
-    gc.collect()
-    return gc.mem_alloc() - BASE
-
-def run():
-    R["fakes_image"] = mount(FAKES, "/fk")
+# Sets up the fakes: mounts their image at /fk, the BQ76952 and PCA9555
+# models on I2C, the MCP2515 model (and a peer's) on a CAN bus. Returns
+# (machine, bq, bus, chip, peer_chip).
+FAKES_SETUP = r"""
+def fakes():
+    mount(FAKES, "/fk")
     sys.path[:] = [".frozen", "/fk"]
     import machine, sim_mcp2515 as simcan
     from sim_bq76952 import SimBQ76952
@@ -130,18 +122,44 @@ def run():
     chip = bus.attach(simcan.Mcp2515(8000000, name="board"))
     peer_chip = bus.attach(simcan.Mcp2515(8000000, name="peer", seed=3))
     machine.SPI_DEVICE = chip.spi
+    return machine, bq, bus, chip, peer_chip
+
+def app_path():
+    if STORE == "romfs":
+        n = mount(APP, "/rom")
+        sys.path[:] = [".frozen", "/fk", "/rom", "/rom/lib"]
+        return n
+    sys.path[:] = [".frozen", "/fk", APP, APP + "/lib"]
+    return 0
+
+def wire(machine, board, chip):
+    machine.WIRES[board.PINS["can_cs"]] = chip.cs
+    machine.WIRES[board.PINS["can_int"]] = chip.int_pin
+"""
+
+# Boots the board as main.py does (main.start(board.build()) with the store
+# on a host directory and the RTC clock), then runs STRETCH: a list of
+# [seconds, pack current mA] phases with a peer on the CAN bus sending the
+# inverter's 0x305 heartbeat every second and draining what the pack sends.
+# Prints one JSON line; a MemoryError anywhere is {"error": "MemoryError", ...}.
+SCRIPT = r"""
+import gc, os, sys, vfs, json
+gc.collect()
+BASE = gc.mem_alloc()
+R = {"base": BASE}
+""" + MOUNT + FAKES_SETUP + r"""
+def used():
+    gc.collect()
+    return gc.mem_alloc() - BASE
+
+def run():
+    machine, bq, bus, chip, peer_chip = fakes()
     slot = [0, memoryview(bytearray(8)), 0, 0]
     hb = bytes(8)
     R["fakes"] = used()
-    if STORE == "romfs":
-        R["image"] = mount(APP, "/rom")
-        sys.path[:] = [".frozen", "/fk", "/rom", "/rom/lib"]
-    else:
-        R["image"] = 0
-        sys.path[:] = [".frozen", "/fk", APP, APP + "/lib"]
+    R["image"] = app_path()
     import board
-    machine.WIRES[board.PINS["can_cs"]] = chip.cs
-    machine.WIRES[board.PINS["can_int"]] = chip.int_pin
+    wire(machine, board, chip)
     main = __import__(MAIN)
     R["imports"] = used() - R["fakes"] - R["image"]
     from store.fs import OsFs
@@ -158,8 +176,8 @@ def run():
     R["harness"] = used() - u
     for svc in app.services:
         r.add(svc)
-    fakes = R["fakes"] + R["image"] + R["harness"]
-    R["boot"] = used() - fakes
+    fakes_b = R["fakes"] + R["image"] + R["harness"]
+    R["boot"] = used() - fakes_b
     R["peak"] = R["boot"]
     frames = 0
     t = 0
@@ -176,14 +194,14 @@ def run():
                 del machine.LOG[:]
                 while peer.recv(slot) is not None:
                     frames += 1
-            u = used() - fakes
+            u = used() - fakes_b
             if u > R["peak"]:
                 R["peak"] = u
     R["frames"] = frames
     R["reads"] = app.state.snap.reads
     R["soc_pct"] = app.state.soc_pct
     R["inverter_heard"] = app.state.inverter_frames
-    R["end"] = used() - fakes
+    R["end"] = used() - fakes_b
 
 try:
     run()
@@ -221,13 +239,139 @@ def run_board(board, store, heap_bytes, app_path, fakes_image, stretch=STRETCH, 
     return out
 
 
+# ---- heap per construction step ------------------------------------------------------
+
+# Boots as SCRIPT does, after importing every firmware module (NAMES, so that
+# no import falls inside a step), with every project function and every
+# project class's own __init__ wrapped: each call records its depth and the
+# gc.collect'd mem_alloc delta around it (what it leaves allocated: its
+# result and what it stored elsewhere; a class's instance header, allocated
+# before __init__, is not counted). The records go into preallocated arrays
+# so that recording allocates nothing. Prints one JSON line:
+# {"imports": bytes, "steps": [[name, depth, bytes], ...]} in call order.
+STEPS_SCRIPT = r"""
+import gc, os, sys, vfs, json, array
+""" + MOUNT + FAKES_SETUP + r"""
+machine, bq, bus, chip, peer_chip = fakes()
+app_path()
+import board
+wire(machine, board, chip)
+main = __import__(MAIN)
+gc.collect()
+a0 = gc.mem_alloc()
+for n in NAMES:
+    __import__(n)
+gc.collect()
+IMPORTS = gc.mem_alloc() - a0
+N = 20000
+NAME = array.array("H", bytes(2 * N))
+DEPTH = array.array("B", bytes(N))
+DELTA = array.array("i", bytes(4 * N))
+K = array.array("i", [0, 0])  # records so far, current depth
+LABELS = []
+
+def wrap(f, label):
+    i = len(LABELS)
+    LABELS.append(label)
+
+    def w(*a, **kw):
+        k = K[0]
+        K[0] = k + 1
+        NAME[k] = i
+        DEPTH[k] = K[1]
+        K[1] += 1
+        gc.collect()
+        b = gc.mem_alloc()
+        try:
+            r = f(*a, **kw)
+        finally:
+            K[1] -= 1
+        gc.collect()
+        DELTA[k] = gc.mem_alloc() - b
+        return r
+    return w
+
+FN = type(wrap)
+mods = [(m, n) for n, m in sys.modules.items() if getattr(m, "__file__", "").startswith(ROOT_PREFIX)]
+home = {id(m.__dict__): n for m, n in mods}
+done = {}
+for m, n in mods:
+    for k, v in list(m.__dict__.items()):
+        if type(v) is FN:
+            w = done.get(id(v))
+            if w is None:
+                w = done[id(v)] = wrap(v, home.get(id(v.__globals__), n) + "." + k)
+            setattr(m, k, w)
+        elif type(v) is type and id(v) not in done and "__init__" in v.__dict__:
+            init = v.__dict__["__init__"]
+            if type(init) is FN and id(init.__globals__) in home:
+                done[id(v)] = v
+                v.__init__ = wrap(init, home[id(init.__globals__)] + "." + k)
+from store.fs import OsFs
+from store.store import Store
+main.start(board.build(), store=Store(OsFs(DATA)), clock=main._clock())
+print(json.dumps({"imports": IMPORTS, "steps": [[LABELS[NAME[k]], DEPTH[k], DELTA[k]] for k in range(K[0])]}))
+"""
+
+
+def steps(board, store, app_path, fakes_image, exe=None):
+    """(import bytes, [(name, depth, bytes)] in call order): the boot's
+    construction steps (STEPS_SCRIPT)."""
+    exe = exe or interpreter()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "steps.py")
+        with open(path, "w") as f:
+            f.write("APP = %r\nFAKES = %r\nSTORE = %r\nMAIN = %r\nDATA = %r\nNAMES = %r\nROOT_PREFIX = %r\n" % (
+                app_path, fakes_image, store, deploy.ROMFS_MAIN if store == "romfs" else "main",
+                os.path.join(tmp, "data"), firmware_modules(board),
+                "/rom" if store == "romfs" else app_path) + STEPS_SCRIPT)
+        r = subprocess.run([exe, "-X", "heapsize=%d" % BIG_HEAP, path], capture_output=True, text=True,
+                           timeout=300, cwd=tmp, env=dict(os.environ, MICROPYPATH=""))
+    if r.returncode != 0:
+        raise RuntimeError("steps failed: %s" % r.stderr.strip().splitlines()[-3:])
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    return out["imports"], [tuple(s) for s in out["steps"]]
+
+
+def step_tree(records, depth=3, min_bytes=256):
+    """Lines of the step table: calls to the same function under one parent
+    summed (xN), down to depth, those under min_bytes left out."""
+    lines = []
+
+    def walk(recs, d):
+        # recs: records at depth >= d, the first at d
+        groups = {}
+        i = 0
+        while i < len(recs):
+            j = i + 1
+            while j < len(recs) and recs[j][1] > d:
+                j += 1
+            g = groups.setdefault(recs[i][0], [0, 0, []])
+            g[0] += recs[i][2]
+            g[1] += 1
+            g[2] += recs[i + 1:j]
+            i = j
+        for name, (b, count, sub) in sorted(groups.items(), key=lambda kv: -kv[1][0]):
+            if b >= min_bytes:
+                lines.append("  %-60s %8d" % ("  " * d + name + (" x%d" % count if count > 1 else ""), b))
+                if sub and d + 1 < depth:
+                    walk(sub, d + 1)
+
+    walk(list(records), 0)
+    return lines
+
+
 # ---- heap per module ---------------------------------------------------------------
 
 # Imports each module alone after its dependencies: for each name, gc.collect
 # and mem_alloc before and after `import name` (its deps were imported first,
 # in the order given), under the fakes so the board module and drivers load.
+# After each import micropython.qstr_info() prints the qstr pool (the
+# interned names: their entries sit on the heap, their text stays in the
+# image from ROMFS); the pool grows by doubling, so the module that crosses
+# a size pays for the next pool.
 MODULE_SCRIPT = r"""
-import gc, os, sys, vfs, json
+import gc, os, sys, vfs, json, micropython
 """ + MOUNT + r"""
 mount(FAKES, "/fk")
 if STORE == "romfs":
@@ -237,20 +381,49 @@ else:
     sys.path[:] = [".frozen", "/fk", APP, APP + "/lib"]
 import machine, esp32
 out = []
+micropython.qstr_info()
 for name in NAMES:
     gc.collect()
     a = gc.mem_alloc()
     __import__(name)
     gc.collect()
     out.append([name, gc.mem_alloc() - a])
+    micropython.qstr_info()
 print(json.dumps(out))
 """
+
+
+def _qstr_pools(lines):
+    """[(n_qstr, pool bytes)] from micropython.qstr_info() lines."""
+    out = []
+    for line in lines:
+        if line.startswith("qstr pool:"):
+            f = dict(kv.split("=") for kv in line.split(":", 1)[1].replace(",", " ").split())
+            out.append((int(f["n_qstr"]), int(f["n_total_bytes"]) - int(f["n_str_data_bytes"])))
+    return out
+
+
+# the modules whose functions run at every boot: their lazy imports count too
+BOOT_LAZY = ("main", "bq_board", "app.app")
+
+
+def _all_imports(path):
+    """Every module a source file names in an import, lazy ones included."""
+    import ast
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.module
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                yield a.name
 
 
 def firmware_modules(board):
     """Every project module the board's firmware imports when it boots
     (main.start and what the board's build() pulls in), in dependency
-    order: main's functions import lazily, so their imports count too."""
+    order, the lazy imports of BOOT_LAZY included."""
     srcs = {}
     for src, label in deploy.firmware_sources(ROOT):
         parts = label[:-3].split("/")
@@ -259,7 +432,10 @@ def firmware_modules(board):
         if parts[-1] == "__init__":
             parts = parts[:-1]
         srcs[".".join(parts)] = src
-    srcs["board"] = os.path.join(ROOT, "boards", board + ".py")
+    boards = os.path.join(ROOT, "boards")
+    srcs["board"] = os.path.join(boards, board + ".py")
+    for m in deploy.board_imports(boards, board):
+        srcs[m] = os.path.join(boards, m + ".py")
     order, seen = [], set()
 
     def visit(name):
@@ -268,27 +444,22 @@ def firmware_modules(board):
         seen.add(name)
         if "." in name:
             visit(name.rpartition(".")[0])
-        for dep in deploy.module_imports(srcs[name]):
+        deps = list(deploy.module_imports(srcs[name]))
+        if name in BOOT_LAZY:
+            deps += list(_all_imports(srcs[name]))
+        for dep in deps:
             for i in range(1, dep.count(".") + 2):
                 visit(".".join(dep.split(".")[:i]))
         order.append(name)
 
     visit("board")
-    # main.start / main.main: their lazy imports are part of every boot
-    with open(srcs["main"], encoding="utf-8") as f:
-        import ast
-        tree = ast.parse(f.read())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            visit(node.module)
-        elif isinstance(node, ast.Import):
-            for a in node.names:
-                visit(a.name)
+    visit("main")
     return [m for m in order if m not in ("main", "board")] + ["board"]
 
 
 def per_module(board, store, app_path, fakes_image, exe=None):
-    """[(module, heap bytes)] importing each module alone after its deps."""
+    """[(module, heap bytes, new qstrs, qstr pool growth bytes)] importing
+    each module alone after its deps."""
     exe = exe or interpreter()
     names = firmware_modules(board)
     with tempfile.TemporaryDirectory() as tmp:
@@ -300,7 +471,10 @@ def per_module(board, store, app_path, fakes_image, exe=None):
                            timeout=120, cwd=tmp, env=dict(os.environ, MICROPYPATH=""))
     if r.returncode != 0:
         raise RuntimeError("per-module import failed: %s" % r.stderr.strip().splitlines()[-1:])
-    return [tuple(x) for x in json.loads(r.stdout.strip().splitlines()[-1])]
+    lines = r.stdout.strip().splitlines()
+    q = _qstr_pools(lines)
+    return [(m, b, q[i + 1][0] - q[i][0], q[i + 1][1] - q[i][1])
+            for i, (m, b) in enumerate(json.loads(lines[-1]))]
 
 
 # ---- the figures -----------------------------------------------------------------
@@ -321,7 +495,8 @@ def figures(out=print):
     with tempfile.TemporaryDirectory() as tmp:
         fakes = build_fakes(tmp)
         out("RAM on the board (32-bit unix MicroPython 1.27, %s; fakes and image bytes taken off;"
-            " budgets: ESP32 from ROMFS <= 48 KB after boot, <= 56 KB peak; .mpy <= 150 KB):" % exe)
+            " budgets: ESP32 from ROMFS <= 48 KB after boot, <= 56 KB peak; .mpy <= 150 KB; imports: board"
+            " and main at module level, main.start's lazy imports count in boot):" % exe)
         out("  %-10s %-6s %10s %10s %10s %10s %10s" % ("board", "store", "imports", "boot", "peak",
                                                    "fakes", "image"))
         for board in REAL_BOARDS:
@@ -336,15 +511,52 @@ def figures(out=print):
                     board, store, _kb(r["imports"]), _kb(r["boot"]), _kb(r["peak"]),
                     _kb(r["fakes"] + r["harness"]), _kb(r["image"]) if r["image"] else "-"))
         board = REAL_BOARDS[0]
-        rows = {s: dict(per_module(board, s, res[(board, s)][1], fakes, exe)) for s in ("romfs", "mpy")}
-        out("heap per module, %s (import alone after its deps, gc.collect, mem_alloc delta):" % board)
-        out("  %-24s %9s %9s" % ("module", "romfs", "mpy"))
-        order = sorted(rows["mpy"], key=lambda m: -rows["mpy"][m])
+        rows = {s: {m[0]: m[1:] for m in per_module(board, s, res[(board, s)][1], fakes, exe)}
+                for s in ("romfs", "mpy")}
+        out("heap per module, %s (import alone after its deps, gc.collect, mem_alloc delta; new qstrs"
+            " and the qstr pool's growth, part of the romfs figure):" % board)
+        out("  %-24s %9s %9s %7s %9s" % ("module", "romfs", "mpy", "qstrs", "pool"))
+        order = sorted(rows["mpy"], key=lambda m: -rows["mpy"][m][0])
         for m in order:
-            out("  %-24s %9d %9d" % (m, rows["romfs"].get(m, 0), rows["mpy"][m]))
-        out("  %-24s %9d %9d" % ("total", sum(rows["romfs"].values()), sum(rows["mpy"].values())))
+            b, nq, pool = rows["romfs"].get(m, (0, 0, 0))
+            out("  %-24s %9d %9d %7d %9d" % (m, b, rows["mpy"][m][0], nq, pool))
+        tot = [sum(v[i] for v in rows["romfs"].values()) for i in range(3)]
+        out("  %-24s %9d %9d %7d %9d" % ("total", tot[0], sum(v[0] for v in rows["mpy"].values()), tot[1], tot[2]))
+        print_steps(board, "romfs", res[(board, "romfs")][1], fakes, exe, out=out)
     return res
 
 
+def print_steps(board, store, app_path, fakes_image, exe=None, depth=3, out=print):
+    imports, recs = steps(board, store, app_path, fakes_image, exe)
+    top = sum(b for _, d, b in recs if d == 0)
+    out("heap per construction step, %s from %s (boot: all imports %d B first, then each call's"
+        " gc.collect'd mem_alloc delta; nested calls indented, included in their caller's; >= 256 B):"
+        % (board, store, imports))
+    for line in step_tree(recs, depth):
+        out(line)
+    out("  %-60s %8d" % ("total of the top-level steps", top))
+
+
+def main(argv=None):
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m tools.ram")
+    ap.add_argument("--steps", action="store_true", help="only the heap per construction step")
+    ap.add_argument("--depth", type=int, default=3)
+    ap.add_argument("--store", choices=("romfs", "mpy"), default="romfs")
+    ap.add_argument("--board", choices=REAL_BOARDS, default=REAL_BOARDS[0])
+    a = ap.parse_args(argv)
+    if not a.steps:
+        figures()
+        return 0
+    exe = interpreter()
+    if exe is None:
+        print(HOWTO)
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        _, path = build_app(a.board, a.store, tmp)
+        print_steps(a.board, a.store, path, build_fakes(tmp), exe, depth=a.depth)
+    return 0
+
+
 if __name__ == "__main__":
-    figures()
+    sys.exit(main())
