@@ -4,21 +4,7 @@ filters would (29-bit link ids of proto.link, the 11-bit inverter ids
 0x305/0x306/0x307 of PROTOCOLS 1), in the one preallocated frame list."""
 from app.canport import CanPort
 from proto import link, pylon_can
-
-
-class Can:
-    FLAG_EXT_ID = 2
-
-    def __init__(self, frames):
-        self.rx = list(frames)
-
-    def any(self):
-        return bool(self.rx)
-
-    def recv(self, fr):
-        i, d, f = self.rx.pop(0)
-        fr[0], fr[1], fr[2], fr[3] = i, memoryview(d), f, 0
-        return fr
+from test_link import FakeCan
 
 
 class Sub:
@@ -38,7 +24,9 @@ def test_frames_go_to_the_subscriber_whose_item_takes_them():
               (0x351, bytes(8), 0),  # a BMS frame from another node: nobody's
               (status, bytes(8), 0),  # the link's bits in an 11-bit frame: not a link frame
               (0x18FF0102, bytes(8), 2)]  # another 29-bit id: nobody's
-    port = CanPort(Can(frames))
+    can = FakeCan()
+    can.rx.extend(frames)
+    port = CanPort(can)
     lk, inv = Sub(), Sub()
     port.subscribe(lk, link.CAN_FILTER)
     port.subscribe(inv, pylon_can.CAN_FILTER)
