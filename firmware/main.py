@@ -1,10 +1,11 @@
 # Builds the board (the deployed /board module: build() returns an object
 # with afe, leds, ticks_us, services; optionally buzzer, button, contacts,
-# jumper, make_wdt), the pack's firmware and the watchdog, and runs the
-# services until one fails.
+# jumper, make_wdt), has app.compose build the pack's firmware on it, and runs
+# the services until one fails.
 #
 # Watchdog: on a board with make_wdt() (the real boards) every service runs
-# wrapped (drivers.watchdog.watch) and a supervisor service feeds machine.WDT
+# wrapped (drivers.watchdog.watch, handed to app.compose from here: app may not
+# import drivers) and a supervisor service feeds machine.WDT
 # every WD_PERIOD_MS only while each service has ticked within twice its
 # period (plus one watchdog period): a hung service or a stuck loop resets the
 # board.
@@ -50,22 +51,22 @@ def _clock():
 
 
 def start(b, store=None, clock=None, wd_period_ms=WD_PERIOD_MS):
-    """(app, supervisor or None): the firmware on board b, its services wrapped
-    for the watchdog when the board has one (the WDT starts here)."""
-    from app.app import App
-    app = App(b, store=store, clock=clock)
-    deep_sleep = getattr(b, "deep_sleep", None)
-    if deep_sleep is not None and not app.held:
-        from app.sleeper import Sleeper
-        app.services.append(Sleeper(app, deep_sleep))
-    sup = None
+    """(app, supervisor or None): the firmware on board b (app.compose), its
+    services wrapped for the watchdog when the board has one (the WDT starts
+    once they are built)."""
+    from app.compose import start as compose
     make_wdt = getattr(b, "make_wdt", None)
-    if make_wdt is not None:
+    return compose(b, store, clock, None if make_wdt is None else _watcher(make_wdt, wd_period_ms))
+
+
+def _watcher(make_wdt, period_ms):
+    """services -> (watched services, supervisor): the board's watchdog
+    (drivers.watchdog) around them; machine.WDT starts when it is called."""
+    def watch(services):
         from defs.ticks import ticks_diff
-        from drivers.watchdog import Watchdog, watch
-        watched, sup = watch(app.services, Watchdog(make_wdt(), wd_period_ms), ticks_diff)
-        app.services = watched + [sup]
-    return app, sup
+        from drivers.watchdog import Watchdog, watch as wrap
+        return wrap(services, Watchdog(make_wdt(), period_ms), ticks_diff)
+    return watch
 
 
 def _retry_later():

@@ -126,10 +126,10 @@ def test_deploy_plan(name, arch):
 # ---- the board contract -------------------------------------------------------------
 
 def run_app(mod, ms):
-    from app.app import App
+    from app.compose import pack
     from sim.vtime import VirtualRunner
     b = mod.build()
-    app = App(b)
+    app = pack(b)
     r = VirtualRunner()
     for s in app.services:
         r.add(s)

@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as hs
 import pylon_rs485_decoder as dec
 
 from app.inverter import Inverter, BUS_RS485
+from app.router import Router
 from bms.params import Params, index_of
 from bms.state import PackState
 from proto import pylon_rs485 as pr
@@ -38,6 +39,8 @@ def decode(frame):
 
 
 class End:
+    """Link IN with read() only (no readinto: the router's other read path)."""
+
     def __init__(self):
         self.rx = bytearray()
         self.tx = bytearray()
@@ -63,8 +66,16 @@ def server(v=None):
     st.snap.stack_mv = sum(st.snap.cell_mv)
     st.current_ma = 12345
     st.soc_pct = 57
+    return _wired(st, Params(), v or view())
+
+
+def _wired(st, p, v):
+    """The inverter on Link IN, as app.compose wires it: the port's reader
+    (app.router, kept as end.router) hands it the ASCII requests."""
     end = End()
-    inv = Inverter(st, Params(), v or view(), None, end)
+    inv = Inverter(st, p, v, None, end)
+    end.router = Router(end)
+    end.router.subscribe_ascii(inv)
     return inv, st, end
 
 
@@ -72,6 +83,7 @@ def ask(inv, end, data, t=0):
     end.rx.extend(data)
     end.tx.clear()
     inv.tick(t)
+    end.router.poll(t)  # in the link's tick, after the inverter's (app.compose)
     return bytes(end.tx)
 
 
@@ -122,8 +134,7 @@ def _bench_pack(rated_mah, soc_pct=62, current_ma=-20000, units=None):
     st.current_ma = current_ma
     st.soc_pct = soc_pct
     st.cycles = 17
-    end = End()
-    return Inverter(st, p, view(), None, end), st, end
+    return _wired(st, p, view())
 
 
 def test_issue_bench_pack_reads_as_real_clients_read_it():

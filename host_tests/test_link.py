@@ -13,7 +13,7 @@ from proto import pylon_rs485 as pr
 from bms import parallel
 from bms.state import PackState
 from bms.params import Params
-from app.link import Link
+from app import compose
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -142,10 +142,11 @@ class Board:
         self.link_out = FakeUart()
 
 
-def _service():
+def _service(b=None):
+    """The link service on board b's ports, wired as app.compose wires it."""
     st = PackState()
-    b = Board()
-    return Link(st, Params(), b), st, b
+    b = b if b is not None else Board()
+    return compose.link(st, Params(), b, compose.Ports(b)), st, b
 
 
 def _addr_frame(src, dst, flags=link.ADDR_MASTER_REACHED):
@@ -227,7 +228,7 @@ def test_fuzz_mutated_link_frames_are_taken_or_refused_as_the_protocol_says():
     for trial in range(40):
         svc, st, b = _service()
         lst = Listener()
-        svc.rs485_listeners.append(lst)
+        _listen(svc, lst)
         master = trial % 2 == 0
         role = parallel.MASTER if master else parallel.SLAVE
         exp = {"good": 0, "bad": 0, "reset": 0, "noise": bytearray(), "status": {}}
@@ -244,7 +245,7 @@ def test_fuzz_mutated_link_frames_are_taken_or_refused_as_the_protocol_says():
             t += 100
         assert (st.link_role, st.link_address) == ((parallel.MASTER, 1) if master else (parallel.SLAVE, 2))
         assert svc.roles.changes == 1  # decided once, never flipped by noise
-        assert svc.rx_frames == exp["good"] and svc._p.bad == exp["bad"]
+        assert svc.rx_frames == exp["good"] and svc.rx_in.parser.bad == exp["bad"]
         assert bytes(lst.got) == bytes(exp["noise"])  # not a byte of the noise lost or taken as a frame
         assert st.protect_reset_req == 0 and st.link_refused == exp["reset"]
         tab = svc.table
@@ -297,10 +298,9 @@ def test_master_hands_over_when_a_pack_appears_upstream():
 
 
 def test_dip_master_is_master_at_once():
-    st = PackState()
     b = Board()
     b.link_dip_master = True
-    svc = Link(st, Params(), b)
+    svc, st, _ = _service(b)
     b.link_in.rx.extend(_addr_frame(1, 2))
     svc.tick(0)
     assert (st.link_role, st.link_address) == (parallel.MASTER, 1)
@@ -314,10 +314,16 @@ class Listener:
         self.got.extend(bytes(buf[:n]))
 
 
+def _listen(svc, lst):
+    """lst gets every Link IN byte that is not a link frame (ASCII and binary)."""
+    svc.rx_in.subscribe_ascii(lst)
+    svc.rx_in.subscribe_binary(lst)
+
+
 def test_link_in_router_splits_link_frames_from_pylontech_requests():
     svc, st, b = _service()
     lst = Listener()
-    svc.rs485_listeners.append(lst)
+    _listen(svc, lst)
     req = b"~20024642E00202FD33\r"
     stream = bytearray()
     frames = 0
@@ -336,7 +342,7 @@ def test_link_in_router_splits_link_frames_from_pylontech_requests():
         pos += n
         svc.tick(t)
         t += 100
-    assert svc.rx_frames == frames and svc._p.bad == 0
+    assert svc.rx_frames == frames and svc.rx_in.parser.bad == 0
     assert bytes(lst.got) == req * 10
     assert svc.roles.up_ms >= 0
 
@@ -344,11 +350,28 @@ def test_link_in_router_splits_link_frames_from_pylontech_requests():
 def test_link_in_router_passes_garbage_and_double_tilde_on():
     svc, st, b = _service()
     lst = Listener()
-    svc.rs485_listeners.append(lst)
+    _listen(svc, lst)
     b.link_in.rx.extend(b"xy~~20\r" + _addr_frame(1, 0, 0) + b"z" * 100)
     svc.tick(0)
     assert svc.rx_frames == 1
     assert bytes(lst.got) == b"xy~~20\r" + b"z" * 100
+
+
+def test_link_in_router_splits_ascii_requests_from_binary():
+    # IFACE: '~' then a printable byte up to '\r' is ASCII (Pylontech), the rest binary
+    svc, st, b = _service()
+    asc, bi = Listener(), Listener()
+    svc.rx_in.subscribe_ascii(asc)
+    svc.rx_in.subscribe_binary(bi)
+    req = b"~20024642E00202FD33\r"
+    modbus = bytes([0x01, 0x03, 0x00, 0x10, 0x00, 0x02, 0xC5, 0xCE])
+    b.link_in.rx.extend(modbus + req + b"\x7e\x80" + _addr_frame(1, 0, 0) + req[:9])
+    svc.tick(0)
+    b.link_in.rx.extend(req[9:] + b"xy~~20\r" + modbus)
+    svc.tick(100)
+    assert svc.rx_frames == 1
+    assert bytes(asc.got) == req + req + b"~~20\r"
+    assert bytes(bi.got) == modbus + b"\x7e\x80" + b"xy" + modbus
 
 
 def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():

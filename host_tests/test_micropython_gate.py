@@ -438,9 +438,9 @@ with open('/lib/machine.py', 'w') as f:
     f.write(FAKE_MACHINE)
 import machine
 import %(board)s as board
-from app.app import App
+from app.compose import pack
 from sim.vtime import VirtualRunner
-app = App(board.build())
+app = pack(board.build())
 r = VirtualRunner()
 for svc in app.services:
     r.add(svc)
@@ -690,7 +690,7 @@ import micropython
 from array import array
 from bms.state import PackState
 from bms.params import Params
-from app.link import Link
+from app import compose
 from proto import link
 
 Q = 64
@@ -792,7 +792,7 @@ def chain(with_can):
         for i in range(len(snap.temp_dc)):
             snap.temp_dc[i] = 250 + i
         snap.stack_mv = 16 * 3310
-        svcs.append(Link(st, Params(), b))
+        svcs.append(compose.link(st, Params(), b, compose.Ports(b)))
     return bus, svcs
 
 LOCKED
@@ -852,7 +852,10 @@ import micropython
 from bms.params import Params
 from bms.state import PackState
 from app.inverter import Inverter
+from app.canport import CanPort
+from app.router import Router
 from proto import pylon_rs485 as pr
+from proto import pylon_can
 
 class View:
     valid = True
@@ -886,7 +889,30 @@ class Port:
     def any(self):
         return 0
 
+class Uart(Port):
+    # Link IN: what load() put there, read into the router's buffer
+    def __init__(self):
+        Port.__init__(self)
+        self.rx = bytearray(256)
+        self.end = self.pos = 0
+    def load(self, b):
+        for i in range(len(b)):
+            self.rx[i] = b[i]
+        self.end = len(b)
+        self.pos = 0
+    def any(self):
+        return self.end - self.pos
+    def readinto(self, buf):
+        n = self.end - self.pos
+        if n > len(buf):
+            n = len(buf)
+        for i in range(n):
+            buf[i] = self.rx[self.pos + i]
+        self.pos += n
+        return n
+
 class Can:
+    FLAG_EXT_ID = 2
     def __init__(self):
         self.rx = 0
         self.sent = 0
@@ -895,6 +921,7 @@ class Can:
     def recv(self, slot):
         self.rx -= 1
         slot[0] = 0x305
+        slot[2] = 0
         return slot
     def send(self, fid, buf, flags):
         self.sent += 1
@@ -932,28 +959,37 @@ def probe():
             st.snap.cell_mv[i] = 3300 + i
         st.snap.stack_mv = 52800
         can = Can()
-        port = Port()
+        port = Uart()
         p = Params()
         p.set_by_name("inv_protocol_count", pid)
         inv = Inverter(st, p, View(), can, port)
+        rx = Router(port)  # as app.compose wires them: the port's readers
+        rx.subscribe_ascii(inv)
+        can_rx = CanPort(can)
+        can_rx.subscribe(inv, pylon_can.CAN_FILTER)
         reqs = requests(p)
         for r in reqs:  # warm-up: one reply of each length
-            inv.on_rs485(r, len(r))
+            port.load(r)
+            rx.poll(0)
         before = port.n
         for k in range(3):
             st.current_ma = (-20000, 30000, 5)[k]
             st.soc_pct = (62, 100, 0)[k]
             for r in reqs:
-                err = locked(inv.on_rs485, r, len(r))
+                port.load(r)
+                err = locked(rx.poll, 0)
                 if err:
-                    return "on_rs485 " + err + " for " + str(bytes(r))
+                    return "router and on_rs485 " + err + " for " + str(bytes(r))
         if port.n - before != 3 * (len(reqs) - 1):
             return "replies: " + str(port.n - before)
         # CAN: the inverter's frames heard, the frame set sent every period
         t = 0
+        def step(t):
+            can_rx.poll()
+            inv.tick(t)
         for k in range(60):
             can.rx = 1
-            err = locked(inv.tick, t)
+            err = locked(step, t)
             if err:
                 return "tick " + err + " at " + str(t)
             t += 50

@@ -206,7 +206,7 @@ def test_master_link_in_shared_by_an_rs485_inverter_and_a_pack_upstream():
     lk = world.packs[0].app.link
     # the master kept its role and heard every frame of the pack upstream ...
     assert world.packs[0].app.state.link_role == parallel.MASTER
-    assert up.sent > 50 and lk.rx_frames == up.sent and lk._p.bad == 0
+    assert up.sent > 50 and lk.rx_frames == up.sent and lk.rx_in.parser.bad == 0
     # ... and the inverter lost no request: from 3 s to 8.9 s every one is answered
     rs = [json.loads(ln) for ln in lines if '"rs485"' in ln]
     msgs = [(o["t_ms"], bytes.fromhex(o["data"]).decode()) for o in rs]

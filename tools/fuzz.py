@@ -66,11 +66,10 @@ def _view():
 
 
 class Pack:
-    """Link and Inverter of one pack, wired as firmware/app/app.py wires them."""
+    """Link and Inverter of one pack, wired as app.compose wires them."""
 
     def __init__(self, master):
-        from app.inverter import Inverter, master_test
-        from app.link import Link
+        from app import compose
         from bms.params import Params
         from bms.state import PackState
         st = PackState()
@@ -83,13 +82,9 @@ class Pack:
         self.now_ms = 0
         self.board = Board(master, lambda: self.now_ms)
         params = Params()
-        self.link = Link(st, params, self.board)
-        self.inverter = Inverter(st, params, _view(), self.board.can, self.board.link_in, None, master_test(st))
-        self.inverter.poll_can = False
-        self.link.listeners.append(self.inverter)
-        self.inverter.poll_link = False
-        self.link.rs485_listeners.append(self.inverter)
-        self.inverter.server.packs = self.link
+        ports = compose.Ports(self.board)
+        self.link = compose.link(st, params, self.board, ports)
+        self.inverter = compose.inverter(st, params, _view(), self.board, ports, self.link)
 
     def tick(self):
         self.inverter.tick(self.now_ms)

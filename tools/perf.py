@@ -151,7 +151,7 @@ SENSOR_ERRORS = {"cell_noise_mv": 2, "current_offset_ma": 300, "current_gain_ppm
 
 def _week_pack(seed, params_over=(), errors=SENSOR_ERRORS, spread=None):
     import host_sim
-    from app.app import App
+    from app.compose import pack
     from bms.params import Params, index_of
     from sim.mock_afe import MockAfe
     from sim.pack_model import PackModel
@@ -162,7 +162,7 @@ def _week_pack(seed, params_over=(), errors=SENSOR_ERRORS, spread=None):
     clock = [0]
     params = Params()
     params.set_many([(index_of(k), v) for k, v in params_over])
-    app = App(host_sim.Board(afe, lambda: clock[0]), params)
+    app = pack(host_sim.Board(afe, lambda: clock[0]), params)
     return model, afe, app, clock
 
 

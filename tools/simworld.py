@@ -4,7 +4,7 @@
 # MicroPython alike: the MicroPython gate runs this same file and the two
 # traces must be identical.
 import host_sim
-from app.app import App
+from app.compose import pack as firmware
 from app.service import Service
 from app.supervise import Failure
 from bms.params import Params, index_of
@@ -63,7 +63,7 @@ class Pack:
         self.board.link_out = world.links[index + 1].a
         self.store = Store(MemFs())  # store: the pack's flash, in memory
         self.params = params
-        self.app = App(self.board, params, self.store)
+        self.app = firmware(self.board, params, self.store)
         self.button_release_ms = -1
         self.tracer = None
 
@@ -142,7 +142,7 @@ class World:
     def _restart(self, pack):
         """A fresh firmware start on the pack's flash: the stored parameters
         replace the scenario's (pack.params) when the flash holds a good copy."""
-        pack.app = App(pack.board, pack.params, pack.store)
+        pack.app = firmware(pack.board, pack.params, pack.store)
         self._run_app(pack)
 
     def _stop_app(self, app):

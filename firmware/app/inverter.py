@@ -7,6 +7,9 @@
 # (CCL = DCL = 0, CVL at the present voltage); silent for inv_sleep_ms ->
 # inverter_sleep_req (control puts the pack to sleep, bms.sleep.BY_INVERTER).
 # Protocol ID and RS485 baud are read once at start (board DIP, else params).
+# It reads no port itself: the CAN port's reader (app.canport) hands it the
+# 11-bit frames (on_frame), the Link IN router (app.router) the ASCII requests
+# (on_rs485); replies go out on the port it is given (link).
 from array import array
 from app.service import Service
 from bms import params as P
@@ -50,7 +53,9 @@ class Inverter(Service):
     name = "inverter"
     period_ms = 50
 
-    def __init__(self, state, params, view, can=None, link=None, dip=None, is_master=None):
+    def __init__(self, state, params, view, can=None, link=None, dip=None, is_master=None, packs=None):
+        """can: the CAN port it sends on; link: the RS485 port it answers on;
+        packs: the master's table of the other packs (app.link.Link) for 0x42."""
         self.st = state
         self.params = params
         self.view = view
@@ -70,19 +75,14 @@ class Inverter(Service):
         self.sleep_ms = v[P.INV_SLEEP_MS]
         # protocol 2 (Schneider) and 3 are reserved: served as protocol 0
         self.enc = pc.CanEncoder(pc.PROTO_PYLON if self.protocol_id == 1 else pc.PROTO_VICTRON_SMA)
-        self.poll_can = True  # False when another service owns the CAN port and calls on_frame
-        self.poll_link = True  # False when app.link owns Link IN and calls on_rs485
-        self._slot = [0, memoryview(bytearray(8)), 0, 0]
         self._next_frame = len(self.enc.frames)  # nothing queued
         self._last_send = None
         self._heard = None  # tick of the last inverter frame/request
         self._now = 0
         self.framer = pr.Framer()
         self.req = pr.Request()
-        self.server = Rs485Server(state, params, view)
+        self.server = Rs485Server(state, params, view, packs)
         self._views = {}  # reply length -> memoryview of server.out (made once per length)
-        self._rx = bytearray(64)
-        self._readinto = getattr(link, "readinto", None)
         self.can_errors = 0
         st = state
         st.inverter_protocol = self.protocol_id
@@ -110,40 +110,14 @@ class Inverter(Service):
             self.bus = bus
             self.st.inverter_bus = bus
 
-    def _poll_can(self):
-        can = self.can
-        slot = self._slot
-        while can.any():
-            if can.recv(slot) is None:
-                return
-            if pc.is_inverter_frame(slot[0]) and not slot[2] & _EXT:
-                self._hear(BUS_CAN)
-
     def on_rs485(self, buf, n):
-        """Link IN bytes that are not link frames (buf[:n]), handed over by the
-        link service (app.link), the one reader of the port."""
+        """ASCII bytes from Link IN (buf[:n]), handed over by the port's
+        reader (app.router)."""
         if self.is_master is not None and not self.is_master():
             return
         framer = self.framer
         for i in range(n):
             m = framer.feed(buf[i])
-            if m:
-                self._request(framer.buf, m)
-
-    def _poll_link(self):
-        link = self.link
-        n = link.any()
-        if not n:
-            return
-        if self._readinto is not None:  # machine.UART: into the preallocated buffer
-            n = self._readinto(self._rx)
-            data = self._rx
-        else:
-            data = link.read(n)
-            n = len(data) if data else 0
-        framer = self.framer
-        for i in range(n or 0):
-            m = framer.feed(data[i])
             if m:
                 self._request(framer.buf, m)
 
@@ -179,10 +153,6 @@ class Inverter(Service):
         self._now = now_ms
         if self.is_master is not None and not self.is_master():
             return
-        if self.can is not None and self.poll_can:
-            self._poll_can()
-        if self.link is not None and self.poll_link:
-            self._poll_link()
         st = self.st
         if self._heard is None:
             st.inverter_silent_ms = 0
@@ -229,13 +199,13 @@ class Rs485Server:
     """Builds the reply to a parsed request into self.out (preallocated; no
     allocation per request)."""
 
-    def __init__(self, state, params, view):
+    def __init__(self, state, params, view, packs=None):
         self.st = state
         self.params = params
         self.view = view
         self.info = bytearray(_INFO_BYTES)
         self.scratch = bytearray(_PACK_BYTES + 2)  # another pack's 0x42 INFO from the link
-        self.packs = None  # link: the master's table of the other packs (app.link.Link)
+        self.packs = packs  # link: the master's table of the other packs (app.link.Link)
         self.now_ms = 0
         self.out = bytearray(18 + 2 * _INFO_BYTES)
         v = params.v

@@ -6,14 +6,11 @@
 # fields of PackState (role, address, hold, the M/S LED is indicate's; the
 # parallel failure, which protect shows as the PARALLEL alarm; the forming
 # flicker, which indicate plays) and the master's pack table the system stage
-# aggregates. It is the one reader of
-# the CAN port: frames that are not link frames go to the services in
-# `listeners` (on_frame("can", frame)). It is also the one reader of Link IN:
-# a router splits the bytes there into link frames (SOF 0x7E then a length
-# byte 0..8: the link parser) and everything else (a Pylontech request
-# `~` + ASCII ... `\r` on the master's Link IN, garbage) handed to the
-# services in `rs485_listeners` (on_rs485(buf, n), in order, whole chunks
-# from a preallocated buffer). Boards without CAN (board.can None) carry the
+# aggregates. It reads no port itself: its tick runs the connector's readers
+# (app.router for Link IN and Link OUT, app.canport for CAN) at fixed points,
+# and they hand it the link frames (on_link_in, on_link_out, on_frame) and
+# the other services theirs; app.compose connects them. Boards without CAN
+# (board.can None) carry the
 # same messages framed for RS485 (lib/proto/link) on the chain: reports go
 # up (a slave writes on Link IN, each pack reads its Link OUT and relays them
 # up its Link IN to the master), the master's HELLO/CMD/REQ go down (Link OUT,
@@ -26,18 +23,6 @@ from proto import pylon_rs485 as pr
 from app.service import Service
 
 LINK_MS = 100
-# Link IN router states
-_R_OTHER = 0  # bytes go to rs485_listeners
-_R_SOF = 1  # a 0x7E held: the next byte tells a link frame (0..8) from a request
-_R_LINK = 2  # inside a link frame: bytes go to the link parser
-_OTHER_SIZE = 64
-_RX_SIZE = 64  # bytes taken from a UART per readinto
-
-
-def _uart(port):
-    if port is not None and hasattr(port, "any") and hasattr(port, "readinto") and hasattr(port, "write"):
-        return port
-    return None
 
 
 def _views(buf):
@@ -53,39 +38,35 @@ class Link(Service):
     name = "link"
     period_ms = LINK_MS
 
-    def __init__(self, state, params, board):
+    def __init__(self, state, params, can=None, can_rx=None, rx_in=None, rx_out=None, dip_master=False):
+        """can: the CAN port (sending), can_rx its reader (app.canport); rx_in,
+        rx_out: the readers of Link IN / Link OUT (app.router), whose ports
+        the link writes to. dip_master (SPEC 6): the DIP says master (address
+        1); False = automatic (dynamic addressing)."""
         self.state = state
         self.params = params
-        self.can = getattr(board, "can", None)
-        # the RS485 ends in machine.UART shape (write/readinto/any: the bench); a board
-        # whose ends are drivers.rs485 (frame API) gets no addressing over them yet
-        self.link_in = _uart(getattr(board, "link_in", None))
-        self.link_out = _uart(getattr(board, "link_out", None))
-        # DIP variant (SPEC 6): board.link_dip_master True = the DIP says master
-        # (address 1), False/absent = automatic (dynamic addressing)
-        self.roles = parallel.Roles(bool(getattr(board, "link_dip_master", False)))
+        self.can = can
+        self.can_rx = can_rx
+        self.rx_in = rx_in
+        self.rx_out = rx_out
+        self.link_in = rx_in.port if rx_in is not None else None
+        self.link_out = rx_out.port if rx_out is not None else None
+        self.roles = parallel.Roles(dip_master)
         self.table = parallel.Table()
         self.forming = parallel.Forming()
-        self.listeners = []
-        self.rs485_listeners = []  # on_rs485(buf, n): Link IN bytes that are not link frames
-        self._route = _R_OTHER
-        self._other = bytearray(_OTHER_SIZE)
-        self._other_n = 0
         self.rx_frames = 0  # good link frames read on Link IN
-        self._po = link.Rs485Parser()  # Link OUT: frames from downstream (RS485 transport)
         self.relayed = 0  # frames passed on up or down the chain
+        self._now = 0  # the tick's time, for the frames the readers hand over
         self._want_cells = False  # slave: the master asked for every cell (REQ_CELLS)
         self._want_reports = False
         self._ask = bytearray(parallel.N)  # master: addresses to ask for their cells
-        self._p = link.Rs485Parser()
         self._out = bytearray(link.RS485_MAX)
         self._pl = bytearray(8)
-        self._rx = bytearray(_RX_SIZE)
         self._out_v = _views(self._out)
         self._pl_v = _views(self._pl)
-        self._p_v = _views(self._p.buf)  # relays: a parser's whole frame
-        self._po_v = _views(self._po.buf)
-        self._frame = [0, memoryview(bytearray(8)), 0, 0]
+        # relays: a parser's whole frame
+        self._p_v = _views(rx_in.parser.buf) if rx_in is not None else None
+        self._po_v = _views(rx_out.parser.buf) if rx_out is not None else None
         self._last_addr_ms = -1
         self._last_hello_ms = -1
         self._last_report_ms = -1
@@ -101,13 +82,17 @@ class Link(Service):
     def tick(self, now_ms):
         st = self.state
         r = self.roles
-        self._read_rs485(now_ms)
-        self._read_out(now_ms)
+        self._now = now_ms
+        if self.rx_in is not None:
+            self.rx_in.poll(now_ms)  # on_link_in; the rest to the router's other subscribers
+        if self.rx_out is not None:
+            self.rx_out.poll(now_ms)  # on_link_out
         was = r.role
         r.step(now_ms)
         if r.role == parallel.SLAVE and was == parallel.NONE:
             st.link_hold = True  # a joiner: FETs open until the system voltage matches
-        self._read_can(now_ms)
+        if self.can_rx is not None:
+            self.can_rx.poll()  # on_frame; the rest to the port's other subscribers
         st.link_role = r.role
         st.link_address = r.address
         if r.role == parallel.MASTER:
@@ -304,62 +289,8 @@ class Link(Service):
         n = link.rs485_frame(self._out, link.T_ADDR, r.address, nxt, d, 2)
         out.write(self._out_v[n])
 
-    def _read_rs485(self, now_ms):
-        port = self.link_in
-        if port is None:
-            return
-        buf = self._rx
-        while port.any():
-            n = port.readinto(buf)
-            if not n:
-                break
-            self._route_in(now_ms, buf, n)
-        self._flush_other()
-
-    def _route_in(self, now_ms, buf, n):
-        """The Link IN router: link frames to the parser, the rest handed over."""
-        p = self._p
-        sof = link.SOF
-        for i in range(n):
-            b = buf[i]
-            r = self._route
-            if r == _R_LINK:
-                if p.feed(b):
-                    self._rx_in(now_ms)
-                if p.pos == 0:
-                    self._route = _R_OTHER  # the frame ended (good or bad)
-            elif r == _R_SOF:
-                if b <= link.RS485_MAX_LEN:
-                    p.feed(sof)
-                    p.feed(b)
-                    self._route = _R_LINK
-                else:
-                    self._other_byte(sof)
-                    if b != sof:  # a second 0x7E stays held
-                        self._other_byte(b)
-                        self._route = _R_OTHER
-            elif b == sof:
-                self._route = _R_SOF
-            else:
-                self._other_byte(b)
-
-    def _other_byte(self, b):
-        self._other[self._other_n] = b
-        self._other_n += 1
-        if self._other_n >= _OTHER_SIZE:
-            self._flush_other()
-
-    def _flush_other(self):
-        n = self._other_n
-        if not n:
-            return
-        self._other_n = 0
-        for s in self.rs485_listeners:
-            s.on_rs485(self._other, n)
-
-    def _rx_in(self, now_ms):
-        """A good link frame arrived on Link IN (from upstream)."""
-        p = self._p
+    def on_link_in(self, p, now_ms):
+        """A good link frame arrived on Link IN (from upstream), in parser p."""
         self.rx_frames += 1
         typ = p.typ
         if typ == link.T_ADDR:
@@ -376,46 +307,30 @@ class Link(Service):
             self.link_out.write(self._p_v[7 + p.n])  # down the chain
             self.relayed += 1
 
-    def _read_out(self, now_ms):
-        """Link OUT: frames from downstream (reports on boards without CAN)."""
-        port = self.link_out
-        if port is None:
+    def on_link_out(self, p, now_ms):
+        """A good link frame arrived on Link OUT (from downstream: reports on
+        boards without CAN), in parser p."""
+        if p.typ == link.T_ADDR:
             return
-        p = self._po
         r = self.roles
-        buf = self._rx
-        while port.any():
-            n = port.readinto(buf)
-            if not n:
-                break
-            for i in range(n):
-                if not p.feed(buf[i]) or p.typ == link.T_ADDR:
-                    continue
-                if r.role == parallel.MASTER:
-                    self._handle(now_ms, p.typ, p.src, p.dst, p.payload)
-                elif r.role == parallel.SLAVE and p.dst < r.address and not self.state.link_orphan \
-                        and self.link_in is not None:
-                    self.link_in.write(self._po_v[7 + p.n])  # up the chain
-                    self.relayed += 1
+        if r.role == parallel.MASTER:
+            self._handle(now_ms, p.typ, p.src, p.dst, p.payload)
+        elif r.role == parallel.SLAVE and p.dst < r.address and not self.state.link_orphan \
+                and self.link_in is not None:
+            self.link_in.write(self._po_v[7 + p.n])  # up the chain
+            self.relayed += 1
 
-    def _read_can(self, now_ms):
-        can = self.can
-        if can is None:
+    def on_frame(self, bus, fr):
+        """A link frame from the CAN port (29-bit, proto.link.CAN_FILTER)."""
+        id_ = fr[0]
+        typ = link.id_type(id_)
+        if typ < 0:
             return
-        fr = self._frame
-        while can.any():
-            can.recv(fr)
-            id_ = fr[0]
-            typ = link.id_type(id_) if fr[2] & can.FLAG_EXT_ID else -1
-            if typ < 0:
-                for s in self.listeners:
-                    s.on_frame("can", fr)
-                continue
-            data = fr[1]
-            if len(data) != link.length_of(typ):
-                self.bad_frames += 1
-                continue
-            self._handle(now_ms, typ, link.id_src(id_), link.id_dst(id_), data)
+        data = fr[1]
+        if len(data) != link.length_of(typ):
+            self.bad_frames += 1
+            return
+        self._handle(self._now, typ, link.id_src(id_), link.id_dst(id_), data)
 
     def _handle(self, now_ms, typ, src, dst, data):
         """One link message (from CAN or RS485), length already checked."""

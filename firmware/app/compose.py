@@ -1,0 +1,134 @@
+# Owns the wiring of one pack's firmware, the only place it is done (used by
+# firmware/main.py and the bench, tools/simworld.py): the readers of the link
+# connector's ports (app.canport for CAN, app.router for Link IN and Link OUT)
+# and their subscribers, the acceptance filters of the CAN chip, the services
+# of app.app.App in their run order, and on a board the Sleeper and the
+# watchdog wrapping. The watchdog itself is the board's (drivers.watchdog, which
+# app may not import): main.py passes start() a function that wraps the services.
+from bms import hwlimits
+from bms.params import CYCLE_MS
+from proto import link as link_proto, pylon_can
+from app.app import App
+from app.service import Cycle
+from app.acquire import Acquire
+from app.protect import Protect
+from app.control import Control
+from app.system import System
+from app.link import Link
+from app.estimate import Estimate
+from app.balance import Balance
+from app.indicate import Indicate
+from app.button import Button
+from app.inverter import Inverter, master_test
+from app.canport import CanPort
+from app.router import Router
+
+
+def _router(port):
+    """The reader of an RS485 end with machine.UART's byte API (any, write,
+    readinto or read); None for no port or one that reads frames only."""
+    if port is None or not hasattr(port, "any") or not hasattr(port, "write"):
+        return None
+    if not hasattr(port, "readinto") and not hasattr(port, "read"):
+        return None
+    return Router(port)
+
+
+class Ports:
+    """The link connector as the services see it: the CAN port (sending) and
+    its reader, the Link IN and Link OUT readers; None where the board has none."""
+
+    def __init__(self, board):
+        self.can = getattr(board, "can", None)
+        self.can_rx = CanPort(self.can) if self.can is not None else None
+        self.link_in = _router(getattr(board, "link_in", None))
+        self.link_out = _router(getattr(board, "link_out", None))
+
+
+def link(state, params, board, ports):
+    """The link service on the ports, subscribed to the link frames of each."""
+    svc = Link(state, params, ports.can, ports.can_rx, ports.link_in, ports.link_out,
+               bool(getattr(board, "link_dip_master", False)))
+    if ports.can_rx is not None:
+        ports.can_rx.subscribe(svc, link_proto.CAN_FILTER)
+    if ports.link_in is not None:
+        ports.link_in.subscribe_link(svc.on_link_in)
+    if ports.link_out is not None:
+        ports.link_out.subscribe_link(svc.on_link_out)
+    return svc
+
+
+def inverter(state, params, view, board, ports, packs):
+    """The inverter service, subscribed to the inverter's CAN frames (11-bit)
+    and the Pylontech requests on Link IN; packs: 0x42 for another pack."""
+    rin = ports.link_in
+    svc = Inverter(state, params, view, ports.can, rin.port if rin is not None else None,
+                   getattr(board, "dip", None), master_test(state), packs)
+    if ports.can_rx is not None:
+        ports.can_rx.subscribe(svc, pylon_can.CAN_FILTER)
+    if rin is not None:
+        rin.subscribe_ascii(svc)
+    return svc
+
+
+def pack(board, params=None, store=None, clock=None):
+    """The firmware of one pack on board (App with its services), as the
+    board and the bench run it."""
+    app = App(board, params, store, clock)
+    if app.held:
+        return app
+    st = app.state
+    prm = app.params
+    afe = board.afe
+    afe.program_protections(hwlimits.from_params(prm))
+    ports = Ports(board)
+    # link: the parallel-packs service (roles, addresses, the master's pack table)
+    app.link = link(st, prm, board, ports)
+    app.system = System(st, prm, app.link)
+    app.protect = Protect(st, prm)  # between acquire and control
+    app.control = Control(afe, st, prm, getattr(board, "contacts", None))
+    app.estimate = Estimate(st, prm)  # SOC, SOH, counters, limits
+    app.cycle = Cycle("cycle", prm.v[CYCLE_MS], (
+        Acquire(afe, st, board.ticks_us),
+        app.protect,
+        app.control,
+        app.estimate,  # after protect: the USOC alarm uses last cycle's SOC
+        Balance(afe, st, prm),  # balance: cells to bleed
+        app.system,  # the view the inverter is told about
+    ))
+    app.indicate = Indicate(st, board.leds, getattr(board, "buzzer", None), prm)
+    # the board's own services (a bench board's pack physics) run first
+    services = list(board.services) + [app.cycle, app.indicate]
+    # the reset button, on boards that have one
+    if getattr(board, "button", None) is not None:
+        app.button = Button(st, board.button, prm)
+        services.append(app.button)
+    # inverter: CAN frames / RS485 server on the master; it ticks before the
+    # link, whose tick runs the ports' readers
+    app.inverter = inverter(st, prm, app.system.view, board, ports, app.link)
+    services.append(app.inverter)
+    services.append(app.link)
+    app.services = services
+    # the CAN port delivers only what a service reads: link frames and the
+    # inverter's (an MCP2515 delivers nothing until its filters are set)
+    if ports.can is not None:
+        ports.can.set_filters(ports.can_rx.selections())
+    app.attach_store()  # last: it restores what the services above hold
+    return app
+
+
+def start(board, store=None, clock=None, watch=None):
+    """(app, supervisor or None): the firmware on board as main.py runs it:
+    with the Sleeper on a board with deep_sleep(ms), and, given watch (main.py:
+    services -> (watched services, supervisor service), starting the WDT), every
+    service wrapped for the watchdog."""
+    app = pack(board, store=store, clock=clock)
+    deep_sleep = getattr(board, "deep_sleep", None)
+    if deep_sleep is not None and not app.held:
+        from app.sleeper import Sleeper
+        app.services.append(Sleeper(app, deep_sleep))
+    sup = None
+    if watch is not None:
+        watched, sup = watch(app.services)
+        app.services = watched + [sup]
+    return app, sup

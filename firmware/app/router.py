@@ -1,0 +1,117 @@
+# Owns the receive side of one RS485 port of the link connector (Link IN or
+# Link OUT): it is the port's one reader. poll(now_ms) takes what the port holds
+# (readinto into a preallocated buffer; a port without readinto is read with
+# read(n), which allocates) and splits the byte stream into
+#   link frames: SOF 0x7E then a length byte 0..8 (proto.link), fed to the
+#     parser; each good frame goes to the link subscriber (fn(parser, now_ms));
+#   ASCII: '~' (0x7E) then a printable byte, up to '\r' (Pylontech requests);
+#   binary: everything else (Modbus RTU, garbage).
+# ASCII and binary subscribers get on_rs485(buf, n): whole chunks of their kind
+# from one preallocated buffer, in the order the bytes came (a chunk ends where
+# the kind changes, the buffer is full or the poll ends). A subscriber that
+# answers writes to the port it was given at construction. The link service
+# runs poll() at its point of the tick (app.compose connects the subscribers).
+from proto import link
+
+_OTHER = 0  # bytes go to the ASCII or binary subscribers (the kind in _kind)
+_SOF = 1  # a 0x7E held: the next byte tells a link frame (0..8) from the rest
+_LINK = 2  # inside a link frame: bytes go to the parser
+_ASCII = 3  # inside '~' ... '\r'
+_CHUNK = 64
+_RX = 64  # bytes taken from the port per readinto
+_CR = 0x0D
+
+
+class Router:
+    def __init__(self, port):
+        self.port = port
+        self.parser = link.Rs485Parser()
+        self.on_link = None  # fn(parser, now_ms) for each good link frame
+        self.ascii = []
+        self.binary = []
+        self._readinto = getattr(port, "readinto", None)
+        self._rx = bytearray(_RX)
+        self._route = _OTHER
+        self._resume = _OTHER
+        self._kind = _OTHER  # of the bytes in _chunk: _OTHER (binary) or _ASCII
+        self._chunk = bytearray(_CHUNK)
+        self._n = 0
+
+    def subscribe_link(self, fn):
+        self.on_link = fn
+
+    def subscribe_ascii(self, sub):
+        self.ascii.append(sub)
+
+    def subscribe_binary(self, sub):
+        self.binary.append(sub)
+
+    def poll(self, now_ms):
+        port = self.port
+        if self._readinto is not None:
+            buf = self._rx
+            while port.any():
+                n = self._readinto(buf)
+                if not n:
+                    break
+                self._split(now_ms, buf, n)
+        else:
+            n = port.any()
+            if n:
+                data = port.read(n)
+                if data:
+                    self._split(now_ms, data, len(data))
+        self._flush()
+
+    def _split(self, now_ms, buf, n):
+        p = self.parser
+        sof = link.SOF
+        for i in range(n):
+            b = buf[i]
+            r = self._route
+            if r == _LINK:
+                if p.feed(b) and self.on_link is not None:
+                    self.on_link(p, now_ms)
+                if p.pos == 0:
+                    self._route = self._resume  # the frame ended (good or bad)
+            elif r == _SOF:
+                if b <= link.RS485_MAX_LEN:
+                    p.feed(sof)
+                    p.feed(b)
+                    self._route = _LINK
+                elif b == sof:  # a second 0x7E stays held
+                    self._put(_ASCII, sof)
+                elif 0x20 <= b < 0x7F:
+                    self._put(_ASCII, sof)
+                    self._put(_ASCII, b)
+                    self._route = _ASCII
+                else:
+                    self._put(_OTHER, sof)
+                    self._put(_OTHER, b)
+                    self._route = _OTHER
+            elif b == sof:
+                self._resume = r  # where the bytes after a link frame go
+                self._route = _SOF
+            elif r == _ASCII:
+                self._put(_ASCII, b)
+                if b == _CR:
+                    self._route = _OTHER
+            else:
+                self._put(_OTHER, b)
+
+    def _put(self, kind, b):
+        if kind != self._kind:
+            self._flush()
+            self._kind = kind
+        self._chunk[self._n] = b
+        self._n += 1
+        if self._n >= _CHUNK:
+            self._flush()
+
+    def _flush(self):
+        n = self._n
+        if not n:
+            return
+        self._n = 0
+        for s in (self.ascii if self._kind == _ASCII else self.binary):
+            s.on_rs485(self._chunk, n)
