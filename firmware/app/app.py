@@ -29,6 +29,7 @@ class App:
         self.persist = None
         self.protect = self.control = self.estimate = self.indicate = self.button = None
         self.link = self.system = self.cycle = self.inverter = None
+        self.host = []  # app.compose.host: the host protocol services
         self.services = []
         if store is not None:
             from app.persist import Persist, MAX_FAILED_STARTS

@@ -1,7 +1,8 @@
 # Owns the wiring of one pack's firmware, the only place it is done (used by
 # firmware/main.py and the bench, tools/simworld.py): the readers of the link
 # connector's ports (app.canport for CAN, app.router for Link IN and Link OUT)
-# and their subscribers, the acceptance filters of the CAN chip, the services
+# and their subscribers (link, inverter, the host protocol), the acceptance
+# filters of the CAN chip, the services
 # of app.app.App in their run order, and on a board the Sleeper and the
 # watchdog wrapping. The watchdog itself is the board's (drivers.watchdog, which
 # app may not import): main.py passes start() a function that wraps the services.
@@ -71,6 +72,40 @@ def inverter(state, params, view, board, ports, packs):
     return svc
 
 
+def _auth(app):
+    """The login of the host protocol: secrets in the store's credential file
+    (RAM only without a store: nobody can log in), nonces from os.urandom
+    (None on a port without it: no challenge is ever given)."""
+    from bms.auth import Auth
+    cred = None
+    if app.store is not None:
+        from store.cred import CredStore
+        cred = CredStore(app.store.fs)
+    try:
+        from os import urandom
+    except ImportError:
+        urandom = None
+    return Auth(cred, app.params, urandom)
+
+
+def host(app, board, ports):
+    """The host protocol (PC tool, SCADA): Modbus RTU on Link IN (the binary
+    bytes there), the same PDUs over ISO-TP on CAN; [services]."""
+    from app.host import Host
+    from app.hostcan import HostCan, SELECTION
+    rin = ports.link_in
+    svc = Host(app.state, app.params, app.system.view, rin.port if rin is not None else None, _auth(app))
+    out = [svc]
+    if rin is not None:
+        rin.subscribe_binary(svc)
+    if ports.can_rx is not None:
+        roles = app.link.roles
+        can_svc = HostCan(svc, ports.can, lambda: roles.address)
+        ports.can_rx.subscribe(can_svc, SELECTION)
+        out.append(can_svc)
+    return out
+
+
 def pack(board, params=None, store=None, clock=None):
     """The firmware of one pack on board (App with its services), as the
     board and the bench run it."""
@@ -108,9 +143,12 @@ def pack(board, params=None, store=None, clock=None):
     app.inverter = inverter(st, prm, app.system.view, board, ports, app.link)
     services.append(app.inverter)
     services.append(app.link)
+    app.host = host(app, board, ports)  # [Host, HostCan]: after the link, whose tick reads the ports
+    services += app.host
     app.services = services
-    # the CAN port delivers only what a service reads: link frames and the
-    # inverter's (an MCP2515 delivers nothing until its filters are set)
+    # the CAN port delivers only what a service reads: link frames, the
+    # inverter's and the host protocol's (an MCP2515 delivers nothing until its
+    # filters are set)
     if ports.can is not None:
         ports.can.set_filters(ports.can_rx.selections())
     app.attach_store()  # last: it restores what the services above hold

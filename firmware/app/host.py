@@ -131,6 +131,8 @@ class Host(Service):
     def tick(self, now_ms):
         """The clock for sessions; a period with no byte is an inter-frame gap."""
         self.now_ms = now_ms
+        if self.auth is not None:
+            self.auth.tick(now_ms)
         if not self._fed:
             self.framer.gap()
         self._fed = False

@@ -116,6 +116,7 @@ class Can:
         except Exception as e:  # python-can raises many kinds for a missing interface
             raise TransportError("cannot open CAN %s: %s" % (self.where, e))
         self._stacks = {}
+        self._notifier = can.Notifier(self.bus, [])  # one reader of the bus for every pack's stack
 
     def _stack(self, unit):
         import isotp
@@ -123,7 +124,8 @@ class Can:
         if st is None:
             tx, rx = can_ids(unit)
             addr = isotp.Address(isotp.AddressingMode.Normal_29bits, txid=tx, rxid=rx)
-            st = isotp.CanStack(self.bus, address=addr, params={"tx_padding": 0xCC, "blocking_send": True})
+            st = isotp.NotifierBasedCanStack(self.bus, self._notifier, address=addr,
+                                             params={"tx_padding": 0xCC, "blocking_send": True})
             st.start()
             self._stacks[unit] = st
         return st
@@ -143,6 +145,7 @@ class Can:
     def close(self):
         for st in self._stacks.values():
             st.stop()
+        self._notifier.stop()
         self.bus.shutdown()
 
 
