@@ -87,8 +87,9 @@ class Journal:
     def save_params(self):
         self.p.store.params.save(self.p.app.params)
 
-    def set_clock(self, unix_s, now_ms):
-        self.p.set_clock(unix_s, now_ms)
+    def set_clock(self, unix_s):
+        """To the second the persist service last counted (its tick: each second)."""
+        self.p.set_clock(unix_s)
 
     def clear_history(self):
         self.p.clear_history()
@@ -233,7 +234,7 @@ def write(h, req, r, port):
         return h.commit(((P.BUZZER_ENABLE, x),), port, reg)  # a parameter: journalled as one
     elif k == H_CLOCK:
         old = j.unix_s()
-        j.set_clock(x, h.now_ms)
+        j.set_clock(x)
     elif k == H_FETS:
         st.host_fet_off = x
     elif k == H_SLEEP:
