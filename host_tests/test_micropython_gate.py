@@ -1009,7 +1009,7 @@ def test_inverter_serves_rs485_and_can_under_heap_lock(mpy):
 
 # The host protocol handler (app.host): after one warm-up request of each reply
 # length, RTU reads of every block of the map (SunSpec models, INFO, DIAG,
-# parameters), an out-of-map read, FC 0x2B/0x0E and an unknown function code run
+# control, parameters), an out-of-map read, FC 0x2B/0x0E and an unknown function code run
 # under heap_lock, and each is answered (no exception 04 from a MemoryError).
 HEAP_LOCK_HOST = """
 import micropython
@@ -1055,6 +1055,7 @@ def probe():
             frame(bytearray([4, 0x9c, 0x40 + 68, 0, 64])), frame(bytearray([3, 0, 0, 0, 5])),
             frame(bytearray([3, 0, 100, 0, 36])), frame(bytearray([3, PARAM >> 8, PARAM & 255, 0, 125])),
             frame(bytearray([3, 0x13, 0x88, 0, 1])), frame(bytearray([0x2b, 0x0e, 1, 0])),
+            frame(bytearray([3, 1, 44, 0, 17])), frame(bytearray([3, 0, 0, 0, 13])),
             frame(bytearray([0x41]))]
     for r in reqs:
         h.on_rs485(r, len(r))

@@ -26,6 +26,8 @@ from bms.params import Params
 from bms.state import PackState
 from bms.system import SystemView, from_pack
 from proto import modbus as mb
+from store.eventlog import EventLog
+from store.fs import MemFs
 
 SECRET = b"per-device secret"
 
@@ -106,10 +108,24 @@ def rig():
     from_pack(view, st, params)
     port = Port()
     auth = Auth()
-    writes = []
-    host = Host(st, params, view, port, auth, unit=1, on_write=lambda i, o, n: writes.append((i, o, n)))
-    host.writes = writes
+    host = Host(st, params, view, port, auth, unit=1, journal=Journal())
+    host.writes = host.journal.writes
     return host
+
+
+class Journal:
+    """app.hostctl.Journal's parameter part: what was journalled and saved."""
+
+    def __init__(self):
+        self.writes = []
+        self.saves = 0
+        self.history = EventLog(MemFs()).mount()  # empty
+
+    def changed(self, pid, old, new, port):
+        self.writes.append((pid, old, new))
+
+    def save_params(self):
+        self.saves += 1
 
 
 def ask(host, req, unit=1):
@@ -199,8 +215,10 @@ def test_other_units_are_silent_and_broadcast_acts_without_reply(rig):
     (ReadHoldingRegistersRequest(address=3, count=100), mb.EX_ILLEGAL_ADDRESS),  # INFO into nothing
     (ReadHoldingRegistersRequest(address=CHALLENGE, count=4), mb.EX_ILLEGAL_ADDRESS),  # half a nonce
     (WriteSingleRegisterRequest(address=40010, registers=[1]), mb.EX_ILLEGAL_ADDRESS),  # SunSpec is read-only
-    (ReadFileRecordRequest(records=[FileRecord(file_number=1, record_number=0, record_length=2)]),
-     mb.EX_ILLEGAL_ADDRESS),
+    (ReadFileRecordRequest(records=[FileRecord(file_number=1, record_number=0, record_length=14)]),
+     mb.EX_ILLEGAL_ADDRESS),  # 7 registers: past the 6-register history index (pymodbus: length in bytes)
+    (ReadFileRecordRequest(records=[FileRecord(file_number=2, record_number=0, record_length=18)]),
+     mb.EX_ILLEGAL_ADDRESS),  # event 0 of an empty history
     (WriteFileRecordRequest(records=[FileRecord(file_number=1, record_number=0, record_data=b"ab")]),
      mb.EX_ILLEGAL_FUNCTION),
 ])
@@ -259,7 +277,8 @@ def test_installer_writes_a_parameter_and_reads_it_back(rig):
     i = P.CELL_OV_ALARM_MV
     r = ask(rig, WriteMultipleRegistersRequest(address=PARAM + 2 * i, registers=regs(3500)))
     assert (r.address, r.count) == (PARAM + 2 * i, 2)
-    assert rig.params.v[i] == 3500 and rig.writes == [(i, 3550, 3500)] and rig.auth.touched
+    assert rig.params.v[i] == 3500 and rig.writes == [(i + 1, 3550, 3500)] and rig.auth.touched
+    assert rig.journal.saves == 1
     assert ask(rig, ReadHoldingRegistersRequest(address=PARAM + 2 * i, count=2)).registers == regs(3500)
     # FC06 on the low word: the high word (0) is kept
     r = ask(rig, WriteSingleRegisterRequest(address=PARAM + 2 * i + 1, registers=[3520]))

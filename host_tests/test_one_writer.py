@@ -131,6 +131,15 @@ NOT_REACHED = {
     "store_errors": "a flash error while running (test_power_cycle_soc)",
     "events_lost": "more events than the ring holds between two persist ticks",
     "soh_pct": "a capacity learned over a long discharge (test_soc)",
+    # the PC tool's requests: app.host is not in the bench's composition yet (test_modbus_ctl)
+    "protect_reset_req": "a reset from an installer session (test_modbus_ctl)",
+    "host_fet_off": "a FET command (test_modbus_ctl)",
+    "cal_what": "a calibration (test_modbus_ctl)",
+    "cal_value": "a calibration (test_modbus_ctl)",
+    "cal_req": "a calibration (test_modbus_ctl)",
+    "cal_done": "a calibration applied by the estimate stage (test_modbus_ctl)",
+    "host_sleep_cmd": "a sleep/wake command (test_modbus_ctl)",
+    "host_sleep_req": "a sleep/wake command (test_modbus_ctl)",
 }
 
 

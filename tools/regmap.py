@@ -19,14 +19,15 @@ def _board():
     for d in (os.path.join(ROOT, "lib"), os.path.join(ROOT, "firmware")):
         if d not in sys.path:
             sys.path.insert(0, d)
-    from app import host
+    from app import host, hostctl, hostfile
     from bms import ptable
     from proto import sunspec
-    return host, ptable, sunspec
+    return host, hostctl, hostfile, ptable, sunspec
 
 
 def describe():
-    host, ptable, ss = _board()
+    host, ctl, hf, ptable, ss = _board()
+    from store import eventlog as ev
     access = {ptable.USER: "RW", ptable.ADMIN: "RW", ptable.FACTORY: "R"}
     params = []
     for pid, name, default, lo, hi, acc in ptable.TABLE:
@@ -37,7 +38,7 @@ def describe():
                        "write_level": host.INSTALLER if access[acc] == "RW" else None})
     blocks = [
         {"register": host.INFO, "regs": host.INFO_REGS, "name": "info", "access": "R",
-         "fields": ["map_version", "param_count", "param_base", "firmware_version", "unit"]},
+         "fields": ["map_version", "param_count", "param_base", "firmware_version", "unit", "serial[16]"]},
         {"register": host.DIAG, "regs": host.DIAG_REGS, "name": "diag", "access": "R",
          "fields": ["reason", "register", "param_id", "refused", "text[64]"],
          "reasons": list(host.REASONS)},
@@ -45,6 +46,12 @@ def describe():
          "note": "read all 8: a fresh 16-byte nonce; exception 06 while locked out"},
         {"register": host.LOGIN, "regs": host.LOGIN_REGS, "name": "login", "access": "RW",
          "note": "read 1: session level; write 0: log out; write level + HMAC-SHA-256(secret, nonce + level)"},
+        {"register": ctl.CTL, "regs": ctl.CTL_REGS, "name": "control", "access": "RW",
+         "note": "a command is one write covering exactly its registers; without the level: "
+                 "exception 01 (counted); a value outside min..max: 03 (DIAG says why); "
+                 "a calibration before the last one was applied: 06; every accepted write is "
+                 "journalled (event kind %d, code = offset)" % ev.KIND_HOST,
+         "fields": _ctl(ctl)},
         {"register": host.PARAM, "regs": host.PARAM_REGS, "name": "params", "access": "RW"},
         {"register": ss.SUNS, "regs": 2, "name": "SunS", "access": "R"},
         {"register": ss.AT_1, "regs": 2 + ss.L_1, "name": "sunspec_1", "model": 1, "access": "R"},
@@ -52,7 +59,58 @@ def describe():
         {"register": ss.AT_805, "regs": 2 + ss.L_805, "name": "sunspec_805", "model": 805, "access": "R"},
         {"register": ss.AT_END, "regs": 2, "name": "sunspec_end", "access": "R"},
     ]
-    return {"map_version": host.MAP_VERSION, "blocks": blocks, "params": params}
+    return {"map_version": host.MAP_VERSION, "blocks": blocks, "params": params, "files": _files(hf, ctl, ev)}
+
+
+def _ctl(c):
+    """The CTL block's registers: offset (also the journal's event code), registers, type,
+    access, write level, range, meaning."""
+    i, u = c.INSTALLER, c.USER
+    rows = [
+        (c.H_CLOCK, "clock_s", 2, "uint32", "RW", i, c.CLOCK_MIN_S, c.CLOCK_MAX_S,
+         "Unix time (s), 0 while not set; write: set the clock (journalled, C_CLOCK_SET)"),
+        (c.H_CLOCK_SET, "clock_set", 1, "uint16", "R", None, 0, 1, "1 once the clock is set"),
+        (c.H_FETS, "fet_off", 1, "uint16", "RW", i, 0, 3,
+         "FETs held open: bit 0 charge, bit 1 discharge; 0 releases (protections still decide)"),
+        (c.H_BUZZER, "buzzer", 1, "uint16", "RW", u, 0, 1, "buzzer on/off (parameter buzzer_enable)"),
+        (c.H_SLEEP, "sleep", 1, "uint16", "RW", i, 1, 2, "write 1: sleep, 2: wake; reads 1 while asleep"),
+        (c.H_RESET, "reset", 1, "uint16", "RW", i, 1, 1,
+         "write 1: protection reset as the button does (latched faults, lock-outs, SCP); "
+         "reads the resets asked (low 16 bits)"),
+        (c.H_DEFAULTS, "defaults", 1, "uint16", "W", i, 1, 1, "write 1: parameters back to defaults"),
+        (c.H_HISTORY_CLEAR, "history_clear", 1, "uint16", "W", i, 1, 1, "write 1: clear the event history"),
+        (c.H_I_OFFSET, "i_offset_ma", 2, "int32", "RW", i, "-current_deadband_ma", "current_deadband_ma",
+         "current sensor offset (mA)"),
+        (c.H_FCC, "capacity_mah", 2, "int32", "RW", i, "rated_capacity_mah/2", "1.1*rated_capacity_mah",
+         "full-charge capacity (mAh); SOH follows"),
+        (c.H_SOC, "soc_ppm", 2, "int32", "RW", i, 0, 1000000, "state of charge (ppm)"),
+        (c.H_CYCLES, "cycles", 2, "int32", "RW", i, 0, c.MAX_CYCLES, "cycle count"),
+    ]
+    return [{"register": c.CTL + k, "offset": k, "name": n, "regs": r, "type": t, "access": a,
+             "write_level": lv, "min": lo, "max": hi, "meaning": m}
+            for k, n, r, t, a, lv, lo, hi, m in rows]
+
+
+def _files(f, c, ev):
+    """FC 0x14 file records: the history index and the events (app.hostfile)."""
+    return [
+        {"file": f.FILE_INDEX, "name": "history_index", "records": f.INDEX_REGS, "access": "R",
+         "fields": [["count", "uint32"], ["oldest_seq", "uint32"], ["newest_seq", "uint32"]],
+         "note": "newest_seq 0xFFFFFFFF when empty"},
+        {"file": f.FILE_EVENTS, "name": "history", "access": "R", "record_regs": f.EV_REGS,
+         "records_per_file": f.PER_FILE,
+         "addressing": "event seq s: file %d + s // %d, record s %% %d; length = n * %d registers "
+                       "(events s .. s + n - 1, in one file)" % (f.FILE_EVENTS, f.PER_FILE, f.PER_FILE,
+                                                                 f.EV_REGS),
+         "fields": [["seq", "uint32"], ["t_s", "uint32"], ["boot", "uint16"], ["flags", "uint8"],
+                    ["kind", "uint8"], ["code", "uint8"], ["pack", "uint8"], ["value", "int32"]],
+         "flags": {"1": "raised (for kinds %d, %d: the value after; clear: before)" % (ev.KIND_PARAM, ev.KIND_HOST),
+                   "2": "t_s counts from the start of boot `boot` (clock not set), else Unix time"},
+         "kinds": {"0": "alarm", "1": "protection", "2": "fault", str(ev.KIND_STORE): "store/firmware",
+                   str(ev.KIND_PARAM): "parameter write (code: parameter id)",
+                   str(ev.KIND_HOST): "host command (code: control offset)"},
+         "clear": "control register %d (history_clear), installer" % (c.CTL + c.H_HISTORY_CLEAR)},
+    ]
 
 
 def main(argv=None):

@@ -46,6 +46,7 @@ class Control:
         self._hw_clear_seen = state.hw_clear_req
         self._sleep_wake_seen = state.sleep_wake_presses
         self._reset_seen = state.reset_presses
+        self._host_sleep_seen = state.host_sleep_req
         self._contacts = -1
 
     def save(self, v):
@@ -73,6 +74,7 @@ class Control:
         # this snapshot shows the charger side only if it was read with the FETs open
         fets_were_open = not (st.chg_fet or st.dsg_fet or st.pchg_fet)
         self._buttons(now_ms)
+        self._host_sleep(now_ms)
         if st.sleep_reason:
             if fets_were_open and self.sleep.wake(now_ms, snap.pack_mv, snap.stack_mv, False, False):
                 self._wake(now_ms)
@@ -97,7 +99,9 @@ class Control:
             elif st.protections:
                 st.mode = modes.PROTECTION
             hold = st.link_hold  # link: a joiner > 1 V off the system stays off the bus
-            self._drive(now_ms, codes.chg_allowed(st) and not hold, codes.dsg_allowed(st) and not hold)
+            off = st.host_fet_off  # the PC tool holds these open
+            self._drive(now_ms, codes.chg_allowed(st) and not hold and not off & 1,
+                        codes.dsg_allowed(st) and not hold and not off & 2)
         self._outputs()
 
     def _buttons(self, now_ms):
@@ -117,6 +121,16 @@ class Control:
             if st.sleep_reason:
                 self._wake(now_ms)
             self._sequence(indicate.SEQ_RESET, now_ms)
+
+    def _host_sleep(self, now_ms):
+        """The PC tool's sleep (1) or wake (2) command, once per st.host_sleep_req."""
+        st = self.state
+        if st.host_sleep_req != self._host_sleep_seen:
+            self._host_sleep_seen = st.host_sleep_req
+            if st.host_sleep_cmd == 2 and st.sleep_reason:
+                self._wake(now_ms)
+            elif st.host_sleep_cmd == 1 and not st.sleep_reason:
+                self._go_to_sleep(self.sleep.command(sleep.BY_COMMAND, now_ms), now_ms)
 
     def _go_to_sleep(self, why, now_ms):
         self.state.sleep_reason = why

@@ -20,6 +20,9 @@ class Estimate:
 
     def tick(self, now_ms):
         st = self.state
+        if st.cal_req != st.cal_done:  # the PC tool's calibration (app.hostctl)
+            self.est.set_by_host(st, st.cal_what, st.cal_value)
+            st.cal_done = st.cal_req
         snap = st.snap
         if snap.reads == self._seen:
             return

@@ -1,8 +1,8 @@
 # Owns the host protocol handler (issue 13): Modbus PDUs from the PC tool or a
 # SCADA, transport-independent (pdu(); RTU framing in on_rs485, Modbus TCP and
 # ISO-TP elsewhere), over this register map (FC03 and FC04 read the same map):
-#   0..4        INFO: map version, parameter count, parameter base, firmware
-#               version (major << 8 | minor), unit id
+#   0..12       INFO: map version, parameter count, parameter base, firmware
+#               version (major << 8 | minor), unit id, serial number (16 ASCII bytes)
 #   100..135    DIAG: the last refused write's reason (R_*), its first register,
 #               its parameter id (0 none), refusals counted here, 64 bytes of
 #               reason text (ASCII, NUL padded)
@@ -13,7 +13,10 @@
 #   1000 + 2 i  parameter row i (id i + 1, bms.ptable) as int32, high word first;
 #               writes (06 / 0x10, partial words combine with the held value)
 #               need an installer session (auth level >= 2), go through the
-#               parameters' range and validate() as a whole, FACTORY rows are read-only
+#               parameters' range and validate() as a whole, FACTORY rows are read-only;
+#               each change journalled (journal.changed) and the parameters saved
+#   300..316    CTL: clock, device control, calibration (app.hostctl)
+#   FC 0x14     the event history as file records (app.hostfile)
 #   40000..     SunSpec (proto.sunspec): 'SunS', 1, 802 (system), 805 (this pack), end
 # Exceptions (Modbus Application Protocol 7): 01 function not served, or a write
 # without an installer session (01 "the server is in the wrong state to process
@@ -24,6 +27,9 @@
 # reply; other units are not this handler's (no reply; the relay comes later).
 # Reads allocate nothing; writes and logins are rare and may.
 from app.service import Service
+from app import hostctl, hostfile
+from app.hostctl import INSTALLER, EX_BUSY, R_OK, R_NO_SESSION, R_READ_ONLY, R_RANGE, R_INVALID, \
+    R_LOGIN, REASONS, CTL, CTL_REGS
 from app.inverter import SERIAL, SW_VERSION_MAJOR, SW_VERSION_MINOR
 from bms import prows
 from bms import params as P
@@ -39,7 +45,8 @@ except ImportError:  # CPython
 
 MAP_VERSION = const(1)
 INFO = const(0)
-INFO_REGS = const(5)
+INFO_SERIAL = const(5)
+INFO_REGS = const(13)
 DIAG = const(100)
 DIAG_TEXT = const(104)
 DIAG_TEXT_BYTES = const(64)
@@ -50,18 +57,6 @@ LOGIN = const(208)
 LOGIN_REGS = const(17)  # level + 32-byte MAC
 PARAM = const(1000)
 PARAM_REGS = 2 * prows.N
-INSTALLER = const(2)  # auth level that may write parameters (IFACE.md)
-EX_BUSY = const(0x06)  # server device busy (Application Protocol 7)
-
-# DIAG reason codes (also auth.refuse's reason code)
-R_OK = const(0)
-R_NO_SESSION = const(1)
-R_READ_ONLY = const(2)
-R_RANGE = const(3)
-R_INVALID = const(4)
-R_LOGIN = const(5)
-REASONS = ("ok", "no installer session", "read-only", "out of range", "refused by validate",
-           "login failed")
 
 MAKER = b"BMS-MPY"
 MODEL = b"LFP 16S 51.2 V"
@@ -74,18 +69,19 @@ class Host(Service):
     name = "host"
     period_ms = 50
 
-    def __init__(self, state, params, view, port=None, auth=None, unit=1, on_write=None):
+    def __init__(self, state, params, view, port=None, auth=None, unit=1, journal=None):
         """view: the system view (bms.system) model 802 shows; port: where RTU
         replies go (write()); auth: lib/bms/auth's API (None: no session ever,
-        every write refused); on_write(index, old, new) after each changed
-        parameter (the journal and the store)."""
+        every write refused); journal: app.hostctl.Journal's API (the event
+        history, the store, the clock; None: parameter writes stay in RAM, no
+        history, clock or defaults)."""
         self.st = state
         self.params = params
         self.view = view
         self.port = port
         self.auth = auth
         self.unit = unit
-        self.on_write = on_write
+        self.journal = journal
         self.now_ms = 0
         self.r = mb.Request()
         self.framer = mb.Framer()
@@ -173,7 +169,7 @@ class Host(Service):
                 out[i] = req[i]
             return 5
         if fc == mb.FC_READ_FILE:
-            return mb.exception(out, fc, mb.EX_ILLEGAL_ADDRESS)  # no files yet (history: later)
+            return hostfile.read(self, req, r, out)
         if fc == mb.FC_MEI:
             return self._device_id(r, out)
         return mb.exception(out, fc, mb.EX_ILLEGAL_FUNCTION)  # 0x15: the update issue
@@ -191,6 +187,8 @@ class Host(Service):
                 put_u16(out, o, ((x >> 16) if (reg - PARAM) & 1 == 0 else x) & 0xFFFF)
                 o += 2
             return 0
+        if CTL <= a and end <= CTL + CTL_REGS:
+            return hostctl.read(self, a, end, out, o)
         if INFO <= a and end <= INFO + INFO_REGS:
             for reg in range(a, end):
                 put_u16(out, o, self._info(reg - INFO))
@@ -234,7 +232,10 @@ class Host(Service):
             return PARAM
         if k == 3:
             return (SW_VERSION_MAJOR << 8) | SW_VERSION_MINOR
-        return self.unit
+        if k == 4:
+            return self.unit
+        i = 2 * (k - INFO_SERIAL)
+        return SERIAL[i] << 8 | SERIAL[i + 1] if i + 1 < len(SERIAL) else 0
 
     def _read_sunspec(self, a, end, out, o):
         b = self._blocks
@@ -317,6 +318,8 @@ class Host(Service):
         c = r.count
         if a == LOGIN and (c == 1 or c == LOGIN_REGS):
             return self._login(req, r, port)
+        if CTL <= a and a + c <= CTL + CTL_REGS:
+            return hostctl.write(self, req, r, port)
         if not (PARAM <= a and a + c <= PARAM + PARAM_REGS):
             return mb.EX_ILLEGAL_ADDRESS
         i0 = (a - PARAM) >> 1
@@ -350,17 +353,26 @@ class Host(Service):
                 pairs.append((i, new))
         if not pairs:
             return 0
+        return self.commit(pairs, port, a)
+
+    def commit(self, pairs, port, reg):
+        """Apply parameter (index, value) pairs as a whole (validate()), then
+        journal each change and save the parameters; 0 or 03 (DIAG says why)."""
+        v = self.params.v
         old = [v[i] for i, _ in pairs]
         try:
             self.params.set_many(pairs)
         except ValueError as e:
-            self._refuse(port, R_INVALID, a, pairs[0][0], str(e), False)
+            self._refuse(port, R_INVALID, reg, pairs[0][0], str(e), False)
             return mb.EX_ILLEGAL_VALUE
         self.auth.touch(port, self.now_ms)
         self.reason = R_OK
-        if self.on_write is not None:
+        j = self.journal
+        if j is not None:
             for k in range(len(pairs)):
-                self.on_write(pairs[k][0], old[k], pairs[k][1])
+                if old[k] != pairs[k][1]:
+                    j.changed(pairs[k][0] + 1, old[k], pairs[k][1], port)
+            j.save_params()
         return 0
 
     def _login(self, req, r, port):

@@ -193,10 +193,10 @@ class Persist(Service):
 
     # --- for the PC tool and the firmware itself ---
 
-    def log(self, code, value, raised=True):
+    def log(self, code, value, raised=True, kind=KIND_STORE):
         t_s, flags = self.clock.now()
         return self.store.log.append(t_s, self.now[C.BOOTS], flags | (F_RAISED if raised else 0),
-                                     KIND_STORE, code, self.pack, value)
+                                     kind, code, self.pack, value)
 
     def set_clock(self, unix_s, now_ms=None):
         self.clock.set_unix(unix_s, now_ms)

@@ -1,7 +1,7 @@
 # Owns the protect stage: runs bms.protect on each cycle between acquire and
 # control, and turns manual interventions into a protection reset: a button
 # press classified as reset (st.button_action, seen once per st.button_count)
-# or a PC command (st.protect_reset_req incremented). It is the one consumer
+# or a PC command (st.protect_reset_req incremented by app.hostctl), both alike. It is the one consumer
 # of the button presses in the cycle (the first stage to see them) and passes
 # them on to control as counters: st.reset_presses (a new pre-charge try,
 # awake, the reset sequence) and st.sleep_wake_presses. The FET decisions are
@@ -42,4 +42,5 @@ class Protect:
         if st.protect_reset_req != self._reset_req:
             self._reset_req = st.protect_reset_req
             self.prot.reset(now_ms)
+            st.reset_presses += 1  # the button's path on: a new pre-charge try, awake, the sequence
         self.prot.update(now_ms)

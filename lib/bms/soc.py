@@ -31,6 +31,11 @@ _FULL_PPM = 1000000
 _OFFSET_WINDOW_MS = 10000  # average of the zero-current readings
 _COVP = 1 << PROTECTIONS.index("COVP")
 _CUVP = 1 << PROTECTIONS.index("CUVP")
+# what the PC tool sets (set_by_host; app.host checks the range)
+SET_I_OFFSET = 1  # current offset, mA
+SET_FCC = 2  # full-charge capacity, mAh
+SET_SOC = 3  # SOC, ppm
+SET_CYCLES = 4  # cycle count
 
 
 def ratio_ppm(a, b):
@@ -196,6 +201,33 @@ class SocEstimator:
         st.chg_wh = chg_wh
         st.dsg_wh = dsg_wh
         st.i_offset_ma = i_offset_ma
+
+    def set_by_host(self, st, what, value):
+        """A calibration the PC tool sent (SET_*). A SOC set by hand starts
+        the count again and is no point to learn the capacity from; a cycle
+        count sets the discharged Ah it is computed from."""
+        if what == SET_I_OFFSET:
+            st.i_offset_ma = value
+        elif what == SET_FCC:
+            st.fcc_mah = value
+            soh = value * 100 // self.rated_mah
+            st.soh_pct = soh if soh < 100 else 100
+            self._use_fcc(st)
+        elif what == SET_SOC:
+            if not self.started:
+                st.soc_restore_ppm = value
+                return
+            self._use_fcc(st)
+            self.soc.set_ppm(value)
+            self._cal_ppm = -1
+            self._net.clear()
+            self._chg.clear()
+            self._publish(st)
+        elif what == SET_CYCLES:
+            r = self.rated_mah
+            st.dsg_ah = value * (r // _MAH_PER_AH) + value * (r % _MAH_PER_AH) // _MAH_PER_AH
+            self._dsg_ah.clear()
+            st.cycles = value
 
     def start(self, st, snap, vmin, vmax):
         """The first good read: the restored SOC, else the OCV guess."""

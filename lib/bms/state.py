@@ -69,13 +69,13 @@ class PackState:
         self.contacts = 0  # app.control: dry contacts closed, bit 0 = contact 1
         # over-current lock-out bits (LOCK_CHG 1, LOCK_DSG 2), the AFE alert bits
         # whose release rule holds and a counter of these requests (control clears
-        # them in the AFE once per increment), the event ring, and a counter that a
-        # PC command will increment to ask for a manual reset
+        # them in the AFE once per increment), the event ring, and a counter the
+        # PC tool (app.hostctl: an installer session) increments to ask for a manual reset
         self.lockout = 0  # bms.protect
         self.hw_clear = 0  # bms.protect
         self.hw_clear_req = 0  # bms.protect
         self.events = Events(64)  # bms.protect in place
-        self.protect_reset_req = 0  # none yet
+        self.protect_reset_req = 0  # app.hostctl
         # the store (lib/store): the deep-discharge flag (the lowest cell
         # reached cell_uv_p2_mv; cleared when charging brings it back to
         # cell_uv_alarm_rel_mv), firmware starts, and protection events dropped
@@ -119,3 +119,14 @@ class PackState:
         self.link_flicker_ms = 0  # app.link
         self.link_flicker_count = 0  # app.link
         self.link_refused = 0  # app.link: link commands refused (a protection reset needs the button)
+        # the PC tool's requests (app.hostctl, installer session): FETs it holds open
+        # (bit 0 charge, bit 1 discharge; control obeys, 0 releases), a calibration
+        # (which: bms.soc.SET_*, the value, a counter; the estimate stage applies
+        # each once and notes it in cal_done), sleep (1) or wake (2) by a counter
+        self.host_fet_off = 0  # app.hostctl
+        self.cal_what = 0  # app.hostctl
+        self.cal_value = 0  # app.hostctl
+        self.cal_req = 0  # app.hostctl
+        self.cal_done = 0  # app.estimate
+        self.host_sleep_cmd = 0  # app.hostctl
+        self.host_sleep_req = 0  # app.hostctl

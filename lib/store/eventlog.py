@@ -24,6 +24,10 @@ C_CLOCK_SET = 22  # clock set (value: the new Unix time)
 C_EVENTS_LOST = 23  # protection events dropped before they were logged (value: how many)
 C_COUNTERS_CORRUPT = 24  # every counters copy corrupt: zero/defaults
 C_COUNTERS_BACKUP = 25  # the previous counters copy was used
+# writes by the PC tool (app.host), each as two records with the same code: the
+# value before (F_RAISED clear), then the value after (F_RAISED set)
+KIND_PARAM = 9  # a parameter written (code: its bms.ptable id)
+KIND_HOST = 10  # a command or calibration (code: its app.hostctl H_* number)
 
 
 def _seg(k):
