@@ -62,6 +62,9 @@ class Auth:
     def level(self, port, now_ms):
         return self.levels.get(port, 0)
 
+    def tick(self, now_ms):
+        self.ticks = getattr(self, "ticks", 0) + 1
+
     def touch(self, port, now_ms):
         self.touched += 1
 

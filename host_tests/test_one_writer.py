@@ -131,7 +131,7 @@ NOT_REACHED = {
     "store_errors": "a flash error while running (test_power_cycle_soc)",
     "events_lost": "more events than the ring holds between two persist ticks",
     "soh_pct": "a capacity learned over a long discharge (test_soc)",
-    # the PC tool's requests: app.host is not in the bench's composition yet (test_modbus_ctl)
+    # the PC tool's requests: no scenario here sends one (test_modbus_ctl, test_pc_tool_bench)
     "protect_reset_req": "a reset from an installer session (test_modbus_ctl)",
     "host_fet_off": "a FET command (test_modbus_ctl)",
     "cal_what": "a calibration (test_modbus_ctl)",

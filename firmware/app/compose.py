@@ -93,8 +93,13 @@ def host(app, board, ports):
     bytes there), the same PDUs over ISO-TP on CAN; [services]."""
     from app.host import Host
     from app.hostcan import HostCan, SELECTION
+    journal = None
+    if app.persist is not None:  # without a store writes stay in RAM: no history, clock or defaults
+        from app.hostctl import Journal
+        journal = Journal(app.persist)
     rin = ports.link_in
-    svc = Host(app.state, app.params, app.system.view, rin.port if rin is not None else None, _auth(app))
+    svc = Host(app.state, app.params, app.system.view, rin.port if rin is not None else None, _auth(app),
+               journal=journal)
     out = [svc]
     if rin is not None:
         rin.subscribe_binary(svc)
