@@ -132,13 +132,17 @@ def test_wrong_secret_is_refused_in_one_line_and_counted(rig, capsys):
     assert rig.auth.by_reason[A.R_BAD_MAC] == 1
 
 
-def test_session_is_per_run(rig, capsys):
-    assert run(rig, capsys, "login", "--level", "installer", "--secret-file", rig.key)[0] == 0
-    # a new run is a new connection in real life; here the handler keeps the port's session, so
-    # log out as a new connection would start without one
-    rig.auth.logout(PORT_ID)
-    rc, _, err = run(rig, capsys, "params", "set", "cell_ov_alarm_mv=3580")
-    assert rc == 1 and "no installer session" in err
+def test_login_command_opens_the_session_on_the_board(rig, capsys):
+    rc, out, err = run(rig, capsys, "login", "--level", "installer", "--secret-file", rig.key)
+    assert rc == 0 and "unit 1: logged in as installer" in out
+    assert rig.auth.level(PORT_ID, 0) == A.INSTALLER
+
+
+def test_login_to_a_level_without_a_secret_is_refused_and_counted(rig, capsys):
+    rc, _, err = run(rig, capsys, "login", "--level", "user", "--secret-file", rig.key)
+    line = one_line(err)
+    assert rc == 1 and "login as user" in line and "not commissioned" in line
+    assert rig.auth.by_reason[A.R_NO_CREDENTIAL] == 1 and rig.auth.level(PORT_ID, 0) == 0
 
 
 def test_out_of_range_is_refused_before_anything_is_written(rig, capsys):
