@@ -114,7 +114,9 @@ def test_set_with_installer_session_writes_reads_back_and_prints_old_to_new(rig,
     assert "cell_ov_alarm_mv: 3550 -> 3580 (3.58 V)" in out
     # read back: the last request before the end is a FC 03 of the parameter's two registers
     reg = 1000 + 2 * i
-    assert rig.t.requests[-1] == bytes((3, reg >> 8, reg & 0xFF, 0, 2))
+    assert rig.t.requests[-2] == bytes((3, reg >> 8, reg & 0xFF, 0, 2))
+    # then the run logs out (FC 16 writing 0 to the login register): no session outlives it
+    assert rig.t.requests[-1] == bytes((16, 0, 208, 0, 1, 2, 0, 0)) and rig.auth.level(PORT_ID, 0) == 0
 
 
 def test_value_in_the_display_unit_is_converted(rig, capsys):
@@ -136,6 +138,8 @@ def test_login_command_opens_the_session_on_the_board(rig, capsys):
     rc, out, err = run(rig, capsys, "login", "--level", "installer", "--secret-file", rig.key)
     assert rc == 0 and "unit 1: logged in as installer" in out
     assert rig.auth.level(PORT_ID, 0) == A.INSTALLER
+    rc, out, _ = run(rig, capsys, "logout")
+    assert rc == 0 and rig.auth.level(PORT_ID, 0) == 0
 
 
 def test_login_to_a_level_without_a_secret_is_refused_and_counted(rig, capsys):

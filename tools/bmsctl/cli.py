@@ -208,8 +208,15 @@ def do_login(pack, level_name, secret_file, passphrase):
 def cmd_login(pack, args, console):
     if pack.session != LEVELS[args.level] or args.secret_file or args.passphrase:
         do_login(pack, args.level, args.secret_file or args.g_secret_file, args.passphrase or args.g_passphrase)
-    console.file.write("%s: logged in as %s (the session ends when this bmsctl run ends: use --login %s "
-                       "with the command)\n" % (pack.who(), args.level, args.level))
+    console.file.write("%s: logged in as %s; the session stays until auth_idle_ms or `bmsctl logout` (to log "
+                       "in for one command only: bmsctl --login %s --secret-file F COMMAND)\n" % (
+                           pack.who(), args.level, args.level))
+    return 0
+
+
+def cmd_logout(pack, args, console):
+    pack.logout()
+    console.file.write("%s: logged out\n" % pack.who())
     return 0
 
 
@@ -283,6 +290,7 @@ def build_parser():
     g = p.add_mutually_exclusive_group()
     g.add_argument("--secret-file")
     g.add_argument("--passphrase", action="store_true")
+    _pack_cmd(sub, "logout", cmd_logout, "end this port's session")
     p = _pack_cmd(sub, "passwd", cmd_passwd, "change a level's secret (needs --login installer)")
     p.add_argument("--level", choices=sorted(LEVELS), required=True)
     g = p.add_mutually_exclusive_group()
@@ -339,6 +347,15 @@ def build_parser():
     return ap
 
 
+def _logout(pack):
+    """End the session with the run: behind a TCP/RTU gateway every client
+    shares the master's one serial port, and so would a session left open."""
+    try:
+        pack.logout()
+    except CtlError as e:
+        print("bmsctl: %s (the session ends by itself after auth_idle_ms)" % e, file=sys.stderr)
+
+
 def main(argv=None, out=None, transport=None):
     """transport: an object with exchange(unit, pdu) and close() instead of --via (tests)."""
     out = out or sys.stdout
@@ -360,7 +377,11 @@ def main(argv=None, out=None, transport=None):
         pack = Pack(t, args.unit, args.regmap)
         if args.login:
             do_login(pack, args.login, args.g_secret_file, args.g_passphrase)
-        return args.fn(pack, args, console)
+        try:
+            return args.fn(pack, args, console)
+        finally:
+            if pack.session and args.cmd != "login":
+                _logout(pack)
     except (CtlError, TransportError, sunspec.ModbusException) as e:
         print("bmsctl: %s" % e, file=sys.stderr)
         return 1

@@ -127,7 +127,7 @@ class Pack:
         if r is None:
             raise CtlError("%s: %s: malformed reply %s" % (self.who(), what, reply.hex()))
         if isinstance(r, ExceptionResponse):
-            raise CtlError("%s: %s: exception %02d (%s)%s" % (
+            raise CtlError("%s: %s: exception %02X (%s)%s" % (
                 self.who(), what, r.exception_code, EXCEPTIONS.get(r.exception_code, "unknown"),
                 self._why(req, r.exception_code)))
         if r.function_code != req.function_code:
