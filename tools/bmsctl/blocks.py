@@ -7,10 +7,10 @@ import csv
 import time
 
 from tools.bmsctl import words
-from tools.bmsctl.client import CtlError, decode, encode, fields
+from tools.bmsctl.client import CtlError, block, decode, encode, fields
 from tools.bmsctl.params import parse_value
 
-CLOCK_FIELDS = ("unix_s", "time_s", "epoch_s", "clock_s")
+CLOCK_FIELDS = ("clock_s", "unix_s")
 CLEAR_FIELDS = ("clear_history", "history_clear", "clear")
 
 
@@ -39,22 +39,21 @@ def cmd_show(pack, args, console):
 
 
 def write_field(pack, blk, f, value):
-    """Check value against the field's access and range, write it, read it
-    back where the field is readable; the value read back (or value)."""
+    """Check value against the field's access and numeric range (a range given
+    as an expression of parameters is the board's to check), write it; the
+    value it reads afterwards where the field is readable (a command or a
+    calibration the pack applies later may read otherwise), else None."""
     access = f.get("access", blk.get("access", "R"))
     what = "%s.%s (register %d)" % (blk["name"], f["name"], blk["register"] + f["offset"])
     if "W" not in access:
         raise CtlError("%s: %s is read-only" % (pack.who(), what))
     lo, hi = f.get("min"), f.get("max")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
+    if (isinstance(lo, int) and value < lo) or (isinstance(hi, int) and value > hi):
         raise CtlError("%s: %s: %d outside %s..%s, nothing written" % (pack.who(), what, value, lo, hi))
     pack.write(blk["register"] + f["offset"], encode(f, value), what)
     if "R" not in access:
-        return value
-    got = decode(f, pack.read(blk["register"] + f["offset"], f["regs"], what))
-    if got != value and not f.get("command"):
-        raise CtlError("%s: %s: wrote %d, read back %d" % (pack.who(), what, value, got))
-    return got
+        return None
+    return decode(f, pack.read(blk["register"] + f["offset"], f["regs"], what))
 
 
 def cmd_set(pack, args, console):
@@ -69,23 +68,25 @@ def cmd_set(pack, args, console):
                                     text)))
     for f, v in plan:
         got = write_field(pack, blk, f, v)
-        console.file.write("%s.%s = %s\n" % (blk["name"], f["name"], _show(f, got)))
+        console.file.write("%s.%s: wrote %s%s\n" % (blk["name"], f["name"], _show(f, v),
+                                                   "" if got is None else ", reads %s" % _show(f, got)))
     return 0
 
 
 def _clock(pack):
-    blk = pack.need("clock")
-    for f in fields(blk):
-        if f["name"] in CLOCK_FIELDS:
-            return blk, f
-    raise CtlError("%s: the clock block has none of the fields %s" % (pack.who(), ", ".join(CLOCK_FIELDS)))
+    for name in ("clock", "control"):
+        blk = block(pack.map, name)
+        for f in fields(blk) if blk else ():
+            if f["name"] in CLOCK_FIELDS:
+                return blk, f
+    raise CtlError("%s: the register map has no clock field (%s)" % (pack.who(), "/".join(CLOCK_FIELDS)))
 
 
 def cmd_clock_sync(pack, args, console):
     blk, f = _clock(pack)
     before = pack.read_block(blk)[f["name"]]
     now = int(time.time())
-    write_field(pack, blk, dict(f, command=True), now)
+    write_field(pack, blk, f, now)
     after = pack.read_block(blk)[f["name"]]
     console.file.write("%s: clock was %s (%+d s), set to %s\n" % (
         pack.who(), words.when(before), before - now, words.when(after)))
@@ -93,32 +94,53 @@ def cmd_clock_sync(pack, args, console):
 
 
 # -- history ---------------------------------------------------------------------
+# The map's "files" (FC 0x14): history_index (fields [name, type] from record
+# 0) and history (one event per record_regs registers, big-endian fields in
+# order; event seq s at file + s // records_per_file, record s % records_per_file).
+SIZES = {"uint8": 1, "uint16": 2, "uint32": 4, "int32": 4}
+FORMATS = {"uint8": "B", "uint16": "H", "uint32": "I", "int32": "i"}
+EMPTY = 0xFFFFFFFF
+
+
+def _file(pack, name):
+    for f in pack.map.get("files", []):
+        if f["name"] == name:
+            return f
+    raise CtlError("%s: the register map has no %s file (firmware without it?)" % (pack.who(), name))
+
+
+def _unpack(desc, data, o=0):
+    import struct
+    fmt = ">" + "".join(FORMATS[t] for _n, t in desc["fields"])
+    return dict(zip((n for n, _t in desc["fields"]), struct.unpack_from(fmt, data, o)))
+
 
 def _index(pack):
-    idx = pack.need("history_index")
-    return idx, pack.read_block(idx)
+    ix = _file(pack, "history_index")
+    return _unpack(ix, pack.read_file(ix["file"], 0, ix["records"], "history index"))
 
 
 def pull(pack, t_from=None, t_to=None):
     """[record dict] of the pack's history, oldest first, within [t_from, t_to] (Unix s)."""
-    from store.eventlog import REC_SIZE, unpack_record
-    hist = pack.need("history")
-    _idx, ix = _index(pack)
-    count = ix.get("count", 0)
-    per_req = max(1, 240 // REC_SIZE)  # a FC 0x14 reply carries at most 253 bytes of PDU
-    rec_regs = hist.get("record_regs", REC_SIZE // 2)
+    h = _file(pack, "history")
+    ix = _index(pack)
+    if not ix.get("count") or ix.get("newest_seq") == EMPTY:
+        return []
+    regs = h["record_regs"]
+    per_file = h.get("records_per_file", 10000)
+    per_req = max(1, 240 // (2 * regs))  # a FC 0x14 reply carries at most 253 bytes of PDU
     out = []
-    k = 0
-    while k < count:
-        n = min(per_req, count - k)
-        data = pack.read_file(hist.get("file", 1), k, n * rec_regs, "history records %d..%d" % (k, k + n - 1))
+    s = ix["oldest_seq"]
+    while s <= ix["newest_seq"]:
+        n = min(per_req, ix["newest_seq"] - s + 1, per_file - s % per_file)
+        data = pack.read_file(h["file"] + s // per_file, s % per_file, n * regs,
+                              "history events %d..%d" % (s, s + n - 1))
         for j in range(n):
-            r = unpack_record(data, j * 2 * rec_regs)
-            rec = words.record(r) if r else {"seq": None, "words": "record %d: CRC error" % (k + j)}
-            if r and ((t_from is not None and rec["t_s"] < t_from) or (t_to is not None and rec["t_s"] > t_to)):
+            rec = words.record(_unpack(h, data, 2 * regs * j), h, pack)
+            if (t_from is not None and rec["t_s"] < t_from) or (t_to is not None and rec["t_s"] > t_to):
                 continue
             out.append(rec)
-        k += n
+        s += n
     return out
 
 
@@ -139,11 +161,11 @@ def cmd_history_pull(pack, args, console):
 
 def cmd_history_clear(pack, args, console):
     for name in ("history_index", "control", "history"):
-        blk = pack.map and next((b for b in pack.map["blocks"] if b["name"] == name), None)
+        blk = block(pack.map, name)
         for f in fields(blk) if blk else ():
             if f["name"] in CLEAR_FIELDS:
                 _idx, before = _index(pack)
-                write_field(pack, blk, dict(f, command=True), 1)
+                write_field(pack, blk, f, 1)
                 _idx, after = _index(pack)
                 console.file.write("%s: history cleared (%s records before, %s now)\n" % (
                     pack.who(), before.get("count"), after.get("count")))

@@ -14,7 +14,7 @@ import time
 
 from tools import authkit
 from tools.bmsctl import blocks, params, sunspec, words
-from tools.bmsctl.client import LEVELS, LEVEL_NAMES, CtlError, Pack, block, load_map, regs_of
+from tools.bmsctl.client import LEVELS, CtlError, Pack, load_map, regs_of
 from tools.bmsctl.transport import TransportError, open_transport
 
 MAX_UNIT = 33  # unit 1 = the system (master), packs 1..32 at their link address + 1
@@ -327,7 +327,8 @@ def build_parser():
     cs = p.add_subparsers(dest="clock_cmd", required=True)
     _pack_cmd(cs, "get", blocks.cmd_show, "read the clock", blocks=("clock",))
     _pack_cmd(cs, "sync", blocks.cmd_clock_sync, "set it to this computer's time (installer)")
-    _block_cmds(sub, "calib", ("calib", "calibration"), "calibration: voltage, current gain/offset, capacity, ...")
+    _block_cmds(sub, "calib", ("calib", "calibration", "control"),
+                "calibration: current offset, capacity, SOC, cycle count (the map's calibration fields)")
     _block_cmds(sub, "control", ("control",), "FETs, buzzer, sleep, reset, address, inverter protocol, ...")
 
     p = sub.add_parser("keys", help="update signing keys")

@@ -36,7 +36,7 @@ def parse_value(p, text):
     raise CtlError("%s: %r is not an integer%s" % (p["name"], text, " or a value in %s" % unit if unit else ""))
 
 
-def check(pack, p, value):
+def check(p, value):
     """The reason value may not be written to p, or None."""
     if p["access"] != "RW":
         return "%s is read-only (%s)" % (p["name"], "factory row" if p["access"] == "R" else p["access"])
@@ -71,7 +71,7 @@ def cmd_get(pack, args, console):
 def _plan(pack, wanted):
     """[(row, old, new)] for {name: new}; every value checked before any is written."""
     rows = [pack.param(n) for n in wanted]
-    bad = [r for r in (check(pack, p, wanted[p["name"]]) for p in rows) if r]
+    bad = [r for r in (check(p, wanted[p["name"]]) for p in rows) if r]
     if bad:
         raise CtlError("%s: nothing written: %s" % (pack.who(), "; ".join(bad)))
     old = pack.read_params(rows)

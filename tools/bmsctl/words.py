@@ -78,22 +78,36 @@ def event_name(kind, code):
     return "kind %d code %d" % (kind, code)
 
 
-def record(r):
-    """A history record (store.eventlog.unpack_record's tuple) as a dict with plain words."""
-    seq, t_s, boot, flags, kind, code, pack, value = r
+def record(e, hist, pack):
+    """A decoded history event (the map's field names) as a dict with plain
+    words; hist: the map's history file entry (kinds), pack: client.Pack (names
+    of parameter ids and control offsets)."""
+    kind, code, value, flags = e.get("kind"), e.get("code"), e.get("value"), e.get("flags", 0)
     raised = bool(flags & eventlog.F_RAISED)
-    if kind == eventlog.KIND_STORE:
-        fmt = STORE_CODES.get(code)
-        name = "store %d" % code
-        text = fmt % value if fmt else "store/firmware note %d (value %d)" % (code, value)
-        kname = "note"
-    else:
+    kname = hist.get("kinds", {}).get(str(kind), "kind %s" % kind).split(" (")[0]
+    if kind in TABLES:
         name = event_name(kind, code)
-        kname = codes.KIND_NAMES[kind] if kind < len(codes.KIND_NAMES) else "kind %d" % kind
-        text = "%s %s %s (value %d)" % (PLAIN.get(name, name), kname, "raised" if raised else "cleared", value)
-    return {"seq": seq, "t_s": t_s, "time": when(t_s, flags & eventlog.F_BOOT_TIME), "kind": kname, "code": code,
-            "name": name, "raised": raised, "pack": pack, "value": value,
-            "words": ("pack %d: " % pack if pack else "") + text}
+        text = "%s %s %s (value %d)" % (PLAIN.get(name, name), codes.KIND_NAMES[kind],
+                                        "raised" if raised else "cleared", value)
+    elif kind == eventlog.KIND_STORE:
+        name = "note %d" % code
+        fmt = STORE_CODES.get(code)
+        text = fmt % value if fmt else "store/firmware note %d (value %d)" % (code, value)
+    elif kname.startswith("parameter"):
+        p = next((p for p in pack.params if p.get("id") == code), None)
+        name = p["name"] if p else "parameter %d" % code
+        text = "%s %s %d" % (name, "set to" if raised else "was", value)
+    elif kname.startswith("host"):
+        ctl = next((b for b in pack.map["blocks"] if b["name"] == "control"), {"fields": []})
+        f = next((f for f in ctl["fields"] if isinstance(f, dict) and f.get("offset") == code), None)
+        name = f["name"] if f else "command %d" % code
+        text = "host command %s %s %d" % (name, "value" if raised else "before", value)
+    else:
+        name = "code %s" % code
+        text = "%s %s (value %s)" % (kname, code, value)
+    return {"seq": e.get("seq"), "t_s": e.get("t_s"), "time": when(e.get("t_s"), flags & eventlog.F_BOOT_TIME),
+            "kind": kname, "code": code, "name": name, "raised": raised, "pack": e.get("pack"), "value": value,
+            "words": ("pack %d: " % e["pack"] if e.get("pack") else "") + text}
 
 
 def active(evt_vnd1, evt_vnd2):
