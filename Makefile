@@ -16,6 +16,8 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.requirements.stamp
+# the `bmsctl` command: runs tools.bmsctl with this checkout on the path
+BMSCTL := $(VENV)/bin/bmsctl
 NODE_STAMP := node_modules/.package-lock.stamp
 # MicroPython port stubs (both define `machine`, so one folder per port) for
 # type-checking drivers and boards: host_tests/test_typecheck.py
@@ -39,7 +41,7 @@ all: test
 
 setup: venv node stubs
 
-venv: $(PY_STAMP)
+venv: $(PY_STAMP) $(BMSCTL)
 node: $(NODE_STAMP)
 stubs: $(STUBS_STAMP)
 
@@ -49,6 +51,12 @@ $(VPY):
 $(PY_STAMP): requirements.txt | $(VPY)
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
+
+$(BMSCTL): Makefile | $(PY_STAMP)
+	@printf '%s\n' '#!/bin/sh' '# bmsctl (tools/bmsctl), written by the Makefile: the checkout is two levels up' \
+	  'bin=$$(dirname "$$0"); root=$$(cd "$$bin/../.." && pwd)' \
+	  'PYTHONPATH="$$root$${PYTHONPATH:+:$$PYTHONPATH}" exec "$$bin/python" -m tools.bmsctl "$$@"' > $@
+	@chmod +x $@
 
 $(STUBS_STAMP): Makefile | $(PY_STAMP)
 	@for spec in $(PORT_STUBS); do \

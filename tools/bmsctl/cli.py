@@ -1,22 +1,24 @@
 # Owns bmsctl's command line: what an installer types, and every failure as
 # one plain line naming the pack and the reason (no traceback). The commands
-# sit on tools/bmsctl/transport (how a pack is reached) and sunspec (the
-# telemetry map, decoded by pysunspec2).
+# sit on tools/bmsctl/transport (how a pack is reached), sunspec (the
+# telemetry map, decoded by pysunspec2), client (the vendor registers from
+# tools.regmap's JSON, the login), params and blocks (what the commands do).
+# A session belongs to the connection, so --login logs in before the command
+# in the same run.
 import argparse
 import csv
+import getpass
 import json
 import sys
 import time
 
-from tools.bmsctl import sunspec
+from tools import authkit
+from tools.bmsctl import blocks, params, sunspec, words
+from tools.bmsctl.client import LEVELS, CtlError, Pack, load_map, regs_of
 from tools.bmsctl.transport import TransportError, open_transport
 
 MAX_UNIT = 33  # unit 1 = the system (master), packs 1..32 at their link address + 1
 DEFAULT_VIA = "tcp:127.0.0.1:5020"
-
-
-class CtlError(Exception):
-    pass
 
 
 def _summary(unit, dev):
@@ -53,6 +55,53 @@ def cmd_scan(t, args, out):
     return 0
 
 
+def _where(what, bat, mod):
+    """Words for the measurement behind an alarm: which cell, pack or sensor, and its value
+    (SunSpec 805 cell and 802 module indices are one-based)."""
+    if what in ("cell_max", "cell_min"):
+        k = "Max" if what == "cell_max" else "Min"
+        v = sunspec.point(bat, "CellV" + k)
+        cell = sunspec.point(mod, "CellV%sCell" % k) if mod is not None else None
+        pk = sunspec.point(bat, "CellV%sMod" % k)
+        return "%s%s at %s V" % ("cell %d" % cell if cell is not None else "the %s cell" % (
+            "highest" if k == "Max" else "lowest"), " of pack %d" % pk if pk else "", v)
+    if what == "pack":
+        return "pack at %s V" % sunspec.point(bat, "V")
+    if what == "current":
+        return "%s A" % sunspec.point(bat, "A")
+    if what == "spread":
+        return "cells %s..%s V" % (sunspec.point(bat, "CellVMin"), sunspec.point(bat, "CellVMax"))
+    if what in ("temp_max", "temp_min") and mod is not None:
+        k = "Max" if what == "temp_max" else "Min"
+        cell = sunspec.point(mod, "CellTmp%sCell" % k)
+        return "sensor %s at %s degC" % (cell if cell is not None else "?", sunspec.point(mod, "CellTmp" + k))
+    return None
+
+
+def _alarms(t, unit, dev, regmap):
+    """The unit's active alarms, protections and faults in plain words, with
+    the cell and the threshold parameter."""
+    bat = dev.models.get("battery", [None])[0]
+    if bat is None:
+        return []
+    mod = dev.models.get("lithium-ion-module", [None])[0]
+    if mod is not None:
+        mod.read()
+    out = []
+    pack = Pack(t, unit, regmap)
+    for kind, name in words.active(sunspec.point(bat, "EvtVnd1"), sunspec.point(bat, "EvtVnd2")):
+        th = None
+        pname = words.threshold_param(kind, name)
+        if pname in pack.by_name:
+            try:
+                th = (pname, params.display(pack.by_name[pname], pack.read_params([pack.by_name[pname]])[pname]))
+            except CtlError:
+                th = None
+        what = words.THRESHOLDS.get(name, (None, None))[1]
+        out.append(words.alarm_line(kind, name, _where(what, bat, mod), th))
+    return out
+
+
 def cmd_live(t, args, out):
     units = [args.pack] if args.pack else list(range(1, MAX_UNIT + 1))
     devs = {}
@@ -70,9 +119,11 @@ def cmd_live(t, args, out):
             for group in d.models.get("battery", []):
                 group.read()
             row = dict(_summary(u, d), t=round(time.time(), 3))
+            row["alarms"] = _alarms(t, u, d, args.regmap)
             if args.json:
                 out.write(json.dumps(row) + "\n")
             elif args.csv:
+                row["alarms"] = "; ".join(row["alarms"])
                 if writer is None:
                     writer = csv.DictWriter(out, fieldnames=list(row))
                     writer.writeheader()
@@ -81,6 +132,8 @@ def cmd_live(t, args, out):
                 out.write("unit %-3d SoC %5s %%  %7s V  %8s A  cells %s..%s V  state %s\n" % (
                     u, row.get("SoC"), row.get("V"), row.get("A"), row.get("CellVMin"), row.get("CellVMax"),
                     row.get("State")))
+                for a in row["alarms"]:
+                    out.write("         %s\n" % a)
         out.flush()
         n += 1
         if args.count == 0 or n < args.count:
@@ -109,6 +162,101 @@ def cmd_bundle(args, out):
     return 0
 
 
+def read_secret(path):
+    """A 32-byte secret from a file: 64 hex digits, or the 32 bytes themselves."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise CtlError("cannot read secret file %s: %s" % (path, e.strerror or e))
+    try:
+        key = bytes.fromhex(data.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        key = data
+    if len(key) != authkit.SECRET_LEN:
+        raise CtlError("secret file %s: %d bytes, %d wanted (64 hex digits or 32 raw bytes)" % (
+            path, len(key), authkit.SECRET_LEN))
+    return key
+
+
+def _serial(t, unit):
+    dev = sunspec.scan(t, unit)
+    sn = sunspec.point(dev.models["common"][0], "SN") if dev and dev.models.get("common") else None
+    if not sn:
+        raise CtlError("unit %d: no serial number in its SunSpec common model: a passphrase needs it "
+                       "(use --secret-file)" % unit)
+    return sn
+
+
+def secret_for(t, unit, secret_file, passphrase, prompt):
+    if secret_file:
+        return read_secret(secret_file)
+    if passphrase:
+        sn = _serial(t, unit)
+        return authkit.secret_from_passphrase(getpass.getpass("%s (pack %s): " % (prompt, sn)), sn)
+    raise CtlError("a login needs --secret-file F or --passphrase")
+
+
+def do_login(pack, level_name, secret_file, passphrase):
+    level = LEVELS[level_name]
+    secret = secret_for(pack.t, pack.unit, secret_file, passphrase, "%s passphrase" % level_name)
+    pack.login(level, secret)
+    pack.secret = secret
+    return level
+
+
+def cmd_login(pack, args, console):
+    if pack.session != LEVELS[args.level] or args.secret_file or args.passphrase:
+        do_login(pack, args.level, args.secret_file or args.g_secret_file, args.passphrase or args.g_passphrase)
+    console.file.write("%s: logged in as %s; the session stays until auth_idle_ms or `bmsctl logout` (to log "
+                       "in for one command only: bmsctl --login %s --secret-file F COMMAND)\n" % (
+                           pack.who(), args.level, args.level))
+    return 0
+
+
+def cmd_logout(pack, args, console):
+    pack.logout()
+    console.file.write("%s: logged out\n" % pack.who())
+    return 0
+
+
+def cmd_passwd(pack, args, console):
+    blk = pack.need("set_secret", "secret", "passwd")
+    if pack.session != authkit.INSTALLER:
+        raise CtlError("%s: changing a secret needs an installer session: bmsctl --login installer "
+                       "--secret-file F passwd ..." % pack.who())
+    level = LEVELS[args.level]
+    if args.new_secret_file:
+        new = read_secret(args.new_secret_file)
+    elif args.new_passphrase:
+        sn = _serial(pack.t, pack.unit)
+        a = getpass.getpass("new %s passphrase (pack %s): " % (args.level, sn))
+        if a != getpass.getpass("again: "):
+            raise CtlError("the two passphrases differ: nothing changed")
+        new = authkit.secret_from_passphrase(a, sn)
+    else:
+        raise CtlError("passwd needs --new-secret-file F or --new-passphrase")
+    blob = authkit.set_secret_blob(pack.secret, pack.login_nonce, level, new)
+    pack.write(blk["register"], [level] + regs_of(blob), "%s secret" % args.level)
+    console.file.write("%s: %s secret changed; sessions of that level ended\n" % (pack.who(), args.level))
+    return 0
+
+
+def _pack_cmd(sub, name, fn, help, **kw):
+    p = sub.add_parser(name, help=help)
+    p.set_defaults(fn=fn, on_pack=True, **kw)
+    return p
+
+
+def _block_cmds(sub, name, names, help):
+    p = sub.add_parser(name, help=help)
+    s = p.add_subparsers(dest=name + "_cmd", required=True)
+    _pack_cmd(s, "get", blocks.cmd_show, "read the %s registers" % name, blocks=names)
+    q = _pack_cmd(s, "set", blocks.cmd_set, "write FIELD=VALUE (range-checked, read back)", blocks=names)
+    q.add_argument("assignments", nargs="+", metavar="FIELD=VALUE")
+    return s
+
+
 def build_parser():
     ap = argparse.ArgumentParser(prog="bmsctl", description="Read, configure and control the packs "
                                  "of a battery system through its master.")
@@ -116,12 +264,19 @@ def build_parser():
                     help="tcp:HOST:PORT, rtu:DEVICE[:BAUD] or can:INTERFACE:CHANNEL[:BITRATE] (default %s, "
                     "the bench's --modbus-tcp)" % DEFAULT_VIA)
     ap.add_argument("--timeout", type=float, help="seconds to wait for an answer")
+    ap.add_argument("--unit", type=int, default=1, help="unit id of the pack (1 = the system, the master)")
+    ap.add_argument("--map", dest="map_file", help="register map JSON (python -m tools.regmap --json); "
+                    "default: this checkout's")
+    ap.add_argument("--login", choices=sorted(LEVELS), help="log in at this level before the command")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--secret-file", dest="g_secret_file", metavar="F", help="the level's secret: 64 hex digits or 32 bytes")
+    g.add_argument("--passphrase", dest="g_passphrase", action="store_true", help="ask for the passphrase")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("scan", help="list the units that answer (model, version, serial, SoC)")
     p.add_argument("--last", type=int, default=MAX_UNIT, help="highest unit id to try")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_scan)
-    p = sub.add_parser("live", help="telemetry, refreshed")
+    p = sub.add_parser("live", help="telemetry and active alarms, refreshed")
     p.add_argument("--pack", type=int, help="one unit id (default: every unit that answers)")
     p.add_argument("--period", type=float, default=1.0, help="seconds between refreshes")
     p.add_argument("--count", type=int, default=0, help="refreshes, 0 = until Ctrl-C")
@@ -129,6 +284,53 @@ def build_parser():
     g.add_argument("--json", action="store_true", help="one JSON object per line")
     g.add_argument("--csv", action="store_true")
     p.set_defaults(fn=cmd_live)
+
+    p = _pack_cmd(sub, "login", cmd_login, "log in (checks a secret; the session lasts this run)")
+    p.add_argument("--level", choices=sorted(LEVELS), required=True)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--secret-file")
+    g.add_argument("--passphrase", action="store_true")
+    _pack_cmd(sub, "logout", cmd_logout, "end this port's session")
+    p = _pack_cmd(sub, "passwd", cmd_passwd, "change a level's secret (needs --login installer)")
+    p.add_argument("--level", choices=sorted(LEVELS), required=True)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--new-secret-file")
+    g.add_argument("--new-passphrase", action="store_true")
+
+    p = sub.add_parser("params", help="parameters: get, set, diff, backup, restore")
+    ps = p.add_subparsers(dest="params_cmd", required=True)
+    q = _pack_cmd(ps, "get", params.cmd_get, "read parameters (all, or the ones named)")
+    q.add_argument("names", nargs="*", metavar="NAME")
+    q.add_argument("--json", action="store_true")
+    q = _pack_cmd(ps, "set", params.cmd_set, "write NAME=VALUE (checked first, read back, old -> new)")
+    q.add_argument("assignments", nargs="+", metavar="NAME=VALUE")
+    q.add_argument("--dry-run", action="store_true")
+    q = _pack_cmd(ps, "diff", params.cmd_diff, "what differs from the defaults or from a backup")
+    q.add_argument("file", nargs="?")
+    q = _pack_cmd(ps, "backup", params.cmd_backup, "save every parameter to a JSON file")
+    q.add_argument("file")
+    q = _pack_cmd(ps, "restore", params.cmd_restore, "write a backup's writable parameters back")
+    q.add_argument("file")
+    q.add_argument("--dry-run", action="store_true")
+    p = _pack_cmd(sub, "defaults", params.cmd_defaults, "set every writable parameter to its default")
+    p.add_argument("--dry-run", action="store_true")
+    _pack_cmd(sub, "info", blocks.cmd_show, "map version, parameter count, firmware version", blocks=("info",))
+
+    p = sub.add_parser("history", help="the event history")
+    hs = p.add_subparsers(dest="history_cmd", required=True)
+    q = _pack_cmd(hs, "pull", blocks.cmd_history_pull, "read the records (time, code, kind, value, words)")
+    q.add_argument("--from", dest="t_from", help="YYYY-MM-DD[THH:MM[:SS]] UTC or Unix seconds")
+    q.add_argument("--to", dest="t_to")
+    q.add_argument("--csv", action="store_true")
+    _pack_cmd(hs, "clear", blocks.cmd_history_clear, "clear the history (installer)")
+    p = sub.add_parser("clock", help="the pack's clock")
+    cs = p.add_subparsers(dest="clock_cmd", required=True)
+    _pack_cmd(cs, "get", blocks.cmd_show, "read the clock", blocks=("clock",))
+    _pack_cmd(cs, "sync", blocks.cmd_clock_sync, "set it to this computer's time (installer)")
+    _block_cmds(sub, "calib", ("calib", "calibration", "control"),
+                "calibration: current offset, capacity, SOC, cycle count (the map's calibration fields)")
+    _block_cmds(sub, "control", ("control",), "FETs, buzzer, sleep, reset, address, inverter protocol, ...")
+
     p = sub.add_parser("keys", help="update signing keys")
     ks = p.add_subparsers(dest="keys_cmd", required=True)
     q = ks.add_parser("new", help="a new Ed25519 key pair: OUT.pem (private) and OUT.pub")
@@ -146,20 +348,46 @@ def build_parser():
     return ap
 
 
-def main(argv=None, out=None):
+def _logout(pack):
+    """End the session with the run: behind a TCP/RTU gateway every client
+    shares the master's one serial port, and so would a session left open."""
+    try:
+        pack.logout()
+    except CtlError as e:
+        print("bmsctl: %s (the session ends by itself after auth_idle_ms)" % e, file=sys.stderr)
+
+
+def main(argv=None, out=None, transport=None):
+    """transport: an object with exchange(unit, pdu) and close() instead of --via (tests)."""
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
     t = None
     try:
         if getattr(args, "local", False):
             return args.fn(args, out)
-        t = open_transport(args.via, args.timeout)
-        return args.fn(t, args, out)
+        args.regmap = load_map(args.map_file)
+        t = transport or open_transport(args.via, args.timeout)
+        if args.login and not (args.g_secret_file or args.g_passphrase):
+            raise CtlError("--login needs --secret-file F or --passphrase")
+        if not getattr(args, "on_pack", False):
+            if args.login:
+                raise CtlError("%s needs no login" % args.cmd)
+            return args.fn(t, args, out)
+        from rich.console import Console
+        console = Console(file=out, width=120, highlight=False, soft_wrap=True)
+        pack = Pack(t, args.unit, args.regmap)
+        if args.login:
+            do_login(pack, args.login, args.g_secret_file, args.g_passphrase)
+        try:
+            return args.fn(pack, args, console)
+        finally:
+            if pack.session and args.cmd != "login":
+                _logout(pack)
     except (CtlError, TransportError, sunspec.ModbusException) as e:
         print("bmsctl: %s" % e, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     finally:
-        if t is not None:
+        if t is not None and transport is None:
             t.close()
