@@ -472,23 +472,13 @@ REAL_BOARD = """
 for name, src in FILES:
     with open('/lib/' + name, 'w') as f:
         f.write(src)
-import machine, sim_mcp2515 as simcan
-from sim_bq76952 import SimBQ76952
-from drivers.mcp2515 import MCP2515
+import machine
+from bq_rig import Rig
 import %(board)s as board
-bq = SimBQ76952(crc=True)
-bq.cell_mv = [3300 + i for i in range(16)]
-bq.render()
-machine.I2C_DEVICES[0x08] = bq
-machine.I2C_DEVICES[0x20] = machine.Pca9555Model()
-bus = simcan.Bus(500000)
-chip = bus.attach(simcan.Mcp2515(8000000, name='board'))
-peer_chip = bus.attach(simcan.Mcp2515(8000000, name='peer', seed=3))
-peer = MCP2515(peer_chip.spi, peer_chip.cs, 500000, osc_hz=8000000, int_pin=peer_chip.int_pin)
-peer.set_filters(None)
-machine.SPI_DEVICE = chip.spi
-machine.WIRES[board.PINS['can_cs']] = chip.cs
-machine.WIRES[board.PINS['can_int']] = chip.int_pin
+rig = Rig()
+bq, bus = rig.bq, rig.bus
+peer = rig.peer()
+rig.wire(board)
 import main
 from sim.vtime import VirtualRunner
 app, sup = main.start(board.build())
@@ -507,13 +497,12 @@ print(snap.reads, snap.cell_mv[0], snap.cell_mv[15], app.board.afe.comm_errors, 
 
 @pytest.mark.parametrize("board", ["esp32_bq", "rp2040_bq"])
 def test_real_board_starts_with_fake_pins_and_chip_models(mpy, board):
-    import os
     import fake_machine
-    here = os.path.dirname(os.path.abspath(__file__))
+    from tools import ram
     files = []
-    for name in ("fake_machine.py", "sim_bq76952.py", "sim_mcp2515.py"):
-        with open(os.path.join(here, name), encoding="utf-8") as f:
-            files.append(("machine.py" if name == "fake_machine.py" else name, f.read()))
+    for module, name in ram.FAKE_FILES:
+        with open(os.path.join(ram.HOST_TESTS, name), encoding="utf-8") as f:
+            files.append((module + ".py", f.read()))
     files.append(("esp32.py", fake_machine.FAKE_ESP32))
     code = "FILES = %r\n" % (files,) + REAL_BOARD % {"board": board}
     r = mpy.run(code, timeout_s=GATE_TIMEOUT_S)

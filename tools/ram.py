@@ -56,12 +56,12 @@ def build_app(board, store, build_root=None):
 
 
 FAKE_FILES = (("machine", "fake_machine.py"), ("sim_bq76952", "sim_bq76952.py"),
-              ("sim_mcp2515", "sim_mcp2515.py"))
+              ("sim_mcp2515", "sim_mcp2515.py"), ("bq_rig", "bq_rig.py"))
 
 
 def build_fakes(out_dir, arch="xtensawin"):
     """The fakes and the harness as one ROMFS image in out_dir: machine,
-    esp32, sim_bq76952, sim_mcp2515 and sim/vtime (.mpy). Returns its path."""
+    esp32, sim_bq76952, sim_mcp2515, bq_rig and sim/vtime (.mpy). Returns its path."""
     sys.path.insert(0, HOST_TESTS)
     try:
         import fake_machine
@@ -119,17 +119,10 @@ def used():
 def run():
     R["fakes_image"] = mount(FAKES, "/fk")
     sys.path[:] = [".frozen", "/fk"]
-    import machine, sim_mcp2515 as simcan
-    from sim_bq76952 import SimBQ76952
-    bq = SimBQ76952(crc=True)
-    bq.cell_mv = [3300 + i for i in range(16)]
-    bq.render()
-    machine.I2C_DEVICES[0x08] = bq
-    machine.I2C_DEVICES[0x20] = machine.Pca9555Model()
-    bus = simcan.Bus(500000)
-    chip = bus.attach(simcan.Mcp2515(8000000, name="board"))
-    peer_chip = bus.attach(simcan.Mcp2515(8000000, name="peer", seed=3))
-    machine.SPI_DEVICE = chip.spi
+    import machine
+    from bq_rig import Rig
+    rig = Rig()
+    bq, bus = rig.bq, rig.bus
     slot = [0, memoryview(bytearray(8)), 0, 0]
     hb = bytes(8)
     R["fakes"] = used()
@@ -140,8 +133,7 @@ def run():
         R["image"] = 0
         sys.path[:] = [".frozen", "/fk", APP, APP + "/lib"]
     import board
-    machine.WIRES[board.PINS["can_cs"]] = chip.cs
-    machine.WIRES[board.PINS["can_int"]] = chip.int_pin
+    rig.wire(board)
     main = __import__(MAIN)
     R["imports"] = used() - R["fakes"] - R["image"]
     from store.fs import OsFs
@@ -150,10 +142,8 @@ def run():
     u = used()
     # the harness, after the boot so that the firmware's own imports count as
     # its own: the inverter's node (the firmware's driver) and the runner
-    from drivers.mcp2515 import MCP2515
     from sim.vtime import VirtualRunner
-    peer = MCP2515(peer_chip.spi, peer_chip.cs, 500000, osc_hz=8000000, int_pin=peer_chip.int_pin)
-    peer.set_filters(None)
+    peer = rig.peer()
     r = VirtualRunner()
     R["harness"] = used() - u
     for svc in app.services:
