@@ -15,6 +15,7 @@ import textwrap
 
 import pytest
 
+from heap_probe import LOCKED
 from tools import deploy, mpy_wasm
 
 ROOT = mpy_wasm.REPO_ROOT
@@ -344,20 +345,9 @@ w.run_until(3000)
 pack = w.packs[0]
 app = pack.app
 stages = list(app.cycle.stages) + [app.indicate]
-
-def locked(fn, now):
-    micropython.heap_lock()
-    try:
-        fn(now)
-        return None
-    except MemoryError:
-        return "allocates"
-    finally:
-        micropython.heap_unlock()
-
+""" + LOCKED + """
 def probe():
-    # the probe itself must be able to fail: an allocating call is caught
-    if locked(lambda now: [now], 0) != "allocates":
+    if not lock_works():
         return "heap_lock does not catch allocation"
     for current_ma in (0, 30000, -30000, 200):
         w.system_request_ma = current_ma
@@ -784,9 +774,9 @@ def chain(with_can):
         svcs.append(Link(st, Params(), b))
     return bus, svcs
 
-LOCKED
+""" + LOCKED + """
 def probe(with_can):
-    if locked(lambda now: [now], 0) != "allocates":
+    if not lock_works():
         return "heap_lock does not catch allocation"
     bus, svcs = chain(with_can)
     now = 0
@@ -813,7 +803,7 @@ def probe(with_can):
 
 print(probe(True))
 print(probe(False))
-""".replace("LOCKED\n", HEAP_LOCK_STEP[HEAP_LOCK_STEP.index("def locked"):HEAP_LOCK_STEP.index("def probe")])
+"""
 
 
 def test_link_ticks_run_under_heap_lock_with_frames_flowing(mpy):
@@ -901,18 +891,9 @@ def requests(p):
     out.append(bytearray(b"garbage~~\\r"))
     return out
 
-def locked(fn, *args):
-    micropython.heap_lock()
-    try:
-        fn(*args)
-        return None
-    except MemoryError:
-        return "allocates"
-    finally:
-        micropython.heap_unlock()
-
+""" + LOCKED + """
 def probe():
-    if locked(lambda: [1]) != "allocates":
+    if not lock_works():
         return "heap_lock does not catch allocation"
     for pid in (0, 1):
         st = PackState()
