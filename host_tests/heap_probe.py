@@ -4,6 +4,7 @@
 #   locked(fn, *args)  fn(*args) with the heap locked: what fn returns, or
 #                      "allocates" when it tried to allocate
 #   lock_works()       the probe can fail: an allocating call is caught
+# and, on the host, assert_prints_ok(mpy, code): the script ran and said "ok".
 LOCKED = """
 import micropython
 
@@ -19,3 +20,11 @@ def locked(fn, *args):
 def lock_works():
     return locked(lambda: [1]) == "allocates"
 """
+
+
+def assert_prints_ok(mpy, code, timeout_s=120):
+    """Runs a probe script in the real MicroPython (the mpy fixture): it must
+    exit cleanly and print "ok" alone (else what it printed is the failure)."""
+    r = mpy.run(code, timeout_s=timeout_s)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok", r.stdout

@@ -13,7 +13,7 @@ from defs.snapshot import Snapshot
 from drivers import bq76952 as bq
 from defs.afe import HwLimits, ALERT_COV, ALERT_SCD, ALERT_CUV
 from sim_bq76952 import SimBQ76952, DM_BASE
-from heap_probe import LOCKED
+from heap_probe import LOCKED, assert_prints_ok
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHUNT_UOHM = 250
@@ -312,9 +312,7 @@ print(main())
 def test_read_path_runs_under_heap_lock_in_micropython(mpy):
     with open(os.path.join(HERE, "sim_bq76952.py"), encoding="utf-8") as f:
         sim_src = f.read()
-    r = mpy.run(sim_src + "\n" + textwrap.dedent(HEAP_LOCK), timeout_s=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "ok", r.stdout
+    assert_prints_ok(mpy, sim_src + "\n" + textwrap.dedent(HEAP_LOCK))
 
 
 def test_a_subcommand_response_with_a_bad_checksum_is_refused():

@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from heap_probe import LOCKED
+from heap_probe import LOCKED, assert_prints_ok
 from tools import deploy, mpy_wasm
 
 ROOT = mpy_wasm.REPO_ROOT
@@ -366,9 +366,7 @@ print(probe())
 
 
 def test_control_step_runs_under_heap_lock(mpy):
-    r = mpy.run(HEAP_LOCK_STEP, timeout_s=GATE_TIMEOUT_S)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "ok", r.stdout
+    assert_prints_ok(mpy, HEAP_LOCK_STEP, GATE_TIMEOUT_S)
 
 
 # ---- 5. the board runner (asyncio) makes the pack safe when a service fails ---
@@ -936,6 +934,4 @@ print(probe())
 
 
 def test_inverter_serves_rs485_and_can_under_heap_lock(mpy):
-    r = mpy.run(HEAP_LOCK_INVERTER, timeout_s=GATE_TIMEOUT_S)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "ok", r.stdout
+    assert_prints_ok(mpy, HEAP_LOCK_INVERTER, GATE_TIMEOUT_S)
