@@ -23,12 +23,16 @@
 import errno
 import struct
 
+# CRC-8 of one byte i: the remainder of i * x^8 divided by x^8 + x^2 + x + 1
+# (0x107; SLUAA11B), by long division: not the driver's bitwise table, so the
+# model checks the driver's CRC rather than repeating it
 _CRC = bytearray(256)
 for _i in range(256):
-    _c = _i
-    for _b in range(8):
-        _c = ((_c << 1) ^ 0x07) & 0xFF if _c & 0x80 else (_c << 1) & 0xFF
-    _CRC[_i] = _c
+    _r = _i << 8
+    for _bit in range(15, 7, -1):
+        if _r >> _bit & 1:
+            _r ^= 0x107 << (_bit - 8)
+    _CRC[_i] = _r
 
 DM_BASE = 0x9180
 DM_END = 0x9400
