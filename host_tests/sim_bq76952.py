@@ -78,14 +78,11 @@ class SimBQ76952:
         self.sealed = False
         self.host_off = 0x0F  # FET_CONTROL bits; FET Options default allows FETs
         self.balance_mask = 0
-        self.safety_status_a = 0
-        self.safety_alert_a = 0
-        self.alarm_status = 0
+        self.safety_status_a = self.safety_alert_a = self.alarm_status = 0
         self.sleep_allowed = True
         self.deep_sleep = False
         self.shutdown = False
-        self._deep_count = 0
-        self._shut_count = 0
+        self._deep_count = self._shut_count = 0  # each takes its subcommand twice
         # subcommand interface
         self._code = 0
         self._busy = 0
