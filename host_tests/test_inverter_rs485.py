@@ -6,6 +6,7 @@ import struct
 from hypothesis import given, settings, strategies as hs
 
 import pylon_rs485_decoder as dec
+from fake_port import Stream
 
 from app.inverter import Inverter, BUS_RS485
 from bms.params import Params, index_of
@@ -37,24 +38,6 @@ def decode(frame):
     return int(body[6:8], 16), bytes.fromhex(body[12:].decode()), int(body[2:4], 16)
 
 
-class End:
-    def __init__(self):
-        self.rx = bytearray()
-        self.tx = bytearray()
-
-    def any(self):
-        return len(self.rx)
-
-    def read(self, n=-1):
-        d = bytes(self.rx)
-        self.rx.clear()
-        return d
-
-    def write(self, d):
-        self.tx.extend(d)
-        return len(d)
-
-
 def server(v=None):
     st = PackState()
     st.snap.reads = 1
@@ -63,7 +46,7 @@ def server(v=None):
     st.snap.stack_mv = sum(st.snap.cell_mv)
     st.current_ma = 12345
     st.soc_pct = 57
-    end = End()
+    end = Stream()
     inv = Inverter(st, Params(), v or view(), None, end)
     return inv, st, end
 
@@ -122,7 +105,7 @@ def _bench_pack(rated_mah, soc_pct=62, current_ma=-20000, units=None):
     st.current_ma = current_ma
     st.soc_pct = soc_pct
     st.cycles = 17
-    end = End()
+    end = Stream()
     return Inverter(st, p, view(), None, end), st, end
 
 
