@@ -62,6 +62,10 @@ _DM_DEFAULTS = (
     (0x9343, "<H", 0x0040),  # Mfg Status Init
 )
 _USER_AMPS_UA = (100, 1000, 10000, 100000)  # DA Config USER_AMPS: 0.1/1/10/100 mA
+# subcommands that only set one flag (SLUUBY2B): EXIT_CFGUPDATE, ALL_FETS_OFF,
+# SLEEP_ENABLE, SLEEP_DISABLE
+_FLAG_SUBCOMMANDS = {0x0092: ("cfg_update", False), 0x0095: ("fet_off_all", True),
+                     0x0099: ("sleep_allowed", True), 0x009A: ("sleep_allowed", False)}
 
 
 class SimBQ76952:
@@ -340,11 +344,9 @@ class SimBQ76952:
             if not self.sealed:
                 self.cfg_update = True
             self._respond(0)
-        elif code == 0x0092:
-            self.cfg_update = False
-            self._respond(0)
-        elif code == 0x0095:
-            self.fet_off_all = True
+        elif code in _FLAG_SUBCOMMANDS:
+            name, value = _FLAG_SUBCOMMANDS[code]
+            setattr(self, name, value)
             self._respond(0)
         elif code == 0x0096:
             self.fet_off_all = False
@@ -362,12 +364,6 @@ class SimBQ76952:
                 x[0] = self.balance_mask & 0xFF
                 x[1] = self.balance_mask >> 8
                 self._respond(2)
-        elif code == 0x0099:
-            self.sleep_allowed = True
-            self._respond(0)
-        elif code == 0x009A:
-            self.sleep_allowed = False
-            self._respond(0)
         elif code == 0x000F:
             self._deep_count += 1
             if self._deep_count >= 2:
