@@ -19,6 +19,11 @@ from drivers.outputs import Leds, Buzzer
 from drivers.pca9555 import Pca9555
 from drivers.pins import PwmPin, Rs485Uart, OffPin
 
+# the PINS names the MCU drives on every BQ board (checked against each board
+# module's PINS by host_tests/test_boards.py)
+OUTPUTS = ("i2c_sda", "i2c_scl", "spi_sck", "spi_mosi", "can_cs", "link_in_tx", "link_in_de",
+           "link_out_tx", "link_out_de", "led_run", "led_alm", "buzzer", "pchg")
+
 
 class Poll:
     """A service calling obj.poll() every period_ms (MCP2515: errors, bus-off,
@@ -31,6 +36,10 @@ class Poll:
 
     def tick(self, now_ms):
         self.obj.poll()
+
+
+def woke(pin):
+    """The IRQ handler of a wake pin: the wake itself is what counts."""
 
 
 class BqPort:

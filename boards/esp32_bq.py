@@ -40,7 +40,7 @@ import sys
 import esp32
 
 from drivers.inputs import DIP7, DIP4
-from bq_board import BqPort, build_bq_board
+from bq_board import BqPort, build_bq_board, woke, OUTPUTS
 
 # the DIP layout of this board: DIP7 (`000` 3.3.3.3) or DIP4 (address switches, `003` 4.3)
 DIP_LAYOUT = DIP7
@@ -49,7 +49,7 @@ CAN_OSC_HZ = 8000000
 WDT_TIMEOUT_MS = 8000  # the firmware feeds every 1 s while all services tick
 BUZZER_HZ = 2700
 
-# name -> GPIO; `out` pins are driven by the MCU (checked by host_tests/test_boards.py)
+# name -> GPIO (OUTPUTS, the pins the MCU drives: bq_board.py)
 PINS = {
     "i2c_sda": 21, "i2c_scl": 22,
     "spi_sck": 18, "spi_mosi": 23, "spi_miso": 19, "can_cs": 4, "can_int": 5,
@@ -58,8 +58,6 @@ PINS = {
     "led_run": 32, "led_alm": 33, "buzzer": 13, "pchg": 25,
     "button": 15, "jumper": 2, "charger": 39, "ntc": 36,
 }
-OUTPUTS = ("i2c_sda", "i2c_scl", "spi_sck", "spi_mosi", "can_cs", "link_in_tx", "link_in_de",
-           "link_out_tx", "link_out_de", "led_run", "led_alm", "buzzer", "pchg")
 I2C_ID = 0
 SPI_ID = 2
 UART_IN = 1
@@ -73,10 +71,6 @@ RESERVED = (1, 3)  # UART0: the REPL
 RTC_GPIO = (0, 2, 4, 12, 13, 14, 15, 25, 26, 27, 32, 33, 34, 35, 36, 37, 38, 39)
 
 
-def _woke(pin):
-    pass  # the wake itself is what counts
-
-
 class Port(BqPort):
     """The ESP32-specific calls of BqBoard."""
 
@@ -88,8 +82,8 @@ class Port(BqPort):
             esp32.wake_on_ext0(self.charger, esp32.WAKEUP_ANY_HIGH)
             esp32.wake_on_ext1((self.button,), esp32.WAKEUP_ALL_LOW)
         else:
-            self.charger.irq(handler=charger_handler or _woke, trigger=Pin.IRQ_RISING, wake=machine.SLEEP)
-            self.button.irq(handler=_woke, trigger=Pin.IRQ_FALLING, wake=machine.SLEEP)
+            self.charger.irq(handler=charger_handler or woke, trigger=Pin.IRQ_RISING, wake=machine.SLEEP)
+            self.button.irq(handler=woke, trigger=Pin.IRQ_FALLING, wake=machine.SLEEP)
 
 
 def build(configure=True):

@@ -29,7 +29,7 @@ from machine import Pin, ADC
 import sys
 
 from drivers.inputs import DIP7, DIP4
-from bq_board import BqPort, build_bq_board
+from bq_board import BqPort, build_bq_board, woke, OUTPUTS
 
 DIP_LAYOUT = DIP7  # or DIP4 (address switches, `003` 4.3)
 CAN_BITRATE = 500000
@@ -45,8 +45,6 @@ PINS = {
     "led_run": 16, "led_alm": 17, "buzzer": 18, "pchg": 19,
     "button": 20, "charger": 21, "jumper": 22, "ntc": 26,
 }
-OUTPUTS = ("i2c_sda", "i2c_scl", "spi_sck", "spi_mosi", "can_cs", "link_in_tx", "link_in_de",
-           "link_out_tx", "link_out_de", "led_run", "led_alm", "buzzer", "pchg")
 I2C_ID = 1
 SPI_ID = 1
 UART_IN = 0
@@ -62,18 +60,14 @@ FUNCTION_PINS = {
 }
 
 
-def _woke(pin):
-    pass
-
-
 class Port(BqPort):
     """The RP2040-specific calls of BqBoard. Light sleep wakes on the
     armed pin interrupts; the port's deepsleep is a light sleep followed by
     a reset, so the same wake sources apply."""
 
     def arm_wake(self, deep, charger_handler=None):
-        self.charger.irq(handler=charger_handler or _woke, trigger=Pin.IRQ_RISING)
-        self.button.irq(handler=_woke, trigger=Pin.IRQ_FALLING)
+        self.charger.irq(handler=charger_handler or woke, trigger=Pin.IRQ_RISING)
+        self.button.irq(handler=woke, trigger=Pin.IRQ_FALLING)
 
 
 def build(configure=True):

@@ -23,12 +23,16 @@
 import errno
 import struct
 
+# CRC-8 of one byte i: the remainder of i * x^8 divided by x^8 + x^2 + x + 1
+# (0x107; SLUAA11B), by long division: not the driver's bitwise table, so the
+# model checks the driver's CRC rather than repeating it
 _CRC = bytearray(256)
 for _i in range(256):
-    _c = _i
-    for _b in range(8):
-        _c = ((_c << 1) ^ 0x07) & 0xFF if _c & 0x80 else (_c << 1) & 0xFF
-    _CRC[_i] = _c
+    _r = _i << 8
+    for _bit in range(15, 7, -1):
+        if _r >> _bit & 1:
+            _r ^= 0x107 << (_bit - 8)
+    _CRC[_i] = _r
 
 DM_BASE = 0x9180
 DM_END = 0x9400
@@ -58,6 +62,10 @@ _DM_DEFAULTS = (
     (0x9343, "<H", 0x0040),  # Mfg Status Init
 )
 _USER_AMPS_UA = (100, 1000, 10000, 100000)  # DA Config USER_AMPS: 0.1/1/10/100 mA
+# subcommands that only set one flag (SLUUBY2B): EXIT_CFGUPDATE, ALL_FETS_OFF,
+# SLEEP_ENABLE, SLEEP_DISABLE
+_FLAG_SUBCOMMANDS = {0x0092: ("cfg_update", False), 0x0095: ("fet_off_all", True),
+                     0x0099: ("sleep_allowed", True), 0x009A: ("sleep_allowed", False)}
 
 
 class SimBQ76952:
@@ -74,14 +82,11 @@ class SimBQ76952:
         self.sealed = False
         self.host_off = 0x0F  # FET_CONTROL bits; FET Options default allows FETs
         self.balance_mask = 0
-        self.safety_status_a = 0
-        self.safety_alert_a = 0
-        self.alarm_status = 0
+        self.safety_status_a = self.safety_alert_a = self.alarm_status = 0
         self.sleep_allowed = True
         self.deep_sleep = False
         self.shutdown = False
-        self._deep_count = 0
-        self._shut_count = 0
+        self._deep_count = self._shut_count = 0  # each takes its subcommand twice
         # subcommand interface
         self._code = 0
         self._busy = 0
@@ -339,11 +344,9 @@ class SimBQ76952:
             if not self.sealed:
                 self.cfg_update = True
             self._respond(0)
-        elif code == 0x0092:
-            self.cfg_update = False
-            self._respond(0)
-        elif code == 0x0095:
-            self.fet_off_all = True
+        elif code in _FLAG_SUBCOMMANDS:
+            name, value = _FLAG_SUBCOMMANDS[code]
+            setattr(self, name, value)
             self._respond(0)
         elif code == 0x0096:
             self.fet_off_all = False
@@ -361,12 +364,6 @@ class SimBQ76952:
                 x[0] = self.balance_mask & 0xFF
                 x[1] = self.balance_mask >> 8
                 self._respond(2)
-        elif code == 0x0099:
-            self.sleep_allowed = True
-            self._respond(0)
-        elif code == 0x009A:
-            self.sleep_allowed = False
-            self._respond(0)
         elif code == 0x000F:
             self._deep_count += 1
             if self._deep_count >= 2:

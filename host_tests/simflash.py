@@ -128,3 +128,30 @@ def check_recovery(fs, read_back, want):
             pass
         assert read_back(f2.remount()) == want, cut2
     return dry.used
+
+
+def cut_everywhere(run, name, states, read_back):
+    """Cuts the power at every write unit of run(fs) (saves of atomic file
+    `name` on a fresh flash; returns how many completed) and checks that a
+    boot after each cut, also a cut recovery boot (check_recovery), reads
+    exactly states[k]: k the saves committed before the cut (commits), so
+    states[0] is what a boot reads before the first. The states must all
+    differ from their neighbours: each save is seen. Returns (saves the
+    uncut reference run completed, units it used, second cuts tried)."""
+    ref = SimFlash()
+    done = run(ref)
+    marks = commits(ref, name)
+    assert len(marks) == len(states) - 1
+    assert all(states[k] != states[k + 1] for k in range(len(marks)))
+    second_cuts = 0
+    for cut in range(ref.used + 1):  # every byte written and every truncate/rename
+        fs = SimFlash(budget=cut, seed=cut)
+        try:
+            run(fs)
+            assert cut == ref.used
+        except PowerCut:
+            assert cut < ref.used
+        want = states[expected_index(marks, cut)]
+        second_cuts += check_recovery(fs, read_back, want)
+        assert read_back(fs.remount()) == want, "cut at %d" % cut
+    return done, ref.used, second_cuts

@@ -220,12 +220,19 @@ def test_board_temperature_ntc(name, monkeypatch):
     assert abs(mod.build().board_temp_dc() - 250) <= 2
 
 
-def test_sleep_arms_the_wake_sources_esp32(monkeypatch):
-    mod = load("esp32_bq", monkeypatch)
+def light_slept(name, monkeypatch, ms):
+    """Board name built on the rig after a b.sleep(ms), which must be one
+    machine.lightsleep(ms): (board module, board)."""
+    mod = load(name, monkeypatch)
     Rig(mod)
     b = mod.build()
-    b.sleep(500)
-    assert fm.CALLS == [("lightsleep", 500)]
+    b.sleep(ms)
+    assert fm.CALLS == [("lightsleep", ms)]
+    return mod, b
+
+
+def test_sleep_arms_the_wake_sources_esp32(monkeypatch):
+    mod, b = light_slept("esp32_bq", monkeypatch, 500)
     assert b.port.charger.wake == fm.SLEEP and b.port.button.wake == fm.SLEEP
     b.afe.set_fets(False, False, True)
     with pytest.raises(fm.DeepSleep):
@@ -237,11 +244,7 @@ def test_sleep_arms_the_wake_sources_esp32(monkeypatch):
 
 
 def test_sleep_rp2040(monkeypatch):
-    mod = load("rp2040_bq", monkeypatch)
-    Rig(mod)
-    b = mod.build()
-    b.sleep(250)
-    assert fm.CALLS == [("lightsleep", 250)]
+    _, b = light_slept("rp2040_bq", monkeypatch, 250)
     assert b.port.charger.handler is not None and b.port.button.trigger == fm.Pin.IRQ_FALLING
     with pytest.raises(fm.DeepSleep):
         b.deep_sleep(60000)

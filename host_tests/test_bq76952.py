@@ -13,6 +13,7 @@ from defs.snapshot import Snapshot
 from drivers import bq76952 as bq
 from defs.afe import HwLimits, ALERT_COV, ALERT_SCD, ALERT_CUV
 from sim_bq76952 import SimBQ76952, DM_BASE
+from heap_probe import LOCKED, assert_prints_ok
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHUNT_UOHM = 250
@@ -267,22 +268,9 @@ HEAP_LOCK = """
 from drivers.bq76952 import BQ76952
 from defs.afe import HwLimits
 from defs.snapshot import Snapshot
-import micropython
-
-res = [None]
-
-def locked(fn):
-    micropython.heap_lock()
-    try:
-        res[0] = fn()
-        return None
-    except MemoryError:
-        return "allocates"
-    finally:
-        micropython.heap_unlock()
-
+""" + LOCKED + """
 def main():
-    if locked(lambda: [1]) != "allocates":
+    if not lock_works():
         return "probe failed"
     for crc in (False, True):
         sim = SimBQ76952(crc=crc)
@@ -299,22 +287,22 @@ def main():
                  ("clear_alerts", lambda: d.clear_alerts(8), True))
         for name, fn, want in steps:
             for _ in range(3):
-                err = locked(fn)
-                if err:
-                    return name + " " + err + " crc " + str(crc)
-                if res[0] != want:
-                    return name + " returned " + str(res[0])
+                got = locked(fn)
+                if got == "allocates":
+                    return name + " allocates crc " + str(crc)
+                if got != want:
+                    return name + " returned " + str(got)
         if s.cell_mv[3] != 3456 or s.current_ma != -20000:
             return "wrong values"
         if crc:
             sim.crc_errors = 1
-            err = locked(lambda: d.read(s))
-            if err or res[0] is not False:
-                return "crc error read: " + str(err) + " " + str(res[0])
+            got = locked(lambda: d.read(s))
+            if got is not False:
+                return "crc error read: " + str(got)
         sim.silent = True
-        err = locked(lambda: d.read(s))
-        if err or res[0] is not False:
-            return "silent read: " + str(err) + " " + str(res[0])
+        got = locked(lambda: d.read(s))
+        if got is not False:
+            return "silent read: " + str(got)
     return "ok"
 
 print(main())
@@ -324,9 +312,7 @@ print(main())
 def test_read_path_runs_under_heap_lock_in_micropython(mpy):
     with open(os.path.join(HERE, "sim_bq76952.py"), encoding="utf-8") as f:
         sim_src = f.read()
-    r = mpy.run(sim_src + "\n" + textwrap.dedent(HEAP_LOCK), timeout_s=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "ok", r.stdout
+    assert_prints_ok(mpy, sim_src + "\n" + textwrap.dedent(HEAP_LOCK))
 
 
 def test_a_subcommand_response_with_a_bad_checksum_is_refused():

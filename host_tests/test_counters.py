@@ -4,7 +4,7 @@
 import json
 
 import simflash
-from simflash import PowerCut, SimFlash
+from simflash import SimFlash
 from store import atomic
 from store import counters as C
 from store.counters import CounterStore
@@ -54,23 +54,9 @@ def test_power_cut_at_every_write_point_reads_exactly_the_state_of_that_point():
     # each save's commit point is the last byte of its complete .tmp copy
     # (simflash.commits): before it the previous save is read, from it the new
     # one; before the first, no file (the sentinel stays)
-    ref = SimFlash()
-    assert _sequence(ref) == SAVES
-    marks = simflash.commits(ref, C.FILE)
-    assert len(marks) == SAVES
     states = [(False, [-7] * C.N)] + [(True, _vals(k)) for k in range(SAVES)]
-    assert all(states[k] != states[k + 1] for k in range(SAVES))
-    second_cuts = 0
-    for cut in range(ref.used + 1):  # every byte and every rename
-        fs = SimFlash(budget=cut, seed=cut)
-        try:
-            _sequence(fs)
-            assert cut == ref.used
-        except PowerCut:
-            assert cut < ref.used
-        want = states[simflash.expected_index(marks, cut)]
-        second_cuts += simflash.check_recovery(fs, _read_back, want)
-        assert _read_back(fs.remount()) == want, cut
+    done, _, second_cuts = simflash.cut_everywhere(_sequence, C.FILE, states, _read_back)
+    assert done == SAVES
     assert second_cuts >= SAVES
 
 

@@ -105,9 +105,10 @@ def test_plan_mpremote_command(tree):
     ]
 
 
-def test_mpremote_parses_the_chain(tree, monkeypatch, capsys):
-    """The chained command goes through mpremote's own parser (handlers
-    recorded instead of talking to a board)."""
+@pytest.fixture
+def mpremote_run(monkeypatch, capsys):
+    """Runs command lines through mpremote's own parser, its handlers recording
+    (name, args) instead of talking to a board; returns the record."""
     import mpremote.main as mm
 
     calls = []
@@ -120,9 +121,20 @@ def test_mpremote_parses_the_chain(tree, monkeypatch, capsys):
 
     monkeypatch.setattr(mm, "_COMMANDS", {k: (recorder(k), parser) for k, (_, parser) in mm._COMMANDS.items()})
     monkeypatch.setattr(mm, "do_disconnect", lambda state: None)
+
+    def run(cmds):
+        for cmd in cmds:
+            monkeypatch.setattr(sys, "argv", cmd)
+            assert mm.main() == 0, capsys.readouterr().err
+        return calls
+    return run
+
+
+def test_mpremote_parses_the_chain(tree, mpremote_run):
+    """The chained command goes through mpremote's own parser (handlers
+    recorded instead of talking to a board)."""
     p = deploy.plan(tree, "esp32_dev", "/dev/ttyUSB0", mpremote="mpremote")
-    monkeypatch.setattr(sys, "argv", p.mpremote_cmds[0])
-    assert mm.main() == 0, capsys.readouterr().err
+    calls = mpremote_run(p.mpremote_cmds[:1])
     names = [n for n, _ in calls]
     # mpremote's `reset` is its own shortcut for an exec of machine.reset()
     assert names == ["connect", "exec"] + ["fs"] * 7 + ["exec"]
@@ -133,36 +145,49 @@ def test_mpremote_parses_the_chain(tree, monkeypatch, capsys):
     assert (["cp"], ["app/__init__.mpy", "app/svc.mpy", ":app/"]) in cps
 
 
-def test_prep_code_on_real_micropython(mpy, tree, tmp_path):
-    """The board-side preparation: makes the directories, removes stale files
-    where deploy owns them, leaves the rest (data, other packages) alone."""
-    p = deploy.plan(tree, "esp32_dev", "/dev/ttyUSB0")
-    board = tmp_path / "empty_board"
+# Lists a board filesystem the way a board shows it (directories that end up
+# empty as "dir/"), leaving out the unix port's own folders.
+_LISTING = (
+    "\nimport json\n"
+    "def walk(p):\n"
+    "    out = []\n"
+    "    for e in os.ilistdir(p):\n"
+    "        q = (p + '/' if p else '') + e[0]\n"
+    "        if q in ('tmp', 'home', 'dev', 'proc', 'boards'):\n"
+    "            continue\n"
+    "        out += (walk(q) or [q + '/']) if e[1] & 0x4000 else [q]\n"
+    "    return out\n"
+    "print(json.dumps(sorted(walk(''))))\n"
+)
+
+
+def _board_files_after(mpy, tmp_path, dirs, files, code):
+    """Runs code on real MicroPython over a fresh board filesystem holding dirs
+    and files (each file 'x'); returns the sorted listing left behind."""
+    board = tmp_path / "board"
     board.mkdir()
     setup = (
         "import os\n"
         "os.chdir('/')\n"
-        "for d in ('app', 'app/gone', 'lib/bms', 'lib/other'):\n"
+        "for d in %r:\n"
         "    os.mkdir(d)\n"
-        "for f in ('app/svc.mpy', 'app/svc.py', 'app/old.mpy', 'app/gone/x.mpy', 'lib/bms/params.mpy',\n"
-        "          'lib/bms/stale.mpy', 'lib/other/keep.py', 'params.bin', 'board.py', 'board.mpy'):\n"
-        "    open(f, 'w').write('x')\n"
-    )
-    listing = (
-        "\nimport json\n"
-        "def walk(p):\n"
-        "    out = []\n"
-        "    for e in os.ilistdir(p):\n"
-        "        q = (p + '/' if p else '') + e[0]\n"
-        "        if q in ('tmp', 'home', 'dev', 'proc', 'boards'):\n"
-        "            continue\n"
-        "        out += (walk(q) or [q + '/']) if e[1] & 0x4000 else [q]\n"
-        "    return out\n"
-        "print(json.dumps(sorted(walk(''))))\n"
-    )
-    r = mpy.run(setup + deploy.prep_code(p.files) + listing, timeout_s=30, root=str(board))
+        "for f in %r:\n"
+        "    open(f, 'w').write('x')\n" % (tuple(dirs), tuple(files)))
+    r = mpy.run(setup + code + _LISTING, timeout_s=30, root=str(board))
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == [
+    return json.loads(r.stdout)
+
+
+def test_prep_code_on_real_micropython(mpy, tree, tmp_path):
+    """The board-side preparation: makes the directories, removes stale files
+    where deploy owns them, leaves the rest (data, other packages) alone."""
+    p = deploy.plan(tree, "esp32_dev", "/dev/ttyUSB0")
+    left = _board_files_after(
+        mpy, tmp_path, ("app", "app/gone", "lib/bms", "lib/other"),
+        ("app/svc.mpy", "app/svc.py", "app/old.mpy", "app/gone/x.mpy", "lib/bms/params.mpy",
+         "lib/bms/stale.mpy", "lib/other/keep.py", "params.bin", "board.py", "board.mpy"),
+        deploy.prep_code(p.files))
+    assert left == [
         "app/sub/", "app/svc.mpy", "board.mpy", "lib/bms/params.mpy", "lib/other/keep.py", "params.bin"]
 
 
@@ -267,26 +292,12 @@ def test_romfs_plan_files(tree):
     assert p.image == os.path.join(tree, "build", "esp32_dev", "esp32_dev.romfs")
 
 
-def test_romfs_plan_commands_parse_in_mpremote(tree, monkeypatch, capsys):
+def test_romfs_plan_commands_parse_in_mpremote(tree, mpremote_run):
     """The image build and the chained deploy go through mpremote's own
     parser: romfs build from rom/ without recompiling, then on the board the
     preparation, `romfs deploy` of the image, the two littlefs scripts, reset."""
-    import mpremote.main as mm
-
-    calls = []
-
-    def recorder(name):
-        def handler(state, args):
-            state.did_action()
-            calls.append((name, vars(args)))
-        return handler
-
-    monkeypatch.setattr(mm, "_COMMANDS", {k: (recorder(k), parser) for k, (_, parser) in mm._COMMANDS.items()})
-    monkeypatch.setattr(mm, "do_disconnect", lambda state: None)
     p = deploy.plan(tree, "rp2_pico", "/dev/ttyACM0", mpremote="mpremote", store="romfs")
-    for cmd in p.romfs_cmds + p.mpremote_cmds:
-        monkeypatch.setattr(sys, "argv", cmd)
-        assert mm.main() == 0, capsys.readouterr().err
+    calls = mpremote_run(p.romfs_cmds + p.mpremote_cmds)
     names = [n for n, _ in calls]
     assert names == ["romfs", "connect", "exec", "romfs", "fs", "fs", "exec"]
     build, dep = calls[0][1], calls[3][1]
@@ -318,32 +329,12 @@ def test_prep_code_for_romfs_clears_what_would_shadow_rom(mpy, tree, tmp_path):
     .mpy files there, and its empty package dirs, must go; data and other
     packages stay."""
     p = deploy.plan(tree, "esp32_dev", "/dev/ttyUSB0", store="romfs")
-    board = tmp_path / "b"
-    board.mkdir()
-    setup = (
-        "import os\n"
-        "os.chdir('/')\n"
-        "for d in ('app', 'app/sub', 'lib/bms', 'lib/other'):\n"
-        "    os.mkdir(d)\n"
-        "for f in ('app/svc.mpy', 'app/sub/deep.mpy', 'lib/bms/params.mpy', 'lib/other/keep.py',\n"
-        "          'lib/top.mpy', 'params.bin', 'board.py', 'board.mpy', 'main.py', 'boot.py'):\n"
-        "    open(f, 'w').write('x')\n"
-    )
-    listing = (
-        "\nimport json\n"
-        "def walk(p):\n"
-        "    out = []\n"
-        "    for e in os.ilistdir(p):\n"
-        "        q = (p + '/' if p else '') + e[0]\n"
-        "        if q in ('tmp', 'home', 'dev', 'proc', 'boards'):\n"
-        "            continue\n"
-        "        out += (walk(q) or [q + '/']) if e[1] & 0x4000 else [q]\n"
-        "    return out\n"
-        "print(json.dumps(sorted(walk(''))))\n"
-    )
-    r = mpy.run(setup + deploy.prep_code(p.files) + listing, timeout_s=30, root=str(board))
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == ["boot.py", "lib/other/keep.py", "main.py", "params.bin"]
+    left = _board_files_after(
+        mpy, tmp_path, ("app", "app/sub", "lib/bms", "lib/other"),
+        ("app/svc.mpy", "app/sub/deep.mpy", "lib/bms/params.mpy", "lib/other/keep.py",
+         "lib/top.mpy", "params.bin", "board.py", "board.mpy", "main.py", "boot.py"),
+        deploy.prep_code(p.files))
+    assert left == ["boot.py", "lib/other/keep.py", "main.py", "params.bin"]
 
 
 @pytest.mark.parametrize("output,size", [

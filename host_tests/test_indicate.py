@@ -11,6 +11,7 @@ import simworld
 from app.indicate import Indicate
 from defs import codes, modes
 from bms import indicate, params
+from heap_probe import LOCKED
 from bms.state import PackState
 from defs.ticks import TICKS_MASK
 from drivers.outputs import Buzzer, Leds
@@ -403,7 +404,6 @@ def test_bench_buzzer_beeps_on_a_fault_when_enabled():
 # --- MicroPython: every row, sequence and buzzer pattern allocation-free ------------
 
 MPY_LOCKED = """
-import micropython
 from defs import codes, modes
 from bms import indicate
 from bms.state import PackState
@@ -428,36 +428,30 @@ CASES = [(modes.STANDBY, 0, 0, 0), (modes.STANDBY, 1 << codes.ALARMS.index("UV")
          (modes.PROTECTION, 0, P("DOCP"), 0), (modes.PROTECTION, 0, P("CHTP"), 0),
          (modes.FAILURE, 0, 0, 1), (modes.SLEEP, 0, 0, 0), (modes.POWER_OFF, 0, 0, 0)]
 
-def locked(n):
-    micropython.heap_lock()
-    try:
-        for _ in range(n):
-            svc.tick(t[0])
-            btn.tick(t[0])
-            t[0] += 50
-        return None
-    except MemoryError:
-        return "allocates"
-    finally:
-        micropython.heap_unlock()
+def ticks(n):
+    for _ in range(n):
+        svc.tick(t[0])
+        btn.tick(t[0])
+        t[0] += 50
+""" + LOCKED + """
 
 def probe():
     st.soc_pct, st.soc_valid = 60, True
     for mode, alarms, prot, faults in CASES:
         st.mode, st.alarms, st.protections, st.faults = mode, alarms, prot, faults
         st.current_ma = 20000 if mode == modes.CHARGE else -20000 if mode == modes.DISCHARGE else 0
-        err = locked(80)
+        err = locked(ticks, 80)
         if err:
             return "row %d %s" % (mode, err)
     for seq in (indicate.SEQ_WAKE, indicate.SEQ_RESET, indicate.SEQ_POWER_OFF, indicate.SEQ_PARALLEL):
         st.seq, st.seq_start_ms = seq, t[0]
-        err = locked(80)
+        err = locked(ticks, 80)
         if err:
             return "seq %d %s" % (seq, err)
     btn_pin.value(0)
-    err = locked(80)
+    err = locked(ticks, 80)
     btn_pin.value(1)
-    err = err or locked(4)
+    err = err or locked(ticks, 4)
     if err:
         return "button " + err
     return "ok %d %d" % (st.button_count, st.button_action)

@@ -6,6 +6,7 @@ import struct
 from hypothesis import given, settings, strategies as hs
 
 import pylon_rs485_decoder as dec
+from fake_port import Stream
 
 from app.inverter import Inverter, BUS_RS485
 from app.router import Router
@@ -38,26 +39,6 @@ def decode(frame):
     return int(body[6:8], 16), bytes.fromhex(body[12:].decode()), int(body[2:4], 16)
 
 
-class End:
-    """Link IN with read() only (no readinto: the router's other read path)."""
-
-    def __init__(self):
-        self.rx = bytearray()
-        self.tx = bytearray()
-
-    def any(self):
-        return len(self.rx)
-
-    def read(self, n=-1):
-        d = bytes(self.rx)
-        self.rx.clear()
-        return d
-
-    def write(self, d):
-        self.tx.extend(d)
-        return len(d)
-
-
 def server(v=None):
     st = PackState()
     st.snap.reads = 1
@@ -72,7 +53,7 @@ def server(v=None):
 def _wired(st, p, v):
     """The inverter on Link IN, as app.compose wires it: the port's reader
     (app.router, kept as end.router) hands it the ASCII requests."""
-    end = End()
+    end = Stream()  # read() only: the router's other read path
     inv = Inverter(st, p, v, None, end)
     end.router = Router(end)
     end.router.subscribe_ascii(inv)

@@ -8,6 +8,7 @@ import cantools
 import pytest
 
 import pylon_rs485_decoder
+from fake_port import Uart
 from proto import link
 from proto import pylon_rs485 as pr
 from bms import parallel
@@ -116,30 +117,11 @@ class FakeCan:
         self.tx.append((i, bytes(d), f))
 
 
-class FakeUart:
-    def __init__(self):
-        self.rx = bytearray()
-        self.tx = bytearray()
-
-    def any(self):
-        return len(self.rx)
-
-    def readinto(self, buf):
-        n = min(len(buf), len(self.rx))
-        buf[:n] = self.rx[:n]
-        del self.rx[:n]
-        return n or None
-
-    def write(self, b):
-        self.tx.extend(b)
-        return len(b)
-
-
 class Board:
     def __init__(self):
         self.can = FakeCan()
-        self.link_in = FakeUart()
-        self.link_out = FakeUart()
+        self.link_in = Uart()
+        self.link_out = Uart()
 
 
 def _service(b=None):

@@ -9,6 +9,7 @@ import pytest
 
 import sim_mcp2515 as sim
 from drivers.mcp2515 import MCP2515, timing_of
+from heap_probe import LOCKED
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXT = MCP2515.FLAG_EXT_ID
@@ -373,7 +374,6 @@ def test_model_filters_and_masks_are_garbage_after_reset():
 HEAP_LOCK_RECV = """
 with open('/lib/sim_mcp2515.py', 'w') as f:
     f.write(%(model)r)
-import micropython
 import sim_mcp2515 as sim
 from drivers.mcp2515 import MCP2515
 
@@ -388,17 +388,9 @@ for name in ('a', 'b'):
 a, b = nodes
 s = [0, memoryview(bytearray(8)), 0, 0]
 
-def locked(fn, *args):
-    micropython.heap_lock()
-    try:
-        return fn(*args)
-    except MemoryError:
-        return "allocates"
-    finally:
-        micropython.heap_unlock()
-
+""" + LOCKED + """
 def probe():
-    if locked(lambda: [1]) != "allocates":
+    if not lock_works():
         return "heap_lock does not catch allocation"
     a.send(0x100, b'w', 0)
     bus.step()

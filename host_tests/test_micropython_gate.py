@@ -15,6 +15,7 @@ import textwrap
 
 import pytest
 
+from heap_probe import LOCKED, assert_prints_ok
 from tools import deploy, mpy_wasm
 
 ROOT = mpy_wasm.REPO_ROOT
@@ -344,20 +345,9 @@ w.run_until(3000)
 pack = w.packs[0]
 app = pack.app
 stages = list(app.cycle.stages) + [app.indicate]
-
-def locked(fn, now):
-    micropython.heap_lock()
-    try:
-        fn(now)
-        return None
-    except MemoryError:
-        return "allocates"
-    finally:
-        micropython.heap_unlock()
-
+""" + LOCKED + """
 def probe():
-    # the probe itself must be able to fail: an allocating call is caught
-    if locked(lambda now: [now], 0) != "allocates":
+    if not lock_works():
         return "heap_lock does not catch allocation"
     for current_ma in (0, 30000, -30000, 200):
         w.system_request_ma = current_ma
@@ -376,9 +366,7 @@ print(probe())
 
 
 def test_control_step_runs_under_heap_lock(mpy):
-    r = mpy.run(HEAP_LOCK_STEP, timeout_s=GATE_TIMEOUT_S)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "ok", r.stdout
+    assert_prints_ok(mpy, HEAP_LOCK_STEP, GATE_TIMEOUT_S)
 
 
 # ---- 5. the board runner (asyncio) makes the pack safe when a service fails ---
@@ -472,23 +460,13 @@ REAL_BOARD = """
 for name, src in FILES:
     with open('/lib/' + name, 'w') as f:
         f.write(src)
-import machine, sim_mcp2515 as simcan
-from sim_bq76952 import SimBQ76952
-from drivers.mcp2515 import MCP2515
+import machine
+from bq_rig import Rig
 import %(board)s as board
-bq = SimBQ76952(crc=True)
-bq.cell_mv = [3300 + i for i in range(16)]
-bq.render()
-machine.I2C_DEVICES[0x08] = bq
-machine.I2C_DEVICES[0x20] = machine.Pca9555Model()
-bus = simcan.Bus(500000)
-chip = bus.attach(simcan.Mcp2515(8000000, name='board'))
-peer_chip = bus.attach(simcan.Mcp2515(8000000, name='peer', seed=3))
-peer = MCP2515(peer_chip.spi, peer_chip.cs, 500000, osc_hz=8000000, int_pin=peer_chip.int_pin)
-peer.set_filters(None)
-machine.SPI_DEVICE = chip.spi
-machine.WIRES[board.PINS['can_cs']] = chip.cs
-machine.WIRES[board.PINS['can_int']] = chip.int_pin
+rig = Rig()
+bq, bus = rig.bq, rig.bus
+peer = rig.peer()
+rig.wire(board)
 import main
 from sim.vtime import VirtualRunner
 app, sup = main.start(board.build())
@@ -507,13 +485,12 @@ print(snap.reads, snap.cell_mv[0], snap.cell_mv[15], app.board.afe.comm_errors, 
 
 @pytest.mark.parametrize("board", ["esp32_bq", "rp2040_bq"])
 def test_real_board_starts_with_fake_pins_and_chip_models(mpy, board):
-    import os
     import fake_machine
-    here = os.path.dirname(os.path.abspath(__file__))
+    from tools import ram
     files = []
-    for name in ("fake_machine.py", "sim_bq76952.py", "sim_mcp2515.py"):
-        with open(os.path.join(here, name), encoding="utf-8") as f:
-            files.append(("machine.py" if name == "fake_machine.py" else name, f.read()))
+    for module, name in ram.FAKE_FILES:
+        with open(os.path.join(ram.HOST_TESTS, name), encoding="utf-8") as f:
+            files.append((module + ".py", f.read()))
     files.append(("esp32.py", fake_machine.FAKE_ESP32))
     code = "FILES = %r\n" % (files,) + REAL_BOARD % {"board": board}
     r = mpy.run(code, timeout_s=GATE_TIMEOUT_S)
@@ -795,9 +772,9 @@ def chain(with_can):
         svcs.append(compose.link(st, Params(), b, compose.Ports(b)))
     return bus, svcs
 
-LOCKED
+""" + LOCKED + """
 def probe(with_can):
-    if locked(lambda now: [now], 0) != "allocates":
+    if not lock_works():
         return "heap_lock does not catch allocation"
     bus, svcs = chain(with_can)
     now = 0
@@ -824,7 +801,7 @@ def probe(with_can):
 
 print(probe(True))
 print(probe(False))
-""".replace("LOCKED\n", HEAP_LOCK_STEP[HEAP_LOCK_STEP.index("def locked"):HEAP_LOCK_STEP.index("def probe")])
+"""
 
 
 def test_link_ticks_run_under_heap_lock_with_frames_flowing(mpy):
@@ -939,18 +916,9 @@ def requests(p):
     out.append(bytearray(b"garbage~~\\r"))
     return out
 
-def locked(fn, *args):
-    micropython.heap_lock()
-    try:
-        fn(*args)
-        return None
-    except MemoryError:
-        return "allocates"
-    finally:
-        micropython.heap_unlock()
-
+""" + LOCKED + """
 def probe():
-    if locked(lambda: [1]) != "allocates":
+    if not lock_works():
         return "heap_lock does not catch allocation"
     for pid in (0, 1):
         st = PackState()
@@ -1002,9 +970,7 @@ print(probe())
 
 
 def test_inverter_serves_rs485_and_can_under_heap_lock(mpy):
-    r = mpy.run(HEAP_LOCK_INVERTER, timeout_s=GATE_TIMEOUT_S)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "ok", r.stdout
+    assert_prints_ok(mpy, HEAP_LOCK_INVERTER, GATE_TIMEOUT_S)
 
 
 # The host protocol handler (app.host): after one warm-up request of each reply
@@ -1080,6 +1046,4 @@ print(probe())
 
 
 def test_host_reads_run_under_heap_lock(mpy):
-    r = mpy.run(HEAP_LOCK_HOST, timeout_s=GATE_TIMEOUT_S)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "ok", r.stdout
+    assert_prints_ok(mpy, HEAP_LOCK_HOST, GATE_TIMEOUT_S)

@@ -13,9 +13,9 @@ from sim import scenario as scn
 from sim.mock_afe import FAULTS
 
 
-def run(doc, log_edges=False):
+def run(doc, log_edges=False, can=True):
     lines = []
-    world = simworld.World(scn.parse(json.dumps(doc), FAULTS), lines.append, log_edges)
+    world = simworld.World(scn.parse(json.dumps(doc), FAULTS), lines.append, log_edges, can=can)
     world.run()
     return world, [json.loads(ln) for ln in lines if '"pack"' in ln]
 
@@ -96,20 +96,32 @@ def test_eight_packs_system_view_matches_the_packs_and_limits_hold():
     assert sysv["ccl_ma"] < 8 * min(o["ccl_ma"] for o in lines)
 
 
-def test_unplugged_cable_is_a_parallel_failure_and_the_tail_forms_no_system():
-    world, tr = run({"packs": 8, "duration_s": 40, "events": [
-        {"t_s": 12, "link": "unplug", "between": [3, 4]},
-        {"t_s": 25, "link": "plug", "between": [3, 4]}]})
+# 8 packs, the cable between packs 3 and 4 pulled at 12 s and put back at 25 s
+UNPLUG_REPLUG = {"packs": 8, "duration_s": 40, "events": [
+    {"t_s": 12, "link": "unplug", "between": [3, 4]},
+    {"t_s": 25, "link": "plug", "between": [3, 4]}]}
+
+
+def check_unplug_replug(tr):
+    """At 22 s the master sees 4 packs online, 4 offline, a parallel failure,
+    and the tail has formed no second master; at 40 s all 8 are back at
+    addresses 1..8. Returns the packs' lines at 22 s."""
     mid = [at(tr, 22, k) for k in range(8)]
     sysv = mid[0]["system"]
     assert (sysv["packs_online"], sysv["packs_offline"], sysv["parallel_failure"]) == (4, 4, True)
     assert [o["role"] for o in mid] == ["master"] + ["slave"] * 7  # no second master in the tail
-    assert [o["address"] for o in mid] == list(range(1, 9))
-    assert all("system" not in o for o in mid[1:])
     end = [at(tr, 40, k) for k in range(8)]
     sysv = end[0]["system"]
     assert (sysv["packs_online"], sysv["packs_offline"], sysv["parallel_failure"]) == (8, 0, False)
     assert [o["address"] for o in end] == list(range(1, 9))
+    return mid
+
+
+def test_unplugged_cable_is_a_parallel_failure_and_the_tail_forms_no_system():
+    world, tr = run(UNPLUG_REPLUG)
+    mid = check_unplug_replug(tr)
+    assert [o["address"] for o in mid] == list(range(1, 9))
+    assert all("system" not in o for o in mid[1:])
     assert world.packs[0].app.link.roles.changes == 1  # the others were never restarted
 
 
@@ -222,18 +234,11 @@ def test_master_link_in_shared_by_an_rs485_inverter_and_a_pack_upstream():
     assert up.sent - 1 <= lk.rx_frames <= up.sent  # the last one may still be on the wire
 
 
-def run_canless(doc):
-    lines = []
-    world = simworld.World(scn.parse(json.dumps(doc), FAULTS), lines.append, can=False)
-    world.run()
-    return world, [json.loads(ln) for ln in lines if '"pack"' in ln]
-
-
 @pytest.mark.parametrize("n", [2, 8])
 def test_boards_without_can_carry_the_link_over_the_rs485_chain(n):
     soc = [60, 61, 60, 62, 60, 63, 60, 61][:n]
-    world, tr = run_canless({"packs": n, "duration_s": 25, "initial": {"soc_pct": soc},
-                             "events": [{"t_s": 12, "set": "current_a", "value": 20 * n}]})
+    world, tr = run({"packs": n, "duration_s": 25, "initial": {"soc_pct": soc},
+                     "events": [{"t_s": 12, "set": "current_a", "value": 20 * n}]}, can=False)
     assert all(p.board.can is None for p in world.packs) and world.can.bits == 0
     for t in (10, 24):
         lines = [at(tr, t, k) for k in range(n)]
@@ -259,17 +264,8 @@ def test_boards_without_can_carry_the_link_over_the_rs485_chain(n):
 
 
 def test_boards_without_can_unplugged_cable_and_replug():
-    world, tr = run_canless({"packs": 8, "duration_s": 40, "events": [
-        {"t_s": 12, "link": "unplug", "between": [3, 4]},
-        {"t_s": 25, "link": "plug", "between": [3, 4]}]})
-    mid = [at(tr, 22, k) for k in range(8)]
-    sysv = mid[0]["system"]
-    assert (sysv["packs_online"], sysv["packs_offline"], sysv["parallel_failure"]) == (4, 4, True)
-    assert [o["role"] for o in mid] == ["master"] + ["slave"] * 7
-    end = [at(tr, 40, k) for k in range(8)]
-    sysv = end[0]["system"]
-    assert (sysv["packs_online"], sysv["packs_offline"], sysv["parallel_failure"]) == (8, 0, False)
-    assert [o["address"] for o in end] == list(range(1, 9))
+    _, tr = run(UNPLUG_REPLUG, can=False)
+    check_unplug_replug(tr)
 
 
 def test_parallel_failure_is_the_parallel_alarm_and_alm_warns():

@@ -9,6 +9,7 @@ from bms import params as P
 from bms.params import Params
 from bms.protect import Protection, Events, LOCK_CHG, LOCK_DSG
 from bms.state import PackState
+from heap_probe import LOCKED
 from defs.afe import ALERT_SCD, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_CUV
 
 CYCLE = 100
@@ -701,7 +702,6 @@ def test_ticks_wrap_does_not_break_delays():
 # --- MicroPython: every path allocation-free ---------------------------------------
 
 HEAP_LOCK_PROTECT = r"""
-import micropython
 from bms.params import Params
 from bms.state import PackState
 from bms.protect import Protection
@@ -726,18 +726,16 @@ def one():
     snap.reads += 1
     pr.update(state["now"])
 
-def locked():
-    micropython.heap_lock()
-    try:
-        one()
-    except MemoryError:
+""" + LOCKED + r"""
+def step():
+    if locked(one) == "allocates":
         return "allocates"
-    finally:
-        micropython.heap_unlock()
     st.hw_alerts &= ~st.hw_clear
     st.hw_clear = 0
     state["now"] += 100
     return None
+
+SCALARS = {"current": "current_ma", "stack": "stack_mv", "pack": "pack_mv"}
 
 def scenario():
     steps = (
@@ -746,22 +744,16 @@ def scenario():
         ("hw", 0, ALERT_SCD | ALERT_COV | ALERT_OCC), ("stack", 0, 40000), ("pack", 0, -60000),
         ("reset", 0, 0))
     for kind, idx, val in steps:
-        if kind == "cell_mv":
-            snap.cell_mv[idx] = val
-        elif kind == "temp":
-            snap.temp_dc[idx] = val
-        elif kind == "current":
-            snap.current_ma = val
+        if kind in ("cell_mv", "temp"):
+            (snap.cell_mv if kind == "cell_mv" else snap.temp_dc)[idx] = val
         elif kind == "hw":
             st.hw_alerts = val
-        elif kind == "stack":
-            snap.stack_mv = val
-        elif kind == "pack":
-            snap.pack_mv = val
-        else:
+        elif kind == "reset":
             pr.reset(state["now"])
+        else:
+            setattr(snap, SCALARS[kind], val)
         for _ in range(40):
-            err = locked()
+            err = step()
             if err:
                 return kind + " " + err
     return "ok %d %d %d %d" % (st.events.next_seq, st.protections != 0, st.faults != 0, st.events.dropped)

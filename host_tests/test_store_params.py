@@ -5,7 +5,7 @@ import pytest
 from bms import params as P
 from bms.params import Params, index_of
 import simflash
-from simflash import PowerCut, SimFlash
+from simflash import SimFlash
 from store import atomic, paramstore
 from store.paramstore import ParamStore
 
@@ -76,26 +76,12 @@ def _read_back(fs):
 
 def test_power_cut_at_every_write_point_reads_exactly_the_state_of_that_point():
     # the reference run's flash log gives each save's commit point: the last
-    # byte of its complete .tmp copy (old state before it, new state from it)
-    ref = SimFlash()
-    assert _run(ref) == len(SAVES)
-    marks = simflash.commits(ref, paramstore.FILE)
-    assert len(marks) == len(SAVES) and ref.used > 5 * 1400  # every byte is a cut point
+    # byte of its complete .tmp copy (old state before it, new state from it);
+    # the recovery boot may itself be cut (finishing a rename): every such
+    # second cut, then a clean boot, reads the same state
     states = [(False, _snapshot({}))] + [(True, _snapshot(kv)) for kv in SAVES]
-    assert all(states[k] != states[k + 1] for k in range(len(SAVES)))  # each save is seen
-    second_cuts = 0
-    for cut in range(ref.used + 1):  # every byte written and every truncate/rename
-        fs = SimFlash(budget=cut, seed=cut)
-        try:
-            _run(fs)
-            assert cut == ref.used
-        except PowerCut:
-            assert cut < ref.used
-        want = states[simflash.expected_index(marks, cut)]
-        # the recovery boot may itself be cut (finishing a rename): every such
-        # second cut, then a clean boot, reads the same state
-        second_cuts += simflash.check_recovery(fs, _read_back, want)
-        assert _read_back(fs.remount()) == want, "cut at %d" % cut
+    done, used, second_cuts = simflash.cut_everywhere(_run, paramstore.FILE, states, _read_back)
+    assert done == len(SAVES) and used > 5 * 1400  # every byte is a cut point
     assert second_cuts >= len(SAVES)  # cuts between a complete .tmp and its rename were seen
 
 
@@ -117,11 +103,17 @@ def test_every_bit_flip_is_detected_and_falls_back_to_the_previous_copy():
         assert (paramstore.N_PARAMS_BACKUP, 1) in notes
 
 
-def test_both_copies_corrupt_gives_defaults_never_garbage():
+def _two_saves():
+    """A flash holding buzzer_enable=1 as backup, usoc_alarm_pct=12 as current."""
     fs = SimFlash()
     st = ParamStore(fs)
     st.save(_p(buzzer_enable=1))
     st.save(_p(usoc_alarm_pct=12))
+    return fs
+
+
+def test_both_copies_corrupt_gives_defaults_never_garbage():
+    fs = _two_saves()
     fs.flip(paramstore.FILE, 200)
     fs.flip(paramstore.FILE + ".bak", 300)
     q = _p(buzzer_enable=1)
@@ -132,10 +124,7 @@ def test_both_copies_corrupt_gives_defaults_never_garbage():
 
 
 def test_after_a_fallback_the_next_save_keeps_the_good_backup():
-    fs = SimFlash()
-    st = ParamStore(fs)
-    st.save(_p(buzzer_enable=1))
-    st.save(_p(usoc_alarm_pct=12))
+    fs = _two_saves()
     fs.flip(paramstore.FILE, 100)
     st2 = ParamStore(fs)
     q = Params()

@@ -59,12 +59,12 @@ def build_app(board, store, build_root=None):
 
 
 FAKE_FILES = (("machine", "fake_machine.py"), ("sim_bq76952", "sim_bq76952.py"),
-              ("sim_mcp2515", "sim_mcp2515.py"))
+              ("sim_mcp2515", "sim_mcp2515.py"), ("bq_rig", "bq_rig.py"))
 
 
 def build_fakes(out_dir, arch="xtensawin"):
     """The fakes and the harness as one ROMFS image in out_dir: machine,
-    esp32, sim_bq76952, sim_mcp2515 and sim/vtime (.mpy). Returns its path."""
+    esp32, sim_bq76952, sim_mcp2515, bq_rig and sim/vtime (.mpy). Returns its path."""
     sys.path.insert(0, HOST_TESTS)
     try:
         import fake_machine
@@ -104,25 +104,15 @@ def mount(path, at):
     return n
 """
 
-# Sets up the fakes: mounts their image at /fk, the BQ76952 and PCA9555
-# models on I2C, the MCP2515 model (and a peer's) on a CAN bus. Returns
-# (machine, bq, bus, chip, peer_chip).
+# Sets up the fakes: mounts their image at /fk and builds the real-board rig
+# (host_tests/bq_rig.py: the BQ76952 and PCA9555 models on I2C, the MCP2515
+# model and a peer's on a CAN bus). Returns the Rig.
 FAKES_SETUP = r"""
 def fakes():
     mount(FAKES, "/fk")
     sys.path[:] = [".frozen", "/fk"]
-    import machine, sim_mcp2515 as simcan
-    from sim_bq76952 import SimBQ76952
-    bq = SimBQ76952(crc=True)
-    bq.cell_mv = [3300 + i for i in range(16)]
-    bq.render()
-    machine.I2C_DEVICES[0x08] = bq
-    machine.I2C_DEVICES[0x20] = machine.Pca9555Model()
-    bus = simcan.Bus(500000)
-    chip = bus.attach(simcan.Mcp2515(8000000, name="board"))
-    peer_chip = bus.attach(simcan.Mcp2515(8000000, name="peer", seed=3))
-    machine.SPI_DEVICE = chip.spi
-    return machine, bq, bus, chip, peer_chip
+    from bq_rig import Rig
+    return Rig()
 
 def app_path():
     if STORE == "romfs":
@@ -131,10 +121,6 @@ def app_path():
         return n
     sys.path[:] = [".frozen", "/fk", APP, APP + "/lib"]
     return 0
-
-def wire(machine, board, chip):
-    machine.WIRES[board.PINS["can_cs"]] = chip.cs
-    machine.WIRES[board.PINS["can_int"]] = chip.int_pin
 """
 
 # Boots the board as main.py does (main.start(board.build()) with the store
@@ -153,13 +139,14 @@ def used():
     return gc.mem_alloc() - BASE
 
 def run():
-    machine, bq, bus, chip, peer_chip = fakes()
+    rig = fakes()
+    bq = rig.bq
     slot = [0, memoryview(bytearray(8)), 0, 0]
     hb = bytes(8)
     R["fakes"] = used()
     R["image"] = app_path()
     import board
-    wire(machine, board, chip)
+    rig.wire(board)
     main = __import__(MAIN)
     R["imports"] = used() - R["fakes"] - R["image"]
     from store.fs import OsFs
@@ -168,10 +155,8 @@ def run():
     u = used()
     # the harness, after the boot so that the firmware's own imports count as
     # its own: the inverter's node (the firmware's driver) and the runner
-    from drivers.mcp2515 import MCP2515
     from sim.vtime import VirtualRunner
-    peer = MCP2515(peer_chip.spi, peer_chip.cs, 500000, osc_hz=8000000, int_pin=peer_chip.int_pin)
-    peer.set_filters(None)
+    peer = rig.peer()
     r = VirtualRunner()
     R["harness"] = used() - u
     for svc in app.services:
@@ -252,10 +237,10 @@ def run_board(board, store, heap_bytes, app_path, fakes_image, stretch=STRETCH, 
 STEPS_SCRIPT = r"""
 import gc, os, sys, vfs, json, array
 """ + MOUNT + FAKES_SETUP + r"""
-machine, bq, bus, chip, peer_chip = fakes()
+rig = fakes()
 app_path()
 import board
-wire(machine, board, chip)
+rig.wire(board)
 main = __import__(MAIN)
 gc.collect()
 a0 = gc.mem_alloc()

@@ -15,6 +15,9 @@ except ImportError:  # CPython
 
 _WRAP = const(0x3FFFFFFF)  # event counters wrap below 2**30: small ints on the board
 
+# time.ticks_us wraps at 2**30 as ticks_ms does: the same signed difference
+from defs.ticks import ticks_diff
+
 LINK_IN = const(1)
 LINK_OUT = const(2)
 _BITS_PER_CHAR = const(10)  # 8N1: start + 8 data + stop
@@ -29,12 +32,6 @@ def _sleep_us(us):
         time.sleep_us(us)
     else:
         time.sleep(us / 1000000)
-
-
-def _diff(a, b):
-    """a - b on a clock wrapping at 2**30 (time.ticks_us on the boards)."""
-    d = (a - b) & 0x3FFFFFFF
-    return d - 0x40000000 if d >= 0x20000000 else d
 
 
 class RS485:
@@ -93,7 +90,7 @@ class RS485:
             if hasattr(u, "txdone"):
                 t0 = self._ticks()
                 while not u.txdone():
-                    if _diff(self._ticks(), t0) > limit:
+                    if ticks_diff(self._ticks(), t0) > limit:
                         self.tx_timeouts = (self.tx_timeouts + 1) & _WRAP
                         break
                     self._sleep(self.char_us)
@@ -119,7 +116,7 @@ class RS485:
         if got:
             self._last = now
             return 0
-        if self._n and _diff(now, self._last) >= self.end_us:
+        if self._n and ticks_diff(now, self._last) >= self.end_us:
             return self._finish()
         return 0
 
@@ -135,7 +132,7 @@ class RS485:
             if n:
                 return n
             now = self._ticks()
-            waited = _diff(now, t0)
+            waited = ticks_diff(now, t0)
             if self._n == 0 and waited >= limit:
                 self.timeouts = (self.timeouts + 1) & _WRAP
                 return 0

@@ -27,8 +27,9 @@ VOLTAGE_BAND_MV = 100  # charge tapers to 0 over the last 0.1 V below CVL
 class _Base:
     period_ms = 100
 
-    def __init__(self, kind):
+    def __init__(self, kind, wire):
         self.kind = kind
+        self._wire = wire  # the CAN port or RS485 end unplug()/plug() power
         self.cvl_mv = self.ccl_ma = self.dcl_ma = 0
         self.voltage_mv = 0
         self.soc_pct = None
@@ -45,6 +46,14 @@ class _Base:
         if lost != self.alarm and (self.limits_seen or not lost):
             self.alarm = lost
             self.log.append((now_ms, "alarm" if lost else "ok"))
+
+    def unplug(self):
+        self.plugged = False
+        self._wire.powered = False
+
+    def plug(self):
+        self.plugged = True
+        self._wire.powered = True
 
     def current_ma(self, request_ma):
         if self.alarm or not self.limits_seen or not self.plugged:
@@ -65,19 +74,11 @@ class CanInverter(_Base):
     measurements, every 1 s), pylon (0x305 of zeros every 1 s)."""
 
     def __init__(self, kind, port, name=None):
-        _Base.__init__(self, kind)
+        _Base.__init__(self, kind, port)
         self.name = name or "inverter-" + kind
         self.port = port
         self._next_tx = 0
         self._slot = [0, None, 0, 0]
-
-    def unplug(self):
-        self.plugged = False
-        self.port.powered = False
-
-    def plug(self):
-        self.plugged = True
-        self.port.powered = True
 
     def tick(self, now_ms):
         port = self.port
@@ -115,7 +116,7 @@ class Rs485Inverter(_Base):
     second on the RS485 end it is given (world.links[0].a)."""
 
     def __init__(self, kind, end, tap=None, adr=2):
-        _Base.__init__(self, kind)
+        _Base.__init__(self, kind, end)
         self.name = "inverter-rs485-" + kind
         self.end = end
         self.tap = tap  # tap(t_ms, bytes) for the trace
@@ -124,14 +125,6 @@ class Rs485Inverter(_Base):
         self._buf = bytearray()
         self._turn = 0
         self._pending = 0
-
-    def unplug(self):
-        self.plugged = False
-        self.end.powered = False
-
-    def plug(self):
-        self.plugged = True
-        self.end.powered = True
 
     def tick(self, now_ms):
         data = self.end.read()
