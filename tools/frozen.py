@@ -7,9 +7,12 @@
 #   python -m tools.frozen --board esp32_bq --part all|lower --out DIR
 #
 # Parts: `all` is everything `make deploy` ships but boot.py and the main.py
-# stub (which stay source on littlefs) and NOT_FROZEN; `lower` is the stable lower layers
-# and the boot/recovery path (LOWER below): what must run when the app image
-# is bad; the app (app/, bms/) then stays in the ROMFS image.
+# stub (which stay source on littlefs) and NOT_FROZEN; `lower` is the stable
+# lower layers (LOWER): the same on every board of an architecture, and what
+# a recovery needs (drivers, store, update); the app (app/, bms/, the board
+# module, main as bms_main) then stays in the ROMFS image. Frozen modules come
+# first on a board's sys.path ('', '.frozen', '/lib', '/rom', '/rom/lib'):
+# their copies in the image are shadowed.
 import argparse
 import os
 import shutil
@@ -19,8 +22,7 @@ from tools import deploy
 
 PARTS = ("all", "lower")
 # top-level names (board-side paths without lib/) that the lower part freezes
-LOWER = ("defs", "proto", "drivers", "store", "update", "board.py", "bq_board.py",
-         deploy.ROMFS_MAIN + ".py")
+LOWER = ("defs", "proto", "drivers", "store", "update")
 # deployed but never imported on the board: the simulator, the host-side table
 NOT_FROZEN = ("sim", "bms/ptable.py")
 
