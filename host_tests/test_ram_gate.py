@@ -175,3 +175,42 @@ def test_frozen_cap_is_real(rig, frozen_rig):
             hi = mid
     print("esp32_bq frozen: live %d B, smallest working cap found %d B (firmware %d B + the rest %d B)"
           % (live, hi, hi - share(m), share(m)))
+
+
+def test_board_manifests_freeze_the_lower_part(tmp_path):
+    """boards/micropython/*/manifest.py, run by MicroPython's own manifest
+    reader (tools/manifestfile.py of $MICROPYTHON_DIR) as the port build runs
+    it, freezes the port's modules and exactly tools/frozen.py's lower part,
+    from the const-inlined copies."""
+    import os
+    import sys
+    from tools import deploy, frozen
+    src = os.environ.get("MICROPYTHON_DIR")
+    if not src or not os.path.isfile(os.path.join(src, "tools", "manifestfile.py")):
+        pytest.skip("MICROPYTHON_DIR (a MicroPython v1.27.0 source tree) not set")
+    sys.path.insert(0, os.path.join(src, "tools"))
+    try:
+        import manifestfile
+    finally:
+        sys.path.pop(0)
+    port = str(tmp_path / "port")
+    os.makedirs(os.path.join(port, "boards"))
+    with open(os.path.join(port, "boards", "manifest.py"), "w") as f:
+        f.write('include("$(MPY_DIR)/extmod/asyncio")\n')  # the port's own, without micropython-lib
+    for defn, board in (("BMS_ESP32_ROMFS", "esp32_bq"), ("BMS_RP2040_ROMFS", "rp2040_bq")):
+        d = os.path.join(deploy.REPO_ROOT, "boards", "micropython", defn)
+        with open(os.path.join(d, "mpconfigboard.cmake")) as f:
+            assert "set(MICROPY_FROZEN_MANIFEST ${MICROPY_BOARD_DIR}/manifest.py)" in f.read()
+        m = manifestfile.ManifestFile(manifestfile.MODE_FREEZE, {"MPY_DIR": src, "PORT_DIR": port,
+                                                                 "BOARD_DIR": d, "MPY_LIB_DIR": port})
+        m.execute(os.path.join(d, "manifest.py"))
+        got = {f.target_path: f.full_path for f in m.files()}
+        lower = {t: text for _, t, text in frozen.staged(board, "lower")}
+        port_own = {t for t in got if t.startswith("asyncio/") or t == "uasyncio.py"}
+        assert set(got) == set(lower) | port_own
+        assert not any(t.startswith(("app/", "bms/", "sim/")) or "/" not in t for t in lower)
+        inlined = [t for t, text in lower.items() if text is not None]
+        assert inlined  # the drivers' constants, as deploy inlines them
+        for t in inlined:
+            with open(got[t], encoding="utf-8") as f:
+                assert f.read() == lower[t], t
