@@ -543,12 +543,12 @@ def figures(out=print):
             " and main at module level, main.start's lazy imports count in boot):" % exe)
         out("  %-10s %-12s %10s %10s %10s %10s %10s %10s" % ("board", "store", "imports", "boot", "peak",
                                                           "fakes", "image", "frozen"))
+        missing = []
         for board in REAL_BOARDS:
             for store in ("romfs", "mpy") + tuple(FROZEN_STORES):
                 bexe = frozen_interpreter(board, store) if store in FROZEN_STORES else exe
                 if bexe is None:
-                    out("  %-10s %-12s not measured: no frozen interpreter (tools/build_frozen_unix.sh)"
-                        % (board, store))
+                    missing.append("%s %s" % (board, store))
                     continue
                 _, path = build_app(board, store, tmp)
                 r = run_board(board, store, BIG_HEAP, path, fakes, exe=bexe)
@@ -560,6 +560,9 @@ def figures(out=print):
                     board, store, _kb(r["imports"]), _kb(r["boot"]), _kb(r["peak"]),
                     _kb(r["fakes"] + r["harness"]), _kb(r["image"]) if r["image"] else "-",
                     _kb(frozen_bytes(bexe)) if store in FROZEN_STORES else "-"))
+        if missing:
+            out("  not measured (no frozen interpreter: make micropython-frozen MICROPYTHON_DIR=...): "
+                + ", ".join(missing))
         board = REAL_BOARDS[0]
         stores = [s for s in ("romfs", "mpy", "frozen") if (board, s) in res]
         rows = {s: {m[0]: m[1:] for m in per_module(board, s, res[(board, s)][1], fakes, res[(board, s)][2])}
