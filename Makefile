@@ -9,6 +9,8 @@
 #   make firmware BOARD=BMS_ESP32_ROMFS|BMS_RP2040_ROMFS|name [MICROPYTHON_DIR=...] [DRY_RUN=1]
 #                                      MicroPython with a ROMFS partition (boards/micropython/)
 #   make flash-micropython BOARD=name PORT=... FIRMWARE=image [DRY_RUN=1]
+#   make micropython-frozen MICROPYTHON_DIR=...   32-bit unix MicroPython with the firmware
+#                                      frozen in, for tools/ram.py (build/micropython-frozen/)
 #   make clean / make distclean
 
 SHELL := /bin/bash
@@ -35,7 +37,7 @@ STORE ?= auto
 # a module that fails to import is reported as an error and the rest still run
 PYTEST_ARGS ?= --continue-on-collection-errors
 
-.PHONY: all setup venv node stubs test bench perf fuzz mpy deploy firmware flash-micropython clean distclean
+.PHONY: all setup venv node stubs test bench perf fuzz mpy deploy firmware flash-micropython micropython-frozen clean distclean
 
 all: test
 
@@ -93,6 +95,9 @@ firmware: venv
 
 flash-micropython: venv
 	$(VPY) -m tools.flash --board "$(BOARD)" --port "$(PORT)" --firmware "$(FIRMWARE)" $(if $(DRY_RUN),--dry-run)
+
+micropython-frozen: venv
+	MICROPYTHON_DIR="$(MICROPYTHON_DIR)" PYTHON=$(VPY) tools/build_frozen_unix.sh
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

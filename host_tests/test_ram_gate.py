@@ -35,7 +35,7 @@ def rig(tmp_path_factory):
             _, path = ram.build_app(board, store, tmp)
             apps[(board, store)] = path
             measured[(board, store)] = ram.run_board(board, store, ram.BIG_HEAP, path, fakes, exe=exe)
-    return {"exe": exe, "fakes": fakes, "apps": apps, "measured": measured}
+    return {"exe": exe, "fakes": fakes, "apps": apps, "measured": measured, "tmp": tmp}
 
 
 def share(m):
@@ -117,3 +117,105 @@ def test_the_cap_is_real(rig, board, store):
             hi = mid
     print("%s %s: live %d B, smallest working cap found %d B (firmware %d B + the rest %d B)"
           % (board, store, live, hi, hi - share(m), share(m)))
+
+
+# ---- the firmware frozen into the interpreter (tools/build_frozen_unix.sh) -----------
+# Frozen bytecode keeps the raw code and the qstrs in the firmware's flash;
+# what an import still builds in the heap is the module, its globals dict,
+# the function and class objects. Measured (s3-frozen, esp32_bq): after boot
+# 68.2 KiB all frozen, 100.2 KiB from ROMFS.
+
+@pytest.fixture(scope="module")
+def frozen_rig(rig):
+    runs = {}
+    for board in ram.REAL_BOARDS:
+        for store in ram.FROZEN_STORES:
+            exe = ram.frozen_interpreter(board, store)
+            if exe is None:
+                pytest.skip("no frozen interpreter: MICROPYTHON_DIR=<v1.27.0 source> tools/build_frozen_unix.sh")
+            _, path = ram.build_app(board, store, str(rig["tmp"]))
+            runs[(board, store)] = (exe, path, ram.run_board(board, store, ram.BIG_HEAP, path, rig["fakes"], exe=exe))
+    return runs
+
+
+def run_frozen(rig, frozen_rig, board, store, heap):
+    exe, path, _ = frozen_rig[(board, store)]
+    return ram.run_board(board, store, heap, path, rig["fakes"], exe=exe)
+
+
+@pytest.mark.parametrize("board", ram.REAL_BOARDS)
+@pytest.mark.parametrize("store,saved_kb", [("frozen", 24), ("frozen+romfs", 8)])
+def test_frozen_runs_and_saves_heap(rig, frozen_rig, board, store, saved_kb):
+    m = frozen_rig[(board, store)][2]
+    check_ran(m)
+    romfs = rig["measured"][(board, "romfs")]
+    print("%s %s: firmware after boot %d B, peak %d B (romfs %d B, %d B)"
+          % (board, store, m["boot"], m["peak"], romfs["boot"], romfs["peak"]))
+    assert m["boot"] < romfs["boot"] - saved_kb * 1024
+    if store == "frozen":
+        assert m["image"] == 0  # nothing but the fakes mounted
+        assert m["boot"] < frozen_rig[(board, "frozen+romfs")][2]["boot"]
+
+
+@pytest.mark.xfail(strict=True, reason="does not fit yet (measured on s3-frozen): all frozen the firmware "
+                   "holds 68.2 KiB after boot, 72.5 KiB peak, and needs a 99.5 KiB heap, against the ESP32's 64,000 bytes")
+def test_frozen_boots_in_the_esp32_heap(rig, frozen_rig):
+    m = frozen_rig[("esp32_bq", "frozen")][2]
+    check_ran(run_frozen(rig, frozen_rig, "esp32_bq", "frozen", ram.ESP32_HEAP + share(m)))
+
+
+def test_frozen_cap_is_real(rig, frozen_rig):
+    """All frozen: the run passes at its gc'd peak plus 32 KiB and fails 8 KiB
+    below the live peak; the smallest working cap is printed."""
+    m = frozen_rig[("esp32_bq", "frozen")][2]
+    live = share(m) + m["peak"]
+    assert run_frozen(rig, frozen_rig, "esp32_bq", "frozen", live - STEP).get("error") == "MemoryError"
+    lo, hi = live - STEP, live + 32 * 1024
+    check_ran(run_frozen(rig, frozen_rig, "esp32_bq", "frozen", hi))
+    while hi - lo > 2048:
+        mid = (lo + hi) // 2
+        if "error" in run_frozen(rig, frozen_rig, "esp32_bq", "frozen", mid):
+            lo = mid
+        else:
+            hi = mid
+    print("esp32_bq frozen: live %d B, smallest working cap found %d B (firmware %d B + the rest %d B)"
+          % (live, hi, hi - share(m), share(m)))
+
+
+def test_board_manifests_freeze_the_lower_part(tmp_path):
+    """boards/micropython/*/manifest.py, run by MicroPython's own manifest
+    reader (tools/manifestfile.py of $MICROPYTHON_DIR) as the port build runs
+    it, freezes the port's modules and exactly tools/frozen.py's lower part,
+    from the const-inlined copies."""
+    import os
+    import sys
+    from tools import deploy, frozen
+    src = os.environ.get("MICROPYTHON_DIR")
+    if not src or not os.path.isfile(os.path.join(src, "tools", "manifestfile.py")):
+        pytest.skip("MICROPYTHON_DIR (a MicroPython v1.27.0 source tree) not set")
+    sys.path.insert(0, os.path.join(src, "tools"))
+    try:
+        import manifestfile
+    finally:
+        sys.path.pop(0)
+    port = str(tmp_path / "port")
+    os.makedirs(os.path.join(port, "boards"))
+    with open(os.path.join(port, "boards", "manifest.py"), "w") as f:
+        f.write('include("$(MPY_DIR)/extmod/asyncio")\n')  # the port's own, without micropython-lib
+    for defn, board in (("BMS_ESP32_ROMFS", "esp32_bq"), ("BMS_RP2040_ROMFS", "rp2040_bq")):
+        d = os.path.join(deploy.REPO_ROOT, "boards", "micropython", defn)
+        with open(os.path.join(d, "mpconfigboard.cmake")) as f:
+            assert "set(MICROPY_FROZEN_MANIFEST ${MICROPY_BOARD_DIR}/manifest.py)" in f.read()
+        m = manifestfile.ManifestFile(manifestfile.MODE_FREEZE, {"MPY_DIR": src, "PORT_DIR": port,
+                                                                 "BOARD_DIR": d, "MPY_LIB_DIR": port})
+        m.execute(os.path.join(d, "manifest.py"))
+        got = {f.target_path: f.full_path for f in m.files()}
+        lower = {t: text for _, t, text in frozen.staged(board, "lower")}
+        port_own = {t for t in got if t.startswith("asyncio/") or t == "uasyncio.py"}
+        assert set(got) == set(lower) | port_own
+        assert not any(t.startswith(("app/", "bms/", "sim/")) or "/" not in t for t in lower)
+        inlined = [t for t, text in lower.items() if text is not None]
+        assert inlined  # the drivers' constants, as deploy inlines them
+        for t in inlined:
+            with open(got[t], encoding="utf-8") as f:
+                assert f.read() == lower[t], t

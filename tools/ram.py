@@ -2,7 +2,11 @@
 # boards/rp2040_bq.py) in the 32-bit unix MicroPython 1.27, whose heap has a
 # hard cap (-X heapsize), run from the very artefacts tools/deploy.py
 # installs: the ROMFS image (mounted at /rom, bytecode run in place) or the
-# .mpy tree (each module loaded into the heap, as from littlefs).
+# .mpy tree (each module loaded into the heap, as from littlefs); and, where
+# tools/build_frozen_unix.sh has built them, the firmware frozen into the
+# interpreter as a custom board firmware would hold it (tools/frozen.py):
+# store `frozen` (everything), `frozen+romfs` (the lower part frozen, the rest
+# from the ROMFS image).
 #
 # The board's `machine` is host_tests/fake_machine.py backed by the chip
 # models (sim_bq76952, sim_mcp2515), compiled with the harness
@@ -13,7 +17,7 @@
 # board's own heap would hold.
 #
 #   python -m tools.ram            the figures (make perf calls figures())
-#   python -m tools.ram --steps [--depth N] [--store romfs|mpy]
+#   python -m tools.ram --steps [--depth N] [--store romfs|mpy|frozen]
 #                                  only the heap per construction step of the
 #                                  boot (esp32_bq), N levels deep (default 3)
 import json
@@ -22,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 
-from tools import deploy
+from tools import deploy, frozen
 
 ROOT = deploy.REPO_ROOT
 HOST_TESTS = os.path.join(ROOT, "host_tests")
@@ -35,6 +39,9 @@ REAL_BOARDS = ("esp32_bq", "rp2040_bq")
 ESP32_HEAP = 64000  # ESP32 without PSRAM, MicroPython >= 1.21: the heap it starts with
 RP2040_HEAP = 190 * 1024  # an RP2040's heap, about (issue 12)
 BIG_HEAP = 4 * 1024 * 1024  # for measuring: no cap in the way
+FROZEN_DIR = os.path.join(ROOT, "build", "micropython-frozen")
+# store -> the tools/frozen.py part frozen into the interpreter
+FROZEN_STORES = {"frozen": "all", "frozen+romfs": "lower"}
 
 
 def interpreter():
@@ -45,17 +52,42 @@ def interpreter():
     return None
 
 
+def frozen_interpreter(board, store):
+    """The unix MicroPython with board's part for store frozen in
+    (tools/build_frozen_unix.sh): <dir>/<board>-<part>/micropython, dir
+    $MICROPYTHON_FROZEN else build/micropython-frozen; None if absent."""
+    path = os.path.join(os.environ.get("MICROPYTHON_FROZEN") or FROZEN_DIR,
+                        "%s-%s" % (board, FROZEN_STORES[store]), "micropython")
+    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+
+
+def main_module(store):
+    return "main" if store == "mpy" else deploy.ROMFS_MAIN
+
+
 # ---- the artefacts -------------------------------------------------------------
 
 def build_app(board, store, build_root=None):
     """Build what `make deploy --store STORE` installs on board: returns
-    (plan, path): the ROMFS image, or the .mpy tree's directory."""
+    (plan, path): the ROMFS image, or the .mpy tree's directory. Store
+    `frozen`: (None, None), all of it is in the interpreter; `frozen+romfs`:
+    the ROMFS image without the modules frozen in."""
+    if store == "frozen":
+        return None, None
     mpremote = deploy.find_mpremote() or "mpremote"
     build_dir = os.path.join(build_root or os.path.join(ROOT, "build", "ram"), board + "-" + store)
     p = deploy.plan(ROOT, board, "-", build_dir=build_dir, mpremote=mpremote,
-                    mpy_cross=deploy.mpy_cross_exe(), store=store)
+                    mpy_cross=deploy.mpy_cross_exe(), store="mpy" if store == "mpy" else "romfs")
     deploy.build(p)
-    return p, (p.image if store == "romfs" else p.build_dir)
+    if store in FROZEN_STORES:
+        rom = os.path.join(p.build_dir, deploy.ROMFS_DIR)
+        for _, target, _ in frozen.staged(board, FROZEN_STORES[store]):
+            for path in (os.path.join(rom, target[:-3] + ".mpy"), os.path.join(rom, "lib", target[:-3] + ".mpy")):
+                if os.path.exists(path):
+                    os.remove(path)
+        for cmd in p.romfs_cmds:
+            deploy._run(cmd, p.build_dir, "mpremote romfs build")
+    return p, (p.build_dir if store == "mpy" else p.image)
 
 
 FAKE_FILES = (("machine", "fake_machine.py"), ("sim_bq76952", "sim_bq76952.py"),
@@ -115,12 +147,16 @@ def fakes():
     return Rig()
 
 def app_path():
-    if STORE == "romfs":
-        n = mount(APP, "/rom")
-        sys.path[:] = [".frozen", "/fk", "/rom", "/rom/lib"]
-        return n
-    sys.path[:] = [".frozen", "/fk", APP, APP + "/lib"]
-    return 0
+    if STORE == "mpy":
+        sys.path[:] = [".frozen", "/fk", APP, APP + "/lib"]
+        return 0
+    sys.path[:] = [".frozen", "/fk"]
+    if APP is None:  # all of it frozen
+        return 0
+    n = mount(APP, "/rom")
+    sys.path += ["/rom", "/rom/lib"]
+    return n
+
 """
 
 # Boots the board as main.py does (main.start(board.build()) with the store
@@ -206,7 +242,7 @@ def run_board(board, store, heap_bytes, app_path, fakes_image, stretch=STRETCH, 
     exe = exe or interpreter()
     with tempfile.TemporaryDirectory() as tmp:
         code = "APP = %r\nFAKES = %r\nSTORE = %r\nMAIN = %r\nDATA = %r\nSTRETCH = %r\n" % (
-            app_path, fakes_image, store, deploy.ROMFS_MAIN if store == "romfs" else "main",
+            app_path, fakes_image, store, main_module(store),
             os.path.join(tmp, "data"), [list(s) for s in stretch]) + SCRIPT
         path = os.path.join(tmp, "ram.py")
         with open(path, "w") as f:
@@ -278,7 +314,10 @@ def wrap(f, label):
     return w
 
 FN = type(wrap)
-mods = [(m, n) for n, m in sys.modules.items() if getattr(m, "__file__", "").startswith(ROOT_PREFIX)]
+# frozen modules' __file__ is their bare name: NAMES picks the firmware's
+mods = [(m, n) for n, m in sys.modules.items()
+        if ((n in NAMES or n == MAIN) if ROOT_PREFIX is None
+            else getattr(m, "__file__", "").startswith(ROOT_PREFIX))]
 home = {id(m.__dict__): n for m, n in mods}
 done = {}
 for m, n in mods:
@@ -308,9 +347,9 @@ def steps(board, store, app_path, fakes_image, exe=None):
         path = os.path.join(tmp, "steps.py")
         with open(path, "w") as f:
             f.write("APP = %r\nFAKES = %r\nSTORE = %r\nMAIN = %r\nDATA = %r\nNAMES = %r\nROOT_PREFIX = %r\n" % (
-                app_path, fakes_image, store, deploy.ROMFS_MAIN if store == "romfs" else "main",
+                app_path, fakes_image, store, main_module(store),
                 os.path.join(tmp, "data"), firmware_modules(board),
-                "/rom" if store == "romfs" else app_path) + STEPS_SCRIPT)
+                {"romfs": "/rom", "mpy": app_path}.get(store)) + STEPS_SCRIPT)
         r = subprocess.run([exe, "-X", "heapsize=%d" % BIG_HEAP, path], capture_output=True, text=True,
                            timeout=300, cwd=tmp, env=dict(os.environ, MICROPYPATH=""))
     if r.returncode != 0:
@@ -358,13 +397,9 @@ def step_tree(records, depth=3, min_bytes=256):
 # a size pays for the next pool.
 MODULE_SCRIPT = r"""
 import gc, os, sys, vfs, json, micropython
-""" + MOUNT + r"""
+""" + MOUNT + FAKES_SETUP + r"""
 mount(FAKES, "/fk")
-if STORE == "romfs":
-    mount(APP, "/rom")
-    sys.path[:] = [".frozen", "/fk", "/rom", "/rom/lib"]
-else:
-    sys.path[:] = [".frozen", "/fk", APP, APP + "/lib"]
+app_path()
 import machine, esp32
 out = []
 micropython.qstr_info()
@@ -469,6 +504,16 @@ def _kb(n):
     return "%.1f KB" % (n / 1024)
 
 
+def frozen_bytes(exe):
+    """The flash the frozen content takes (text + data of frozen_content.o,
+    written beside the binary by tools/build_frozen_unix.sh); 0 if unknown."""
+    try:
+        with open(os.path.join(os.path.dirname(exe), "frozen_bytes")) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 0
+
+
 def figures(out=print):
     """What `make perf` prints: per real board and store, the heap after boot
     and its peak over the stretch (firmware only), the ROMFS image size, and
@@ -483,32 +528,47 @@ def figures(out=print):
         out("RAM on the board (32-bit unix MicroPython 1.27, %s; fakes and image bytes taken off;"
             " budgets: ESP32 from ROMFS <= 48 KB after boot, <= 56 KB peak; .mpy <= 150 KB; imports: board"
             " and main at module level, main.start's lazy imports count in boot):" % exe)
-        out("  %-10s %-6s %10s %10s %10s %10s %10s" % ("board", "store", "imports", "boot", "peak",
-                                                   "fakes", "image"))
+        out("  %-10s %-12s %10s %10s %10s %10s %10s %10s" % ("board", "store", "imports", "boot", "peak",
+                                                          "fakes", "image", "frozen"))
+        missing = []
         for board in REAL_BOARDS:
-            for store in ("romfs", "mpy"):
-                _, path = build_app(board, store, tmp)
-                r = run_board(board, store, BIG_HEAP, path, fakes, exe=exe)
-                res[(board, store)] = (r, path)
-                if "error" in r:
-                    out("  %-10s %-6s %s" % (board, store, r["error"]))
+            for store in ("romfs", "mpy") + tuple(FROZEN_STORES):
+                bexe = frozen_interpreter(board, store) if store in FROZEN_STORES else exe
+                if bexe is None:
+                    missing.append("%s %s" % (board, store))
                     continue
-                out("  %-10s %-6s %10s %10s %10s %10s %10s" % (
+                _, path = build_app(board, store, tmp)
+                r = run_board(board, store, BIG_HEAP, path, fakes, exe=bexe)
+                res[(board, store)] = (r, path, bexe)
+                if "error" in r:
+                    out("  %-10s %-12s %s" % (board, store, r["error"]))
+                    continue
+                out("  %-10s %-12s %10s %10s %10s %10s %10s %10s" % (
                     board, store, _kb(r["imports"]), _kb(r["boot"]), _kb(r["peak"]),
-                    _kb(r["fakes"] + r["harness"]), _kb(r["image"]) if r["image"] else "-"))
+                    _kb(r["fakes"] + r["harness"]), _kb(r["image"]) if r["image"] else "-",
+                    _kb(frozen_bytes(bexe)) if store in FROZEN_STORES else "-"))
+        if missing:
+            out("  not measured (no frozen interpreter: make micropython-frozen MICROPYTHON_DIR=...): "
+                + ", ".join(missing))
         board = REAL_BOARDS[0]
-        rows = {s: {m[0]: m[1:] for m in per_module(board, s, res[(board, s)][1], fakes, exe)}
-                for s in ("romfs", "mpy")}
+        stores = [s for s in ("romfs", "mpy", "frozen") if (board, s) in res]
+        rows = {s: {m[0]: m[1:] for m in per_module(board, s, res[(board, s)][1], fakes, res[(board, s)][2])}
+                for s in stores}
         out("heap per module, %s (import alone after its deps, gc.collect, mem_alloc delta; new qstrs"
             " and the qstr pool's growth, part of the romfs figure):" % board)
-        out("  %-24s %9s %9s %7s %9s" % ("module", "romfs", "mpy", "qstrs", "pool"))
+        out("  %-24s %9s %9s %9s %7s %9s" % ("module", "romfs", "mpy", "frozen", "qstrs", "pool"))
         order = sorted(rows["mpy"], key=lambda m: -rows["mpy"][m][0])
         for m in order:
             b, nq, pool = rows["romfs"].get(m, (0, 0, 0))
-            out("  %-24s %9d %9d %7d %9d" % (m, b, rows["mpy"][m][0], nq, pool))
+            fz = "%9d" % rows["frozen"].get(m, (0,))[0] if "frozen" in rows else "%9s" % "-"
+            out("  %-24s %9d %9d %s %7d %9d" % (m, b, rows["mpy"][m][0], fz, nq, pool))
         tot = [sum(v[i] for v in rows["romfs"].values()) for i in range(3)]
-        out("  %-24s %9d %9d %7d %9d" % ("total", tot[0], sum(v[0] for v in rows["mpy"].values()), tot[1], tot[2]))
+        fz = "%9d" % sum(v[0] for v in rows["frozen"].values()) if "frozen" in rows else "%9s" % "-"
+        out("  %-24s %9d %9d %s %7d %9d" % ("total", tot[0], sum(v[0] for v in rows["mpy"].values()), fz,
+                                            tot[1], tot[2]))
         print_steps(board, "romfs", res[(board, "romfs")][1], fakes, exe, out=out)
+        if (board, "frozen") in res:
+            print_steps(board, "frozen", None, fakes, res[(board, "frozen")][2], out=out)
     return res
 
 
@@ -528,15 +588,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m tools.ram")
     ap.add_argument("--steps", action="store_true", help="only the heap per construction step")
     ap.add_argument("--depth", type=int, default=3)
-    ap.add_argument("--store", choices=("romfs", "mpy"), default="romfs")
+    ap.add_argument("--store", choices=("romfs", "mpy", "frozen"), default="romfs")
     ap.add_argument("--board", choices=REAL_BOARDS, default=REAL_BOARDS[0])
     a = ap.parse_args(argv)
     if not a.steps:
         figures()
         return 0
-    exe = interpreter()
+    exe = frozen_interpreter(a.board, a.store) if a.store in FROZEN_STORES else interpreter()
     if exe is None:
-        print(HOWTO)
+        print("no frozen interpreter: tools/build_frozen_unix.sh" if a.store in FROZEN_STORES else HOWTO)
         return 1
     with tempfile.TemporaryDirectory() as tmp:
         _, path = build_app(a.board, a.store, tmp)

@@ -14,3 +14,6 @@ set(SDKCONFIG_DEFAULTS
 # sdkconfig.base's partitions-4MiBplus.csv).
 file(WRITE ${CMAKE_BINARY_DIR}/sdkconfig.bms_partitions
     "CONFIG_PARTITION_TABLE_CUSTOM_FILENAME=\"${MICROPY_BOARD_DIR}/partitions-4MiB-romfs-ab.csv\"\n")
+
+# the stable lower layers frozen in (manifest.py; README "RAM and CPU on the board")
+set(MICROPY_FROZEN_MANIFEST ${MICROPY_BOARD_DIR}/manifest.py)
