@@ -10,6 +10,8 @@ import hashlib
 import hmac
 import io
 import json
+import os
+import subprocess
 
 import isotp
 import pytest
@@ -31,6 +33,7 @@ SECRET = bytes(range(32))
 INSTALLER = 2
 CHALLENGE, LOGIN, PARAM = 200, 208, 1000
 EX_PATH, EX_TARGET = 0x0A, 0x0B
+I386 = "/work/shared/tools/micropython/micropython-1.27.0-unix-i386"
 
 
 def _world(can=True):
@@ -226,3 +229,182 @@ def test_bmsctl_scan_and_live_all_through_the_relay(bench):
     live = [json.loads(ln) for ln in out.getvalue().splitlines()]
     assert [r["unit"] for r in live] == [1, 2, 3]
     assert live[1]["SoC"] == bench.packs[1].app.state.soc_pct
+
+
+MPY_RELAY = """
+import micropython
+from app.host import Host
+from app.hostcan import HostCan
+from app.relay import Relay
+from bms.params import Params
+from bms.state import PackState
+from bms.system import SystemView, from_pack
+from proto import modbus as mb
+
+class Port:
+    def __init__(self):
+        self.n = 0
+        self.k = 0
+        self.last = bytearray(256)
+    def write(self, b):
+        self.n += 1
+        self.k = len(b)
+        for i in range(len(b)):
+            self.last[i] = b[i]
+        return len(b)
+
+class Can:
+    FLAG_EXT_ID = 2
+    def __init__(self):
+        self.peer = None
+        self.buf = bytearray(8)
+        self.fr = [0, memoryview(self.buf), 2, 0]
+    def send(self, id_, data, flags):
+        for i in range(8):
+            self.buf[i] = data[i]
+        self.fr[0] = id_
+        self.peer.on_frame("can", self.fr)
+        return 0
+
+class Rx:
+    def poll(self):
+        pass
+
+class Roles:
+    def __init__(self):
+        self.role = 2
+        self.address = 1
+
+class Table:
+    def __init__(self):
+        self.online = bytearray(33)
+        self.seen = bytearray(33)
+
+class Link:
+    def __init__(self):
+        self.roles = Roles()
+        self.table = Table()
+
+def host(port):
+    st = PackState()
+    st.snap.reads = 1
+    st.snap.stack_mv = 52800
+    p = Params()
+    v = SystemView()
+    from_pack(v, st, p)
+    return Host(st, p, v, port, None)
+
+def frame(unit, pdu):
+    b = bytearray([unit]) + pdu
+    c = mb.crc16(b, len(b))
+    b.append(c & 0xFF)
+    b.append(c >> 8)
+    return b
+
+port = Port()
+h1 = host(port)
+h2 = host(None)
+can1 = Can()
+can2 = Can()
+link = Link()
+link.table.online[2] = 1
+link.table.online[3] = 1
+link.table.seen[2] = 1
+link.table.seen[3] = 1
+hc1 = HostCan(h1, can1, lambda: 1)
+hc2 = HostCan(h2, can2, lambda: 2)
+relay = Relay(h1, can1, Rx(), link)
+h1.relay = relay
+hc1.relay = relay
+can1.peer = hc2
+can2.peer = hc1
+reqs = [frame(2, bytearray([3, 0x9c, 0x40, 0, 125])), frame(2, bytearray([3, 0, 0, 0, 13])),
+        frame(5, bytearray([3, 0, 0, 0, 1])), frame(3, bytearray([3, 0, 0, 0, 1]))]
+res = [0, 0]
+
+def run(r, res):
+    n0 = port.n
+    h1.on_rs485(r, len(r))
+    t = res[1]
+    for i in range(120):
+        t += 10
+        hc1.tick(t)
+        relay.tick(t)
+        hc2.tick(t)
+        h1.tick(t)
+        h2.tick(t)
+        if port.n != n0:
+            break
+    res[1] = t
+    res[0] = port.last[1]
+
+def probe():
+    micropython.heap_lock()
+    try:
+        [1]
+        return "heap_lock does not catch allocation"
+    except MemoryError:
+        pass
+    finally:
+        micropython.heap_unlock()
+    for r in reqs:
+        run(r, res)
+    out = []
+    for r in reqs:
+        failed = False
+        micropython.heap_lock()
+        try:
+            run(r, res)
+        except MemoryError:
+            failed = True
+        micropython.heap_unlock()
+        if failed:
+            return "allocates for " + str(bytes(r))
+        out.append((port.last[0], port.last[1], port.last[2], port.k))
+    out.append((relay.relayed, relay.unavailable, relay.timeouts, hc1.requests))
+    return out
+
+print(probe())
+"""
+
+
+@pytest.mark.skipif(not os.path.exists(I386), reason="32-bit unix MicroPython not on this machine")
+def test_the_relay_runs_under_heap_lock_on_32_bit_micropython():
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([os.path.join(paths.ROOT, "firmware"),
+                                                         os.path.join(paths.ROOT, "lib")]))
+    r = subprocess.run([I386, "-X", "heapsize=512K", "-c", MPY_RELAY], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    got = eval(r.stdout.strip().splitlines()[-1])
+    assert not isinstance(got, str), got
+    # unit, function code, byte count / exception code, RTU frame length
+    assert got[:4] == [(2, 3, 250, 255), (2, 3, 26, 31), (5, 0x83, EX_PATH, 5), (3, 0x83, EX_TARGET, 5)]
+    assert got[4] == (4, 2, 2, 0)  # two relayed (warm-up + locked) each; none taken as a tester's request
+
+
+def test_a_new_request_on_can_replaces_a_reply_the_tester_gave_up_on():
+    # the relay timed out in the middle of a long reply (no flow control came):
+    # the pack's next request must still be answered
+    from app.host import Host
+    from app.hostcan import HostCan
+    from bms.params import Params
+    from bms.state import PackState
+    from bms.system import SystemView, from_pack
+    sent = []
+
+    class Can:
+        def send(self, id_, data, flags):
+            sent.append(bytes(data))
+            return 0
+    st = PackState()
+    p = Params()
+    v = SystemView()
+    from_pack(v, st, p)
+    svc = HostCan(Host(st, p, v, None, None), Can(), lambda: 2)
+    req = 0x18EF0201
+    svc.on_frame("can", [req, bytes([5, 3, 0x9C, 0x40, 0, 125, 0xCC, 0xCC]), 2, 0])
+    svc.tick(10)
+    assert sent[-1][0] >> 4 == 1  # a first frame (ISO 15765-2 9.6.3), waiting for our flow control
+    svc.on_frame("can", [req, bytes([5, 3, 0, 4, 0, 1, 0xCC, 0xCC]), 2, 0])  # INFO unit
+    svc.tick(20)
+    assert sent[-1][:5] == bytes([4, 3, 2, 0, 1])  # single frame: 03, 2 bytes, unit 1

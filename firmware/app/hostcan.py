@@ -71,6 +71,8 @@ class HostCan(Service):
             return
         self.requests += 1
         host = self.host
+        if self.ch.busy():
+            self.ch.reset()  # a new request: the tester gave up on the reply under way (our tx holds the new one)
         k = host.pdu(host.unit, self._req, n, self._out, PORT_BASE + sa)
         if k:
             self.ch.send(k, now)
