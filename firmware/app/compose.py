@@ -90,7 +90,8 @@ def _auth(app):
 
 def host(app, board, ports):
     """The host protocol (PC tool, SCADA): Modbus RTU on Link IN (the binary
-    bytes there), the same PDUs over ISO-TP on CAN; [services]."""
+    bytes there), the same PDUs over ISO-TP on CAN, the relay of RTU units
+    to the other packs; [services]."""
     from app.host import Host
     from app.hostcan import HostCan, SELECTION
     journal = None
@@ -101,13 +102,20 @@ def host(app, board, ports):
     svc = Host(app.state, app.params, app.system.view, rin.port if rin is not None else None, _auth(app),
                journal=journal)
     out = [svc]
-    if rin is not None:
-        rin.subscribe_binary(svc)
+    can_svc = None
     if ports.can_rx is not None:
         roles = app.link.roles
         can_svc = HostCan(svc, ports.can, lambda: roles.address)
         ports.can_rx.subscribe(can_svc, SELECTION)
         out.append(can_svc)
+    if rin is not None:
+        rin.subscribe_binary(svc)
+        from app.relay import Relay  # RTU units of the other packs, over CAN
+        relay = Relay(svc, ports.can, ports.can_rx, app.link)
+        svc.relay = relay
+        if can_svc is not None:
+            can_svc.relay = relay
+        out.append(relay)
     return out
 
 
@@ -148,7 +156,7 @@ def pack(board, params=None, store=None, clock=None):
     app.inverter = inverter(st, prm, app.system.view, board, ports, app.link)
     services.append(app.inverter)
     services.append(app.link)
-    app.host = host(app, board, ports)  # [Host, HostCan]: after the link, whose tick reads the ports
+    app.host = host(app, board, ports)  # [Host, HostCan, Relay]: after the link, whose tick reads the ports
     services += app.host
     app.services = services
     # the CAN port delivers only what a service reads: link frames, the

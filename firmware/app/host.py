@@ -24,7 +24,8 @@
 # a range crossing blocks or a read-only register; 03 a malformed request, a
 # value out of range or one validate() refuses (DIAG names why); 04 an
 # unexpected error; 06 login locked out. Unit 0 (broadcast) acts without a
-# reply; other units are not this handler's (no reply; the relay comes later).
+# reply; on RTU other units go to the relay (app.relay: the pack at that link
+# address, through the master), else get no reply.
 # Reads allocate nothing; writes and logins are rare and may.
 from app.service import Service
 from app import hostctl, hostfile
@@ -82,6 +83,7 @@ class Host(Service):
         self.auth = auth
         self.unit = unit
         self.journal = journal
+        self.relay = None  # app.relay.Relay: RTU units other than ours (app.compose sets it)
         self.now_ms = 0
         self.r = mb.Request()
         self.framer = mb.Framer()
@@ -112,8 +114,16 @@ class Host(Service):
 
     def _frame(self, m):
         unit = self.framer.buf[0]
+        if unit != self.unit and unit != mb.BROADCAST and self.relay is not None:
+            self.relay.request(unit, self._req, m - 3)  # its tick writes the reply
+            return
         k = self.pdu(unit, self._req, m - 3, self._out, self.port)
-        if not k or self.port is None:
+        if k:
+            self.reply(unit, k)
+
+    def reply(self, unit, k):
+        """Write the reply PDU in self._out[:k] as unit's RTU frame on the port."""
+        if self.port is None:
             return
         n = mb.rtu_reply(self.tx, unit, k)
         views = self._views
@@ -233,7 +243,7 @@ class Host(Service):
         if k == 3:
             return (SW_VERSION_MAJOR << 8) | SW_VERSION_MINOR
         if k == 4:
-            return self.unit
+            return self.st.link_address or self.unit  # = its unit through the master
         i = 2 * (k - INFO_SERIAL)
         return SERIAL[i] << 8 | SERIAL[i + 1] if i + 1 < len(SERIAL) else 0
 
@@ -257,7 +267,7 @@ class Host(Service):
         if k == 0:
             ss.fill_suns(s)
         elif k == 1:
-            ss.fill_common(s, MAKER, MODEL, VERSION, SERIAL, self.unit)
+            ss.fill_common(s, MAKER, MODEL, VERSION, SERIAL, self.st.link_address or self.unit)
         elif k == 2:
             ss.fill_802(s, self.view, self.st)
         elif k == 3:

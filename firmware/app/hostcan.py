@@ -7,7 +7,9 @@
 # way is dropped and counted (busy). The SA is the session's port for auth
 # (PORT_BASE + SA: a session on one tester grants nothing to another). The
 # CAN port (app.canport) hands frames to on_frame; tick() sends what the
-# channel has due. No allocation per frame.
+# channel has due. On the master, frames to us from a pack's link address are
+# replies to the relay (app.relay.takes), not a tester's requests: testers
+# use a source address outside 1..32 (bmsctl: 0xF1). No allocation per frame.
 from app.service import Service
 from defs.ticks import ticks_diff
 from proto import isotp
@@ -46,12 +48,17 @@ class HostCan(Service):
         self.busy = 0  # frames dropped: another tester held the channel
         self.errors = 0  # frames the port would not take
         self.requests = 0
+        self.relay = None  # app.relay.Relay on a pack with a PC port (app.compose sets it)
 
     def on_frame(self, bus, fr):
         id_ = fr[0]
         if (id_ >> 16) & 0x1FFF != BASE >> 16 or (id_ >> 8) & 0xFF != self.address():
             return
         sa = id_ & 0xFF
+        r = self.relay
+        if r is not None and r.takes(sa):
+            r.on_frame(sa, fr[1])
+            return
         now = self.now_ms
         if self.tester != sa:
             if self.tester >= 0 and ticks_diff(now, self._tester_ms) < _IDLE_MS:
@@ -64,6 +71,8 @@ class HostCan(Service):
             return
         self.requests += 1
         host = self.host
+        if self.ch.busy():
+            self.ch.reset()  # a new request: the tester gave up on the reply under way (our tx holds the new one)
         k = host.pdu(host.unit, self._req, n, self._out, PORT_BASE + sa)
         if k:
             self.ch.send(k, now)

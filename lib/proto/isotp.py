@@ -42,7 +42,10 @@ def _stmin_ms(b):
 
 
 class Channel:
-    def __init__(self, rx_size, tx_size):
+    def __init__(self, rx_size, tx_size, block_size=BLOCK_SIZE):
+        """block_size: the BS our flow control asks for (0: no further flow
+        control, for a receiver that polls faster than STMIN_MS frames come)."""
+        self.block_size = block_size
         self.rx = bytearray(rx_size)
         self.tx = bytearray(tx_size)
         self.frame = bytearray(8)  # the next frame to send (pending() length)
@@ -106,7 +109,7 @@ class Channel:
             self._rx_sn = 1
             self._rx_state = _RX
             self._rx_ms = now_ms
-            self._rx_block = BLOCK_SIZE
+            self._rx_block = self.block_size
             self._fc_due = _FC_CTS
             return 0
         if kind == 2:
@@ -134,7 +137,7 @@ class Channel:
                 return self._rx_len
             self._rx_block -= 1
             if self._rx_block == 0:
-                self._rx_block = BLOCK_SIZE
+                self._rx_block = self.block_size
                 self._fc_due = _FC_CTS
             return 0
         if kind == 3:
@@ -177,6 +180,13 @@ class Channel:
     def busy(self):
         return self._tx_state != _IDLE
 
+    def reset(self):
+        """Drop what is under way (both directions, a frame not yet sent)."""
+        self._rx_state = _IDLE
+        self._tx_state = _IDLE
+        self._fc_due = -1
+        self._pend = 0
+
     def pending(self, now_ms):
         """Build the next frame due now into self.frame; its length (8), or 0."""
         if self._pend:
@@ -185,7 +195,7 @@ class Channel:
         f = self.frame
         if self._fc_due >= 0:
             f[0] = 0x30 | self._fc_due
-            f[1] = BLOCK_SIZE
+            f[1] = self.block_size
             f[2] = STMIN_MS
             self._pad(3)
             self._fc_due = -1

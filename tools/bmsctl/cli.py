@@ -17,7 +17,7 @@ from tools.bmsctl import blocks, params, sunspec, words
 from tools.bmsctl.client import LEVELS, CtlError, Pack, load_map, regs_of
 from tools.bmsctl.transport import TransportError, open_transport
 
-MAX_UNIT = 33  # unit 1 = the system (master), packs 1..32 at their link address + 1
+MAX_UNIT = 32  # unit u = the pack at link address u, relayed by the master; 1 = the master (the system)
 DEFAULT_VIA = "tcp:127.0.0.1:5020"
 
 
@@ -103,7 +103,7 @@ def _alarms(t, unit, dev, regmap):
 
 
 def cmd_live(t, args, out):
-    units = [args.pack] if args.pack else list(range(1, MAX_UNIT + 1))
+    units = [args.pack] if args.pack else list(range(1, MAX_UNIT + 1))  # --all: every unit that answers
     devs = {}
     for u in units:
         d = sunspec.scan(t, u)
@@ -277,7 +277,9 @@ def build_parser():
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_scan)
     p = sub.add_parser("live", help="telemetry and active alarms, refreshed")
-    p.add_argument("--pack", type=int, help="one unit id (default: every unit that answers)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--pack", type=int, help="one unit id (default: every unit that answers)")
+    g.add_argument("--all", action="store_true", help="every pack through the master and the system (unit 1)")
     p.add_argument("--period", type=float, default=1.0, help="seconds between refreshes")
     p.add_argument("--count", type=int, default=0, help="refreshes, 0 = until Ctrl-C")
     g = p.add_mutually_exclusive_group()

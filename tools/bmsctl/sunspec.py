@@ -19,7 +19,8 @@ class ModbusException(Exception):
 
 
 EXCEPTIONS = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
-              4: "device failure", 6: "busy", 0x0B: "gateway: target did not respond"}
+              4: "device failure", 6: "busy", 0x0A: "gateway: no pack at that unit",
+              0x0B: "gateway: target did not respond"}
 
 
 def read_registers(transport, unit, addr, count):
