@@ -69,7 +69,7 @@ def world():
 
 def test_tcp_request_reaches_the_rtu_device_and_its_reply_comes_back(world):
     w, dev, rtu, port, lines = world
-    assert lines == ["bench: Modbus TCP gateway on 127.0.0.1:%d (unit 1 = the system, N = pack N)" % port]
+    assert lines == ["bench: Modbus TCP gateway on 127.0.0.1:%d (unit 1 = the system, N = the pack at link address N)" % port]
     with ModbusTcpClient("127.0.0.1", port=port, timeout=5) as c:
         r = c.read_holding_registers(10, count=4, device_id=7)
         assert not r.isError()

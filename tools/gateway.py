@@ -268,7 +268,7 @@ def attach(world, modbus_tcp=None, pty=False, can_spec=None):
         world.runner.add(rtu)
     if modbus_tcp:
         srv = serve_tcp(rtu, parse_address(modbus_tcp))
-        lines.append("bench: Modbus TCP gateway on %s:%d (unit 1 = the system, N = pack N)" %
+        lines.append("bench: Modbus TCP gateway on %s:%d (unit 1 = the system, N = the pack at link address N)" %
                      srv.server_address[:2])
     if pty:
         rtu.pty = Pty()
