@@ -25,11 +25,7 @@ from proto import modbus as mb
 from proto.wire import put_u16, get_u16
 from store.eventlog import KIND_PARAM, KIND_HOST
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
+from defs.const import const
 
 USER = const(1)  # auth levels (IFACE.md)
 INSTALLER = const(2)

@@ -23,11 +23,7 @@ from proto import isotp
 from proto import modbus as mb
 from proto.link import valid_address
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
+from defs.const import const
 
 EX_PATH_UNAVAILABLE = const(0x0A)
 EX_TARGET_FAILED = const(0x0B)

@@ -14,11 +14,7 @@ import struct
 from bms import prows
 from bms.prows import USER, ADMIN, FACTORY  # noqa: F401 (re-exported)
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):  # type: ignore[misc]
-        return x
+from defs.const import const
 
 def __getattr__(name):
     if name == "TABLE":

@@ -22,11 +22,7 @@
 # retried every cycle until it goes through (a read with a pending command that
 # still fails returns False). configure(), program_protections() and the other
 # set-up calls raise Bq76952Error (an OSError) with the reason.
-try:
-    from micropython import const
-except ImportError:  # CPython: the host tests
-    def const(x):  # type: ignore[misc]
-        return x
+from defs.const import const
 
 _WRAP = const(0x3FFFFFFF)  # event counters wrap below 2**30: small ints on the board
 import struct

@@ -12,11 +12,7 @@
 #   DIP4 (`003` 4.3): switches #1..#4 are the address bits 1, 2, 4, 8:
 #     1-15 (1 = main pack), 0 = not set (automatic addressing).
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
+from defs.const import const
 
 DIP7 = const(7)
 DIP4 = const(4)

@@ -2,11 +2,7 @@
 # that carries the DIP switch and the secondary outputs of the real boards.
 from drivers.pins import ExpanderPin
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
+from defs.const import const
 
 PCA9555_ADDR = const(0x20)
 _IN0 = const(0)   # input port 0, 1

@@ -7,11 +7,7 @@
 # two instances. UART, pin and clock are passed in.
 import time
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
+from defs.const import const
 
 _WRAP = const(0x3FFFFFFF)  # event counters wrap below 2**30: small ints on the board
 

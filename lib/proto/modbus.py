@@ -9,11 +9,7 @@
 from array import array
 from proto.wire import get_u16
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
+from defs.const import const
 
 FC_READ_HOLDING = const(0x03)
 FC_READ_INPUT = const(0x04)

@@ -11,11 +11,7 @@ from defs import codes
 from defs.snapshot import N_CELLS, N_CELL_TEMPS
 from proto.wire import put_u16, put_i16, div
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
+from defs.const import const
 
 BASE = const(40000)  # PDU address of 'SunS' (pysunspec2 tries 40000, then 0 and 50000)
 NI16 = const(0xFFFF)
