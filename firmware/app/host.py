@@ -63,6 +63,7 @@ MODEL = b"LFP 16S 51.2 V"
 VERSION = ("%d.%d" % (SW_VERSION_MAJOR, SW_VERSION_MINOR)).encode()
 DEVICE_ID = (MAKER, MODEL, VERSION)  # FC 0x2B/0x0E basic objects 0, 1, 2
 _VIEWS = const(24)  # RTU reply lengths whose memoryview is kept
+PORT_RTU = const(1)  # auth's port id of the RTU port (app.hostcan: 0x100 + SA)
 
 
 class Host(Service):
@@ -112,7 +113,7 @@ class Host(Service):
 
     def _frame(self, m):
         unit = self.framer.buf[0]
-        k = self.pdu(unit, self._req, m - 3, self._out, self.port)
+        k = self.pdu(unit, self._req, m - 3, self._out, PORT_RTU)
         if not k or self.port is None:
             return
         n = mb.rtu_reply(self.tx, unit, k)
