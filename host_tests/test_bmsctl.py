@@ -342,3 +342,37 @@ def test_live_names_the_alarm_the_cell_and_the_threshold(rig, capsys):
     rc, out, err = run(rig, capsys, "live", "--pack", "1", "--count", "1")
     assert rc == 0, err
     assert "alarm: cell over-voltage, cell 7 of pack 1 at 3.6 V (cell_ov_alarm_mv 3.55 V)" in out
+
+
+# ---- the TUI (textual's pilot, the same in-process transport) ------------------------
+
+def test_tui_tiles_show_the_soc_and_enter_drills_into_16_cells(rig):
+    import asyncio
+    from textual.widgets import Static
+    from tools.bmsctl.tui import PackApp, Tile, Detail
+    rig.st.snap.cell_mv[9] = 3290  # the worst cell: 3.29 V, cell 10
+    rig.st.snap.min_cell_mv, rig.st.snap.min_cell = 3290, 9
+    from_pack(rig.view, rig.st, rig.params)
+
+    async def go():
+        app = PackApp(rig.t, [1, 2], period_s=0.2)  # unit 2 does not answer: no tile
+        async with app.run_test() as pilot:
+            tiles = list(app.query(Tile))
+            assert [t.unit for t in tiles] == [1]
+            text = str(tiles[0].render())
+            assert "SoC 62 %" in text and "worst cell 3.29 V" in text and "[OK]" in text
+            rig.st.soc_pct = 40  # refreshed at the period
+            from_pack(rig.view, rig.st, rig.params)
+            await pilot.pause(0.5)
+            assert "SoC 40 %" in str(tiles[0].render())
+            tiles[0].focus()
+            await pilot.press("enter")
+            await pilot.pause(0.1)
+            assert isinstance(app.screen, Detail)
+            body = str(app.screen.query_one("#detail", Static).render())
+            cells = [ln for ln in body.splitlines() if ln.startswith("cell ")]
+            assert len(cells) == 16
+            assert cells[9].endswith("3.290 V min") and cells[15].endswith("3.315 V max")
+            await pilot.press("escape")
+            assert not isinstance(app.screen, Detail)
+    asyncio.run(go())
