@@ -104,7 +104,67 @@ def test_set_without_login_is_refused_in_one_line_naming_unit_register_and_reaso
     assert rc == 1 and rig.params.v[i] == 3550 and rig.writes == []
     assert line.startswith("bmsctl: unit 1: cell_ov_alarm_mv (register %d): exception 01" % (1000 + 2 * i))
     assert "no installer session" in line  # the handler's DIAG reason text
-    assert rig.auth.refused == 1  # the refusal was counted on the board
+    assert rig.auth.refused == 1  # the refusal was counted on the board, for what it is
+    assert rig.auth.by_reason[A.R_NO_SESSION] == 1 and rig.auth.by_reason[A.R_NO_CREDENTIAL] == 0
+
+
+def test_a_user_session_writing_a_parameter_is_counted_as_level_too_low(rig, capsys):
+    user = rig.tmp / "user.key"
+    user.write_text(bytes(range(1, 33)).hex())
+    assert rig.auth.provision(A.USER, bytes(range(1, 33)), True)
+    rc, _, err = run(rig, capsys, "--login", "user", "--secret-file", str(user), "params", "set",
+                     "cell_ov_alarm_mv=3580")
+    assert rc == 1 and "exception 01" in one_line(err) and rig.params.v[P.CELL_OV_ALARM_MV] == 3550
+    assert rig.auth.by_reason[A.R_LEVEL] == 1 and rig.auth.by_reason[A.R_NO_SESSION] == 0
+
+
+# ---- passwd -------------------------------------------------------------------------
+
+def test_passwd_changes_the_secret_old_fails_new_works(rig, capsys):
+    new = rig.tmp / "new.key"
+    new_secret = bytes(range(100, 132))
+    new.write_text(new_secret.hex())
+    rc, out, err = run(rig, capsys, *installer(rig), "passwd", "--level", "installer", "--new-secret-file", str(new))
+    assert rc == 0, err
+    assert "installer secret changed" in out
+    # the new secret is never on the wire: no request carries it
+    assert not any(new_secret in r for r in rig.t.requests)
+    rc, _, err = run(rig, capsys, "login", "--level", "installer", "--secret-file", rig.key)
+    assert rc == 1 and "login as installer" in one_line(err) and rig.auth.by_reason[A.R_BAD_MAC] == 1
+    rc, out, err = run(rig, capsys, "--login", "installer", "--secret-file", str(new), "params", "set",
+                       "cell_ov_alarm_mv=3580")
+    assert rc == 0, err
+    assert rig.params.v[P.CELL_OV_ALARM_MV] == 3580
+
+
+def test_passwd_without_an_installer_session_is_refused_and_counted(rig, capsys):
+    new = rig.tmp / "new.key"
+    new.write_text(bytes(32).hex())
+    # straight at the block, as a client without bmsctl's own check would
+    from tools.bmsctl.client import Pack, load_map, regs_of, CtlError
+    pack = Pack(rig.t, 1, load_map())
+    blk = next(b for b in pack.map["blocks"] if b["name"] == "set_secret")
+    assert blk["register"] == 230 and blk["regs"] == 33
+    with pytest.raises(CtlError, match="exception 01"):
+        pack.write(blk["register"], [A.INSTALLER] + regs_of(bytes(64)))
+    assert rig.auth.by_reason[A.R_NO_SESSION] == 1
+    assert rig.auth.has_secret(A.INSTALLER)
+    rc, _, err = run(rig, capsys, "passwd", "--level", "installer", "--new-secret-file", str(new))
+    assert rc == 1 and "needs an installer session" in one_line(err)
+
+
+def test_passwd_blob_with_a_wrong_tag_is_refused_and_the_old_secret_stays(rig, capsys):
+    from tools.bmsctl.client import Pack, load_map, regs_of, CtlError
+    from tools import authkit
+    pack = Pack(rig.t, 1, load_map())
+    pack.login(A.INSTALLER, SECRET)
+    blob = bytearray(authkit.set_secret_blob(SECRET, pack.login_nonce, A.INSTALLER, bytes(32)))
+    blob[40] ^= 1
+    with pytest.raises(CtlError, match="exception 03"):
+        pack.write(230, [A.INSTALLER] + regs_of(bytes(blob)))
+    assert rig.auth.by_reason[A.R_BAD_BLOB] == 1
+    pack.logout()
+    assert run(rig, capsys, "login", "--level", "installer", "--secret-file", rig.key)[0] == 0
 
 
 def test_set_with_installer_session_writes_reads_back_and_prints_old_to_new(rig, capsys):
@@ -282,3 +342,37 @@ def test_live_names_the_alarm_the_cell_and_the_threshold(rig, capsys):
     rc, out, err = run(rig, capsys, "live", "--pack", "1", "--count", "1")
     assert rc == 0, err
     assert "alarm: cell over-voltage, cell 7 of pack 1 at 3.6 V (cell_ov_alarm_mv 3.55 V)" in out
+
+
+# ---- the TUI (textual's pilot, the same in-process transport) ------------------------
+
+def test_tui_tiles_show_the_soc_and_enter_drills_into_16_cells(rig):
+    import asyncio
+    from textual.widgets import Static
+    from tools.bmsctl.tui import PackApp, Tile, Detail
+    rig.st.snap.cell_mv[9] = 3290  # the worst cell: 3.29 V, cell 10
+    rig.st.snap.min_cell_mv, rig.st.snap.min_cell = 3290, 9
+    from_pack(rig.view, rig.st, rig.params)
+
+    async def go():
+        app = PackApp(rig.t, [1, 2], period_s=0.2)  # unit 2 does not answer: no tile
+        async with app.run_test() as pilot:
+            tiles = list(app.query(Tile))
+            assert [t.unit for t in tiles] == [1]
+            text = str(tiles[0].render())
+            assert "SoC 62 %" in text and "worst cell 3.29 V" in text and "[OK]" in text
+            rig.st.soc_pct = 40  # refreshed at the period
+            from_pack(rig.view, rig.st, rig.params)
+            await pilot.pause(0.5)
+            assert "SoC 40 %" in str(tiles[0].render())
+            tiles[0].focus()
+            await pilot.press("enter")
+            await pilot.pause(0.1)
+            assert isinstance(app.screen, Detail)
+            body = str(app.screen.query_one("#detail", Static).render())
+            cells = [ln for ln in body.splitlines() if ln.startswith("cell ")]
+            assert len(cells) == 16
+            assert cells[9].endswith("3.290 V min") and cells[15].endswith("3.315 V max")
+            await pilot.press("escape")
+            assert not isinstance(app.screen, Detail)
+    asyncio.run(go())

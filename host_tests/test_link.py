@@ -356,6 +356,41 @@ def test_link_in_router_splits_ascii_requests_from_binary():
     assert bytes(bi.got) == modbus + b"\x7e\x80" + b"xy" + modbus
 
 
+def test_link_in_router_keeps_a_0x7e_inside_a_modbus_frame_binary():
+    # an RTU frame's data and CRC are any bytes: a 0x7E followed by a printable
+    # byte inside a request is not a Pylontech start (Modbus over Serial Line
+    # 2.5.1.1: a frame ends at a 3.5-character gap), nor 0x7E + 0..8 a link frame
+    from app.host import Host
+    from proto import modbus as mb
+    from pymodbus.framer import FramerRTU
+    from pymodbus.pdu import DecodePDU
+    from pymodbus.pdu.register_message import WriteMultipleRegistersRequest
+    svc, st, b = _service()
+    asc = Listener()
+    svc.rx_in.subscribe_ascii(asc)
+    host = Host(st, Params(), None, b.link_in)
+    svc.rx_in.subscribe_binary(host)
+    framer = FramerRTU(DecodePDU(False))
+    req = b""
+    for regs in ([0x7E41, 0x0D00, 3], [0x7E03, 1, 2]):  # '~A', then a 0x7E before a link length byte
+        pdu = WriteMultipleRegistersRequest(address=1026, registers=regs)
+        req += framer.encode(bytes([16]) + pdu.encode(), 1, 0)
+    pylon = b"~20024642E00202FD33\r"
+    b.link_in.rx.extend(req[:len(req) // 2 + 3])
+    svc.tick(0)
+    host.tick(0)
+    b.link_in.rx.extend(req[len(req) // 2 + 3:])
+    svc.tick(10)
+    host.tick(10)
+    svc.tick(20)  # a quiet poll: the gap after the frames
+    host.tick(20)
+    b.link_in.rx.extend(pylon)
+    svc.tick(30)
+    assert host.framer.frames == 2 and host.framer.errors == 0  # both answered (01: no session)
+    assert host.refused == 2 and host.reason == 1
+    assert bytes(asc.got) == pylon and svc.rx_in.parser.bad == 0
+
+
 def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
     from defs.snapshot import N_CELLS, N_TEMPS
     db = _dbc()

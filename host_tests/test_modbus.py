@@ -20,7 +20,8 @@ from pymodbus.pdu.mei_message import ReadDeviceInformationRequest
 from pymodbus.pdu.register_message import (ReadHoldingRegistersRequest, ReadInputRegistersRequest,
                                            WriteMultipleRegistersRequest, WriteSingleRegisterRequest)
 
-from app.host import Host, PARAM, DIAG, CHALLENGE, LOGIN, R_NO_SESSION, R_RANGE, R_INVALID, R_READ_ONLY, R_LOGIN
+from app.host import Host, PARAM, DIAG, CHALLENGE, LOGIN, R_NO_SESSION, R_RANGE, R_INVALID, R_LOGIN
+from bms import auth as A
 from bms import params as P
 from bms.params import Params
 from bms.state import PackState
@@ -264,7 +265,7 @@ def test_write_without_session_is_refused_counted_and_changes_nothing(rig):
     r = ask(rig, WriteMultipleRegistersRequest(address=PARAM + 2 * i, registers=regs(3500)))
     assert r.exception_code == mb.EX_ILLEGAL_FUNCTION
     assert rig.params.v[i] == 3550 and rig.writes == []
-    assert rig.auth.refusals == [R_NO_SESSION]
+    assert rig.auth.refusals == [A.R_NO_SESSION]  # auth's reason code, not DIAG's
     (reason, reg, pid, refused), _ = diag(rig)
     assert (reason, reg, pid, refused) == (R_NO_SESSION, PARAM + 2 * i, 0, 1)
 
@@ -312,7 +313,7 @@ def test_factory_rows_are_read_only_even_with_a_session(rig):
     login(rig)
     r = ask(rig, WriteMultipleRegistersRequest(address=PARAM + 2 * P.CYCLE_MS, registers=regs(200)))
     assert r.exception_code == mb.EX_ILLEGAL_ADDRESS and rig.params.v[P.CYCLE_MS] == 100
-    assert rig.auth.refusals == [R_READ_ONLY]
+    assert rig.auth.refusals == [A.R_LEVEL]  # a level no session has
 
 
 def test_wrong_mac_is_refused_and_locked_out_challenge_is_busy(rig):

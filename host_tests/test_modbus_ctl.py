@@ -17,6 +17,7 @@ import simworld
 from app.host import Host
 from app import hostctl as H
 from app.hostctl import Journal, CTL
+from bms import auth as A
 from bms import params as P
 from bms import sleep
 from bms.params import Params
@@ -221,7 +222,7 @@ def test_history_clear_needs_an_installer_session(rig):
     seq = log.next_seq
     held = seq - log.oldest_seq()
     assert exc(cmd(rig, H.H_HISTORY_CLEAR, 1)) == mb.EX_ILLEGAL_FUNCTION
-    assert log.next_seq == seq and rig.auth.refusals == [H.R_NO_SESSION]
+    assert log.next_seq == seq and rig.auth.refusals == [A.R_NO_SESSION]
     login(rig, level=1)
     assert exc(cmd(rig, H.H_HISTORY_CLEAR, 1)) == mb.EX_ILLEGAL_FUNCTION
     login(rig)
@@ -284,7 +285,7 @@ def test_reset_without_a_session_is_refused_counted_and_changes_nothing():
     assert exc(cmd(h, H.H_RESET, 1)) == mb.EX_ILLEGAL_FUNCTION
     login(h, level=1)  # a user session is not enough
     assert exc(cmd(h, H.H_RESET, 1)) == mb.EX_ILLEGAL_FUNCTION
-    assert h.auth.refusals == [H.R_NO_SESSION, H.R_NO_SESSION] and h.refused == 2
+    assert h.auth.refusals == [A.R_NO_SESSION, A.R_LEVEL] and h.refused == 2  # auth's reason codes
     h.world.run_until(60000)
     assert st.protect_reset_req == 0 and st.protections & codes.bit(codes.PROTECTIONS, "SCP")
     assert st.link_refused == 0  # and the link's reset stays refused (test_link_security)

@@ -2,13 +2,21 @@
 # hardware"): the simulated master's Link IN behind the bench's Modbus TCP
 # gateway (tools/gateway.py), the firmware's host handler on the other side
 # (wired by app.compose), bmsctl on this side. Also over CAN: the bench's bus
-# bridged to python-can's udp_multicast, bmsctl's ISO-TP transport.
+# bridged to python-can's udp_multicast, bmsctl's ISO-TP transport. The packs
+# are commissioned as the bench does it (gateway.commission: per-pack secrets
+# derived by tools.authkit from the bench factory key); the expected effects
+# come from the packs' state and store, not from bmsctl's output alone.
 import io
 import json
 import threading
 import time
 
 import pytest
+
+from bms import auth as A
+from bms.params import index_of
+from defs import codes
+from store.eventlog import C_LOG_CLEARED
 
 from tools import paths  # noqa: F401
 import simworld
@@ -19,25 +27,26 @@ from tools.bmsctl.cli import main as bmsctl
 
 
 @pytest.fixture
-def bench():
+def bench(tmp_path):
     sc = scn.parse('{"packs": 2, "duration_s": 3600, "seed": 1, "initial": {"soc_pct": 60}}', FAULTS)
     w = simworld.World(sc, lambda line: None)
     port = gateway.local_port()
     chan = "239.74.164.%d" % (port % 200 + 20)
     _rtu, _lines = gateway.attach(w, "127.0.0.1:%d" % port, can_spec="udp_multicast:" + chan)
+    gateway.commission(w, str(tmp_path))
     stop = threading.Event()
     t = threading.Thread(target=gateway.pace, args=(w, stop), daemon=True)
     t.start()
     deadline = time.monotonic() + 20  # the packs boot and the link gives every pack its address
     while time.monotonic() < deadline and not all(p.app.link.roles.address for p in w.packs):
         time.sleep(0.1)
-    yield w, port, chan
+    yield w, port, chan, tmp_path
     stop.set()
     t.join(5)
 
 
 def test_scan_and_live_read_the_master_through_the_gateway(bench):
-    w, port, _ = bench
+    w, port, _, _ = bench
     out = io.StringIO()
     assert bmsctl(["--via", "tcp:127.0.0.1:%d" % port, "scan", "--last", "1", "--json"], out=out) == 0
     (row,) = json.loads(out.getvalue())
@@ -54,7 +63,7 @@ def test_scan_and_live_read_the_master_through_the_gateway(bench):
 
 
 def test_each_pack_answers_for_itself_over_can(bench):
-    w, _port, chan = bench
+    w, _port, chan, _ = bench
     for k in (0, 1):
         addr = w.packs[k].app.link.roles.address
         out = io.StringIO()
@@ -62,3 +71,125 @@ def test_each_pack_answers_for_itself_over_can(bench):
                       out=out) == 0, "pack %d (address %d)" % (k, addr)
         rows = json.loads(out.getvalue())
         assert addr and rows and rows[-1]["unit"] == addr
+
+
+def ctl(port, *argv):
+    """(exit code, stdout, stderr) of one bmsctl run through the TCP gateway."""
+    out = io.StringIO()
+    err = io.StringIO()
+    import contextlib
+    with contextlib.redirect_stderr(err):
+        rc = bmsctl(["--via", "tcp:127.0.0.1:%d" % port] + list(argv), out=out)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def wait_for(cond, s=8.0):
+    deadline = time.monotonic() + s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return cond()
+
+
+def test_commissioned_secrets_are_per_pack_and_derived_from_the_bench_factory_key(bench):
+    from tools import authkit
+    w, _port, _chan, keys = bench
+    with open(gateway.BENCH_FACTORY_KEY, "rb") as f:
+        key = f.read()
+    s0 = bytes.fromhex((keys / "pack0-installer.key").read_text())
+    s1 = bytes.fromhex((keys / "pack1-installer.key").read_text())
+    assert s0 == authkit.derive_secret(key, "bench-pack-0", A.INSTALLER) and s0 != s1
+    assert all(p.app.host[0].auth.has_secret(A.INSTALLER) for p in w.packs)
+
+
+def test_protection_parameter_refused_then_accepted_and_the_pack_acts_and_journals(bench):
+    w, port, _, keys = bench
+    master = w.packs[0].app
+    auth = master.host[0].auth
+    top_mv = master.state.snap.max_cell_mv
+    assert 3260 < top_mv < 3500, top_mv  # 60 % SoC: the alarm at its default 3550 mV stays off
+    alarm_mv = top_mv - 40  # validate(): above chg_taper_cell_mv (lowest 3200), the release below it
+    refused = auth.refused
+    rc, _, err = ctl(port, "params", "set", "cell_ov_alarm_mv=%d" % alarm_mv)
+    assert rc == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "unit 1: cell_ov_alarm_mv" in err and "no installer session" in err
+    assert auth.refused == refused + 1 and master.params.v[index_of("cell_ov_alarm_mv")] == 3550
+    assert not master.state.alarms & codes.bit(codes.ALARMS, "OV")
+
+    rc, out, err = ctl(port, "--login", "installer", "--secret-file", str(keys / "pack0-installer.key"),
+                       "params", "set", "chg_taper_cell_mv=3200", "cell_ov_alarm_rel_mv=%d" % (alarm_mv - 100),
+                       "cell_ov_alarm_mv=%d" % alarm_mv)
+    assert rc == 0, err
+    assert "cell_ov_alarm_mv: 3550 -> %d" % alarm_mv in out
+    # the pack acts on it: the over-voltage alarm within its delay (cell_ov_alarm_delay_ms 2 s) and a margin
+    assert wait_for(lambda: master.state.alarms & codes.bit(codes.ALARMS, "OV")), master.state.alarms
+    rc, out, _ = ctl(port, "live", "--pack", "1", "--count", "1", "--json")
+    assert rc == 0 and any("cell over-voltage" in a for a in json.loads(out)["alarms"])
+    # and the event log has the write, old and new
+    rc, out, err = ctl(port, "history", "pull", "--csv")
+    assert rc == 0, err
+    import csv
+    rows = [r for r in csv.DictReader(io.StringIO(out)) if r["name"] == "cell_ov_alarm_mv"]
+    assert [(r["raised"], r["value"]) for r in rows] == [("False", "3550"), ("True", str(alarm_mv))]
+
+
+def test_history_clear_clock_sync_calib_and_fets(bench):
+    w, port, _, keys = bench
+    app = w.packs[0].app
+    login = ("--login", "installer", "--secret-file", str(keys / "pack0-installer.key"))
+    log = app.host[0].journal.history
+    # clock: not set at boot; sync puts it within 2 s of this computer's
+    assert app.host[0].journal.unix_s() == -1
+    rc, out, err = ctl(port, *login, "clock", "sync")
+    assert rc == 0, err
+    assert abs(app.host[0].journal.unix_s() - time.time()) <= 2
+    # history clear: what was there goes; only the clear itself is journalled
+    assert log.next_seq - log.oldest_seq() > 0
+    rc, out, err = ctl(port, *login, "history", "clear")
+    assert rc == 0, err
+    assert "history cleared" in out
+    rc, out, _ = ctl(port, "history", "pull", "--csv")
+    import csv
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["name"] for r in rows] == ["note %d" % C_LOG_CLEARED, "history_clear", "history_clear"]
+    # calibration: the current offset the estimate stage applies
+    rc, out, err = ctl(port, *login, "calib", "set", "i_offset_ma=-120")
+    assert rc == 0, err
+    assert wait_for(lambda: app.state.i_offset_ma == -120)
+    rc, out, _ = ctl(port, "calib", "get")
+    assert rc == 0 and "i_offset_ma              -120" in out
+    # FETs: held open by the PC tool, released again
+    st = app.state
+    assert st.chg_fet and st.dsg_fet
+    rc, _, err = ctl(port, *login, "control", "set", "fet_off=3")
+    assert rc == 0, err
+    assert wait_for(lambda: not st.chg_fet and not st.dsg_fet)
+    assert wait_for(lambda: not w.packs[0].model.chg_on() and not w.packs[0].model.dsg_on())
+    rc, _, err = ctl(port, *login, "control", "set", "fet_off=0")
+    assert rc == 0, err
+    assert wait_for(lambda: st.chg_fet and st.dsg_fet)
+
+
+def test_params_set_and_read_back_on_a_slave_over_can(bench):
+    w, _port, chan, keys = bench
+    slave = w.packs[1].app
+    addr = slave.link.roles.address
+    assert addr and addr != w.packs[0].app.link.roles.address
+    i = index_of("cell_ov_alarm_mv")
+    via = ["--via", "can:udp_multicast:" + chan, "--unit", str(addr)]
+    out = io.StringIO()
+    assert bmsctl(via + ["params", "set", "cell_ov_alarm_mv=3580"], out=out) == 1  # no session on CAN either
+    assert slave.params.v[i] == 3550
+    out = io.StringIO()
+    assert bmsctl(via + ["--login", "installer", "--secret-file", str(keys / "pack1-installer.key"),
+                         "params", "set", "cell_ov_alarm_mv=3580"], out=out) == 0
+    assert "cell_ov_alarm_mv: 3550 -> 3580" in out.getvalue()
+    assert slave.params.v[i] == 3580 and w.packs[0].app.params.v[i] == 3550  # the slave's own, not the master's
+    out = io.StringIO()
+    assert bmsctl(via + ["params", "get", "cell_ov_alarm_mv", "--json"], out=out) == 0
+    assert json.loads(out.getvalue()) == {"cell_ov_alarm_mv": 3580}
+    # the master's secret opens no slave
+    out = io.StringIO()
+    assert bmsctl(via + ["--login", "installer", "--secret-file", str(keys / "pack0-installer.key"), "info"],
+                  out=out) == 1

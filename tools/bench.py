@@ -63,6 +63,7 @@ def run_pc_port(sc, args):
         world = simworld.World(sc, (lambda line: out.write(line + "\n")) if out else (lambda line: None))
         try:
             _rtu, lines = gateway.attach(world, args.modbus_tcp, args.pty, args.can)
+            lines += gateway.commission(world, args.secrets_dir)
         except gateway.GatewayError as e:
             raise BenchError(str(e))
         for ln in lines:
@@ -88,6 +89,8 @@ def main(argv=None):
                     help="bridge the bench's CAN bus to python-can, e.g. udp_multicast:239.74.163.2 (real time)")
     ap.add_argument("--pty", action="store_true",
                     help="the master's PC port as a pseudo-terminal for RTU clients (runs in real time)")
+    ap.add_argument("--secrets-dir", metavar="DIR",
+                    help="with the PC port: write each pack's bench-only secrets to DIR/pack<k>-<level>.key")
     args = ap.parse_args(argv)
     headless = args.headless or not (sys.stdin.isatty() and sys.stdout.isatty())
     try:

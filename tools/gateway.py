@@ -16,6 +16,11 @@
 # Framing on the PC side is pymodbus's (FramerSocket, FramerRTU): an
 # implementation independent of the board's. With either, the bench paces
 # itself to real time (pace()). Host-side only; allocates freely.
+# Bench commissioning (commission()): the bench stands in for the installer at
+# the pack (jumper fitted, button held: bms.auth.provision's physical presence)
+# and gives each simulated pack its own secrets, derived by tools.authkit from
+# the bench's published factory key (tools/keys/bench-factory.key) and a bench
+# serial per pack (bench_serial); a real pack still needs the presence.
 import os
 import queue
 import socket
@@ -26,6 +31,7 @@ import time
 from pymodbus.framer import FramerRTU, FramerSocket
 from pymodbus.pdu import DecodePDU
 
+BENCH_FACTORY_KEY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keys", "bench-factory.key")
 PERIOD_MS = 5
 REPLY_TIMEOUT_MS = 1000
 GATEWAY_NO_RESPONSE = 0x0B
@@ -279,6 +285,41 @@ def attach(world, modbus_tcp=None, pty=False, can_spec=None):
         world.runner.add(CanBridge(world, open_can(can_spec)))
         lines.append("bench: CAN bus bridged to %s" % can_spec)
     return rtu, lines
+
+
+def bench_serial(k):
+    """The serial the bench derives pack k's secrets from (every simulated
+    pack reports the firmware's one SERIAL, so the index tells them apart)."""
+    return "bench-pack-%d" % k
+
+
+def commission(world, secrets_dir=None, key_file=BENCH_FACTORY_KEY):
+    """Provision every pack of world with its USER and INSTALLER secrets
+    (authkit.derive_secret(key, bench_serial(k), level)), before pace() runs;
+    secrets_dir: also write them there as DIR/pack<k>-<level>.key (hex), the
+    files bmsctl --secret-file reads. Returns lines for the user."""
+    from tools import authkit
+    with open(key_file, "rb") as f:
+        key = f.read()  # the file's bytes are the key, as `authkit derive` reads them
+    if secrets_dir:
+        os.makedirs(secrets_dir, exist_ok=True)
+    for k, pack in enumerate(world.packs):
+        hosts = getattr(pack.app, "host", None)
+        if not hosts:
+            raise GatewayError("pack %d runs no host handler: nothing to commission" % k)
+        for level, name in ((authkit.USER, "user"), (authkit.INSTALLER, "installer")):
+            secret = authkit.derive_secret(key, bench_serial(k), level)
+            if not hosts[0].auth.provision(level, secret, True):  # the bench is physically present
+                raise GatewayError("pack %d: %s secret not provisioned (reason %d)" % (
+                    k, name, hosts[0].auth.last_reason))
+            if secrets_dir:
+                path = os.path.join(secrets_dir, "pack%d-%s.key" % (k, name))
+                with open(path, "w") as f:
+                    f.write(secret.hex() + "\n")
+    where = ("written to %s/pack<k>-<level>.key" % secrets_dir) if secrets_dir else (
+        "python -m tools.authkit derive --factory-key-file %s --serial bench-pack-<k> --level 2" %
+        os.path.relpath(key_file))
+    return ["bench: packs 0..%d commissioned with bench-only secrets (%s)" % (len(world.packs) - 1, where)]
 
 
 def pace(world, stop=None, step_ms=10):

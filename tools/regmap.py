@@ -46,6 +46,10 @@ def describe():
          "note": "read all 8: a fresh 16-byte nonce; exception 06 while locked out"},
         {"register": host.LOGIN, "regs": host.LOGIN_REGS, "name": "login", "access": "RW",
          "note": "read 1: session level; write 0: log out; write level + HMAC-SHA-256(secret, nonce + level)"},
+        {"register": host.SET_SECRET, "regs": host.SET_SECRET_REGS, "name": "set_secret", "access": "W",
+         "write_level": host.INSTALLER,
+         "note": "write all 33: level, then the 64-byte blob of tools.authkit.set_secret_blob (installer "
+                 "session; that level's sessions end); never readable"},
         {"register": ctl.CTL, "regs": ctl.CTL_REGS, "name": "control", "access": "RW",
          "note": "a command is one write covering exactly its registers; without the level: "
                  "exception 01 (counted); a value outside min..max: 03 (DIAG says why); "

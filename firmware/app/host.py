@@ -10,6 +10,8 @@
 #               nonce (auth.challenge); exception 06 (busy) while locked out
 #   208         AUTH level of this port (read); write 0: log out; write 17
 #               registers from 208 (level, 32-byte HMAC-SHA-256): log in (auth.login)
+#   230..262    SET_SECRET (write only, all 33 at once): level + the 64-byte blob of
+#               auth.set_secret (installer session; refusals counted by auth)
 #   1000 + 2 i  parameter row i (id i + 1, bms.ptable) as int32, high word first;
 #               writes (06 / 0x10, partial words combine with the held value)
 #               need an installer session (auth level >= 2), go through the
@@ -32,6 +34,7 @@ from app import hostctl, hostfile
 from app.hostctl import INSTALLER, EX_BUSY, R_OK, R_NO_SESSION, R_READ_ONLY, R_RANGE, R_INVALID, \
     R_LOGIN, REASONS, CTL, CTL_REGS
 from app.inverter import SERIAL, SW_VERSION_MAJOR, SW_VERSION_MINOR
+from bms import auth as A
 from bms import prows
 from bms import params as P
 from proto import modbus as mb
@@ -56,6 +59,8 @@ CHALLENGE = const(200)
 CHALLENGE_REGS = const(8)
 LOGIN = const(208)
 LOGIN_REGS = const(17)  # level + 32-byte MAC
+SET_SECRET = const(230)
+SET_SECRET_REGS = const(33)  # level + 64-byte blob
 PARAM = const(1000)
 PARAM_REGS = 2 * prows.N
 
@@ -64,6 +69,7 @@ MODEL = b"LFP 16S 51.2 V"
 VERSION = ("%d.%d" % (SW_VERSION_MAJOR, SW_VERSION_MINOR)).encode()
 DEVICE_ID = (MAKER, MODEL, VERSION)  # FC 0x2B/0x0E basic objects 0, 1, 2
 _VIEWS = const(24)  # RTU reply lengths whose memoryview is kept
+PORT_RTU = const(1)  # auth's port id of the RTU port (app.hostcan: 0x100 + SA)
 
 
 class Host(Service):
@@ -117,7 +123,7 @@ class Host(Service):
         if unit != self.unit and unit != mb.BROADCAST and self.relay is not None:
             self.relay.request(unit, self._req, m - 3)  # its tick writes the reply
             return
-        k = self.pdu(unit, self._req, m - 3, self._out, self.port)
+        k = self.pdu(unit, self._req, m - 3, self._out, PORT_RTU)
         if k:
             self.reply(unit, k)
 
@@ -321,13 +327,24 @@ class Host(Service):
         for i in range(DIAG_TEXT_BYTES):
             t[i] = b[i] if i < len(b) else 0
         if count and self.auth is not None:
-            self.auth.refuse(port, reason)
+            self.auth.refuse(port, self._auth_reason(port, reason))
+
+    def _auth_reason(self, port, reason):
+        """lib/bms/auth's R_* for one of this handler's DIAG reasons (a
+        read-only register: a level no session has)."""
+        if reason == R_NO_SESSION:
+            return A.R_LEVEL if self._level(port) else A.R_NO_SESSION
+        if reason == R_LOGIN:
+            return A.R_BAD_LEVEL
+        return A.R_LEVEL
 
     def _write(self, req, r, port):
         a = r.addr
         c = r.count
         if a == LOGIN and (c == 1 or c == LOGIN_REGS):
             return self._login(req, r, port)
+        if a == SET_SECRET and c == SET_SECRET_REGS:
+            return self._set_secret(req, r, port)
         if CTL <= a and a + c <= CTL + CTL_REGS:
             return hostctl.write(self, req, r, port)
         if not (PARAM <= a and a + c <= PARAM + PARAM_REGS):
@@ -400,6 +417,26 @@ class Host(Service):
         mac = bytes(req[r.data + 2:r.data + 2 + 32])
         if not self.auth.login(port, level, mac, self.now_ms):
             self._refuse(port, R_LOGIN, LOGIN, count=False)
+            return mb.EX_ILLEGAL_VALUE
+        self.reason = R_OK
+        return 0
+
+    def _set_secret(self, req, r, port):
+        """auth.set_secret refuses and counts by itself (no session, level too
+        low, bad level or blob); DIAG says which."""
+        if self.auth is None:
+            self._refuse(port, R_NO_SESSION, SET_SECRET)
+            return mb.EX_ILLEGAL_FUNCTION
+        level = get_u16(req, r.data)
+        blob = bytes(req[r.data + 2:r.data + 2 + 2 * (SET_SECRET_REGS - 1)])
+        if not self.auth.set_secret(port, level, blob, self.now_ms):
+            why = self.auth.last_reason
+            if why == A.R_NO_SESSION or why == A.R_LEVEL:
+                self._refuse(port, R_NO_SESSION, SET_SECRET, text="set secret needs an installer session",
+                             count=False)
+                return mb.EX_ILLEGAL_FUNCTION
+            self._refuse(port, R_INVALID, SET_SECRET, text="set secret refused (auth reason %d)" % why,
+                         count=False)
             return mb.EX_ILLEGAL_VALUE
         self.reason = R_OK
         return 0

@@ -9,7 +9,9 @@
 # ASCII and binary subscribers get on_rs485(buf, n): whole chunks of their kind
 # from one preallocated buffer, in the order the bytes came (a chunk ends where
 # the kind changes, the buffer is full or the poll ends). A subscriber that
-# answers writes to the port it was given at construction. The link service
+# answers writes to the port it was given at construction. A binary subscriber
+# with an RTU framer (attribute framer: proto.modbus.Framer) inside a frame
+# keeps a 0x7E binary: RTU data and CRC are any bytes. The link service
 # runs poll() at its point of the tick (app.compose connects the subscribers).
 from proto import link
 
@@ -29,6 +31,7 @@ class Router:
         self.on_link = None  # fn(parser, now_ms) for each good link frame
         self.ascii = []
         self.binary = []
+        self._framers = []  # binary subscribers' RTU framers
         self._readinto = getattr(port, "readinto", None)
         self._rx = bytearray(_RX)
         self._route = _OTHER
@@ -45,6 +48,18 @@ class Router:
 
     def subscribe_binary(self, sub):
         self.binary.append(sub)
+        fr = getattr(sub, "framer", None)
+        if fr is not None:
+            self._framers.append(fr)
+
+    def _in_frame(self):
+        """A binary subscriber's frame is under way (the bytes so far delivered)."""
+        if self._kind == _OTHER:
+            self._flush()
+        for fr in self._framers:
+            if fr.in_frame():
+                return True
+        return False
 
     def poll(self, now_ms):
         port = self.port
@@ -89,7 +104,7 @@ class Router:
                     self._put(_OTHER, sof)
                     self._put(_OTHER, b)
                     self._route = _OTHER
-            elif b == sof:
+            elif b == sof and not (r == _OTHER and self._framers and self._in_frame()):
                 self._resume = r  # where the bytes after a link frame go
                 self._route = _SOF
             elif r == _ASCII:

@@ -96,6 +96,10 @@ class Framer:
         self.frames = 0  # good frames
         self.errors = 0  # bad CRC, too long, cut short by a gap
 
+    def in_frame(self):
+        """Bytes of a frame are under way (since the last gap or frame)."""
+        return self.n > 0 and not self._skip
+
     def gap(self):
         if self.n and not self._skip:
             self.errors += 1  # a frame cut short

@@ -164,9 +164,9 @@ def cmd_history_clear(pack, args, console):
         blk = block(pack.map, name)
         for f in fields(blk) if blk else ():
             if f["name"] in CLEAR_FIELDS:
-                _idx, before = _index(pack)
+                before = _index(pack)
                 write_field(pack, blk, f, 1)
-                _idx, after = _index(pack)
+                after = _index(pack)
                 console.file.write("%s: history cleared (%s records before, %s now)\n" % (
                     pack.who(), before.get("count"), after.get("count")))
                 return 0

@@ -162,6 +162,11 @@ def cmd_bundle(args, out):
     return 0
 
 
+def _tui(t, args, out):
+    from tools.bmsctl.tui import cmd_tui  # textual only for this command
+    return cmd_tui(t, args, out)
+
+
 def read_secret(path):
     """A 32-byte secret from a file: 64 hex digits, or the 32 bytes themselves."""
     try:
@@ -286,6 +291,12 @@ def build_parser():
     g.add_argument("--json", action="store_true", help="one JSON object per line")
     g.add_argument("--csv", action="store_true")
     p.set_defaults(fn=cmd_live)
+
+    p = sub.add_parser("tui", help="full-screen view: pack tiles, Enter drills into one pack's cells")
+    p.add_argument("--pack", type=int, help="one unit id (default: every unit that answers)")
+    p.add_argument("--last", type=int, default=MAX_UNIT, help="highest unit id to try")
+    p.add_argument("--period", type=float, default=1.0, help="seconds between refreshes")
+    p.set_defaults(fn=_tui)
 
     p = _pack_cmd(sub, "login", cmd_login, "log in (checks a secret; the session lasts this run)")
     p.add_argument("--level", choices=sorted(LEVELS), required=True)

@@ -172,8 +172,9 @@ class Pack:
         self.ask(WriteMultipleRegistersRequest(address=addr, registers=list(regs)), what or "register %d" % addr)
 
     def read_file(self, file_number, record, length, what):
+        """length registers of a file record (FC 0x14); pymodbus's FileRecord takes bytes."""
         r = self.ask(ReadFileRecordRequest(records=[FileRecord(file_number=file_number, record_number=record,
-                                                              record_length=length)]), what)
+                                                              record_length=2 * length)]), what)
         return r.records[0].record_data
 
     # -- blocks ------------------------------------------------------------------------
