@@ -27,6 +27,7 @@ class SlotStore:
     def __init__(self, fs, name=FILE):
         self.file = atomic.AtomicFile(fs, name, MAGIC)
         self.last = None  # the record last read or written
+        self.found = True  # after load(): some copy of the file exists (False: never written)
 
     def load(self):
         """(record or None when there is no usable one, notes)."""
@@ -35,6 +36,7 @@ class SlotStore:
         except OSError as e:  # the flash failed: as good as corrupt
             return None, [(N_SLOTS_CORRUPT, e.args[0] if e.args else 0)]
         if src == atomic.NONE:
+            self.found = False
             return None, [(N_SLOTS_NONE, 0)]
         if src == atomic.CORRUPT:
             return None, [(N_SLOTS_CORRUPT, src)]
