@@ -1,6 +1,26 @@
-# Runs first at every start. Slot choice, rollback and the forced-update mode
-# arrive with the firmware-update issue; for now it only reserves the buffer
-# MicroPython needs to report an exception raised inside an interrupt handler.
+# Runs first at every start: reserves the buffer MicroPython needs to report
+# an exception raised inside an interrupt handler, then the boot part
+# (update.boot, frozen into the custom firmware) picks the image slot from the
+# slot record in /data, saves it and mounts that slot at /rom before main.py
+# imports the firmware from there. On a port without ROMFS it says so and
+# does nothing. The forced-update mode arrives with the rest of issue 15.
 import micropython
 
 micropython.alloc_emergency_exception_buf(100)
+
+
+def slots():
+    import sys
+    import vfs
+    from store.fs import OsFs
+    from store.slotstore import SlotStore
+    from update import boot
+    try:
+        return boot.start(vfs, lambda: SlotStore(OsFs("/data")), sys.path)
+    except Exception as e:  # noqa: never keep main.py from running (it keeps the pack safe)
+        print("boot: slot choice failed:")
+        sys.print_exception(e)
+        return None
+
+
+slots()

@@ -158,6 +158,10 @@ def pack(board, params=None, store=None, clock=None):
     services.append(app.link)
     app.host = host(app, board, ports)  # [Host, HostCan, Relay]: after the link, whose tick reads the ports
     services += app.host
+    from app.confirm import for_app  # the self-test of a new image under trial (issue 15)
+    svc = for_app(app)
+    if svc is not None:
+        services.append(svc)
     app.services = services
     # the CAN port delivers only what a service reads: link frames, the
     # inverter's and the host protocol's (an MCP2515 delivers nothing until its

@@ -1,0 +1,65 @@
+# Owns the slot record file of the boot part (issue 15): the A/B record of
+# update.slots (a list of small ints, FIELDS in its layout order) in the
+# store.atomic layout (magic BMSS; id = field index + 1, tag of the field's
+# name), written to .tmp and renamed, so a power cut at any write reads back
+# the old record or the new one, never a third. This file does not judge the
+# record (store may not import update): the boot part checks it with
+# slots.valid and treats anything else as blank. A save that would not
+# change the record writes nothing (the boot part saves at every start).
+from store import atomic
+
+MAGIC = b"BMSS"
+SCHEMA = 1
+FILE = "slots.bin"
+# update.slots' record layout, in order (its RECORD_FIELDS = len(FIELDS))
+FIELDS = ("confirmed_slot", "pending_slot", "tries", "floor_counter", "slot0_counter", "slot1_counter",
+          "rollbacks")
+
+# load notes (event codes of kind store.eventlog.KIND_STORE; 1..8 paramstore,
+# 20.. eventlog, 40.. cred)
+N_SLOTS_NONE = 50  # no slot record (0): never installed through the boot part
+N_SLOTS_CORRUPT = 51  # no valid copy (source): blank record
+N_SLOTS_BACKUP = 52  # current copy bad, the previous one used (seq)
+N_SLOTS_PARTIAL = 53  # a field missing or mistagged (its id): blank record
+
+
+class SlotStore:
+    def __init__(self, fs, name=FILE):
+        self.file = atomic.AtomicFile(fs, name, MAGIC)
+        self.last = None  # the record last read or written
+        self.found = True  # after load(): some copy of the file exists (False: never written)
+
+    def load(self):
+        """(record or None when there is no usable one, notes)."""
+        try:
+            src, schema, recs = self.file.read()
+        except OSError as e:  # the flash failed: as good as corrupt
+            return None, [(N_SLOTS_CORRUPT, e.args[0] if e.args else 0)]
+        if src == atomic.NONE:
+            self.found = False
+            return None, [(N_SLOTS_NONE, 0)]
+        if src == atomic.CORRUPT:
+            return None, [(N_SLOTS_CORRUPT, src)]
+        notes = [(N_SLOTS_BACKUP, self.file.seq)] if src == atomic.BAK else []
+        got = {}
+        for rid, h, v in recs:
+            got[rid] = (h, v)
+        rec = []
+        for i in range(len(FIELDS)):
+            hv = got.get(i + 1)
+            if hv is None or hv[0] != atomic.name_hash(FIELDS[i]):
+                return None, notes + [(N_SLOTS_PARTIAL, i + 1)]
+            rec.append(hv[1])
+        self.last = rec
+        return list(rec), notes
+
+    def save(self, rec):
+        """Write rec (len(FIELDS) ints) unless it is the record already
+        stored. Returns the bytes written (0: nothing to do)."""
+        if len(rec) != len(FIELDS):
+            raise ValueError("slot record must have %d fields" % len(FIELDS))
+        if self.last is not None and list(rec) == self.last:
+            return 0
+        n = self.file.write(SCHEMA, [(i + 1, atomic.name_hash(FIELDS[i]), rec[i]) for i in range(len(FIELDS))])
+        self.last = list(rec)
+        return n
