@@ -1,8 +1,9 @@
 # Owns the host test setup: the board's module path on CPython (lib/ as /lib,
 # firmware/ as the board's root, boards/ for board modules; tools/ for the host
 # modules imported by name, as tools/paths.py does; the repo root for
-# `from tools import ...`), Hypothesis profiles, and the `mpy` fixture: the
-# real MicroPython (WebAssembly) runner, tools/mpy_wasm.py.
+# `from tools import ...`), Hypothesis profiles, the `mpy` fixture: the
+# real MicroPython (WebAssembly) runner, tools/mpy_wasm.py, and the `mpy32`
+# fixture: the 32-bit unix MicroPython with a hard heap cap (tools/ram.py).
 import os
 import sys
 
@@ -41,6 +42,27 @@ def mpy():
     if reason:
         pytest.fail("real MicroPython (WebAssembly) unavailable: %s" % reason, pytrace=False)
     return mpy_wasm
+
+
+@pytest.fixture(scope="session")
+def mpy32():
+    """run(code, heap="96K", timeout_s=120) -> CompletedProcess: code in the
+    32-bit unix MicroPython ($MICROPYTHON_UNIX, else the shared one: tools.ram)
+    with firmware/ and lib/ on its path, under -X heapsize=heap. Skips with
+    one line where the interpreter is not on this machine (README, "RAM and
+    CPU on the board")."""
+    import subprocess
+    from tools import ram
+
+    exe = ram.interpreter()
+    if exe is None:
+        pytest.skip("32-bit unix MicroPython not here: set MICROPYTHON_UNIX (README, RAM and CPU on the board)")
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([os.path.join(ROOT, "firmware"), os.path.join(ROOT, "lib")]))
+
+    def run(code, heap="96K", timeout_s=120):
+        return subprocess.run([exe, "-X", "heapsize=" + heap, "-c", code], env=env, capture_output=True,
+                              text=True, timeout=timeout_s)
+    return run
 
 
 @pytest.fixture(scope="session")

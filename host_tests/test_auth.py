@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import os
 import random
-import subprocess
 import textwrap
 
 import pytest
@@ -23,8 +22,6 @@ from store.fs import MemFs
 from tools import authkit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-I386 = "/work/shared/tools/micropython/micropython-1.27.0-unix-i386"
-
 # RFC 4231 section 4 (HMAC-SHA-256 rows): key, data, expected (case 5 is
 # truncated to 128 bits)
 RFC4231 = [
@@ -501,12 +498,10 @@ MPY_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(not os.path.exists(I386), reason="32-bit unix MicroPython not on this machine")
-def test_auth_on_32_bit_micropython_with_heap_lock():
+def test_auth_on_32_bit_micropython_with_heap_lock(mpy32):
     keys = [(k, d) for k, d, _ in RFC4231]
     code = MPY_SCRIPT % (keys, INST_S, INST_S, INST_S)
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([os.path.join(ROOT, "firmware"), os.path.join(ROOT, "lib")]))
-    r = subprocess.run([I386, "-X", "heapsize=96K", "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    r = mpy32(code, heap="96K")
     assert r.returncode == 0, r.stderr
     got = eval(r.stdout.strip().splitlines()[-1])
     assert [h[:len(w)] for h, (_, _, w) in zip(got[:7], RFC4231)] == [w for _, _, w in RFC4231]

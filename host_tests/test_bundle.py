@@ -6,7 +6,6 @@
 import hashlib
 import json
 import os
-import subprocess
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -101,12 +100,8 @@ def test_the_counter_of_the_confirmed_image_is_the_floor():
         board.check(_header(_bundle(k, counter=4)), pub, "esp32_bq", 5, 1)
 
 
-def test_the_check_runs_in_32_bit_micropython(tmp_path):
+def test_the_check_runs_in_32_bit_micropython(tmp_path, mpy32):
     # 96 KB: the modules are compiled from source here (on the board they run from the image)
-    exe = os.environ.get("MICROPYTHON_UNIX") or os.path.join(
-        paths.ROOT, "..", "shared", "tools", "micropython", "micropython-1.27.0-unix-i386")
-    if not os.path.exists(exe):
-        pytest.skip("32-bit unix MicroPython not here (set MICROPYTHON_UNIX)")
     k, pub = _key()
     files = {"app/m%02d.mpy" % i: bytes([i]) * 100 for i in range(90)}  # a manifest as big as a real one
     data = host.pack(host.manifest("esp32_bq", "1.2.0", 3, IMAGE, files), IMAGE, k)
@@ -120,9 +115,7 @@ def test_the_check_runs_in_32_bit_micropython(tmp_path):
             "print(m['counter'], len(m['files']))\n"
             "try:\n    bundle.check(load(%r), %r, 'esp32_bq', 3, 1)\nexcept bundle.BundleError as e:\n    print(e)\n"
             % (str(tmp_path / "good"), pub, str(tmp_path / "bad"), pub))
-    env = dict(os.environ, MICROPYPATH=os.path.join(paths.ROOT, "lib"))
-    r = subprocess.run([exe, "-X", "heapsize=96K", "-c", code], env=env, capture_output=True, text=True,
-                       timeout=120)
+    r = mpy32(code, heap="96K")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["3 90", "signature does not verify with this pack's key"]
 

@@ -5,7 +5,6 @@
 # heap.
 import hashlib
 import os
-import subprocess
 
 import pytest
 from cryptography.hazmat.primitives import serialization as se
@@ -97,19 +96,13 @@ def test_sha512_matches_hashlib(n):
     assert sha512(m) == hashlib.sha512(m).digest()
 
 
-def test_verify_in_32_bit_micropython_under_a_small_heap():
-    exe = os.environ.get("MICROPYTHON_UNIX") or os.path.join(
-        paths.ROOT, "..", "shared", "tools", "micropython", "micropython-1.27.0-unix-i386")
-    if not os.path.exists(exe):
-        pytest.skip("32-bit unix MicroPython not here (set MICROPYTHON_UNIX)")
+def test_verify_in_32_bit_micropython_under_a_small_heap(mpy32):
     k, pub = _key()
     msg = hashlib.sha256(b"a manifest").digest()
     sig = k.sign(msg)
     bad = sig[:40] + bytes([sig[40] ^ 4]) + sig[41:]
     code = "from update.ed25519 import verify\nprint(verify(%r, %r, %r), verify(%r, %r, %r))\n" % (
         pub, msg, sig, pub, msg, bad)
-    env = dict(os.environ, MICROPYPATH=os.path.join(paths.ROOT, "lib"))
-    r = subprocess.run([exe, "-X", "heapsize=32K", "-c", code], env=env, capture_output=True, text=True,
-                       timeout=120)
+    r = mpy32(code, heap="32K")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "False"]

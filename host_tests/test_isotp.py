@@ -220,15 +220,7 @@ print(n, bytes(peer.rx[:n]) == bytes(range(50)), ch.errors, peer.errors)
 """
 
 
-def test_a_segmented_exchange_allocates_nothing_on_32_bit_micropython():
-    import os
-    import subprocess
-    exe = os.environ.get("MICROPYTHON_UNIX") or os.path.join(
-        paths.ROOT, "..", "shared", "tools", "micropython", "micropython-1.27.0-unix-i386")
-    if not os.path.exists(exe):
-        pytest.skip("32-bit unix MicroPython not here (set MICROPYTHON_UNIX)")
-    env = dict(os.environ, MICROPYPATH=os.path.join(paths.ROOT, "lib"))
-    r = subprocess.run([exe, "-X", "heapsize=64K", "-c", ON_BOARD], env=env,
-                       capture_output=True, text=True, timeout=60)
+def test_a_segmented_exchange_allocates_nothing_on_32_bit_micropython(mpy32):
+    r = mpy32(ON_BOARD, heap="64K")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["50", "True", "0", "0"]

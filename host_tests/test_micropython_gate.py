@@ -10,7 +10,6 @@
 #   go below as their own sections, using the `mpy` fixture)
 import json
 import os
-import subprocess
 import textwrap
 
 import pytest
@@ -643,15 +642,8 @@ def test_counters_stay_small_ints_under_heap_lock(mpy):
     assert r.stdout.strip() == _small_int_counters_expected()
 
 
-I386 = "/work/shared/tools/micropython/micropython-1.27.0-unix-i386"
-
-
-@pytest.mark.skipif(not os.path.exists(I386), reason="32-bit unix MicroPython not on this machine")
-def test_counters_stay_small_ints_under_heap_lock_on_32_bit():
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join(
-        [os.path.join(ROOT, "firmware"), os.path.join(ROOT, "lib")]))
-    r = subprocess.run([I386, "-X", "heapsize=512K", "-c", SMALL_INT_COUNTERS], env=env,
-                       capture_output=True, text=True, timeout=GATE_TIMEOUT_S)
+def test_counters_stay_small_ints_under_heap_lock_on_32_bit(mpy32):
+    r = mpy32(SMALL_INT_COUNTERS, heap="512K", timeout_s=GATE_TIMEOUT_S)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == _small_int_counters_expected()
 

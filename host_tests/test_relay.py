@@ -11,7 +11,6 @@ import hmac
 import io
 import json
 import os
-import subprocess
 
 import isotp
 import pytest
@@ -33,9 +32,6 @@ SECRET = bytes(range(32))
 INSTALLER = 2
 CHALLENGE, LOGIN, PARAM = 200, 208, 1000
 EX_PATH, EX_TARGET = 0x0A, 0x0B
-I386 = "/work/shared/tools/micropython/micropython-1.27.0-unix-i386"
-
-
 def _world(can=True):
     sc = scn.parse('{"packs": 3, "duration_s": 3600, "seed": 1, "initial": {"soc_pct": [40, 60, 80]}}', FAULTS)
     w = simworld.World(sc, lambda line: None, can=can)
@@ -368,12 +364,8 @@ print(probe())
 """
 
 
-@pytest.mark.skipif(not os.path.exists(I386), reason="32-bit unix MicroPython not on this machine")
-def test_the_relay_runs_under_heap_lock_on_32_bit_micropython():
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([os.path.join(paths.ROOT, "firmware"),
-                                                         os.path.join(paths.ROOT, "lib")]))
-    r = subprocess.run([I386, "-X", "heapsize=512K", "-c", MPY_RELAY], env=env, capture_output=True, text=True,
-                       timeout=120)
+def test_the_relay_runs_under_heap_lock_on_32_bit_micropython(mpy32):
+    r = mpy32(MPY_RELAY, heap="512K")
     assert r.returncode == 0, r.stderr
     got = eval(r.stdout.strip().splitlines()[-1])
     assert not isinstance(got, str), got
