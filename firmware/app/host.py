@@ -57,6 +57,7 @@ LOGIN = const(208)
 LOGIN_REGS = const(17)  # level + 32-byte MAC
 PARAM = const(1000)
 PARAM_REGS = 2 * prows.N
+RTU_PORT = const(0)  # the RTU port's session id for auth (a small int; app.hostcan's are 0x100 + SA)
 
 MAKER = b"BMS-MPY"
 MODEL = b"LFP 16S 51.2 V"
@@ -112,7 +113,7 @@ class Host(Service):
 
     def _frame(self, m):
         unit = self.framer.buf[0]
-        k = self.pdu(unit, self._req, m - 3, self._out, self.port)
+        k = self.pdu(unit, self._req, m - 3, self._out, RTU_PORT)
         if not k or self.port is None:
             return
         n = mb.rtu_reply(self.tx, unit, k)
