@@ -35,32 +35,19 @@ UNITS = (1, 1, 1, 1, 1, 1, 1, 0, 2, 247, 255)
 OTHER_FCS = (0x01, 0x02, 0x05, 0x07, 0x08, 0x0B, 0x0C, 0x0F, 0x11, 0x16, 0x17, 0x18, 0x2B, 0x5A, 0x80, 0xFF)
 
 
-# --- CRC-16/MODBUS (Modbus over Serial Line V1.02 6.2.2: reflected 0xA001, init 0xFFFF, low byte first)
-
-def _crc_table():
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
-        t.append(c)
-    return t
-
-
-_CRC = _crc_table()
-
-
-def crc(data):
-    c = 0xFFFF
-    for b in data:
-        c = (c >> 8) ^ _CRC[(c ^ b) & 0xFF]
-    return c
-
+# --- CRC-16/MODBUS: pymodbus's (an implementation independent of proto.modbus)
 
 def adu(unit, pdu):
+    """The RTU frame: unit, PDU, CRC (pymodbus's framer gives it high byte first, the
+    bytes on the wire low byte first)."""
+    from pymodbus.framer import FramerRTU
     b = bytes((unit,)) + bytes(pdu)
-    c = crc(b)
-    return b + bytes((c & 0xFF, c >> 8))
+    return b + FramerRTU.compute_CRC(b).to_bytes(2, "big")
+
+
+def crc_ok(frame):
+    from pymodbus.framer import FramerRTU
+    return len(frame) >= 4 and FramerRTU.check_CRC(frame[:-2], int.from_bytes(frame[-2:], "big"))
 
 
 # --- the rig ---------------------------------------------------------------------
@@ -391,7 +378,7 @@ def _rtu_replies(rig, stream_units):
     """The PDUs of the captured RTU replies (checked: CRC, unit, exception code)."""
     pdus = []
     for f in rig.out:
-        if len(f) < 5 or crc(f) != 0:
+        if len(f) < 5 or not crc_ok(f):
             raise Finding("a reply with a bad CRC or too short: %s" % f.hex())
         if f[0] not in stream_units or f[0] == 0:
             raise Finding("a reply for unit %d, not asked: %s" % (f[0], f.hex()))
