@@ -453,12 +453,15 @@ def run_rtu(n, seed, rig=None):
     seeds = pymodbus_seeds(rig, rng)
     host = rig.host
     framer = host.framer
+    s = b""
     for i in range(n):
         level = (i // BLOCK_INPUTS) % 3
-        if rng.random() > 0.05:  # else back to back with the previous input: no gap
+        held = s  # bytes the framer may still hold: back to back, no gap
+        if rng.random() > 0.05:  # else back to back with the previous input
             rig.tick(rng.choice((1, 5, 20)))
             rig.tick(rng.choice((1, 5, 20, 50)))
             rig.hold(RTU_PORT, level)
+            held = b""
         s = gen_rtu(rng, rig, seeds, level > 0)
         before = rig.fingerprint()
         frames, replies = framer.frames, host.replies
@@ -468,7 +471,7 @@ def run_rtu(n, seed, rig=None):
         except Exception as e:
             raise Finding("%s raised %r" % (what, e))
         _errors(rig, what)
-        verdict = _verdict(_rtu_replies(rig, set(s)))
+        verdict = _verdict(_rtu_replies(rig, set(s) | set(held)))
         # a frame without a reply (broadcast, another unit) may have acted unseen: only without a session it may not
         unseen = framer.frames - frames != host.replies - replies
         _check(rig, before, verdict, what, unknown=unseen and level > 0)
