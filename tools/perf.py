@@ -479,8 +479,10 @@ def can_figures(reads, settle_ms=15000, step_ms=2, seq_packs=4):
     world = simworld.World(scn.parse(json.dumps(doc), FAULTS), lambda line: None)
     world.run_until(settle_ms)
     bits0 = world.can.bits
+    frames0 = sum(p.board.can.sent for p in world.packs)
     world.run_until(settle_ms + 1000)
     link_load = (world.can.bits - bits0) / CAN_BITRATE
+    link_frames = sum(p.board.can.sent for p in world.packs) - frames0
     port = world.can.attach("tester", PACKS)
     port._push = lambda id_, data, flags: port._q.append((id_, data, flags))  # a PC's socket buffer: no loss
     tester = Tester(port)
@@ -519,7 +521,8 @@ def can_figures(reads, settle_ms=15000, step_ms=2, seq_packs=4):
 
     print("host protocol over CAN (ISO-TP on 29-bit ids, %d kbit/s, %d packs, the same reads; each pack "
           "answers for itself, app.hostcan):" % (CAN_BITRATE // 1000, PACKS))
-    print("  the link's own traffic: %.1f %% of the bus (measured over a simulated second)" % (100 * link_load))
+    print("  the link's own traffic: %d frames/s, %.1f %% of the bus (measured over a simulated second)"
+          % (link_frames, 100 * link_load))
     frame = frame_bits(True, 8)
     for variant in ("as built: the CAN port is read at the link's %d ms tick" % world.packs[0].app.link.period_ms,
                     "what if the CAN port were also read at each %d ms host-can tick (not built)"
