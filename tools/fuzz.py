@@ -1,5 +1,6 @@
 # Owns the fuzzing campaign (make fuzz): structure-aware generators for the
-# three receive paths a foreign node reaches, fed through the services' public
+# receive paths a foreign node reaches (the host protocol's three targets,
+# modbus-rtu, modbus-pdu and isotp, are in tools/fuzz_host.py), fed through the services' public
 # entry points (Link.tick, Inverter.tick, wired as firmware/app/app.py wires
 # them), so the harness survives changes inside the parsers:
 #   link      29-bit link CAN frames and RS485 link frames on Link IN / Link OUT
@@ -318,6 +319,14 @@ TARGETS = {
     "pylon": (gen_pylon, ("lib/proto/pylon_rs485.py", "firmware/app/inverter.py")),
     "inverter": (gen_inverter, ("firmware/app/inverter.py", "lib/proto/pylon_can.py")),
 }
+# the host protocol's targets (tools/fuzz_host.py: their own generators and checks)
+HOST_TARGETS = {
+    "modbus-rtu": ("firmware/app/host.py", "lib/proto/modbus.py", "firmware/app/hostctl.py", "lib/bms/auth.py"),
+    "modbus-pdu": ("firmware/app/host.py", "firmware/app/hostctl.py", "firmware/app/hostfile.py",
+                   "lib/proto/modbus.py", "lib/bms/auth.py"),
+    "isotp": ("lib/proto/isotp.py", "firmware/app/hostcan.py", "firmware/app/host.py"),
+}
+TARGETS.update((k, (None, v)) for k, v in HOST_TARGETS.items())
 
 
 class Finding(AssertionError):
@@ -335,6 +344,9 @@ def _packs(target):
 def run(target, n, seed, check_every=1000):
     """Feed n inputs of target; raise Finding (with the input) on a broken
     property. Returns the count."""
+    if target in HOST_TARGETS:
+        from tools import fuzz_host
+        return fuzz_host.RUNS[target](n, seed)
     gen = TARGETS[target][0]
     rng = random.Random(seed)
     packs = _packs(target)
@@ -426,7 +438,7 @@ def main(argv=None):
             print("fuzz: %s: FAILED: %s" % (target, err), flush=True)
             failed += 1
             continue
-        line = "fuzz: %-8s %d inputs, %.0f inputs/s" % (target, count, count / dt)
+        line = "fuzz: %-10s %d inputs, %.0f inputs/s" % (target, count, count / dt)
         if cov is not None:
             parts = []
             rep = _branches(cov, files)
@@ -440,4 +452,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tools.fuzz import main as _main  # one Finding class: tools.fuzz_host raises tools.fuzz's
+    sys.exit(_main())

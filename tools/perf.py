@@ -2,7 +2,8 @@
 # live here, not in timed tests). Figures: how fast the bench simulates, what
 # one periodic control step costs on CPython, what it allocates in the real
 # MicroPython interpreter, the SOC error over a simulated week (estimator vs
-# plain coulomb counting) and the balancing result over a week (on vs off).
+# plain coulomb counting) and the balancing result over a week (on vs off);
+# the host protocol's telemetry refresh over RTU and over CAN (issue 13).
 import json
 import os
 import subprocess
@@ -297,6 +298,275 @@ def parallel_32(sim_s=60):
     return world.packs[0].app.link.forming.formed_ms, world.can.bits / sim_s / 500000, sim_s / wall
 
 
+# --- the host protocol (issue 13): telemetry through the master ----------------------------
+# What one `bmsctl live` refresh of a pack reads is asked of bmsctl itself
+# (live_reads: pysunspec2's reads of the SunSpec models 802 and 805), then
+# costed on the RTU wire and on the CAN bus.
+RTU_BAUDS = (9600, 115200)
+RTU_BITS_PER_CHAR = 11  # start, 8 data, parity (or a 2nd stop), stop (Serial Line 2.5.1)
+CAN_BITRATE = 500000
+PACKS = 32
+SEQ_PACKS = 8  # packs asked one (or four) at a time, the time scaled to PACKS
+REPLY_MS = 3000  # a tester gives a request up after this (the board's N_Bs is 1000 ms)
+
+
+def live_reads():
+    """(request PDUs, reply PDU lengths) of one refresh as bmsctl live does it (the
+    battery and lithium-ion-module models read by pysunspec2), against the
+    composed handler of a bench pack."""
+    from tools.fuzz_host import Rig
+    from tools.bmsctl import sunspec
+    rig = Rig()
+    log = []
+
+    class Through:
+        def exchange(self, unit, pdu):
+            out = bytearray(256)
+            k = rig.host.pdu(unit, bytearray(pdu), len(pdu), out, 5)
+            log.append((bytes(pdu), k))
+            return bytes(out[:k])
+
+    dev = sunspec.scan(Through(), 1)
+    del log[:]
+    for group in dev.models.get("battery", []):
+        group.read()
+    for group in dev.models.get("lithium-ion-module", [])[:1]:
+        group.read()
+    return log
+
+
+def t35_s(baud):
+    """The inter-frame gap: 3.5 characters, fixed 1.75 ms above 19200 baud (Serial Line 2.5.1.1)."""
+    return 1.75e-3 if baud > 19200 else 3.5 * RTU_BITS_PER_CHAR / baud
+
+
+# The handler's own CPU time per RTU request in the 32-bit unix MicroPython:
+# the request's bytes into on_rs485 (framer and CRC per byte), the PDU, the
+# reply's CRC; best of 5 runs of 50, microseconds per request, per request kind.
+UNIX_HOST = """
+import sys
+sys.path[:] = ["", ".frozen", ROOT + "/lib", ROOT + "/firmware", ROOT + "/boards"]
+import time
+from app.host import Host
+from bms.params import Params
+from bms.state import PackState
+from bms.system import SystemView, from_pack
+st = PackState()
+params = Params()
+view = SystemView()
+from_pack(view, st, params)
+class Port:
+    def write(self, b):
+        return len(b)
+h = Host(st, params, view, Port(), None)
+for f in FRAMES:
+    f = bytearray(f)
+    best = 1 << 30
+    for r in range(5):
+        t0 = time.ticks_us()
+        for _ in range(50):
+            h.on_rs485(f, len(f))
+        d = time.ticks_diff(time.ticks_us(), t0)
+        best = d if d < best else best
+    print(best / 50)
+"""
+
+
+def unix_host_us(frames):
+    """us per RTU request in the 32-bit unix MicroPython, per frame, or None without it."""
+    from tools import ram
+    exe = ram.interpreter()
+    if exe is None:
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write("ROOT = %r\nFRAMES = %r\n" % (paths.ROOT, [bytes(x) for x in frames]) + UNIX_HOST)
+    r = subprocess.run([exe, "-X", "heapsize=%d" % ram.BIG_HEAP, f.name], capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, MICROPYPATH=""))
+    os.unlink(f.name)
+    if r.returncode != 0:
+        raise RuntimeError((r.stderr or r.stdout).strip().splitlines()[-1:])
+    return [float(x) for x in r.stdout.split()]
+
+
+def rtu_figures(reads):
+    from tools.fuzz_host import adu
+    frames = [adu(1, pdu) for pdu, _ in reads]
+    req_b = [len(f) for f in frames]
+    rep_b = [1 + k + 2 for _, k in reads]
+    try:
+        us = unix_host_us(frames)
+    except Exception as e:  # a benchmark prints what it could not measure
+        print("  handler CPU time: not measured (%s)" % e)
+        us = None
+    if us is None:
+        from tools import ram
+        print("  handler CPU time: not measured: " + ram.HOWTO)
+        us = [0.0] * len(frames)
+    print("host protocol, Modbus RTU (one `bmsctl live` refresh of a pack = %s):" % " + ".join(
+        "FC03 %d x %d regs" % (int.from_bytes(p[1:3], "big"), int.from_bytes(p[3:5], "big")) for p, _ in reads))
+    print("  bytes per request / reply: %s; handler (32-bit unix MicroPython 1.27, this machine): %s us"
+          % (", ".join("%d / %d" % x for x in zip(req_b, rep_b)), ", ".join("%.0f" % u for u in us)))
+    for baud in RTU_BAUDS:
+        char_s = RTU_BITS_PER_CHAR / baud
+        per = [(q + p) * char_s + 2 * t35_s(baud) + u / 1e6 for q, p, u in zip(req_b, rep_b, us)]
+        pack_s = sum(per)
+        print("  %6d baud: %s ms per request (wire + 2 x t3.5 %.2f ms + handler) -> %.1f requests/s, "
+              "%.2f packs refreshed/s, %d packs every %.1f s"
+              % (baud, " + ".join("%.1f" % (1e3 * x) for x in per), 1e3 * t35_s(baud), len(per) / pack_s,
+                 1 / pack_s, PACKS, PACKS * pack_s))
+    print("  (through the master: the relay's own time on the link for units 2..%d not included)" % PACKS)
+
+
+class Tester:
+    """A PC tool on the simulated link bus speaking ISO-TP (ISO 15765-2) to the
+    packs' host protocol on 0x18EF_TA_SA (app.hostcan): requests as single
+    frames, replies reassembled under flow control CTS, block size 8, STmin 0
+    (can-isotp's defaults, which bmsctl's transport keeps). Counts the frames
+    of each kind both ways."""
+    SA = 0xF1
+    BS = 8
+
+    def __init__(self, port):
+        self.port = port
+        self.kinds = {"SF": 0, "FF": 0, "CF": 0, "FC": 0}
+        self.rx = {}  # ta -> [length, bytearray, CFs left in the block]
+
+    def _send(self, ta, data, kind):
+        self.port.send(0x18EF0000 | ta << 8 | self.SA, data + b"\xcc" * (8 - len(data)), 2)
+        self.kinds[kind] += 1
+
+    def ask(self, ta, pdu):
+        self._send(ta, bytes((len(pdu),)) + pdu, "SF")
+
+    def poll(self):
+        """[(ta, reply PDU)] completed since the last poll."""
+        done = []
+        while self.port.any():
+            id_, data, flags, _ = self.port.recv()
+            if id_ & 0x1FFF0000 != 0x18EF0000 or (id_ >> 8) & 0xFF != self.SA:
+                continue  # the link's own frames
+            ta = id_ & 0xFF
+            pci = data[0] >> 4
+            if pci == 0:
+                self.kinds["SF"] += 1
+                done.append((ta, bytes(data[1:1 + (data[0] & 15)])))
+            elif pci == 1:
+                self.kinds["FF"] += 1
+                self.rx[ta] = [(data[0] & 15) << 8 | data[1], bytearray(data[2:8]), self.BS]
+                self._send(ta, bytes((0x30, self.BS, 0)), "FC")
+            elif pci == 2 and ta in self.rx:
+                self.kinds["CF"] += 1
+                r = self.rx[ta]
+                r[1] += data[1:8]
+                r[2] -= 1
+                if len(r[1]) >= r[0]:
+                    done.append((ta, bytes(r[1][:r[0]])))
+                    del self.rx[ta]
+                elif r[2] == 0:
+                    r[2] = self.BS
+                    self._send(ta, bytes((0x30, self.BS, 0)), "FC")
+        return done
+
+
+def can_figures(reads, settle_ms=15000, step_ms=2, seq_packs=4):
+    """32 packs on one link bus at 500 kbit/s: the link's own load over one
+    simulated second, then the tester refreshing every pack (the reads of one
+    `bmsctl live` refresh each), all packs at once and one pack after the
+    other (seq_packs of them, scaled to 32), with the tester's flow control
+    block size 8 (can-isotp's default) and 0 (one flow control per reply)."""
+    from sim.bus import frame_bits
+    doc = {"packs": PACKS, "duration_s": 600}
+    world = simworld.World(scn.parse(json.dumps(doc), FAULTS), lambda line: None)
+    world.run_until(settle_ms)
+    bits0 = world.can.bits
+    frames0 = sum(p.board.can.sent for p in world.packs)
+    world.run_until(settle_ms + 1000)
+    link_load = (world.can.bits - bits0) / CAN_BITRATE
+    link_frames = sum(p.board.can.sent for p in world.packs) - frames0
+    port = world.can.attach("tester", PACKS)
+    port._push = lambda id_, data, flags: port._q.append((id_, data, flags))  # a PC's socket buffer: no loss
+    tester = Tester(port)
+    tas = [p.app.link.roles.address for p in world.packs]
+    pdus = [p for p, _ in reads]
+
+    def refresh(group, packs):
+        """Sim ms for one refresh of every pack, group packs asked at the same
+        time, the bus bits it took, and the requests that got no reply within
+        REPLY_MS (frames lost in the packs' receive queues)."""
+        t0 = world.runner.now_ms
+        b0 = world.can.bits
+        lost = 0
+        for g in range(0, packs, group):
+            step = {ta: [0, world.runner.now_ms] for ta in tas[g:min(g + group, packs)]}
+            for ta in step:
+                tester.ask(ta, pdus[0])
+            while step:
+                world.run_until(world.runner.now_ms - world.start_ms + step_ms)
+                now = world.runner.now_ms
+                for ta, reply in tester.poll():
+                    if ta not in step or reply[0] != 3 or len(reply) != 2 + 2 * pdus[step[ta][0]][4]:
+                        raise RuntimeError("pack %d answered %s" % (ta, reply[:2].hex()))
+                    step[ta] = [step[ta][0] + 1, now]
+                for ta in list(step):
+                    if now - step[ta][1] > REPLY_MS:
+                        lost += 1
+                        tester.rx.pop(ta, None)
+                        step[ta] = [step[ta][0] + 1, now]
+                    if step[ta][1] == now:
+                        if step[ta][0] == len(pdus):
+                            del step[ta]
+                        else:
+                            tester.ask(ta, pdus[step[ta][0]])
+        return world.runner.now_ms - t0, world.can.bits - b0, lost
+
+    print("host protocol over CAN (ISO-TP on 29-bit ids, %d kbit/s, %d packs, the same reads; each pack "
+          "answers for itself, app.hostcan):" % (CAN_BITRATE // 1000, PACKS))
+    print("  the link's own traffic: %d frames/s, %.1f %% of the bus (measured over a simulated second)"
+          % (link_frames, 100 * link_load))
+    frame = frame_bits(True, 8)
+    for variant in ("as built: the CAN port is read at the link's %d ms tick" % world.packs[0].app.link.period_ms,
+                    "what if the CAN port were also read at each %d ms host-can tick (not built)"
+                    % world.packs[0].app.host[1].period_ms):
+        print("  " + variant + ":")
+        if variant.startswith("what if"):
+            for p in world.packs:
+                _read_at_host_tick(p.app)
+        for bs in (8, 0):
+            tester.BS = bs
+            refresh(1, 1)  # warm up
+            for k in tester.kinds:
+                tester.kinds[k] = 0
+            refresh(1, 1)
+            per_pack = list(tester.kinds.items())
+            frames = sum(v for _, v in per_pack)
+            host_bits = PACKS * frames * frame
+            print("    tester block size %d: frames per pack refresh %s = %d, %d bits each (29-bit, 8 bytes, "
+                  "worst-case stuffing); the bus alone (less the link's share) would allow %.1f Hz for %d packs"
+                  % (bs, ", ".join("%s %d" % kv for kv in per_pack), frames, frame,
+                     (1 - link_load) * CAN_BITRATE / host_bits, PACKS))
+            bus_hz = (1 - link_load) * CAN_BITRATE / host_bits
+            for group, packs in ((1, SEQ_PACKS), (4, SEQ_PACKS), (PACKS, PACKS)):
+                ms, bits, lost = refresh(group, packs)
+                ms = ms * PACKS / packs
+                hz = min(1000.0 / ms, bus_hz)  # the simulated bus takes frames in no time: its capacity caps
+                print("      %2d pack(s) asked at once: %5.0f ms per refresh of %d packs -> %.2f Hz%s%s (budget >= 1 Hz)"
+                      % (group, ms, PACKS, hz, " (the bus's capacity)" if hz < 1000.0 / ms else "",
+                         "; %d of %d requests unanswered within %d ms (frames lost)"
+                         % (lost, len(pdus) * packs, REPLY_MS) if lost else ""))
+
+
+def _read_at_host_tick(app):
+    """The what-if of can_figures: the host-can service reads the CAN port before each tick."""
+    svc = app.host[1]
+    tick = svc.tick
+    rx = app.link.can_rx
+
+    def read_then_tick(now_ms):
+        rx.poll()
+        tick(now_ms)
+    svc.tick = read_then_tick
+
+
 def main():
     formed, load, speed = parallel_32()
     print("parallel packs, 32 packs (link): formed %.1f s after power-on (target <= 10 s); link bus load "
@@ -330,6 +600,9 @@ def main():
         print("MicroPython (wasm): not measured (%s)" % e)
     from tools import ram
     ram.figures()
+    reads = live_reads()
+    rtu_figures(reads)
+    can_figures(reads)
     t0 = time.perf_counter()
     week_figures()
     print("(SOC and balancing weeks: %.0f s wall)" % (time.perf_counter() - t0))
