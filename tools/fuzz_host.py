@@ -67,7 +67,7 @@ class Rig:
         w = simworld.World(scn.parse(SCENARIO, FAULTS), lambda line: None)
         w.run_until(8000)
         self.app = app = w.packs[0].app
-        self.host, self.can_svc = app.host
+        self.host, self.can_svc = app.host[0], app.host[1]  # [Host, HostCan, Relay] (app.compose.host)
         self.host.port = self  # RTU replies land in self.out
         self.out = []
         self.auth = self.host.auth
@@ -471,7 +471,8 @@ def run_rtu(n, seed, rig=None):
         except Exception as e:
             raise Finding("%s raised %r" % (what, e))
         _errors(rig, what)
-        verdict = _verdict(_rtu_replies(rig, set(s) | set(held)))
+        # the master relays other units (app.relay): 0x0A no path, 0x0B no answer (Application Protocol 7)
+        verdict = _verdict(_rtu_replies(rig, set(s) | set(held)), (1, 2, 3, 6, 0x0A, 0x0B))
         # a frame without a reply (broadcast, another unit) may have acted unseen: only without a session it may not
         unseen = framer.frames - frames != host.replies - replies
         _check(rig, before, verdict, what, unknown=unseen and level > 0)
