@@ -105,7 +105,7 @@ def host(app, board, ports):
     can_svc = None
     if ports.can_rx is not None:
         roles = app.link.roles
-        can_svc = HostCan(svc, ports.can, lambda: roles.address)
+        can_svc = HostCan(svc, ports.can, lambda: roles.address, ports.can_rx)
         ports.can_rx.subscribe(can_svc, SELECTION)
         out.append(can_svc)
     if rin is not None:

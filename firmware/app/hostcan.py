@@ -32,12 +32,22 @@ class HostCan(Service):
     name = "host-can"
     period_ms = 10
 
-    def __init__(self, host, can, address):
+    def __init__(self, host, can, address, can_rx=None):
         """host: app.host.Host (its pdu()); can: the CAN port to send on;
-        address(): this pack's link address now (1 = master)."""
+        address(): this pack's link address now (1 = master); can_rx: the
+        port's reader (app.canport)."""
         self.host = host
         self.can = can
+        self.can_rx = can_rx
         self.address = address
+        # host traffic on the bus (any pack's): while there is, tick() reads the
+        # port every period, not only at the link's 100 ms tick, on every pack: a
+        # tester's ISO-TP turns then wait 10 ms, and a pack that is not being
+        # asked still empties its receive queue of the others' replies (every
+        # host frame passes every pack's filter; a full queue would lose the
+        # request that comes next). Without host traffic nothing changes.
+        self._traffic = False
+        self._traffic_ms = 0
         self.ch = isotp.Channel(256, 256)
         self._mv = memoryview(self.ch.frame)
         self._req = memoryview(self.ch.rx)
@@ -52,7 +62,11 @@ class HostCan(Service):
 
     def on_frame(self, bus, fr):
         id_ = fr[0]
-        if (id_ >> 16) & 0x1FFF != BASE >> 16 or (id_ >> 8) & 0xFF != self.address():
+        if (id_ >> 16) & 0x1FFF != BASE >> 16:
+            return
+        self._traffic = True
+        self._traffic_ms = self.now_ms
+        if (id_ >> 8) & 0xFF != self.address():
             return
         sa = id_ & 0xFF
         r = self.relay
@@ -79,6 +93,11 @@ class HostCan(Service):
 
     def tick(self, now_ms):
         self.now_ms = now_ms
+        if self._traffic and self.can_rx is not None:
+            if ticks_diff(now_ms, self._traffic_ms) < _IDLE_MS:
+                self.can_rx.poll()
+            else:
+                self._traffic = False
         ch = self.ch
         if self.tester < 0:
             return

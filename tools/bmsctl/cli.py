@@ -114,10 +114,21 @@ def cmd_live(t, args, out):
                                                          ",".join(str(u) for u in units)))
     writer = None
     n = 0
+    def read(d):
+        for group in d.models.get("battery", []) + d.models.get("lithium-ion-module", []):
+            group.read()
     while args.count == 0 or n < args.count:
+        # over CAN every pack answers for itself: a few at a time (transport.parallel;
+        # README "Benchmarks": 4 packs at once, flow control block size 0, refresh 32 packs at ~1.7 Hz)
+        k = getattr(t, "parallel", 1)
+        if k > 1 and len(devs) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(max_workers=k) as pool:
+                list(pool.map(read, devs.values()))
+        else:
+            for d in devs.values():
+                read(d)
         for u, d in devs.items():
-            for group in d.models.get("battery", []):
-                group.read()
             row = dict(_summary(u, d), t=round(time.time(), 3))
             row["alarms"] = _alarms(t, u, d, args.regmap)
             if args.json:

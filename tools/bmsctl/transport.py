@@ -100,7 +100,11 @@ def can_ids(pack_address):
 
 
 class Can:
-    """Modbus PDUs over ISO-TP; unit = the pack's link address (1 = master)."""
+    """Modbus PDUs over ISO-TP; unit = the pack's link address (1 = master).
+    Each pack answers for itself, so `live` asks `parallel` packs at a time,
+    and our flow control asks for a whole reply at once (block size 0): the
+    figures of `make perf` (README "Benchmarks")."""
+    parallel = 4
 
     def __init__(self, interface, channel, bitrate=None, timeout_s=2.0):
         import can
@@ -125,7 +129,7 @@ class Can:
             tx, rx = can_ids(unit)
             addr = isotp.Address(isotp.AddressingMode.Normal_29bits, txid=tx, rxid=rx)
             st = isotp.NotifierBasedCanStack(self.bus, self._notifier, address=addr,
-                                             params={"tx_padding": 0xCC, "blocking_send": True})
+                                             params={"tx_padding": 0xCC, "blocking_send": True, "blocksize": 0})
             st.start()
             self._stacks[unit] = st
         return st
