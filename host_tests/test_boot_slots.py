@@ -173,12 +173,14 @@ def test_a_confirmed_slot_whose_image_is_gone_is_recovery(tmp_path, images):
     assert pack.record()[S.COUNTER0] == S.NONE
 
 
-def test_a_damaged_record_is_blank_with_a_note_so_recovery(tmp_path, images):
+def test_a_damaged_record_runs_slot_a_with_a_note(tmp_path, images):
+    # a pack that runs its protections is safer than one in recovery (nothing drives the FETs there)
     pack = Pack(tmp_path, _partition(tmp_path / "p", *images))
     pack.write(_installed(3))
     (pack.data / SS.FILE).write_bytes(b"BMSS" + bytes(30))  # no valid copy (no .bak yet)
     what, slot, ran, _, lines = pack.boot()
-    assert (what, ran) == (B.RECOVERY, None)
+    assert (what, slot) == (B.RUN, 0) and ran == "A"
+    assert pack.record() == B.factory()  # a good record again; the floor starts at 0
     assert "boot: slot record note %d (%d)" % (SS.N_SLOTS_CORRUPT, 4) in lines
 
 
@@ -212,8 +214,9 @@ def test_choose_follows_slots_and_checks_the_image():
     both = {0, 1}.__contains__
     assert B.choose(None, True, both) == (0, B.factory())
     assert B.choose(None, True, {1}.__contains__) == (S.NONE, None)
-    assert B.choose(None, False, both)[0] == S.RECOVERY  # damaged beyond the backup
-    assert B.choose([0, 0, 0], False, both)[0] == S.RECOVERY  # not a valid record
+    assert B.choose(None, False, both) == (0, B.factory())  # damaged beyond the backup: slot A runs
+    assert B.choose([0, 0, 0], False, both) == (0, B.factory())  # not a valid record: the same
+    assert B.choose(None, False, {1}.__contains__)[0] == S.RECOVERY  # damaged, and nothing in slot A
     staged = S.stage(_installed(), 1, 4)
     assert B.choose(staged, False, both)[0] == 1
     slot, rec = B.choose(staged, False, {0}.__contains__)

@@ -20,8 +20,11 @@
 #     wrote over USB (mpremote romfs deploy writes from offset 0) is the
 #     factory install: confirmed, security counter 0;
 #   - no record and no image in slot A: nothing to do (a .mpy deploy);
-#   - a record that is damaged beyond its backup copy, or not valid, is blank
-#     (so recovery), with the store's note;
+#   - a record that is damaged beyond its backup copy, or not valid: the image
+#     in slot A runs as the factory install would (the store's note says why).
+#     A pack that runs its protections is safer than one in recovery, where
+#     nothing drives the FETs; the cost is the anti-downgrade floor, which
+#     starts again at 0 (slot A's image was itself checked when it was written);
 #   - a chosen slot without a mountable image is invalid: a pending one is
 #     rolled back at once, a confirmed one leaves recovery.
 from update import slots
@@ -78,12 +81,13 @@ def choose(rec, no_file, has_image):
     """(slot or slots.RECOVERY or slots.NONE (nothing to do), the record to
     save before it runs or None). rec: the stored record or None; no_file:
     there is no record file at all; has_image(slot): the slot holds an image."""
-    if rec is None and no_file:
-        if not has_image(0):
+    if rec is None or not slots.valid(rec):
+        if has_image(0):
+            rec = factory()
+        elif no_file:
             return slots.NONE, None
-        rec = factory()
-    elif rec is None or not slots.valid(rec):
-        rec = slots.blank()
+        else:
+            rec = slots.blank()
     for _ in range(3):  # pending, then confirmed, then recovery
         slot, rec = slots.boot(rec)
         if slot == slots.RECOVERY or has_image(slot):
