@@ -99,7 +99,10 @@ class Roles:
 
 class Table:
     """The master's view of every pack by address (own row included),
-    filled from the reports; arrays, no allocation after construction."""
+    filled from the reports; arrays, no allocation after construction. A field
+    a report carries as u16/i16 is an array("H")/("h") (half the RAM); its
+    writers (proto.link.take_*, bms.system.own_row) give it only values in
+    range (CPython raises, MicroPython would wrap)."""
 
     def __init__(self):
         self.last_ms = array("i", [0] * N)
@@ -111,19 +114,19 @@ class Table:
         self.soh_pct = bytearray(N)
         self.flags = bytearray(N)
         self.cap_ah = array("H", [0] * N)
-        self.cvl_mv = array("i", [0] * N)
+        self.cvl_mv = array("H", [0] * N)
         self.ccl_ma = array("i", [0] * N)
         self.dcl_ma = array("i", [0] * N)
-        self.dvl_mv = array("i", [0] * N)
-        self.min_cell_mv = array("i", [0] * N)
-        self.max_cell_mv = array("i", [0] * N)
-        self.min_temp_dc = array("i", [0] * N)
-        self.max_temp_dc = array("i", [0] * N)
+        self.dvl_mv = array("H", [0] * N)
+        self.min_cell_mv = array("H", [0] * N)
+        self.max_cell_mv = array("H", [0] * N)
+        self.min_temp_dc = array("h", [0] * N)
+        self.max_temp_dc = array("h", [0] * N)
         self.idx_cell = bytearray(N)  # min << 4 | max
         self.idx_temp = bytearray(N)
-        self.alarms = array("i", [0] * N)
-        self.protections = array("i", [0] * N)
-        self.faults = array("i", [0] * N)
+        self.alarms = array("H", [0] * N)
+        self.protections = array("H", [0] * N)
+        self.faults = array("H", [0] * N)
         self.full_mah = array("i", [0] * N)  # learned full charge capacity (else rated)
         self.cycles = array("H", [0] * N)
         self.conflicts = 0  # frames from our own address we did not send

@@ -8,6 +8,7 @@ from bms.params import RATED_CAPACITY_MAH
 from defs.snapshot import N_CELL_TEMPS
 from proto import link
 from proto.link import F_CHG_OK, F_DSG_OK, F_HOLD
+from proto.wire import u16
 
 
 class SystemView:
@@ -137,10 +138,10 @@ def own_row(t, a, st, params, flags):
     t.cap_ah[a] = params.v[RATED_CAPACITY_MAH] // 1000
     t.full_mah[a] = full_mah(st, params)
     t.cycles[a] = st.cycles & 0xFFFF
-    t.cvl_mv[a] = st.cvl_mv
+    t.cvl_mv[a] = u16(st.cvl_mv)
     t.ccl_ma[a] = (st.ccl_ma // 10) * 10
     t.dcl_ma[a] = (st.dcl_ma // 10) * 10
-    t.dvl_mv[a] = st.dvl_mv
+    t.dvl_mv[a] = u16(st.dvl_mv)
     t.min_cell_mv[a] = snap.min_cell_mv  # acquire found the extremes
     t.max_cell_mv[a] = snap.max_cell_mv
     t.idx_cell[a] = (snap.min_cell << 4) | snap.max_cell

@@ -127,6 +127,9 @@ PIN_FET_NTC = 0x0F  # 11: used for FET temperature protection
 # by setting 0..15 (TRM 13.6.7)
 SCD_MV = (10, 20, 40, 60, 80, 100, 125, 150, 175, 200, 250, 300, 350, 400, 450, 500)
 
+# the data bytes of the heap-locked transfers (read(), _flush()): their views of
+# _raw are made once; the set-up's other lengths slice (allocate) per transfer
+_LOCKED_LENGTHS = (1, 2, 3, 4, 6, 20, 42)
 _TIMEOUT_POLLS = 50  # subcommand completion: polls of 0x3E/0x3F
 _POLL_US = 200
 
@@ -248,7 +251,9 @@ class BQ76952(Afe):
         self._ar = self._aw | 1
         # scratch buffers, allocated once; one memoryview per length
         self._raw = bytearray(96)  # bytes on the wire (data, with CRCs if on)
-        self._rv = [memoryview(self._raw)[:n] for n in range(97)]
+        w = 2 if self.crc else 1  # with CRC on, each data byte is followed by its CRC
+        mv = memoryview(self._raw)
+        self._rv = {w * n: mv[:w * n] for n in _LOCKED_LENGTHS}
         self._safety = bytearray(6)
         self._block = bytearray(42)
         self._temp = bytearray(20)
@@ -260,15 +265,20 @@ class BQ76952(Afe):
 
     # ---------------- transfer layer ----------------
 
+    def _view(self, n):
+        """self._raw[:n] (made once for _LOCKED_LENGTHS)."""
+        v = self._rv.get(n)
+        return v if v is not None else memoryview(self._raw)[:n]
+
     def _rd(self, reg, dst, n):
         """Read n bytes from reg into dst[0:n]; CRC checked. Raises OSError."""
         if not self.crc:
-            self.i2c.readfrom_mem_into(self.addr, reg, self._rv[n])
+            self.i2c.readfrom_mem_into(self.addr, reg, self._view(n))
             raw = self._raw
             for i in range(n):
                 dst[i] = raw[i]
             return
-        self.i2c.readfrom_mem_into(self.addr, reg, self._rv[2 * n])
+        self.i2c.readfrom_mem_into(self.addr, reg, self._view(2 * n))
         raw = self._raw
         t = _CRC_TABLE
         # first byte: CRC over address+W, register, address+R, data (SLUAA11B 4)
@@ -288,7 +298,7 @@ class BQ76952(Afe):
         if not self.crc:
             for i in range(n):
                 raw[i] = src[i]
-            self.i2c.writeto_mem(self.addr, reg, self._rv[n])
+            self.i2c.writeto_mem(self.addr, reg, self._view(n))
             return
         t = _CRC_TABLE
         d = src[0]
@@ -298,7 +308,7 @@ class BQ76952(Afe):
             d = src[i]
             raw[2 * i] = d
             raw[2 * i + 1] = t[d]
-        self.i2c.writeto_mem(self.addr, reg, self._rv[2 * n])
+        self.i2c.writeto_mem(self.addr, reg, self._view(2 * n))
 
     def _sub_write(self, code, n):
         """Send subcommand code with n data bytes already in self._sub[2:]:
