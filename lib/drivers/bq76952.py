@@ -249,7 +249,7 @@ class BQ76952(Afe):
         # CRC seeds of a read's first byte: address+W, register, address+R
         self._aw = (addr << 1) & 0xFF
         self._ar = self._aw | 1
-        # scratch buffers, allocated once; one memoryview per length
+        # scratch buffers, allocated once; views of _raw: _view()
         self._raw = bytearray(96)  # bytes on the wire (data, with CRCs if on)
         w = 2 if self.crc else 1  # with CRC on, each data byte is followed by its CRC
         mv = memoryview(self._raw)
