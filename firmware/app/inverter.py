@@ -203,11 +203,14 @@ class Rs485Server:
         self.st = state
         self.params = params
         self.view = view
-        self.info = bytearray(_INFO_BYTES)
+        self.out = bytearray(18 + 2 * _INFO_BYTES)
+        # the reply's INFO is built in the tail of out: encode_frame writes the hex
+        # of info[k] at 13 + 2k, 14 + 2k, before out[18 + _INFO_BYTES + k + 1], the
+        # next byte it reads (test_inverter_rs485 checks the overlap)
+        self.info = memoryview(self.out)[18 + _INFO_BYTES:]
         self.scratch = bytearray(_PACK_BYTES + 2)  # another pack's 0x42 INFO from the link
         self.packs = packs  # link: the master's table of the other packs (app.link.Link)
         self.now_ms = 0
-        self.out = bytearray(18 + 2 * _INFO_BYTES)
         v = params.v
         self.units = v[P.INV_RS485_UNITS_COUNT]
         # 0x47 fields in order (python-pylontech system_parameters_fmt, FHEM
