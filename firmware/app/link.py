@@ -25,12 +25,12 @@ from app.service import Service
 LINK_MS = 100
 
 
-def _views(buf, head):
-    """{n: memoryview buf[:head + n]} for the payload lengths n a link frame
+def _views(buf, off):
+    """{n: memoryview buf[:off + n]} for the payload lengths n a link frame
     has (proto.link.LENGTHS: 2 and 8; Rs485Parser takes no other), made once:
     the tick writes a frame's first bytes without allocating a slice."""
     mv = memoryview(buf)
-    return {n: mv[:head + n] for n in link.LENGTHS}
+    return {n: mv[:off + n] for n in link.LENGTHS}
 
 
 

@@ -127,9 +127,6 @@ PIN_FET_NTC = 0x0F  # 11: used for FET temperature protection
 # by setting 0..15 (TRM 13.6.7)
 SCD_MV = (10, 20, 40, 60, 80, 100, 125, 150, 175, 200, 250, 300, 350, 400, 450, 500)
 
-# the data bytes of the heap-locked transfers (read(), _flush()): their views of
-# _raw are made once; the set-up's other lengths slice (allocate) per transfer
-_LOCKED_LENGTHS = (1, 2, 3, 4, 6, 20, 42)
 _TIMEOUT_POLLS = 50  # subcommand completion: polls of 0x3E/0x3F
 _POLL_US = 200
 
@@ -253,7 +250,9 @@ class BQ76952(Afe):
         self._raw = bytearray(96)  # bytes on the wire (data, with CRCs if on)
         w = 2 if self.crc else 1  # with CRC on, each data byte is followed by its CRC
         mv = memoryview(self._raw)
-        self._rv = {w * n: mv[:w * n] for n in _LOCKED_LENGTHS}
+        # the data bytes of the heap-locked transfers (read(), _flush()): their
+        # views are made once; the set-up's other lengths slice (allocate) each time
+        self._rv = {w * n: mv[:w * n] for n in (1, 2, 3, 4, 6, 20, 42)}
         self._safety = bytearray(6)
         self._block = bytearray(42)
         self._temp = bytearray(20)
@@ -266,7 +265,7 @@ class BQ76952(Afe):
     # ---------------- transfer layer ----------------
 
     def _view(self, n):
-        """self._raw[:n] (made once for _LOCKED_LENGTHS)."""
+        """self._raw[:n] (made once for the heap-locked lengths)."""
         v = self._rv.get(n)
         return v if v is not None else memoryview(self._raw)[:n]
 
