@@ -110,8 +110,9 @@ class Auth:
         self.seen_ms = array("i", [0] * SLOTS)  # last request that used the session
         self.pending = bytearray(SLOTS)  # 1: a nonce is outstanding
         self.chal_ms = array("i", [0] * SLOTS)
-        self.nonce = [bytearray(NONCE_LEN) for _ in range(SLOTS)]
-        self.snonce = [bytearray(NONCE_LEN) for _ in range(SLOTS)]  # the session's login nonce
+        # slot i's nonce at [i * NONCE_LEN:], one buffer for all (fewer objects)
+        self.nonce = bytearray(SLOTS * NONCE_LEN)
+        self.snonce = bytearray(SLOTS * NONCE_LEN)  # the session's login nonce
         self.refused = 0
         self.by_reason = array("i", [0] * N_REASONS)
         self.last_reason = 0
@@ -205,7 +206,8 @@ class Auth:
             self._free(i)
             self.port[i] = port
         n = self.rng(NONCE_LEN)
-        self.nonce[i][:] = n
+        o = i * NONCE_LEN
+        self.nonce[o:o + NONCE_LEN] = n
         self.pending[i] = 1
         self.chal_ms[i] = now_ms
         return bytes(n)
@@ -226,12 +228,13 @@ class Auth:
         secret = self._secret.get(level)
         if secret is None:
             return self.refuse(port, R_NO_CREDENTIAL)
-        want = hmac_sha256(secret, bytes(self.nonce[i]) + bytes((level,)))
+        o = i * NONCE_LEN
+        want = hmac_sha256(secret, bytes(self.nonce[o:o + NONCE_LEN]) + bytes((level,)))
         if not equal(want, mac):
             return self._fail(port, R_BAD_MAC, now_ms)
         self.lvl[i] = level
         self.seen_ms[i] = now_ms
-        self.snonce[i][:] = self.nonce[i]
+        self.snonce[o:o + NONCE_LEN] = self.nonce[o:o + NONCE_LEN]
         self.fails = 0
         self.lock_len_ms = LOCK_MS
         return True
@@ -306,7 +309,8 @@ class Auth:
             return self.refuse(port, R_BAD_BLOB)
         i = self._slot(port)
         ct = bytes(blob[:SECRET_LEN])
-        pad, tag = _blob_keys(self._secret[INSTALLER], bytes(self.snonce[i]), level, ct)
+        o = i * NONCE_LEN
+        pad, tag = _blob_keys(self._secret[INSTALLER], bytes(self.snonce[o:o + NONCE_LEN]), level, ct)
         if not equal(tag, blob[SECRET_LEN:]):
             return self._fail(port, R_BAD_BLOB, now_ms)
         self.touch(port, now_ms)
