@@ -15,6 +15,7 @@
 # up (a slave writes on Link IN, each pack reads its Link OUT and relays them
 # up its Link IN to the master), the master's HELLO/CMD/REQ go down (Link OUT,
 # relayed down by every slave). Buffers are allocated once.
+from defs.const import const
 from defs import codes
 from bms import parallel
 from bms.system import own_row
@@ -22,7 +23,7 @@ from proto import link
 from proto import pylon_rs485 as pr
 from app.service import Service
 
-LINK_MS = 100
+LINK_MS = const(100)
 
 
 def _views(buf, off):

@@ -18,29 +18,30 @@
 #    heard before and now silent is offline (parallel failure). When the
 #    online count grows and then stays put for STABLE_MS the system is
 #    (re)formed: the generation number goes up and every pack flickers RUN.
+from defs.const import const
 from array import array
 from proto import link
 
-NONE = 0
-SINGLE = 1
-MASTER = 2
-SLAVE = 3
+NONE = const(0)
+SINGLE = const(1)
+MASTER = const(2)
+SLAVE = const(3)
 ROLE_NAMES = ("single", "single", "master", "slave")  # trace names (none shows as single)
 
-DISCOVER_MS = 2000
-UPSTREAM_LOST_MS = 3000
-HELLO_LOST_MS = 3000
-OFFLINE_MS = 3500
-STABLE_MS = 3000
-REPORT_MS = 1000
-ADDR_MS = 100  # RS485: 9 bytes every 100 ms, 9 % of 9600 baud
-BOOT_HOLD_MS = 250
-HELLO_MS = 500
-JOIN_MV = 1000
+DISCOVER_MS = const(2000)
+UPSTREAM_LOST_MS = const(3000)
+HELLO_LOST_MS = const(3000)
+OFFLINE_MS = const(3500)
+STABLE_MS = const(3000)
+REPORT_MS = const(1000)
+ADDR_MS = const(100)  # RS485: 9 bytes every 100 ms, 9 % of 9600 baud
+BOOT_HOLD_MS = const(250)
+HELLO_MS = const(500)
+JOIN_MV = const(1000)
 N = link.MAX_PACKS + 1  # table rows by address (row 0 unused)
-MAX_CELLS = 16
-MAX_TEMPS = 8
-CELLS_MAX_AGE_MS = 10000  # cells older than this are not told to the inverter
+MAX_CELLS = const(16)
+MAX_TEMPS = const(8)
+CELLS_MAX_AGE_MS = const(10000)  # cells older than this are not told to the inverter
 
 
 def elapsed(now, since):

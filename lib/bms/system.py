@@ -3,6 +3,7 @@
 # and temperatures with where they are, module counts and the union of alarm
 # states. Filled in place without allocation. from_pack() makes the view of a
 # single pack; the parallel-packs issue adds the aggregate over many packs.
+from defs.const import const
 from defs import codes
 from bms.params import RATED_CAPACITY_MAH
 from defs.snapshot import N_CELL_TEMPS
@@ -117,7 +118,7 @@ def from_pack(view, st, params, pack=0):
 #  - counts: online, blocking charge (online and not F_CHG_OK or held),
 #    blocking discharge, offline (reported before, silent now).
 #  - alarms, protections, faults: union over online packs.
-SHARE_MIN_MA = 2000
+SHARE_MIN_MA = const(2000)
 
 
 def full_mah(st, params):
