@@ -188,8 +188,9 @@ def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configur
         button, charger, jumper, can, None, None, ticks_us,
         dip_layout=cfg.DIP_LAYOUT, ntc=Ntc(), ntc_adc=ntc_adc, wdt_timeout_ms=cfg.WDT_TIMEOUT_MS)
     baud = board.dip.baud
+    # the services read bytes (Rs485Uart), never the driver's idle-gap frames: no frame buffer
     board.link_in = Rs485Uart(RS485(machine.UART(cfg.UART_IN, baud, tx=Pin(p["link_in_tx"]), rx=Pin(p["link_in_rx"])),
-                                    out(p["link_in_de"]), baud, LINK_IN))
+                                    out(p["link_in_de"]), baud, LINK_IN, 0))
     board.link_out = Rs485Uart(RS485(machine.UART(cfg.UART_OUT, baud, tx=Pin(p["link_out_tx"]),
-                                                  rx=Pin(p["link_out_rx"])), out(p["link_out_de"]), baud, LINK_OUT))
+                                                  rx=Pin(p["link_out_rx"])), out(p["link_out_de"]), baud, LINK_OUT, 0))
     return board

@@ -303,3 +303,18 @@ def test_lost_rs485_sends_safe_limits():
     _, d, _ = decode(ask(inv, end, req(0x92, b"\x02"), 20000))
     # the request is heard again (presence back), so normal limits return
     assert not st.inverter_lost and struct.unpack(">hh", d[5:9]) == (700, 1000)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=hs.data())
+def test_info_built_in_the_reply_buffer_tail_is_encoded_intact(data):
+    """The server builds INFO in the tail of its output buffer (no second
+    buffer): encoding it over itself loses no byte, at any length up to the
+    whole tail (the 8-pack 0x42 reply)."""
+    srv = server()[0].server
+    n = data.draw(hs.integers(0, len(srv.info)))
+    info = data.draw(hs.binary(min_size=n, max_size=n))
+    srv.info[:n] = info
+    m = pr.encode_frame(srv.out, 0x20, 2, pr.CID1, 0, srv.info, n)
+    f = dec.frame(bytes(srv.out[:m]))
+    assert f["info"] == info and (f["ver"], f["adr"], f["rtn"]) == (0x20, 2, 0)

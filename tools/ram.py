@@ -425,7 +425,7 @@ def _qstr_pools(lines):
 
 
 # the modules whose functions run at every boot: their lazy imports count too
-BOOT_LAZY = ("main", "bq_board", "app.app")
+BOOT_LAZY = ("main", "bq_board", "app.app", "app.compose")
 
 
 def _all_imports(path):

@@ -1,11 +1,12 @@
 # Owns the acquire stage: AFE -> the pack state's snapshot, with the time of
 # the read, the measured interval since the previous good read and the
 # lowest/highest cell.
+from defs.const import const
 from defs.ticks import ticks_diff
 
 # the largest small int on a 32-bit board (2**30 - 1): counters stop or wrap
 # there so the heap-locked cycle never makes a big int
-SMALL_MAX = 0x3FFFFFFF
+SMALL_MAX = const(0x3FFFFFFF)
 
 
 class Acquire:

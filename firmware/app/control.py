@@ -5,13 +5,14 @@
 # (bms.sleep), then the FETs: each follows the protections and faults that
 # block it (defs.codes), and the discharge FET only closes after a finished
 # pre-charge (bms.precharge). Then the dry contacts (bms.outputs).
+from defs.const import const
 from defs import codes, modes
 from bms import indicate, outputs, parallel, sleep
 from bms import params as P
 from bms.precharge import Precharge, RUNNING, DONE, FAILED
 from store import counters as C
 
-FET_OFF_TRIES = 5  # set_fets(False...) attempts in the safe state before the AFE fault
+FET_OFF_TRIES = const(5)  # set_fets(False...) attempts in the safe state before the AFE fault
 _UV = codes.mask(codes.PROTECTIONS, ("CUVP", "PUVP"))
 _LOW_BATTERY = codes.mask(codes.ALARMS, ("UV", "TUV", "USOC"))
 

@@ -10,6 +10,7 @@
 # It reads no port itself: the CAN port's reader (app.canport) hands it the
 # 11-bit frames (on_frame), the Link IN router (app.router) the ASCII requests
 # (on_rs485); replies go out on the port it is given (link).
+from defs.const import const
 from array import array
 from app.service import Service
 from bms import params as P
@@ -20,20 +21,20 @@ from proto import pylon_rs485 as pr
 from proto.wire import div, put_u16, put_i16
 from bms.system import full_mah
 
-BUS_NONE = 0
-BUS_CAN = 1
-BUS_RS485 = 2
-_SEND_PER_TICK = 3  # the MCP2515 has three transmit buffers
-_SAT_MS = 0x3FFFFFFF  # silent time saturates here
-_EXT = 2  # FLAG_EXT_ID of the CAN ports (drivers.mcp2515, sim.bus): inverter ids are 11-bit (PROTOCOLS 1)
+BUS_NONE = const(0)
+BUS_CAN = const(1)
+BUS_RS485 = const(2)
+_SEND_PER_TICK = const(3)  # the MCP2515 has three transmit buffers
+_SAT_MS = const(0x3FFFFFFF)  # silent time saturates here
+_EXT = const(2)  # FLAG_EXT_ID of the CAN ports (drivers.mcp2515, sim.bus): inverter ids are 11-bit (PROTOCOLS 1)
 
 SERIAL = b"BMS-MPY-00000001"
 NAME = b"PYLON-MPY "  # 10 ASCII
 MAKER = b"PYLON-COMPATIBLE    "  # 20 ASCII
-SW_VERSION_MAJOR = 1
-SW_VERSION_MINOR = 0
-_ALL_PACKS = 8  # packs listed in a 0x42 INFO 0xFF reply
-_PACK_BYTES = 1 + 2 * 16 + 1 + 2 * 8 + 17  # one pack's 0x42 data at most (16 cells, 8 temps, count 4)
+SW_VERSION_MAJOR = const(1)
+SW_VERSION_MINOR = const(0)
+_ALL_PACKS = const(8)  # packs listed in a 0x42 INFO 0xFF reply
+_PACK_BYTES = const(1 + 2 * 16 + 1 + 2 * 8 + 17)  # one pack's 0x42 data at most (16 cells, 8 temps, count 4)
 _INFO_BYTES = 2 + _ALL_PACKS * _PACK_BYTES
 _VIEWS = 24  # reply lengths whose memoryview is kept (a reply is one of a few lengths)
 
@@ -203,11 +204,14 @@ class Rs485Server:
         self.st = state
         self.params = params
         self.view = view
-        self.info = bytearray(_INFO_BYTES)
+        self.out = bytearray(18 + 2 * _INFO_BYTES)
+        # the reply's INFO is built in the tail of out: encode_frame writes the hex
+        # of info[k] at 13 + 2k, 14 + 2k, before out[18 + _INFO_BYTES + k + 1], the
+        # next byte it reads (test_inverter_rs485 checks the overlap)
+        self.info = memoryview(self.out)[18 + _INFO_BYTES:]
         self.scratch = bytearray(_PACK_BYTES + 2)  # another pack's 0x42 INFO from the link
         self.packs = packs  # link: the master's table of the other packs (app.link.Link)
         self.now_ms = 0
-        self.out = bytearray(18 + 2 * _INFO_BYTES)
         v = params.v
         self.units = v[P.INV_RS485_UNITS_COUNT]
         # 0x47 fields in order (python-pylontech system_parameters_fmt, FHEM

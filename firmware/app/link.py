@@ -15,6 +15,7 @@
 # up (a slave writes on Link IN, each pack reads its Link OUT and relays them
 # up its Link IN to the master), the master's HELLO/CMD/REQ go down (Link OUT,
 # relayed down by every slave). Buffers are allocated once.
+from defs.const import const
 from defs import codes
 from bms import parallel
 from bms.system import own_row
@@ -22,14 +23,15 @@ from proto import link
 from proto import pylon_rs485 as pr
 from app.service import Service
 
-LINK_MS = 100
+LINK_MS = const(100)
 
 
-def _views(buf):
-    """memoryview slices buf[:n] for n = 0..len(buf), made once: the tick
-    writes a frame's first n bytes without allocating a slice."""
+def _views(buf, off):
+    """{n: memoryview buf[:off + n]} for the payload lengths n a link frame
+    has (proto.link.LENGTHS: 2 and 8; Rs485Parser takes no other), made once:
+    the tick writes a frame's first bytes without allocating a slice."""
     mv = memoryview(buf)
-    return [mv[:n] for n in range(len(buf) + 1)]
+    return {n: mv[:off + n] for n in link.LENGTHS}
 
 
 
@@ -62,11 +64,11 @@ class Link(Service):
         self._ask = bytearray(parallel.N)  # master: addresses to ask for their cells
         self._out = bytearray(link.RS485_MAX)
         self._pl = bytearray(8)
-        self._out_v = _views(self._out)
-        self._pl_v = _views(self._pl)
+        self._out_v = _views(self._out, 7)  # by payload length: 7 + n bytes
+        self._pl_v = _views(self._pl, 0)
         # relays: a parser's whole frame
-        self._p_v = _views(rx_in.parser.buf) if rx_in is not None else None
-        self._po_v = _views(rx_out.parser.buf) if rx_out is not None else None
+        self._p_v = _views(rx_in.parser.buf, 7) if rx_in is not None else None
+        self._po_v = _views(rx_out.parser.buf, 7) if rx_out is not None else None
         self._last_addr_ms = -1
         self._last_hello_ms = -1
         self._last_report_ms = -1
@@ -269,8 +271,8 @@ class Link(Service):
             # RS485 transport: up the chain toward the master, or down from it
             port = self.link_out if self.roles.role == parallel.MASTER else self.link_in
             if port is not None:
-                m = link.rs485_frame(self._out, typ, self.roles.address, dst, d, n)
-                port.write(self._out_v[m])
+                link.rs485_frame(self._out, typ, self.roles.address, dst, d, n)
+                port.write(self._out_v[n])
             return
         try:
             can.send(link.can_id(typ, self.roles.address, dst), self._pl_v[n], can.FLAG_EXT_ID)
@@ -286,8 +288,8 @@ class Link(Service):
         link.put_pair(d, link.ADDR_MASTER_REACHED if r.master_reached(now_ms) else 0,
                       self.forming.gen if r.role == parallel.MASTER else self.hello_gen)
         nxt = r.address + 1 if link.valid_address(r.address) and r.address < link.MAX_PACKS else 0
-        n = link.rs485_frame(self._out, link.T_ADDR, r.address, nxt, d, 2)
-        out.write(self._out_v[n])
+        link.rs485_frame(self._out, link.T_ADDR, r.address, nxt, d, 2)
+        out.write(self._out_v[2])
 
     def on_link_in(self, p, now_ms):
         """A good link frame arrived on Link IN (from upstream), in parser p."""
@@ -304,7 +306,7 @@ class Link(Service):
         if dst == link.BROADCAST or dst == r.address:
             self._handle(now_ms, typ, p.src, dst, p.payload)
         if (dst == link.BROADCAST or (link.valid_address(dst) and dst > r.address)) and self.link_out is not None:
-            self.link_out.write(self._p_v[7 + p.n])  # down the chain
+            self.link_out.write(self._p_v[p.n])  # down the chain
             self.relayed += 1
 
     def on_link_out(self, p, now_ms):
@@ -317,7 +319,7 @@ class Link(Service):
             self._handle(now_ms, p.typ, p.src, p.dst, p.payload)
         elif r.role == parallel.SLAVE and p.dst < r.address and not self.state.link_orphan \
                 and self.link_in is not None:
-            self.link_in.write(self._po_v[7 + p.n])  # up the chain
+            self.link_in.write(self._po_v[p.n])  # up the chain
             self.relayed += 1
 
     def on_frame(self, bus, fr):

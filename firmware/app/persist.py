@@ -8,6 +8,7 @@
 # wake-up tries, sleep), when the SOC has moved SOC_SAVE_PPM since the last
 # save, before sleeping, and otherwise at most every save_period_ms. A tick
 # with nothing new reads a few fields and returns.
+from defs.const import const
 from array import array
 from app.service import Service
 from defs import modes
@@ -19,13 +20,13 @@ from store import counters as C
 from store.eventlog import KIND_STORE, F_RAISED, C_BOOT, C_EVENTS_LOST, C_COUNTERS_BACKUP, \
     C_COUNTERS_CORRUPT, C_CLOCK_SET
 
-SAVE_PERIOD_MS = 900000  # 15 min: see README "Storage" for the wear this gives
-SOC_SAVE_PPM = 10000  # a save per 1 % of SOC moved: a cut loses less than 1 % SOC
+SAVE_PERIOD_MS = const(900000)  # 15 min: see README "Storage" for the wear this gives
+SOC_SAVE_PPM = const(10000)  # a save per 1 % of SOC moved: a cut loses less than 1 % SOC
 # boot-loop guard (app.app): a start counts as failed until it has run this
 # long without a failure (or went to sleep); after MAX_FAILED_STARTS failed
 # starts in a row the next one holds the pack safe and waits for the button
-START_OK_MS = 60000
-MAX_FAILED_STARTS = 5
+START_OK_MS = const(60000)
+MAX_FAILED_STARTS = const(5)
 
 
 class Persist(Service):

@@ -13,15 +13,16 @@
 # with an RTU framer (attribute framer: proto.modbus.Framer) inside a frame
 # keeps a 0x7E binary: RTU data and CRC are any bytes. The link service
 # runs poll() at its point of the tick (app.compose connects the subscribers).
+from defs.const import const
 from proto import link
 
-_OTHER = 0  # bytes go to the ASCII or binary subscribers (the kind in _kind)
-_SOF = 1  # a 0x7E held: the next byte tells a link frame (0..8) from the rest
-_LINK = 2  # inside a link frame: bytes go to the parser
-_ASCII = 3  # inside '~' ... '\r'
-_CHUNK = 64
-_RX = 64  # bytes taken from the port per readinto
-_CR = 0x0D
+_OTHER = const(0)  # bytes go to the ASCII or binary subscribers (the kind in _kind)
+_SOF = const(1)  # a 0x7E held: the next byte tells a link frame (0..8) from the rest
+_LINK = const(2)  # inside a link frame: bytes go to the parser
+_ASCII = const(3)  # inside '~' ... '\r'
+_CHUNK = const(64)
+_RX = const(64)  # bytes taken from the port per readinto
+_CR = const(0x0D)
 
 
 class Router:

@@ -14,45 +14,46 @@
 #   tick(now_ms): expiry on the wrapping clock (allocation-free)
 # No default secret exists: a level without one refuses every login.
 # MicroPython has no hmac module: RFC 2104 over hashlib.sha256 below.
+from defs.const import const
 import hashlib
 from array import array
 from defs.ticks import ticks_diff
 from bms import params as P
 
-USER = 1  # read, buzzer
-INSTALLER = 2  # parameters, calibration, control, clock, history clear
+USER = const(1)  # read, buzzer
+INSTALLER = const(2)  # parameters, calibration, control, clock, history clear
 NONCE_LEN = 16
-MAC_LEN = 32
-SECRET_LEN = 32
+MAC_LEN = const(32)
+SECRET_LEN = const(32)
 BLOB_LEN = 2 * SECRET_LEN
-SLOTS = 4  # ports with a challenge or a session at the same time
-CHALLENGE_MS = 60000  # a nonce not answered within this is void
+SLOTS = const(4)  # ports with a challenge or a session at the same time
+CHALLENGE_MS = const(60000)  # a nonce not answered within this is void
 # Brute force (ETSI EN 303 645 provision 5.1-5, IEC 62443-4-2 CR 1.11): after
 # FAIL_MAX wrong answers in a row the pack answers no challenge for LOCK_MS;
 # after a lock-out each further wrong answer locks again for twice as long,
 # up to LOCK_MAX_MS, until a login succeeds. Counted for the whole pack, not
 # per port: a CAN source address is a port, and an attacker has many.
-FAIL_MAX = 5
-LOCK_MS = 30000
-LOCK_MAX_MS = 960000
+FAIL_MAX = const(5)
+LOCK_MS = const(30000)
+LOCK_MAX_MS = const(960000)
 
 # refusal reasons (auth.by_reason[reason] counts them; the host handler passes
 # R_NO_SESSION or R_LEVEL for its own refusals)
-R_NO_CREDENTIAL = 1  # the level has no secret (not commissioned)
-R_BAD_MAC = 2  # wrong response
-R_NO_CHALLENGE = 3  # no nonce outstanding on this port: replayed, expired or never asked
-R_LOCKED = 4  # locked out after failures
-R_BAD_LEVEL = 5  # no such level
-R_NO_SESSION = 6  # a request needing a session on a port without one (or expired)
-R_LEVEL = 7  # a session of too low a level
-R_BUSY = 8  # every slot holds a live session
-R_NO_RNG = 9  # the port has no random source: no nonce, no login
-R_NOT_PRESENT = 10  # provisioning without physical presence
-R_BAD_BLOB = 11  # a set_secret blob of the wrong size or with a wrong tag
-R_STORE = 12  # the credential file could not be written: nothing changed
-N_REASONS = 13
+R_NO_CREDENTIAL = const(1)  # the level has no secret (not commissioned)
+R_BAD_MAC = const(2)  # wrong response
+R_NO_CHALLENGE = const(3)  # no nonce outstanding on this port: replayed, expired or never asked
+R_LOCKED = const(4)  # locked out after failures
+R_BAD_LEVEL = const(5)  # no such level
+R_NO_SESSION = const(6)  # a request needing a session on a port without one (or expired)
+R_LEVEL = const(7)  # a session of too low a level
+R_BUSY = const(8)  # every slot holds a live session
+R_NO_RNG = const(9)  # the port has no random source: no nonce, no login
+R_NOT_PRESENT = const(10)  # provisioning without physical presence
+R_BAD_BLOB = const(11)  # a set_secret blob of the wrong size or with a wrong tag
+R_STORE = const(12)  # the credential file could not be written: nothing changed
+N_REASONS = const(13)
 
-_BLOCK = 64  # SHA-256 block size (RFC 2104 "B")
+_BLOCK = const(64)  # SHA-256 block size (RFC 2104 "B")
 
 
 def hmac_sha256(key, msg):
@@ -110,8 +111,9 @@ class Auth:
         self.seen_ms = array("i", [0] * SLOTS)  # last request that used the session
         self.pending = bytearray(SLOTS)  # 1: a nonce is outstanding
         self.chal_ms = array("i", [0] * SLOTS)
-        self.nonce = [bytearray(NONCE_LEN) for _ in range(SLOTS)]
-        self.snonce = [bytearray(NONCE_LEN) for _ in range(SLOTS)]  # the session's login nonce
+        # slot i's nonce at [i * NONCE_LEN:], one buffer for all (fewer objects)
+        self.nonce = bytearray(SLOTS * NONCE_LEN)
+        self.snonce = bytearray(SLOTS * NONCE_LEN)  # the session's login nonce
         self.refused = 0
         self.by_reason = array("i", [0] * N_REASONS)
         self.last_reason = 0
@@ -205,7 +207,8 @@ class Auth:
             self._free(i)
             self.port[i] = port
         n = self.rng(NONCE_LEN)
-        self.nonce[i][:] = n
+        o = i * NONCE_LEN
+        self.nonce[o:o + NONCE_LEN] = n
         self.pending[i] = 1
         self.chal_ms[i] = now_ms
         return bytes(n)
@@ -226,12 +229,13 @@ class Auth:
         secret = self._secret.get(level)
         if secret is None:
             return self.refuse(port, R_NO_CREDENTIAL)
-        want = hmac_sha256(secret, bytes(self.nonce[i]) + bytes((level,)))
+        o = i * NONCE_LEN
+        want = hmac_sha256(secret, bytes(self.nonce[o:o + NONCE_LEN]) + bytes((level,)))
         if not equal(want, mac):
             return self._fail(port, R_BAD_MAC, now_ms)
         self.lvl[i] = level
         self.seen_ms[i] = now_ms
-        self.snonce[i][:] = self.nonce[i]
+        self.snonce[o:o + NONCE_LEN] = self.nonce[o:o + NONCE_LEN]
         self.fails = 0
         self.lock_len_ms = LOCK_MS
         return True
@@ -306,7 +310,8 @@ class Auth:
             return self.refuse(port, R_BAD_BLOB)
         i = self._slot(port)
         ct = bytes(blob[:SECRET_LEN])
-        pad, tag = _blob_keys(self._secret[INSTALLER], bytes(self.snonce[i]), level, ct)
+        o = i * NONCE_LEN
+        pad, tag = _blob_keys(self._secret[INSTALLER], bytes(self.snonce[o:o + NONCE_LEN]), level, ct)
         if not equal(tag, blob[SECRET_LEN:]):
             return self._fail(port, R_BAD_BLOB, now_ms)
         self.touch(port, now_ms)

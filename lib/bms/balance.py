@@ -28,21 +28,22 @@
 #    resumed at bal_max_rel_dc (the prediction and the drift keep counting).
 # Pure and allocation-free: the mask is an int below 2**16, the per-cell state
 # is in arrays made once, every intermediate stays a small int (< 2**30).
+from defs.const import const
 from array import array
 
 from bms import params as P
 from bms.ocv import soc_ppm_from_ocv
 from defs.snapshot import N_CELLS, N_CELL_TEMPS, T_AMB
 
-SAMPLE_MS = 10000  # one excess measurement per 10 s at the top
-N_AVG = 128  # the mean of the samples becomes a running mean of the last ~128 (21 min)
-N_MIN = 8  # a top with fewer samples (80 s) corrects nothing
-LEARN_MIN_S = 4 * 3600  # tops closer than this teach no drift rate
-DIFF_MAX_PPM = 20000  # excess clamped at 2 % of capacity (2 Ah: 40 h of bleed)
-RATE_MAX_UA = 15000  # drift clamped at 15 mA (360 mAh/day: a cell to replace)
-OWED_MAX_MAS = 100000000  # |owed| clamped at ~28 Ah
-INNO_MAX_MAS = 1000000  # a correction teaches at most 278 mAh of drift
-CHUNK_MS = 60000  # long intervals in 1 min steps: rate x ms stays a small int
+SAMPLE_MS = const(10000)  # one excess measurement per 10 s at the top
+N_AVG = const(128)  # the mean of the samples becomes a running mean of the last ~128 (21 min)
+N_MIN = const(8)  # a top with fewer samples (80 s) corrects nothing
+LEARN_MIN_S = const(4 * 3600)  # tops closer than this teach no drift rate
+DIFF_MAX_PPM = const(20000)  # excess clamped at 2 % of capacity (2 Ah: 40 h of bleed)
+RATE_MAX_UA = const(15000)  # drift clamped at 15 mA (360 mAh/day: a cell to replace)
+OWED_MAX_MAS = const(100000000)  # |owed| clamped at ~28 Ah
+INNO_MAX_MAS = const(1000000)  # a correction teaches at most 278 mAh of drift
+CHUNK_MS = const(60000)  # long intervals in 1 min steps: rate x ms stays a small int
 
 
 class Balancer:

@@ -1,22 +1,23 @@
 # Owns the reset button's meaning (SPEC 6, `000` E, `003` 5.3): a press is
 # classified when it is released, by how long it was held. Pure: callers pass
 # the pin level (pressed or not) and the time; nothing here reads a clock.
+from defs.const import const
 from defs.ticks import ticks_diff
 
-NONE = 0
-SLEEP_WAKE = 1  # held 3 s (`000` E: "sleep(3s)/awake(3s)")
-RESET = 2  # held 6-10 s and released (`003` 5.3: "press the reset key (6 ~ 10s) and release it")
+NONE = const(0)
+SLEEP_WAKE = const(1)  # held 3 s (`000` E: "sleep(3s)/awake(3s)")
+RESET = const(2)  # held 6-10 s and released (`003` 5.3: "press the reset key (6 ~ 10s) and release it")
 NAMES = ("none", "sleep_wake", "reset")
 
 # Defaults of the parameters button_sleep_ms, button_reset_min_ms,
 # button_reset_max_ms (used while the parameter table lacks them).
-SLEEP_MS = 3000
-RESET_MIN_MS = 6000
-RESET_MAX_MS = 10000
+SLEEP_MS = const(3000)
+RESET_MIN_MS = const(6000)
+RESET_MAX_MS = const(10000)
 # A level must be stable this long to count: contact bounce of a push button
 # lasts a few ms; 50 ms is one sample of the 50 ms button service, so an edge
 # counts when two samples in a row agree.
-DEBOUNCE_MS = 50
+DEBOUNCE_MS = const(50)
 
 
 def classify(held_ms, sleep_ms=SLEEP_MS, reset_min_ms=RESET_MIN_MS, reset_max_ms=RESET_MAX_MS):

@@ -3,9 +3,10 @@
 # persist service calls it every second), and Unix time once the clock is set
 # (by the PC tool, or from a board RTC that still holds a valid time). Before
 # that, stamp() returns seconds since boot with the BOOT_TIME flag.
+from defs.const import const
 from defs.ticks import ticks_diff
 
-BOOT_TIME = 2  # flag: the stamp counts from boot (same bit as store.eventlog.F_BOOT_TIME)
+BOOT_TIME = const(2)  # flag: the stamp counts from boot (same bit as store.eventlog.F_BOOT_TIME)
 VALID_AFTER_S = 1704067200  # 2024-01-01: an RTC before this was never set
 
 

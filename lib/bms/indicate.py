@@ -4,6 +4,7 @@
 # the buzzer patterns (SPEC 5 / `003` 5.2). Pure: callers pass the state and
 # the phase time; the indicate service (app.indicate) turns patterns into pin
 # levels. Nothing here allocates: it runs every 50 ms under heap_lock.
+from defs.const import const
 from defs import codes, modes
 # the pattern numbers and LED positions (defs.leds), also read as indicate.X
 from defs.leds import OFF, ON, FLASH1, FLASH2, FLASH3, BEEP1, BEEP2, BEEP3, NAMES
@@ -84,24 +85,24 @@ _WARN_ALARMS = ((1 << len(codes.ALARMS)) - 1) & ~_OV_ALARM
 _ROW_PROT = _UV_PROT | _COCP | _DOCP | _SCP | _TEMP_PROT | _OV_PROT
 
 # Rows of the table, in the order of SPEC 4.
-ROW_POWER_OFF = 0
-ROW_STANDBY = 1
-ROW_STANDBY_WARN = 2
-ROW_CHARGE = 3
-ROW_CHARGE_WARN = 4
-ROW_COCP = 5
-ROW_DISCHARGE = 6
-ROW_DISCHARGE_WARN = 7
-ROW_UVP = 8  # discharge CUVP/PUVP
-ROW_DOCP = 9
-ROW_TEMP = 10  # CHTP/DHTP/CLTP/DLTP (and MOS/environment temperature)
-ROW_FAILURE = 11  # cell/NTC/sensor/MOS failure, reversed polarity, SCP
+ROW_POWER_OFF = const(0)
+ROW_STANDBY = const(1)
+ROW_STANDBY_WARN = const(2)
+ROW_CHARGE = const(3)
+ROW_CHARGE_WARN = const(4)
+ROW_COCP = const(5)
+ROW_DISCHARGE = const(6)
+ROW_DISCHARGE_WARN = const(7)
+ROW_UVP = const(8)  # discharge CUVP/PUVP
+ROW_DOCP = const(9)
+ROW_TEMP = const(10)  # CHTP/DHTP/CLTP/DLTP (and MOS/environment temperature)
+ROW_FAILURE = const(11)  # cell/NTC/sensor/MOS failure, reversed polarity, SCP
 ROW_NAMES = ("power_off", "standby", "standby_warning", "charge", "charge_warning", "cocp",
              "discharge", "discharge_warning", "uvp", "docp", "temperature", "failure")
 
-_SOC_OFF = 0  # all SOC LEDs off
-_SOC_BY = 1  # by SOC
-_SOC_CHG = 2  # by SOC, highest lit LED FLASH2
+_SOC_OFF = const(0)  # all SOC LEDs off
+_SOC_BY = const(1)  # by SOC
+_SOC_CHG = const(2)  # by SOC, highest lit LED FLASH2
 # (RUN, ALM, SOC LEDs) per row.
 _RUN = (OFF, FLASH1, FLASH1, ON, ON, FLASH1, FLASH3, FLASH3, OFF, OFF, OFF, OFF)
 _ALM = (OFF, OFF, FLASH3, OFF, FLASH3, OFF, OFF, FLASH3, FLASH3, ON, ON, ON)
@@ -159,24 +160,24 @@ def fill_leds(leds, st):
 
 
 # --- sequences (PackState.seq, started at PackState.seq_start_ms) ---------------
-SEQ_NONE = 0
-SEQ_WAKE = 1  # LEDs lit one after another from RUN, 0.5 s each (`003` 5.3)
-SEQ_RESET = 2  # all LEDs on for 1.5 s (`003` 5.3)
-SEQ_POWER_OFF = 3  # SOC LEDs flicker 3 times (`004` 2: "five LED lights flicker for three times")
-SEQ_PARALLEL = 4  # RUN flickers 5 times: parallel connection formed (`004` 6.1)
+SEQ_NONE = const(0)
+SEQ_WAKE = const(1)  # LEDs lit one after another from RUN, 0.5 s each (`003` 5.3)
+SEQ_RESET = const(2)  # all LEDs on for 1.5 s (`003` 5.3)
+SEQ_POWER_OFF = const(3)  # SOC LEDs flicker 3 times (`004` 2: "five LED lights flicker for three times")
+SEQ_PARALLEL = const(4)  # RUN flickers 5 times: parallel connection formed (`004` 6.1)
 SEQ_NAMES = ("none", "wake", "reset", "power_off", "parallel")
 
-WAKE_STEP_MS = 500
+WAKE_STEP_MS = const(500)
 WAKE_LEDS = MS  # RUN, ALM, SOC1..4: M/S tells master/slave, it is not part of the sweep
-RESET_MS = 1500
+RESET_MS = const(1500)
 # The manuals give no flicker timing. 250 ms on / 250 ms off: the shortest
 # on-time the panel already uses (FLASH1), twice as fast as FLASH2 so a
 # flicker never reads as a flash type, and 3 flickers last 1.5 s, as long as
 # the reset sequence.
-FLICKER_ON_MS = 250
-FLICKER_MS = 500
-POWER_OFF_FLICKERS = 3
-PARALLEL_FLICKERS = 5
+FLICKER_ON_MS = const(250)
+FLICKER_MS = const(500)
+POWER_OFF_FLICKERS = const(3)
+PARALLEL_FLICKERS = const(5)
 
 
 def seq_duration_ms(seq):

@@ -19,12 +19,13 @@
 #    recharge_standby_ms of standby below recharge_mv (`003` 5.5), until the
 #    next charge end. Long periods are counted in seconds and days from the
 #    measured intervals, never as tick differences.
+from defs.const import const
 from bms import params as P
 from defs import codes, modes
 from defs.codes import FC_I, FC_II, FC_FULL, FC_RECHARGE
 from bms.system import temp_extremes
 
-_DAY_S = 86400
+_DAY_S = const(86400)
 
 
 def taper(x, start, end, hi, lo):

@@ -16,6 +16,7 @@
 #    40 % 3.263, 53 % 3.272, 70 % 3.28, 78.5 % 3.304, 91.5 % 3.316,
 #    95.7 % 3.32, 100 % 3.59.
 # 0 % is put at 2.5 V, the discharge cut-off of prismatic LFP cell datasheets.
+from defs.const import const
 from array import array
 
 # SOC breakpoints (ppm) and OCV (mV); both strictly increasing.
@@ -30,8 +31,8 @@ _LAST = len(_SOC) - 1
 # Beyond the table (over-charge, over-discharge) the voltage keeps moving
 # steeply so that protections can be exercised: +1 mV per 100 ppm above 100 %
 # (3.7 V at 101 %), -1 mV per 20 ppm below 0 % (2.0 V at -1 %, 0 V at -5 %).
-_OVER_PPM_PER_MV = 100
-_UNDER_PPM_PER_MV = 20
+_OVER_PPM_PER_MV = const(100)
+_UNDER_PPM_PER_MV = const(20)
 
 # _FIRST[p] is the segment holding SOC p %, so a lookup starts next to its
 # segment instead of scanning the whole table.

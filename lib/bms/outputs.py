@@ -2,8 +2,9 @@
 # mappings of SPEC 3 and the heating film. Pure: values in, levels out.
 
 # Dry-contact mappings (a board option / parameter dry_contact_mapping).
-CONTACTS_ENABLE = 0  # `000` 3.3.3.1: output 1 = charge enable, output 2 = discharge enable
-CONTACTS_ALARM = 1  # `003` 2.2: contact 1/2 closes on fault protection, 3/4 on low-battery alarm
+from defs.const import const
+CONTACTS_ENABLE = const(0)  # `000` 3.3.3.1: output 1 = charge enable, output 2 = discharge enable
+CONTACTS_ALARM = const(1)  # `003` 2.2: contact 1/2 closes on fault protection, 3/4 on low-battery alarm
 
 
 def contact_levels(mapping, chg_on, dsg_on, protection_or_fault, low_battery):

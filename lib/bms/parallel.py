@@ -18,29 +18,30 @@
 #    heard before and now silent is offline (parallel failure). When the
 #    online count grows and then stays put for STABLE_MS the system is
 #    (re)formed: the generation number goes up and every pack flickers RUN.
+from defs.const import const
 from array import array
 from proto import link
 
-NONE = 0
-SINGLE = 1
-MASTER = 2
-SLAVE = 3
+NONE = const(0)
+SINGLE = const(1)
+MASTER = const(2)
+SLAVE = const(3)
 ROLE_NAMES = ("single", "single", "master", "slave")  # trace names (none shows as single)
 
-DISCOVER_MS = 2000
-UPSTREAM_LOST_MS = 3000
-HELLO_LOST_MS = 3000
-OFFLINE_MS = 3500
-STABLE_MS = 3000
-REPORT_MS = 1000
-ADDR_MS = 100  # RS485: 9 bytes every 100 ms, 9 % of 9600 baud
-BOOT_HOLD_MS = 250
-HELLO_MS = 500
-JOIN_MV = 1000
+DISCOVER_MS = const(2000)
+UPSTREAM_LOST_MS = const(3000)
+HELLO_LOST_MS = const(3000)
+OFFLINE_MS = const(3500)
+STABLE_MS = const(3000)
+REPORT_MS = const(1000)
+ADDR_MS = const(100)  # RS485: 9 bytes every 100 ms, 9 % of 9600 baud
+BOOT_HOLD_MS = const(250)
+HELLO_MS = const(500)
+JOIN_MV = const(1000)
 N = link.MAX_PACKS + 1  # table rows by address (row 0 unused)
-MAX_CELLS = 16
-MAX_TEMPS = 8
-CELLS_MAX_AGE_MS = 10000  # cells older than this are not told to the inverter
+MAX_CELLS = const(16)
+MAX_TEMPS = const(8)
+CELLS_MAX_AGE_MS = const(10000)  # cells older than this are not told to the inverter
 
 
 def elapsed(now, since):
@@ -99,7 +100,10 @@ class Roles:
 
 class Table:
     """The master's view of every pack by address (own row included),
-    filled from the reports; arrays, no allocation after construction."""
+    filled from the reports; arrays, no allocation after construction. A field
+    a report carries as u16/i16 is an array("H")/("h") (half the RAM); its
+    writers (proto.link.take_*, bms.system.own_row) give it only values in
+    range (CPython raises, MicroPython would wrap)."""
 
     def __init__(self):
         self.last_ms = array("i", [0] * N)
@@ -111,19 +115,19 @@ class Table:
         self.soh_pct = bytearray(N)
         self.flags = bytearray(N)
         self.cap_ah = array("H", [0] * N)
-        self.cvl_mv = array("i", [0] * N)
+        self.cvl_mv = array("H", [0] * N)
         self.ccl_ma = array("i", [0] * N)
         self.dcl_ma = array("i", [0] * N)
-        self.dvl_mv = array("i", [0] * N)
-        self.min_cell_mv = array("i", [0] * N)
-        self.max_cell_mv = array("i", [0] * N)
-        self.min_temp_dc = array("i", [0] * N)
-        self.max_temp_dc = array("i", [0] * N)
+        self.dvl_mv = array("H", [0] * N)
+        self.min_cell_mv = array("H", [0] * N)
+        self.max_cell_mv = array("H", [0] * N)
+        self.min_temp_dc = array("h", [0] * N)
+        self.max_temp_dc = array("h", [0] * N)
         self.idx_cell = bytearray(N)  # min << 4 | max
         self.idx_temp = bytearray(N)
-        self.alarms = array("i", [0] * N)
-        self.protections = array("i", [0] * N)
-        self.faults = array("i", [0] * N)
+        self.alarms = array("H", [0] * N)
+        self.protections = array("H", [0] * N)
+        self.faults = array("H", [0] * N)
         self.full_mah = array("i", [0] * N)  # learned full charge capacity (else rated)
         self.cycles = array("H", [0] * N)
         self.conflicts = 0  # frames from our own address we did not send

@@ -3,12 +3,13 @@
 # capacitors, the pre-charge FET charges them through its resistor until the
 # pack-side voltage is within a margin of the stack; if that takes longer than
 # the timeout the pre-charge has failed. Pure: values in, state out.
+from defs.const import const
 from defs.ticks import ticks_diff
 
-IDLE = 0
-RUNNING = 1
-DONE = 2
-FAILED = 3
+IDLE = const(0)
+RUNNING = const(1)
+DONE = const(2)
+FAILED = const(3)
 
 
 class Precharge:

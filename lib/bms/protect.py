@@ -58,6 +58,7 @@
 # - PARALLEL alarm: while st.link_failure (app.link) holds; its event (value:
 #   packs online) comes after those of this module's other bits.
 # - USOC alarm: st.soc_pct <= usoc_alarm_pct, released at usoc_alarm_rel_pct.
+from defs.const import const
 from array import array
 
 from defs import codes
@@ -67,8 +68,8 @@ from defs.ticks import ticks_diff
 from defs.afe import ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD
 from defs.events import Events
 
-LOCK_CHG = 1  # st.lockout: charge over current locked out
-LOCK_DSG = 2  # st.lockout: discharge over current locked out
+LOCK_CHG = const(1)  # st.lockout: charge over current locked out
+LOCK_DSG = const(2)  # st.lockout: discharge over current locked out
 
 _NF = P.N_FAMILIES
 _NS = _NF * P.N_LEVELS
@@ -110,10 +111,10 @@ _HW_BITS = (ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD)
 _HW_PROT = (_P_CUVP, _P_COVP, _P_COCP, _P_DOCP, _P_SCP)
 _HW_ALL = ALERT_CUV | ALERT_COV | ALERT_OCC | ALERT_OCD | ALERT_SCD
 
-_BIG = 1 << 29
+_BIG = const(1 << 29)
 # A charger on P+/P- pushes above the battery; an inverter's DC link or a
 # parallel pack only holds it near the stack voltage.
-_CHARGER_MARGIN_MV = 500
+_CHARGER_MARGIN_MV = const(500)
 
 
 class Protection:

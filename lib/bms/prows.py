@@ -3,10 +3,11 @@
 # MIN, MAX as little-endian int32 ('<i'), ACCESS one byte (bms.ptable USER,
 # ADMIN, FACTORY), HASH the store's name tag ('<H', store.atomic.name_hash).
 
-USER = 0
-ADMIN = 1
+from defs.const import const
+USER = const(0)
+ADMIN = const(1)
 FACTORY = 2
-N = 226
+N = const(226)
 DEFAULT = (
     b"\x64\x00\x00\x00\xf4\x01\x00\x00\xa0\x86\x01\x00\xa6\x0e\x00\x00\xd0\x07\x00\x00\xfc\x08\x00\x00"
     b"\xd0\x07\x00\x00\x90\x5f\x01\x00\xa9\x01\x00\x00\x60\x5b\x03\x00\x64\x00\x00\x00\x80\x1a\x06\x00"

@@ -2,22 +2,23 @@
 # when an awake pack should go to sleep, when a sleeping pack wakes, and the
 # 4-hourly wake-and-try-to-charge after an under-voltage sleep (at most N
 # tries). Pure: time is now_ms (wrapping ticks), inputs are values.
+from defs.const import const
 from defs.ticks import ticks_diff
 
-NONE = 0
+NONE = const(0)
 # why the pack sleeps
-BY_BUTTON = 1
-BY_UV = 2  # under-voltage protection not released within uv_sleep_delay_ms
-BY_LOW_CELL = 3  # lowest cell below sleep_cell_mv for sleep_delay_ms, nothing going on
-BY_IDLE = 4  # standby for standby_sleep_ms with no communication and no current
-BY_COMMAND = 5  # the PC tool
-BY_INVERTER = 6  # inverter silent for 60 min (inverter issue)
+BY_BUTTON = const(1)
+BY_UV = const(2)  # under-voltage protection not released within uv_sleep_delay_ms
+BY_LOW_CELL = const(3)  # lowest cell below sleep_cell_mv for sleep_delay_ms, nothing going on
+BY_IDLE = const(4)  # standby for standby_sleep_ms with no communication and no current
+BY_COMMAND = const(5)  # the PC tool
+BY_INVERTER = const(6)  # inverter silent for 60 min (inverter issue)
 # why it wakes
-WAKE_BUTTON = 1
-WAKE_CHARGER = 2  # charger voltage on P+/P-
-WAKE_COMM = 3  # activity on the PC port
-WAKE_UV_RETRY = 4  # the periodic try after an under-voltage sleep
-_CHARGER_ABOVE_STACK_MV = 500  # a charger pushes; a bus at the stack's own voltage does not
+WAKE_BUTTON = const(1)
+WAKE_CHARGER = const(2)  # charger voltage on P+/P-
+WAKE_COMM = const(3)  # activity on the PC port
+WAKE_UV_RETRY = const(4)  # the periodic try after an under-voltage sleep
+_CHARGER_ABOVE_STACK_MV = const(500)  # a charger pushes; a bus at the stack's own voltage does not
 
 
 class SleepRules:

@@ -17,25 +17,26 @@
 #    points at least soh_min_span_pct apart (SOH = learned / rated);
 #  - charged/discharged Ah and Wh, cycles = discharged Ah / rated capacity.
 # Pure: time comes in as the measured interval, values go to the pack state.
+from defs.const import const
 from bms.ocv import soc_ppm_from_ocv
 from bms import params as P
 from defs.codes import PROTECTIONS
 from defs.afe import ALERT_COV, ALERT_CUV
 
-_MAMS_PER_MAH = 3600000
-_MAH_PER_AH = 1000
-_DWMS_PER_WH = 36000000  # 0.1 W * ms per Wh
-_CHUNK_MS = 1000  # |I| * 1000 ms stays below 2**30 for |I| < 1000 A
-_MAX_MA = 1000000
-_FULL_PPM = 1000000
-_OFFSET_WINDOW_MS = 10000  # average of the zero-current readings
+_MAMS_PER_MAH = const(3600000)
+_MAH_PER_AH = const(1000)
+_DWMS_PER_WH = const(36000000)  # 0.1 W * ms per Wh
+_CHUNK_MS = const(1000)  # |I| * 1000 ms stays below 2**30 for |I| < 1000 A
+_MAX_MA = const(1000000)
+_FULL_PPM = const(1000000)
+_OFFSET_WINDOW_MS = const(10000)  # average of the zero-current readings
 _COVP = 1 << PROTECTIONS.index("COVP")
 _CUVP = 1 << PROTECTIONS.index("CUVP")
 # what the PC tool sets (set_by_host; app.host checks the range)
-SET_I_OFFSET = 1  # current offset, mA
-SET_FCC = 2  # full-charge capacity, mAh
-SET_SOC = 3  # SOC, ppm
-SET_CYCLES = 4  # cycle count
+SET_I_OFFSET = const(1)  # current offset, mA
+SET_FCC = const(2)  # full-charge capacity, mAh
+SET_SOC = const(3)  # SOC, ppm
+SET_CYCLES = const(4)  # cycle count
 
 
 def ratio_ppm(a, b):
@@ -363,7 +364,7 @@ class SocEstimator:
                 self._dsg_e.mah = 0
 
 
-_DW_MAX_MV = 100000  # a 16-cell stack stays far below; a broken reading may not
+_DW_MAX_MV = const(100000)  # a 16-cell stack stays far below; a broken reading may not
 
 
 def _dw(mv, ma):

@@ -3,11 +3,13 @@
 # and temperatures with where they are, module counts and the union of alarm
 # states. Filled in place without allocation. from_pack() makes the view of a
 # single pack; the parallel-packs issue adds the aggregate over many packs.
+from defs.const import const
 from defs import codes
 from bms.params import RATED_CAPACITY_MAH
 from defs.snapshot import N_CELL_TEMPS
 from proto import link
 from proto.link import F_CHG_OK, F_DSG_OK, F_HOLD
+from proto.wire import u16
 
 
 class SystemView:
@@ -116,7 +118,7 @@ def from_pack(view, st, params, pack=0):
 #  - counts: online, blocking charge (online and not F_CHG_OK or held),
 #    blocking discharge, offline (reported before, silent now).
 #  - alarms, protections, faults: union over online packs.
-SHARE_MIN_MA = 2000
+SHARE_MIN_MA = const(2000)
 
 
 def full_mah(st, params):
@@ -137,10 +139,10 @@ def own_row(t, a, st, params, flags):
     t.cap_ah[a] = params.v[RATED_CAPACITY_MAH] // 1000
     t.full_mah[a] = full_mah(st, params)
     t.cycles[a] = st.cycles & 0xFFFF
-    t.cvl_mv[a] = st.cvl_mv
+    t.cvl_mv[a] = u16(st.cvl_mv)
     t.ccl_ma[a] = (st.ccl_ma // 10) * 10
     t.dcl_ma[a] = (st.dcl_ma // 10) * 10
-    t.dvl_mv[a] = st.dvl_mv
+    t.dvl_mv[a] = u16(st.dvl_mv)
     t.min_cell_mv[a] = snap.min_cell_mv  # acquire found the extremes
     t.max_cell_mv[a] = snap.max_cell_mv
     t.idx_cell[a] = (snap.min_cell << 4) | snap.max_cell

@@ -4,11 +4,12 @@
 
 # Alert bits returned by read_alerts(): the AFE's own hardware protections,
 # the second channel independent of the firmware (PROTOCOLS 4, safety alert A).
-ALERT_CUV = 0x04
-ALERT_COV = 0x08
-ALERT_OCC = 0x10
-ALERT_OCD = 0x20
-ALERT_SCD = 0x80
+from defs.const import const
+ALERT_CUV = const(0x04)
+ALERT_COV = const(0x08)
+ALERT_OCC = const(0x10)
+ALERT_OCD = const(0x20)
+ALERT_SCD = const(0x80)
 
 
 class HwLimits:

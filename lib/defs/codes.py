@@ -1,6 +1,7 @@
 # Owns the code names the manuals use for protections, alarms and failures
 # (SPEC 2, `003` 5.1), and their bit positions in PackState's bitmasks. The
 # trace, the PC tool and the inverter flags all name states through here.
+from defs.const import const
 PROTECTIONS = ("COVP", "POVP", "CUVP", "PUVP", "COCP", "DOCP", "SCP",
                "CHTP", "DHTP", "CLTP", "DLTP", "MOS OT", "EOTP", "EUTP",
                "IMB")  # protect: cell imbalance protection (stops charging)
@@ -28,9 +29,9 @@ FC_RECHARGE = 8
 FC_NAMES = ("I", "II", "full", "recharge")
 
 # Event kinds (defs.events.Events): which of the three tables an event's index is in.
-KIND_ALARM = 0
-KIND_PROTECTION = 1
-KIND_FAULT = 2
+KIND_ALARM = const(0)
+KIND_PROTECTION = const(1)
+KIND_FAULT = const(2)
 KIND_NAMES = ("alarm", "protection", "fault")
 
 

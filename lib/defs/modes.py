@@ -1,12 +1,13 @@
 # Owns the operating modes (SPEC 3) and the rule that picks one from the
 # measured current. Pure: inputs are values, the result is a mode number.
-POWER_OFF = 0
-STANDBY = 1
-CHARGE = 2
-DISCHARGE = 3
-PROTECTION = 4
-FAILURE = 5
-SLEEP = 6
+from defs.const import const
+POWER_OFF = const(0)
+STANDBY = const(1)
+CHARGE = const(2)
+DISCHARGE = const(3)
+PROTECTION = const(4)
+FAILURE = const(5)
+SLEEP = const(6)
 
 NAMES = ("power_off", "standby", "charge", "discharge", "protection", "failure", "sleep")
 

@@ -2,17 +2,18 @@
 # reports in a cycle. The acquire service writes it (protect adds its
 # plausibility verdict, `plausible`); every other service reads it. Allocated
 # once, refilled in place each cycle.
+from defs.const import const
 from array import array
 
-N_CELLS = 16
+N_CELLS = const(16)
 # Temperature channels, in this order everywhere (trace, link, inverter):
 # four cell NTCs, two MOSFET NTCs, one board/ambient NTC (SPEC 1).
-T_CELL0 = 0
-N_CELL_TEMPS = 4
-T_MOS0 = 4
-T_MOS1 = 5
-T_AMB = 6
-N_TEMPS = 7
+T_CELL0 = const(0)
+N_CELL_TEMPS = const(4)
+T_MOS0 = const(4)
+T_MOS1 = const(5)
+T_AMB = const(6)
+N_TEMPS = const(7)
 
 
 class Snapshot:

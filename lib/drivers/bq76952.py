@@ -33,30 +33,30 @@ _sleep_us = getattr(time, "sleep_us", None)  # MicroPython; CPython: time.sleep
 from defs.afe import Afe, ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD
 from defs.snapshot import N_CELLS, N_TEMPS
 
-ADDR = 0x08  # 7-bit I2C address (TRM 11.1: 0x10 write / 0x11 read, 8-bit)
+ADDR = const(0x08)  # 7-bit I2C address (TRM 11.1: 0x10 write / 0x11 read, 8-bit)
 
 # --- direct commands (TRM 12.1) ---
-_SAFETY_ALERT_A = 0x02  # 0x02..0x07: alert/status A, B, C
-_BATTERY_STATUS = 0x12  # 0x12, then cells 0x14 + 2(n-1), stack 0x34,
-_CELL1 = 0x14  # pack 0x36, LD 0x38, CC2 0x3A: one 42-byte block
-_ALARM_STATUS = 0x62  # latched, write 1 to clear
-_INT_TEMP = 0x68  # 0x68..0x7A: internal, CFETOFF, DFETOFF, ALERT,
-_FET_STATUS = 0x7F  # TS1, TS2, TS3, HDQ, DCHG, DDSG (0.1 K, I2)
-_SUBCMD = 0x3E
-_XFER = 0x40
-_CHECKSUM = 0x60
+_SAFETY_ALERT_A = const(0x02)  # 0x02..0x07: alert/status A, B, C
+_BATTERY_STATUS = const(0x12)  # 0x12, then cells 0x14 + 2(n-1), stack 0x34,
+_CELL1 = const(0x14)  # pack 0x36, LD 0x38, CC2 0x3A: one 42-byte block
+_ALARM_STATUS = const(0x62)  # latched, write 1 to clear
+_INT_TEMP = const(0x68)  # 0x68..0x7A: internal, CFETOFF, DFETOFF, ALERT,
+_FET_STATUS = const(0x7F)  # TS1, TS2, TS3, HDQ, DCHG, DDSG (0.1 K, I2)
+_SUBCMD = const(0x3E)
+_XFER = const(0x40)
+_CHECKSUM = const(0x60)
 
 # temperature sources: the direct command of each pin (TRM 12.1)
-INT = 0x68
-CFETOFF = 0x6A
-DFETOFF = 0x6C
-ALERT = 0x6E
-TS1 = 0x70
-TS2 = 0x72
-TS3 = 0x74
-HDQ = 0x76
-DCHG = 0x78
-DDSG = 0x7A
+INT = const(0x68)
+CFETOFF = const(0x6A)
+DFETOFF = const(0x6C)
+ALERT = const(0x6E)
+TS1 = const(0x70)
+TS2 = const(0x72)
+TS3 = const(0x74)
+HDQ = const(0x76)
+DCHG = const(0x78)
+DDSG = const(0x7A)
 # snapshot channels (defs.snapshot): 4 cell NTCs, 2 MOSFET NTCs, ambient. Default
 # wiring: cells on TS1, TS3, HDQ, DCHG; MOSFETs on DDSG and CFETOFF; ambient =
 # the die temperature. TS2 stays free (a thermistor on TS2 blocks SHUTDOWN,
@@ -64,71 +64,71 @@ DDSG = 0x7A
 TEMPS_DEFAULT = (TS1, TS3, HDQ, DCHG, DDSG, CFETOFF, INT)
 
 # --- subcommands (TRM 12.2; PROTOCOLS 4) ---
-DEVICE_NUMBER = 0x0001
-FW_VERSION = 0x0002
-EXIT_DEEPSLEEP = 0x000E
-DEEPSLEEP = 0x000F
-SHUTDOWN = 0x0010
-RESET = 0x0012
-FET_ENABLE = 0x0022
-MFG_STATUS = 0x0057
-CB_ACTIVE_CELLS = 0x0083
-SET_CFGUPDATE = 0x0090
-EXIT_CFGUPDATE = 0x0092
-ALL_FETS_OFF = 0x0095
-ALL_FETS_ON = 0x0096
-FET_CONTROL = 0x0097
-SLEEP_ENABLE = 0x0099
-SLEEP_DISABLE = 0x009A
-_MFG_FET_EN = 0x10  # Manufacturing Status bit 4: 0 = FET test mode
+DEVICE_NUMBER = const(0x0001)
+FW_VERSION = const(0x0002)
+EXIT_DEEPSLEEP = const(0x000E)
+DEEPSLEEP = const(0x000F)
+SHUTDOWN = const(0x0010)
+RESET = const(0x0012)
+FET_ENABLE = const(0x0022)
+MFG_STATUS = const(0x0057)
+CB_ACTIVE_CELLS = const(0x0083)
+SET_CFGUPDATE = const(0x0090)
+EXIT_CFGUPDATE = const(0x0092)
+ALL_FETS_OFF = const(0x0095)
+ALL_FETS_ON = const(0x0096)
+FET_CONTROL = const(0x0097)
+SLEEP_ENABLE = const(0x0099)
+SLEEP_DISABLE = const(0x009A)
+_MFG_FET_EN = const(0x10)  # Manufacturing Status bit 4: 0 = FET test mode
 # FET_CONTROL data byte (TRM 12.2, same layout as BQ76972 SLUUCW9): force off
-_PCHG_OFF = 0x08
-_CHG_OFF = 0x04
-_PDSG_OFF = 0x02
-_DSG_OFF = 0x01
+_PCHG_OFF = const(0x08)
+_CHG_OFF = const(0x04)
+_PDSG_OFF = const(0x02)
+_DSG_OFF = const(0x01)
 
 # --- data memory (TRM 13, data memory summary) ---
-DM_CC_GAIN = 0x91A8  # F4: 7.4768 / Rsense(mOhm) (TRM 4.12, 13.2.1)
-DM_CAP_GAIN = 0x91AC  # F4: CC Gain * 298261.6178
-DM_POWER_CONFIG = 0x9234  # H2, bit 12 SHUT_TS2
-DM_CFETOFF_CONFIG = 0x92FA  # pin configs 0x92FA..0x9302 in the order of the
-DM_TS1_CONFIG = 0x92FD  # temperature commands 0x6A..0x7A
-DM_DA_CONFIG = 0x9303  # H1: USER_AMPS[1:0], USER_VOLTS_CV bit 2
-DM_VCELL_MODE = 0x9304  # H2: one bit per cell input in use
-DM_FET_OPTIONS = 0x9308  # H1
-DM_ENABLED_PROT_A = 0x9261  # H1: b7 SCD, b6 OCD2, b5 OCD1, b4 OCC, b3 COV, b2 CUV
-DM_CHG_FET_PROT_A = 0x9265  # H1: protections that open CHG (SCD, OCC, COV)
-DM_DSG_FET_PROT_A = 0x9269  # H1: protections that open DSG (SCD, OCD2, OCD1, CUV)
-DM_CUV_THRESHOLD = 0x9275  # U1, 50.6 mV, 20..90
-DM_CUV_DELAY = 0x9276  # U2, 3.3 ms, 1..2047
-DM_COV_THRESHOLD = 0x9278  # U1, 50.6 mV, 20..110
-DM_COV_DELAY = 0x9279  # U2, 3.3 ms, 1..2047
-DM_OCC_THRESHOLD = 0x9280  # U1, 2 mV across the shunt, 2..62
-DM_OCC_DELAY = 0x9281  # U1, 3.3 ms, 1..127
-DM_OCD1_THRESHOLD = 0x9282  # U1, 2 mV, 2..100
-DM_OCD1_DELAY = 0x9283  # U1, 3.3 ms, 1..127
-DM_SCD_THRESHOLD = 0x9286  # U1, enumerated (SCD_MV)
-DM_SCD_DELAY = 0x9287  # U1, 15 us, 1..31
+DM_CC_GAIN = const(0x91A8)  # F4: 7.4768 / Rsense(mOhm) (TRM 4.12, 13.2.1)
+DM_CAP_GAIN = const(0x91AC)  # F4: CC Gain * 298261.6178
+DM_POWER_CONFIG = const(0x9234)  # H2, bit 12 SHUT_TS2
+DM_CFETOFF_CONFIG = const(0x92FA)  # pin configs 0x92FA..0x9302 in the order of the
+DM_TS1_CONFIG = const(0x92FD)  # temperature commands 0x6A..0x7A
+DM_DA_CONFIG = const(0x9303)  # H1: USER_AMPS[1:0], USER_VOLTS_CV bit 2
+DM_VCELL_MODE = const(0x9304)  # H2: one bit per cell input in use
+DM_FET_OPTIONS = const(0x9308)  # H1
+DM_ENABLED_PROT_A = const(0x9261)  # H1: b7 SCD, b6 OCD2, b5 OCD1, b4 OCC, b3 COV, b2 CUV
+DM_CHG_FET_PROT_A = const(0x9265)  # H1: protections that open CHG (SCD, OCC, COV)
+DM_DSG_FET_PROT_A = const(0x9269)  # H1: protections that open DSG (SCD, OCD2, OCD1, CUV)
+DM_CUV_THRESHOLD = const(0x9275)  # U1, 50.6 mV, 20..90
+DM_CUV_DELAY = const(0x9276)  # U2, 3.3 ms, 1..2047
+DM_COV_THRESHOLD = const(0x9278)  # U1, 50.6 mV, 20..110
+DM_COV_DELAY = const(0x9279)  # U2, 3.3 ms, 1..2047
+DM_OCC_THRESHOLD = const(0x9280)  # U1, 2 mV across the shunt, 2..62
+DM_OCC_DELAY = const(0x9281)  # U1, 3.3 ms, 1..127
+DM_OCD1_THRESHOLD = const(0x9282)  # U1, 2 mV, 2..100
+DM_OCD1_DELAY = const(0x9283)  # U1, 3.3 ms, 1..127
+DM_SCD_THRESHOLD = const(0x9286)  # U1, enumerated (SCD_MV)
+DM_SCD_DELAY = const(0x9287)  # U1, 15 us, 1..31
 
-DA_CONFIG = 0x06  # 10 mA user-amps, 10 mV user-volts (PROTOCOLS 4; TRM 13.3.2)
-USER_MA = 10
-USER_MV = 10
-FET_OPTIONS = 0x2D  # FET_INIT_OFF | FET_CTRL_EN | HOST_FET_EN | SFET (TRM 13.3.6.1)
-PROT_A = 0xBC  # SCD | OCD1 | OCC | COV | CUV
-CHG_FET_PROT_A = 0x98  # SCD | OCC | COV (TRM default, immediate turn-off)
-DSG_FET_PROT_A = 0xE4  # SCD | OCD2 | OCD1 | CUV (TRM default)
+DA_CONFIG = const(0x06)  # 10 mA user-amps, 10 mV user-volts (PROTOCOLS 4; TRM 13.3.2)
+USER_MA = const(10)
+USER_MV = const(10)
+FET_OPTIONS = const(0x2D)  # FET_INIT_OFF | FET_CTRL_EN | HOST_FET_EN | SFET (TRM 13.3.6.1)
+PROT_A = const(0xBC)  # SCD | OCD1 | OCC | COV | CUV
+CHG_FET_PROT_A = const(0x98)  # SCD | OCC | COV (TRM default, immediate turn-off)
+DSG_FET_PROT_A = const(0xE4)  # SCD | OCD2 | OCD1 | CUV (TRM default)
 # TS pin config (TRM 13.3.2, TSx Config): PIN_FXN = 3 (thermistor), OPT[5:4] = 00
 # 18 kOhm pull-up, OPT[3:2] = 00 18K temperature model, OPT[1:0] measurement type
-PIN_CELL_NTC = 0x07  # 01: used for cell temperature protections
-PIN_REPORT_NTC = 0x0B  # 10: reported, not used for protections
-PIN_FET_NTC = 0x0F  # 11: used for FET temperature protection
+PIN_CELL_NTC = const(0x07)  # 01: used for cell temperature protections
+PIN_REPORT_NTC = const(0x0B)  # 10: reported, not used for protections
+PIN_FET_NTC = const(0x0F)  # 11: used for FET temperature protection
 
 # COV/CUV threshold unit: 50.6 mV (TRM 13.6.1/13.6.2); SCD thresholds in mV
 # by setting 0..15 (TRM 13.6.7)
 SCD_MV = (10, 20, 40, 60, 80, 100, 125, 150, 175, 200, 250, 300, 350, 400, 450, 500)
 
-_TIMEOUT_POLLS = 50  # subcommand completion: polls of 0x3E/0x3F
-_POLL_US = 200
+_TIMEOUT_POLLS = const(50)  # subcommand completion: polls of 0x3E/0x3F
+_POLL_US = const(200)
 
 # CRC-8, polynomial x^8 + x^2 + x + 1 (0x07), initial value 0 (TRM 11.1)
 _CRC_TABLE = bytearray(256)
@@ -246,9 +246,13 @@ class BQ76952(Afe):
         # CRC seeds of a read's first byte: address+W, register, address+R
         self._aw = (addr << 1) & 0xFF
         self._ar = self._aw | 1
-        # scratch buffers, allocated once; one memoryview per length
+        # scratch buffers, allocated once; views of _raw: _view()
         self._raw = bytearray(96)  # bytes on the wire (data, with CRCs if on)
-        self._rv = [memoryview(self._raw)[:n] for n in range(97)]
+        w = 2 if self.crc else 1  # with CRC on, each data byte is followed by its CRC
+        mv = memoryview(self._raw)
+        # the data bytes of the heap-locked transfers (read(), _flush()): their
+        # views are made once; the set-up's other lengths slice (allocate) each time
+        self._rv = {w * n: mv[:w * n] for n in (1, 2, 3, 4, 6, 20, 42)}
         self._safety = bytearray(6)
         self._block = bytearray(42)
         self._temp = bytearray(20)
@@ -260,15 +264,20 @@ class BQ76952(Afe):
 
     # ---------------- transfer layer ----------------
 
+    def _view(self, n):
+        """self._raw[:n] (made once for the heap-locked lengths)."""
+        v = self._rv.get(n)
+        return v if v is not None else memoryview(self._raw)[:n]
+
     def _rd(self, reg, dst, n):
         """Read n bytes from reg into dst[0:n]; CRC checked. Raises OSError."""
         if not self.crc:
-            self.i2c.readfrom_mem_into(self.addr, reg, self._rv[n])
+            self.i2c.readfrom_mem_into(self.addr, reg, self._view(n))
             raw = self._raw
             for i in range(n):
                 dst[i] = raw[i]
             return
-        self.i2c.readfrom_mem_into(self.addr, reg, self._rv[2 * n])
+        self.i2c.readfrom_mem_into(self.addr, reg, self._view(2 * n))
         raw = self._raw
         t = _CRC_TABLE
         # first byte: CRC over address+W, register, address+R, data (SLUAA11B 4)
@@ -288,7 +297,7 @@ class BQ76952(Afe):
         if not self.crc:
             for i in range(n):
                 raw[i] = src[i]
-            self.i2c.writeto_mem(self.addr, reg, self._rv[n])
+            self.i2c.writeto_mem(self.addr, reg, self._view(n))
             return
         t = _CRC_TABLE
         d = src[0]
@@ -298,7 +307,7 @@ class BQ76952(Afe):
             d = src[i]
             raw[2 * i] = d
             raw[2 * i + 1] = t[d]
-        self.i2c.writeto_mem(self.addr, reg, self._rv[2 * n])
+        self.i2c.writeto_mem(self.addr, reg, self._view(2 * n))
 
     def _sub_write(self, code, n):
         """Send subcommand code with n data bytes already in self._sub[2:]:

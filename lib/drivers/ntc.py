@@ -12,12 +12,13 @@
 # point (shorted NTC) returns NTC_SHORT_DC. Both lie outside every allowed
 # ntc_min_dc..ntc_max_dc (params: -600..-200 / 900..1800), so protect treats
 # them as the NTC fault.
+from defs.const import const
 from array import array
 import math
 
-NTC_OPEN_DC = -2730  # absolute zero in deci-degC: no real reading
-NTC_SHORT_DC = 3000  # 300 degC
-ADC_FULL = 65535
+NTC_OPEN_DC = const(-2730)  # absolute zero in deci-degC: no real reading
+NTC_SHORT_DC = const(3000)  # 300 degC
+ADC_FULL = const(65535)
 
 
 class Ntc:

@@ -32,7 +32,8 @@ def _sleep_us(us):
 
 class RS485:
     """bus: LINK_IN or LINK_OUT (a label for logs). frame_size: longest frame
-    kept; longer ones are cut there and counted in `overflows`."""
+    kept; longer ones are cut there and counted in `overflows` (0 for a port
+    whose bytes are read from the UART, drivers.pins.Rs485Uart)."""
 
     def __init__(self, uart, de_pin, baud, bus=LINK_IN, frame_size=256,
                  ticks_us=None, sleep_us=None, de_active_high=True):

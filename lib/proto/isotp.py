@@ -13,24 +13,25 @@
 #   FC 0x3S BS STmin (S: 0 continue, 1 wait, 2 overflow; BS 0 = no more FC;
 #      STmin 0..0x7F ms, 0xF1..0xF9 = 100..900 us)
 # Timeouts (9.8.2): N_Bs and N_Cr 1000 ms.
+from defs.const import const
 from defs.ticks import ticks_add, ticks_diff
 
-TIMEOUT_MS = 1000
+TIMEOUT_MS = const(1000)
 # Our flow control as a receiver: the MCP2515 holds two received frames and the
 # board polls it every few ms, so the sender pauses after BLOCK_SIZE frames and
 # keeps STMIN_MS between them.
-BLOCK_SIZE = 2
-STMIN_MS = 2
-PAD = 0xCC  # frames are padded to 8 bytes (ISO 15765-2 9.4.2, the usual filler)
-MAX_WAITS = 8  # FC WAIT frames tolerated before a send is dropped
+BLOCK_SIZE = const(2)
+STMIN_MS = const(2)
+PAD = const(0xCC)  # frames are padded to 8 bytes (ISO 15765-2 9.4.2, the usual filler)
+MAX_WAITS = const(8)  # FC WAIT frames tolerated before a send is dropped
 
-_IDLE = 0
-_RX = 1  # receiving consecutive frames
-_TX_FC = 2  # sent the FF (or a block), waiting for the peer's flow control
-_TX_CF = 3  # sending consecutive frames
-_FC_CTS = 0
-_FC_WAIT = 1
-_FC_OVFLW = 2
+_IDLE = const(0)
+_RX = const(1)  # receiving consecutive frames
+_TX_FC = const(2)  # sent the FF (or a block), waiting for the peer's flow control
+_TX_CF = const(3)  # sending consecutive frames
+_FC_CTS = const(0)
+_FC_WAIT = const(1)
+_FC_OVFLW = const(2)
 
 
 def _stmin_ms(b):

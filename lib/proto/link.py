@@ -9,45 +9,46 @@
 #   0xFF = broadcast.
 # RS485 frame: SOF 0x7E, len (payload bytes, 0..8), type, src, dst, payload,
 #   CRC-16/CCITT-FALSE (hi, lo) over len..payload. 7 + len bytes.
+from defs.const import const
 from proto.wire import put_u8, put_u16, put_i16, put_u24, get_u16, get_i16, get_u24, trunc  # noqa: F401
 
-PREFIX = 0x1A
-BROADCAST = 0xFF
-MASTER = 1
-MAX_PACKS = 32
+PREFIX = const(0x1A)
+BROADCAST = const(0xFF)
+MASTER = const(1)
+MAX_PACKS = const(32)
 
 # message types
-T_ADDR = 0x01  # RS485, Link OUT -> next Link IN: "you are address dst" (dst 0: no address yet)
-T_HELLO = 0x02  # CAN, master -> all: system formed generation, packs, system voltage
-T_STATUS = 0x10  # CAN, pack -> master: voltage, current, SOC, SOH, flags, capacity
-T_LIMITS = 0x11  # CAN, pack -> master: CVL, CCL, DCL, DVL
-T_EXTREMES = 0x12  # CAN, pack -> master: min/max cell mV, min/max temperature dC
-T_INFO = 0x13  # CAN, pack -> master: cell/NTC indexes, alarms, protections, faults
-T_CELLS = 0x14  # CAN, pack -> master (on REQ_CELLS): first index, count, 3 cells mV
-T_TEMPS = 0x15  # CAN, pack -> master (on REQ_CELLS): first index, count, 3 NTCs dC
-T_CAPACITY = 0x16  # CAN, pack -> master (on REQ_CELLS, before the NTCs): full capacity, cycles
-T_CMD = 0x20  # CAN, master -> pack (or broadcast): command, argument
-T_REQ = 0x21  # CAN, master -> pack: what (REQ_*), argument
+T_ADDR = const(0x01)  # RS485, Link OUT -> next Link IN: "you are address dst" (dst 0: no address yet)
+T_HELLO = const(0x02)  # CAN, master -> all: system formed generation, packs, system voltage
+T_STATUS = const(0x10)  # CAN, pack -> master: voltage, current, SOC, SOH, flags, capacity
+T_LIMITS = const(0x11)  # CAN, pack -> master: CVL, CCL, DCL, DVL
+T_EXTREMES = const(0x12)  # CAN, pack -> master: min/max cell mV, min/max temperature dC
+T_INFO = const(0x13)  # CAN, pack -> master: cell/NTC indexes, alarms, protections, faults
+T_CELLS = const(0x14)  # CAN, pack -> master (on REQ_CELLS): first index, count, 3 cells mV
+T_TEMPS = const(0x15)  # CAN, pack -> master (on REQ_CELLS): first index, count, 3 NTCs dC
+T_CAPACITY = const(0x16)  # CAN, pack -> master (on REQ_CELLS, before the NTCs): full capacity, cycles
+T_CMD = const(0x20)  # CAN, master -> pack (or broadcast): command, argument
+T_REQ = const(0x21)  # CAN, master -> pack: what (REQ_*), argument
 TYPES = (T_ADDR, T_HELLO, T_STATUS, T_LIMITS, T_EXTREMES, T_INFO, T_CELLS, T_TEMPS, T_CAPACITY, T_CMD, T_REQ)
 LENGTHS = (2, 8, 8, 8, 8, 8, 8, 8, 8, 2, 2)  # payload bytes per type (TYPES order)
-PER_FRAME = 3  # cells or NTCs per T_CELLS/T_TEMPS frame
+PER_FRAME = const(3)  # cells or NTCs per T_CELLS/T_TEMPS frame
 
 # T_ADDR flags
-ADDR_MASTER_REACHED = 1  # the sender reaches an inverter-facing master upstream
+ADDR_MASTER_REACHED = const(1)  # the sender reaches an inverter-facing master upstream
 
 # T_STATUS flags
-F_CHG_OK = 1  # no protection/fault blocking charge
-F_DSG_OK = 2
-F_CHG_FET = 4
-F_DSG_FET = 8
-F_HOLD = 16  # the pack keeps its FETs open (voltage mismatch on joining)
+F_CHG_OK = const(1)  # no protection/fault blocking charge
+F_DSG_OK = const(2)
+F_CHG_FET = const(4)
+F_DSG_FET = const(8)
+F_HOLD = const(16)  # the pack keeps its FETs open (voltage mismatch on joining)
 
 # T_CMD commands
-CMD_RESET_PROTECT = 1  # refused by every pack (a link frame proves nothing: the button resets)
+CMD_RESET_PROTECT = const(1)  # refused by every pack (a link frame proves nothing: the button resets)
 
 # T_REQ requests
-REQ_REPORTS = 0  # send STATUS, LIMITS, EXTREMES, INFO now
-REQ_CELLS = 1  # send the capacity, every NTC temperature and cell voltage (T_CAPACITY, T_TEMPS, T_CELLS)
+REQ_REPORTS = const(0)  # send STATUS, LIMITS, EXTREMES, INFO now
+REQ_CELLS = const(1)  # send the capacity, every NTC temperature and cell voltage (T_CAPACITY, T_TEMPS, T_CELLS)
 
 
 def length_of(typ):
@@ -237,8 +238,8 @@ def crc16(buf, start, end, crc=0xFFFF):
     return crc
 
 
-SOF = 0x7E
-RS485_MAX_LEN = 8  # payload bytes: a length byte above this is no link frame
+SOF = const(0x7E)
+RS485_MAX_LEN = const(8)  # payload bytes: a length byte above this is no link frame
 RS485_MAX = 7 + RS485_MAX_LEN  # a whole frame
 
 

@@ -8,37 +8,38 @@
 # Quirks handled here: CVL is never 0; with CCL 0 the CVL is at most the present
 # voltage (Deye W31, Victron's "Pylontech CVL <= 55 V with CCL 0" rule); 0x35E
 # starts "PYLON" (Deye accepts nothing else).
+from defs.const import const
 from defs import codes
 from proto.wire import put_u16le as _h, put_i16le as _s, div
 from defs.codes import FC_I, FC_II, FC_FULL, FC_RECHARGE
 
-PROTO_VICTRON_SMA = 0
-PROTO_PYLON = 1
-PROTO_SCHNEIDER = 2  # reserved: no reliable public source (README)
+PROTO_VICTRON_SMA = const(0)
+PROTO_PYLON = const(1)
+PROTO_SCHNEIDER = const(2)  # reserved: no reliable public source (README)
 
-ID_LIMITS = 0x351
-ID_SOC = 0x355
-ID_MEAS = 0x356
-ID_FLAGS = 0x359
-ID_ALARMS = 0x35A
-ID_REQUEST = 0x35C
-ID_NAME = 0x35E
-ID_INFO = 0x35F
-ID_NAME1 = 0x370
-ID_NAME2 = 0x371
-ID_MODULES = 0x372
-ID_CELLS = 0x373
-ID_CAPACITY = 0x379
+ID_LIMITS = const(0x351)
+ID_SOC = const(0x355)
+ID_MEAS = const(0x356)
+ID_FLAGS = const(0x359)
+ID_ALARMS = const(0x35A)
+ID_REQUEST = const(0x35C)
+ID_NAME = const(0x35E)
+ID_INFO = const(0x35F)
+ID_NAME1 = const(0x370)
+ID_NAME2 = const(0x371)
+ID_MODULES = const(0x372)
+ID_CELLS = const(0x373)
+ID_CAPACITY = const(0x379)
 # inverter -> battery
-ID_INV_HEARTBEAT = 0x305
-ID_INV_SMA2 = 0x306
-ID_INV_VICTRON = 0x307
+ID_INV_HEARTBEAT = const(0x305)
+ID_INV_SMA2 = const(0x306)
+ID_INV_VICTRON = const(0x307)
 
 MANUFACTURER = b"PYLON   "  # Deye: must start "PYLON"
 NAME1 = b"PYLON-LV"
 NAME2 = b"16S LFP "
-MODEL = 1
-FW_VERSION = 0x0100
+MODEL = const(1)
+FW_VERSION = const(0x0100)
 
 # (id, dlc) per protocol, in sending order
 FRAMES_0 = ((ID_LIMITS, 8), (ID_SOC, 6), (ID_MEAS, 6), (ID_FLAGS, 7), (ID_ALARMS, 8),

@@ -6,42 +6,43 @@
 # link's table of the other packs). Pure: a request's bytes in, the reply's
 # length out (written into a preallocated buffer); no UART, no clock; no
 # allocation per request.
+from defs.const import const
 from proto.wire import put_u16, put_i16, put_u24, div
 
-SOI = 0x7E  # '~'
-EOI = 0x0D  # '\r'
-CID1 = 0x46
+SOI = const(0x7E)  # '~'
+EOI = const(0x0D)  # '\r'
+CID1 = const(0x46)
 VERSIONS = (0x20, 0x25, 0x35)  # V2.0 framing (V3.3 documents) and the V3.5 variants seen
-RTN_OK = 0x00
-RTN_VER = 0x01
-RTN_CHKSUM = 0x02
-RTN_LCHKSUM = 0x03
-RTN_CID2 = 0x04
-RTN_FORMAT = 0x05
-RTN_DATA = 0x06
-RTN_ADR = 0x90
-RTN_COMM = 0x91
-FIRST_ADR = 2  # ADR 2 = first pack (the master), 3.. the next
-ADR_ANY = 0  # python-pylontech asks 0x4F and 0x51 at ADR 0 (get_protocol_version, get_manufacturer_info)
-ALL_PACKS = 0xFF  # 0x42 command value: every pack (module count, then each module)
-INFOFLAG = 0x00  # 0x42/0x44/0x47 replies start with it (python-pylontech and FHEM skip INFO[0])
+RTN_OK = const(0x00)
+RTN_VER = const(0x01)
+RTN_CHKSUM = const(0x02)
+RTN_LCHKSUM = const(0x03)
+RTN_CID2 = const(0x04)
+RTN_FORMAT = const(0x05)
+RTN_DATA = const(0x06)
+RTN_ADR = const(0x90)
+RTN_COMM = const(0x91)
+FIRST_ADR = const(2)  # ADR 2 = first pack (the master), 3.. the next
+ADR_ANY = const(0)  # python-pylontech asks 0x4F and 0x51 at ADR 0 (get_protocol_version, get_manufacturer_info)
+ALL_PACKS = const(0xFF)  # 0x42 command value: every pack (module count, then each module)
+INFOFLAG = const(0x00)  # 0x42/0x44/0x47 replies start with it (python-pylontech and FHEM skip INFO[0])
 
 # 0x42 units (param inv_rs485_units_count)
-UNITS_PYLON = 0  # 0.1 A, mAh: user-defined count 2, or 4 with 3-byte mAh fields above 65 Ah
-UNITS_PACE = 1  # 10 mA, 10 mAh, count 2: what Pace-based "Pylontech compatible" BMSs send
-_U16_MAH = 0xFFFF  # the largest count-2 capacity (65.535 Ah)
+UNITS_PYLON = const(0)  # 0.1 A, mAh: user-defined count 2, or 4 with 3-byte mAh fields above 65 Ah
+UNITS_PACE = const(1)  # 10 mA, 10 mAh, count 2: what Pace-based "Pylontech compatible" BMSs send
+_U16_MAH = const(0xFFFF)  # the largest count-2 capacity (65.535 Ah)
 
-CMD_VERSION = 0x4F  # any VER accepted: the client asks which one we speak (FHEM sends VER 00)
-CMD_MANUFACTURER = 0x51
-CMD_ANALOG = 0x42
-CMD_ALARM = 0x44
-CMD_SYSPARAM = 0x47
-CMD_MANAGEMENT = 0x92
-CMD_SERIAL = 0x93
-CMD_FIRMWARE = 0x96
-CMD_SYS_ANALOG = 0x61
-CMD_SYS_ALARM = 0x62
-CMD_SYS_MANAGEMENT = 0x63
+CMD_VERSION = const(0x4F)  # any VER accepted: the client asks which one we speak (FHEM sends VER 00)
+CMD_MANUFACTURER = const(0x51)
+CMD_ANALOG = const(0x42)
+CMD_ALARM = const(0x44)
+CMD_SYSPARAM = const(0x47)
+CMD_MANAGEMENT = const(0x92)
+CMD_SERIAL = const(0x93)
+CMD_FIRMWARE = const(0x96)
+CMD_SYS_ANALOG = const(0x61)
+CMD_SYS_ALARM = const(0x62)
+CMD_SYS_MANAGEMENT = const(0x63)
 COMMANDS = (CMD_VERSION, CMD_MANUFACTURER, CMD_ANALOG, CMD_ALARM, CMD_SYSPARAM, CMD_MANAGEMENT,
             CMD_SERIAL, CMD_FIRMWARE, CMD_SYS_ANALOG, CMD_SYS_ALARM, CMD_SYS_MANAGEMENT)
 

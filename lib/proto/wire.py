@@ -5,7 +5,8 @@
 # protocols scale by. No allocation.
 
 
-def _u16(v):
+def u16(v):
+    """v clamped to 0..0xFFFF."""
     if v < 0:
         return 0
     return v if v < 0xFFFF else 0xFFFF
@@ -22,7 +23,7 @@ def put_u8(buf, i, v):
 
 
 def put_u16(buf, i, v):
-    v = _u16(v)
+    v = u16(v)
     buf[i] = v >> 8
     buf[i + 1] = v & 0xFF
 
@@ -44,7 +45,7 @@ def put_u24(buf, i, v):
 
 
 def put_u16le(buf, i, v):
-    v = _u16(v)
+    v = u16(v)
     buf[i] = v & 0xFF
     buf[i + 1] = v >> 8
 

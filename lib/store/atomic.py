@@ -5,20 +5,21 @@
 # the highest sequence number among NAME, NAME.tmp and NAME.bak, so a power
 # cut at any point reads back either the old or the new contents, and a bit
 # flip in one copy falls back to the other.
+from defs.const import const
 import struct
 from store.crc import crc32
 
 HEADER = "<4sHHII"  # magic, schema, count, seq, crc32 (of header[:12] + records)
-HEADER_SIZE = 16
+HEADER_SIZE = const(16)
 REC = "<HHi"
-REC_SIZE = 8
+REC_SIZE = const(8)
 
 # where a read came from
-NONE = 0  # no file at all
-CUR = 1
-TMP = 2  # a complete new copy that was not renamed yet (repaired on read)
-BAK = 3  # the previous copy: the current one is missing or corrupt
-CORRUPT = 4  # files exist but none is valid
+NONE = const(0)  # no file at all
+CUR = const(1)
+TMP = const(2)  # a complete new copy that was not renamed yet (repaired on read)
+BAK = const(3)  # the previous copy: the current one is missing or corrupt
+CORRUPT = const(4)  # files exist but none is valid
 
 
 def name_hash(name):

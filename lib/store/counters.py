@@ -14,10 +14,11 @@
 #   boots                    persist: firmware starts
 #   failed_starts            persist: starts in a row that did not run cleanly
 #                            for START_OK_MS (the boot-loop guard, app.app)
+from defs.const import const
 from store import atomic
 
 MAGIC = b"BMSC"
-SCHEMA = 1
+SCHEMA = const(1)
 FILE = "counters.bin"
 
 # (id, name, saved at once when it changes; else with the periodic save)
@@ -40,22 +41,22 @@ FIELDS = (
     (16, "failed_starts", True),
 )
 N = len(FIELDS)
-SOC_PPM = 0
-SOC_FULL = 1
-FCC_MAH = 2
-CYCLES = 3
-CHG_AH = 4
-DSG_AH = 5
-CHG_WH = 6
-DSG_WH = 7
-I_OFFSET_MA = 8
-LOCKOUT = 9
-LATCHED_FAULTS = 10
-DEEP_DISCHARGE = 11
-UV_TRIES = 12
-SLEEP_REASON = 13
-BOOTS = 14
-FAILED_STARTS = 15
+SOC_PPM = const(0)
+SOC_FULL = const(1)
+FCC_MAH = const(2)
+CYCLES = const(3)
+CHG_AH = const(4)
+DSG_AH = const(5)
+CHG_WH = const(6)
+DSG_WH = const(7)
+I_OFFSET_MA = const(8)
+LOCKOUT = const(9)
+LATCHED_FAULTS = const(10)
+DEEP_DISCHARGE = const(11)
+UV_TRIES = const(12)
+SLEEP_REASON = const(13)
+BOOTS = const(14)
+FAILED_STARTS = const(15)
 CRITICAL = tuple(i for i in range(N) if FIELDS[i][2])
 
 

@@ -8,21 +8,22 @@
 # damaged. A missing, damaged or partial level loads as "no secret" (that level
 # refuses every login until commissioned again), with a note, never an error.
 # Nothing here hands a secret to the host side: bms.auth keeps them.
+from defs.const import const
 import struct
 from store import atomic
 
 MAGIC = b"BMSK"
-SCHEMA = 1
+SCHEMA = const(1)
 FILE = "cred.bin"
-SECRET_LEN = 32
+SECRET_LEN = const(32)
 LEVELS = (1, 2)
 _WORDS = SECRET_LEN // 4
 
 # load notes (event codes of kind store.eventlog.KIND_STORE; 1..8 paramstore,
 # 20.. eventlog)
-N_CRED_NONE = 40  # no credential file: not commissioned
-N_CRED_CORRUPT = 41  # no valid copy (or only the revoked .bak): not commissioned (source)
-N_CRED_PARTIAL = 42  # a level's words missing or mistagged: that level has no secret (level)
+N_CRED_NONE = const(40)  # no credential file: not commissioned
+N_CRED_CORRUPT = const(41)  # no valid copy (or only the revoked .bak): not commissioned (source)
+N_CRED_PARTIAL = const(42)  # a level's words missing or mistagged: that level has no secret (level)
 
 
 def _tag(level, w):

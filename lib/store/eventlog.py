@@ -8,26 +8,27 @@
 # stop at the first invalid one (a torn last record), and a segment with a
 # torn tail is rewritten (temp + rename) without it before the next append.
 # When the current segment is full the oldest segment is emptied and reused.
+from defs.const import const
 import struct
 from store.crc import crc32
 
 REC = "<IIHBBBBiH"
-REC_SIZE = 24
-_BODY = 20
-F_RAISED = 1
-F_BOOT_TIME = 2
-KIND_STORE = 8  # events of the store and the firmware itself (codes below)
+REC_SIZE = const(24)
+_BODY = const(20)
+F_RAISED = const(1)
+F_BOOT_TIME = const(2)
+KIND_STORE = const(8)  # events of the store and the firmware itself (codes below)
 # KIND_STORE codes (store.paramstore notes use 1..8)
-C_BOOT = 20  # firmware started (value: boot number)
-C_LOG_CLEARED = 21  # history cleared by command (value: records removed)
-C_CLOCK_SET = 22  # clock set (value: the new Unix time)
-C_EVENTS_LOST = 23  # protection events dropped before they were logged (value: how many)
-C_COUNTERS_CORRUPT = 24  # every counters copy corrupt: zero/defaults
-C_COUNTERS_BACKUP = 25  # the previous counters copy was used
+C_BOOT = const(20)  # firmware started (value: boot number)
+C_LOG_CLEARED = const(21)  # history cleared by command (value: records removed)
+C_CLOCK_SET = const(22)  # clock set (value: the new Unix time)
+C_EVENTS_LOST = const(23)  # protection events dropped before they were logged (value: how many)
+C_COUNTERS_CORRUPT = const(24)  # every counters copy corrupt: zero/defaults
+C_COUNTERS_BACKUP = const(25)  # the previous counters copy was used
 # writes by the PC tool (app.host), each as two records with the same code: the
 # value before (F_RAISED clear), then the value after (F_RAISED set)
-KIND_PARAM = 9  # a parameter written (code: its bms.ptable id)
-KIND_HOST = 10  # a command or calibration (code: its app.hostctl H_* number)
+KIND_PARAM = const(9)  # a parameter written (code: its bms.ptable id)
+KIND_HOST = const(10)  # a command or calibration (code: its app.hostctl H_* number)
 
 
 def _seg(k):

@@ -10,13 +10,14 @@
 # Each such decision is reported as a (code, value) note the caller logs.
 # restore_defaults() resets USER and ADMIN rows and keeps FACTORY rows
 # (calibration, ratings, board options); counters and history are other files.
+from defs.const import const
 import struct
 from bms import params as P
 from bms import prows
 from store import atomic
 
 MAGIC = b"BMSP"
-SCHEMA = 1  # file layout version; per-parameter meaning is carried by the name tags
+SCHEMA = const(1)  # file layout version; per-parameter meaning is carried by the name tags
 FILE = "params.bin"
 
 # (id, old name) -> (num, den): value_new = value_old * num // den. Add a row
@@ -24,14 +25,14 @@ FILE = "params.bin"
 CONVERT = {}
 
 # notes (event codes of kind store.eventlog.KIND_STORE, value in brackets)
-N_PARAMS_DEFAULTS = 1  # no parameter file: defaults (0)
-N_PARAMS_CORRUPT = 2  # every copy corrupt: defaults (0)
-N_PARAMS_BACKUP = 3  # current copy bad, previous good copy used (seq)
-N_PARAM_DROPPED = 4  # a stored id no longer exists (id)
-N_PARAM_DEFAULT = 5  # a stored value with another meaning / out of range: default (id)
-N_PARAM_CONVERTED = 6  # a stored value converted to the new unit (id)
-N_PARAMS_INVALID = 7  # the loaded set fails validate(): defaults (0)
-N_PARAMS_RESTORED = 8  # restore defaults by command (0)
+N_PARAMS_DEFAULTS = const(1)  # no parameter file: defaults (0)
+N_PARAMS_CORRUPT = const(2)  # every copy corrupt: defaults (0)
+N_PARAMS_BACKUP = const(3)  # current copy bad, previous good copy used (seq)
+N_PARAM_DROPPED = const(4)  # a stored id no longer exists (id)
+N_PARAM_DEFAULT = const(5)  # a stored value with another meaning / out of range: default (id)
+N_PARAM_CONVERTED = const(6)  # a stored value converted to the new unit (id)
+N_PARAMS_INVALID = const(7)  # the loaded set fails validate(): defaults (0)
+N_PARAMS_RESTORED = const(8)  # restore defaults by command (0)
 
 
 def _hash(i):

@@ -1,0 +1,52 @@
+"""bms.parallel.Table keeps the fields a link report carries as u16/i16 in
+16-bit arrays: every value the wire can carry is stored as the report says
+(decoded here with struct from the layouts in proto/link's header, not with
+our decoder), and the master's own row (bms.system.own_row) is clamped to
+the field as the report is (a CPython array("H") raises on anything else)."""
+import struct
+
+import pytest
+
+from bms import parallel
+from bms.params import Params
+from bms.state import PackState
+from bms.system import own_row
+from proto import link as lp
+
+A = 7  # a slave's row
+
+
+def _take(t, typ, payload):
+    assert t.take(0, typ, A, payload)
+
+
+@pytest.mark.parametrize("payload", [b"\xff" * 8, b"\x00" * 8, b"\x7f\xff\x80\x00\x7f\xff\x80\x00",
+                                     b"\x80\x00\x7f\xff\x80\x00\x7f\xff"])
+def test_every_wire_value_of_the_16_bit_fields_is_stored_as_sent(payload):
+    t = parallel.Table()
+    _take(t, lp.T_LIMITS, payload)  # CVL mV u16, CCL 10 mA u16, DCL 10 mA u16, DVL mV u16
+    cvl, ccl, dcl, dvl = struct.unpack(">HHHH", payload)
+    assert (t.cvl_mv[A], t.ccl_ma[A], t.dcl_ma[A], t.dvl_mv[A]) == (cvl, ccl * 10, dcl * 10, dvl)
+    _take(t, lp.T_EXTREMES, payload)  # min/max cell mV u16, min/max temp dC i16
+    lo, hi, tlo, thi = struct.unpack(">HHhh", payload)
+    assert (t.min_cell_mv[A], t.max_cell_mv[A], t.min_temp_dc[A], t.max_temp_dc[A]) == (lo, hi, tlo, thi)
+    _take(t, lp.T_INFO, payload)  # cell idx u8, NTC idx u8, alarms, protections, faults u16
+    _, _, al, pr, fa = struct.unpack(">BBHHH", payload)
+    assert (t.alarms[A], t.protections[A], t.faults[A]) == (al, pr, fa)
+
+
+@pytest.mark.parametrize("cvl, dvl, want_cvl, want_dvl", [
+    (70000, -5, 0xFFFF, 0),  # outside the field: clamped as the LIMITS report clamps it
+    (58400, 40000, 58400, 40000),  # the parameter ranges' ends (charge_mv, low_cutoff_mv)
+])
+def test_own_row_limits_are_what_the_limits_report_carries(cvl, dvl, want_cvl, want_dvl):
+    t = parallel.Table()
+    st = PackState()
+    st.cvl_mv, st.dvl_mv = cvl, dvl
+    st.alarms = st.protections = st.faults = 0x1FFFF  # 17 bits: the row keeps the report's 16
+    own_row(t, A, st, Params(), 0)
+    assert (t.cvl_mv[A], t.dvl_mv[A]) == (want_cvl, want_dvl)
+    assert (t.alarms[A], t.protections[A], t.faults[A]) == (0xFFFF, 0xFFFF, 0xFFFF)
+    d = bytearray(8)
+    lp.put_limits(d, t, A)
+    assert struct.unpack(">HxxxxH", d) == (want_cvl, want_dvl)
