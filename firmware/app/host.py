@@ -41,11 +41,7 @@ from proto import modbus as mb
 from proto import sunspec as ss
 from proto.wire import put_u16, get_u16
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
+from defs.const import const
 
 MAP_VERSION = const(1)
 INFO = const(0)

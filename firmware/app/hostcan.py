@@ -29,6 +29,21 @@ PORT_BASE = const(0x100)
 _IDLE_MS = 2000  # a tester silent this long no longer holds the channel
 
 
+def send_due(ch, can, out_id, mv, now_ms):
+    """Send the frames channel ch has due now as out_id (mv: a view of
+    ch.frame); stops while the port's transmit buffers are full (the same
+    frame goes next tick). The frames the port refused with OSError (lost)."""
+    lost = 0
+    while ch.pending(now_ms):
+        try:
+            if can.send(out_id, mv, FLAG_EXT_ID) is None:
+                break
+        except OSError:
+            lost += 1
+        ch.sent()
+    return lost
+
+
 class HostCan(Service):
     name = "host-can"
     period_ms = 10
@@ -102,11 +117,4 @@ class HostCan(Service):
         ch = self.ch
         if self.tester < 0:
             return
-        out_id = BASE | (self.tester << 8) | (self.address() & 0xFF)
-        while ch.pending(now_ms):
-            try:
-                if self.can.send(out_id, self._mv, FLAG_EXT_ID) is None:
-                    return  # transmit buffers full: the same frame next tick
-            except OSError:
-                self.errors += 1
-            ch.sent()
+        self.errors += send_due(ch, self.can, BASE | (self.tester << 8) | (self.address() & 0xFF), self._mv, now_ms)

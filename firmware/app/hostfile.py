@@ -13,11 +13,7 @@
 from proto import modbus as mb
 from proto.wire import put_u16, get_u16
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
+from defs.const import const
 
 FILE_INDEX = const(1)
 FILE_EVENTS = const(2)

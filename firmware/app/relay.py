@@ -16,7 +16,7 @@
 # pack's reply streams in without flow-control pauses (our block size 0). No
 # allocation per request or frame.
 from app.service import Service
-from app.hostcan import BASE, FLAG_EXT_ID
+from app.hostcan import BASE, send_due
 from bms import parallel
 from defs.ticks import ticks_diff
 from proto import isotp
@@ -119,14 +119,7 @@ class Relay(Service):
         if not u:
             return
         ch = self.ch
-        out_id = BASE | (u << 8) | (self.link.roles.address & 0xFF)
-        while ch.pending(now_ms):
-            try:
-                if self.can.send(out_id, self._mv, FLAG_EXT_ID) is None:
-                    break  # transmit buffers full: the same frame next tick
-            except OSError:
-                self.errors += 1
-            ch.sent()
+        self.errors += send_due(ch, self.can, BASE | (u << 8) | (self.link.roles.address & 0xFF), self._mv, now_ms)
         if ticks_diff(now_ms, self._start_ms) >= TIMEOUT_MS:
             self.timeouts += 1
             self.unit = 0
