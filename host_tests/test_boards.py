@@ -325,3 +325,34 @@ def test_inverter_and_link_frames_reach_the_firmware_through_the_mcp2515(name, m
     assert app.state.inverter_frames == heard + 1
     assert b.can.rx_frames == 2  # the other two were filtered by the chip
     assert not b.can.any()  # and the link frame was read (by the link service, the CAN reader)
+
+
+def test_a_watched_service_that_shortens_its_period_runs_at_it_and_stays_alive():
+    # app.hostcan / app.relay tick every 10 ms while busy, every 100 ms idle
+    from defs.ticks import ticks_diff
+    from drivers.watchdog import Watchdog, watch
+    from sim.vtime import VirtualRunner
+
+    class Wdt:
+        feeds = 0
+
+        def feed(self):
+            self.feeds += 1
+
+    class Svc:
+        name = "busy-then-idle"
+        period_ms = 100
+        ticks = 0
+
+        def tick(self, now_ms):
+            self.ticks += 1
+            self.period_ms = 10 if now_ms < 1000 else 100
+    svc = Svc()
+    wdt = Wdt()
+    watched, sup = watch([svc], Watchdog(wdt, 1000), ticks_diff)
+    r = VirtualRunner()
+    for s in watched + [sup]:
+        r.add(s)
+    r.run_until(3000)
+    assert 100 <= svc.ticks <= 120  # ~100 ticks at 10 ms in the first second, then ~20 at 100 ms
+    assert wdt.feeds == 3 and sup.wd.missed == 0

@@ -192,13 +192,15 @@ def test_while_host_traffic_is_on_the_bus_every_pack_reads_its_port_each_tick():
     rig.svc.can_rx = rx
     rig.svc.tick(0)
     assert rx.polls == 0  # no host traffic: the link's tick reads the port
+    assert rig.svc.period_ms == hostcan.IDLE_MS  # and this service ticks at the idle period
     # a request to another pack (address 5) is host traffic too: this pack keeps its queue empty
     tx, _ = can_ids(5)
     rig.svc.on_frame("can", [tx, bytes([0x05, 0x03, 0, 0, 0, 1, 0, 0]), 2, 0])
     assert rig.svc.requests == 0
+    assert rig.svc.period_ms == hostcan.ACTIVE_MS
     rig.svc.tick(10)
     rig.svc.tick(20)
     assert rx.polls == 2
     rig.svc.tick(20 + hostcan._IDLE_MS)  # the bus has been quiet since: back to the link's reads
     rig.svc.tick(30 + hostcan._IDLE_MS)
-    assert rx.polls == 2
+    assert rx.polls == 2 and rig.svc.period_ms == hostcan.IDLE_MS

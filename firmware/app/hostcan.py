@@ -44,9 +44,13 @@ def send_due(ch, can, out_id, mv, now_ms):
     return lost
 
 
+ACTIVE_MS = const(10)  # the period while host traffic is on the bus
+IDLE_MS = const(100)  # and without (the runners read a service's period each time)
+
+
 class HostCan(Service):
     name = "host-can"
-    period_ms = 10
+    period_ms = IDLE_MS
 
     def __init__(self, host, can, address, can_rx=None):
         """host: app.host.Host (its pdu()); can: the CAN port to send on;
@@ -56,8 +60,9 @@ class HostCan(Service):
         self.can = can
         self.can_rx = can_rx
         self.address = address
-        # host traffic on the bus (any pack's): while there is, tick() reads the
-        # port every period, not only at the link's 100 ms tick, on every pack: a
+        # host traffic on the bus (any pack's): while there is, tick() runs every
+        # ACTIVE_MS (IDLE_MS without: a day on the bench costs no 10 ms ticks)
+        # and reads the port, not only at the link's 100 ms tick, on every pack: a
         # tester's ISO-TP turns then wait 10 ms, and a pack that is not being
         # asked still empties its receive queue of the others' replies (every
         # host frame passes every pack's filter; a full queue would lose the
@@ -82,6 +87,7 @@ class HostCan(Service):
             return
         self._traffic = True
         self._traffic_ms = self.now_ms
+        self.period_ms = ACTIVE_MS
         if (id_ >> 8) & 0xFF != self.address():
             return
         sa = id_ & 0xFF
@@ -114,6 +120,7 @@ class HostCan(Service):
                 self.can_rx.poll()
             else:
                 self._traffic = False
+                self.period_ms = IDLE_MS
         ch = self.ch
         if self.tester < 0:
             return

@@ -33,9 +33,13 @@ EX_TARGET_FAILED = const(0x0B)
 TIMEOUT_MS = const(800)
 
 
+ACTIVE_MS = const(10)  # the period while a request is relayed
+IDLE_MS = const(100)  # and while none is (a service's period may change; the runners read it each time)
+
+
 class Relay(Service):
     name = "host-relay"
-    period_ms = 10
+    period_ms = IDLE_MS
 
     def __init__(self, host, can, can_rx, link):
         """host: app.host.Host (its reply() and output buffer); can, can_rx:
@@ -92,6 +96,8 @@ class Relay(Service):
         self.unit = unit
         self._fc = fc
         self._start_ms = self.now_ms
+        self.period_ms = ACTIVE_MS
+        self.errors += send_due(ch, self.can, BASE | (unit << 8) | (r.address & 0xFF), self._mv, self.now_ms)
 
     def on_frame(self, sa, data):
         """A frame from pack sa to us (app.hostcan hands it over)."""
@@ -113,6 +119,7 @@ class Relay(Service):
     def tick(self, now_ms):
         self.now_ms = now_ms
         if not self.unit:
+            self.period_ms = IDLE_MS
             return
         self.can_rx.poll()  # the reply's frames (and the others' frames) between link ticks
         u = self.unit
