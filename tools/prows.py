@@ -48,7 +48,10 @@ def generate(table=None):
              "# The parameter rows as the board holds them, row index = id - 1: DEFAULT,\n"
              "# MIN, MAX as little-endian int32 ('<i'), ACCESS one byte (bms.ptable USER,\n"
              "# ADMIN, FACTORY), HASH the store's name tag ('<H', store.atomic.name_hash).\n"
-             "\nUSER = %d\nADMIN = %d\nFACTORY = %d\nN = %d\n" % (access + (n,)) +
+             # const(): folded or inlined at deploy; FACTORY stays a plain int (other
+             # modules re-export it, which deploy's inliner does not follow)
+             "\nfrom defs.const import const\nUSER = const(%d)\nADMIN = const(%d)\nFACTORY = %d\nN = const(%d)\n"
+             % (access + (n,)) +
              _bytes("DEFAULT", struct.pack("<%di" % n, *[r[2] for r in t])) +
              _bytes("MIN", struct.pack("<%di" % n, *[r[3] for r in t])) +
              _bytes("MAX", struct.pack("<%di" % n, *[r[4] for r in t])) +
