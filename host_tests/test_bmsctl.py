@@ -14,7 +14,6 @@ from app.host import Host
 from bms import auth as A
 from bms import params as P
 from bms.params import Params
-from bms.state import PackState
 from bms.system import SystemView, from_pack
 from defs import codes
 from tools.bmsctl.cli import main
@@ -45,14 +44,8 @@ class InProcess:
 
 @pytest.fixture
 def rig(tmp_path):
-    st = PackState()
-    s = st.snap
-    s.reads = 1
-    for i in range(16):
-        s.cell_mv[i] = 3300 + i
-    s.stack_mv = sum(s.cell_mv)
-    s.min_cell_mv, s.max_cell_mv, s.min_cell, s.max_cell = 3300, 3315, 0, 15
-    st.soc_pct = 62
+    from test_modbus import _state
+    st = _state()  # test_modbus's pack: 16 cells 3300..3315 mV, SOC 62 %
     params = Params()
     view = SystemView()
     from_pack(view, st, params)
