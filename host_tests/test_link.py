@@ -369,7 +369,7 @@ def test_link_in_router_keeps_a_0x7e_inside_a_modbus_frame_binary():
     asc = Listener()
     svc.rx_in.subscribe_ascii(asc)
     host = Host(st, Params(), None, b.link_in)
-    svc.rx_in.subscribe_binary(host)
+    svc.rx_in.subscribe_binary(host, host.framer)
     framer = FramerRTU(DecodePDU(False))
     req = b""
     for regs in ([0x7E41, 0x0D00, 3], [0x7E03, 1, 2]):  # '~A', then a 0x7E before a link length byte

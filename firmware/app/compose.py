@@ -109,7 +109,7 @@ def host(app, board, ports):
         ports.can_rx.subscribe(can_svc, SELECTION)
         out.append(can_svc)
     if rin is not None:
-        rin.subscribe_binary(svc)
+        rin.subscribe_binary(svc, svc.framer)
         from app.relay import Relay  # RTU units of the other packs, over CAN
         relay = Relay(svc, ports.can, ports.can_rx, app.link)
         svc.relay = relay

@@ -10,9 +10,10 @@
 # from one preallocated buffer, in the order the bytes came (a chunk ends where
 # the kind changes, the buffer is full or the poll ends). A subscriber that
 # answers writes to the port it was given at construction. A binary subscriber
-# with an RTU framer (attribute framer: proto.modbus.Framer) inside a frame
-# keeps a 0x7E binary: RTU data and CRC are any bytes. The link service
-# runs poll() at its point of the tick (app.compose connects the subscribers).
+# that names its RTU framer (subscribe_binary(sub, framer): proto.modbus.Framer)
+# keeps a 0x7E binary while that framer is inside a frame: RTU data and CRC
+# are any bytes. The link service runs poll() at its point of the tick
+# (app.compose connects the subscribers).
 from defs.const import const
 from proto import link
 
@@ -47,11 +48,10 @@ class Router:
     def subscribe_ascii(self, sub):
         self.ascii.append(sub)
 
-    def subscribe_binary(self, sub):
+    def subscribe_binary(self, sub, framer=None):
         self.binary.append(sub)
-        fr = getattr(sub, "framer", None)
-        if fr is not None:
-            self._framers.append(fr)
+        if framer is not None:
+            self._framers.append(framer)
 
     def _in_frame(self):
         """A binary subscriber's frame is under way (the bytes so far delivered)."""
