@@ -4,6 +4,7 @@
 #   make bench [BENCH_ARGS="..."]      the bench (tools/bench.py)
 #   make perf                          tools/perf.py
 #   make fuzz [SEED=n] [FUZZ_ARGS=...]  tools/fuzz.py: 10**6 inputs per receive path, rate, branch coverage
+#   make soak                          the long runs CI takes a slice of (a simulated day per inverter emulator)
 #   make mpy [ARCHS="xtensawin armv6m"] compile everything into build/<arch>/
 #   make deploy BOARD=name PORT=/dev/ttyUSB0 [STORE=auto|romfs|mpy] [DRY_RUN=1]
 #   make firmware BOARD=BMS_ESP32_ROMFS|BMS_RP2040_ROMFS|name [MICROPYTHON_DIR=...] [DRY_RUN=1]
@@ -37,7 +38,7 @@ STORE ?= auto
 # a module that fails to import is reported as an error and the rest still run
 PYTEST_ARGS ?= --continue-on-collection-errors
 
-.PHONY: all setup venv node stubs test bench perf fuzz mpy deploy firmware flash-micropython micropython-frozen clean distclean
+.PHONY: all setup venv node stubs test bench perf fuzz soak mpy deploy firmware flash-micropython micropython-frozen clean distclean
 
 all: test
 
@@ -80,6 +81,9 @@ bench: setup
 
 perf: setup
 	$(VPY) -m tools.perf
+
+soak: setup
+	BMS_SOAK=1 $(VPY) -m pytest host_tests/test_emulators.py -q -k through_a_day
 
 fuzz: venv
 	$(VPY) -m tools.fuzz $(if $(SEED),--seed $(SEED)) $(FUZZ_ARGS)
