@@ -20,8 +20,13 @@
 # board built without configuring the AFE when the full build failed); after
 # RETRY_S the board resets and tries again; Ctrl-C in that time leaves you at
 # the REPL. Starts that keep failing are caught by the boot-loop guard
-# (app.app: held safe until the button). With the forced-update jumper fitted
-# the firmware does not start (FETs off, REPL free for mpremote).
+# (app.app: held safe until the button).
+#
+# Forced-update jumper fitted at boot: maintenance mode (app.compose: both FETs
+# held open, RUN and ALM blinking together, commissioning with the button held;
+# no MCU sleep). Jumper fitted and the button held at boot: the forced-update
+# mode, which is not built yet (issue 15): the FETs are commanded off and the
+# firmware does not start (the REPL is free for mpremote).
 import asyncio
 import sys
 
@@ -111,10 +116,13 @@ def main():
         _retry_later()
         return
     jumper = getattr(b, "jumper", None)
+    button = getattr(b, "button", None)
     if jumper is not None and jumper.fitted:
-        b.afe.set_fets(False, False, False)
-        print("bms: forced-update jumper fitted: firmware not started")
-        return
+        if button is not None and button.value() == 0:  # pulled up: held = 0
+            all_fets_off(b.afe)
+            print("bms: forced-update jumper fitted and button held: firmware not started")
+            return
+        print("bms: forced-update jumper fitted: maintenance mode (FETs held open, commissioning)")
     try:
         app, _ = start(b, store=_store(), clock=_clock())
     except Exception as e:  # noqa

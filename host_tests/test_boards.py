@@ -290,22 +290,6 @@ def test_main_without_a_watchdog_on_bench_boards(monkeypatch):
     assert sup is None and fm.WDTS == []
 
 
-def test_forced_update_jumper_keeps_the_firmware_stopped(monkeypatch, capsys):
-    mod = load("esp32_bq", monkeypatch)
-    rig = Rig(mod)
-
-    class Fitted:
-        def value(self, v=None):
-            return 0
-
-    fm.WIRES[mod.PINS["jumper"]] = Fitted()
-    sys.modules.pop("main", None)
-    import main
-    main.main()
-    assert "jumper" in capsys.readouterr().out
-    assert fm.WDTS == [] and rig.bq.fets() == 0
-
-
 @pytest.mark.parametrize("name", BOARDS)
 def test_inverter_and_link_frames_reach_the_firmware_through_the_mcp2515(name, monkeypatch):
     # The MCP2515 delivers nothing until its acceptance filters are set: the

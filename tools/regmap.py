@@ -50,6 +50,11 @@ def describe():
          "write_level": host.INSTALLER,
          "note": "write all 33: level, then the 64-byte blob of tools.authkit.set_secret_blob (installer "
                  "session; that level's sessions end); never readable"},
+        {"register": host.PROVISION, "regs": host.PROVISION_REGS, "name": "provision", "access": "W",
+         "journal_code": ctl.H_PROVISION,
+         "note": "write all 17: level, then the 32-byte secret in clear: commissioning, only in "
+                 "maintenance mode (the forced-update jumper fitted at boot) with the button held; "
+                 "else exception 01 (counted); journalled (event kind %d, value = the level)" % ev.KIND_HOST},
         {"register": ctl.CTL, "regs": ctl.CTL_REGS, "name": "control", "access": "RW",
          "note": "a command is one write covering exactly its registers; without the level: "
                  "exception 01 (counted); a value outside min..max: 03 (DIAG says why); "

@@ -88,10 +88,11 @@ def _auth(app):
     return Auth(cred, app.params, urandom)
 
 
-def host(app, board, ports):
+def host(app, board, ports, present=None):
     """The host protocol (PC tool, SCADA): Modbus RTU on Link IN (the binary
     bytes there), the same PDUs over ISO-TP on CAN, the relay of RTU units
-    to the other packs; [services]."""
+    to the other packs; [services]. present(): physical presence for
+    commissioning (maintenance mode only)."""
     from app.host import Host
     from app.hostcan import HostCan, SELECTION
     journal = None
@@ -100,7 +101,7 @@ def host(app, board, ports):
         journal = Journal(app.persist)
     rin = ports.link_in
     svc = Host(app.state, app.params, app.system.view, rin.port if rin is not None else None, _auth(app),
-               journal=journal)
+               journal=journal, present=present)
     out = [svc]
     can_svc = None
     if ports.can_rx is not None:
@@ -119,9 +120,23 @@ def host(app, board, ports):
     return out
 
 
-def pack(board, params=None, store=None, clock=None):
+def _presence(board):
+    """Maintenance mode's physical presence: the button (a pulled-up pin,
+    pressed = 0) held now (the jumper was fitted at boot); None on a board
+    without a button (never present)."""
+    pin = getattr(board, "button", None)
+    if pin is None:
+        return None
+    return lambda: pin.value() == 0
+
+
+def pack(board, params=None, store=None, clock=None, maintenance=False):
     """The firmware of one pack on board (App with its services), as the
-    board and the bench run it."""
+    board and the bench run it. maintenance: the forced-update jumper was
+    fitted at boot: both FETs held open (so the inverter is told 0 A), the
+    maintenance LED pattern, the button not a reset/sleep button but the
+    presence that commissioning needs (auth.provision), no self-test confirm
+    of an image under trial (it cannot show it drives the FETs)."""
     app = App(board, params, store, clock)
     if app.held:
         return app
@@ -134,7 +149,7 @@ def pack(board, params=None, store=None, clock=None):
     app.link = link(st, prm, board, ports)
     app.system = System(st, prm, app.link)
     app.protect = Protect(st, prm)  # between acquire and control
-    app.control = Control(afe, st, prm, getattr(board, "contacts", None))
+    app.control = Control(afe, st, prm, getattr(board, "contacts", None), maintenance)
     app.estimate = Estimate(st, prm)  # SOC, SOH, counters, limits
     app.cycle = Cycle("cycle", prm.v[CYCLE_MS], (
         Acquire(afe, st, board.ticks_us),
@@ -144,11 +159,11 @@ def pack(board, params=None, store=None, clock=None):
         Balance(afe, st, prm),  # balance: cells to bleed
         app.system,  # the view the inverter is told about
     ))
-    app.indicate = Indicate(st, board.leds, getattr(board, "buzzer", None), prm)
+    app.indicate = Indicate(st, board.leds, getattr(board, "buzzer", None), prm, maintenance)
     # the board's own services (a bench board's pack physics) run first
     services = list(board.services) + [app.cycle, app.indicate]
     # the reset button, on boards that have one
-    if getattr(board, "button", None) is not None:
+    if getattr(board, "button", None) is not None and not maintenance:
         app.button = Button(st, board.button, prm)
         services.append(app.button)
     # inverter: CAN frames / RS485 server on the master; it ticks before the
@@ -156,12 +171,14 @@ def pack(board, params=None, store=None, clock=None):
     app.inverter = inverter(st, prm, app.system.view, board, ports, app.link)
     services.append(app.inverter)
     services.append(app.link)
-    app.host = host(app, board, ports)  # [Host, HostCan, Relay]: after the link, whose tick reads the ports
+    # [Host, HostCan, Relay]: after the link, whose tick reads the ports
+    app.host = host(app, board, ports, _presence(board) if maintenance else None)
     services += app.host
-    from app.confirm import for_app  # the self-test of a new image under trial (issue 15)
-    svc = for_app(app)
-    if svc is not None:
-        services.append(svc)
+    if not maintenance:
+        from app.confirm import for_app  # the self-test of a new image under trial (issue 15)
+        svc = for_app(app)
+        if svc is not None:
+            services.append(svc)
     app.services = services
     # the CAN port delivers only what a service reads: link frames, the
     # inverter's and the host protocol's (an MCP2515 delivers nothing until its
@@ -172,14 +189,23 @@ def pack(board, params=None, store=None, clock=None):
     return app
 
 
+def maintenance(board):
+    """The board booted with the forced-update jumper fitted."""
+    jumper = getattr(board, "jumper", None)
+    return jumper is not None and bool(jumper.fitted)
+
+
 def start(board, store=None, clock=None, watch=None):
     """(app, supervisor or None): the firmware on board as main.py runs it:
-    with the Sleeper on a board with deep_sleep(ms), and, given watch (main.py:
-    services -> (watched services, supervisor service), starting the WDT), every
-    service wrapped for the watchdog."""
-    app = pack(board, store=store, clock=clock)
+    in maintenance mode when the forced-update jumper was fitted at boot; with
+    the Sleeper on a board with deep_sleep(ms) (not in maintenance mode: the
+    pack stays reachable), and, given watch (main.py: services -> (watched
+    services, supervisor service), starting the WDT), every service wrapped
+    for the watchdog."""
+    m = maintenance(board)
+    app = pack(board, store=store, clock=clock, maintenance=m)
     deep_sleep = getattr(board, "deep_sleep", None)
-    if deep_sleep is not None and not app.held:
+    if deep_sleep is not None and not app.held and not m:
         from app.sleeper import Sleeper
         app.services.append(Sleeper(app, deep_sleep))
     sup = None

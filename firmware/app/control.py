@@ -4,7 +4,8 @@
 # (st.sleep_wake_presses, st.reset_presses: sleep/wake, reset sequence), apply the sleep and wake rules
 # (bms.sleep), then the FETs: each follows the protections and faults that
 # block it (defs.codes), and the discharge FET only closes after a finished
-# pre-charge (bms.precharge). Then the dry contacts (bms.outputs).
+# pre-charge (bms.precharge). Then the dry contacts (bms.outputs). In
+# maintenance mode (the forced-update jumper fitted at boot) both FETs stay open.
 from defs.const import const
 from defs import codes, modes
 from bms import indicate, outputs, parallel, sleep
@@ -34,8 +35,11 @@ def safe_fets(st, afe):
 
 
 class Control:
-    def __init__(self, afe, state, params, contacts=None):
+    def __init__(self, afe, state, params, contacts=None, maintenance=False):
+        """maintenance: the board booted with the forced-update jumper fitted
+        (app.compose): both FETs stay open for the whole run."""
         self.afe = afe
+        self.maintenance = maintenance
         self.state = state
         self.params = params
         self.contacts = contacts
@@ -100,7 +104,8 @@ class Control:
             elif st.protections:
                 st.mode = modes.PROTECTION
             hold = st.link_hold  # link: a joiner > 1 V off the system stays off the bus
-            off = st.host_fet_off  # the PC tool holds these open
+            off = 3 if self.maintenance else st.host_fet_off  # the PC tool holds these open
+            st.fets_held = off
             self._drive(now_ms, codes.chg_allowed(st) and not hold and not off & 1,
                         codes.dsg_allowed(st) and not hold and not off & 2)
         self._outputs()

@@ -12,6 +12,10 @@
 #               registers from 208 (level, 32-byte HMAC-SHA-256): log in (auth.login)
 #   230..262    SET_SECRET (write only, all 33 at once): level + the 64-byte blob of
 #               auth.set_secret (installer session; refusals counted by auth)
+#   270..286    PROVISION (write only, all 17 at once): level + the 32-byte secret in
+#               clear (auth.provision): commissioning, only with physical presence
+#               (maintenance mode, the forced-update jumper fitted at boot, and the
+#               button held at the request), else 01, counted
 #   1000 + 2 i  parameter row i (id i + 1, bms.ptable) as int32, high word first;
 #               writes (06 / 0x10, partial words combine with the held value)
 #               need an installer session (auth level >= 2), go through the
@@ -32,7 +36,7 @@
 from app.service import Service
 from app import hostctl, hostfile
 from app.hostctl import INSTALLER, EX_BUSY, R_OK, R_NO_SESSION, R_READ_ONLY, R_RANGE, R_INVALID, \
-    R_LOGIN, REASONS, CTL, CTL_REGS
+    R_LOGIN, R_NOT_PRESENT, REASONS, CTL, CTL_REGS
 from app.inverter import SERIAL, SW_VERSION_MAJOR, SW_VERSION_MINOR
 from bms import auth as A
 from bms import prows
@@ -57,6 +61,8 @@ LOGIN = const(208)
 LOGIN_REGS = const(17)  # level + 32-byte MAC
 SET_SECRET = const(230)
 SET_SECRET_REGS = const(33)  # level + 64-byte blob
+PROVISION = const(270)
+PROVISION_REGS = const(17)  # level + 32-byte secret
 PARAM = const(1000)
 PARAM_REGS = 2 * prows.N
 
@@ -72,12 +78,14 @@ class Host(Service):
     name = "host"
     period_ms = 50
 
-    def __init__(self, state, params, view, port=None, auth=None, unit=1, journal=None):
+    def __init__(self, state, params, view, port=None, auth=None, unit=1, journal=None, present=None):
         """view: the system view (bms.system) model 802 shows; port: where RTU
         replies go (write()); auth: lib/bms/auth's API (None: no session ever,
         every write refused); journal: app.hostctl.Journal's API (the event
         history, the store, the clock; None: parameter writes stay in RAM, no
-        history, clock or defaults)."""
+        history, clock or defaults); present(): someone is at the pack (only
+        in maintenance mode: the button held now; None: never)."""
+        self.present = present
         self.st = state
         self.params = params
         self.view = view
@@ -341,6 +349,8 @@ class Host(Service):
             return self._login(req, r, port)
         if a == SET_SECRET and c == SET_SECRET_REGS:
             return self._set_secret(req, r, port)
+        if a == PROVISION and c == PROVISION_REGS:
+            return self._provision(req, r, port)
         if CTL <= a and a + c <= CTL + CTL_REGS:
             return hostctl.write(self, req, r, port)
         if not (PARAM <= a and a + c <= PARAM + PARAM_REGS):
@@ -434,5 +444,24 @@ class Host(Service):
             self._refuse(port, R_INVALID, SET_SECRET, text="set secret refused (auth reason %d)" % why,
                          count=False)
             return mb.EX_ILLEGAL_VALUE
+        self.reason = R_OK
+        return 0
+
+    def _provision(self, req, r, port):
+        """Commissioning: a level's secret in clear, only with physical presence
+        (auth.provision refuses and counts the rest)."""
+        level = get_u16(req, r.data)
+        present = self.present is not None and bool(self.present())
+        if self.auth is None or not self.auth.provision(level, bytes(req[r.data + 2:r.data + 34]), present):
+            why = self.auth.last_reason if self.auth is not None else A.R_NOT_PRESENT
+            if why == A.R_NOT_PRESENT:
+                self._refuse(port, R_NOT_PRESENT, PROVISION, count=False)
+                return mb.EX_ILLEGAL_FUNCTION
+            self._refuse(port, R_INVALID, PROVISION, text="commissioning refused (auth reason %d)" % why,
+                         count=False)
+            return mb.EX_ILLEGAL_VALUE
+        j = self.journal
+        if j is not None:
+            j.command(hostctl.H_PROVISION, 0, level, port)
         self.reason = R_OK
         return 0

@@ -38,8 +38,9 @@ R_READ_ONLY = const(2)
 R_RANGE = const(3)
 R_INVALID = const(4)
 R_LOGIN = const(5)
+R_NOT_PRESENT = const(6)
 REASONS = ("ok", "no installer session", "read-only", "out of range", "refused by validate",
-           "login failed")
+           "login failed", "commissioning needs the jumper at boot and the button held")
 
 CTL = const(300)
 H_CLOCK = const(0)
@@ -55,6 +56,7 @@ H_FCC = const(11)
 H_SOC = const(13)
 H_CYCLES = const(15)
 CTL_REGS = const(17)
+H_PROVISION = const(64)  # the event code of a commissioning (app.host PROVISION; value: the level)
 CLOCK_MIN_S = const(946684800)  # 2000-01-01; the event log keeps t_s and values as int32
 CLOCK_MAX_S = 0x7FFFFFFF
 MAX_CYCLES = const(100000)

@@ -14,8 +14,11 @@ class Indicate(Service):
     name = "indicate"
     period_ms = 50  # divides every on/off time (250/500/1500/3750 ms, buzzer 750/1750/2750 ms)
 
-    def __init__(self, state, leds, buzzer=None, params=None):
+    def __init__(self, state, leds, buzzer=None, params=None, maintenance=False):
+        """maintenance: the forced-update jumper was fitted at boot (app.compose):
+        the maintenance pattern instead of the LED table."""
         self.state = state
+        self.maintenance = maintenance
         self.leds = leds
         self.buzzer = buzzer  # an output with set(on), or None on a board without one
         self.params = params  # buzzer_enable (0/1, off by default `003` 5.2); None: disabled
@@ -64,7 +67,10 @@ class Indicate(Service):
                 self._done_seq = seq
                 self._done_start = start
         if not playing:
-            indicate.fill_leds(pat, st)
+            if self.maintenance:
+                indicate.fill_maintenance(pat)
+            else:
+                indicate.fill_leds(pat, st)
         for i in range(indicate.N_LEDS):
             if pat[i] != self._shown[i]:
                 self._shown[i] = pat[i]

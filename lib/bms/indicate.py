@@ -159,6 +159,17 @@ def fill_leds(leds, st):
     return r
 
 
+def fill_maintenance(leds):
+    """Maintenance / firmware-update mode (SPEC 4: "firmware-update mode blinks
+    a dedicated LED", `002` 8.2; the panel has none to spare): RUN and ALM
+    blink together, 0.5 s on / 0.5 s off, a pattern no pack state shows; the
+    rest off."""
+    for k in range(N_LEDS):
+        leds[k] = OFF
+    leds[RUN] = FLASH2
+    leds[ALM] = FLASH2
+
+
 # --- sequences (PackState.seq, started at PackState.seq_start_ms) ---------------
 SEQ_NONE = const(0)
 SEQ_WAKE = const(1)  # LEDs lit one after another from RUN, 0.5 s each (`003` 5.3)

@@ -124,6 +124,10 @@ class PackState:
         # (which: bms.soc.SET_*, the value, a counter; the estimate stage applies
         # each once and notes it in cal_done), sleep (1) or wake (2) by a counter
         self.host_fet_off = 0  # app.hostctl
+        # FETs control holds open on request, whatever the protections allow (bit 0
+        # charge, bit 1 discharge): the PC tool's, all in maintenance mode; the
+        # limits the inverter is told are 0 for them
+        self.fets_held = 0  # app.control
         self.cal_what = 0  # app.hostctl
         self.cal_value = 0  # app.hostctl
         self.cal_req = 0  # app.hostctl

@@ -236,25 +236,41 @@ def cmd_logout(pack, args, console):
     return 0
 
 
+def _new_secret(pack, args, cmd):
+    """The new secret of passwd / commission: --new-secret-file, or a passphrase asked twice."""
+    if args.new_secret_file:
+        return read_secret(args.new_secret_file)
+    if args.new_passphrase:
+        sn = _serial(pack.t, pack.unit)
+        a = getpass.getpass("new %s passphrase (pack %s): " % (args.level, sn))
+        if a != getpass.getpass("again: "):
+            raise CtlError("the two passphrases differ: nothing written")
+        return authkit.secret_from_passphrase(a, sn)
+    raise CtlError("%s needs --new-secret-file F or --new-passphrase" % cmd)
+
+
 def cmd_passwd(pack, args, console):
     blk = pack.need("set_secret", "secret", "passwd")
     if pack.session != authkit.INSTALLER:
         raise CtlError("%s: changing a secret needs an installer session: bmsctl --login installer "
                        "--secret-file F passwd ..." % pack.who())
     level = LEVELS[args.level]
-    if args.new_secret_file:
-        new = read_secret(args.new_secret_file)
-    elif args.new_passphrase:
-        sn = _serial(pack.t, pack.unit)
-        a = getpass.getpass("new %s passphrase (pack %s): " % (args.level, sn))
-        if a != getpass.getpass("again: "):
-            raise CtlError("the two passphrases differ: nothing changed")
-        new = authkit.secret_from_passphrase(a, sn)
-    else:
-        raise CtlError("passwd needs --new-secret-file F or --new-passphrase")
+    new = _new_secret(pack, args, "passwd")
     blob = authkit.set_secret_blob(pack.secret, pack.login_nonce, level, new)
     pack.write(blk["register"], [level] + regs_of(blob), "%s secret" % args.level)
     console.file.write("%s: %s secret changed; sessions of that level ended\n" % (pack.who(), args.level))
+    return 0
+
+
+def cmd_commission(pack, args, console):
+    """The first secret of a level (or a forgotten one replaced), in clear: the
+    pack takes it only in maintenance mode with its button held."""
+    blk = pack.need("provision", "commissioning", "commission")
+    level = LEVELS[args.level]
+    new = _new_secret(pack, args, "commission")
+    pack.write(blk["register"], [level] + regs_of(new), "%s secret (commissioning: the pack must be in "
+               "maintenance mode, jumper fitted at boot, with its button held)" % args.level)
+    console.file.write("%s: %s secret commissioned\n" % (pack.who(), args.level))
     return 0
 
 
@@ -316,6 +332,13 @@ def build_parser():
     g.add_argument("--passphrase", action="store_true")
     _pack_cmd(sub, "logout", cmd_logout, "end this port's session")
     p = _pack_cmd(sub, "passwd", cmd_passwd, "change a level's secret (needs --login installer)")
+    p.add_argument("--level", choices=sorted(LEVELS), required=True)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--new-secret-file")
+    g.add_argument("--new-passphrase", action="store_true")
+
+    p = _pack_cmd(sub, "commission", cmd_commission, "set a level's first secret (maintenance mode, the "
+                  "pack's button held)")
     p.add_argument("--level", choices=sorted(LEVELS), required=True)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--new-secret-file")
