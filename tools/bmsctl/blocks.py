@@ -120,8 +120,9 @@ def _index(pack):
     return _unpack(ix, pack.read_file(ix["file"], 0, ix["records"], "history index"))
 
 
-def pull(pack, t_from=None, t_to=None):
-    """[record dict] of the pack's history, oldest first, within [t_from, t_to] (Unix s)."""
+def pull(pack, t_from=None, t_to=None, last=None):
+    """[record dict] of the pack's history, oldest first, within [t_from, t_to]
+    (Unix s); last: only the newest `last` records are read."""
     h = _file(pack, "history")
     ix = _index(pack)
     if not ix.get("count") or ix.get("newest_seq") == EMPTY:
@@ -130,7 +131,7 @@ def pull(pack, t_from=None, t_to=None):
     per_file = h.get("records_per_file", 10000)
     per_req = max(1, 240 // (2 * regs))  # a FC 0x14 reply carries at most 253 bytes of PDU
     out = []
-    s = ix["oldest_seq"]
+    s = ix["oldest_seq"] if last is None else max(ix["oldest_seq"], ix["newest_seq"] - last + 1)
     while s <= ix["newest_seq"]:
         n = min(per_req, ix["newest_seq"] - s + 1, per_file - s % per_file)
         data = pack.read_file(h["file"] + s // per_file, s % per_file, n * regs,

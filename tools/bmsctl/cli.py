@@ -205,11 +205,13 @@ def _serial(t, unit):
 
 
 def secret_for(t, unit, secret_file, passphrase, prompt):
+    """passphrase: True to ask for it on the terminal, or the passphrase itself (the TUI's dialog)."""
     if secret_file:
         return read_secret(secret_file)
     if passphrase:
         sn = _serial(t, unit)
-        return authkit.secret_from_passphrase(getpass.getpass("%s (pack %s): " % (prompt, sn)), sn)
+        text = passphrase if isinstance(passphrase, str) else getpass.getpass("%s (pack %s): " % (prompt, sn))
+        return authkit.secret_from_passphrase(text, sn)
     raise CtlError("a login needs --secret-file F or --passphrase")
 
 
@@ -319,10 +321,12 @@ def build_parser():
     g.add_argument("--csv", action="store_true")
     p.set_defaults(fn=cmd_live)
 
-    p = sub.add_parser("tui", help="full-screen view: pack tiles, Enter drills into one pack's cells")
+    p = sub.add_parser("tui", help="full-screen view: pack tiles; Enter: a pack's cells, plots, events, "
+                       "parameter editor, unlock dialog")
     p.add_argument("--pack", type=int, help="one unit id (default: every unit that answers)")
     p.add_argument("--last", type=int, default=MAX_UNIT, help="highest unit id to try")
     p.add_argument("--period", type=float, default=1.0, help="seconds between refreshes")
+    p.add_argument("--samples", type=int, default=120, help="refreshes the live plots keep")
     p.set_defaults(fn=_tui)
 
     p = _pack_cmd(sub, "login", cmd_login, "log in (checks a secret; the session lasts this run)")

@@ -112,14 +112,24 @@ def _apply(pack, plan, dry_run, out):
     return done
 
 
+def set_values(pack, texts, dry_run, out):
+    """{name: text}: each value parsed (an integer or a value in the display
+    unit), all checked against the map's range and access before any is
+    written, then written one by one and read back, `name: old -> new` to out
+    (`params set` and the TUI's editor). The number written; CtlError (one
+    line) when the map or the pack refuses."""
+    wanted = {name: parse_value(pack.param(name), text) for name, text in texts.items()}
+    return _apply(pack, _plan(pack, wanted), dry_run, out)
+
+
 def cmd_set(pack, args, console):
-    wanted = {}
+    texts = {}
     for a in args.assignments:
         name, eq, text = a.partition("=")
         if not eq:
             raise CtlError("params set wants NAME=VALUE, got %r" % a)
-        wanted[name.strip()] = parse_value(pack.param(name.strip()), text)
-    _apply(pack, _plan(pack, wanted), args.dry_run, console.file)
+        texts[name.strip()] = text
+    set_values(pack, texts, args.dry_run, console.file)
     return 0
 
 
