@@ -322,14 +322,17 @@ def commission(world, secrets_dir=None, key_file=BENCH_FACTORY_KEY):
     return ["bench: packs 0..%d commissioned with bench-only secrets (%s)" % (len(world.packs) - 1, where)]
 
 
-def pace(world, stop=None, step_ms=10):
-    """Run the world in real time until its scenario ends or stop (an Event)
-    is set; Ctrl-C ends it too."""
+def pace(world, stop=None, step_ms=10, speed=1):
+    """Run the world in real time (speed: simulated seconds per second; the
+    tests run 8 packs at a few times real time) until its scenario ends or stop
+    (an Event) is set; Ctrl-C ends it too. The gateway waits in simulated
+    time; a PC client's timeouts (bmsctl, can-isotp) and the time a clock sync
+    sends are wall time, so a speed above 1 is for tests that allow for it."""
     t0 = time.monotonic()
     end_ms = world.sc.duration_ms
     try:
         while stop is None or not stop.is_set():
-            sim = int((time.monotonic() - t0) * 1000)
+            sim = int((time.monotonic() - t0) * 1000 * speed)
             if sim >= end_ms:
                 world.run_until(end_ms)
                 return
