@@ -209,8 +209,9 @@ def test_a_unit_without_a_pack_is_path_unavailable(bench):
     assert relay.unavailable == n + 4
 
 
-def test_a_pack_that_does_not_answer_is_target_failed_then_unavailable():
-    w = _world()
+@pytest.mark.parametrize("can", [True, False])
+def test_a_pack_that_does_not_answer_is_target_failed_then_unavailable(can):
+    w = _world(can)
     pc = Pc(w)
     relay = w.packs[0].app.host[-1]
     w.power(2, False)
@@ -230,6 +231,14 @@ def chain():
 def _frame(unit, pdu):
     """An RTU frame by pymodbus (address, PDU, CRC-16)."""
     return FramerRTU(DecodePDU(False)).encode(bytes(pdu), unit, 0)
+
+
+def test_the_bench_gateway_waits_longer_than_the_relay_along_the_chain(bench, chain):
+    from app import relay
+    from tools import gateway
+    for unit in range(2, 33):  # the relay's wait: TIMEOUT_MS and HOP_MS per pack between (README)
+        assert gateway.reply_timeout_ms(chain, unit) > relay.TIMEOUT_MS + (unit - 2) * relay.HOP_MS
+    assert gateway.reply_timeout_ms(bench, 8) == gateway.REPLY_TIMEOUT_MS > relay.TIMEOUT_MS  # CAN: one wait
 
 
 def _link_frame_types(data):
