@@ -60,7 +60,8 @@ def run_pc_port(sc, args):
     from tools import gateway
     out = open(args.trace, "w", encoding="utf-8") if args.trace else None
     try:
-        world = simworld.World(sc, (lambda line: out.write(line + "\n")) if out else (lambda line: None))
+        world = simworld.World(sc, (lambda line: out.write(line + "\n")) if out else (lambda line: None),
+                               can=not args.no_can)
         try:
             _rtu, lines = gateway.attach(world, args.modbus_tcp, args.pty, args.can)
             lines += gateway.commission(world, args.secrets_dir)
@@ -89,6 +90,8 @@ def main(argv=None):
                     help="bridge the bench's CAN bus to python-can, e.g. udp_multicast:239.74.163.2 (real time)")
     ap.add_argument("--pty", action="store_true",
                     help="the master's PC port as a pseudo-terminal for RTU clients (runs in real time)")
+    ap.add_argument("--no-can", action="store_true",
+                    help="with the PC port: boards without CAN (the link and the relay run along the RS485 chain)")
     ap.add_argument("--secrets-dir", metavar="DIR",
                     help="with the PC port: write each pack's bench-only secrets to DIR/pack<k>-<level>.key")
     args = ap.parse_args(argv)

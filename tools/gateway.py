@@ -5,8 +5,9 @@
 #   port: each MBAP request is framed as RTU for its unit id (unit 1 = the
 #   system/master, each pack at its own unit id, relayed by the master), the
 #   RTU reply goes back under the request's transaction id; no reply within
-#   REPLY_TIMEOUT_MS of simulated time is the gateway exception 0x0B (target
-#   device failed to respond, Modbus Application Protocol v1.1b3 7);
+#   REPLY_TIMEOUT_MS of simulated time (more for a deep pack on a bench without
+#   CAN: reply_timeout_ms) is the gateway exception 0x0B (target device failed
+#   to respond, Modbus Application Protocol v1.1b3 7);
 # - and/or the raw RTU port as a pseudo-terminal (path printed), for RTU
 #   clients that open a serial device;
 # - and/or the simulated CAN bus bridged to a python-can bus (udp_multicast on
@@ -51,8 +52,11 @@ class RtuMaster:
     name = "pc-rtu"
     period_ms = PERIOD_MS
 
-    def __init__(self, end):
+    def __init__(self, end, wait_ms=None):
+        """end: the PC end of the master's Link IN; wait_ms(unit): how long
+        to wait for a unit's reply (default REPLY_TIMEOUT_MS)."""
         self.end = end
+        self.wait_ms = wait_ms or (lambda unit: REPLY_TIMEOUT_MS)
         self._q = queue.Queue()
         self._job = None  # [unit, pdu, deadline_ms, event, reply]
         self._rx = bytearray()
@@ -88,7 +92,7 @@ class RtuMaster:
             except queue.Empty:
                 return
             self._job = job
-            job[2] = now_ms + REPLY_TIMEOUT_MS
+            job[2] = now_ms + self.wait_ms(job[0])
             self.requests += 1
             end.write(self._framer.encode(job[1], job[0], 0))
             return
@@ -260,6 +264,16 @@ def open_can(spec):
         raise GatewayError("cannot open CAN %s: %s" % (spec, e))
 
 
+def reply_timeout_ms(world, unit):
+    """The gateway's wait for unit's reply: REPLY_TIMEOUT_MS, above the master
+    relay's (app.relay.TIMEOUT_MS); on a bench without CAN the relay waits
+    HOP_MS more per pack along the RS485 chain, and so does the gateway."""
+    if getattr(world, "with_can", True) or not 2 <= unit <= 32:
+        return REPLY_TIMEOUT_MS
+    from app import relay
+    return REPLY_TIMEOUT_MS + (unit - 2) * relay.HOP_MS
+
+
 def attach(world, modbus_tcp=None, pty=False, can_spec=None):
     """Put the PC port on world (a tools.simworld.World); returns (rtu or
     None, lines telling the user where to connect)."""
@@ -270,7 +284,7 @@ def attach(world, modbus_tcp=None, pty=False, can_spec=None):
         if inv is not None and getattr(inv, "end", None) is world.links[0].a:
             raise GatewayError("the scenario's RS485 inverter uses the master's Link IN; "
                                "run the PC port with a CAN inverter or none")
-        rtu = RtuMaster(world.links[0].a)
+        rtu = RtuMaster(world.links[0].a, lambda unit: reply_timeout_ms(world, unit))
         world.runner.add(rtu)
     if modbus_tcp:
         srv = serve_tcp(rtu, parse_address(modbus_tcp))
@@ -322,14 +336,17 @@ def commission(world, secrets_dir=None, key_file=BENCH_FACTORY_KEY):
     return ["bench: packs 0..%d commissioned with bench-only secrets (%s)" % (len(world.packs) - 1, where)]
 
 
-def pace(world, stop=None, step_ms=10):
-    """Run the world in real time until its scenario ends or stop (an Event)
-    is set; Ctrl-C ends it too."""
+def pace(world, stop=None, step_ms=10, speed=1):
+    """Run the world in real time (speed: simulated seconds per second; the
+    tests run 8 packs at a few times real time) until its scenario ends or stop
+    (an Event) is set; Ctrl-C ends it too. The gateway waits in simulated
+    time; a PC client's timeouts (bmsctl, can-isotp) and the time a clock sync
+    sends are wall time, so a speed above 1 is for tests that allow for it."""
     t0 = time.monotonic()
     end_ms = world.sc.duration_ms
     try:
         while stop is None or not stop.is_set():
-            sim = int((time.monotonic() - t0) * 1000)
+            sim = int((time.monotonic() - t0) * 1000 * speed)
             if sim >= end_ms:
                 world.run_until(end_ms)
                 return

@@ -91,7 +91,8 @@ def _auth(app):
 def host(app, board, ports, present=None):
     """The host protocol (PC tool, SCADA): Modbus RTU on Link IN (the binary
     bytes there), the same PDUs over ISO-TP on CAN, the relay of RTU units
-    to the other packs; [services]. present(): physical presence for
+    to the other packs (over CAN, else along the RS485 chain: the RTU replies
+    on Link OUT); [services]. present(): physical presence for
     commissioning (maintenance mode only)."""
     from app.host import Host
     from app.hostcan import HostCan, SELECTION
@@ -111,8 +112,10 @@ def host(app, board, ports, present=None):
         out.append(can_svc)
     if rin is not None:
         rin.subscribe_binary(svc, svc.framer)
-        from app.relay import Relay  # RTU units of the other packs, over CAN
-        relay = Relay(svc, ports.can, ports.can_rx, app.link)
+        from app.relay import Relay  # RTU units of the other packs, over CAN or down Link OUT
+        relay = Relay(svc, ports.can, ports.can_rx, app.link, ports.link_out)
+        if relay.replies is not None:
+            ports.link_out.subscribe_binary(relay, relay.replies)  # the replies coming up the chain
         svc.relay = relay
         if can_svc is not None:
             can_svc.relay = relay

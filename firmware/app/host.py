@@ -30,8 +30,9 @@
 # a range crossing blocks or a read-only register; 03 a malformed request, a
 # value out of range or one validate() refuses (DIAG names why); 04 an
 # unexpected error; 06 login locked out. Unit 0 (broadcast) acts without a
-# reply; on RTU other units go to the relay (app.relay: the pack at that link
-# address, through the master), else get no reply.
+# reply; on RTU the relay (app.relay) decides first: other units are the pack
+# at that link address, through the master; a slave on the RS485 chain answers
+# its link address only. Without a relay other units get no reply.
 # Reads allocate nothing; writes and logins are rare and may.
 from app.service import Service
 from app import hostctl, hostfile
@@ -124,9 +125,8 @@ class Host(Service):
 
     def _frame(self, m):
         unit = self.framer.buf[0]
-        if unit != self.unit and unit != mb.BROADCAST and self.relay is not None:
-            self.relay.request(unit, self._req, m - 3)  # its tick writes the reply
-            return
+        if self.relay is not None and self.relay.route(self.framer.buf, m):
+            return  # another pack's (relayed: its tick writes the reply), or not ours
         k = self.pdu(unit, self._req, m - 3, self._out, PORT_RTU)
         if k:
             self.reply(unit, k)

@@ -4,8 +4,10 @@
 # inter-frame gap the caller tells), the RTU envelope of a reply, exception
 # replies, and the request checks of the function codes the host handler
 # serves (03, 04, 06, 0x10, 0x14, 0x15, 0x2B/0x0E): counts, byte counts and
-# lengths, in the order the specification's state diagrams check them. Pure:
-# bytes in, lengths and a preallocated Request out; no allocation per request.
+# lengths, in the order the specification's state diagrams check them; for the
+# master's relay (app.relay) the framing of RTU replies and whether a reply
+# answers a request. Pure: bytes in, lengths and a preallocated Request out;
+# no allocation per request.
 from array import array
 from proto.wire import get_u16
 
@@ -80,15 +82,44 @@ def _length(buf, n):
     return -1
 
 
+def _reply_length(buf, n):
+    """The whole RTU reply's length (as _length, for a server's replies:
+    Application Protocol 6 and 7)."""
+    fc = buf[1]
+    if fc & 0x80:  # exception: code
+        return 5
+    if fc == 0x05 or fc == FC_WRITE_SINGLE or fc == 0x08 or fc == 0x0B or fc == 0x0F or fc == FC_WRITE_MULTIPLE:
+        return 8  # two words: echo, counters
+    if fc <= 0x04 or fc == 0x0C or fc == 0x11 or fc == FC_READ_FILE or fc == FC_WRITE_FILE or fc == 0x17:
+        return 5 + buf[2] if n >= 3 else 0  # byte count + data
+    if fc == 0x07:  # exception status
+        return 5
+    if fc == 0x16:
+        return 10
+    if fc == FC_MEI:  # MEI type, read code, conformity, more, next id, count, objects (id, length, value)
+        if n >= 3 and buf[2] != MEI_DEVICE_ID:
+            return -1
+        if n < 8:
+            return 0
+        i = 8
+        for _ in range(buf[7]):
+            if n < i + 2:
+                return 0
+            i += 2 + buf[i + 1]
+        return i + 2
+    return -1
+
+
 class Framer:
-    """RTU request framing, one byte at a time. feed() returns the frame's
+    """RTU request framing (replies=True: reply framing), one byte at a time. feed() returns the frame's
     length (address .. CRC, in buf) when a frame with a good CRC is complete,
     else 0; a frame with a bad CRC or longer than an ADU is dropped (counted)
     and everything up to the next gap() is ignored, as Serial Line 2.5.1.1
     wants. gap(): the caller saw >= 3.5 character times of silence."""
 
-    def __init__(self):
+    def __init__(self, replies=False):
         self.buf = bytearray(MAX_ADU)
+        self._length = _reply_length if replies else _length
         self.n = 0
         self._need = 0
         self._crc = 0xFFFF
@@ -124,7 +155,7 @@ class Framer:
             return 0
         need = self._need
         if need == 0:
-            need = _length(self.buf, n)
+            need = self._length(self.buf, n)
             self._need = need
         if need < 0:  # unknown layout: it ends where the CRC checks (>= address, FC, CRC)
             if n >= 4 and self._crc == 0:
@@ -155,6 +186,29 @@ def rtu_reply(out, unit, pdu_len):
     out[n] = c & 0xFF
     out[n + 1] = c >> 8
     return n + 2
+
+
+def answers(req, n, rep, k):
+    """Reply PDU rep[:k] answers request PDU req[:n]: an exception to its
+    function, or the function's reply of the size the request asks for (03/04:
+    the byte count of its quantity; 06, 0x10: the echo of address and
+    value/quantity); other functions by their code."""
+    fc = req[0]
+    if k < 2 or n < 1:
+        return False
+    if rep[0] == (fc | 0x80) & 0xFF:
+        return k == 2
+    if rep[0] != fc:
+        return False
+    if fc == FC_READ_HOLDING or fc == FC_READ_INPUT:
+        return n == 5 and rep[1] == 2 * get_u16(req, 3) and k == 2 + rep[1]
+    if fc == FC_WRITE_SINGLE or fc == FC_WRITE_MULTIPLE:
+        if k != 5 or n < 5:
+            return False
+        for i in range(1, 5):
+            if rep[i] != req[i]:
+                return False
+    return True
 
 
 def exception(out, fc, code):
