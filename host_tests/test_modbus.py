@@ -193,9 +193,25 @@ def test_bad_crc_short_frame_and_gap_get_no_reply_and_the_next_frame_works(rig):
     rig.on_rs485(bytearray(good[:5]), 5)  # cut short: the line goes quiet
     rig.tick(50)
     rig.tick(100)
+    rig.tick(350)  # host.GAP_MS after the last byte
     assert rig.port.out == []
     r = ask(rig, ReadHoldingRegistersRequest(address=0, count=5))
     assert r.registers[1] == P.prows.N and r.registers[2] == PARAM
+
+
+def test_a_frame_read_in_parts_a_link_period_apart_is_answered(rig):
+    # 9600 baud: the 43-byte login or a 10-register write takes longer on the
+    # wire than the router's 100 ms between reads, and the handler ticks every
+    # 50 ms: quiet ticks inside a frame must not cut it
+    f = FramerRTU(DecodePDU(True))
+    data = f.buildFrame(WriteMultipleRegistersRequest(address=0, registers=[0] * 17, dev_id=1))
+    rig.tick(0)
+    rig.on_rs485(bytearray(data[:20]), 20)
+    for t in (50, 100, 150):
+        rig.tick(t)
+    rig.on_rs485(bytearray(data[20:]), len(data) - 20)
+    assert len(rig.port.out) == 1  # answered (an exception: INFO is read-only), not dropped
+    assert rig.framer.errors == 0
 
 
 def test_back_to_back_frames_are_both_answered(rig):

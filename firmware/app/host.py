@@ -45,6 +45,7 @@ from bms import params as P
 from proto import modbus as mb
 from proto import sunspec as ss
 from proto.wire import put_u16, get_u16
+from defs.ticks import ticks_diff
 
 from defs.const import const
 
@@ -72,6 +73,13 @@ MODEL = b"LFP 16S 51.2 V"
 VERSION = ("%d.%d" % (SW_VERSION_MAJOR, SW_VERSION_MINOR)).encode()
 DEVICE_ID = (MAKER, MODEL, VERSION)  # FC 0x2B/0x0E basic objects 0, 1, 2
 _VIEWS = const(24)  # RTU reply lengths whose memoryview is kept
+# A frame under way is dropped after this long without a byte. Not Modbus's
+# 3.5 character times: the router reads the port every link period
+# (app.link.LINK_MS, 100 ms), so a frame that takes longer than that on the
+# wire (43 bytes at 9600 baud: a login) reaches us in several reads; a pause
+# of 2.5 periods is a broken frame. A complete frame is answered at once
+# (its length follows from the function code), so this only resynchronises.
+GAP_MS = const(250)
 PORT_RTU = const(1)  # auth's port id of the RTU port (app.hostcan: 0x100 + SA)
 
 
@@ -103,6 +111,7 @@ class Host(Service):
         self._out = memoryview(self.tx)[1:]
         self._views = {}
         self._fed = False
+        self._byte_ms = 0  # when the last RTU byte came
         self._scratch = bytearray(2 * ss.SCRATCH_REGS)
         self._blocks = (ss.SUNS, ss.AT_1, ss.AT_802, ss.AT_805, ss.AT_END, ss.TOP)
         self.reason = R_OK
@@ -145,13 +154,15 @@ class Host(Service):
         self.port.write(v)
 
     def tick(self, now_ms):
-        """The clock for sessions; a period with no byte is an inter-frame gap."""
+        """The clock for sessions; GAP_MS without a byte ends a frame under way."""
         self.now_ms = now_ms
         if self.auth is not None:
             self.auth.tick(now_ms)
-        if not self._fed:
+        if self._fed:
+            self._byte_ms = now_ms
+            self._fed = False
+        elif ticks_diff(now_ms, self._byte_ms) >= GAP_MS:
             self.framer.gap()
-        self._fed = False
 
     # -- the PDU -------------------------------------------------------------------
     def pdu(self, unit, req, n, out, port):
