@@ -187,6 +187,7 @@ def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configur
         PwmPin(machine.PWM(Pin(p["buzzer"]), freq=cfg.BUZZER_HZ, duty_u16=0)),
         button, charger, jumper, can, None, None, ticks_us,
         dip_layout=cfg.DIP_LAYOUT, ntc=Ntc(), ntc_adc=ntc_adc, wdt_timeout_ms=cfg.WDT_TIMEOUT_MS)
+    board.name = getattr(cfg, "NAME", None)  # update bundles name it (app.uds)
     baud = board.dip.baud
     # the services read bytes (Rs485Uart), never the driver's idle-gap frames: no frame buffer
     board.link_in = Rs485Uart(RS485(machine.UART(cfg.UART_IN, baud, tx=Pin(p["link_in_tx"]), rx=Pin(p["link_in_rx"])),

@@ -119,6 +119,57 @@ def host(app, board, ports):
     return out
 
 
+def _make_updater(app, board):
+    """update.updater.Updater's factory for app.uds (imported only when a
+    download starts): the board's ROMFS partition (board.rom, else
+    vfs.rom_ioctl(2, 0)), the slot record, the key and recovery version the
+    boot part trusts (update.trust); None without a store or a board name."""
+    name = getattr(board, "name", None)
+    if app.store is None or name is None:
+        return None
+
+    def make():
+        from store.slotstore import SlotStore
+        from update import trust
+        from update.updater import Updater, partition
+        return Updater(partition(board), SlotStore(app.store.fs), trust.PUBLIC_KEY, name, trust.RECOVERY_VERSION)
+    return make
+
+
+def uds(app, board, ports):
+    """The firmware update session over CAN (app.uds), on the host
+    protocol's login; None without CAN."""
+    if ports.can_rx is None:
+        return None
+    from app.uds import Uds
+    from app.hostcan import SELECTION
+    from app.host import VERSION
+    from update import boot
+    slot_store = None
+    if app.store is not None:
+        from store.slotstore import SlotStore
+        slot_store = SlotStore(app.store.fs)
+    roles = app.link.roles
+    persist = app.persist
+    svc = Uds(app.state, app.params, app.host[0].auth, ports.can, lambda: roles.address, ports.can_rx,
+              _make_updater(app, board), slot_store, boot.RUNNING, VERSION, lambda: app.restart,
+              persist.restore_defaults if persist is not None else None, _file_digest(board))
+    ports.can_rx.subscribe(svc, SELECTION)  # the host protocol's (0x18......): no further mask on the chip
+    return svc
+
+
+def _file_digest(board):
+    """file_digest(slot, name) of the check routine: the file in the slot's
+    image through vfs.VfsRom (None on a port without it: files unchecked)."""
+    try:
+        import vfs
+        vfs.VfsRom
+    except (ImportError, AttributeError):
+        return None
+    from update.updater import romfs_digest
+    return lambda slot, name: romfs_digest(vfs, board, slot, name)
+
+
 def pack(board, params=None, store=None, clock=None):
     """The firmware of one pack on board (App with its services), as the
     board and the bench run it."""
@@ -158,6 +209,9 @@ def pack(board, params=None, store=None, clock=None):
     services.append(app.link)
     app.host = host(app, board, ports)  # [Host, HostCan, Relay]: after the link, whose tick reads the ports
     services += app.host
+    app.uds = uds(app, board, ports)  # the update session (issue 15)
+    if app.uds is not None:
+        services.append(app.uds)
     from app.confirm import for_app  # the self-test of a new image under trial (issue 15)
     svc = for_app(app)
     if svc is not None:

@@ -100,7 +100,7 @@ class Control:
             elif st.protections:
                 st.mode = modes.PROTECTION
             hold = st.link_hold  # link: a joiner > 1 V off the system stays off the bus
-            off = st.host_fet_off  # the PC tool holds these open
+            off = st.host_fet_off | (3 if st.update_hold else 0)  # held open: by the PC tool; both by an update
             self._drive(now_ms, codes.chg_allowed(st) and not hold and not off & 1,
                         codes.dsg_allowed(st) and not hold and not off & 2)
         self._outputs()

@@ -129,7 +129,7 @@ class Limits:
         ccl = taper(vmax, v[P.CHG_TAPER_CELL_MV], v[P.CELL_OV_ALARM_MV], v[P.MAX_CHG_MA], v[P.CCL_MIN_MA])
         ccl = ccl * derate_pml(t_lo, t_hi, v[P.CHG_LT_P1_DC], v[P.CHG_DERATE_COLD_DC],
                                v[P.CHG_DERATE_HOT_DC], v[P.CHG_HT_P1_DC]) // 1000
-        if self.stopped or not codes.chg_allowed(st) or st.sleep_reason:
+        if self.stopped or not codes.chg_allowed(st) or st.sleep_reason or st.update_hold:
             ccl = 0
         if ccl == 0:
             # stop by lowering CVL to the present voltage too, never to 0
@@ -143,7 +143,7 @@ class Limits:
         dcl = taper(vmin, v[P.DSG_TAPER_CELL_MV], v[P.CELL_UV_P1_MV], v[P.MAX_DSG_MA], 0)
         dcl = dcl * derate_pml(t_lo, t_hi, v[P.DSG_LT_P1_DC], v[P.DSG_DERATE_COLD_DC],
                                v[P.DSG_DERATE_HOT_DC], v[P.DSG_HT_P1_DC]) // 1000
-        if not codes.dsg_allowed(st) or st.sleep_reason:
+        if not codes.dsg_allowed(st) or st.sleep_reason or st.update_hold:
             dcl = 0
         st.dcl_ma = dcl
         st.dvl_mv = v[P.LOW_CUTOFF_MV]
