@@ -74,6 +74,7 @@ class BqBoard:
     board_temp_dc(). Built by a board module from machine objects; `port`
     is the board module's object for the port-specific calls (wdt(ms),
     lightsleep(ms), deepsleep(ms), arm_wake())."""
+    name = None  # the board module's NAME: the board an update bundle must be made for (app.uds)
 
     def __init__(self, port, afe, exp, run_pin, alm_pin, buzzer_pin, button_pin,
                  charger_pin, jumper_pin, can, link_in, link_out, ticks_us,

@@ -137,23 +137,29 @@ def _make_updater(app, board):
 
 
 def uds(app, board, ports):
-    """The firmware update session over CAN (app.uds), on the host
-    protocol's login; None without CAN."""
+    """The firmware update session over CAN, on the host protocol's login:
+    app.udsport until a tester speaks, then the app.uds server; None
+    without CAN."""
     if ports.can_rx is None:
         return None
-    from app.uds import Uds
     from app.hostcan import SELECTION
-    from app.host import VERSION
-    from update import boot
-    slot_store = None
-    if app.store is not None:
-        from store.slotstore import SlotStore
-        slot_store = SlotStore(app.store.fs)
+    from app.udsport import UdsPort
     roles = app.link.roles
-    persist = app.persist
-    svc = Uds(app.state, app.params, app.host[0].auth, ports.can, lambda: roles.address, ports.can_rx,
-              _make_updater(app, board), slot_store, boot.RUNNING, VERSION, lambda: app.restart,
-              persist.restore_defaults if persist is not None else None, _file_digest(board))
+    address = lambda: roles.address  # noqa: E731
+
+    def make():
+        from app.uds import Uds
+        from app.host import VERSION
+        from update import boot
+        slot_store = None
+        if app.store is not None:
+            from store.slotstore import SlotStore
+            slot_store = SlotStore(app.store.fs)
+        persist = app.persist
+        return Uds(app.state, app.params, app.host[0].auth, ports.can, address, ports.can_rx,
+                   _make_updater(app, board), slot_store, boot.RUNNING, VERSION, lambda: app.restart,
+                   persist.restore_defaults if persist is not None else None, _file_digest(board))
+    svc = UdsPort(address, make)
     ports.can_rx.subscribe(svc, SELECTION)  # the host protocol's (0x18......): no further mask on the chip
     return svc
 

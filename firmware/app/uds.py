@@ -29,7 +29,7 @@ from array import array
 
 from defs.const import const
 from app.service import Service
-from app.hostcan import FLAG_EXT_ID, send_due
+from app.hostcan import send_due
 from bms import auth as A
 from bms import params as P
 from defs.ticks import ticks_diff
