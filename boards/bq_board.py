@@ -74,6 +74,7 @@ class BqBoard:
     board_temp_dc(). Built by a board module from machine objects; `port`
     is the board module's object for the port-specific calls (wdt(ms),
     lightsleep(ms), deepsleep(ms), arm_wake())."""
+    name = None  # the board module's NAME: the board an update bundle must be made for (app.uds)
 
     def __init__(self, port, afe, exp, run_pin, alm_pin, buzzer_pin, button_pin,
                  charger_pin, jumper_pin, can, link_in, link_out, ticks_us,
@@ -187,6 +188,7 @@ def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configur
         PwmPin(machine.PWM(Pin(p["buzzer"]), freq=cfg.BUZZER_HZ, duty_u16=0)),
         button, charger, jumper, can, None, None, ticks_us,
         dip_layout=cfg.DIP_LAYOUT, ntc=Ntc(), ntc_adc=ntc_adc, wdt_timeout_ms=cfg.WDT_TIMEOUT_MS)
+    board.name = getattr(cfg, "NAME", None)  # update bundles name it (app.uds)
     baud = board.dip.baud
     # the services read bytes (Rs485Uart), never the driver's idle-gap frames: no frame buffer
     board.link_in = Rs485Uart(RS485(machine.UART(cfg.UART_IN, baud, tx=Pin(p["link_in_tx"]), rx=Pin(p["link_in_rx"])),

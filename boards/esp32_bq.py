@@ -30,6 +30,7 @@
 #            P07 spare input; port 1: P10-P13 SOC1-4, P14 M/S LEDs, P15/P16
 #            dry contacts 1/2 (relay drivers), P17 spare
 #   Free:  0 (BOOT button), 12 (strap), 14
+NAME = "esp32_bq"  # the board a bundle is made for (bmsctl bundle --board; app.uds checks it)
 ARCH = "xtensawin"
 
 import time

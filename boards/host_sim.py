@@ -9,6 +9,8 @@ HOST_ONLY = True
 
 
 class Board:
+    name = "host_sim"  # the board a bundle is made for (app.uds)
+    rom = None  # a ROMFS partition object for update sessions (tests set one; the board's is vfs.rom_ioctl(2, 0))
     def __init__(self, afe, clock_ms, log_edges=False):
         self.afe = afe
         self.led_pins = [SimPin(clock_ms, 0, log_edges) for _ in range(indicate.N_LEDS)]

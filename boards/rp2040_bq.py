@@ -21,6 +21,7 @@
 #   PCA9555 as on the ESP32 board: P00-P06 DIP 1-7, P10-P13 SOC1-4, P14 M/S,
 #            P15/P16 dry contacts 1/2
 #   Free:  GP8, GP9, GP15, GP27, GP28
+NAME = "rp2040_bq"  # the board a bundle is made for (bmsctl bundle --board; app.uds checks it)
 ARCH = "armv6m"
 
 import time

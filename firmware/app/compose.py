@@ -123,6 +123,63 @@ def host(app, board, ports, present=None):
     return out
 
 
+def _make_updater(app, board):
+    """update.updater.Updater's factory for app.uds (imported only when a
+    download starts): the board's ROMFS partition (board.rom, else
+    vfs.rom_ioctl(2, 0)), the slot record, the key and recovery version the
+    boot part trusts (update.trust); None without a store or a board name."""
+    name = getattr(board, "name", None)
+    if app.store is None or name is None:
+        return None
+
+    def make():
+        from store.slotstore import SlotStore
+        from update import trust
+        from update.updater import Updater, partition
+        return Updater(partition(board), SlotStore(app.store.fs), trust.PUBLIC_KEY, name, trust.RECOVERY_VERSION)
+    return make
+
+
+def uds(app, board, ports):
+    """The firmware update session over CAN, on the host protocol's login:
+    app.udsport until a tester speaks, then the app.uds server; None
+    without CAN."""
+    if ports.can_rx is None:
+        return None
+    from app.hostcan import SELECTION
+    from app.udsport import UdsPort
+    roles = app.link.roles
+    address = lambda: roles.address  # noqa: E731
+
+    def make():
+        from app.uds import Uds
+        from app.host import VERSION
+        from update import boot
+        slot_store = None
+        if app.store is not None:
+            from store.slotstore import SlotStore
+            slot_store = SlotStore(app.store.fs)
+        persist = app.persist
+        return Uds(app.state, app.params, app.host[0].auth, ports.can, address, ports.can_rx,
+                   _make_updater(app, board), slot_store, boot.RUNNING, VERSION, lambda: app.restart,
+                   persist.restore_defaults if persist is not None else None, _file_digest(board))
+    svc = UdsPort(address, make)
+    ports.can_rx.subscribe(svc, SELECTION)  # the host protocol's (0x18......): no further mask on the chip
+    return svc
+
+
+def _file_digest(board):
+    """file_digest(slot, name) of the check routine: the file in the slot's
+    image through vfs.VfsRom (None on a port without it: files unchecked)."""
+    try:
+        import vfs
+        vfs.VfsRom
+    except (ImportError, AttributeError):
+        return None
+    from update.updater import romfs_digest
+    return lambda slot, name: romfs_digest(vfs, board, slot, name)
+
+
 def _presence(board):
     """Maintenance mode's physical presence: the button (a pulled-up pin,
     pressed = 0) held now (the jumper was fitted at boot); None on a board
@@ -177,6 +234,9 @@ def pack(board, params=None, store=None, clock=None, maintenance=False):
     # [Host, HostCan, Relay]: after the link, whose tick reads the ports
     app.host = host(app, board, ports, _presence(board) if maintenance else None)
     services += app.host
+    app.uds = uds(app, board, ports)  # the update session (issue 15)
+    if app.uds is not None:
+        services.append(app.uds)
     if not maintenance:
         from app.confirm import for_app  # the self-test of a new image under trial (issue 15)
         svc = for_app(app)

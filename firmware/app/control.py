@@ -104,7 +104,8 @@ class Control:
             elif st.protections:
                 st.mode = modes.PROTECTION
             hold = st.link_hold  # link: a joiner > 1 V off the system stays off the bus
-            off = 3 if self.maintenance else st.host_fet_off  # the PC tool holds these open
+            # held open: by the PC tool; both in maintenance mode and by an update
+            off = 3 if self.maintenance or st.update_hold else st.host_fet_off
             st.fets_held = off
             self._drive(now_ms, codes.chg_allowed(st) and not hold and not off & 1,
                         codes.dsg_allowed(st) and not hold and not off & 2)

@@ -21,8 +21,21 @@ MAX_MANIFEST = 16384
 HEAD = 7  # magic, format, manifest length
 
 
+# refusal reasons (BundleError.code; update.updater adds its own after these)
+R_FORMAT = 1  # not a bundle, an unknown format, a malformed manifest
+R_SIGNATURE = 2  # the signature does not verify with this pack's key (or another key signed it)
+R_BOARD = 3  # made for another board
+R_DOWNGRADE = 4  # security counter below the confirmed image's
+R_RECOVERY = 5  # needs a newer boot/recovery part
+
+
 class BundleError(Exception):
-    """A bundle the pack refuses; str() is the reason in plain words."""
+    """A bundle the pack refuses; str() is the reason in plain words, code
+    one of R_*."""
+
+    def __init__(self, text, code=R_FORMAT):
+        super().__init__(text)
+        self.code = code
 
 
 def header_length(head):
@@ -47,7 +60,7 @@ def check(header, public_key, board, min_counter, recovery_version):
     manifest = bytes(header[HEAD:total - SIG_BYTES])
     sig = bytes(header[total - SIG_BYTES:total])
     if not verify(public_key, hashlib.sha256(manifest).digest(), sig):
-        raise BundleError("signature does not verify with this pack's key")
+        raise BundleError("signature does not verify with this pack's key", R_SIGNATURE)
     try:
         m = json.loads(manifest)
     except ValueError:
@@ -59,11 +72,11 @@ def check(header, public_key, board, min_counter, recovery_version):
         if not isinstance(m.get(key), kind):
             raise BundleError("manifest field %s missing or not %s" % (key, kind.__name__))
     if m["board"] != board:
-        raise BundleError("image is for board %s, this pack is %s" % (m["board"], board))
+        raise BundleError("image is for board %s, this pack is %s" % (m["board"], board), R_BOARD)
     if m["counter"] < min_counter:
-        raise BundleError("security counter %d is below %d (a downgrade)" % (m["counter"], min_counter))
+        raise BundleError("security counter %d is below %d (a downgrade)" % (m["counter"], min_counter), R_DOWNGRADE)
     if m["min_recovery"] > recovery_version:
-        raise BundleError("image needs recovery %d, this pack has %d" % (m["min_recovery"], recovery_version))
+        raise BundleError("image needs recovery %d, this pack has %d" % (m["min_recovery"], recovery_version), R_RECOVERY)
     if len(m["image_sha256"]) != 64 or m["image_bytes"] <= 0:
         raise BundleError("manifest image fields malformed")
     return m

@@ -396,7 +396,17 @@ def build_parser():
     p.add_argument("--key", default=DEV_KEY, help="private key (default: the public development key)")
     p.add_argument("--out", required=True)
     p.set_defaults(fn=cmd_bundle, local=True)
+    p = sub.add_parser("update", help="update one pack's firmware over CAN (UDS; --via can:..., --unit, "
+                       "--secret-file with the installer secret)")
+    p.add_argument("file", help="a bundle from bmsctl bundle")
+    p.add_argument("--no-activate", action="store_true", help="stage the image, do not restart into it")
+    p.set_defaults(fn=_update, local=True)
     return ap
+
+
+def _update(args, out):
+    from tools.bmsctl.update import cmd_update  # udsoncan only for this command
+    return cmd_update(args, out)
 
 
 def _logout(pack):
