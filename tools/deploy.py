@@ -45,6 +45,11 @@ PREFIX_ARCH = (("esp32", "xtensawin"), ("rp2", "armv6m"), ("pico", "armv6m"))
 ROOT_SCRIPTS = ("boot.py", "main.py")  # stay source: MicroPython runs them by name
 STORES = ("auto", "romfs", "mpy")
 ROMFS_DIR = "rom"  # inside the build dir: the tree the image is built from
+# mpy-cross -O level of the mpy store: 3 leaves out the line-number tables
+# (tracebacks then name the function but no line), which that store would load
+# into the heap with the bytecode; the romfs store keeps them (its bytecode
+# stays in flash, so they cost no RAM there)
+MPY_OPT = 3
 ROMFS_MAIN = "bms_main"  # firmware/main.py in the image (a main.py there would be shadowed by /main.py)
 MAIN_STUB = ("# The firmware runs from the ROMFS image at /rom (tools/deploy.py --store romfs)\n"
              "import %s\n%s.main()\n" % (ROMFS_MAIN, ROMFS_MAIN))
@@ -348,10 +353,10 @@ def _mpy_cross_name():
         return "mpy-cross"
 
 
-def compile_cmd(src, out, arch, name, exe="mpy-cross"):
+def compile_cmd(src, out, arch, name, exe="mpy-cross", opt=0):
     """argv compiling src to out for arch; name is the source name recorded
-    in the .mpy (what tracebacks on the board show)."""
-    return [exe, "-march=" + arch, "-s", name, "-o", out, src]
+    in the .mpy (what tracebacks on the board show); opt > 0 adds -O<opt>."""
+    return [exe, "-march=" + arch] + (["-O%d" % opt] if opt else []) + ["-s", name, "-o", out, src]
 
 
 def compile_file(src, out, arch, name=None, exe=None):
@@ -532,7 +537,8 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
             continue
         out = f.build if f.compiled else ".check/" + f.build[:-3] + ".mpy"
         src = rewrites[f.name][0] if f.name in rewrites else f.src
-        compile_cmds.append(compile_cmd(rel(src), rel(os.path.join(build_dir, out)), arch, f.name, mpy_cross))
+        compile_cmds.append(compile_cmd(rel(src), rel(os.path.join(build_dir, out)), arch, f.name, mpy_cross,
+                                        MPY_OPT if store == "mpy" else 0))
 
     cmd = [mpremote, "connect", port, "exec", prep_code(files)]
     romfs_cmds, image = [], None
