@@ -247,7 +247,12 @@ def inline_plan(sources):
                 keep.add(node.attr)
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 keep.add(node.value)
-    return {m: {n: v for n, v in c.items() if n not in keep} for m, c in table.items()}
+    # the defining module's copy renames NAME to _NAME: not where _NAME is its own already
+    # (the compiler would then substitute NAME's value for every later _NAME)
+    taken = {m: {n.id for n in ast.walk(trees[m]) if isinstance(n, ast.Name)}
+             | {n.name for n in ast.walk(trees[m]) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+             for m in table}
+    return {m: {n: v for n, v in c.items() if n not in keep and "_" + n not in taken[m]} for m, c in table.items()}
 
 
 def inline_consts(text, module, table):
