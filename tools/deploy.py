@@ -233,6 +233,30 @@ def _aliases(tree, table):
     return mods, names
 
 
+def _local_binds(tree):
+    """Names bound anywhere but by a module-level statement: parameters, and
+    the names stored inside a function or class body (imports there left out:
+    the rewrite follows those)."""
+    out = set()
+
+    def visit(node, inner):
+        for ch in ast.iter_child_nodes(node):
+            if isinstance(ch, ast.arg):
+                out.add(ch.arg)
+            elif inner and isinstance(ch, ast.Name) and isinstance(ch.ctx, (ast.Store, ast.Del)):
+                out.add(ch.id)
+            elif inner and isinstance(ch, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                out.add(ch.name)
+            elif inner and isinstance(ch, ast.ExceptHandler) and ch.name:
+                out.add(ch.name)
+            visit(ch, inner or isinstance(ch, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+                                                ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp,
+                                                ast.GeneratorExp)))
+
+    visit(tree, False)
+    return out
+
+
 def inline_plan(sources):
     """sources: [(module name, source text)]. Returns {module: {NAME: value}}:
     the public constants that can be inlined everywhere."""
@@ -247,6 +271,7 @@ def inline_plan(sources):
                 keep.add(node.attr)
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 keep.add(node.value)
+        keep.update(_local_binds(t))  # the rewrite replaces a name in every scope
     # the defining module's copy renames NAME to _NAME: not where _NAME is its own already
     # (the compiler would then substitute NAME's value for every later _NAME)
     taken = {m: {n.id for n in ast.walk(trees[m]) if isinstance(n, ast.Name)}
@@ -297,13 +322,206 @@ def inline_consts(text, module, table):
                     a.name + (" as " + a.asname if a.asname else "") for a in left))) if left else "pass"
                 edits.append((node.lineno, node.col_offset, node.end_lineno, node.end_col_offset,
                               s + "\n" * (node.end_lineno - node.lineno)))
-    if not edits:
-        return text
+    return _apply_edits(text, edits) if edits else text
+
+
+def _apply_edits(text, edits):
+    """text with edits [(line, col, end line, end col, new text)] (1-based
+    lines, byte columns as ast gives them) made."""
     lines = text.encode("utf-8").splitlines(keepends=True)
     for l0, c0, l1, c1, s in sorted(edits, reverse=True):
         head, tail = lines[l0 - 1][:c0], lines[l1 - 1][c1:]
         lines[l0 - 1:l1] = [head + s.encode("utf-8") + tail]
     return b"".join(lines).decode("utf-8")
+
+
+# ---- module-level ints folded at deploy --------------------------------------------
+# A module-level `NAME = <expression>` whose value is an int (`_PUVP =
+# codes.bit(codes.PROTECTIONS, "PUVP")`, `TICKS_MASK = TICKS_PERIOD - 1`, a plain
+# `MAX_TRIES = 2`) is a dict slot and an interned name on the board, and from
+# .mpy its bytecode too. The deployed copy gets `NAME = const(<value>)`, the
+# value computed by importing the module in CPython (the sources run there: the
+# host tests do), so that the compiler drops a private one and the inliner above
+# takes a public one. Folded only where that cannot change what runs: one
+# assignment at module level, no `global NAME`, a small int (the board's), an
+# expression that names only the module's own names, project modules' names and
+# pure builtins (nothing imported from time, sys, machine, ...); a private name
+# only where every use in its module is below the assignment (the compiler
+# substitutes forward) and no other module names it; a public one not where
+# another module imports it and a third reads it through that one (the inliner
+# would drop the import: see host_tests/test_deploy_reexports.py); no name that
+# is also a parameter or a local anywhere in the module (the substitution does
+# not know scopes); only in a module that binds `const` (so that the copy runs
+# in CPython too, and a public name the inliner keeps has its const()).
+
+FOLD_BUILTINS = frozenset(("len", "min", "max", "abs", "sum", "int", "range", "tuple", "sorted", "any", "all"))
+_SMALL = 1 << 30  # the board's small ints: -2**30 .. 2**30-1
+_FOLD_SCRIPT = r"""
+import importlib, json, sys
+sys.path[:0] = PATHS
+out = {}
+for m, names in sorted(WANT.items()):
+    try:
+        mod = importlib.import_module(m)
+    except Exception:
+        continue
+    out[m] = {n: getattr(mod, n) for n in names if type(getattr(mod, n, None)) is int}
+print(json.dumps(out))
+"""
+_fold_cache = {}
+
+
+def _top_level(tree):
+    """The nodes of tree outside function and class bodies."""
+    stack = list(tree.body)
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            stack.extend(ast.iter_child_nodes(node))
+
+
+def _bound_names(tree, project):
+    """(stores {name: count} at module level, names bound by a non-project import,
+    names declared global anywhere, whether `const` is bound)."""
+    stores, foreign = {}, set()
+    for node in _top_level(tree):
+        names = []
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names = [node.id]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names = [node.name]
+        elif isinstance(node, ast.Import):
+            names = [(a.asname or a.name).split(".")[0] for a in node.names]
+            foreign.update(n for a, n in zip(node.names, names) if a.name.split(".")[0] not in project)
+        elif isinstance(node, ast.ImportFrom):
+            names = [a.asname or a.name for a in node.names]
+            if node.level or (node.module or "").split(".")[0] not in project:
+                foreign.update(names)
+        for n in names:
+            stores[n] = stores.get(n, 0) + 1
+    glob = {n for node in ast.walk(tree) if isinstance(node, ast.Global) for n in node.names}
+    return stores, foreign, glob, "const" in stores
+
+
+def fold_candidates(modules):
+    """modules: {module name: source text}. Returns {module: {NAME: (Assign
+    node, value or None)}}: the assignments that may be folded (see above),
+    value None where only evaluating the module tells (an expression)."""
+    trees = {m: ast.parse(t) for m, t in modules.items()}
+    project = {m.split(".")[0] for m in modules}
+    mentioned = {}  # name -> modules that import it by name, read it as an attribute or as a string
+    imports_of = {}  # (module B, NAME) -> the module B imported NAME from
+    attr_reads = set()  # (module alias target, NAME) read as alias.NAME
+    for m, t in trees.items():
+        aliases = {}
+        for node in ast.walk(t):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for a in node.names:
+                    mentioned.setdefault(a.name, set()).add(m)
+                    imports_of[(m, a.asname or a.name)] = node.module
+                    if node.module + "." + a.name in modules:
+                        aliases[a.asname or a.name] = node.module + "." + a.name
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name in modules:
+                        aliases[a.asname or a.name] = a.name
+        for node in ast.walk(t):
+            if isinstance(node, ast.Attribute):
+                mentioned.setdefault(node.attr, set()).add(m)
+                if isinstance(node.value, ast.Name) and node.value.id in aliases:
+                    attr_reads.add((aliases[node.value.id], node.attr))
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                mentioned.setdefault(node.value, set()).add(m)
+    out = {}
+    for m, t in trees.items():
+        stores, foreign, glob, has_const = _bound_names(t, project)
+        if not has_const:
+            continue  # the copy stays a module CPython runs too
+        local = _local_binds(t)
+        found = {}
+        for node in t.body:
+            if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+                continue
+            name, rhs = node.targets[0].id, node.value
+            if stores.get(name) != 1 or name in glob or name == "__all__":
+                continue
+            if isinstance(rhs, ast.Call) and isinstance(rhs.func, ast.Name) and rhs.func.id == "const":
+                continue  # the inliner's already
+            if isinstance(rhs, ast.Constant):
+                if type(rhs.value) is not int:
+                    continue
+                value = rhs.value
+            else:
+                value = None
+                ok = True
+                for sub in ast.walk(rhs):
+                    if isinstance(sub, (ast.Lambda, ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom,
+                                        ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+                        ok = False
+                    elif isinstance(sub, ast.Name) and (sub.id in foreign or (
+                            sub.id not in stores and sub.id not in FOLD_BUILTINS)):
+                        ok = False
+                if not ok:
+                    continue
+            if name in local:
+                continue  # a parameter or local of that name: the compiler would substitute there too
+            if name.startswith("_"):
+                end = (node.end_lineno, node.end_col_offset)
+                if mentioned.get(name, set()) - {m}:
+                    continue
+                if any(isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Load)
+                       and (n.lineno, n.col_offset) < end for n in ast.walk(t)):
+                    continue
+                if isinstance(rhs, ast.Constant) and not -_SMALL <= value < _SMALL:
+                    continue
+            else:
+                if any(imports_of.get((b, name)) == m and (b, name) in attr_reads for b in trees if b != m):
+                    continue
+            found[name] = (node, value)
+        if found:
+            out[m] = found
+    return out
+
+
+def fold_values(want, paths, python=None):
+    """{module: {NAME: int}}: the names of want ({module: [NAME]}) that are
+    ints after importing the module in CPython with paths first on sys.path
+    (a module that does not import there is left out)."""
+    key = (tuple(paths), tuple(sorted((m, tuple(sorted(n))) for m, n in want.items())))
+    if key not in _fold_cache:
+        code = "PATHS = %r\nWANT = %r\n" % (list(paths), {m: sorted(n) for m, n in want.items()}) + _FOLD_SCRIPT
+        r = subprocess.run([python or sys.executable, "-c", code], capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONPATH="", PYTHONDONTWRITEBYTECODE="1"))
+        if r.returncode != 0:
+            raise DeployError("folding module-level ints: %s" % ((r.stderr or r.stdout).strip().splitlines() or
+                                                                   ["exit status %d" % r.returncode])[-1])
+        _fold_cache[key] = json.loads(r.stdout.strip().splitlines()[-1])
+    return _fold_cache[key]
+
+
+def fold_ints(modules, evaluable, paths):
+    """modules: {module: text}; evaluable: the modules that may be imported
+    in CPython (from paths) to compute an expression's value. Returns
+    {module: new text} for the modules where a module-level int is folded
+    into `NAME = const(value)` (line numbers kept)."""
+    cands = fold_candidates(modules)
+    want = {m: [n for n, (_, v) in c.items() if v is None] for m, c in cands.items() if m in evaluable}
+    values = fold_values({m: n for m, n in want.items() if n}, paths) if any(want.values()) else {}
+    out = {}
+    for m, c in cands.items():
+        edits = []
+        for name, (node, value) in c.items():
+            if value is None:
+                value = values.get(m, {}).get(name)
+            if value is None or type(value) is not int or not -_SMALL <= value < _SMALL:
+                continue
+            rhs = node.value
+            edits.append((rhs.lineno, rhs.col_offset, rhs.end_lineno, rhs.end_col_offset,
+                          "const(%d)" % value + "\n" * (rhs.end_lineno - rhs.lineno)))
+        if edits:
+            out[m] = _apply_edits(modules[m], edits)
+    return out
 
 
 def board_arch(boards_dir, name):
@@ -530,11 +748,18 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
     for f in compiled:
         with open(f.src, encoding="utf-8") as fh:
             texts[f.name] = fh.read()
+    mods = {module_name(n): n for n in texts}
+    lib_fw = (os.path.join(root, "lib") + os.sep, os.path.join(root, "firmware") + os.sep)
+    evaluable = {module_name(f.name) for f in compiled if f.src.startswith(lib_fw)}
+    folded = fold_ints({m: texts[n] for m, n in mods.items()}, evaluable,
+                       [os.path.join(root, "lib"), os.path.join(root, "firmware")])
+    originals = dict(texts)
+    texts.update((mods[m], t) for m, t in folded.items())
     table = inline_plan([(module_name(n), t) for n, t in texts.items()])
     rewrites = {}  # f.name -> (path of the inlined copy, its text)
     for f in compiled:
         t = inline_consts(texts[f.name], module_name(f.name), table)
-        if t != texts[f.name]:
+        if t != originals[f.name]:
             rewrites[f.name] = (os.path.join(build_dir, "src", f.build[:-4] + ".py"), t)
     compile_cmds = []
     for f in files:
