@@ -26,6 +26,8 @@ SOURCES = {
         "_B = bit('b')\n"                                  # an expression: folded
         "_MASK = (bit('a')\n         | _B)\n"              # two lines: folded, lines kept
         "_LATE = 5\n"
+        "_LO, _HI = bit('a'), bit('d')\n"                 # a tuple unpacked: folded, one line
+        "_P, _SHARED2 = 1, 2\n"                           # one of them read elsewhere: both stay
         "_T0 = int(time.time()) & 0\n"                     # names a non-project module: stays
         "_TWICE = 1\n_TWICE = 2\n"                         # two assignments: stay
         "_G = 3\n"                                         # declared global below: stays
@@ -33,10 +35,10 @@ SOURCES = {
         "_SHARED = 6\n"                                    # another module reads it: stays
         "_BIG = codes.WIDE\n"                              # not a small int: stays
         "_NAME = 'n'\n"                                    # not an int: stays
-        "def f(x):\n    return x & _MASK, _B + LIMIT, early()\n"
+        "def f(x):\n    return x & _MASK, _B + LIMIT + _LO + _HI + _P, early()\n"
         "def g():\n    global _G\n    _G += 1\n    return _G\n"
         "def h(_ARG=0):\n    return _ARG\n"),
-    "pkg/other.py": "from pkg import user\ndef peek():\n    return user._SHARED\n",
+    "pkg/other.py": "from pkg import user\ndef peek():\n    return user._SHARED + user._SHARED2\n",
 }
 
 
@@ -61,7 +63,8 @@ def test_what_is_folded(tree):
     assert set(out) == {"pkg.user", "pkg.codes"}
     user = out["pkg.user"]
     assert "\n_B = const(2)\n_MASK = (const(3)\n)\n" in user
-    for kept in ("_LATE = 5", "_T0 = int(time.time()) & 0", "_TWICE = 1\n_TWICE = 2", "_G = 3", "_ARG = 4",
+    assert "\n_LO = const(1); _HI = const(8)\n" in user
+    for kept in ("_LATE = 5", "_P, _SHARED2 = 1, 2", "_T0 = int(time.time()) & 0", "_TWICE = 1\n_TWICE = 2", "_G = 3", "_ARG = 4",
                  "_SHARED = 6", "_BIG = codes.WIDE", "_NAME = 'n'"):
         assert "\n" + kept + "\n" in user, kept
     # public: in a module that binds const, left for the inliner (deploy.inline_plan)
@@ -91,7 +94,7 @@ def test_folded_copies_compute_the_same_in_cpython(tree, tmp_path):
     write(after, {n: out.get(deploy.module_name("lib/" + n), t) for n, t in SOURCES.items()})
     got = [subprocess.run([__import__("sys").executable, "-c", CALLS], cwd=d, capture_output=True, text=True,
                           check=True).stdout for d in (tree, after)]
-    assert got[0] == got[1] == "(3, 9, 5) 4 9 6\n"
+    assert got[0] == got[1] == "(3, 19, 5) 4 9 8\n"
 
 
 def test_micropython_drops_the_folded_private_names(tree, tmp_path):
@@ -104,9 +107,9 @@ def test_micropython_drops_the_folded_private_names(tree, tmp_path):
     code = CALLS + "print(sorted(k for k in user.__dict__ if k.startswith('_') and k[1].isupper()))\n"
     got = [subprocess.run([exe, "-c", code], env=dict(os.environ, MICROPYPATH=d), capture_output=True, text=True,
                           timeout=60).stdout for d in (tree, after)]
-    assert got[0].splitlines()[0] == got[1].splitlines()[0] == "(3, 9, 5) 4 9 6"
-    assert got[0].splitlines()[1] == "['_ARG', '_B', '_BIG', '_G', '_LATE', '_MASK', '_NAME', '_SHARED', '_T0', '_TWICE']"
-    assert got[1].splitlines()[1] == "['_ARG', '_BIG', '_G', '_LATE', '_NAME', '_SHARED', '_T0', '_TWICE']"
+    assert got[0].splitlines()[0] == got[1].splitlines()[0] == "(3, 19, 5) 4 9 8"
+    assert got[0].splitlines()[1] == "['_ARG', '_B', '_BIG', '_G', '_HI', '_LATE', '_LO', '_MASK', '_NAME', '_P', '_SHARED', '_SHARED2', '_T0', '_TWICE']"
+    assert got[1].splitlines()[1] == "['_ARG', '_BIG', '_G', '_LATE', '_NAME', '_P', '_SHARED', '_SHARED2', '_T0', '_TWICE']"
 
 
 def test_the_deployed_tree_folds_and_keeps_line_numbers():

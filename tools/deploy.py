@@ -424,9 +424,10 @@ def _bound_names(tree, project):
 
 
 def fold_candidates(modules):
-    """modules: {module name: source text}. Returns {module: {NAME: (Assign
-    node, value or None)}}: the assignments that may be folded (see above),
-    value None where only evaluating the module tells (an expression)."""
+    """modules: {module name: source text}. Returns {module: {(NAME, ...):
+    (Assign node, (value,) or None)}}: the assignments that may be folded (see
+    above; several names where a tuple is unpacked), None where only
+    evaluating the module tells (an expression)."""
     trees = {m: ast.parse(t) for m, t in modules.items()}
     project = {m.split(".")[0] for m in modules}
     mentioned = {}  # name -> modules that import it by name, read it as an attribute or as a string
@@ -458,46 +459,50 @@ def fold_candidates(modules):
         if not has_const:
             continue  # the copy stays a module CPython runs too
         local = _local_binds(t)
+
+        def name_ok(name, node):
+            if stores.get(name) != 1 or name in glob or name == "__all__" or name in local:
+                return False  # rebound, or a parameter or local: the compiler would substitute there too
+            if name.startswith("_"):
+                end = (node.end_lineno, node.end_col_offset)
+                return not (mentioned.get(name, set()) - {m}) and not any(
+                    isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Load)
+                    and (n.lineno, n.col_offset) < end for n in ast.walk(t))
+            return not any(imports_of.get((b, name)) == m and (b, name) in attr_reads for b in trees if b != m)
+
+        def pure(rhs):
+            for sub in ast.walk(rhs):
+                if isinstance(sub, (ast.Lambda, ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom,
+                                    ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Starred)):
+                    return False
+                if isinstance(sub, ast.Name) and (sub.id in foreign or (
+                        sub.id not in stores and sub.id not in FOLD_BUILTINS)):
+                    return False
+            return True
+
         found = {}
         for node in t.body:
-            if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
                 continue
-            name, rhs = node.targets[0].id, node.value
-            if stores.get(name) != 1 or name in glob or name == "__all__":
+            target, rhs = node.targets[0], node.value
+            if isinstance(target, ast.Name):
+                names = (target.id,)
+            elif isinstance(target, ast.Tuple) and all(isinstance(e, ast.Name) for e in target.elts):
+                names = tuple(e.id for e in target.elts)  # P_OV, A_OV = _masks(...)
+            else:
                 continue
             if isinstance(rhs, ast.Call) and isinstance(rhs.func, ast.Name) and rhs.func.id == "const":
                 continue  # the inliner's already
             if isinstance(rhs, ast.Constant):
-                if type(rhs.value) is not int:
+                if type(rhs.value) is not int or not -_SMALL <= rhs.value < _SMALL:
                     continue
-                value = rhs.value
+                values = (rhs.value,)
+            elif pure(rhs):
+                values = None
             else:
-                value = None
-                ok = True
-                for sub in ast.walk(rhs):
-                    if isinstance(sub, (ast.Lambda, ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom,
-                                        ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
-                        ok = False
-                    elif isinstance(sub, ast.Name) and (sub.id in foreign or (
-                            sub.id not in stores and sub.id not in FOLD_BUILTINS)):
-                        ok = False
-                if not ok:
-                    continue
-            if name in local:
-                continue  # a parameter or local of that name: the compiler would substitute there too
-            if name.startswith("_"):
-                end = (node.end_lineno, node.end_col_offset)
-                if mentioned.get(name, set()) - {m}:
-                    continue
-                if any(isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Load)
-                       and (n.lineno, n.col_offset) < end for n in ast.walk(t)):
-                    continue
-                if isinstance(rhs, ast.Constant) and not -_SMALL <= value < _SMALL:
-                    continue
-            else:
-                if any(imports_of.get((b, name)) == m and (b, name) in attr_reads for b in trees if b != m):
-                    continue
-            found[name] = (node, value)
+                continue
+            if all(name_ok(n, node) for n in names):
+                found[names] = (node, values)
         if found:
             out[m] = found
     return out
@@ -525,19 +530,24 @@ def fold_ints(modules, evaluable, paths):
     {module: new text} for the modules where a module-level int is folded
     into `NAME = const(value)` (line numbers kept)."""
     cands = fold_candidates(modules)
-    want = {m: [n for n, (_, v) in c.items() if v is None] for m, c in cands.items() if m in evaluable}
+    want = {m: [n for names, (_, v) in c.items() if v is None for n in names] for m, c in cands.items()
+            if m in evaluable}
     values = fold_values({m: n for m, n in want.items() if n}, paths) if any(want.values()) else {}
     out = {}
     for m, c in cands.items():
         edits = []
-        for name, (node, value) in c.items():
-            if value is None:
-                value = values.get(m, {}).get(name)
-            if value is None or type(value) is not int or not -_SMALL <= value < _SMALL:
+        for names, (node, got) in c.items():
+            got = got or tuple(values.get(m, {}).get(n) for n in names)
+            if not all(type(v) is int and -_SMALL <= v < _SMALL for v in got):
                 continue
-            rhs = node.value
-            edits.append((rhs.lineno, rhs.col_offset, rhs.end_lineno, rhs.end_col_offset,
-                          "const(%d)" % value + "\n" * (rhs.end_lineno - rhs.lineno)))
+            if len(names) == 1:  # the value only: a comment inside the expression's lines goes with it
+                rhs = node.value
+                edits.append((rhs.lineno, rhs.col_offset, rhs.end_lineno, rhs.end_col_offset,
+                              "const(%d)" % got[0] + "\n" * (rhs.end_lineno - rhs.lineno)))
+            else:
+                edits.append((node.lineno, node.col_offset, node.end_lineno, node.end_col_offset,
+                              "; ".join("%s = const(%d)" % nv for nv in zip(names, got))
+                              + "\n" * (node.end_lineno - node.lineno)))
         if edits:
             out[m] = _apply_edits(modules[m], edits)
     return out
