@@ -382,7 +382,7 @@ out = {}
 for m, names in sorted(WANT.items()):
     try:
         mod = importlib.import_module(m)
-    except Exception:
+    except BaseException:  # noqa: a module that does not import on CPython is not folded
         continue
     out[m] = {n: getattr(mod, n) for n in names if type(getattr(mod, n, None)) is int}
 print(json.dumps(out))
@@ -459,15 +459,19 @@ def fold_candidates(modules):
         if not has_const:
             continue  # the copy stays a module CPython runs too
         local = _local_binds(t)
+        first_load = {}  # name -> where the module first reads it
+        for n in ast.walk(t):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
+                at = (n.lineno, n.col_offset)
+                if n.id not in first_load or at < first_load[n.id]:
+                    first_load[n.id] = at
 
         def name_ok(name, node):
             if stores.get(name) != 1 or name in glob or name == "__all__" or name in local:
                 return False  # rebound, or a parameter or local: the compiler would substitute there too
             if name.startswith("_"):
                 end = (node.end_lineno, node.end_col_offset)
-                return not (mentioned.get(name, set()) - {m}) and not any(
-                    isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Load)
-                    and (n.lineno, n.col_offset) < end for n in ast.walk(t))
+                return not (mentioned.get(name, set()) - {m}) and first_load.get(name, end) >= end
             return not any(imports_of.get((b, name)) == m and (b, name) in attr_reads for b in trees if b != m)
 
         def pure(rhs):
@@ -512,23 +516,28 @@ def fold_values(want, paths, python=None):
     """{module: {NAME: int}}: the names of want ({module: [NAME]}) that are
     ints after importing the module in CPython with paths first on sys.path
     (a module that does not import there is left out)."""
-    key = (tuple(paths), tuple(sorted((m, tuple(sorted(n))) for m, n in want.items())))
-    if key not in _fold_cache:
-        code = "PATHS = %r\nWANT = %r\n" % (list(paths), {m: sorted(n) for m, n in want.items()}) + _FOLD_SCRIPT
-        r = subprocess.run([python or sys.executable, "-c", code], capture_output=True, text=True,
-                           env=dict(os.environ, PYTHONPATH="", PYTHONDONTWRITEBYTECODE="1"))
-        if r.returncode != 0:
-            raise DeployError("folding module-level ints: %s" % ((r.stderr or r.stdout).strip().splitlines() or
-                                                                   ["exit status %d" % r.returncode])[-1])
-        _fold_cache[key] = json.loads(r.stdout.strip().splitlines()[-1])
-    return _fold_cache[key]
+    code = "PATHS = %r\nWANT = %r\n" % (list(paths), {m: sorted(n) for m, n in want.items()}) + _FOLD_SCRIPT
+    r = subprocess.run([python or sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH="", PYTHONDONTWRITEBYTECODE="1"))
+    if r.returncode != 0:
+        raise DeployError("folding module-level ints: %s" % ((r.stderr or r.stdout).strip().splitlines() or
+                                                               ["exit status %d" % r.returncode])[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def fold_ints(modules, evaluable, paths):
     """modules: {module: text}; evaluable: the modules that may be imported
     in CPython (from paths) to compute an expression's value. Returns
     {module: new text} for the modules where a module-level int is folded
-    into `NAME = const(value)` (line numbers kept)."""
+    into `NAME = const(value)` (line numbers kept). Remembered per process
+    (every board's plan folds the same sources)."""
+    key = (tuple(sorted(modules.items())), frozenset(evaluable), tuple(paths))
+    if key not in _fold_cache:
+        _fold_cache[key] = _fold(modules, evaluable, paths)
+    return dict(_fold_cache[key])
+
+
+def _fold(modules, evaluable, paths):
     cands = fold_candidates(modules)
     want = {m: [n for names, (_, v) in c.items() if v is None for n in names] for m, c in cands.items()
             if m in evaluable}
