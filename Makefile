@@ -6,7 +6,7 @@
 #   make fuzz [SEED=n] [FUZZ_ARGS=...]  tools/fuzz.py: 10**6 inputs per receive path, rate, branch coverage
 #   make soak                          the long runs CI takes a slice of (a simulated day per inverter emulator)
 #   make mpy [ARCHS="xtensawin armv6m"] compile everything into build/<arch>/
-#   make deploy BOARD=name PORT=/dev/ttyUSB0 [STORE=auto|romfs|mpy] [DRY_RUN=1]
+#   make deploy BOARD=name PORT=/dev/ttyUSB0 [STORE=auto|romfs|mpy] [FROZEN=auto|none|lower] [DRY_RUN=1]
 #   make firmware BOARD=BMS_ESP32_ROMFS|BMS_RP2040_ROMFS|name [MICROPYTHON_DIR=...] [DRY_RUN=1]
 #                                      MicroPython with a ROMFS partition (boards/micropython/)
 #   make flash-micropython BOARD=name PORT=... FIRMWARE=image [DRY_RUN=1]
@@ -35,6 +35,7 @@ BOARD ?=
 PORT ?=
 DRY_RUN ?=
 STORE ?= auto
+FROZEN ?= auto
 # a module that fails to import is reported as an error and the rest still run
 PYTEST_ARGS ?= --continue-on-collection-errors
 
@@ -92,7 +93,7 @@ mpy: venv
 	$(VPY) -m tools.deploy --mpy $(ARCHS)
 
 deploy: venv
-	$(VPY) -m tools.deploy --board "$(BOARD)" --port "$(PORT)" --store "$(STORE)" $(if $(DRY_RUN),--dry-run)
+	$(VPY) -m tools.deploy --board "$(BOARD)" --port "$(PORT)" --store "$(STORE)" --frozen "$(FROZEN)" $(if $(DRY_RUN),--dry-run)
 
 firmware: venv
 	$(VPY) -m tools.flash build --board "$(BOARD)" $(if $(MICROPYTHON_DIR),--micropython "$(MICROPYTHON_DIR)") $(if $(DRY_RUN),--dry-run)

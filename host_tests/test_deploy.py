@@ -77,12 +77,16 @@ def test_plan_compile_commands(tree):
     p = deploy.plan(tree, "esp32_dev", "/dev/ttyUSB0", mpy_cross="mpy-cross")
     cmds = {c[-1]: c for c in p.compile_cmds}
     assert len(cmds) == len(p.files)
+    # the mpy store loads the bytecode into the heap: -O3 leaves out the line-number tables
     assert cmds["firmware/app/svc.py"] == [
-        "mpy-cross", "-march=xtensawin", "-s", "app/svc.py", "-o", "build/esp32_dev/app/svc.mpy",
+        "mpy-cross", "-march=xtensawin", "-O3", "-s", "app/svc.py", "-o", "build/esp32_dev/app/svc.mpy",
         "firmware/app/svc.py"]
-    assert cmds["boards/esp32_dev.py"][2:6] == ["-s", "board.py", "-o", "build/esp32_dev/board.mpy"]
+    assert cmds["boards/esp32_dev.py"][3:7] == ["-s", "board.py", "-o", "build/esp32_dev/board.mpy"]
     # root scripts: compiled only as a check, deployed as source
-    assert cmds["firmware/boot.py"][5] == "build/esp32_dev/.check/boot.mpy"
+    assert cmds["firmware/boot.py"][6] == "build/esp32_dev/.check/boot.mpy"
+    # from ROMFS the bytecode stays in flash: the line numbers are kept (tracebacks name the line)
+    rom = deploy.plan(tree, "esp32_dev", "/dev/ttyUSB0", mpy_cross="mpy-cross", store="romfs")
+    assert all(not a.startswith("-O") for c in rom.compile_cmds for a in c)
 
 
 def test_plan_mpremote_command(tree):
@@ -215,11 +219,12 @@ def test_build_mpy_for_every_arch(tree):
 
 
 def test_cli_dry_run_prints_the_commands(tree, capsys):
-    rc = deploy.main(["--board", "esp32_dev", "--port", "/dev/ttyUSB0", "--dry-run", "--store", "mpy"], root=tree)
+    rc = deploy.main(["--board", "esp32_dev", "--port", "/dev/ttyUSB0", "--dry-run", "--store", "mpy",
+                      "--frozen", "none"], root=tree)
     out = capsys.readouterr().out.splitlines()
     assert rc == 0
     assert out[0] == "cd " + tree
-    assert any(line.endswith("-march=xtensawin -s app/svc.py -o build/esp32_dev/app/svc.mpy firmware/app/svc.py")
+    assert any(line.endswith("-march=xtensawin -O3 -s app/svc.py -o build/esp32_dev/app/svc.mpy firmware/app/svc.py")
                for line in out)
     assert out[len(p_files(tree)) + 1] == "cd " + os.path.join(tree, "build", "esp32_dev")
     # the exec code spans lines inside its quotes: still one shell command
@@ -371,8 +376,10 @@ def test_auto_store_asks_the_board(output, image, store, words):
 def test_cli_dry_run_auto_prints_the_query_and_the_romfs_plan(tree, capsys):
     assert deploy.main(["--board", "esp32_dev", "--port", "/dev/ttyUSB0", "--dry-run"], root=tree) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("# --store auto")
-    assert out[1].endswith("connect /dev/ttyUSB0 romfs query")
+    assert out[0].startswith("# --frozen auto")
+    assert " connect /dev/ttyUSB0 exec " in out[1]
+    q = [i for i, line in enumerate(out) if line.startswith("# --store auto")]
+    assert q and out[q[0] + 1].endswith("connect /dev/ttyUSB0 romfs query")
     assert any(line.endswith("romfs --no-mpy -o esp32_dev.romfs build rom") for line in out)
     assert out[-1].endswith("+ romfs deploy esp32_dev.romfs + fs cp boot.py :boot.py + fs cp main.py :main.py + reset")
 
@@ -478,3 +485,62 @@ def test_make_firmware_without_toolchain_prints_the_commands(tmp_path, capsys, m
     monkeypatch.delenv("MICROPYTHON_DIR", raising=False)
     assert flash.main(["build", "--board", "BMS_ESP32_ROMFS"]) == 1
     assert "MICROPYTHON_DIR" in capsys.readouterr().err
+
+
+# ---- the lower layers frozen into a BMS firmware (--frozen) ------------------------
+
+def test_frozen_layers_are_not_shipped_and_still_inlined():
+    """On a firmware that holds FROZEN_LOWER frozen, the image has no copy of
+    them (they would never run), and the app's copies are the same as in the
+    full plan: their constants inlined as in the frozen copies."""
+    full = deploy.plan(deploy.REPO_ROOT, "esp32_bq", "-", build_dir="/nonexistent/b", store="romfs")
+    part = deploy.plan(deploy.REPO_ROOT, "esp32_bq", "-", build_dir="/nonexistent/b", store="romfs",
+                       frozen=deploy.FROZEN_LOWER)
+    lower = ["/rom/lib/%s/" % p for p in deploy.FROZEN_LOWER]
+    gone = {f.dest for f in full.files} - {f.dest for f in part.files}
+    assert gone and all(d.startswith(tuple(lower)) for d in gone)
+    assert not any(f.dest.startswith(tuple(lower)) for f in part.files)
+    assert any(f.dest.startswith("/rom/lib/bms/") for f in part.files)
+    assert len(part.compile_cmds) == len(full.compile_cmds) - len(gone)
+    kept = dict(part.rewrites)
+    assert kept and all(full_text == kept[path] for path, full_text in full.rewrites if path in kept)
+    assert not any("/lib/%s/" % p in path for path, _ in part.rewrites for p in deploy.FROZEN_LOWER)
+    with pytest.raises(deploy.DeployError, match="bms"):
+        deploy.plan(deploy.REPO_ROOT, "esp32_bq", "-", store="romfs", frozen=("bms",))
+
+
+def test_frozen_layers_old_copies_are_removed(mpy, tree, tmp_path):
+    """Their copies on littlefs from an earlier deploy go (shadowed by the
+    frozen ones); other packages stay."""
+    p = deploy.plan(tree, "esp32_dev", "/dev/ttyUSB0", store="romfs")
+    left = _board_files_after(
+        mpy, tmp_path, ("lib/defs", "lib/store", "lib/other"),
+        ("lib/defs/codes.mpy", "lib/store/fs.mpy", "lib/other/keep.py", "params.bin"),
+        deploy.prep_code(p.files, ("defs", "store")))
+    assert left == ["lib/other/keep.py", "params.bin"]
+
+
+@pytest.mark.parametrize("output,frozen", [
+    ("", ()),
+    ("defs\nproto\ndrivers\nstore\nupdate\n", deploy.FROZEN_LOWER),
+    ("store\ndefs\n", ("defs", "store")),
+])
+def test_auto_frozen_asks_the_board(output, frozen):
+    seen = []
+
+    def run(cmd, **kw):
+        seen.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, output, "")
+
+    assert deploy.ask_frozen("mpremote", "/dev/ttyUSB0", run=run) == frozen
+    assert seen == [["mpremote", "connect", "/dev/ttyUSB0", "exec", deploy.FROZEN_PROBE]]
+
+
+def test_frozen_probe_on_real_micropython(mpy32):
+    """FROZEN_PROBE in the 32-bit MicroPython: the lower layers from the
+    filesystem are not frozen; asyncio, frozen into that interpreter, is."""
+    board_path = "import sys\nsys.path.insert(0, '.frozen')\n"  # '.frozen' first, as on a board
+    r = mpy32(board_path + deploy.FROZEN_PROBE)
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    r = mpy32(board_path + deploy.FROZEN_PROBE.replace(repr(deploy.FROZEN_LOWER), repr(("asyncio", "defs", "nothing_here"))))
+    assert r.returncode == 0 and r.stdout.split() == ["asyncio"], r.stderr

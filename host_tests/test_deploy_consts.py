@@ -69,3 +69,16 @@ def test_board_plan_inlines_the_parameter_indices(tmp_path):
     # the compile command of a rewritten file compiles the copy, named as the source
     cmd = [c for c in p.compile_cmds if c[c.index("-s") + 1] == "lib/bms/params.py"][0]
     assert cmd[-1].endswith("src/rom/lib/bms/params.py")
+
+
+def test_a_public_constant_whose_private_name_is_taken_stays_public():
+    """app.hostcan had `_IDLE_MS = 2000` and `IDLE_MS = const(100)`: renamed to
+    `_IDLE_MS = const(100)`, the compiler gave every later `_IDLE_MS` 100 (the
+    tester's 2 s hold became 100 ms on the board)."""
+    src = CONST + "_HOLD_MS = 2000\nHOLD_MS = const(100)\nUSED = const(3)\n" \
+                  "def held(dt):\n    return dt < _HOLD_MS, HOLD_MS, USED\n"
+    table = deploy.inline_plan([("pkg.svc", src)])
+    assert table == {"pkg.svc": {"USED": 3}}
+    out = deploy.inline_consts(src, "pkg.svc", table)
+    assert "\n_HOLD_MS = 2000\nHOLD_MS = const(100)\n_USED = const(3)\n" in out
+    assert "return dt < _HOLD_MS, HOLD_MS, 3" in out

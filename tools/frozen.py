@@ -22,7 +22,7 @@ from tools import deploy
 
 PARTS = ("all", "lower")
 # top-level names (board-side paths without lib/) that the lower part freezes
-LOWER = ("defs", "proto", "drivers", "store", "update")
+LOWER = deploy.FROZEN_LOWER
 # deployed but never imported on the board: the simulator, the host-side table
 NOT_FROZEN = ("sim", "bms/ptable.py")
 

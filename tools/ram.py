@@ -71,22 +71,16 @@ def build_app(board, store, build_root=None):
     """Build what `make deploy --store STORE` installs on board: returns
     (plan, path): the ROMFS image, or the .mpy tree's directory. Store
     `frozen`: (None, None), all of it is in the interpreter; `frozen+romfs`:
-    the ROMFS image without the modules frozen in."""
+    the ROMFS image without the modules frozen in (`make deploy` on a
+    firmware that holds them: --frozen)."""
     if store == "frozen":
         return None, None
     mpremote = deploy.find_mpremote() or "mpremote"
     build_dir = os.path.join(build_root or os.path.join(ROOT, "build", "ram"), board + "-" + store)
     p = deploy.plan(ROOT, board, "-", build_dir=build_dir, mpremote=mpremote,
-                    mpy_cross=deploy.mpy_cross_exe(), store="mpy" if store == "mpy" else "romfs")
+                    mpy_cross=deploy.mpy_cross_exe(), store="mpy" if store == "mpy" else "romfs",
+                    frozen=frozen.LOWER if store == "frozen+romfs" else ())
     deploy.build(p)
-    if store in FROZEN_STORES:
-        rom = os.path.join(p.build_dir, deploy.ROMFS_DIR)
-        for _, target, _ in frozen.staged(board, FROZEN_STORES[store]):
-            for path in (os.path.join(rom, target[:-3] + ".mpy"), os.path.join(rom, "lib", target[:-3] + ".mpy")):
-                if os.path.exists(path):
-                    os.remove(path)
-        for cmd in p.romfs_cmds:
-            deploy._run(cmd, p.build_dir, "mpremote romfs build")
     return p, (p.build_dir if store == "mpy" else p.image)
 
 
