@@ -588,7 +588,7 @@ big = (1 << 30) - 1
 out.append(locked(bump(big - 1)) and not locked(bump(big)))  # the port's small ints end here
 
 st = PackState()
-acq = Acquire(Afe(), st, lambda: 0)
+acq = Acquire(Afe(), st, lambda: 0, Params())
 st.snap.reads = big - 1
 ok = locked(lambda: acq.tick(100)) and locked(lambda: acq.tick(200)) and locked(lambda: acq.tick(300))
 out.append((ok, st.snap.reads))
