@@ -399,3 +399,16 @@ def test_tui_tiles_show_the_soc_and_enter_drills_into_16_cells(rig):
             await pilot.press("escape")
             assert not isinstance(app.screen, Detail)
     asyncio.run(go())
+
+
+def test_history_words_name_the_journalled_commands_and_the_secret_set(rig):
+    from tools.bmsctl import words
+    from tools.bmsctl.client import Pack, load_map
+    from app import hostctl as H
+    from store import eventlog as EV
+    pack = Pack(rig.t, 1, load_map())
+    hist = next(f for f in pack.map["files"] if f["name"] == "history")
+    got = [words.record(dict(kind=EV.KIND_HOST, code=code, value=v, flags=EV.F_RAISED, pack=0), hist, pack)
+           for code, v in ((H.J_SET_SECRET, 2), (H.H_REMOVE, 3), (H.H_RESTART, 1))]
+    assert [g["name"] for g in got] == ["set_secret", "remove_pack", "restart"]
+    assert got[0]["words"] == "host command set_secret value 2"
