@@ -40,7 +40,6 @@ from bms import auth as A
 from bms import prows
 from bms import params as P
 from bms.parallel import MASTER, elapsed
-from proto.link import F_HOLD, F_CHG_FET, F_DSG_FET
 from proto import modbus as mb
 from proto import sunspec as ss
 from proto.wire import put_u16, get_u16
@@ -71,7 +70,6 @@ DEVICE_ID = (MAKER, MODEL, VERSION)  # FC 0x2B/0x0E basic objects 0, 1, 2
 _VIEWS = const(24)  # RTU reply lengths whose memoryview is kept
 PORT_RTU = const(1)  # auth's port id of the RTU port (app.hostcan: 0x100 + SA)
 RESTART_DELAY_MS = const(200)  # the reply of a restart command leaves the UART / CAN chip first
-_FLAGS = (F_HOLD, F_CHG_FET, F_DSG_FET)  # the pack table's flags 803 reads
 
 
 class Host(Service):
@@ -289,9 +287,9 @@ class Host(Service):
             t = self.link.table if self.link is not None else None
             master = st.link_role == MASTER
             if k == ss.SEG_803:
-                ss.fill_803(s, self.view, t, master, st.link_address, _FLAGS)
+                ss.fill_803(s, self.view, t, master, st.link_address)
             else:
-                ss.fill_803_string(s, t, k - ss.SEG_ROW0 + 1, master, st.link_address, _FLAGS)
+                ss.fill_803_string(s, t, k - ss.SEG_ROW0 + 1, master, st.link_address)
         elif k == ss.SEG_804:
             ss.fill_804(s, st, st.link_address or 1)
         elif k == ss.SEG_805:

@@ -16,6 +16,7 @@
 # 0x8000 int16/sunssf, 0xFFFFFFFF uint32/bitfield32, NUL strings.
 from defs import codes
 from defs.snapshot import N_CELLS, N_CELL_TEMPS
+from proto.link import F_HOLD, F_CHG_FET, F_DSG_FET
 from proto.wire import put_u16, put_i16, div
 
 from defs.const import const
@@ -473,19 +474,21 @@ def _events(buf, r_evt1, r_vnd1, alarms, protections, faults):
     _u32(buf, r_vnd1 + 2, faults)
 
 
-# the pack table's flags (proto.link F_*, passed in: proto does not import bms)
-def _row(t, a, f_hold):
-    """2 when row a of the pack table t is online and not held, 1 online and
-    held, 0 otherwise."""
-    if not t.online[a]:
+def _present(t, a, master, own):
+    """Row a of the pack table t: 2 a pack online, 1 a pack the master heard
+    and lost, 0 none. A slave's table holds only its own row, which its
+    reports fill (bms.system.own_row: the rated capacity is never 0 there)."""
+    if t is None:
         return 0
-    return 1 if t.flags[a] & f_hold else 2
+    if master:
+        return 2 if t.online[a] else (1 if t.seen[a] else 0)
+    return 2 if a == own and t.cap_ah[a] else 0
 
 
-def fill_803(buf, view, t, master, own, flags):
+def fill_803(buf, view, t, master, own):
     """Model 803's head (the registers before the string rows) for the system
-    view; t: the pack table (None: no link), master: t holds the system,
-    else only row own (this pack's); flags: (F_HOLD, F_CHG_FET, F_DSG_FET)."""
+    view; t: the pack table (bms.parallel.Table; None: no link), master: t
+    holds the system, else only row own (this pack's)."""
     _ni(buf, K_STRINGS)
     _u(buf, K_ID, MODEL_803)
     _u(buf, K_L, L_803)
@@ -496,9 +499,10 @@ def fill_803(buf, view, t, master, own, flags):
     v_sum = a_sum = n = 0
     if t is not None:
         for a in range(1, MAX_STRINGS + 1):
-            if not (master or a == own) or not t.online[a]:
+            if _present(t, a, master, own) != 2:
                 continue
-            if _row(t, a, flags[0]) == 2 and t.flags[a] & (flags[1] | flags[2]):
+            f = t.flags[a]
+            if not f & F_HOLD and f & (F_CHG_FET | F_DSG_FET):
                 con += 1
             v = t.voltage_mv[a]
             i = t.current_ma[a]
@@ -541,13 +545,14 @@ def fill_803(buf, view, t, master, own, flags):
             _s(buf, r, NI_S16)
 
 
-def fill_803_string(buf, t, a, master, own, flags):
+def fill_803_string(buf, t, a, master, own):
     """String row a (1..MAX_STRINGS: the pack at link address a) of model 803
     from the pack table t (see fill_803): StrNMod 0 for no pack there; a pack
     the master heard before and lost: COMMUNICATION_ERROR, nothing else."""
     _ni(buf, STRING_REGS)
     _ni_s16(buf, S_Pad1, 2)
-    if t is None or not (master or a == own) or not t.seen[a]:
+    p = _present(t, a, master, own)
+    if p == 0:
         _u(buf, S_StrNMod, 0)
         _u32(buf, S_StrSt, 0)
         _s(buf, S_StrA, NI_S16)
@@ -557,13 +562,13 @@ def fill_803_string(buf, t, a, master, own, flags):
     _u(buf, S_StrNMod, 1)
     for r in (S_StrA, S_StrModTmpMax, S_StrModTmpMin, S_StrModTmpAvg):
         _s(buf, r, NI_S16)
-    if not t.online[a]:
+    if p == 1:
         _u32(buf, S_StrSt, 0)
         _u32(buf, S_StrEvt1, 1)  # COMMUNICATION_ERROR
         return
     f = t.flags[a]
-    fets = (1 if f & flags[1] else 0) | (2 if f & flags[2] else 0)
-    _u32(buf, S_StrSt, (1 if _row(t, a, flags[0]) == 2 else 0) | (2 if fets else 0))
+    fets = (1 if f & F_CHG_FET else 0) | (2 if f & F_DSG_FET else 0)
+    _u32(buf, S_StrSt, (0 if f & F_HOLD else 1) | (2 if fets else 0))
     _u32(buf, S_StrConSt, fets)  # contactor 0: the charge FET, 1: the discharge FET
     _u(buf, S_StrSoC, t.soc_pct[a])
     _u(buf, S_StrSoH, t.soh_pct[a])
