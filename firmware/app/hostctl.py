@@ -159,10 +159,8 @@ def _value(h, k):
         return st.soc_ppm
     if k == H_CYCLES:
         return st.cycles
-    if k == H_V_GAIN:
-        return h.params.v[P.CAL_V_GAIN_PPM]
-    if k == H_I_GAIN:
-        return h.params.v[P.CAL_I_GAIN_PPM]
+    if k == H_V_GAIN or k == H_I_GAIN:
+        return h.params.v[_gain(k)]
     if k == H_REMOVE:
         return h.link.table.offline() if h.link is not None and st.link_role == MASTER else 0
     return 0
@@ -208,7 +206,7 @@ def _range(h, k):
     if k == H_CYCLES:
         return 0, MAX_CYCLES
     if k == H_V_GAIN or k == H_I_GAIN:
-        i = _GAIN[k]
+        i = _gain(k)
         return P.row_int(prows.MIN, i), P.row_int(prows.MAX, i)
     if k == H_REMOVE:
         return 2, MAX_PACKS
@@ -220,7 +218,11 @@ _NAMES = {H_CLOCK: "clock", H_FETS: "fets", H_BUZZER: "buzzer", H_SLEEP: "sleep"
           H_FCC: "capacity", H_SOC: "soc", H_CYCLES: "cycles", H_V_GAIN: "voltage gain",
           H_I_GAIN: "current gain", H_REMOVE: "remove", H_RESTART: "restart"}
 _CAL = {H_I_OFFSET: soc.SET_I_OFFSET, H_FCC: soc.SET_FCC, H_SOC: soc.SET_SOC, H_CYCLES: soc.SET_CYCLES}
-_GAIN = {H_V_GAIN: P.CAL_V_GAIN_PPM, H_I_GAIN: P.CAL_I_GAIN_PPM}
+
+
+def _gain(k):
+    """The parameter row of a gain command (H_V_GAIN, H_I_GAIN)."""
+    return P.CAL_V_GAIN_PPM if k == H_V_GAIN else P.CAL_I_GAIN_PPM
 
 
 def _remove_refusal(h, a):
@@ -280,8 +282,8 @@ def write(h, req, r, port):
         st.cal_req += 1
     elif k == H_BUZZER:
         return h.commit(((P.BUZZER_ENABLE, x),), port, reg)  # a parameter: journalled as one
-    elif k in _GAIN:
-        return h.commit(((_GAIN[k], x),), port, reg)
+    elif k == H_V_GAIN or k == H_I_GAIN:
+        return h.commit(((_gain(k), x),), port, reg)
     elif k == H_CLOCK:
         old = j.unix_s()
         j.set_clock(x)
