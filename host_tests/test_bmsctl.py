@@ -128,6 +128,9 @@ def test_passwd_changes_the_secret_old_fails_new_works(rig, capsys):
                        "cell_ov_alarm_mv=3580")
     assert rc == 0, err
     assert rig.params.v[P.CELL_OV_ALARM_MV] == 3580
+    # journalled like every write: the level had a secret, the level set; never the secret
+    from app.hostctl import J_SET_SECRET
+    assert rig.host.journal.commands == [(J_SET_SECRET, 1, A.INSTALLER)]
 
 
 def test_passwd_without_an_installer_session_is_refused_and_counted(rig, capsys):
@@ -144,6 +147,33 @@ def test_passwd_without_an_installer_session_is_refused_and_counted(rig, capsys)
     assert rig.auth.has_secret(A.INSTALLER)
     rc, _, err = run(rig, capsys, "passwd", "--level", "installer", "--new-secret-file", str(new))
     assert rc == 1 and "needs an installer session" in one_line(err)
+
+
+def test_calib_and_control_serve_the_fields_the_map_gained(rig, capsys):
+    rc, out, err = run(rig, capsys, "calib", "get")
+    assert rc == 0, err
+    got = dict(ln.split(None, 1) for ln in out.splitlines())
+    assert got["v_gain_ppm"] == "1000000" and got["i_gain_ppm"] == "1000000" and got["remove_pack"] == "0"
+    rc, out, err = run(rig, capsys, *installer(rig), "calib", "set", "v_gain_ppm=990000", "i_gain_ppm=1010000")
+    assert rc == 0, err
+    assert "v_gain_ppm: wrote 990000, reads 990000" in out
+    assert (rig.params.v[P.CAL_V_GAIN_PPM], rig.params.v[P.CAL_I_GAIN_PPM]) == (990000, 1010000)
+    assert (P.CAL_V_GAIN_PPM + 1, 1000000, 990000) in rig.writes  # journalled as the parameter
+    # the map's range, checked before anything is written
+    rc, _, err = run(rig, capsys, *installer(rig), "calib", "set", "i_gain_ppm=2000000")
+    assert rc == 1 and "outside 950000..1050000, nothing written" in one_line(err)
+    # a pack that is not the master has no system to remove a pack from: the board says why
+    rc, _, err = run(rig, capsys, *installer(rig), "control", "set", "remove_pack=3")
+    assert rc == 1 and "exception 03" in one_line(err) and "not the master" in err
+    # without a way to restart (this handler has none) the command is not served
+    rc, _, err = run(rig, capsys, *installer(rig), "control", "set", "restart=1")
+    assert rc == 1 and "exception 02" in one_line(err)
+    restarted = []
+    rig.host.restart = lambda: restarted.append(1)
+    rc, out, err = run(rig, capsys, *installer(rig), "control", "set", "restart=1")
+    assert rc == 0 and "control.restart: wrote 1" in out
+    rig.host.tick(1000)
+    assert restarted == [1]
 
 
 def test_passwd_blob_with_a_wrong_tag_is_refused_and_the_old_secret_stays(rig, capsys):
@@ -369,3 +399,16 @@ def test_tui_tiles_show_the_soc_and_enter_drills_into_16_cells(rig):
             await pilot.press("escape")
             assert not isinstance(app.screen, Detail)
     asyncio.run(go())
+
+
+def test_history_words_name_the_journalled_commands_and_the_secret_set(rig):
+    from tools.bmsctl import words
+    from tools.bmsctl.client import Pack, load_map
+    from app import hostctl as H
+    from store import eventlog as EV
+    pack = Pack(rig.t, 1, load_map())
+    hist = next(f for f in pack.map["files"] if f["name"] == "history")
+    got = [words.record(dict(kind=EV.KIND_HOST, code=code, value=v, flags=EV.F_RAISED, pack=0), hist, pack)
+           for code, v in ((H.J_SET_SECRET, 2), (H.H_REMOVE, 3), (H.H_RESTART, 1))]
+    assert [g["name"] for g in got] == ["set_secret", "remove_pack", "restart"]
+    assert got[0]["words"] == "host command set_secret value 2"

@@ -588,7 +588,7 @@ big = (1 << 30) - 1
 out.append(locked(bump(big - 1)) and not locked(bump(big)))  # the port's small ints end here
 
 st = PackState()
-acq = Acquire(Afe(), st, lambda: 0)
+acq = Acquire(Afe(), st, lambda: 0, Params())
 st.snap.reads = big - 1
 ok = locked(lambda: acq.tick(100)) and locked(lambda: acq.tick(200)) and locked(lambda: acq.tick(300))
 out.append((ok, st.snap.reads))
@@ -971,7 +971,15 @@ def test_inverter_serves_rs485_and_can_under_heap_lock(mpy):
 # under heap_lock, and each is answered (no exception 04 from a MemoryError).
 HEAP_LOCK_HOST = LOCKED + """
 from app.host import Host, PARAM
+from app.hostctl import CTL_REGS
+from bms import parallel
 from bms.params import Params
+from proto import sunspec as ss
+
+class Link:
+    def __init__(self):
+        self.table = parallel.Table()
+
 from bms.state import PackState
 from bms.system import SystemView, from_pack
 from proto import modbus as mb
@@ -1002,12 +1010,23 @@ def probe():
     from_pack(v, st, p)
     port = Port()
     h = Host(st, p, v, port, None)
+    # the master's pack table (803): itself, a slave online, one lost
+    st.link_role = parallel.MASTER
+    st.link_address = 1
+    lk = Link()
+    for a in (1, 2, 3):
+        lk.table.seen[a] = 1
+        lk.table.online[a] = 1 if a < 3 else 0
+        lk.table.voltage_mv[a] = 52800 + a
+    h.link = lk
     reqs = [frame(bytearray([3, 0x9c, 0x40, 0, 125])), frame(bytearray([3, 0x9c, 0x40 + 120, 0, 125])),
             frame(bytearray([4, 0x9c, 0x40 + 68, 0, 64])), frame(bytearray([3, 0, 0, 0, 5])),
             frame(bytearray([3, 0, 100, 0, 36])), frame(bytearray([3, PARAM >> 8, PARAM & 255, 0, 125])),
             frame(bytearray([3, 0x13, 0x88, 0, 1])), frame(bytearray([0x2b, 0x0e, 1, 0])),
-            frame(bytearray([3, 1, 44, 0, 17])), frame(bytearray([3, 0, 0, 0, 13])),
+            frame(bytearray([3, 1, 44, 0, CTL_REGS])), frame(bytearray([3, 0, 0, 0, 13])),
             frame(bytearray([0x41]))]
+    for a in (ss.AT_803, ss.AT_803 + 100, ss.AT_804 - 60, ss.AT_804, ss.AT_805 - 10, ss.TOP - 125):
+        reqs.append(frame(bytearray([3, a >> 8, a & 255, 0, 125])))
     for r in reqs:
         h.on_rs485(r, len(r))
     n0 = port.n

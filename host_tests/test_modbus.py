@@ -122,11 +122,21 @@ class Journal:
 
     def __init__(self):
         self.writes = []
+        self.commands = []
         self.saves = 0
         self.history = EventLog(MemFs()).mount()  # empty
 
     def changed(self, pid, old, new, port):
         self.writes.append((pid, old, new))
+
+    def command(self, code, old, new, port):
+        self.commands.append((code, old, new))
+
+    def clock_set(self):
+        return False
+
+    def clock_word(self, k):
+        return 0
 
     def save_params(self):
         self.saves += 1

@@ -37,13 +37,15 @@ QUIET = '''{"packs": 1, "duration_s": 600, "seed": 3, "initial": {"soc_pct": 60,
  "events": [{"t_s": 5, "set": "current_a", "value": -20}]}'''
 
 
-def _rig(text, until_ms=8000):
-    w = simworld.World(scn.parse(text, FAULTS), lambda line: None)
+def _rig(text, until_ms=8000, afe_errors=None, pack=0):
+    w = simworld.World(scn.parse(text, FAULTS), lambda line: None, afe_errors=afe_errors)
     w.run_until(until_ms)
-    app = w.packs[0].app
+    app = w.packs[pack].app
     view = SystemView()
     from_pack(view, app.state, app.params)
     h = Host(app.state, app.params, view, Port(), Auth(), journal=Journal(app.persist))
+    h.link = app.link
+    h.restart = app.host[0].restart  # app.compose's: the counters saved, then app.restart (the bench's)
     w.runner.add(h)  # its clock, as the App's services have
     h.world = w
     h.app = app
@@ -67,7 +69,7 @@ def exc(r):
 
 def cmd(h, k, value):
     """Command k (its CTL offset) as one write: FC06 for 1 register, FC16 for an int32."""
-    if k in (H.H_CLOCK, H.H_I_OFFSET, H.H_FCC, H.H_SOC, H.H_CYCLES):
+    if k in (H.H_CLOCK, H.H_I_OFFSET, H.H_FCC, H.H_SOC, H.H_CYCLES, H.H_V_GAIN, H.H_I_GAIN):
         if k == H.H_CLOCK:
             words = list(struct.unpack(">HH", struct.pack(">I", value)))
         else:
@@ -409,3 +411,136 @@ def test_regmap_describes_every_control_register_the_handler_reads(rig):
     assert covered == set(range(CTL, CTL + H.CTL_REGS))
     hist = {f["name"]: f for f in d["files"]}
     assert hist["history"]["record_regs"] == EV_REGS and hist["history_index"]["records"] == 6
+
+
+# ---- 4. voltage and current calibration (gain, offset) ------------------------------------
+
+def test_gains_and_offset_correct_what_the_pack_reports_against_the_physics():
+    """The mock AFE reads every voltage 2 % high and the current 1 % high plus
+    300 mA; with the gains and the offset the PC tool writes, the snapshot and
+    the reported current match the pack model again (protect and every report
+    read these)."""
+    h = _rig(QUIET, afe_errors={"voltage_gain_ppm": 20000, "current_gain_ppm": 10000, "current_offset_ma": 300})
+    st, model = h.app.state, h.world.packs[0].model
+    step(h, 500)
+    assert st.snap.stack_mv - model.stack_mv() > 0.019 * model.stack_mv()  # as read: 2 % high
+    assert st.current_ma == model.current_ma * 101 // 100 + 300  # 1 % high, 300 mA off
+    login(h)
+    v_ppm = 1000000 * 1000000 // 1020000  # 1 / 1.02
+    i_ppm = 1000000 * 1000000 // 1010000
+    ok(cmd(h, H.H_V_GAIN, v_ppm))
+    ok(cmd(h, H.H_I_GAIN, i_ppm))
+    ok(cmd(h, H.H_I_OFFSET, 297))  # the offset in corrected units: 300 / 1.01
+    step(h, 1000)
+    assert h.params.v[P.CAL_V_GAIN_PPM] == v_ppm and i32(read_ctl(h, H.H_I_GAIN, 2)) == i_ppm
+    for c in range(16):
+        assert abs(st.snap.cell_mv[c] - model.cell_mv(c)) <= 1
+    assert abs(st.snap.stack_mv - model.stack_mv()) <= 2 and abs(st.snap.pack_mv - model.pack_mv()) <= 2
+    assert abs(st.snap.current_ma - model.current_ma) <= 3 and abs(st.current_ma - model.current_ma) <= 3
+    assert st.snap.current_raw_ma - st.snap.current_ma == 297  # the estimator learns from this one
+    # stored as parameters (params.bin) and journalled as parameter writes
+    fresh = Params()
+    h.app.store.params.load(fresh)
+    assert (fresh.v[P.CAL_V_GAIN_PPM], fresh.v[P.CAL_I_GAIN_PPM]) == (v_ppm, i_ppm)
+    got = journalled(h, EV.KIND_PARAM)
+    assert (P.CAL_V_GAIN_PPM + 1, 1000000, 0) in got and (P.CAL_V_GAIN_PPM + 1, v_ppm, 1) in got
+    assert (P.CAL_I_GAIN_PPM + 1, i_ppm, 1) in got
+
+
+def test_the_current_offset_is_in_the_reported_current():
+    h = _rig(QUIET, afe_errors={"current_offset_ma": -400})
+    st, model = h.app.state, h.world.packs[0].model
+    step(h, 500)
+    assert st.current_ma - model.current_ma == -400
+    login(h)
+    ok(cmd(h, H.H_I_OFFSET, -400))
+    step(h, 500)
+    assert st.current_ma == model.current_ma and st.snap.current_ma == model.current_ma
+
+
+@pytest.mark.parametrize("k, value", [(H.H_V_GAIN, 949999), (H.H_I_GAIN, 1050001)])
+def test_a_gain_out_of_range_gets_03_and_changes_nothing(rig, k, value):
+    login(rig)
+    assert exc(cmd(rig, k, value)) == mb.EX_ILLEGAL_VALUE
+    (reason, reg, _, _), text = diag(rig)
+    assert reason == H.R_RANGE and reg == CTL + k and str(value) in text
+    assert rig.params.v[P.CAL_V_GAIN_PPM] == rig.params.v[P.CAL_I_GAIN_PPM] == 1000000
+
+
+def test_a_gain_without_a_session_is_refused_and_counted(rig):
+    assert exc(cmd(rig, H.H_V_GAIN, 990000)) == mb.EX_ILLEGAL_FUNCTION
+    assert rig.auth.refusals == [A.R_NO_SESSION] and rig.params.v[P.CAL_V_GAIN_PPM] == 1000000
+
+
+# ---- 5. remove a pack from the system, MCU restart -----------------------------------------
+
+THREE = '{"packs": 3, "duration_s": 600, "seed": 3, "initial": {"soc_pct": 60, "ambient_c": 25}, "events": []}'
+
+
+def test_removing_a_lost_pack_ends_the_parallel_failure_and_is_journalled():
+    h = _rig(THREE, until_ms=12000)
+    st, t, w = h.app.state, h.app.link.table, h.world
+    assert st.link_role == 2 and st.link_online == 3
+    w.power(2, False)  # the pack at link address 3 switched off
+    step(h, 5000)
+    assert t.offline() == 1 and st.link_failure and read_ctl(h, H.H_REMOVE) == [1]
+    assert exc(cmd(h, H.H_REMOVE, 3)) == mb.EX_ILLEGAL_FUNCTION  # no session: refused, counted
+    assert h.auth.refusals == [A.R_NO_SESSION]
+    login(h)
+    for a, why in ((2, "online"), (4, "not in the system"), (1, "outside"), (33, "outside")):
+        assert exc(cmd(h, H.H_REMOVE, a)) == mb.EX_ILLEGAL_VALUE
+        assert why in diag(h)[1]
+    step(h, 500)
+    assert t.seen[3] and t.offline() == 1  # nothing changed
+    ok(cmd(h, H.H_REMOVE, 3))
+    step(h, 500)
+    assert not t.seen[3] and t.offline() == 0 and not st.link_failure and read_ctl(h, H.H_REMOVE) == [0]
+    assert not h.app.system.view.parallel_failure and h.app.system.view.packs_online == 2
+    assert journalled(h, EV.KIND_HOST)[-2:] == [(H.H_REMOVE, 1, 0), (H.H_REMOVE, 3, 1)]
+    w.power(2, True)  # switched on again: it joins as a new pack
+    step(h, 8000)
+    assert t.online[3] and st.link_online == 3
+
+
+def test_remove_on_a_slave_is_refused():
+    h = _rig(THREE, until_ms=12000, pack=1)
+    assert h.app.state.link_role == 3
+    login(h)
+    assert exc(cmd(h, H.H_REMOVE, 3)) == mb.EX_ILLEGAL_VALUE and "not the master" in diag(h)[1]
+
+
+def test_restart_replies_then_restarts_the_firmware_with_its_counters_saved(rig):
+    w = rig.world
+    old = rig.app
+    boots = old.state.boots
+    assert exc(cmd(rig, H.H_RESTART, 1)) == mb.EX_ILLEGAL_FUNCTION and rig.auth.refusals == [A.R_NO_SESSION]
+    login(rig)
+    assert exc(cmd(rig, H.H_RESTART, 2)) == mb.EX_ILLEGAL_VALUE
+    ok(cmd(rig, H.H_CYCLES, 42))
+    step(rig, 300)
+    ok(cmd(rig, H.H_RESTART, 1))  # the reply is out before anything restarts
+    assert w.packs[0].app is old
+    step(rig, 1000)
+    new = w.packs[0].app
+    assert new is not old and new.state.boots == boots + 1 and new.state.cycles == 42  # saved before it
+    assert not old.state.safe_reason
+    assert journalled(rig, EV.KIND_HOST)[-2:] == [(H.H_RESTART, 0, 0), (H.H_RESTART, 1, 1)]
+    step(rig, 3000)
+    assert new.state.snap.reads > 10  # the new firmware runs on
+
+
+def test_restart_without_a_way_to_restart_gets_02(rig):
+    rig.restart = None
+    login(rig)
+    assert exc(cmd(rig, H.H_RESTART, 1)) == mb.EX_ILLEGAL_ADDRESS
+
+
+def test_inverter_protocol_and_baud_are_parameters_the_next_start_takes(rig):
+    login(rig)
+    for i, v in ((P.INV_PROTOCOL_COUNT, 1), (P.INV_BAUD_HIGH_COUNT, 1)):
+        ok(ask(rig, WriteMultipleRegistersRequest(address=1000 + 2 * i, registers=regs(v))))
+    assert rig.app.inverter.protocol_id == 0  # read at start
+    ok(cmd(rig, H.H_RESTART, 1))
+    step(rig, 1000)
+    inv = rig.world.packs[0].app.inverter
+    assert inv.protocol_id == 1 and inv.baud == 115200

@@ -16,8 +16,10 @@ from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 from app.host import Host
 from bms.params import Params
 from bms.state import PackState
-from bms.system import SystemView, from_pack
+from bms import parallel
+from bms.system import SystemView, aggregate, own_row
 from defs import codes
+from proto import link
 from proto import modbus as mb
 from proto import sunspec as ss
 
@@ -32,24 +34,41 @@ def _offsets(model):
         out[p["name"]] = o
         o += p["size"]
     rows = g.get("groups", [])
-    return out, o, (sum(p["size"] for p in rows[0]["points"]) if rows else 0)
+    row = {}
+    r = 0
+    for p in rows[0]["points"] if rows else ():
+        row[p["name"]] = r
+        r += p["size"]
+    return out, o, row, r
 
 
-@pytest.mark.parametrize("model, prefix, length", [(1, "C_", ss.L_1), (802, "B_", ss.L_802),
-                                                   (805, "M_", ss.L_805)])
-def test_point_offsets_match_pysunspec2_json(model, prefix, length):
-    offs, fixed, row = _offsets(model)
+# (model, prefix of its points, prefix of its repeating row's points, length, rows)
+MODELS_MAPPED = [(1, "C_", None, ss.L_1, 0), (802, "B_", None, ss.L_802, 0),
+                 (803, "K_", "S_", ss.L_803, ss.MAX_STRINGS), (804, "G_", "R_", ss.L_804, 1),
+                 (805, "M_", None, ss.L_805, ss.N_CELLS)]
+
+
+@pytest.mark.parametrize("model, prefix, row_prefix, length, rows", MODELS_MAPPED)
+def test_point_offsets_match_pysunspec2_json(model, prefix, row_prefix, length, rows):
+    offs, fixed, row_offs, row = _offsets(model)
     names = [n for n in dir(ss) if n.startswith(prefix)]
     assert len(names) > 5
     for n in names:
         point = n[len(prefix):]
-        if point == "CELLS":
+        if point in ("CELLS", "STRINGS", "MODULES"):  # where the repeating rows start
             assert getattr(ss, n) == fixed
             continue
         assert getattr(ss, n) == offs[point], n
-    assert length == fixed - 2 + (ss.N_CELLS * row if row else 0)
-    if row:
+    if row_prefix:
+        got = {n[len(row_prefix):]: getattr(ss, n) for n in dir(ss) if n.startswith(row_prefix)}
+        assert got == row_offs  # every point of the row named, at its offset
+    assert length == fixed - 2 + rows * row
+    if model == 805:
         assert row == ss.CELL_REGS
+    if model == 803:
+        assert row == ss.STRING_REGS and rows == link.MAX_PACKS
+    if model == 804:
+        assert row == ss.MODULE_REGS
 
 
 def _state():
@@ -98,21 +117,62 @@ class _Handler(socketserver.BaseRequestHandler):
         return b
 
 
-@pytest.fixture
-def device():
+class _Link:
+    """What app.host reads of app.link: the master's pack table."""
+
+    def __init__(self):
+        self.table = parallel.Table()
+
+
+def _slave(seed):
     st = _state()
-    params = Params()
+    for i in range(16):
+        st.snap.cell_mv[i] = 3270 + seed + i
+    st.snap.stack_mv = sum(st.snap.cell_mv)
+    st.snap.min_cell_mv, st.snap.max_cell_mv, st.snap.min_cell, st.snap.max_cell = 3270 + seed, 3285 + seed, 0, 15
+    st.current_ma = -11000 - 100 * seed
+    st.soc_pct = 60 - seed
+    st.alarms = st.protections = 0
+    return st
+
+
+def _system(params):
+    """The master (address 1) with a slave online at 2 and one lost at 3: its
+    state, the pack table as app.link fills it, the system view."""
+    st = _state()
+    st.link_role, st.link_address = parallel.MASTER, 1
+    lk = _Link()
+    t = lk.table
+    f = link.F_CHG_OK | link.F_DSG_OK | link.F_CHG_FET | link.F_DSG_FET
+    for a, pst in ((1, st), (2, _slave(5)), (3, _slave(9))):
+        own_row(t, a, pst, params, f)
+        t.seen[a] = t.online[a] = 1
+        t.heard += a > 1
+    t.online[3] = 0
     view = SystemView()
-    from_pack(view, st, params)
-    host = Host(st, params, view, None, None, unit=1)
+    aggregate(view, t, st, parallel.N)
+    return st, lk, view
+
+
+def _serve(host):
     srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Handler)
     srv.daemon_threads = True
     srv.host = host
     threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+@pytest.fixture
+def device():
+    params = Params()
+    st, lk, view = _system(params)
+    host = Host(st, params, view, None, None, unit=1)
+    host.link = lk
+    srv = _serve(host)
     d = SunSpecModbusClientDeviceTCP(slave_id=1, ipaddr="127.0.0.1", ipport=srv.server_address[1], timeout=5)
     try:
         d.scan()
-        yield d, st
+        yield d, st, lk.table, view
     finally:
         d.close()
         srv.shutdown()
@@ -120,24 +180,29 @@ def device():
 
 
 def test_pysunspec2_scans_the_map_and_reads_the_pack(device):
-    d, st = device
+    d, st, t, view = device
     assert d.base_addr == 40000
-    assert set(d.models) == {1, "common", 802, "battery", 805, "lithium-ion-module"}
+    assert set(d.models) == {1, "common", 802, "battery", 803, "lithium_ion_bank", 804, "lithium_ion_string",
+                             805, "lithium-ion-module"}
     c = d.common[0]
     assert c.Mn.value == "BMS-MPY" and c.SN.value == "BMS-MPY-00000001" and c.DA.value == 1
+    # 802: the system, packs 1 and 2 connected (3 lost): mean voltage, summed current, SoC by capacity
+    s2 = _slave(5)
     b = d.battery[0]
-    assert b.SoC.cvalue == st.soc_pct == 62
-    assert b.V.cvalue == pytest.approx(st.snap.stack_mv / 1000, abs=0.005)
-    assert b.A.cvalue == pytest.approx(st.current_ma / 1000, abs=0.05)
-    assert b.SoH.cvalue == 97 and b.AChaMax.cvalue == 70 and b.ADisChaMax.cvalue == 100
-    assert b.CellVMax.cvalue == pytest.approx(3.335) and b.CellVMin.cvalue == pytest.approx(3.290)
+    assert b.SoC.cvalue == (62 + 55 + 1) // 2
+    assert b.V.cvalue == pytest.approx((st.snap.stack_mv + s2.snap.stack_mv) / 2000, abs=0.005)
+    assert b.A.cvalue == pytest.approx((st.current_ma + s2.current_ma) / 1000, abs=0.05)
+    assert b.SoH.cvalue == 97
+    assert b.CellVMax.cvalue == pytest.approx(3.335) and b.CellVMin.cvalue == pytest.approx(3.275)
+    assert (b.CellVMaxStr.value, b.CellVMaxMod.value) == (1, 1)  # string = the pack's link address
+    assert (b.CellVMinStr.value, b.CellVMinMod.value) == (2, 1)
     assert b.Typ.value == 4 and b.State.value == 3 and b.ChaSt.value == 3  # Li-ion, connected, discharging
     # Evt1 (model_802.json symbols): OVER_VOLT_WARNING (bit 10) from OV, OVER_DISCHARGE_CURRENT_ALARM (7) from DOCP
     assert b.Evt1.value == (1 << 10) | (1 << 7)
-    assert b.W.cvalue == pytest.approx(st.current_ma * st.snap.stack_mv / 1e6, abs=10)
     assert b.DisChaRte.value is None and b.NCyc.value is None  # not implemented: 0xFFFF, 0xFFFFFFFF
     m = d.models[805][0]
     assert m.NCell.value == 16 and m.NCyc.value == 123 and m.NCellBal.value == 3
+    assert (m.StrIdx.value, m.ModIdx.value) == (1, 1)
     assert [cell.CellV.cvalue for cell in m.groups["lithium-ion-module-cell"]] == pytest.approx(
         [v / 1000 for v in st.snap.cell_mv])
     assert [cell.CellSt.value for cell in m.groups["lithium-ion-module-cell"]][:3] == [1, 0, 1]
@@ -145,8 +210,87 @@ def test_pysunspec2_scans_the_map_and_reads_the_pack(device):
     assert m.groups["lithium-ion-module-cell"][0].CellTmp.value is None
 
 
+def test_803_is_the_system_as_a_bank_of_pack_strings(device):
+    d, st, t, view = device
+    s2 = _slave(5)
+    k = d.models[803][0]
+    assert k.NStr.value == 32 and k.NStrCon.value == 2  # 32 string slots (link addresses), 2 connected
+    rows = k.groups["string"]
+    assert len(rows) == 32
+    for r, pst in ((rows[0], st), (rows[1], s2)):
+        assert r.StrNMod.value == 1 and r.StrSt.value == 0b11  # enabled, contactor closed
+        assert r.StrConSt.value == 0b11  # charge and discharge FETs
+        assert r.StrSoC.cvalue == pst.soc_pct and r.StrSoH.cvalue == pst.soh_pct
+        assert r.StrA.cvalue == pytest.approx(pst.current_ma / 1000, abs=0.1)
+        assert r.StrCellVMax.cvalue == pytest.approx(pst.snap.max_cell_mv / 1000)
+        assert r.StrCellVMin.cvalue == pytest.approx(pst.snap.min_cell_mv / 1000)
+        assert r.StrCellVAvg.cvalue == pytest.approx(pst.snap.stack_mv / 16000, abs=0.001)
+        assert r.StrModTmpMax.cvalue == pytest.approx(26.2) and r.StrModTmpMin.cvalue == pytest.approx(23.1)
+        assert r.StrModTmpAvg.value is None  # the table has each pack's extremes only
+    assert rows[0].StrEvt1.value == (1 << 10) | (1 << 7) and rows[1].StrEvt1.value == 0
+    lost = rows[2]  # heard before, silent now: COMMUNICATION_ERROR, nothing else
+    assert lost.StrNMod.value == 1 and lost.StrSt.value == 0 and lost.StrEvt1.value == 1
+    assert lost.StrSoC.value is None and lost.StrA.value is None and lost.StrCellVMax.value is None
+    for r in rows[3:]:
+        assert r.StrNMod.value == 0 and r.StrSt.value == 0 and r.StrSoC.value is None
+    assert k.StrVMax.cvalue == pytest.approx(st.snap.stack_mv / 1000, abs=0.01) and k.StrVMaxStr.value == 1
+    assert k.StrVMin.cvalue == pytest.approx(s2.snap.stack_mv / 1000, abs=0.01) and k.StrVMinStr.value == 2
+    assert k.StrAMax.cvalue == pytest.approx(s2.current_ma / 1000, abs=0.1) and k.StrAMaxStr.value == 2
+    assert k.StrAMin.cvalue == pytest.approx(st.current_ma / 1000, abs=0.1) and k.StrAMinStr.value == 1
+    assert k.StrAAvg.cvalue == pytest.approx((st.current_ma + s2.current_ma) / 2000, abs=0.1)
+    assert k.ModTmpMax.cvalue == pytest.approx(26.2) and k.ModTmpMin.cvalue == pytest.approx(23.1)
+
+
+def test_804_is_this_packs_string_of_one_module(device):
+    d, st, t, view = device
+    g = d.models[804][0]
+    assert g.Idx.value == 1 and g.NMod.value == 1 and g.St.value == 0b11 and g.ConSt.value == 0b11
+    assert g.SoC.cvalue == 62 and g.DoD.cvalue == 38 and g.SoH.cvalue == 97 and g.NCyc.value == 123
+    assert g.NCellBal.value == 3
+    assert g.A.cvalue == pytest.approx(st.current_ma / 1000, abs=0.1)
+    assert g.V.cvalue == pytest.approx(st.snap.stack_mv / 1000, abs=0.01)
+    assert g.CellVMax.cvalue == pytest.approx(3.335) and g.CellVMin.cvalue == pytest.approx(3.290)
+    assert g.CellVAvg.cvalue == pytest.approx(sum(st.snap.cell_mv) / 16000, abs=0.001)
+    assert g.ModTmpMax.cvalue == pytest.approx(26.2) and g.ModTmpAvg.cvalue == pytest.approx(
+        sum(st.snap.temp_dc[:4]) / 40, abs=0.1)
+    assert g.Evt1.value == (1 << 10) | (1 << 7)
+    mod = g.groups["lithium_ion_string_module"]
+    assert len(mod) == 1
+    r = mod[0]
+    assert r.ModNCell.value == 16 and r.ModSoC.cvalue == 62 and r.ModSoH.cvalue == 97
+    assert r.ModCellVMax.cvalue == pytest.approx(3.335) and r.ModCellVMaxCell.value == 16
+    assert r.ModCellVMin.cvalue == pytest.approx(3.290) and r.ModCellVMinCell.value == 1
+    assert r.ModCellTmpMin.cvalue == pytest.approx(23.1) and r.ModCellTmpMaxCell.value is None
+
+
 def test_reads_follow_the_state(device):
-    d, st = device
+    d, st, t, view = device
     st.soc_pct = 15
     d.models[805][0].read()
     assert d.models[805][0].SoC.value == 15
+    t.online[2] = 0  # the slave lost
+    d.models[803][0].read()
+    assert d.models[803][0].groups["string"][1].StrEvt1.value == 1
+
+
+def test_a_pack_before_its_first_read_and_without_a_role():
+    """No measurement yet, no link role: every model still decodes, with
+    SunSpec's not-implemented values where nothing is known."""
+    params = Params()
+    st = PackState()
+    host = Host(st, params, SystemView(), None, None, unit=1)
+    host.link = _Link()
+    srv = _serve(host)
+    d = SunSpecModbusClientDeviceTCP(slave_id=1, ipaddr="127.0.0.1", ipport=srv.server_address[1], timeout=5)
+    try:
+        d.scan()
+        assert {802, 803, 804, 805} <= set(d.models)
+        k = d.models[803][0]
+        assert k.NStrCon.value == 0 and k.StrVMax.value is None and k.ModTmpMax.value is None
+        assert all(r.StrNMod.value == 0 for r in k.groups["string"])
+        g = d.models[804][0]
+        assert g.SoC.value is None and g.A.value is None and g.groups["lithium_ion_string_module"][0].ModSoC.value is None
+    finally:
+        d.close()
+        srv.shutdown()
+        srv.server_close()

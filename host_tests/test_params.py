@@ -9,7 +9,7 @@ import pytest
 from bms import params as P
 from bms.params import Params, TABLE, validate
 
-UNITS = ("_ms", "_us", "_mv", "_ma", "_mah", "_dc", "_pct", "_count", "_reads", "_tries")
+UNITS = ("_ms", "_us", "_mv", "_ma", "_mah", "_dc", "_pct", "_count", "_reads", "_tries", "_ppm")
 # settings that are switches or choices, not quantities
 UNITLESS = ("buzzer_enable", "dry_contact_mapping", "heater")
 

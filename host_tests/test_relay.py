@@ -108,7 +108,13 @@ def test_units_2_and_3_are_those_packs_read_through_the_master(bench):
         dev = sunspec.scan(pc, k + 1)
         assert dev is not None
         mod = dev.models["lithium-ion-module"][0]
-        assert sunspec.point(mod, "ModIdx") == k + 1
+        # the pack is string k + 1 (its link address), its one module 1
+        assert (sunspec.point(mod, "StrIdx"), sunspec.point(mod, "ModIdx")) == (k + 1, 1)
+        assert sunspec.point(dev.models["lithium_ion_string"][0], "Idx") == k + 1
+        # a slave's bank (803) holds its own string only, from its own link report
+        rows = dev.models["lithium_ion_bank"][0].groups["string"]
+        assert [r.StrNMod.value for r in rows[:4]] == [1 if a == k else 0 for a in range(4)]
+        assert rows[k].StrSoC.value == st.soc_pct
         assert sunspec.point(mod, "SoC") == st.soc_pct
         assert sunspec.point(dev.models["common"][0], "DA") == k + 1
         cells = [c.CellV.cvalue for c in mod.groups["lithium-ion-module-cell"]]

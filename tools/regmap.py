@@ -12,7 +12,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # unit suffix of a parameter name (bms.ptable's rule: units in names) -> unit, scale to SI-ish display
 UNITS = {"mv": ("V", 0.001), "ma": ("A", 0.001), "ms": ("s", 0.001), "us": ("s", 1e-6),
-         "dc": ("degC", 0.1), "pct": ("%", 1), "mah": ("Ah", 0.001), "count": ("", 1)}
+         "dc": ("degC", 0.1), "pct": ("%", 1), "mah": ("Ah", 0.001), "count": ("", 1),
+         "ppm": ("ppm", 1)}
 
 
 def _board():
@@ -51,7 +52,6 @@ def describe():
          "note": "write all 33: level, then the 64-byte blob of tools.authkit.set_secret_blob (installer "
                  "session; that level's sessions end); never readable"},
         {"register": host.PROVISION, "regs": host.PROVISION_REGS, "name": "provision", "access": "W",
-         "journal_code": ctl.H_PROVISION,
          "note": "write all 17: level, then the 32-byte secret in clear: commissioning, only in "
                  "maintenance mode (the forced-update jumper fitted at boot) with the button held; "
                  "else exception 01 (counted); journalled (event kind %d, value = the level)" % ev.KIND_HOST},
@@ -65,6 +65,10 @@ def describe():
         {"register": ss.SUNS, "regs": 2, "name": "SunS", "access": "R"},
         {"register": ss.AT_1, "regs": 2 + ss.L_1, "name": "sunspec_1", "model": 1, "access": "R"},
         {"register": ss.AT_802, "regs": 2 + ss.L_802, "name": "sunspec_802", "model": 802, "access": "R"},
+        {"register": ss.AT_803, "regs": 2 + ss.L_803, "name": "sunspec_803", "model": 803, "access": "R",
+         "note": "the system as a bank: %d string rows, string k = the pack at link address k" % ss.MAX_STRINGS},
+        {"register": ss.AT_804, "regs": 2 + ss.L_804, "name": "sunspec_804", "model": 804, "access": "R",
+         "note": "this pack's string (index = its link address), one module"},
         {"register": ss.AT_805, "regs": 2 + ss.L_805, "name": "sunspec_805", "model": 805, "access": "R"},
         {"register": ss.AT_END, "regs": 2, "name": "sunspec_end", "access": "R"},
     ]
@@ -94,10 +98,24 @@ def _ctl(c):
          "full-charge capacity (mAh); SOH follows"),
         (c.H_SOC, "soc_ppm", 2, "int32", "RW", i, 0, 1000000, "state of charge (ppm)"),
         (c.H_CYCLES, "cycles", 2, "int32", "RW", i, 0, c.MAX_CYCLES, "cycle count"),
+        (c.H_V_GAIN, "v_gain_ppm", 2, "int32", "RW", i, _row(c.P.CAL_V_GAIN_PPM, 3), _row(c.P.CAL_V_GAIN_PPM, 4),
+         "voltage gain (ppm, 1000000 = as read) on cells, stack and pack side (parameter cal_v_gain_ppm)"),
+        (c.H_I_GAIN, "i_gain_ppm", 2, "int32", "RW", i, _row(c.P.CAL_I_GAIN_PPM, 3), _row(c.P.CAL_I_GAIN_PPM, 4),
+         "current gain (ppm) before the offset (parameter cal_i_gain_ppm)"),
+        (c.H_REMOVE, "remove_pack", 1, "uint16", "RW", i, 2, c.MAX_PACKS,
+         "master: write the link address of a pack it no longer hears: it leaves the system "
+         "(its parallel failure ends); reads the packs offline"),
+        (c.H_RESTART, "restart", 1, "uint16", "W", i, 1, 1,
+         "write 1: the MCU restarts after the reply (counters saved first)"),
     ]
     return [{"register": c.CTL + k, "offset": k, "name": n, "regs": r, "type": t, "access": a,
              "write_level": lv, "min": lo, "max": hi, "meaning": m}
             for k, n, r, t, a, lv, lo, hi, m in rows]
+
+
+def _row(index, col):
+    from bms import ptable
+    return ptable.TABLE[index][col]
 
 
 def _files(f, c, ev):
@@ -118,6 +136,9 @@ def _files(f, c, ev):
          "kinds": {"0": "alarm", "1": "protection", "2": "fault", str(ev.KIND_STORE): "store/firmware",
                    str(ev.KIND_PARAM): "parameter write (code: parameter id)",
                    str(ev.KIND_HOST): "host command (code: control offset)"},
+         "host_codes": {str(c.J_SET_SECRET): "set_secret (value before: 1 if the level had a secret; "
+                                             "after: the level)",
+                        str(c.J_PROVISION): "provision (commissioning; value after: the level)"},
          "clear": "control register %d (history_clear), installer" % (c.CTL + c.H_HISTORY_CLEAR)},
     ]
 

@@ -131,6 +131,8 @@ class World:
         safe state (app.supervise, as on the board) and is traced."""
         app = pack.app
         failure = Failure(app, lambda: self._stop_app(app))
+        if app.restart is None:  # machine.reset on a board: here a fresh start on the pack's flash
+            app.restart = lambda: self.power_cycle(pack.index)
 
         def on_error(svc, exc):
             failure.fail(svc.name, exc)

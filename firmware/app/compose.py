@@ -88,6 +88,19 @@ def _auth(app):
     return Auth(cred, app.params, urandom)
 
 
+def _restart(app):
+    """The PC tool's MCU restart (app.host, after its reply): the counters
+    saved (a flash error does not stop it), then app.restart (main.py:
+    machine.reset; the bench: a fresh firmware start on the same flash)."""
+    if app.persist is not None:
+        try:
+            app.persist.save_now()
+        except OSError:
+            pass
+    if app.restart is not None:
+        app.restart()
+
+
 def host(app, board, ports, present=None):
     """The host protocol (PC tool, SCADA): Modbus RTU on Link IN (the binary
     bytes there), the same PDUs over ISO-TP on CAN, the relay of RTU units
@@ -103,6 +116,8 @@ def host(app, board, ports, present=None):
     rin = ports.link_in
     svc = Host(app.state, app.params, app.system.view, rin.port if rin is not None else None, _auth(app),
                journal=journal, present=present)
+    svc.link = app.link
+    svc.restart = lambda: _restart(app)
     out = [svc]
     can_svc = None
     if ports.can_rx is not None:
@@ -212,7 +227,7 @@ def pack(board, params=None, store=None, clock=None, maintenance=False):
     app.control = Control(afe, st, prm, getattr(board, "contacts", None), maintenance)
     app.estimate = Estimate(st, prm)  # SOC, SOH, counters, limits
     app.cycle = Cycle("cycle", prm.v[CYCLE_MS], (
-        Acquire(afe, st, board.ticks_us),
+        Acquire(afe, st, board.ticks_us, prm),
         app.protect,
         app.control,
         app.estimate,  # after protect: the USOC alarm uses last cycle's SOC

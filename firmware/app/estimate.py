@@ -27,7 +27,7 @@ class Estimate:
         if snap.reads == self._seen:
             return
         self._seen = snap.reads
-        self.est.update(st, snap.current_ma, snap.dt_ms)
+        self.est.update(st, snap.current_raw_ma, snap.dt_ms)  # the offset: the estimator's
         st.soc_valid = True
         self.limits.update(st, snap.dt_ms)
 

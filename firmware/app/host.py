@@ -21,9 +21,11 @@
 #               need an installer session (auth level >= 2), go through the
 #               parameters' range and validate() as a whole, FACTORY rows are read-only;
 #               each change journalled (journal.changed) and the parameters saved
-#   300..316    CTL: clock, device control, calibration (app.hostctl)
+#   300..322    CTL: clock, device control, calibration (app.hostctl)
 #   FC 0x14     the event history as file records (app.hostfile)
-#   40000..     SunSpec (proto.sunspec): 'SunS', 1, 802 (system), 805 (this pack), end
+#   40000..     SunSpec (proto.sunspec): 'SunS', 1, 802 (system), 803 (the system
+#               as a bank, a string per link address), 804 (this pack's
+#               string), 805 (this pack), end
 # Exceptions (Modbus Application Protocol 7): 01 function not served, or a write
 # without an installer session (01 "the server is in the wrong state to process
 # a request of this type"; auth.refuse counts it); 02 a register outside the map,
@@ -42,6 +44,7 @@ from app.inverter import SERIAL, SW_VERSION_MAJOR, SW_VERSION_MINOR
 from bms import auth as A
 from bms import prows
 from bms import params as P
+from bms.parallel import MASTER, elapsed
 from proto import modbus as mb
 from proto import sunspec as ss
 from proto.wire import put_u16, get_u16
@@ -81,6 +84,7 @@ _VIEWS = const(24)  # RTU reply lengths whose memoryview is kept
 # (its length follows from the function code), so this only resynchronises.
 GAP_MS = const(250)
 PORT_RTU = const(1)  # auth's port id of the RTU port (app.hostcan: 0x100 + SA)
+RESTART_DELAY_MS = const(200)  # the reply of a restart command leaves the UART / CAN chip first
 
 
 class Host(Service):
@@ -103,6 +107,9 @@ class Host(Service):
         self.unit = unit
         self.journal = journal
         self.relay = None  # app.relay.Relay: RTU units other than ours (app.compose sets it)
+        self.link = None  # app.link.Link: the pack table (803), remove a pack (app.compose sets it)
+        self.restart = None  # the MCU restart (app.compose sets it; None: the command is not served)
+        self.restart_ms = -1  # a restart asked at this time (app.hostctl); the tick does it
         self.now_ms = 0
         self.r = mb.Request()
         self.framer = mb.Framer()
@@ -113,7 +120,7 @@ class Host(Service):
         self._fed = False
         self._byte_ms = 0  # when the last RTU byte came
         self._scratch = bytearray(2 * ss.SCRATCH_REGS)
-        self._blocks = (ss.SUNS, ss.AT_1, ss.AT_802, ss.AT_805, ss.AT_END, ss.TOP)
+        self._blocks = ss.segments()
         self.reason = R_OK
         self.reason_reg = 0
         self.reason_id = 0
@@ -163,6 +170,9 @@ class Host(Service):
             self._fed = False
         elif ticks_diff(now_ms, self._byte_ms) >= GAP_MS:
             self.framer.gap()
+        if self.restart_ms >= 0 and elapsed(now_ms, self.restart_ms) >= RESTART_DELAY_MS:
+            self.restart_ms = -1
+            self.restart()
 
     # -- the PDU -------------------------------------------------------------------
     def pdu(self, unit, req, n, out, port):
@@ -285,14 +295,24 @@ class Host(Service):
         return 0
 
     def _fill(self, k, s):
+        st = self.st
         if k == 0:
             ss.fill_suns(s)
         elif k == 1:
-            ss.fill_common(s, MAKER, MODEL, VERSION, SERIAL, self.st.link_address or self.unit)
+            ss.fill_common(s, MAKER, MODEL, VERSION, SERIAL, st.link_address or self.unit)
         elif k == 2:
-            ss.fill_802(s, self.view, self.st)
-        elif k == 3:
-            ss.fill_805(s, self.st, SERIAL, self.st.link_address or 1)
+            ss.fill_802(s, self.view, st)
+        elif k < ss.SEG_804:
+            t = self.link.table if self.link is not None else None
+            master = st.link_role == MASTER
+            if k == ss.SEG_803:
+                ss.fill_803(s, self.view, t, master, st.link_address)
+            else:
+                ss.fill_803_string(s, t, k - ss.SEG_ROW0 + 1, master, st.link_address)
+        elif k == ss.SEG_804:
+            ss.fill_804(s, st, st.link_address or 1)
+        elif k == ss.SEG_805:
+            ss.fill_805(s, st, SERIAL, st.link_address or 1)
         else:
             ss.fill_end(s)
 
@@ -446,6 +466,7 @@ class Host(Service):
             return mb.EX_ILLEGAL_FUNCTION
         level = get_u16(req, r.data)
         blob = bytes(req[r.data + 2:r.data + 2 + 2 * (SET_SECRET_REGS - 1)])
+        had = self.auth.has_secret(level)
         if not self.auth.set_secret(port, level, blob, self.now_ms):
             why = self.auth.last_reason
             if why == A.R_NO_SESSION or why == A.R_LEVEL:
@@ -456,6 +477,8 @@ class Host(Service):
                          count=False)
             return mb.EX_ILLEGAL_VALUE
         self.reason = R_OK
+        if self.journal is not None:
+            self.journal.command(hostctl.J_SET_SECRET, 1 if had else 0, level, port)
         return 0
 
     def _provision(self, req, r, port):
@@ -473,6 +496,6 @@ class Host(Service):
             return mb.EX_ILLEGAL_VALUE
         j = self.journal
         if j is not None:
-            j.command(hostctl.H_PROVISION, 0, level, port)
+            j.command(hostctl.J_PROVISION, 0, level, port)
         self.reason = R_OK
         return 0

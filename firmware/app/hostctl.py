@@ -15,12 +15,24 @@
 #   H_FCC (2)        full-charge capacity, mAh   applies each on its next tick;
 #   H_SOC (2)        SOC, ppm                    another one before that: 06)
 #   H_CYCLES (2)     cycle count
+#   H_V_GAIN (2)     voltage gain, ppm (parameter cal_v_gain_ppm: app.acquire applies it)
+#   H_I_GAIN (2)     current gain, ppm (parameter cal_i_gain_ppm)
+#   H_REMOVE         master: write a link address 2..32: the pack the master no
+#                    longer hears leaves its table (app.link.Link.remove), so its
+#                    "offline" (the parallel failure) ends; reads the packs offline
+#   H_RESTART        write 1: the MCU restarts once the reply is out (app.host tick)
 # A command is one write covering exactly its registers (else 02); it needs an
 # installer session (H_BUZZER: a user one), else 01, counted; a value outside its
 # range 03, DIAG says why. Every accepted command is journalled: the register's
-# value before (H_RESET: the fault bits) and the value written.
+# value before (H_RESET: the fault bits; H_REMOVE: 1 if the pack was in the
+# table) and the value written; the gains as parameter writes. A secret set
+# (app.host) is journalled as code J_SET_SECRET: before 1 if that level had a
+# secret, after the level (never the secret).
 from bms import params as P
+from bms import prows
 from bms import soc
+from bms.parallel import MASTER
+from proto.link import MAX_PACKS
 from proto import modbus as mb
 from proto.wire import put_u16, get_u16
 from store.eventlog import KIND_PARAM, KIND_HOST
@@ -55,8 +67,13 @@ H_I_OFFSET = const(9)
 H_FCC = const(11)
 H_SOC = const(13)
 H_CYCLES = const(15)
-CTL_REGS = const(17)
-H_PROVISION = const(64)  # the event code of a commissioning (app.host PROVISION; value: the level)
+H_V_GAIN = const(17)
+H_I_GAIN = const(19)
+H_REMOVE = const(21)
+H_RESTART = const(22)
+CTL_REGS = const(23)
+J_SET_SECRET = const(200)  # the journal code of a secret set (no control offset has it)
+J_PROVISION = const(201)  # the journal code of a commissioning (app.host PROVISION; value: the level)
 CLOCK_MIN_S = const(946684800)  # 2000-01-01; the event log keeps t_s and values as int32
 CLOCK_MAX_S = 0x7FFFFFFF
 MAX_CYCLES = const(100000)
@@ -100,6 +117,9 @@ class Journal:
         c = self.p.clock
         return c.base_s + c.up_s if c.base_s >= 0 else -1
 
+    def clock_set(self):
+        return self.p.clock.base_s >= 0
+
     def clock_word(self, k):
         """Word k (0 high, 1 low) of the Unix time now, 0 while not set."""
         c = self.p.clock
@@ -114,7 +134,7 @@ class Journal:
 
 
 def _wide(k):
-    return k == H_CLOCK or k == H_I_OFFSET or k == H_FCC or k == H_SOC or k == H_CYCLES
+    return k == H_CLOCK or (H_I_OFFSET <= k < H_REMOVE and (k - H_I_OFFSET) & 1 == 0)
 
 
 def _half(x, k, first):
@@ -141,6 +161,10 @@ def _value(h, k):
         return st.soc_ppm
     if k == H_CYCLES:
         return st.cycles
+    if k == H_V_GAIN or k == H_I_GAIN:
+        return h.params.v[_gain(k)]
+    if k == H_REMOVE:
+        return h.link.table.offline() if h.link is not None and st.link_role == MASTER else 0
     return 0
 
 
@@ -152,8 +176,8 @@ def read(h, a, end, out, o):
         if k < H_CLOCK_SET:
             w = j.clock_word(k) if j is not None else 0
         elif k == H_CLOCK_SET:
-            w = 1 if j is not None and j.p.clock.base_s >= 0 else 0
-        elif k >= H_I_OFFSET:
+            w = 1 if j is not None and j.clock_set() else 0
+        elif H_I_OFFSET <= k < H_REMOVE:
             first = k - ((k - H_I_OFFSET) & 1)
             w = _half(_value(h, first), k, first)
         else:
@@ -183,13 +207,36 @@ def _range(h, k):
         return 0, 1000000
     if k == H_CYCLES:
         return 0, MAX_CYCLES
+    if k == H_V_GAIN or k == H_I_GAIN:
+        i = _gain(k)
+        return P.row_int(prows.MIN, i), P.row_int(prows.MAX, i)
+    if k == H_REMOVE:
+        return 2, MAX_PACKS
     return 1, 1  # the one-shot commands
 
 
 _NAMES = {H_CLOCK: "clock", H_FETS: "fets", H_BUZZER: "buzzer", H_SLEEP: "sleep", H_RESET: "reset",
           H_DEFAULTS: "defaults", H_HISTORY_CLEAR: "history clear", H_I_OFFSET: "current offset",
-          H_FCC: "capacity", H_SOC: "soc", H_CYCLES: "cycles"}
+          H_FCC: "capacity", H_SOC: "soc", H_CYCLES: "cycles", H_V_GAIN: "voltage gain",
+          H_I_GAIN: "current gain", H_REMOVE: "remove", H_RESTART: "restart"}
 _CAL = {H_I_OFFSET: soc.SET_I_OFFSET, H_FCC: soc.SET_FCC, H_SOC: soc.SET_SOC, H_CYCLES: soc.SET_CYCLES}
+
+
+def _gain(k):
+    """The parameter row of a gain command (H_V_GAIN, H_I_GAIN)."""
+    return P.CAL_V_GAIN_PPM if k == H_V_GAIN else P.CAL_I_GAIN_PPM
+
+
+def _remove_refusal(h, a):
+    """Why pack a cannot be removed now (None: it can)."""
+    if h.link is None or h.st.link_role != MASTER:
+        return "remove: this pack is not the master"
+    t = h.link.table
+    if t.online[a]:
+        return "remove: pack %d is online (unplug it or switch it off first)" % a
+    if not t.seen[a]:
+        return "remove: pack %d is not in the system" % a
+    return None
 
 
 def write(h, req, r, port):
@@ -208,6 +255,8 @@ def write(h, req, r, port):
     j = h.journal
     if j is None and (k == H_CLOCK or k == H_DEFAULTS or k == H_HISTORY_CLEAR):
         return mb.EX_ILLEGAL_ADDRESS  # no store behind this handler
+    if k == H_RESTART and h.restart is None:
+        return mb.EX_ILLEGAL_ADDRESS  # nothing here can restart the MCU
     if r.fc == mb.FC_WRITE_SINGLE:
         x = r.value
     elif wide:
@@ -220,6 +269,11 @@ def write(h, req, r, port):
     if x < lo or x > hi:
         h._refuse(port, R_RANGE, reg, text="%s: %d outside %d..%d" % (_NAMES[k], x, lo, hi), count=False)
         return mb.EX_ILLEGAL_VALUE
+    if k == H_REMOVE:
+        why = _remove_refusal(h, x)
+        if why is not None:
+            h._refuse(port, R_RANGE, reg, text=why, count=False)
+            return mb.EX_ILLEGAL_VALUE
     st = h.st
     old = _value(h, k)
     if k in _CAL:
@@ -230,6 +284,8 @@ def write(h, req, r, port):
         st.cal_req += 1
     elif k == H_BUZZER:
         return h.commit(((P.BUZZER_ENABLE, x),), port, reg)  # a parameter: journalled as one
+    elif k == H_V_GAIN or k == H_I_GAIN:
+        return h.commit(((_gain(k), x),), port, reg)
     elif k == H_CLOCK:
         old = j.unix_s()
         j.set_clock(x)
@@ -243,8 +299,13 @@ def write(h, req, r, port):
         st.protect_reset_req += 1
     elif k == H_DEFAULTS:
         j.restore_defaults()
-    else:
+    elif k == H_HISTORY_CLEAR:
         j.clear_history()
+    elif k == H_REMOVE:
+        old = 1
+        h.link.remove(x)
+    else:
+        h.restart_ms = h.now_ms  # app.host's tick restarts once the reply is out
     h.auth.touch(port, h.now_ms)
     h.reason = R_OK
     if j is not None:

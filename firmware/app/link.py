@@ -62,6 +62,8 @@ class Link(Service):
         self._want_cells = False  # slave: the master asked for every cell (REQ_CELLS)
         self._want_reports = False
         self._ask = bytearray(parallel.N)  # master: addresses to ask for their cells
+        self._forget = bytearray(parallel.N)  # master: addresses the PC tool removed (remove())
+        self._forgets = 0
         self._out = bytearray(link.RS485_MAX)
         self._pl = bytearray(8)
         self._out_v = _views(self._out, 7)  # by payload length: 7 + n bytes
@@ -142,6 +144,14 @@ class Link(Service):
             t.last_ms[a] = now_ms
             t.seen[a] = 1
             t.online[a] = 1
+        if self._forgets:
+            self._forgets = 0
+            forget = self._forget
+            for k in range(2, parallel.N):
+                if forget[k]:
+                    forget[k] = 0
+                    if not t.online[k]:  # back since the request: it stays
+                        t.forget(k)
         n = t.expire(now_ms, a)
         st.link_online = n
         ask = self._ask
@@ -234,6 +244,13 @@ class Link(Service):
                 link.put_series(d, arr, first, cnt, not cells)
                 self._send(link.T_CELLS if cells else link.T_TEMPS, link.MASTER, d, 8)
                 first += link.PER_FRAME
+
+    def remove(self, a):
+        """Master: pack a, no longer heard, leaves the table on the next tick
+        (the PC tool's "remove a pack from the system", app.hostctl)."""
+        if link.valid_address(a) and a != link.MASTER:
+            self._forget[a] = 1
+            self._forgets += 1
 
     # --- the master's cells of a slave, for the inverter's RS485 server ------------
     def ask_cells(self, a):

@@ -146,6 +146,15 @@ class Table:
             self.online[a] = 0
         self.heard = 0
 
+    def forget(self, a):
+        """Row a leaves the table (the PC tool removed a pack that is gone): no
+        longer offline; heard again, it joins as a new pack."""
+        if self.seen[a]:
+            self.heard -= 1
+        self.seen[a] = 0
+        self.online[a] = 0
+        self.cells_seen[a] = 0
+
     def take(self, now_ms, typ, src, d):
         """Store one report (d: the 8-byte payload) from address src."""
         if not link.valid_address(src):

@@ -250,6 +250,8 @@ NTC_STUCK_HEAT_1C_MS = const(222)
 NTC_STUCK_MS = const(223)
 INV_RS485_UNITS_COUNT = const(224)
 AUTH_IDLE_MS = const(225)  # host protocol login
+CAL_V_GAIN_PPM = const(226)  # calibration
+CAL_I_GAIN_PPM = const(227)
 
 # Protection families: (prefix, index of <prefix>_alarm_<unit>, HIGH or LOW). Each
 # has 9 rows from that index: alarm, p1, p2 levels x (threshold, release, delay_ms).

@@ -380,4 +380,12 @@ TABLE = (
     # without a request that uses it (IEC 62443-4-2 CR 2.6 remote session
     # termination after a configurable period of inactivity).
     (226, "auth_idle_ms", 600000, 60000, 3600000, ADMIN),
+    # calibration (issue 13, SPEC 11 "calibrate voltage, current"): the gain the
+    # acquire stage applies to the AFE's voltages (cells, stack, pack side) and to
+    # its current, 1000000 = as read. +-5 %: a BQ76952's trimmed cell gain is within
+    # ~+-0.2 % and its current within the shunt's tolerance (1 % parts), so a wider
+    # correction is a wrong reference, not a board to correct. The current offset is
+    # the estimator's (learned at zero current, set by the PC tool; the counters file).
+    (227, "cal_v_gain_ppm", 1000000, 950000, 1050000, ADMIN),
+    (228, "cal_i_gain_ppm", 1000000, 950000, 1050000, ADMIN),
 )

@@ -45,6 +45,12 @@ def ratio_ppm(a, b):
     return q * 1000 + (a * 1000 - q * b) * 1000 // b
 
 
+def gained(x, d_ppm):
+    """x * (1 + d_ppm / 1e6) for |x| <= 2**20, |d_ppm| <= 1e6, in small ints
+    (within 2 of exact): a calibration gain, or a sensor's gain error (lib/sim)."""
+    return x + x // 1000 * d_ppm // 1000 + x % 1000 * d_ppm // 1000000
+
+
 def part_of(total, ppm):
     """total * ppm / 1e6 for total < 2**20, ppm <= 1e6, in small ints."""
     return total // 1000 * ppm // 1000 + total % 1000 * ppm // 1000000

@@ -22,7 +22,8 @@ class Snapshot:
         self.temp_dc = array("h", [0] * N_TEMPS)
         self.stack_mv = 0
         self.pack_mv = 0  # voltage on P+/P- (charger or inverter side of the FETs)
-        self.current_ma = 0  # + = charge
+        self.current_ma = 0  # + = charge; after acquire: calibrated (gain, less the offset)
+        self.current_raw_ma = 0  # acquire: the current with its gain, before the offset
         self.t_ms = 0  # tick of the read that filled this record
         self.dt_ms = 0  # measured time since the previous good read
         self.ok = False  # False when the last read failed (values are stale)

@@ -14,6 +14,7 @@
 from array import array
 
 from defs.snapshot import N_CELLS, N_TEMPS, N_CELL_TEMPS, T_MOS0, T_MOS1
+from bms.soc import gained
 from defs.afe import Afe, ALERT_COV, ALERT_CUV, ALERT_OCC, ALERT_OCD, ALERT_SCD
 
 FAULTS = (
@@ -39,9 +40,10 @@ class MockAfe(Afe):
     FAULTS = FAULTS
 
     def __init__(self, model, rng=None, cell_noise_mv=0, current_offset_ma=0,
-                 current_gain_ppm=0, temp_error_dc=0):
+                 current_gain_ppm=0, temp_error_dc=0, voltage_gain_ppm=0):
         """Sensor errors: cell readings get fresh uniform noise of +-cell_noise_mv
-        on every read; the current reads (1 + gain) * I + offset; each
+        on every read; the current reads (1 + gain) * I + offset; every voltage
+        (cells, stack, pack side) reads (1 + voltage_gain_ppm / 1e6) * V; each
         temperature channel has a fixed error drawn once in +-temp_error_dc.
         rng defaults to the model's."""
         n = model.n_cells
@@ -54,6 +56,7 @@ class MockAfe(Afe):
         self._noise_mv = cell_noise_mv
         self._i_offset_ma = current_offset_ma
         self._i_gain_ppm = current_gain_ppm
+        self._v_gain_ppm = voltage_gain_ppm
         self._t_err = array("i", [0] * N_TEMPS)
         if temp_error_dc:
             for ch in range(N_TEMPS):
@@ -139,10 +142,7 @@ class MockAfe(Afe):
         if self._i_stuck:
             return self._i_stuck_ma
         i = self.model.current_ma
-        g = self._i_gain_ppm
-        # i*g//1e6 split so intermediates stay small ints on the board
-        i += i // 1000 * g // 1000 + i % 1000 * g // 1000000
-        return i + self._i_offset_ma + self._i_fault_ma
+        return gained(i, self._i_gain_ppm) + self._i_offset_ma + self._i_fault_ma
 
     # --- Afe interface ---
 
@@ -180,6 +180,13 @@ class MockAfe(Afe):
             self._read_temps(snap)
         snap.stack_mv = m.stack_mv()
         snap.pack_mv = m.pack_mv()
+        g = self._v_gain_ppm
+        if g:
+            out = snap.cell_mv
+            for c in range(self.n_cells):
+                out[c] = gained(out[c], g)
+            snap.stack_mv = gained(snap.stack_mv, g)
+            snap.pack_mv = gained(snap.pack_mv, g)
         snap.current_ma = self._ov_i_ma if self._ov_i else self._sensed_current_ma()
         return True
 

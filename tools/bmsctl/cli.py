@@ -379,8 +379,9 @@ def build_parser():
     _pack_cmd(cs, "get", blocks.cmd_show, "read the clock", blocks=("clock",))
     _pack_cmd(cs, "sync", blocks.cmd_clock_sync, "set it to this computer's time (installer)")
     _block_cmds(sub, "calib", ("calib", "calibration", "control"),
-                "calibration: current offset, capacity, SOC, cycle count (the map's calibration fields)")
-    _block_cmds(sub, "control", ("control",), "FETs, buzzer, sleep, reset, address, inverter protocol, ...")
+                "calibration: current offset, voltage and current gain, capacity, SOC, cycle count "
+                "(the map's calibration fields)")
+    _block_cmds(sub, "control", ("control",), "FETs, buzzer, sleep, protection reset, remove a pack, MCU restart, ...")
 
     p = sub.add_parser("keys", help="update signing keys")
     ks = p.add_subparsers(dest="keys_cmd", required=True)

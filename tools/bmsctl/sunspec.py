@@ -48,7 +48,9 @@ class Device(SunSpecModbusClientDevice):
         self.unit = unit
 
     def read(self, addr, count):
-        return read_registers(self.transport, self.unit, addr, count)
+        # pysunspec2 (1.3) passes floats where a model's group count point is read
+        # after its head (model.py: len(data) / 2), e.g. 803's NStr and 804's NMod
+        return read_registers(self.transport, self.unit, int(addr), int(count))
 
 
 def scan(transport, unit):

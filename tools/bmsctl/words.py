@@ -100,9 +100,8 @@ def record(e, hist, pack):
     elif kname.startswith("host"):
         ctl = next((b for b in pack.map["blocks"] if b["name"] == "control"), {"fields": []})
         f = next((f for f in ctl["fields"] if isinstance(f, dict) and f.get("offset") == code), None)
-        if f is None:  # a write outside the control block that names its journal code (provision)
-            f = next((b for b in pack.map["blocks"] if b.get("journal_code") == code), None)
-        name = f["name"] if f else "command %d" % code
+        other = hist.get("host_codes", {}).get(str(code))  # journalled writes outside the control block
+        name = f["name"] if f else (other.split(" (")[0] if other else "command %d" % code)
         text = "host command %s %s %d" % (name, "value" if raised else "before", value)
     else:
         name = "code %s" % code
