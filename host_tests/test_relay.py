@@ -270,7 +270,8 @@ def test_without_can_units_2_and_3_are_relayed_along_the_rs485_chain(chain):
         assert info[4] == k + 1
         dev = sunspec.scan(pc, k + 1)
         mod = dev.models["lithium-ion-module"][0]
-        assert sunspec.point(mod, "ModIdx") == k + 1 and sunspec.point(mod, "SoC") == st.soc_pct
+        assert sunspec.point(mod, "StrIdx") == k + 1 and sunspec.point(mod, "ModIdx") == 1  # a pack is a string
+        assert sunspec.point(mod, "SoC") == st.soc_pct
         cells = [c.CellV.cvalue for c in mod.groups["lithium-ion-module-cell"]]
         assert max(abs(v * 1000 - mv) for v, mv in zip(cells, st.snap.cell_mv)) <= 5
     assert sunspec.point(sunspec.scan(pc, 1).models["lithium-ion-module"][0], "SoC") == \
