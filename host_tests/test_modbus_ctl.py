@@ -22,7 +22,7 @@ from bms import params as P
 from bms import sleep
 from bms.params import Params
 from bms.system import SystemView, from_pack
-from defs import codes
+from defs import codes, modes
 from proto import modbus as mb
 from sim import scenario as scn
 from sim.mock_afe import FAULTS
@@ -544,3 +544,19 @@ def test_inverter_protocol_and_baud_are_parameters_the_next_start_takes(rig):
     step(rig, 1000)
     inv = rig.world.packs[0].app.inverter
     assert inv.protocol_id == 1 and inv.baud == 115200
+
+
+def test_any_request_on_the_pc_port_wakes_a_sleeping_pack(rig):
+    # SPEC 10 (`003` 2.4): wake on "activity on the PC port"; a read needs no session
+    st = rig.app.state
+    login(rig)
+    ok(cmd(rig, H.H_SLEEP, 1))
+    step(rig, 500)
+    assert st.sleep_reason == sleep.BY_COMMAND
+    step(rig, 3000)
+    assert st.sleep_reason == sleep.BY_COMMAND  # no request: it stays asleep
+    rig.auth.logout(1)  # no session now: a plain read (port 1: RTU)
+    r = ask(rig, ReadHoldingRegistersRequest(address=0, count=1))
+    assert not isinstance(r, ExceptionResponse)
+    step(rig, 500)
+    assert st.sleep_reason == 0 and st.mode != modes.SLEEP

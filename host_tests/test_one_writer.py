@@ -134,6 +134,7 @@ NOT_REACHED = {
     # the PC tool's requests: no scenario here sends one (test_modbus_ctl, test_pc_tool_bench)
     "protect_reset_req": "a reset from an installer session (test_modbus_ctl)",
     "host_fet_off": "a FET command (test_modbus_ctl)",
+    "host_requests": "a request on the host protocol (test_modbus_ctl: the PC port wakes a sleeping pack)",
     "cal_what": "a calibration (test_modbus_ctl)",
     "cal_value": "a calibration (test_modbus_ctl)",
     "cal_req": "a calibration (test_modbus_ctl)",

@@ -52,6 +52,7 @@ class Control:
         self._sleep_wake_seen = state.sleep_wake_presses
         self._reset_seen = state.reset_presses
         self._host_sleep_seen = state.host_sleep_req
+        self._host_requests_seen = state.host_requests
         self._contacts = -1
 
     def save(self, v):
@@ -80,8 +81,10 @@ class Control:
         fets_were_open = not (st.chg_fet or st.dsg_fet or st.pchg_fet)
         self._buttons(now_ms)
         self._host_sleep(now_ms)
+        pc = st.host_requests != self._host_requests_seen  # activity on the PC port (SPEC 10)
+        self._host_requests_seen = st.host_requests
         if st.sleep_reason:
-            if fets_were_open and self.sleep.wake(now_ms, snap.pack_mv, snap.stack_mv, False, False):
+            if fets_were_open and self.sleep.wake(now_ms, snap.pack_mv, snap.stack_mv, False, pc):
                 self._wake(now_ms)
         elif st.inverter_sleep_req:
             # the inverter has been silent for inv_sleep_ms (60 min, `004` 6.3)

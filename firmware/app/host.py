@@ -179,6 +179,8 @@ class Host(Service):
         """Answer request PDU req[:n] into out; the reply's length (0: none)."""
         if unit != self.unit and unit != mb.BROADCAST:
             return 0
+        st = self.st
+        st.host_requests = (st.host_requests + 1) & 0x3FFFFFFF
         try:
             k = self._pdu(req, n, out, port)
         except Exception:  # nothing a host sends may stop the service

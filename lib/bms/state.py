@@ -128,6 +128,9 @@ class PackState:
         # charge, bit 1 discharge): the PC tool's, all in maintenance mode; the
         # limits the inverter is told are 0 for them
         self.fets_held = 0  # app.control
+        # requests to this pack's unit on the host protocol, any port (a wrapping
+        # count): activity on the PC port, which wakes a sleeping pack (SPEC 10)
+        self.host_requests = 0  # app.host
         self.cal_what = 0  # app.hostctl
         self.cal_value = 0  # app.hostctl
         self.cal_req = 0  # app.hostctl
