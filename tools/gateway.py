@@ -251,15 +251,12 @@ class CanBridge:
 
 def open_can(spec):
     """'INTERFACE:CHANNEL' as python-can opens it."""
-    import can
+    from tools.canbus import open_bus
     iface, sep, chan = spec.partition(":")
     if not sep or not iface or not chan:
         raise GatewayError("--can wants INTERFACE:CHANNEL (e.g. udp_multicast:239.74.163.2), got %r" % spec)
-    kw = {"interface": iface, "channel": chan}
-    if iface == "udp_multicast":
-        kw["receive_own_messages"] = False
     try:
-        return can.Bus(**kw)
+        return open_bus(iface, chan)
     except Exception as e:  # python-can raises many kinds for a missing interface
         raise GatewayError("cannot open CAN %s: %s" % (spec, e))
 

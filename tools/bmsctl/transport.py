@@ -16,6 +16,7 @@ import time
 
 from pymodbus.framer import FramerRTU, FramerSocket
 from pymodbus.pdu import DecodePDU
+from tools.canbus import open_bus
 
 TESTER_ADDRESS = 0xF1  # the usual tester source address
 HOST_PRIORITY = 6
@@ -110,13 +111,8 @@ class Can:
         import can
         self.where = "%s:%s" % (interface, channel)
         self.timeout_s = timeout_s
-        kw = {"interface": interface, "channel": channel}
-        if bitrate:
-            kw["bitrate"] = bitrate
-        if interface == "udp_multicast":
-            kw["receive_own_messages"] = False
         try:
-            self.bus = can.Bus(**kw)
+            self.bus = open_bus(interface, channel, bitrate)
         except Exception as e:  # python-can raises many kinds for a missing interface
             raise TransportError("cannot open CAN %s: %s" % (self.where, e))
         self._stacks = {}

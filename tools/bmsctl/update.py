@@ -19,6 +19,7 @@ from udsoncan.client import Client
 from udsoncan.exceptions import NegativeResponseException, TimeoutException, UnexpectedResponseException
 
 from tools import authkit
+from tools.canbus import open_bus
 from tools.bmsctl.transport import TESTER_ADDRESS
 
 PF = 0xDA
@@ -155,13 +156,8 @@ def open_can_client(via, unit, secret, timeout_s=2.0):
     chan, _, rate = chan.partition(":")
     if kind != "can" or not iface or not chan:
         raise UpdateError("update runs over CAN: --via can:INTERFACE:CHANNEL[:BITRATE], got %r" % via)
-    kw = {"interface": iface, "channel": chan}
-    if rate:
-        kw["bitrate"] = int(rate)
-    if iface == "udp_multicast":
-        kw["receive_own_messages"] = False
     try:
-        bus = can.Bus(**kw)
+        bus = open_bus(iface, chan, int(rate) if rate else None)
     except Exception as e:  # noqa: python-can raises many kinds for a missing interface
         raise UpdateError("cannot open CAN %s:%s: %s" % (iface, chan, e))
     notifier = can.Notifier(bus, [])
