@@ -476,7 +476,7 @@ def test_the_staged_image_is_booted_by_the_boot_part(tmp_path, mpy32):
     part[:len(a)] = a
     pack.part = SimPartition(pack.fs, T.PART_BYTES, data=part)
     pack.updater = lambda: W.Updater(pack.part, SlotStore(pack.fs), PUB, "host_sim", 1)
-    pack.svc.make_updater = pack.updater
+    pack.svc.hold.make_updater = pack.updater
     pack.files = {}
     c, _ = client(pack)
     U.update(c, data, activate=False)

@@ -46,8 +46,11 @@ ROOT_SCRIPTS = ("boot.py", "main.py")  # stay source: MicroPython runs them by n
 STORES = ("auto", "romfs", "mpy")
 ROMFS_DIR = "rom"  # inside the build dir: the tree the image is built from
 ROMFS_MAIN = "bms_main"  # firmware/main.py in the image (a main.py there would be shadowed by /main.py)
+# recovery.mode is frozen into the custom firmware: it runs when the boot part
+# found no valid slot (nothing mounted, no bms_main) or the jumper and the
+# button are held; else the firmware from the image
 MAIN_STUB = ("# The firmware runs from the ROMFS image at /rom (tools/deploy.py --store romfs)\n"
-             "import %s\n%s.main()\n" % (ROMFS_MAIN, ROMFS_MAIN))
+             "from recovery.mode import main\nmain(lambda: __import__(%r).main())\n" % ROMFS_MAIN)
 
 
 class DeployError(Exception):
