@@ -539,7 +539,7 @@ def test_bmsctl_update_over_a_python_can_bus(tmp_path, capsys):
     # and its one-line errors
     assert bmsctl(["--via", "can:virtual:" + chan, "update", str(tmp_path / "fw.bmsu")]) == 1
     assert "needs the installer secret" in capsys.readouterr().err
-    assert bmsctl(["--via", "tcp:127.0.0.1:5020", "--secret-file", str(tmp_path / "inst.key"), "update",
+    assert bmsctl(["--via", "serial:/dev/x", "--secret-file", str(tmp_path / "inst.key"), "update",
                    str(tmp_path / "fw.bmsu")]) == 1
     assert "update runs over CAN" in capsys.readouterr().err
 

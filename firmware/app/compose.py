@@ -92,8 +92,9 @@ def host(app, board, ports, present=None):
     """The host protocol (PC tool, SCADA): Modbus RTU on Link IN (the binary
     bytes there), the same PDUs over ISO-TP on CAN, the relay of RTU units
     to the other packs (over CAN, else along the RS485 chain: the RTU replies
-    on Link OUT); [services]. present(): physical presence for
-    commissioning (maintenance mode only)."""
+    on Link OUT), the update session over Modbus file records
+    (app.hostupd, on app.update); [services]. present(): physical presence
+    for commissioning (maintenance mode only)."""
     from app.host import Host
     from app.hostcan import HostCan, SELECTION
     journal = None
@@ -101,8 +102,12 @@ def host(app, board, ports, present=None):
         from app.hostctl import Journal
         journal = Journal(app.persist)
     rin = ports.link_in
+    def update():
+        from app.hostupd import HostUpdate
+        from update.updater import file_check
+        return HostUpdate(svc, app.update, lambda: app.restart, file_check(board))
     svc = Host(app.state, app.params, app.system.view, rin.port if rin is not None else None, _auth(app),
-               journal=journal, present=present)
+               journal=journal, present=present, update=update if app.update is not None else None)
     out = [svc]
     can_svc = None
     if ports.can_rx is not None:
