@@ -3,7 +3,8 @@
 # (update.boot, frozen into the custom firmware) picks the image slot from the
 # slot record in /data, saves it and mounts that slot at /rom before main.py
 # imports the firmware from there. On a port without ROMFS it says so and
-# does nothing. The forced-update mode arrives with the rest of issue 15.
+# does nothing. With no valid slot main.py (its stub) runs the frozen
+# recovery mode (recovery.mode) instead of the firmware.
 import micropython
 
 micropython.alloc_emergency_exception_buf(100)

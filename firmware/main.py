@@ -24,11 +24,15 @@
 #
 # Forced-update jumper fitted at boot: maintenance mode (app.compose: both FETs
 # held open, RUN and ALM blinking together, commissioning with the button held;
-# no MCU sleep). Jumper fitted and the button held at boot: the forced-update
-# mode, which is not built yet (issue 15): the FETs are commanded off and the
-# firmware does not start (the REPL is free for mpremote).
+# no MCU sleep). Jumper fitted and the button held at boot, or no valid image
+# slot (update.boot): the forced-update / recovery mode (recovery.mode, frozen
+# into the custom firmware): FETs off, RUN and ALM blinking, the UDS update
+# session; the firmware does not start. The ROMFS install's main.py stub makes
+# the same choice before it imports this module (tools/deploy.MAIN_STUB).
 import asyncio
 import sys
+
+from recovery.mode import all_fets_off
 
 WD_PERIOD_MS = 1000
 RETRY_S = 30
@@ -82,16 +86,6 @@ def _retry_later():
     machine.reset()
 
 
-def all_fets_off(afe):
-    """Every FET off, by each means the AFE has; never raises."""
-    for off in (getattr(afe, "all_fets_off", None), lambda: afe.set_fets(False, False, False)):
-        if off is not None:
-            try:
-                off()
-            except Exception as e:  # noqa: try the next way
-                print("bms: FETs off failed:", e)
-
-
 def _fets_off_after_failed_build(board):
     """The full build failed: build again without configuring the AFE (only
     the buses and chips) to command the FETs off."""
@@ -116,12 +110,7 @@ def main():
         _retry_later()
         return
     jumper = getattr(b, "jumper", None)
-    button = getattr(b, "button", None)
     if jumper is not None and jumper.fitted:
-        if button is not None and button.value() == 0:  # pulled up: held = 0
-            all_fets_off(b.afe)
-            print("bms: forced-update jumper fitted and button held: firmware not started")
-            return
         print("bms: forced-update jumper fitted: maintenance mode (FETs held open, commissioning)")
     try:
         app, _ = start(b, store=_store(), clock=_clock())
@@ -142,4 +131,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from recovery.mode import main as start_or_recover
+    start_or_recover(main)

@@ -5,6 +5,7 @@
 #
 #   defs < drivers        defs < proto < bms < store < app < firmware root
 #   update (signature check of firmware updates): imports nothing, used by app and the root
+#   recovery (the forced-update mode, frozen): defs, drivers, store, update, the board module; used by the root
 #   sim (bench only): anything but app and the firmware root
 #   boards: defs, drivers, bms, sim and the shared board modules of boards/
 #
@@ -26,7 +27,8 @@ ALLOWED = {
     "update": (),
     "app": ("defs", "proto", "bms", "store", "update"),
     "boards": ("defs", "drivers", "bms", "sim"),
-    "root": ("defs", "drivers", "proto", "bms", "store", "app", "boards", "update"),  # firmware/main.py, boot.py
+    "recovery": ("defs", "drivers", "store", "update", "boards"),  # its frozen copies (recovery.app, .bms, .board) are its own
+    "root": ("defs", "drivers", "proto", "bms", "store", "app", "boards", "update", "recovery"),  # main.py, boot.py
 }
 ONLY = {"lib/bms/state.py": ("defs",)}
 PURE = ("defs", "proto", "bms", "update")

@@ -4,7 +4,8 @@ models) booted with the forced-update jumper fitted keeps both FETs open
 while its cells would allow them, tells the inverter 0 A, blinks RUN and ALM
 together, and takes a level's first secret only while its button is held;
 the same request without the jumper, or without the button, is refused and
-counted. With the button also held at boot the firmware does not start."""
+counted. With the button also held at boot the recovery mode runs instead
+(host_tests/test_recovery.py)."""
 import hashlib
 import hmac
 import sys
@@ -146,18 +147,6 @@ def test_a_malformed_commissioning_is_refused_and_changes_nothing(monkeypatch):
     fc, body = pdu(app, WriteMultipleRegistersRequest(address=PROVISION["register"], registers=regs))
     assert fc == 0x90 and body == b"\x02"
     assert not auth.has_secret(INSTALLER)
-
-
-def test_jumper_and_button_at_boot_keep_the_firmware_stopped_with_the_fets_off(monkeypatch, capsys):
-    mod = load("esp32_bq", monkeypatch)
-    rig = Rig(mod)
-    fm.WIRES[mod.PINS["jumper"]] = Level(True)
-    fm.WIRES[mod.PINS["button"]] = Level(True)
-    sys.modules.pop("main", None)
-    import main
-    main.main()
-    assert "button held: firmware not started" in capsys.readouterr().out
-    assert fm.WDTS == [] and rig.bq.fets() == 0
 
 
 @pytest.mark.parametrize("jumper", [False, True])

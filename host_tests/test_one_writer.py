@@ -141,7 +141,7 @@ NOT_REACHED = {
     "cal_done": "a calibration applied by the estimate stage (test_modbus_ctl)",
     "host_sleep_cmd": "a sleep/wake command (test_modbus_ctl)",
     "host_sleep_req": "a sleep/wake command (test_modbus_ctl)",
-    "update_hold": "a UDS programming session (test_uds_update)",
+    "update_hold": "an update session, UDS or Modbus (test_uds_update, test_modbus_update)",
 }
 
 

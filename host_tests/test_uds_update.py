@@ -476,7 +476,7 @@ def test_the_staged_image_is_booted_by_the_boot_part(tmp_path, mpy32):
     part[:len(a)] = a
     pack.part = SimPartition(pack.fs, T.PART_BYTES, data=part)
     pack.updater = lambda: W.Updater(pack.part, SlotStore(pack.fs), PUB, "host_sim", 1)
-    pack.svc.make_updater = pack.updater
+    pack.svc.hold.make_updater = pack.updater
     pack.files = {}
     c, _ = client(pack)
     U.update(c, data, activate=False)
@@ -539,7 +539,7 @@ def test_bmsctl_update_over_a_python_can_bus(tmp_path, capsys):
     # and its one-line errors
     assert bmsctl(["--via", "can:virtual:" + chan, "update", str(tmp_path / "fw.bmsu")]) == 1
     assert "needs the installer secret" in capsys.readouterr().err
-    assert bmsctl(["--via", "tcp:127.0.0.1:5020", "--secret-file", str(tmp_path / "inst.key"), "update",
+    assert bmsctl(["--via", "serial:/dev/x", "--secret-file", str(tmp_path / "inst.key"), "update",
                    str(tmp_path / "fw.bmsu")]) == 1
     assert "update runs over CAN" in capsys.readouterr().err
 

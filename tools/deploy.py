@@ -55,7 +55,7 @@ STORES = ("auto", "romfs", "mpy")
 # freezes: '.frozen' comes before '/lib' and '/rom' on the board's sys.path, so
 # their copies in the image or on littlefs would never run. --frozen leaves them
 # out (auto: asks the board which of them its firmware holds).
-FROZEN_LOWER = ("defs", "proto", "drivers", "store", "update")
+FROZEN_LOWER = ("defs", "proto", "drivers", "store", "update", "recovery")
 FROZEN_CHOICES = ("auto", "none", "lower")
 # prints each of FROZEN_LOWER that the board's firmware holds frozen (a frozen
 # module's __file__ has no leading '/': 'defs/__init__.py')
@@ -70,8 +70,11 @@ ROMFS_DIR = "rom"  # inside the build dir: the tree the image is built from
 # stays in flash, so they cost no RAM there)
 MPY_OPT = 3
 ROMFS_MAIN = "bms_main"  # firmware/main.py in the image (a main.py there would be shadowed by /main.py)
+# recovery.mode is frozen into the custom firmware: it runs when the boot part
+# found no valid slot (nothing mounted, no bms_main) or the jumper and the
+# button are held; else the firmware from the image
 MAIN_STUB = ("# The firmware runs from the ROMFS image at /rom (tools/deploy.py --store romfs)\n"
-             "import %s\n%s.main()\n" % (ROMFS_MAIN, ROMFS_MAIN))
+             "from recovery.mode import main\nmain(lambda: __import__(%r).main())\n" % ROMFS_MAIN)
 
 
 class DeployError(Exception):

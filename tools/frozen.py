@@ -9,12 +9,18 @@
 # Parts: `all` is everything `make deploy` ships but boot.py and the main.py
 # stub (which stay source on littlefs) and NOT_FROZEN; `lower` is the stable
 # lower layers (LOWER): the same on every board of an architecture, and what
-# a recovery needs (drivers, store, update); the app (app/, bms/, the board
-# module, main as bms_main) then stays in the ROMFS image. Frozen modules come
-# first on a board's sys.path ('', '.frozen', '/lib', '/rom', '/rom/lib'):
-# their copies in the image are shadowed.
+# a recovery needs (drivers, store, update, recovery); the app (app/, bms/, the
+# board module, main as bms_main) then stays in the ROMFS image. Frozen modules
+# come first on a board's sys.path ('', '.frozen', '/lib', '/rom', '/rom/lib'):
+# their copies in the image are shadowed. Both parts also freeze RECOVERY: the
+# board module and the modules the recovery's UDS server needs, copied under
+# recovery/ with their imports of each other renamed (recovery.board,
+# recovery.app.uds, ...), so the recovery mode needs nothing from the image
+# and an update still replaces the app's own board module, server and tables.
 import argparse
+import ast
 import os
+import re
 import shutil
 import sys
 
@@ -23,6 +29,11 @@ from tools import deploy
 PARTS = ("all", "lower")
 # top-level names (board-side paths without lib/) that the lower part freezes
 LOWER = deploy.FROZEN_LOWER
+# copied under recovery/ for recovery.mode (targets as staged(): lib/ taken off)
+RECOVERY = ("board.py", "bq_board.py", "app/__init__.py", "app/service.py", "app/canport.py", "app/hostcan.py",
+            "app/updsess.py", "app/uds.py", "bms/__init__.py", "bms/auth.py", "bms/params.py", "bms/prows.py",
+            "bms/pnames.py")
+_RENAMED = ("app", "bms", "board", "bq_board")  # the top-level names the copies import each other by
 # deployed but never imported on the board: the simulator, the host-side table
 NOT_FROZEN = ("sim", "bms/ptable.py")
 
@@ -43,6 +54,7 @@ def staged(board, part, root=deploy.REPO_ROOT):
                     store="romfs")
     rewrites = dict(p.rewrites)
     out = []
+    copies = []
     for f in p.files:
         if f.src is None or not f.compiled:
             continue
@@ -52,7 +64,71 @@ def staged(board, part, root=deploy.REPO_ROOT):
         if _in_part(target, part):
             src = os.path.join(p.build_dir, "src", f.build[:-4] + ".py")
             out.append((src if src in rewrites else f.src, target, rewrites.get(src)))
+        elif target in RECOVERY:
+            src = os.path.join(p.build_dir, "src", f.build[:-4] + ".py")
+            copies.append((src if src in rewrites else f.src, target, rewrites.get(src)))
+    return out + recovery_copies(copies + out)
+
+
+def _module(target):
+    return target[:-3].replace("/", ".").replace(".__init__", "")
+
+
+def _project_imports(text):
+    """[(module name, is a plain `import X`)] of every import in text (module
+    level and in functions), relative imports excluded."""
+    out = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out += [(node.module + "." + a.name, False) for a in node.names] + [(node.module, False)]
+        elif isinstance(node, ast.Import):
+            out += [(a.name, True) for a in node.names]
     return out
+
+
+_IMPORT = re.compile(r"^(\s*from\s+)(%s)\b" % "|".join(_RENAMED), re.M)
+
+
+def recovery_copies(files):
+    """[(source, recovery/target, text)] from the staged files (source, target,
+    text or None) of RECOVERY whose imports all resolve to the lower part or to
+    each other (a bench board module needs the simulator: no board copy, the
+    recovery then builds the deployed board); raises DeployError when the UDS
+    server's set does not close."""
+    by_target = {t: (src, text) for src, t, text in files}
+    texts = {}
+    for t in RECOVERY:
+        if t not in by_target:
+            continue
+        src, text = by_target[t]
+        if text is None:
+            with open(src, encoding="utf-8") as f:
+                text = f.read()
+        texts[t] = (src, text)
+    mods = set(_module(t) for t in texts)
+    boards = ("board.py", "bq_board.py")
+    for t in [t for t in RECOVERY if t in texts]:
+        if t not in texts:
+            continue  # a board copy dropped above
+        for name, plain in _project_imports(texts[t][1]):
+            top = name.split(".")[0]
+            if top in NOT_FROZEN and t in boards:  # a bench board module: the simulator
+                for b in boards:
+                    texts.pop(b, None)
+                break
+            if top in LOWER or top not in _RENAMED or any(
+                    (name + ".").startswith(_module(x) + ".") for x in NOT_FROZEN if x.endswith(".py")):
+                continue  # frozen already, not ours, or host-side only (never imported on a board)
+            if plain:
+                raise deploy.DeployError("%s: `import %s` cannot be renamed for the recovery copy" % (t, name))
+            if name not in mods and name.rsplit(".", 1)[0] not in mods:
+                if t in boards:
+                    for b in boards:
+                        texts.pop(b, None)
+                    break
+                raise deploy.DeployError("%s imports %s, which RECOVERY does not copy" % (t, name))
+    return [(src, "recovery/" + t, _IMPORT.sub(r"\1recovery.\2", text)) for t, (src, text) in
+            ((t, texts[t]) for t in RECOVERY if t in texts)]
 
 
 MANIFEST = ('# written by tools/frozen.py: the %s part of board %s, deployed copies\n'

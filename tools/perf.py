@@ -417,6 +417,36 @@ def rtu_figures(reads):
     print("  (through the master: the relay's own time on the link for units 2..%d not included)" % PACKS)
 
 
+def rs485_update_figures():
+    """The firmware update over Modbus file records (app.hostupd) on RS485:
+    per block one FC 0x15 request (pymodbus's encoding, the real RTU length)
+    and its reply, which Modbus makes an echo of the request (6.15); the
+    reply leaves at a read of the port (the router reads every app.link
+    LINK_MS), the next request follows it at once. A model of the wire and
+    the read cadence, not a serial measurement; the board's CPU per block
+    (SHA-256 and a flash program of 240 bytes) is not included."""
+    import math
+    from pymodbus.pdu.file_message import FileRecord, WriteFileRecordRequest
+    from app.hostupd import BLOCK_BYTES, FILE_DATA
+    from app.link import LINK_MS
+    from tools.fuzz_host import adu
+    req = WriteFileRecordRequest(records=[FileRecord(file_number=FILE_DATA, record_number=1,
+                                                     record_data=bytes(BLOCK_BYTES))])
+    n = len(adu(2, bytes([req.function_code]) + req.encode()))
+    print("firmware update over RS485 (Modbus FC 0x15, %d data bytes per %d-byte request and its echo):"
+          % (BLOCK_BYTES, n))
+    for baud in RTU_BAUDS:
+        line = baud / RTU_BITS_PER_CHAR
+        busy = 2 * (n * RTU_BITS_PER_CHAR / baud + t35_s(baud))
+        out = []
+        for read_ms in (LINK_MS, 10):
+            cycle = math.ceil(busy * 1000 / read_ms) * read_ms / 1000
+            out.append("%.0f B/s = %.0f %%" % (BLOCK_BYTES / cycle, 100 * BLOCK_BYTES / cycle / line))
+        print("  %6d baud (line %.0f B/s after framing, goal >= 80 %%): port read every %d ms %s; every 10 ms %s; "
+              "the echo alone caps it at %.0f %%" % (baud, line, LINK_MS, out[0], out[1],
+                                                    100 * BLOCK_BYTES / (busy * line)))
+
+
 class Tester:
     """A PC tool on the simulated link bus speaking ISO-TP (ISO 15765-2) to the
     packs' host protocol on 0x18EF_TA_SA (app.hostcan): requests as single
@@ -586,6 +616,7 @@ def main():
     ram.figures()
     reads = live_reads()
     rtu_figures(reads)
+    rs485_update_figures()
     can_figures(reads)
     t0 = time.perf_counter()
     week_figures()

@@ -30,6 +30,7 @@ class App:
         self.protect = self.control = self.estimate = self.indicate = self.button = None
         self.link = self.system = self.cycle = self.inverter = None
         self.host = []  # app.compose.host: the host protocol services
+        self.uds = self.update = None  # app.compose: the UDS port, the shared update transfer (app.updsess)
         self.services = []
         if store is not None:
             from app.persist import Persist, MAX_FAILED_STARTS

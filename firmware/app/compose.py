@@ -105,8 +105,9 @@ def host(app, board, ports, present=None):
     """The host protocol (PC tool, SCADA): Modbus RTU on Link IN (the binary
     bytes there), the same PDUs over ISO-TP on CAN, the relay of RTU units
     to the other packs (over CAN, else along the RS485 chain: the RTU replies
-    on Link OUT); [services]. present(): physical presence for
-    commissioning (maintenance mode only)."""
+    on Link OUT), the update session over Modbus file records
+    (app.hostupd, on app.update); [services]. present(): physical presence
+    for commissioning (maintenance mode only)."""
     from app.host import Host
     from app.hostcan import HostCan, SELECTION
     journal = None
@@ -114,8 +115,12 @@ def host(app, board, ports, present=None):
         from app.hostctl import Journal
         journal = Journal(app.persist)
     rin = ports.link_in
+    def update():
+        from app.hostupd import HostUpdate
+        from update.updater import file_check
+        return HostUpdate(svc, app.update, lambda: app.restart, file_check(board))
     svc = Host(app.state, app.params, app.system.view, rin.port if rin is not None else None, _auth(app),
-               journal=journal, present=present)
+               journal=journal, present=present, update=update if app.update is not None else None)
     svc.link = app.link
     svc.restart = lambda: _restart(app)
     out = [svc]
@@ -138,21 +143,19 @@ def host(app, board, ports, present=None):
     return out
 
 
-def _make_updater(app, board):
-    """update.updater.Updater's factory for app.uds (imported only when a
-    download starts): the board's ROMFS partition (board.rom, else
-    vfs.rom_ioctl(2, 0)), the slot record, the key and recovery version the
-    boot part trusts (update.trust); None without a store or a board name."""
-    name = getattr(board, "name", None)
-    if app.store is None or name is None:
-        return None
-
-    def make():
-        from store.slotstore import SlotStore
-        from update import trust
-        from update.updater import Updater, partition
-        return Updater(partition(board), SlotStore(app.store.fs), trust.PUBLIC_KEY, name, trust.RECOVERY_VERSION)
-    return make
+def _update_session(app, board):
+    """The pack's app.updsess.UpdateSession: its Updater (update.updater.for_board:
+    the board's ROMFS partition, the slot record, the key and recovery version
+    the boot part trusts) is imported only when a download starts; none
+    without a store or a board name."""
+    from app.updsess import UpdateSession
+    make = None
+    if app.store is not None and getattr(board, "name", None) is not None:
+        def make():
+            from store.slotstore import SlotStore
+            from update.updater import for_board
+            return for_board(board, SlotStore(app.store.fs))
+    return UpdateSession(app.state, make)
 
 
 def uds(app, board, ports):
@@ -170,29 +173,19 @@ def uds(app, board, ports):
         from app.uds import Uds
         from app.host import VERSION
         from update import boot
+        from update.updater import file_check
         slot_store = None
         if app.store is not None:
             from store.slotstore import SlotStore
             slot_store = SlotStore(app.store.fs)
         persist = app.persist
         return Uds(app.state, app.params, app.host[0].auth, ports.can, address, ports.can_rx,
-                   _make_updater(app, board), slot_store, boot.RUNNING, VERSION, lambda: app.restart,
-                   persist.restore_defaults if persist is not None else None, _file_digest(board))
+                   None, slot_store, boot.RUNNING, VERSION, lambda: app.restart,
+                   persist.restore_defaults if persist is not None else None, file_check(board),
+                   hold=app.update)
     svc = UdsPort(address, make)
     ports.can_rx.subscribe(svc, SELECTION)  # the host protocol's (0x18......): no further mask on the chip
     return svc
-
-
-def _file_digest(board):
-    """file_digest(slot, name) of the check routine: the file in the slot's
-    image through vfs.VfsRom (None on a port without it: files unchecked)."""
-    try:
-        import vfs
-        vfs.VfsRom
-    except (ImportError, AttributeError):
-        return None
-    from update.updater import romfs_digest
-    return lambda slot, name: romfs_digest(vfs, board, slot, name)
 
 
 def _presence(board):
@@ -246,6 +239,8 @@ def pack(board, params=None, store=None, clock=None, maintenance=False):
     app.inverter = inverter(st, prm, app.system.view, board, ports, app.link)
     services.append(app.inverter)
     services.append(app.link)
+    # the one update transfer the sessions share (UDS on CAN, Modbus file records)
+    app.update = _update_session(app, board)
     # [Host, HostCan, Relay]: after the link, whose tick reads the ports
     app.host = host(app, board, ports, _presence(board) if maintenance else None)
     services += app.host

@@ -23,6 +23,8 @@
 #               each change journalled (journal.changed) and the parameters saved
 #   300..322    CTL: clock, device control, calibration (app.hostctl)
 #   FC 0x14     the event history as file records (app.hostfile)
+#   FC 0x14/15  files 0xFF00.. (hostupd.FILE_CTL, FILE_DATA): the firmware update
+#               session (app.hostupd, built at its first request)
 #   40000..     SunSpec (proto.sunspec): 'SunS', 1, 802 (system), 803 (the system
 #               as a bank, a string per link address), 804 (this pack's
 #               string), 805 (this pack), end
@@ -85,20 +87,25 @@ _VIEWS = const(24)  # RTU reply lengths whose memoryview is kept
 GAP_MS = const(250)
 PORT_RTU = const(1)  # auth's port id of the RTU port (app.hostcan: 0x100 + SA)
 RESTART_DELAY_MS = const(200)  # the reply of a restart command leaves the UART / CAN chip first
+UPDATE_FILES = const(0xFF00)  # app.hostupd.FILE_CTL: file records from here are the update session's
 
 
 class Host(Service):
     name = "host"
     period_ms = 50
 
-    def __init__(self, state, params, view, port=None, auth=None, unit=1, journal=None, present=None):
+    def __init__(self, state, params, view, port=None, auth=None, unit=1, journal=None, present=None,
+                 update=None):
         """view: the system view (bms.system) model 802 shows; port: where RTU
         replies go (write()); auth: lib/bms/auth's API (None: no session ever,
         every write refused); journal: app.hostctl.Journal's API (the event
         history, the store, the clock; None: parameter writes stay in RAM, no
         history, clock or defaults); present(): someone is at the pack (only
-        in maintenance mode: the button held now; None: never)."""
+        in maintenance mode: the button held now; None: never); update() ->
+        the app.hostupd.HostUpdate of files 0xFF00.. (None: FC 0x15 not served)."""
         self.present = present
+        self.make_update = update
+        self.upd = None
         self.st = state
         self.params = params
         self.view = view
@@ -165,6 +172,8 @@ class Host(Service):
         self.now_ms = now_ms
         if self.auth is not None:
             self.auth.tick(now_ms)
+        if self.upd is not None:
+            self.upd.tick(now_ms)
         if self._fed:
             self._byte_ms = now_ms
             self._fed = False
@@ -211,11 +220,16 @@ class Host(Service):
             for i in range(5):  # FC06 echoes the request, FC16 its address and count
                 out[i] = req[i]
             return 5
-        if fc == mb.FC_READ_FILE:
-            return hostfile.read(self, req, r, out)
+        if fc == mb.FC_READ_FILE or fc == mb.FC_WRITE_FILE:
+            if self.make_update is not None and (fc == mb.FC_WRITE_FILE or get_u16(req, r.data + 1) >= UPDATE_FILES):
+                if self.upd is None:
+                    self.upd = self.make_update()
+                return self.upd.pdu(req, r, out, port)
+            if fc == mb.FC_READ_FILE:
+                return hostfile.read(self, req, r, out)
         if fc == mb.FC_MEI:
             return self._device_id(r, out)
-        return mb.exception(out, fc, mb.EX_ILLEGAL_FUNCTION)  # 0x15: the update issue
+        return mb.exception(out, fc, mb.EX_ILLEGAL_FUNCTION)
 
     # -- reads ---------------------------------------------------------------------
     def _read(self, a, c, out, o, port):

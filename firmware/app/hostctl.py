@@ -51,8 +51,9 @@ R_RANGE = const(3)
 R_INVALID = const(4)
 R_LOGIN = const(5)
 R_NOT_PRESENT = const(6)
+R_UPDATE = const(7)  # app.hostupd: the update session refused (the text says why)
 REASONS = ("ok", "no installer session", "read-only", "out of range", "refused by validate",
-           "login failed", "commissioning needs the jumper at boot and the button held")
+           "login failed", "commissioning needs the jumper at boot and the button held", "update refused")
 
 CTL = const(300)
 H_CLOCK = const(0)

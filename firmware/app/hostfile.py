@@ -11,7 +11,7 @@
 # or not yet held, or a reply over 253 bytes); parse() already answered 03 for a
 # malformed request. Reads of the history may allocate (rare, from flash).
 from proto import modbus as mb
-from proto.wire import put_u16, get_u16
+from proto.wire import put_u16
 
 from defs.const import const
 
@@ -38,15 +38,11 @@ def read(h, req, r, out):
     i = r.data
     o = 2
     for _ in range(r.count):
-        f = get_u16(req, i + 1)
-        rec = get_u16(req, i + 3)
-        n = get_u16(req, i + 5)
+        f, rec, n = mb.file_sub(req, i)
         i += 7
-        if o + 2 + 2 * n > mb.MAX_PDU or n == 0:
+        o = mb.file_reply(out, o, n)
+        if o < 0:
             return mb.exception(out, r.fc, mb.EX_ILLEGAL_ADDRESS)
-        out[o] = 1 + 2 * n
-        out[o + 1] = mb.FILE_REF_TYPE
-        o += 2
         if f == FILE_INDEX:
             if rec + n > INDEX_REGS:
                 return mb.exception(out, r.fc, mb.EX_ILLEGAL_ADDRESS)

@@ -10,8 +10,9 @@
 #        (`004` 7.3: the battery idle or its relays cut off before an upgrade;
 #        refused 0x22 otherwise, nothing is switched under load); while it
 #        lasts state.update_hold asks control to hold both FETs open and the
-#        limits to send CCL = DCL = 0; it ends with 0x10 01, S3 (5 s without a
-#        request) or a reset.
+#        limits to send CCL = DCL = 0 (app.updsess, which the Modbus session
+#        shares: while it holds the pack 0x10 02 is refused 0x22); it ends with
+#        0x10 01, S3 (5 s without a request) or a reset.
 #   0x27 01/02 security access = the installer login of bms.auth: the seed is
 #        a fresh nonce (auth.challenge), the key HMAC-SHA-256(installer secret,
 #        seed + 0x02), the Modbus login's answer (auth.login); lock-out,
@@ -30,6 +31,7 @@ from array import array
 from defs.const import const
 from app.service import Service
 from app.hostcan import send_due
+from app.updsess import UpdateSession
 from bms import auth as A
 from bms import params as P
 from defs.ticks import ticks_diff
@@ -56,7 +58,7 @@ class Uds(Service):
     period_ms = IDLE_MS
 
     def __init__(self, state, params, auth, can, address, can_rx=None, make_updater=None, slot_store=None,
-                 running=-1, version=b"", restart=None, defaults=None, file_digest=None):
+                 running=-1, version=b"", restart=None, defaults=None, file_digest=None, hold=None):
         """auth: bms.auth.Auth (the host protocol's); address(): this pack's
         link address; make_updater() -> update.updater.Updater (called at
         the first request download; None: no update on this install);
@@ -65,14 +67,16 @@ class Uds(Service):
         restarts the MCU, or None (then 0x11 and activate are refused 0x22:
         main.py sets app.restart after the composition); defaults():
         parameters to defaults;
-        file_digest(slot, name): for the check routine (update.updater)."""
+        file_digest(slot, name): for the check routine (update.updater);
+        hold: the pack's app.updsess.UpdateSession (shared with the Modbus
+        session; default: one of its own on make_updater)."""
         self.state = state
         self.params = params
         self.auth = auth
         self.can = can
         self.can_rx = can_rx
         self.address = address
-        self.make_updater = make_updater
+        self.hold = hold if hold is not None else UpdateSession(state, make_updater)
         self.slot_store = slot_store
         self.running = running
         self.version = version
@@ -93,7 +97,6 @@ class Uds(Service):
         self._reset_due = False
         self.session = U.DEFAULT
         self._last_ms = 0  # last request (S3)
-        self.upd = None
         self._dl = False  # a download is open (0x34 accepted, no 0x37 / refusal since)
         self._seq = 1
         self.busy = 0
@@ -170,8 +173,12 @@ class Uds(Service):
         if self.session != U.DEFAULT and self.tester >= 0:
             self.auth.logout(PORT_BASE + self.tester)
         self.session = U.DEFAULT
-        self._dl = False  # the transfer itself stays in self.upd: a new session may resume it
-        self.state.update_hold = False
+        self._dl = False  # the transfer itself stays in the UpdateSession: a new session may resume it
+        self.hold.release(self)
+
+    @property
+    def upd(self):
+        return self.hold.upd
 
     # -- answers -------------------------------------------------------------------
     def _neg_raw(self, sid, nrc):
@@ -258,10 +265,9 @@ class Uds(Service):
         if sub == U.DEFAULT:
             self._end_session()
         elif sub == U.PROGRAMMING:
-            if not self._idle():
+            if not self._idle() or not self.hold.take(self):
                 return self._neg(U.SESSION, U.NRC_CONDITIONS)
             self.session = U.PROGRAMMING
-            self.state.update_hold = True
         else:
             return self._neg(U.SESSION, U.NRC_SUB_NOT_SUPPORTED)
         o = self.out
@@ -328,15 +334,11 @@ class Uds(Service):
         size = 0
         for i in range(ls):
             size = (size << 8) | req[3 + la + i]
-        if self.upd is None:
-            if self.make_updater is None:
-                return self._neg(sid, U.NRC_CONDITIONS)
-            try:
-                self.upd = self.make_updater()
-            except (OSError, ImportError, MemoryError):
-                return self._neg(sid, U.NRC_CONDITIONS)
+        u = self.hold.updater()
+        if u is None:
+            return self._neg(sid, U.NRC_CONDITIONS)
         from update import updater as W
-        r = self.upd.begin(size, addr)
+        r = u.begin(size, addr)
         if r:
             self._dl = False
             if r == W.R_NO_SLOTS:

@@ -9,19 +9,8 @@ from defs import codes, modes
 # the pattern numbers and LED positions (defs.leds), also read as indicate.X
 from defs.leds import OFF, ON, FLASH1, FLASH2, FLASH3, BEEP1, BEEP2, BEEP3, NAMES
 from defs.leds import RUN, ALM, SOC0, N_SOC, MS, N_LEDS
+from defs.leds import is_lit, UPDATE_MODE  # noqa: F401 (is_lit re-exported: app.indicate)
 
-# (on_ms, period_ms) per pattern, `000` 3.3.3.4 / `003` 5.4 (LEDs), `003` 5.2 (buzzer).
-_ON_MS = (0, 1, 250, 500, 500, 250, 250, 250)
-_PERIOD_MS = (1, 1, 4000, 1000, 2000, 1000, 2000, 3000)
-
-
-def is_lit(pattern, phase_ms):
-    """Pin level of a pattern phase_ms after the pattern started."""
-    if pattern == OFF:
-        return False
-    if pattern == ON:
-        return True
-    return phase_ms % _PERIOD_MS[pattern] < _ON_MS[pattern]
 
 
 def run_pattern(mode):
@@ -166,8 +155,8 @@ def fill_maintenance(leds):
     rest off."""
     for k in range(N_LEDS):
         leds[k] = OFF
-    leds[RUN] = FLASH2
-    leds[ALM] = FLASH2
+    leds[RUN] = UPDATE_MODE
+    leds[ALM] = UPDATE_MODE
 
 
 # --- sequences (PackState.seq, started at PackState.seq_start_ms) ---------------

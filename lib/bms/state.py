@@ -137,6 +137,6 @@ class PackState:
         self.cal_done = 0  # app.estimate
         self.host_sleep_cmd = 0  # app.hostctl
         self.host_sleep_req = 0  # app.hostctl
-        # a UDS programming session is open (the firmware update, issue 15): control
+        # an update session is open (UDS or Modbus; the firmware update, issue 15): control
         # holds both FETs open, the limits send CCL = DCL = 0 while it lasts
-        self.update_hold = False  # app.uds
+        self.update_hold = False  # app.updsess

@@ -273,6 +273,22 @@ def parse(req, n, r):
     return EX_ILLEGAL_FUNCTION
 
 
+def file_sub(req, i):
+    """(file, record, length in registers) of the FC 0x14/0x15 sub-request at
+    req[i:] (7 bytes; an FC 0x15 one's data follows)."""
+    return get_u16(req, i + 1), get_u16(req, i + 3), get_u16(req, i + 5)
+
+
+def file_reply(out, o, n):
+    """The header of an FC 0x14 sub-response of n registers at out[o:]; where
+    its data starts, or -1 (nothing written) when n is 0 or it would pass MAX_PDU."""
+    if n == 0 or o + 2 + 2 * n > MAX_PDU:
+        return -1
+    out[o] = 1 + 2 * n
+    out[o + 1] = FILE_REF_TYPE
+    return o + 2
+
+
 def _parse_file(req, n, r):
     """FC20: byte count 0x07..0xF5, 7-byte sub-requests (type 6, file,
     record 0..9999, length). FC21: byte count 0x09..0xFB, sub-requests of

@@ -1,6 +1,7 @@
 # Owns receiving one update bundle (issue 15; layout: update.bundle) into the
-# inactive image slot, transport-independent (app.uds drives it over UDS; the
-# Modbus file-record session would drive the same calls):
+# inactive image slot, transport-independent (app.uds drives it over UDS,
+# app.hostupd over Modbus file records, both through app.updsess; the
+# recovery mode the same app.uds), and the updater of a board (for_board):
 #   begin(total, offset)  a new transfer of `total` bundle bytes (offset 0), or
 #                         the resume of the one under way (offset = received)
 #   feed(data, i, j)      the next bytes, in order
@@ -269,3 +270,24 @@ def romfs_digest(vfs, board, slot, name, slot_bytes=SLOT_BYTES):
         h.update(memoryview(buf)[:n])
     f.close()
     return binascii.hexlify(h.digest()).decode()
+
+
+def for_board(board, slot_store):
+    """The Updater of board (its partition, board.name) with the key and the
+    recovery version the boot part trusts (update.trust); None without a board name."""
+    name = getattr(board, "name", None)
+    if name is None:
+        return None
+    from update import trust
+    return Updater(partition(board), slot_store, trust.PUBLIC_KEY, name, trust.RECOVERY_VERSION)
+
+
+def file_check(board):
+    """file_digest(slot, name) for check(): the file in the slot's image
+    through vfs.VfsRom; None on a port without it (files unchecked)."""
+    try:
+        import vfs
+        vfs.VfsRom
+    except (ImportError, AttributeError):
+        return None
+    return lambda slot, name: romfs_digest(vfs, board, slot, name)

@@ -397,8 +397,8 @@ def build_parser():
     p.add_argument("--key", default=DEV_KEY, help="private key (default: the public development key)")
     p.add_argument("--out", required=True)
     p.set_defaults(fn=cmd_bundle, local=True)
-    p = sub.add_parser("update", help="update one pack's firmware over CAN (UDS; --via can:..., --unit, "
-                       "--secret-file with the installer secret)")
+    p = sub.add_parser("update", help="update one pack's firmware over CAN (UDS; --via can:...) or Modbus file "
+                       "records (--via rtu:/tcp:), --unit, --secret-file with the installer secret")
     p.add_argument("file", help="a bundle from bmsctl bundle")
     p.add_argument("--no-activate", action="store_true", help="stage the image, do not restart into it")
     p.set_defaults(fn=_update, local=True)
@@ -426,6 +426,7 @@ def main(argv=None, out=None, transport=None):
     t = None
     try:
         if getattr(args, "local", False):
+            args.transport = transport
             return args.fn(args, out)
         args.regmap = load_map(args.map_file)
         t = transport or open_transport(args.via, args.timeout)

@@ -155,7 +155,8 @@ def open_can_client(via, unit, secret, timeout_s=2.0):
     iface, _, chan = rest.partition(":")
     chan, _, rate = chan.partition(":")
     if kind != "can" or not iface or not chan:
-        raise UpdateError("update runs over CAN: --via can:INTERFACE:CHANNEL[:BITRATE], got %r" % via)
+        raise UpdateError("update runs over CAN (--via can:INTERFACE:CHANNEL[:BITRATE]) or Modbus file records "
+                          "(rtu:DEVICE[:BAUD], tcp:HOST:PORT), got %r" % via)
     try:
         bus = open_bus(iface, chan, int(rate) if rate else None)
     except Exception as e:  # noqa: python-can raises many kinds for a missing interface
@@ -188,6 +189,9 @@ def cmd_update(args, out):
     except OSError as e:
         raise CtlError("cannot read %s: %s" % (args.file, e.strerror))
     secret = read_secret(args.g_secret_file)
+    if args.via.split(":")[0] in ("rtu", "tcp") or getattr(args, "transport", None) is not None:
+        from tools.bmsctl.mbupdate import cmd_update_modbus  # Modbus file records (FC 0x15)
+        return cmd_update_modbus(args, out, data, secret, getattr(args, "transport", None))
     try:
         client, close = open_can_client(args.via, args.unit, secret, args.timeout or 2.0)
     except UpdateError as e:

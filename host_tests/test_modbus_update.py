@@ -1,0 +1,234 @@
+"""The firmware update session over Modbus file records (issue 15;
+app.hostupd): bmsctl's client (tools/bmsctl/mbupdate.py, pymodbus's FileRecord
+PDUs, not the board's encoder) against the board's real host handler
+in-process (test_bmsctl's InProcess transport), on the same updater, slot
+record and simulated partition as test_uds_update. Shown: a good bundle is
+written, verified, staged and activated, the pack held idle meanwhile; the
+negative set comes back with its Modbus exception and DIAG reason, and stages
+nothing: no installer session, a bad signature, one flipped byte, a block out
+of order, current flowing, the UDS session holding the pack; an interrupted
+transfer resumes; a session left open ends by itself."""
+import io
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import pytest
+from pymodbus.pdu import DecodePDU, ExceptionResponse
+from pymodbus.pdu.file_message import FileRecord, WriteFileRecordRequest
+
+from app.host import Host
+from app.hostupd import BLOCK_BYTES as BLOCK, HostUpdate, SESSION_MS
+from app.updsess import UpdateSession
+from bms import auth as A
+from bms.params import Params
+from bms.state import PackState
+from bms.system import SystemView, from_pack
+from simflash import SimFlash, SimPartition
+from store import cred as C
+from store.slotstore import SlotStore
+from test_bmsctl import InProcess, PORT_ID
+from test_uds_update import PUB, SLOT, IMAGE, FILES, bundle
+from tools.bmsctl import mbupdate as M
+from tools.bmsctl.cli import main as bmsctl
+from tools.bmsctl.client import CtlError, Pack as Client, load_map
+from update import boot as B
+from update import slots as S
+from update import updater as W
+import hashlib
+
+SECRET = bytes(range(32))
+MAP = load_map()
+
+
+class Rig:
+    """One pack's host handler with the update session on a SimFlash record
+    (slot A confirmed, counter 3) and a simulated partition."""
+
+    def __init__(self):
+        self.fs = SimFlash()
+        C.CredStore(self.fs).save({A.INSTALLER: SECRET})
+        rec = B.factory()
+        rec[S.COUNTER0] = rec[S.FLOOR] = 3
+        SlotStore(self.fs).save(rec)
+        self.part = SimPartition(self.fs, 2 * SLOT)
+        self.st = PackState()
+        self.params = Params()
+        view = SystemView()
+        from_pack(view, self.st, self.params)
+        self.auth = A.Auth(C.CredStore(self.fs), self.params, _rng())
+        self.hold = UpdateSession(self.st, lambda: W.Updater(self.part, SlotStore(self.fs), PUB, "host_sim", 1,
+                                                             slot_bytes=SLOT))
+        self.resets = 0
+        self.host = Host(self.st, self.params, view, None, self.auth, unit=1,
+                         update=lambda: HostUpdate(self.host, self.hold, lambda: self._reset, self._digest))
+        self.t = InProcess(self.host)
+        self.now = 0
+
+    def _reset(self):
+        self.resets += 1
+
+    @staticmethod
+    def _digest(slot, name):
+        return hashlib.sha256(FILES[name]).hexdigest() if name in FILES else None
+
+    def tick(self, ms=100):
+        self.now += ms
+        self.host.tick(self.now)
+
+    def client(self, login=True):
+        c = Client(self.t, 1, MAP)
+        if login:
+            c.login(A.INSTALLER, SECRET)
+        return c
+
+    def record(self):
+        return SlotStore(self.fs.remount()).load()[0]
+
+
+def _rng():
+    n = [0]
+
+    def rng(k):
+        n[0] += 1
+        return hashlib.sha256(b"n%d" % n[0]).digest()[:k]
+    return rng
+
+
+def raw(rig, file_number, record, data):
+    """An FC 0x15 request by pymodbus; (exception code or 0, DIAG text)."""
+    req = WriteFileRecordRequest(records=[FileRecord(file_number=file_number, record_number=record,
+                                                     record_data=data)])
+    reply = rig.t.exchange(1, bytes([req.function_code]) + req.encode())
+    r = DecodePDU(False).decode(reply)
+    if isinstance(r, ExceptionResponse):
+        d = Client(rig.t, 1, MAP).diag_or_none()
+        return r.exception_code, d["text"]
+    assert r.records[0].record_data == data  # the normal response echoes the request
+    return 0, ""
+
+
+def begin(n, offset=0):
+    return bytes([0, M.CMD_BEGIN]) + n.to_bytes(4, "big") + offset.to_bytes(4, "big")
+
+
+def test_a_good_bundle_over_file_records_is_staged_activated_and_the_pack_held_idle(tmp_path):
+    rig = Rig()
+    data = bundle()
+    (tmp_path / "fw.bmsu").write_bytes(data)
+    (tmp_path / "inst.key").write_text(SECRET.hex())
+    seen = []
+    real = M._write
+
+    def spy(pack, f, rec, chunk, what):
+        real(pack, f, rec, chunk, what)
+        if f == M.FILE_DATA:
+            seen.append((rec, rig.st.update_hold))
+    M._write = spy
+    try:
+        out = io.StringIO()
+        assert bmsctl(["--via", "tcp:x:1", "--secret-file", str(tmp_path / "inst.key"), "update",
+                       str(tmp_path / "fw.bmsu")], out=out, transport=rig.t) == 0
+    finally:
+        M._write = real
+    assert "staged, %d bytes verified" % len(data) in out.getvalue()
+    assert [r for r, _ in seen] == list(range(-(-len(data) // BLOCK)))  # every block once, in order
+    assert all(h for _, h in seen)  # held idle (FETs open, 0 A limits) through the transfer
+    assert bytes(rig.part.buf[SLOT:SLOT + len(IMAGE)]) == IMAGE
+    rec = rig.record()
+    assert rec[S.PENDING] == 1 and rec[S.COUNTER1] == 5
+    assert rig.resets == 0
+    rig.tick()  # activate: the reset comes after the reply went out
+    assert rig.resets == 1 and not rig.st.update_hold
+
+
+def _staged_nothing(rig):
+    rec = rig.record()
+    assert rec[S.PENDING] == S.NONE and rec[S.CONFIRMED] == 0
+
+
+def test_without_an_installer_session_nothing_is_accepted_and_the_refusal_is_counted():
+    rig = Rig()
+    data = bundle()
+    before = rig.auth.refused
+    assert raw(rig, M.FILE_CTL, 0, begin(len(data)))[0] == 1
+    assert raw(rig, M.FILE_DATA, 0, data[:BLOCK])[0] == 1
+    assert rig.auth.refused == before + 2 and rig.host.reason == 1  # DIAG: no installer session
+    assert not rig.st.update_hold and rig.hold.upd is None
+    with pytest.raises(CtlError, match="exception 01"):
+        M.status(rig.client(login=False))
+    _staged_nothing(rig)
+
+
+@pytest.mark.parametrize("case,make,where,exc,reason", [
+    ("bad signature", lambda: bundle(key=Ed25519PrivateKey.generate()), "data", 3, "signature"),
+    ("one flipped byte in the image", lambda: _flip(bundle(), -100), "check", 3, "hash"),
+    ("wrong board", lambda: bundle(board="esp32_bq"), "data", 3, "board"),
+])
+def test_refused_with_its_exception_and_diag_reason_and_nothing_staged(case, make, where, exc, reason):
+    rig = Rig()
+    c = rig.client()
+    with pytest.raises(CtlError) as e:
+        M.update(c, make())
+    msg = str(e.value)
+    assert ("update %s" % ("check" if where == "check" else "block")) in msg
+    assert "exception %02X" % exc in msg and "update refused: " + reason in msg
+    _staged_nothing(rig)
+    assert rig.host.refused >= 1
+
+
+def _flip(data, at):
+    b = bytearray(data)
+    b[at] ^= 0x01
+    return bytes(b)
+
+
+def test_a_block_out_of_order_or_repeated_is_refused_and_changes_nothing():
+    rig = Rig()
+    rig.client()
+    data = bundle()
+    assert raw(rig, M.FILE_CTL, 0, begin(len(data))) == (0, "")
+    assert raw(rig, M.FILE_DATA, 0, data[:BLOCK])[0] == 0
+    code, text = raw(rig, M.FILE_DATA, 2, data[2 * BLOCK:3 * BLOCK])  # skipped one
+    assert code == 2 and "not the next block (1)" in text
+    assert raw(rig, M.FILE_DATA, 0, data[:BLOCK])[0] == 2  # repeated
+    code, text = raw(rig, M.FILE_DATA, 1, data[BLOCK:BLOCK + 10])  # a short block
+    assert code == 3 and "120 registers" in text
+    assert rig.hold.upd.received == BLOCK and rig.hold.upd.state in (W.HEADER, W.IMAGE)
+    assert raw(rig, M.FILE_DATA, 1, data[BLOCK:2 * BLOCK])[0] == 0  # the right one still goes on
+    assert rig.hold.upd.received == 2 * BLOCK
+
+
+def test_refused_while_current_flows_and_while_the_uds_session_holds_the_pack():
+    rig = Rig()
+    c = rig.client()
+    rig.st.current_ma = 5000
+    with pytest.raises(CtlError, match="exception 06.*current flows"):
+        M.update(c, bundle())
+    assert not rig.st.update_hold and rig.hold.upd is None
+    rig.st.current_ma = 0
+    other = object()
+    assert rig.hold.take(other)  # app.uds in its programming session
+    with pytest.raises(CtlError, match="exception 06.*another session holds the pack"):
+        M.update(c, bundle())
+    rig.hold.release(other)
+    _staged_nothing(rig)
+
+
+def test_an_interrupted_transfer_resumes_and_a_silent_session_ends_by_itself():
+    rig = Rig()
+    c = rig.client()
+    data = bundle()
+    assert raw(rig, M.FILE_CTL, 0, begin(len(data)))[0] == 0
+    for k in range(3):
+        assert raw(rig, M.FILE_DATA, k, data[k * BLOCK:(k + 1) * BLOCK])[0] == 0
+    s = M.status(c)
+    assert s["received"] == 3 * BLOCK and s["total"] == len(data) and s["holder"] == "modbus"
+    assert rig.st.update_hold
+    for _ in range(SESSION_MS // 100 + 2):
+        rig.tick()
+    assert not rig.st.update_hold and M.status(c)["holder"] == "none"  # the pack is free again
+    sent = []
+    s = M.update(c, data, progress=lambda done, total: sent.append(done), activate=False)
+    assert sent[0] == 4 * BLOCK  # resumed after the 3 blocks it had
+    assert s["state"] == "staged" and rig.record()[S.PENDING] == 1
+    assert not rig.st.update_hold and rig.resets == 0
