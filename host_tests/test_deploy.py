@@ -522,7 +522,7 @@ def test_frozen_layers_old_copies_are_removed(mpy, tree, tmp_path):
 
 @pytest.mark.parametrize("output,frozen", [
     ("", ()),
-    ("defs\nproto\ndrivers\nstore\nupdate\n", deploy.FROZEN_LOWER),
+    ("defs\nproto\ndrivers\nstore\nupdate\nrecovery\n", deploy.FROZEN_LOWER),
     ("store\ndefs\n", ("defs", "store")),
 ])
 def test_auto_frozen_asks_the_board(output, frozen):
