@@ -81,10 +81,12 @@ def _auth(app):
     if app.store is not None:
         from store.cred import CredStore
         cred = CredStore(app.store.fs)
-    try:
-        from os import urandom
-    except ImportError:
-        urandom = None
+    urandom = getattr(app.board, "urandom", None)  # the bench's packs: seeded, so a trace repeats
+    if urandom is None:
+        try:
+            from os import urandom
+        except ImportError:
+            urandom = None
     return Auth(cred, app.params, urandom)
 
 
@@ -136,8 +138,19 @@ def _make_updater(app, board):
         from store.slotstore import SlotStore
         from update import trust
         from update.updater import Updater, partition
-        return Updater(partition(board), SlotStore(app.store.fs), trust.PUBLIC_KEY, name, trust.RECOVERY_VERSION)
+        key = getattr(board, "trust_key", None) or trust.PUBLIC_KEY  # the bench provisions its packs' key
+        return Updater(partition(board), SlotStore(app.store.fs), key, name, trust.RECOVERY_VERSION)
     return make
+
+
+def running_slot(board):
+    """The slot the boot part mounted: update.boot.RUNNING, or board.running
+    where the board says (the bench's packs, each booted by the bench)."""
+    s = getattr(board, "running", None)
+    if s is not None:
+        return s
+    from update import boot
+    return boot.RUNNING
 
 
 def uds(app, board, ports):
@@ -154,14 +167,14 @@ def uds(app, board, ports):
     def make():
         from app.uds import Uds
         from app.host import VERSION
-        from update import boot
         slot_store = None
         if app.store is not None:
             from store.slotstore import SlotStore
             slot_store = SlotStore(app.store.fs)
         persist = app.persist
         return Uds(app.state, app.params, app.host[0].auth, ports.can, address, ports.can_rx,
-                   _make_updater(app, board), slot_store, boot.RUNNING, VERSION, lambda: app.restart,
+                   _make_updater(app, board), slot_store, running_slot(board),
+                   getattr(board, "fw_version", None) or VERSION, lambda: app.restart,
                    persist.restore_defaults if persist is not None else None, _file_digest(board))
     svc = UdsPort(address, make)
     ports.can_rx.subscribe(svc, SELECTION)  # the host protocol's (0x18......): no further mask on the chip
@@ -170,7 +183,11 @@ def uds(app, board, ports):
 
 def _file_digest(board):
     """file_digest(slot, name) of the check routine: the file in the slot's
-    image through vfs.VfsRom (None on a port without it: files unchecked)."""
+    image through vfs.VfsRom (None on a port without it: files unchecked;
+    board.file_digest where the board has its own reader: the bench)."""
+    own = getattr(board, "file_digest", None)
+    if own is not None:
+        return own
     try:
         import vfs
         vfs.VfsRom
@@ -239,7 +256,7 @@ def pack(board, params=None, store=None, clock=None, maintenance=False):
         services.append(app.uds)
     if not maintenance:
         from app.confirm import for_app  # the self-test of a new image under trial (issue 15)
-        svc = for_app(app)
+        svc = for_app(app, running_slot(board))
         if svc is not None:
             services.append(svc)
     app.services = services
