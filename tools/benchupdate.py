@@ -33,6 +33,8 @@ from tools.bmsctl import update as U
 
 BITRATE = 500000
 TICK_MS = 1
+TXQ = 3  # frames the tester's CAN controller holds for sending (a consecutive frame waits for room)
+TIMER_MS = 50
 SCAN_TIMEOUT_S = 0.5
 FIRST_UNIT = 1
 LAST_UNIT = 32
@@ -127,6 +129,7 @@ class Job:
         self.sent = 0  # bundle bytes the pack has taken
         self.total = 0
         self.pack = tester.index(unit)  # the bench's number of the pack (its address changes at a restart)
+        self.start_ms = tester.world.t_ms()
         self.conn = Conn(tester, unit)
         self.conn.job = self
         self.body = body
@@ -188,6 +191,7 @@ class Tester:
             key = f.read()
         self.secrets = [authkit.derive_secret(key, bench_serial(k), authkit.INSTALLER) for k in range(len(world.packs))]
         self.results = {}  # unit -> (result line, identification or None)
+        self.times = {}  # unit -> (start, end) of its session, ms since the scenario's start
         self.scanned = None  # the units that answered the last --all scan
         self._after_scan = None
 
@@ -263,9 +267,10 @@ class Tester:
             c = by_id.get(fr[0])
             if c is not None:
                 c.inbox.append(bytes(fr[1]))
-        for j in self.jobs:
-            if j.conn.inbox or j.conn.tp.transmitting():
-                j.conn.tp.process()
+        for j in self.jobs:  # can-isotp's timers are checked at least every TIMER_MS
+            tp = j.conn.tp
+            if j.conn.inbox or (tp.is_tx_transmitting_cf() and len(self.txq) < TXQ) or now_ms % TIMER_MS == 0:
+                tp.process()
         self._send(now_ms)
         for j in list(self.jobs):
             if j.ready(now_ms):
@@ -297,6 +302,7 @@ class Tester:
                     return
                 r = ("refused: %s" % r, None)
             self.results[j.unit] = r
+            self.times[j.unit] = (j.start_ms, self.world.t_ms())
             self._line(j.pack, j.sent, j.total, r[0])
         scan = self._after_scan
         if scan is not None and not any(x.scan for x in self.jobs):

@@ -156,11 +156,12 @@ class Pack:
 
 
 class World:
-    def __init__(self, sc, emit, log_edges=False, start_ms=0, afe_errors=None, can=True):
+    def __init__(self, sc, emit, log_edges=False, start_ms=0, afe_errors=None, can=True, frames=True):
         """afe_errors: MockAfe's sensor-error keywords (cell_noise_mv,
         current_offset_ma, current_gain_ppm, temp_error_dc) for every pack;
         none by default (tools/perf.py's SOC week uses them). can=False: the
-        packs have no CAN port (board.can None; link: the RS485 transport)."""
+        packs have no CAN port (board.can None; link: the RS485 transport).
+        frames=False: no trace line per CAN frame (tools/perf.py's updates)."""
         self.sc = sc
         self.with_can = can
         self.afe_errors = afe_errors or {}
@@ -180,7 +181,7 @@ class World:
         self._share_total = 0
         self._shares = [0] * sc.packs
         rng = Rng(sc.seed)
-        self.can = CanBus("can", self.t_ms, self._frame)
+        self.can = CanBus("can", self.t_ms, self._frame if frames else None)
         # links[k] is the cable into pack k's Link IN (links[0]: from the
         # inverter); links[N] hangs off the last pack's Link OUT, unplugged
         self.links = [SerialLink() for _ in range(sc.packs + 1)]

@@ -43,6 +43,7 @@ IDLE_MS = const(100)
 # control asks for blocks of 2 frames (the MCP2515's two receive buffers,
 # both drained per read) back to back (STmin 0)
 DOWNLOAD_MS = const(1)
+STMIN_MS = const(0)
 _IDLE_TESTER_MS = const(2000)
 _NONE = const(0xFF)
 _RECOVERY = const(0xFE)
@@ -84,7 +85,7 @@ class Uds(Service):
         self._reset_fn = None
         self.defaults = defaults
         self.file_digest = file_digest
-        self.ch = isotp.Channel(U.MAX_BLOCK + 6, 96, isotp.BLOCK_SIZE, 0)
+        self.ch = isotp.Channel(U.MAX_BLOCK + 6, 96, isotp.BLOCK_SIZE, STMIN_MS)
         self._mv = memoryview(self.ch.frame)
         self._req = memoryview(self.ch.rx)
         self.out = self.ch.tx
