@@ -166,14 +166,7 @@ def test_bmsctl_update_all_over_a_python_can_bus(tmp_path, capsys):
         pk = T.Pack()
         pk.files = {}
         pk.svc.address = (lambda u: lambda: u)(unit)
-
-        class Port:
-            FLAG_EXT_ID = 2
-
-            def send(self, id_, data, flags):
-                bus.send(can.Message(arbitration_id=id_, data=bytes(data), is_extended_id=True))
-                return 0
-        pk.svc.can = Port()
+        pk.svc.can = T.PcanPort(bus)
         packs[unit] = pk
     stop = []
 

@@ -469,6 +469,19 @@ def test_the_staged_image_is_booted_by_the_boot_part(tmp_path, mpy32):
 
 # ---- the command line, over python-can ----------------------------------------------
 
+class PcanPort:
+    """The board side's CAN port on a python-can bus."""
+    FLAG_EXT_ID = 2
+
+    def __init__(self, bus):
+        self.bus = bus
+
+    def send(self, id_, data, flags):
+        import can
+        self.bus.send(can.Message(arbitration_id=id_, data=bytes(data), is_extended_id=True))
+        return 0
+
+
 def test_bmsctl_update_over_a_python_can_bus(tmp_path, capsys):
     # the board side on a python-can virtual bus in its own thread (real time: 10 ms ticks)
     import threading
@@ -482,14 +495,7 @@ def test_bmsctl_update_over_a_python_can_bus(tmp_path, capsys):
     pack.files = {}
     chan = "uds-%d" % id(pack)
     bus = can.Bus(interface="virtual", channel=chan)
-
-    class Port:
-        FLAG_EXT_ID = 2
-
-        def send(self, id_, data, flags):
-            bus.send(can.Message(arbitration_id=id_, data=bytes(data), is_extended_id=True))
-            return 0
-    pack.svc.can = Port()
+    pack.svc.can = PcanPort(bus)
     stop = []
 
     def board():
