@@ -199,3 +199,19 @@ def test_bmsctl_update_all_over_a_python_can_bus(tmp_path, capsys):
     assert "2 of 2 packs updated" in out
     for pk in packs.values():
         assert pk.record()[T.S.PENDING] == 1 and pk.resets == 0
+
+
+def test_a_host_sim_bundle_holds_the_firmware_and_its_version(tmp_path):
+    # bmsctl bundle --board host_sim: what the bench's packs can be updated with
+    from update import bundle as fmt
+    from update import trust
+    out = tmp_path / "h.bmsu"
+    total, image, nfiles = tool.make("host_sim", "3.1.0", 2, tool.DEV_KEY, str(out), str(tmp_path / "build"))
+    data = out.read_bytes()
+    n = fmt.header_length(data[:fmt.HEAD])
+    m = fmt.check(data[:n], trust.PUBLIC_KEY, "host_sim", 0, 1)
+    img = data[n:]
+    files = romfs.files(img)
+    assert len(img) == image == m["image_bytes"] and romfs.size(img) == len(img)
+    assert files["version"] == b"3.1.0" and "app/uds.mpy" in files and "board.mpy" in files
+    assert {k: hashlib.sha256(v).hexdigest() for k, v in files.items()} == m["files"]
