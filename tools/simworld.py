@@ -91,7 +91,7 @@ class Pack:
         provisioned with key (None: the development key), then its boot part."""
         from app.host import VERSION
         b = self.board
-        b.rom = romfs.Partition(2 * fw_boot.SLOT_BYTES)
+        b.rom = romfs.Partition(b"\xff" * (2 * fw_boot.SLOT_BYTES))
         img = romfs.image({"version": VERSION})
         b.rom[:len(img)] = img
         b.trust_key = key

@@ -17,12 +17,11 @@ BLOCK = 4096
 
 
 class Partition(bytearray):
-    """size bytes of erased flash; erases and programmed pages counted."""
-
-    def __init__(self, size):
-        bytearray.__init__(self, b"\xff" * size)
-        self.erases = 0
-        self.pages = 0
+    """Partition(b"\xff" * size): erased flash (no __init__ of its own: a
+    subclass of bytearray gets none on MicroPython); erases and programmed
+    pages counted."""
+    erases = 0
+    pages = 0
 
     def ioctl(self, op, arg):
         if op == 4:
