@@ -11,6 +11,13 @@ HOST_ONLY = True
 class Board:
     name = "host_sim"  # the board a bundle is made for (app.uds)
     rom = None  # a ROMFS partition object for update sessions (tests set one; the board's is vfs.rom_ioctl(2, 0))
+    # the bench boots each pack itself (tools/simworld.py; app.compose reads these):
+    running = None  # the slot its boot part mounted (None: update.boot.RUNNING)
+    fw_version = None  # the version of the image in that slot (None: app.host.VERSION)
+    trust_key = None  # the update key the pack was provisioned with (None: update.trust.PUBLIC_KEY)
+    file_digest = None  # file_digest(slot, name) of the check routine (None: through vfs.VfsRom)
+    urandom = None  # urandom(n) for the login's nonces (None: os.urandom)
+
     def __init__(self, afe, clock_ms, log_edges=False):
         self.afe = afe
         self.led_pins = [SimPin(clock_ms, 0, log_edges) for _ in range(indicate.N_LEDS)]

@@ -97,19 +97,22 @@ class _App:
         self.store = type("St", (), {"fs": fs})()
 
 
-def test_the_service_exists_only_for_the_slot_under_trial(monkeypatch):
+def test_the_service_exists_only_for_the_slot_under_trial():
     fs = SimFlash()
     slot, _ = _trial(fs)
     app = _App(fs)
-    monkeypatch.setattr(B, "RUNNING", slot)
-    assert isinstance(C.for_app(app), C.Confirm)
-    monkeypatch.setattr(B, "RUNNING", 0)  # the confirmed slot runs: nothing to confirm
-    assert C.for_app(app) is None
-    monkeypatch.setattr(B, "RUNNING", S.NONE)  # the bench, a port without ROMFS
-    assert C.for_app(app) is None
-    monkeypatch.setattr(B, "RUNNING", slot)
+    assert isinstance(C.for_app(app, slot), C.Confirm)
+    assert C.for_app(app, 0) is None  # the confirmed slot runs: nothing to confirm
+    assert C.for_app(app, S.NONE) is None  # a port without ROMFS
     app.store = None
-    assert C.for_app(app) is None
+    assert C.for_app(app, slot) is None
+
+
+def test_the_running_slot_is_the_boot_parts_unless_the_board_names_it(monkeypatch):
+    from app.compose import running_slot
+    monkeypatch.setattr(B, "RUNNING", 1)
+    assert running_slot(object()) == 1
+    assert running_slot(type("Bd", (), {"running": 0})()) == 0  # a bench pack, booted by the bench
 
 
 def test_a_failed_save_is_tried_again():

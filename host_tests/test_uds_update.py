@@ -17,7 +17,6 @@ import pytest
 import isotp
 import udsoncan
 from udsoncan.client import Client
-from udsoncan.connections import BaseConnection
 from udsoncan.exceptions import NegativeResponseException, TimeoutException
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -25,6 +24,7 @@ from simflash import PowerCut, SimFlash, SimPartition
 from tools import authkit
 from tools.bmsctl import bundle as tool
 from tools.bmsctl import update as U
+from tools.benchupdate import TpConnection
 from app import uds as board_uds
 from bms import auth as A
 from bms.params import Params
@@ -118,21 +118,19 @@ class _Rng:
         return hashlib.sha256(b"nonce%d" % self.n).digest()[:n]
 
 
-class SimConnection(BaseConnection):
+class SimConnection(TpConnection):
     """udsoncan's connection on can-isotp's transport layer logic, pumping the
     pack's service in virtual time (10 ms per step) while it waits."""
 
     def __init__(self, pack, sa=0xF1):
-        BaseConnection.__init__(self, "sim")
         self.pack = pack
         tx, rx = U.uds_ids(ADDR, sa)
         self.rx_id = rx
         self.now = 0
-        self.tp = isotp.TransportLayerLogic(
+        TpConnection.__init__(self, "sim", isotp.TransportLayerLogic(
             rxfn=self._rx, txfn=lambda m: pack.svc.on_frame("can", [m.arbitration_id, bytes(m.data), 2, 0]),
             address=isotp.Address(isotp.AddressingMode.Normal_29bits, txid=tx, rxid=rx),
-            params={"tx_padding": 0x55, "override_receiver_stmin": 0})  # STmin is wall time to can-isotp
-        self.opened = False
+            params={"tx_padding": 0x55, "override_receiver_stmin": 0}))  # STmin is wall time to can-isotp
 
     def _rx(self, timeout=0):
         sent = self.pack.can.sent
@@ -147,23 +145,6 @@ class SimConnection(BaseConnection):
         self.pack.svc.tick(self.now)
         self.now += ms
         self.tp.process()
-
-    def open(self):
-        self.opened = True
-        return self
-
-    def close(self):
-        self.opened = False
-
-    def is_open(self):
-        return self.opened
-
-    def empty_rxqueue(self):
-        while self.tp.available():
-            self.tp.recv()
-
-    def specific_send(self, payload, timeout=None):
-        self.tp.send(payload)
 
     def specific_wait_frame(self, timeout=None):
         for _ in range(int((timeout or 2) * 100)):
@@ -488,6 +469,19 @@ def test_the_staged_image_is_booted_by_the_boot_part(tmp_path, mpy32):
 
 # ---- the command line, over python-can ----------------------------------------------
 
+class PcanPort:
+    """The board side's CAN port on a python-can bus."""
+    FLAG_EXT_ID = 2
+
+    def __init__(self, bus):
+        self.bus = bus
+
+    def send(self, id_, data, flags):
+        import can
+        self.bus.send(can.Message(arbitration_id=id_, data=bytes(data), is_extended_id=True))
+        return 0
+
+
 def test_bmsctl_update_over_a_python_can_bus(tmp_path, capsys):
     # the board side on a python-can virtual bus in its own thread (real time: 10 ms ticks)
     import threading
@@ -501,14 +495,7 @@ def test_bmsctl_update_over_a_python_can_bus(tmp_path, capsys):
     pack.files = {}
     chan = "uds-%d" % id(pack)
     bus = can.Bus(interface="virtual", channel=chan)
-
-    class Port:
-        FLAG_EXT_ID = 2
-
-        def send(self, id_, data, flags):
-            bus.send(can.Message(arbitration_id=id_, data=bytes(data), is_extended_id=True))
-            return 0
-    pack.svc.can = Port()
+    pack.svc.can = PcanPort(bus)
     stop = []
 
     def board():

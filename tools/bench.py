@@ -120,6 +120,9 @@ def main(argv=None):
         if args.runtime == "micropython" and sc.inverter is not None:
             raise BenchError("the inverter emulators run on the host only: use --runtime cpython "
                              "for a scenario with \"inverter\"")
+        if args.runtime == "micropython" and any(e.action == "update" for e in sc.events):
+            raise BenchError("the installer's update tool (udsoncan, can-isotp) runs on the host only: use "
+                             "--runtime cpython for a scenario with \"update\" events")
         print("bench: simulating %.1f h of %d pack(s) on %s..." % (sc.duration_ms / 3.6e6, sc.packs, args.runtime),
               file=sys.stderr, flush=True)
         try:

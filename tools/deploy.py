@@ -763,7 +763,7 @@ def prep_code(files, gone=()):
 
 
 def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
-         mpremote="mpremote", mpy_cross="mpy-cross", store="mpy", frozen=()):
+         mpremote="mpremote", mpy_cross="mpy-cross", store="mpy", frozen=(), arch=None):
     """The whole deploy of board through port, without doing anything.
     frozen: the lib/ packages the board's firmware holds frozen (of
     FROZEN_LOWER): not shipped; their constants are still inlined into the
@@ -774,7 +774,8 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
     are copied as source). romfs_cmds (romfs store) build the image from
     <build>/rom/ into <build>/<board>.romfs. mpremote_cmds run in the build
     dir: one chained mpremote (prepare the directories, for romfs `romfs
-    deploy` the image, one `fs cp` per destination directory, reset)."""
+    deploy` the image, one `fs cp` per destination directory, reset). arch:
+    instead of the board's (a bundle of a host-only board: tools.bmsctl.bundle)."""
     boards_dir = boards_dir or os.path.join(root, "boards")
     if not board:
         raise DeployError("no board given (--board NAME, make deploy BOARD=NAME); available: %s"
@@ -783,7 +784,7 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
         raise DeployError("no port given (--port PORT, make deploy PORT=/dev/ttyUSB0)")
     if store not in ("romfs", "mpy"):
         raise DeployError("store %r is not one of romfs, mpy" % store)
-    arch = board_arch(boards_dir, board)
+    arch = arch or board_arch(boards_dir, board)
     build_dir = os.path.abspath(build_dir or os.path.join(root, "build", board))
     unknown = sorted(set(frozen) - set(FROZEN_LOWER))
     if unknown:

@@ -3,7 +3,8 @@
 # one periodic control step costs on CPython, what it allocates in the real
 # MicroPython interpreter, the SOC error over a simulated week (estimator vs
 # plain coulomb counting) and the balancing result over a week (on vs off);
-# the host protocol's telemetry refresh over RTU and over CAN (issue 13).
+# the host protocol's telemetry refresh over RTU and over CAN (issue 13); the
+# firmware update over CAN (issue 15).
 import json
 import os
 import subprocess
@@ -581,6 +582,185 @@ def can_figures(reads, settle_ms=15000, step_ms=2, seq_packs=4):
                          % (lost, len(pdus) * packs, REPLY_MS) if lost else ""))
 
 
+# ---- firmware update over CAN (issue 15) ------------------------------------------
+
+UNIX_UPDATE = """
+import sys
+sys.path[:] = ["", ".frozen", ROOT + "/lib", ROOT + "/firmware", ROOT + "/boards", ROOT + "/host_tests"]
+import time
+from app.uds import Uds
+from app.canport import CanPort
+from bms.state import PackState
+from bms.params import Params
+from bms.auth import Auth
+from store.fs import MemFs
+from store.slotstore import SlotStore
+from update import boot, bundle, slots, updater as W
+import sim_mcp2515 as sim
+from drivers.mcp2515 import MCP2515
+
+def best_us(fn, n, reps=5):
+    b = 1 << 30
+    for _ in range(reps):
+        t0 = time.ticks_us()
+        for _ in range(n):
+            fn()
+        d = time.ticks_diff(time.ticks_us(), t0)
+        b = d if d < b else b
+    return b / n
+
+class Port:  # the CAN port as app.canport reads it: one frame waiting
+    FLAG_EXT_ID = 2
+    def __init__(self, fr):
+        self.fr = fr
+        self.n = 0
+    def any(self):
+        return self.n > 0
+    def recv(self, arg):
+        self.n = 0
+        arg[0] = self.fr[0]
+        arg[1] = self.fr[1]
+        arg[2] = 2
+        return arg
+    def send(self, i, d, f):
+        return 0
+    def set_filters(self, f):
+        pass
+# ISO-TP + UDS: a consecutive frame through app.canport into app.uds (its reassembly)
+u = Uds(PackState(), Params(), Auth(None, Params(), None), Port(None), lambda: 3)
+ff = [0x18DA03F1, bytearray(b"\\x11\\x02\\x36\\x01\\x00\\x00\\x00\\x00"), 2, 0]
+u.on_frame("can", ff)
+cf = memoryview(bytearray(b"\\x21\\x00\\x00\\x00\\x00\\x00\\x00\\x00"))
+port = Port([0x18DA03F1, cf])
+rx = CanPort(port)
+rx.subscribe(u, (0x18000000, 0x1F000000, 2))
+def one_cf():
+    port.n = 1
+    u.ch._rx_sn = 1  # the same CF again: reassembly goes on
+    u.ch._rx_pos = 6
+    rx.poll()
+isotp_us = best_us(one_cf, 500)
+# flash write + hash: a 256-byte block into the slot (update.updater.feed), per frame of the block
+from sim.romfs import Partition
+data = open(BUNDLE, "rb").read()
+fs = MemFs()
+SlotStore(fs).save(boot.factory())
+upd = W.Updater(Partition(b"\\xff" * (2 * 262144)), SlotStore(fs), KEY, "host_sim", 1)
+upd.begin(len(data), 0)
+n = bundle.header_length(data[:bundle.HEAD])
+t0 = time.ticks_us()
+upd.feed(data, 0, n)
+header_ms = time.ticks_diff(time.ticks_us(), t0) / 1000
+import hashlib
+from update import ed25519
+digest = hashlib.sha256(data[bundle.HEAD:n - bundle.SIG_BYTES]).digest()
+sig = data[n - bundle.SIG_BYTES:n]
+t0 = time.ticks_us()
+good = ed25519.verify(KEY, digest, sig)
+verify_ms = time.ticks_diff(time.ticks_us(), t0) / 1000
+blk = memoryview(data)
+pos = [n]
+def one_block():
+    p = pos[0]
+    if p + 256 > len(data):
+        return
+    upd.feed(blk, p, p + 256)
+    pos[0] = p + 256
+flash_us = best_us(one_block, 100, 1) / 37  # 37 consecutive frames carry a 256-byte block
+# the MCP2515 driver's recv (drivers.mcp2515) on the SPI-level chip model of the tests
+bus = sim.Bus(500000)
+nodes = []
+for x in "ab":
+    chip = bus.attach(sim.Mcp2515(8000000, name=x))
+    nodes.append(MCP2515(chip.spi, chip.cs, 500000, osc_hz=8000000, ticks_ms=lambda: 0, sleep_ms=lambda ms: None))
+a, b = nodes
+b.set_filters(None)
+s = [0, memoryview(bytearray(8)), 0, 0]
+def one_frame():
+    a.send(0x18DA03F1, b"\\x21\\x00\\x00\\x00\\x00\\x00\\x00\\x00", MCP2515.FLAG_EXT_ID)
+    bus.step()
+def one_recv():
+    one_frame()
+    b.recv(s)
+drv_us = best_us(one_recv, 200) - best_us(one_frame, 200)  # the receive side alone
+print(isotp_us, flash_us, drv_us, verify_ms, header_ms, good, upd.state, W.REASONS[upd.reason])
+"""
+
+
+def _update_world(packs, bundle_path, sim_s):
+    """A bench world of packs updated by the scenario's update event at 10 s
+    (one pack: pack 0; more: "all"); (world, CPU seconds)."""
+    doc = {"packs": packs, "duration_s": sim_s, "seed": 5,
+           "events": [{"t_s": 10, "update": bundle_path, "pack": 0 if packs == 1 else "all"}]}
+    w = simworld.World(scn.parse(json.dumps(doc), FAULTS), lambda line: None, frames=False)
+    t0 = time.process_time()
+    w.run()
+    return w, time.process_time() - t0
+
+
+def update_figures(packs_all=32):
+    """Firmware update over CAN in the bench (500 kbit/s, the tester at the
+    inverter end): bytes/s of one pack alone (now, and with the poll of before:
+    10 ms, STmin 2 ms), the time to update packs_all packs; the board side's
+    cost per received frame and the Ed25519 verify in the 32-bit MicroPython."""
+    from app import uds
+    from tools.bmsctl import bundle as tool
+    from update import trust
+    d = tempfile.mkdtemp()
+    path = os.path.join(d, "fw.bmsu")
+    total, image, files = tool.make("host_sim", "2.0.0", 1, tool.DEV_KEY, path, os.path.join(d, "build"))
+    print("firmware update over CAN (UDS on ISO-TP, %d kbit/s simulated; bundle %d bytes = the host_sim "
+          "image, %d files):" % (500, total, files))
+    for label, period, stmin in (("now: polled every 1 ms while its download is open, STmin 0", None, None),
+                                 ("before: polled every 10 ms, STmin 2 ms", 10, 2)):
+        saved = uds.DOWNLOAD_MS, uds.STMIN_MS
+        try:
+            if period is not None:
+                uds.DOWNLOAD_MS, uds.STMIN_MS = period, stmin
+            w, cpu = _update_world(1, path, 10 + (30 if period is None else 200))
+        finally:
+            uds.DOWNLOAD_MS, uds.STMIN_MS = saved
+        (res, _), = w.tester.results.values()
+        (a, b), = w.tester.times.values()
+        print("  1 pack, %s: %s in %.1f s = %.0f B/s (goal >= 15,000)" % (label, res, (b - a) / 1000,
+                                                                       total * 1000 / (b - a)))
+    w, cpu = _update_world(packs_all, path, 600)
+    ends = [b for a, b in w.tester.times.values()]
+    starts = [a for a, b in w.tester.times.values()]
+    ok = sum(1 for r, _ in w.tester.results.values() if r == "ok")
+    fw = [p.fw() for p in w.packs]
+    done = sum(1 for f in fw if f == ("2.0.0", "B", "confirmed"))
+    print("  %d packs (\"pack\": \"all\", %d at a time): %d ok, all transfers in %.0f s (goal <= 300 s); "
+          "at the end of the run (%.0f s) %d report 2.0.0 in slot B, confirmed; %.0f s CPU"
+          % (packs_all, w.tester.parallel, ok, (max(ends) - min(starts)) / 1000, w.t_ms() / 1000, done, cpu))
+    from tools import ram
+    exe = ram.interpreter()
+    if exe is None:
+        print("  board side: not measured: " + ram.HOWTO)
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write("ROOT = %r\nBUNDLE = %r\nKEY = %r\n" % (paths.ROOT, path, trust.PUBLIC_KEY) + UNIX_UPDATE)
+    r = subprocess.run([exe, "-X", "heapsize=%d" % ram.BIG_HEAP, f.name], capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, MICROPYPATH=""))
+    os.unlink(f.name)
+    if r.returncode != 0:
+        print("  board side: failed: %s" % (r.stderr or r.stdout).strip().splitlines()[-1:])
+        return
+    isotp_us, flash_us, drv_us, verify_ms, header_ms = [float(x) for x in r.stdout.split()[:5]]
+    per = isotp_us + flash_us + drv_us
+    print("  board side per received frame, 32-bit unix MicroPython 1.27 (this machine): MCP2515 driver recv "
+          "%.0f us (on the tests' SPI-level chip model: includes the model), app.canport + ISO-TP + app.uds "
+          "%.0f us, flash write + SHA-256 (a 256-byte block / 37 frames, into the bench's partition) %.0f us: %.0f us = %.0f frames/s"
+          % (drv_us, isotp_us, flash_us, per, 1e6 / per))
+    print("  ESP32 at 240 MHz (30-60x slower): %.1f-%.1f ms per frame = %.0f-%.0f frames/s = %.1f-%.1f kB/s "
+          "(7 bytes per frame); a real SPI read of a frame adds ~0.1-0.3 ms"
+          % (per * 30 / 1000, per * 60 / 1000, 1e6 / (per * 60), 1e6 / (per * 30),
+             7e3 / (per * 60), 7e3 / (per * 30)))
+    print("  Ed25519 verify of the manifest digest: %.0f ms (ESP32 est. %.1f-%.1f s); the whole header check "
+          "(manifest JSON of %d files, its hash, the verify, the record): %.0f ms"
+          % (verify_ms, verify_ms * 30 / 1000, verify_ms * 60 / 1000, files, header_ms))
+
+
 def main():
     formed, load, speed = parallel_32()
     print("parallel packs, 32 packs (link): formed %.1f s after power-on (target <= 10 s); link bus load "
@@ -621,6 +801,7 @@ def main():
     t0 = time.perf_counter()
     week_figures()
     print("(SOC and balancing weeks: %.0f s wall)" % (time.perf_counter() - t0))
+    update_figures()
     return 0
 
 

@@ -17,8 +17,12 @@ from sim.bus import CanBus, SerialLink
 from sim.profile import solar_request_ma
 from sim.rng import Rng
 from sim.vtime import VirtualRunner
+from sim import romfs
 from store.fs import MemFs
+from store.slotstore import SlotStore
 from store.store import Store
+from update import boot as fw_boot
+from update import slots as fw_slots
 
 TRACE_MS = 50
 R_PACK_MOHM = 30  # parallel sharing: cells + FETs + fuse + cables of one pack (sim approximation)
@@ -37,6 +41,10 @@ class Tracer(Service):
         t = self.world.t_ms()
         st = self.pack.app.state
         sig = trace.signature(st)
+        fw = None
+        if self.world.updates:  # update (issue 15): only in scenarios that update (older traces unchanged)
+            fw = self.pack.fw()
+            sig = (sig, fw)
         if sig != self._last or t % 1000 == 0:
             self._last = sig
             pairs = trace.pack_pairs(t, self.pack.index, st)
@@ -45,6 +53,8 @@ class Tracer(Service):
             refused = st.link_refused
             if refused:  # link: commands refused (only once there are any: older traces unchanged)
                 pairs.append(("link_refused", refused))
+            if fw is not None:
+                pairs.append(("fw", {"version": fw[0], "slot": fw[1], "state": fw[2]}))
             self.world.emit(trace.line(pairs))
 
 
@@ -63,23 +73,106 @@ class Pack:
         self.board.link_out = world.links[index + 1].a
         self.store = Store(MemFs())  # store: the pack's flash, in memory
         self.params = params
+        self.fw_note = "running"  # update: what the last update did (fw())
+        self.confirm = None
+        self.world = world
+        if world.updates:
+            self.flash_rom(world.update_key)
         self.app = firmware(self.board, params, self.store)
+        self.booted()
         self.button_release_ms = -1
         self.tracer = None
 
+    # -- firmware update (issue 15) ------------------------------------------------
+    def flash_rom(self, key):
+        """The factory deploy: a ROMFS partition with this firmware's image in
+        slot A (a ROMFS image whose `version` file names app.host's VERSION;
+        the bench runs the repo's sources, not the image), the pack
+        provisioned with key (None: the development key), then its boot part."""
+        from app.host import VERSION
+        b = self.board
+        b.rom = romfs.Partition(b"\xff" * (2 * fw_boot.SLOT_BYTES))
+        img = romfs.image({"version": VERSION})
+        b.rom[:len(img)] = img
+        b.trust_key = key
+        b.file_digest = self.file_digest
+        rng = Rng((self.world.sc.seed + 7919 * (self.index + 1)) & 0xFFFFFFFF)  # not the model's draws
+        b.urandom = lambda n: bytes(rng.next_u32() & 0xFF for _ in range(n))  # seeded login nonces
+        self.boot()
+
+    def image(self, slot):
+        return romfs.files(self.board.rom, slot * fw_boot.SLOT_BYTES)
+
+    def file_digest(self, slot, name):
+        import hashlib
+        f = self.image(slot).get(name)
+        return None if f is None else "".join("%02x" % c for c in hashlib.sha256(f).digest())
+
+    def boot(self):
+        """update.boot's start on the simulated partition: the slot record
+        read, the slot chosen (update.boot.choose), the record saved before
+        it runs; the image's version is what the pack then reports."""
+        b = self.board
+        st = SlotStore(self.store.fs)
+        rec = st.load()[0]
+        slot, save = fw_boot.choose(rec, not st.found,
+                                    lambda s: romfs.size(b.rom, s * fw_boot.SLOT_BYTES) > 0)
+        if save is not None:
+            if rec is not None and save[fw_slots.ROLLBACKS] > rec[fw_slots.ROLLBACKS]:
+                self.fw_note = "rolled_back"
+            st.save(save)
+        b.running = slot
+        v = self.image(slot).get("version") if slot >= 0 else None
+        b.fw_version = v
+
+    def booted(self):
+        """After a (re)start: the restart hook of app.uds and the self-test."""
+        app = self.app
+        self.confirm = None
+        if self.board.rom is None:
+            return
+        app.restart = self.world.reboot_fn(self)
+        for svc in app.services:
+            if svc.name == "confirm":
+                self.confirm = svc
+
+    def fw(self):
+        """(version, slot, state) of the trace's fw object."""
+        b = self.board
+        s = b.running
+        if s == fw_slots.RECOVERY:
+            return (None, None, "recovery")
+        v = b.fw_version
+        state = self.fw_note
+        u = getattr(self.app, "uds", None)
+        srv = u.server if u is not None else None
+        if srv is not None and (srv.session == 2 or (srv.upd is not None and srv.upd.state in (1, 2, 3))):
+            state = "updating"  # a programming session, or a transfer under way (update.updater states)
+        elif srv is not None and srv.upd is not None and srv.upd.state == 4:
+            state = "pending"  # staged: the next start runs it on trial
+        elif self.confirm is not None:
+            state = "confirmed" if self.confirm.done else "pending"
+        return (v.decode() if v else None, "AB"[s] if s in (0, 1) else None, state)
+
 
 class World:
-    def __init__(self, sc, emit, log_edges=False, start_ms=0, afe_errors=None, can=True):
+    def __init__(self, sc, emit, log_edges=False, start_ms=0, afe_errors=None, can=True, frames=True):
         """afe_errors: MockAfe's sensor-error keywords (cell_noise_mv,
         current_offset_ma, current_gain_ppm, temp_error_dc) for every pack;
         none by default (tools/perf.py's SOC week uses them). can=False: the
-        packs have no CAN port (board.can None; link: the RS485 transport)."""
+        packs have no CAN port (board.can None; link: the RS485 transport).
+        frames=False: no trace line per CAN frame (tools/perf.py's updates)."""
         self.sc = sc
         self.with_can = can
         self.afe_errors = afe_errors or {}
         self.emit = emit
         self.log_edges = log_edges
         self.runner = VirtualRunner(start_ms)
+        self.updates = getattr(sc, "updates", False)
+        self.update_key = None
+        self.tester = None  # update: the installer's bmsctl update (tools.benchupdate), made at the first event
+        if self.updates and sc.update_pubkey is not None:
+            self.update_key = read_pubkey(sc.update_pubkey)
         self.start_ms = start_ms
         self.system_request_ma = 0
         self._events = sc.events
@@ -88,7 +181,7 @@ class World:
         self._share_total = 0
         self._shares = [0] * sc.packs
         rng = Rng(sc.seed)
-        self.can = CanBus("can", self.t_ms, self._frame)
+        self.can = CanBus("can", self.t_ms, self._frame if frames else None)
         # links[k] is the cable into pack k's Link IN (links[0]: from the
         # inverter); links[N] hangs off the last pack's Link OUT, unplugged
         self.links = [SerialLink() for _ in range(sc.packs + 1)]
@@ -143,9 +236,18 @@ class World:
 
     def _restart(self, pack):
         """A fresh firmware start on the pack's flash: the stored parameters
-        replace the scenario's (pack.params) when the flash holds a good copy."""
+        replace the scenario's (pack.params) when the flash holds a good copy;
+        with a ROMFS partition the boot part chooses the slot first."""
+        if pack.board.rom is not None:
+            pack.boot()
         pack.app = firmware(pack.board, pack.params, pack.store)
+        pack.booted()
         self._run_app(pack)
+
+    def reboot_fn(self, pack):
+        """app.restart of a pack: the function app.uds calls after its answer
+        to a reset or the activate routine (the MCU restarts)."""
+        return lambda: self.power_cycle(pack.index)
 
     def _stop_app(self, app):
         for s in app.services:
@@ -260,6 +362,12 @@ class World:
             self.power(ev.pack, ev.on)
         elif ev.action == "inject":
             self.inject(ev)
+        elif ev.action == "update":
+            if self.tester is None:
+                from tools.benchupdate import Tester  # udsoncan and can-isotp: CPython only
+                self.tester = Tester(self)
+                self.runner.add(self.tester)
+            self.tester.start(ev.name, ev.pack)
         else:
             pack = self.packs[ev.pack]
             pack.board.button.value(0)
@@ -298,6 +406,24 @@ class World:
 
     def run(self):
         self.run_until(self.sc.duration_ms)
+        if self.tester is not None:
+            self.tester.close()
+
+
+def read_pubkey(path):
+    """The Ed25519 public key in a .pub file (hex, bmsctl keys new)."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        raise scn.ScenarioError("update_pubkey: cannot read %s" % path)
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise scn.ScenarioError("update_pubkey: %s is not a 32-byte Ed25519 public key in hex" % path)
+    return key
 
 
 def run_text(text, emit, start_ms=0):

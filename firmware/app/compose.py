@@ -81,10 +81,12 @@ def _auth(app):
     if app.store is not None:
         from store.cred import CredStore
         cred = CredStore(app.store.fs)
-    try:
-        from os import urandom
-    except ImportError:
-        urandom = None
+    urandom = getattr(app.board, "urandom", None)  # the bench's packs: seeded, so a trace repeats
+    if urandom is None:
+        try:
+            from os import urandom
+        except ImportError:
+            urandom = None
     return Auth(cred, app.params, urandom)
 
 
@@ -158,6 +160,16 @@ def _update_session(app, board):
     return UpdateSession(app.state, make)
 
 
+def running_slot(board):
+    """The slot the boot part mounted: update.boot.RUNNING, or board.running
+    where the board says (the bench's packs, each booted by the bench)."""
+    s = getattr(board, "running", None)
+    if s is not None:
+        return s
+    from update import boot
+    return boot.RUNNING
+
+
 def uds(app, board, ports):
     """The firmware update session over CAN, on the host protocol's login:
     app.udsport until a tester speaks, then the app.uds server; None
@@ -172,7 +184,6 @@ def uds(app, board, ports):
     def make():
         from app.uds import Uds
         from app.host import VERSION
-        from update import boot
         from update.updater import file_check
         slot_store = None
         if app.store is not None:
@@ -180,7 +191,8 @@ def uds(app, board, ports):
             slot_store = SlotStore(app.store.fs)
         persist = app.persist
         return Uds(app.state, app.params, app.host[0].auth, ports.can, address, ports.can_rx,
-                   None, slot_store, boot.RUNNING, VERSION, lambda: app.restart,
+                   None, slot_store, running_slot(board),
+                   getattr(board, "fw_version", None) or VERSION, lambda: app.restart,
                    persist.restore_defaults if persist is not None else None, file_check(board),
                    hold=app.update)
     svc = UdsPort(address, make)
@@ -249,7 +261,7 @@ def pack(board, params=None, store=None, clock=None, maintenance=False):
         services.append(app.uds)
     if not maintenance:
         from app.confirm import for_app  # the self-test of a new image under trial (issue 15)
-        svc = for_app(app)
+        svc = for_app(app, running_slot(board))
         if svc is not None:
             services.append(svc)
     app.services = services

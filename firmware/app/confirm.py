@@ -61,15 +61,15 @@ class Confirm(Service):
         print("confirm: slot %s passed its self-test: confirmed" % "AB"[self.slot])
 
 
-def for_app(app):
-    """The Confirm service when the boot part runs an image under trial, else
-    None (the bench, a port without ROMFS, a confirmed image, no store)."""
-    from update import boot
-    if app.store is None or boot.RUNNING < 0:
+def for_app(app, running):
+    """The Confirm service when the boot part runs an image under trial
+    (running: the slot it mounted, app.compose.running_slot), else None (a
+    port without ROMFS, a confirmed image, no store)."""
+    if app.store is None or running < 0:
         return None
     from store.slotstore import SlotStore
     st = SlotStore(app.store.fs)
     rec = st.load()[0]
-    if rec is None or not slots.valid(rec) or not slots.running_pending(rec, boot.RUNNING):
+    if rec is None or not slots.valid(rec) or not slots.running_pending(rec, running):
         return None
-    return Confirm(app.state, st, rec, boot.RUNNING)
+    return Confirm(app.state, st, rec, running)

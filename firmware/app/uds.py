@@ -41,6 +41,11 @@ from update import slots as S
 PORT_BASE = const(0x200)
 ACTIVE_MS = const(10)
 IDLE_MS = const(100)
+# while this pack's download is open: the port is read every ms, and our flow
+# control asks for blocks of 2 frames (the MCP2515's two receive buffers,
+# both drained per read) back to back (STmin 0)
+DOWNLOAD_MS = const(1)
+STMIN_MS = const(0)
 _IDLE_TESTER_MS = const(2000)
 _NONE = const(0xFF)
 _RECOVERY = const(0xFE)
@@ -84,7 +89,7 @@ class Uds(Service):
         self._reset_fn = None
         self.defaults = defaults
         self.file_digest = file_digest
-        self.ch = isotp.Channel(U.MAX_BLOCK + 6, 96)
+        self.ch = isotp.Channel(U.MAX_BLOCK + 6, 96, isotp.BLOCK_SIZE, STMIN_MS)
         self._mv = memoryview(self.ch.frame)
         self._req = memoryview(self.ch.rx)
         self.out = self.ch.tx
@@ -112,7 +117,8 @@ class Uds(Service):
         if (id_ >> 16) & 0x1FFF != U.BASE >> 16:
             return
         self._traffic_ms = self.now_ms
-        self.period_ms = ACTIVE_MS
+        if not self._dl:
+            self.period_ms = ACTIVE_MS
         if (id_ >> 8) & 0xFF != self.address():
             return
         sa = id_ & 0xFF
@@ -130,11 +136,15 @@ class Uds(Service):
 
     def tick(self, now_ms):
         self.now_ms = now_ms
-        if self.period_ms == ACTIVE_MS:
+        if self.period_ms != IDLE_MS:
             if self.can_rx is not None:
                 self.can_rx.poll()
-            if self.session == U.DEFAULT and ticks_diff(now_ms, self._traffic_ms) >= _IDLE_TESTER_MS:
+            if self._dl:
+                self.period_ms = DOWNLOAD_MS
+            elif self.session == U.DEFAULT and ticks_diff(now_ms, self._traffic_ms) >= _IDLE_TESTER_MS:
                 self.period_ms = IDLE_MS
+            else:
+                self.period_ms = ACTIVE_MS
         if self.session != U.DEFAULT and ticks_diff(now_ms, self._last_ms) > U.S3_MS:
             self._end_session()  # S3: the tester went away
         if self.tester < 0:

@@ -43,10 +43,13 @@ def _stmin_ms(b):
 
 
 class Channel:
-    def __init__(self, rx_size, tx_size, block_size=BLOCK_SIZE):
+    def __init__(self, rx_size, tx_size, block_size=BLOCK_SIZE, stmin_ms=STMIN_MS):
         """block_size: the BS our flow control asks for (0: no further flow
-        control, for a receiver that polls faster than STMIN_MS frames come)."""
+        control, for a receiver that polls faster than STMIN_MS frames come);
+        stmin_ms: the STmin it asks for (0: a block's frames back to back,
+        for a receiver whose port holds a whole block)."""
         self.block_size = block_size
+        self.stmin_ms = stmin_ms
         self.rx = bytearray(rx_size)
         self.tx = bytearray(tx_size)
         self.frame = bytearray(8)  # the next frame to send (pending() length)
@@ -197,7 +200,7 @@ class Channel:
         if self._fc_due >= 0:
             f[0] = 0x30 | self._fc_due
             f[1] = self.block_size
-            f[2] = STMIN_MS
+            f[2] = self.stmin_ms
             self._pad(3)
             self._fc_due = -1
             self._pend = 8

@@ -8,7 +8,7 @@ MAX_PACKS = 32
 MAX_DURATION_S = 31 * 24 * 3600
 SENSORS = ("cell_mv", "ntc_c", "current_a")
 # Faults the mock AFE can inject (sim.mock_afe.FAULTS holds the same names).
-ACTIONS = ("set", "sensor", "fault", "press", "link", "power", "inject")
+ACTIONS = ("set", "sensor", "fault", "press", "link", "power", "inject", "update")
 SETTABLE = ("current_a", "ambient_c")
 PROFILES = ("none", "solar")
 # faults that take a value: (scale to the sim unit, lowest, highest) in the
@@ -129,6 +129,10 @@ class Scenario:
         self.events = []
         # inverter: (issue 7) None, or (emulator kind | None, bus, protocol_id)
         self.inverter = None
+        # firmware update (issue 15): the public key file the packs trust (None:
+        # the development key); updates: the scenario uses them (partitions, fw)
+        self.update_pubkey = None
+        self.updates = False
 
 
 def parse(text, fault_names):
@@ -136,7 +140,7 @@ def parse(text, fault_names):
     if not isinstance(doc, dict):
         raise ScenarioError("the scenario must be a JSON object")
     _only("scenario", doc, ("packs", "duration_s", "seed", "initial", "params", "profile", "start_h", "events",
-                            "comment", "inverter"))
+                            "comment", "inverter", "update_pubkey"))
     sc = Scenario()
     sc.packs = _int("packs", doc.get("packs", 1), 1, MAX_PACKS)
     sc.duration_ms = _scaled(_num("duration_s", doc.get("duration_s", 3600), 0.1, MAX_DURATION_S), 1000)
@@ -168,7 +172,16 @@ def parse(text, fault_names):
     for i in range(len(evs)):
         sc.events.append(_parse_event("events[%d]" % i, evs[i], sc, fault_names))
     sc.events.sort(key=lambda e: e.t_ms)  # stable: same-time events keep their order
+    if "update_pubkey" in doc:
+        sc.update_pubkey = _path("update_pubkey", doc["update_pubkey"])
+    sc.updates = sc.update_pubkey is not None or any(e.action == "update" for e in sc.events)
     return sc
+
+
+def _path(where, v):
+    if not isinstance(v, str) or not v:
+        raise ScenarioError("%s: a file name expected, got %s" % (where, json.dumps(v)))
+    return v
 
 
 INVERTERS = ("victron", "sma", "pylon")
@@ -294,6 +307,19 @@ def _parse_event(where, ev, sc, fault_names):
         return Event(t_ms, act, name, _pack(where, ev, sc), 0, 0, name == "on")
     if act == "inject":
         return _parse_inject(where, ev, sc, t_ms, name)
+    if act == "update":  # firmware update (issue 15): bmsctl update FILE run by the bench
+        _only(where, ev, ("t_s", "update", "pack", "via"))
+        f = _path(where + ".update", name)
+        via = ev.get("via", "can")
+        if via == "rs485":
+            raise ScenarioError(where + ".via: \"rs485\" is not built in the bench (its tester speaks UDS "
+                                "over CAN; the firmware's FC 0x15 session takes bmsctl update --via tcp: "
+                                "through the bench's --modbus-tcp gateway): only \"can\"")
+        if via != "can":
+            raise ScenarioError("%s.via: %s is not can" % (where, json.dumps(via)))
+        k = ev.get("pack", 0)
+        pack = -1 if k == "all" else _int(where + ".pack", k, 0, sc.packs - 1)
+        return Event(t_ms, act, f, pack, 0, 0, True)
     _only(where, ev, ("t_s", "press", "pack", "hold_s"))
     if name != "button":
         raise ScenarioError("%s: can only press \"button\", not %s" % (where, json.dumps(name)))

@@ -274,17 +274,24 @@ def romfs_digest(vfs, board, slot, name, slot_bytes=SLOT_BYTES):
 
 def for_board(board, slot_store):
     """The Updater of board (its partition, board.name) with the key and the
-    recovery version the boot part trusts (update.trust); None without a board name."""
+    recovery version the boot part trusts (update.trust; board.trust_key where
+    the board is given its own: the bench provisions its packs' key); None
+    without a board name."""
     name = getattr(board, "name", None)
     if name is None:
         return None
     from update import trust
-    return Updater(partition(board), slot_store, trust.PUBLIC_KEY, name, trust.RECOVERY_VERSION)
+    key = getattr(board, "trust_key", None) or trust.PUBLIC_KEY
+    return Updater(partition(board), slot_store, key, name, trust.RECOVERY_VERSION)
 
 
 def file_check(board):
     """file_digest(slot, name) for check(): the file in the slot's image
-    through vfs.VfsRom; None on a port without it (files unchecked)."""
+    through vfs.VfsRom; None on a port without it (files unchecked);
+    board.file_digest where the board has its own reader (the bench)."""
+    own = getattr(board, "file_digest", None)
+    if own is not None:
+        return own
     try:
         import vfs
         vfs.VfsRom

@@ -78,26 +78,46 @@ def _tree(top):
     return out
 
 
-def build_image(board, build_dir=None):
-    """(image bytes, {file: bytes}) of board's ROMFS image, built by tools.deploy."""
+def _host_only(board):
     from tools import deploy
+    try:
+        return bool(deploy.module_constants(os.path.join(paths.ROOT, "boards", board + ".py")).get("HOST_ONLY"))
+    except (OSError, SyntaxError):
+        return False  # deploy.plan names the problem
+
+
+def build_image(board, build_dir=None, version=None):
+    """(image bytes, {file: bytes}) of board's ROMFS image, built by tools.deploy.
+    A host-only board (the bench's host_sim) gets the same files compiled for
+    no port in particular (mpy-cross -march=host: no native code is in them)
+    plus a `version` file: the bench runs the repo's sources, not the image,
+    and its packs report the version of the image their boot part chose
+    from that file (tools/simworld.py)."""
+    from tools import deploy
+    host = _host_only(board)
     try:
         p = deploy.plan(board=board, port="(bundle)", store="romfs",
                         build_dir=build_dir or os.path.join(paths.ROOT, "build", "bundle-" + board),
-                        mpremote=deploy.find_mpremote(), mpy_cross=deploy.mpy_cross_exe())
+                        mpremote=deploy.find_mpremote(), mpy_cross=deploy.mpy_cross_exe(),
+                        arch="host" if host else None)
         deploy.build(p)
     except deploy.DeployError as e:
         raise BundleToolError(str(e))
+    files = _tree(os.path.join(p.build_dir, deploy.ROMFS_DIR))
+    if host:
+        from sim import romfs
+        files["version"] = version.encode()
+        return romfs.image(files), files
     with open(p.image, "rb") as f:
         image = f.read()
-    return image, _tree(os.path.join(p.build_dir, deploy.ROMFS_DIR))
+    return image, files
 
 
 def make(board, version, counter, key_path, out_path, build_dir=None):
     if counter < 0 or counter >= 1 << 30:
         raise BundleToolError("--counter must be 0..2**30-1")
     key = load_key(key_path)
-    image, files = build_image(board, build_dir)
+    image, files = build_image(board, build_dir, version)
     data = pack(manifest(board, version, counter, image, files), image, key)
     with open(out_path, "wb") as f:
         f.write(data)

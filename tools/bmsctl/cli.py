@@ -401,6 +401,8 @@ def build_parser():
                        "records (--via rtu:/tcp:), --unit, --secret-file with the installer secret")
     p.add_argument("file", help="a bundle from bmsctl bundle")
     p.add_argument("--no-activate", action="store_true", help="stage the image, do not restart into it")
+    p.add_argument("--all", action="store_true", help="every unit 1..32 that answers (instead of --unit)")
+    p.add_argument("--parallel", type=int, help="packs updated at a time with --all (default 4)")
     p.set_defaults(fn=_update, local=True)
     return ap
 

@@ -11,6 +11,12 @@
 # the bundle under way, 0xF1A2 the bytes it has, and a request download at
 # that offset goes on from there. Every refusal is one line naming the
 # service and the NRC.
+#
+# `bmsctl update FILE --all`: every unit 1..32 that answers (DID 0xF189), up
+# to --parallel of them at a time, each on its own ISO-TP channel over one
+# shared python-can bus (one Notifier), a progress bar per pack and a summary;
+# a transfer broken off by a timeout is asked again once, resuming.
+# tools/benchupdate.py runs the same run_pack() inside the bench world.
 import struct
 
 import udsoncan
@@ -18,8 +24,7 @@ from udsoncan import DidCodec, services
 from udsoncan.client import Client
 from udsoncan.exceptions import NegativeResponseException, TimeoutException, UnexpectedResponseException
 
-from tools import authkit
-from tools.canbus import open_bus
+from tools import authkit, canbus
 from tools.bmsctl.transport import TESTER_ADDRESS
 
 PF = 0xDA
@@ -36,8 +41,13 @@ REASONS = ("ok", "format", "signature", "board", "downgrade", "recovery", "lengt
            "flash", "state", "no slots", "too big")
 
 
+PARALLEL = 4  # packs at a time with --all (the bus, not the packs, is the limit: README "Firmware update")
+
+
 class UpdateError(Exception):
-    pass
+    def __init__(self, text, timeout=False):
+        Exception.__init__(self, text)
+        self.timeout = timeout  # no answer (a resume may go on), not a refusal
 
 
 class _Raw(DidCodec):
@@ -78,8 +88,13 @@ def uds_ids(pack_address, tester=TESTER_ADDRESS):
     return base | (pack_address << 8) | tester, base | (tester << 8) | pack_address
 
 
-def client_config(secret):
+def client_config(secret, quiet=False):
+    """quiet: udsoncan logs nothing (a scan's silent units are no news)."""
     cfg = dict(udsoncan.configs.default_client_config)
+    if quiet:
+        import logging
+        cfg["logger_name"] = "quiet"
+        logging.getLogger("UdsClient[quiet]").setLevel(logging.CRITICAL + 1)
     cfg.update({"data_identifiers": DIDS, "request_timeout": 30, "p2_timeout": 2, "p2_star_timeout": 10,
                 "use_server_timing": False,
                 "security_algo": lambda level, seed, params: authkit.response(params, bytes(seed), authkit.INSTALLER),
@@ -143,37 +158,112 @@ def update(client, data, progress=None, activate=True):
     except NegativeResponseException as e:
         raise UpdateError(_nrc(e))
     except (TimeoutException, UnexpectedResponseException) as e:
-        raise UpdateError("no valid answer: %s" % e)
+        raise UpdateError("no valid answer: %s" % e, timeout=isinstance(e, TimeoutException))
 
 
-def open_can_client(via, unit, secret, timeout_s=2.0):
-    """(client, closer) over python-can + can-isotp for --via can:IFACE:CHANNEL[:BITRATE]."""
-    import can
-    import isotp
-    from udsoncan.connections import PythonIsoTpConnection
+def answers(client):
+    """The unit's firmware version (DID 0xF189), None when it does not answer."""
+    try:
+        return client.read_data_by_identifier([DID_VERSION]).service_data.values[DID_VERSION]
+    except (TimeoutException, NegativeResponseException, UnexpectedResponseException):
+        return None
+
+
+def run_pack(client, data, progress=None, activate=True, retries=1):
+    """One pack of a fan-out: update() with a resume after a timeout (at most
+    retries more times). ("ok", identification) or ("refused: REASON", None):
+    the refusal's line plus the pack's own reason (DID 0xF1A2) where it has one."""
+    for attempt in range(retries + 1):
+        try:
+            return "ok", update(client, data, progress, activate)
+        except UpdateError as e:
+            if e.timeout and attempt < retries:
+                continue
+            why = str(e)
+            try:
+                t = client.read_data_by_identifier([DID_TRANSFER]).service_data.values[DID_TRANSFER]
+                if t["reason"] != "ok":
+                    why += " (%s)" % t["reason"]
+            except Exception:  # noqa: the pack may be gone; the refusal's line is enough
+                pass
+            return "refused: " + why, None
+
+
+def _parse_via(via):
     kind, _, rest = via.partition(":")
     iface, _, chan = rest.partition(":")
     chan, _, rate = chan.partition(":")
     if kind != "can" or not iface or not chan:
         raise UpdateError("update runs over CAN (--via can:INTERFACE:CHANNEL[:BITRATE]) or Modbus file records "
                           "(rtu:DEVICE[:BAUD], tcp:HOST:PORT), got %r" % via)
+    return iface, chan, int(rate) if rate else None
+
+
+def open_bus(via):
+    """(bus, notifier, closer) for --via can:IFACE:CHANNEL[:BITRATE]."""
+    import can
+    iface, chan, rate = _parse_via(via)
     try:
-        bus = open_bus(iface, chan, int(rate) if rate else None)
+        bus = canbus.open_bus(iface, chan, rate)
     except Exception as e:  # noqa: python-can raises many kinds for a missing interface
         raise UpdateError("cannot open CAN %s:%s: %s" % (iface, chan, e))
     notifier = can.Notifier(bus, [])
+
+    def close():
+        notifier.stop()
+        bus.shutdown()
+    return bus, notifier, close
+
+
+def bus_client(bus, notifier, unit, secret, request_timeout=None, quiet=False):
+    """An open udsoncan client for unit on its own ISO-TP channel of a shared bus."""
+    import isotp
+    from udsoncan.connections import PythonIsoTpConnection
     tx, rx = uds_ids(unit)
     stack = isotp.NotifierBasedCanStack(bus, notifier, address=isotp.Address(
         isotp.AddressingMode.Normal_29bits, txid=tx, rxid=rx), params={"tx_padding": 0xCC, "blocking_send": True})
-    conn = PythonIsoTpConnection(stack)
-    client = Client(conn, config=client_config(secret))
+    cfg = client_config(secret, quiet)
+    if request_timeout is not None:
+        cfg["request_timeout"] = request_timeout
+    client = Client(PythonIsoTpConnection(stack), config=cfg)
     client.open()
+    return client
+
+
+def open_can_client(via, unit, secret, timeout_s=2.0):
+    """(client, closer) over python-can + can-isotp for --via can:IFACE:CHANNEL[:BITRATE]."""
+    bus, notifier, close_bus = open_bus(via)
+    client = bus_client(bus, notifier, unit, secret)
 
     def close():
         client.close()
-        notifier.stop()
-        bus.shutdown()
+        close_bus()
     return client, close
+
+
+def scan(bus, notifier, secret, units, timeout_s):
+    """{unit: version} of the units that answer, asked all at once."""
+    from concurrent.futures import ThreadPoolExecutor
+    clients = {u: bus_client(bus, notifier, u, secret, timeout_s, quiet=True) for u in units}
+    try:
+        with ThreadPoolExecutor(len(units)) as ex:
+            got = dict(zip(units, ex.map(lambda u: answers(clients[u]), units)))
+    finally:
+        for c in clients.values():
+            c.close()
+    return {u: v for u, v in got.items() if v is not None}
+
+
+def summary(results):
+    """The fan-out's summary lines: one per pack, then the count."""
+    lines = []
+    for unit in sorted(results):
+        res, ident = results[unit]
+        lines.append("pack %d: %s" % (unit, res if ident is None else "ok, staged in slot %s (was %s %s)" % (
+            ident["slots"]["pending"], ident["version"], ident["slots"]["running"])))
+    ok = sum(1 for r, _ in results.values() if r == "ok")
+    lines.append("%d of %d packs updated" % (ok, len(results)))
+    return lines
 
 
 def cmd_update(args, out):
@@ -192,6 +282,8 @@ def cmd_update(args, out):
     if args.via.split(":")[0] in ("rtu", "tcp") or getattr(args, "transport", None) is not None:
         from tools.bmsctl.mbupdate import cmd_update_modbus  # Modbus file records (FC 0x15)
         return cmd_update_modbus(args, out, data, secret, getattr(args, "transport", None))
+    if args.all:
+        return _update_all(args, out, data, secret, CtlError)
     try:
         client, close = open_can_client(args.via, args.unit, secret, args.timeout or 2.0)
     except UpdateError as e:
@@ -211,3 +303,38 @@ def cmd_update(args, out):
         "restarting into the new image (it confirms itself after its self-test)" if not args.no_activate
         else "activate later with the routine 0x0201 or a reset"))
     return 0
+
+
+def _update_all(args, out, data, secret, CtlError):
+    """--all: scan, then every pack that answered, --parallel at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn, \
+        TimeRemainingColumn
+    from tools.bmsctl.cli import MAX_UNIT
+    try:
+        bus, notifier, close = open_bus(args.via)
+    except UpdateError as e:
+        raise CtlError(str(e))
+    try:
+        found = scan(bus, notifier, secret, list(range(1, MAX_UNIT + 1)), args.timeout or 0.5)
+        if not found:
+            raise CtlError("no pack answered on units 1..%d" % MAX_UNIT)
+        results = {}
+        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                      TimeRemainingColumn()) as bar:
+            tasks = {u: bar.add_task("pack %d" % u, total=len(data)) for u in found}
+
+            def one(u):
+                client = bus_client(bus, notifier, u, secret)
+                try:
+                    results[u] = run_pack(client, data, lambda done, total: bar.update(tasks[u], completed=done),
+                                          activate=not args.no_activate)
+                finally:
+                    client.close()
+            with ThreadPoolExecutor(args.parallel or PARALLEL) as ex:
+                list(ex.map(one, sorted(found)))
+    finally:
+        close()
+    for line in summary(results):
+        out.write(line + "\n")
+    return 0 if all(r == "ok" for r, _ in results.values()) else 1
