@@ -20,7 +20,7 @@ def test_params_table_ids_unique_and_defaults_in_range():
     for _, name, default, lo, hi, _ in params.TABLE:
         assert lo <= default <= hi, name
         # a quantity carries its unit; counts, flags and choices say what they are
-        assert name.endswith(("_ms", "_ma", "_mv", "_mah", "_us", "_dc", "_pct",
+        assert name.endswith(("_ms", "_ma", "_mv", "_mah", "_us", "_dc", "_pct", "_ppm",
                               "_count", "_reads", "_tries", "_enable", "_mapping")) or name == "heater", name
 
 

@@ -63,3 +63,22 @@ def test_failure_makes_pack_safe_and_stops():
     indicate_ticks = [t for n, t in log if n == "indicate"]
     assert indicate_ticks == [0, 50, 100, 150, 200, 250]
     assert cycle_ticks[:3] == [0, 100, 200]
+
+
+def test_no_service_ticks_after_the_failure_has_made_the_pack_safe():
+    # a service due in the same instant as the failing one (here: control after
+    # the cycle) must not run a tick once the safe state is in: it would act on
+    # the pack again (control closing the FETs the safe state opened)
+    events = []
+
+    class App(FakeApp):
+        def safe_state(self, reason):
+            events.append(("SAFE", reason))
+
+    log = events
+    app = App([Svc("cycle", 100, log, fail_at=300), Svc("control", 100, log), Svc("link", 50, log)])
+    where, _ = asyncio.run(Runner(app, FakeClock()).run())
+    assert where == "cycle"
+    i = events.index(("SAFE", "cycle"))
+    assert events[i + 1:] == []
+    assert ("control", 200) in events[:i]

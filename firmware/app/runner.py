@@ -24,7 +24,10 @@ class Runner:
 
     async def _task(self, svc):
         due = self.ticks_ms()
-        while True:
+        failure = self._failure
+        while failure.failed is None:  # after a failure no service ticks again: the
+            # tasks ready before run() cancels them would undo the safe state (control
+            # closing the FETs it opened)
             svc.tick(due)
             due = self.ticks_add(due, svc.period_ms)
             wait = self.ticks_diff(due, self.ticks_ms())
