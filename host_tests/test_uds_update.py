@@ -220,8 +220,12 @@ def test_the_programming_session_holds_the_fets_open_and_tells_the_inverter_zero
     ask(0x10, 0x02)
     assert svc.server.session == 2 and st.update_hold
     assert not st.chg_fet and not st.dsg_fet and st.ccl_ma == 0 and st.dcl_ma == 0
+    from defs.leds import RUN, ALM, UPDATE_MODE
+    assert st.leds[RUN] == st.leds[ALM] == UPDATE_MODE  # the update pattern, RUN and ALM together
+    assert not any(st.leds[k] for k in range(len(st.leds)) if k not in (RUN, ALM))
     ask(0x10, 0x01)
     assert not st.update_hold
+    assert st.leds[ALM] != UPDATE_MODE
     w.run_until(w.clock_ms() + 4000)  # the discharge FET after a new pre-charge
     assert st.chg_fet and st.dsg_fet and st.ccl_ma > 0
 

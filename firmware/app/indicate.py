@@ -16,7 +16,8 @@ class Indicate(Service):
 
     def __init__(self, state, leds, buzzer=None, params=None, maintenance=False):
         """maintenance: the forced-update jumper was fitted at boot (app.compose):
-        the maintenance pattern instead of the LED table."""
+        the maintenance pattern instead of the LED table (also while an update
+        session holds the pack: st.update_hold)."""
         self.state = state
         self.maintenance = maintenance
         self.leds = leds
@@ -67,7 +68,7 @@ class Indicate(Service):
                 self._done_seq = seq
                 self._done_start = start
         if not playing:
-            if self.maintenance:
+            if self.maintenance or st.update_hold:  # and while an update session holds the pack
                 indicate.fill_maintenance(pat)
             else:
                 indicate.fill_leds(pat, st)
