@@ -80,7 +80,7 @@ class Rig:
         for name in ("_write", "_truncate", "rename", "remove"):
             setattr(fs, name, self._counted(getattr(fs, name)))
         st = app.state
-        self._st = _getter(st)
+        self._st = _getter(st, ACTIVITY)
         self._snap = _getter(st.snap)
         self.rows = [(P.row_int(prows.MIN, i), P.row_int(prows.MAX, i)) for i in range(prows.N)]
         self.blocks = self._blocks()
@@ -147,9 +147,13 @@ class Rig:
         return 1
 
 
-def _getter(obj):
+# PackState fields every request moves, refused or not: not "state" a refusal may not change
+ACTIVITY = ("host_requests",)  # app.host: activity on the PC port wakes a sleeping pack
+
+
+def _getter(obj, skip=()):
     import operator
-    names = [k for k, v in sorted(vars(obj).items()) if isinstance(v, (int, bool, type(None)))]
+    names = [k for k, v in sorted(vars(obj).items()) if isinstance(v, (int, bool, type(None))) and k not in skip]
     return operator.attrgetter(*names)
 
 
