@@ -194,3 +194,43 @@ def test_params_set_and_read_back_on_a_slave_over_can(bench):
     out = io.StringIO()
     assert bmsctl(via + ["--login", "installer", "--secret-file", str(keys / "pack0-installer.key"), "info"],
                   out=out) == 1
+
+
+def test_pysunspec2_reads_802_that_matches_the_trace(tmp_path):
+    # issue 13: pysunspec2 scans the map through the bench's gateway, and model
+    # 802's SoC, voltage and current are the trace's (a single pack: the
+    # system is that pack; the trace line is the one written just before the read)
+    from tools.bmsctl import sunspec
+    from tools.bmsctl.transport import Tcp
+    lines = []
+    sc = scn.parse('{"packs": 1, "duration_s": 3600, "seed": 4, "initial": {"soc_pct": 70}, '
+                   '"events": [{"t_s": 1, "set": "current_a", "value": -20}]}', FAULTS)
+    w = simworld.World(sc, lines.append)
+    port = gateway.local_port()
+    gateway.attach(w, "127.0.0.1:%d" % port)
+    stop = threading.Event()
+    t = threading.Thread(target=gateway.pace, args=(w, stop), daemon=True)
+    t.start()
+    try:
+        time.sleep(4)  # the pack reads, the current settles
+        tcp = Tcp("127.0.0.1", port)
+        try:
+            n = len(lines)
+            dev = sunspec.scan(tcp, 1)
+            m = len(lines)
+        finally:
+            tcp.close()
+    finally:
+        stop.set()
+        t.join(5)
+    assert dev is not None and 802 in dev.models
+    b = dev.models[802][0]
+    # the pack lines written around the read: the read's values are within them
+    around = [json.loads(ln) for ln in lines[max(0, n - 3):m + 3] if '"pack"' in ln and '"soc_pct"' in ln]
+    assert around
+    socs = {d["soc_pct"] for d in around}
+    assert sunspec.point(b, "SoC") in socs or min(abs(sunspec.point(b, "SoC") - s) for s in socs) <= 1
+    assert min(abs(sunspec.point(b, "V") * 1000 - d["stack_mv"]) for d in around) <= 20
+    assert min(abs(sunspec.point(b, "A") * 1000 - d["current_ma"]) for d in around) <= 100
+    assert around[-1]["current_ma"] < -15000  # the discharge the scenario asked for is what 802 shows
+    assert sunspec.point(b, "A") < -15
