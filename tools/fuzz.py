@@ -27,6 +27,7 @@ import sys
 import time
 
 from tools import paths
+from tools.fuzzkit import Finding, INTERESTING
 
 EXT = 2  # the CAN ports' FLAG_EXT_ID (lib/sim/bus.py, drivers.mcp2515)
 PREFIX = 0x1A  # link CAN ids: PREFIX << 24 | type << 16 | dst << 8 | src (lib/proto/link.py header)
@@ -34,7 +35,6 @@ LINK_LEN = {0x01: 2, 0x02: 8, 0x10: 8, 0x11: 8, 0x12: 8, 0x13: 8, 0x14: 8, 0x15:
 ADDRS = (0, 1, 2, 3, 5, 31, 32, 33, 0x7F, 0xFE, 0xFF)
 PYLON_CID2 = (0x42, 0x44, 0x47, 0x4F, 0x51, 0x61, 0x62, 0x63, 0x92, 0x93, 0x96)  # PROTOCOLS 2
 INVERTER_IDS = (0x305, 0x306, 0x307)  # PROTOCOLS 1: what inverters send, 11-bit
-INTERESTING = (0, 1, 2, 0x7F, 0x80, 0xFE, 0xFF)
 GOOD, BAD, MIXED = "good", "bad", "mixed"  # an input's kind: what may change
 # PackState fields the fuzzed services may write on a well-formed input; all others are protected
 OWN_PREFIXES = ("link_", "inverter_", "seq")
@@ -329,10 +329,6 @@ HOST_TARGETS = {
 TARGETS.update((k, (None, v)) for k, v in HOST_TARGETS.items())
 
 
-class Finding(AssertionError):
-    pass
-
-
 def _packs(target):
     if target == "link":
         # the master takes reports; the other pack becomes a slave once an
@@ -452,5 +448,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from tools.fuzz import main as _main  # one Finding class: tools.fuzz_host raises tools.fuzz's
-    sys.exit(_main())
+    sys.exit(main())

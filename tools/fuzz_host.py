@@ -26,7 +26,7 @@ import random
 import struct
 
 from tools import paths  # noqa: F401  (lib/, firmware/ on sys.path)
-from tools.fuzz import Finding, INTERESTING
+from tools.fuzzkit import Finding, INTERESTING
 
 SCENARIO = '{"packs": 1, "duration_s": 3600, "seed": 5, "initial": {"soc_pct": 60, "ambient_c": 25}}'
 SECRETS = {1: bytes(range(32)), 2: bytes(range(100, 132))}  # provisioned user and installer secrets

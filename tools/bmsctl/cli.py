@@ -14,10 +14,10 @@ import time
 
 from tools import authkit
 from tools.bmsctl import blocks, params, sunspec, words
-from tools.bmsctl.client import LEVELS, CtlError, Pack, load_map, regs_of
+from tools.bmsctl.client import LEVELS, MAX_UNIT, CtlError, Pack, load_map, regs_of
+from tools.bmsctl.secrets import do_login, read_secret, serial_of
 from tools.bmsctl.transport import TransportError, open_transport
 
-MAX_UNIT = 32  # unit u = the pack at link address u, relayed by the master; 1 = the master (the system)
 DEFAULT_VIA = "tcp:127.0.0.1:5020"
 
 
@@ -178,51 +178,6 @@ def _tui(t, args, out):
     return cmd_tui(t, args, out)
 
 
-def read_secret(path):
-    """A 32-byte secret from a file: 64 hex digits, or the 32 bytes themselves."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise CtlError("cannot read secret file %s: %s" % (path, e.strerror or e))
-    try:
-        key = bytes.fromhex(data.decode("ascii").strip())
-    except (UnicodeDecodeError, ValueError):
-        key = data
-    if len(key) != authkit.SECRET_LEN:
-        raise CtlError("secret file %s: %d bytes, %d wanted (64 hex digits or 32 raw bytes)" % (
-            path, len(key), authkit.SECRET_LEN))
-    return key
-
-
-def _serial(t, unit):
-    dev = sunspec.scan(t, unit)
-    sn = sunspec.point(dev.models["common"][0], "SN") if dev and dev.models.get("common") else None
-    if not sn:
-        raise CtlError("unit %d: no serial number in its SunSpec common model: a passphrase needs it "
-                       "(use --secret-file)" % unit)
-    return sn
-
-
-def secret_for(t, unit, secret_file, passphrase, prompt):
-    """passphrase: True to ask for it on the terminal, or the passphrase itself (the TUI's dialog)."""
-    if secret_file:
-        return read_secret(secret_file)
-    if passphrase:
-        sn = _serial(t, unit)
-        text = passphrase if isinstance(passphrase, str) else getpass.getpass("%s (pack %s): " % (prompt, sn))
-        return authkit.secret_from_passphrase(text, sn)
-    raise CtlError("a login needs --secret-file F or --passphrase")
-
-
-def do_login(pack, level_name, secret_file, passphrase):
-    level = LEVELS[level_name]
-    secret = secret_for(pack.t, pack.unit, secret_file, passphrase, "%s passphrase" % level_name)
-    pack.login(level, secret)
-    pack.secret = secret
-    return level
-
-
 def cmd_login(pack, args, console):
     if pack.session != LEVELS[args.level] or args.secret_file or args.passphrase:
         do_login(pack, args.level, args.secret_file or args.g_secret_file, args.passphrase or args.g_passphrase)
@@ -243,7 +198,7 @@ def _new_secret(pack, args, cmd):
     if args.new_secret_file:
         return read_secret(args.new_secret_file)
     if args.new_passphrase:
-        sn = _serial(pack.t, pack.unit)
+        sn = serial_of(pack.t, pack.unit)
         a = getpass.getpass("new %s passphrase (pack %s): " % (args.level, sn))
         if a != getpass.getpass("again: "):
             raise CtlError("the two passphrases differ: nothing written")
@@ -408,7 +363,15 @@ def build_parser():
 
 
 def _update(args, out):
-    from tools.bmsctl.update import cmd_update  # udsoncan only for this command
+    """bmsctl update: over CAN (UDS, tools.bmsctl.update; udsoncan only for this
+    command) or as Modbus file records (FC 0x15, tools.bmsctl.mbupdate)."""
+    transport = getattr(args, "transport", None)
+    if args.via.split(":")[0] in ("rtu", "tcp") or transport is not None:
+        from tools.bmsctl.mbupdate import cmd_update_modbus
+        from tools.bmsctl.update import read_inputs
+        data, secret = read_inputs(args)
+        return cmd_update_modbus(args, out, data, secret, transport)
+    from tools.bmsctl.update import cmd_update
     return cmd_update(args, out)
 
 

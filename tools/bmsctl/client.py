@@ -19,6 +19,7 @@ from tools.bmsctl.transport import TransportError
 MAX_READ = 125  # registers per FC 03 (Application Protocol 6.3)
 MAX_WRITE = 123  # registers per FC 16 (6.12)
 LEVELS = {"user": authkit.USER, "installer": authkit.INSTALLER}
+MAX_UNIT = 32  # unit u = the pack at link address u, relayed by the master; 1 = the master (the system)
 LEVEL_NAMES = {0: "none", authkit.USER: "user", authkit.INSTALLER: "installer"}
 EXCEPTIONS = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
               4: "device failure", 6: "busy", 0x0A: "gateway path unavailable",

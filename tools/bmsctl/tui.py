@@ -25,7 +25,7 @@ from textual.widgets import (Button, DataTable, Footer, Header, Input, Label, Ra
                              Sparkline, Static, TabbedContent, TabPane)
 
 from tools.bmsctl import blocks, params, sunspec, words
-from tools.bmsctl.cli import do_login
+from tools.bmsctl.secrets import do_login
 from tools.bmsctl.client import LEVEL_NAMES, CtlError, Pack, load_map
 from tools.bmsctl.transport import TransportError
 

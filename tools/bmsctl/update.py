@@ -266,10 +266,9 @@ def summary(results):
     return lines
 
 
-def cmd_update(args, out):
-    """bmsctl update FILE: the CLI (--via can:..., --unit, --secret-file)."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
-    from tools.bmsctl.cli import read_secret
+def read_inputs(args):
+    """(bundle bytes, installer secret) of bmsctl update FILE --secret-file F."""
+    from tools.bmsctl.secrets import read_secret
     from tools.bmsctl.client import CtlError
     if not args.g_secret_file:
         raise CtlError("update needs the installer secret: --secret-file F")
@@ -278,10 +277,14 @@ def cmd_update(args, out):
             data = f.read()
     except OSError as e:
         raise CtlError("cannot read %s: %s" % (args.file, e.strerror))
-    secret = read_secret(args.g_secret_file)
-    if args.via.split(":")[0] in ("rtu", "tcp") or getattr(args, "transport", None) is not None:
-        from tools.bmsctl.mbupdate import cmd_update_modbus  # Modbus file records (FC 0x15)
-        return cmd_update_modbus(args, out, data, secret, getattr(args, "transport", None))
+    return data, read_secret(args.g_secret_file)
+
+
+def cmd_update(args, out):
+    """bmsctl update FILE over CAN: the CLI (--via can:..., --unit | --all, --secret-file)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
+    from tools.bmsctl.client import CtlError
+    data, secret = read_inputs(args)
     if args.all:
         return _update_all(args, out, data, secret, CtlError)
     try:
@@ -310,7 +313,7 @@ def _update_all(args, out, data, secret, CtlError):
     from concurrent.futures import ThreadPoolExecutor
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn, \
         TimeRemainingColumn
-    from tools.bmsctl.cli import MAX_UNIT
+    from tools.bmsctl.client import MAX_UNIT
     try:
         bus, notifier, close = open_bus(args.via)
     except UpdateError as e:
