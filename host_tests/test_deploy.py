@@ -335,11 +335,14 @@ def test_prep_code_for_romfs_clears_what_would_shadow_rom(mpy, tree, tmp_path):
     packages stay."""
     p = deploy.plan(tree, "esp32_dev", "/dev/ttyUSB0", store="romfs")
     left = _board_files_after(
-        mpy, tmp_path, ("app", "app/sub", "lib/bms", "lib/other"),
+        mpy, tmp_path, ("app", "app/sub", "lib/bms", "lib/other", "data"),
         ("app/svc.mpy", "app/sub/deep.mpy", "lib/bms/params.mpy", "lib/other/keep.py",
-         "lib/top.mpy", "params.bin", "board.py", "board.mpy", "main.py", "boot.py"),
+         "lib/top.mpy", "params.bin", "board.py", "board.mpy", "main.py", "boot.py",
+         "data/slots.bin", "data/slots.bin.bak", "data/params.bin", "data/cred.bin"),
         deploy.prep_code(p.files))
-    assert left == ["boot.py", "lib/other/keep.py", "main.py", "params.bin"]
+    # the slot record goes too (the image is written to slot A: the next start is the
+    # factory install, not a slot B an update confirmed); the pack's other data stays
+    assert left == ["boot.py", "data/cred.bin", "data/params.bin", "lib/other/keep.py", "main.py", "params.bin"]
 
 
 @pytest.mark.parametrize("output,size", [

@@ -726,8 +726,9 @@ def prep_code(files, gone=()):
     """MicroPython run on the board (mpremote exec) before copying: make the
     directories, remove files deploy owns that this deploy does not bring
     (in /app, the shipped /lib packages, and /board.py; for the romfs store
-    everything of these on littlefs, /board.mpy included), and the /lib
-    packages in gone (frozen into the firmware: shadowed) altogether."""
+    everything of these on littlefs, /board.mpy included, and the slot
+    record), and the /lib packages in gone (frozen into the firmware:
+    shadowed) altogether."""
     local = [f for f in files if not f.dest.startswith("/")]
     keep = sorted(f.dest for f in local)
     dirs = sorted({d for f in local for d in _parents(f.dest)})
@@ -737,6 +738,10 @@ def prep_code(files, gone=()):
     # for romfs their littlefs copies would shadow /rom
     stale = ["board.py"] + sorted(f.dest[5:] for f in files
                                   if f.dest.startswith("/rom/") and not _owned_root(f.dest[5:]))
+    if rom:  # the image goes to slot A: the boot part's record (store.slotstore) goes, so the
+        # next start is the factory install (slot A, confirmed) and not a slot B an update
+        # had confirmed
+        stale += ["data/slots.bin", "data/slots.bin.tmp", "data/slots.bin.bak"]
     return "\n".join([
         "import os",
         "K=set(%s)" % json.dumps(keep),
