@@ -7,7 +7,9 @@
 # can-isotp's transport layer in this CPython process. The CAN frames cross
 # the process boundary as hex lines on the interpreter's stdin/stdout, in
 # lock step and virtual time (test_uds_update's SimConnection: 10 ms per tick
-# line). The wasm port is not used here: its runner
+# line). The same for the Modbus FC 0x15 session: app.host + app.hostupd in
+# the interpreter, bmsctl's client (pymodbus's FileRecord PDUs) here, the PDUs
+# as hex lines. The wasm port is not used here: its runner
 # (tools/mpy_wasm.mjs) feeds the code through stdin and closes it, so there is
 # no line channel into a running script.
 import hashlib
