@@ -52,11 +52,15 @@ def _exe():
     return exe
 
 
-def _image(tmp, name):
+def _image(tmp, name, extra=None):
+    """A ROMFS image whose bms_main.py says which slot it is; extra: more
+    {path: bytes} in it."""
     d = tmp / ("src" + name)
     (d / "lib").mkdir(parents=True)
     (d / "bms_main.py").write_text("from slotlib import SLOT\n")
     (d / "lib" / "slotlib.py").write_text("SLOT = %r\n" % name)
+    for rel, b in (extra or {}).items():
+        (d / rel).write_bytes(b)
     out = tmp / (name + ".romfs")
     mpremote = deploy.find_mpremote()
     assert mpremote, "mpremote is in requirements.txt"

@@ -537,12 +537,8 @@ def test_bmsctl_update_over_a_python_can_bus(tmp_path, capsys):
 
 # ---- the board side in the 32-bit MicroPython -------------------------------------------
 
-MPY_UPDATE = """
-import micropython, time, vfs
-from store.fs import MemFs
-from store.slotstore import SlotStore
-from update import boot, slots, updater as W
-
+# the board's ROMFS partition and board object in MicroPython (test_update_gate shares them)
+MPY_PARTITION = """
 class Part(bytearray):  # the partition object: the buffer protocol and the block-device calls
     def ioctl(self, op, arg):
         if op == 5:
@@ -555,7 +551,14 @@ class Part(bytearray):  # the partition object: the buffer protocol and the bloc
 
 class Board:
     rom = None
+"""
 
+MPY_UPDATE = """
+import micropython, time, vfs
+from store.fs import MemFs
+from store.slotstore import SlotStore
+from update import boot, slots, updater as W
+""" + MPY_PARTITION + """
 def run(path, part):
     board = Board()
     board.rom = part

@@ -1,0 +1,297 @@
+# The update session's board side in the real MicroPython (issue 15, "the
+# board side of the session runs in the MicroPython gates"): app.uds with a
+# real bms.auth, update.updater writing slot B of a bytearray partition and
+# checking every file of the written image through the port's own vfs.VfsRom,
+# the slot record on store.fs.MemFs, all inside the 32-bit unix MicroPython;
+# the tester is udsoncan's client (tools/bmsctl/update.py's sequence) on
+# can-isotp's transport layer in this CPython process. The CAN frames cross
+# the process boundary as hex lines on the interpreter's stdin/stdout, in
+# lock step and virtual time (test_uds_update's SimConnection: 10 ms per tick
+# line). The same for the Modbus FC 0x15 session: app.host + app.hostupd in
+# the interpreter, bmsctl's client (pymodbus's FileRecord PDUs) here, the PDUs
+# as hex lines. The wasm port is not used here: its runner
+# (tools/mpy_wasm.mjs) feeds the code through stdin and closes it, so there is
+# no line channel into a running script.
+import hashlib
+import os
+import subprocess
+
+import pytest
+import udsoncan
+
+import test_boot_slots as T
+from test_modbus_update import begin, raw
+from test_uds_update import ADDR, KEY, MPY_PARTITION, PUB, SECRET, SLOT, client, nrc_of
+from tools import ram
+from tools.bmsctl import bundle as tool
+from tools.bmsctl import mbupdate as M
+from tools.bmsctl import update as U
+from tools.bmsctl.client import CtlError, Pack as Client, load_map
+from tools.bmsctl.transport import TransportError
+from update import bundle as fmt
+from update import slots as S
+from app.hostupd import BLOCK_BYTES as M_BLOCK
+from bms import auth as A
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The pack both sessions update (slot A confirmed, counter 3; the installer
+# secret provisioned); the loops below read lines from stdin; "S" prints the
+# slot record, the refusals, a digest of slot B, the resets and the hold.
+PACK = """
+import sys, os, vfs, hashlib
+from bms.auth import Auth, INSTALLER
+from bms.params import Params
+from bms.state import PackState
+from store.cred import CredStore
+from store.fs import MemFs
+from store.slotstore import SlotStore
+from update import boot, slots, updater as W
+from binascii import hexlify, unhexlify
+""" + MPY_PARTITION + """
+board = Board()
+board.rom = Part(b"\\xff" * (2 * SLOT))
+board.rom[:len(OLD)] = OLD
+fs = MemFs()
+CredStore(fs).save({INSTALLER: SECRET})
+rec = boot.factory()
+rec[slots.COUNTER0] = rec[slots.FLOOR] = 3
+SlotStore(fs).save(rec)
+params = Params()
+st = PackState()
+auth = Auth(CredStore(fs), params, os.urandom)
+resets = []
+restart = lambda: lambda: resets.append(1)
+make_updater = lambda: W.Updater(board.rom, SlotStore(fs), PUB, "host_sim", 1, SLOT)
+file_digest = lambda slot, name: W.romfs_digest(vfs, board, slot, name, SLOT)
+
+def report(refused):
+    r = SlotStore(fs).load()[0]
+    b = bytes(memoryview(board.rom)[SLOT:2 * SLOT])
+    print(repr((r[slots.PENDING], r[slots.COUNTER1], r[slots.CONFIRMED], refused,
+                hexlify(hashlib.sha256(b).digest()).decode(), len(resets), st.update_hold)))
+"""
+
+# UDS: "F id data" a frame to on_frame, "T ms" a tick (the frames it sent
+# print as "F id data", then ".").
+UDS_LOOP = """
+from app.uds import Uds
+class Can:
+    FLAG_EXT_ID = 2
+    def send(self, id_, data, flags):
+        sys.stdout.write("F %x %s\\n" % (id_, hexlify(data).decode()))
+        return 0
+svc = Uds(st, params, auth, Can(), lambda: ADDR, make_updater=make_updater, slot_store=SlotStore(fs), running=0,
+          version=b"1.0", restart=restart, file_digest=file_digest)
+while True:
+    w = sys.stdin.readline().split()
+    if not w:
+        break
+    if w[0] == "F":
+        svc.on_frame("can", [int(w[1], 16), unhexlify(w[2]), 2, 0])
+    elif w[0] == "T":
+        svc.now_ms = int(w[1])
+        svc.tick(svc.now_ms)
+        sys.stdout.write(".\\n")
+    elif w[0] == "S":
+        report(svc.refused)
+"""
+
+# Modbus: "P unit pdu" a request PDU (after a tick 20 ms on), answered
+# "R pdu" ("R" alone: no answer); "T" a tick 100 ms on, answered ".".
+MODBUS_LOOP = """
+from app.host import Host
+from app.hostupd import HostUpdate
+from app.updsess import UpdateSession
+from bms.system import SystemView, from_pack
+view = SystemView()
+from_pack(view, st, params)
+hold = UpdateSession(st, make_updater)
+host = Host(st, params, view, None, auth, unit=1, update=lambda: HostUpdate(host, hold, restart, file_digest))
+out = bytearray(260)
+now = 0
+while True:
+    w = sys.stdin.readline().split()
+    if not w:
+        break
+    if w[0] == "P":
+        now += 20
+        host.tick(now)
+        req = bytearray(unhexlify(w[2]))
+        k = host.pdu(int(w[1]), req, len(req), out, 7)
+        sys.stdout.write("R %s\\n" % hexlify(out[:k]).decode())
+    elif w[0] == "T":
+        now += 100
+        host.tick(now)
+        sys.stdout.write(".\\n")
+    elif w[0] == "S":
+        report(host.refused)
+"""
+
+
+class Board:
+    """A board script (PACK + its loop) in the 32-bit MicroPython, driven line
+    by line."""
+
+    def __init__(self, exe, loop, old, heap="1M"):
+        env = dict(os.environ, MICROPYPATH=os.pathsep.join([os.path.join(ROOT, "firmware"), os.path.join(ROOT, "lib")]))
+        code = "SLOT = %d\nPUB = %r\nSECRET = %r\nADDR = %d\nOLD = %r\n" % (SLOT, PUB, SECRET, ADDR, old) + PACK + loop
+        self.p = subprocess.Popen([exe, "-X", "heapsize=" + heap, "-c", code], env=env, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+
+    def _line(self):
+        line = self.p.stdout.readline()
+        if not line:
+            raise AssertionError("the board ended: %s" % self.p.stderr.read())
+        return line
+
+    def state(self):
+        self.p.stdin.write("S\n")
+        return eval(self._line())
+
+    def close(self):
+        self.p.stdin.close()
+        try:
+            self.p.wait(10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+
+
+# the new image: real ROMFS with a module of ~4 KB besides the two that name the slot
+EXTRA = {"lib/big.py": b"".join(b"X%03d = %r\n" % (i, bytes(range(i % 7, 40))) for i in range(40))}
+FILES = dict({"bms_main.py": b"from slotlib import SLOT\n", "lib/slotlib.py": b"SLOT = 'B'\n"}, **EXTRA)
+
+
+def _bundle(tmp_path):
+    old, img = T._image(tmp_path, "A"), T._image(tmp_path, "B", EXTRA)
+    return old, img, tool.pack(tool.manifest("host_sim", "2.0.0", 5, img, FILES), img, KEY)
+
+
+class UdsBoard(Board):
+    """To test_uds_update's SimConnection this looks like its Pack:
+    svc.on_frame() queues a frame for the board, svc.tick() sends the queue
+    and one tick line, and the frames the board sent land in can.sent."""
+
+    def __init__(self, exe, old):
+        Board.__init__(self, exe, UDS_LOOP, old)
+        self.svc = self
+        self.can = self
+        self.sent = []
+        self.out = []
+        self.frames = 0
+
+    def on_frame(self, bus, fr):
+        self.out.append("F %x %s\n" % (fr[0], bytes(fr[1]).hex()))
+
+    def tick(self, now_ms):
+        self.p.stdin.write("".join(self.out) + "T %d\n" % now_ms)
+        self.frames += len(self.out)
+        self.out = []
+        while True:
+            w = self._line().split()
+            if w == ["."]:
+                return
+            self.sent.append((int(w[1], 16), bytes.fromhex(w[2]), 2))
+
+
+class ModbusBoard(Board):
+    """bmsctl's transport API (exchange(unit, pdu)) onto the board's Host.pdu;
+    .t as test_modbus_update's raw() wants it."""
+
+    def __init__(self, exe, old):
+        Board.__init__(self, exe, MODBUS_LOOP, old)
+        self.t = self
+        self.requests = 0
+
+    def exchange(self, unit, pdu):
+        self.p.stdin.write("P %d %s\n" % (unit, bytes(pdu).hex()))
+        self.requests += 1
+        w = self._line().split()
+        if len(w) < 2:
+            raise TransportError("no answer from unit %d" % unit)
+        return bytes.fromhex(w[1])
+
+    def tick(self):
+        self.p.stdin.write("T\n")
+        assert self._line() == ".\n"
+
+
+@pytest.fixture
+def board32(mpy32):
+    exe = ram.interpreter()  # mpy32 skipped already where there is none
+    made = []
+
+    def start(kind, old):
+        b = kind(exe, old)
+        made.append(b)
+        return b
+    yield start
+    for b in made:
+        b.close()
+
+
+def test_udsoncan_updates_the_board_side_running_in_32_bit_micropython(tmp_path, board32):
+    old, img, data = _bundle(tmp_path)
+    board = board32(UdsBoard, old)
+    c, conn = client(board)
+    # refused on the wire: a bad signature (the key byte in the signature flipped) ...
+    bad = bytearray(data)
+    n = fmt.header_length(data[:fmt.HEAD])  # the header ends with the manifest's signature
+    bad[n - 1] ^= 1
+    with pytest.raises(U.UpdateError) as e:
+        U.update(c, bytes(bad), activate=False)
+    assert "TransferData" in str(e.value) and "NRC 0x72" in str(e.value)
+    t = c.read_data_by_identifier([U.DID_TRANSFER]).service_data.values[U.DID_TRANSFER]
+    assert t["state"] == "failed" and t["reason"] == "signature"
+    # ... a wrong block counter, a repeated block
+    c.change_session(2)
+    c.unlock_security_access(1)
+    blk = c.request_download(udsoncan.MemoryLocation(0, len(data), 32, 32)).service_data.max_length - 2
+    c.transfer_data(1, data[:blk])
+    assert nrc_of(c.transfer_data, 3, data[blk:2 * blk]) == 0x73
+    assert nrc_of(c.transfer_data, 1, data[:blk]) == 0x73
+    c.change_session(1)
+    pending, _, _, refused, _, _, hold = board.state()
+    assert pending == S.NONE and refused == 3 and not hold  # nothing staged
+    # the good bundle: written, every file checked through VfsRom, staged, then activated
+    seen = []
+    ident = U.update(c, data, lambda done, total: seen.append(done))
+    assert seen[-1] == len(data)
+    assert ident["slots"]["pending"] == "B" and ident["transfer"]["state"] == "staged"
+    for _ in range(5):
+        conn.step()
+    pending, counter1, confirmed, refused, slot_b, resets, hold = board.state()
+    assert (pending, counter1, confirmed, refused, resets) == (1, 5, 0, 3, 1)
+    assert slot_b == hashlib.sha256(img + b"\xff" * (SLOT - len(img))).hexdigest()
+    print("%d bytes of bundle in %d CAN frames into the 32-bit MicroPython, %d ms of virtual time"
+          % (len(data), board.frames, conn.now))
+
+
+def test_pymodbus_file_records_update_the_board_side_running_in_32_bit_micropython(tmp_path, board32):
+    old, img, data = _bundle(tmp_path)
+    board = board32(ModbusBoard, old)
+    c = Client(board, 1, load_map())
+    c.login(A.INSTALLER, SECRET)
+    # refused on the wire: a bad signature (its last byte flipped): exception 03 and the DIAG reason ...
+    bad = bytearray(data)
+    bad[fmt.header_length(data[:fmt.HEAD]) - 1] ^= 1
+    with pytest.raises(CtlError) as e:
+        M.update(c, bytes(bad))
+    assert "update block" in str(e.value) and "exception 03" in str(e.value)
+    assert "update refused: signature" in str(e.value)
+    # ... a block out of order and a repeated one (pymodbus's FC 0x15 requests): exception 02
+    assert raw(board, M.FILE_CTL, 0, begin(len(data))) == (0, "")
+    assert raw(board, M.FILE_DATA, 0, data[:M_BLOCK]) == (0, "")
+    code, text = raw(board, M.FILE_DATA, 2, data[2 * M_BLOCK:3 * M_BLOCK])
+    assert code == 2 and "not the next block (1)" in text
+    assert raw(board, M.FILE_DATA, 0, data[:M_BLOCK])[0] == 2
+    pending, _, _, refused, _, _, _ = board.state()
+    assert pending == S.NONE and refused == 3
+    # the good bundle: begun again, written, every file checked through VfsRom, staged, activated
+    M.update(c, data)
+    board.tick()  # the reset comes after the reply went out
+    pending, counter1, confirmed, refused, slot_b, resets, hold = board.state()
+    assert (pending, counter1, confirmed, refused, resets) == (1, 5, 0, 3, 1)
+    assert slot_b == hashlib.sha256(img + b"\xff" * (SLOT - len(img))).hexdigest()
+    print("%d bytes of bundle in %d Modbus requests into the 32-bit MicroPython" % (len(data), board.requests))
