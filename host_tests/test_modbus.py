@@ -17,8 +17,9 @@ from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU, ExceptionResponse
 from pymodbus.pdu.file_message import FileRecord, ReadFileRecordRequest, WriteFileRecordRequest
 from pymodbus.pdu.mei_message import ReadDeviceInformationRequest
-from pymodbus.pdu.register_message import (ReadHoldingRegistersRequest, ReadInputRegistersRequest,
-                                           WriteMultipleRegistersRequest, WriteSingleRegisterRequest)
+from pymodbus.pdu.register_message import (ReadHoldingRegistersRequest, ReadHoldingRegistersResponse,
+                                           ReadInputRegistersRequest, WriteMultipleRegistersRequest,
+                                           WriteSingleRegisterRequest)
 
 from app.host import Host, PARAM, DIAG, CHALLENGE, LOGIN, R_NO_SESSION, R_RANGE, R_INVALID, R_LOGIN
 from bms import auth as A
@@ -412,3 +413,24 @@ def test_regmap_json_describes_what_the_handler_serves(rig):
     blocks = {b["name"]: b for b in d["blocks"]}
     r = ask(rig, ReadHoldingRegistersRequest(address=blocks["SunS"]["register"], count=2))
     assert struct.pack(">HH", *r.registers) == b"SunS"
+
+
+def test_the_framer_takes_frames_again_after_a_bad_one_and_a_quiet_time():
+    # Serial Line 2.5.1.1: after a bad frame everything up to the next silence is
+    # ignored; a reader that polls the port in bursts ends that silence with
+    # quiet(): a bad frame must not keep the framer deaf (the relay's reply framer
+    # only gapped while a frame was under way, so one bad reply silenced the chain)
+    rep = FramerRTU(DecodePDU(False)).buildFrame(ReadHoldingRegistersResponse(registers=[7], dev_id=2))
+    for replies in (False, True):
+        fr = mb.Framer(replies=replies)
+        frame = rep if replies else FramerRTU(DecodePDU(True)).buildFrame(
+            ReadHoldingRegistersRequest(address=0, count=1, dev_id=2))
+        bad = bytearray(frame)
+        bad[-1] ^= 0xFF
+        fr.heard(0)
+        assert not any(fr.feed(b) for b in bad) and fr.errors == 1
+        fr.quiet(100, 250)  # not yet quiet long enough: still skipping
+        assert not any(fr.feed(b) for b in frame)
+        fr.quiet(400, 250)
+        fr.heard(400)
+        assert [fr.feed(b) for b in frame][-1] == len(frame)

@@ -50,7 +50,6 @@ from bms.parallel import MASTER, elapsed
 from proto import modbus as mb
 from proto import sunspec as ss
 from proto.wire import put_u16, get_u16
-from defs.ticks import ticks_diff
 
 from defs.const import const
 
@@ -124,8 +123,6 @@ class Host(Service):
         self._req = memoryview(self.framer.buf)[1:]
         self._out = memoryview(self.tx)[1:]
         self._views = {}
-        self._fed = False
-        self._byte_ms = 0  # when the last RTU byte came
         self._scratch = bytearray(2 * ss.SCRATCH_REGS)
         self._blocks = ss.segments()
         self.reason = R_OK
@@ -139,8 +136,8 @@ class Host(Service):
     # -- RTU ---------------------------------------------------------------------
     def on_rs485(self, buf, n):
         """Binary bytes from the port (buf[:n]): RTU frames answered on self.port."""
-        self._fed = True
         framer = self.framer
+        framer.heard(self.now_ms)
         for i in range(n):
             m = framer.feed(buf[i])
             if m:
@@ -174,11 +171,7 @@ class Host(Service):
             self.auth.tick(now_ms)
         if self.upd is not None:
             self.upd.tick(now_ms)
-        if self._fed:
-            self._byte_ms = now_ms
-            self._fed = False
-        elif ticks_diff(now_ms, self._byte_ms) >= GAP_MS:
-            self.framer.gap()
+        self.framer.quiet(now_ms, GAP_MS)
         if self.restart_ms >= 0 and elapsed(now_ms, self.restart_ms) >= RESTART_DELAY_MS:
             self.restart_ms = -1
             self.restart()

@@ -103,7 +103,6 @@ class Relay(Service):
         self._start_ms = 0
         self._wait_ms = TIMEOUT_MS
         self._fc = 0
-        self._fed_ms = 0
         self.now_ms = 0
         self.relayed = 0  # replies returned (master)
         self.unavailable = 0  # answered 0x0A
@@ -217,8 +216,8 @@ class Relay(Service):
 
     def on_rs485(self, buf, n):
         """Binary bytes from Link OUT (buf[:n]): RTU replies coming up the chain."""
-        self._fed_ms = self.now_ms
         fr = self.replies
+        fr.heard(self.now_ms)
         for i in range(n):
             m = fr.feed(buf[i])
             if m:
@@ -247,8 +246,8 @@ class Relay(Service):
     def tick(self, now_ms):
         self.now_ms = now_ms
         fr = self.replies
-        if fr is not None and fr.in_frame() and ticks_diff(now_ms, self._fed_ms) >= _GAP_MS:
-            fr.gap()
+        if fr is not None:
+            fr.quiet(now_ms, _GAP_MS)
         if not self.unit:
             self.period_ms = IDLE_MS
             return

@@ -10,6 +10,7 @@
 # no allocation per request.
 from array import array
 from proto.wire import get_u16
+from defs.ticks import ticks_diff
 
 from defs.const import const
 
@@ -115,7 +116,9 @@ class Framer:
     length (address .. CRC, in buf) when a frame with a good CRC is complete,
     else 0; a frame with a bad CRC or longer than an ADU is dropped (counted)
     and everything up to the next gap() is ignored, as Serial Line 2.5.1.1
-    wants. gap(): the caller saw >= 3.5 character times of silence."""
+    wants. gap(): the caller saw >= 3.5 character times of silence. A caller
+    that reads the port in bursts (a router period apart) notes when bytes
+    came (heard) and lets quiet() end a frame, or a skip, after gap_ms without one."""
 
     def __init__(self, replies=False):
         self.buf = bytearray(MAX_ADU)
@@ -126,10 +129,21 @@ class Framer:
         self._skip = False
         self.frames = 0  # good frames
         self.errors = 0  # bad CRC, too long, cut short by a gap
+        self._heard_ms = 0
 
     def in_frame(self):
         """Bytes of a frame are under way (since the last gap or frame)."""
         return self.n > 0 and not self._skip
+
+    def heard(self, now_ms):
+        """Bytes came at now_ms (the caller's clock)."""
+        self._heard_ms = now_ms
+
+    def quiet(self, now_ms, gap_ms):
+        """gap() once gap_ms have passed without a byte while a frame is under
+        way or a bad one is being skipped."""
+        if (self.n or self._skip) and ticks_diff(now_ms, self._heard_ms) >= gap_ms:
+            self.gap()
 
     def gap(self):
         if self.n and not self._skip:
