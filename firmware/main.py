@@ -109,8 +109,8 @@ def main():
             _fets_off_after_failed_build(sys.modules["board"])
         _retry_later()
         return
-    jumper = getattr(b, "jumper", None)
-    if jumper is not None and jumper.fitted:
+    from app.compose import maintenance
+    if maintenance(b):
         print("bms: forced-update jumper fitted: maintenance mode (FETs held open, commissioning)")
     try:
         app, _ = start(b, store=_store(), clock=_clock())
