@@ -122,7 +122,8 @@ def host(app, board, ports, present=None):
         from update.updater import file_check
         return HostUpdate(svc, app.update, lambda: app.restart, file_check(board))
     svc = Host(app.state, app.params, app.system.view, rin.port if rin is not None else None, _auth(app),
-               journal=journal, present=present, update=update if app.update is not None else None)
+               journal=journal, present=present, update=update if app.update is not None else None,
+               version=version(board))
     svc.link = app.link
     svc.restart = lambda: _restart(app)
     out = [svc]
@@ -170,6 +171,18 @@ def running_slot(board):
     return boot.RUNNING
 
 
+def version(board):
+    """The running firmware's version (bytes): the `version` file of the
+    image the boot part mounted (update.boot.version; the bench's packs:
+    board.fw_version, from their simulated slot), else app.host's built-in one."""
+    from app.host import VERSION
+    v = getattr(board, "fw_version", None)
+    if v is None:
+        from update import boot
+        v = boot.version()
+    return v or VERSION
+
+
 def uds(app, board, ports):
     """The firmware update session over CAN, on the host protocol's login:
     app.udsport until a tester speaks, then the app.uds server; None
@@ -183,7 +196,6 @@ def uds(app, board, ports):
 
     def make():
         from app.uds import Uds
-        from app.host import VERSION
         from update.updater import file_check
         slot_store = None
         if app.store is not None:
@@ -192,7 +204,7 @@ def uds(app, board, ports):
         persist = app.persist
         return Uds(app.state, app.params, app.host[0].auth, ports.can, address, ports.can_rx,
                    None, slot_store, running_slot(board),
-                   getattr(board, "fw_version", None) or VERSION, lambda: app.restart,
+                   version(board), lambda: app.restart,
                    persist.restore_defaults if persist is not None else None, file_check(board),
                    hold=app.update)
     svc = UdsPort(address, make)
