@@ -148,16 +148,18 @@ def host(app, board, ports, present=None):
 
 def _update_session(app, board):
     """The pack's app.updsess.UpdateSession: its Updater (update.updater.for_board:
-    the board's ROMFS partition, the slot record, the key and recovery version
-    the boot part trusts) is imported only when a download starts; none
-    without a store or a board name."""
+    the board's ROMFS partition, the slot record, the key the pack trusts (its
+    login's provisioned update key, else the firmware's) and the recovery
+    version) is imported only when a download starts; none without a store
+    or a board name."""
     from app.updsess import UpdateSession
     make = None
     if app.store is not None and getattr(board, "name", None) is not None:
         def make():
             from store.slotstore import SlotStore
             from update.updater import for_board
-            return for_board(board, SlotStore(app.store.fs))
+            auth = app.host[0].auth if app.host else None
+            return for_board(board, SlotStore(app.store.fs), auth.update_key() if auth is not None else None)
     return UpdateSession(app.state, make)
 
 

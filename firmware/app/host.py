@@ -12,7 +12,8 @@
 #               registers from 208 (level, 32-byte HMAC-SHA-256): log in (auth.login)
 #   230..262    SET_SECRET (write only, all 33 at once): level + the 64-byte blob of
 #               auth.set_secret (installer session; refusals counted by auth)
-#   270..286    PROVISION (write only, all 17 at once): level + the 32-byte secret in
+#   270..286    PROVISION (write only, all 17 at once): level (3: the owner's update
+#               key, auth.UPDATE_KEY) + the 32-byte secret in
 #               clear (auth.provision): commissioning, only with physical presence
 #               (maintenance mode, the forced-update jumper fitted at boot, and the
 #               button held at the request), else 01, counted

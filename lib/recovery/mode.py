@@ -121,8 +121,9 @@ def uds(board, fs, fets_off, restart):
     params = Params()
     address = getattr(board, "pack_address", 0) or DEFAULT_ADDRESS
     rx = CanPort(can)
-    svc = Uds(Idle(fets_off), params, Auth(CredStore(fs), params, urandom), can, lambda: address, rx,
-              lambda: for_board(board, SlotStore(fs)), SlotStore(fs), boot.RUNNING,
+    auth = Auth(CredStore(fs), params, urandom)
+    svc = Uds(Idle(fets_off), params, auth, can, lambda: address, rx,
+              lambda: for_board(board, SlotStore(fs), auth.update_key()), SlotStore(fs), boot.RUNNING,
               ("R%d" % trust.RECOVERY_VERSION).encode(), restart, None, file_check(board))
     rx.subscribe(svc, SELECTION)
     can.set_filters(rx.selections())

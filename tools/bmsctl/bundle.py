@@ -48,6 +48,22 @@ def load_key(path):
     return k
 
 
+def read_public(path):
+    """The 32-byte Ed25519 public key in a .pub file (hex, as `keys new` writes it)."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError as e:
+        raise BundleToolError("cannot read public key %s: %s" % (path, e.strerror or e))
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise BundleToolError("%s is not a 32-byte Ed25519 public key in hex (bmsctl keys new writes one)" % path)
+    return key
+
+
 def public_hex(key):
     return key.public_key().public_bytes(se.Encoding.Raw, se.PublicFormat.Raw).hex()
 

@@ -220,14 +220,30 @@ def cmd_passwd(pack, args, console):
 
 
 def cmd_commission(pack, args, console):
-    """The first secret of a level (or a forgotten one replaced), in clear: the
-    pack takes it only in maintenance mode with its button held."""
+    """The first secret of a level (or a forgotten one replaced), or the
+    owner's update key (--update-key), in clear: the pack takes it only in
+    maintenance mode with its button held."""
+    if (args.level is None) == (args.update_key is None):
+        raise CtlError("commission needs --level LEVEL (a secret) or --update-key F.pub (the owner's update key)")
+    if args.update_key is not None:
+        from tools.bmsctl.bundle import BundleToolError, read_public
+        try:
+            new = read_public(args.update_key)
+        except BundleToolError as e:
+            raise CtlError(str(e))
+        level, what = authkit.UPDATE_KEY, "update key"
+    else:
+        level, what = LEVELS[args.level], "%s secret" % args.level
     blk = pack.need("provision", "commissioning", "commission")
-    level = LEVELS[args.level]
-    new = _new_secret(pack, args, "commission")
-    pack.write(blk["register"], [level] + regs_of(new), "%s secret (commissioning: the pack must be in "
-               "maintenance mode, jumper fitted at boot, with its button held)" % args.level)
-    console.file.write("%s: %s secret commissioned\n" % (pack.who(), args.level))
+    if args.update_key is None:
+        new = _new_secret(pack, args, "commission")
+    pack.write(blk["register"], [level] + regs_of(new), "%s (commissioning: the pack must be in "
+               "maintenance mode, jumper fitted at boot, with its button held)" % what)
+    if args.update_key is not None:
+        console.file.write("%s: update key %s commissioned: the pack now takes bundles signed with its "
+                           "private key only\n" % (pack.who(), new.hex()))
+    else:
+        console.file.write("%s: %s commissioned\n" % (pack.who(), what))
     return 0
 
 
@@ -296,9 +312,10 @@ def build_parser():
     g.add_argument("--new-secret-file")
     g.add_argument("--new-passphrase", action="store_true")
 
-    p = _pack_cmd(sub, "commission", cmd_commission, "set a level's first secret (maintenance mode, the "
-                  "pack's button held)")
-    p.add_argument("--level", choices=sorted(LEVELS), required=True)
+    p = _pack_cmd(sub, "commission", cmd_commission, "set a level's first secret or the owner's update key "
+                  "(maintenance mode, the pack's button held)")
+    p.add_argument("--level", choices=sorted(LEVELS))
+    p.add_argument("--update-key", metavar="F.pub", help="the owner's update key (bmsctl keys new) instead of a secret")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--new-secret-file")
     g.add_argument("--new-passphrase", action="store_true")
