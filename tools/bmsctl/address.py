@@ -157,9 +157,9 @@ def cmd_address(pack, args, console):
     t = pack.t
     p = pack.param(PARAM)
     unit = pack.unit
-    current = pack.read_params([p])[PARAM]
-    row = info(pack)
     if args.to is None:
+        current = pack.read_params([p])[PARAM]
+        row = info(pack)
         out.write("unit %d: address %d, %s (%s %d: %s after a restart)\n" % (
             unit, row.get("unit", unit), address_words(row) or "mode unknown", PARAM, current, mode_words(current)))
         return 0
@@ -168,6 +168,8 @@ def cmd_address(pack, args, console):
     why = _refusal(unit, target, rows)
     if why:
         raise CtlError("unit %d: %s; nothing written" % (unit, why))
+    current = pack.read_params([p])[PARAM]
+    row = info(pack)
     # after a restart the pack is at `target` (fixed) or wherever the chain hands it (auto)
     moves = (target or unit) != unit or (target == 0 and row.get("address_fixed"))
     secret = None
