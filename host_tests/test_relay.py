@@ -430,9 +430,12 @@ class Table:
         self.seen = bytearray(33)
 
 class Link:
-    def __init__(self, role, address):
+    def __init__(self, role, address, online=3):
         self.roles = Roles(role, address)
         self.table = Table()
+        self.state = PackState()
+        self.state.link_online = online if role == 2 else 0  # the master's count (app.link)
+        self.hello_online = online if role == 3 else 0  # a slave's, from the HELLO
 
 def host(port):
     st = PackState()
