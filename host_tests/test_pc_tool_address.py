@@ -169,3 +169,31 @@ def test_refusals_write_nothing(bench):
     assert rc == 0 and "takes effect after a restart" in out, err
     assert apps[1].params.v[FIXED] == 2 and not apps[1].state.link_fixed and b.addresses() == [1, 2, 3]
 
+
+
+@pytest.mark.parametrize("bench", ["rs485"], indirect=True)
+def test_an_address_conflict_made_behind_the_tools_back_is_shown_in_words(bench):
+    """`params set` writes the parameter unchecked: pack 3 fixed at 2, restarted,
+    is a second pack at address 2. On the chain pack 2 hears pack 3's reports
+    from its own address: its PARALLEL alarm names the conflict in `live`, `scan`
+    shows it, the master's system has the alarm (test_link: it ends 3.5 s after
+    the last such frame)."""
+    b = bench
+    w = b.w
+    rc, out, err = b.ctl("--unit", "3", *b.login(2), "params", "set", "link_fixed_address_count=2")
+    assert rc == 0, err
+    rc, out, err = b.ctl("--unit", "3", *b.login(2), "control", "set", "restart=1")
+    assert rc == 0, err
+    assert wait_for(lambda: w.packs[1].app.state.link_conflict == 2)
+    assert b.addresses() == [1, 2, 2] and w.packs[1].app.state.link_failure
+    rc, out, err = b.ctl("live", "--pack", "2", "--count", "1", "--json")
+    assert rc == 0, err
+    assert "alarm: parallel system failure, address conflict: another pack also uses address 2" in \
+        json.loads(out)["alarms"]
+    rc, out, err = b.ctl("scan", "--last", "3", "--json")
+    assert rc == 0, err
+    rows = {r["unit"]: r for r in json.loads(out)}
+    assert rows[2]["address_conflict"] == 2 and rows[2]["address_mode"] == "automatic"
+    assert "address conflict: another pack also uses address 2" in rows[2]["address"]
+    rc, out, _ = b.ctl("live", "--pack", "1", "--count", "1", "--json")
+    assert rc == 0 and any("parallel system failure" in a for a in json.loads(out)["alarms"])
