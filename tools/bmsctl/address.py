@@ -138,8 +138,16 @@ def _find(t, regmap, unit, target, before, deadline):
 
 def _remove(t, regmap, secret, gone, out):
     """Remove the addresses `gone` from the master's table (its installer session)."""
+    if not gone:
+        return
     m = Pack(t, MASTER, regmap)
-    m.login(authkit.INSTALLER, secret)
+    try:
+        m.login(authkit.INSTALLER, secret)
+    except CtlError as e:
+        raise CtlError("%s; address%s %s stay%s in the master's table as lost: remove with bmsctl --unit 1 "
+                       "--login installer --secret-file F control set remove_pack=A" % (
+                           e, "es" if len(gone) > 1 else "", ", ".join(str(a) for a in gone),
+                           "" if len(gone) > 1 else "s"))
     try:
         ctl = m.need("control")
         f = next((f for f in fields(ctl) if f["name"] == "remove_pack"), None)
@@ -184,8 +192,8 @@ def cmd_address(pack, args, console):
     out.write("unit %d: %s %d -> %d (address %s, was %s); takes effect after a restart\n" % (
         unit, PARAM, current, got, mode_words(target), mode_words(current)))
     if not args.restart:
-        out.write("unit %d: restart it (bmsctl --unit %d --login installer ... control address --pack %d --to %s "
-                  "--restart, or switch it off and on)\n" % (unit, unit, unit, args.to))
+        out.write("unit %d: to take it now, run this again with --restart%s\n" % (
+            unit, " --master-secret-file F (the old address then leaves the master's table)" if moves else ""))
         return 0
     restart = next((f for f in fields(pack.need("control")) if f["name"] == "restart"), None)
     if restart is None:
@@ -200,7 +208,8 @@ def cmd_address(pack, args, console):
     if new is None:
         raise CtlError("unit %d: did not answer at %s within %g s after the restart" % (
             unit, "address %d" % target if target else "any address", wait_s))
-    out.write("unit %d: back at address %d (%s)\n" % (unit, new, address_words(info(Pack(t, new, pack.map)))))
+    out.write("unit %d: back at address %d (%s)\n" % (
+        unit, new, address_words(info_or_none(Pack(t, new, pack.map)) or {}) or "mode unknown"))
     if new == unit:
         return 0
     # wait until the old address is lost (bms.parallel.OFFLINE_MS) and every pack online
