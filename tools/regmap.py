@@ -39,7 +39,11 @@ def describe():
                        "write_level": host.INSTALLER if access[acc] == "RW" else None})
     blocks = [
         {"register": host.INFO, "regs": host.INFO_REGS, "name": "info", "access": "R",
-         "fields": ["map_version", "param_count", "param_base", "firmware_version", "unit", "serial[16]"]},
+         "fields": ["map_version", "param_count", "param_base", "firmware_version", "unit", "serial[16]",
+                    "address_fixed", "address_conflict"],
+         "note": "unit: the pack's link address (unit id through the master); address_fixed: 1 = fixed "
+                 "(parameter link_fixed_address_count or the DIP, as read at start), 0 = automatic; "
+                 "address_conflict: an address another pack also uses (heard in the last 3.5 s), 0 none"},
         {"register": host.DIAG, "regs": host.DIAG_REGS, "name": "diag", "access": "R",
          "fields": ["reason", "register", "param_id", "refused", "text[64]"],
          "reasons": list(host.REASONS)},

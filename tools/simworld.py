@@ -53,6 +53,10 @@ class Tracer(Service):
             refused = st.link_refused
             if refused:  # link: commands refused (only once there are any: older traces unchanged)
                 pairs.append(("link_refused", refused))
+            if st.link_fixed:  # link: a fixed address; an address conflict (likewise only when so)
+                pairs.append(("address_fixed", True))
+            if st.link_conflict:
+                pairs.append(("address_conflict", st.link_conflict))
             if fw is not None:
                 pairs.append(("fw", {"version": fw[0], "slot": fw[1], "state": fw[2]}))
             self.world.emit(trace.line(pairs))

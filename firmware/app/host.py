@@ -1,8 +1,10 @@
 # Owns the host protocol handler (issue 13): Modbus PDUs from the PC tool or a
 # SCADA, transport-independent (pdu(); RTU framing in on_rs485, Modbus TCP and
 # ISO-TP elsewhere), over this register map (FC03 and FC04 read the same map):
-#   0..12       INFO: map version, parameter count, parameter base, firmware
-#               version (major << 8 | minor), unit id, serial number (16 ASCII bytes)
+#   0..14       INFO: map version, parameter count, parameter base, firmware
+#               version (major << 8 | minor), unit id, serial number (16 ASCII bytes),
+#               address mode (0 automatic, 1 fixed: link_fixed_address_count or the DIP,
+#               as read at start), the address another pack also uses (0 none)
 #   100..135    DIAG: the last refused write's reason (R_*), its first register,
 #               its parameter id (0 none), refusals counted here, 64 bytes of
 #               reason text (ASCII, NUL padded)
@@ -57,7 +59,9 @@ from defs.const import const
 MAP_VERSION = const(1)
 INFO = const(0)
 INFO_SERIAL = const(5)
-INFO_REGS = const(13)
+INFO_FIXED = const(13)
+INFO_CONFLICT = const(14)
+INFO_REGS = const(15)
 DIAG = const(100)
 DIAG_TEXT = const(104)
 DIAG_TEXT_BYTES = const(64)
@@ -297,6 +301,10 @@ class Host(Service):
             return self.version_word
         if k == 4:
             return self.st.link_address or self.unit  # = its unit through the master
+        if k == INFO_FIXED:
+            return 1 if self.st.link_fixed else 0
+        if k == INFO_CONFLICT:
+            return self.st.link_conflict
         i = 2 * (k - INFO_SERIAL)
         return SERIAL[i] << 8 | SERIAL[i + 1] if i + 1 < len(SERIAL) else 0
 

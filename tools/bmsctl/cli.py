@@ -13,7 +13,7 @@ import sys
 import time
 
 from tools import authkit
-from tools.bmsctl import blocks, params, sunspec, words
+from tools.bmsctl import address, blocks, params, sunspec, words
 from tools.bmsctl.client import LEVELS, MAX_UNIT, CtlError, Pack, load_map, regs_of
 from tools.bmsctl.secrets import do_login, read_secret, serial_of
 from tools.bmsctl.transport import TransportError, open_transport
@@ -42,7 +42,13 @@ def cmd_scan(t, args, out):
         dev = sunspec.scan(t, unit)
         if dev is None:
             continue
-        found.append(_summary(unit, dev))
+        row = _summary(unit, dev)
+        ia = address.info_or_none(Pack(t, unit, args.regmap))
+        if ia and "address_fixed" in ia:
+            row["address_mode"] = "fixed" if ia["address_fixed"] else "automatic"
+            row["address_conflict"] = ia.get("address_conflict", 0)
+            row["address"] = address.address_words(ia)
+        found.append(row)
     if args.json:
         json.dump(found, out)
         out.write("\n")
@@ -50,8 +56,9 @@ def cmd_scan(t, args, out):
     if not found:
         raise CtlError("no pack answered on units 1..%d" % args.last)
     for r in found:
-        out.write("unit %-3d %s %s %s SN %s  SoC %s %%  %s V  %s A\n" % (
-            r["unit"], r.get("Mn"), r.get("Md"), r.get("Vr"), r.get("SN"), r.get("SoC"), r.get("V"), r.get("A")))
+        out.write("unit %-3d %s %s %s SN %s  SoC %s %%  %s V  %s A%s\n" % (
+            r["unit"], r.get("Mn"), r.get("Md"), r.get("Vr"), r.get("SN"), r.get("SoC"), r.get("V"), r.get("A"),
+            "  address %s" % r["address"] if r.get("address") else ""))
     return 0
 
 
@@ -98,7 +105,12 @@ def _alarms(t, unit, dev, regmap):
             except CtlError:
                 th = None
         what = words.THRESHOLDS.get(name, (None, None))[1]
-        out.append(words.alarm_line(kind, name, _where(what, bat, mod), th))
+        where = _where(what, bat, mod)
+        if name == "PARALLEL":
+            ia = address.info_or_none(pack)
+            if ia and ia.get("address_conflict"):
+                where = "address conflict: another pack also uses address %d" % ia["address_conflict"]
+        out.append(words.alarm_line(kind, name, where, th))
     return out
 
 
@@ -353,7 +365,19 @@ def build_parser():
     _block_cmds(sub, "calib", ("calib", "calibration", "control"),
                 "calibration: current offset, voltage and current gain, capacity, SOC, cycle count "
                 "(the map's calibration fields)")
-    _block_cmds(sub, "control", ("control",), "FETs, buzzer, sleep, protection reset, remove a pack, MCU restart, ...")
+    s = _block_cmds(sub, "control", ("control",), "FETs, buzzer, sleep, protection reset, remove a pack, MCU "
+                    "restart, a pack's address, ...")
+    q = _pack_cmd(s, "address", address.cmd_address, "a pack's link address: fixed 1..32 or automatic (the "
+                  "chain hands it down); the pack reads it at start")
+    q.add_argument("--pack", dest="unit", type=int, required=True, metavar="N", help="the pack's unit id (its "
+                   "address now)")
+    q.add_argument("--to", metavar="A|auto", help="the new address, or auto (without: show the address and mode)")
+    q.add_argument("--restart", action="store_true", help="restart the pack, wait for it at its new address, "
+                   "remove the old address from the master's table")
+    q.add_argument("--master-secret-file", metavar="F", help="the master's installer secret (--restart: the "
+                   "removal of the old address)")
+    q.add_argument("--wait", type=float, metavar="S", help="seconds to wait for the pack after the restart "
+                   "(default %g)" % address.WAIT_S)
 
     p = sub.add_parser("keys", help="update signing keys")
     ks = p.add_subparsers(dest="keys_cmd", required=True)
