@@ -199,6 +199,7 @@ def test_bmsctl_update_all_over_a_python_can_bus(tmp_path, capsys):
     assert "2 of 2 packs updated" in out
     for pk in packs.values():
         assert pk.record()[T.S.PENDING] == 1 and pk.resets == 0
+        assert pk.svc.bc_taken > 100  # the image came by the broadcast: 703 bytes, 6 a frame
 
 
 def test_a_host_sim_bundle_holds_the_firmware_and_its_version(tmp_path):

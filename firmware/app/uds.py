@@ -26,6 +26,15 @@
 #        staged image), 0x0202 parameters to defaults.
 #   0x22 DIDs (proto.uds), 0x11 01/03 reset (installer), 0x3E tester present.
 # Every refusal is a negative response, counted (refused, by_nrc).
+# The bundle broadcast (proto.uds BC_*: one tester's frames to every pack at
+# once) is taken only inside this pack's open download, from the tester that
+# opened it, after an announce naming that download (its total and manifest
+# digest, so the signed header is in and checked), and only the frame that
+# carries the next byte the slot expects (it is written in order: a pack that
+# missed a frame stops advancing and the tester sends it the rest over UDS);
+# the bytes wait in a small buffer for the next tick (no allocation per
+# frame). A broadcast frame from the session's tester counts as its activity
+# (S3). Taken and ignored frames are counted (DID 0xF1A5).
 from array import array
 
 from defs.const import const
@@ -47,6 +56,7 @@ IDLE_MS = const(100)
 DOWNLOAD_MS = const(1)
 STMIN_MS = const(0)
 _IDLE_TESTER_MS = const(2000)
+_BC_BUF = const(512)  # broadcast bytes waiting for the tick's feed (a poll may deliver 64 frames)
 _NONE = const(0xFF)
 _RECOVERY = const(0xFE)
 # the services whose answer may take longer than P2 (0x78 first)
@@ -104,6 +114,11 @@ class Uds(Service):
         self._last_ms = 0  # last request (S3)
         self._dl = False  # a download is open (0x34 accepted, no 0x37 / refusal since)
         self._seq = 1
+        self._bc_on = False  # an announce named the open download
+        self._bc = bytearray(_BC_BUF)
+        self._bc_fill = 0
+        self.bc_taken = 0
+        self.bc_ignored = 0
         self.busy = 0
         self.errors = 0
         self.requests = 0
@@ -114,6 +129,9 @@ class Uds(Service):
     # -- frames ------------------------------------------------------------------
     def on_frame(self, bus, fr):
         id_ = fr[0]
+        if id_ >> 8 == U.BC_BASE >> 8:
+            self._broadcast(id_ & 0xFF, fr[1])
+            return
         if (id_ >> 16) & 0x1FFF != U.BASE >> 16:
             return
         self._traffic_ms = self.now_ms
@@ -134,6 +152,43 @@ class Uds(Service):
         if n:
             self._n = n
 
+    def _broadcast(self, sa, d):
+        self._traffic_ms = self.now_ms
+        if not self._dl:
+            self.period_ms = ACTIVE_MS  # a pack left out still empties its receive queue
+        u = self.upd
+        if not self._dl or sa != self.tester or len(d) != 8 or u is None:
+            self.bc_ignored += 1
+            return
+        self._last_ms = self.now_ms
+        seq = (d[0] << 8) | d[1]
+        if seq == U.BC_ANNOUNCE:
+            g = u.digest
+            self._bc_on = g is not None and u.total == (d[2] << 16) | (d[3] << 8) | d[4] \
+                and g[0] == d[5] and g[1] == d[6] and g[2] == d[7]
+            return
+        at = seq * U.BC_DATA
+        nxt = u.received + self._bc_fill
+        f = self._bc_fill
+        if not self._bc_on or not at <= nxt < at + U.BC_DATA or nxt >= u.total or f + U.BC_DATA > _BC_BUF:
+            self.bc_ignored += 1
+            return
+        k = at + U.BC_DATA - nxt
+        if k > u.total - nxt:
+            k = u.total - nxt  # the last frame's padding
+        b = self._bc
+        j = 2 + nxt - at
+        for i in range(k):
+            b[f + i] = d[j + i]
+        self._bc_fill = f + k
+        self.bc_taken += 1
+
+    def _bc_flush(self):
+        n = self._bc_fill
+        self._bc_fill = 0
+        if self._dl and self.upd.feed(self._bc, 0, n):
+            self._dl = False  # the bundle refused (its reason in DID 0xF1A2)
+
     def tick(self, now_ms):
         self.now_ms = now_ms
         if self.period_ms != IDLE_MS:
@@ -145,6 +200,8 @@ class Uds(Service):
                 self.period_ms = IDLE_MS
             else:
                 self.period_ms = ACTIVE_MS
+        if self._bc_fill:
+            self._bc_flush()
         if self.session != U.DEFAULT and ticks_diff(now_ms, self._last_ms) > U.S3_MS:
             self._end_session()  # S3: the tester went away
         if self.tester < 0:
@@ -182,8 +239,11 @@ class Uds(Service):
     def _end_session(self):
         if self.session != U.DEFAULT and self.tester >= 0:
             self.auth.logout(PORT_BASE + self.tester)
+        if self._bc_fill:
+            self._bc_flush()  # what the broadcast brought is the pack's to resume from
         self.session = U.DEFAULT
         self._dl = False  # the transfer itself stays in the UpdateSession: a new session may resume it
+        self._bc_on = False
         self.hold.release(self)
 
     @property
@@ -348,6 +408,7 @@ class Uds(Service):
         if u is None:
             return self._neg(sid, U.NRC_CONDITIONS)
         from update import updater as W
+        self._bc_on = False
         r = u.begin(size, addr)
         if r:
             self._dl = False
@@ -496,6 +557,10 @@ class Uds(Service):
             for i in range(32):
                 o[at + i] = d[i] if d else 0
             return 32
+        if did == U.DID_BROADCAST:
+            _u32(o, at, self.bc_taken)
+            _u32(o, at + 4, self.bc_ignored)
+            return 8
         if did == U.DID_REFUSED:
             o[at] = (self.refused >> 8) & 0xFF
             o[at + 1] = self.refused & 0xFF

@@ -1,7 +1,9 @@
 # Owns the UDS (ISO 14229-1) wire facts of the update session (issue 15):
 # the CAN ids (ISO 15765-2 normal fixed addressing, physical: 0x18DA_TA_SA,
 # replies 0x18DA_SA_TA), the service ids, the negative response codes, and
-# our data identifiers and routine ids. app.uds serves them; the host side
+# our data identifiers and routine ids, and the bundle broadcast's frames
+# (BC_*, not UDS: raw frames one tester sends to every pack at once, each
+# pack taking them only inside its own open download). app.uds serves them; the host side
 # (tools/bmsctl/update.py) drives them with udsoncan's own definitions.
 from defs.const import const
 
@@ -59,6 +61,7 @@ DID_COUNTERS = const(0xF1A1)  # u32 floor (the confirmed image's security counte
 DID_TRANSFER = const(0xF1A2)  # u8 state, u8 reason (update.updater), u32 received, u32 total, u8 next block counter
 DID_BUNDLE = const(0xF1A3)  # 32 bytes: SHA-256 of the manifest under way (zeros: none), to resume the same bundle
 DID_REFUSED = const(0xF1A4)  # u16 requests refused (every NRC but 0x78), u8 the last NRC
+DID_BROADCAST = const(0xF1A5)  # u32 broadcast frames taken, u32 ignored (since the server started)
 VERSION_LEN = const(8)
 
 # routines (0x31, start = subfunction 1)
@@ -68,3 +71,18 @@ RT_DEFAULTS = const(0x0202)  # parameters back to defaults
 
 BLOCK_DATA = const(256)  # data bytes per TransferData
 MAX_BLOCK = BLOCK_DATA + 2  # maxNumberOfBlockLength: SID + counter + data (ISO 14229-1 14.2)
+
+# The bundle broadcast (issue 15's fan-out): 29-bit id BC_BASE | SA (SAE
+# J1939-21 Proprietary B, PGN 0xFFB0, PDU2: to everyone; SA the tester, 0xF1),
+# inside the 0x18 selection of app.hostcan (no chip filter changes). 8 data
+# bytes, big-endian:
+#   data     seq u16 (0..0xFFFE), 6 bundle bytes at offset seq * BC_DATA (the
+#            last frame padded: a pack takes no byte at or beyond its total)
+#   announce 0xFFFF, the bundle's total u24, the first 3 bytes of SHA-256 of
+#            its manifest (DID 0xF1A3): a pack takes data frames only after
+#            an announce naming its own open download
+PF_BROADCAST = const(0xFF)
+GE_BROADCAST = const(0xB0)
+BC_BASE = (PRIORITY << 26) | (PF_BROADCAST << 16) | (GE_BROADCAST << 8)  # 0x18FFB000
+BC_DATA = const(6)
+BC_ANNOUNCE = const(0xFFFF)

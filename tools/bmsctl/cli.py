@@ -399,6 +399,9 @@ def build_parser():
     p.add_argument("--no-activate", action="store_true", help="stage the image, do not restart into it")
     p.add_argument("--all", action="store_true", help="every unit 1..32 that answers (instead of --unit)")
     p.add_argument("--parallel", type=int, help="packs updated at a time with --all (default 4)")
+    p.add_argument("--no-broadcast", action="store_true",
+                   help="with --all: every pack gets every block over UDS (no broadcast of the image)")
+    p.add_argument("--rate", type=int, help="with --all: broadcast frames per second (default 1000)")
     p.set_defaults(fn=_update, local=True)
     return ap
 

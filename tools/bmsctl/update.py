@@ -16,7 +16,15 @@
 # to --parallel of them at a time, each on its own ISO-TP channel over one
 # shared python-can bus (one Notifier), a progress bar per pack and a summary;
 # a transfer broken off by a timeout is asked again once, resuming.
-# tools/benchupdate.py runs the same run_pack() inside the bench world.
+# With more than one pack (and without --no-broadcast) the image goes once to
+# all of them: every pack's download is opened over UDS and its header sent
+# there (prepare(): each pack checks the signature before it takes a
+# broadcast byte), then the rest as raw broadcast frames (broadcast_frames():
+# proto.uds BC_*, on 0x18FFB0F1, paced at --rate frames/s), then run_pack()
+# per pack: it reads where the pack stands (DIDs 0xF1A2/0xF1A3) and sends
+# what the pack missed over UDS, then exit, check and activate as before.
+# tools/benchupdate.py runs the same prepare(), broadcast_frames() and
+# run_pack() inside the bench world.
 import struct
 
 import udsoncan
@@ -42,6 +50,14 @@ REASONS = ("ok", "format", "signature", "board", "downgrade", "recovery", "lengt
 
 
 PARALLEL = 4  # packs at a time with --all (the bus, not the packs, is the limit: README "Firmware update")
+DID_BROADCAST = 0xF1A5
+BC_PF = 0xFF  # the broadcast's id: J1939 Proprietary B, PGN 0xFFB0, SA the tester (lib/proto/uds.py)
+BC_GE = 0xB0
+BC_DATA = 6  # bundle bytes per frame, after the u16 sequence number
+BC_ANNOUNCE = 0xFFFF
+BC_MAX_SEQ = 0xFFFE
+ANNOUNCE_EVERY = 128  # data frames between two announces: a pack that missed one joins at the next
+RATE = 1000  # broadcast frames/s by default (6 kB/s: README "Firmware update", the fan-out)
 
 
 class UpdateError(Exception):
@@ -79,6 +95,7 @@ DIDS = {
                                       "received": struct.unpack(">I", p[2:6])[0],
                                       "total": struct.unpack(">I", p[6:10])[0], "next_block": p[10]}),
     DID_BUNDLE: _Raw(32, bytes),
+    DID_BROADCAST: _Raw(8, lambda p: dict(zip(("taken", "ignored"), struct.unpack(">II", p)))),
 }
 
 
@@ -102,6 +119,33 @@ def client_config(secret, quiet=False):
     return cfg
 
 
+def broadcast_id(tester=TESTER_ADDRESS):
+    return (6 << 26) | (BC_PF << 16) | (BC_GE << 8) | tester
+
+
+def announce(data):
+    """The broadcast's announce frame for bundle data: total u24, manifest digest's first 3 bytes."""
+    digest, _ = manifest_digest(data)
+    return struct.pack(">H", BC_ANNOUNCE) + len(data).to_bytes(3, "big") + digest[:3]
+
+
+def broadcast_frames(data, start=0, announce_every=ANNOUNCE_EVERY):
+    """The 8-byte frames that broadcast bundle data from byte start (never
+    before the header's end: the header goes per pack), an announce first
+    and every announce_every data frames; (offset after the frame, frame)."""
+    _, n = manifest_digest(data)
+    first = max(start, n) // BC_DATA
+    last = (len(data) + BC_DATA - 1) // BC_DATA
+    if last - 1 > BC_MAX_SEQ:
+        raise UpdateError("bundle too long to broadcast (%d bytes)" % len(data))
+    ann = announce(data)
+    for k, seq in enumerate(range(first, last)):
+        if k % announce_every == 0:
+            yield seq * BC_DATA, ann
+        at = seq * BC_DATA
+        yield min(at + BC_DATA, len(data)), struct.pack(">H", seq) + data[at:at + BC_DATA].ljust(BC_DATA, b"\xff")
+
+
 def manifest_digest(data):
     import hashlib
     from update import bundle as fmt
@@ -121,44 +165,93 @@ def identify(client):
             "transfer": v[DID_TRANSFER]}
 
 
+def _bundle(data):
+    try:
+        return manifest_digest(data)
+    except Exception as e:  # noqa: the bundle module names what is wrong
+        raise UpdateError("not an update bundle: %s" % e)
+
+
+def _session(fn):
+    """fn() with udsoncan's exceptions as UpdateError lines."""
+    try:
+        return fn()
+    except NegativeResponseException as e:
+        raise UpdateError(_nrc(e))
+    except (TimeoutException, UnexpectedResponseException) as e:
+        raise UpdateError("no valid answer: %s" % e, timeout=isinstance(e, TimeoutException))
+
+
+def _open(client, data, digest):
+    """Programming session, security access, request download (resuming the
+    same bundle where the pack has it): (bytes the pack has, block length)."""
+    client.change_session(services.DiagnosticSessionControl.Session.programmingSession)
+    client.unlock_security_access(1)
+    start = 0
+    t = client.read_data_by_identifier([DID_TRANSFER, DID_BUNDLE]).service_data.values
+    if t[DID_BUNDLE] == digest and t[DID_TRANSFER]["state"] in ("header", "image") \
+            and t[DID_TRANSFER]["total"] == len(data):
+        start = t[DID_TRANSFER]["received"]  # the same bundle, interrupted: resume
+    mem = udsoncan.MemoryLocation(address=start, memorysize=len(data), address_format=32, memorysize_format=32)
+    r = client.request_download(mem)
+    return start, r.service_data.max_length - 2
+
+
+def _blocks(client, data, pos, end, block, progress=None):
+    """TransferData from pos until end is reached (whole blocks); the new pos."""
+    seq = 1
+    while pos < end:
+        chunk = data[pos:pos + block]
+        client.transfer_data(seq, chunk)
+        seq = (seq + 1) & 0xFF
+        pos += len(chunk)
+        if progress:
+            progress(pos, len(data))
+    return pos
+
+
 def update(client, data, progress=None, activate=True):
     """Send bundle bytes data over the udsoncan client (its config from
     client_config); progress(done, total). Returns the pack's identification
     before activation. UpdateError with one line on any refusal."""
-    try:
-        digest, _ = manifest_digest(data)
-    except Exception as e:  # noqa: the bundle module names what is wrong
-        raise UpdateError("not an update bundle: %s" % e)
-    try:
-        client.change_session(services.DiagnosticSessionControl.Session.programmingSession)
-        client.unlock_security_access(1)
-        start = 0
-        t = client.read_data_by_identifier([DID_TRANSFER, DID_BUNDLE]).service_data.values
-        if t[DID_BUNDLE] == digest and t[DID_TRANSFER]["state"] in ("header", "image") \
-                and t[DID_TRANSFER]["total"] == len(data):
-            start = t[DID_TRANSFER]["received"]  # the same bundle, interrupted: resume
-        mem = udsoncan.MemoryLocation(address=start, memorysize=len(data), address_format=32, memorysize_format=32)
-        r = client.request_download(mem)
-        block = r.service_data.max_length - 2
-        seq = 1
-        pos = start
-        while pos < len(data):
-            chunk = data[pos:pos + block]
-            client.transfer_data(seq, chunk)
-            seq = (seq + 1) & 0xFF
-            pos += len(chunk)
-            if progress:
-                progress(pos, len(data))
+    digest, _ = _bundle(data)
+
+    def run():
+        pos, block = _open(client, data, digest)
+        _blocks(client, data, pos, len(data), block, progress)
         client.request_transfer_exit()
         client.start_routine(RT_CHECK)
         ident = identify(client)
         if activate:
             client.start_routine(RT_ACTIVATE)
         return ident
-    except NegativeResponseException as e:
-        raise UpdateError(_nrc(e))
-    except (TimeoutException, UnexpectedResponseException) as e:
-        raise UpdateError("no valid answer: %s" % e, timeout=isinstance(e, TimeoutException))
+    return _session(run)
+
+
+def prepare(client, data, progress=None):
+    """Open the pack's download for a broadcast: update()'s start, then the
+    header over UDS (the pack checks the signature, board and counter before
+    it takes a broadcast byte). The bytes the pack has; UpdateError as update()."""
+    digest, n = _bundle(data)
+
+    def run():
+        pos, block = _open(client, data, digest)
+        return _blocks(client, data, pos, n, block, progress)
+    return _session(run)
+
+
+def prepare_pack(client, data, progress=None):
+    """One pack's prepare() with a retry after a timeout: None (ready, or
+    worth a try in run_pack) or ("refused: REASON", None)."""
+    for attempt in range(2):
+        try:
+            prepare(client, data, progress)
+            return None
+        except UpdateError as e:
+            if e.timeout:
+                continue
+            return _refused(client, e)
+    return None
 
 
 def answers(client):
@@ -179,14 +272,18 @@ def run_pack(client, data, progress=None, activate=True, retries=1):
         except UpdateError as e:
             if e.timeout and attempt < retries:
                 continue
-            why = str(e)
-            try:
-                t = client.read_data_by_identifier([DID_TRANSFER]).service_data.values[DID_TRANSFER]
-                if t["reason"] != "ok":
-                    why += " (%s)" % t["reason"]
-            except Exception:  # noqa: the pack may be gone; the refusal's line is enough
-                pass
-            return "refused: " + why, None
+            return _refused(client, e)
+
+
+def _refused(client, e):
+    why = str(e)
+    try:
+        t = client.read_data_by_identifier([DID_TRANSFER]).service_data.values[DID_TRANSFER]
+        if t["reason"] != "ok":
+            why += " (%s)" % t["reason"]
+    except Exception:  # noqa: the pack may be gone; the refusal's line is enough
+        pass
+    return "refused: " + why, None
 
 
 def _parse_via(via):
@@ -308,8 +405,36 @@ def cmd_update(args, out):
     return 0
 
 
+def send_broadcast(bus, data, start=0, rate=RATE, progress=None):
+    """The broadcast of bundle data from byte start on a python-can bus, rate
+    frames per second; progress(offset) now and then."""
+    import can
+    import time
+    bid = broadcast_id()
+    t0 = time.monotonic()
+    for i, (pos, fr) in enumerate(broadcast_frames(data, start)):
+        wait = t0 + i / rate - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        bus.send(can.Message(arbitration_id=bid, data=fr, is_extended_id=True))
+        if progress and i % 64 == 0:
+            progress(pos)
+
+
+KEEPALIVE_S = 1.0  # an announce this often while other packs are prepared (S3 is 5 s)
+
+
+def _keepalive(bus, data, stop):
+    import can
+    msg = can.Message(arbitration_id=broadcast_id(), data=announce(data), is_extended_id=True)
+    while not stop.wait(KEEPALIVE_S):
+        bus.send(msg)
+
+
 def _update_all(args, out, data, secret, CtlError):
-    """--all: scan, then every pack that answered, --parallel at a time."""
+    """--all: scan, then every pack that answered, --parallel at a time; with
+    more than one, prepare each, broadcast the image once, then each pack's rest."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn, \
         TimeRemainingColumn
@@ -327,15 +452,38 @@ def _update_all(args, out, data, secret, CtlError):
                       TimeRemainingColumn()) as bar:
             tasks = {u: bar.add_task("pack %d" % u, total=len(data)) for u in found}
 
-            def one(u):
+            def with_client(u, fn):
                 client = bus_client(bus, notifier, u, secret)
                 try:
-                    results[u] = run_pack(client, data, lambda done, total: bar.update(tasks[u], completed=done),
-                                          activate=not args.no_activate)
+                    return fn(client, lambda done, total=0: bar.update(tasks[u], completed=done))
                 finally:
                     client.close()
-            with ThreadPoolExecutor(args.parallel or PARALLEL) as ex:
-                list(ex.map(one, sorted(found)))
+            units = sorted(found)
+            pool = args.parallel or PARALLEL
+            if len(units) > 1 and not args.no_broadcast:
+                stop = threading.Event()
+                keep = threading.Thread(target=_keepalive, args=(bus, data, stop), daemon=True)
+                keep.start()
+                try:
+                    with ThreadPoolExecutor(pool) as ex:
+                        prep = dict(zip(units, ex.map(lambda u: with_client(u, lambda c, p: prepare_pack(c, data, p)),
+                                                      units)))
+                finally:
+                    stop.set()
+                    keep.join()
+                results.update({u: r for u, r in prep.items() if r is not None})
+                units = [u for u in units if u not in results]
+                if len(units) > 1:
+                    _, start = manifest_digest(data)
+
+                    def moved(pos):
+                        for u in units:
+                            bar.update(tasks[u], completed=pos)
+                    send_broadcast(bus, data, start, args.rate or RATE, moved)
+            with ThreadPoolExecutor(pool) as ex:
+                done = ex.map(lambda u: with_client(u, lambda c, p: run_pack(c, data, p, activate=not args.no_activate)),
+                              units)
+                results.update(zip(units, done))
     finally:
         close()
     for line in summary(results):
