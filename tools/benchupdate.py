@@ -13,6 +13,11 @@
 #     own that runs only when the world hands it the turn (a frame for it or
 #     its timeout is due) and hands it back when it waits again: one thread
 #     at a time, in unit order, so a run repeats exactly.
+# `--all` with more than one pack broadcasts the image (bmsctl's prepare(),
+# broadcast_frames() and run_pack(), README "Firmware update"): each pack's
+# download opened and its header sent over UDS, an announce every KEEPALIVE_MS
+# meanwhile (S3), then the broadcast frames as fast as the bus budget allows
+# (or `rate` frames/s), then each pack's rest, exit, check and activate.
 # Every pack's progress (each 10 %) and result is a trace line
 # {"t_ms", "update": {"pack", "bytes", "of", "result"}} (result null while
 # under way, "ok" or "refused: REASON"). The packs are commissioned with the
@@ -38,6 +43,8 @@ TIMER_MS = 50
 SCAN_TIMEOUT_S = 0.5
 FIRST_UNIT = 1
 LAST_UNIT = 32
+BROADCAST = True  # --all broadcasts the image (False: bmsctl update --all --no-broadcast)
+KEEPALIVE_MS = 1000
 
 
 class _Clock:
@@ -122,10 +129,11 @@ class Conn(TpConnection):
 class Job:
     """One unit's session in a thread that runs only in its turn."""
 
-    def __init__(self, tester, unit, body, scan=False):
+    def __init__(self, tester, unit, body, scan=False, prepare=False):
         self.tester = tester
         self.unit = unit
         self.scan = scan  # a scan's request (--all), not an update
+        self.prepare = prepare  # opening the download before the broadcast
         self.sent = 0  # bundle bytes the pack has taken
         self.total = 0
         self.pack = tester.index(unit)  # the bench's number of the pack (its address changes at a restart)
@@ -173,7 +181,8 @@ class Tester:
     name = "update-tester"
     period_ms = TICK_MS
 
-    def __init__(self, world, parallel=U.PARALLEL):
+    def __init__(self, world, parallel=U.PARALLEL, broadcast=None, rate=None):
+        """rate: broadcast frames/s (None: as the bus budget allows)."""
         from tools.gateway import BENCH_FACTORY_KEY, bench_serial, commission
         self.world = world
         self.parallel = parallel
@@ -183,7 +192,7 @@ class Tester:
         self.t0_ms = world.runner.now_ms
         self.bits0 = world.can.bits
         self.jobs = []  # running, unit order
-        self.waiting = []  # (unit, body) not started yet (the parallel limit)
+        self.waiting = []  # (unit, body, prepare) not started yet (the parallel limit)
         self.closed = False
         self.clock = _Clock(world)
         commission(world)
@@ -194,6 +203,17 @@ class Tester:
         self.times = {}  # unit -> (start, end) of its session, ms since the scenario's start
         self.scanned = None  # the units that answered the last --all scan
         self._after_scan = None
+        self.broadcast = BROADCAST if broadcast is None else broadcast
+        self.rate = rate
+        self.prepared = []  # units ready for the broadcast
+        self._bundle = None  # the bundle of the prepare / broadcast under way
+        self._bc = None  # the broadcast's frames still to send
+        self._bc_sent = 0
+        self._bc_t0 = 0
+        self._bc_step = 0  # the last 10 % step of the broadcast traced
+        self._keep_ms = 0
+        self._first = {}  # unit -> start of its first session (prepare or update)
+        self.broadcast_ms = None  # (start, end) of the last broadcast
 
     # -- the scenario's side ---------------------------------------------------------
     def start(self, path, pack):
@@ -206,7 +226,7 @@ class Tester:
             return
         if pack >= 0:
             unit = self.world.packs[pack].app.state.link_address or 1
-            self.waiting.append((unit, self._update_body(data)))
+            self.waiting.append((unit, self._update_body(data), False))
             return
         found = {}
 
@@ -229,6 +249,15 @@ class Tester:
         c.open()
         return c
 
+    def _prepare_body(self, data):
+        def body(job):
+            job.total = len(data)
+
+            def progress(done, total):
+                job.sent = done
+            return U.prepare_pack(self._client(job), data, progress)
+        return body
+
     def _update_body(self, data):
         def body(job):
             job.total = len(data)
@@ -237,7 +266,10 @@ class Tester:
                 if done * 10 // total != job.sent * 10 // total:
                     self._line(job.pack, done, total, None)
                 job.sent = done
-            return U.run_pack(self._client(job), data, progress)
+            r = U.run_pack(self._client(job), data, progress)
+            if r[0] == "ok":
+                job.sent = job.total  # the broadcast may have brought the last bytes: no progress() then
+            return r
         return body
 
     def index(self, unit):
@@ -272,6 +304,8 @@ class Tester:
             if j.conn.inbox or (tp.is_tx_transmitting_cf() and len(self.txq) < TXQ) or now_ms % TIMER_MS == 0:
                 tp.process()
         self._send(now_ms)
+        self._broadcast(now_ms)
+        self._send(now_ms)
         for j in list(self.jobs):
             if j.ready(now_ms):
                 j.turn()
@@ -279,11 +313,59 @@ class Tester:
                     self._finish(j)
                 self._send(now_ms)
         while self.waiting and len(self.jobs) < self.parallel:
-            unit, body = self.waiting.pop(0)
-            j = Job(self, unit, body)
+            unit, body, prep = self.waiting.pop(0)
+            j = Job(self, unit, body, prepare=prep)
+            self._first.setdefault(unit, j.start_ms)
             self.jobs.append(j)
             j.turn()
+            if j.done:
+                self._finish(j)
             self._send(now_ms)
+
+    def _broadcast(self, now_ms):
+        """The prepare phase's keepalive, then the broadcast's frames into the
+        transmit queue (the bus budget of _send paces them; self.rate too)."""
+        if self._bundle is None:
+            return
+        if self._bc is None:
+            if now_ms - self._keep_ms >= KEEPALIVE_MS and len(self.txq) < TXQ:
+                self._keep_ms = now_ms
+                self.txq.append((U.broadcast_id(), U.announce(self._bundle)))
+            return
+        data = self._bundle
+        while len(self.txq) < TXQ and (self.rate is None or self._bc_sent < (now_ms - self._bc_t0) * self.rate // 1000):
+            got = next(self._bc, None)
+            if got is None:
+                self._end_broadcast()
+                return
+            pos, fr = got
+            self._bc_sent += 1
+            self.txq.append((U.broadcast_id(), fr))
+            step = pos * 10 // len(data)
+            if step != self._bc_step:
+                self._bc_step = step
+                for u in self.prepared:
+                    self._line(self.index(u), pos, len(data), None)
+
+    def _end_broadcast(self):
+        self.broadcast_ms = (self._bc_t0, self.world.runner.now_ms)
+        data = self._bundle
+        self._bc = None
+        self._bundle = None
+        for u in self.prepared:
+            self.waiting.append((u, self._update_body(data), False))
+        self.prepared = []
+
+    def _prepared(self):
+        """Every pack's download is open: the broadcast (more than one), else each pack's update."""
+        data = self._bundle
+        if len(self.prepared) < 2:
+            self._bc = iter(())
+        else:
+            self._bc = U.broadcast_frames(data, U.manifest_digest(data)[1])
+        self._bc_sent = 0
+        self._bc_step = 0
+        self._bc_t0 = self.world.runner.now_ms
 
     def _send(self, now_ms):
         bus = self.port.bus
@@ -296,21 +378,29 @@ class Tester:
     def _finish(self, j):
         self.jobs.remove(j)
         r = j.result
-        if not j.scan:
+        if isinstance(r, _Closed):
+            return
+        if j.prepare and not isinstance(r, BaseException) and r is None:
+            self.prepared.append(j.unit)
+        elif not j.scan:
             if isinstance(r, BaseException):
-                if isinstance(r, _Closed):
-                    return
                 r = ("refused: %s" % r, None)
             self.results[j.unit] = r
-            self.times[j.unit] = (j.start_ms, self.world.t_ms())
+            self.times[j.unit] = (self._first.pop(j.unit, j.start_ms), self.world.t_ms())
             self._line(j.pack, j.sent, j.total, r[0])
+        if j.prepare and not any(x.prepare for x in self.jobs) and not any(w[2] for w in self.waiting):
+            self._prepared()
         scan = self._after_scan
         if scan is not None and not any(x.scan for x in self.jobs):
             found, data = scan
             self._after_scan = None
             self.scanned = sorted(found)
+            prep = self.broadcast and len(found) > 1
+            if prep:
+                self._bundle = data
+                self._keep_ms = self.world.runner.now_ms
             for unit in self.scanned:
-                self.waiting.append((unit, self._update_body(data)))
+                self.waiting.append((unit, (self._prepare_body if prep else self._update_body)(data), prep))
 
     def close(self):
         """The scenario ended: every session still waiting ends (timeout)."""

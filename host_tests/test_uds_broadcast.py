@@ -1,0 +1,224 @@
+# The bundle broadcast of the firmware update (issue 15's fan-out): one
+# tester's raw frames (0x18FFB0_SA: seq u16 + 6 bundle bytes, an announce
+# 0xFFFF + total u24 + the manifest digest's first 3 bytes) reach every pack at
+# once, and a pack takes them only inside its own authenticated, open download,
+# after its header is in and checked, after an announce naming that download,
+# and only the frame that carries its next byte. The frames here are built by
+# hand from that layout (not by bmsctl's encoder, which is checked against
+# them); the board side is app.uds with the real updater (test_uds_update's
+# Pack), the tester's session udsoncan on can-isotp.
+import struct
+
+import udsoncan
+
+from tools.bmsctl import update as U
+from update import bundle as fmt
+from update import slots as S
+import test_uds_update as T
+
+BID = 0x18FFB0F1
+
+
+def frame(seq, data, at=None):
+    at = seq * 6 if at is None else at
+    return struct.pack(">H", seq) + data[at:at + 6].ljust(6, b"\xff")
+
+
+def announce(data, total=None, tag=None):
+    digest, _ = U.manifest_digest(data)
+    return b"\xff\xff" + (total if total is not None else len(data)).to_bytes(3, "big") + (tag or digest[:3])
+
+
+def send(pack, conn, payload, id_=BID):
+    pack.svc.on_frame("can", [id_, memoryview(bytes(payload)), 2, 0])
+    conn.step(1)
+
+
+def header_len(data):
+    return fmt.header_length(data[:fmt.HEAD])
+
+
+def opened(pack, data, header=True):
+    """A pack in its programming session, security access granted, the
+    download open and (header) the header sent over UDS: (client, conn, bytes in)."""
+    c, conn = T.client(pack)
+    if header:
+        return c, conn, U.prepare(c, data)
+    T._open(pack, c, len(data))
+    return c, conn, 0
+
+
+def received(pack):
+    return pack.svc.upd.received if pack.svc.upd is not None else 0
+
+
+def test_bmsctl_frames_have_the_documented_layout():
+    data = T.bundle()
+    n = header_len(data)
+    frames = list(U.broadcast_frames(data, 0, announce_every=100))
+    assert frames[0][1] == announce(data)
+    body = [f for _, f in frames if f[:2] != b"\xff\xff"]
+    assert body[0] == frame(n // 6, data) and body[-1] == frame((len(data) - 1) // 6, data)
+    assert len(body) == (len(data) + 5) // 6 - n // 6
+    assert sum(1 for _, f in frames if f[:2] == b"\xff\xff") == (len(body) + 99) // 100
+    assert all(len(f) == 8 for _, f in frames) and U.broadcast_id() == BID
+
+
+def test_a_broadcast_brings_the_image_and_the_pack_stages_it():
+    pack = T.Pack()
+    data = T.bundle()
+    c, conn, pos = opened(pack, data)
+    assert pos >= header_len(data) and pack.svc.upd.state == 2  # the header is in and checked: image
+    for _, f in U.broadcast_frames(data, pos):
+        send(pack, conn, f)
+    assert received(pack) == len(data)
+    seen = []
+    U.update(c, data, lambda done, total: seen.append(done), activate=False)
+    assert seen == []  # nothing left to send over UDS
+    assert pack.record()[S.PENDING] == 1
+    assert bytes(pack.part.buf[T.SLOT:T.SLOT + len(T.IMAGE)]) == T.IMAGE
+    taken, ignored = pack.svc.bc_taken, pack.svc.bc_ignored
+    assert (taken, ignored) == ((len(data) + 5) // 6 - pos // 6, 0)
+    r = c.read_data_by_identifier([U.DID_BROADCAST]).service_data.values[U.DID_BROADCAST]
+    assert r == {"taken": taken, "ignored": ignored}
+
+
+def test_ignored_without_an_open_download_or_before_the_header_is_checked():
+    data = T.bundle()
+    pack = T.Pack()
+    c, conn = T.client(pack)
+    c.read_data_by_identifier([U.DID_VERSION])  # the server is there, no session
+    send(pack, conn, announce(data))
+    send(pack, conn, frame(100, data))
+    c.change_session(2)
+    c.unlock_security_access(1)  # authenticated, but no download open
+    send(pack, conn, announce(data))
+    send(pack, conn, frame(100, data))
+    assert pack.svc.bc_taken == 0 and pack.svc.bc_ignored == 4  # announces too
+    # a download open, its header not yet in: the announce arms nothing (no checked manifest)
+    c.request_download(udsoncan.MemoryLocation(0, len(data), 32, 32))
+    send(pack, conn, announce(data))
+    for seq in range(4):
+        send(pack, conn, frame(seq, data))
+    assert received(pack) == 0 and pack.svc.bc_taken == 0
+    # the transfer ended (0x10 01): the same frames are nothing again
+    c2, conn2, pos = opened(T.Pack(), data)
+    c2.change_session(1)
+    p2 = conn2.pack
+    send(p2, conn2, announce(data))
+    send(p2, conn2, frame(pos // 6, data))
+    assert received(p2) == pos and p2.svc.bc_taken == 0
+
+
+def test_out_of_order_repeated_other_tester_and_short_frames_are_ignored():
+    pack = T.Pack()
+    data = T.bundle()
+    c, conn, pos = opened(pack, data)
+    first = pos // 6
+    send(pack, conn, announce(data))
+    send(pack, conn, frame(first + 1, data))  # one ahead
+    send(pack, conn, frame(first - 3, data))  # behind
+    assert received(pack) == pos
+    send(pack, conn, frame(first, data))
+    send(pack, conn, frame(first, data))  # repeated
+    send(pack, conn, frame(first + 1, data), id_=BID & ~0xFF | 0xF2)  # another tester's
+    send(pack, conn, frame(first + 1, data)[:7])  # a short frame
+    assert received(pack) == (first + 1) * 6
+    send(pack, conn, frame(first + 1, data))
+    assert received(pack) == (first + 2) * 6
+    assert pack.svc.bc_taken == 2 and pack.svc.bc_ignored == 5
+    # the rest over UDS from where the pack stands, then verified and staged
+    U.update(c, data, activate=False)
+    assert pack.record()[S.PENDING] == 1
+
+
+def test_frames_of_a_download_of_another_size_or_bundle_are_ignored():
+    data = T.bundle()
+    for ann in (announce(data, total=len(data) + 6), announce(data, tag=b"\x00\x00\x00")):
+        pack = T.Pack()
+        c, conn, pos = opened(pack, data)
+        send(pack, conn, ann)
+        for seq in range(pos // 6, pos // 6 + 10):
+            send(pack, conn, frame(seq, data))
+        assert received(pack) == pos and pack.svc.bc_taken == 0 and pack.svc.bc_ignored == 10
+        send(pack, conn, announce(data))  # the right announce arms it: the next frame goes in
+        send(pack, conn, frame(pos // 6, data))
+        assert received(pack) == pos // 6 * 6 + 6
+
+
+def test_a_forged_frame_in_sequence_ends_in_the_hash_refusal():
+    pack = T.Pack()
+    data = T.bundle()
+    c, conn, pos = opened(pack, data)
+    forged = bytearray(data)
+    forged[pos + 20] ^= 0x40
+    for _, f in U.broadcast_frames(bytes(forged), pos):
+        send(pack, conn, f)
+    assert received(pack) == len(data)
+    r = U.run_pack(c, data, activate=False)
+    assert r[0].startswith("refused: RoutineControl refused: NRC 0x72") and r[0].endswith("(hash)")
+    T._staged_nothing(pack)
+
+
+def test_an_interrupted_broadcast_resumes_over_uds_in_a_new_session():
+    pack = T.Pack()
+    data = T.bundle()
+    c, conn, pos = opened(pack, data)
+    frames = list(U.broadcast_frames(data, pos))
+    for _, f in frames[:300]:
+        send(pack, conn, f)
+    mid = received(pack)
+    for _ in range(600):  # the broadcast stopped, the tester went away: S3
+        conn.step()
+    assert pack.svc.session == 1 and mid > pos
+    c2, _ = T.client(pack)
+    seen = []
+    U.update(c2, data, lambda done, total: seen.append(done), activate=False)
+    assert seen[0] == mid + 256 and pack.record()[S.PENDING] == 1
+
+
+MPY_FRAMES = """
+import micropython
+from app.uds import Uds
+from bms.state import PackState
+from bms.params import Params
+from bms.auth import Auth
+class Can:
+    FLAG_EXT_ID = 2
+    def send(self, i, d, f):
+        return 0
+class Upd:  # the updater as app.uds reads it during a broadcast
+    received = 0
+    total = 100000
+    digest = b"\\x01\\x02\\x03" + bytes(29)
+u = Uds(PackState(), Params(), Auth(None, Params(), None), Can(), lambda: 3)
+u.hold.upd = Upd()
+u._dl = True
+u.tester = 0xF1
+ann = [0x18FFB0F1, memoryview(bytearray(b"\\xff\\xff\\x01\\x86\\xa0\\x01\\x02\\x03")), 2, 0]
+d = bytearray(b"\\x00\\x00abcdef")
+fr = [0x18FFB0F1, memoryview(d), 2, 0]
+bad = [0x18FFB0F2, memoryview(d), 2, 0]
+def frames():
+    micropython.heap_lock()
+    try:
+        u.on_frame("can", ann)
+        for k in range(200):
+            u._bc_fill = 0  # as the tick's feed leaves it
+            u.on_frame("can", fr)
+            u.on_frame("can", bad)
+        d[1] = 7
+        u.on_frame("can", fr)  # out of order
+        r = None
+    except MemoryError:
+        r = "allocates"
+    micropython.heap_unlock()
+    return r or (u.bc_taken, u.bc_ignored, u._bc_fill, bytes(u._bc[:6]))
+print(frames())
+"""
+
+
+def test_the_broadcast_frame_path_allocates_nothing_in_32_bit_micropython(mpy32):
+    r = mpy32(MPY_FRAMES, heap="256K")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "(200, 201, 6, b'abcdef')"
