@@ -83,6 +83,48 @@ def test_four_packs_updated_at_once_report_the_new_version_confirmed_and_keep_th
     assert all(not s["chg_fet"] and not s["dsg_fet"] and s["ccl_ma"] == 0 for s in upd[2:])
 
 
+def test_a_broadcast_with_frames_dropped_for_some_packs_ends_with_every_pack_confirmed(tmp_path, monkeypatch):
+    # "pack": "all" broadcasts the image; pack 1 loses one data frame, pack 2 the
+    # first announce and later a frame: each resumes over UDS at its own point
+    from tools import benchupdate
+    from update import bundle as fmt
+    path, data = make_bundle(tmp_path)
+    n = fmt.header_length(data[:fmt.HEAD])
+    at_end = {}
+    end = benchupdate.Tester._end_broadcast
+
+    def snapshot(self):
+        at_end.update({p.index: (p.app.uds.server.upd.received, p.app.uds.server.bc_taken) for p in w.packs})
+        end(self)
+    monkeypatch.setattr(benchupdate.Tester, "_end_broadcast", snapshot)
+    w, lines = run({"packs": 4, "duration_s": 90, "seed": 2, "events": [
+        {"t_s": 10, "update": path, "pack": "all", "via": "can"}]})
+    drop = {1: {("data", 600)}, 2: {("announce", 0), ("data", 900)}}
+    for k, lose in drop.items():
+        port = w.packs[k].board.can
+        seen = {"announce": 0}
+
+        def push(id_, d, flags, port=port, lose=lose, seen=seen, keep=port._push):
+            if id_ >> 8 == 0x18FFB0:
+                seq = d[0] << 8 | d[1]
+                what = ("announce", seen["announce"]) if seq == 0xFFFF else ("data", seq)
+                seen["announce"] += seq == 0xFFFF
+                if what in lose:
+                    return
+            keep(id_, d, flags)
+        port._push = push
+    w.run()
+    assert w.tester.broadcast_ms is not None and set(at_end) == {0, 1, 2, 3}
+    assert at_end[0][0] == at_end[3][0] == len(data)  # everything by the broadcast
+    assert at_end[1][0] == 600 * 6  # up to the lost frame, then nothing: the slot is written in order
+    assert at_end[2][0] == -(-n // 256) * 256  # the announce came after its next frame had passed: the header alone
+    assert at_end[0][1] > at_end[1][1] > at_end[2][1] == 0
+    results = [u for u in updates(lines) if u["result"] is not None]
+    assert sorted(u["pack"] for u in results) == [0, 1, 2, 3]
+    assert all(u["result"] == "ok" and u["bytes"] == u["of"] == len(data) for u in results)
+    assert fw_of(lines) == {k: {"version": "2.0.0", "slot": "B", "state": "confirmed"} for k in range(4)}
+
+
 def test_the_trace_repeats_and_old_scenarios_have_no_fw(tmp_path):
     path, _ = make_bundle(tmp_path)
     doc = {"packs": 1, "duration_s": 14, "events": [{"t_s": 10, "update": path, "pack": 0}]}
