@@ -38,14 +38,19 @@ def header_len(data):
     return fmt.header_length(data[:fmt.HEAD])
 
 
-def opened(pack, data, header=True):
+def opened(pack, data, header=False):
     """A pack in its programming session, security access granted, the
-    download open and (header) the header sent over UDS: (client, conn, bytes in)."""
+    download open (bmsctl's prepare()) and (header) the header sent over UDS
+    in whole blocks: (client, conn, bytes in)."""
     c, conn = T.client(pack)
+    pos = U.prepare(c, data)
     if header:
-        return c, conn, U.prepare(c, data)
-    T._open(pack, c, len(data))
-    return c, conn, 0
+        pos = U._blocks(c, data, pos, header_len(data), 256)
+    return c, conn, pos
+
+
+def body(frames):
+    return [f for _, f in frames if f is not None]
 
 
 def received(pack):
@@ -57,21 +62,26 @@ def test_bmsctl_frames_have_the_documented_layout():
     n = header_len(data)
     frames = list(U.broadcast_frames(data, 0, announce_every=100))
     assert frames[0][1] == announce(data)
-    body = [f for _, f in frames if f[:2] != b"\xff\xff"]
-    assert body[0] == frame(n // 6, data) and body[-1] == frame((len(data) - 1) // 6, data)
-    assert len(body) == (len(data) + 5) // 6 - n // 6
-    assert sum(1 for _, f in frames if f[:2] == b"\xff\xff") == (len(body) + 99) // 100
-    assert all(len(f) == 8 for _, f in frames) and U.broadcast_id() == BID
+    sent = [f for f in body(frames) if f[:2] != b"\xff\xff"]
+    assert sent == [frame(k, data) for k in range((len(data) + 5) // 6)]
+    assert sum(1 for f in body(frames) if f[:2] == b"\xff\xff") == (len(sent) + 99) // 100
+    assert all(len(f) == 8 for f in body(frames)) and U.broadcast_id() == BID
+    # the pause marker right after the frame that ends the header (the packs check the signature)
+    k = [i for i, (_, f) in enumerate(frames) if f is None]
+    assert len(k) == 1 and frames[k[0]][0] == n and frames[k[0] - 1][1] == frame((n - 1) // 6, data)
+    assert body(U.broadcast_frames(data, 600))[1] == frame(100, data)
 
 
 def test_a_broadcast_brings_the_image_and_the_pack_stages_it():
     pack = T.Pack()
     data = T.bundle()
     c, conn, pos = opened(pack, data)
-    assert pos >= header_len(data) and pack.svc.upd.state == 2  # the header is in and checked: image
-    for _, f in U.broadcast_frames(data, pos):
+    assert pos == 0 and pack.svc.upd.state == 1  # the download open, nothing in
+    for f in body(U.broadcast_frames(data, pos)):
         send(pack, conn, f)
-    assert received(pack) == len(data)
+        if pack.svc.upd.received == 0:
+            assert pack.svc.upd.state == 1
+    assert received(pack) == len(data) and pack.svc.upd.state == 2  # the header came and was checked
     seen = []
     U.update(c, data, lambda done, total: seen.append(done), activate=False)
     assert seen == []  # nothing left to send over UDS
@@ -95,14 +105,13 @@ def test_ignored_without_an_open_download_or_before_the_header_is_checked():
     send(pack, conn, announce(data))
     send(pack, conn, frame(100, data))
     assert pack.svc.bc_taken == 0 and pack.svc.bc_ignored == 4  # announces too
-    # a download open, its header not yet in: the announce arms nothing (no checked manifest)
+    # a download open, but no announce yet: nothing
     c.request_download(udsoncan.MemoryLocation(0, len(data), 32, 32))
-    send(pack, conn, announce(data))
     for seq in range(4):
         send(pack, conn, frame(seq, data))
     assert received(pack) == 0 and pack.svc.bc_taken == 0
     # the transfer ended (0x10 01): the same frames are nothing again
-    c2, conn2, pos = opened(T.Pack(), data)
+    c2, conn2, pos = opened(T.Pack(), data, header=True)
     c2.change_session(1)
     p2 = conn2.pack
     send(p2, conn2, announce(data))
@@ -113,7 +122,7 @@ def test_ignored_without_an_open_download_or_before_the_header_is_checked():
 def test_out_of_order_repeated_other_tester_and_short_frames_are_ignored():
     pack = T.Pack()
     data = T.bundle()
-    c, conn, pos = opened(pack, data)
+    c, conn, pos = opened(pack, data, header=True)
     first = pos // 6
     send(pack, conn, announce(data))
     send(pack, conn, frame(first + 1, data))  # one ahead
@@ -136,7 +145,7 @@ def test_frames_of_a_download_of_another_size_or_bundle_are_ignored():
     data = T.bundle()
     for ann in (announce(data, total=len(data) + 6), announce(data, tag=b"\x00\x00\x00")):
         pack = T.Pack()
-        c, conn, pos = opened(pack, data)
+        c, conn, pos = opened(pack, data, header=True)
         send(pack, conn, ann)
         for seq in range(pos // 6, pos // 6 + 10):
             send(pack, conn, frame(seq, data))
@@ -146,13 +155,29 @@ def test_frames_of_a_download_of_another_size_or_bundle_are_ignored():
         assert received(pack) == pos // 6 * 6 + 6
 
 
-def test_a_forged_frame_in_sequence_ends_in_the_hash_refusal():
+def test_an_announce_of_another_bundle_of_the_same_size_stops_at_the_checked_header():
     pack = T.Pack()
     data = T.bundle()
     c, conn, pos = opened(pack, data)
+    n = header_len(data)
+    frames = [announce(data, tag=b"\x00\x00\x00")] + [frame(k, data) for k in range((len(data) + 5) // 6)]
+    for f in frames:
+        send(pack, conn, f)
+    # the header went in (until then no digest to compare), then the digest differs: no image byte
+    assert pack.svc.upd.state == 2 and n <= received(pack) < n + 6  # (the frame that ends the header)
+
+
+def forge(data, at, frames_from=0):
     forged = bytearray(data)
-    forged[pos + 20] ^= 0x40
-    for _, f in U.broadcast_frames(bytes(forged), pos):
+    forged[at] ^= 0x40
+    return body(U.broadcast_frames(bytes(forged), frames_from))
+
+
+def test_a_forged_image_frame_in_sequence_ends_in_the_hash_refusal():
+    pack = T.Pack()
+    data = T.bundle()
+    c, conn, pos = opened(pack, data)
+    for f in forge(data, len(data) - 50):
         send(pack, conn, f)
     assert received(pack) == len(data)
     r = U.run_pack(c, data, activate=False)
@@ -160,12 +185,24 @@ def test_a_forged_frame_in_sequence_ends_in_the_hash_refusal():
     T._staged_nothing(pack)
 
 
+def test_a_forged_header_frame_costs_the_pack_a_resend_over_uds():
+    pack = T.Pack()
+    data = T.bundle()
+    c, conn, pos = opened(pack, data)
+    for f in forge(data, header_len(data) - 10):  # in the signature
+        send(pack, conn, f)
+    assert pack.svc.upd.state == 5 and pack.svc.upd.reason == 2  # failed: signature, nothing written after
+    assert not pack.svc._dl and pack.svc.bc_ignored > 800
+    seen = []
+    assert U.run_pack(c, data, lambda done, total: seen.append(done), activate=False)[0] == "ok"
+    assert seen[0] == 256 and pack.record()[S.PENDING] == 1  # from the start, over UDS
+
+
 def test_an_interrupted_broadcast_resumes_over_uds_in_a_new_session():
     pack = T.Pack()
     data = T.bundle()
     c, conn, pos = opened(pack, data)
-    frames = list(U.broadcast_frames(data, pos))
-    for _, f in frames[:300]:
+    for f in body(U.broadcast_frames(data, pos))[:300]:
         send(pack, conn, f)
     mid = received(pack)
     for _ in range(600):  # the broadcast stopped, the tester went away: S3

@@ -13,11 +13,12 @@
 #     own that runs only when the world hands it the turn (a frame for it or
 #     its timeout is due) and hands it back when it waits again: one thread
 #     at a time, in unit order, so a run repeats exactly.
-# `--all` with more than one pack broadcasts the image (bmsctl's prepare(),
+# `--all` with more than one pack broadcasts the bundle (bmsctl's prepare(),
 # broadcast_frames() and run_pack(), README "Firmware update"): each pack's
-# download opened and its header sent over UDS, an announce every KEEPALIVE_MS
-# meanwhile (S3), then the broadcast frames as fast as the bus budget allows
-# (or `rate` frames/s), then each pack's rest, exit, check and activate.
+# download opened over UDS, an announce every KEEPALIVE_MS meanwhile (S3),
+# then the broadcast frames as fast as the bus budget allows (or `rate`
+# frames/s) with bmsctl's pause after the header, then each pack's rest,
+# exit, check and activate.
 # Every pack's progress (each 10 %) and result is a trace line
 # {"t_ms", "update": {"pack", "bytes", "of", "result"}} (result null while
 # under way, "ok" or "refused: REASON"). The packs are commissioned with the
@@ -210,6 +211,7 @@ class Tester:
         self._bc = None  # the broadcast's frames still to send
         self._bc_sent = 0
         self._bc_t0 = 0
+        self._bc_pause_ms = 0  # the pause after the header ends then
         self._bc_step = 0  # the last 10 % step of the broadcast traced
         self._keep_ms = 0
         self._first = {}  # unit -> start of its first session (prepare or update)
@@ -252,10 +254,7 @@ class Tester:
     def _prepare_body(self, data):
         def body(job):
             job.total = len(data)
-
-            def progress(done, total):
-                job.sent = done
-            return U.prepare_pack(self._client(job), data, progress)
+            return U.prepare_pack(self._client(job), data)
         return body
 
     def _update_body(self, data):
@@ -333,12 +332,17 @@ class Tester:
                 self.txq.append((U.broadcast_id(), U.announce(self._bundle)))
             return
         data = self._bundle
-        while len(self.txq) < TXQ and (self.rate is None or self._bc_sent < (now_ms - self._bc_t0) * self.rate // 1000):
+        while len(self.txq) < TXQ and now_ms >= self._bc_pause_ms and (
+                self.rate is None or self._bc_sent < (now_ms - self._bc_t0) * self.rate // 1000):
             got = next(self._bc, None)
             if got is None:
                 self._end_broadcast()
                 return
             pos, fr = got
+            if fr is None:  # the header is out: every pack checks its signature
+                self._bc_pause_ms = now_ms + int(U.VERIFY_S * 1000)
+                self._bc_t0 += int(U.VERIFY_S * 1000)
+                continue
             self._bc_sent += 1
             self.txq.append((U.broadcast_id(), fr))
             step = pos * 10 // len(data)
@@ -362,10 +366,11 @@ class Tester:
         if len(self.prepared) < 2:
             self._bc = iter(())
         else:
-            self._bc = U.broadcast_frames(data, U.manifest_digest(data)[1])
+            self._bc = U.broadcast_frames(data)
         self._bc_sent = 0
         self._bc_step = 0
         self._bc_t0 = self.world.runner.now_ms
+        self._bc_pause_ms = 0
 
     def _send(self, now_ms):
         bus = self.port.bus

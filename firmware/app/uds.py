@@ -27,14 +27,16 @@
 #   0x22 DIDs (proto.uds), 0x11 01/03 reset (installer), 0x3E tester present.
 # Every refusal is a negative response, counted (refused, by_nrc).
 # The bundle broadcast (proto.uds BC_*: one tester's frames to every pack at
-# once) is taken only inside this pack's open download, from the tester that
-# opened it, after an announce naming that download (its total and manifest
-# digest, so the signed header is in and checked), and only the frame that
-# carries the next byte the slot expects (it is written in order: a pack that
-# missed a frame stops advancing and the tester sends it the rest over UDS);
-# the bytes wait in a small buffer for the next tick (no allocation per
-# frame). A broadcast frame from the session's tester counts as its activity
-# (S3). Taken and ignored frames are counted (DID 0xF1A5).
+# once) is taken only inside this pack's open download (programming session,
+# security access, 0x34), from the tester that opened it, after an announce
+# naming that download (its total; and its manifest digest once the header is
+# in), and only the frame that carries the next byte the transfer expects (the
+# slot is written in order: a pack that missed a frame stops advancing and the
+# tester sends it the rest over UDS). Its bytes wait in a small buffer for
+# the next tick, which feeds them to the updater as a TransferData block would
+# be (the header checked the moment it is complete, the image hashed; no
+# allocation per frame). A broadcast frame from the session's tester counts as
+# its activity (S3). Taken and ignored frames are counted (DID 0xF1A5).
 from array import array
 
 from defs.const import const
@@ -115,6 +117,7 @@ class Uds(Service):
         self._dl = False  # a download is open (0x34 accepted, no 0x37 / refusal since)
         self._seq = 1
         self._bc_on = False  # an announce named the open download
+        self._bc_tag = bytearray(3)  # the announce's manifest digest bytes
         self._bc = bytearray(_BC_BUF)
         self._bc_fill = 0
         self.bc_taken = 0
@@ -163,9 +166,11 @@ class Uds(Service):
         self._last_ms = self.now_ms
         seq = (d[0] << 8) | d[1]
         if seq == U.BC_ANNOUNCE:
-            g = u.digest
-            self._bc_on = g is not None and u.total == (d[2] << 16) | (d[3] << 8) | d[4] \
-                and g[0] == d[5] and g[1] == d[6] and g[2] == d[7]
+            t = self._bc_tag
+            t[0] = d[5]
+            t[1] = d[6]
+            t[2] = d[7]
+            self._bc_on = u.total == (d[2] << 16) | (d[3] << 8) | d[4] and self._bc_same()
             return
         at = seq * U.BC_DATA
         nxt = u.received + self._bc_fill
@@ -183,11 +188,22 @@ class Uds(Service):
         self._bc_fill = f + k
         self.bc_taken += 1
 
+    def _bc_same(self):
+        """The announced bundle is the one under way (its digest is known
+        once the header is in: until then the header's check decides)."""
+        g = self.upd.digest
+        t = self._bc_tag
+        return g is None or (g[0] == t[0] and g[1] == t[1] and g[2] == t[2])
+
     def _bc_flush(self):
         n = self._bc_fill
         self._bc_fill = 0
-        if self._dl and self.upd.feed(self._bc, 0, n):
+        if not self._dl:
+            return
+        if self.upd.feed(self._bc, 0, n):
             self._dl = False  # the bundle refused (its reason in DID 0xF1A2)
+        elif not self._bc_same():
+            self._bc_on = False  # the header that came is not the announced bundle's
 
     def tick(self, now_ms):
         self.now_ms = now_ms

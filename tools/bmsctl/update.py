@@ -16,11 +16,12 @@
 # to --parallel of them at a time, each on its own ISO-TP channel over one
 # shared python-can bus (one Notifier), a progress bar per pack and a summary;
 # a transfer broken off by a timeout is asked again once, resuming.
-# With more than one pack (and without --no-broadcast) the image goes once to
-# all of them: every pack's download is opened over UDS and its header sent
-# there (prepare(): each pack checks the signature before it takes a
-# broadcast byte), then the rest as raw broadcast frames (broadcast_frames():
-# proto.uds BC_*, on 0x18FFB0F1, paced at --rate frames/s), then run_pack()
+# With more than one pack (and without --no-broadcast) the bundle goes once to
+# all of them: every pack's download is opened over UDS (prepare(): session,
+# security access, request download), then the bundle as raw broadcast
+# frames (broadcast_frames(): proto.uds BC_*, on 0x18FFB0F1, paced at --rate
+# frames/s, a VERIFY_S pause after the header while every pack checks its
+# signature; an announce every KEEPALIVE_S before, S3), then run_pack()
 # per pack: it reads where the pack stands (DIDs 0xF1A2/0xF1A3) and sends
 # what the pack missed over UDS, then exit, check and activate as before.
 # tools/benchupdate.py runs the same prepare(), broadcast_frames() and
@@ -57,6 +58,7 @@ BC_DATA = 6  # bundle bytes per frame, after the u16 sequence number
 BC_ANNOUNCE = 0xFFFF
 BC_MAX_SEQ = 0xFFFE
 ANNOUNCE_EVERY = 128  # data frames between two announces: a pack that missed one joins at the next
+VERIFY_S = 2.0  # the broadcast's pause after the header: the signature check (est. 0.6-1.3 s on an ESP32)
 RATE = 1000  # broadcast frames/s by default (6 kB/s: README "Firmware update", the fan-out)
 
 
@@ -130,20 +132,24 @@ def announce(data):
 
 
 def broadcast_frames(data, start=0, announce_every=ANNOUNCE_EVERY):
-    """The 8-byte frames that broadcast bundle data from byte start (never
-    before the header's end: the header goes per pack), an announce first
-    and every announce_every data frames; (offset after the frame, frame)."""
+    """The 8-byte frames that broadcast bundle data from byte start, an
+    announce first and every announce_every data frames: (offset after the
+    frame, frame); (header length, None) after the last frame of the header,
+    where the sender pauses VERIFY_S (every pack checks the signature then)."""
     _, n = manifest_digest(data)
-    first = max(start, n) // BC_DATA
+    first = start // BC_DATA
     last = (len(data) + BC_DATA - 1) // BC_DATA
     if last - 1 > BC_MAX_SEQ:
         raise UpdateError("bundle too long to broadcast (%d bytes)" % len(data))
     ann = announce(data)
     for k, seq in enumerate(range(first, last)):
-        if k % announce_every == 0:
-            yield seq * BC_DATA, ann
         at = seq * BC_DATA
-        yield min(at + BC_DATA, len(data)), struct.pack(">H", seq) + data[at:at + BC_DATA].ljust(BC_DATA, b"\xff")
+        if k % announce_every == 0:
+            yield at, ann
+        end = min(at + BC_DATA, len(data))
+        yield end, struct.pack(">H", seq) + data[at:at + BC_DATA].ljust(BC_DATA, b"\xff")
+        if at < n <= end:
+            yield n, None
 
 
 def manifest_digest(data):
@@ -228,24 +234,20 @@ def update(client, data, progress=None, activate=True):
     return _session(run)
 
 
-def prepare(client, data, progress=None):
-    """Open the pack's download for a broadcast: update()'s start, then the
-    header over UDS (the pack checks the signature, board and counter before
-    it takes a broadcast byte). The bytes the pack has; UpdateError as update()."""
-    digest, n = _bundle(data)
-
-    def run():
-        pos, block = _open(client, data, digest)
-        return _blocks(client, data, pos, n, block, progress)
-    return _session(run)
+def prepare(client, data):
+    """Open the pack's download for a broadcast: update()'s start (session,
+    security access, request download, resuming). The bytes the pack has;
+    UpdateError as update()."""
+    digest, _ = _bundle(data)
+    return _session(lambda: _open(client, data, digest)[0])
 
 
-def prepare_pack(client, data, progress=None):
+def prepare_pack(client, data):
     """One pack's prepare() with a retry after a timeout: None (ready, or
     worth a try in run_pack) or ("refused: REASON", None)."""
     for attempt in range(2):
         try:
-            prepare(client, data, progress)
+            prepare(client, data)
             return None
         except UpdateError as e:
             if e.timeout:
@@ -412,13 +414,19 @@ def send_broadcast(bus, data, start=0, rate=RATE, progress=None):
     import time
     bid = broadcast_id()
     t0 = time.monotonic()
-    for i, (pos, fr) in enumerate(broadcast_frames(data, start)):
+    i = 0
+    for pos, fr in broadcast_frames(data, start):
+        if fr is None:
+            time.sleep(VERIFY_S)
+            t0 += VERIFY_S
+            continue
         wait = t0 + i / rate - time.monotonic()
         if wait > 0:
             time.sleep(wait)
         bus.send(can.Message(arbitration_id=bid, data=fr, is_extended_id=True))
         if progress and i % 64 == 0:
             progress(pos)
+        i += 1
 
 
 KEEPALIVE_S = 1.0  # an announce this often while other packs are prepared (S3 is 5 s)
@@ -466,7 +474,7 @@ def _update_all(args, out, data, secret, CtlError):
                 keep.start()
                 try:
                     with ThreadPoolExecutor(pool) as ex:
-                        prep = dict(zip(units, ex.map(lambda u: with_client(u, lambda c, p: prepare_pack(c, data, p)),
+                        prep = dict(zip(units, ex.map(lambda u: with_client(u, lambda c, p: prepare_pack(c, data)),
                                                       units)))
                 finally:
                     stop.set()
@@ -474,12 +482,10 @@ def _update_all(args, out, data, secret, CtlError):
                 results.update({u: r for u, r in prep.items() if r is not None})
                 units = [u for u in units if u not in results]
                 if len(units) > 1:
-                    _, start = manifest_digest(data)
-
                     def moved(pos):
                         for u in units:
                             bar.update(tasks[u], completed=pos)
-                    send_broadcast(bus, data, start, args.rate or RATE, moved)
+                    send_broadcast(bus, data, 0, args.rate or RATE, moved)
             with ThreadPoolExecutor(pool) as ex:
                 done = ex.map(lambda u: with_client(u, lambda c, p: run_pack(c, data, p, activate=not args.no_activate)),
                               units)
