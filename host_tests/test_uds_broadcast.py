@@ -72,6 +72,31 @@ def test_bmsctl_frames_have_the_documented_layout():
     assert body(U.broadcast_frames(data, 600))[1] == frame(100, data)
 
 
+def test_the_link_dbc_decodes_the_broadcast_and_documents_the_uds_ids():
+    import os
+    import cantools
+    from tools import paths
+    from app import hostcan
+    db = cantools.database.load_file(os.path.join(paths.ROOT, "tools", "dbc", "bms_link.dbc"))
+    m = db.get_message_by_name("UPDATE_BROADCAST")
+    assert m.is_extended_frame and m.frame_id == U.broadcast_id()
+    ident, mask, _ = hostcan.SELECTION
+    assert m.frame_id & mask == ident & mask  # inside the CAN port's selection: no chip filter changes
+    data = T.bundle()
+    got = bytearray()
+    for f in body(U.broadcast_frames(data)):
+        v = m.decode(f, decode_choices=False)
+        if v["seq"] == 0xFFFF:
+            assert v["payload"] >> 24 == len(data) and v["payload"] & 0xFFFFFF == int.from_bytes(
+                U.manifest_digest(data)[0][:3], "big")
+        else:
+            assert v["seq"] * 6 == len(got)
+            got += v["payload"].to_bytes(6, "big")
+    assert bytes(got[:len(data)]) == data and set(got[len(data):]) <= {0xFF}
+    req, rsp = db.get_message_by_name("UDS_REQUEST"), db.get_message_by_name("UDS_REPLY")
+    assert (req.frame_id, rsp.frame_id) == U.uds_ids(1)
+
+
 def test_a_broadcast_brings_the_image_and_the_pack_stages_it():
     pack = T.Pack()
     data = T.bundle()
