@@ -50,7 +50,7 @@ def opened(pack, data, header=False):
 
 
 def body(frames):
-    return [f for _, f in frames if f is not None]
+    return [f for _, f in frames if isinstance(f, bytes)]
 
 
 def received(pack):
@@ -66,9 +66,11 @@ def test_bmsctl_frames_have_the_documented_layout():
     assert sent == [frame(k, data) for k in range((len(data) + 5) // 6)]
     assert sum(1 for f in body(frames) if f[:2] == b"\xff\xff") == (len(sent) + 99) // 100
     assert all(len(f) == 8 for f in body(frames)) and U.broadcast_id() == BID
-    # the pause marker right after the frame that ends the header (the packs check the signature)
-    k = [i for i, (_, f) in enumerate(frames) if f is None]
-    assert len(k) == 1 and frames[k[0]][0] == n and frames[k[0] - 1][1] == frame((n - 1) // 6, data)
+    # the pauses: right after the frame that ends the header (the packs check the signature),
+    # and after each frame that completes the first page of a slot block (the packs erase it)
+    k = [i for i, (_, f) in enumerate(frames) if not isinstance(f, bytes)]
+    assert [frames[i] for i in k] == [(n, U.VERIFY_S), (n + 4096 + 256, U.ERASE_S)]
+    assert frames[k[0] - 1][1] == frame((n - 1) // 6, data) and frames[k[1] - 1][1] == frame((n + 4096 + 255) // 6, data)
     assert body(U.broadcast_frames(data, 600))[1] == frame(100, data)
 
 

@@ -17,7 +17,8 @@
 # broadcast_frames() and run_pack(), README "Firmware update"): each pack's
 # download opened over UDS, an announce every KEEPALIVE_MS meanwhile (S3),
 # then the broadcast frames as fast as the bus budget allows (or `rate`
-# frames/s) with bmsctl's pause after the header, then each pack's rest,
+# frames/s) with bmsctl's pauses (the signature check, flash erases), then
+# each pack's rest,
 # exit, check and activate.
 # Every pack's progress (each 10 %) and result is a trace line
 # {"t_ms", "update": {"pack", "bytes", "of", "result"}} (result null while
@@ -45,6 +46,7 @@ SCAN_TIMEOUT_S = 0.5
 FIRST_UNIT = 1
 LAST_UNIT = 32
 BROADCAST = True  # --all broadcasts the image (False: bmsctl update --all --no-broadcast)
+RATE = None  # broadcast frames/s (bmsctl's --rate); None: as fast as the bus budget allows
 KEEPALIVE_MS = 1000
 
 
@@ -183,7 +185,7 @@ class Tester:
     period_ms = TICK_MS
 
     def __init__(self, world, parallel=U.PARALLEL, broadcast=None, rate=None):
-        """rate: broadcast frames/s (None: as the bus budget allows)."""
+        """rate: broadcast frames/s (default RATE)."""
         from tools.gateway import BENCH_FACTORY_KEY, bench_serial, commission
         self.world = world
         self.parallel = parallel
@@ -205,7 +207,7 @@ class Tester:
         self.scanned = None  # the units that answered the last --all scan
         self._after_scan = None
         self.broadcast = BROADCAST if broadcast is None else broadcast
-        self.rate = rate
+        self.rate = RATE if rate is None else rate
         self.prepared = []  # units ready for the broadcast
         self._bundle = None  # the bundle of the prepare / broadcast under way
         self._bc = None  # the broadcast's frames still to send
@@ -339,9 +341,9 @@ class Tester:
                 self._end_broadcast()
                 return
             pos, fr = got
-            if fr is None:  # the header is out: every pack checks its signature
-                self._bc_pause_ms = now_ms + int(U.VERIFY_S * 1000)
-                self._bc_t0 += int(U.VERIFY_S * 1000)
+            if not isinstance(fr, bytes):  # bmsctl's pause: the signature check, a flash erase
+                self._bc_pause_ms = now_ms + int(fr * 1000)
+                self._bc_t0 += int(fr * 1000)
                 continue
             self._bc_sent += 1
             self.txq.append((U.broadcast_id(), fr))

@@ -640,6 +640,24 @@ def one_cf():
     u.ch._rx_pos = 6
     rx.poll()
 isotp_us = best_us(one_cf, 500)
+# the broadcast: a data frame through app.canport into app.uds, its 6 bytes copied for the tick's feed
+class Upd:
+    received = 0
+    total = 1 << 20
+    digest = b"\\x01\\x02\\x03" + bytes(29)
+bu = Uds(PackState(), Params(), Auth(None, Params(), None), Port(None), lambda: 3)
+bu.hold.upd = Upd()
+bu._dl = True
+bu._bc_on = True
+bu.tester = 0xF1
+bport = Port([0x18FFB0F1, memoryview(bytearray(b"\\x00\\x00abcdef"))])
+brx = CanPort(bport)
+brx.subscribe(bu, (0x18000000, 0x1F000000, 2))
+def one_bc():
+    bport.n = 1
+    bu._bc_fill = 0
+    brx.poll()
+bc_us = best_us(one_bc, 500)
 # flash write + hash: a 256-byte block into the slot (update.updater.feed), per frame of the block
 from sim.romfs import Partition
 data = open(BUNDLE, "rb").read()
@@ -683,7 +701,7 @@ def one_recv():
     one_frame()
     b.recv(s)
 drv_us = best_us(one_recv, 200) - best_us(one_frame, 200)  # the receive side alone
-print(isotp_us, flash_us, drv_us, verify_ms, header_ms, good, upd.state, W.REASONS[upd.reason])
+print(isotp_us, flash_us, drv_us, verify_ms, header_ms, bc_us, good, upd.state, W.REASONS[upd.reason])
 """
 
 
@@ -701,7 +719,8 @@ def _update_world(packs, bundle_path, sim_s):
 def update_figures(packs_all=32):
     """Firmware update over CAN in the bench (500 kbit/s, the tester at the
     inverter end): bytes/s of one pack alone (now, and with the poll of before:
-    10 ms, STmin 2 ms), the time to update packs_all packs; the board side's
+    10 ms, STmin 2 ms), the time to update packs_all packs with the broadcast
+    and without (--no-broadcast); the board side's
     cost per received frame and the Ed25519 verify in the 32-bit MicroPython."""
     from app import uds
     from tools.bmsctl import bundle as tool
@@ -723,16 +742,40 @@ def update_figures(packs_all=32):
         (a, b), = w.tester.times.values()
         print("  1 pack, %s: %s in %.1f s = %.0f B/s (goal >= 15,000)" % (label, res, (b - a) / 1000,
                                                                        total * 1000 / (b - a)))
-    w, cpu = _update_world(packs_all, path, 600)
-    ends = [b for a, b in w.tester.times.values()]
-    starts = [a for a, b in w.tester.times.values()]
-    ok = sum(1 for r, _ in w.tester.results.values() if r == "ok")
-    fw = [p.fw() for p in w.packs]
-    done = sum(1 for f in fw if f == ("2.0.0", "B", "confirmed"))
-    print("  %d packs (\"pack\": \"all\", %d at a time): %d ok, all transfers in %.0f s (goal <= 300 s); "
-          "at the end of the run (%.0f s) %d report 2.0.0 in slot B, confirmed; %.0f s CPU"
-          % (packs_all, w.tester.parallel, ok, (max(ends) - min(starts)) / 1000, w.t_ms() / 1000, done, cpu))
+    from tools import benchupdate
+    from tools.bmsctl import update as bu
+    for broadcast, rate in ((True, None), (True, bu.RATE), (False, None)):
+        saved = benchupdate.BROADCAST, benchupdate.RATE
+        benchupdate.BROADCAST, benchupdate.RATE = broadcast, rate
+        try:
+            w, cpu = _update_world(packs_all, path, (120 if rate is None else 400) if broadcast else 600)
+        finally:
+            benchupdate.BROADCAST, benchupdate.RATE = saved
+        t = w.tester
+        ends = [b for a, b in t.times.values()]
+        starts = [a for a, b in t.times.values()]
+        ok = sum(1 for r, _ in t.results.values() if r == "ok")
+        done = sum(1 for p in w.packs if p.fw() == ("2.0.0", "B", "confirmed"))
+        how = ("one broadcast of the bundle, " + ("as fast as the bus allows" if rate is None else
+                                                  "bmsctl's default --rate %d frames/s" % rate)) if broadcast \
+            else "--no-broadcast: every block to every pack"
+        extra = ""
+        if broadcast and t.broadcast_ms is not None:
+            a, b = t.broadcast_ms
+            extra = " (the broadcast %.1f s incl. the %.0f s pause after the header)" % ((b - a) / 1000, bu.VERIFY_S)
+        print("  %d packs (\"pack\": \"all\", %s, %d at a time): %d ok, all transfers in %.0f s%s (goal <= 300 s); "
+              "at the end of the run (%.0f s) %d report 2.0.0 in slot B, confirmed; %.0f s CPU"
+              % (packs_all, how, t.parallel, ok, (max(ends) - min(starts)) / 1000, extra, w.t_ms() / 1000, done,
+                 cpu))
+    board_side_figures(path, files)
+
+
+def board_side_figures(path, files):
+    """The board side's cost per received frame (ISO-TP and the broadcast)
+    and the Ed25519 verify in the 32-bit MicroPython, for bundle path."""
     from tools import ram
+    from tools.bmsctl import update as bu
+    from update import trust
     exe = ram.interpreter()
     if exe is None:
         print("  board side: not measured: " + ram.HOWTO)
@@ -746,7 +789,7 @@ def update_figures(packs_all=32):
     if r.returncode != 0:
         print("  board side: failed: %s" % (r.stderr or r.stdout).strip().splitlines()[-1:])
         return
-    isotp_us, flash_us, drv_us, verify_ms, header_ms = [float(x) for x in r.stdout.split()[:5]]
+    isotp_us, flash_us, drv_us, verify_ms, header_ms, bc_us = [float(x) for x in r.stdout.split()[:6]]
     per = isotp_us + flash_us + drv_us
     print("  board side per received frame, 32-bit unix MicroPython 1.27 (this machine): MCP2515 driver recv "
           "%.0f us (on the tests' SPI-level chip model: includes the model), app.canport + ISO-TP + app.uds "
@@ -756,6 +799,12 @@ def update_figures(packs_all=32):
           "(7 bytes per frame); a real SPI read of a frame adds ~0.1-0.3 ms"
           % (per * 30 / 1000, per * 60 / 1000, 1e6 / (per * 60), 1e6 / (per * 30),
              7e3 / (per * 60), 7e3 / (per * 30)))
+    bc = drv_us + bc_us + flash_us * 6 / 7  # flash_us is per frame of 7 bytes
+    print("  broadcast frame (6 bundle bytes): driver recv %.0f us + app.canport + app.uds %.0f us + flash write "
+          "+ SHA-256 %.0f us = %.0f us = %.0f frames/s here; ESP32 est. %.0f-%.0f frames/s = %.1f-%.1f kB/s "
+          "(bmsctl's --rate default %d)"
+          % (drv_us, bc_us, flash_us * 6 / 7, bc, 1e6 / bc, 1e6 / (bc * 60), 1e6 / (bc * 30), 6e3 / (bc * 60),
+             6e3 / (bc * 30), bu.RATE))
     print("  Ed25519 verify of the manifest digest: %.0f ms (ESP32 est. %.1f-%.1f s); the whole header check "
           "(manifest JSON of %d files, its hash, the verify, the record): %.0f ms"
           % (verify_ms, verify_ms * 30 / 1000, verify_ms * 60 / 1000, files, header_ms))

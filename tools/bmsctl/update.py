@@ -21,7 +21,8 @@
 # security access, request download), then the bundle as raw broadcast
 # frames (broadcast_frames(): proto.uds BC_*, on 0x18FFB0F1, paced at --rate
 # frames/s, a VERIFY_S pause after the header while every pack checks its
-# signature; an announce every KEEPALIVE_S before, S3), then run_pack()
+# signature and an ERASE_S one wherever they erase a flash block; an announce
+# every KEEPALIVE_S before, S3), then run_pack()
 # per pack: it reads where the pack stands (DIDs 0xF1A2/0xF1A3) and sends
 # what the pack missed over UDS, then exit, check and activate as before.
 # tools/benchupdate.py runs the same prepare(), broadcast_frames() and
@@ -59,7 +60,12 @@ BC_ANNOUNCE = 0xFFFF
 BC_MAX_SEQ = 0xFFFE
 ANNOUNCE_EVERY = 128  # data frames between two announces: a pack that missed one joins at the next
 VERIFY_S = 2.0  # the broadcast's pause after the header: the signature check (est. 0.6-1.3 s on an ESP32)
-RATE = 1000  # broadcast frames/s by default (6 kB/s: README "Firmware update", the fan-out)
+ERASE_S = 0.05  # and where every pack erases its next 4 KiB flash block (tens of ms on an ESP32)
+FLASH_BLOCK = 4096  # update.slotwrite: a block is erased when its first 256-byte page is programmed
+FLASH_PAGE = 256
+# broadcast frames/s by default: what an ESP32 with a pure-Python MCP2515 driver is
+# estimated to take (152-304 frames/s, make perf); native CAN (TWAI) takes --rate 2000
+RATE = 200
 
 
 class UpdateError(Exception):
@@ -134,9 +140,13 @@ def announce(data):
 def broadcast_frames(data, start=0, announce_every=ANNOUNCE_EVERY):
     """The 8-byte frames that broadcast bundle data from byte start, an
     announce first and every announce_every data frames: (offset after the
-    frame, frame); (header length, None) after the last frame of the header,
-    where the sender pauses VERIFY_S (every pack checks the signature then)."""
+    frame, frame); and (offset, seconds) where the sender pauses: VERIFY_S
+    after the header's last frame (every pack checks the signature then),
+    ERASE_S after the frame that makes every pack erase a flash block (the
+    slot is written in order, so all packs erase at the same bytes; frames
+    sent meanwhile would wait in the CAN controller, two on an MCP2515)."""
     _, n = manifest_digest(data)
+    erase = n + FLASH_BLOCK + FLASH_PAGE  # slot block 1's first page is complete: block 1 is erased
     first = start // BC_DATA
     last = (len(data) + BC_DATA - 1) // BC_DATA
     if last - 1 > BC_MAX_SEQ:
@@ -149,7 +159,10 @@ def broadcast_frames(data, start=0, announce_every=ANNOUNCE_EVERY):
         end = min(at + BC_DATA, len(data))
         yield end, struct.pack(">H", seq) + data[at:at + BC_DATA].ljust(BC_DATA, b"\xff")
         if at < n <= end:
-            yield n, None
+            yield n, VERIFY_S
+        if at < erase <= end:
+            yield erase, ERASE_S
+            erase += FLASH_BLOCK
 
 
 def manifest_digest(data):
@@ -416,9 +429,9 @@ def send_broadcast(bus, data, start=0, rate=RATE, progress=None):
     t0 = time.monotonic()
     i = 0
     for pos, fr in broadcast_frames(data, start):
-        if fr is None:
-            time.sleep(VERIFY_S)
-            t0 += VERIFY_S
+        if not isinstance(fr, bytes):
+            time.sleep(fr)
+            t0 += fr
             continue
         wait = t0 + i / rate - time.monotonic()
         if wait > 0:
