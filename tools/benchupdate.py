@@ -7,8 +7,9 @@
 #   - can-isotp's timers (STmin, N_Bs, N_Cr) read the world's clock while the
 #     tester runs (isotp.tools.time is swapped for the world's clock then);
 #   - the bus has 500 kbit/s: the tester puts a frame on it only while the
-#     bits on the bus since the tester started (every node's frames,
-#     sim.bus.frame_bits: worst-case stuffing) stay within 500 bits per ms;
+#     bits on the bus since its transmit queue last ran empty (every node's
+#     frames, sim.bus.frame_bits: worst-case stuffing) stay within 500 bits
+#     per ms (idle time saves no credit for a burst);
 #   - each pack's session runs udsoncan's blocking client in a thread of its
 #     own that runs only when the world hands it the turn (a frame for it or
 #     its timeout is due) and hands it back when it waits again: one thread
@@ -212,7 +213,8 @@ class Tester:
         self._bundle = None  # the bundle of the prepare / broadcast under way
         self._bc = None  # the broadcast's frames still to send
         self._bc_sent = 0
-        self._bc_t0 = 0
+        self._bc_t0 = 0  # the rate's time origin (moved on by each pause)
+        self._bc_start_ms = 0
         self._bc_pause_ms = 0  # the pause after the header ends then
         self._bc_step = 0  # the last 10 % step of the broadcast traced
         self._keep_ms = 0
@@ -354,7 +356,7 @@ class Tester:
                     self._line(self.index(u), pos, len(data), None)
 
     def _end_broadcast(self):
-        self.broadcast_ms = (self._bc_t0, self.world.runner.now_ms)
+        self.broadcast_ms = (self._bc_start_ms, self.world.runner.now_ms)
         data = self._bundle
         self._bc = None
         self._bundle = None
@@ -371,13 +373,17 @@ class Tester:
             self._bc = U.broadcast_frames(data)
         self._bc_sent = 0
         self._bc_step = 0
-        self._bc_t0 = self.world.runner.now_ms
+        self._bc_t0 = self._bc_start_ms = self.world.runner.now_ms
         self._bc_pause_ms = 0
 
     def _send(self, now_ms):
         bus = self.port.bus
-        allowed = self.bits0 + (now_ms - self.t0_ms + TICK_MS) * BITRATE // 1000
         q = self.txq
+        if not q:  # idle: no credit saved up for a burst beyond the bit rate later (after a pause)
+            self.t0_ms = now_ms
+            self.bits0 = bus.bits
+            return
+        allowed = self.bits0 + (now_ms - self.t0_ms + TICK_MS) * BITRATE // 1000
         while q and bus.bits + frame_bits(True, len(q[0][1])) <= allowed:
             id_, data = q.pop(0)
             self.port.send(id_, data, FLAG_EXT_ID)
