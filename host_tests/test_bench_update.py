@@ -191,7 +191,8 @@ def test_a_bad_update_pubkey_is_a_scenario_error(tmp_path):
         assert msg in str(e.value)
 
 
-def test_bmsctl_update_all_over_a_python_can_bus(tmp_path, capsys):
+@pytest.mark.parametrize("how", ["broadcast", "--no-broadcast"])
+def test_bmsctl_update_all_over_a_python_can_bus(tmp_path, capsys, how):
     # two board sides (test_uds_update's) at units 2 and 3 on one python-can virtual bus, real time
     import threading
     import time
@@ -230,7 +231,8 @@ def test_bmsctl_update_all_over_a_python_can_bus(tmp_path, capsys):
     th.start()
     try:
         rc = bmsctl(["--via", "can:virtual:" + chan, "--secret-file", str(tmp_path / "inst.key"), "--timeout", "0.3",
-                     "update", str(tmp_path / "fw.bmsu"), "--all", "--no-activate"])
+                     "update", str(tmp_path / "fw.bmsu"), "--all", "--no-activate", "--rate", "2000"]
+                    + ([how] if how.startswith("--") else []))
     finally:
         stop.append(1)
         th.join()
@@ -241,7 +243,10 @@ def test_bmsctl_update_all_over_a_python_can_bus(tmp_path, capsys):
     assert "2 of 2 packs updated" in out
     for pk in packs.values():
         assert pk.record()[T.S.PENDING] == 1 and pk.resets == 0
-        assert pk.svc.bc_taken > 100  # the image came by the broadcast: 703 bytes, 6 a frame
+        if how == "broadcast":  # the whole bundle by the broadcast, 6 bytes a frame
+            assert pk.svc.bc_taken == (len((tmp_path / "fw.bmsu").read_bytes()) + 5) // 6
+        else:
+            assert pk.svc.bc_taken == pk.svc.bc_ignored == 0
 
 
 def test_a_host_sim_bundle_holds_the_firmware_and_its_version(tmp_path):
