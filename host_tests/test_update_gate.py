@@ -304,6 +304,37 @@ def test_pymodbus_file_records_update_the_board_side_running_in_32_bit_micropyth
     print("%d bytes of bundle in %d Modbus requests into the 32-bit MicroPython" % (len(data), board.requests))
 
 
+def test_the_broadcast_reaches_the_board_side_running_in_32_bit_micropython(tmp_path, board32):
+    # bmsctl's broadcast frames (3 per 1 ms tick, as the bus carries them) into app.uds in the
+    # interpreter, one frame lost on the way: the rest over UDS from there, every file checked
+    old, img, data = _bundle(tmp_path)
+    board = board32(UdsBoard, old)
+    c, conn = client(board)
+    assert U.prepare(c, data) == 0
+    frames = [f for _, f in U.broadcast_frames(data) if isinstance(f, bytes)]
+    lost = len(frames) * 2 // 3
+    if frames[lost][:2] == b"\xff\xff":
+        lost += 1  # a data frame, not an announce
+    seq = int.from_bytes(frames[lost][:2], "big")
+    for i, f in enumerate(frames):
+        if i != lost:
+            board.on_frame("can", [U.broadcast_id(), f])
+        if i % 3 == 2:
+            conn.step(1)
+    conn.step(1)
+    t = c.read_data_by_identifier([U.DID_TRANSFER, U.DID_BROADCAST]).service_data.values
+    got = t[U.DID_TRANSFER]["received"]
+    assert t[U.DID_TRANSFER]["state"] == "image" and got == seq * 6  # up to the lost frame
+    assert t[U.DID_BROADCAST]["taken"] == seq and t[U.DID_BROADCAST]["ignored"] == sum(
+        1 for f in frames[lost + 1:] if f[:2] != b"\xff\xff")  # every data frame after it (announces re-arm)
+    seen = []
+    ident = U.update(c, data, lambda done, total: seen.append(done), activate=False)
+    assert ident["slots"]["pending"] == "B" and seen[0] == got + 256
+    pending, counter1, confirmed, refused, slot_b, resets, hold = board.state()
+    assert (pending, counter1, refused) == (1, 5, 0)
+    assert slot_b == hashlib.sha256(img + b"\xff" * (SLOT - len(img))).hexdigest()
+
+
 # ---- recovery in the 32-bit MicroPython, from the frozen copies ---------------------
 # The forced-update mode's UDS server as the custom firmware holds it: the
 # recovery package of tools/frozen.py's lower part (recovery.app.uds,
