@@ -151,12 +151,11 @@ def test_a_frame_of_another_pgn_is_not_taken():
     assert rig.svc.requests == 0 and rig.svc.tester == -1
 
 
-def test_the_selections_fit_an_mcp2515_and_let_the_right_frames_in():
-    # link (29-bit), inverter (11-bit) and host (29-bit) share the chip's two masks
+def through_mcp2515(filters, sent):
+    """The ids of sent [(id, flags)] that an MCP2515 (the SPI-level chip model,
+    drivers.mcp2515) with filters receives from another node, in order."""
     import sim_mcp2515 as sim
     from drivers.mcp2515 import MCP2515
-    from proto import link, pylon_can
-    assert hostcan.SELECTION[1] == link.CAN_FILTER[1]
     bus = sim.Bus(500000)
     nodes = []
     for name in ("a", "b"):
@@ -166,10 +165,7 @@ def test_the_selections_fit_an_mcp2515_and_let_the_right_frames_in():
         nodes.append(can)
     a, b = nodes
     a.set_filters(None)
-    b.set_filters((link.CAN_FILTER, pylon_can.CAN_FILTER, hostcan.SELECTION))
-    ext = 2
-    sent = [(link.can_id(link.T_STATUS, 2, 1), ext), (0x305, 0), (can_ids(1)[0], ext),
-            (0x0CF00400, ext), (0x351, 0)]  # a J1939 EEC1 (priority 3) and another 11-bit id: not ours
+    b.set_filters(filters)
     got = []
     fr = [0, memoryview(bytearray(8)), 0, 0]
     for i, f in sent:
@@ -178,6 +174,17 @@ def test_the_selections_fit_an_mcp2515_and_let_the_right_frames_in():
         r = b.recv(fr)
         if r:
             got.append(r[0])
+    return got
+
+
+def test_the_selections_fit_an_mcp2515_and_let_the_right_frames_in():
+    # link (29-bit), inverter (11-bit) and host (29-bit) share the chip's two masks
+    from proto import link, pylon_can
+    assert hostcan.SELECTION[1] == link.CAN_FILTER[1]
+    ext = 2
+    sent = [(link.can_id(link.T_STATUS, 2, 1), ext), (0x305, 0), (can_ids(1)[0], ext),
+            (0x0CF00400, ext), (0x351, 0)]  # a J1939 EEC1 (priority 3) and another 11-bit id: not ours
+    got = through_mcp2515((link.CAN_FILTER, pylon_can.CAN_FILTER, hostcan.SELECTION), sent)
     assert got == [sent[0][0], 0x305, can_ids(1)[0]]
 
 

@@ -286,3 +286,58 @@ def test_the_broadcast_frame_path_allocates_nothing_in_32_bit_micropython(mpy32)
     r = mpy32(MPY_FRAMES, heap="256K")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "(200, 201, 6, b'abcdef')"
+
+
+def test_the_session_filters_fit_an_mcp2515_and_take_only_this_packs_frames():
+    from app import hostcan
+    from app.uds import session_filters
+    from proto import link, pylon_can
+    from test_hostcan import through_mcp2515
+    ext = 2
+    mine = [(U.uds_ids(3)[0], ext), (BID, ext), (link.can_id(link.T_HELLO, 1, 0xFF), ext),
+            (link.can_id(link.T_REQ, 1, 3), ext), (0x18EF03F1, ext), (0x305, 0)]
+    others = [(U.uds_ids(4)[0], ext), (U.uds_ids(4)[1], ext), (link.can_id(link.T_STATUS, 2, 1), ext),
+              (0x18EF05F1, ext), (0x351, 0), (0x0CF00400, ext)]
+    filters = session_filters(3, (link.CAN_FILTER, pylon_can.CAN_FILTER, hostcan.SELECTION))
+    assert through_mcp2515(filters, mine + others) == [i for i, _ in mine]
+
+
+def test_the_programming_session_narrows_the_chip_filters_and_its_end_restores_them():
+    from app import hostcan
+    from app.canport import CanPort
+    from app.uds import session_filters
+    from proto import pylon_can
+
+    class Chip:
+        FLAG_EXT_ID = 2
+
+        def __init__(self):
+            self.filters = []
+
+        def any(self):
+            return False
+
+        def set_filters(self, items):
+            self.filters.append(list(items))
+
+        def send(self, id_, data, flags):
+            return pack.can.send(id_, data, flags)
+    pack = T.Pack()
+    chip = Chip()
+    rx = CanPort(chip)
+    rx.subscribe(object(), pylon_can.CAN_FILTER)
+    rx.subscribe(pack.svc, hostcan.SELECTION)
+    pack.svc.can_rx = rx
+    pack.svc.can = chip
+    c, conn = T.client(pack)
+    c.read_data_by_identifier([U.DID_VERSION])
+    assert chip.filters == []  # the default session changes nothing
+    c.change_session(2)
+    assert chip.filters == [session_filters(T.ADDR, rx.selections())] and pack.svc.narrowed
+    c.change_session(2)  # again: no second write
+    c.change_session(1)
+    assert chip.filters[1:] == [list(rx.selections())] and not pack.svc.narrowed
+    c.change_session(2)
+    for _ in range(600):  # S3 ends it too
+        conn.step()
+    assert len(chip.filters) == 4 and chip.filters[-1] == list(rx.selections())

@@ -37,6 +37,11 @@
 # be (the header checked the moment it is complete, the image hashed; no
 # allocation per frame). A broadcast frame from the session's tester counts as
 # its activity (S3). Taken and ignored frames are counted (DID 0xF1A5).
+# While the programming session is open the CAN chip takes only the 29-bit
+# frames for this pack (session_filters: link and 0x18 frames to its address,
+# link broadcasts, the bundle broadcast) and the other selections' 11-bit
+# ones: a fan-out's UDS frames to the other packs do not fill its two receive
+# buffers. The subscribers' selections come back when the session ends.
 from array import array
 
 from defs.const import const
@@ -46,7 +51,7 @@ from app.updsess import UpdateSession
 from bms import auth as A
 from bms import params as P
 from defs.ticks import ticks_diff
-from proto import isotp, uds as U
+from proto import isotp, link, uds as U
 from update import slots as S
 
 PORT_BASE = const(0x200)
@@ -59,11 +64,29 @@ DOWNLOAD_MS = const(1)
 STMIN_MS = const(0)
 _IDLE_TESTER_MS = const(2000)
 _BC_BUF = const(512)  # broadcast bytes waiting for the tick's feed (a poll may deliver 64 frames)
+_EXT = const(2)  # FLAG_EXT_ID
+# the prefix (top five bits) and the destination byte (bits 8..15) of a 29-bit id:
+# link frames are PREFIX | type | dst | src, UDS and host PREFIX 0x18 | PF | TA | SA
+SESSION_MASK = const(0x1F00FF00)
 _NONE = const(0xFF)
 _RECOVERY = const(0xFE)
 # the services whose answer may take longer than P2 (0x78 first)
 _LONG = (U.DOWNLOAD, U.ROUTINE)
 _SUB_SIDS = (U.SESSION, U.RESET, U.SECURITY, U.ROUTINE, U.TESTER_PRESENT)
+
+
+def session_filters(address, selections):
+    """The chip's acceptance items while a programming session is open: the
+    29-bit frames to address (link, UDS, host protocol), link broadcasts and
+    the bundle broadcast, and the 11-bit items of selections (the inverter's).
+    One mask for the four 29-bit items: they fit an MCP2515 beside one
+    other; the session's own two first (an MCP2515 alone with them gives
+    them RXB0, which rolls over into RXB1: both buffers)."""
+    hi = U.BC_BASE >> 24
+    own = [(hi << 24 | address << 8, SESSION_MASK, _EXT), (U.BC_BASE & ~0xFF, SESSION_MASK, _EXT),
+           (link.PREFIX << 24 | address << 8, SESSION_MASK, _EXT),
+           (link.PREFIX << 24 | link.BROADCAST << 8, SESSION_MASK, _EXT)]
+    return own + [s for s in selections if not s[2] & _EXT]
 
 
 def _slot_byte(s):
@@ -122,6 +145,8 @@ class Uds(Service):
         self._bc_fill = 0
         self.bc_taken = 0
         self.bc_ignored = 0
+        self.narrowed = False  # session_filters on the chip
+        self.filter_errors = 0  # the chip refused them (the session goes on with the wide selections)
         self.busy = 0
         self.errors = 0
         self.requests = 0
@@ -257,10 +282,23 @@ class Uds(Service):
             self.auth.logout(PORT_BASE + self.tester)
         if self._bc_fill:
             self._bc_flush()  # what the broadcast brought is the pack's to resume from
+        if self.narrowed:
+            self._filters(False)
         self.session = U.DEFAULT
         self._dl = False  # the transfer itself stays in the UpdateSession: a new session may resume it
         self._bc_on = False
         self.hold.release(self)
+
+    def _filters(self, narrow):
+        rx = self.can_rx
+        a = self.address()
+        if rx is None or not hasattr(self.can, "set_filters") or (narrow and not 1 <= a <= link.MAX_PACKS):
+            return
+        try:
+            self.can.set_filters(session_filters(a, rx.selections()) if narrow else rx.selections())
+            self.narrowed = narrow
+        except (OSError, ValueError):
+            self.filter_errors += 1
 
     @property
     def upd(self):
@@ -354,6 +392,8 @@ class Uds(Service):
             if not self._idle() or not self.hold.take(self):
                 return self._neg(U.SESSION, U.NRC_CONDITIONS)
             self.session = U.PROGRAMMING
+            if not self.narrowed:
+                self._filters(True)
         else:
             return self._neg(U.SESSION, U.NRC_SUB_NOT_SUPPORTED)
         o = self.out
