@@ -63,8 +63,9 @@ VERIFY_S = 2.0  # the broadcast's pause after the header: the signature check (e
 ERASE_S = 0.05  # and where every pack erases its next 4 KiB flash block (tens of ms on an ESP32)
 FLASH_BLOCK = 4096  # update.slotwrite: a block is erased when its first 256-byte page is programmed
 FLASH_PAGE = 256
-# broadcast frames/s by default: what an ESP32 with a pure-Python MCP2515 driver is
-# estimated to take (152-304 frames/s, make perf); native CAN (TWAI) takes --rate 2000
+# broadcast frames/s by default: at the low end of what an ESP32 with a pure-Python MCP2515 driver is
+# estimated to take (150-870 frames/s across make perf runs, ~300 commonly quoted); native CAN
+# (TWAI) takes --rate 2000
 RATE = 200
 
 
