@@ -85,16 +85,17 @@ def test_four_packs_updated_at_once_report_the_new_version_confirmed_and_keep_th
 
 def test_a_broadcast_with_frames_dropped_for_some_packs_ends_with_every_pack_confirmed(tmp_path, monkeypatch):
     # "pack": "all" broadcasts the bundle; pack 1 loses one data frame, pack 2 the
-    # first announce, pack 3 a later one: each resumes over UDS at its own point
+    # first announce, pack 3 a later one: two packs lack bytes, so a second pass
+    # from the furthest behind (pack 2: nothing) brings each the rest from its own point
     from tools import benchupdate
     from update import bundle as fmt
     path, data = make_bundle(tmp_path)
     n = fmt.header_length(data[:fmt.HEAD])
-    at_end = {}
+    passes = []
     end = benchupdate.Tester._end_broadcast
 
     def snapshot(self):
-        at_end.update({p.index: (p.app.uds.server.upd.received, p.app.uds.server.bc_taken) for p in w.packs})
+        passes.append({p.index: (p.app.uds.server.upd.received, p.app.uds.server.bc_taken) for p in w.packs})
         end(self)
     monkeypatch.setattr(benchupdate.Tester, "_end_broadcast", snapshot)
     w, lines = run({"packs": 4, "duration_s": 90, "seed": 2, "events": [
@@ -110,19 +111,44 @@ def test_a_broadcast_with_frames_dropped_for_some_packs_ends_with_every_pack_con
                 what = ("announce", seen["announce"]) if seq == 0xFFFF else ("data", seq)
                 seen["announce"] += seq == 0xFFFF
                 if what in lose:
+                    lose.discard(what)  # once
                     return
             keep(id_, d, flags)
         port._push = push
     w.run()
-    assert w.tester.broadcast_ms is not None and set(at_end) == {0, 1, 2, 3}
-    assert at_end[0][0] == at_end[3][0] == len(data)  # everything by the broadcast (a later announce is a repeat)
-    assert at_end[1][0] == 600 * 6 > n  # up to the lost frame, then nothing: the slot is written in order
-    assert at_end[2] == (0, 0)  # the next announce came after its next byte had passed: all over UDS
-    assert at_end[0][1] == at_end[3][1] == (len(data) + 5) // 6 and at_end[1][1] == 600
+    assert len(passes) == len(w.tester.passes) == 2
+    first, second = passes
+    assert first[0][0] == first[3][0] == len(data)  # everything by the broadcast (a later announce is a repeat)
+    assert first[1][0] == 600 * 6 > n  # up to the lost frame, then nothing: the slot is written in order
+    assert first[2] == (0, 0)  # the next announce came after its next byte had passed
+    assert first[0][1] == first[3][1] == (len(data) + 5) // 6 and first[1][1] == 600
+    assert all(second[k][0] == len(data) for k in range(4))  # the second pass, from 0: each from its own point
+    assert second[1][1] == (len(data) + 5) // 6 and second[2][1] == (len(data) + 5) // 6
+    assert second[0][1] == first[0][1]  # a pack that had it all took nothing more
     results = [u for u in updates(lines) if u["result"] is not None]
     assert sorted(u["pack"] for u in results) == [0, 1, 2, 3]
     assert all(u["result"] == "ok" and u["bytes"] == u["of"] == len(data) for u in results)
     assert fw_of(lines) == {k: {"version": "2.0.0", "slot": "B", "state": "confirmed"} for k in range(4)}
+
+
+def test_one_pack_behind_after_the_broadcast_gets_the_rest_over_uds(tmp_path, monkeypatch):
+    from tools import benchupdate
+    path, data = make_bundle(tmp_path)
+    passes = []
+    end = benchupdate.Tester._end_broadcast
+
+    def snapshot(self):
+        passes.append({p.index: p.app.uds.server.upd.received for p in w.packs})
+        end(self)
+    monkeypatch.setattr(benchupdate.Tester, "_end_broadcast", snapshot)
+    w, lines = run({"packs": 3, "duration_s": 90, "seed": 2, "events": [
+        {"t_s": 10, "update": path, "pack": "all", "via": "can"}]})
+    port = w.packs[1].board.can
+    keep = port._push
+    port._push = lambda id_, d, flags: None if id_ >> 8 == 0x18FFB0 and d[:2] == b"\x01\x00" else keep(id_, d, flags)
+    w.run()
+    assert passes == [{0: len(data), 1: 256 * 6, 2: len(data)}]  # one pass: one pack behind is not worth another
+    assert fw_of(lines) == {k: {"version": "2.0.0", "slot": "B", "state": "confirmed"} for k in range(3)}
 
 
 def test_the_trace_repeats_and_old_scenarios_have_no_fw(tmp_path):

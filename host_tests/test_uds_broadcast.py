@@ -74,6 +74,17 @@ def test_bmsctl_frames_have_the_documented_layout():
     assert body(U.broadcast_frames(data, 600))[1] == frame(100, data)
 
 
+def test_a_later_pass_pauses_at_its_own_erases_and_starts_where_the_furthest_behind_is():
+    data = T.bundle(image=b"\xd2\xcd\x31" + bytes(20000), files={})
+    n = header_len(data)
+    start = n + 2 * 4096 + 1000
+    frames = list(U.broadcast_frames(data, start))
+    assert frames[1][1] == frame(start // 6, data)
+    assert [p for p in frames if not isinstance(p[1], bytes)] == [(n + k * 4096 + 256, U.ERASE_S) for k in (3, 4)]
+    assert U.next_pass({1: None, 2: 5000, 3: 700}) == 700
+    assert U.next_pass({1: None, 2: 5000, 3: None}) is None  # one pack behind: the rest over UDS
+
+
 def test_the_link_dbc_decodes_the_broadcast_and_documents_the_uds_ids():
     import os
     import cantools
@@ -223,6 +234,21 @@ def test_a_forged_header_frame_costs_the_pack_a_resend_over_uds():
     seen = []
     assert U.run_pack(c, data, lambda done, total: seen.append(done), activate=False)[0] == "ok"
     assert seen[0] == 256 and pack.record()[S.PENDING] == 1  # from the start, over UDS
+
+
+def test_behind_reads_where_the_pack_stands_until_it_has_all():
+    pack = T.Pack()
+    data = T.bundle()
+    c, conn, pos = opened(pack, data)
+    frames = body(U.broadcast_frames(data, pos))
+    assert U.behind(c, data) == 0
+    for f in frames[:200]:
+        send(pack, conn, f)
+    assert U.behind(c, data) == received(pack) > 0
+    assert U.behind(c, data + b"x") is None  # another bundle's length
+    for f in frames[200:]:
+        send(pack, conn, f)
+    assert U.behind(c, data) is None and received(pack) == len(data)
 
 
 def test_an_interrupted_broadcast_resumes_over_uds_in_a_new_session():

@@ -18,8 +18,9 @@
 # broadcast_frames() and run_pack(), README "Firmware update"): each pack's
 # download opened over UDS, an announce every KEEPALIVE_MS meanwhile (S3),
 # then the broadcast frames as fast as the bus budget allows (or `rate`
-# frames/s) with bmsctl's pauses (the signature check, flash erases), then
-# each pack's rest,
+# frames/s) with bmsctl's pauses (the signature check, flash erases), another
+# pass while two or more packs lack bytes (bmsctl's behind() and next_pass()),
+# then each pack's rest,
 # exit, check and activate.
 # Every pack's progress (each 10 %) and result is a trace line
 # {"t_ms", "update": {"pack", "bytes", "of", "result"}} (result null while
@@ -49,6 +50,7 @@ LAST_UNIT = 32
 BROADCAST = True  # --all broadcasts the image (False: bmsctl update --all --no-broadcast)
 RATE = None  # broadcast frames/s (bmsctl's --rate); None: as fast as the bus budget allows
 KEEPALIVE_MS = 1000
+SCAN, PREPARE, BEHIND, UPDATE = "scan", "prepare", "behind", "update"  # a job's kind
 
 
 class _Clock:
@@ -133,11 +135,10 @@ class Conn(TpConnection):
 class Job:
     """One unit's session in a thread that runs only in its turn."""
 
-    def __init__(self, tester, unit, body, scan=False, prepare=False):
+    def __init__(self, tester, unit, body, kind=UPDATE):
         self.tester = tester
         self.unit = unit
-        self.scan = scan  # a scan's request (--all), not an update
-        self.prepare = prepare  # opening the download before the broadcast
+        self.kind = kind  # SCAN, PREPARE (the download opened for a broadcast), BEHIND (asked after one), UPDATE
         self.sent = 0  # bundle bytes the pack has taken
         self.total = 0
         self.pack = tester.index(unit)  # the bench's number of the pack (its address changes at a restart)
@@ -196,7 +197,7 @@ class Tester:
         self.t0_ms = world.runner.now_ms
         self.bits0 = world.can.bits
         self.jobs = []  # running, unit order
-        self.waiting = []  # (unit, body, prepare) not started yet (the parallel limit)
+        self.waiting = []  # (unit, body, kind) not started yet (the parallel limit)
         self.closed = False
         self.clock = _Clock(world)
         commission(world)
@@ -219,7 +220,9 @@ class Tester:
         self._bc_step = 0  # the last 10 % step of the broadcast traced
         self._keep_ms = 0
         self._first = {}  # unit -> start of its first session (prepare or update)
-        self.broadcast_ms = None  # (start, end) of the last broadcast
+        self.broadcast_ms = None  # (start, end) of the last broadcast pass
+        self.passes = []  # (start, end) of each pass of the last broadcast
+        self._standing = {}  # unit -> U.behind() after a pass
 
     # -- the scenario's side ---------------------------------------------------------
     def start(self, path, pack):
@@ -232,7 +235,7 @@ class Tester:
             return
         if pack >= 0:
             unit = self.world.packs[pack].app.state.link_address or 1
-            self.waiting.append((unit, self._update_body(data), False))
+            self.waiting.append((unit, self._update_body(data), UPDATE))
             return
         found = {}
 
@@ -244,7 +247,7 @@ class Tester:
                 return None
             return body
         for unit in range(FIRST_UNIT, LAST_UNIT + 1):  # one request each, all at once
-            self.jobs.append(Job(self, unit, scan(unit), scan=True))
+            self.jobs.append(Job(self, unit, scan(unit), SCAN))
         self._after_scan = (found, data)
 
     def _client(self, job, request_timeout=None):
@@ -260,6 +263,9 @@ class Tester:
             job.total = len(data)
             return U.prepare_pack(self._client(job), data)
         return body
+
+    def _behind_body(self, data):
+        return lambda job: U.behind(self._client(job), data)
 
     def _update_body(self, data):
         def body(job):
@@ -316,8 +322,8 @@ class Tester:
                     self._finish(j)
                 self._send(now_ms)
         while self.waiting and len(self.jobs) < self.parallel:
-            unit, body, prep = self.waiting.pop(0)
-            j = Job(self, unit, body, prepare=prep)
+            unit, body, kind = self.waiting.pop(0)
+            j = Job(self, unit, body, kind)
             self._first.setdefault(unit, j.start_ms)
             self.jobs.append(j)
             j.turn()
@@ -357,20 +363,27 @@ class Tester:
 
     def _end_broadcast(self):
         self.broadcast_ms = (self._bc_start_ms, self.world.runner.now_ms)
-        data = self._bundle
+        self.passes.append(self.broadcast_ms)
         self._bc = None
+        if len(self.prepared) > 1 and len(self.passes) < U.PASSES:
+            self._standing = {}
+            for u in self.prepared:  # where does each stand: another pass?
+                self.waiting.append((u, self._behind_body(self._bundle), BEHIND))
+            return
+        self._updates()
+
+    def _updates(self):
+        data = self._bundle
         self._bundle = None
         for u in self.prepared:
-            self.waiting.append((u, self._update_body(data), False))
+            self.waiting.append((u, self._update_body(data), UPDATE))
         self.prepared = []
 
-    def _prepared(self):
-        """Every pack's download is open: the broadcast (more than one), else each pack's update."""
+    def _prepared(self, start=0):
+        """Every pack's download is open: a broadcast pass from start (more
+        than one pack), else each pack's update."""
         data = self._bundle
-        if len(self.prepared) < 2:
-            self._bc = iter(())
-        else:
-            self._bc = U.broadcast_frames(data)
+        self._bc = iter(()) if len(self.prepared) < 2 else U.broadcast_frames(data, start)
         self._bc_sent = 0
         self._bc_step = 0
         self._bc_t0 = self._bc_start_ms = self.world.runner.now_ms
@@ -393,18 +406,27 @@ class Tester:
         r = j.result
         if isinstance(r, _Closed):
             return
-        if j.prepare and not isinstance(r, BaseException) and r is None:
+        if j.kind == PREPARE and not isinstance(r, BaseException) and r is None:
             self.prepared.append(j.unit)
-        elif not j.scan:
+        elif j.kind == BEHIND:
+            self._standing[j.unit] = None if isinstance(r, BaseException) else r
+        elif j.kind != SCAN:
             if isinstance(r, BaseException):
                 r = ("refused: %s" % r, None)
             self.results[j.unit] = r
             self.times[j.unit] = (self._first.pop(j.unit, j.start_ms), self.world.t_ms())
             self._line(j.pack, j.sent, j.total, r[0])
-        if j.prepare and not any(x.prepare for x in self.jobs) and not any(w[2] for w in self.waiting):
-            self._prepared()
+        if j.kind in (PREPARE, BEHIND) and not self._running(j.kind):
+            if j.kind == PREPARE:
+                self._prepared()
+            else:
+                start = U.next_pass(self._standing)
+                if start is None:
+                    self._updates()
+                else:
+                    self._prepared(start)
         scan = self._after_scan
-        if scan is not None and not any(x.scan for x in self.jobs):
+        if scan is not None and not self._running(SCAN):
             found, data = scan
             self._after_scan = None
             self.scanned = sorted(found)
@@ -412,8 +434,14 @@ class Tester:
             if prep:
                 self._bundle = data
                 self._keep_ms = self.world.runner.now_ms
+                self.passes = []
             for unit in self.scanned:
-                self.waiting.append((unit, (self._prepare_body if prep else self._update_body)(data), prep))
+                self.waiting.append((unit, (self._prepare_body if prep else self._update_body)(data),
+                                     PREPARE if prep else UPDATE))
+
+    def _running(self, kind):
+        """Jobs of kind still running or waiting."""
+        return any(x.kind == kind for x in self.jobs) or any(w[2] == kind for w in self.waiting)
 
     def close(self):
         """The scenario ended: every session still waiting ends (timeout)."""

@@ -760,12 +760,13 @@ def update_figures(packs_all=32):
                                                   "bmsctl's default --rate %d frames/s" % rate)) if broadcast \
             else "--no-broadcast: every block to every pack"
         extra = ""
-        if broadcast and t.broadcast_ms is not None:
-            a, b = t.broadcast_ms
+        if broadcast and t.passes:
+            a, b = t.passes[0][0], t.passes[-1][1]
             with open(path, "rb") as f:
                 pauses = [x for _, x in bu.broadcast_frames(f.read()) if not isinstance(x, bytes)]
-            extra = " (the broadcast %.1f s incl. its pauses: %.0f s after the header, %d erases of %.0f ms)" % (
-                (b - a) / 1000, bu.VERIFY_S, pauses.count(bu.ERASE_S), bu.ERASE_S * 1000)
+            extra = " (the broadcast %.1f s in %d pass(es), incl. its pauses: %.0f s after the header, %d erases " \
+                    "of %.0f ms)" % ((b - a) / 1000, len(t.passes), bu.VERIFY_S, pauses.count(bu.ERASE_S),
+                                    bu.ERASE_S * 1000)
         print("  %d packs (\"pack\": \"all\", %s, %d at a time): %d ok, all transfers in %.0f s%s (goal <= 300 s); "
               "at the end of the run (%.0f s) %d report 2.0.0 in slot B, confirmed; %.0f s CPU"
               % (packs_all, how, t.parallel, ok, (max(ends) - min(starts)) / 1000, extra, w.t_ms() / 1000, done,

@@ -22,11 +22,12 @@
 # frames (broadcast_frames(): proto.uds BC_*, on 0x18FFB0F1, paced at --rate
 # frames/s, a VERIFY_S pause after the header while every pack checks its
 # signature and an ERASE_S one wherever they erase a flash block; an announce
-# every KEEPALIVE_S before, S3), then run_pack()
-# per pack: it reads where the pack stands (DIDs 0xF1A2/0xF1A3) and sends
+# every KEEPALIVE_S before, S3; another pass from the furthest behind while
+# two or more packs lack bytes: behind(), next_pass(), PASSES in all), then
+# run_pack() per pack: it reads where the pack stands (DIDs 0xF1A2/0xF1A3) and sends
 # what the pack missed over UDS, then exit, check and activate as before.
-# tools/benchupdate.py runs the same prepare(), broadcast_frames() and
-# run_pack() inside the bench world.
+# tools/benchupdate.py runs the same prepare(), broadcast_frames(), behind(),
+# next_pass() and run_pack() inside the bench world.
 import struct
 
 import udsoncan
@@ -59,6 +60,7 @@ BC_DATA = 6  # bundle bytes per frame, after the u16 sequence number
 BC_ANNOUNCE = 0xFFFF
 BC_MAX_SEQ = 0xFFFE
 ANNOUNCE_EVERY = 128  # data frames between two announces: a pack that missed one joins at the next
+PASSES = 3  # broadcasts at most: another (from the furthest behind) while two or more packs lack bytes
 VERIFY_S = 2.0  # the broadcast's pause after the header: the signature check (est. 0.6-1.3 s on an ESP32)
 ERASE_S = 0.05  # and where every pack erases its next 4 KiB flash block (tens of ms on an ESP32)
 FLASH_BLOCK = 4096  # update.slotwrite: a block is erased when its first 256-byte page is programmed
@@ -148,6 +150,8 @@ def broadcast_frames(data, start=0, announce_every=ANNOUNCE_EVERY):
     sent meanwhile would wait in the CAN controller, two on an MCP2515)."""
     _, n = manifest_digest(data)
     erase = n + FLASH_BLOCK + FLASH_PAGE  # slot block 1's first page is complete: block 1 is erased
+    while erase <= start // BC_DATA * BC_DATA:
+        erase += FLASH_BLOCK
     first = start // BC_DATA
     last = (len(data) + BC_DATA - 1) // BC_DATA
     if last - 1 > BC_MAX_SEQ:
@@ -289,6 +293,25 @@ def run_pack(client, data, progress=None, activate=True, retries=1):
             if e.timeout and attempt < retries:
                 continue
             return _refused(client, e)
+
+
+def behind(client, data):
+    """The bytes a pack has of bundle data while it still lacks some (DID
+    0xF1A2); None when it has them all, its transfer failed or it does not answer."""
+    try:
+        t = client.read_data_by_identifier([DID_TRANSFER]).service_data.values[DID_TRANSFER]
+    except (TimeoutException, NegativeResponseException, UnexpectedResponseException):
+        return None
+    if t["state"] in ("header", "image") and t["total"] == len(data) and t["received"] < len(data):
+        return t["received"]
+    return None
+
+
+def next_pass(standing):
+    """Where another broadcast starts ({unit: behind()}): the furthest behind,
+    None when fewer than two packs lack bytes (the rest goes over UDS)."""
+    got = [r for r in standing.values() if r is not None]
+    return min(got) if len(got) > 1 else None
 
 
 def _refused(client, e):
@@ -455,7 +478,8 @@ def _keepalive(bus, data, stop):
 
 def _update_all(args, out, data, secret, CtlError):
     """--all: scan, then every pack that answered, --parallel at a time; with
-    more than one, prepare each, broadcast the image once, then each pack's rest."""
+    more than one, prepare each, broadcast the bundle (again from the furthest
+    behind while two or more lack bytes, PASSES in all), then each pack's rest."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn, \
@@ -495,11 +519,19 @@ def _update_all(args, out, data, secret, CtlError):
                     keep.join()
                 results.update({u: r for u, r in prep.items() if r is not None})
                 units = [u for u in units if u not in results]
-                if len(units) > 1:
-                    def moved(pos):
-                        for u in units:
-                            bar.update(tasks[u], completed=pos)
-                    send_broadcast(bus, data, 0, args.rate or RATE, moved)
+
+                def moved(pos):
+                    for u in units:
+                        bar.update(tasks[u], completed=pos)
+                start = 0 if len(units) > 1 else None
+                for k in range(PASSES):
+                    if start is None:
+                        break
+                    send_broadcast(bus, data, start, args.rate or RATE, moved)
+                    if k < PASSES - 1:
+                        with ThreadPoolExecutor(pool) as ex:
+                            start = next_pass(dict(zip(units, ex.map(
+                                lambda u: with_client(u, lambda c, p: behind(c, data)), units))))
             with ThreadPoolExecutor(pool) as ex:
                 done = ex.map(lambda u: with_client(u, lambda c, p: run_pack(c, data, p, activate=not args.no_activate)),
                               units)
