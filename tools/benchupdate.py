@@ -20,8 +20,7 @@
 # then the broadcast frames as fast as the bus budget allows (or `rate`
 # frames/s) with bmsctl's pauses (the signature check, flash erases), another
 # pass while two or more packs lack bytes (bmsctl's behind() and next_pass()),
-# then each pack's rest,
-# exit, check and activate.
+# then each pack's rest, exit, check and activate.
 # Every pack's progress (each 10 %) and result is a trace line
 # {"t_ms", "update": {"pack", "bytes", "of", "result"}} (result null while
 # under way, "ok" or "refused: REASON"). The packs are commissioned with the
@@ -186,8 +185,7 @@ class Tester:
     name = "update-tester"
     period_ms = TICK_MS
 
-    def __init__(self, world, parallel=U.PARALLEL, broadcast=None, rate=None):
-        """rate: broadcast frames/s (default RATE)."""
+    def __init__(self, world, parallel=U.PARALLEL):
         from tools.gateway import BENCH_FACTORY_KEY, bench_serial, commission
         self.world = world
         self.parallel = parallel
@@ -208,19 +206,18 @@ class Tester:
         self.times = {}  # unit -> (start, end) of its session, ms since the scenario's start
         self.scanned = None  # the units that answered the last --all scan
         self._after_scan = None
-        self.broadcast = BROADCAST if broadcast is None else broadcast
-        self.rate = RATE if rate is None else rate
+        self.broadcast = BROADCAST
+        self.rate = RATE  # broadcast frames/s, None: the bus budget
         self.prepared = []  # units ready for the broadcast
         self._bundle = None  # the bundle of the prepare / broadcast under way
         self._bc = None  # the broadcast's frames still to send
         self._bc_sent = 0
         self._bc_t0 = 0  # the rate's time origin (moved on by each pause)
         self._bc_start_ms = 0
-        self._bc_pause_ms = 0  # the pause after the header ends then
+        self._bc_pause_ms = 0  # the end of a pause (the header's check, an erase)
         self._bc_step = 0  # the last 10 % step of the broadcast traced
         self._keep_ms = 0
         self._first = {}  # unit -> start of its first session (prepare or update)
-        self.broadcast_ms = None  # (start, end) of the last broadcast pass
         self.passes = []  # (start, end) of each pass of the last broadcast
         self._standing = {}  # unit -> U.behind() after a pass
 
@@ -362,8 +359,7 @@ class Tester:
                     self._line(self.index(u), pos, len(data), None)
 
     def _end_broadcast(self):
-        self.broadcast_ms = (self._bc_start_ms, self.world.runner.now_ms)
-        self.passes.append(self.broadcast_ms)
+        self.passes.append((self._bc_start_ms, self.world.runner.now_ms))
         self._bc = None
         if len(self.prepared) > 1 and len(self.passes) < U.PASSES:
             self._standing = {}

@@ -61,7 +61,7 @@ BC_ANNOUNCE = 0xFFFF
 BC_MAX_SEQ = 0xFFFE
 ANNOUNCE_EVERY = 128  # data frames between two announces: a pack that missed one joins at the next
 PASSES = 3  # broadcasts at most: another (from the furthest behind) while two or more packs lack bytes
-VERIFY_S = 2.0  # the broadcast's pause after the header: the signature check (est. 0.6-1.3 s on an ESP32)
+VERIFY_S = 2.0  # the broadcast's pause after the header: the signature check (est. 0.3-1.3 s on an ESP32)
 ERASE_S = 0.05  # and where every pack erases its next 4 KiB flash block (tens of ms on an ESP32)
 FLASH_BLOCK = 4096  # update.slotwrite: a block is erased when its first 256-byte page is programmed
 FLASH_PAGE = 256
@@ -263,7 +263,7 @@ def prepare(client, data):
 def prepare_pack(client, data):
     """One pack's prepare() with a retry after a timeout: None (ready, or
     worth a try in run_pack) or ("refused: REASON", None)."""
-    for attempt in range(2):
+    for _ in range(2):
         try:
             prepare(client, data)
             return None
