@@ -5,8 +5,10 @@
 # after its header is in and checked, after an announce naming that download,
 # and only the frame that carries its next byte. The frames here are built by
 # hand from that layout (not by bmsctl's encoder, which is checked against
-# them); the board side is app.uds with the real updater (test_uds_update's
-# Pack), the tester's session udsoncan on can-isotp.
+# them, and with the link DBC); the board side is app.uds with the real
+# updater (test_uds_update's Pack), the tester's session udsoncan on can-isotp.
+# Also: where a later pass starts (bmsctl's behind() / next_pass()), and the
+# CAN filter a programming session puts on the chip (the MCP2515 model).
 import struct
 
 import udsoncan
