@@ -778,8 +778,8 @@ def board_side_figures(path, files):
     """The board side's cost per received frame (ISO-TP and the broadcast)
     and the Ed25519 verify in the 32-bit MicroPython, for bundle path."""
     from tools import ram
+    from tools.bmsctl import bundle as tool
     from tools.bmsctl import update as bu
-    from update import trust
     exe = ram.interpreter()
     if exe is None:
         print("  board side: not measured: " + ram.HOWTO)

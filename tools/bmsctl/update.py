@@ -66,7 +66,7 @@ ERASE_S = 0.05  # and where every pack erases its next 4 KiB flash block (tens o
 FLASH_BLOCK = 4096  # update.slotwrite: a block is erased when its first 256-byte page is programmed
 FLASH_PAGE = 256
 # broadcast frames/s by default: at the low end of what an ESP32 with a pure-Python MCP2515 driver is
-# estimated to take (150-870 frames/s across make perf runs, ~300 commonly quoted); native CAN
+# estimated to take (150-940 frames/s across make perf runs, ~300 commonly quoted); native CAN
 # (TWAI) takes --rate 2000
 RATE = 200
 
