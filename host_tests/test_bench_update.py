@@ -265,6 +265,9 @@ def test_bmsctl_update_all_over_a_python_can_bus(tmp_path, capsys, how):
         bus.shutdown()
     out = capsys.readouterr().out
     assert rc == 0, out
+    assert bmsctl(["--via", "can:virtual:" + chan, "--secret-file", str(tmp_path / "inst.key"), "update",
+                   str(tmp_path / "fw.bmsu"), "--all", "--rate", "0"]) == 1
+    assert "--rate is broadcast frames per second" in capsys.readouterr().err
     assert "pack 2: ok, staged in slot B" in out and "pack 3: ok, staged in slot B" in out
     assert "2 of 2 packs updated" in out
     for pk in packs.values():

@@ -485,6 +485,8 @@ def _update_all(args, out, data, secret, CtlError):
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn, \
         TimeRemainingColumn
     from tools.bmsctl.client import MAX_UNIT
+    if args.rate is not None and args.rate < 1:
+        raise CtlError("--rate is broadcast frames per second, at least 1 (got %d)" % args.rate)
     try:
         bus, notifier, close = open_bus(args.via)
     except UpdateError as e:
