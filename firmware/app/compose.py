@@ -22,6 +22,7 @@ from app.indicate import Indicate
 from app.button import Button
 from app.inverter import Inverter, master_test
 from app.canport import CanPort
+from app.canrate import CanRate
 from app.router import Router
 
 
@@ -225,6 +226,9 @@ def pack(board, params=None, store=None, clock=None, maintenance=False):
     afe = board.afe
     afe.program_protections(hwlimits.from_params(prm))
     ports = Ports(board)
+    if ports.can is not None:  # listens first: nothing is sent until the bus rate is confirmed
+        app.canrate = CanRate(st, prm, ports.can, ports.can_rx,
+                              app.persist.log if app.persist is not None else None)
     # link: the parallel-packs service (roles, addresses, the master's pack table)
     app.link = link(st, prm, board, ports)
     app.system = System(st, prm, app.link)
@@ -242,6 +246,8 @@ def pack(board, params=None, store=None, clock=None, maintenance=False):
     app.indicate = Indicate(st, board.leds, getattr(board, "buzzer", None), prm, maintenance)
     # the board's own services (a bench board's pack physics) run first
     services = list(board.services) + [app.cycle, app.indicate]
+    if app.canrate is not None:
+        services.insert(len(board.services), app.canrate)  # after the board's CAN poll
     # the reset button, on boards that have one
     if getattr(board, "button", None) is not None and not maintenance:
         app.button = Button(st, board.button, prm)

@@ -388,4 +388,11 @@ TABLE = (
     # the estimator's (learned at zero current, set by the PC tool; the counters file).
     (227, "cal_v_gain_ppm", 1000000, 950000, 1050000, ADMIN),
     (228, "cal_i_gain_ppm", 1000000, 950000, 1050000, ADMIN),
+    # fixed link address (0 = automatic), app.link, read at start
+    (229, "link_fixed_address_count", 0, 0, 32, ADMIN),
+    # CAN bit rate of the one bus the link, the inverter and the host protocol
+    # share (issue 13, SPEC 11 "CAN baud rate"): 0 = 500 kbit/s (Pylontech, Victron,
+    # SMA CAN manuals), 1 = 250 kbit/s. Read at start; the pack listens before it
+    # sends and follows a bus it hears at the other rate (app.canrate, bms.canrate).
+    (230, "can_bitrate_count", 0, 0, 1, ADMIN),
 )
