@@ -39,7 +39,11 @@ def describe():
                        "write_level": host.INSTALLER if access[acc] == "RW" else None})
     blocks = [
         {"register": host.INFO, "regs": host.INFO_REGS, "name": "info", "access": "R",
-         "fields": ["map_version", "param_count", "param_base", "firmware_version", "unit", "serial[16]"]},
+         "fields": ["map_version", "param_count", "param_base", "firmware_version", "unit", "serial[16]",
+                    {"name": "can_kbps", "unit": "kbit/s",
+                     "meaning": "CAN bit rate the pack runs at; 0 while it still listens (sends nothing)"},
+                    {"name": "can_stored_kbps", "unit": "kbit/s",
+                     "meaning": "the stored rate (can_bitrate_count) it listens at first after a start"}]},
         {"register": host.DIAG, "regs": host.DIAG_REGS, "name": "diag", "access": "R",
          "fields": ["reason", "register", "param_id", "refused", "text[64]"],
          "reasons": list(host.REASONS)},

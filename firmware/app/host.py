@@ -1,8 +1,10 @@
 # Owns the host protocol handler (issue 13): Modbus PDUs from the PC tool or a
 # SCADA, transport-independent (pdu(); RTU framing in on_rs485, Modbus TCP and
 # ISO-TP elsewhere), over this register map (FC03 and FC04 read the same map):
-#   0..12       INFO: map version, parameter count, parameter base, firmware
-#               version (major << 8 | minor), unit id, serial number (16 ASCII bytes)
+#   0..14       INFO: map version, parameter count, parameter base, firmware
+#               version (major << 8 | minor), unit id, serial number (16 ASCII bytes),
+#               the CAN bit rate in kbit/s the pack runs at (0 while it still
+#               listens, app.canrate) and the stored one (can_bitrate_count)
 #   100..135    DIAG: the last refused write's reason (R_*), its first register,
 #               its parameter id (0 none), refusals counted here, 64 bytes of
 #               reason text (ASCII, NUL padded)
@@ -45,6 +47,7 @@ from app.hostctl import INSTALLER, EX_BUSY, R_OK, R_NO_SESSION, R_READ_ONLY, R_R
 from app.inverter import SERIAL, SW_VERSION_MAJOR, SW_VERSION_MINOR
 from bms import auth as A
 from bms import prows
+from bms.canrate import RATES_KBPS
 from bms import params as P
 from bms.parallel import MASTER, elapsed
 from proto import modbus as mb
@@ -56,7 +59,8 @@ from defs.const import const
 MAP_VERSION = const(1)
 INFO = const(0)
 INFO_SERIAL = const(5)
-INFO_REGS = const(13)
+INFO_CAN = const(13)
+INFO_REGS = const(15)
 DIAG = const(100)
 DIAG_TEXT = const(104)
 DIAG_TEXT_BYTES = const(64)
@@ -284,6 +288,10 @@ class Host(Service):
             return (SW_VERSION_MAJOR << 8) | SW_VERSION_MINOR
         if k == 4:
             return self.st.link_address or self.unit  # = its unit through the master
+        if k == INFO_CAN:
+            return self.st.can_kbps
+        if k == INFO_CAN + 1:
+            return RATES_KBPS[self.params.v[P.CAN_BITRATE_COUNT]]
         i = 2 * (k - INFO_SERIAL)
         return SERIAL[i] << 8 | SERIAL[i + 1] if i + 1 < len(SERIAL) else 0
 

@@ -13,7 +13,7 @@ import sys
 import time
 
 from tools import authkit
-from tools.bmsctl import blocks, params, sunspec, words
+from tools.bmsctl import blocks, canbaud, params, sunspec, words
 from tools.bmsctl.client import LEVELS, MAX_UNIT, CtlError, Pack, load_map, regs_of
 from tools.bmsctl.secrets import do_login, read_secret, serial_of
 from tools.bmsctl.transport import TransportError, open_transport
@@ -178,6 +178,23 @@ def _tui(t, args, out):
     return cmd_tui(t, args, out)
 
 
+def cmd_info(pack, args, console):
+    """The info block, then the CAN bit rate in words where the map has it."""
+    blocks.cmd_show(pack, args, console)
+    v = pack.read_block(pack.need(*args.blocks))
+    run, stored = v.get("can_kbps"), v.get("can_stored_kbps")
+    if stored is None:
+        return 0
+    if not run:
+        state = "still listening (sends nothing until it hears the bus or finds it silent)"
+    elif run == stored:
+        state = "runs at the stored rate"
+    else:
+        state = "follows the bus it heard at start: restart it once the bus runs at the stored rate"
+    console.file.write("CAN: %s kbit/s running, %d kbit/s stored: %s\n" % (run or "-", stored, state))
+    return 0
+
+
 def cmd_login(pack, args, console):
     if pack.session != LEVELS[args.level] or args.secret_file or args.passphrase:
         do_login(pack, args.level, args.secret_file or args.g_secret_file, args.passphrase or args.g_passphrase)
@@ -320,7 +337,8 @@ def build_parser():
     q.add_argument("--dry-run", action="store_true")
     p = _pack_cmd(sub, "defaults", params.cmd_defaults, "set every writable parameter to its default")
     p.add_argument("--dry-run", action="store_true")
-    _pack_cmd(sub, "info", blocks.cmd_show, "map version, parameter count, firmware version", blocks=("info",))
+    _pack_cmd(sub, "info", cmd_info, "map version, parameter count, firmware version, CAN bit rate",
+              blocks=("info",))
 
     p = sub.add_parser("history", help="the event history")
     hs = p.add_subparsers(dest="history_cmd", required=True)
@@ -336,7 +354,13 @@ def build_parser():
     _block_cmds(sub, "calib", ("calib", "calibration", "control"),
                 "calibration: current offset, voltage and current gain, capacity, SOC, cycle count "
                 "(the map's calibration fields)")
-    _block_cmds(sub, "control", ("control",), "FETs, buzzer, sleep, protection reset, remove a pack, MCU restart, ...")
+    cs = _block_cmds(sub, "control", ("control",), "FETs, buzzer, sleep, protection reset, remove a pack, MCU "
+                     "restart, CAN bit rate, ...")
+    q = _pack_cmd(cs, "can-bitrate", canbaud.cmd_can_bitrate, "the CAN bit rate (parameter can_bitrate_count; "
+                  "installer): with --all on every pack, then each restarts (the master last)")
+    q.add_argument("kbps", metavar="250|500", help="kbit/s")
+    q.add_argument("--all", action="store_true", help="every pack through the master (packs on one bus)")
+    q.add_argument("--no-restart", action="store_true", help="with --all: write only, apply at the next start")
 
     p = sub.add_parser("keys", help="update signing keys")
     ks = p.add_subparsers(dest="keys_cmd", required=True)
