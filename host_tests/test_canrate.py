@@ -228,3 +228,93 @@ def test_bench_system_changes_to_250_and_a_late_pack_stored_at_500_joins_without
     late.board.can.init(500000)
     w.run_until(57000)
     assert w.can.error_frames > errors0
+
+
+# ---- the board: 32-bit MicroPython, the tick allocates nothing ------------------------
+
+HEAP_LOCK_TICK = """
+import micropython
+from app.canrate import CanRate
+from bms import canrate as R
+from bms.params import Params, CAN_BITRATE_COUNT
+from bms.state import PackState
+
+class Port:
+    MODE_NORMAL = 0
+    MODE_SILENT = 3
+    def __init__(self):
+        self.msg_errors = 0
+        self.bitrate = 0
+        self.mode = -1
+        self.inits = 0
+    def init(self, bitrate, mode=0):
+        self.bitrate = bitrate
+        self.mode = mode
+        self.inits += 1
+
+class Rx:
+    frames = 0
+
+logged = [0, 0]
+def log(code, value):
+    logged[0] = code
+    logged[1] = value
+
+def tick(svc, t):  # a direct call: in the unix port fn(*args) builds a tuple
+    micropython.heap_lock()
+    try:
+        svc.tick(t)
+    except MemoryError:
+        return "allocates"
+    finally:
+        micropython.heap_unlock()
+
+def lock_works():
+    micropython.heap_lock()
+    try:
+        [1]
+    except MemoryError:
+        return True
+    finally:
+        micropython.heap_unlock()
+    return False
+
+def probe():
+    if not lock_works():
+        return "heap_lock does not catch allocation"
+    st = PackState()
+    port = Port()
+    rx = Rx()
+    svc = CanRate(st, Params(), port, rx, log)
+    t = 0
+    for k in range(50):  # listening at 500: silence, then errors below the switch count
+        if k == 10:
+            port.msg_errors = R.ERRORS_SWITCH - 1
+        if tick(svc, t) == "allocates":
+            return "listen tick allocates"
+        t += 10
+    port.msg_errors += 1  # the switch to 250, listen-only
+    if tick(svc, t) == "allocates":
+        return "switch allocates"
+    if (port.bitrate, port.mode) != (250000, 3):
+        return "not listening at 250: %r" % ((port.bitrate, port.mode),)
+    rx.frames = 3
+    if tick(svc, t + 10) == "allocates":
+        return "run allocates"
+    for k in range(20):
+        if tick(svc, t + 20 + 1000 * k) == "allocates":
+            return "run tick allocates"
+    if (port.bitrate, port.mode, st.can_kbps, st.can_followed, logged[1]) != (250000, 0, 250, True, 250):
+        return "wrong end state"
+    return "ok"
+
+print(probe())
+"""
+
+
+def test_tick_allocates_nothing_in_32_bit_micropython(mpy32):
+    # every path of the service's tick: listening, the switch, the confirmation, running
+    # (the MCP2515's own init() allocates: at most a few per start, not per tick)
+    r = mpy32(HEAP_LOCK_TICK, heap="256K")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok", r.stdout
