@@ -37,8 +37,11 @@ def bench(tmp_path):
     stop = threading.Event()
     t = threading.Thread(target=gateway.pace, args=(w, stop), daemon=True)
     t.start()
-    deadline = time.monotonic() + 20  # the packs boot and the link gives every pack its address
-    while time.monotonic() < deadline and not all(p.app.link.roles.address for p in w.packs):
+    # the packs boot, the link gives every pack its address, and each has found the CAN
+    # bus rate (app.canrate: listen-only until then, so a request over CAN would go unanswered)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not all(p.app.link.roles.address and p.app.state.can_kbps
+                                                  for p in w.packs):
         time.sleep(0.1)
     yield w, port, chan, tmp_path
     stop.set()
