@@ -30,28 +30,28 @@ def run(stored, script):
 
 def test_a_frame_heard_at_the_stored_rate_confirms_it():
     out, c = run(0, [(0, 0, 0), (100, 0, 0), (200, 1, 0), (300, 5, 0)])
-    assert out == [R.NONE, R.NONE, R.GO_RUN, R.NONE]
-    assert c.state == R.RUN and c.rate == 0 and not c.followed
+    assert out == [R.ACT_NONE, R.ACT_NONE, R.ACT_RUN, R.ACT_NONE]
+    assert c.state == R.STATE_RUN and c.rate == 0 and not c.followed
 
 
 def test_a_valid_frame_wins_over_a_few_errors():
     # a power-up in the middle of a frame gives an error; the next frame is valid
     out, c = run(1, [(0, 10, 7), (10, 10, 8), (20, 11, 9)])
-    assert out == [R.NONE, R.NONE, R.GO_RUN] and c.rate == 1 and not c.followed
+    assert out == [R.ACT_NONE, R.ACT_NONE, R.ACT_RUN] and c.rate == 1 and not c.followed
 
 
 def test_errors_then_frames_at_the_other_rate_follow_the_bus():
     script = [(0, 0, 0), (10, 0, 2), (20, 0, R.ERRORS_SWITCH),  # the bus is at the other rate
               (30, 0, R.ERRORS_SWITCH), (40, 1, R.ERRORS_SWITCH)]  # heard there
     out, c = run(0, script)
-    assert out == [R.NONE, R.NONE, R.GO_LISTEN, R.NONE, R.GO_RUN]
-    assert c.rate == 1 and c.followed and c.state == R.RUN and c.windows == 2
+    assert out == [R.ACT_NONE, R.ACT_NONE, R.ACT_LISTEN, R.ACT_NONE, R.ACT_RUN]
+    assert c.rate == 1 and c.followed and c.state == R.STATE_RUN and c.windows == 2
 
 
 def test_silence_for_the_listen_time_runs_at_the_stored_rate():
     t = R.LISTEN_MS
     out, c = run(1, [(0, 0, 0), (t - 1, 0, 0), (t, 0, 0)])
-    assert out == [R.NONE, R.NONE, R.GO_RUN] and c.rate == 1 and not c.followed
+    assert out == [R.ACT_NONE, R.ACT_NONE, R.ACT_RUN] and c.rate == 1 and not c.followed
 
 
 def test_one_error_in_a_window_is_not_silence():
@@ -59,7 +59,7 @@ def test_one_error_in_a_window_is_not_silence():
     # ERRORS_SWITCH by the end of the window still move the pack off its rate
     t = R.LISTEN_MS
     out, c = run(0, [(0, 0, 0), (500, 0, 1), (t, 0, 1), (t + 100, 3, 1)])
-    assert out == [R.NONE, R.NONE, R.GO_LISTEN, R.GO_RUN] and c.rate == 1 and c.followed
+    assert out == [R.ACT_NONE, R.ACT_NONE, R.ACT_LISTEN, R.ACT_RUN] and c.rate == 1 and c.followed
 
 
 def test_silence_at_the_other_rate_goes_back_to_the_stored_one():
@@ -68,7 +68,7 @@ def test_silence_at_the_other_rate_goes_back_to_the_stored_one():
               (10 + t, 0, R.ERRORS_SWITCH),  # silent there: back to the stored rate
               (10 + 2 * t, 0, R.ERRORS_SWITCH)]  # silent there too: the first node
     out, c = run(0, script)
-    assert out == [R.NONE, R.GO_LISTEN, R.GO_LISTEN, R.GO_RUN]
+    assert out == [R.ACT_NONE, R.ACT_LISTEN, R.ACT_LISTEN, R.ACT_RUN]
     assert c.rate == 0 and not c.followed and c.windows == 3
 
 
@@ -80,19 +80,19 @@ def test_errors_at_both_rates_never_send():
     for k in range(40):
         e += 1
         acts.append(c.step(k * 10, 0, e))
-    assert R.GO_RUN not in acts and c.state == R.LISTEN
-    assert acts.count(R.GO_LISTEN) >= 8  # every ERRORS_SWITCH errors the other rate
+    assert R.ACT_RUN not in acts and c.state == R.STATE_LISTEN
+    assert acts.count(R.ACT_LISTEN) >= 8  # every ERRORS_SWITCH errors the other rate
 
 
 def test_counters_that_wrap_count_their_change():
     top = 0x3FFFFFFF
     out, c = run(0, [(0, 5, top - 1), (10, 5, (top - 1 + R.ERRORS_SWITCH) & top)])
-    assert out == [R.NONE, R.GO_LISTEN]
+    assert out == [R.ACT_NONE, R.ACT_LISTEN]
 
 
 def test_run_is_final():
     out, c = run(0, [(0, 0, 0), (10, 1, 0), (20, 1, 100), (R.LISTEN_MS * 3, 1, 200)])
-    assert out == [R.NONE, R.GO_RUN, R.NONE, R.NONE] and c.state == R.RUN
+    assert out == [R.ACT_NONE, R.ACT_RUN, R.ACT_NONE, R.ACT_NONE] and c.state == R.STATE_RUN
 
 
 # ---- the service -----------------------------------------------------------------

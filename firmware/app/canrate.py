@@ -48,12 +48,12 @@ class CanRate(Service):
 
     def tick(self, now_ms):
         c = self.choice
-        if c.state == R.RUN:
+        if c.state == R.STATE_RUN:
             return
         act = c.step(now_ms, self.rx.frames, self.can.msg_errors)
-        if act == R.GO_LISTEN:
+        if act == R.ACT_LISTEN:
             self._init(self.can.MODE_SILENT)
-        elif act == R.GO_RUN:
+        elif act == R.ACT_RUN:
             self._init(self.can.MODE_NORMAL)
             st = self.st
             st.can_kbps = R.RATES_KBPS[c.rate]

@@ -20,12 +20,12 @@ RATES_KBPS = (500, 250)  # can_bitrate_count 0, 1
 LISTEN_MS = const(2500)
 ERRORS_SWITCH = const(4)  # errors without a valid frame that end a window early
 
-LISTEN = const(0)
-RUN = const(1)
+STATE_LISTEN = const(0)
+STATE_RUN = const(1)
 # step() results
-NONE = const(0)
-GO_RUN = const(1)  # normal mode at RATES_KBPS[choice.rate]
-GO_LISTEN = const(2)  # listen-only at RATES_KBPS[choice.rate]
+ACT_NONE = const(0)
+ACT_RUN = const(1)  # normal mode at RATES_KBPS[choice.rate]
+ACT_LISTEN = const(2)  # listen-only at RATES_KBPS[choice.rate]
 
 
 def bps_of(index):
@@ -36,14 +36,14 @@ class Choice:
     """The start-up decision. stored: can_bitrate_count (an index of
     RATES_KBPS). step(now_ms, frames, errors) with the port's counters of
     valid frames received and receive errors (cumulative; only their changes
-    count) says what the controller does next; rate is the index it listens
-    or runs at, state LISTEN or RUN, followed True when it runs at the rate it
-    found on the bus instead of the stored one."""
+    count) says what the controller does next (ACT_*); rate is the index it
+    listens or runs at, state STATE_LISTEN or STATE_RUN, followed True when it
+    runs at the rate it found on the bus instead of the stored one."""
 
     def __init__(self, stored):
         self.stored = stored
         self.rate = stored
-        self.state = LISTEN
+        self.state = STATE_LISTEN
         self.followed = False
         self.windows = 0  # listen windows begun (1 = the first, at the stored rate)
         self._t0 = None
@@ -57,26 +57,26 @@ class Choice:
         self.windows += 1
 
     def step(self, now_ms, frames, errors):
-        if self.state == RUN:
-            return NONE
+        if self.state == STATE_RUN:
+            return ACT_NONE
         if self._t0 is None:
             self._window(now_ms, frames, errors)
-            return NONE
+            return ACT_NONE
         if frames != self._frames0:
-            self.state = RUN
+            self.state = STATE_RUN
             self.followed = self.rate != self.stored
-            return GO_RUN
+            return ACT_RUN
         bad = errors != self._errors0
         if (errors - self._errors0) & 0x3FFFFFFF >= ERRORS_SWITCH:
             return self._switch(now_ms, frames, errors)
         if ticks_diff(now_ms, self._t0) < LISTEN_MS:
-            return NONE
+            return ACT_NONE
         if bad or self.rate != self.stored:
             return self._switch(now_ms, frames, errors)
-        self.state = RUN  # silence at the stored rate: the first node on the bus
-        return GO_RUN
+        self.state = STATE_RUN  # silence at the stored rate: the first node on the bus
+        return ACT_RUN
 
     def _switch(self, now_ms, frames, errors):
         self.rate ^= 1
         self._window(now_ms, frames, errors)
-        return GO_LISTEN
+        return ACT_LISTEN
