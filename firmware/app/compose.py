@@ -246,8 +246,6 @@ def pack(board, params=None, store=None, clock=None, maintenance=False):
     app.indicate = Indicate(st, board.leds, getattr(board, "buzzer", None), prm, maintenance)
     # the board's own services (a bench board's pack physics) run first
     services = list(board.services) + [app.cycle, app.indicate]
-    if app.canrate is not None:
-        services.insert(len(board.services), app.canrate)  # after the board's CAN poll
     # the reset button, on boards that have one
     if getattr(board, "button", None) is not None and not maintenance:
         app.button = Button(st, board.button, prm)
@@ -257,6 +255,8 @@ def pack(board, params=None, store=None, clock=None, maintenance=False):
     app.inverter = inverter(st, prm, app.system.view, board, ports, app.link)
     services.append(app.inverter)
     services.append(app.link)
+    if app.canrate is not None:  # after the link's read of the port: a frame heard confirms the rate
+        services.append(app.canrate)  # before the host services below answer it
     # the one update transfer the sessions share (UDS on CAN, Modbus file records)
     app.update = _update_session(app, board)
     # [Host, HostCan, Relay]: after the link, whose tick reads the ports
