@@ -96,7 +96,7 @@ deploy: venv
 	$(VPY) -m tools.deploy --board "$(BOARD)" --port "$(PORT)" --store "$(STORE)" --frozen "$(FROZEN)" $(if $(DRY_RUN),--dry-run)
 
 firmware: venv
-	$(VPY) -m tools.flash build --board "$(BOARD)" $(if $(MICROPYTHON_DIR),--micropython "$(MICROPYTHON_DIR)") $(if $(DRY_RUN),--dry-run)
+	$(VPY) -m tools.flash build --board "$(BOARD)" $(if $(MICROPYTHON_DIR),--micropython "$(MICROPYTHON_DIR)") $(if $(OWNER_KEY),--owner-key "$(OWNER_KEY)") $(if $(DRY_RUN),--dry-run)
 
 flash-micropython: venv
 	$(VPY) -m tools.flash --board "$(BOARD)" --port "$(PORT)" --firmware "$(FIRMWARE)" $(if $(DRY_RUN),--dry-run)

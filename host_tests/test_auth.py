@@ -295,12 +295,29 @@ def test_provisioning_needs_physical_presence():
     assert not a.provision(A.INSTALLER, INST_S, False)
     assert refused(a, A.R_NOT_PRESENT) == 1 and not a.has_secret(A.INSTALLER) and "cred.bin" not in fs.files
     assert not a.provision(A.INSTALLER, b"x" * 31, True) and refused(a, A.R_BAD_BLOB) == 1
-    assert not a.provision(3, INST_S, True) and refused(a, A.R_BAD_LEVEL) == 1
+    assert not a.provision(4, INST_S, True) and refused(a, A.R_BAD_LEVEL) == 1
     assert a.provision(A.INSTALLER, INST_S, True)
     assert login(a, PORT, A.INSTALLER, INST_S, 0)[0]
     # a reset with presence removes the secret and ends its sessions
     assert a.provision(A.INSTALLER, None, True) and a.level(PORT, 0) == 0
     assert not A.Auth(C.CredStore(fs), Params(), Rng()).has_secret(A.INSTALLER)
+
+
+def test_the_owners_update_key_is_provisioned_with_presence_only_and_opens_no_session():
+    a, fs = make(secrets={2: INST_S})
+    pub = bytes(range(100, 132))
+    assert not a.provision(A.UPDATE_KEY, pub, False) and a.update_key() is None
+    assert a.provision(A.UPDATE_KEY, pub, True) and a.update_key() == pub
+    b = A.Auth(C.CredStore(fs), Params(), Rng())  # after a restart: from the credential file
+    assert b.update_key() == pub and b.has_secret(A.INSTALLER)
+    ok, n = login(b, PORT, A.INSTALLER, INST_S, 0)
+    assert ok
+    # not a login level, and no session can swap it (set_secret is for the login levels only)
+    assert not login(b, OTHER, A.UPDATE_KEY, pub, 1)[0] and refused(b, A.R_BAD_LEVEL) == 1
+    blob = authkit.set_secret_blob(INST_S, n, A.UPDATE_KEY, bytes(32))  # a well-formed blob of this session
+    assert not b.set_secret(PORT, A.UPDATE_KEY, blob, 2) and b.update_key() == pub
+    assert refused(b, A.R_BAD_LEVEL) == 2
+    assert b.provision(A.UPDATE_KEY, None, True) and b.update_key() is None  # removed, with presence
 
 
 def test_provisioning_clears_a_lock_out():

@@ -134,6 +134,30 @@ def test_bmsctl_bundle_signs_the_boards_romfs_image(tmp_path, capsys):
     assert "app/app.mpy" in m["files"] and "board.mpy" in m["files"]
     # a ROMFS image starts with its header record (MicroPython docs, vfs.VfsRom: 0xD2 0xCD 0x31)
     assert image[:3] == b"\xd2\xcd\x31"
+    assert "version" in m["files"]  # the version the pack reports (update.boot.version), hashed too
+
+
+def test_the_pack_reports_the_bundles_version_from_its_image(tmp_path, mpy32):
+    # the board's image mounted by MicroPython's own vfs.VfsRom, read back by the boot part's reader
+    out = tmp_path / "b.bin"
+    assert bmsctl(["bundle", "--board", "esp32_bq", "--version", "2.10.3", "--out", str(out)]) == 0
+    data = out.read_bytes()
+    (tmp_path / "img").write_bytes(data[len(_header(data)):])
+    code = ("import vfs\nfrom update import boot\nprint(boot.version())\n"
+            "with open(%r, 'rb') as f:\n    vfs.mount(vfs.VfsRom(f.read()), '/rom')\n"
+            "print(boot.version())\n" % str(tmp_path / "img"))
+    r = mpy32(code, heap="512K")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["None", "b'2.10.3'"]  # nothing mounted yet: no version
+
+
+@pytest.mark.parametrize("version", ["2", "v2.0", "2.0.0.1", "2.256", "300.1", "12.34.567", "2..0", "２.0", ""])
+def test_a_version_the_pack_cannot_report_is_refused(tmp_path, capsys, version):
+    out = tmp_path / "b.bin"
+    assert bmsctl(["bundle", "--board", "esp32_bq", "--version", version, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "MAJOR.MINOR" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
 
 
 def test_keys_new_refuses_to_overwrite(tmp_path, capsys):
@@ -144,3 +168,19 @@ def test_keys_new_refuses_to_overwrite(tmp_path, capsys):
     assert oct(os.stat(prefix + ".pem").st_mode & 0o777) == "0o600"
     assert bmsctl(["keys", "new", "--out", prefix]) == 1
     assert "exists" in capsys.readouterr().err
+
+
+def test_the_firmware_reports_the_mounted_images_version_else_its_own(monkeypatch):
+    from app import compose
+    from app.host import VERSION
+    from update import boot
+
+    class Board:
+        fw_version = None
+
+    assert compose.version(Board()) == VERSION  # no /rom/version on this host: the built-in 1.0
+    monkeypatch.setattr(boot, "version", lambda: b"2.1.0")
+    assert compose.version(Board()) == b"2.1.0"
+    b = Board()
+    b.fw_version = b"3.0"  # the bench: its simulated slot's file
+    assert compose.version(b) == b"3.0"

@@ -490,6 +490,32 @@ def test_make_firmware_without_toolchain_prints_the_commands(tmp_path, capsys, m
     assert "MICROPYTHON_DIR" in capsys.readouterr().err
 
 
+def test_make_firmware_builds_the_owners_update_key_in(tmp_path, capsys, monkeypatch):
+    from tools import flash, frozen
+    from tools.bmsctl import bundle as tool
+    pub = tool.new_keys(str(tmp_path / "owner"))
+    monkeypatch.setattr(flash.shutil, "which", lambda name: None)
+    assert flash.main(["build", "--board", "BMS_ESP32_ROMFS", "--micropython", str(tmp_path),
+                       "--owner-key", str(tmp_path / "owner.pub"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "update key built in: " + pub in out and "BMS_OWNER_KEY=" + str(tmp_path / "owner.pub") + " make" in out
+    assert flash.main(["build", "--board", "BMS_ESP32_ROMFS", "--micropython", str(tmp_path), "--dry-run"]) == 0
+    assert "trusts no update key" in capsys.readouterr().out
+    (tmp_path / "bad.pub").write_text("zz")
+    assert flash.main(["build", "--board", "BMS_ESP32_ROMFS", "--micropython", str(tmp_path),
+                       "--owner-key", str(tmp_path / "bad.pub"), "--dry-run"]) == 1
+    assert "not a 32-byte Ed25519 public key" in capsys.readouterr().err
+    # what the board's manifest.py stages with BMS_OWNER_KEY: the frozen trust.py holds the key
+    frozen.stage("esp32_bq", "lower", str(tmp_path / "fz"), owner_key=str(tmp_path / "owner.pub"))
+    ns = {}
+    exec((tmp_path / "fz" / "src" / "update" / "trust.py").read_text(), ns)
+    assert ns["PUBLIC_KEY"] == bytes.fromhex(pub)
+    frozen.stage("esp32_bq", "lower", str(tmp_path / "fz2"))
+    ns = {}
+    exec((tmp_path / "fz2" / "src" / "update" / "trust.py").read_text(), ns)
+    assert ns["PUBLIC_KEY"] is None
+
+
 # ---- the lower layers frozen into a BMS firmware (--frozen) ------------------------
 
 def test_frozen_layers_are_not_shipped_and_still_inlined():

@@ -318,3 +318,34 @@ def test_info_built_in_the_reply_buffer_tail_is_encoded_intact(data):
     m = pr.encode_frame(srv.out, 0x20, 2, pr.CID1, 0, srv.info, n)
     f = dec.frame(bytes(srv.out[:m]))
     assert f["info"] == info and (f["ver"], f["adr"], f["rtn"]) == (0x20, 2, 0)
+
+
+def test_pylontech_pack_numbers_follow_the_online_link_addresses_with_gaps():
+    """Fixed addresses may leave gaps (1, 2, 7): the inverter's pack n (RS485
+    address FIRST_ADR + n - 1) is the n-th pack online in address order, so
+    pack 3 is link address 7 and the 0xFF reply lists 2 and 7."""
+    from bms import parallel
+    from app.inverter import Rs485Server
+
+    class Packs:
+        def __init__(self):
+            self.table = parallel.Table()
+            for a in (1, 2, 7):
+                self.table.online[a] = 1
+            self.asked = []
+
+        def analog(self, info, adr, a, now_ms, units):
+            self.asked.append((adr, a))
+            return -1
+
+    assert [Packs().table.nth_online(k) for k in range(5)] == [0, 1, 2, 7, 0]
+    packs = Packs()
+    v = view()
+    v.packs_online = 3
+    srv = Rs485Server(PackState(), Params(), v, packs)
+    srv._analog(pr.FIRST_ADR + 2)
+    srv._analog(pr.FIRST_ADR + 3)  # no 4th pack: address 0, which analog() answers with -1
+    assert packs.asked == [(pr.FIRST_ADR + 2, 7), (pr.FIRST_ADR + 3, 0)]
+    packs.asked.clear()
+    srv._analog_all()
+    assert packs.asked == [(pr.FIRST_ADR + 1, 2), (pr.FIRST_ADR + 2, 7)]

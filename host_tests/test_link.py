@@ -458,3 +458,160 @@ def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
     assert (m["total_ah"], m["remaining_ah"], m["cycles"]) == (98.765, 39.506, 321)
     assert master.analog(info, 3, 2, 800 + parallel.CELLS_MAX_AGE_MS, pr.UNITS_PYLON) == -1  # stale
     assert master.analog(info, 4, 3, 800, pr.UNITS_PYLON) == -1 and master._ask[3] == 1  # none yet: asked for
+
+
+# --- fixed addresses (parameter link_fixed_address_count, SPEC 6's address DIP) -------
+
+def _fixed_service(a, b=None):
+    """The link service of a pack whose parameter says address a (read at start)."""
+    st = PackState()
+    prm = Params()
+    prm.set_by_name("link_fixed_address_count", a)
+    b = b if b is not None else Board()
+    return compose.link(st, prm, b, compose.Ports(b)), st, b
+
+
+def _frames(data):
+    """(type, src, dst, payload) of every RS485 link frame in data, by the protocol text's parser."""
+    out = []
+    i = 0
+    while i + 7 <= len(data):
+        assert data[i] == link.SOF, data[i:].hex()
+        n = data[i + 1]
+        f = bytes(data[i:i + 7 + n])
+        assert f == _by_hand(f[2], f[3], f[4], f[5:5 + n])  # CRC as the protocol text computes it
+        out.append((f[2], f[3], f[4], f[5:5 + n]))
+        i += 7 + n
+    assert i == len(data)
+    return out
+
+
+def test_roles_fixed_master_slave_and_the_dip_master_wins():
+    from bms.parallel import Roles, DISCOVER_MS
+    r = Roles(False, 1)
+    r.step(0)
+    assert (r.role, r.address, r.fixed) == (parallel.MASTER, 1, 1)
+    r.heard_upstream(100, 2, link.ADDR_MASTER_REACHED)  # a pack upstream: a fixed master never hands over
+    r.step(100)
+    assert (r.role, r.address, r.changes) == (parallel.MASTER, 1, 1)
+    # fixed 7: a slave at 7 at once, whatever upstream hands it
+    r = Roles(False, 7)
+    r.step(0)
+    assert (r.role, r.address) == (parallel.SLAVE, 7) and not r.master_reached(0)  # nothing upstream: orphan
+    r.heard_upstream(50, 3, link.ADDR_MASTER_REACHED)
+    r.step(100)
+    assert (r.role, r.address, r.changes) == (parallel.SLAVE, 7, 1) and r.master_reached(100)
+    r.step(100 + parallel.UPSTREAM_LOST_MS + DISCOVER_MS)  # upstream silent: still 7, never master
+    assert (r.role, r.address) == (parallel.SLAVE, 7) and not r.master_reached(100 + parallel.UPSTREAM_LOST_MS)
+    # the DIP master wins over a fixed slave address; 0 and out of range are automatic
+    r = Roles(True, 7)
+    r.step(0)
+    assert (r.role, r.address, r.fixed) == (parallel.MASTER, 1, 1)
+    for a in (0, 33, -1):
+        r = Roles(False, a)
+        r.step(0)
+        assert (r.fixed, r.role) == (0, parallel.NONE)
+        r.step(DISCOVER_MS)
+        assert (r.role, r.address) == (parallel.MASTER, 1)
+
+
+def test_a_fixed_slave_hands_its_address_plus_one_down_and_reports_when_a_master_is_upstream():
+    svc, st, b = _fixed_service(7)
+    assert st.link_fixed
+    svc.tick(0)
+    assert (st.link_role, st.link_address) == (parallel.SLAVE, 7) and st.link_orphan and st.link_failure
+    addr = [f for f in _frames(bytes(b.link_out.tx)) if f[0] == link.T_ADDR]
+    assert addr and addr[-1][1:3] == (7, 8) and addr[-1][3][0] == 0  # "you are 8", no master reached
+    assert not b.can.tx  # an orphan sends no reports
+    b.link_out.tx.clear()
+    t = 100
+    for _ in range(20):  # the master upstream hands it 2: it stays 7 and reports as 7
+        b.link_in.rx.extend(_addr_frame(1, 2))
+        svc.tick(t)
+        t += 100
+    assert (st.link_role, st.link_address) == (parallel.SLAVE, 7) and not st.link_orphan
+    assert svc.roles.changes == 1
+    addr = [f for f in _frames(bytes(b.link_out.tx)) if f[0] == link.T_ADDR]
+    assert addr[-1][1:3] == (7, 8) and addr[-1][3][0] == link.ADDR_MASTER_REACHED
+    reports = {(link.id_type(i), link.id_src(i), link.id_dst(i)) for i, _d, _f in b.can.tx}
+    assert (link.T_STATUS, 7, 1) in reports
+
+
+def test_a_fixed_master_is_master_at_once_and_a_pack_after_it_takes_two():
+    svc, st, b = _fixed_service(1)
+    svc.tick(0)
+    assert (st.link_role, st.link_address) == (parallel.MASTER, 1) and st.link_fixed
+    b.link_in.rx.extend(_addr_frame(1, 2))  # a pack upstream: the fixed master stays
+    svc.tick(100)
+    assert (st.link_role, st.link_address) == (parallel.MASTER, 1)
+    assert [f[1:3] for f in _frames(bytes(b.link_out.tx)) if f[0] == link.T_ADDR][-1] == (1, 2)
+
+
+def test_the_rs485_chain_relays_with_gaps_and_addresses_that_do_not_increase():
+    """A board without CAN at fixed address 9 (upstream hands it 2), a pack at
+    3 below it: what the master sends down for 3 (and broadcasts) goes on down,
+    nothing for 9 itself or for the master; reports of 3 coming up go on up;
+    a frame from below claiming 9 is a conflict, not passed up."""
+    b = Board()
+    b.can = None
+    svc, st, _ = _fixed_service(9, b)
+    t = 0
+    for _ in range(5):
+        b.link_in.rx.extend(_addr_frame(1, 2))
+        svc.tick(t)
+        t += 100
+    assert (st.link_role, st.link_address, st.link_orphan) == (parallel.SLAVE, 9, False)
+    b.link_out.tx.clear()
+    b.link_in.tx.clear()
+    d = bytes([link.REQ_CELLS, 0])
+    for dst in (3, 2, 9, 1, 0xFF, 33):
+        b.link_in.rx.extend(_by_hand(link.T_REQ, 1, dst, d))
+    svc.tick(t)
+    down = [f for f in _frames(bytes(b.link_out.tx)) if f[0] != link.T_ADDR]
+    assert [f[2] for f in down] == [3, 2, 0xFF] and all(f[1] == 1 and f[3] == d for f in down)
+    status = bytes(range(8))
+    b.link_out.rx.extend(_by_hand(link.T_STATUS, 3, 1, status))  # pack 3's report, up to the master
+    b.link_out.rx.extend(_by_hand(link.T_STATUS, 3, 5, status))  # not for the master: dropped
+    svc.tick(t + 100)
+    assert [f for f in _frames(bytes(b.link_in.tx)) if f[1] == 3] == [(link.T_STATUS, 3, 1, status)]
+    assert st.link_conflict == 0 and not st.link_failure
+    b.link_in.tx.clear()
+    b.link_out.rx.extend(_by_hand(link.T_STATUS, 9, 1, status))  # a pack below also set to 9
+    b.link_in.rx.extend(_addr_frame(1, 2))
+    svc.tick(t + 200)
+    assert not [f for f in _frames(bytes(b.link_in.tx)) if f[1] == 9 and f[0] == link.T_STATUS]
+    assert st.link_conflict == 9 and st.link_failure and svc.table.conflicts == 1
+
+
+def test_an_address_conflict_is_a_parallel_failure_while_it_is_heard():
+    """Two packs set to one fixed address on the CAN bus: each hears the
+    other's reports from its own address; PARALLEL (link_failure) and the
+    address (INFO address_conflict) hold while they are heard and end
+    OFFLINE_MS after the last one."""
+    svc, st, b = _fixed_service(5)
+    t = 0
+    for _ in range(5):
+        b.link_in.rx.extend(_addr_frame(1, 2))
+        svc.tick(t)
+        t += 100
+    assert not st.link_failure and st.link_conflict == 0
+    b.can.rx.append((link.can_id(link.T_STATUS, 5, 1), bytes(8), 2))
+    b.link_in.rx.extend(_addr_frame(1, 2))
+    svc.tick(t)
+    assert st.link_conflict == 5 and st.link_failure
+    heard = t
+    while t < heard + parallel.OFFLINE_MS - 100:
+        t += 100
+        b.link_in.rx.extend(_addr_frame(1, 2))
+        svc.tick(t)
+        assert st.link_failure and st.link_conflict == 5, t
+    t = heard + parallel.OFFLINE_MS
+    b.link_in.rx.extend(_addr_frame(1, 2))
+    svc.tick(t)
+    assert st.link_conflict == 0 and not st.link_failure and svc.table.conflicts == 1
+    # a second master (a HELLO from address 1) on a master: conflict at 1
+    m, mst, mb = _fixed_service(1)
+    m.tick(0)
+    mb.can.rx.append((link.can_id(link.T_HELLO, 1, 0xFF), bytes(8), 2))
+    m.tick(100)
+    assert mst.link_conflict == 1 and mst.link_failure

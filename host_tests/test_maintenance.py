@@ -186,3 +186,57 @@ def test_bmsctl_commission_through_the_map(monkeypatch, tmp_path, capsys):
     assert bmsctl(argv, out=out, transport=t) == 0
     assert "installer secret commissioned" in capsys.readouterr().out + out.getvalue()
     assert login(app, INSTALLER, SECRET)
+
+
+def test_bmsctl_commission_of_the_owners_update_key(monkeypatch, tmp_path, capsys):
+    import io
+    from test_bmsctl import InProcess
+    from tools.bmsctl.cli import main as bmsctl
+    from tools.bmsctl import bundle as tool
+    rig, b, app, r, btn, led = boot(monkeypatch, jumper=True)
+    auth = app.host[0].auth
+    t = InProcess(app.host[0])
+    prefix = str(tmp_path / "owner")
+    tool.new_keys(prefix)
+    pub = bytes.fromhex(open(prefix + ".pub").read().strip())
+    argv = ["commission", "--update-key", prefix + ".pub"]
+    assert bmsctl(argv, out=io.StringIO(), transport=t) == 1  # button not held
+    assert "button held" in capsys.readouterr().err and auth.update_key() is None
+    bad = tmp_path / "bad.pub"
+    bad.write_text("12ab")
+    assert bmsctl(["commission", "--update-key", str(bad)], out=io.StringIO(), transport=t) == 1
+    err = capsys.readouterr().err
+    assert "not a 32-byte Ed25519 public key" in err and len(err.strip().splitlines()) == 1
+    assert bmsctl(["commission", "--update-key", prefix + ".pub", "--level", "installer"],
+                  out=io.StringIO(), transport=t) == 1  # one thing at a time
+    btn.low = True
+    out = io.StringIO()
+    assert bmsctl(argv, out=out, transport=t) == 0
+    assert "update key %s commissioned" % pub.hex() in out.getvalue()
+    assert auth.update_key() == pub
+    assert not login(app, 3, pub)  # not a login level
+
+
+def test_the_update_session_trusts_the_commissioned_key_before_the_built_in_one(monkeypatch):
+    from app import compose
+    from bms.auth import Auth, UPDATE_KEY
+    from store.cred import CredStore
+    from store.fs import MemFs
+    from update import trust
+    from bms.params import Params
+    fs = MemFs()
+    auth = Auth(CredStore(fs), Params(), None)
+
+    class App:
+        pass
+    app = App()
+    app.state = None
+    app.store = type("S", (), {"fs": fs})()
+    app.host = [type("H", (), {"auth": auth})()]
+    board = type("B", (), {"name": "esp32_bq", "rom": None})()
+    sess = compose._update_session(app, board)
+    assert sess.make_updater().key is None  # shipped: no key built in, none commissioned
+    monkeypatch.setattr(trust, "PUBLIC_KEY", b"\x01" * 32)  # an owner's build
+    assert sess.make_updater().key == b"\x01" * 32
+    assert auth.provision(UPDATE_KEY, b"\x02" * 32, True)
+    assert sess.make_updater().key == b"\x02" * 32  # commissioned: a key rotation needs no new build

@@ -285,6 +285,23 @@ def test_device_identification_basic_objects(rig):
     assert r.information[0] == b"BMS-MPY" and r.information[2] == b"1.0"
 
 
+@pytest.mark.parametrize("version, word", [(b"2.10.3", 0x020A), (b"1.2", 0x0102), (b"beta", 0x0100)])
+def test_the_running_images_version_is_reported_everywhere(version, word):
+    # app.compose hands Host the version file of the mounted image (update.boot.version)
+    st = _state()
+    params = Params()
+    view = SystemView()
+    from_pack(view, st, params)
+    rig = Host(st, params, view, Port(), Auth(), unit=1, journal=Journal(), version=version)
+    r = ask(rig, ReadDeviceInformationRequest(read_code=1, object_id=0))
+    assert r.information[2] == version
+    r = ask(rig, ReadHoldingRegistersRequest(address=3, count=1))
+    assert r.registers == [word]  # INFO 3: MAJOR << 8 | MINOR ("beta": the built-in 1.0)
+    # SunSpec model 1 (ID 1 at 40002, L, Mn 16, Md 16, Opt 8 registers): Vr, 8 registers, NUL padded
+    r = ask(rig, ReadHoldingRegistersRequest(address=40002 + 2 + 16 + 16 + 8, count=8))
+    assert struct.pack(">8H", *r.registers).rstrip(b"\0") == version
+
+
 # ---- writes and sessions ----------------------------------------------------------
 
 def test_write_without_session_is_refused_counted_and_changes_nothing(rig):

@@ -8,6 +8,7 @@ import pytest
 
 import simworld
 from bms import indicate, parallel
+from bms.params import index_of
 from proto import link as lp
 from sim import scenario as scn
 from sim.mock_afe import FAULTS
@@ -329,3 +330,57 @@ def test_master_answers_0x42_for_a_slave_with_its_cells_over_the_link():
     slave = at(tr, t / 1000, 1)
     assert n == 16 and all(abs(a - b) <= 5 for a, b in zip(cells, slave["cell_mv"]))
     assert min(abs(a - b) for a, b in zip(cells, at(tr, t / 1000, 0)["cell_mv"])) > 20  # not the master's
+
+
+def _swap_positions(w, i, j):
+    """Rewire the chain: packs i and j (both off) trade places, their Link IN /
+    Link OUT cables and their place on the CAN bus."""
+    bi, bj = w.packs[i].board, w.packs[j].board
+    bi.link_in, bj.link_in = bj.link_in, bi.link_in
+    bi.link_out, bj.link_out = bj.link_out, bi.link_out
+    if bi.can is not None:
+        bi.can.position, bj.can.position = bj.can.position, bi.can.position
+
+
+@pytest.mark.parametrize("can", [True, False])
+def test_a_fixed_address_stays_with_the_pack_when_it_moves_in_the_chain(can):
+    """Pack 1 fixed at 9 (parameter link_fixed_address_count, read at start):
+    it is a slave at 9 at once, the automatic pack after it follows (10); moved
+    to the end of the chain it keeps 9, the pack now after the master gets 2,
+    and the master's system has every pack online, no parallel failure."""
+    world = simworld.World(scn.parse(json.dumps({"packs": 3, "duration_s": 60}), FAULTS), lambda line: None,
+                           can=can)
+    world.run_until(8000)
+    apps = lambda: [p.app for p in world.packs]  # noqa: E731 (a restart makes a new app)
+    assert [a.link.roles.address for a in apps()] == [1, 2, 3]
+    fixed = index_of("link_fixed_address_count")
+    a1 = apps()[1]
+    a1.params.set(fixed, 9)
+    world.packs[1].store.params.save(a1.params)
+    assert a1.link.roles.address == 2  # read at start: no change before the restart
+    world.power_cycle(1)
+    world.run_until(16000)
+    assert [a.link.roles.address for a in apps()] == [1, 9, 10]
+    assert apps()[1].state.link_fixed and apps()[1].link.roles.changes == 1  # slave at 9 at once
+    master = apps()[0]
+    t = master.link.table
+    for gone in (2, 3):
+        master.link.remove(gone)
+    world.run_until(17000)
+    assert [a for a in range(1, 33) if t.seen[a]] == [1, 9, 10] and master.state.link_online == 3
+    for k in (1, 2):
+        world.power(k, False)
+    _swap_positions(world, 1, 2)
+    for k in (2, 1):
+        world.power(k, True)
+    world.run_until(30000)
+    assert [a.link.roles.address for a in apps()] == [1, 9, 2]
+    assert apps()[1].state.link_fixed and not apps()[2].state.link_fixed
+    assert [a for a in range(1, 33) if t.online[a]] == [1, 2, 9]
+    v = master.system.view
+    assert v.packs_online == 3 and master.state.link_online == 3
+    master.link.remove(10)  # the automatic pack's old address (the PC tool's remove_pack)
+    world.run_until(31000)
+    assert v.packs_offline == 0 and not v.parallel_failure and not master.state.link_failure
+    # every pack is at its address and nobody heard another pack at its own
+    assert all(a.state.link_conflict == 0 and a.link.table.conflicts == 0 for a in apps())

@@ -27,6 +27,7 @@ from update import boot as B
 from update import slots as S
 
 SECRET = bytes(range(32))
+DEV_PUB = tool.DEV_KEY[:-len(".pem")] + ".pub"
 IMAGE = b"\xd2\xcd\x31" + bytes((i * 5) & 0xFF for i in range(3000))
 FILES = {"app/app.mpy": b"\x4d\x06app"}
 
@@ -130,10 +131,16 @@ def test_a_recovery_without_a_board_says_so_and_returns(monkeypatch, capsys):
 
 @pytest.fixture
 def frozen_recovery(tmp_path, monkeypatch):
-    """The lower part as the custom firmware freezes it (tools/frozen.py),
-    first on sys.path: recovery, recovery.board, recovery.app.uds, ... are the
-    staged copies."""
-    frozen.stage("esp32_bq", "lower", str(tmp_path / "lower"))
+    """The lower part as the custom firmware freezes it (tools/frozen.py; an
+    owner's build with the development key as its update key), first on
+    sys.path: recovery, recovery.board, recovery.app.uds, ... are the staged
+    copies."""
+    frozen.stage("esp32_bq", "lower", str(tmp_path / "lower"), owner_key=DEV_PUB)
+    built = {}
+    exec((tmp_path / "lower" / "src" / "update" / "trust.py").read_text(), built)
+    assert built["PUBLIC_KEY"] == bytes.fromhex(open(DEV_PUB).read().strip())
+    import update.trust
+    monkeypatch.setattr(update.trust, "PUBLIC_KEY", built["PUBLIC_KEY"])  # the frozen copy's value
     only = tmp_path / "path"  # the recovery package alone: lib's own modules stay what the host tests import
     only.mkdir()
     (only / "recovery").symlink_to(tmp_path / "lower" / "src" / "recovery")
@@ -205,7 +212,7 @@ def test_a_uds_session_in_recovery_updates_slot_b_from_the_frozen_copies(monkeyp
     conn = PeerConnection(rig, r, address)
     c = Client(conn, config=U.client_config(SECRET))
     c.open()
-    key = tool.load_key(tool.DEV_KEY)  # recovery trusts update.trust's key: the development key here
+    key = tool.load_key(tool.DEV_KEY)  # the key the build put into the frozen update.trust
     data = tool.pack(tool.manifest("esp32_bq", "2.1.0", 4, IMAGE, FILES), IMAGE, key)
     ident = U.update(c, data)
     assert ident["slots"]["pending"] == "B" and ident["version"].startswith("R")
@@ -217,3 +224,26 @@ def test_a_uds_session_in_recovery_updates_slot_b_from_the_frozen_copies(monkeyp
     assert resets == [1]  # activate: the reset into the staged image
     assert rig.bq.fets() == 0
 
+
+
+def test_recovery_without_a_built_in_key_trusts_only_a_commissioned_one(monkeypatch, tmp_path, capsys):
+    # a firmware built without OWNER_KEY: the frozen update.trust holds no key
+    frozen.stage("esp32_bq", "lower", str(tmp_path / "lower"))
+    trust_src = (tmp_path / "lower" / "src" / "update" / "trust.py").read_text()
+    assert "PUBLIC_KEY = None" in trust_src
+    import update.trust as T
+    assert T.PUBLIC_KEY is None  # lib's own copy, as shipped
+    key = tool.load_key(tool.DEV_KEY)
+    data = tool.pack(tool.manifest("esp32_bq", "2.1.0", 4, IMAGE, FILES), IMAGE, key)
+    from update.updater import for_board, R_NO_KEY
+    fs = SimFlash()
+    rec = B.factory()
+    SlotStore(fs).save(rec)
+    b = type("B", (), {"name": "esp32_bq", "rom": SimPartition(fs, 2 * B.SLOT_BYTES)})()
+    u = for_board(b, SlotStore(fs))
+    assert u.begin(len(data), 0) == R_NO_KEY and u.reason == R_NO_KEY
+    assert SlotStore(fs.remount()).load()[0] == rec  # nothing written: the record is as it was
+    pub = bytes.fromhex(open(DEV_PUB).read().strip())
+    u = for_board(b, SlotStore(fs), pub)  # the key commissioned (bms.auth.update_key)
+    assert u.begin(len(data), 0) == 0
+    assert u.feed(data) == 0 and u.end() == 0

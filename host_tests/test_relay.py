@@ -242,8 +242,11 @@ def _frame(unit, pdu):
 def test_the_bench_gateway_waits_longer_than_the_relay_along_the_chain(bench, chain):
     from app import relay
     from tools import gateway
-    for unit in range(2, 33):  # the relay's wait: TIMEOUT_MS and HOP_MS per pack between (README)
-        assert gateway.reply_timeout_ms(chain, unit) > relay.TIMEOUT_MS + (unit - 2) * relay.HOP_MS
+    # the relay's wait: TIMEOUT_MS and HOP_MS per pack that may be between, i.e. every
+    # pack online but the master and the target (README: addresses need not follow the chain)
+    n = len(chain.packs)
+    for unit in range(2, 33):
+        assert gateway.reply_timeout_ms(chain, unit) > relay.TIMEOUT_MS + (n - 2) * relay.HOP_MS
     assert gateway.reply_timeout_ms(bench, 8) == gateway.REPLY_TIMEOUT_MS > relay.TIMEOUT_MS  # CAN: one wait
 
 
@@ -301,14 +304,21 @@ def test_without_can_nothing_coming_up_a_link_out_is_a_request_and_a_slave_answe
     finally:
         tail.plugged = False
     assert slave.params.v[i] == old and relays[2].late == late + 2  # framed as replies nobody waits for
-    # on its Link IN (from upstream) a slave answers only its own address: unit 1, a
-    # broadcast and a lower address are dropped, nothing goes up to pack 2's Link OUT
+    # on its Link IN (from upstream) a slave answers only its own address: unit 1 and a
+    # broadcast are dropped; another address, a lower one too (fixed addresses need not
+    # increase along the chain), goes on down its Link OUT (here unplugged: no answer,
+    # the pack gives up); nothing goes up to pack 2's Link OUT
     dropped = relays[2].dropped
+    passed = relays[2].passed
+    timeouts = relays[2].timeouts
     framed = relays[1].replies.frames
     for unit in (1, 0, 2):
         w.links[2].b.receive(_frame(unit, _pdu(ReadHoldingRegistersRequest(address=0, count=1))))
         w.run_until(w.runner.now_ms + 300)
-    assert relays[2].dropped == dropped + 3 and relays[1].replies.frames == framed
+    assert relays[2].dropped == dropped + 2 and relays[2].passed == passed + 1
+    from app import relay as relay_mod
+    w.run_until(w.runner.now_ms + relay_mod.TIMEOUT_MS + relay_mod.HOP_MS)
+    assert relays[2].timeouts == timeouts + 1 and relays[2].unit == 0 and relays[1].replies.frames == framed
 
 
 def test_a_late_reply_is_not_taken_for_the_next_request(monkeypatch):
@@ -420,9 +430,12 @@ class Table:
         self.seen = bytearray(33)
 
 class Link:
-    def __init__(self, role, address):
+    def __init__(self, role, address, online=3):
         self.roles = Roles(role, address)
         self.table = Table()
+        self.state = PackState()
+        self.state.link_online = online if role == 2 else 0  # the master's count (app.link)
+        self.hello_online = online if role == 3 else 0  # a slave's, from the HELLO
 
 def host(port):
     st = PackState()

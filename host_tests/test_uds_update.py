@@ -282,6 +282,22 @@ def test_refused_with_its_nrc_and_nothing_staged(case, make, where, nrc, reason)
     assert pack.svc.refused >= 1 and pack.resets == 0
 
 
+def test_a_pack_given_no_update_key_refuses_the_download_before_touching_its_slot():
+    # update.trust as shipped (no key built in) and nothing commissioned: no bundle is trusted
+    pack = Pack()
+    pack.updater = lambda: W.Updater(pack.part, SlotStore(pack.fs), None, "host_sim", 1, slot_bytes=SLOT)
+    pack.svc.hold.make_updater = pack.updater
+    c, _ = client(pack)
+    c.change_session(2)
+    c.unlock_security_access(1)
+    before = bytes(pack.part.buf)
+    assert nrc_of(c.request_download, udsoncan.MemoryLocation(0, len(bundle()), 32, 32)) == 0x70
+    t = c.read_data_by_identifier([U.DID_TRANSFER]).service_data.values[U.DID_TRANSFER]
+    assert t["state"] == "failed" and t["reason"] == "no key"
+    assert bytes(pack.part.buf) == before  # no erase
+    _staged_nothing(pack)
+
+
 def _open(pack, c, total, addr=0):
     c.change_session(2)
     c.unlock_security_access(1)

@@ -29,6 +29,7 @@ from tools.bmsctl import update as U
 from tools.bmsctl.client import CtlError, Pack as Client, load_map
 from tools.bmsctl.transport import TransportError
 from update import bundle as fmt
+from update import boot as B
 from update import slots as S
 from app.hostupd import BLOCK_BYTES as M_BLOCK
 from bms import auth as A
@@ -133,9 +134,12 @@ class Board:
     """A board script (PACK + its loop) in the 32-bit MicroPython, driven line
     by line."""
 
-    def __init__(self, exe, loop, old, heap="1M"):
-        env = dict(os.environ, MICROPYPATH=os.pathsep.join([os.path.join(ROOT, "firmware"), os.path.join(ROOT, "lib")]))
-        code = "SLOT = %d\nPUB = %r\nSECRET = %r\nADDR = %d\nOLD = %r\n" % (SLOT, PUB, SECRET, ADDR, old) + PACK + loop
+    def __init__(self, exe, loop, old, heap="1M", path=(), slot=SLOT):
+        """path: directories before firmware/ and lib/ (frozen modules come first on a board);
+        slot: the partition's slot size."""
+        env = dict(os.environ, MICROPYPATH=os.pathsep.join(
+            list(path) + [os.path.join(ROOT, "firmware"), os.path.join(ROOT, "lib")]))
+        code = "SLOT = %d\nPUB = %r\nSECRET = %r\nADDR = %d\nOLD = %r\n" % (slot, PUB, SECRET, ADDR, old) + PACK + loop
         self.p = subprocess.Popen([exe, "-X", "heapsize=" + heap, "-c", code], env=env, stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
 
@@ -175,6 +179,9 @@ class UdsBoard(Board):
 
     def __init__(self, exe, old):
         Board.__init__(self, exe, UDS_LOOP, old)
+        self._uds_state()
+
+    def _uds_state(self):
         self.svc = self
         self.can = self
         self.sent = []
@@ -295,3 +302,104 @@ def test_pymodbus_file_records_update_the_board_side_running_in_32_bit_micropyth
     assert (pending, counter1, confirmed, refused, resets) == (1, 5, 0, 3, 1)
     assert slot_b == hashlib.sha256(img + b"\xff" * (SLOT - len(img))).hexdigest()
     print("%d bytes of bundle in %d Modbus requests into the 32-bit MicroPython" % (len(data), board.requests))
+
+
+# ---- recovery in the 32-bit MicroPython, from the frozen copies ---------------------
+# The forced-update mode's UDS server as the custom firmware holds it: the
+# recovery package of tools/frozen.py's lower part (recovery.app.uds,
+# recovery.bms.auth, ... with their imports renamed) first on the path, as frozen
+# modules come first on a board's sys.path (the rest of the staged part has its
+# public constants inlined into the image's modules, so lib's own copies run
+# beside it here); recovery.mode.services on a board of fakes (an AFE that
+# switches its FETs off, the LEDs, a CAN port fed from stdin), the update key
+# an owner's build freezes into update.trust (test_deploy checks the build);
+# the tester is udsoncan as above.
+RECOVERY_LOOP = """
+from recovery import mode
+from update import trust
+trust.PUBLIC_KEY = PUB
+class Can:
+    FLAG_EXT_ID = 2
+    def __init__(self):
+        self.q = []
+    def send(self, id_, data, flags):
+        sys.stdout.write("F %x %s\\n" % (id_, hexlify(data).decode()))
+        return 0
+    def any(self):
+        return len(self.q)
+    def recv(self, fr):
+        i, d = self.q.pop(0)
+        fr[0] = i
+        fr[1] = memoryview(d)
+        fr[2] = 2
+        fr[3] = 0
+        return fr
+    def set_filters(self, f):
+        self.filters = f
+class Afe:
+    fets = 3
+    def all_fets_off(self):
+        self.fets = 0
+    def set_fets(self, chg, dsg, pchg):
+        self.fets = chg | dsg << 1 | pchg << 2
+class Leds:
+    def __init__(self):
+        self.v = [1] * 8
+    def set(self, i, v):
+        self.v[i] = v
+board.name = "host_sim"
+board.pack_address = ADDR  # a DIP address (0: recovery.mode.DEFAULT_ADDRESS)
+board.can = Can()
+board.afe = Afe()
+board.leds = Leds()
+board.led_pins = [0] * 8
+svcs = mode.services(board, fs, restart, mode.NO_SLOT)
+sys.stdout.write("K %s %d %s\\n" % (hexlify(trust.PUBLIC_KEY).decode(), board.afe.fets,
+                                     type(svcs[-1]).__module__))
+while True:
+    w = sys.stdin.readline().split()
+    if not w:
+        break
+    if w[0] == "F":
+        board.can.q.append((int(w[1], 16), unhexlify(w[2])))
+    elif w[0] == "T":
+        for s in svcs:
+            s.tick(int(w[1]))
+        sys.stdout.write(".\\n")
+    elif w[0] == "S":
+        report(svcs[-1].refused)
+"""
+
+
+class RecoveryBoard(UdsBoard):
+    """UdsBoard on RECOVERY_LOOP, with the staged lower part first on the path."""
+
+    def __init__(self, exe, old, lower):
+        # the board's 256 KiB slots: recovery's updater is update.updater.for_board's
+        Board.__init__(self, exe, RECOVERY_LOOP, old, heap="2M", path=[lower], slot=B.SLOT_BYTES)
+        self._uds_state()
+
+
+def test_recovery_serves_the_update_session_from_the_frozen_copies_in_32_bit_micropython(tmp_path, board32):
+    from tools import frozen
+    dev_pub = tool.DEV_KEY[:-len(".pem")] + ".pub"
+    frozen.stage("esp32_bq", "lower", str(tmp_path / "lower"), owner_key=dev_pub)
+    only = tmp_path / "path"
+    only.mkdir()
+    (only / "recovery").symlink_to(tmp_path / "lower" / "src" / "recovery")
+    old, img, data = _bundle(tmp_path)
+    b = board32(lambda exe, o: RecoveryBoard(exe, o, str(only)), old)
+    said = b._line()
+    assert said.startswith("bms: recovery (no valid image slot): FETs off, RUN+ALM blinking, UDS update "
+                           "session on CAN at address %d" % ADDR), said
+    w = b._line().split()
+    assert w[0] == "K" and bytes.fromhex(w[1]) == PUB
+    assert w[2] == "0" and w[3] == "recovery.app.uds"  # FETs off; the server is the frozen copy
+    c, conn = client(b)
+    ident = U.update(c, data)
+    assert ident["slots"]["pending"] == "B" and ident["version"].startswith("R")
+    for _ in range(5):
+        conn.step()
+    pending, counter1, confirmed, refused, slot_b, resets, hold = b.state()
+    assert (pending, counter1, refused, resets) == (1, 5, 0, 1)
+    assert slot_b == hashlib.sha256(img + b"\xff" * (B.SLOT_BYTES - len(img))).hexdigest()

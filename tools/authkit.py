@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 USER = 1
 INSTALLER = 2
+UPDATE_KEY = 3  # bms.auth.UPDATE_KEY: the owner's update key, provisioned like a secret (no login)
 SECRET_LEN = 32
 HKDF_SALT = b"bms-auth-v1"
 PBKDF2_ROUNDS = 200000  # slows an offline guess at a captured challenge-response

@@ -103,11 +103,12 @@ class Plan:
     with their public const() inlined, written by build()."""
 
     def __init__(self, board, arch, root, build_dir, files, compile_cmds, mpremote_cmds,
-                 store="mpy", romfs_cmds=(), image=None, rewrites=()):
+                 store="mpy", romfs_cmds=(), image=None, rewrites=(), version=None):
         self.board, self.arch, self.root, self.build_dir = board, arch, root, build_dir
         self.files, self.compile_cmds, self.mpremote_cmds = files, compile_cmds, mpremote_cmds
         self.store, self.romfs_cmds, self.image = store, list(romfs_cmds), image
         self.rewrites = list(rewrites)  # [(path, text)]: copies with public const() inlined
+        self.version = version  # the image's `version` file (romfs), None: none
 
 
 # ---- the tree ---------------------------------------------------------------
@@ -768,7 +769,7 @@ def prep_code(files, gone=()):
 
 
 def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
-         mpremote="mpremote", mpy_cross="mpy-cross", store="mpy", frozen=(), arch=None):
+         mpremote="mpremote", mpy_cross="mpy-cross", store="mpy", frozen=(), arch=None, version=None):
     """The whole deploy of board through port, without doing anything.
     frozen: the lib/ packages the board's firmware holds frozen (of
     FROZEN_LOWER): not shipped; their constants are still inlined into the
@@ -780,7 +781,9 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
     <build>/rom/ into <build>/<board>.romfs. mpremote_cmds run in the build
     dir: one chained mpremote (prepare the directories, for romfs `romfs
     deploy` the image, one `fs cp` per destination directory, reset). arch:
-    instead of the board's (a bundle of a host-only board: tools.bmsctl.bundle)."""
+    instead of the board's (a bundle of a host-only board: tools.bmsctl.bundle).
+    version (romfs store): the text of the image's `version` file, which the
+    pack reports as its firmware version (update.boot.version)."""
     boards_dir = boards_dir or os.path.join(root, "boards")
     if not board:
         raise DeployError("no board given (--board NAME, make deploy BOARD=NAME); available: %s"
@@ -850,7 +853,7 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
             cmd += ["+", "fs", "cp"] + [f.build for f in by_dir[d]] + [":" + d + "/"]
     cmd += ["+", "reset"]
     return Plan(board, arch, root, build_dir, files, compile_cmds, [cmd], store, romfs_cmds, image,
-                sorted(rewrites.values()))
+                sorted(rewrites.values()), version if store == "romfs" else None)
 
 
 def script(p):
@@ -906,6 +909,9 @@ def build(p):
                     out.write(MAIN_STUB)
             else:
                 shutil.copyfile(f.src, dst)
+    if p.version is not None:
+        with open(os.path.join(p.build_dir, ROMFS_DIR, "version"), "w") as out:
+            out.write(p.version)
     for cmd in p.romfs_cmds:
         _run(cmd, p.build_dir, "mpremote romfs build")
 

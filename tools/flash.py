@@ -3,7 +3,7 @@
 # for an RP2040.
 #
 #   python -m tools.flash --board NAME --port PORT --firmware IMAGE [--dry-run] [--drive DIR]
-#   python -m tools.flash build --board NAME [--micropython DIR] [--dry-run]
+#   python -m tools.flash build --board NAME [--micropython DIR] [--owner-key F.pub] [--dry-run]
 #
 # `build` (make firmware) builds MicroPython with the board definition of
 # boards/micropython/ (a ROMFS partition) out of tree, with the port's own
@@ -12,7 +12,10 @@
 # PATH), the RP2040 arm-none-eabi-gcc and cmake (the pico-sdk comes with
 # `make submodules`); where they are missing it prints the commands it would
 # run and exits 1. NAME is a definition (BMS_ESP32_ROMFS) or an app board
-# (esp32_bq: by its ARCH).
+# (esp32_bq: by its ARCH). --owner-key: the public key the frozen boot part
+# trusts for update bundles (BMS_OWNER_KEY for the board's manifest.py,
+# tools/frozen.py); without it the firmware trusts none until a key is
+# commissioned (bmsctl commission --update-key).
 #
 # ESP32 (ARCH xtensawin): erase, then write the .bin at 0x1000, the offset
 # MicroPython's ESP32 download page gives for the original ESP32
@@ -65,11 +68,27 @@ def build_main(argv):
                                  description="Build MicroPython with a ROMFS partition (boards/micropython/).")
     ap.add_argument("--board")
     ap.add_argument("--micropython", default=os.environ.get("MICROPYTHON_DIR"))
+    ap.add_argument("--owner-key", default=os.environ.get("OWNER_KEY") or None,
+                    help="the owner's update key (.pub, bmsctl keys new) built into the firmware")
     ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args(argv)
     try:
         defn, port_dir, cmds, image, tools = firmware_plan(deploy.REPO_ROOT, args.board, args.micropython)
-        lines = [" ".join(c) for c in cmds]
+        env = dict(os.environ)
+        env.pop("BMS_OWNER_KEY", None)
+        if args.owner_key:
+            from tools.bmsctl.bundle import BundleToolError, read_public
+            try:
+                key = read_public(args.owner_key)
+            except BundleToolError as e:
+                raise deploy.DeployError(str(e))
+            env["BMS_OWNER_KEY"] = os.path.abspath(args.owner_key)
+            print("# update key built in: %s (%s)" % (key.hex(), args.owner_key))
+        else:
+            print("# no OWNER_KEY: the firmware trusts no update key until one is commissioned "
+                  "(bmsctl commission --update-key F.pub)")
+        lines = [("BMS_OWNER_KEY=%s " % env["BMS_OWNER_KEY"] if "BMS_OWNER_KEY" in env else "") + " ".join(c)
+                 for c in cmds]
         missing = [t for t in tools if shutil.which(t) is None]
         if args.dry_run or missing:
             print("\n".join(lines))
@@ -82,7 +101,7 @@ def build_main(argv):
         if not os.path.isdir(port_dir):
             raise deploy.DeployError("%s not found: MICROPYTHON_DIR is not a MicroPython checkout" % port_dir)
         for c in cmds:
-            if subprocess.call(c) != 0:
+            if subprocess.call(c, env=env) != 0:
                 raise deploy.DeployError("%s failed" % " ".join(c))
         print("built %s" % image)
         return 0

@@ -4,7 +4,7 @@
 # board module as `board`, firmware/main.py as bms_main) of one part of the
 # firmware into a directory with a manifest.py that freezes them.
 #
-#   python -m tools.frozen --board esp32_bq --part all|lower --out DIR
+#   python -m tools.frozen --board esp32_bq --part all|lower --out DIR [--owner-key F.pub]
 #
 # Parts: `all` is everything `make deploy` ships but boot.py and the main.py
 # stub (which stay source on littlefs) and NOT_FROZEN; `lower` is the stable
@@ -136,14 +136,39 @@ MANIFEST = ('# written by tools/frozen.py: the %s part of board %s, deployed cop
             'freeze("%s")\n')
 
 
-def stage(board, part, out_dir, root=deploy.REPO_ROOT):
+TRUST = "update/trust.py"
+_NO_KEY = "PUBLIC_KEY = None"
+
+
+def trust_source(text, key):
+    """update/trust.py's text with the owner's 32-byte public key built in."""
+    if text.count(_NO_KEY) != 1 or len(key) != 32:
+        raise deploy.DeployError("%s: cannot build the owner's key in (no single %r line)" % (TRUST, _NO_KEY))
+    return text.replace(_NO_KEY, "PUBLIC_KEY = bytes.fromhex(%r)" % key.hex())
+
+
+def stage(board, part, out_dir, root=deploy.REPO_ROOT, owner_key=None):
     """Write the part's sources under out_dir/src and out_dir/manifest.py;
-    returns the manifest's path."""
+    returns the manifest's path. owner_key: a .pub file (bmsctl keys new)
+    whose key the frozen update/trust.py then holds (None: no key built in,
+    the pack trusts no bundle until commissioned with one)."""
+    key = None
+    if owner_key:
+        from tools.bmsctl.bundle import BundleToolError, read_public
+        try:
+            key = read_public(owner_key)
+        except BundleToolError as e:
+            raise deploy.DeployError(str(e))
     src_dir = os.path.join(os.path.abspath(out_dir), "src")
     shutil.rmtree(src_dir, ignore_errors=True)
     for src, target, text in staged(board, part, root):
         dst = os.path.join(src_dir, target)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if target == TRUST and key is not None:
+            if text is None:
+                with open(src, encoding="utf-8") as f:
+                    text = f.read()
+            text = trust_source(text, key)
         if text is None:
             shutil.copyfile(src, dst)
         else:
@@ -160,9 +185,10 @@ def main(argv=None):
     ap.add_argument("--board", required=True)
     ap.add_argument("--part", choices=PARTS, default="all")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--owner-key", help="the owner's public key (.pub) the frozen boot part trusts")
     a = ap.parse_args(argv)
     try:
-        print(stage(a.board, a.part, a.out))
+        print(stage(a.board, a.part, a.out, owner_key=a.owner_key))
     except deploy.DeployError as e:
         print("frozen: %s" % e, file=sys.stderr)
         return 1

@@ -264,11 +264,13 @@ def open_can(spec):
 def reply_timeout_ms(world, unit):
     """The gateway's wait for unit's reply: REPLY_TIMEOUT_MS, above the master
     relay's (app.relay.TIMEOUT_MS); on a bench without CAN the relay waits
-    HOP_MS more per pack along the RS485 chain, and so does the gateway."""
+    HOP_MS more per pack that may be between along the RS485 chain (the
+    packs but the master and the target: addresses need not follow the
+    chain), and so does the gateway."""
     if getattr(world, "with_can", True) or not 2 <= unit <= 32:
         return REPLY_TIMEOUT_MS
     from app import relay
-    return REPLY_TIMEOUT_MS + (unit - 2) * relay.HOP_MS
+    return REPLY_TIMEOUT_MS + max(0, len(world.packs) - 2) * relay.HOP_MS
 
 
 def attach(world, modbus_tcp=None, pty=False, can_spec=None):

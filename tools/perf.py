@@ -705,7 +705,6 @@ def update_figures(packs_all=32):
     cost per received frame and the Ed25519 verify in the 32-bit MicroPython."""
     from app import uds
     from tools.bmsctl import bundle as tool
-    from update import trust
     d = tempfile.mkdtemp()
     path = os.path.join(d, "fw.bmsu")
     total, image, files = tool.make("host_sim", "2.0.0", 1, tool.DEV_KEY, path, os.path.join(d, "build"))
@@ -739,7 +738,8 @@ def update_figures(packs_all=32):
         print("  board side: not measured: " + ram.HOWTO)
         return
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write("ROOT = %r\nBUNDLE = %r\nKEY = %r\n" % (paths.ROOT, path, trust.PUBLIC_KEY) + UNIX_UPDATE)
+        dev = bytes.fromhex(tool.public_hex(tool.load_key(tool.DEV_KEY)))
+        f.write("ROOT = %r\nBUNDLE = %r\nKEY = %r\n" % (paths.ROOT, path, dev) + UNIX_UPDATE)
     r = subprocess.run([exe, "-X", "heapsize=%d" % ram.BIG_HEAP, f.name], capture_output=True, text=True,
                        timeout=300, env=dict(os.environ, MICROPYPATH=""))
     os.unlink(f.name)

@@ -53,6 +53,10 @@ class Tracer(Service):
             refused = st.link_refused
             if refused:  # link: commands refused (only once there are any: older traces unchanged)
                 pairs.append(("link_refused", refused))
+            if st.link_fixed:  # link: a fixed address; an address conflict (likewise only when so)
+                pairs.append(("address_fixed", True))
+            if st.link_conflict:
+                pairs.append(("address_conflict", st.link_conflict))
             if fw is not None:
                 pairs.append(("fw", {"version": fw[0], "slot": fw[1], "state": fw[2]}))
             self.world.emit(trace.line(pairs))
@@ -88,7 +92,9 @@ class Pack:
         """The factory deploy: a ROMFS partition with this firmware's image in
         slot A (a ROMFS image whose `version` file names app.host's VERSION;
         the bench runs the repo's sources, not the image), the pack
-        provisioned with key (None: the development key), then its boot part."""
+        provisioned with key (the scenario's update_pubkey, else the repo's
+        development key: the bench's packs trust it, no real pack does), then
+        its boot part."""
         from app.host import VERSION
         b = self.board
         b.rom = romfs.Partition(b"\xff" * (2 * fw_boot.SLOT_BYTES))
@@ -171,8 +177,8 @@ class World:
         self.updates = getattr(sc, "updates", False)
         self.update_key = None
         self.tester = None  # update: the installer's bmsctl update (tools.benchupdate), made at the first event
-        if self.updates and sc.update_pubkey is not None:
-            self.update_key = read_pubkey(sc.update_pubkey)
+        if self.updates:
+            self.update_key = read_pubkey(sc.update_pubkey or dev_pubkey())
         self.start_ms = start_ms
         self.system_request_ma = 0
         self._events = sc.events
@@ -410,20 +416,21 @@ class World:
             self.tester.close()
 
 
+def dev_pubkey():
+    """The repo's development key (tools/keys): what the bench's packs trust
+    unless the scenario names another (CPython only: the update scenarios)."""
+    import os
+    from tools import paths
+    return os.path.join(paths.ROOT, "tools", "keys", "dev-ed25519.pub")
+
+
 def read_pubkey(path):
     """The Ed25519 public key in a .pub file (hex, bmsctl keys new)."""
+    from tools.bmsctl.bundle import BundleToolError, read_public
     try:
-        with open(path) as f:
-            text = f.read().strip()
-    except OSError:
-        raise scn.ScenarioError("update_pubkey: cannot read %s" % path)
-    try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        key = b""
-    if len(key) != 32:
-        raise scn.ScenarioError("update_pubkey: %s is not a 32-byte Ed25519 public key in hex" % path)
-    return key
+        return read_public(path)
+    except BundleToolError as e:
+        raise scn.ScenarioError("update_pubkey: %s" % e)
 
 
 def run_text(text, emit, start_ms=0):

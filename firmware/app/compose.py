@@ -123,7 +123,8 @@ def host(app, board, ports, present=None):
         from update.updater import file_check
         return HostUpdate(svc, app.update, lambda: app.restart, file_check(board))
     svc = Host(app.state, app.params, app.system.view, rin.port if rin is not None else None, _auth(app),
-               journal=journal, present=present, update=update if app.update is not None else None)
+               journal=journal, present=present, update=update if app.update is not None else None,
+               version=version(board))
     svc.link = app.link
     svc.restart = lambda: _restart(app)
     out = [svc]
@@ -148,16 +149,18 @@ def host(app, board, ports, present=None):
 
 def _update_session(app, board):
     """The pack's app.updsess.UpdateSession: its Updater (update.updater.for_board:
-    the board's ROMFS partition, the slot record, the key and recovery version
-    the boot part trusts) is imported only when a download starts; none
-    without a store or a board name."""
+    the board's ROMFS partition, the slot record, the key the pack trusts (its
+    login's provisioned update key, else the firmware's) and the recovery
+    version) is imported only when a download starts; none without a store
+    or a board name."""
     from app.updsess import UpdateSession
     make = None
     if app.store is not None and getattr(board, "name", None) is not None:
         def make():
             from store.slotstore import SlotStore
             from update.updater import for_board
-            return for_board(board, SlotStore(app.store.fs))
+            auth = app.host[0].auth if app.host else None
+            return for_board(board, SlotStore(app.store.fs), auth.update_key() if auth is not None else None)
     return UpdateSession(app.state, make)
 
 
@@ -169,6 +172,18 @@ def running_slot(board):
         return s
     from update import boot
     return boot.RUNNING
+
+
+def version(board):
+    """The running firmware's version (bytes): the `version` file of the
+    image the boot part mounted (update.boot.version; the bench's packs:
+    board.fw_version, from their simulated slot), else app.host's built-in one."""
+    from app.host import VERSION
+    v = getattr(board, "fw_version", None)
+    if v is None:
+        from update import boot
+        v = boot.version()
+    return v or VERSION
 
 
 def uds(app, board, ports):
@@ -184,7 +199,6 @@ def uds(app, board, ports):
 
     def make():
         from app.uds import Uds
-        from app.host import VERSION
         from update.updater import file_check
         slot_store = None
         if app.store is not None:
@@ -193,7 +207,7 @@ def uds(app, board, ports):
         persist = app.persist
         return Uds(app.state, app.params, app.host[0].auth, ports.can, address, ports.can_rx,
                    None, slot_store, running_slot(board),
-                   getattr(board, "fw_version", None) or VERSION, lambda: app.restart,
+                   version(board), lambda: app.restart,
                    persist.restore_defaults if persist is not None else None, file_check(board),
                    hold=app.update)
     svc = UdsPort(address, make)

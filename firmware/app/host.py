@@ -1,8 +1,10 @@
 # Owns the host protocol handler (issue 13): Modbus PDUs from the PC tool or a
 # SCADA, transport-independent (pdu(); RTU framing in on_rs485, Modbus TCP and
 # ISO-TP elsewhere), over this register map (FC03 and FC04 read the same map):
-#   0..14       INFO: map version, parameter count, parameter base, firmware
+#   0..16       INFO: map version, parameter count, parameter base, firmware
 #               version (major << 8 | minor), unit id, serial number (16 ASCII bytes),
+#               address mode (0 automatic, 1 fixed: link_fixed_address_count or the DIP,
+#               as read at start), the address another pack also uses (0 none),
 #               the CAN bit rate in kbit/s the pack runs at (0 while it still
 #               listens, app.canrate) and the stored one (can_bitrate_count)
 #   100..135    DIAG: the last refused write's reason (R_*), its first register,
@@ -14,7 +16,8 @@
 #               registers from 208 (level, 32-byte HMAC-SHA-256): log in (auth.login)
 #   230..262    SET_SECRET (write only, all 33 at once): level + the 64-byte blob of
 #               auth.set_secret (installer session; refusals counted by auth)
-#   270..286    PROVISION (write only, all 17 at once): level + the 32-byte secret in
+#   270..286    PROVISION (write only, all 17 at once): level (3: the owner's update
+#               key, auth.UPDATE_KEY) + the 32-byte secret in
 #               clear (auth.provision): commissioning, only with physical presence
 #               (maintenance mode, the forced-update jumper fitted at boot, and the
 #               button held at the request), else 01, counted
@@ -59,8 +62,10 @@ from defs.const import const
 MAP_VERSION = const(1)
 INFO = const(0)
 INFO_SERIAL = const(5)
-INFO_CAN = const(13)
-INFO_REGS = const(15)
+INFO_FIXED = const(13)
+INFO_CONFLICT = const(14)
+INFO_CAN = const(15)
+INFO_REGS = const(17)
 DIAG = const(100)
 DIAG_TEXT = const(104)
 DIAG_TEXT_BYTES = const(64)
@@ -78,8 +83,7 @@ PARAM_REGS = 2 * prows.N
 
 MAKER = b"BMS-MPY"
 MODEL = b"LFP 16S 51.2 V"
-VERSION = ("%d.%d" % (SW_VERSION_MAJOR, SW_VERSION_MINOR)).encode()
-DEVICE_ID = (MAKER, MODEL, VERSION)  # FC 0x2B/0x0E basic objects 0, 1, 2
+VERSION = ("%d.%d" % (SW_VERSION_MAJOR, SW_VERSION_MINOR)).encode()  # without an image `version` file
 _VIEWS = const(24)  # RTU reply lengths whose memoryview is kept
 # A frame under way is dropped after this long without a byte. Not Modbus's
 # 3.5 character times: the router reads the port every link period
@@ -93,19 +97,32 @@ RESTART_DELAY_MS = const(200)  # the reply of a restart command leaves the UART 
 UPDATE_FILES = const(0xFF00)  # app.hostupd.FILE_CTL: file records from here are the update session's
 
 
+def version_word(v):
+    """INFO register 3 of version text v ("MAJOR.MINOR[.x]"): MAJOR << 8 |
+    MINOR; the built-in version's for any other text."""
+    parts = bytes(v).split(b".")
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit() and int(parts[0]) < 256 \
+            and int(parts[1]) < 256:
+        return int(parts[0]) << 8 | int(parts[1])
+    return SW_VERSION_MAJOR << 8 | SW_VERSION_MINOR
+
+
 class Host(Service):
     name = "host"
     period_ms = 50
 
     def __init__(self, state, params, view, port=None, auth=None, unit=1, journal=None, present=None,
-                 update=None):
+                 update=None, version=VERSION):
         """view: the system view (bms.system) model 802 shows; port: where RTU
         replies go (write()); auth: lib/bms/auth's API (None: no session ever,
         every write refused); journal: app.hostctl.Journal's API (the event
         history, the store, the clock; None: parameter writes stay in RAM, no
         history, clock or defaults); present(): someone is at the pack (only
         in maintenance mode: the button held now; None: never); update() ->
-        the app.hostupd.HostUpdate of files 0xFF00.. (None: FC 0x15 not served)."""
+        the app.hostupd.HostUpdate of files 0xFF00.. (None: FC 0x15 not served);
+        version: the running firmware's (bytes, app.compose.version)."""
+        self.device_id = (MAKER, MODEL, version)  # FC 0x2B/0x0E basic objects 0, 1, 2
+        self.version_word = version_word(version)
         self.present = present
         self.make_update = update
         self.upd = None
@@ -285,9 +302,13 @@ class Host(Service):
         if k == 2:
             return PARAM
         if k == 3:
-            return (SW_VERSION_MAJOR << 8) | SW_VERSION_MINOR
+            return self.version_word
         if k == 4:
             return self.st.link_address or self.unit  # = its unit through the master
+        if k == INFO_FIXED:
+            return 1 if self.st.link_fixed else 0
+        if k == INFO_CONFLICT:
+            return self.st.link_conflict
         if k == INFO_CAN:
             return self.st.can_kbps
         if k == INFO_CAN + 1:
@@ -316,7 +337,7 @@ class Host(Service):
         if k == 0:
             ss.fill_suns(s)
         elif k == 1:
-            ss.fill_common(s, MAKER, MODEL, VERSION, SERIAL, st.link_address or self.unit)
+            ss.fill_common(s, MAKER, MODEL, self.device_id[2], SERIAL, st.link_address or self.unit)
         elif k == 2:
             ss.fill_802(s, self.view, st)
         elif k < ss.SEG_804:
@@ -336,13 +357,14 @@ class Host(Service):
     def _device_id(self, r, out):
         """FC 0x2B/0x0E: read codes 1-3 stream the basic objects from r.obj
         (0 when past them), 4 one object (Application Protocol 6.21)."""
+        ids = self.device_id
         if r.value == 4:
-            if r.obj >= len(DEVICE_ID):
+            if r.obj >= len(ids):
                 return mb.exception(out, r.fc, mb.EX_ILLEGAL_ADDRESS)
             first = last = r.obj
         else:
-            first = r.obj if r.obj < len(DEVICE_ID) else 0
-            last = len(DEVICE_ID) - 1
+            first = r.obj if r.obj < len(ids) else 0
+            last = len(ids) - 1
         out[0] = mb.FC_MEI
         out[1] = mb.MEI_DEVICE_ID
         out[2] = r.value
@@ -352,7 +374,7 @@ class Host(Service):
         out[6] = last - first + 1
         i = 7
         for k in range(first, last + 1):
-            s = DEVICE_ID[k]
+            s = ids[k]
             out[i] = k
             out[i + 1] = len(s)
             for j in range(len(s)):

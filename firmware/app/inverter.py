@@ -339,9 +339,12 @@ class Rs485Server:
                            cap, st.cycles & 0xFFFF, self.units)
 
     def _analog(self, adr):
-        # link: another pack's address is answered from the master's table (app.link)
-        if self.packs is not None and adr != pr.FIRST_ADR:
-            return self.packs.analog(self.info, adr, adr - pr.FIRST_ADR + 1, self.now_ms, self.units)
+        # link: another pack's address is answered from the master's table (app.link):
+        # pack n (adr FIRST_ADR + n - 1) is the n-th online link address (fixed ones may have gaps)
+        packs = self.packs
+        if packs is not None and adr != pr.FIRST_ADR:
+            return packs.analog(self.info, adr, packs.table.nth_online(adr - pr.FIRST_ADR + 1), self.now_ms,
+                                self.units)
         info = self.info
         info[0] = pr.INFOFLAG
         info[1] = adr  # the command value (as 0x92/0x93/0x96 echo it; FHEM skips it)
@@ -360,10 +363,10 @@ class Rs485Server:
         if packs is not None:
             scratch = self.scratch
             last = self.view.packs_online
-            for a in range(2, last + 1):
+            for n in range(2, last + 1):
                 if m >= _ALL_PACKS:
                     break
-                k = packs.analog(scratch, pr.FIRST_ADR + a - 1, a, self.now_ms, self.units)
+                k = packs.analog(scratch, pr.FIRST_ADR + n - 1, packs.table.nth_online(n), self.now_ms, self.units)
                 if k > 2:
                     for j in range(2, k):
                         info[i] = scratch[j]

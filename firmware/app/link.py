@@ -18,6 +18,7 @@
 from defs.const import const
 from defs import codes
 from bms import parallel
+from bms import params as P
 from bms.system import own_row
 from proto import link
 from proto import pylon_rs485 as pr
@@ -44,7 +45,8 @@ class Link(Service):
         """can: the CAN port (sending), can_rx its reader (app.canport); rx_in,
         rx_out: the readers of Link IN / Link OUT (app.router), whose ports
         the link writes to. dip_master (SPEC 6): the DIP says master (address
-        1); False = automatic (dynamic addressing)."""
+        1); else the parameter link_fixed_address_count, read here (at start,
+        as a DIP): 0 automatic (dynamic addressing), 1..32 a fixed address."""
         self.state = state
         self.params = params
         self.can = can
@@ -53,7 +55,8 @@ class Link(Service):
         self.rx_out = rx_out
         self.link_in = rx_in.port if rx_in is not None else None
         self.link_out = rx_out.port if rx_out is not None else None
-        self.roles = parallel.Roles(dip_master)
+        self.roles = parallel.Roles(dip_master, params.v[P.LINK_FIXED_ADDRESS_COUNT])
+        state.link_fixed = self.roles.fixed != 0
         self.table = parallel.Table()
         self.forming = parallel.Forming()
         self.rx_frames = 0  # good link frames read on Link IN
@@ -77,6 +80,7 @@ class Link(Service):
         self._gen_seen = 0
         self.sys_mv = 0  # the master's system voltage from HELLO (slaves)
         self.hello_gen = 0
+        self.hello_online = 0  # the packs online the master's HELLO says (slaves)
         self.bad_frames = 0
         self.tx_errors = 0
         if self.link_in is not None:
@@ -115,10 +119,12 @@ class Link(Service):
             self._last_addr_ms = now_ms
             self._send_addr(now_ms)
         st.link_parallel = r.role == parallel.MASTER and st.link_online > 1
+        c = self.table.conflict_at(now_ms)
+        st.link_conflict = c
         if r.role == parallel.MASTER:
-            st.link_failure = self.table.offline() > 0 or self.table.conflicts > 0
+            st.link_failure = self.table.offline() > 0 or c != 0
         else:
-            st.link_failure = r.role == parallel.SLAVE and st.link_orphan
+            st.link_failure = (r.role == parallel.SLAVE and st.link_orphan) or c != 0
 
     def _flags(self):
         st = self.state
@@ -322,8 +328,11 @@ class Link(Service):
             return
         if dst == link.BROADCAST or dst == r.address:
             self._handle(now_ms, typ, p.src, dst, p.payload)
-        if (dst == link.BROADCAST or (link.valid_address(dst) and dst > r.address)) and self.link_out is not None:
-            self.link_out.write(self._p_v[p.n])  # down the chain
+        # down the chain: every frame not for us (addresses along it may have gaps
+        # and need not increase; segments are one-way, no loops), none for the master
+        if (dst == link.BROADCAST or (link.valid_address(dst) and dst != r.address and dst != link.MASTER)) \
+                and self.link_out is not None:
+            self.link_out.write(self._p_v[p.n])
             self.relayed += 1
 
     def on_link_out(self, p, now_ms):
@@ -334,7 +343,9 @@ class Link(Service):
         r = self.roles
         if r.role == parallel.MASTER:
             self._handle(now_ms, p.typ, p.src, p.dst, p.payload)
-        elif r.role == parallel.SLAVE and p.dst < r.address and not self.state.link_orphan \
+        elif r.role == parallel.SLAVE and p.src == r.address:
+            self.table.conflict_heard(now_ms, p.src)  # a pack below uses our address: not passed up
+        elif r.role == parallel.SLAVE and p.dst == link.MASTER and not self.state.link_orphan \
                 and self.link_in is not None:
             self.link_in.write(self._po_v[p.n])  # up the chain
             self.relayed += 1
@@ -356,15 +367,16 @@ class Link(Service):
         r = self.roles
         t = self.table
         if src == r.address and src != 0:
-            t.conflicts += 1  # another pack uses our address
+            t.conflict_heard(now_ms, src)  # another pack uses our address
             return
         if typ == link.T_HELLO:
             if src != link.MASTER or r.role != parallel.SLAVE:
                 if r.role == parallel.MASTER:
-                    t.conflicts += 1
+                    t.conflict_heard(now_ms, link.MASTER)  # another pack acts as master
                 return
             r.hello_ms = now_ms
             self.sys_mv = link.hello_system_mv(data)
+            self.hello_online = link.hello_online(data)
             g = link.hello_generation(data)
             if g != self.hello_gen:
                 self.hello_gen = g

@@ -11,8 +11,9 @@
 #   came down Link OUT; a slave takes RTU requests only on its Link IN (from
 #   upstream: the master's relay), answers the frames for its own link address
 #   on Link IN (its session is bound to that port, app.host.PORT_RTU), passes
-#   the frames for a higher address down its Link OUT, drops the rest (unit 1,
-#   broadcasts, lower addresses); replies come up whole: each slave frames the
+#   the frames for any other pack's address down its Link OUT (addresses along
+#   the chain may have gaps and need not increase: fixed addresses), drops the
+#   rest (unit 1, broadcasts); replies come up whole: each slave frames the
 #   RTU replies on its Link OUT (proto.modbus.Framer(replies=True); the
 #   router keeps their 0x7E bytes binary) and writes the one it waits for up
 #   its Link IN, the master returns it on its PC port. Nothing that comes up a
@@ -21,12 +22,16 @@
 # Gateway exceptions (Modbus Application Protocol 7): 0x0A (path unavailable)
 # for a unit with no pack online, on a pack that is not the master, or with no
 # path; 0x0B (target failed to respond) when no reply came within the wait
-# (TIMEOUT_MS, on the chain HOP_MS more per pack between). A reply counts only
+# (TIMEOUT_MS, on the chain HOP_MS more per pack that may be between: the
+# packs online but the master and the target, as the chain order is not
+# known). A reply counts only
 # from the pack waited on and when it answers the request (proto.modbus.answers:
 # the function, the byte count of a read, the echo of a write): a pack's late
 # reply to a request that timed out is dropped and counted (late). One request
 # at a time: another one while a relay is under way is dropped and counted (the
-# Modbus master on the PC waits for each reply). Broadcasts (unit 0) are not
+# Modbus master on the PC waits for each reply); a slave on the chain takes a
+# new request from upstream in place of the one it waits on (the master gave
+# up on that one, counted as a timeout). Broadcasts (unit 0) are not
 # relayed. While it waits the relay polls its path every tick (the CAN port, or
 # Link OUT), so the reply streams in without the link's 100 ms between reads.
 # No allocation per request or frame.
@@ -37,7 +42,7 @@ from bms import parallel
 from defs.ticks import ticks_diff
 from proto import isotp
 from proto import modbus as mb
-from proto.link import valid_address
+from proto.link import MASTER, valid_address
 
 from defs.const import const
 
@@ -55,6 +60,11 @@ _VIEWS = const(24)  # frame lengths whose memoryview is kept
 
 ACTIVE_MS = const(10)  # the period while a request is relayed
 IDLE_MS = const(100)  # and while none is (a service's period may change; the runners read it each time)
+
+
+def _wait_ms(online):
+    """The wait for a reply along the RS485 chain of `online` packs."""
+    return TIMEOUT_MS + (online - 2) * HOP_MS if online > 2 else TIMEOUT_MS
 
 
 def _view(views, buf, n):
@@ -139,11 +149,10 @@ class Relay(Service):
                 k = host.pdu(host.unit, host._req, m - 3, host._out, PORT_RTU)
                 if k:
                     host.reply(a, k)
-            elif self.down is not None and valid_address(unit) and unit > a:
+            elif self.down is not None and valid_address(unit) and unit != a and unit != MASTER:
                 if self.unit:
-                    self.busy += 1
-                    return True
-                self._send_down(unit, frame, m, TIMEOUT_MS + (unit - a - 1) * HOP_MS)
+                    self.timeouts += 1  # the master sends one at a time: it gave up on that one
+                self._send_down(unit, frame, m, _wait_ms(self.link.hello_online))
                 self.passed += 1
             else:
                 self.dropped += 1
@@ -170,7 +179,7 @@ class Relay(Service):
             return
         self._fc = fc
         if ch is None:
-            self._send_down(unit, frame, m, TIMEOUT_MS + (unit - r.address - 1) * HOP_MS)
+            self._send_down(unit, frame, m, _wait_ms(self.link.state.link_online))
             return
         ch.reset()
         tx = ch.tx

@@ -23,5 +23,5 @@ class System:
         t = lk.table
         v = self.view
         aggregate(v, t, st, parallel.N)
-        v.parallel_failure = v.packs_offline > 0 or t.conflicts > 0
+        v.parallel_failure = v.packs_offline > 0 or st.link_conflict != 0
         v.generation = lk.forming.gen

@@ -355,6 +355,8 @@ class Uds(Service):
                 return self._neg(sid, U.NRC_CONDITIONS)
             if r == W.R_FLASH:
                 return self._neg(sid, U.NRC_PROGRAMMING)
+            if r == W.R_NO_KEY:
+                return self._neg(sid, U.NRC_NOT_ACCEPTED)
             return self._neg(sid, U.NRC_RANGE)
         self._dl = True
         self._seq = 1

@@ -22,6 +22,10 @@ from bms import params as P
 
 USER = const(1)  # read, buzzer
 INSTALLER = const(2)  # parameters, calibration, control, clock, history clear
+# not a login level: the owner's Ed25519 public key update bundles must be
+# signed with (update.updater.for_board), kept beside the secrets and set
+# only by provision() (physical presence), so no session can swap it
+UPDATE_KEY = const(3)
 NONCE_LEN = 16
 MAC_LEN = const(32)
 SECRET_LEN = const(32)
@@ -135,6 +139,10 @@ class Auth:
 
     def has_secret(self, level):
         return level in self._secret
+
+    def update_key(self):
+        """The owner's update key provisioned at commissioning, None without one."""
+        return self._secret.get(UPDATE_KEY)
 
     # ---- refusals and lock-out -------------------------------------------------
     def refuse(self, port, reason):
@@ -323,8 +331,8 @@ class Auth:
         return True
 
     def provision(self, level, secret, present):
-        """Commissioning and reset of a level's secret (None removes it), in
-        clear, so only with physical presence: present is true only while the
+        """Commissioning and reset of a level's secret (None removes it; level
+        UPDATE_KEY: the owner's update key), in clear, so only with physical presence: present is true only while the
         forced-update jumper was fitted at boot and the button is held now
         (board.jumper.fitted and board.button.pressed()). Both sit inside the
         enclosure, so nobody on a bus can do it, and a jumper left fitted stops
@@ -332,7 +340,7 @@ class Auth:
         noticed. Clears the lock-out."""
         if not present:
             return self.refuse(-1, R_NOT_PRESENT)
-        if level != USER and level != INSTALLER:
+        if level != USER and level != INSTALLER and level != UPDATE_KEY:
             return self.refuse(-1, R_BAD_LEVEL)
         if secret is not None and len(secret) != SECRET_LEN:
             return self.refuse(-1, R_BAD_BLOB)

@@ -8,12 +8,21 @@
 #    pack on Link IN (a pack powered on upstream of it) hands over: it becomes
 #    that pack's slave. DIP variant (board.link_dip_master True): master at
 #    once, never hands over; 0 = automatic.
+#  - Fixed address (parameter link_fixed_address_count, SPEC 6's address DIP;
+#    read at start): 1 = the DIP master's path; a >= 2 = a slave at address a
+#    at once, whatever upstream hands it; it hands a + 1 down like any pack, so
+#    addresses along the chain may have gaps and need not increase. A fixed
+#    slave with no master upstream is an orphan (below) from the start.
 #  - A slave whose upstream goes silent (cable cut, pack off upstream) keeps
 #    its address and role but knows it reaches no master (orphan): it sends no
 #    reports, and passes "no master" down, so a cut-off tail never forms a
 #    second system (its packs keep protecting themselves).
 #  - Joining: a slave keeps its FETs open (hold) until the master's system
 #    voltage is within JOIN_MV (1 V, `004`) of its own stack voltage.
+#  - Address conflict: frames from our own address that we did not send (two
+#    packs set to one fixed address, a second master): the table keeps the
+#    address and the time (conflict_heard); it counts as a parallel failure
+#    for OFFLINE_MS after the last such frame.
 #  - The master counts slaves online (a report within OFFLINE_MS); a slave
 #    heard before and now silent is offline (parallel failure). When the
 #    online count grows and then stays put for STABLE_MS the system is
@@ -50,8 +59,11 @@ def elapsed(now, since):
 
 
 class Roles:
-    def __init__(self, dip_master=False):
+    def __init__(self, dip_master=False, fixed=0):
+        """fixed: the fixed address (0 automatic, 1 master, 2..MAX_PACKS a
+        slave; anything else is automatic); dip_master wins over it."""
         self.dip_master = dip_master
+        self.fixed = link.MASTER if dip_master else (fixed if link.valid_address(fixed) else 0)
         self.role = NONE
         self.address = 0
         self.start_ms = -1
@@ -84,8 +96,11 @@ class Roles:
     def step(self, now_ms):
         if self.start_ms < 0:
             self.start_ms = now_ms
-        if self.dip_master:
+        if self.fixed == link.MASTER:
             self._set(MASTER, link.MASTER)
+            return
+        if self.fixed:
+            self._set(SLAVE, self.fixed)
             return
         up = self.upstream(now_ms)
         dst = self.up_dst
@@ -131,6 +146,8 @@ class Table:
         self.full_mah = array("i", [0] * N)  # learned full charge capacity (else rated)
         self.cycles = array("H", [0] * N)
         self.conflicts = 0  # frames from our own address we did not send
+        self.conflict_addr = 0  # the address of the last one, while it counts (conflict_at)
+        self.conflict_ms = 0
         self.heard = 0  # rows take() first marked seen (app.link marks the own row)
         # every cell and NTC of a pack, on request (link.REQ_CELLS): row a at a * MAX_*
         self.cells = array("H", [0] * (N * MAX_CELLS))
@@ -193,6 +210,19 @@ class Table:
             return False
         return True
 
+    def conflict_heard(self, now_ms, a):
+        """A frame from address a (ours) that we did not send."""
+        self.conflicts += 1
+        self.conflict_addr = a
+        self.conflict_ms = now_ms
+
+    def conflict_at(self, now_ms):
+        """The address in conflict (a frame from it within OFFLINE_MS), else 0;
+        an older conflict is forgotten here (the link service's tick)."""
+        if self.conflict_addr and elapsed(now_ms, self.conflict_ms) >= OFFLINE_MS:
+            self.conflict_addr = 0
+        return self.conflict_addr
+
     def cells_fresh(self, now_ms, a):
         """Row a holds a complete set of cells younger than CELLS_MAX_AGE_MS."""
         return link.valid_address(a) and self.cells_seen[a] == 1 and \
@@ -206,6 +236,17 @@ class Table:
                 self.online[a] = 0
             n += self.online[a]
         return n
+
+    def nth_online(self, k):
+        """The address of the k-th pack online (1 = the lowest address), 0 for
+        none: pack numbers for readers that count packs 1..n (the inverter's
+        RS485 addresses), whatever gaps the addresses have."""
+        for a in range(1, N):
+            if self.online[a]:
+                k -= 1
+                if k == 0:
+                    return a
+        return 0
 
     def offline(self):
         n = 0

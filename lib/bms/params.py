@@ -252,7 +252,7 @@ INV_RS485_UNITS_COUNT = const(224)
 AUTH_IDLE_MS = const(225)  # host protocol login
 CAL_V_GAIN_PPM = const(226)  # calibration
 CAL_I_GAIN_PPM = const(227)
-LINK_FIXED_ADDRESS_COUNT = const(228)  # fixed link address (the set-address work)
+LINK_FIXED_ADDRESS_COUNT = const(228)  # parallel packs: fixed link address (0 = automatic)
 CAN_BITRATE_COUNT = const(229)  # CAN bit rate (bms.canrate)
 
 # Protection families: (prefix, index of <prefix>_alarm_<unit>, HIGH or LOW). Each

@@ -388,7 +388,12 @@ TABLE = (
     # the estimator's (learned at zero current, set by the PC tool; the counters file).
     (227, "cal_v_gain_ppm", 1000000, 950000, 1050000, ADMIN),
     (228, "cal_i_gain_ppm", 1000000, 950000, 1050000, ADMIN),
-    # fixed link address (0 = automatic), app.link, read at start
+    # parallel packs (SPEC 6, `003` 4.3: the address DIP, 0 = not set = automatic): the
+    # link address of this pack, read at start like a DIP. 0 = automatic (dynamic: the
+    # pack with nothing upstream is the master, each pack hands address + 1 down); 1 =
+    # fixed master (never hands over; board.link_dip_master wins over the parameter);
+    # 2..32 = a slave at that address whatever upstream hands it (it hands address + 1
+    # down; with no master upstream it is cut off, as with a cut cable).
     (229, "link_fixed_address_count", 0, 0, 32, ADMIN),
     # CAN bit rate of the one bus the link, the inverter and the host protocol
     # share (issue 13, SPEC 11 "CAN baud rate"): 0 = 500 kbit/s (Pylontech, Victron,

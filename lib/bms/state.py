@@ -116,9 +116,14 @@ class PackState:
         self.link_orphan = False  # app.link
         self.link_online = 0  # app.link
         self.link_parallel = False  # app.link
-        # parallel failure as this pack sees it (master: a pack offline or an
-        # address conflict; slave: cut off from its master; bms.protect shows it
-        # as the PARALLEL alarm), and the forming flicker (SEQ_PARALLEL) started
+        # the address is fixed (parameter link_fixed_address_count or the DIP
+        # master), not handed down; an address another pack also uses (heard
+        # within bms.parallel.OFFLINE_MS; 0 none)
+        self.link_fixed = False  # app.link
+        self.link_conflict = 0  # app.link
+        # parallel failure as this pack sees it (master: a pack offline;
+        # slave: cut off from its master; either: an address conflict;
+        # bms.protect shows it as the PARALLEL alarm), and the forming flicker (SEQ_PARALLEL) started
         # at link_flicker_ms, once per link_flicker_count (indicate plays it)
         self.link_failure = False  # app.link
         self.link_flicker_ms = 0  # app.link

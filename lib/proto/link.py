@@ -219,6 +219,10 @@ def hello_generation(d):
     return d[0]
 
 
+def hello_online(d):
+    return d[1]
+
+
 def hello_system_mv(d):
     return get_u16(d, 2)
 

@@ -130,8 +130,9 @@ def uds(board, fs, fets_off, restart):
     # at a rate it has heard (here from the default can_bitrate_count: the store's
     # parameters are not read), or after a silent listen time at it
     rate = CanRate(idle, params, can, rx)
-    svc = Uds(idle, params, Auth(CredStore(fs), params, urandom), can, lambda: address, rx,
-              lambda: for_board(board, SlotStore(fs)), SlotStore(fs), boot.RUNNING,
+    auth = Auth(CredStore(fs), params, urandom)
+    svc = Uds(idle, params, auth, can, lambda: address, rx,
+              lambda: for_board(board, SlotStore(fs), auth.update_key()), SlotStore(fs), boot.RUNNING,
               ("R%d" % trust.RECOVERY_VERSION).encode(), restart, None, file_check(board))
     rx.subscribe(svc, SELECTION)
     can.set_filters(rx.selections())

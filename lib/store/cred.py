@@ -1,5 +1,7 @@
 # Owns the credential file: the 32-byte HMAC secret of each login level
-# (bms.auth: 1 USER, 2 INSTALLER), as 8 words per level in the store.atomic
+# (bms.auth: 1 USER, 2 INSTALLER) and the owner's 32-byte Ed25519 public key
+# that update bundles must be signed with (3, bms.auth.UPDATE_KEY: not a login
+# level, provisioned the same way), as 8 words per level in the store.atomic
 # layout (magic BMSK; id = level * 16 + word, value = the word as i32, tag of
 # "secret<level>_<word>"). Written to .tmp and renamed like the other files,
 # but the previous copy (.bak) is deleted once the new one is in place, and a
@@ -16,7 +18,7 @@ MAGIC = b"BMSK"
 SCHEMA = const(1)
 FILE = "cred.bin"
 SECRET_LEN = const(32)
-LEVELS = (1, 2)
+LEVELS = (1, 2, 3)
 _WORDS = SECRET_LEN // 4
 
 # load notes (event codes of kind store.eventlog.KIND_STORE; 1..8 paramstore,

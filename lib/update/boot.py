@@ -39,6 +39,19 @@ RUN = "run"  # a slot is mounted at /rom
 RECOVERY = "recovery"  # no valid slot: nothing is mounted
 
 RUNNING = slots.NONE  # the slot mounted at /rom by start(), slots.RECOVERY, or NONE
+VERSION_FILE = MOUNT_POINT + "/version"  # tools.bmsctl.bundle writes it into every image
+VERSION_MAX = 8  # bytes: UDS DID 0xF189 (proto.uds.VERSION_LEN)
+
+
+def version():
+    """The version of the image mounted at /rom (bytes, from its version
+    file), None without one (a .mpy deploy, no slot, an older image)."""
+    try:
+        with open(VERSION_FILE, "rb") as f:
+            v = f.read(VERSION_MAX + 1).strip()
+    except OSError:
+        return None
+    return v if 0 < len(v) <= VERSION_MAX else None
 
 
 def partition(vfs):

@@ -39,8 +39,9 @@ R_FLASH = 10  # writing the slot or the record failed
 R_STATE = 11  # a call the transfer's state does not allow (end before all bytes, check before end)
 R_NO_SLOTS = 12  # no slot record / no ROMFS partition: this install does not update by slots
 R_TOO_BIG = 13  # more bytes than a slot holds
+R_NO_KEY = 14  # the pack was given no update key (update.trust, commissioning): it trusts no bundle
 REASONS = ("ok", "format", "signature", "board", "downgrade", "recovery", "length", "hash", "file", "order",
-           "flash", "state", "no slots", "too big")
+           "flash", "state", "no slots", "too big", "no key")
 
 IDLE = 0
 HEADER = 1  # receiving the header
@@ -89,6 +90,8 @@ class Updater:
             return self._fail(R_ORDER)
         if self.dev is None:
             return self._fail(R_NO_SLOTS)
+        if self.key is None:
+            return self._fail(R_NO_KEY)
         if total < bundle.HEAD + bundle.SIG_BYTES or total > bundle.HEAD + bundle.MAX_MANIFEST + bundle.SIG_BYTES \
                 + self.slot_bytes:
             return self._fail(R_TOO_BIG)
@@ -272,16 +275,18 @@ def romfs_digest(vfs, board, slot, name, slot_bytes=SLOT_BYTES):
     return binascii.hexlify(h.digest()).decode()
 
 
-def for_board(board, slot_store):
-    """The Updater of board (its partition, board.name) with the key and the
-    recovery version the boot part trusts (update.trust; board.trust_key where
-    the board is given its own: the bench provisions its packs' key); None
-    without a board name."""
+def for_board(board, slot_store, provisioned=None):
+    """The Updater of board (its partition, board.name) with the key the pack
+    trusts: provisioned (the owner's key given at commissioning: bms.auth's
+    update_key), else the one built into its firmware (update.trust, written
+    by the owner's build), else none (every bundle refused: R_NO_KEY);
+    board.trust_key where the board is given its own (the bench provisions its
+    packs' key); None without a board name."""
     name = getattr(board, "name", None)
     if name is None:
         return None
     from update import trust
-    key = getattr(board, "trust_key", None) or trust.PUBLIC_KEY
+    key = getattr(board, "trust_key", None) or provisioned or trust.PUBLIC_KEY
     return Updater(partition(board), slot_store, key, name, trust.RECOVERY_VERSION)
 
 

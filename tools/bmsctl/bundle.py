@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tools import paths
 from update import bundle as fmt
+from update.boot import VERSION_MAX
 
 DEV_KEY = os.path.join(paths.ROOT, "tools", "keys", "dev-ed25519.pem")
 RECOVERY_VERSION = 1
@@ -45,6 +46,22 @@ def load_key(path):
     if not isinstance(k, Ed25519PrivateKey):
         raise BundleToolError("key %s is not an Ed25519 key" % path)
     return k
+
+
+def read_public(path):
+    """The 32-byte Ed25519 public key in a .pub file (hex, as `keys new` writes it)."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError as e:
+        raise BundleToolError("cannot read public key %s: %s" % (path, e.strerror or e))
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise BundleToolError("%s is not a 32-byte Ed25519 public key in hex (bmsctl keys new writes one)" % path)
+    return key
 
 
 def public_hex(key):
@@ -86,27 +103,38 @@ def _host_only(board):
         return False  # deploy.plan names the problem
 
 
-def build_image(board, build_dir=None, version=None):
-    """(image bytes, {file: bytes}) of board's ROMFS image, built by tools.deploy.
-    A host-only board (the bench's host_sim) gets the same files compiled for
-    no port in particular (mpy-cross -march=host: no native code is in them)
-    plus a `version` file: the bench runs the repo's sources, not the image,
-    and its packs report the version of the image their boot part chose
-    from that file (tools/simworld.py)."""
+def check_version(version):
+    """A version the pack can report: MAJOR.MINOR[.PATCH] digits, at most 8
+    characters (UDS DID 0xF189 holds 8 bytes; the host protocol's INFO
+    register MAJOR << 8 | MINOR, each below 256)."""
+    parts = version.split(".") if isinstance(version, str) else []
+    if not (2 <= len(parts) <= 3 and all(p.isdigit() and p.isascii() for p in parts)
+            and len(version) <= VERSION_MAX and int(parts[0]) < 256 and int(parts[1]) < 256):
+        raise BundleToolError("version %r is not MAJOR.MINOR[.PATCH] in at most %d characters, "
+                              "major and minor below 256" % (version, VERSION_MAX))
+
+
+def build_image(board, version, build_dir=None):
+    """(image bytes, {file: bytes}) of board's ROMFS image, built by tools.deploy,
+    with a `version` file: the pack reports the version of the image its boot
+    part mounted from that file (update.boot.version; the bench's packs from
+    their simulated slot, tools/simworld.py). A host-only board (the bench's
+    host_sim) gets the same files compiled for no port in particular
+    (mpy-cross -march=host: no native code is in them)."""
     from tools import deploy
+    check_version(version)
     host = _host_only(board)
     try:
         p = deploy.plan(board=board, port="(bundle)", store="romfs",
                         build_dir=build_dir or os.path.join(paths.ROOT, "build", "bundle-" + board),
                         mpremote=deploy.find_mpremote(), mpy_cross=deploy.mpy_cross_exe(),
-                        arch="host" if host else None)
+                        arch="host" if host else None, version=version)
         deploy.build(p)
     except deploy.DeployError as e:
         raise BundleToolError(str(e))
     files = _tree(os.path.join(p.build_dir, deploy.ROMFS_DIR))
     if host:
         from sim import romfs
-        files["version"] = version.encode()
         return romfs.image(files), files
     with open(p.image, "rb") as f:
         image = f.read()
@@ -117,7 +145,7 @@ def make(board, version, counter, key_path, out_path, build_dir=None):
     if counter < 0 or counter >= 1 << 30:
         raise BundleToolError("--counter must be 0..2**30-1")
     key = load_key(key_path)
-    image, files = build_image(board, build_dir, version)
+    image, files = build_image(board, version, build_dir)
     data = pack(manifest(board, version, counter, image, files), image, key)
     with open(out_path, "wb") as f:
         f.write(data)

@@ -13,7 +13,7 @@ import sys
 import time
 
 from tools import authkit
-from tools.bmsctl import blocks, canbaud, params, sunspec, words
+from tools.bmsctl import address, blocks, canbaud, params, sunspec, words
 from tools.bmsctl.client import LEVELS, MAX_UNIT, CtlError, Pack, load_map, regs_of
 from tools.bmsctl.secrets import do_login, read_secret, serial_of
 from tools.bmsctl.transport import TransportError, open_transport
@@ -42,7 +42,13 @@ def cmd_scan(t, args, out):
         dev = sunspec.scan(t, unit)
         if dev is None:
             continue
-        found.append(_summary(unit, dev))
+        row = _summary(unit, dev)
+        ia = address.info_or_none(Pack(t, unit, args.regmap))
+        if ia and "address_fixed" in ia:
+            row["address_mode"] = "fixed" if ia["address_fixed"] else "automatic"
+            row["address_conflict"] = ia.get("address_conflict", 0)
+            row["address"] = address.address_words(ia)
+        found.append(row)
     if args.json:
         json.dump(found, out)
         out.write("\n")
@@ -50,8 +56,9 @@ def cmd_scan(t, args, out):
     if not found:
         raise CtlError("no pack answered on units 1..%d" % args.last)
     for r in found:
-        out.write("unit %-3d %s %s %s SN %s  SoC %s %%  %s V  %s A\n" % (
-            r["unit"], r.get("Mn"), r.get("Md"), r.get("Vr"), r.get("SN"), r.get("SoC"), r.get("V"), r.get("A")))
+        out.write("unit %-3d %s %s %s SN %s  SoC %s %%  %s V  %s A%s\n" % (
+            r["unit"], r.get("Mn"), r.get("Md"), r.get("Vr"), r.get("SN"), r.get("SoC"), r.get("V"), r.get("A"),
+            "  address %s" % r["address"] if r.get("address") else ""))
     return 0
 
 
@@ -98,7 +105,12 @@ def _alarms(t, unit, dev, regmap):
             except CtlError:
                 th = None
         what = words.THRESHOLDS.get(name, (None, None))[1]
-        out.append(words.alarm_line(kind, name, _where(what, bat, mod), th))
+        where = _where(what, bat, mod)
+        if name == "PARALLEL":
+            ia = address.info_or_none(pack)
+            if ia and ia.get("address_conflict"):
+                where = "address conflict: another pack also uses address %d" % ia["address_conflict"]
+        out.append(words.alarm_line(kind, name, where, th))
     return out
 
 
@@ -237,14 +249,30 @@ def cmd_passwd(pack, args, console):
 
 
 def cmd_commission(pack, args, console):
-    """The first secret of a level (or a forgotten one replaced), in clear: the
-    pack takes it only in maintenance mode with its button held."""
+    """The first secret of a level (or a forgotten one replaced), or the
+    owner's update key (--update-key), in clear: the pack takes it only in
+    maintenance mode with its button held."""
+    if (args.level is None) == (args.update_key is None):
+        raise CtlError("commission needs --level LEVEL (a secret) or --update-key F.pub (the owner's update key)")
+    if args.update_key is not None:
+        from tools.bmsctl.bundle import BundleToolError, read_public
+        try:
+            new = read_public(args.update_key)
+        except BundleToolError as e:
+            raise CtlError(str(e))
+        level, what = authkit.UPDATE_KEY, "update key"
+    else:
+        level, what = LEVELS[args.level], "%s secret" % args.level
     blk = pack.need("provision", "commissioning", "commission")
-    level = LEVELS[args.level]
-    new = _new_secret(pack, args, "commission")
-    pack.write(blk["register"], [level] + regs_of(new), "%s secret (commissioning: the pack must be in "
-               "maintenance mode, jumper fitted at boot, with its button held)" % args.level)
-    console.file.write("%s: %s secret commissioned\n" % (pack.who(), args.level))
+    if args.update_key is None:
+        new = _new_secret(pack, args, "commission")
+    pack.write(blk["register"], [level] + regs_of(new), "%s (commissioning: the pack must be in "
+               "maintenance mode, jumper fitted at boot, with its button held)" % what)
+    if args.update_key is not None:
+        console.file.write("%s: update key %s commissioned: the pack now takes bundles signed with its "
+                           "private key only\n" % (pack.who(), new.hex()))
+    else:
+        console.file.write("%s: %s commissioned\n" % (pack.who(), what))
     return 0
 
 
@@ -313,9 +341,10 @@ def build_parser():
     g.add_argument("--new-secret-file")
     g.add_argument("--new-passphrase", action="store_true")
 
-    p = _pack_cmd(sub, "commission", cmd_commission, "set a level's first secret (maintenance mode, the "
-                  "pack's button held)")
-    p.add_argument("--level", choices=sorted(LEVELS), required=True)
+    p = _pack_cmd(sub, "commission", cmd_commission, "set a level's first secret or the owner's update key "
+                  "(maintenance mode, the pack's button held)")
+    p.add_argument("--level", choices=sorted(LEVELS))
+    p.add_argument("--update-key", metavar="F.pub", help="the owner's update key (bmsctl keys new) instead of a secret")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--new-secret-file")
     g.add_argument("--new-passphrase", action="store_true")
@@ -354,9 +383,20 @@ def build_parser():
     _block_cmds(sub, "calib", ("calib", "calibration", "control"),
                 "calibration: current offset, voltage and current gain, capacity, SOC, cycle count "
                 "(the map's calibration fields)")
-    cs = _block_cmds(sub, "control", ("control",), "FETs, buzzer, sleep, protection reset, remove a pack, MCU "
-                     "restart, CAN bit rate, ...")
-    q = _pack_cmd(cs, "can-bitrate", canbaud.cmd_can_bitrate, "the CAN bit rate (parameter can_bitrate_count; "
+    s = _block_cmds(sub, "control", ("control",), "FETs, buzzer, sleep, protection reset, remove a pack, MCU "
+                    "restart, a pack's address, CAN bit rate, ...")
+    q = _pack_cmd(s, "address", address.cmd_address, "a pack's link address: fixed 1..32 or automatic (the "
+                  "chain hands it down); the pack reads it at start")
+    q.add_argument("--pack", dest="unit", type=int, required=True, metavar="N", help="the pack's unit id (its "
+                   "address now)")
+    q.add_argument("--to", metavar="A|auto", help="the new address, or auto (without: show the address and mode)")
+    q.add_argument("--restart", action="store_true", help="restart the pack, wait for it at its new address, "
+                   "remove the old address from the master's table")
+    q.add_argument("--master-secret-file", metavar="F", help="the master's installer secret (--restart: the "
+                   "removal of the old address)")
+    q.add_argument("--wait", type=float, metavar="S", help="seconds to wait for the pack after the restart "
+                   "(default %g)" % address.WAIT_S)
+    q = _pack_cmd(s, "can-bitrate", canbaud.cmd_can_bitrate, "the CAN bit rate (parameter can_bitrate_count; "
                   "installer): with --all on every pack, then each restarts (the master last)")
     q.add_argument("kbps", metavar="250|500", help="kbit/s")
     q.add_argument("--all", action="store_true", help="every pack through the master (packs on one bus)")

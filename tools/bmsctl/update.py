@@ -38,7 +38,7 @@ RT_ACTIVATE = 0x0201
 RT_DEFAULTS = 0x0202
 STATES = ("idle", "header", "image", "received", "staged", "failed")
 REASONS = ("ok", "format", "signature", "board", "downgrade", "recovery", "length", "hash", "file", "order",
-           "flash", "state", "no slots", "too big")
+           "flash", "state", "no slots", "too big", "no key")
 
 
 PARALLEL = 4  # packs at a time with --all (the bus, not the packs, is the limit: README "Firmware update")

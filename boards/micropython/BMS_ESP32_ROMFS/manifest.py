@@ -15,5 +15,7 @@ sys.path.insert(0, _root)
 from tools import frozen  # noqa: E402
 
 include("$(PORT_DIR)/boards/manifest.py")
-frozen.stage("esp32_bq", "lower", os.path.join(_root, "build", "frozen", "BMS_ESP32_ROMFS"))
+# BMS_OWNER_KEY (make firmware OWNER_KEY=F.pub): the update key built into update/trust.py
+frozen.stage("esp32_bq", "lower", os.path.join(_root, "build", "frozen", "BMS_ESP32_ROMFS"),
+             owner_key=os.environ.get("BMS_OWNER_KEY"))
 freeze(os.path.join(_root, "build", "frozen", "BMS_ESP32_ROMFS", "src"))
