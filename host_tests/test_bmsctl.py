@@ -453,8 +453,15 @@ def _packs(n):
     return Units(hosts)
 
 
-def test_can_bitrate_all_writes_every_pack_then_restarts_slaves_then_master(rig, capsys):
+def _table(monkeypatch, rows):
+    """The master's table as bmsctl reads it (unit 1's 803 strings: tools.bmsctl.address.system)."""
+    from tools.bmsctl import address
+    monkeypatch.setattr(address, "system", lambda t: rows)
+
+
+def test_can_bitrate_all_writes_every_pack_then_restarts_slaves_then_master(rig, capsys, monkeypatch):
     t = _packs(3)
+    _table(monkeypatch, {1: "online", 2: "online", 3: "online", 4: "lost"})
     import io
     out = io.StringIO()
     rc = main(["--login", "installer", "--secret-file", rig.key, "control", "can-bitrate", "250", "--all"],
@@ -466,6 +473,11 @@ def test_can_bitrate_all_writes_every_pack_then_restarts_slaves_then_master(rig,
     for u in (1, 2, 3):
         assert "unit %d: can_bitrate_count 0 -> 1 (250 kbit/s), read back" % u in text
     assert "inverter" in text and "CAN adapter" in text and "250 kbit/s" in text
+    assert "unit 4: lost" in text and "not written" in text
+    rc = main(["--unit", "2", "--login", "installer", "--secret-file", rig.key, "control", "can-bitrate", "500",
+               "--all"], out=io.StringIO(), transport=t)
+    assert rc == 1 and "goes through the master" in capsys.readouterr().err
+    assert t.hosts[2].params.v[P.CAN_BITRATE_COUNT] == 1
 
 
 def test_can_bitrate_refuses_other_rates_and_needs_an_installer(rig, capsys):
@@ -498,8 +510,9 @@ def test_info_shows_the_running_and_the_stored_can_rate(rig, capsys):
     assert "runs at the stored rate" in out
 
 
-def test_can_bitrate_all_no_restart_writes_only(rig, capsys):
+def test_can_bitrate_all_no_restart_writes_only(rig, capsys, monkeypatch):
     t = _packs(2)
+    _table(monkeypatch, {1: "online", 2: "online"})
     import io
     out = io.StringIO()
     rc = main(["--login", "installer", "--secret-file", rig.key, "control", "can-bitrate", "250", "--all",

@@ -21,9 +21,10 @@ def test_parameter_row_and_rates():
     assert p.v[CAN_BITRATE_COUNT] == 1 and R.bps_of(1) == 250000
 
 
-def run(stored, script):
-    """script: [(now_ms, frames, errors)]; the decisions and the final choice."""
-    c = R.Choice(stored)
+def run(stored, script, frames=0, errors=0):
+    """script: [(now_ms, frames, errors)] after a start with those counters; the
+    decisions and the final choice."""
+    c = R.Choice(stored, frames, errors)
     out = [c.step(t, f, e) for t, f, e in script]
     return out, c
 
@@ -36,8 +37,15 @@ def test_a_frame_heard_at_the_stored_rate_confirms_it():
 
 def test_a_valid_frame_wins_over_a_few_errors():
     # a power-up in the middle of a frame gives an error; the next frame is valid
-    out, c = run(1, [(0, 10, 7), (10, 10, 8), (20, 11, 9)])
+    out, c = run(1, [(0, 10, 7), (10, 10, 8), (20, 11, 9)], 10, 7)
     assert out == [R.ACT_NONE, R.ACT_NONE, R.ACT_RUN] and c.rate == 1 and not c.followed
+
+
+def test_a_frame_read_before_the_first_step_counts():
+    # the CAN reader runs before the decision in the first tick: a request heard
+    # then confirms the rate at once (the reply can go out in the same tick)
+    out, c = run(0, [(0, 6, 3)], 5, 3)
+    assert out == [R.ACT_RUN] and c.state == R.STATE_RUN
 
 
 def test_errors_then_frames_at_the_other_rate_follow_the_bus():
@@ -86,7 +94,7 @@ def test_errors_at_both_rates_never_send():
 
 def test_counters_that_wrap_count_their_change():
     top = 0x3FFFFFFF
-    out, c = run(0, [(0, 5, top - 1), (10, 5, (top - 1 + R.ERRORS_SWITCH) & top)])
+    out, c = run(0, [(0, 5, top - 1), (10, 5, (top - 1 + R.ERRORS_SWITCH) & top)], 5, top - 1)
     assert out == [R.ACT_NONE, R.ACT_LISTEN]
 
 

@@ -32,7 +32,7 @@ class CanRate(Service):
         self.can = can
         self.rx = rx
         self.log = log
-        self.choice = R.Choice(params.v[CAN_BITRATE_COUNT])
+        self.choice = R.Choice(params.v[CAN_BITRATE_COUNT], rx.frames, can.msg_errors)
         self.period_ms = LISTEN_PERIOD_MS
         self.init_errors = 0  # init() refused (chip not answering: its poll() retries)
         self.log_errors = 0

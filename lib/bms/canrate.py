@@ -40,15 +40,17 @@ class Choice:
     listens or runs at, state STATE_LISTEN or STATE_RUN, followed True when it
     runs at the rate it found on the bus instead of the stored one."""
 
-    def __init__(self, stored):
+    def __init__(self, stored, frames=0, errors=0):
+        """frames, errors: the counters as the controller starts listening (what
+        is read after that counts, even before the first step)."""
         self.stored = stored
         self.rate = stored
         self.state = STATE_LISTEN
         self.followed = False
-        self.windows = 0  # listen windows begun (1 = the first, at the stored rate)
-        self._t0 = None
-        self._frames0 = 0
-        self._errors0 = 0
+        self.windows = 1  # listen windows begun (1: the first, at the stored rate)
+        self._t0 = None  # the first window's time starts at the first step
+        self._frames0 = frames
+        self._errors0 = errors
 
     def _window(self, now_ms, frames, errors):
         self._t0 = now_ms
@@ -60,8 +62,7 @@ class Choice:
         if self.state == STATE_RUN:
             return ACT_NONE
         if self._t0 is None:
-            self._window(now_ms, frames, errors)
-            return ACT_NONE
+            self._t0 = now_ms
         if frames != self._frames0:
             self.state = STATE_RUN
             self.followed = self.rate != self.stored

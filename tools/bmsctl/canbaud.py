@@ -9,8 +9,8 @@
 import getpass
 
 from tools import authkit
-from tools.bmsctl import blocks
-from tools.bmsctl.client import MAX_UNIT, CtlError, Pack, fields
+from tools.bmsctl import address, blocks
+from tools.bmsctl.client import CtlError, Pack, fields
 from tools.bmsctl.secrets import do_login
 
 PARAM = "can_bitrate_count"
@@ -31,23 +31,18 @@ def _need_installer(pack):
 
 
 def _others(pack, args):
-    """The packs behind the master (units 2..MAX_UNIT that answer; 0x0A: none
-    at that address), each logged in as installer with the run's secret."""
+    """(the packs online behind the master, each logged in as installer with
+    the run's secret; the addresses the master's table holds as lost)."""
+    rows = address.system(pack.t)
     text = None
     if args.g_passphrase:
         text = getpass.getpass("installer passphrase (every pack): ")
     out = []
-    for u in range(2, MAX_UNIT + 1):
-        if u == pack.unit:
-            continue
+    for u in sorted(a for a in rows if rows[a] == "online" and a != pack.unit):
         p = Pack(pack.t, u, pack.map)
-        try:
-            p.read_block(p.need("info"))
-        except CtlError:
-            continue
         do_login(p, "installer", args.g_secret_file, text)
         out.append(p)
-    return out
+    return out, sorted(a for a in rows if rows[a] == "lost")
 
 
 def _write(pack, value):
@@ -79,7 +74,10 @@ def cmd_can_bitrate(pack, args, console):
                   "a bus running at another rate it keeps that rate (bmsctl info: can_kbps, can_stored_kbps). "
                   "Packs on one bus: use --all.\n")
         return 0
-    others = _others(pack, args)
+    if pack.unit != address.MASTER:
+        raise CtlError("can-bitrate --all goes through the master: --unit %d (the default), not %d" % (
+            address.MASTER, pack.unit))
+    others, lost = _others(pack, args)
     done = []
     for p in [pack] + others:
         try:
@@ -90,6 +88,9 @@ def cmd_can_bitrate(pack, args, console):
                                                                   "s" if len(done) == 1 else "", kbps)))
         done.append(p)
         out.write("%s: can_bitrate_count %d -> %d (%d kbit/s), read back\n" % (p.who(), old, value, kbps))
+    for u in lost:
+        out.write("unit %d: lost (in the master's table, not answering): not written; back on the bus it "
+                  "follows the rate it hears: set it then (--unit %d control can-bitrate %d)\n" % (u, u, kbps))
     if args.no_restart:
         out.write("not restarted: the packs take %d kbit/s at their next start; set the inverter and this PC's "
                   "CAN adapter to %d kbit/s, then restart or power-cycle the system.\n" % (kbps, kbps))
