@@ -486,6 +486,9 @@ def test_can_bitrate_refuses_other_rates_and_needs_an_installer(rig, capsys):
         assert rc == 1 and one_line(err) and "250 or 500" in err and rig.params.v[P.CAN_BITRATE_COUNT] == 0
     rc, out, err = run(rig, capsys, "control", "can-bitrate", "250")
     assert rc == 1 and one_line(err) and "installer session" in err and rig.params.v[P.CAN_BITRATE_COUNT] == 0
+    rc, out, err = run(rig, capsys, *installer(rig), "control", "can-bitrate", "250", "--all",
+                       "--secret-pattern", "keys/pack.key")
+    assert rc == 1 and one_line(err) and "{unit}" in err and rig.params.v[P.CAN_BITRATE_COUNT] == 0
 
 
 def test_can_bitrate_one_pack_warns_it_follows_the_bus(rig, capsys):

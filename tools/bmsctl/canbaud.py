@@ -40,7 +40,8 @@ def _others(pack, args):
     out = []
     for u in sorted(a for a in rows if rows[a] == "online" and a != pack.unit):
         p = Pack(pack.t, u, pack.map)
-        do_login(p, "installer", args.g_secret_file, text)
+        f = args.secret_pattern.replace("{unit}", str(u)) if args.secret_pattern else args.g_secret_file
+        do_login(p, "installer", f, text)
         out.append(p)
     return out, sorted(a for a in rows if rows[a] == "lost")
 
@@ -74,6 +75,8 @@ def cmd_can_bitrate(pack, args, console):
                   "a bus running at another rate it keeps that rate (bmsctl info: can_kbps, can_stored_kbps). "
                   "Packs on one bus: use --all.\n")
         return 0
+    if args.secret_pattern and "{unit}" not in args.secret_pattern:
+        raise CtlError("--secret-pattern %r has no {unit} (e.g. keys/unit{unit}-installer.key)" % args.secret_pattern)
     if pack.unit != address.MASTER:
         raise CtlError("can-bitrate --all goes through the master: --unit %d (the default), not %d" % (
             address.MASTER, pack.unit))

@@ -401,6 +401,8 @@ def build_parser():
     q.add_argument("kbps", metavar="250|500", help="kbit/s")
     q.add_argument("--all", action="store_true", help="every pack through the master (packs on one bus)")
     q.add_argument("--no-restart", action="store_true", help="with --all: write only, apply at the next start")
+    q.add_argument("--secret-pattern", metavar="F", help="with --all: each pack's own installer secret file, "
+                   "{unit} replaced by its unit id (default: the run's --secret-file or --passphrase for all)")
 
     p = sub.add_parser("keys", help="update signing keys")
     ks = p.add_subparsers(dest="keys_cmd", required=True)
