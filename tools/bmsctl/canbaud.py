@@ -1,9 +1,10 @@
 # Owns `bmsctl control can-bitrate 250|500 [--all]`: the CAN bit rate
-# (parameter can_bitrate_count, read at start) written on every pack through
-# the master (--all: the packs share one bus) or on one pack, each write read
-# back; with --all the restarts that apply it, the slaves first and the master
-# last (it relays the others' restarts); and what the installer must change by
-# hand: the inverter's CAN port and the PC's CAN adapter. A pack listens before
+# (parameter can_bitrate_count, read at start) written on every pack online in
+# the master's table (--all: the packs share one bus; each pack's own secret with
+# --secret-pattern) or on one pack, each write read back; with --all the
+# restarts that apply it, the slaves first and the master last (it relays the
+# others' restarts); and what the installer must change by hand: the
+# inverter's CAN port and the PC's CAN adapter. A pack listens before
 # it sends after a start and follows a bus it hears at the other rate
 # (app.canrate), which `bmsctl info` shows as can_kbps against can_stored_kbps.
 import getpass
