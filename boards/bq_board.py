@@ -157,7 +157,9 @@ def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configur
     port-specific calls and the port-specific charger input and NTC ADC.
     configure: program the
     BQ76952 (raises Bq76952Error if it does not answer). A missing MCP2515
-    does not stop the board: can.poll() keeps retrying its init."""
+    does not stop the board: can.poll() keeps retrying its init. The MCP2515
+    starts listen-only at cfg.CAN_BITRATE: the firmware chooses the rate it
+    sends at (app.canrate)."""
     from drivers.bq76952 import BQ76952
     from drivers.mcp2515 import MCP2515
     from drivers.ntc import Ntc
@@ -177,8 +179,8 @@ def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configur
                       sck=Pin(p["spi_sck"]), mosi=Pin(p["spi_mosi"]), miso=Pin(p["spi_miso"]))
     can = MCP2515(spi, out(p["can_cs"], 1), osc_hz=cfg.CAN_OSC_HZ,
                   int_pin=Pin(p["can_int"], Pin.IN, Pin.PULL_UP))
-    try:
-        can.init(cfg.CAN_BITRATE)
+    try:  # listen-only: off the bus until app.canrate has heard its rate (can_bitrate_count)
+        can.init(cfg.CAN_BITRATE, can.MODE_SILENT)
     except OSError as e:
         print("board: MCP2515:", e)
     button = Pin(p["button"], Pin.IN, Pin.PULL_UP)

@@ -412,3 +412,113 @@ def test_history_words_name_the_journalled_commands_and_the_secret_set(rig):
            for code, v in ((H.J_SET_SECRET, 2), (H.H_REMOVE, 3), (H.H_RESTART, 1))]
     assert [g["name"] for g in got] == ["set_secret", "remove_pack", "restart"]
     assert got[0]["words"] == "host command set_secret value 2"
+
+
+# ---- control can-bitrate (parameter can_bitrate_count) ----------------------------
+
+class Units:
+    """Several packs' handlers behind one transport, as through the master: unit
+    u is Host u; a unit with no pack gets 0x0A (gateway path unavailable)."""
+
+    def __init__(self, hosts):
+        self.hosts = hosts
+        self.out = bytearray(260)
+        self.restarts = []  # units whose restart was accepted (their tick restarts them after the reply)
+        for h in hosts.values():
+            h.restart = lambda: None
+
+    def exchange(self, unit, pdu):
+        h = self.hosts.get(unit)
+        if h is None:
+            return bytes((pdu[0] | 0x80, 0x0A))
+        k = h.pdu(unit, bytearray(pdu), len(pdu), self.out, PORT_ID)
+        if h.restart_ms >= 0:
+            self.restarts.append(unit)
+            h.restart_ms = -1
+        return bytes(self.out[:k])
+
+    def close(self):
+        pass
+
+
+def _packs(n):
+    from test_modbus import Journal, _state
+    hosts = {}
+    for u in range(1, n + 1):
+        st, params, view = _state(), Params(), SystemView()
+        from_pack(view, st, params)
+        auth = A.Auth(None, params, os.urandom)
+        assert auth.provision(A.INSTALLER, SECRET, True)
+        hosts[u] = Host(st, params, view, None, auth, unit=u, journal=Journal())
+    return Units(hosts)
+
+
+def _table(monkeypatch, rows):
+    """The master's table as bmsctl reads it (unit 1's 803 strings: tools.bmsctl.address.system)."""
+    from tools.bmsctl import address
+    monkeypatch.setattr(address, "system", lambda t: rows)
+
+
+def test_can_bitrate_all_writes_every_pack_then_restarts_slaves_then_master(rig, capsys, monkeypatch):
+    t = _packs(3)
+    _table(monkeypatch, {1: "online", 2: "online", 3: "online", 4: "lost"})
+    import io
+    out = io.StringIO()
+    rc = main(["--login", "installer", "--secret-file", rig.key, "control", "can-bitrate", "250", "--all"],
+              out=out, transport=t)
+    text, err = out.getvalue(), capsys.readouterr().err
+    assert rc == 0, err
+    assert [h.params.v[P.CAN_BITRATE_COUNT] for h in t.hosts.values()] == [1, 1, 1]  # 1 = 250 kbit/s (ptable)
+    assert t.restarts == [2, 3, 1]  # the master relays the others: last
+    for u in (1, 2, 3):
+        assert "unit %d: can_bitrate_count 0 -> 1 (250 kbit/s), read back" % u in text
+    assert "inverter" in text and "CAN adapter" in text and "250 kbit/s" in text
+    assert "unit 4: lost" in text and "not written" in text
+    rc = main(["--unit", "2", "--login", "installer", "--secret-file", rig.key, "control", "can-bitrate", "500",
+               "--all"], out=io.StringIO(), transport=t)
+    assert rc == 1 and "goes through the master" in capsys.readouterr().err
+    assert t.hosts[2].params.v[P.CAN_BITRATE_COUNT] == 1
+
+
+def test_can_bitrate_refuses_other_rates_and_needs_an_installer(rig, capsys):
+    for bad in ("125", "1000", "fast"):
+        rc, out, err = run(rig, capsys, *installer(rig), "control", "can-bitrate", bad, "--all")
+        assert rc == 1 and one_line(err) and "250 or 500" in err and rig.params.v[P.CAN_BITRATE_COUNT] == 0
+    rc, out, err = run(rig, capsys, "control", "can-bitrate", "250")
+    assert rc == 1 and one_line(err) and "installer session" in err and rig.params.v[P.CAN_BITRATE_COUNT] == 0
+    rc, out, err = run(rig, capsys, *installer(rig), "control", "can-bitrate", "250", "--all",
+                       "--secret-pattern", "keys/pack.key")
+    assert rc == 1 and one_line(err) and "{unit}" in err and rig.params.v[P.CAN_BITRATE_COUNT] == 0
+
+
+def test_can_bitrate_one_pack_warns_it_follows_the_bus(rig, capsys):
+    rc, out, err = run(rig, capsys, *installer(rig), "control", "can-bitrate", "250")
+    assert rc == 0 and rig.params.v[P.CAN_BITRATE_COUNT] == 1
+    assert "warning" in out and "follows the rate it hears" in out and "--all" in out
+    rc, out, err = run(rig, capsys, *installer(rig), "control", "can-bitrate", "500k")
+    assert rc == 0 and rig.params.v[P.CAN_BITRATE_COUNT] == 0
+
+
+def test_info_shows_the_running_and_the_stored_can_rate(rig, capsys):
+    rig.st.can_kbps = 0
+    rc, out, _ = run(rig, capsys, "info")
+    rows = dict(ln.split(None, 1) for ln in out.splitlines() if not ln.startswith("CAN:"))
+    assert rows["can_kbps"].split()[0] == "0" and rows["can_stored_kbps"].split()[0] == "500"
+    assert "still listening" in out
+    rig.st.can_kbps = 250  # followed a bus at 250 kbit/s; stored 500
+    rc, out, _ = run(rig, capsys, "info")
+    assert "CAN: 250 kbit/s running, 500 kbit/s stored: follows the bus" in out
+    rig.params.set(P.CAN_BITRATE_COUNT, 1)
+    rc, out, _ = run(rig, capsys, "info")
+    assert "runs at the stored rate" in out
+
+
+def test_can_bitrate_all_no_restart_writes_only(rig, capsys, monkeypatch):
+    t = _packs(2)
+    _table(monkeypatch, {1: "online", 2: "online"})
+    import io
+    out = io.StringIO()
+    rc = main(["--login", "installer", "--secret-file", rig.key, "control", "can-bitrate", "250", "--all",
+               "--no-restart"], out=out, transport=t)
+    assert rc == 0 and t.restarts == [] and "not restarted" in out.getvalue()
+    assert [h.params.v[P.CAN_BITRATE_COUNT] for h in t.hosts.values()] == [1, 1]

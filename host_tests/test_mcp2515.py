@@ -329,9 +329,15 @@ def test_listen_only_and_loopback_modes():
     lo.set_filters(None)
     assert cl.mode() == sim.MODE_LISTEN
     a.send(0x1, b"", 0)
+    bus.step(700)
+    assert 0 < ca.tec <= 127  # a listener does not acknowledge: ACK errors
+    assert lo.recv() is None  # and the frame an error-active sender flags is not stored
+    assert lo.msg_errors > 0 and cl.rec == 0  # MERRF counted; REC stays 0 listen-only
     bus.step(5000)
-    assert ca.tec > 0  # a listener does not acknowledge: ACK errors
-    assert lo.recv() is None  # and the erroneous frame is not stored
+    # error-passive (TEC > 127): its error flag is recessive, the frame valid for a listener
+    assert ca.tec > 127 and lo.recv()[0] == 0x1
+    while lo.recv() is not None:  # the retries of 0x1: each one valid for the listener
+        pass
     a.restart()
     node(bus, "b")  # a normal node acknowledges
     a.send(0x2, b"", 0)
@@ -428,3 +434,40 @@ def test_recv_and_poll_allocate_nothing_in_micropython(mpy):
         else:
             want.append((0x300 + i, bytes([i] * i), 0))
     assert r.stdout.strip() == str(want)
+
+
+# ---- bit rate: listen-only, MERRF, error frames -------------------------------------
+
+def test_listen_only_at_another_rate_sees_errors_and_disturbs_nobody():
+    # Two nodes talk at 250 kbit/s. A node listening at 500 kbit/s counts receive
+    # errors (MERRF; its REC stays 0: DS20001801 10.4 freezes the counters) and
+    # destroys nothing; the same node in normal mode answers with error frames
+    # that destroy the others' frames (the hazard of a wrong rate).
+    bus = sim.Bus(250000)
+    ca, a, _ = node(bus, "a", bitrate=250000)
+    cb, b, _ = node(bus, "b", bitrate=250000)
+    cl, lo, _ = node(bus, "l", bitrate=500000, mode=MCP2515.MODE_SILENT)
+    for n in (a, b, lo):
+        n.set_filters(None)
+    got = []
+    for i in range(5):
+        a.send(0x305, bytes([i] * 8), 0)
+        bus.step(2000)
+        lo.poll()  # the CAN task's poll: counts MERRF
+        got.append(b.recv()[1][0])
+    assert lo.msg_errors == 5 and cl.rec == 0 and lo.recv() is None
+    assert bus.error_frames == 0 and ca.tec == 0 and cb.rec == 0
+    assert got == [0, 1, 2, 3, 4]  # the two at 250 kbit/s undisturbed
+    with pytest.raises(OSError):  # listen-only: the driver refuses to queue a frame
+        lo.send(0x1, b"", 0)
+    assert cl.pending_tx() is None
+    lo.init(250000, MCP2515.MODE_SILENT)  # the rate the others use: a valid frame
+    lo.set_filters(None)
+    a.send(0x306, b"\x01", 0)
+    bus.step(2000)
+    assert lo.recv()[0] == 0x306 and bus.error_frames == 0
+    lo.init(500000)  # normal mode at the wrong rate: it flags every frame it sees
+    a.send(0x307, b"\x02", 0)
+    bus.step(300)
+    assert bus.error_frames > 0 and ca.tec > 0 and cl.rec > 0
+    assert cb.reg[sim.CANINTF] & 0x80  # b saw its frame destroyed

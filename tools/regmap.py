@@ -40,7 +40,11 @@ def describe():
     blocks = [
         {"register": host.INFO, "regs": host.INFO_REGS, "name": "info", "access": "R",
          "fields": ["map_version", "param_count", "param_base", "firmware_version", "unit", "serial[16]",
-                    "address_fixed", "address_conflict"],
+                    "address_fixed", "address_conflict",
+                    {"name": "can_kbps", "unit": "kbit/s",
+                     "meaning": "CAN bit rate the pack runs at; 0 while it still listens (sends nothing)"},
+                    {"name": "can_stored_kbps", "unit": "kbit/s",
+                     "meaning": "the stored rate (can_bitrate_count) it listens at first after a start"}],
          "note": "unit: the pack's link address (unit id through the master); address_fixed: 1 = fixed "
                  "(parameter link_fixed_address_count or the DIP, as read at start), 0 = automatic; "
                  "address_conflict: an address another pack also uses (heard in the last 3.5 s), 0 none"},

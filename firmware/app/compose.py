@@ -22,6 +22,7 @@ from app.indicate import Indicate
 from app.button import Button
 from app.inverter import Inverter, master_test
 from app.canport import CanPort
+from app.canrate import CanRate
 from app.router import Router
 
 
@@ -239,6 +240,9 @@ def pack(board, params=None, store=None, clock=None, maintenance=False):
     afe = board.afe
     afe.program_protections(hwlimits.from_params(prm))
     ports = Ports(board)
+    if ports.can is not None:  # listens first: nothing is sent until the bus rate is confirmed
+        app.canrate = CanRate(st, prm, ports.can, ports.can_rx,
+                              app.persist.log if app.persist is not None else None)
     # link: the parallel-packs service (roles, addresses, the master's pack table)
     app.link = link(st, prm, board, ports)
     app.system = System(st, prm, app.link)
@@ -265,6 +269,8 @@ def pack(board, params=None, store=None, clock=None, maintenance=False):
     app.inverter = inverter(st, prm, app.system.view, board, ports, app.link)
     services.append(app.inverter)
     services.append(app.link)
+    if app.canrate is not None:  # after the link's read of the port: a frame heard confirms the rate
+        services.append(app.canrate)  # before the host services below answer it
     # the one update transfer the sessions share (UDS on CAN, Modbus file records)
     app.update = _update_session(app, board)
     # [Host, HostCan, Relay]: after the link, whose tick reads the ports

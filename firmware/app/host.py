@@ -1,10 +1,12 @@
 # Owns the host protocol handler (issue 13): Modbus PDUs from the PC tool or a
 # SCADA, transport-independent (pdu(); RTU framing in on_rs485, Modbus TCP and
 # ISO-TP elsewhere), over this register map (FC03 and FC04 read the same map):
-#   0..14       INFO: map version, parameter count, parameter base, firmware
+#   0..16       INFO: map version, parameter count, parameter base, firmware
 #               version (major << 8 | minor), unit id, serial number (16 ASCII bytes),
 #               address mode (0 automatic, 1 fixed: link_fixed_address_count or the DIP,
-#               as read at start), the address another pack also uses (0 none)
+#               as read at start), the address another pack also uses (0 none),
+#               the CAN bit rate in kbit/s the pack runs at (0 while it still
+#               listens, app.canrate) and the stored one (can_bitrate_count)
 #   100..135    DIAG: the last refused write's reason (R_*), its first register,
 #               its parameter id (0 none), refusals counted here, 64 bytes of
 #               reason text (ASCII, NUL padded)
@@ -48,6 +50,7 @@ from app.hostctl import INSTALLER, EX_BUSY, R_OK, R_NO_SESSION, R_READ_ONLY, R_R
 from app.inverter import SERIAL, SW_VERSION_MAJOR, SW_VERSION_MINOR
 from bms import auth as A
 from bms import prows
+from bms.canrate import RATES_KBPS
 from bms import params as P
 from bms.parallel import MASTER, elapsed
 from proto import modbus as mb
@@ -61,7 +64,8 @@ INFO = const(0)
 INFO_SERIAL = const(5)
 INFO_FIXED = const(13)
 INFO_CONFLICT = const(14)
-INFO_REGS = const(15)
+INFO_CAN = const(15)
+INFO_REGS = const(17)
 DIAG = const(100)
 DIAG_TEXT = const(104)
 DIAG_TEXT_BYTES = const(64)
@@ -305,6 +309,10 @@ class Host(Service):
             return 1 if self.st.link_fixed else 0
         if k == INFO_CONFLICT:
             return self.st.link_conflict
+        if k == INFO_CAN:
+            return self.st.can_kbps
+        if k == INFO_CAN + 1:
+            return RATES_KBPS[self.params.v[P.CAN_BITRATE_COUNT]]
         i = 2 * (k - INFO_SERIAL)
         return SERIAL[i] << 8 | SERIAL[i + 1] if i + 1 < len(SERIAL) else 0
 

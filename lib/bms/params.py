@@ -253,6 +253,7 @@ AUTH_IDLE_MS = const(225)  # host protocol login
 CAL_V_GAIN_PPM = const(226)  # calibration
 CAL_I_GAIN_PPM = const(227)
 LINK_FIXED_ADDRESS_COUNT = const(228)  # parallel packs: fixed link address (0 = automatic)
+CAN_BITRATE_COUNT = const(229)  # CAN bit rate (bms.canrate)
 
 # Protection families: (prefix, index of <prefix>_alarm_<unit>, HIGH or LOW). Each
 # has 9 rows from that index: alarm, p1, p2 levels x (threshold, release, delay_ms).

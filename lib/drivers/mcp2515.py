@@ -228,7 +228,7 @@ class MCP2515:
         self.spi_errors = 0     # SPI exceptions and reads a live chip cannot give
         self.timeouts = 0       # mode changes not confirmed in CANSTAT
         self.overruns = 0       # RX0OVR/RX1OVR seen (and cleared)
-        self.msg_errors = 0     # MERRF
+        self.msg_errors = 0     # MERRF: a frame seen with an error; counts in listen-only mode too (TEC/REC frozen there)
         self.warnings = 0       # entries into warning (EWARN)
         self.passives = 0       # entries into error-passive (TXEP/RXEP)
         self.bus_offs = 0       # entries into bus-off
@@ -429,8 +429,9 @@ class MCP2515:
         when all three are busy or (without FLAG_UNORDERED) a frame with the
         same identifier is still queued (the chip does not keep FIFO order).
         TXP and the buffer are chosen so the queued frames leave the chip in
-        identifier priority order, like machine.CAN's priority queue. OSError in bus-off / back-off, when
-        stopped, or on an SPI fault (counted)."""
+        identifier priority order, like machine.CAN's priority queue. OSError in bus-off / back-off, in
+        listen-only mode (MODE_SILENT: the chip would ignore TXREQ and send the frame
+        later, once in normal mode), when stopped, or on an SPI fault (counted)."""
         ext = flags & self.FLAG_EXT_ID
         if ext:
             if not 0 <= id <= 0x1FFFFFFF:
@@ -442,7 +443,7 @@ class MCP2515:
             raise ValueError("data")
         if not self._started:
             raise OSError(_ENODEV)
-        if self._bus_off or self._backoff_until is not None:
+        if self._bus_off or self._backoff_until is not None or self._mode == self.MODE_SILENT:
             raise OSError(_EIO)
         try:
             st = self._status(_READ_STATUS)
