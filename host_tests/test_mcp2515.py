@@ -471,3 +471,36 @@ def test_listen_only_at_another_rate_sees_errors_and_disturbs_nobody():
     bus.step(300)
     assert bus.error_frames > 0 and ca.tec > 0 and cl.rec > 0
     assert cb.reg[sim.CANINTF] & 0x80  # b saw its frame destroyed
+
+
+def test_the_first_items_group_gets_both_buffers(pair):
+    """RXB0 rolls over into RXB1: the group of the first item (the busy 29-bit
+    frames: the link, then the host protocol's ISO-TP) takes RXB0 where it fits,
+    so two back-to-back 29-bit frames both wait; the inverter's 11-bit frames
+    have RXB1 alone. The firmware's own selections, as app.compose sets them
+    (two subscribers of the host selection: one filter)."""
+    from proto import link, pylon_can
+    from app.hostcan import SELECTION
+    bus, (ca, a, _), (cb, b, _) = pair
+    b.set_filters((link.CAN_FILTER, pylon_can.CAN_FILTER, SELECTION, SELECTION))
+    assert (b.rx_depth(True), b.rx_depth(False)) == (2, 1)
+    s = slot()
+    a.send(0x18DA03F1, b"\x21" + bytes(7), EXT)  # two consecutive frames of an ISO-TP block
+    bus.step()
+    a.send(0x18DA03F1, b"\x22" + bytes(7), EXT)
+    bus.step()
+    assert [bytes(b.recv(s)[1])[0] for _ in range(2)] == [0x21, 0x22] and b.overruns == 0
+    a.send(0x305, b"\x01", 0)
+    bus.step()
+    a.send(0x305, b"\x02", 0)
+    bus.step()
+    b.poll()
+    assert bytes(b.recv(s)[1]) == b"\x01" and b.recv(s) is None and b.overruns == 1  # one buffer
+    # a group of more than two filters cannot have RXB0: the other one takes it
+    b.set_filters(((0x18DA0300, 0x1FFFFF00, EXT), (0x18DB0300, 0x1FFFFF00, EXT), (0x18DC0300, 0x1FFFFF00, EXT),
+                   (0x305, 0x7FF, 0)))
+    assert (b.rx_depth(True), b.rx_depth(False)) == (1, 2)
+    b.set_filters(None)
+    assert (b.rx_depth(True), b.rx_depth(False)) == (2, 2)
+    b.set_filters([])
+    assert (b.rx_depth(True), b.rx_depth(False)) == (0, 0)
