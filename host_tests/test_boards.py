@@ -382,3 +382,20 @@ def test_board_listens_first_and_joins_a_bus_at_the_other_rate(name, monkeypatch
     assert app.state.inverter_frames > 0  # the heartbeats reach the firmware at 250 kbit/s
     assert any(who == "board" for who, _fr in rig.bus.log)  # and the pack speaks there
     assert rig.can.rejected == []
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_each_pack_reports_its_own_serial_from_the_mcus_unique_id(name, monkeypatch):
+    # fake_machine.unique_id() is 01 02 03 04 05 06 (an ESP32's factory MAC is 6 bytes)
+    from pymodbus.pdu.register_message import ReadHoldingRegistersRequest
+    import struct
+    mod = load(name, monkeypatch)
+    Rig(mod)
+    b, app, _ = run_app(mod, 200)
+    assert b.serial == b"BMS-010203040506"
+    req = ReadHoldingRegistersRequest(address=5, count=8)  # INFO 5..12: the serial, 16 ASCII bytes
+    pdu = bytearray(bytes([req.function_code]) + req.encode())
+    out = bytearray(260)
+    k = app.host[0].pdu(1, memoryview(pdu), len(pdu), memoryview(out), 1)
+    assert out[0] == 3 and out[1] == 16 and struct.pack(">8H", *struct.unpack(">8H", bytes(out[2:18]))) \
+        == b"BMS-010203040506" and k == 18

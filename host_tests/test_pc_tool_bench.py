@@ -51,10 +51,13 @@ def bench(tmp_path):
 def test_scan_and_live_read_the_master_through_the_gateway(bench):
     w, port, _, _ = bench
     out = io.StringIO()
-    assert bmsctl(["--via", "tcp:127.0.0.1:%d" % port, "scan", "--last", "1", "--json"], out=out) == 0
-    (row,) = json.loads(out.getvalue())
+    assert bmsctl(["--via", "tcp:127.0.0.1:%d" % port, "scan", "--json"], out=out) == 0
+    rows = json.loads(out.getvalue())
+    row = rows[0]
     view = w.packs[0].app.system.view
     assert row["unit"] == 1 and row["Mn"] == "BMS-MPY"
+    sns = [r["SN"] for r in rows]  # SunSpec model 1 of every pack, through the master
+    assert len(rows) == len(w.packs) and len(set(sns)) == len(sns) and sns[0] == "BMS-MPY-00000001"
     # unit 1's 802 SoC is the system's (capacity-weighted over the packs the
     # master has heard): the view's, not the master pack's own
     assert abs(row["SoC"] - view.soc_pct) <= 1

@@ -69,6 +69,7 @@ class Pack:
         self.model = PackModel(rng, soc_pct=soc_pct, ambient_dc=ambient_dc)
         self.afe = MockAfe(self.model, rng, **world.afe_errors)
         self.board = host_sim.Board(self.afe, world.clock_ms, world.log_edges)
+        self.board.serial = b"BMS-MPY-%08d" % (index + 1)  # each pack its own (the first: app.inverter's)
         # the Link IN / Link OUT wiring (SPEC 7): one CAN bus through every
         # port, an RS485 segment per cable; Link IN of pack 0 faces the inverter
         # CAN-less boards (World(can=False)): the link messages go over the RS485 chain

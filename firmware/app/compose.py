@@ -65,7 +65,7 @@ def inverter(state, params, view, board, ports, packs):
     and the Pylontech requests on Link IN; packs: 0x42 for another pack."""
     rin = ports.link_in
     svc = Inverter(state, params, view, ports.can, rin.port if rin is not None else None,
-                   getattr(board, "dip", None), master_test(state), packs)
+                   getattr(board, "dip", None), master_test(state), packs, serial(board))
     if ports.can_rx is not None:
         ports.can_rx.subscribe(svc, pylon_can.CAN_FILTER)
     if rin is not None:
@@ -124,7 +124,7 @@ def host(app, board, ports, present=None):
         return HostUpdate(svc, app.update, lambda: app.restart, file_check(board))
     svc = Host(app.state, app.params, app.system.view, rin.port if rin is not None else None, _auth(app),
                journal=journal, present=present, update=update if app.update is not None else None,
-               version=version(board))
+               version=version(board), serial=serial(board))
     svc.link = app.link
     svc.restart = lambda: _restart(app)
     out = [svc]
@@ -172,6 +172,14 @@ def running_slot(board):
         return s
     from update import boot
     return boot.RUNNING
+
+
+def serial(board):
+    """The pack's serial number (16 ASCII bytes): the board's (boards.bq_board
+    makes it from the MCU's unique id, the bench numbers its packs), else
+    app.inverter's one for a board without an id."""
+    from app.inverter import SERIAL
+    return getattr(board, "serial", None) or SERIAL
 
 
 def version(board):

@@ -112,7 +112,7 @@ class Host(Service):
     period_ms = 50
 
     def __init__(self, state, params, view, port=None, auth=None, unit=1, journal=None, present=None,
-                 update=None, version=VERSION):
+                 update=None, version=VERSION, serial=SERIAL):
         """view: the system view (bms.system) model 802 shows; port: where RTU
         replies go (write()); auth: lib/bms/auth's API (None: no session ever,
         every write refused); journal: app.hostctl.Journal's API (the event
@@ -120,7 +120,9 @@ class Host(Service):
         history, clock or defaults); present(): someone is at the pack (only
         in maintenance mode: the button held now; None: never); update() ->
         the app.hostupd.HostUpdate of files 0xFF00.. (None: FC 0x15 not served);
-        version: the running firmware's (bytes, app.compose.version)."""
+        version: the running firmware's (bytes, app.compose.version); serial:
+        the pack's serial number (16 bytes, app.compose.serial)."""
+        self.serial = serial
         self.device_id = (MAKER, MODEL, version)  # FC 0x2B/0x0E basic objects 0, 1, 2
         self.version_word = version_word(version)
         self.present = present
@@ -314,7 +316,8 @@ class Host(Service):
         if k == INFO_CAN + 1:
             return RATES_KBPS[self.params.v[P.CAN_BITRATE_COUNT]]
         i = 2 * (k - INFO_SERIAL)
-        return SERIAL[i] << 8 | SERIAL[i + 1] if i + 1 < len(SERIAL) else 0
+        sn = self.serial
+        return sn[i] << 8 | sn[i + 1] if i + 1 < len(sn) else 0
 
     def _read_sunspec(self, a, end, out, o):
         b = self._blocks
@@ -337,7 +340,7 @@ class Host(Service):
         if k == 0:
             ss.fill_suns(s)
         elif k == 1:
-            ss.fill_common(s, MAKER, MODEL, self.device_id[2], SERIAL, st.link_address or self.unit)
+            ss.fill_common(s, MAKER, MODEL, self.device_id[2], self.serial, st.link_address or self.unit)
         elif k == 2:
             ss.fill_802(s, self.view, st)
         elif k < ss.SEG_804:
@@ -350,7 +353,7 @@ class Host(Service):
         elif k == ss.SEG_804:
             ss.fill_804(s, st, st.link_address or 1)
         elif k == ss.SEG_805:
-            ss.fill_805(s, st, SERIAL, st.link_address or 1)
+            ss.fill_805(s, st, self.serial, st.link_address or 1)
         else:
             ss.fill_end(s)
 
