@@ -346,6 +346,25 @@ def test_defaults_orders_writes_that_validate_only_together(rig, capsys):
     assert list(rig.params.v) == list(Params().v)
 
 
+def test_defaults_keep_the_installation_and_a_restore_keeps_the_address(rig, capsys):
+    rig.params.set_many([(P.INV_PROTOCOL_COUNT, 1), (P.LINK_FIXED_ADDRESS_COUNT, 5), (P.CELL_OV_ALARM_MV, 3580)])
+    rc, out, err = run(rig, capsys, *installer(rig), "defaults")
+    assert rc == 0, err
+    assert "kept, the installation's:" in out and "link_fixed_address_count" in out
+    assert rig.params.v[P.CELL_OV_ALARM_MV] == 3550
+    assert rig.params.v[P.INV_PROTOCOL_COUNT] == 1 and rig.params.v[P.LINK_FIXED_ADDRESS_COUNT] == 5
+    # a backup of another unit: everything but that unit's fixed address
+    b = rig.tmp / "other.json"
+    from bms.ptable import TABLE
+    vals = {r[1]: r[2] for r in TABLE}
+    vals.update(link_fixed_address_count=9, cell_ov_alarm_mv=3580)
+    b.write_text(json.dumps({"format": "bmsctl-params-1", "map_version": 1, "unit": 4, "params": vals}))
+    rc, out, err = run(rig, capsys, *installer(rig), "params", "restore", str(b))
+    assert rc == 0, err
+    assert "from unit 4's backup, kept" in out
+    assert rig.params.v[P.LINK_FIXED_ADDRESS_COUNT] == 5 and rig.params.v[P.CELL_OV_ALARM_MV] == 3580
+
+
 # ---- blocks, alarms ---------------------------------------------------------------
 
 def test_info_block_read_from_the_map(rig, capsys):

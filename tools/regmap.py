@@ -30,13 +30,15 @@ def describe():
     host, ctl, hf, ptable, ss = _board()
     from store import eventlog as ev
     access = {ptable.USER: "RW", ptable.ADMIN: "RW", ptable.FACTORY: "R"}
+    from bms.params import INSTALLATION
     params = []
     for pid, name, default, lo, hi, acc in ptable.TABLE:
         unit, scale = UNITS.get(name.rsplit("_", 1)[-1], ("", 1))
         params.append({"register": host.PARAM + 2 * (pid - 1), "regs": 2, "type": "int32", "id": pid,
                        "name": name, "unit": unit, "scale": scale, "min": lo, "max": hi,
                        "default": default, "access": access[acc],
-                       "write_level": host.INSTALLER if access[acc] == "RW" else None})
+                       "write_level": host.INSTALLER if access[acc] == "RW" else None,
+                       "installation": pid - 1 in INSTALLATION})
     blocks = [
         {"register": host.INFO, "regs": host.INFO_REGS, "name": "info", "access": "R",
          "fields": ["map_version", "param_count", "param_base", "firmware_version", "unit", "serial[16]",
