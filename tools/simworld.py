@@ -102,6 +102,8 @@ class Pack:
         img = romfs.image({"version": VERSION})
         b.rom[:len(img)] = img
         b.trust_key = key
+        if b.can is not None:
+            b.can.cpu = b.rom  # what the pack sends in a tick its flash held leaves after it (sim.bus)
         b.file_digest = self.file_digest
         rng = Rng((self.world.sc.seed + 7919 * (self.index + 1)) & 0xFFFFFFFF)  # not the model's draws
         b.urandom = lambda n: bytes(rng.next_u32() & 0xFF for _ in range(n))  # seeded login nonces
@@ -239,7 +241,7 @@ class World:
             self.emit(trace.line([("t_ms", self.t_ms()), ("pack", pack.index),
                                   ("error", svc.name + ": " + repr(exc))]))
         for svc in app.services:
-            self.runner.add(svc, 0, on_error)
+            self.runner.add(svc, 0, on_error, pack.board.rom)  # a flash erase stalls the pack
 
     def _restart(self, pack):
         """A fresh firmware start on the pack's flash: the stored parameters

@@ -57,6 +57,7 @@ class CanPort:
         self.rec = 0  # receive error count (normal mode; frozen in listen-only)
         self.unacked = 0  # frames sent that no other normal-mode port at this rate acknowledged
         self.inits = []  # (bitrate, mode) of every init(), oldest first
+        self.cpu = None  # what stalls this node's MCU (sim.romfs.Partition.stall_ms), or None
 
     def init(self, bitrate, mode=MODE_NORMAL):
         """As machine.CAN.init / drivers.mcp2515: a fresh start at bitrate in
@@ -71,7 +72,12 @@ class CanPort:
     def send(self, id, data, flags=0):
         if not self.powered or self.mode != MODE_NORMAL:
             raise OSError(5)
-        self.bus._deliver(self, id, bytes(data), flags)
+        cpu = self.cpu
+        if cpu is not None and cpu.stall_ms:
+            # sent in a tick the flash held: on a board it leaves once the erase is over
+            self.bus.later(self, id, bytes(data), flags, cpu.stall_ms)
+        else:
+            self.bus._deliver(self, id, bytes(data), flags)
         self.sent += 1
         return 0
 
@@ -85,10 +91,14 @@ class CanPort:
         self._q = []
 
     def any(self):
+        if self.bus._later:
+            self.bus.flush()
         return len(self._q) > 0
 
     def recv(self, arg=None):
         """[id, data, flags, errors] of the oldest frame, or None."""
+        if self.bus._later:
+            self.bus.flush()
         if not self._q:
             return None
         id_, data, flags = self._q.pop(0)
@@ -137,6 +147,22 @@ class CanBus:
         self.busy_us = 0  # time on the wire of those frames at their senders' rates
         self.error_frames = 0  # frames destroyed by a node at another bit rate
         self._foreign = CanPort(self, "inject", -1)  # a foreign node at the inverter end (not attached)
+        self._later = []  # (due_ms, port, id, data, flags): frames whose sender's MCU was stalled
+
+    def later(self, src, id_, data, flags, delay_ms):
+        due = self._clock_ms() + delay_ms
+        k = len(self._later)
+        while k and self._later[k - 1][0] > due:  # in due order, equal ones as sent
+            k -= 1
+        self._later.insert(k, (due, src, id_, data, flags))
+
+    def flush(self):
+        """Put on the wire the stalled senders' frames that are due, in order."""
+        now = self._clock_ms()
+        while self._later and self._later[0][0] <= now:
+            _, src, id_, data, flags = self._later.pop(0)
+            if src.powered:
+                self._deliver(src, id_, data, flags)
 
     def inject(self, id_, data, ext):
         """A foreign node puts a frame on the bus (the bench's inject events)."""
