@@ -1,19 +1,21 @@
-# The update session's board side in the wasm gate (issue 15, "the board side
+# The update sessions' board side in the wasm gate (issue 15, "the board side
 # of the session runs in the MicroPython gates (wasm and the 32-bit
-# interpreter)"): test_update_gate's board script (app.uds with a real
-# bms.auth, update.updater writing slot B of a bytearray partition, the slot
-# record on store.fs.MemFs) in the official WebAssembly port under Node, driven
-# live by udsoncan's client on can-isotp in this CPython process, the CAN
-# frames as hex lines in lock step and virtual time (the same protocol as the
-# 32-bit test). The line channel is tools/mpy_wasm's popen(lines=True): the
-# code goes to Node in a file and the runner's stdin is the script's
+# interpreter)"): test_update_gate's board scripts (app.uds resp. app.host +
+# app.hostupd with a real bms.auth, update.updater writing a real ROMFS image
+# into slot B of a bytearray partition, the slot record on store.fs.MemFs) in
+# the official WebAssembly port under Node, driven live by udsoncan's client on
+# can-isotp resp. bmsctl's FC 0x15 client in this CPython process, the CAN
+# frames / PDUs as hex lines in lock step and virtual time: the same protocol
+# as the 32-bit test. The line channel is tools/mpy_wasm's popen(lines=True):
+# the code goes to Node in a file and the runner's stdin is the script's
 # sys.stdin, read as the lines arrive.
-# Two things this port lacks, checked at the start of each run: vfs.VfsRom
-# (so every file of the written image is checked through the file_digest hook,
-# here lib/sim/romfs's reader over the partition, the bench's host_sim
-# reader) and os.urandom (so the seed and nonce source is a seeded one passed
-# in, as the bench's host_sim board does; the same seeded source in the
-# 32-bit interpreter gives the same session frame for frame, checked below).
+# What this port lacks (reported by each board at its start, checked in the
+# first test): vfs.VfsRom, so every file of the written image is checked
+# through the file_digest hook, here lib/sim/romfs's reader over the
+# partition (the bench's host_sim reader); os.urandom, so the seed and nonce
+# source is a seeded one passed in, as the bench's host_sim board has. The same
+# seeded source in the 32-bit interpreter (with its real vfs.VfsRom check)
+# gives the same sessions frame for frame and PDU for PDU (the last test).
 import hashlib
 
 import pytest
@@ -23,9 +25,13 @@ import test_update_gate as G
 from test_uds_update import ADDR, KEY, PUB, SECRET, SLOT, client, nrc_of
 from tools import ram
 from tools.bmsctl import bundle as tool
+from tools.bmsctl import mbupdate as M
 from tools.bmsctl import update as U
+from tools.bmsctl.client import CtlError, Pack as Client, load_map
+from tools.bmsctl.transport import TransportError
 from update import bundle as fmt
 from update import slots as S
+from bms import auth as A
 
 # os.urandom's stand-in in both interpreters: SHA-256 of a counter
 SEEDED = """
@@ -49,12 +55,12 @@ sys.stdout.write("V %d %d\\n" % (hasattr(vfs, "VfsRom"), hasattr(os, "urandom"))
 HEADER = "SLOT = %d\nPUB = %r\nSECRET = %r\nADDR = %d\nOLD = %r\n"
 
 
-def wasm_code(old):
-    """The wasm board's script: test_update_gate's PACK + UDS_LOOP, the Auth
-    on the seeded source, the file check on the hook."""
+def wasm_code(old, loop):
+    """The wasm board's script: test_update_gate's PACK + loop, the Auth on
+    the seeded source, the file check on the hook."""
     assert G.PACK.count("os.urandom") == 1, "test_update_gate.PACK builds its Auth differently now"
     return (HEADER % (SLOT, PUB, SECRET, ADDR, old) + SEEDED + G.PACK.replace("os.urandom", "urandom")
-            + WASM_HOOKS + G.UDS_LOOP)
+            + WASM_HOOKS + loop)
 
 
 class Recorded:
@@ -70,13 +76,28 @@ class Recorded:
         self.log.append(("out", tuple(self.sent[n:])))
 
 
-class WasmUdsBoard(Recorded, G.UdsBoard):
-    """test_update_gate's UdsBoard with its script in the wasm port."""
+class RecordedPdus:
+    """Every request PDU and its answer (None: none), for comparing two boards."""
 
-    def __init__(self, mpy, old):
-        self.p = mpy.popen(wasm_code(old), timeout_s=120, lines=True)
-        self._uds_state()
-        self._record()
+    def _record(self):
+        self.log = []
+
+    def exchange(self, unit, pdu):
+        try:
+            r = G.ModbusBoard.exchange(self, unit, pdu)
+        except TransportError:
+            r = None
+            raise
+        finally:
+            self.log.append((unit, bytes(pdu), r))
+        return r
+
+
+class WasmBoard:
+    """test_update_gate's Board with its script in the wasm port."""
+
+    def _start(self, mpy, old, loop):
+        self.p = mpy.popen(wasm_code(old, loop), timeout_s=120, lines=True)
         w = self._line().split()
         assert w[0] == "V", w
         self.has_vfsrom, self.has_urandom = int(w[1]), int(w[2])
@@ -96,13 +117,37 @@ class WasmUdsBoard(Recorded, G.UdsBoard):
             self.p.__exit__(None, None, None)
 
 
-class Seeded32Board(Recorded, G.UdsBoard):
-    """The 32-bit board of test_update_gate (its VfsRom file check) with the
-    Auth on the same seeded source."""
-
-    def __init__(self, exe, old):
-        G.Board.__init__(self, exe, SEEDED + "auth = Auth(CredStore(fs), params, urandom)\n" + G.UDS_LOOP, old)
+class WasmUdsBoard(WasmBoard, Recorded, G.UdsBoard):
+    def __init__(self, mpy, old):
+        self._start(mpy, old, G.UDS_LOOP)
         self._uds_state()
+        self._record()
+
+
+class WasmModbusBoard(WasmBoard, RecordedPdus, G.ModbusBoard):
+    def __init__(self, mpy, old):
+        self._start(mpy, old, G.MODBUS_LOOP)
+        self.t = self
+        self.requests = 0
+        self._record()
+
+
+# the 32-bit boards of test_update_gate (their VfsRom file check) with the Auth on the same seeded source
+REAUTH = SEEDED + "auth = Auth(CredStore(fs), params, urandom)\n"
+
+
+class Seeded32Board(Recorded, G.UdsBoard):
+    def __init__(self, exe, old):
+        G.Board.__init__(self, exe, REAUTH + G.UDS_LOOP, old)
+        self._uds_state()
+        self._record()
+
+
+class Seeded32ModbusBoard(RecordedPdus, G.ModbusBoard):
+    def __init__(self, exe, old):
+        G.Board.__init__(self, exe, REAUTH + G.MODBUS_LOOP, old)
+        self.t = self
+        self.requests = 0
         self._record()
 
 
@@ -110,8 +155,8 @@ class Seeded32Board(Recorded, G.UdsBoard):
 def wasm_board(mpy):
     made = []
 
-    def start(old):
-        made.append(WasmUdsBoard(mpy, old))
+    def start(kind, old):
+        made.append(kind(mpy, old))
         return made[-1]
     yield start
     for b in made:
@@ -175,7 +220,7 @@ def _bundles(tmp_path):
 
 def test_udsoncan_updates_the_board_side_running_in_the_wasm_port(tmp_path, wasm_board):
     old, img, data, bad_file = _bundles(tmp_path)
-    board = wasm_board(old)
+    board = wasm_board(WasmUdsBoard, old)
     # what the port lacks (README): no VfsRom, no os.urandom
     assert (board.has_vfsrom, board.has_urandom) == (0, 0)
     conn = _refuse_then_update(board, data, img, bad_file)
@@ -183,21 +228,56 @@ def test_udsoncan_updates_the_board_side_running_in_the_wasm_port(tmp_path, wasm
           % (len(data), board.frames, conn.now))
 
 
-def test_the_wasm_board_answers_frame_for_frame_as_the_32_bit_board(tmp_path, wasm_board, mpy32):
-    # the same session against both interpreters (the same seeded source): every tick's frames
-    # in and out identical; the 32-bit board checks the files through the real vfs.VfsRom
+def _file_records_update(board, data, img, bad_file):
+    """bmsctl's FC 0x15 session (pymodbus's FileRecord PDUs): refusals with
+    their exception codes and DIAG reasons, then the good bundle staged and
+    activated."""
+    c = Client(board, 1, load_map())
+    c.login(A.INSTALLER, SECRET)
+    bad = bytearray(data)
+    bad[fmt.header_length(data[:fmt.HEAD]) - 1] ^= 1
+    for b, where, reason in ((bytes(bad), "update block", "signature"), (bad_file, "update check", "file")):
+        with pytest.raises(CtlError) as e:
+            M.update(c, b)
+        assert where in str(e.value) and "exception 03" in str(e.value), str(e.value)
+        assert "update refused: " + reason in str(e.value)
+    pending, _, _, refused, _, _, _ = board.state()
+    assert pending == S.NONE and refused == 2
+    M.update(c, data)
+    board.tick()  # the reset comes after the reply went out
+    assert board.state()[:6] == (1, 5, 0, 2, padded(img), 1)
+
+
+def test_bmsctl_file_records_update_the_board_side_running_in_the_wasm_port(tmp_path, wasm_board):
     old, img, data, bad_file = _bundles(tmp_path)
-    w = wasm_board(old)
-    _refuse_then_update(w, data, img, bad_file)
-    b = Seeded32Board(ram.interpreter(), old)
-    try:
-        _refuse_then_update(b, data, img, bad_file)
-    finally:
-        b.close()
-    assert len(w.log) > 200 and sum(len(e[1]) for e in w.log if e[0] == "out") > 100
-    first = next((i for i, (x, y) in enumerate(zip(w.log, b.log)) if x != y), None)
-    assert first is None, "tick %d: wasm %r, 32-bit %r" % (first // 2, w.log[first], b.log[first])
-    assert len(w.log) == len(b.log)
+    board = wasm_board(WasmModbusBoard, old)
+    _file_records_update(board, data, img, bad_file)
+    print("%d bytes of bundle in %d Modbus requests into the wasm MicroPython" % (len(data), board.requests))
+
+
+def test_the_wasm_boards_answer_frame_for_frame_as_the_32_bit_boards(tmp_path, wasm_board, mpy32):
+    # the same sessions against both interpreters (the same seeded source): every tick's CAN frames
+    # in and out, every FC 0x15 request and its answer identical; the 32-bit boards check the files
+    # through the real vfs.VfsRom, the wasm ones through lib/sim/romfs
+    old, img, data, bad_file = _bundles(tmp_path)
+    for wasm_kind, b32_kind, session, least in ((WasmUdsBoard, Seeded32Board, _refuse_then_update, 1000),
+                                                (WasmModbusBoard, Seeded32ModbusBoard, _file_records_update, 50)):
+        w = wasm_board(wasm_kind, old)
+        session(w, data, img, bad_file)
+        b = b32_kind(ram.interpreter(), old)
+        try:
+            session(b, data, img, bad_file)
+        finally:
+            b.close()
+        assert len(w.log) > least
+        same(w.log, b.log)
+
+
+def same(wasm, b32):
+    """The two boards' logs identical; else the first entry where they part."""
+    first = next((i for i, (x, y) in enumerate(zip(wasm, b32)) if x != y), None)
+    assert first is None, "entry %d: wasm %r, 32-bit %r" % (first, wasm[first], b32[first])
+    assert len(wasm) == len(b32)
 
 
 # ---- the runner's line channel (tools/mpy_wasm.popen(lines=True)) ------------------
