@@ -48,8 +48,8 @@ function writeAll(fd, buf) {
 
 // The script's stdin: one byte per call (null at the end), read from fd 0 in
 // chunks as they arrive; before it blocks it flushes the interpreter's output
-// (the other side may be waiting for it). Emscripten's own Node stdin throws
-// EAGAIN on a pipe with nothing in it yet, and gives up.
+// (the other side may be waiting for it). Emscripten's default Node stdin
+// fails (OSError 29 in the script) on a pipe whose next line is not there yet.
 class In {
   constructor(fd, flush) {
     this.fd = fd;
