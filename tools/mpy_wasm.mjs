@@ -14,9 +14,10 @@
 // or a file, the runner's stdin is the script's sys.stdin, read as the bytes
 // arrive (a blocking read: sys.stdin.readline() waits for the next line, so a
 // test can drive a running script line by line; what the script printed is
-// flushed before each wait); with the code from stdin, sys.stdin is at its end. Exit status: 0 when
-// the code ran to its end, 1 with the Python traceback on stderr when it
-// raised, N for SystemExit(N), 2 for a usage or runner error.
+// flushed before each wait); with the code from stdin, sys.stdin is at its
+// end. Exit status: 0 when the code ran to its end, 1 with the Python
+// traceback on stderr when it raised, N for SystemExit(N), 2 for a usage or
+// runner error.
 // --async runs the code with runPythonAsync: top-level `await` is allowed
 // (this port has no asyncio.run(); write `await main()`).
 // A module-level exception while micropython.heap_lock() is active hangs this
