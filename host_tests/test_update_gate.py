@@ -9,9 +9,7 @@
 # lock step and virtual time (test_uds_update's SimConnection: 10 ms per tick
 # line). The same for the Modbus FC 0x15 session: app.host + app.hostupd in
 # the interpreter, bmsctl's client (pymodbus's FileRecord PDUs) here, the PDUs
-# as hex lines. The wasm port is not used here: its runner
-# (tools/mpy_wasm.mjs) feeds the code through stdin and closes it, so there is
-# no line channel into a running script.
+# as hex lines. The wasm port runs the same scripts in test_update_wasm.py.
 import hashlib
 import os
 import subprocess

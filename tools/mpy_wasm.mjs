@@ -10,9 +10,14 @@
 // Usage: node tools/mpy_wasm.mjs [--async] [--root DIR] [--heapsize BYTES]
 //                                [-c CODE | FILE | -]
 // The code comes from -c, a file, or stdin ("-" or nothing). Its stdout and
-// stderr go through byte for byte as they are produced. Exit status: 0 when
-// the code ran to its end, 1 with the Python traceback on stderr when it
-// raised, N for SystemExit(N), 2 for a usage or runner error.
+// stderr go through byte for byte as they are produced. With the code from -c
+// or a file, the runner's stdin is the script's sys.stdin, read as the bytes
+// arrive (a blocking read: sys.stdin.readline() waits for the next line, so a
+// test can drive a running script line by line; what the script printed is
+// flushed before each wait); with the code from stdin, sys.stdin is at its
+// end. Exit status: 0 when the code ran to its end, 1 with the Python
+// traceback on stderr when it raised, N for SystemExit(N), 2 for a usage or
+// runner error.
 // --async runs the code with runPythonAsync: top-level `await` is allowed
 // (this port has no asyncio.run(); write `await main()`).
 // A module-level exception while micropython.heap_lock() is active hangs this
@@ -39,6 +44,42 @@ function writeAll(fd, buf) {
       if (e.code !== "EAGAIN") throw e;
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
     }
+  }
+}
+
+// The script's stdin: one byte per call (null at the end), read from fd 0 in
+// chunks as they arrive; before it blocks it flushes the interpreter's output
+// (the other side may be waiting for it). Emscripten's default Node stdin
+// fails (OSError 29 in the script) on a pipe whose next line is not there yet.
+class In {
+  constructor(fd, flush) {
+    this.fd = fd;
+    this.flush = flush;
+    this.buf = Buffer.alloc(4096);
+    this.i = 0;
+    this.n = 0;
+    this.eof = false;
+  }
+  byte() {
+    while (this.i === this.n) {
+      if (this.eof) return null;
+      this.flush();
+      let k;
+      try {
+        k = fs.readSync(this.fd, this.buf, 0, this.buf.length, null);
+      } catch (e) {
+        if (e.code === "EAGAIN") {
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+          continue;
+        }
+        if (e.code === "EOF") k = 0;
+        else throw e;
+      }
+      this.i = 0;
+      this.n = k;
+      if (k === 0) this.eof = true;
+    }
+    return this.buf[this.i++];
   }
 }
 
@@ -166,8 +207,10 @@ async function main() {
     err.flush();
     process.exit(status);
   };
+  const input = new In(0, () => { out.flush(); err.flush(); });
   const mpOpts = {
     linebuffer: false,
+    stdin: () => input.byte(),
     stdout: (bytes) => { for (const c of bytes) out.byte(c); },
     stderr: (bytes) => { for (const c of bytes) err.byte(c); },
   };

@@ -7,6 +7,8 @@
 #   r.returncode, r.stdout, r.stderr
 #   with mpy_wasm.popen(code) as p:                             # streaming
 #       for line in p.stdout: ...
+#   with mpy_wasm.popen(code, lines=True) as p:                 # a line channel
+#       p.stdin.write("T 10\n"); p.stdout.readline()            # the script's sys.stdin
 #
 # Why the timeout matters: in this port an exception raised at module level
 # while micropython.heap_lock() is active hangs the interpreter. Code that
@@ -19,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,11 +133,14 @@ class WasmProcess(subprocess.Popen):
     """A running interpreter (subprocess.Popen): read .stdout line by line.
     stderr is drained in the background into .stderr_text() so a chatty
     stderr cannot block it; a watchdog kills it after timeout_s (then
-    .timed_out is True). Leaving the with-block kills it if still running."""
+    .timed_out is True). Leaving the with-block kills it if still running.
+    code_file: the code is in that file (argv names it; removed when the
+    process is waited for): .stdin stays open as the script's sys.stdin."""
 
-    def __init__(self, argv, code, timeout_s, stdout_text):
+    def __init__(self, argv, code, timeout_s, stdout_text, code_file=None):
         super().__init__(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, start_new_session=True)
+        self.code_file = code_file
         if stdout_text:
             # lines end at "\n" only and come through untranslated
             self.stdout = io.TextIOWrapper(self.stdout, encoding="utf-8", errors="replace", newline="\n")
@@ -146,6 +152,10 @@ class WasmProcess(subprocess.Popen):
         self._watchdog = threading.Timer(timeout_s, self._expire)
         self._watchdog.daemon = True
         self._watchdog.start()
+        if code_file is not None:
+            if stdout_text:
+                self.stdin = io.TextIOWrapper(self.stdin, encoding="utf-8", newline="\n", line_buffering=True)
+            return
         # Node reads all of stdin before it prints anything: no deadlock here.
         try:
             self.stdin.write(code.encode("utf-8"))
@@ -178,22 +188,46 @@ class WasmProcess(subprocess.Popen):
     def wait(self, timeout=None):
         rc = super().wait(timeout)
         self._watchdog.cancel()
+        self._remove_code()
         return rc
+
+    def _remove_code(self):
+        if self.code_file is not None:
+            try:
+                os.remove(self.code_file)
+            except FileNotFoundError:
+                pass
+            self.code_file = None
 
     def __exit__(self, *exc):
         if self.poll() is None:
             self.kill_tree()
         self._watchdog.cancel()
         super().wait()
+        self._remove_code()
         self._err_thread.join(5)
         return super().__exit__(*exc)
 
 
-def popen(code, timeout_s=DEFAULT_TIMEOUT_S, asyncio=False, root=None, heapsize=None, text=True):
+def popen(code, timeout_s=DEFAULT_TIMEOUT_S, asyncio=False, root=None, heapsize=None, text=True, lines=False):
     """Start code in MicroPython and return a WasmProcess whose .stdout
-    streams what it prints (text lines by default; text=False for bytes)."""
-    argv = command(asyncio=asyncio, root=root, heapsize=heapsize)
-    return WasmProcess(argv, code, timeout_s, text)
+    streams what it prints (text lines by default; text=False for bytes).
+    lines=True: the code goes to Node in a temporary file and .stdin stays
+    open as the script's sys.stdin (text, flushed at each newline, unless text=False):
+    sys.stdin.readline() in the script waits for each line written to it, and
+    what the script printed reaches .stdout before it waits; closing .stdin
+    is its end of file."""
+    if not lines:
+        return WasmProcess(command(asyncio=asyncio, root=root, heapsize=heapsize), code, timeout_s, text)
+    fd, path = tempfile.mkstemp(prefix="mpy_wasm_", suffix=".py")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(code)
+        argv = command(asyncio=asyncio, root=root, heapsize=heapsize, code_file=path)
+        return WasmProcess(argv, code, timeout_s, text, code_file=path)
+    except BaseException:
+        os.remove(path)
+        raise
 
 
 def main(argv=None):
