@@ -21,6 +21,7 @@ PARAM = "link_fixed_address_count"
 MASTER = 1
 WAIT_S = 30.0  # wall time for the pack to come back and the master to see every pack again
 POLL_S = 0.3
+SHARED_SERIAL = "BMS-MPY-00000001"  # app.inverter.SERIAL: what every board without a unique id reports
 
 
 def parse_target(text):
@@ -117,20 +118,21 @@ def _restarted(pack, deadline):
     return False
 
 
-def _find(t, regmap, unit, target, before, deadline):
+def _find(t, regmap, unit, target, before, deadline, serial=None):
     """The address where the restarted pack answers again, or None by the
-    deadline: target when fixed; automatic, the lowest address the master has
-    online that it had not before (the packs after it with automatic
-    addresses follow it, higher), or its old one again (the board's serial
-    number is no pack's own on every board, so it proves nothing)."""
+    deadline: target when fixed; automatic, an address the master has online
+    that it had not before, or its old one again: the one that reports the
+    pack's serial number (serial; each board's own, from its MCU's unique id),
+    else the lowest new one (the packs after it with automatic addresses
+    follow it, higher)."""
     while time.monotonic() < deadline:
         rows = _try(system, t) or {}
         new = sorted(a for a in rows if rows[a] == "online" and a not in before)
-        for a in [target] if target else new[:1] + [unit]:
+        for a in [target] if target else (new + [unit] if serial else new[:1] + [unit]):
             if rows.get(a) != "online":
                 continue
             row = _try(info, Pack(t, a, regmap))
-            if row and row.get("unit") == a:
+            if row and row.get("unit") == a and (serial is None or row.get("serial") == serial):
                 return a
         time.sleep(POLL_S)
     return None
@@ -204,7 +206,9 @@ def cmd_address(pack, args, console):
     deadline = time.monotonic() + wait_s
     _restarted(pack, deadline)
     pack.session = 0  # the restart ended it
-    new = _find(t, pack.map, unit, target, online_before - {unit}, deadline)
+    sn = row.get("serial")
+    shared = sn in (None, "", SHARED_SERIAL)  # a board without a unique id: every such pack says the same
+    new = _find(t, pack.map, unit, target, online_before - {unit}, deadline, None if shared else sn)
     if new is None:
         raise CtlError("unit %d: did not answer at %s within %g s after the restart" % (
             unit, "address %d" % target if target else "any address", wait_s))
