@@ -20,7 +20,7 @@ from pymodbus.pdu import DecodePDU, ExceptionResponse
 from pymodbus.pdu.file_message import FileRecord, WriteFileRecordRequest
 
 from app.host import Host
-from app.hostupd import BLOCK_BYTES as BLOCK, HostUpdate, SESSION_MS
+from app.hostupd import BLOCK_BYTES as BLOCK, HostUpdate, RESET_DELAY_MS, SESSION_MS
 from app.updsess import UpdateSession
 from bms import auth as A
 from bms.params import Params
@@ -172,7 +172,9 @@ def test_a_good_bundle_over_file_records_is_staged_activated_and_the_pack_held_i
     rec = rig.record()
     assert rec[S.PENDING] == 1 and rec[S.COUNTER1] == 5
     assert rig.resets == 0
-    rig.tick()  # activate: the reset comes after the reply went out
+    rig.tick()  # activate: the reset comes RESET_DELAY_MS after the reply went out (a relayed one too)
+    assert rig.resets == 0
+    rig.tick(RESET_DELAY_MS - 100)
     assert rig.resets == 1 and not rig.st.update_hold
 
 

@@ -297,7 +297,8 @@ def test_pymodbus_file_records_update_the_board_side_running_in_32_bit_micropyth
     assert pending == S.NONE and refused == 3
     # the good bundle: begun again, written, every file checked through VfsRom, staged, activated
     M.update(c, data)
-    board.tick()  # the reset comes after the reply went out
+    board.tick()  # the reset comes RESET_DELAY_MS (200) after the reply went out
+    board.tick()
     pending, counter1, confirmed, refused, slot_b, resets, hold = board.state()
     assert (pending, counter1, confirmed, refused, resets) == (1, 5, 0, 3, 1)
     assert slot_b == hashlib.sha256(img + b"\xff" * (SLOT - len(img))).hexdigest()

@@ -52,6 +52,18 @@ KEEPALIVE_MS = 1000
 SCAN, PREPARE, BEHIND, UPDATE = "scan", "prepare", "behind", "update"  # a job's kind
 
 
+def installer_secrets(world):
+    """Each pack's installer secret; the packs commissioned with the bench's
+    secrets first (tools.gateway.commission, once per world)."""
+    from tools.gateway import BENCH_FACTORY_KEY, bench_serial, commission
+    if not getattr(world, "commissioned", False):
+        commission(world)
+        world.commissioned = True
+    with open(BENCH_FACTORY_KEY, "rb") as f:
+        key = f.read()
+    return [authkit.derive_secret(key, bench_serial(k), authkit.INSTALLER) for k in range(len(world.packs))]
+
+
 class _Clock:
     """The time module as can-isotp's timers see it: the world's clock."""
 
@@ -186,7 +198,6 @@ class Tester:
     period_ms = TICK_MS
 
     def __init__(self, world, parallel=U.PARALLEL):
-        from tools.gateway import BENCH_FACTORY_KEY, bench_serial, commission
         self.world = world
         self.parallel = parallel
         self.port = world.can.attach("tester", -1)
@@ -198,10 +209,7 @@ class Tester:
         self.waiting = []  # (unit, body, kind) not started yet (the parallel limit)
         self.closed = False
         self.clock = _Clock(world)
-        commission(world)
-        with open(BENCH_FACTORY_KEY, "rb") as f:
-            key = f.read()
-        self.secrets = [authkit.derive_secret(key, bench_serial(k), authkit.INSTALLER) for k in range(len(world.packs))]
+        self.secrets = installer_secrets(world)
         self.results = {}  # unit -> (result line, identification or None)
         self.times = {}  # unit -> (start, end) of its session, ms since the scenario's start
         self.scanned = None  # the units that answered the last --all scan

@@ -49,6 +49,9 @@ CMD_ACTIVATE = const(3)
 STATUS_REGS = const(25)
 _BLOCK_FC_REG = const(24)
 SESSION_MS = const(10000)
+# the activate's reply leaves first: the UART, or a relayed reply's ISO-TP
+# frames to the master (app.host.RESTART_DELAY_MS likewise)
+RESET_DELAY_MS = const(200)
 _US = const(1)
 _OTHER = const(2)
 
@@ -66,6 +69,7 @@ class HostUpdate:
         self.port = -1  # the port whose session holds the pack
         self.last_ms = 0
         self._reset_fn = None
+        self._reset_ms = 0
 
     def held(self):
         return self.hold.owner is self
@@ -74,7 +78,7 @@ class HostUpdate:
         """SESSION_MS without a request ends the session; a due reset runs."""
         if self.held() and ticks_diff(now_ms, self.last_ms) > SESSION_MS:
             self._end()
-        if self._reset_fn is not None:
+        if self._reset_fn is not None and ticks_diff(now_ms, self._reset_ms) >= RESET_DELAY_MS:
             fn = self._reset_fn
             self._reset_fn = None
             self._end()
@@ -155,6 +159,7 @@ class HostUpdate:
                 if u is None or u.state != W.STAGED or fn is None:
                     return self._range(port, "nothing staged" if fn is not None else "no reset here")
                 self._reset_fn = fn  # after the reply (tick)
+                self._reset_ms = now
                 return 0
             return self._range(port, "unknown update command")
         if f != FILE_DATA:

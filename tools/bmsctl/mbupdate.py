@@ -112,6 +112,25 @@ def update(pack, data, progress=None, activate=True, fast=True):
     return s
 
 
+def run_pack(pack, secret, data, progress=None, activate=True):
+    """One pack's whole session (login as installer, update()): ("ok", status)
+    or ("refused: LINE (REASON)", None), REASON the pack's update reason where
+    its status record has one (as tools.bmsctl.update.run_pack names it over UDS)."""
+    from tools.bmsctl.update import REASONS
+    try:
+        pack.login(2, secret)
+        return "ok", update(pack, data, progress, activate)
+    except CtlError as e:
+        why = str(e)
+        try:
+            r = status(pack)["reason"]
+            if r:
+                why += " (%s)" % (REASONS[r] if r < len(REASONS) else r)
+        except CtlError:  # the pack may be gone; the refusal's line is enough
+            pass
+        return "refused: " + why, None
+
+
 def cmd_update_modbus(args, out, data, secret, transport=None):
     """update FILE over --via rtu:/tcp: (or transport, tests)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
