@@ -31,6 +31,7 @@ from tools.bmsctl.transport import TransportError
 
 BITS_PER_CHAR = 11  # start, 8 data, parity (or a 2nd stop), stop (Serial Line 2.5.1)
 TICK_MS = 1
+FAST = True  # the blocks by FC 0x41 where the pack offers it (False: FC 0x15 always, tools/perf.py's "before")
 
 
 def t35_us(baud):
@@ -66,6 +67,7 @@ class RtuTester:
         self.results = {}  # pack index -> result line
         self.times = {}  # pack index -> (start, end) of its session, ms since the scenario's start
         self.vias = {}  # pack index -> the block function used (0x41, 0x15)
+        self.progress = {}  # pack index -> [(t_ms, bytes acknowledged)] per block
         self.requests = 0
         self.closed = False
         self._thread = None
@@ -125,13 +127,16 @@ class RtuTester:
         unit = self.world.packs[k].app.state.link_address or 1
         sent = [0]
 
+        steps = self.progress[k] = []
+
         def progress(done, total):
+            steps.append((self.world.t_ms(), done))
             if done * 10 // total != sent[0] * 10 // total:
                 self._line(k, done, total, None)
             sent[0] = done
         t0 = self.world.t_ms()
         try:
-            r, s = M.run_pack(Pack(self, unit, self.map), self.secrets[k], data, progress)
+            r, s = M.run_pack(Pack(self, unit, self.map), self.secrets[k], data, progress, fast=FAST)
         except _Closed:
             return
         self.times[k] = (t0, self.world.t_ms())
@@ -222,3 +227,10 @@ class RtuTester:
         self.closed = True
         if not self._done:
             self._turn()
+
+    def block_rate(self, k):
+        """Bundle bytes/s of pack k's blocks (first to last acknowledged), None with fewer than two."""
+        p = self.progress.get(k, [])
+        if len(p) < 2 or p[-1][0] == p[0][0]:
+            return None
+        return (p[-1][1] - p[0][1]) * 1000 / (p[-1][0] - p[0][0])

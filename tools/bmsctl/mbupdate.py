@@ -112,14 +112,14 @@ def update(pack, data, progress=None, activate=True, fast=True):
     return s
 
 
-def run_pack(pack, secret, data, progress=None, activate=True):
+def run_pack(pack, secret, data, progress=None, activate=True, fast=True):
     """One pack's whole session (login as installer, update()): ("ok", status)
     or ("refused: LINE (REASON)", None), REASON the pack's update reason where
     its status record has one (as tools.bmsctl.update.run_pack names it over UDS)."""
     from tools.bmsctl.update import REASONS
     try:
         pack.login(2, secret)
-        return "ok", update(pack, data, progress, activate)
+        return "ok", update(pack, data, progress, activate, fast)
     except CtlError as e:
         why = str(e)
         try:
