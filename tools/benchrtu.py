@@ -17,7 +17,8 @@
 # Unit = the pack's link address: 1 is the master itself, any other is relayed
 # by the master (over CAN, or down the RS485 chain on a bench without CAN), as
 # every Modbus request is. "pack": "all" updates the packs one after another
-# (RS485 has no broadcast of the image). Progress (each 10 %) and the result
+# (RS485 has no broadcast of the image), the master last: it restarts after
+# its activate, and relays nothing until its link has formed again. Progress (each 10 %) and the result
 # are the trace's update lines, as tools.benchupdate writes them over CAN.
 # Host-side only.
 import threading
@@ -94,7 +95,7 @@ class RtuTester:
         except OSError as e:
             self._line(pack, 0, 0, "refused: cannot read %s: %s" % (path, e.strerror))
             return
-        for k in (range(len(self.world.packs)) if pack < 0 else (pack,)):
+        for k in ((list(range(1, len(self.world.packs))) + [0]) if pack < 0 else (pack,)):
             self.waiting.append((k, data))
 
     def _line(self, pack, done, total, result):
