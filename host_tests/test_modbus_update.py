@@ -321,3 +321,24 @@ def test_fc41_with_a_bad_signature_is_refused_with_its_reason_and_a_resume_goes_
     sent = []
     s = M.update(c, data, progress=lambda done, total: sent.append(done), activate=False)
     assert sent[0] == 3 * BLOCK and s["via"] == 0x41 and rig.record()[S.PENDING] == 1
+
+
+def test_fc41_framing_parse_and_relay_match_follow_the_pymodbus_layout():
+    # proto.modbus against tools.bmsctl.mbpdu's pymodbus classes (an independent encoder)
+    from proto import modbus as mb
+    from tools.bmsctl.mbpdu import UpdateBlockRequest, UpdateBlockResponse
+    from tools.fuzz_host import adu
+    req = bytes([0x41]) + UpdateBlockRequest(7, bytes(range(240))).encode()
+    rep = bytes([0x41]) + UpdateBlockResponse(7).encode()
+    for frame, replies in ((adu(2, req), False), (adu(2, rep), True)):
+        fr = mb.Framer(replies)
+        got = [fr.feed(b) for b in frame]
+        assert got[-1] == len(frame) and not any(got[:-1])  # the length from the byte count / fixed 6
+    r = mb.Request()
+    assert mb.parse(bytearray(req), len(req), r) == 0 and (r.addr, r.count, r.data) == (7, 240, 4)
+    for bad in (req[:4], req[:1] + bytes([req[1] + 1]) + req[2:], req[:-1]):  # no data, byte counts that lie
+        assert mb.parse(bytearray(bad), len(bad), mb.Request()) == mb.EX_ILLEGAL_VALUE
+    assert mb.answers(req, len(req), rep, len(rep))
+    other = bytes([0x41]) + UpdateBlockResponse(8).encode()
+    assert not mb.answers(req, len(req), other, len(other))  # a late reply for another block
+    assert mb.answers(req, len(req), bytes([0xC1, 3]), 2)

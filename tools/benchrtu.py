@@ -25,6 +25,7 @@ import threading
 
 from pymodbus.framer import FramerRTU
 
+from tools.benchupdate import installer_secrets, read_bundle, update_line
 from tools.bmsctl import mbupdate as M
 from tools.bmsctl.client import Pack, load_map
 from tools.bmsctl.mbpdu import decoder
@@ -55,7 +56,6 @@ class RtuTester:
     period_ms = TICK_MS
 
     def __init__(self, world, baud=None):
-        from tools.benchupdate import installer_secrets
         self.world = world
         self.end = world.links[0].a
         self.baud = baud or port_baud(world)
@@ -89,19 +89,15 @@ class RtuTester:
 
     # -- the scenario's side ---------------------------------------------------------
     def start(self, path, pack):
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            self._line(pack, 0, 0, "refused: cannot read %s: %s" % (path, e.strerror))
+        """bmsctl update FILE --via rtu: --unit (pack k's link address), or each pack (pack -1)."""
+        data = read_bundle(self.world, path, pack)
+        if data is None:
             return
         for k in ((list(range(1, len(self.world.packs))) + [0]) if pack < 0 else (pack,)):
             self.waiting.append((k, data))
 
     def _line(self, pack, done, total, result):
-        from sim import trace
-        self.world.emit(trace.line([("t_ms", self.world.t_ms()), (
-            "update", {"pack": pack, "bytes": done, "of": total, "result": result})]))
+        update_line(self.world, pack, done, total, result)
 
     # -- bmsctl's thread -------------------------------------------------------------
     def exchange(self, unit, pdu):

@@ -52,6 +52,22 @@ KEEPALIVE_MS = 1000
 SCAN, PREPARE, BEHIND, UPDATE = "scan", "prepare", "behind", "update"  # a job's kind
 
 
+def update_line(world, pack, done, total, result):
+    """The trace's {"t_ms", "update": {"pack", "bytes", "of", "result"}} line."""
+    world.emit(trace.line([("t_ms", world.t_ms()), (
+        "update", {"pack": pack, "bytes": done, "of": total, "result": result})]))
+
+
+def read_bundle(world, path, pack):
+    """The bundle's bytes; None (and the refusal's trace line) when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        update_line(world, pack, 0, 0, "refused: cannot read %s: %s" % (path, e.strerror))
+        return None
+
+
 def installer_secrets(world):
     """Each pack's installer secret; the packs commissioned with the bench's
     secrets first (tools.gateway.commission, once per world)."""
@@ -232,11 +248,8 @@ class Tester:
     # -- the scenario's side ---------------------------------------------------------
     def start(self, path, pack):
         """bmsctl update FILE --unit (pack k's link address), or --all (pack -1)."""
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            self._line(pack, 0, 0, "refused: cannot read %s: %s" % (path, e.strerror))
+        data = read_bundle(self.world, path, pack)
+        if data is None:
             return
         if pack >= 0:
             unit = self.world.packs[pack].app.state.link_address or 1
@@ -293,8 +306,7 @@ class Tester:
         return -1
 
     def _line(self, pack, done, total, result):
-        self.world.emit(trace.line([("t_ms", self.world.t_ms()), (
-            "update", {"pack": pack, "bytes": done, "of": total, "result": result})]))
+        update_line(self.world, pack, done, total, result)
 
     # -- the world's side ----------------------------------------------------------
     def tick(self, now_ms):
