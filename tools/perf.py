@@ -4,7 +4,7 @@
 # MicroPython interpreter, the SOC error over a simulated week (estimator vs
 # plain coulomb counting) and the balancing result over a week (on vs off);
 # the host protocol's telemetry refresh over RTU and over CAN (issue 13); the
-# firmware update over CAN (issue 15).
+# firmware update over RS485 and over CAN (issue 15).
 import json
 import os
 import subprocess
@@ -416,9 +416,6 @@ def rtu_figures(reads):
               % (baud, " + ".join("%.1f" % (1e3 * x) for x in per), 1e3 * t35_s(baud), len(per) / pack_s,
                  1 / pack_s, PACKS, PACKS * pack_s))
     print("  (through the master: the relay's own time on the link for units 2..%d not included)" % PACKS)
-
-
-RS485_BUNDLE_FILES = 3  # the bench bundle of the RS485 figures: a version file and two modules of ~12 KB
 
 
 def _rs485_bundle(d):
