@@ -362,3 +362,33 @@ def test_a_host_sim_bundle_holds_the_firmware_and_its_version(tmp_path):
     assert len(img) == image == m["image_bytes"] and romfs.size(img) == len(img)
     assert files["version"] == b"3.1.0" and "app/uds.mpy" in files and "board.mpy" in files
     assert {k: hashlib.sha256(v).hexdigest() for k, v in files.items()} == m["files"]
+
+
+def test_bmsctl_updates_a_slave_and_the_master_through_the_bench_s_tcp_gateway(tmp_path):
+    # the gateway's framers know FC 0x41 (tools.bmsctl.mbpdu): bmsctl over Modbus TCP, the bench
+    # framing each request as RTU on the master's Link IN, the master relaying unit 2 over CAN
+    import threading
+    import time
+    from tools import gateway
+    from tools.benchupdate import installer_secrets
+    from tools.bmsctl import mbupdate as M
+    from tools.bmsctl.client import Pack, load_map
+    from tools.bmsctl.transport import Tcp
+    path, data = make_bundle(tmp_path)
+    w = simworld.World(scn.parse(json.dumps({"packs": 2, "duration_s": 600, "seed": 2,
+                                             "update_pubkey": simworld.dev_pubkey()}), FAULTS), lambda ln: None)
+    port = gateway.local_port()
+    gateway.attach(w, "127.0.0.1:%d" % port)
+    secrets = installer_secrets(w)
+    stop = threading.Event()
+    t = threading.Thread(target=gateway.pace, args=(w, stop), kwargs={"speed": 5}, daemon=True)
+    t.start()
+    try:
+        time.sleep(1)  # the link forms (5 s simulated)
+        tr = Tcp("127.0.0.1", port, 10)
+        got = [M.run_pack(Pack(tr, unit, load_map()), secrets[k], data) for unit, k in ((2, 1), (1, 0))]
+        tr.close()
+    finally:
+        stop.set()
+        t.join(10)
+    assert [(r, s["via"], s["state"]) for r, s in got] == [("ok", 0x41, "staged")] * 2
