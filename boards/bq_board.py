@@ -149,6 +149,17 @@ class BqBoard:
         self.port.deepsleep(ms)
 
 
+def serial_of(machine):
+    """The pack's serial number, 16 ASCII bytes: BMS- and the last 6 bytes of
+    the MCU's unique id in hex (ESP32: its 6-byte factory MAC; RP2040: the
+    flash chip's 8-byte id), None on a port without machine.unique_id."""
+    uid = getattr(machine, "unique_id", None)
+    if uid is None:
+        return None
+    from binascii import hexlify
+    return b"BMS-" + hexlify(bytes(uid())[-6:]).upper()
+
+
 def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configure=True):
     """The BQ76952 + MCP2515 + 2 x RS485 board both real boards share, from the
     port's machine module, the board module cfg (PINS, I2C_ID, SPI_ID,
@@ -157,7 +168,9 @@ def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configur
     port-specific calls and the port-specific charger input and NTC ADC.
     configure: program the
     BQ76952 (raises Bq76952Error if it does not answer). A missing MCP2515
-    does not stop the board: can.poll() keeps retrying its init."""
+    does not stop the board: can.poll() keeps retrying its init. The MCP2515
+    starts listen-only at cfg.CAN_BITRATE: the firmware chooses the rate it
+    sends at (app.canrate)."""
     from drivers.bq76952 import BQ76952
     from drivers.mcp2515 import MCP2515
     from drivers.ntc import Ntc
@@ -177,8 +190,8 @@ def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configur
                       sck=Pin(p["spi_sck"]), mosi=Pin(p["spi_mosi"]), miso=Pin(p["spi_miso"]))
     can = MCP2515(spi, out(p["can_cs"], 1), osc_hz=cfg.CAN_OSC_HZ,
                   int_pin=Pin(p["can_int"], Pin.IN, Pin.PULL_UP))
-    try:
-        can.init(cfg.CAN_BITRATE)
+    try:  # listen-only: off the bus until app.canrate has heard its rate (can_bitrate_count)
+        can.init(cfg.CAN_BITRATE, can.MODE_SILENT)
     except OSError as e:
         print("board: MCP2515:", e)
     button = Pin(p["button"], Pin.IN, Pin.PULL_UP)
@@ -189,6 +202,7 @@ def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configur
         button, charger, jumper, can, None, None, ticks_us,
         dip_layout=cfg.DIP_LAYOUT, ntc=Ntc(), ntc_adc=ntc_adc, wdt_timeout_ms=cfg.WDT_TIMEOUT_MS)
     board.name = getattr(cfg, "NAME", None)  # update bundles name it (app.uds)
+    board.serial = serial_of(machine)
     baud = board.dip.baud
     # the services read bytes (Rs485Uart), never the driver's idle-gap frames: no frame buffer
     board.link_in = Rs485Uart(RS485(machine.UART(cfg.UART_IN, baud, tx=Pin(p["link_in_tx"]), rx=Pin(p["link_in_rx"])),

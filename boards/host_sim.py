@@ -14,6 +14,7 @@ class Board:
     # the bench boots each pack itself (tools/simworld.py; app.compose reads these):
     running = None  # the slot its boot part mounted (None: update.boot.RUNNING)
     fw_version = None  # the version of the image in that slot (None: app.host.VERSION)
+    serial = None  # the pack's serial number (None: app.inverter.SERIAL; the bench numbers its packs)
     trust_key = None  # the update key the pack was provisioned with (None: as a board, update.updater.for_board)
     file_digest = None  # file_digest(slot, name) of the check routine (None: through vfs.VfsRom)
     urandom = None  # urandom(n) for the login's nonces (None: os.urandom)

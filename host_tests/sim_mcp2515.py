@@ -345,6 +345,9 @@ class Mcp2515:
                 want = v >> 5
                 if want != self.mode():
                     r[CANSTAT] = (r[CANSTAT] & 0x1F) | (want << 5)
+                    if want == MODE_LISTEN:  # "the error counters are reset and deactivated" (10.4)
+                        self.tec = 0
+                        self.rec = 0
             return
         if _config_only(a):
             if self.mode() != MODE_CONFIG:
@@ -406,10 +409,26 @@ class Mcp2515:
         return self.osc_hz // den, 1000 * (1 + prop + ps1) // ntq
 
     def on_bus(self):
-        """Takes part in bus traffic (ACKs, receives, transmits)."""
-        return (self.bus is not None and not self.bus_off
-                and self.mode() in (0, 3)
-                and self.timing()[0] == self.bus.bitrate)
+        """Takes part in bus traffic (receives; in normal mode also ACKs,
+        transmits and flags errors)."""
+        return self.bus is not None and not self.bus_off and self.mode() in (MODE_NORMAL, MODE_LISTEN)
+
+    def rate(self):
+        return self.timing()[0]
+
+    def error_active(self):
+        """Flags errors with an active (dominant) error flag: normal mode,
+        both counters below 128 (ISO 11898-1). Listen-only sends no flags."""
+        return self.mode() == MODE_NORMAL and self.tec <= 127 and self.rec <= 127
+
+    def saw_error(self):
+        """A frame seen with an error (a bit, stuff, form or CRC error: for a
+        node at another bit rate, every frame): MERRF, and in normal mode REC
+        + 1 (DS20001801 7.4, 6.0). In listen-only mode the counters stay 0."""
+        self.reg[CANINTF] |= 0x80
+        if self.mode() == MODE_NORMAL:
+            self.rec += 1
+        self.update_errors()
 
     # ---- frames --------------------------------------------------------------
     def pending_tx(self):
@@ -609,8 +628,16 @@ def _arb_key(frame):
 
 
 class Bus:
-    """A CAN bus at `bitrate` joining models. step(bits) spends that many bit
-    times: arbitration, transmission, ACK, error counting, bus-off recovery.
+    """A CAN bus joining models, each at the bit rate its CNF registers give.
+    step(bits) spends that many bit times: arbitration, transmission, ACK,
+    error counting, bus-off recovery. A frame is sent at its sender's rate:
+    the nodes at that rate receive it; a node at another rate sees an error
+    (saw_error), and if it is error-active its error flag destroys the frame
+    for everyone (error_frames; the sender's TEC + 8, retried). Nobody else in
+    normal mode at the sender's rate: no ACK; an error-active sender's error
+    flag then destroys the frame, an error-passive one's (recessive) leaves it
+    valid for the listeners. foreign(frame) is a frame from a node outside
+    the models at `bitrate`, acknowledged by it.
     `fault = "bit_error"` makes every transmission fail (a shorted bus or a
     broken transceiver), which is what drives a node to bus-off: a node alone
     on the bus only reaches error-passive (ACK errors of an error-passive
@@ -621,6 +648,35 @@ class Bus:
         self.nodes = []
         self.fault = None
         self.log = []  # frames that went over the bus: (sender name, frame)
+        self.error_frames = 0
+
+    def foreign(self, frame):
+        """(id, ext, rtr, dlc, data) sent by a node outside the models at
+        self.bitrate; False when a model's error flag destroyed it."""
+        return self._carry(None, self.bitrate, frame)
+
+    def _carry(self, node, rate, fr):
+        """The models other than node see frame fr at rate: True when it got
+        through, False when an error flag destroyed it."""
+        same = []
+        destroyed = False
+        for n in self.nodes:
+            if n is node or not n.on_bus():
+                continue
+            if n.rate() == rate:
+                same.append(n)
+                continue
+            flag = n.error_active()
+            n.saw_error()
+            destroyed = destroyed or flag
+        if destroyed:
+            self.error_frames += 1
+            for n in same:
+                n.saw_error()
+            return False
+        for n in same:
+            n.receive(fr)
+        return True
 
     def attach(self, chip):
         chip.bus = self
@@ -650,19 +706,32 @@ class Bus:
             _, node, i, fr = best
             cost = frame_bits(fr)
             frames += 1
-            ok_timing = node.timing()[0] == self.bitrate
+            rate = node.rate()
             others = [n for n in self.nodes if n is not node and n.on_bus()]
-            if not ok_timing or self.fault == "bit_error":
+            ackers = [n for n in others if n.mode() == MODE_NORMAL and n.rate() == rate]
+            if rate is None or self.fault == "bit_error":
                 node.tec += 8
+                node.reg[CANINTF] |= 0x80
                 for n in others:
-                    n.rec += 1
-                    n.update_errors()
+                    n.saw_error()
                 node.tx_done(i, False)
                 cost += 20
-            elif not [n for n in others if n.mode() == MODE_NORMAL]:
-                # nobody acknowledges
-                if node.tec <= 127:
+            elif not ackers:
+                # nobody acknowledges: an error-passive sender's flag is recessive
+                passive = node.tec > 127
+                if not passive:
                     node.tec += 8
+                node.reg[CANINTF] |= 0x80
+                if passive:
+                    self._carry(node, rate, fr)
+                else:
+                    for n in others:
+                        n.saw_error()
+                node.tx_done(i, False)
+                cost += 20
+            elif not self._carry(node, rate, fr):
+                node.tec += 8
+                node.reg[CANINTF] |= 0x80
                 node.tx_done(i, False)
                 cost += 20
             else:
@@ -670,8 +739,6 @@ class Bus:
                     node.tec -= 1
                 node.tx_done(i, True)
                 self.log.append((node.name, fr))
-                for n in others:
-                    n.receive(fr)
             node.update_errors()
             for n in self.nodes:
                 if n.bus_off and n is not node:

@@ -172,11 +172,11 @@ def test_cli_headless_writes_trace_and_summary(tmp_path):
 
 def test_frames_on_the_can_bus_become_trace_lines():
     lines = []
-    world = simworld.World(scn.parse('{"packs": 2, "duration_s": 2}', FAULTS), lines.append)
-    world.run_until(1000)
+    world = simworld.World(scn.parse('{"packs": 2, "duration_s": 4}', FAULTS), lines.append)
+    world.run_until(3000)  # after the listen-only start (bms.canrate.LISTEN_MS: a silent bus)
     world.packs[0].board.can.send(0x0CFF0102, b"\x01\xab", 2)
     frame = json.loads(lines[-1])
-    assert frame == {"t_ms": 1000, "bus": "can", "id": 0x0CFF0102, "ext": True, "data": "01ab"}
+    assert frame == {"t_ms": 3000, "bus": "can", "id": 0x0CFF0102, "ext": True, "data": "01ab"}
     # on the bus (traced) but no service reads that id (priority 3: neither the
     # link's 0x1A nor the host protocol's priority-6 space): the port's filter drops it
     assert world.packs[1].board.can.recv() is None and world.packs[1].board.can.filtered == 1

@@ -346,6 +346,25 @@ def test_defaults_orders_writes_that_validate_only_together(rig, capsys):
     assert list(rig.params.v) == list(Params().v)
 
 
+def test_defaults_keep_the_installation_and_a_restore_keeps_the_address(rig, capsys):
+    rig.params.set_many([(P.INV_PROTOCOL_COUNT, 1), (P.LINK_FIXED_ADDRESS_COUNT, 5), (P.CELL_OV_ALARM_MV, 3580)])
+    rc, out, err = run(rig, capsys, *installer(rig), "defaults")
+    assert rc == 0, err
+    assert "kept, the installation's:" in out and "link_fixed_address_count" in out
+    assert rig.params.v[P.CELL_OV_ALARM_MV] == 3550
+    assert rig.params.v[P.INV_PROTOCOL_COUNT] == 1 and rig.params.v[P.LINK_FIXED_ADDRESS_COUNT] == 5
+    # a backup of another unit: everything but that unit's fixed address
+    b = rig.tmp / "other.json"
+    from bms.ptable import TABLE
+    vals = {r[1]: r[2] for r in TABLE}
+    vals.update(link_fixed_address_count=9, cell_ov_alarm_mv=3580)
+    b.write_text(json.dumps({"format": "bmsctl-params-1", "map_version": 1, "unit": 4, "params": vals}))
+    rc, out, err = run(rig, capsys, *installer(rig), "params", "restore", str(b))
+    assert rc == 0, err
+    assert "from unit 4's backup, kept" in out
+    assert rig.params.v[P.LINK_FIXED_ADDRESS_COUNT] == 5 and rig.params.v[P.CELL_OV_ALARM_MV] == 3580
+
+
 # ---- blocks, alarms ---------------------------------------------------------------
 
 def test_info_block_read_from_the_map(rig, capsys):
@@ -412,3 +431,113 @@ def test_history_words_name_the_journalled_commands_and_the_secret_set(rig):
            for code, v in ((H.J_SET_SECRET, 2), (H.H_REMOVE, 3), (H.H_RESTART, 1))]
     assert [g["name"] for g in got] == ["set_secret", "remove_pack", "restart"]
     assert got[0]["words"] == "host command set_secret value 2"
+
+
+# ---- control can-bitrate (parameter can_bitrate_count) ----------------------------
+
+class Units:
+    """Several packs' handlers behind one transport, as through the master: unit
+    u is Host u; a unit with no pack gets 0x0A (gateway path unavailable)."""
+
+    def __init__(self, hosts):
+        self.hosts = hosts
+        self.out = bytearray(260)
+        self.restarts = []  # units whose restart was accepted (their tick restarts them after the reply)
+        for h in hosts.values():
+            h.restart = lambda: None
+
+    def exchange(self, unit, pdu):
+        h = self.hosts.get(unit)
+        if h is None:
+            return bytes((pdu[0] | 0x80, 0x0A))
+        k = h.pdu(unit, bytearray(pdu), len(pdu), self.out, PORT_ID)
+        if h.restart_ms >= 0:
+            self.restarts.append(unit)
+            h.restart_ms = -1
+        return bytes(self.out[:k])
+
+    def close(self):
+        pass
+
+
+def _packs(n):
+    from test_modbus import Journal, _state
+    hosts = {}
+    for u in range(1, n + 1):
+        st, params, view = _state(), Params(), SystemView()
+        from_pack(view, st, params)
+        auth = A.Auth(None, params, os.urandom)
+        assert auth.provision(A.INSTALLER, SECRET, True)
+        hosts[u] = Host(st, params, view, None, auth, unit=u, journal=Journal())
+    return Units(hosts)
+
+
+def _table(monkeypatch, rows):
+    """The master's table as bmsctl reads it (unit 1's 803 strings: tools.bmsctl.address.system)."""
+    from tools.bmsctl import address
+    monkeypatch.setattr(address, "system", lambda t: rows)
+
+
+def test_can_bitrate_all_writes_every_pack_then_restarts_slaves_then_master(rig, capsys, monkeypatch):
+    t = _packs(3)
+    _table(monkeypatch, {1: "online", 2: "online", 3: "online", 4: "lost"})
+    import io
+    out = io.StringIO()
+    rc = main(["--login", "installer", "--secret-file", rig.key, "control", "can-bitrate", "250", "--all"],
+              out=out, transport=t)
+    text, err = out.getvalue(), capsys.readouterr().err
+    assert rc == 0, err
+    assert [h.params.v[P.CAN_BITRATE_COUNT] for h in t.hosts.values()] == [1, 1, 1]  # 1 = 250 kbit/s (ptable)
+    assert t.restarts == [2, 3, 1]  # the master relays the others: last
+    for u in (1, 2, 3):
+        assert "unit %d: can_bitrate_count 0 -> 1 (250 kbit/s), read back" % u in text
+    assert "inverter" in text and "CAN adapter" in text and "250 kbit/s" in text
+    assert "unit 4: lost" in text and "not written" in text
+    rc = main(["--unit", "2", "--login", "installer", "--secret-file", rig.key, "control", "can-bitrate", "500",
+               "--all"], out=io.StringIO(), transport=t)
+    assert rc == 1 and "goes through the master" in capsys.readouterr().err
+    assert t.hosts[2].params.v[P.CAN_BITRATE_COUNT] == 1
+
+
+def test_can_bitrate_refuses_other_rates_and_needs_an_installer(rig, capsys):
+    for bad in ("125", "1000", "fast"):
+        rc, out, err = run(rig, capsys, *installer(rig), "control", "can-bitrate", bad, "--all")
+        assert rc == 1 and one_line(err) and "250 or 500" in err and rig.params.v[P.CAN_BITRATE_COUNT] == 0
+    rc, out, err = run(rig, capsys, "control", "can-bitrate", "250")
+    assert rc == 1 and one_line(err) and "installer session" in err and rig.params.v[P.CAN_BITRATE_COUNT] == 0
+    rc, out, err = run(rig, capsys, *installer(rig), "control", "can-bitrate", "250", "--all",
+                       "--secret-pattern", "keys/pack.key")
+    assert rc == 1 and one_line(err) and "{unit}" in err and rig.params.v[P.CAN_BITRATE_COUNT] == 0
+
+
+def test_can_bitrate_one_pack_warns_it_follows_the_bus(rig, capsys):
+    rc, out, err = run(rig, capsys, *installer(rig), "control", "can-bitrate", "250")
+    assert rc == 0 and rig.params.v[P.CAN_BITRATE_COUNT] == 1
+    assert "warning" in out and "follows the rate it hears" in out and "--all" in out
+    rc, out, err = run(rig, capsys, *installer(rig), "control", "can-bitrate", "500k")
+    assert rc == 0 and rig.params.v[P.CAN_BITRATE_COUNT] == 0
+
+
+def test_info_shows_the_running_and_the_stored_can_rate(rig, capsys):
+    rig.st.can_kbps = 0
+    rc, out, _ = run(rig, capsys, "info")
+    rows = dict(ln.split(None, 1) for ln in out.splitlines() if not ln.startswith("CAN:"))
+    assert rows["can_kbps"].split()[0] == "0" and rows["can_stored_kbps"].split()[0] == "500"
+    assert "still listening" in out
+    rig.st.can_kbps = 250  # followed a bus at 250 kbit/s; stored 500
+    rc, out, _ = run(rig, capsys, "info")
+    assert "CAN: 250 kbit/s running, 500 kbit/s stored: follows the bus" in out
+    rig.params.set(P.CAN_BITRATE_COUNT, 1)
+    rc, out, _ = run(rig, capsys, "info")
+    assert "runs at the stored rate" in out
+
+
+def test_can_bitrate_all_no_restart_writes_only(rig, capsys, monkeypatch):
+    t = _packs(2)
+    _table(monkeypatch, {1: "online", 2: "online"})
+    import io
+    out = io.StringIO()
+    rc = main(["--login", "installer", "--secret-file", rig.key, "control", "can-bitrate", "250", "--all",
+               "--no-restart"], out=out, transport=t)
+    assert rc == 0 and t.restarts == [] and "not restarted" in out.getvalue()
+    assert [h.params.v[P.CAN_BITRATE_COUNT] for h in t.hosts.values()] == [1, 1]

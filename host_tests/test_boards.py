@@ -141,7 +141,8 @@ def run_app(mod, ms):
 def test_firmware_reads_the_afe_and_sends_can(name, monkeypatch):
     mod = load(name, monkeypatch)
     rig = Rig(mod)
-    b, app, _ = run_app(mod, 2000)
+    b, app, _ = run_app(mod, 3000)  # past the listen-only start on a silent bus (bms.canrate)
+    assert app.state.can_kbps == 500 and not app.state.can_followed
     assert rig.bq.crc and not rig.bq.cfg_update and rig.bq.fet_en()  # configured
     assert rig.bq.dm_get(0x9261, "<B") == 0xBC  # protections programmed by App
     snap = app.state.snap
@@ -297,7 +298,7 @@ def test_inverter_and_link_frames_reach_the_firmware_through_the_mcp2515(name, m
     # the 29-bit link ids, and for nothing else.
     mod = load(name, monkeypatch)
     rig = Rig(mod)
-    b, app, r = run_app(mod, 500)
+    b, app, r = run_app(mod, 3000)  # normal mode once the bus was silent for the listen time
     heard = app.state.inverter_frames
     rig.peer.send(0x305, b"\x00" * 8, 0)  # inverter heartbeat
     rig.peer.send(0x1A020001, bytes(8), rig.peer.FLAG_EXT_ID)  # a link HELLO from address 1
@@ -305,7 +306,7 @@ def test_inverter_and_link_frames_reach_the_firmware_through_the_mcp2515(name, m
     rig.peer.send(0x123, bytes(8), 0)  # a foreign 11-bit frame
     for _ in range(8):
         rig.bus.step()
-    r.run_until(1000)
+    r.run_until(3500)
     assert app.state.inverter_frames == heard + 1
     assert b.can.rx_frames == 2  # the other two were filtered by the chip
     assert not b.can.any()  # and the link frame was read (by the link service, the CAN reader)
@@ -340,3 +341,61 @@ def test_a_watched_service_that_shortens_its_period_runs_at_it_and_stays_alive()
     r.run_until(3000)
     assert 100 <= svc.ticks <= 120  # ~100 ticks at 10 ms in the first second, then ~20 at 100 ms
     assert wdt.feeds == 3 and sup.wd.missed == 0
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_board_listens_first_and_joins_a_bus_at_the_other_rate(name, monkeypatch):
+    # can_bitrate_count stored 0 (500 kbit/s) but the bus runs at 250 kbit/s (two
+    # nodes talking): the MCP2515 starts listen-only (no ACK, no error flag), sees
+    # only errors at 500 kbit/s, listens at 250, hears a valid frame and only then
+    # goes normal there; nothing is sent at 500 kbit/s and no error frame is raised.
+    mod = load(name, monkeypatch)
+    rig = Rig(mod)
+    from drivers.mcp2515 import MCP2515
+    rig.peer.init(250000)
+    other = rig.bus.attach(simcan.Mcp2515(8000000, name="other", seed=5))
+    acker = MCP2515(other.spi, other.cs, 250000, osc_hz=8000000, int_pin=other.int_pin)
+    acker.set_filters(None)
+    b = mod.build()
+    assert rig.can.mode() == simcan.MODE_LISTEN  # the board's own init: listen-only
+    from app.compose import pack
+    from sim.vtime import VirtualRunner
+    app = pack(b)
+    r = VirtualRunner()
+    for s in app.services:
+        r.add(s)
+    t = 0
+    rates = set()
+    while t < 6000:
+        if t % 100 == 0:
+            rig.peer.send(0x305, bytes(8), 0)  # an inverter heartbeat, every 100 ms here
+        rig.bus.step(2500)  # 10 ms at 250 kbit/s
+        t += 10
+        r.run_until(t)
+        if rig.can.mode() == simcan.MODE_NORMAL:
+            rates.add(rig.can.rate())
+        while acker.recv() is not None:
+            pass
+    assert rates == {250000}
+    assert app.state.can_kbps == 250 and app.state.can_followed
+    assert rig.bus.error_frames == 0 and rig.peer_chip.tec == 0 and other.rec == 0
+    assert app.state.inverter_frames > 0  # the heartbeats reach the firmware at 250 kbit/s
+    assert any(who == "board" for who, _fr in rig.bus.log)  # and the pack speaks there
+    assert rig.can.rejected == []
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_each_pack_reports_its_own_serial_from_the_mcus_unique_id(name, monkeypatch):
+    # fake_machine.unique_id() is 01 02 03 04 05 06 (an ESP32's factory MAC is 6 bytes)
+    from pymodbus.pdu.register_message import ReadHoldingRegistersRequest
+    import struct
+    mod = load(name, monkeypatch)
+    Rig(mod)
+    b, app, _ = run_app(mod, 200)
+    assert b.serial == b"BMS-010203040506"
+    req = ReadHoldingRegistersRequest(address=5, count=8)  # INFO 5..12: the serial, 16 ASCII bytes
+    pdu = bytearray(bytes([req.function_code]) + req.encode())
+    out = bytearray(260)
+    k = app.host[0].pdu(1, memoryview(pdu), len(pdu), memoryview(out), 1)
+    assert out[0] == 3 and out[1] == 16 and struct.pack(">8H", *struct.unpack(">8H", bytes(out[2:18]))) \
+        == b"BMS-010203040506" and k == 18

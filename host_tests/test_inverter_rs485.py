@@ -349,3 +349,14 @@ def test_pylontech_pack_numbers_follow_the_online_link_addresses_with_gaps():
     packs.asked.clear()
     srv._analog_all()
     assert packs.asked == [(pr.FIRST_ADR + 1, 2), (pr.FIRST_ADR + 2, 7)]
+
+
+def test_the_serial_number_reply_carries_the_packs_own_serial():
+    st = PackState()
+    st.snap.reads = 1
+    end = Stream()
+    inv = Inverter(st, Params(), view(), None, end, serial=b"BMS-0A1B2C3D4E5F")
+    end.router = Router(end)
+    end.router.subscribe_ascii(inv)
+    rtn, data, adr = decode(ask(inv, end, req(0x93, b"\x02")))
+    assert rtn == 0 and bytes(data[1:17]) == b"BMS-0A1B2C3D4E5F"  # INFO: address, 16 ASCII bytes

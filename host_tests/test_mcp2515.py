@@ -329,9 +329,15 @@ def test_listen_only_and_loopback_modes():
     lo.set_filters(None)
     assert cl.mode() == sim.MODE_LISTEN
     a.send(0x1, b"", 0)
+    bus.step(700)
+    assert 0 < ca.tec <= 127  # a listener does not acknowledge: ACK errors
+    assert lo.recv() is None  # and the frame an error-active sender flags is not stored
+    assert lo.msg_errors > 0 and cl.rec == 0  # MERRF counted; REC stays 0 listen-only
     bus.step(5000)
-    assert ca.tec > 0  # a listener does not acknowledge: ACK errors
-    assert lo.recv() is None  # and the erroneous frame is not stored
+    # error-passive (TEC > 127): its error flag is recessive, the frame valid for a listener
+    assert ca.tec > 127 and lo.recv()[0] == 0x1
+    while lo.recv() is not None:  # the retries of 0x1: each one valid for the listener
+        pass
     a.restart()
     node(bus, "b")  # a normal node acknowledges
     a.send(0x2, b"", 0)
@@ -428,3 +434,73 @@ def test_recv_and_poll_allocate_nothing_in_micropython(mpy):
         else:
             want.append((0x300 + i, bytes([i] * i), 0))
     assert r.stdout.strip() == str(want)
+
+
+# ---- bit rate: listen-only, MERRF, error frames -------------------------------------
+
+def test_listen_only_at_another_rate_sees_errors_and_disturbs_nobody():
+    # Two nodes talk at 250 kbit/s. A node listening at 500 kbit/s counts receive
+    # errors (MERRF; its REC stays 0: DS20001801 10.4 freezes the counters) and
+    # destroys nothing; the same node in normal mode answers with error frames
+    # that destroy the others' frames (the hazard of a wrong rate).
+    bus = sim.Bus(250000)
+    ca, a, _ = node(bus, "a", bitrate=250000)
+    cb, b, _ = node(bus, "b", bitrate=250000)
+    cl, lo, _ = node(bus, "l", bitrate=500000, mode=MCP2515.MODE_SILENT)
+    for n in (a, b, lo):
+        n.set_filters(None)
+    got = []
+    for i in range(5):
+        a.send(0x305, bytes([i] * 8), 0)
+        bus.step(2000)
+        lo.poll()  # the CAN task's poll: counts MERRF
+        got.append(b.recv()[1][0])
+    assert lo.msg_errors == 5 and cl.rec == 0 and lo.recv() is None
+    assert bus.error_frames == 0 and ca.tec == 0 and cb.rec == 0
+    assert got == [0, 1, 2, 3, 4]  # the two at 250 kbit/s undisturbed
+    with pytest.raises(OSError):  # listen-only: the driver refuses to queue a frame
+        lo.send(0x1, b"", 0)
+    assert cl.pending_tx() is None
+    lo.init(250000, MCP2515.MODE_SILENT)  # the rate the others use: a valid frame
+    lo.set_filters(None)
+    a.send(0x306, b"\x01", 0)
+    bus.step(2000)
+    assert lo.recv()[0] == 0x306 and bus.error_frames == 0
+    lo.init(500000)  # normal mode at the wrong rate: it flags every frame it sees
+    a.send(0x307, b"\x02", 0)
+    bus.step(300)
+    assert bus.error_frames > 0 and ca.tec > 0 and cl.rec > 0
+    assert cb.reg[sim.CANINTF] & 0x80  # b saw its frame destroyed
+
+
+def test_the_first_items_group_gets_both_buffers(pair):
+    """RXB0 rolls over into RXB1: the group of the first item (the busy 29-bit
+    frames: the link, then the host protocol's ISO-TP) takes RXB0 where it fits,
+    so two back-to-back 29-bit frames both wait; the inverter's 11-bit frames
+    have RXB1 alone. The firmware's own selections, as app.compose sets them
+    (two subscribers of the host selection: one filter)."""
+    from proto import link, pylon_can
+    from app.hostcan import SELECTION
+    bus, (ca, a, _), (cb, b, _) = pair
+    b.set_filters((link.CAN_FILTER, pylon_can.CAN_FILTER, SELECTION, SELECTION))
+    assert (b.rx_depth(True), b.rx_depth(False)) == (2, 1)
+    s = slot()
+    a.send(0x18DA03F1, b"\x21" + bytes(7), EXT)  # two consecutive frames of an ISO-TP block
+    bus.step()
+    a.send(0x18DA03F1, b"\x22" + bytes(7), EXT)
+    bus.step()
+    assert [bytes(b.recv(s)[1])[0] for _ in range(2)] == [0x21, 0x22] and b.overruns == 0
+    a.send(0x305, b"\x01", 0)
+    bus.step()
+    a.send(0x305, b"\x02", 0)
+    bus.step()
+    b.poll()
+    assert bytes(b.recv(s)[1]) == b"\x01" and b.recv(s) is None and b.overruns == 1  # one buffer
+    # a group of more than two filters cannot have RXB0: the other one takes it
+    b.set_filters(((0x18DA0300, 0x1FFFFF00, EXT), (0x18DB0300, 0x1FFFFF00, EXT), (0x18DC0300, 0x1FFFFF00, EXT),
+                   (0x305, 0x7FF, 0)))
+    assert (b.rx_depth(True), b.rx_depth(False)) == (1, 2)
+    b.set_filters(None)
+    assert (b.rx_depth(True), b.rx_depth(False)) == (2, 2)
+    b.set_filters([])
+    assert (b.rx_depth(True), b.rx_depth(False)) == (0, 0)

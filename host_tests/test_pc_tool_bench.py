@@ -37,8 +37,11 @@ def bench(tmp_path):
     stop = threading.Event()
     t = threading.Thread(target=gateway.pace, args=(w, stop), daemon=True)
     t.start()
-    deadline = time.monotonic() + 20  # the packs boot and the link gives every pack its address
-    while time.monotonic() < deadline and not all(p.app.link.roles.address for p in w.packs):
+    # the packs boot, the link gives every pack its address, and each has found the CAN
+    # bus rate (app.canrate: listen-only until then, so a request over CAN would go unanswered)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not all(p.app.link.roles.address and p.app.state.can_kbps
+                                                  for p in w.packs):
         time.sleep(0.1)
     yield w, port, chan, tmp_path
     stop.set()
@@ -48,10 +51,13 @@ def bench(tmp_path):
 def test_scan_and_live_read_the_master_through_the_gateway(bench):
     w, port, _, _ = bench
     out = io.StringIO()
-    assert bmsctl(["--via", "tcp:127.0.0.1:%d" % port, "scan", "--last", "1", "--json"], out=out) == 0
-    (row,) = json.loads(out.getvalue())
+    assert bmsctl(["--via", "tcp:127.0.0.1:%d" % port, "scan", "--json"], out=out) == 0
+    rows = json.loads(out.getvalue())
+    row = rows[0]
     view = w.packs[0].app.system.view
     assert row["unit"] == 1 and row["Mn"] == "BMS-MPY"
+    sns = [r["SN"] for r in rows]  # SunSpec model 1 of every pack, through the master
+    assert len(rows) == len(w.packs) and len(set(sns)) == len(sns) and sns[0] == "BMS-MPY-00000001"
     # unit 1's 802 SoC is the system's (capacity-weighted over the packs the
     # master has heard): the view's, not the master pack's own
     assert abs(row["SoC"] - view.soc_pct) <= 1
@@ -234,3 +240,36 @@ def test_pysunspec2_reads_802_that_matches_the_trace(tmp_path):
     assert min(abs(sunspec.point(b, "A") * 1000 - d["current_ma"]) for d in around) <= 100
     assert around[-1]["current_ma"] < -15000  # the discharge the scenario asked for is what 802 shows
     assert sunspec.point(b, "A") < -15
+
+
+def test_can_bitrate_all_through_the_gateway_moves_the_system_to_250(bench):
+    # bmsctl control can-bitrate 250 --all on the master's RS485 port (TCP gateway):
+    # both packs store can_bitrate_count 1 and restart (the slave first), and the
+    # system comes back at 250 kbit/s; the PC's CAN adapter (the bench's bridge) still
+    # at 500 is what the tool warns about: set to 250, bmsctl over CAN reaches both packs
+    import shutil
+    from bms.params import CAN_BITRATE_COUNT
+    w, port, chan, keys = bench
+    for k in range(2):
+        shutil.copy(str(keys / ("pack%d-installer.key" % k)), str(keys / ("unit%d-installer.key" % (k + 1))))
+    apps = [p.app for p in w.packs]
+    out = io.StringIO()
+    assert bmsctl(["--via", "tcp:127.0.0.1:%d" % port, "--login", "installer", "--secret-file",
+                   str(keys / "pack0-installer.key"), "control", "can-bitrate", "250", "--all",
+                   "--secret-pattern", str(keys / "unit{unit}-installer.key")], out=out) == 0
+    text = out.getvalue()
+    assert "unit 1: can_bitrate_count 0 -> 1 (250 kbit/s), read back" in text
+    assert "unit 2: can_bitrate_count 0 -> 1 (250 kbit/s), read back" in text
+    assert "inverter" in text and "CAN adapter" in text
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(
+            p.app is not a and p.app.state.can_kbps == 250 and p.app.link.roles.address
+            for p, a in zip(w.packs, apps)):
+        time.sleep(0.1)
+    assert [(p.app.state.can_kbps, p.app.state.can_followed) for p in w.packs] == [(250, False)] * 2
+    assert [p.app.params.v[CAN_BITRATE_COUNT] for p in w.packs] == [1, 1]  # from each pack's store
+    pc = [p for p in w.can.ports if p.name == "pc"][0]
+    pc.init(250000)  # the PC's adapter to the new rate, as the tool says
+    out = io.StringIO()
+    assert bmsctl(["--via", "can:udp_multicast:" + chan, "scan", "--last", "2", "--json"], out=out) == 0
+    assert [r["unit"] for r in json.loads(out.getvalue())] == [1, 2]

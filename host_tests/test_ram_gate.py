@@ -51,7 +51,9 @@ def run(rig, board, store, heap):
 def check_ran(r):
     assert "error" not in r, r
     assert r["reads"] == 450  # 45 s of 100 ms cycles against the BQ76952 model
-    assert r["inverter_heard"] == 45 and r["frames"] > 100  # heartbeat heard each second, frames sent
+    # heartbeat heard each second, frames sent; a few more heard at start: while the
+    # pack listens (app.canrate) nobody acknowledges, and each retry reaches it
+    assert 45 <= r["inverter_heard"] <= 50 and r["frames"] > 100
 
 
 def check_runs_in(rig, board, store, firmware_bytes):

@@ -218,6 +218,20 @@ def test_restore_defaults_keeps_factory_rows():
     assert q.v[P.RATED_CAPACITY_MAH] == 105000 and q.v[P.HW_COV_MV] == 3800
 
 
+def test_restore_defaults_keeps_the_installations_settings():
+    # the inverter the master speaks to, the bus, the pack's address and CAN rate stay
+    fs = SimFlash()
+    st = ParamStore(fs)
+    p = _p(inv_protocol_count=1, inv_baud_high_count=1, inv_bus_count=1, inv_rs485_units_count=1,
+           link_fixed_address_count=7, can_bitrate_count=1, cell_ov_alarm_mv=3580)
+    st.save(p)
+    st.restore_defaults(p)
+    q = Params()
+    ParamStore(fs.remount()).load(q)
+    assert q.v[P.CELL_OV_ALARM_MV] == 3550  # a protection: back to its default
+    assert [q.v[i] for i in P.INSTALLATION] == [1, 1, 1, 1, 7, 1]
+
+
 def test_crc_table_matches_binascii():
     import binascii
     from store.crc import crc32_table

@@ -328,6 +328,11 @@ def test_the_session_filters_fit_an_mcp2515_and_take_only_this_packs_frames():
               (0x18EF05F1, ext), (0x351, 0), (0x0CF00400, ext)]
     filters = session_filters(3, (link.CAN_FILTER, pylon_can.CAN_FILTER, hostcan.SELECTION))
     assert through_mcp2515(filters, mine + others) == [i for i, _ in mine]
+    from drivers.mcp2515 import MCP2515
+    chip = MCP2515.__new__(MCP2515)  # set_filters before start only computes the layout
+    chip._started = False
+    chip.set_filters(filters)
+    assert (chip.rx_depth(True), chip.rx_depth(False)) == (1, 2)  # four 29-bit items: RXB1 alone
 
 
 def test_the_programming_session_narrows_the_chip_filters_and_its_end_restores_them():
@@ -348,6 +353,9 @@ def test_the_programming_session_narrows_the_chip_filters_and_its_end_restores_t
         def set_filters(self, items):
             self.filters.append(list(items))
 
+        def rx_depth(self, ext):  # as drivers.mcp2515 gives the session's items beside an 11-bit one
+            return 1 if pack.svc.narrowed else 2
+
         def send(self, id_, data, flags):
             return pack.can.send(id_, data, flags)
     pack = T.Pack()
@@ -362,9 +370,11 @@ def test_the_programming_session_narrows_the_chip_filters_and_its_end_restores_t
     assert chip.filters == []  # the default session changes nothing
     c.change_session(2)
     assert chip.filters == [session_filters(T.ADDR, rx.selections())] and pack.svc.narrowed
+    assert pack.svc.ch.block_size == 1  # one frame per block: the chip holds one
     c.change_session(2)  # again: no second write
     c.change_session(1)
     assert chip.filters[1:] == [list(rx.selections())] and not pack.svc.narrowed
+    assert pack.svc.ch.block_size == 2
     c.change_session(2)
     for _ in range(600):  # S3 ends it too
         conn.step()

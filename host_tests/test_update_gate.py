@@ -414,9 +414,17 @@ from update import trust
 trust.PUBLIC_KEY = PUB
 class Can:
     FLAG_EXT_ID = 2
+    MODE_NORMAL = 0
+    MODE_SILENT = 3
     def __init__(self):
         self.q = []
+        self.mode = self.MODE_SILENT  # as the board starts it (boards/bq_board.py)
+        self.msg_errors = 0
+    def init(self, bitrate, mode=0):
+        self.mode = mode
     def send(self, id_, data, flags):
+        if self.mode != self.MODE_NORMAL:
+            raise OSError(5)  # listen-only (app.canrate confirms the rate at the tester's first frame)
         sys.stdout.write("F %x %s\\n" % (id_, hexlify(data).decode()))
         return 0
     def any(self):

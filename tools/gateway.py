@@ -302,8 +302,9 @@ def attach(world, modbus_tcp=None, pty=False, can_spec=None):
 
 
 def bench_serial(k):
-    """The serial the bench derives pack k's secrets from (every simulated
-    pack reports the firmware's one SERIAL, so the index tells them apart)."""
+    """The name the bench derives pack k's secrets from (the bench's own
+    scheme, by index: bmsctl --secret-pattern and the README's derive command
+    name packs by it)."""
     return "bench-pack-%d" % k
 
 

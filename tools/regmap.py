@@ -30,17 +30,23 @@ def describe():
     host, ctl, hf, ptable, ss = _board()
     from store import eventlog as ev
     access = {ptable.USER: "RW", ptable.ADMIN: "RW", ptable.FACTORY: "R"}
+    from bms.params import INSTALLATION
     params = []
     for pid, name, default, lo, hi, acc in ptable.TABLE:
         unit, scale = UNITS.get(name.rsplit("_", 1)[-1], ("", 1))
         params.append({"register": host.PARAM + 2 * (pid - 1), "regs": 2, "type": "int32", "id": pid,
                        "name": name, "unit": unit, "scale": scale, "min": lo, "max": hi,
                        "default": default, "access": access[acc],
-                       "write_level": host.INSTALLER if access[acc] == "RW" else None})
+                       "write_level": host.INSTALLER if access[acc] == "RW" else None,
+                       "installation": pid - 1 in INSTALLATION})
     blocks = [
         {"register": host.INFO, "regs": host.INFO_REGS, "name": "info", "access": "R",
          "fields": ["map_version", "param_count", "param_base", "firmware_version", "unit", "serial[16]",
-                    "address_fixed", "address_conflict"],
+                    "address_fixed", "address_conflict",
+                    {"name": "can_kbps", "unit": "kbit/s",
+                     "meaning": "CAN bit rate the pack runs at; 0 while it still listens (sends nothing)"},
+                    {"name": "can_stored_kbps", "unit": "kbit/s",
+                     "meaning": "the stored rate (can_bitrate_count) it listens at first after a start"}],
          "note": "unit: the pack's link address (unit id through the master); address_fixed: 1 = fixed "
                  "(parameter link_fixed_address_count or the DIP, as read at start), 0 = automatic; "
                  "address_conflict: an address another pack also uses (heard in the last 3.5 s), 0 none"},

@@ -69,6 +69,7 @@ class Pack:
         self.model = PackModel(rng, soc_pct=soc_pct, ambient_dc=ambient_dc)
         self.afe = MockAfe(self.model, rng, **world.afe_errors)
         self.board = host_sim.Board(self.afe, world.clock_ms, world.log_edges)
+        self.board.serial = b"BMS-MPY-%08d" % (index + 1)  # each pack its own (the first: app.inverter's)
         # the Link IN / Link OUT wiring (SPEC 7): one CAN bus through every
         # port, an RS485 segment per cable; Link IN of pack 0 faces the inverter
         # CAN-less boards (World(can=False)): the link messages go over the RS485 chain
@@ -101,6 +102,8 @@ class Pack:
         img = romfs.image({"version": VERSION})
         b.rom[:len(img)] = img
         b.trust_key = key
+        if b.can is not None:
+            b.can.cpu = b.rom  # what the pack sends in a tick its flash held leaves after it (sim.bus)
         b.file_digest = self.file_digest
         rng = Rng((self.world.sc.seed + 7919 * (self.index + 1)) & 0xFFFFFFFF)  # not the model's draws
         b.urandom = lambda n: bytes(rng.next_u32() & 0xFF for _ in range(n))  # seeded login nonces
@@ -242,7 +245,7 @@ class World:
             self.emit(trace.line([("t_ms", self.t_ms()), ("pack", pack.index),
                                   ("error", svc.name + ": " + repr(exc))]))
         for svc in app.services:
-            self.runner.add(svc, 0, on_error)
+            self.runner.add(svc, 0, on_error, pack.board.rom)  # a flash erase stalls the pack
 
     def _restart(self, pack):
         """A fresh firmware start on the pack's flash: the stored parameters

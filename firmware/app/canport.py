@@ -6,6 +6,8 @@
 # one preallocated [id, data, flags, ...] list recv() fills (no allocation per
 # frame). The composition (app.compose) sets the same items as the chip's
 # filters (selections()); the link service runs poll() at its point of the tick.
+# frames counts every valid frame read (app.canrate: the bus is heard at the
+# rate the controller listens at).
 
 
 class CanPort:
@@ -14,6 +16,7 @@ class CanPort:
         self.frame = [0, memoryview(bytearray(8)), 0, 0]
         self._subs = []
         self._sels = []
+        self.frames = 0
 
     def subscribe(self, sub, sel):
         """sub.on_frame("can", frame) for the frames sel = (id, mask, flags) accepts."""
@@ -31,7 +34,9 @@ class CanPort:
         subs = self._subs
         sels = self._sels
         while can.any():
-            can.recv(fr)
+            if can.recv(fr) is None:
+                break
+            self.frames = (self.frames + 1) & 0x3FFFFFFF
             ext = fr[2] & ext_flag
             for k in range(len(subs)):
                 ident, mask, flags = sels[k]

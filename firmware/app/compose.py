@@ -22,6 +22,7 @@ from app.indicate import Indicate
 from app.button import Button
 from app.inverter import Inverter, master_test
 from app.canport import CanPort
+from app.canrate import CanRate
 from app.router import Router
 
 
@@ -64,7 +65,7 @@ def inverter(state, params, view, board, ports, packs):
     and the Pylontech requests on Link IN; packs: 0x42 for another pack."""
     rin = ports.link_in
     svc = Inverter(state, params, view, ports.can, rin.port if rin is not None else None,
-                   getattr(board, "dip", None), master_test(state), packs)
+                   getattr(board, "dip", None), master_test(state), packs, serial(board))
     if ports.can_rx is not None:
         ports.can_rx.subscribe(svc, pylon_can.CAN_FILTER)
     if rin is not None:
@@ -123,7 +124,7 @@ def host(app, board, ports, present=None):
         return HostUpdate(svc, app.update, lambda: app.restart, file_check(board))
     svc = Host(app.state, app.params, app.system.view, rin.port if rin is not None else None, _auth(app),
                journal=journal, present=present, update=update if app.update is not None else None,
-               version=version(board))
+               version=version(board), serial=serial(board))
     svc.link = app.link
     svc.restart = lambda: _restart(app)
     out = [svc]
@@ -172,6 +173,14 @@ def running_slot(board):
         return s
     from update import boot
     return boot.RUNNING
+
+
+def serial(board):
+    """The pack's serial number (16 ASCII bytes): the board's (boards.bq_board
+    makes it from the MCU's unique id, the bench numbers its packs), else
+    app.inverter's one for a board without an id."""
+    from app.inverter import SERIAL
+    return getattr(board, "serial", None) or SERIAL
 
 
 def version(board):
@@ -240,6 +249,9 @@ def pack(board, params=None, store=None, clock=None, maintenance=False):
     afe = board.afe
     afe.program_protections(hwlimits.from_params(prm))
     ports = Ports(board)
+    if ports.can is not None:  # listens first: nothing is sent until the bus rate is confirmed
+        app.canrate = CanRate(st, prm, ports.can, ports.can_rx,
+                              app.persist.log if app.persist is not None else None)
     # link: the parallel-packs service (roles, addresses, the master's pack table)
     app.link = link(st, prm, board, ports)
     app.system = System(st, prm, app.link)
@@ -266,6 +278,8 @@ def pack(board, params=None, store=None, clock=None, maintenance=False):
     app.inverter = inverter(st, prm, app.system.view, board, ports, app.link)
     services.append(app.inverter)
     services.append(app.link)
+    if app.canrate is not None:  # after the link's read of the port: a frame heard confirms the rate
+        services.append(app.canrate)  # before the host services below answer it
     # the one update transfer the sessions share (UDS on CAN, Modbus file records)
     app.update = _update_session(app, board)
     # [Host, HostCan, Relay]: after the link, whose tick reads the ports

@@ -1,10 +1,12 @@
 # Owns the host protocol handler (issue 13): Modbus PDUs from the PC tool or a
 # SCADA, transport-independent (pdu(); RTU framing in on_rs485, Modbus TCP and
 # ISO-TP elsewhere), over this register map (FC03 and FC04 read the same map):
-#   0..14       INFO: map version, parameter count, parameter base, firmware
+#   0..16       INFO: map version, parameter count, parameter base, firmware
 #               version (major << 8 | minor), unit id, serial number (16 ASCII bytes),
 #               address mode (0 automatic, 1 fixed: link_fixed_address_count or the DIP,
-#               as read at start), the address another pack also uses (0 none)
+#               as read at start), the address another pack also uses (0 none),
+#               the CAN bit rate in kbit/s the pack runs at (0 while it still
+#               listens, app.canrate) and the stored one (can_bitrate_count)
 #   100..135    DIAG: the last refused write's reason (R_*), its first register,
 #               its parameter id (0 none), refusals counted here, 64 bytes of
 #               reason text (ASCII, NUL padded)
@@ -49,6 +51,7 @@ from app.hostctl import INSTALLER, EX_BUSY, R_OK, R_NO_SESSION, R_READ_ONLY, R_R
 from app.inverter import SERIAL, SW_VERSION_MAJOR, SW_VERSION_MINOR
 from bms import auth as A
 from bms import prows
+from bms.canrate import RATES_KBPS
 from bms import params as P
 from bms.parallel import MASTER, elapsed
 from proto import modbus as mb
@@ -62,7 +65,8 @@ INFO = const(0)
 INFO_SERIAL = const(5)
 INFO_FIXED = const(13)
 INFO_CONFLICT = const(14)
-INFO_REGS = const(15)
+INFO_CAN = const(15)
+INFO_REGS = const(17)
 DIAG = const(100)
 DIAG_TEXT = const(104)
 DIAG_TEXT_BYTES = const(64)
@@ -114,7 +118,7 @@ class Host(Service):
     period_ms = 50
 
     def __init__(self, state, params, view, port=None, auth=None, unit=1, journal=None, present=None,
-                 update=None, version=VERSION):
+                 update=None, version=VERSION, serial=SERIAL):
         """view: the system view (bms.system) model 802 shows; port: where RTU
         replies go (write()); auth: lib/bms/auth's API (None: no session ever,
         every write refused); journal: app.hostctl.Journal's API (the event
@@ -122,7 +126,9 @@ class Host(Service):
         history, clock or defaults); present(): someone is at the pack (only
         in maintenance mode: the button held now; None: never); update() ->
         the app.hostupd.HostUpdate of files 0xFF00.. (None: FC 0x15 not served);
-        version: the running firmware's (bytes, app.compose.version)."""
+        version: the running firmware's (bytes, app.compose.version); serial:
+        the pack's serial number (16 bytes, app.compose.serial)."""
+        self.serial = serial
         self.device_id = (MAKER, MODEL, version)  # FC 0x2B/0x0E basic objects 0, 1, 2
         self.version_word = version_word(version)
         self.present = present
@@ -322,8 +328,13 @@ class Host(Service):
             return 1 if self.st.link_fixed else 0
         if k == INFO_CONFLICT:
             return self.st.link_conflict
+        if k == INFO_CAN:
+            return self.st.can_kbps
+        if k == INFO_CAN + 1:
+            return RATES_KBPS[self.params.v[P.CAN_BITRATE_COUNT]]
         i = 2 * (k - INFO_SERIAL)
-        return SERIAL[i] << 8 | SERIAL[i + 1] if i + 1 < len(SERIAL) else 0
+        sn = self.serial
+        return sn[i] << 8 | sn[i + 1] if i + 1 < len(sn) else 0
 
     def _read_sunspec(self, a, end, out, o):
         b = self._blocks
@@ -346,7 +357,7 @@ class Host(Service):
         if k == 0:
             ss.fill_suns(s)
         elif k == 1:
-            ss.fill_common(s, MAKER, MODEL, self.device_id[2], SERIAL, st.link_address or self.unit)
+            ss.fill_common(s, MAKER, MODEL, self.device_id[2], self.serial, st.link_address or self.unit)
         elif k == 2:
             ss.fill_802(s, self.view, st)
         elif k < ss.SEG_804:
@@ -359,7 +370,7 @@ class Host(Service):
         elif k == ss.SEG_804:
             ss.fill_804(s, st, st.link_address or 1)
         elif k == ss.SEG_805:
-            ss.fill_805(s, st, SERIAL, st.link_address or 1)
+            ss.fill_805(s, st, self.serial, st.link_address or 1)
         else:
             ss.fill_end(s)
 

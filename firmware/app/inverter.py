@@ -28,7 +28,7 @@ _SEND_PER_TICK = const(3)  # the MCP2515 has three transmit buffers
 _SAT_MS = const(0x3FFFFFFF)  # silent time saturates here
 _EXT = const(2)  # FLAG_EXT_ID of the CAN ports (drivers.mcp2515, sim.bus): inverter ids are 11-bit (PROTOCOLS 1)
 
-SERIAL = b"BMS-MPY-00000001"
+SERIAL = b"BMS-MPY-00000001"  # a board without a unique id (app.compose.serial)
 NAME = b"PYLON-MPY "  # 10 ASCII
 MAKER = b"PYLON-COMPATIBLE    "  # 20 ASCII
 SW_VERSION_MAJOR = const(1)
@@ -54,9 +54,11 @@ class Inverter(Service):
     name = "inverter"
     period_ms = 50
 
-    def __init__(self, state, params, view, can=None, link=None, dip=None, is_master=None, packs=None):
+    def __init__(self, state, params, view, can=None, link=None, dip=None, is_master=None, packs=None,
+                 serial=SERIAL):
         """can: the CAN port it sends on; link: the RS485 port it answers on;
-        packs: the master's table of the other packs (app.link.Link) for 0x42."""
+        packs: the master's table of the other packs (app.link.Link) for 0x42;
+        serial: the pack's serial number (16 bytes, app.compose.serial)."""
         self.st = state
         self.params = params
         self.view = view
@@ -82,7 +84,7 @@ class Inverter(Service):
         self._now = 0
         self.framer = pr.Framer()
         self.req = pr.Request()
-        self.server = Rs485Server(state, params, view, packs)
+        self.server = Rs485Server(state, params, view, packs, serial)
         self._views = {}  # reply length -> memoryview of server.out (made once per length)
         self.can_errors = 0
         st = state
@@ -200,8 +202,9 @@ class Rs485Server:
     """Builds the reply to a parsed request into self.out (preallocated; no
     allocation per request)."""
 
-    def __init__(self, state, params, view, packs=None):
+    def __init__(self, state, params, view, packs=None, serial=SERIAL):
         self.st = state
+        self.serial = serial
         self.params = params
         self.view = view
         self.out = bytearray(18 + 2 * _INFO_BYTES)
@@ -277,7 +280,7 @@ class Rs485Server:
             n = 1 + self._management(1, lost)
         elif c == pr.CMD_SERIAL:
             info[0] = req.adr
-            _copy(info, 1, SERIAL)
+            _copy(info, 1, self.serial)
             n = 17
         elif c == pr.CMD_FIRMWARE:
             info[0] = req.adr

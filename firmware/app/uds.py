@@ -299,6 +299,15 @@ class Uds(Service):
             self.narrowed = narrow
         except (OSError, ValueError):
             self.filter_errors += 1
+        self._block_size()
+
+    def _block_size(self):
+        """Our flow control's BS: no more frames in a block than the chip
+        holds (drivers.mcp2515.rx_depth: the session's filters leave the
+        29-bit frames one buffer on a chip that also takes the inverter's)."""
+        depth = getattr(self.can, "rx_depth", None)
+        d = depth(True) if depth is not None else isotp.BLOCK_SIZE
+        self.ch.block_size = d if 0 < d < isotp.BLOCK_SIZE else isotp.BLOCK_SIZE
 
     @property
     def upd(self):

@@ -253,6 +253,14 @@ AUTH_IDLE_MS = const(225)  # host protocol login
 CAL_V_GAIN_PPM = const(226)  # calibration
 CAL_I_GAIN_PPM = const(227)
 LINK_FIXED_ADDRESS_COUNT = const(228)  # parallel packs: fixed link address (0 = automatic)
+CAN_BITRATE_COUNT = const(229)  # CAN bit rate (bms.canrate)
+# the installation's settings: the system, bus and inverter the pack is wired
+# into; restoring the defaults keeps them as it keeps the FACTORY rows
+# (store.paramstore, bmsctl defaults): a master put back to protocol 0 would
+# speak the wrong protocol to its inverter, a pack to address 0 or 500 kbit/s
+# would leave its system
+INSTALLATION = (INV_PROTOCOL_COUNT, INV_BAUD_HIGH_COUNT, INV_BUS_COUNT, INV_RS485_UNITS_COUNT,
+                LINK_FIXED_ADDRESS_COUNT, CAN_BITRATE_COUNT)
 
 # Protection families: (prefix, index of <prefix>_alarm_<unit>, HIGH or LOW). Each
 # has 9 rows from that index: alarm, p1, p2 levels x (threshold, release, delay_ms).

@@ -52,4 +52,4 @@ NAMES = (
     "inv_can_period_ms inv_lost_ms inv_sleep_ms bal_bleed_ma bal_q_start_mah "
     "bal_q_min_cell_mv bal_meas_max_ma ntc_stuck_move_dc ntc_stuck_heat_1c_ms "
     "ntc_stuck_ms inv_rs485_units_count auth_idle_ms cal_v_gain_ppm cal_i_gain_ppm "
-    "link_fixed_address_count")
+    "link_fixed_address_count can_bitrate_count")

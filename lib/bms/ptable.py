@@ -395,4 +395,9 @@ TABLE = (
     # 2..32 = a slave at that address whatever upstream hands it (it hands address + 1
     # down; with no master upstream it is cut off, as with a cut cable).
     (229, "link_fixed_address_count", 0, 0, 32, ADMIN),
+    # CAN bit rate of the one bus the link, the inverter and the host protocol
+    # share (issue 13, SPEC 11 "CAN baud rate"): 0 = 500 kbit/s (Pylontech, Victron,
+    # SMA CAN manuals), 1 = 250 kbit/s. Read at start; the pack listens before it
+    # sends and follows a bus it hears at the other rate (app.canrate, bms.canrate).
+    (230, "can_bitrate_count", 0, 0, 1, ADMIN),
 )

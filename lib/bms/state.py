@@ -102,6 +102,11 @@ class PackState:
         self.inverter_silent_ms = 0  # app.inverter
         self.inverter_lost = False  # app.inverter
         self.inverter_sleep_req = False  # app.inverter
+        # the CAN bit rate (bms.canrate): kbit/s the controller runs at in normal
+        # mode, 0 while it still listens (sends nothing); True when that is the
+        # rate heard on the bus, not the stored can_bitrate_count
+        self.can_kbps = 0  # app.canrate
+        self.can_followed = False  # app.canrate
         # (bms.parallel) role (parallel.NONE/SINGLE/MASTER/SLAVE), address
         # (1 master, 2.. slaves, 0 none), FETs held open on joining (control obeys),
         # slave cut off from its master, packs online (master), parallel mode (M/S on)

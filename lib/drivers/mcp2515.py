@@ -212,6 +212,7 @@ class MCP2515:
         self._ovr = False
         self._rx_off = True             # nothing is delivered before set_filters()
         self._filt = None
+        self._depth = 0  # receive buffers per kind after set_filters: std low nibble, 29-bit high
         self._bitrate = 0
         self._cnf = (0, 0, 0)  # CNF1, CNF2, CNF3 once init() ran (bitrate != 0)
         self._mode = 0
@@ -228,7 +229,7 @@ class MCP2515:
         self.spi_errors = 0     # SPI exceptions and reads a live chip cannot give
         self.timeouts = 0       # mode changes not confirmed in CANSTAT
         self.overruns = 0       # RX0OVR/RX1OVR seen (and cleared)
-        self.msg_errors = 0     # MERRF
+        self.msg_errors = 0     # MERRF: a frame seen with an error; counts in listen-only mode too (TEC/REC frozen there)
         self.warnings = 0       # entries into warning (EWARN)
         self.passives = 0       # entries into error-passive (TXEP/RXEP)
         self.bus_offs = 0       # entries into bus-off
@@ -361,18 +362,29 @@ class MCP2515:
         self._write(bytes((_WRITE, _RXB0CTRL, rxm | 0x04)))  # BUKT: roll over into RXB1
         self._write(bytes((_WRITE, _RXB1CTRL, rxm)))
 
+    def rx_depth(self, ext):
+        """How many received frames of a kind (ext: 29-bit) the chip holds
+        before one is lost: 2 in RXB0's group (rollover into RXB1), 1 in
+        RXB1's alone, 0 not received (set_filters)."""
+        return (self._depth >> 4 if ext else self._depth) & 0x0F
+
     def set_filters(self, filters):
         """None: receive everything; [] or (): nothing; else up to 6 items
         (identifier, bit_mask, flags) with FLAG_EXT_ID for 29-bit ids. The
         chip has two masks (RXB0: filters 0-1, RXB1: filters 2-5), so the
         items may use at most two distinct masks, at most two items the mask
-        of the smaller group (ValueError otherwise)."""
+        of the smaller group (ValueError otherwise). RXB0 rolls over into RXB1,
+        so RXB0's group has both buffers (rx_depth): the group of the first
+        item where it fits RXB0's two filters (list the busy frames first),
+        else the smaller one."""
         if filters is None:
             self._filt = (bytes(24), bytes(8), 0x60)  # RXM = 11: masks/filters off
             self._rx_off = False
+            self._depth = 0x22
         elif len(filters) == 0:
             self._filt = None
             self._rx_off = True
+            self._depth = 0
         else:
             if len(filters) > self.FILTERS_MAX:
                 raise ValueError("too many filters")
@@ -391,25 +403,36 @@ class MCP2515:
                 _id_regs(mba, 0, mask, ext)
                 mba[1] &= 0xE3  # no EXIDE in a mask; std masks leave EID (= data bytes) open
                 mb = bytes(mba)
+                kind = 2 if ext else 1
                 for g in groups:
                     if g[0] == mb:
-                        g[1].append(bytes(fb))
+                        if bytes(fb) not in g[1]:  # two subscribers of one item: one filter
+                            g[1].append(bytes(fb))
+                        g[2] |= kind
                         break
                 else:
-                    groups.append([mb, [bytes(fb)]])
+                    groups.append([mb, [bytes(fb)], kind])
             if len(groups) > 2:
                 raise ValueError("more than 2 masks")
             if len(groups) == 1:
                 fl = groups[0][1]
                 g0 = [groups[0][0], fl[:2]]
                 g1 = [groups[0][0], fl[2:] or fl[:1]]
+                d = 2 if len(fl) <= 2 else 1
+                k = groups[0][2]
+                self._depth = (d if k & 1 else 0) | (d << 4 if k & 2 else 0)
             else:
-                a, b = groups
-                if len(a[1]) > len(b[1]):
+                a, b = groups  # a: the first item's group, in RXB0 where it fits
+                if len(a[1]) > 2:
                     a, b = b, a
                 if len(a[1]) > 2 or len(b[1]) > 4:
                     raise ValueError("filters do not fit the masks")
                 g0, g1 = a, b
+                self._depth = 0
+                for sh in (0, 4):  # std, ext: a kind in RXB1's group has that buffer alone
+                    bit = 1 if sh == 0 else 2
+                    d = 1 if g1[2] & bit else (2 if g0[2] & bit else 0)
+                    self._depth |= d << sh
             f0 = (g0[1] + [g0[1][0]] * 2)[:2]
             f1 = (g1[1] + [g1[1][0]] * 4)[:4]
             self._filt = (b"".join(f0 + f1[:1]) + b"".join(f1[1:]), g0[0] + g1[0], 0)
@@ -429,8 +452,9 @@ class MCP2515:
         when all three are busy or (without FLAG_UNORDERED) a frame with the
         same identifier is still queued (the chip does not keep FIFO order).
         TXP and the buffer are chosen so the queued frames leave the chip in
-        identifier priority order, like machine.CAN's priority queue. OSError in bus-off / back-off, when
-        stopped, or on an SPI fault (counted)."""
+        identifier priority order, like machine.CAN's priority queue. OSError in bus-off / back-off, in
+        listen-only mode (MODE_SILENT: the chip would ignore TXREQ and send the frame
+        later, once in normal mode), when stopped, or on an SPI fault (counted)."""
         ext = flags & self.FLAG_EXT_ID
         if ext:
             if not 0 <= id <= 0x1FFFFFFF:
@@ -442,7 +466,7 @@ class MCP2515:
             raise ValueError("data")
         if not self._started:
             raise OSError(_ENODEV)
-        if self._bus_off or self._backoff_until is not None:
+        if self._bus_off or self._backoff_until is not None or self._mode == self.MODE_SILENT:
             raise OSError(_EIO)
         try:
             st = self._status(_READ_STATUS)

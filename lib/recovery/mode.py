@@ -74,12 +74,15 @@ class Blink:
 
 class Idle:
     """What the UDS server reads of the pack in recovery: no current (the
-    FETs are off), whether they obeyed; update_hold has no reader here."""
+    FETs are off), whether they obeyed; update_hold has no reader here; the
+    CAN bit rate app.canrate found (can_kbps 0 while it listens)."""
 
     def __init__(self, fets_off):
         self.current_ma = 0
         self.fet_off_failed = not fets_off
         self.update_hold = False
+        self.can_kbps = 0
+        self.can_followed = False
 
 
 class Reader:
@@ -96,7 +99,7 @@ class Reader:
 
 
 def uds(board, fs, fets_off, restart):
-    """[its CAN reader, the UDS update server] of recovery on board.can with
+    """[its CAN reader, its CAN bit rate, the UDS update server] of recovery on board.can with
     the store on fs, or [] where the copies are not frozen (a .mpy install,
     the bench)."""
     can = getattr(board, "can", None)
@@ -105,6 +108,7 @@ def uds(board, fs, fets_off, restart):
     try:
         from recovery.app.uds import Uds
         from recovery.app.canport import CanPort
+        from recovery.app.canrate import CanRate
         from recovery.app.hostcan import SELECTION
         from recovery.bms.auth import Auth
         from recovery.bms.params import Params
@@ -121,13 +125,18 @@ def uds(board, fs, fets_off, restart):
     params = Params()
     address = getattr(board, "pack_address", 0) or DEFAULT_ADDRESS
     rx = CanPort(can)
+    idle = Idle(fets_off)
+    # the board starts the controller listen-only: as the firmware does, it sends only
+    # at a rate it has heard (here from the default can_bitrate_count: the store's
+    # parameters are not read), or after a silent listen time at it
+    rate = CanRate(idle, params, can, rx)
     auth = Auth(CredStore(fs), params, urandom)
-    svc = Uds(Idle(fets_off), params, auth, can, lambda: address, rx,
+    svc = Uds(idle, params, auth, can, lambda: address, rx,
               lambda: for_board(board, SlotStore(fs), auth.update_key()), SlotStore(fs), boot.RUNNING,
               ("R%d" % trust.RECOVERY_VERSION).encode(), restart, None, file_check(board))
     rx.subscribe(svc, SELECTION)
     can.set_filters(rx.selections())
-    return [Reader(rx), svc]
+    return [Reader(rx), rate, svc]  # the rate after the reader: a request heard confirms it before the reply
 
 
 def services(board, fs=None, restart=None, reason=""):

@@ -5,11 +5,26 @@
 # segment) with two ends in the shape of machine.UART (write, read, any).
 # Every CAN frame sent is reported to a tap (the bench writes it into the
 # trace) and counted for the bus load.
+#
+# Bit rate: each port has its own (init(bitrate, mode), 500 kbit/s by default)
+# and a mode, normal or listen-only (MODE_SILENT: sends nothing, acknowledges
+# nothing). A frame reaches only the ports at its sender's rate; a port at
+# another rate sees a receive error (msg_errors, as the MCP2515 driver counts
+# MERRF); one in normal mode that is still error-active (ISO 11898-1: receive
+# error count below 128, +8 for each error flag it starts) answers with an
+# error frame that destroys the frame for every node (error_frames). A frame
+# no other normal-mode port at its rate acknowledges still reaches the
+# listeners (an error-passive sender's passive error flag leaves it valid) and
+# is counted in the sender's unacked.
 FLAG_RTR = 1
 FLAG_EXT_ID = 2
 RECV_ERR_FULL = 1
 RECV_ERR_OVERRUN = 2
+MODE_NORMAL = 0
+MODE_SILENT = 3  # listen-only (machine.CAN / drivers.mcp2515 numbering)
+BITRATE = 500000  # every port's until init()
 _QUEUE = 64  # receive queue per port; beyond it frames are lost and counted
+_PASSIVE = 128  # receive error count of error-passive
 
 
 def frame_bits(ext, dlc):
@@ -23,24 +38,52 @@ def frame_bits(ext, dlc):
 class CanPort:
     FLAG_RTR = FLAG_RTR
     FLAG_EXT_ID = FLAG_EXT_ID
+    MODE_NORMAL = MODE_NORMAL
+    MODE_SILENT = MODE_SILENT
 
     def __init__(self, bus, name, position):
         self.bus = bus
         self.name = name
         self.position = position  # place along the Link chain (inverter -1, packs 0..N-1)
         self.powered = True
+        self.bitrate = BITRATE
+        self.mode = MODE_NORMAL
         self._q = []
         self.lost = 0
         self.sent = 0
         self.filters = None  # set_filters
         self.filtered = 0  # frames the acceptance filters dropped
+        self.msg_errors = 0  # frames seen at another bit rate (the MCP2515's MERRF)
+        self.rec = 0  # receive error count (normal mode; frozen in listen-only)
+        self.unacked = 0  # frames sent that no other normal-mode port at this rate acknowledged
+        self.inits = []  # (bitrate, mode) of every init(), oldest first
+        self.cpu = None  # what stalls this node's MCU (sim.romfs.Partition.stall_ms), or None
+
+    def init(self, bitrate, mode=MODE_NORMAL):
+        """As machine.CAN.init / drivers.mcp2515: a fresh start at bitrate in
+        mode; the frames waiting are dropped, the error count cleared, the
+        filters kept."""
+        self.bitrate = bitrate
+        self.mode = mode
+        self._q = []
+        self.rec = 0
+        self.inits.append((bitrate, mode))
 
     def send(self, id, data, flags=0):
-        if not self.powered:
+        if not self.powered or self.mode != MODE_NORMAL:
             raise OSError(5)
-        self.bus._deliver(self, id, bytes(data), flags)
+        cpu = self.cpu
+        if cpu is not None and cpu.stall_ms:
+            # sent in a tick the flash held: on a board it leaves once the erase is over
+            self.bus.later(self, id, bytes(data), flags, cpu.stall_ms)
+        else:
+            self.bus._deliver(self, id, bytes(data), flags)
         self.sent += 1
         return 0
+
+    def _active(self):
+        """Answers errors with active error flags (dominant: they destroy the frame)."""
+        return self.mode == MODE_NORMAL and self.rec < _PASSIVE
 
     def power_off(self):
         """The port loses power: the frames waiting in it are gone."""
@@ -48,10 +91,14 @@ class CanPort:
         self._q = []
 
     def any(self):
+        if self.bus._later:
+            self.bus.flush()
         return len(self._q) > 0
 
     def recv(self, arg=None):
         """[id, data, flags, errors] of the oldest frame, or None."""
+        if self.bus._later:
+            self.bus.flush()
         if not self._q:
             return None
         id_, data, flags = self._q.pop(0)
@@ -97,7 +144,25 @@ class CanBus:
         self.ports = []
         self.cuts = set()  # k: the cable between positions k and k+1 is unplugged
         self.bits = 0  # bits sent since start, for the bus load
+        self.busy_us = 0  # time on the wire of those frames at their senders' rates
+        self.error_frames = 0  # frames destroyed by a node at another bit rate
         self._foreign = CanPort(self, "inject", -1)  # a foreign node at the inverter end (not attached)
+        self._later = []  # (due_ms, port, id, data, flags): frames whose sender's MCU was stalled
+
+    def later(self, src, id_, data, flags, delay_ms):
+        due = self._clock_ms() + delay_ms
+        k = len(self._later)
+        while k and self._later[k - 1][0] > due:  # in due order, equal ones as sent
+            k -= 1
+        self._later.insert(k, (due, src, id_, data, flags))
+
+    def flush(self):
+        """Put on the wire the stalled senders' frames that are due, in order."""
+        now = self._clock_ms()
+        while self._later and self._later[0][0] <= now:
+            _, src, id_, data, flags = self._later.pop(0)
+            if src.powered:
+                self._deliver(src, id_, data, flags)
 
     def inject(self, id_, data, ext):
         """A foreign node puts a frame on the bus (the bench's inject events)."""
@@ -117,13 +182,36 @@ class CanBus:
 
     def _deliver(self, src, id_, data, flags):
         ext = (flags & FLAG_EXT_ID) != 0
-        self.bits += frame_bits(ext, len(data))
+        n = frame_bits(ext, len(data))
+        self.bits += n
+        self.busy_us += n * 1000000 // src.bitrate
+        whole = not self.cuts
+        rate = src.bitrate
+        on = [p for p in self.ports if p is not src and p.powered
+              and (whole or self.reachable(src.position, p.position))]
+        destroyed = False
+        for p in on:
+            if p.bitrate != rate:
+                p.msg_errors += 1
+                if p._active():
+                    p.rec += 8
+                    destroyed = True
+                elif p.mode == MODE_NORMAL:
+                    p.rec += 1
+        if destroyed:
+            self.error_frames += 1
+            return
         if self.tap is not None:
             self.tap(self._clock_ms(), self.name, id_, ext, data)
-        whole = not self.cuts
-        for p in self.ports:
-            if p is not src and p.powered and (whole or self.reachable(src.position, p.position)):
+        acked = False
+        for p in on:
+            if p.bitrate == rate:
+                acked = acked or p.mode == MODE_NORMAL
+                if p.rec:
+                    p.rec -= 1
                 p._push(id_, data, flags)
+        if not acked:
+            src.unacked += 1
 
 
 class SerialEnd:

@@ -14,14 +14,23 @@ _DATA = 2
 _DIR = 4
 _FILE = 5
 BLOCK = 4096
+# NOR flash times of the 4 MB SPI parts ESP32 modules carry (Winbond W25Q32JV
+# datasheet, AC characteristics: 4 KiB sector erase tSE 45 ms typical, 400 ms
+# max; page program tPP 0.4 ms typical, 3 ms max): typical, as a pack sees them
+ERASE_MS = 45
+PAGE_US = 400
 
 
 class Partition(bytearray):
     """Partition(b"\xff" * size): erased flash (no __init__ of its own: a
     subclass of bytearray gets none on MicroPython); erases and programmed
-    pages counted."""
+    pages counted. stall_ms: the time the last calls held the CPU (the flash
+    blocks the MCU while it erases or programs: the bench's runner holds
+    the pack's services that long, sim.vtime), taken and cleared there."""
     erases = 0
     pages = 0
+    stall_ms = 0
+    _page_us = 0
 
     def ioctl(self, op, arg):
         if op == 4:
@@ -34,6 +43,7 @@ class Partition(bytearray):
                 raise OSError(22)
             self[o:o + BLOCK] = b"\xff" * BLOCK
             self.erases += 1
+            self.stall_ms += ERASE_MS
             return 0
         return None
 
@@ -44,7 +54,11 @@ class Partition(bytearray):
         n = len(buf)
         old = int.from_bytes(bytes(self[o:o + n]), "big")
         self[o:o + n] = (old & int.from_bytes(bytes(buf), "big")).to_bytes(n, "big")  # NOR: bits only clear
-        self.pages += (len(buf) + 255) // 256
+        pages = (len(buf) + 255) // 256
+        self.pages += pages
+        us = self._page_us + pages * PAGE_US
+        self.stall_ms += us // 1000
+        self._page_us = us % 1000
 
 
 def _uint(buf, i):

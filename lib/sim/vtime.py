@@ -22,14 +22,27 @@ class VirtualRunner:
         self._heap = []  # (due_ms, order)
         self._svc = []  # by order; None once removed
         self._on_error = []
+        self._cpu = []  # by order: what stalls the service's MCU (stall_ms), or None
 
-    def add(self, svc, phase_ms=0, on_error=None):
+    def add(self, svc, phase_ms=0, on_error=None, cpu=None):
         """Schedule svc every svc.period_ms from now + phase_ms. on_error(svc,
-        exc) is called if its tick raises; the service is then dropped."""
+        exc) is called if its tick raises; the service is then dropped. cpu:
+        an object whose stall_ms a tick may raise (sim.romfs.Partition: a
+        flash erase holds the MCU): every service of that cpu then waits
+        until the stall is over, as on one board's loop."""
         order = len(self._svc)
         self._svc.append(svc)
         self._on_error.append(on_error)
+        self._cpu.append(cpu)
         heapq.heappush(self._heap, (self.now_ms + phase_ms, order))
+
+    def _stall(self, cpu, until_ms):
+        heap = self._heap
+        for i in range(len(heap)):
+            t, order = heap[i]
+            if t < until_ms and self._cpu[order] is cpu:
+                heap[i] = (until_ms, order)
+        heapq.heapify(heap)
 
     def remove(self, svc):
         for i in range(len(self._svc)):
@@ -56,5 +69,9 @@ class VirtualRunner:
                 if handler is None:
                     raise
                 handler(svc, e)
+            cpu = self._cpu[order]
+            if cpu is not None and cpu.stall_ms:
+                self._stall(cpu, t + cpu.stall_ms)
+                cpu.stall_ms = 0
         if end_ms > self.now_ms:
             self.now_ms = end_ms

@@ -25,6 +25,7 @@ C_CLOCK_SET = const(22)  # clock set (value: the new Unix time)
 C_EVENTS_LOST = const(23)  # protection events dropped before they were logged (value: how many)
 C_COUNTERS_CORRUPT = const(24)  # every counters copy corrupt: zero/defaults
 C_COUNTERS_BACKUP = const(25)  # the previous counters copy was used
+C_CAN_FOLLOWED = const(26)  # CAN: joined a bus heard at the other bit rate (value: kbit/s; app.canrate)
 # writes by the PC tool (app.host), each as two records with the same code: the
 # value before (F_RAISED clear), then the value after (F_RAISED set)
 KIND_PARAM = const(9)  # a parameter written (code: its bms.ptable id)

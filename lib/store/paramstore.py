@@ -105,10 +105,12 @@ class ParamStore:
         return True, notes
 
     def restore_defaults(self, params):
-        """USER and ADMIN rows back to their defaults, FACTORY rows kept;
-        saved. Raises ValueError (nothing changed) if the kept factory values
-        do not validate against the defaults."""
+        """USER and ADMIN rows back to their defaults, FACTORY rows and the
+        installation's (bms.params.INSTALLATION) kept; saved. Raises
+        ValueError (nothing changed) if the kept values do not validate
+        against the defaults."""
         d = P.defaults()
-        params.set_many([(i, d[i]) for i in range(prows.N) if prows.ACCESS[i] != P.FACTORY])
+        keep = P.INSTALLATION
+        params.set_many([(i, d[i]) for i in range(prows.N) if prows.ACCESS[i] != P.FACTORY and i not in keep])
         self.save(params)
         return [(N_PARAMS_RESTORED, 0)]

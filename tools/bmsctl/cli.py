@@ -13,7 +13,7 @@ import sys
 import time
 
 from tools import authkit
-from tools.bmsctl import address, blocks, params, sunspec, words
+from tools.bmsctl import address, blocks, canbaud, params, sunspec, words
 from tools.bmsctl.client import LEVELS, MAX_UNIT, CtlError, Pack, load_map, regs_of
 from tools.bmsctl.secrets import do_login, read_secret, serial_of
 from tools.bmsctl.transport import TransportError, open_transport
@@ -190,6 +190,23 @@ def _tui(t, args, out):
     return cmd_tui(t, args, out)
 
 
+def cmd_info(pack, args, console):
+    """The info block, then the CAN bit rate in words where the map has it."""
+    blocks.cmd_show(pack, args, console)
+    v = pack.read_block(pack.need(*args.blocks))
+    run, stored = v.get("can_kbps"), v.get("can_stored_kbps")
+    if stored is None:
+        return 0
+    if not run:
+        state = "still listening (sends nothing until it hears the bus or finds it silent)"
+    elif run == stored:
+        state = "runs at the stored rate"
+    else:
+        state = "follows the bus it heard at start: restart it once the bus runs at the stored rate"
+    console.file.write("CAN: %s kbit/s running, %d kbit/s stored: %s\n" % (run or "-", stored, state))
+    return 0
+
+
 def cmd_login(pack, args, console):
     if pack.session != LEVELS[args.level] or args.secret_file or args.passphrase:
         do_login(pack, args.level, args.secret_file or args.g_secret_file, args.passphrase or args.g_passphrase)
@@ -349,7 +366,8 @@ def build_parser():
     q.add_argument("--dry-run", action="store_true")
     p = _pack_cmd(sub, "defaults", params.cmd_defaults, "set every writable parameter to its default")
     p.add_argument("--dry-run", action="store_true")
-    _pack_cmd(sub, "info", blocks.cmd_show, "map version, parameter count, firmware version", blocks=("info",))
+    _pack_cmd(sub, "info", cmd_info, "map version, parameter count, firmware version, CAN bit rate",
+              blocks=("info",))
 
     p = sub.add_parser("history", help="the event history")
     hs = p.add_subparsers(dest="history_cmd", required=True)
@@ -366,7 +384,7 @@ def build_parser():
                 "calibration: current offset, voltage and current gain, capacity, SOC, cycle count "
                 "(the map's calibration fields)")
     s = _block_cmds(sub, "control", ("control",), "FETs, buzzer, sleep, protection reset, remove a pack, MCU "
-                    "restart, a pack's address, ...")
+                    "restart, a pack's address, CAN bit rate, ...")
     q = _pack_cmd(s, "address", address.cmd_address, "a pack's link address: fixed 1..32 or automatic (the "
                   "chain hands it down); the pack reads it at start")
     q.add_argument("--pack", dest="unit", type=int, required=True, metavar="N", help="the pack's unit id (its "
@@ -378,6 +396,13 @@ def build_parser():
                    "removal of the old address)")
     q.add_argument("--wait", type=float, metavar="S", help="seconds to wait for the pack after the restart "
                    "(default %g)" % address.WAIT_S)
+    q = _pack_cmd(s, "can-bitrate", canbaud.cmd_can_bitrate, "the CAN bit rate (parameter can_bitrate_count; "
+                  "installer): with --all on every pack, then each restarts (the master last)")
+    q.add_argument("kbps", metavar="250|500", help="kbit/s")
+    q.add_argument("--all", action="store_true", help="every pack through the master (packs on one bus)")
+    q.add_argument("--no-restart", action="store_true", help="with --all: write only, apply at the next start")
+    q.add_argument("--secret-pattern", metavar="F", help="with --all: each pack's own installer secret file, "
+                   "{unit} replaced by its unit id (default: the run's --secret-file or --passphrase for all)")
 
     p = sub.add_parser("keys", help="update signing keys")
     ks = p.add_subparsers(dest="keys_cmd", required=True)

@@ -203,11 +203,27 @@ def _restore(pack, target, dry_run, out, label):
     return n
 
 
+ADDRESS = "link_fixed_address_count"
+
+
 def cmd_restore(pack, args, console):
-    _restore(pack, load_backup(args.file)["params"], args.dry_run, console.file, args.file)
+    b = load_backup(args.file)
+    target = dict(b["params"])
+    if ADDRESS in target and b.get("unit") != pack.unit:
+        # a pack's fixed address is its own: another pack's would collide (bmsctl control address)
+        console.file.write("%s: from unit %s's backup, kept as it is (set it with bmsctl control address)\n"
+                           % (ADDRESS, b.get("unit")))
+        del target[ADDRESS]
+    _restore(pack, target, args.dry_run, console.file, args.file)
     return 0
 
 
 def cmd_defaults(pack, args, console):
-    _restore(pack, {p["name"]: p["default"] for p in pack.params}, args.dry_run, console.file, "the defaults")
+    """As the pack's own restore: every writable row but the installation's
+    (inverter protocol and bus, address, CAN rate: the map's "installation")."""
+    kept = sorted(p["name"] for p in pack.params if p.get("installation"))
+    if kept:
+        console.file.write("kept, the installation's: %s\n" % ", ".join(kept))
+    _restore(pack, {p["name"]: p["default"] for p in pack.params if not p.get("installation")}, args.dry_run,
+             console.file, "the defaults")
     return 0

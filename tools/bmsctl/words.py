@@ -29,7 +29,8 @@ PLAIN = {
 STORE_CODES = {eventlog.C_BOOT: "firmware started (boot %d)", eventlog.C_LOG_CLEARED: "history cleared (%d records)",
                eventlog.C_CLOCK_SET: "clock set (to %d)", eventlog.C_EVENTS_LOST: "%d events lost before logging",
                eventlog.C_COUNTERS_CORRUPT: "counters corrupt, reset (%d)",
-               eventlog.C_COUNTERS_BACKUP: "counters from the backup copy (%d)"}
+               eventlog.C_COUNTERS_BACKUP: "counters from the backup copy (%d)",
+               eventlog.C_CAN_FOLLOWED: "CAN bus heard at %d kbit/s, not the stored rate: the pack runs at it"}
 TABLES = {codes.KIND_ALARM: codes.ALARMS, codes.KIND_PROTECTION: codes.PROTECTIONS, codes.KIND_FAULT: codes.FAULTS}
 RECORD_FIELDS = ("seq", "t_s", "time", "kind", "code", "name", "raised", "pack", "value", "words")
 
