@@ -12,6 +12,10 @@
 #     wrote them (not before the request is off the wire), and the PC keeps
 #     t3.5 of silence after every frame before it sends the next (Serial Line
 #     2.5.1.1); the PC itself answers at once (its tick is 1 ms);
+#   - the flash time the request cost the pack that answers (its partition's
+#     erases and pages since the request, sim.romfs.ERASE_MS / PAGE_US) holds
+#     its reply back, as sim.bus does for a CAN frame sent in a stalled tick (a
+#     reply relayed over CAN is held there already; the serial ends are not);
 #   - bmsctl's blocking session runs in a thread of its own that runs only in
 #     its turn (its reply came or its timeout is due): a run repeats exactly.
 # Unit = the pack's link address: 1 is the master itself, any other is relayed
@@ -25,6 +29,7 @@ import threading
 
 from pymodbus.framer import FramerRTU
 
+from sim import romfs
 from tools.benchupdate import installer_secrets, read_bundle, update_line
 from tools.bmsctl import mbupdate as M
 from tools.bmsctl.client import Pack, load_map
@@ -86,6 +91,7 @@ class RtuTester:
         self._deadline_ms = 0
         self._reply = None
         self._waiting_reply = False
+        self._flash = None  # the partition the answering pack's flash stall is read from
 
     # -- the scenario's side ---------------------------------------------------------
     def start(self, path, pack):
@@ -108,6 +114,7 @@ class RtuTester:
         self._tx_sent = 0
         self._tx_start_us = None
         self._unit = unit
+        self._flash = self._flash_of(unit)
         self._reply = None
         self._deadline_ms = self.world.runner.now_ms + reply_timeout_ms(self.world, unit)
         self.requests += 1
@@ -119,6 +126,25 @@ class RtuTester:
             raise TransportError("no answer from unit %d on the bench's Link IN within %d ms" % (
                 unit, reply_timeout_ms(self.world, unit)))
         return self._reply
+
+    def _flash_of(self, unit):
+        """(partition, erases, pages) of the pack whose serial reply a flash stall
+        holds back: unit's, unless that reply comes over CAN (None)."""
+        w = self.world
+        if unit != 1 and w.with_can:
+            return None
+        for p in w.packs:
+            rom = p.board.rom
+            if (p.app.state.link_address or 1) == unit and rom is not None:
+                return rom, rom.erases, rom.pages
+        return None
+
+    def _stall_us(self):
+        f = self._flash
+        if f is None:
+            return 0
+        rom, erases, pages = f
+        return (rom.erases - erases) * romfs.ERASE_MS * 1000 + (rom.pages - pages) * romfs.PAGE_US
 
     def _session(self, k, data):
         unit = self.world.packs[k].app.state.link_address or 1
@@ -197,7 +223,8 @@ class RtuTester:
         end = self.end
         if end.any():
             data = end.read()
-            t = max(self._rx_at[-1] if self._rx_at else 0, now_us - 1000, self._req_end_us)  # written since the last tick
+            # written since the last tick, after the flash work the request cost
+            t = max(self._rx_at[-1] if self._rx_at else 0, now_us - 1000 + self._stall_us(), self._req_end_us)
             for b in data:
                 t += self.char_us
                 self._rx.append(b)
