@@ -451,8 +451,9 @@ def rs485_update_figures():
     framing (baud / 11), before (FC 0x15, whose reply echoes the block, and
     Link IN read by the link service every 100 ms) and now (FC 0x41's 3-byte
     reply, the host reading Link IN every app.host.UPDATE_MS while update
-    requests come), to the master and to a slave through it. The board's CPU
-    per block (SHA-256 and a flash program of 240 bytes) is not modelled."""
+    requests come), to the master and to a slave through it. The flash's erase
+    and program times are the bench's (sim.romfs); the board's CPU per block
+    (SHA-256 of 240 bytes, the Python around it) is not modelled."""
     from app import host
     from tools import benchrtu
     d = tempfile.mkdtemp()
