@@ -195,8 +195,7 @@ def test_a_downgrade_and_a_wrong_board_are_refused_with_their_reason(tmp_path):
 
 
 @pytest.mark.parametrize("ev,msg", [
-    ({"t_s": 1, "update": "f", "via": "rs485"}, "FC 0x15"),
-    ({"t_s": 1, "update": "f", "via": "usb"}, "is not can"),
+    ({"t_s": 1, "update": "f", "via": "usb"}, "is not can or rs485"),
     ({"t_s": 1, "update": "", "pack": 0}, "a file name expected"),
     ({"t_s": 1, "update": "f", "pack": 3}, "outside"),
     ({"t_s": 1, "update": "f", "pack": 0, "unit": 2}, "unknown key"),
@@ -205,6 +204,86 @@ def test_bad_update_events_are_scenario_errors(ev, msg):
     with pytest.raises(scn.ScenarioError) as e:
         scn.parse(json.dumps({"packs": 2, "events": [ev]}), FAULTS)
     assert msg in str(e.value)
+
+
+def test_an_update_via_rs485_beside_an_rs485_inverter_emulator_is_a_scenario_error():
+    with pytest.raises(scn.ScenarioError) as e:
+        scn.parse(json.dumps({"packs": 2, "inverter": {"bus": "rs485", "emulator": "pylon"},
+                              "events": [{"t_s": 1, "update": "f", "via": "rs485"}]}), FAULTS)
+    assert "uses the master's Link IN" in str(e.value)
+
+
+def _rs485(tmp_path, baud_high=0, all_at_once=False):
+    path, data = make_bundle(tmp_path)
+    doc = {"packs": 2, "duration_s": 110, "seed": 3, "params": {"inv_baud_high_count": baud_high}, "events": [
+        {"t_s": 10, "update": path, "pack": 1, "via": "rs485"},  # the slave first: the master restarts after
+        {"t_s": 11, "update": path, "pack": 0, "via": "rs485"}]}  # its activate and relays nothing for a while
+    if all_at_once:  # "all": the same order (the master last)
+        doc["events"] = [{"t_s": 10, "update": path, "pack": "all", "via": "rs485"}]
+    w, lines = run(doc)
+    w.run()
+    return w, lines, data, doc
+
+
+def test_via_rs485_the_master_and_a_slave_through_it_end_confirmed_with_the_new_version(tmp_path):
+    # bmsctl's Modbus session (tools/benchrtu.py) on the master's Link IN at 9600 baud: the master
+    # itself (unit 1), then pack 1 (unit 2) relayed by the master over CAN
+    w, lines, data, doc = _rs485(tmp_path)
+    t = w.rtu_tester
+    assert t.baud == 9600 and w.tester is None  # no UDS tester: the update went over RS485 only
+    assert fw_of(lines) == {k: {"version": "2.0.0", "slot": "B", "state": "confirmed"} for k in range(2)}
+    results = [u for u in updates(lines) if u["result"] is not None]
+    assert [(u["pack"], u["result"], u["bytes"], u["of"]) for u in results] == [
+        (k, "ok", len(data), len(data)) for k in (1, 0)]
+    progress = [u for u in updates(lines) if u["result"] is None]
+    assert {u["pack"] for u in progress} == {0, 1} and all(u["bytes"] < u["of"] or u["bytes"] == len(data)
+                                                           for u in progress)
+    assert t.vias == {0: 0x41, 1: 0x41}  # the pack offers FC 0x41 and the map describes it
+    (a0, b0), (a1, b1) = t.times[0], t.times[1]
+    assert a0 >= b1  # one session at a time on the line: pack 0's waited for pack 1's
+    # bit times: at 9600 baud (11-bit characters) the bundle cannot cross faster than the line
+    assert len(data) * 1000 / (b0 - a0) < 9600 / 11
+    assert t.block_rate(0) > 0.8 * 9600 / 11  # FC 0x41 and the 2 ms reads: above 80 % of the line
+    # the pack idle while its session held it
+    states = [json.loads(ln) for ln in lines if '"fw"' in ln and json.loads(ln)["pack"] == 1]
+    upd = [x for x in states if x["fw"]["state"] == "updating"]
+    assert upd and all(not x["chg_fet"] and not x["dsg_fet"] and x["ccl_ma"] == 0 for x in upd[2:])
+    seen = [x["fw"]["state"] for x in states]
+    assert seen.index("updating") < seen.index("pending") < seen.index("confirmed")
+    w2, lines2 = run(doc)  # the trace repeats byte for byte
+    w2.run()
+    assert lines2 == lines
+
+
+def test_via_rs485_all_packs_at_115200_the_blocks_take_the_port_s_baud_and_the_flash_time(tmp_path, monkeypatch):
+    w, lines, data, _ = _rs485(tmp_path, baud_high=1, all_at_once=True)
+    t = w.rtu_tester
+    assert t.baud == 115200 and [t.results[k] for k in range(2)] == ["ok", "ok"]
+    assert [u["pack"] for u in updates(lines) if u["result"]] == [1, 0]  # the master last
+    assert fw_of(lines)[0] == {"version": "2.0.0", "slot": "B", "state": "confirmed"}
+    line = 115200 / 11
+    with_flash = t.block_rate(0)
+    # the master's replies wait for its flash (a 45 ms erase per 4 KiB, 0.4 ms per page): without
+    # those times the same run is faster; the line's bit times bound both
+    monkeypatch.setattr(romfs, "ERASE_MS", 0)
+    monkeypatch.setattr(romfs, "PAGE_US", 0)
+    w, lines, data, _ = _rs485(tmp_path, baud_high=1, all_at_once=True)
+    without = w.rtu_tester.block_rate(0)
+    assert 0.7 * line < with_flash < without - 500 and 0.8 * line < without < line
+
+
+def test_via_rs485_a_refused_bundle_shows_its_reason(tmp_path):
+    p1, _ = make_bundle(tmp_path, "a.bmsu", key=Ed25519PrivateKey.generate())
+    p2, _ = make_bundle(tmp_path, "b.bmsu", board="esp32_bq")
+    w, lines = run({"packs": 2, "duration_s": 40, "events": [
+        {"t_s": 10, "update": p1, "pack": 1, "via": "rs485"}, {"t_s": 20, "update": p2, "pack": 0, "via": "rs485"}]})
+    w.run()
+    res = [(u["pack"], u["result"]) for u in updates(lines) if u["result"]]
+    assert [k for k, _ in res] == [1, 0]
+    assert res[0][1].startswith("refused: unit 2: update block") and res[0][1].endswith("(signature)")
+    assert "update refused: signature" in res[0][1]
+    assert res[1][1].startswith("refused: unit 1: update block") and res[1][1].endswith("(board)")
+    assert fw_of(lines) == {k: {"version": "1.0", "slot": "A", "state": "running"} for k in range(2)}
 
 
 def test_a_bad_update_pubkey_is_a_scenario_error(tmp_path):
@@ -291,3 +370,33 @@ def test_a_host_sim_bundle_holds_the_firmware_and_its_version(tmp_path):
     assert len(img) == image == m["image_bytes"] and romfs.size(img) == len(img)
     assert files["version"] == b"3.1.0" and "app/uds.mpy" in files and "board.mpy" in files
     assert {k: hashlib.sha256(v).hexdigest() for k, v in files.items()} == m["files"]
+
+
+def test_bmsctl_updates_a_slave_and_the_master_through_the_bench_s_tcp_gateway(tmp_path):
+    # the gateway's framers know FC 0x41 (tools.bmsctl.mbpdu): bmsctl over Modbus TCP, the bench
+    # framing each request as RTU on the master's Link IN, the master relaying unit 2 over CAN
+    import threading
+    import time
+    from tools import gateway
+    from tools.benchupdate import installer_secrets
+    from tools.bmsctl import mbupdate as M
+    from tools.bmsctl.client import Pack, load_map
+    from tools.bmsctl.transport import Tcp
+    path, data = make_bundle(tmp_path)
+    w = simworld.World(scn.parse(json.dumps({"packs": 2, "duration_s": 600, "seed": 2,
+                                             "update_pubkey": simworld.dev_pubkey()}), FAULTS), lambda ln: None)
+    port = gateway.local_port()
+    gateway.attach(w, "127.0.0.1:%d" % port)
+    secrets = installer_secrets(w)
+    stop = threading.Event()
+    t = threading.Thread(target=gateway.pace, args=(w, stop), kwargs={"speed": 5}, daemon=True)
+    t.start()
+    try:
+        time.sleep(1)  # the link forms (5 s simulated)
+        tr = Tcp("127.0.0.1", port, 10)
+        got = [M.run_pack(Pack(tr, unit, load_map()), secrets[k], data) for unit, k in ((2, 1), (1, 0))]
+        tr.close()
+    finally:
+        stop.set()
+        t.join(10)
+    assert [(r, s["via"], s["state"]) for r, s in got] == [("ok", 0x41, "staged")] * 2

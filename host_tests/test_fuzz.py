@@ -172,6 +172,21 @@ def test_a_refused_write_that_changes_state_is_found(host_rig, monkeypatch):
         fuzz_host.run_pdu(3000, 1, host_rig)
 
 
+@pytest.mark.parametrize("run", ["run_pdu", "run_rtu"])
+def test_a_refused_update_block_that_changes_state_is_found(host_rig, monkeypatch, run):
+    # the fuzz reaches FC 0x41's checks (PDUs and RTU frames): a planted bug in the refusal is found
+    from app.hostupd import HostUpdate
+    from tools import fuzz_host
+    block = HostUpdate._block
+
+    def bad_block(self, *a):
+        self.h.st.cycles += 1
+        return block(self, *a)
+    monkeypatch.setattr(HostUpdate, "_block", bad_block)
+    with pytest.raises(fuzz.Finding, match="changed the state: PackState"):
+        getattr(fuzz_host, run)(6000, 7, host_rig)
+
+
 def test_an_accepted_write_to_other_rows_is_found(host_rig, monkeypatch):
     from app.host import Host
     from tools import fuzz_host
@@ -219,12 +234,12 @@ def test_the_host_generators_reach_every_served_function_code_and_accepted_write
         p = fuzz_host.gen_pdu(rng, host_rig)
         if p:
             fcs[p[0]] = fcs.get(p[0], 0) + 1
-    for fc in (3, 4, 6, 0x10, 0x14, 0x15, 0x2B):  # served
+    for fc in (3, 4, 6, 0x10, 0x14, 0x15, 0x2B, 0x41):  # served
         assert fcs.get(fc, 0) > 40, (fc, fcs)
     for fc in (1, 5, 8, 0x17):  # not served
         assert fcs.get(fc, 0) > 2, (fc, fcs)
     seeds = fuzz_host.pymodbus_seeds(host_rig, rng, 200)
-    assert {s[1] for s in seeds} >= {3, 4, 6, 0x10, 0x14, 0x15, 0x2B, 1, 2, 5, 15}
+    assert {s[1] for s in seeds} >= {3, 4, 6, 0x10, 0x14, 0x15, 0x2B, 0x41, 1, 2, 5, 15}
     # with an installer session some writes are accepted (the write paths are reached)
     host = host_rig.host
     host_rig.hold(0x7003, 2)

@@ -1024,7 +1024,7 @@ def probe():
             frame(bytearray([3, 0, 100, 0, 36])), frame(bytearray([3, PARAM >> 8, PARAM & 255, 0, 125])),
             frame(bytearray([3, 0x13, 0x88, 0, 1])), frame(bytearray([0x2b, 0x0e, 1, 0])),
             frame(bytearray([3, 1, 44, 0, CTL_REGS])), frame(bytearray([3, 0, 0, 0, 13])),
-            frame(bytearray([0x41]))]
+            frame(bytearray([0x42])), frame(bytearray([0x41, 3, 0, 0, 0xAA]))]  # unknown; the update block
     for a in (ss.AT_803, ss.AT_803 + 100, ss.AT_804 - 60, ss.AT_804, ss.AT_805 - 10, ss.TOP - 125):
         reqs.append(frame(bytearray([3, a >> 8, a & 255, 0, 125])))
     for r in reqs:

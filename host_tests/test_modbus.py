@@ -270,7 +270,7 @@ def raw(host, adu):
 
 
 @pytest.mark.parametrize("adu, code", [
-    (b"\x01\x41\x12\x34", mb.EX_ILLEGAL_FUNCTION),  # unknown FC: its frame ends where the CRC checks
+    (b"\x01\x42\x12\x34", mb.EX_ILLEGAL_FUNCTION),  # unknown FC (0x41 is the update block): its frame ends where the CRC checks
     (b"\x01\x03\x00\x00\x00\x7e", mb.EX_ILLEGAL_VALUE),  # 126 registers (Application Protocol 6.3)
     (b"\x01\x03\x00\x00\x00\x00", mb.EX_ILLEGAL_VALUE),  # 0 registers
     (b"\x01\x10\x03\xe8\x00\x02\x03\x00\x01\x02", mb.EX_ILLEGAL_VALUE),  # byte count != 2 x count

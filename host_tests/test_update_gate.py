@@ -18,7 +18,7 @@ import pytest
 import udsoncan
 
 import test_boot_slots as T
-from test_modbus_update import begin, raw
+from test_modbus_update import begin, raw, raw_block
 from test_uds_update import ADDR, KEY, MPY_PARTITION, PUB, SECRET, SLOT, client, nrc_of
 from tools import ram
 from tools.bmsctl import bundle as tool
@@ -97,16 +97,38 @@ while True:
 """
 
 # Modbus: "P unit pdu" a request PDU (after a tick 20 ms on), answered
-# "R pdu" ("R" alone: no answer); "T" a tick 100 ms on, answered ".".
+# "R pdu" ("R" alone: no answer); "T" a tick 100 ms on, answered "."; "U adu"
+# RTU bytes on the port (Link IN: app.router, read as the link service does),
+# answered "R" and the RTU frames the host wrote; "H" 200 host ticks 2 ms
+# apart under heap_lock, answered "H" and the period the host asked.
 MODBUS_LOOP = """
+import micropython
 from app.host import Host
 from app.hostupd import HostUpdate
+from app.router import Router
 from app.updsess import UpdateSession
 from bms.system import SystemView, from_pack
+class Port:
+    def __init__(self):
+        self.rx = b""
+        self.tx = []
+    def any(self):
+        return len(self.rx)
+    def readinto(self, buf):
+        n = min(len(buf), len(self.rx))
+        buf[:n] = self.rx[:n]
+        self.rx = self.rx[n:]
+        return n
+    def write(self, b):
+        self.tx.append(bytes(b))
+        return len(b)
 view = SystemView()
 from_pack(view, st, params)
 hold = UpdateSession(st, make_updater)
-host = Host(st, params, view, None, auth, unit=1, update=lambda: HostUpdate(host, hold, restart, file_digest))
+port = Port()
+host = Host(st, params, view, port, auth, unit=1, update=lambda: HostUpdate(host, hold, restart, file_digest))
+host.rx = Router(port)
+host.rx.subscribe_binary(host, host.framer)
 out = bytearray(260)
 now = 0
 while True:
@@ -117,8 +139,24 @@ while True:
         now += 20
         host.tick(now)
         req = bytearray(unhexlify(w[2]))
-        k = host.pdu(int(w[1]), req, len(req), out, 7)
+        k = host.pdu(int(w[1]), req, len(req), out, 1)  # app.host.PORT_RTU: the session "U" frames share
         sys.stdout.write("R %s\\n" % hexlify(out[:k]).decode())
+    elif w[0] == "U":
+        now += 20
+        host.tick(now)
+        port.rx = unhexlify(w[1])
+        host.rx.poll(now)
+        sys.stdout.write("R %s\\n" % " ".join(hexlify(f).decode() for f in port.tx))
+        port.tx = []
+    elif w[0] == "H":
+        micropython.heap_lock()
+        try:
+            for _ in range(200):
+                now += 2
+                host.tick(now)
+        finally:
+            micropython.heap_unlock()
+        sys.stdout.write("H %d\\n" % host.period_ms)
     elif w[0] == "T":
         now += 100
         host.tick(now)
@@ -221,6 +259,18 @@ class ModbusBoard(Board):
         self.p.stdin.write("T\n")
         assert self._line() == ".\n"
 
+    def rtu(self, adu):
+        """RTU bytes into the board's Link IN; the frames its host wrote."""
+        self.p.stdin.write("U %s\n" % bytes(adu).hex())
+        return [bytes.fromhex(x) for x in self._line().split()[1:]]
+
+    def locked_ticks(self):
+        """200 host ticks under heap_lock (a MemoryError ends the board); the period it asks."""
+        self.p.stdin.write("H\n")
+        w = self._line().split()
+        assert w[0] == "H", w
+        return int(w[1])
+
 
 @pytest.fixture
 def board32(mpy32):
@@ -281,23 +331,36 @@ def test_pymodbus_file_records_update_the_board_side_running_in_32_bit_micropyth
     # refused on the wire: a bad signature (its last byte flipped): exception 03 and the DIAG reason ...
     bad = bytearray(data)
     bad[fmt.header_length(data[:fmt.HEAD]) - 1] ^= 1
-    with pytest.raises(CtlError) as e:
-        M.update(c, bytes(bad))
-    assert "update block" in str(e.value) and "exception 03" in str(e.value)
-    assert "update refused: signature" in str(e.value)
-    # ... a block out of order and a repeated one (pymodbus's FC 0x15 requests): exception 02
+    for fast in (False, True):  # FC 0x15 blocks, then FC 0x41's
+        with pytest.raises(CtlError) as e:
+            M.update(c, bytes(bad), fast=fast)
+        assert "update block" in str(e.value) and "exception 03" in str(e.value)
+        assert "update refused: signature" in str(e.value)
+    # ... a block out of order and a repeated one (pymodbus's FC 0x15 requests, then FC 0x41): exception 02
     assert raw(board, M.FILE_CTL, 0, begin(len(data))) == (0, "")
     assert raw(board, M.FILE_DATA, 0, data[:M_BLOCK]) == (0, "")
     code, text = raw(board, M.FILE_DATA, 2, data[2 * M_BLOCK:3 * M_BLOCK])
     assert code == 2 and "not the next block (1)" in text
     assert raw(board, M.FILE_DATA, 0, data[:M_BLOCK])[0] == 2
+    code, text = raw_block(board, 2, data[2 * M_BLOCK:3 * M_BLOCK])
+    assert code == 2 and "not the next block (1)" in text
+    assert raw_block(board, 0, data[:M_BLOCK])[0] == 2
+    code, text = raw_block(board, 1, data[M_BLOCK:M_BLOCK + 9])
+    assert code == 3 and "240 bytes" in text
+    # FC 0x41 as RTU frames through app.router and the host's framer (proto.modbus's length of 0x41)
+    from tools.bmsctl.mbpdu import UpdateBlockRequest, UpdateBlockResponse
+    from tools.fuzz_host import adu, crc_ok
+    assert board.rtu(adu(1, bytes([0x41]) + UpdateBlockRequest(1, data[M_BLOCK:2 * M_BLOCK]).encode())) == [
+        adu(1, bytes([0x41]) + UpdateBlockResponse(1).encode())]
+    assert board.locked_ticks() == 2  # reading Link IN every 2 ms now, without an allocation
     pending, _, _, refused, _, _, _ = board.state()
-    assert pending == S.NONE and refused == 3
-    # the good bundle: begun again, written, every file checked through VfsRom, staged, activated
-    M.update(c, data)
-    board.tick()  # the reset comes after the reply went out
+    assert pending == S.NONE and refused == 7
+    # the good bundle: begun again, written by FC 0x41, every file checked through VfsRom, staged, activated
+    assert M.update(c, data)["via"] == 0x41
+    board.tick()  # the reset comes RESET_DELAY_MS (200) after the reply went out
+    board.tick()
     pending, counter1, confirmed, refused, slot_b, resets, hold = board.state()
-    assert (pending, counter1, confirmed, refused, resets) == (1, 5, 0, 3, 1)
+    assert (pending, counter1, confirmed, refused, resets) == (1, 5, 0, 7, 1)
     assert slot_b == hashlib.sha256(img + b"\xff" * (SLOT - len(img))).hexdigest()
     print("%d bytes of bundle in %d Modbus requests into the 32-bit MicroPython" % (len(data), board.requests))
 

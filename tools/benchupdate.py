@@ -52,6 +52,34 @@ KEEPALIVE_MS = 1000
 SCAN, PREPARE, BEHIND, UPDATE = "scan", "prepare", "behind", "update"  # a job's kind
 
 
+def update_line(world, pack, done, total, result):
+    """The trace's {"t_ms", "update": {"pack", "bytes", "of", "result"}} line."""
+    world.emit(trace.line([("t_ms", world.t_ms()), (
+        "update", {"pack": pack, "bytes": done, "of": total, "result": result})]))
+
+
+def read_bundle(world, path, pack):
+    """The bundle's bytes; None (and the refusal's trace line) when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        update_line(world, pack, 0, 0, "refused: cannot read %s: %s" % (path, e.strerror))
+        return None
+
+
+def installer_secrets(world):
+    """Each pack's installer secret; the packs commissioned with the bench's
+    secrets first (tools.gateway.commission, once per world)."""
+    from tools.gateway import BENCH_FACTORY_KEY, bench_serial, commission
+    if not getattr(world, "commissioned", False):
+        commission(world)
+        world.commissioned = True
+    with open(BENCH_FACTORY_KEY, "rb") as f:
+        key = f.read()
+    return [authkit.derive_secret(key, bench_serial(k), authkit.INSTALLER) for k in range(len(world.packs))]
+
+
 class _Clock:
     """The time module as can-isotp's timers see it: the world's clock."""
 
@@ -186,7 +214,6 @@ class Tester:
     period_ms = TICK_MS
 
     def __init__(self, world, parallel=U.PARALLEL):
-        from tools.gateway import BENCH_FACTORY_KEY, bench_serial, commission
         self.world = world
         self.parallel = parallel
         self.port = world.can.attach("tester", -1)
@@ -198,10 +225,7 @@ class Tester:
         self.waiting = []  # (unit, body, kind) not started yet (the parallel limit)
         self.closed = False
         self.clock = _Clock(world)
-        commission(world)
-        with open(BENCH_FACTORY_KEY, "rb") as f:
-            key = f.read()
-        self.secrets = [authkit.derive_secret(key, bench_serial(k), authkit.INSTALLER) for k in range(len(world.packs))]
+        self.secrets = installer_secrets(world)
         self.results = {}  # unit -> (result line, identification or None)
         self.times = {}  # unit -> (start, end) of its session, ms since the scenario's start
         self.scanned = None  # the units that answered the last --all scan
@@ -224,11 +248,8 @@ class Tester:
     # -- the scenario's side ---------------------------------------------------------
     def start(self, path, pack):
         """bmsctl update FILE --unit (pack k's link address), or --all (pack -1)."""
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            self._line(pack, 0, 0, "refused: cannot read %s: %s" % (path, e.strerror))
+        data = read_bundle(self.world, path, pack)
+        if data is None:
             return
         if pack >= 0:
             unit = self.world.packs[pack].app.state.link_address or 1
@@ -285,8 +306,7 @@ class Tester:
         return -1
 
     def _line(self, pack, done, total, result):
-        self.world.emit(trace.line([("t_ms", self.world.t_ms()), (
-            "update", {"pack": pack, "bytes": done, "of": total, "result": result})]))
+        update_line(self.world, pack, done, total, result)
 
     # -- the world's side ----------------------------------------------------------
     def tick(self, now_ms):

@@ -8,6 +8,7 @@
 #               fixed up afterwards so the PDU parser is reached
 #   modbus-pdu  PDUs into Host.pdu (framing bypassed): every function code,
 #               every block's edges, writes, logins, commands and file records,
+#               the update blocks of the user-defined FC 0x41,
 #               on ports with no session, a user and an installer session
 #   isotp       CAN frames into app.hostcan.HostCan (proto.isotp): requests
 #               segmented as ISO 15765-2 says, then mutated; PCI garbage, wrong
@@ -278,7 +279,9 @@ def gen_pdu(rng, rig):
     elif r < 0.83:
         subs = _file_subs(rng, rig, True)
         pdu = bytes((0x15, len(subs) & 0xFF)) + subs
-    elif r < 0.90:
+    elif r < 0.86:
+        pdu = _update_block(rng)
+    elif r < 0.92:
         pdu = bytes((0x2B, 0x0E if rng.random() < 0.9 else rng.choice((0x0D, 0, 0xFF)),
                      rng.choice((1, 2, 3, 4, 0, 5, 255)), rng.choice((0, 1, 2, 3, 4, 0x80, 255))))
     else:
@@ -287,6 +290,16 @@ def gen_pdu(rng, rig):
     if rng.random() < 0.12:
         pdu = _mutate(rng, pdu)
     return pdu[:253]
+
+
+def _update_block(rng):
+    """FC 0x41 (app.hostupd's update block, user-defined): byte count, block
+    number, bundle bytes; the byte count mostly right, the lengths around a
+    block's 240 bytes."""
+    data = bytes(rng.getrandbits(8) for _ in range(rng.choice((240, 240, 240, 1, 17, 239, 241, 0, 249))))
+    block = rng.choice((0, 0, 1, 2, 0xFFFF, rng.randrange(0x10000)))
+    bc = 2 + len(data) if rng.random() < 0.85 else rng.randrange(256)
+    return bytes((0x41, bc & 0xFF)) + struct.pack(">H", block) + data
 
 
 def _mutate(rng, data):
@@ -312,10 +325,11 @@ def _mutate(rng, data):
 def pymodbus_seeds(rig, rng, n=400):
     """Real RTU requests of every function code pymodbus builds, at the map's addresses."""
     from pymodbus.framer import FramerRTU
-    from pymodbus.pdu import DecodePDU, FileRecord
+    from pymodbus.pdu import FileRecord
     from pymodbus.pdu import bit_message as bm, register_message as rm, file_message as fm
     from pymodbus.pdu import mei_message as mm, other_message as om, diag_message as dm
-    framer = FramerRTU(DecodePDU(True))
+    from tools.bmsctl.mbpdu import UpdateBlockRequest, decoder
+    framer = FramerRTU(decoder(True))
     out = []
     makers = (
         lambda a, u: rm.ReadHoldingRegistersRequest(address=a, count=_count(rng, a, rig, 125) % 126 or 1, dev_id=u),
@@ -331,6 +345,7 @@ def pymodbus_seeds(rig, rng, n=400):
         lambda a, u: fm.ReadFileRecordRequest(records=[FileRecord(file_number=rng.choice((1, 2)), record_number=a % 10000, record_length=rng.choice((6, 9, 18)))], dev_id=u),
         lambda a, u: fm.WriteFileRecordRequest(records=[FileRecord(file_number=2, record_number=a % 10000, record_data=b"\x00\x01\x00\x02")], dev_id=u),
         lambda a, u: fm.ReadFifoQueueRequest(address=a, dev_id=u),
+        lambda a, u: UpdateBlockRequest(a % 4, bytes(rng.choice((240, 13))), dev_id=u),
         lambda a, u: mm.ReadDeviceInformationRequest(read_code=rng.choice((1, 2, 3, 4)), object_id=a % 4, dev_id=u),
         lambda a, u: om.ReadExceptionStatusRequest(dev_id=u),
         lambda a, u: om.GetCommEventCounterRequest(dev_id=u),
@@ -463,7 +478,7 @@ def run_rtu(n, seed, rig=None):
         held = s  # bytes the framer may still hold: back to back, no gap
         if rng.random() > 0.05:  # else back to back with the previous input
             rig.tick(rng.choice((1, 5, 20)))
-            rig.tick(rng.choice((1, 5, 20, 50)))
+            rig.tick(rng.choice((1, 5, 20, 50)) + rig.H.GAP_MS)  # the framer's gap: it holds nothing now
             rig.hold(PORT_RTU, level)
             held = b""
         s = gen_rtu(rng, rig, seeds, level > 0)

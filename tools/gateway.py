@@ -30,7 +30,8 @@ import threading
 import time
 
 from pymodbus.framer import FramerRTU, FramerSocket
-from pymodbus.pdu import DecodePDU
+
+from tools.bmsctl.mbpdu import decoder
 
 BENCH_FACTORY_KEY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keys", "bench-factory.key")
 PERIOD_MS = 5
@@ -60,7 +61,7 @@ class RtuMaster:
         self._q = queue.Queue()
         self._job = None  # [unit, pdu, deadline_ms, event, reply]
         self._rx = bytearray()
-        self._framer = FramerRTU(DecodePDU(False))
+        self._framer = FramerRTU(decoder())
         self.requests = 0
         self.timeouts = 0
         self.bad_replies = 0
@@ -119,7 +120,7 @@ class RtuMaster:
 class _TcpHandler(socketserver.BaseRequestHandler):
     def handle(self):
         rtu = self.server.rtu
-        framer = FramerSocket(DecodePDU(True))
+        framer = FramerSocket(decoder(True))
         buf = b""
         while True:
             try:

@@ -129,8 +129,20 @@ def _row(index, col):
 
 
 def _files(f, c, ev):
-    """FC 0x14 file records: the history index and the events (app.hostfile)."""
+    """FC 0x14 file records: the history index and the events (app.hostfile);
+    the update session's files (app.hostupd)."""
+    from app import hostupd as u  # on sys.path since _board()
+    from proto import modbus as mb
     return [
+        {"file": u.FILE_CTL, "name": "update_ctl", "access": "RW", "write_level": c.INSTALLER,
+         "records": u.STATUS_REGS,
+         "note": "FC 0x15 record 0: a command (1 begin: total u32, offset u32; 2 check; 3 activate; 0 end); "
+                 "FC 0x14: the status (state, reason, received u32, total u32, block bytes, session, "
+                 "manifest SHA-256, block function)"},
+        {"file": u.FILE_DATA, "name": "update_data", "access": "W", "write_level": c.INSTALLER,
+         "block_bytes": u.BLOCK_BYTES, "block_function": mb.FC_UPDATE_BLOCK,
+         "note": "FC 0x15 record k: bundle bytes k * block_bytes .., the next block only; or function "
+                 "block_function: byte count, block k u16, the bytes (unpadded); reply: k"},
         {"file": f.FILE_INDEX, "name": "history_index", "records": f.INDEX_REGS, "access": "R",
          "fields": [["count", "uint32"], ["oldest_seq", "uint32"], ["newest_seq", "uint32"]],
          "note": "newest_seq 0xFFFFFFFF when empty"},

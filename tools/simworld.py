@@ -155,9 +155,12 @@ class Pack:
         state = self.fw_note
         u = getattr(self.app, "uds", None)
         srv = u.server if u is not None else None
-        if srv is not None and (srv.session == 2 or (srv.upd is not None and srv.upd.state in (1, 2, 3))):
-            state = "updating"  # a programming session, or a transfer under way (update.updater states)
-        elif srv is not None and srv.upd is not None and srv.upd.state == 4:
+        hold = self.app.update  # the transfer both sessions share (app.updsess)
+        upd = hold.upd if hold is not None else None
+        if (srv is not None and srv.session == 2) or (hold is not None and hold.owner is not None) or (
+                upd is not None and upd.state in (1, 2, 3)):
+            state = "updating"  # a session holds the pack, or a transfer under way (update.updater states)
+        elif upd is not None and upd.state == 4:
             state = "pending"  # staged: the next start runs it on trial
         elif self.confirm is not None:
             state = "confirmed" if self.confirm.done else "pending"
@@ -180,6 +183,7 @@ class World:
         self.updates = getattr(sc, "updates", False)
         self.update_key = None
         self.tester = None  # update: the installer's bmsctl update (tools.benchupdate), made at the first event
+        self.rtu_tester = None  # the same over RS485 (tools.benchrtu), at the first "via": "rs485" event
         if self.updates:
             self.update_key = read_pubkey(sc.update_pubkey or dev_pubkey())
         self.start_ms = start_ms
@@ -372,6 +376,13 @@ class World:
         elif ev.action == "inject":
             self.inject(ev)
         elif ev.action == "update":
+            if ev.index == 1:  # "via": "rs485": bmsctl update --via rtu: on the master's Link IN
+                if self.rtu_tester is None:
+                    from tools.benchrtu import RtuTester  # pymodbus: CPython only
+                    self.rtu_tester = RtuTester(self)
+                    self.runner.add(self.rtu_tester)
+                self.rtu_tester.start(ev.name, ev.pack)
+                return
             if self.tester is None:
                 from tools.benchupdate import Tester  # udsoncan and can-isotp: CPython only
                 self.tester = Tester(self)
@@ -415,8 +426,9 @@ class World:
 
     def run(self):
         self.run_until(self.sc.duration_ms)
-        if self.tester is not None:
-            self.tester.close()
+        for t in (self.tester, self.rtu_tester):
+            if t is not None:
+                t.close()
 
 
 def dev_pubkey():

@@ -136,6 +136,7 @@ def host(app, board, ports, present=None):
         out.append(can_svc)
     if rin is not None:
         rin.subscribe_binary(svc, svc.framer)
+        svc.rx = rin  # read by the host itself while an update runs on RTU
         from app.relay import Relay  # RTU units of the other packs, over CAN or down Link OUT
         relay = Relay(svc, ports.can, ports.can_rx, app.link, ports.link_out)
         if relay.replies is not None:

@@ -29,7 +29,8 @@
 #   300..322    CTL: clock, device control, calibration (app.hostctl)
 #   FC 0x14     the event history as file records (app.hostfile)
 #   FC 0x14/15  files 0xFF00.. (hostupd.FILE_CTL, FILE_DATA): the firmware update
-#               session (app.hostupd, built at its first request)
+#               session (app.hostupd, built at its first request); its blocks also
+#               by FC 0x41 (proto.modbus.FC_UPDATE_BLOCK, user-defined)
 #   40000..     SunSpec (proto.sunspec): 'SunS', 1, 802 (system), 803 (the system
 #               as a bank, a string per link address), 804 (this pack's
 #               string), 805 (this pack), end
@@ -95,6 +96,11 @@ GAP_MS = const(250)
 PORT_RTU = const(1)  # auth's port id of the RTU port (app.hostcan: 0x100 + SA)
 RESTART_DELAY_MS = const(200)  # the reply of a restart command leaves the UART / CAN chip first
 UPDATE_FILES = const(0xFF00)  # app.hostupd.FILE_CTL: file records from here are the update session's
+# While update requests (FC 0x15, FC_UPDATE_BLOCK, ours or relayed) come on
+# RTU, the host reads Link IN itself every UPDATE_MS (the link service reads
+# it every 100 ms), until UPDATE_HOLD_MS pass without one.
+UPDATE_MS = const(2)
+UPDATE_HOLD_MS = const(2000)
 
 
 def version_word(v):
@@ -136,6 +142,8 @@ class Host(Service):
         self.unit = unit
         self.journal = journal
         self.relay = None  # app.relay.Relay: RTU units other than ours (app.compose sets it)
+        self.rx = None  # app.router.Router of Link IN, read while an update runs (app.compose sets it)
+        self._update_ms = 0  # the last update request on RTU (period_ms UPDATE_MS since)
         self.link = None  # app.link.Link: the pack table (803), remove a pack (app.compose sets it)
         self.restart = None  # the MCU restart (app.compose sets it; None: the command is not served)
         self.restart_ms = -1  # a restart asked at this time (app.hostctl); the tick does it
@@ -168,6 +176,10 @@ class Host(Service):
 
     def _frame(self, m):
         unit = self.framer.buf[0]
+        fc = self.framer.buf[1]
+        if fc == mb.FC_UPDATE_BLOCK or fc == mb.FC_WRITE_FILE:
+            self._update_ms = self.now_ms
+            self.period_ms = UPDATE_MS
         if self.relay is not None and self.relay.route(self.framer.buf, m):
             return  # another pack's (relayed: its tick writes the reply), or not ours
         k = self.pdu(unit, self._req, m - 3, self._out, PORT_RTU)
@@ -194,6 +206,11 @@ class Host(Service):
             self.auth.tick(now_ms)
         if self.upd is not None:
             self.upd.tick(now_ms)
+        if self.period_ms == UPDATE_MS:
+            if elapsed(now_ms, self._update_ms) >= UPDATE_HOLD_MS:
+                self.period_ms = Host.period_ms
+            elif self.rx is not None:
+                self.rx.poll(now_ms)
         self.framer.quiet(now_ms, GAP_MS)
         if self.restart_ms >= 0 and elapsed(now_ms, self.restart_ms) >= RESTART_DELAY_MS:
             self.restart_ms = -1
@@ -236,8 +253,8 @@ class Host(Service):
             for i in range(5):  # FC06 echoes the request, FC16 its address and count
                 out[i] = req[i]
             return 5
-        if fc == mb.FC_READ_FILE or fc == mb.FC_WRITE_FILE:
-            if self.make_update is not None and (fc == mb.FC_WRITE_FILE or get_u16(req, r.data + 1) >= UPDATE_FILES):
+        if fc == mb.FC_READ_FILE or fc == mb.FC_WRITE_FILE or fc == mb.FC_UPDATE_BLOCK:
+            if self.make_update is not None and (fc != mb.FC_READ_FILE or get_u16(req, r.data + 1) >= UPDATE_FILES):
                 if self.upd is None:
                     self.upd = self.make_update()
                 return self.upd.pdu(req, r, out, port)

@@ -46,6 +46,9 @@ def send_due(ch, can, out_id, mv, now_ms):
 
 ACTIVE_MS = const(10)  # the period while host traffic is on the bus
 IDLE_MS = const(100)  # and without (the runners read a service's period each time)
+UPDATE_MS = const(2)  # while a request to us is an update block (FC 0x41, 0x15: app.hostupd)
+_FC_UPDATE_BLOCK = const(0x41)  # proto.modbus.FC_UPDATE_BLOCK
+_FC_WRITE_FILE = const(0x15)
 
 
 class HostCan(Service):
@@ -69,6 +72,7 @@ class HostCan(Service):
         # request that comes next). Without host traffic nothing changes.
         self._traffic = False
         self._traffic_ms = 0
+        self._update = False  # the request under way is an update block
         self.ch = isotp.Channel(256, 256)
         self._mv = memoryview(self.ch.frame)
         self._req = memoryview(self.ch.rx)
@@ -102,7 +106,14 @@ class HostCan(Service):
                 return
             self.tester = sa
         self._tester_ms = now
-        n = self.ch.on_frame(fr[1], now)
+        d = fr[1]
+        pci = d[0] >> 4 if len(d) > 2 else 2
+        if pci < 2:  # a single or first frame: the request's function code in d[1] / d[2]
+            fc = d[1 + pci]
+            self._update = fc == _FC_UPDATE_BLOCK or fc == _FC_WRITE_FILE
+        if self._update:
+            self.period_ms = UPDATE_MS
+        n = self.ch.on_frame(d, now)
         if not n:
             return
         self.requests += 1

@@ -14,11 +14,18 @@
 #     FC 0x14 records 0..STATUS_REGS-1 (any range inside): state
 #       (update.updater.STATES), reason (update.updater.REASONS), bytes
 #       received u32, total u32, BLOCK_BYTES, the session (0 none, 1 this one,
-#       2 the UDS session), the SHA-256 of the manifest under way (16 registers)
+#       2 the UDS session), the SHA-256 of the manifest under way (16 registers),
+#       BLOCK_FC (FC_UPDATE_BLOCK: the blocks may come that way)
 #   file FILE_DATA (0xFF01), FC 0x15 record k: bundle bytes k * BLOCK_BYTES ..,
 #     two per register (high byte first), only the next block (k * BLOCK_BYTES
 #     = bytes received, else 02, nothing changes), BLOCK_BYTES long except the
 #     last, which is the rest (its last register padded when the rest is odd)
+#   the same blocks by FC_UPDATE_BLOCK (0x41, user-defined: proto.modbus):
+#     block k, its BLOCK_BYTES bytes (the last: the rest, unpadded), the same
+#     checks and refusals as record k of FILE_DATA; the reply is the block
+#     number, 3 bytes, not an echo of 244: on RS485 the block's cycle is one
+#     request long, not two (the status record's BLOCK_FC register says the
+#     pack takes it; bmsctl falls back to FC 0x15 where it does not)
 # Everything needs the port's installer session (the Modbus login), else 01
 # counted (auth.refuse). A bundle the updater refuses: 03 and DIAG reason
 # R_UPDATE with the updater's reason ("update refused: signature"); the
@@ -39,8 +46,12 @@ CMD_END = const(0)
 CMD_BEGIN = const(1)
 CMD_CHECK = const(2)
 CMD_ACTIVATE = const(3)
-STATUS_REGS = const(24)
+STATUS_REGS = const(25)
+_BLOCK_FC_REG = const(24)
 SESSION_MS = const(10000)
+# the activate's reply leaves first: the UART, or a relayed reply's ISO-TP
+# frames to the master (app.host.RESTART_DELAY_MS likewise)
+RESET_DELAY_MS = const(200)
 _US = const(1)
 _OTHER = const(2)
 
@@ -58,6 +69,7 @@ class HostUpdate:
         self.port = -1  # the port whose session holds the pack
         self.last_ms = 0
         self._reset_fn = None
+        self._reset_ms = 0
 
     def held(self):
         return self.hold.owner is self
@@ -66,7 +78,7 @@ class HostUpdate:
         """SESSION_MS without a request ends the session; a due reset runs."""
         if self.held() and ticks_diff(now_ms, self.last_ms) > SESSION_MS:
             self._end()
-        if self._reset_fn is not None:
+        if self._reset_fn is not None and ticks_diff(now_ms, self._reset_ms) >= RESET_DELAY_MS:
             fn = self._reset_fn
             self._reset_fn = None
             self._end()
@@ -77,18 +89,27 @@ class HostUpdate:
         self.port = -1
 
     def pdu(self, req, r, out, port):
-        """FC 0x14 / 0x15 on the update files into out; the reply's length."""
+        """FC 0x14 / 0x15 on the update files, FC_UPDATE_BLOCK, into out; the
+        reply's length."""
         h = self.h
         now = h.now_ms
         fc = r.fc
         if h.auth is None or h.auth.level(port, now) < INSTALLER:
-            h._refuse(port, R_NO_SESSION, FILE_CTL)
+            h._refuse(port, R_NO_SESSION, FILE_DATA if fc == mb.FC_UPDATE_BLOCK else FILE_CTL)
             return mb.exception(out, fc, mb.EX_ILLEGAL_FUNCTION)
         h.auth.touch(port, now)
         if self.held() and port == self.port:
             self.last_ms = now
         if fc == mb.FC_READ_FILE:
             return self._status(req, r, out)
+        if fc == mb.FC_UPDATE_BLOCK:
+            e = self._block(req, r.data, r.addr, r.count, False, port)
+            if e:
+                return mb.exception(out, fc, e)
+            out[0] = fc
+            out[1] = req[2]
+            out[2] = req[3]
+            return 3
         i = r.data
         for _ in range(r.count):
             f, rec, n = mb.file_sub(req, i)
@@ -138,10 +159,16 @@ class HostUpdate:
                 if u is None or u.state != W.STAGED or fn is None:
                     return self._range(port, "nothing staged" if fn is not None else "no reset here")
                 self._reset_fn = fn  # after the reply (tick)
+                self._reset_ms = now
                 return 0
             return self._range(port, "unknown update command")
         if f != FILE_DATA:
             return mb.EX_ILLEGAL_ADDRESS
+        return self._block(req, at, rec, n, True, port)
+
+    def _block(self, req, at, rec, n, regs, port):
+        """Block rec of the bundle at req[at:], n registers (regs: FC 0x15) or
+        n bytes long; 0 or the exception code."""
         if not self.held() or port != self.port:
             return self._range(port, "no update session on this port")
         u = self.hold.upd
@@ -152,8 +179,9 @@ class HostUpdate:
         size = u.total - u.received
         if size > BLOCK_BYTES:
             size = BLOCK_BYTES
-        if n != (size + 1) // 2:
-            return self._range(port, "a block is %d registers here" % ((size + 1) // 2))
+        want = (size + 1) // 2 if regs else size
+        if n != want:
+            return self._range(port, "a block is %d %s here" % (want, "registers" if regs else "bytes"))
         r = u.feed(req, at, at + size)
         return self._refused(port, r) if r else 0
 
@@ -213,6 +241,8 @@ class HostUpdate:
             return BLOCK_BYTES
         if k == 7:
             return 0 if owner is None else (_US if owner is self else _OTHER)
+        if k == _BLOCK_FC_REG:
+            return mb.FC_UPDATE_BLOCK
         d = u.digest if u is not None else None
         j = 2 * (k - 8)
         return (d[j] << 8 | d[j + 1]) if d else 0

@@ -33,11 +33,13 @@
 # new request from upstream in place of the one it waits on (the master gave
 # up on that one, counted as a timeout). Broadcasts (unit 0) are not
 # relayed. While it waits the relay polls its path every tick (the CAN port, or
-# Link OUT), so the reply streams in without the link's 100 ms between reads.
+# Link OUT), so the reply streams in without the link's 100 ms between reads:
+# every ACTIVE_MS, every app.host.UPDATE_MS for an update's blocks (FC 0x41,
+# FC 0x15; app.hostcan on the pack asked turns its ISO-TP as often then).
 # No allocation per request or frame.
 from app.service import Service
 from app.hostcan import BASE, send_due
-from app.host import PORT_RTU
+from app.host import PORT_RTU, UPDATE_MS
 from bms import parallel
 from defs.ticks import ticks_diff
 from proto import isotp
@@ -186,22 +188,23 @@ class Relay(Service):
         for i in range(n):
             tx[i] = frame[1 + i]
         ch.send(n, self.now_ms)
-        self._wait(unit, n, TIMEOUT_MS)
+        self._wait(unit, frame, n, TIMEOUT_MS)
         self.errors += send_due(ch, self.can, BASE | (unit << 8) | (r.address & 0xFF), self._mv, self.now_ms)
 
     def _send_down(self, unit, frame, m, wait_ms):
         tx = self._tx
         for i in range(m):
             tx[i] = frame[i]
-        self._wait(unit, m - 3, wait_ms)
+        self._wait(unit, frame, m - 3, wait_ms)
         self.down.port.write(_view(self._tx_v, tx, m))
 
-    def _wait(self, unit, n, wait_ms):
+    def _wait(self, unit, frame, n, wait_ms):
         self.unit = unit
         self._n = n
         self._start_ms = self.now_ms
         self._wait_ms = wait_ms
-        self.period_ms = ACTIVE_MS
+        fc = frame[1]  # an update's blocks: the path is polled every UPDATE_MS (app.host)
+        self.period_ms = UPDATE_MS if fc == mb.FC_UPDATE_BLOCK or fc == mb.FC_WRITE_FILE else ACTIVE_MS
 
     def on_frame(self, sa, data):
         """A CAN frame from pack sa to us (app.hostcan hands it over)."""
@@ -257,8 +260,8 @@ class Relay(Service):
         fr = self.replies
         if fr is not None:
             fr.quiet(now_ms, _GAP_MS)
-        if not self.unit:
-            self.period_ms = IDLE_MS
+        if not self.unit:  # while the host sees an update's requests, the next one comes soon: no 100 ms sleep
+            self.period_ms = UPDATE_MS if self.host.period_ms == UPDATE_MS else IDLE_MS
             return
         ch = self.ch
         if ch is not None:

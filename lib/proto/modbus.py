@@ -3,7 +3,8 @@
 # the RTU request framer (length from the function code, CRC check, reset on the
 # inter-frame gap the caller tells), the RTU envelope of a reply, exception
 # replies, and the request checks of the function codes the host handler
-# serves (03, 04, 06, 0x10, 0x14, 0x15, 0x2B/0x0E): counts, byte counts and
+# serves (03, 04, 06, 0x10, 0x14, 0x15, 0x2B/0x0E, and the user-defined 0x41
+# FC_UPDATE_BLOCK, below): counts, byte counts and
 # lengths, in the order the specification's state diagrams check them; for the
 # master's relay (app.relay) the framing of RTU replies and whether a reply
 # answers a request. Pure: bytes in, lengths and a preallocated Request out;
@@ -21,6 +22,10 @@ FC_WRITE_MULTIPLE = const(0x10)
 FC_READ_FILE = const(0x14)
 FC_WRITE_FILE = const(0x15)
 FC_MEI = const(0x2B)
+# user-defined (Application Protocol 5: 65-72, 100-110): one block of a
+# firmware update (app.hostupd). Request: byte count N, block number u16, N - 2
+# data bytes; normal reply: the block number (no echo of the data)
+FC_UPDATE_BLOCK = const(0x41)
 MEI_DEVICE_ID = const(0x0E)
 
 EX_ILLEGAL_FUNCTION = const(0x01)
@@ -70,7 +75,7 @@ def _length(buf, n):
         return 8
     if fc == 0x0F or fc == FC_WRITE_MULTIPLE:  # ... + byte count + data
         return 9 + buf[6] if n >= 7 else 0
-    if fc == FC_READ_FILE or fc == FC_WRITE_FILE:  # byte count + sub-requests
+    if fc == FC_READ_FILE or fc == FC_WRITE_FILE or fc == FC_UPDATE_BLOCK:  # byte count + the rest
         return 5 + buf[2] if n >= 3 else 0
     if fc == 0x16:  # mask write: address, AND mask, OR mask
         return 10
@@ -97,6 +102,8 @@ def _reply_length(buf, n):
         return 5
     if fc == 0x16:
         return 10
+    if fc == FC_UPDATE_BLOCK:  # the block number
+        return 6
     if fc == FC_MEI:  # MEI type, read code, conformity, more, next id, count, objects (id, length, value)
         if n >= 3 and buf[2] != MEI_DEVICE_ID:
             return -1
@@ -206,7 +213,8 @@ def answers(req, n, rep, k):
     """Reply PDU rep[:k] answers request PDU req[:n]: an exception to its
     function, or the function's reply of the size the request asks for (03/04:
     the byte count of its quantity; 06, 0x10: the echo of address and
-    value/quantity); other functions by their code."""
+    value/quantity; FC_UPDATE_BLOCK: its block number); other functions by
+    their code."""
     fc = req[0]
     if k < 2 or n < 1:
         return False
@@ -222,6 +230,8 @@ def answers(req, n, rep, k):
         for i in range(1, 5):
             if rep[i] != req[i]:
                 return False
+    if fc == FC_UPDATE_BLOCK:
+        return k == 3 and n >= 4 and rep[1] == req[2] and rep[2] == req[3]
     return True
 
 
@@ -237,10 +247,10 @@ class Request:
 
     def __init__(self):
         self.fc = 0
-        self.addr = 0  # first register (03, 04, 06, 0x10)
-        self.count = 0  # registers (03, 04, 0x10), sub-requests (0x14, 0x15)
+        self.addr = 0  # first register (03, 04, 06, 0x10), block number (FC_UPDATE_BLOCK)
+        self.count = 0  # registers (03, 04, 0x10), sub-requests (0x14, 0x15), data bytes (FC_UPDATE_BLOCK)
         self.value = 0  # FC06 value; 0x2B/0x0E read device id code
-        self.data = 0  # offset in the PDU of the first value (0x10) or sub-request (0x14, 0x15)
+        self.data = 0  # offset in the PDU of the first value (0x10), sub-request (0x14, 0x15) or data byte
         self.obj = 0  # 0x2B/0x0E first object id
 
 
@@ -276,6 +286,13 @@ def parse(req, n, r):
         return 0
     if fc == FC_READ_FILE or fc == FC_WRITE_FILE:
         return _parse_file(req, n, r)
+    if fc == FC_UPDATE_BLOCK:  # byte count = block number + at least one data byte
+        if n < 5 or n != 2 + req[1]:
+            return EX_ILLEGAL_VALUE
+        r.addr = get_u16(req, 2)
+        r.count = n - 4
+        r.data = 4
+        return 0
     if fc == FC_MEI:
         if n >= 2 and req[1] != MEI_DEVICE_ID:
             return EX_ILLEGAL_FUNCTION  # other MEI types (CANopen 0x0D) are not served

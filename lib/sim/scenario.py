@@ -311,15 +311,15 @@ def _parse_event(where, ev, sc, fault_names):
         _only(where, ev, ("t_s", "update", "pack", "via"))
         f = _path(where + ".update", name)
         via = ev.get("via", "can")
-        if via == "rs485":
-            raise ScenarioError(where + ".via: \"rs485\" is not built in the bench (its tester speaks UDS "
-                                "over CAN; the firmware's FC 0x15 session takes bmsctl update --via tcp: "
-                                "through the bench's --modbus-tcp gateway): only \"can\"")
-        if via != "can":
-            raise ScenarioError("%s.via: %s is not can" % (where, json.dumps(via)))
+        if via not in VIAS:
+            raise ScenarioError("%s.via: %s is not can or rs485" % (where, json.dumps(via)))
+        inv = sc.inverter
+        if via == "rs485" and inv is not None and inv[0] is not None and inv[1] == "rs485":
+            raise ScenarioError(where + ".via: the scenario's RS485 inverter uses the master's Link IN, "
+                                "where bmsctl update --via rtu: would be")
         k = ev.get("pack", 0)
         pack = -1 if k == "all" else _int(where + ".pack", k, 0, sc.packs - 1)
-        return Event(t_ms, act, f, pack, 0, 0, True)
+        return Event(t_ms, act, f, pack, VIAS.index(via), 0, True)  # index: the way (VIAS)
     _only(where, ev, ("t_s", "press", "pack", "hold_s"))
     if name != "button":
         raise ScenarioError("%s: can only press \"button\", not %s" % (where, json.dumps(name)))
@@ -328,6 +328,7 @@ def _parse_event(where, ev, sc, fault_names):
 
 
 INJECT_MAX = 1024  # bytes of one rs485 inject
+VIAS = ("can", "rs485")  # an update's way: UDS on CAN, Modbus RTU on the master's Link IN
 
 
 def _hex(where, v, most):

@@ -9,11 +9,12 @@ import json
 import re
 import struct
 
-from pymodbus.pdu import DecodePDU, ExceptionResponse
+from pymodbus.pdu import ExceptionResponse
 from pymodbus.pdu.file_message import FileRecord, ReadFileRecordRequest
 from pymodbus.pdu.register_message import (ReadHoldingRegistersRequest, WriteMultipleRegistersRequest)
 
 from tools import authkit
+from tools.bmsctl.mbpdu import decoder
 from tools.bmsctl.transport import TransportError
 
 MAX_READ = 125  # registers per FC 03 (Application Protocol 6.3)
@@ -106,7 +107,7 @@ class Pack:
         self.by_name = {p["name"]: p for p in self.params}
         self.session = 0
         self.login_nonce = None  # the nonce the session's login answered (passwd needs it)
-        self._dec = DecodePDU(False)
+        self._dec = decoder()
 
     def who(self):
         return "unit %d" % self.unit

@@ -15,7 +15,7 @@ import socket
 import time
 
 from pymodbus.framer import FramerRTU, FramerSocket
-from pymodbus.pdu import DecodePDU
+from tools.bmsctl.mbpdu import decoder
 from tools.canbus import open_bus
 
 TESTER_ADDRESS = 0xF1  # the usual tester source address
@@ -35,7 +35,7 @@ class Tcp:
             self.sock = socket.create_connection((host, port), timeout=timeout_s)
         except OSError as e:
             raise TransportError("cannot connect to %s: %s" % (self.where, e.strerror or e))
-        self.framer = FramerSocket(DecodePDU(False))
+        self.framer = FramerSocket(decoder())
         self.tid = 0
 
     def exchange(self, unit, pdu):
@@ -74,7 +74,7 @@ class Rtu:
             self.port = serial.Serial(device, baudrate=baud, timeout=0.02)
         except (OSError, serial.SerialException) as e:
             raise TransportError("cannot open %s: %s" % (device, e))
-        self.framer = FramerRTU(DecodePDU(False))
+        self.framer = FramerRTU(decoder())
 
     def exchange(self, unit, pdu):
         self.port.reset_input_buffer()
