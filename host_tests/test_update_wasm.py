@@ -244,7 +244,8 @@ def _file_records_update(board, data, img, bad_file):
     pending, _, _, refused, _, _, _ = board.state()
     assert pending == S.NONE and refused == 2
     M.update(c, data)
-    board.tick()  # the reset comes after the reply went out
+    board.tick()  # the reset comes RESET_DELAY_MS (200) after the reply went out
+    board.tick()
     assert board.state()[:6] == (1, 5, 0, 2, padded(img), 1)
 
 
