@@ -658,3 +658,44 @@ def test_the_board_side_in_32_bit_micropython(tmp_path, mpy32):
     print("signature check + header in the 32-bit MicroPython: %d ms" % staged[2])
     assert eval(lines[1]) == ("check", "file")
     assert lines[2] == "True 10"  # the lock catches an allocation, and 150 frames reassembled without an allocation
+
+
+def test_a_power_cut_during_a_recovery_update_leaves_recovery_or_the_new_image_pending():
+    # slot A's image is gone (its header erased: the pack boots recovery, update.boot.choose), and
+    # recovery's session writes slot B with the same Updater: a cut at every write unit of it
+    def damaged(pack):
+        pack.part.buf[:len(OLD_A)] = b"\xff" * len(OLD_A)
+
+    def boots(pack):
+        rec = SlotStore(pack.fs.remount()).load()[0]
+        return B.choose(rec, False, lambda s: pack.part.buf[s * SLOT:s * SLOT + 3] == b"\xd2\xcd\x31")[0]
+    data = bundle()
+    ref = Pack()
+    damaged(ref)
+    assert boots(ref) == S.RECOVERY
+    start = ref.fs.used
+    _run_update(ref, data)
+    units = ref.fs.used - start
+    seen = set()
+    for cut in range(units + 1):
+        pack = Pack()
+        damaged(pack)
+        pack.fs.budget = pack.fs.used + cut
+        try:
+            _run_update(pack, data)
+            assert cut == units
+        except PowerCut:
+            assert cut < units
+        slot = boots(pack)
+        if slot == S.RECOVERY:
+            seen.add("recovery")  # nothing staged: recovery again, which takes the update again
+        else:
+            assert slot == 1 and bytes(pack.part.buf[SLOT:SLOT + len(IMAGE)]) == IMAGE, cut
+            assert SlotStore(pack.fs.remount()).load()[0][S.PENDING] == 1
+            seen.add("new")
+        if slot == S.RECOVERY and cut % 7 == 0:
+            again = Pack(fs=pack.fs.remount(), part=pack.part)
+            _run_update(again, data)
+            assert again.record()[S.PENDING] == 1 and boots(again) == 1
+    assert seen == {"recovery", "new"}
+    print("recovery: %d power cuts tried (%d write units)" % (units + 1, units))
