@@ -264,12 +264,13 @@ def test_via_rs485_all_packs_at_115200_the_blocks_take_the_port_s_baud_and_the_f
     line = 115200 / 11
     with_flash = t.block_rate(0)
     # the master's replies wait for its flash (a 45 ms erase per 4 KiB, 0.4 ms per page): without
-    # those times the same run is faster; the line's bit times bound both
+    # those times the same run is faster; the line's bit times bound both. The erase runs ahead,
+    # while the next block is on the line (app.hostupd), so it costs ~20 ms of its 45 per 17 blocks
     monkeypatch.setattr(romfs, "ERASE_MS", 0)
     monkeypatch.setattr(romfs, "PAGE_US", 0)
     w, lines, data, _ = _rs485(tmp_path, baud_high=1, all_at_once=True)
     without = w.rtu_tester.block_rate(0)
-    assert 0.7 * line < with_flash < without - 500 and 0.8 * line < without < line
+    assert 0.8 * line < with_flash < without - 200 and without < line
 
 
 def test_via_rs485_a_refused_bundle_shows_its_reason(tmp_path):

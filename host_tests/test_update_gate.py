@@ -30,6 +30,7 @@ from update import bundle as fmt
 from update import boot as B
 from update import slots as S
 from app.hostupd import BLOCK_BYTES as M_BLOCK
+from app.host import UPDATE_MS
 from bms import auth as A
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -352,7 +353,7 @@ def test_pymodbus_file_records_update_the_board_side_running_in_32_bit_micropyth
     from tools.fuzz_host import adu, crc_ok
     assert board.rtu(adu(1, bytes([0x41]) + UpdateBlockRequest(1, data[M_BLOCK:2 * M_BLOCK]).encode())) == [
         adu(1, bytes([0x41]) + UpdateBlockResponse(1).encode())]
-    assert board.locked_ticks() == 2  # reading Link IN every 2 ms now, without an allocation
+    assert board.locked_ticks() == UPDATE_MS == 1  # reading Link IN every 1 ms now, without an allocation
     pending, _, _, refused, _, _, _ = board.state()
     assert pending == S.NONE and refused == 7
     # the good bundle: begun again, written by FC 0x41, every file checked through VfsRom, staged, activated

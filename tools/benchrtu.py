@@ -13,7 +13,7 @@
 #     t3.5 of silence after every frame before it sends the next (Serial Line
 #     2.5.1.1); the PC itself answers at once (its tick is 1 ms);
 #   - the flash time the request cost the pack that answers (its partition's
-#     erases and pages since the request, sim.romfs.ERASE_MS / PAGE_US) holds
+#     erases and pages since the request's last byte, sim.romfs.ERASE_MS / PAGE_US) holds
 #     its reply back, as sim.bus does for a CAN frame sent in a stalled tick (a
 #     reply relayed over CAN is held there already; the serial ends are not);
 #   - bmsctl's blocking session runs in a thread of its own that runs only in
@@ -114,7 +114,7 @@ class RtuTester:
         self._tx_sent = 0
         self._tx_start_us = None
         self._unit = unit
-        self._flash = self._flash_of(unit)
+        self._flash = None  # read once the request is all on the line (_send)
         self._reply = None
         self._deadline_ms = self.world.runner.now_ms + reply_timeout_ms(self.world, unit)
         self.requests += 1
@@ -214,6 +214,9 @@ class RtuTester:
             self.end.write(tx[self._tx_sent:k])
             self._tx_sent = k
         if self._tx_sent == len(tx):
+            # the flash work from here on is this request's (an erase the pack began before,
+            # while the request was on the line, already held its services: sim.vtime)
+            self._flash = self._flash_of(self._unit)
             self._req_end_us = self._tx_start_us + len(tx) * self.char_us
             self._free_us = self._req_end_us + self.gap_us
             self._tx = None

@@ -99,7 +99,7 @@ UPDATE_FILES = const(0xFF00)  # app.hostupd.FILE_CTL: file records from here are
 # While update requests (FC 0x15, FC_UPDATE_BLOCK, ours or relayed) come on
 # RTU, the host reads Link IN itself every UPDATE_MS (the link service reads
 # it every 100 ms), until UPDATE_HOLD_MS pass without one.
-UPDATE_MS = const(2)
+UPDATE_MS = const(1)
 UPDATE_HOLD_MS = const(2000)
 
 

@@ -111,6 +111,10 @@ class HostCan(Service):
         if pci < 2:  # a single or first frame: the request's function code in d[1] / d[2]
             fc = d[1 + pci]
             self._update = fc == _FC_UPDATE_BLOCK or fc == _FC_WRITE_FILE
+            # an update block's frames back to back: our flow control's block (BS 2) never holds
+            # more than the chip's two receive buffers (drivers.mcp2515.rx_depth), and we poll
+            # every UPDATE_MS meanwhile
+            self.ch.stmin_ms = 0 if self._update else isotp.STMIN_MS
         if self._update:
             self.period_ms = UPDATE_MS
         n = self.ch.on_frame(d, now)

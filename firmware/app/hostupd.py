@@ -70,12 +70,20 @@ class HostUpdate:
         self.last_ms = 0
         self._reset_fn = None
         self._reset_ms = 0
+        self._ahead = False  # a block went in: erase what the next one needs before it comes
 
     def held(self):
         return self.hold.owner is self
 
     def tick(self, now_ms):
-        """SESSION_MS without a request ends the session; a due reset runs."""
+        """SESSION_MS without a request ends the session; a due reset runs;
+        after a block the flash block the next one reaches is erased here,
+        while that block is on the line (the port's receive buffer holds it:
+        a 45 ms erase no longer holds the reply)."""
+        if self._ahead:
+            self._ahead = False
+            if self.held():
+                self.hold.upd.erase_ahead(BLOCK_BYTES)
         if self.held() and ticks_diff(now_ms, self.last_ms) > SESSION_MS:
             self._end()
         if self._reset_fn is not None and ticks_diff(now_ms, self._reset_ms) >= RESET_DELAY_MS:
@@ -183,7 +191,10 @@ class HostUpdate:
         if n != want:
             return self._range(port, "a block is %d %s here" % (want, "registers" if regs else "bytes"))
         r = u.feed(req, at, at + size)
-        return self._refused(port, r) if r else 0
+        if r:
+            return self._refused(port, r)
+        self._ahead = True
+        return 0
 
     def _range(self, port, text):
         self.h._refuse(port, R_RANGE, FILE_CTL, text=text, count=False)

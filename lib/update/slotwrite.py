@@ -88,6 +88,18 @@ class SlotWriter:
                 self.page[i] = 0xFF
             self._program()
 
+    def erase_ahead(self, n):
+        """Erase now the blocks the next n bytes will program (a transport
+        calls it while it waits for them: the erase then overlaps the line
+        instead of holding a reply); True when it erased one."""
+        end = (self.written + self.fill + n) // PAGE * PAGE
+        if end > self.size:
+            end = self.size
+        if end <= self.erased:
+            return False
+        self._erase_to(end)
+        return True
+
     def length(self):
         """Bytes fed so far."""
         return self.written + self.fill

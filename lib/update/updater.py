@@ -151,6 +151,19 @@ class Updater:
             self.received += j - i
         return 0
 
+    def erase_ahead(self, n):
+        """The slot writer's erase_ahead for the image's next bytes of the
+        next n bundle bytes (none while in the header); False on a failure
+        (a flash error fails the transfer, as a write would)."""
+        if self.state != IMAGE:
+            return False
+        k = self.total - self.received
+        try:
+            return self.w.erase_ahead(n if n < k else k)
+        except (OSError, ValueError):
+            self._fail(R_FLASH)
+            return False
+
     def _header(self, data, i, j):
         """Take header bytes from data[i:j]; the next index, -1 on a refusal."""
         h = self._head
