@@ -75,6 +75,7 @@ class BqBoard:
     is the board module's object for the port-specific calls (wdt(ms),
     lightsleep(ms), deepsleep(ms), arm_wake())."""
     name = None  # the board module's NAME: the board an update bundle must be made for (app.uds)
+    serial: object = None  # the pack's serial number (serial_of: the MCU's unique id; app.compose.serial)
 
     def __init__(self, port, afe, exp, run_pin, alm_pin, buzzer_pin, button_pin,
                  charger_pin, jumper_pin, can, link_in, link_out, ticks_us,
