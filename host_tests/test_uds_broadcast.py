@@ -11,6 +11,7 @@
 # CAN filter a programming session puts on the chip (the MCP2515 model).
 import struct
 
+import pytest
 import udsoncan
 
 from tools.bmsctl import update as U
@@ -379,3 +380,22 @@ def test_the_programming_session_narrows_the_chip_filters_and_its_end_restores_t
     for _ in range(600):  # S3 ends it too
         conn.step()
     assert len(chip.filters) == 4 and chip.filters[-1] == list(rx.selections())
+
+
+@pytest.mark.parametrize("depth, bs", [(None, 2), (0, 2), (1, 1), (2, 2), (64, 8)])
+def test_the_flow_control_block_is_what_the_port_holds(depth, bs):
+    # ISO 15765-2 BS: the receiver's buffer; an MCP2515 two frames (or one), a FIFO port up to MAX_BS
+    from app.uds import MAX_BS
+
+    class Port:
+        FLAG_EXT_ID = 2
+
+        def send(self, id_, data, flags):
+            return 0
+    pack = T.Pack()
+    port = Port()
+    if depth is not None:
+        port.rx_depth = lambda ext: depth
+    pack.svc.can = port
+    pack.svc._block_size()
+    assert pack.svc.ch.block_size == bs and MAX_BS == 8

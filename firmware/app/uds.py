@@ -62,6 +62,9 @@ IDLE_MS = const(100)
 # both drained per read) back to back (STmin 0)
 DOWNLOAD_MS = const(1)
 STMIN_MS = const(0)
+# the most frames per flow-control block (a FIFO controller, the bench's 64-frame port): a
+# longer burst would hold the bus from the link's frames for more than ~2 ms at 500 kbit/s
+MAX_BS = const(8)
 _IDLE_TESTER_MS = const(2000)
 _BC_BUF = const(512)  # broadcast bytes waiting for the tick's feed (a poll may deliver 64 frames)
 _EXT = const(2)  # FLAG_EXT_ID
@@ -302,12 +305,14 @@ class Uds(Service):
         self._block_size()
 
     def _block_size(self):
-        """Our flow control's BS: no more frames in a block than the chip
-        holds (drivers.mcp2515.rx_depth: the session's filters leave the
-        29-bit frames one buffer on a chip that also takes the inverter's)."""
+        """Our flow control's BS: no more frames in a block than the port
+        holds (rx_depth: an MCP2515's two buffers, one while the session's
+        filters share them with the inverter's item, drivers.mcp2515; a
+        controller with a receive FIFO more, up to MAX_BS), BLOCK_SIZE on a
+        port that does not say."""
         depth = getattr(self.can, "rx_depth", None)
         d = depth(True) if depth is not None else isotp.BLOCK_SIZE
-        self.ch.block_size = d if 0 < d < isotp.BLOCK_SIZE else isotp.BLOCK_SIZE
+        self.ch.block_size = d if 0 < d < MAX_BS else (MAX_BS if d else isotp.BLOCK_SIZE)
 
     @property
     def upd(self):

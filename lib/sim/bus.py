@@ -112,6 +112,11 @@ class CanPort:
         arg[3] = errors
         return arg
 
+    def rx_depth(self, ext):
+        """Frames it holds before one is lost (drivers.mcp2515.rx_depth's API):
+        its receive queue, as a FIFO controller's (the ESP32's TWAI: 64)."""
+        return _QUEUE
+
     def set_filters(self, filters):
         """As machine.CAN / drivers.mcp2515: None receives everything (the
         default here), else only frames matching an (id, mask, flags) item."""
