@@ -82,8 +82,9 @@ class HostUpdate:
         a 45 ms erase no longer holds the reply)."""
         if self._ahead:
             self._ahead = False
-            if self.held():
-                self.hold.upd.erase_ahead(BLOCK_BYTES)
+            u = self.hold.upd
+            if self.held() and u is not None:
+                u.erase_ahead(BLOCK_BYTES)
         if self.held() and ticks_diff(now_ms, self.last_ms) > SESSION_MS:
             self._end()
         if self._reset_fn is not None and ticks_diff(now_ms, self._reset_ms) >= RESET_DELAY_MS:
