@@ -257,3 +257,20 @@ def test_the_screen_answers_keys_while_a_refresh_is_reading(pack):
             n = len(app.samples[1])
             await until(pilot, lambda: len(app.samples[1]) > n, "the refresh to finish")
     asyncio.run(go())
+
+
+def test_the_packs_screen_names_its_firmware_serial_address_mode_and_can_rate(pack):
+    # the INFO block (app.host), read when the screen opens: the state the handler reports
+    pack.st.link_address = 1
+    pack.st.can_kbps = 250
+
+    async def go():
+        app = PackApp(pack.t, [1], period_s=5)
+        async with app.run_test(size=(160, 30)) as pilot:
+            d = await drill(app, pilot)
+            await until(pilot, lambda: "firmware" in text(d.query_one("#info", Static)), "the INFO line")
+            line = text(d.query_one("#info", Static))
+            assert "firmware 1.0" in line and "serial BMS-MPY-00000001" in line, line
+            assert "address 1 automatic" in line and "CAN 250 kbit/s (stored 500 kbit/s)" in line, line
+            await pilot.press("q")
+    asyncio.run(go())

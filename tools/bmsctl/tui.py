@@ -112,6 +112,19 @@ def detail_text(row):
     return "\n".join(lines)
 
 
+def info_line(info):
+    """The pack's INFO block in words: firmware, serial, address mode, CAN rate."""
+    from tools.bmsctl.address import address_words
+    fw = info.get("firmware_version")
+    parts = ["firmware %d.%d" % (fw >> 8, fw & 0xFF) if isinstance(fw, int) else None,
+             "serial %s" % info["serial"] if info.get("serial") else None,
+             "address %d %s" % (info.get("unit", 0), address_words(info)) if "address_fixed" in info else None]
+    if "can_kbps" in info:
+        run, stored = info["can_kbps"], info.get("can_stored_kbps")
+        parts.append("CAN %s (stored %s kbit/s)" % ("%d kbit/s" % run if run else "listening", stored))
+    return "   ".join(p for p in parts if p)
+
+
 def series(samples, key):
     """The values of one plotted quantity over the samples kept (readings the map leaves out skipped)."""
     return [s[key] for s in samples if s.get(key) is not None]
@@ -215,6 +228,7 @@ class Detail(Screen):
     def compose(self):
         yield Header()
         yield Static(id="session", markup=False)
+        yield Static(id="info", markup=False)
         with TabbedContent(initial="cells"):
             with TabPane("Cells", id="cells"):
                 yield Static(id="detail", markup=False)
@@ -233,6 +247,7 @@ class Detail(Screen):
         self.query_one("#events_table", DataTable).add_columns("seq", "time", "kind", "event")
         self.param_cols = self.query_one("#params_table", DataTable).add_columns(
             "", "parameter", "value", "", "default", "range", "access")
+        self.app.load_info(self.unit)
         self.refresh_view()
 
     def refresh_view(self):
@@ -261,6 +276,7 @@ class Detail(Screen):
             self.query_one("#params_table", DataTable).focus()  # Enter on a row edits it
 
     def action_reload(self):
+        self.app.load_info(self.unit)
         self.app.load_events(self.unit)
         self.app.load_params(self.unit)
 
@@ -376,6 +392,11 @@ class PackApp(App):
         self._run("events", unit, lambda: blocks.pull(self.packs[unit], last=EVENTS_SHOWN))
 
     @work(thread=True, group="io")
+    def load_info(self, unit):
+        from tools.bmsctl.address import info
+        self._run("info", unit, lambda: info(self.packs[unit]))
+
+    @work(thread=True, group="io")
     def load_params(self, unit):
         self._run("params", unit, lambda: self.packs[unit].read_params())
 
@@ -423,6 +444,8 @@ class PackApp(App):
             return
         if m.error:
             d.status("%s: %s" % (m.what, m.error))
+        elif m.what == "info":
+            d.query_one("#info", Static).update(info_line(m.result))
         elif m.what == "events":
             d.show_events(m.result)
         elif m.what == "params":
