@@ -9,7 +9,6 @@ import csv
 import io
 import json
 import threading
-import time
 
 import pytest
 
@@ -21,6 +20,7 @@ from sim import scenario as scn
 from sim.mock_afe import FAULTS
 from tools import gateway
 from tools.bmsctl.cli import main as bmsctl
+from test_pc_tool_8packs import wait_for
 
 N = 3
 SPEED = 4
@@ -56,15 +56,6 @@ class Bench:
         return ([a for a in range(1, 33) if t.online[a]], [a for a in range(1, 33) if t.seen[a] and not t.online[a]])
 
 
-def wait_for(cond, s=20.0):
-    deadline = time.monotonic() + s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
-
-
 @pytest.fixture(params=["can", "rs485"])
 def bench(request, tmp_path):
     can = request.param == "can"
@@ -78,7 +69,7 @@ def bench(request, tmp_path):
     t = threading.Thread(target=gateway.pace, args=(w, stop), kwargs={"speed": SPEED}, daemon=True)
     t.start()
     b = Bench(w, port, tmp_path)
-    assert wait_for(lambda: w.packs[0].app.state.link_online == N), "the system did not form"
+    assert wait_for(lambda: w.packs[0].app.state.link_online == N, 20.0), "the system did not form"
     assert b.addresses() == [1, 2, 3]
     yield b
     stop.set()
@@ -184,7 +175,7 @@ def test_an_address_conflict_made_behind_the_tools_back_is_shown_in_words(bench)
     assert rc == 0, err
     rc, out, err = b.ctl("--unit", "3", *b.login(2), "control", "set", "restart=1")
     assert rc == 0, err
-    assert wait_for(lambda: w.packs[1].app.state.link_conflict == 2)
+    assert wait_for(lambda: w.packs[1].app.state.link_conflict == 2, 20.0)
     assert b.addresses() == [1, 2, 2] and w.packs[1].app.state.link_failure
     rc, out, err = b.ctl("live", "--pack", "2", "--count", "1", "--json")
     assert rc == 0, err

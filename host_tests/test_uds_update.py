@@ -428,26 +428,38 @@ def _start(pack, earlier):
         SlotStore(pack.fs).save(S.stage(pack.record(), 1, 4))
 
 
-@pytest.mark.parametrize("earlier", [False, True], ids=["B empty", "B staged before"])
-def test_a_power_cut_at_every_write_unit_leaves_the_old_image_or_the_new_one_pending(earlier):
-    data = bundle()
+def _cuts(prepare, data):
+    """One update after prepare(pack), cut at every write unit of it in turn:
+    yields (cut, the pack after the cut, the number of write units)."""
     ref = Pack()
-    _start(ref, earlier)
+    prepare(ref)
     start = ref.fs.used
     _run_update(ref, data)
     units = ref.fs.used - start
-    seen = set()
     for cut in range(units + 1):
         pack = Pack()
-        _start(pack, earlier)
+        prepare(pack)
         pack.fs.budget = pack.fs.used + cut
         try:
             _run_update(pack, data)
             assert cut == units
         except PowerCut:
             assert cut < units
-        rec = SlotStore(pack.fs.remount()).load()[0]
-        slot, _ = B.choose(rec, False, lambda s: pack.part.buf[s * SLOT:s * SLOT + 3] == b"\xd2\xcd\x31")
+        yield cut, pack, units
+
+
+def _boots(pack):
+    """(the slot the boot part picks after a restart on pack's flash, the record)."""
+    rec = SlotStore(pack.fs.remount()).load()[0]
+    return B.choose(rec, False, lambda s: pack.part.buf[s * SLOT:s * SLOT + 3] == b"\xd2\xcd\x31")[0], rec
+
+
+@pytest.mark.parametrize("earlier", [False, True], ids=["B empty", "B staged before"])
+def test_a_power_cut_at_every_write_unit_leaves_the_old_image_or_the_new_one_pending(earlier):
+    data = bundle()
+    seen = set()
+    for cut, pack, units in _cuts(lambda p: _start(p, earlier), data):
+        slot, rec = _boots(pack)
         b = bytes(pack.part.buf[SLOT:SLOT + len(IMAGE)])
         if slot == 0:
             assert bytes(pack.part.buf[:len(OLD_A)]) == OLD_A and rec[S.PENDING] == S.NONE
@@ -665,37 +677,22 @@ def test_a_power_cut_during_a_recovery_update_leaves_recovery_or_the_new_image_p
     # recovery's session writes slot B with the same Updater: a cut at every write unit of it
     def damaged(pack):
         pack.part.buf[:len(OLD_A)] = b"\xff" * len(OLD_A)
-
-    def boots(pack):
-        rec = SlotStore(pack.fs.remount()).load()[0]
-        return B.choose(rec, False, lambda s: pack.part.buf[s * SLOT:s * SLOT + 3] == b"\xd2\xcd\x31")[0]
-    data = bundle()
     ref = Pack()
     damaged(ref)
-    assert boots(ref) == S.RECOVERY
-    start = ref.fs.used
-    _run_update(ref, data)
-    units = ref.fs.used - start
+    assert _boots(ref)[0] == S.RECOVERY
+    data = bundle()
     seen = set()
-    for cut in range(units + 1):
-        pack = Pack()
-        damaged(pack)
-        pack.fs.budget = pack.fs.used + cut
-        try:
-            _run_update(pack, data)
-            assert cut == units
-        except PowerCut:
-            assert cut < units
-        slot = boots(pack)
+    for cut, pack, units in _cuts(damaged, data):
+        slot, rec = _boots(pack)
         if slot == S.RECOVERY:
             seen.add("recovery")  # nothing staged: recovery again, which takes the update again
         else:
             assert slot == 1 and bytes(pack.part.buf[SLOT:SLOT + len(IMAGE)]) == IMAGE, cut
-            assert SlotStore(pack.fs.remount()).load()[0][S.PENDING] == 1
+            assert rec[S.PENDING] == 1
             seen.add("new")
         if slot == S.RECOVERY and cut % 7 == 0:
             again = Pack(fs=pack.fs.remount(), part=pack.part)
             _run_update(again, data)
-            assert again.record()[S.PENDING] == 1 and boots(again) == 1
+            assert again.record()[S.PENDING] == 1 and _boots(again)[0] == 1
     assert seen == {"recovery", "new"}
     print("recovery: %d power cuts tried (%d write units)" % (units + 1, units))
