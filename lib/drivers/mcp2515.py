@@ -212,7 +212,8 @@ class MCP2515:
         self._ovr = False
         self._rx_off = True             # nothing is delivered before set_filters()
         self._filt = None
-        self._depth = 0  # receive buffers per kind after set_filters: std low nibble, 29-bit high
+        self._depth_std = 0  # receive buffers per kind of frame after set_filters (rx_depth)
+        self._depth_ext = 0
         self._bitrate = 0
         self._cnf = (0, 0, 0)  # CNF1, CNF2, CNF3 once init() ran (bitrate != 0)
         self._mode = 0
@@ -366,7 +367,7 @@ class MCP2515:
         """How many received frames of a kind (ext: 29-bit) the chip holds
         before one is lost: 2 in RXB0's group (rollover into RXB1), 1 in
         RXB1's alone, 0 not received (set_filters)."""
-        return (self._depth >> 4 if ext else self._depth) & 0x0F
+        return self._depth_ext if ext else self._depth_std
 
     def set_filters(self, filters):
         """None: receive everything; [] or (): nothing; else up to 6 items
@@ -380,11 +381,11 @@ class MCP2515:
         if filters is None:
             self._filt = (bytes(24), bytes(8), 0x60)  # RXM = 11: masks/filters off
             self._rx_off = False
-            self._depth = 0x22
+            self._depth_std = self._depth_ext = 2
         elif len(filters) == 0:
             self._filt = None
             self._rx_off = True
-            self._depth = 0
+            self._depth_std = self._depth_ext = 0
         else:
             if len(filters) > self.FILTERS_MAX:
                 raise ValueError("too many filters")
@@ -418,9 +419,9 @@ class MCP2515:
                 fl = groups[0][1]
                 g0 = [groups[0][0], fl[:2]]
                 g1 = [groups[0][0], fl[2:] or fl[:1]]
-                d = 2 if len(fl) <= 2 else 1
-                k = groups[0][2]
-                self._depth = (d if k & 1 else 0) | (d << 4 if k & 2 else 0)
+                d = 2 if len(fl) <= 2 else 1  # more: some filters in RXB1 alone
+                self._depth_std = d if groups[0][2] & 1 else 0
+                self._depth_ext = d if groups[0][2] & 2 else 0
             else:
                 a, b = groups  # a: the first item's group, in RXB0 where it fits
                 if len(a[1]) > 2:
@@ -428,11 +429,9 @@ class MCP2515:
                 if len(a[1]) > 2 or len(b[1]) > 4:
                     raise ValueError("filters do not fit the masks")
                 g0, g1 = a, b
-                self._depth = 0
-                for sh in (0, 4):  # std, ext: a kind in RXB1's group has that buffer alone
-                    bit = 1 if sh == 0 else 2
-                    d = 1 if g1[2] & bit else (2 if g0[2] & bit else 0)
-                    self._depth |= d << sh
+                # a kind in RXB1's group has that buffer alone
+                self._depth_std = 1 if g1[2] & 1 else (2 if g0[2] & 1 else 0)
+                self._depth_ext = 1 if g1[2] & 2 else (2 if g0[2] & 2 else 0)
             f0 = (g0[1] + [g0[1][0]] * 2)[:2]
             f1 = (g1[1] + [g1[1][0]] * 4)[:4]
             self._filt = (b"".join(f0 + f1[:1]) + b"".join(f1[1:]), g0[0] + g1[0], 0)
