@@ -595,7 +595,7 @@ def can_figures(reads, settle_ms=15000, step_ms=2, seq_packs=4):
           % (link_frames, 100 * link_load))
     frame = frame_bits(True, 8)
     for variant in ("the CAN port read at each %d ms host-can tick while host traffic is on the bus (app.hostcan)"
-                    % world.packs[0].app.host[1].period_ms,):
+                    % world.packs[0].app.host.build()[1].period_ms,):
         print("  " + variant + ":")
         for bs in (8, 0):
             tester.BS = bs
