@@ -110,7 +110,8 @@ def host(app, board, ports, present=None):
     to the other packs (over CAN, else along the RS485 chain: the RTU replies
     on Link OUT), the update session over Modbus file records
     (app.hostupd, on app.update): app.hostport until a host speaks, then the
-    services _host builds. present(): physical presence for commissioning
+    services _host builds (in maintenance mode too: commissioning's first
+    request builds them). present(): physical presence for commissioning
     (maintenance mode only)."""
     from app.hostport import HostPort, SELECTION
     port = HostPort(lambda: _host(app, board, ports, port.auth(), present), lambda: _auth(app), app.link.roles,
