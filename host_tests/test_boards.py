@@ -396,6 +396,6 @@ def test_each_pack_reports_its_own_serial_from_the_mcus_unique_id(name, monkeypa
     req = ReadHoldingRegistersRequest(address=5, count=8)  # INFO 5..12: the serial, 16 ASCII bytes
     pdu = bytearray(bytes([req.function_code]) + req.encode())
     out = bytearray(260)
-    k = app.host[0].pdu(1, memoryview(pdu), len(pdu), memoryview(out), 1)
+    k = app.host.build()[0].pdu(1, memoryview(pdu), len(pdu), memoryview(out), 1)
     assert out[0] == 3 and out[1] == 16 and struct.pack(">8H", *struct.unpack(">8H", bytes(out[2:18]))) \
         == b"BMS-010203040506" and k == 18

@@ -10,7 +10,7 @@ from pymodbus.pdu.register_message import ReadHoldingRegistersRequest
 from tools import paths  # noqa: F401
 from tools.bmsctl.transport import can_ids
 from app.host import Host
-from app import hostcan
+from app import hostcan, hostport
 from bms.params import Params
 from bms.state import PackState
 from bms.system import SystemView, from_pack
@@ -136,7 +136,7 @@ def test_the_link_dbc_documents_the_host_ids():
     rsp = db.get_message_by_name("HOST_REPLY")
     assert req.is_extended_frame and rsp.is_extended_frame
     assert (req.frame_id, rsp.frame_id) == can_ids(1)
-    ident, mask, flags = hostcan.SELECTION
+    ident, mask, flags = hostport.SELECTION
     assert req.frame_id & mask == ident & mask and flags == 2
     # no link frame is taken for a host frame (proto.link's prefix differs)
     from proto import link
@@ -180,11 +180,11 @@ def through_mcp2515(filters, sent):
 def test_the_selections_fit_an_mcp2515_and_let_the_right_frames_in():
     # link (29-bit), inverter (11-bit) and host (29-bit) share the chip's two masks
     from proto import link, pylon_can
-    assert hostcan.SELECTION[1] == link.CAN_FILTER[1]
+    assert hostport.SELECTION[1] == link.CAN_FILTER[1]
     ext = 2
     sent = [(link.can_id(link.T_STATUS, 2, 1), ext), (0x305, 0), (can_ids(1)[0], ext),
             (0x0CF00400, ext), (0x351, 0)]  # a J1939 EEC1 (priority 3) and another 11-bit id: not ours
-    got = through_mcp2515((link.CAN_FILTER, pylon_can.CAN_FILTER, hostcan.SELECTION), sent)
+    got = through_mcp2515((link.CAN_FILTER, pylon_can.CAN_FILTER, hostport.SELECTION), sent)
     assert got == [sent[0][0], 0x305, can_ids(1)[0]]
 
 

@@ -62,7 +62,7 @@ def boot(monkeypatch, jumper, button=False):
 
 def pdu(app, request):
     """request (a pymodbus PDU) to unit 1's handler; (function code byte, reply bytes)."""
-    host = app.host[0]
+    host = app.host.build()[0]
     req = bytearray(request.encode())
     req[0:0] = bytes([request.function_code])
     out = bytearray(260)
@@ -93,7 +93,7 @@ def test_without_the_jumper_the_pack_runs_and_refuses_commissioning(monkeypatch)
     assert st.ccl_ma > 0 and st.dcl_ma > 0 and st.fets_held == 0
     btn.low = True  # the button held is not presence without the jumper
     from bms import auth as A
-    auth = app.host[0].auth
+    auth = app.host.auth()
     before = auth.by_reason[A.R_NOT_PRESENT]
     fc, body = provision(app, INSTALLER, SECRET)
     assert fc == 0x90 and body == b"\x01"  # exception 01
@@ -117,7 +117,7 @@ def test_maintenance_mode_holds_the_fets_open_tells_0_a_and_blinks_run_and_alm(m
 def test_commissioning_needs_the_button_held_in_maintenance_mode(monkeypatch):
     rig, b, app, r, btn, led = boot(monkeypatch, jumper=True, button=False)
     from bms import auth as A
-    auth = app.host[0].auth
+    auth = app.host.auth()
     fc, body = provision(app, INSTALLER, SECRET)
     assert fc == 0x90 and body == b"\x01" and auth.by_reason[A.R_NOT_PRESENT] == 1
     assert not auth.has_secret(INSTALLER)
@@ -138,7 +138,7 @@ def test_commissioning_needs_the_button_held_in_maintenance_mode(monkeypatch):
 
 def test_a_malformed_commissioning_is_refused_and_changes_nothing(monkeypatch):
     rig, b, app, r, btn, led = boot(monkeypatch, jumper=True, button=True)
-    auth = app.host[0].auth
+    auth = app.host.auth()
     fc, body = provision(app, 7, SECRET)  # no such level
     assert fc == 0x90 and body == b"\x03"
     assert not auth.has_secret(1) and not auth.has_secret(2)
@@ -176,7 +176,7 @@ def test_bmsctl_commission_through_the_map(monkeypatch, tmp_path, capsys):
     rig, b, app, r, btn, led = boot(monkeypatch, jumper=True)
     key = tmp_path / "pack.key"
     key.write_text(SECRET.hex())
-    t = InProcess(app.host[0])
+    t = InProcess(app.host.build()[0])
     argv = ["commission", "--level", "installer", "--new-secret-file", str(key)]
     assert bmsctl(argv, out=io.StringIO(), transport=t) == 1  # button not held
     err = capsys.readouterr().err
@@ -194,8 +194,8 @@ def test_bmsctl_commission_of_the_owners_update_key(monkeypatch, tmp_path, capsy
     from tools.bmsctl.cli import main as bmsctl
     from tools.bmsctl import bundle as tool
     rig, b, app, r, btn, led = boot(monkeypatch, jumper=True)
-    auth = app.host[0].auth
-    t = InProcess(app.host[0])
+    auth = app.host.auth()
+    t = InProcess(app.host.build()[0])
     prefix = str(tmp_path / "owner")
     tool.new_keys(prefix)
     pub = bytes.fromhex(open(prefix + ".pub").read().strip())
@@ -232,7 +232,7 @@ def test_the_update_session_trusts_the_commissioned_key_before_the_built_in_one(
     app = App()
     app.state = None
     app.store = type("S", (), {"fs": fs})()
-    app.host = [type("H", (), {"auth": auth})()]
+    app.host = type("H", (), {"auth": lambda self: auth})()  # app.hostport's login
     board = type("B", (), {"name": "esp32_bq", "rom": None})()
     sess = compose._update_session(app, board)
     assert sess.make_updater().key is None  # shipped: no key built in, none commissioned

@@ -480,7 +480,7 @@ def test_the_first_items_group_gets_both_buffers(pair):
     have RXB1 alone. The firmware's own selections, as app.compose sets them
     (two subscribers of the host selection: one filter)."""
     from proto import link, pylon_can
-    from app.hostcan import SELECTION
+    from app.hostport import SELECTION
     bus, (ca, a, _), (cb, b, _) = pair
     b.set_filters((link.CAN_FILTER, pylon_can.CAN_FILTER, SELECTION, SELECTION))
     assert (b.rx_depth(True), b.rx_depth(False)) == (2, 1)

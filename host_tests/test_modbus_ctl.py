@@ -45,7 +45,7 @@ def _rig(text, until_ms=8000, afe_errors=None, pack=0):
     from_pack(view, app.state, app.params)
     h = Host(app.state, app.params, view, Port(), Auth(), journal=Journal(app.persist))
     h.link = app.link
-    h.restart = app.host[0].restart  # app.compose's: the counters saved, then app.restart (the bench's)
+    h.restart = app.host.build()[0].restart  # app.compose's: the counters saved, then app.restart (the bench's)
     w.runner.add(h)  # its clock, as the App's services have
     h.world = w
     h.app = app

@@ -111,7 +111,7 @@ def test_bmsctl_reads_all_8_packs_through_the_master(bench):
         st = bench.w.packs[r["unit"] - 1].app.state
         assert abs(r["SoC"] - st.soc_pct) <= 1, r
     assert len({r["SoC"] for r in rows[1:]}) == N - 1  # each unit is its own pack (initial SOC differ)
-    relay = bench.w.packs[0].app.host[-1]
+    relay = bench.w.packs[0].app.host.build()[-1]
     assert relay.relayed > 0 and relay.timeouts == 0
 
 
@@ -123,7 +123,7 @@ UNIT = K + 1
 def test_a_slaves_protection_parameter_through_the_master(bench):
     w = bench.w
     app = w.packs[K].app
-    auth = app.host[0].auth
+    auth = app.host.auth()
     i = index_of("cell_ov_alarm_mv")
     top_mv = app.state.snap.max_cell_mv
     assert 3260 < top_mv < 3500, top_mv  # the alarm at its default 3550 mV is off
@@ -152,7 +152,7 @@ def test_a_slaves_protection_parameter_through_the_master(bench):
     assert rc == 0, err
     rows = [r for r in csv.DictReader(io.StringIO(out)) if r["name"] == "cell_ov_alarm_mv"]
     assert [(r["raised"], r["value"]) for r in rows] == [("False", "3550"), ("True", str(alarm_mv))]
-    log = app.host[0].journal.history
+    log = app.host.build()[0].journal.history
     assert log.next_seq - log.oldest_seq() >= len(list(csv.DictReader(io.StringIO(out))))
 
 
@@ -160,7 +160,7 @@ def _clear_sync_calib(bench, k, via=None, unit=None):
     """history clear, clock sync, current offset on pack k (unit: bmsctl's
     --unit), checked on the pack."""
     app = bench.w.packs[k].app
-    journal = app.host[0].journal
+    journal = app.host.build()[0].journal
     at = ("--unit", str(unit if unit is not None else k + 1))
     before = time.time()
     rc, _, err = bench.ctl(*at, *bench.login(k), "clock", "sync", via=via)

@@ -130,7 +130,7 @@ def test_refusals_write_nothing(bench):
     b = bench
     w = b.w
     apps = [p.app for p in w.packs]
-    logs = [a.host[0].journal.history.next_seq for a in apps]
+    logs = [a.host.build()[0].journal.history.next_seq for a in apps]
 
     def refused(*argv, says):
         rc, out, err = b.ctl(*argv)
@@ -147,13 +147,13 @@ def test_refusals_write_nothing(bench):
             says="--master-secret-file")
     refused("control", "address", "--pack", "9", "--to", "7", says="unit 9 is not a pack online")
     # without a session: the pack refuses the write (and counts it)
-    auth = apps[2].host[0].auth
+    auth = apps[2].host.auth()
     n = auth.refused
     rc, out, err = b.ctl("control", "address", "--pack", "3", "--to", "7")
     assert rc == 1 and "no installer session" in err and len(err.strip().splitlines()) == 1
     assert auth.refused == n + 1 and apps[2].params.v[FIXED] == 0
     # nothing journalled, no address moved
-    assert [a.host[0].journal.history.next_seq for a in apps] == logs
+    assert [a.host.build()[0].journal.history.next_seq for a in apps] == logs
     assert b.addresses() == [1, 2, 3] and b.table() == ([1, 2, 3], [])
     # a fixed address without --restart: written, the pack keeps its address until it restarts
     rc, out, err = b.ctl(*b.login(1), "control", "address", "--pack", "2", "--to", "2")

@@ -107,13 +107,13 @@ def test_commissioned_secrets_are_per_pack_and_derived_from_the_bench_factory_ke
     s0 = bytes.fromhex((keys / "pack0-installer.key").read_text())
     s1 = bytes.fromhex((keys / "pack1-installer.key").read_text())
     assert s0 == authkit.derive_secret(key, "bench-pack-0", A.INSTALLER) and s0 != s1
-    assert all(p.app.host[0].auth.has_secret(A.INSTALLER) for p in w.packs)
+    assert all(p.app.host.auth().has_secret(A.INSTALLER) for p in w.packs)
 
 
 def test_protection_parameter_refused_then_accepted_and_the_pack_acts_and_journals(bench):
     w, port, _, keys = bench
     master = w.packs[0].app
-    auth = master.host[0].auth
+    auth = master.host.auth()
     top_mv = master.state.snap.max_cell_mv
     assert 3260 < top_mv < 3500, top_mv  # 60 % SoC: the alarm at its default 3550 mV stays off
     alarm_mv = top_mv - 40  # validate(): above chg_taper_cell_mv (lowest 3200), the release below it
@@ -145,12 +145,12 @@ def test_history_clear_clock_sync_calib_and_fets(bench):
     w, port, _, keys = bench
     app = w.packs[0].app
     login = ("--login", "installer", "--secret-file", str(keys / "pack0-installer.key"))
-    log = app.host[0].journal.history
+    log = app.host.build()[0].journal.history
     # clock: not set at boot; sync puts it within 2 s of this computer's
-    assert app.host[0].journal.unix_s() == -1
+    assert app.host.build()[0].journal.unix_s() == -1
     rc, out, err = ctl(port, *login, "clock", "sync")
     assert rc == 0, err
-    assert abs(app.host[0].journal.unix_s() - time.time()) <= 2
+    assert abs(app.host.build()[0].journal.unix_s() - time.time()) <= 2
     # history clear: what was there goes; only the clear itself is journalled
     assert log.next_seq - log.oldest_seq() > 0
     rc, out, err = ctl(port, *login, "history", "clear")

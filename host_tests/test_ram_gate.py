@@ -121,6 +121,39 @@ def test_the_cap_is_real(rig, board, store):
           % (board, store, live, hi, hi - share(m), share(m)))
 
 
+def test_the_host_protocol_is_built_at_its_first_request_and_survives_a_build_out_of_memory(rig):
+    """app.hostport on the real board: after the boot and the stretch none of
+    the host protocol's modules is imported; its first RTU request, with the
+    heap filled to 3,000 free bytes, finds no memory to build it: counted, no
+    reply, the pack runs on; the next one (the heap freed) is answered, then an
+    ISO-TP request on CAN. The replies are checked against Modbus over Serial
+    Line 6.2.2's CRC and decoded by pymodbus."""
+    from pymodbus.framer import FramerRTU
+    from pymodbus.pdu import DecodePDU
+    from test_hostport import _crc
+    assert ram.HOST_RTU[6:] == _crc(ram.HOST_RTU[:6])
+    board, store = "esp32_bq", "romfs"
+    r = ram.run_board(board, store, ram.BIG_HEAP, rig["apps"][(board, store)], rig["fakes"], exe=rig["exe"],
+                      host=dict(ram.HOST_SESSION, oom=3000))
+    check_ran(r)
+    assert r["host_mods"] == [] and not r["host_built"]
+    assert r["oom_reply"] == "" and r["oom_failed"] == 1 and not r["oom_built"]
+    rep = bytes.fromhex(r["rtu_reply"])
+    assert len(rep) == 15 and rep[:3] == bytes((1, 3, 10)) and rep[13:] == _crc(rep[:13]), rep.hex()
+    used, dev, _tid, pdu = FramerRTU(DecodePDU(False)).decode(rep)
+    assert used == 15 and dev == 1
+    info = DecodePDU(False).decode(pdu).registers
+    assert info[0] == 1 and info[4] == 1  # map version 1; unit: link address 1 (a pack alone)
+    assert len(r["can_reply"]) == 1
+    sf = bytes.fromhex(r["can_reply"][0])
+    assert sf[0] == 6  # an ISO-TP single frame of the 6-byte reply PDU
+    assert DecodePDU(False).decode(sf[1:7]).registers == info[:2]
+    assert r["failed"] == 1
+    print("%s %s: firmware after boot %d B; after the PC tool's first requests %d B, peak %d B"
+          % (board, store, r["boot"], r["host"], r["host_peak"]))
+    assert r["boot"] + 8 * 1024 < r["host"]  # what is built at the first request is no longer at boot
+
+
 # ---- the firmware frozen into the interpreter (tools/build_frozen_unix.sh) -----------
 # Frozen bytecode keeps the raw code and the qstrs in the firmware's flash;
 # what an import still builds in the heap is the module, its globals dict,

@@ -94,6 +94,22 @@ def _login(pc, unit):
     return pc.exchange(unit, _pdu(WriteMultipleRegistersRequest(address=LOGIN, registers=regs)))
 
 
+def can_tester(w, name, ta):
+    """An ISO-TP tester (python-can-isotp) on w's CAN bus with SA 0xF1, talking to the pack at ta."""
+    node = w.can.attach(name, -1)
+    rxid = 0x18EFF100 | ta
+
+    def rx(timeout=0):
+        while node.any():
+            fr = node.recv()
+            if fr[0] == rxid:
+                return isotp.CanMessage(arbitration_id=fr[0], data=bytes(fr[1]), extended_id=True)
+        return None
+    return isotp.TransportLayerLogic(
+        rxfn=rx, txfn=lambda m: node.send(m.arbitration_id, bytes(m.data), 2),
+        address=isotp.Address(isotp.AddressingMode.Normal_29bits, txid=0x18EF00F1 | ta << 8, rxid=rxid))
+
+
 def _param_reg(name):
     return PARAM + 2 * index_of(name)
 
@@ -122,11 +138,11 @@ def test_units_2_and_3_are_those_packs_read_through_the_master(bench):
     # the three packs differ (initial SOC 40, 60, 80): unit 1 is the master's
     own = sunspec.scan(pc, 1).models["lithium-ion-module"][0]
     assert sunspec.point(own, "SoC") == w.packs[0].app.state.soc_pct != w.packs[2].app.state.soc_pct
-    relay = w.packs[0].app.host[-1]
+    relay = w.packs[0].app.host.build()[-1]
     assert relay.relayed >= 2 and relay.timeouts == 0
     # the slaves' replies to the master (0x18EF_01_xx) went to the relay, none
     # was taken for a tester's request by the master's own CAN handler
-    can_host = w.packs[0].app.host[1]
+    can_host = w.packs[0].app.host.build()[1]
     assert can_host.requests == 0 and can_host.busy == 0
 
 
@@ -136,21 +152,21 @@ def _write_needs_the_slaves_session(w, k):
     through the relay, on that pack only."""
     pc = Pc(w)
     slave = w.packs[k].app
-    slave.host[0].auth.provision(INSTALLER, SECRET, True)
+    slave.host.auth().provision(INSTALLER, SECRET, True)
     i = index_of("cell_ov_alarm_mv")
     old = slave.params.v[i]
     write = _pdu(WriteMultipleRegistersRequest(address=_param_reg("cell_ov_alarm_mv"), registers=[0, old - 20]))
-    refused = slave.host[0].auth.refused
+    refused = slave.host.auth().refused
     assert pc.exchange(k + 1, write) == bytes([0x90, 0x01])  # no installer session on that pack
-    assert slave.params.v[i] == old and slave.host[0].auth.refused == refused + 1
+    assert slave.params.v[i] == old and slave.host.auth().refused == refused + 1
     assert _login(pc, k + 1)[0] == 0x10
     assert pc.exchange(k + 1, write)[0] == 0x10
     assert slave.params.v[i] == old - 20
     assert all(p.app.params.v[i] == old for p in w.packs if p.app is not slave)
     from app.host import PORT_RTU
-    master = w.packs[0].app.host[0]
+    master = w.packs[0].app.host.build()[0]
     assert master.auth.level(PORT_RTU, master.now_ms) == 0  # the master's own RTU port has none
-    return slave.host[0]
+    return slave.host.build()[0]
 
 
 def test_a_write_to_a_slave_needs_a_session_on_that_slave(bench):
@@ -170,26 +186,16 @@ def test_a_slave_commanded_directly_on_can_is_refused_and_counted(bench):
     w = bench
     pc = Pc(w)
     slave = w.packs[1].app
-    slave.host[0].auth.provision(INSTALLER, SECRET, True)
+    slave.host.auth().provision(INSTALLER, SECRET, True)
     assert _login(pc, 2)[0] == 0x10  # the relay (SA 1) holds an installer session on pack 2
     from app import hostcan
     w.run_until(w.runner.now_ms + hostcan._IDLE_MS)  # the relay no longer holds pack 2's channel
-    node = w.can.attach("intruder", -1)
+    tester = can_tester(w, "intruder", 2)
     inbox = []
-
-    def rx(timeout=0):
-        while node.any():
-            fr = node.recv()
-            if fr[0] == 0x18EFF102:
-                return isotp.CanMessage(arbitration_id=fr[0], data=bytes(fr[1]), extended_id=True)
-        return None
-    tester = isotp.TransportLayerLogic(
-        rxfn=rx, txfn=lambda m: node.send(m.arbitration_id, bytes(m.data), 2),
-        address=isotp.Address(isotp.AddressingMode.Normal_29bits, txid=0x18EF02F1, rxid=0x18EFF102))
     i = index_of("cell_ov_alarm_mv")
     old = slave.params.v[i]
-    refused = slave.host[0].auth.refused
-    diag = slave.host[0].refused
+    refused = slave.host.auth().refused
+    diag = slave.host.build()[0].refused
     tester.send(_pdu(WriteSingleRegisterRequest(address=_param_reg("cell_ov_alarm_mv") + 1, registers=[old - 30])))
     for _ in range(300):
         tester.process()
@@ -200,15 +206,15 @@ def test_a_slave_commanded_directly_on_can_is_refused_and_counted(bench):
             break
     assert inbox == [bytes([0x86, 0x01])]  # no session for SA 0xF1 on pack 2
     assert slave.params.v[i] == old
-    assert slave.host[0].auth.refused == refused + 1 and slave.host[0].refused == diag + 1
+    assert slave.host.auth().refused == refused + 1 and slave.host.build()[0].refused == diag + 1
     from app.hostcan import PORT_BASE
-    assert slave.host[0].auth.last_port == PORT_BASE + 0xF1
+    assert slave.host.auth().last_port == PORT_BASE + 0xF1
     w.run_until(w.runner.now_ms + hostcan._IDLE_MS)  # the node's hold on pack 2's channel ends
 
 
 def test_a_unit_without_a_pack_is_path_unavailable(bench):
     pc = Pc(bench)
-    relay = bench.packs[0].app.host[-1]
+    relay = bench.packs[0].app.host.build()[-1]
     n = relay.unavailable
     for unit in (4, 32, 33, 200):
         assert pc.exchange(unit, _pdu(ReadHoldingRegistersRequest(address=0, count=1))) == bytes([0x83, EX_PATH])
@@ -219,7 +225,7 @@ def test_a_unit_without_a_pack_is_path_unavailable(bench):
 def test_a_pack_that_does_not_answer_is_target_failed_then_unavailable(can):
     w = _world(can)
     pc = Pc(w)
-    relay = w.packs[0].app.host[-1]
+    relay = w.packs[0].app.host.build()[-1]
     w.power(2, False)
     read = _pdu(ReadHoldingRegistersRequest(address=0, count=1))
     assert pc.exchange(3, read) == bytes([0x83, EX_TARGET])  # still online in the master's table
@@ -265,7 +271,7 @@ def _link_frame_types(data):
 def test_without_can_units_2_and_3_are_relayed_along_the_rs485_chain(chain):
     w = chain
     pc = Pc(w)
-    relays = [p.app.host[-1] for p in w.packs]
+    relays = [p.app.host.build()[-1] for p in w.packs]
     passed = relays[1].passed
     for k in (1, 2):
         st = w.packs[k].app.state
@@ -290,7 +296,7 @@ def test_without_can_nothing_coming_up_a_link_out_is_a_request_and_a_slave_answe
     slave = w.packs[2].app
     i = index_of("cell_ov_alarm_mv")
     old = slave.params.v[i]
-    relays = [p.app.host[-1] for p in w.packs]
+    relays = [p.app.host.build()[-1] for p in w.packs]
     late = relays[2].late
     # a node hung on the last pack's free Link OUT writes its parameter (a reply-sized FC06)
     tail = w.links[3]
@@ -326,7 +332,7 @@ def test_a_late_reply_is_not_taken_for_the_next_request(monkeypatch):
     for can in (True, False):
         w = _world(can=can)
         pc = Pc(w)
-        relay = w.packs[0].app.host[-1]
+        relay = w.packs[0].app.host.build()[-1]
         monkeypatch.setattr(relay_mod, "TIMEOUT_MS", 1)  # the relay gives up before pack 3 can answer
         monkeypatch.setattr(relay_mod, "HOP_MS", 0)
         assert pc.exchange(3, _pdu(ReadHoldingRegistersRequest(address=0, count=2))) == bytes([0x83, EX_TARGET])
@@ -335,7 +341,7 @@ def test_a_late_reply_is_not_taken_for_the_next_request(monkeypatch):
         assert _regs(pc.exchange(3, _pdu(ReadHoldingRegistersRequest(address=4, count=1)))) == [3], can
         # dropped where it was no longer waited for: by the master on CAN; on the
         # chain by pack 2, which gave up on it too (and so passed nothing up)
-        assert [p.app.host[-1].late for p in w.packs] == ([1, 0, 0] if can else [0, 1, 0])
+        assert [p.app.host.build()[-1].late for p in w.packs] == ([1, 0, 0] if can else [0, 1, 0])
         assert relay.timeouts == 1
 
 

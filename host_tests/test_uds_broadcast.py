@@ -92,11 +92,11 @@ def test_the_link_dbc_decodes_the_broadcast_and_documents_the_uds_ids():
     import os
     import cantools
     from tools import paths
-    from app import hostcan
+    from app import hostport
     db = cantools.database.load_file(os.path.join(paths.ROOT, "tools", "dbc", "bms_link.dbc"))
     m = db.get_message_by_name("UPDATE_BROADCAST")
     assert m.is_extended_frame and m.frame_id == U.broadcast_id()
-    ident, mask, _ = hostcan.SELECTION
+    ident, mask, _ = hostport.SELECTION
     assert m.frame_id & mask == ident & mask  # inside the CAN port's selection: no chip filter changes
     data = T.bundle()
     got = bytearray()
@@ -318,7 +318,7 @@ def test_the_broadcast_frame_path_allocates_nothing_in_32_bit_micropython(mpy32)
 
 
 def test_the_session_filters_fit_an_mcp2515_and_take_only_this_packs_frames():
-    from app import hostcan
+    from app import hostport
     from app.uds import session_filters
     from proto import link, pylon_can
     from test_hostcan import through_mcp2515
@@ -327,7 +327,7 @@ def test_the_session_filters_fit_an_mcp2515_and_take_only_this_packs_frames():
             (link.can_id(link.T_REQ, 1, 3), ext), (0x18EF03F1, ext), (0x305, 0)]
     others = [(U.uds_ids(4)[0], ext), (U.uds_ids(4)[1], ext), (link.can_id(link.T_STATUS, 2, 1), ext),
               (0x18EF05F1, ext), (0x351, 0), (0x0CF00400, ext)]
-    filters = session_filters(3, (link.CAN_FILTER, pylon_can.CAN_FILTER, hostcan.SELECTION))
+    filters = session_filters(3, (link.CAN_FILTER, pylon_can.CAN_FILTER, hostport.SELECTION))
     assert through_mcp2515(filters, mine + others) == [i for i, _ in mine]
     from drivers.mcp2515 import MCP2515
     chip = MCP2515.__new__(MCP2515)  # set_filters before start only computes the layout
@@ -337,7 +337,7 @@ def test_the_session_filters_fit_an_mcp2515_and_take_only_this_packs_frames():
 
 
 def test_the_programming_session_narrows_the_chip_filters_and_its_end_restores_them():
-    from app import hostcan
+    from app import hostport
     from app.canport import CanPort
     from app.uds import session_filters
     from proto import pylon_can
@@ -363,7 +363,7 @@ def test_the_programming_session_narrows_the_chip_filters_and_its_end_restores_t
     chip = Chip()
     rx = CanPort(chip)
     rx.subscribe(object(), pylon_can.CAN_FILTER)
-    rx.subscribe(pack.svc, hostcan.SELECTION)
+    rx.subscribe(pack.svc, hostport.SELECTION)
     pack.svc.can_rx = rx
     pack.svc.can = chip
     c, conn = T.client(pack)

@@ -31,8 +31,8 @@ PARTS = ("all", "lower")
 LOWER = deploy.FROZEN_LOWER
 # copied under recovery/ for recovery.mode (targets as staged(): lib/ taken off)
 RECOVERY = ("board.py", "bq_board.py", "app/__init__.py", "app/service.py", "app/canport.py", "app/canrate.py",
-            "app/hostcan.py", "app/updsess.py", "app/uds.py", "bms/__init__.py", "bms/auth.py", "bms/canrate.py",
-            "bms/params.py", "bms/prows.py", "bms/pnames.py")
+            "app/hostcan.py", "app/hostport.py", "app/updsess.py", "app/uds.py", "bms/__init__.py", "bms/auth.py",
+            "bms/canrate.py", "bms/params.py", "bms/prows.py", "bms/pnames.py")
 _RENAMED = ("app", "bms", "board", "bq_board")  # the top-level names the copies import each other by
 # deployed but never imported on the board: the simulator, the host-side table
 NOT_FROZEN = ("sim", "bms/ptable.py")

@@ -319,14 +319,15 @@ def commission(world, secrets_dir=None, key_file=BENCH_FACTORY_KEY):
     if secrets_dir:
         os.makedirs(secrets_dir, exist_ok=True)
     for k, pack in enumerate(world.packs):
-        hosts = getattr(pack.app, "host", None)
-        if not hosts:
+        port = getattr(pack.app, "host", None)  # app.hostport: its login, the host protocol not built
+        if port is None:
             raise GatewayError("pack %d runs no host handler: nothing to commission" % k)
+        auth = port.auth()
         for level, name in ((authkit.USER, "user"), (authkit.INSTALLER, "installer")):
             secret = authkit.derive_secret(key, bench_serial(k), level)
-            if not hosts[0].auth.provision(level, secret, True):  # the bench is physically present
+            if not auth.provision(level, secret, True):  # the bench is physically present
                 raise GatewayError("pack %d: %s secret not provisioned (reason %d)" % (
-                    k, name, hosts[0].auth.last_reason))
+                    k, name, auth.last_reason))
             if secrets_dir:
                 path = os.path.join(secrets_dir, "pack%d-%s.key" % (k, name))
                 with open(path, "w") as f:

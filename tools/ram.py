@@ -159,7 +159,7 @@ def app_path():
 # inverter's 0x305 heartbeat every second and draining what the pack sends.
 # Prints one JSON line; a MemoryError anywhere is {"error": "MemoryError", ...}.
 SCRIPT = r"""
-import gc, os, sys, vfs, json
+import gc, os, sys, vfs, json, binascii
 gc.collect()
 BASE = gc.mem_alloc()
 R = {"base": BASE}
@@ -218,6 +218,66 @@ def run():
     R["soc_pct"] = app.state.soc_pct
     R["inverter_heard"] = app.state.inverter_frames
     R["end"] = used() - fakes_b
+    if HOST is not None:
+        host_session(app, r, bus, peer, slot, t, fakes_b)
+
+def ask(r, bus, peer, slot, t, uarts, rtu, can_id, can_data):
+    # one request (RTU bytes on Link IN, or a CAN frame from the peer) and
+    # 500 ms of the pack's time; (RTU reply bytes, CAN reply frames, time,
+    # peak). uarts: Link IN's and Link OUT's fake UARTs (what the pack sends
+    # on Link OUT is dropped each step: the fake's buffer is not the firmware's)
+    uart = uarts[0]
+    uart.sent = bytearray()
+    if rtu:
+        uart.rx.extend(rtu)
+    if can_data:
+        peer.send(can_id, can_data, 2)
+    rep = []
+    peak = 0
+    for ms in range(10, 501, 10):
+        r.run_until(t + ms)
+        bus.step()
+        del bus.log[:]
+        uarts[1].sent = bytearray()
+        while peer.recv(slot) is not None:
+            if slot[0] == (can_id & 0xFFFF0000) | (can_id & 0xFF) << 8 | (can_id >> 8) & 0xFF:
+                rep.append(binascii.hexlify(bytes(slot[1])).decode())
+        u = used()
+        if u > peak:
+            peak = u
+    return binascii.hexlify(uart.sent).decode(), rep, t + 500, peak
+
+def host_session(app, r, bus, peer, slot, t, fakes_b):
+    # HOST: the PC tool's first requests after the stretch: an RTU read on
+    # Link IN (HOST["rtu"]), then an ISO-TP single frame on CAN from the
+    # tester's SA 0xF1 to the pack's address (HOST["can"]); HOST["oom"]: the
+    # first RTU request with the heap filled to that many free bytes
+    R["host_mods"] = [m for m in ("app.host", "app.hostcan", "app.relay", "bms.auth", "proto.modbus",
+                                  "proto.isotp", "proto.sunspec") if m in sys.modules]
+    R["host_built"] = app.host.services is not None
+    uart = (app.board.link_in.uart, app.board.link_out.uart)
+    uart[1].sent = bytearray()
+    can_id = 0x18EF00F1 | app.link.roles.address << 8
+    peak = 0
+    if HOST.get("oom"):
+        ballast = []
+        n = gc.mem_free() // 2
+        while n >= 16 and gc.mem_free() > HOST["oom"]:
+            try:
+                ballast.append(bytearray(n))
+            except MemoryError:
+                n //= 2
+        R["oom_reply"], _, t, _ = ask(r, bus, peer, slot, t, uart, HOST["rtu"], 0, None)
+        R["oom_failed"] = app.host.failed
+        R["oom_built"] = app.host.services is not None
+        ballast = None
+    R["rtu_reply"], _, t, p = ask(r, bus, peer, slot, t, uart, HOST["rtu"], 0, None)
+    peak = max(peak, p)
+    _, R["can_reply"], t, p = ask(r, bus, peer, slot, t, uart, None, can_id, HOST["can"])
+    peak = max(peak, p)
+    R["host_peak"] = peak - fakes_b
+    R["host"] = used() - fakes_b
+    R["failed"] = app.host.failed
 
 try:
     run()
@@ -230,14 +290,26 @@ print(json.dumps(R))
 STRETCH = ((20, 30000), (5, 0), (20, -40000))
 
 
-def run_board(board, store, heap_bytes, app_path, fakes_image, stretch=STRETCH, exe=None, timeout_s=120):
+# the PC tool's first requests (run_board(host=...)): FC 03 of INFO registers
+# 0..4 for unit 1 on Link IN (its CRC low byte first), FC 03 of registers
+# 0..1 as an ISO-TP single frame
+HOST_RTU = bytes.fromhex("010300000005" "85c9")
+HOST_CAN = bytes((5, 3, 0, 0, 0, 2, 0, 0))
+HOST_SESSION = {"rtu": HOST_RTU, "can": HOST_CAN}
+
+
+def run_board(board, store, heap_bytes, app_path, fakes_image, stretch=STRETCH, exe=None, timeout_s=120,
+              host=None):
     """Boot board from app_path (store 'romfs' or 'mpy') under -X heapsize
-    and run stretch; the script's JSON figures (plus 'heap')."""
+    and run stretch; the script's JSON figures (plus 'heap'). host (e.g.
+    HOST_SESSION, "oom": free bytes left for the first request): then the PC
+    tool's first requests (host_session in SCRIPT: 'host', 'host_peak', the
+    replies as hex)."""
     exe = exe or interpreter()
     with tempfile.TemporaryDirectory() as tmp:
-        code = "APP = %r\nFAKES = %r\nSTORE = %r\nMAIN = %r\nDATA = %r\nSTRETCH = %r\n" % (
+        code = "APP = %r\nFAKES = %r\nSTORE = %r\nMAIN = %r\nDATA = %r\nSTRETCH = %r\nHOST = %r\n" % (
             app_path, fakes_image, store, main_module(store),
-            os.path.join(tmp, "data"), [list(s) for s in stretch]) + SCRIPT
+            os.path.join(tmp, "data"), [list(s) for s in stretch], host) + SCRIPT
         path = os.path.join(tmp, "ram.py")
         with open(path, "w") as f:
             f.write(code)
@@ -522,8 +594,10 @@ def figures(out=print):
         out("RAM on the board (32-bit unix MicroPython 1.27, %s; fakes and image bytes taken off;"
             " budgets: ESP32 from ROMFS <= 48 KB after boot, <= 56 KB peak; .mpy <= 150 KB; imports: board"
             " and main at module level, main.start's lazy imports count in boot):" % exe)
-        out("  %-10s %-12s %10s %10s %10s %10s %10s %10s" % ("board", "store", "imports", "boot", "peak",
-                                                          "fakes", "image", "frozen"))
+        out("  (host: after the stretch, the PC tool's first requests, one RTU read on Link IN and one"
+            " ISO-TP read on CAN, build the host protocol (app.hostport); its peak over them)")
+        out("  %-10s %-12s %10s %10s %10s %10s %10s %10s %10s %10s" % (
+            "board", "store", "imports", "boot", "peak", "host", "host peak", "fakes", "image", "frozen"))
         missing = []
         for board in REAL_BOARDS:
             for store in ("romfs", "mpy") + tuple(FROZEN_STORES):
@@ -532,14 +606,14 @@ def figures(out=print):
                     missing.append("%s %s" % (board, store))
                     continue
                 _, path = build_app(board, store, tmp)
-                r = run_board(board, store, BIG_HEAP, path, fakes, exe=bexe)
+                r = run_board(board, store, BIG_HEAP, path, fakes, exe=bexe, host=HOST_SESSION)
                 res[(board, store)] = (r, path, bexe)
                 if "error" in r:
                     out("  %-10s %-12s %s" % (board, store, r["error"]))
                     continue
-                out("  %-10s %-12s %10s %10s %10s %10s %10s %10s" % (
-                    board, store, _kb(r["imports"]), _kb(r["boot"]), _kb(r["peak"]),
-                    _kb(r["fakes"] + r["harness"]), _kb(r["image"]) if r["image"] else "-",
+                out("  %-10s %-12s %10s %10s %10s %10s %10s %10s %10s %10s" % (
+                    board, store, _kb(r["imports"]), _kb(r["boot"]), _kb(r["peak"]), _kb(r["host"]),
+                    _kb(r["host_peak"]), _kb(r["fakes"] + r["harness"]), _kb(r["image"]) if r["image"] else "-",
                     _kb(frozen_bytes(bexe)) if store in FROZEN_STORES else "-"))
         if missing:
             out("  not measured (no frozen interpreter: make micropython-frozen MICROPYTHON_DIR=...): "

@@ -30,7 +30,7 @@ class App:
         self.protect = self.control = self.estimate = self.indicate = self.button = None
         self.link = self.system = self.cycle = self.inverter = None
         self.canrate = None  # app.canrate: the CAN bit rate (boards with CAN)
-        self.host = []  # app.compose.host: the host protocol services
+        self.host = None  # app.compose.host: the host protocol's port (app.hostport)
         self.uds = self.update = None  # app.compose: the UDS port, the shared update transfer (app.updsess)
         self.services = []
         if store is not None:

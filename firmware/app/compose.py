@@ -109,10 +109,25 @@ def host(app, board, ports, present=None):
     bytes there), the same PDUs over ISO-TP on CAN, the relay of RTU units
     to the other packs (over CAN, else along the RS485 chain: the RTU replies
     on Link OUT), the update session over Modbus file records
-    (app.hostupd, on app.update); [services]. present(): physical presence
-    for commissioning (maintenance mode only)."""
+    (app.hostupd, on app.update): app.hostport until a host speaks, then the
+    services _host builds (in maintenance mode too: commissioning's first
+    request builds them). present(): physical presence for commissioning
+    (maintenance mode only)."""
+    from app.hostport import HostPort, SELECTION
+    port = HostPort(lambda: _host(app, board, ports, port.auth(), present), lambda: _auth(app), app.link.roles,
+                    ports.can is None and ports.link_out is not None, ports.can_rx)
+    if ports.can_rx is not None:
+        ports.can_rx.subscribe(port, SELECTION)
+    if ports.link_in is not None:
+        ports.link_in.subscribe_binary(port, port)  # the port is the router's RTU framer too
+    return port
+
+
+def _host(app, board, ports, auth, present):
+    """[Host, HostCan (with CAN), Relay (with Link IN)] on auth, for
+    app.hostport (which hands them the ports' frames and bytes; the relay's
+    replies on Link OUT are subscribed here)."""
     from app.host import Host
-    from app.hostcan import HostCan, SELECTION
     journal = None
     if app.persist is not None:  # without a store writes stay in RAM: no history, clock or defaults
         from app.hostctl import Journal
@@ -122,7 +137,7 @@ def host(app, board, ports, present=None):
         from app.hostupd import HostUpdate
         from update.updater import file_check
         return HostUpdate(svc, app.update, lambda: app.restart, file_check(board))
-    svc = Host(app.state, app.params, app.system.view, rin.port if rin is not None else None, _auth(app),
+    svc = Host(app.state, app.params, app.system.view, rin.port if rin is not None else None, auth,
                journal=journal, present=present, update=update if app.update is not None else None,
                version=version(board), serial=serial(board))
     svc.link = app.link
@@ -130,21 +145,20 @@ def host(app, board, ports, present=None):
     out = [svc]
     can_svc = None
     if ports.can_rx is not None:
+        from app.hostcan import HostCan
         roles = app.link.roles
         can_svc = HostCan(svc, ports.can, lambda: roles.address, ports.can_rx)
-        ports.can_rx.subscribe(can_svc, SELECTION)
         out.append(can_svc)
     if rin is not None:
-        rin.subscribe_binary(svc, svc.framer)
         svc.rx = rin  # read by the host itself while an update runs on RTU
         from app.relay import Relay  # RTU units of the other packs, over CAN or down Link OUT
         relay = Relay(svc, ports.can, ports.can_rx, app.link, ports.link_out)
-        if relay.replies is not None:
-            ports.link_out.subscribe_binary(relay, relay.replies)  # the replies coming up the chain
         svc.relay = relay
         if can_svc is not None:
             can_svc.relay = relay
         out.append(relay)
+        if relay.replies is not None:  # last: a build that runs out of memory before it has subscribed nothing
+            ports.link_out.subscribe_binary(relay, relay.replies)  # the replies coming up the chain
     return out
 
 
@@ -160,7 +174,7 @@ def _update_session(app, board):
         def make():
             from store.slotstore import SlotStore
             from update.updater import for_board
-            auth = app.host[0].auth if app.host else None
+            auth = app.host.auth() if app.host is not None else None
             return for_board(board, SlotStore(app.store.fs), auth.update_key() if auth is not None else None)
     return UpdateSession(app.state, make)
 
@@ -201,7 +215,7 @@ def uds(app, board, ports):
     without CAN."""
     if ports.can_rx is None:
         return None
-    from app.hostcan import SELECTION
+    from app.hostport import SELECTION
     from app.udsport import UdsPort
     roles = app.link.roles
     address = lambda: roles.address  # noqa: E731
@@ -214,7 +228,7 @@ def uds(app, board, ports):
             from store.slotstore import SlotStore
             slot_store = SlotStore(app.store.fs)
         persist = app.persist
-        return Uds(app.state, app.params, app.host[0].auth, ports.can, address, ports.can_rx,
+        return Uds(app.state, app.params, app.host.auth(), ports.can, address, ports.can_rx,
                    None, slot_store, running_slot(board),
                    version(board), lambda: app.restart,
                    persist.restore_defaults if persist is not None else None, file_check(board),
@@ -282,9 +296,9 @@ def pack(board, params=None, store=None, clock=None, maintenance=False):
         services.append(app.canrate)  # before the host services below answer it
     # the one update transfer the sessions share (UDS on CAN, Modbus file records)
     app.update = _update_session(app, board)
-    # [Host, HostCan, Relay]: after the link, whose tick reads the ports
+    # the host protocol's port: after the link, whose tick reads the ports
     app.host = host(app, board, ports, _presence(board) if maintenance else None)
-    services += app.host
+    services.append(app.host)
     app.uds = uds(app, board, ports)  # the update session (issue 15)
     if app.uds is not None:
         services.append(app.uds)

@@ -10,6 +10,8 @@
 # channel has due. On the master, frames to us from a pack's link address are
 # replies to the relay (app.relay.takes), not a tester's requests: testers
 # use a source address outside 1..32 (bmsctl: 0xF1). No allocation per frame.
+# On a pack it is built by app.hostport at the first frame to this pack, which
+# then hands it every frame of the host protocol's selection (hostport.SELECTION).
 from defs.const import const
 from app.service import Service
 from defs.ticks import ticks_diff
@@ -19,12 +21,6 @@ PF = const(0xEF)
 PRIORITY = const(6)
 BASE = (PRIORITY << 26) | (PF << 16)
 FLAG_EXT_ID = const(2)
-# the CAN port's selection (id, mask, flags): 29-bit ids whose top five bits
-# are priority 6, data page 0 (0x18). Its mask is proto.link.CAN_FILTER's: an
-# MCP2515 has only two masks and the inverter's 11-bit filter needs the other.
-# The PGN and the destination are checked here (the pack's address changes
-# at run time).
-SELECTION = (PRIORITY << 26, 0x1F << 24, FLAG_EXT_ID)
 PORT_BASE = const(0x100)
 _IDLE_MS = 2000  # a tester silent this long no longer holds the channel
 

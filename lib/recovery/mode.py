@@ -109,7 +109,7 @@ def uds(board, fs, fets_off, restart):
         from recovery.app.uds import Uds
         from recovery.app.canport import CanPort
         from recovery.app.canrate import CanRate
-        from recovery.app.hostcan import SELECTION
+        from recovery.app.hostport import SELECTION
         from recovery.bms.auth import Auth
         from recovery.bms.params import Params
     except ImportError:
