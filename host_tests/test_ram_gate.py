@@ -157,8 +157,11 @@ def test_the_host_protocol_is_built_at_its_first_request_and_survives_a_build_ou
 # ---- the firmware frozen into the interpreter (tools/build_frozen_unix.sh) -----------
 # Frozen bytecode keeps the raw code and the qstrs in the firmware's flash;
 # what an import still builds in the heap is the module, its globals dict,
-# the function and class objects. Measured (s3-frozen, esp32_bq): after boot
-# 68.2 KiB all frozen, 100.2 KiB from ROMFS.
+# the function and class objects. Measured (main a871cf5, esp32_bq): after boot
+# 77.5 KiB all frozen, 96.9 KiB with the lower part frozen, 116.2 KiB from ROMFS.
+# All frozen, the stretch runs with 100-102 KiB for the firmware, not with
+# 103-114 (where the garbage falls), and with any heap from 115 KiB on.
+FROZEN_TODAY_KB = 128
 
 @pytest.fixture(scope="module")
 def frozen_rig(rig):
@@ -192,20 +195,21 @@ def test_frozen_runs_and_saves_heap(rig, frozen_rig, board, store, saved_kb):
         assert m["boot"] < frozen_rig[(board, "frozen+romfs")][2]["boot"]
 
 
-@pytest.mark.xfail(strict=True, reason="does not fit yet (measured on s3-frozen): all frozen the firmware "
-                   "holds 68.2 KiB after boot, 72.5 KiB peak, and needs a 99.5 KiB heap, against the ESP32's 64,000 bytes")
+@pytest.mark.xfail(strict=True, reason="does not fit yet (measured on main a871cf5): all frozen the firmware "
+                   "holds 77.5 KiB after boot, 82.0 KiB peak, and needs a 101-115 KiB heap, against the ESP32's "
+                   "64,000 bytes")
 def test_frozen_boots_in_the_esp32_heap(rig, frozen_rig):
     m = frozen_rig[("esp32_bq", "frozen")][2]
     check_ran(run_frozen(rig, frozen_rig, "esp32_bq", "frozen", ram.ESP32_HEAP + share(m)))
 
 
 def test_frozen_cap_is_real(rig, frozen_rig):
-    """All frozen: the run passes at its gc'd peak plus 32 KiB and fails 8 KiB
-    below the live peak; the smallest working cap is printed."""
+    """All frozen: the run passes with FROZEN_TODAY_KB for the firmware and
+    fails 8 KiB below the live peak; the smallest working cap is printed."""
     m = frozen_rig[("esp32_bq", "frozen")][2]
     live = share(m) + m["peak"]
     assert run_frozen(rig, frozen_rig, "esp32_bq", "frozen", live - STEP).get("error") == "MemoryError"
-    lo, hi = live - STEP, live + 32 * 1024
+    lo, hi = live - STEP, FROZEN_TODAY_KB * 1024 + share(m)
     check_ran(run_frozen(rig, frozen_rig, "esp32_bq", "frozen", hi))
     while hi - lo > 2048:
         mid = (lo + hi) // 2
