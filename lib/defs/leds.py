@@ -35,3 +35,12 @@ def is_lit(pattern, phase_ms):
     if pattern == ON:
         return True
     return phase_ms % _PERIOD_MS[pattern] < _ON_MS[pattern]
+
+
+def lit_ms(pattern, phase_ms):
+    """A flashing pattern (above ON) phase_ms after it started: the ms it
+    stays lit (> 0), or dark (< 0, negated), from there."""
+    period = _PERIOD_MS[pattern]
+    ph = phase_ms % period
+    on = _ON_MS[pattern]
+    return on - ph if ph < on else ph - period
