@@ -107,8 +107,9 @@ class Indicate(Service):
                     self._level[i] = lit
                     self.leds.set(i, lit)
             self._quiet_ms = quiet
-        b = indicate.buzzer_pattern(st.mode, st.alarms, st.protections, st.faults,
-                                    self.buzzer_enabled())
+        b = indicate.OFF
+        if self.buzzer_enabled():
+            b = indicate.buzzer_pattern(st.mode, st.alarms, st.protections, st.faults, True)
         st.buzzer = b
         if b != self._buzz_shown:
             self._buzz_shown = b
