@@ -12,7 +12,7 @@ from bms import indicate, params as P
 from defs.ticks import ticks_diff
 from app.service import Service
 
-_WRAP_MS = const(1 << 29)  # ticks_diff jumps from here to -_WRAP_MS
+_WRAP_MS = const(1 << 29)  # half of defs.ticks.TICKS_PERIOD: ticks_diff jumps from here to -_WRAP_MS
 
 
 class Indicate(Service):
@@ -99,7 +99,7 @@ class Indicate(Service):
                     left = indicate.lit_ms(p, ph)
                     lit = 1 if left > 0 else 0
                     left = left if left > 0 else -left
-                    if ph > _WRAP_MS - left:
+                    if ph > _WRAP_MS - left:  # the phase jumps first (a pattern held 6.2 days)
                         left = _WRAP_MS - ph
                     if left < quiet:
                         quiet = left
