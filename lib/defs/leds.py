@@ -1,6 +1,7 @@
 # Owns the numbers of the panel: the indication patterns (an LED's or the
-# buzzer's on/off rhythm, is_lit; bms.indicate says what each looks like and
-# when it is shown) and the LED positions on the panel and in PackState.leds.
+# buzzer's on/off rhythm, is_lit; the time to the next edge, lit_ms;
+# bms.indicate says what each looks like and when it is shown) and the LED
+# positions on the panel and in PackState.leds.
 # Frozen with the lower layers: the recovery mode blinks from here.
 from defs.const import const
 OFF = 0
