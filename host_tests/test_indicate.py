@@ -4,6 +4,7 @@ row, the LED sequences (`003` 5.3, `004` 6.1), the buzzer patterns (SPEC 5 /
 durations: through the indicate service on simulated pins and through the
 bench world."""
 import json
+import random
 
 import pytest
 
@@ -219,6 +220,46 @@ def test_pattern_change_restarts_the_phase():
     st.mode, st.current_ma = modes.DISCHARGE, -20000  # RUN FLASH1 -> FLASH3 at 5000
     h.run_until(12000)
     assert intervals(h.pins[indicate.RUN], 5000)[:3] == [(5000, 5500), (7000, 7500), (9000, 9500)]
+
+
+def test_lit_ms_is_the_time_to_the_next_edge():
+    for name, (on_ms, period_ms) in MANUAL.items():
+        p = indicate.NAMES.index(name)
+        for t in range(0, 2 * period_ms, 10):
+            ph = t % period_ms
+            want = on_ms - ph if ph < on_ms else ph - period_ms
+            assert indicate.lit_ms(p, t) == want, (name, t)
+
+
+def expected_level(pattern, phase_ms):
+    name = indicate.NAMES[pattern]
+    if name in ("off", "on"):
+        return 1 if name == "on" else 0
+    on_ms, period_ms = MANUAL[name]
+    return 1 if phase_ms % period_ms < on_ms else 0
+
+
+def test_pins_follow_the_patterns_at_uneven_tick_times():
+    """Ticks 1..130 ms apart and the pack state changing: after every tick each
+    pin shows its pattern at the time since that pattern started."""
+    rnd = random.Random(4)
+    st = state()
+    h = Harness(st)
+    shown = [None] * indicate.N_LEDS
+    start = [0] * indicate.N_LEDS
+    for _ in range(6000):
+        if rnd.random() < 0.01:
+            st.mode = rnd.choice([modes.STANDBY, modes.CHARGE, modes.DISCHARGE, modes.SLEEP])
+        if rnd.random() < 0.01:
+            st.soc_pct = rnd.randint(0, 100)
+        if rnd.random() < 0.005:
+            st.alarms = rnd.choice([0, A("UV")])
+        h.svc.tick(h.t)
+        for i in range(indicate.N_LEDS):
+            if st.leds[i] != shown[i]:
+                shown[i], start[i] = st.leds[i], h.t
+            assert h.pins[i].level == expected_level(st.leds[i], h.t - start[i]), (i, h.t)
+        h.t += rnd.randint(1, 130)
 
 
 # --- sequences -------------------------------------------------------------------

@@ -18,14 +18,16 @@ class Button(Service):
 
     def tick(self, now_ms):
         c = self.classifier
-        # thresholds from the parameter table, re-read every tick so a change
-        # from the PC tool applies at once; without params the bms.button defaults
-        if self.params is not None:
+        pressed = self.pin.value() == 0
+        # thresholds from the parameter table, re-read whenever a sample can
+        # end a press (it differs from the debounced level) so a change from
+        # the PC tool applies at once; without params the bms.button defaults
+        if self.params is not None and pressed != c.pressed:
             v = self.params.v
             c.sleep_ms = v[P.BUTTON_SLEEP_MS]
             c.reset_min_ms = v[P.BUTTON_RESET_MIN_MS]
             c.reset_max_ms = v[P.BUTTON_RESET_MAX_MS]
-        action = c.sample(self.pin.value() == 0, now_ms)
+        action = c.sample(pressed, now_ms)
         if action != button.NONE:
             st = self.state
             st.button_action = action

@@ -4,10 +4,15 @@
 # self.seq_start_ms) is the one started last: control's (st.seq from
 # st.seq_start_ms) or the link's forming flicker (SEQ_PARALLEL from
 # st.link_flicker_ms, once per st.link_flicker_count). Allocation-free per tick.
+# The pins are only looked at when a pattern changed or the earliest flash edge
+# of the last look is due (self._quiet_ms after self._look_ms).
+from defs.const import const
 from array import array
 from bms import indicate, params as P
 from defs.ticks import ticks_diff
 from app.service import Service
+
+_WRAP_MS = const(1 << 29)  # half of defs.ticks.TICKS_PERIOD: ticks_diff jumps from here to -_WRAP_MS
 
 
 class Indicate(Service):
@@ -27,6 +32,9 @@ class Indicate(Service):
         self._shown = array("B", [indicate.OFF] * n)
         self._since = array("i", [0] * n)
         self._level = array("b", [-1] * n)
+        self._table = array("i", [-1])  # what the LED table last wrote (bms.indicate.fill_leds)
+        self._look_ms = 0
+        self._quiet_ms = 0  # the first tick sets every pin
         self._buzz_shown = indicate.OFF
         self._buzz_since = 0
         self._buzz_level = -1
@@ -67,27 +75,47 @@ class Indicate(Service):
             if not playing:
                 self._done_seq = seq
                 self._done_start = start
-        if not playing:
-            if self.maintenance or st.update_hold:  # and while an update session holds the pack
-                indicate.fill_maintenance(pat)
-            else:
-                indicate.fill_leds(pat, st)
-        for i in range(indicate.N_LEDS):
-            if pat[i] != self._shown[i]:
-                self._shown[i] = pat[i]
-                self._since[i] = now_ms
-            lit = 1 if indicate.is_lit(pat[i], ticks_diff(now_ms, self._since[i])) else 0
-            if lit != self._level[i]:
-                self._level[i] = lit
-                self.leds.set(i, lit)
-        b = indicate.buzzer_pattern(st.mode, st.alarms, st.protections, st.faults,
-                                    self.buzzer_enabled())
+        if playing:
+            self._table[0] = -1
+        elif self.maintenance or st.update_hold:  # and while an update session holds the pack
+            indicate.fill_maintenance(pat)
+            self._table[0] = -1
+        else:
+            indicate.fill_leds(pat, st, self._table)
+        shown = self._shown
+        d = ticks_diff(now_ms, self._look_ms)
+        if pat != shown or not 0 <= d < self._quiet_ms:
+            self._look_ms = now_ms
+            quiet = _WRAP_MS
+            since = self._since
+            for i in range(indicate.N_LEDS):
+                p = pat[i]
+                if p != shown[i]:
+                    shown[i] = p
+                    since[i] = now_ms
+                lit = p  # OFF and ON are their own levels (0, 1)
+                if p > indicate.ON:
+                    ph = ticks_diff(now_ms, since[i])
+                    left = indicate.lit_ms(p, ph)
+                    lit = 1 if left > 0 else 0
+                    left = left if left > 0 else -left
+                    if ph > _WRAP_MS - left:  # the phase jumps first (a pattern held 6.2 days)
+                        left = _WRAP_MS - ph
+                    if left < quiet:
+                        quiet = left
+                if lit != self._level[i]:
+                    self._level[i] = lit
+                    self.leds.set(i, lit)
+            self._quiet_ms = quiet
+        b = indicate.OFF
+        if self.buzzer_enabled():
+            b = indicate.buzzer_pattern(st.mode, st.alarms, st.protections, st.faults, True)
         st.buzzer = b
         if b != self._buzz_shown:
             self._buzz_shown = b
             self._buzz_since = now_ms
         if self.buzzer is not None:
-            on = 1 if indicate.is_lit(b, ticks_diff(now_ms, self._buzz_since)) else 0
+            on = 1 if b != indicate.OFF and indicate.is_lit(b, ticks_diff(now_ms, self._buzz_since)) else 0
             if on != self._buzz_level:
                 self._buzz_level = on
                 self.buzzer.set(on)

@@ -273,11 +273,12 @@ class Auth:
         """Ends idle sessions, void nonces and a finished lock-out. The host
         handler calls it from its tick: level() alone could take a session idle
         for more than half the tick period (6.2 days) for a fresh one."""
-        for i in range(SLOTS):
-            if self.lvl[i] and not self._alive(i, now_ms):
-                self.lvl[i] = 0
-            if self.pending[i] and not 0 <= ticks_diff(now_ms, self.chal_ms[i]) < CHALLENGE_MS:
-                self.pending[i] = 0
+        if any(self.lvl) or any(self.pending):
+            for i in range(SLOTS):
+                if self.lvl[i] and not self._alive(i, now_ms):
+                    self.lvl[i] = 0
+                if self.pending[i] and not 0 <= ticks_diff(now_ms, self.chal_ms[i]) < CHALLENGE_MS:
+                    self.pending[i] = 0
         self._is_locked(now_ms)
 
     # ---- changing the secrets ------------------------------------------------------

@@ -33,7 +33,7 @@ from array import array
 
 from bms import params as P
 from bms.ocv import soc_ppm_from_ocv
-from defs.snapshot import N_CELLS, N_CELL_TEMPS, T_AMB
+from defs.snapshot import N_CELLS, T_AMB
 
 SAMPLE_MS = const(10000)  # one excess measurement per 10 s at the top
 N_AVG = const(128)  # the mean of the samples becomes a running mean of the last ~128 (21 min)
@@ -55,7 +55,7 @@ class Balancer:
         self.owed = array("i", [0] * n)  # mAs the cell holds above the lowest (prediction)
         self.rate = array("i", [0] * n)  # uA of learned drift relative to the lowest
         self.inno = array("i", [0] * n)  # mAs: mean of measured - predicted in this top
-        self.eff = array("i", [0] * n)  # mAs: what the cell owes now (owed + inno)
+        self.eff = array("i", [0] * n)  # update's: what a candidate owes over the lowest (owed + inno)
         self._acc = array("i", [0] * n)  # nAs of drift not yet a whole mAs
         self._bl = array("i", [0] * n)  # mA*ms of bleed not yet a whole mAs
         self._s = array("i", [0] * n)  # ppm: SOC from OCV of each cell (a sample)
@@ -190,21 +190,13 @@ class Balancer:
         n = len(cells)
         self._advance(dt_ms, n)
         limit = v[P.BAL_CELLS_COUNT]
-        t = temps[T_AMB]
-        for k in range(N_CELL_TEMPS):
-            if temps[k] > t:
-                t = temps[k]
+        t = max(temps[T_AMB], temps[0], temps[1], temps[2], temps[3])  # the board's and the N_CELL_TEMPS cell NTCs
         if t >= v[P.BAL_MAX_DC]:
             self.hot = True
         elif t <= v[P.BAL_MAX_REL_DC]:
             self.hot = False
-        vmin = cells[0]
-        vmax = cells[0]
-        for c in range(1, n):
-            if cells[c] < vmin:
-                vmin = cells[c]
-            if cells[c] > vmax:
-                vmax = cells[c]
+        vmin = min(cells)
+        vmax = max(cells)
         floor = v[P.BAL_MIN_CELL_MV]
         by_q = v[P.BAL_BLEED_MA] > 0
         if by_q:
@@ -223,27 +215,31 @@ class Balancer:
         prev = self.mask
         cand = 0
         eff = self.eff
-        for c in range(n):
-            d = cells[c] - vmin
-            if cells[c] >= floor and (d >= start or (prev >> c & 1 and d > stop)):
-                cand |= 1 << c
+        spread = vmax - vmin
+        # the loops only run when the extremes allow a candidate at all
+        if vmax >= floor and (spread >= start or (prev and spread > stop)):
+            for c in range(n):
+                d = cells[c] - vmin
+                if cells[c] >= floor and (d >= start or (prev >> c & 1 and d > stop)):
+                    cand |= 1 << c
         if by_q:
             q_start = v[P.BAL_Q_START_MAH] * 3600
             q_floor = v[P.BAL_Q_MIN_CELL_MV]
-            lo = OWED_MAX_MAS
-            for c in range(n):
-                e = self.owed[c]
-                if self.n_meas:
-                    e += self.inno[c]
-                eff[c] = e
-                if e < lo:
-                    lo = e
-            for c in range(n):
-                e = eff[c] - lo  # over the lowest cell
-                eff[c] = e
-                if cells[c] >= q_floor and (e >= q_start or (prev >> c & 1 and e > 0)):
-                    cand |= 1 << c
-        else:
+            e = self.owed
+            if self.n_meas:
+                inno = self.inno
+                for c in range(n):
+                    eff[c] = e[c] + inno[c]
+                e = eff
+            lo = min(OWED_MAX_MAS, min(e))
+            hi = max(e) - lo
+            if cand or (vmax >= q_floor and (hi >= q_start or (prev and hi > 0))):
+                for c in range(n):
+                    x = e[c] - lo  # over the lowest cell
+                    eff[c] = x
+                    if cells[c] >= q_floor and (x >= q_start or (prev >> c & 1 and x > 0)):
+                        cand |= 1 << c
+        elif cand:
             for c in range(n):
                 eff[c] = 0
         gap = v[P.BAL_MIN_GAP_COUNT]

@@ -9,7 +9,7 @@ from defs import codes, modes
 # the pattern numbers and LED positions (defs.leds), also read as indicate.X
 from defs.leds import OFF, ON, FLASH1, FLASH2, FLASH3, BEEP1, BEEP2, BEEP3, NAMES
 from defs.leds import RUN, ALM, SOC0, N_SOC, MS, N_LEDS
-from defs.leds import is_lit, UPDATE_MODE  # noqa: F401 (is_lit re-exported: app.indicate)
+from defs.leds import is_lit, lit_ms, UPDATE_MODE  # noqa: F401 (is_lit, lit_ms re-exported: app.indicate)
 
 
 
@@ -105,17 +105,21 @@ def row(mode, alarms, protections, faults, current_ma):
     modes it is the sign of the measured current (after the dead band)."""
     if mode == modes.POWER_OFF or mode == modes.SLEEP:
         return ROW_POWER_OFF
-    if faults or (protections & _SCP) or mode == modes.FAILURE:
+    if faults or mode == modes.FAILURE:
         return ROW_FAILURE
-    if protections & _TEMP_PROT:
-        return ROW_TEMP
-    if protections & _DOCP:
-        return ROW_DOCP
-    if protections & _UV_PROT:
-        return ROW_UVP
-    if protections & _COCP:
-        return ROW_COCP
-    warn = (alarms & _WARN_ALARMS) or (protections & ~_ROW_PROT)
+    warn = alarms & _WARN_ALARMS
+    if protections:
+        if protections & _SCP:
+            return ROW_FAILURE
+        if protections & _TEMP_PROT:
+            return ROW_TEMP
+        if protections & _DOCP:
+            return ROW_DOCP
+        if protections & _UV_PROT:
+            return ROW_UVP
+        if protections & _COCP:
+            return ROW_COCP
+        warn = warn or (protections & ~_ROW_PROT)
     if mode == modes.CHARGE or (mode == modes.PROTECTION and current_ma > 0):
         return ROW_CHARGE_WARN if warn else ROW_CHARGE
     if mode == modes.DISCHARGE or (mode == modes.PROTECTION and current_ma < 0):
@@ -138,13 +142,23 @@ def fill_row(leds, r, soc_pct):
     leds[MS] = OFF
 
 
-def fill_leds(leds, st):
+def fill_leds(leds, st, last=None):
     """The LED table for PackState st (mode, alarms, protections, faults,
-    soc_pct/soc_valid, current_ma) into leds in place; returns the row."""
+    soc_pct/soc_valid, current_ma) into leds in place; returns the row.
+    last: None, or a one-int array of the service that holds what its previous
+    call wrote (-1: leds were written by something else): leds is left alone
+    when the row, the SOC and M/S are the same again."""
     r = row(st.mode, st.alarms, st.protections, st.faults, st.current_ma)
-    fill_row(leds, r, st.soc_pct if st.soc_valid else 0)
-    if r != ROW_POWER_OFF and getattr(st, "link_parallel", False):
-        leds[MS] = ON  # `000` F: parallel mode, the master
+    soc = st.soc_pct if st.soc_valid else 0
+    ms = r != ROW_POWER_OFF and getattr(st, "link_parallel", False)  # `000` F: parallel mode, the master
+    if last is not None:
+        key = soc << 5 | r << 1 | (1 if ms else 0)
+        if key == last[0]:
+            return r
+        last[0] = key
+    fill_row(leds, r, soc)
+    if ms:
+        leds[MS] = ON
     return r
 
 

@@ -53,13 +53,15 @@ class SleepRules:
         self._uv_since = s
         if s == -2:
             return self._sleep(BY_UV, now_ms)
-        quiet = current_ma == 0 and not comm_active
-        s = self._held(quiet and min_cell_mv < self.sleep_cell_mv and not other_protection and not uv_protection
+        if current_ma != 0 or comm_active:  # not quiet: neither rule below holds
+            self._low_since = self._idle_since = -1
+            return NONE
+        s = self._held(min_cell_mv < self.sleep_cell_mv and not other_protection and not uv_protection
                        and not balancing, self._low_since, now_ms, self.sleep_delay_ms)
         self._low_since = s
         if s == -2:
             return self._sleep(BY_LOW_CELL, now_ms)
-        s = self._held(quiet, self._idle_since, now_ms, self.standby_sleep_ms)
+        s = self._held(True, self._idle_since, now_ms, self.standby_sleep_ms)
         self._idle_since = s
         if s == -2:
             return self._sleep(BY_IDLE, now_ms)

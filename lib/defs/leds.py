@@ -1,6 +1,7 @@
 # Owns the numbers of the panel: the indication patterns (an LED's or the
-# buzzer's on/off rhythm, is_lit; bms.indicate says what each looks like and
-# when it is shown) and the LED positions on the panel and in PackState.leds.
+# buzzer's on/off rhythm, is_lit; the time to the next edge, lit_ms;
+# bms.indicate says what each looks like and when it is shown) and the LED
+# positions on the panel and in PackState.leds.
 # Frozen with the lower layers: the recovery mode blinks from here.
 from defs.const import const
 OFF = 0
@@ -35,3 +36,12 @@ def is_lit(pattern, phase_ms):
     if pattern == ON:
         return True
     return phase_ms % _PERIOD_MS[pattern] < _ON_MS[pattern]
+
+
+def lit_ms(pattern, phase_ms):
+    """A flashing pattern (above ON) phase_ms after it started: the ms it
+    stays lit (> 0), or dark (< 0, negated), from there."""
+    period = _PERIOD_MS[pattern]
+    ph = phase_ms % period
+    on = _ON_MS[pattern]
+    return on - ph if ph < on else ph - period
