@@ -230,6 +230,8 @@ class Table:
 
     def expire(self, now_ms, own):
         """Mark silent packs offline; returns the online count."""
+        if not self.heard:
+            return self.online[own]  # no other row was ever online
         n = 0
         for a in range(1, N):
             if self.online[a] and a != own and elapsed(now_ms, self.last_ms[a]) >= OFFLINE_MS:
@@ -249,6 +251,8 @@ class Table:
         return 0
 
     def offline(self):
+        if not self.heard:
+            return 0  # the own row is never offline
         n = 0
         for a in range(1, N):
             if self.seen[a] and not self.online[a]:
