@@ -107,7 +107,7 @@ class Link(Service):
         if r.role == parallel.MASTER:
             st.link_hold = False
             st.link_orphan = False
-            self._master(now_ms)
+            off = self._master(now_ms)
         elif r.role == parallel.SLAVE:
             st.link_orphan = not r.master_reached(now_ms)
             self._slave(now_ms)
@@ -123,7 +123,7 @@ class Link(Service):
         c = self.table.conflict_at(now_ms)
         st.link_conflict = c
         if r.role == parallel.MASTER:
-            st.link_failure = self.table.offline() > 0 or c != 0
+            st.link_failure = off > 0 or c != 0
         else:
             st.link_failure = (r.role == parallel.SLAVE and st.link_orphan) or c != 0
 
@@ -143,6 +143,7 @@ class Link(Service):
         return f
 
     def _master(self, now_ms):
+        """The master's tick; returns the packs offline."""
         st = self.state
         t = self.table
         a = link.MASTER
@@ -174,11 +175,13 @@ class Link(Service):
         if self.forming.step(now_ms, n):
             self._flicker(now_ms)
         # a single pack (no slave ever heard) stays silent on the bus
-        if t.offline() + n > 1 and (self._last_hello_ms < 0 or parallel.elapsed(now_ms, self._last_hello_ms) >= parallel.HELLO_MS):
+        off = t.offline()
+        if off + n > 1 and (self._last_hello_ms < 0 or parallel.elapsed(now_ms, self._last_hello_ms) >= parallel.HELLO_MS):
             self._last_hello_ms = now_ms
             d = self._pl
-            link.put_hello(d, self.forming.gen, n, self._system_mv(), t.offline())
+            link.put_hello(d, self.forming.gen, n, self._system_mv(), off)
             self._send(link.T_HELLO, link.BROADCAST, d, 8)
+        return off
 
     def _system_mv(self):
         t = self.table
