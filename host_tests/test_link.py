@@ -637,3 +637,21 @@ def test_an_address_conflict_is_a_parallel_failure_while_it_is_heard():
     mb.can.rx.append((link.can_id(link.T_HELLO, 1, 0xFF), bytes(8), 2))
     m.tick(100)
     assert mst.link_conflict == 1 and mst.link_failure
+
+
+def test_the_addr_frame_goes_down_every_tick_with_the_master_generation():
+    """A master writes one ADDR frame on Link OUT every ADDR_MS ("you are 2",
+    master reached, its generation: the proto.link header's ADDR payload),
+    and the frame follows the generation when a slave heard on CAN for
+    STABLE_MS forms the system."""
+    svc, st, b = _fixed_service(1)
+    st.snap.reads = 1  # its own row counts
+    gens = []
+    for k in range(50):
+        b.can.rx.append((link.can_id(link.T_STATUS, 2, link.MASTER), bytes(8), b.can.FLAG_EXT_ID))
+        svc.tick(k * parallel.ADDR_MS)
+        fr = _frames(bytes(b.link_out.tx))
+        b.link_out.tx.clear()
+        assert [f[:3] + (f[3][0],) for f in fr] == [(link.T_ADDR, 1, 2, link.ADDR_MASTER_REACHED)], k
+        gens.append(fr[0][3][1])
+    assert svc.forming.gen == 1 and gens[0] == 0 and gens[-1] == 1 and gens == sorted(gens)
