@@ -6,6 +6,7 @@ import random
 
 import cantools
 import pytest
+from hypothesis import given, settings, strategies as stt
 
 import pylon_rs485_decoder
 from fake_port import Uart
@@ -64,6 +65,27 @@ def test_rs485_framing_follows_the_protocol_and_no_corruption_passes():
     # a good CRC with a length the type does not have is refused too
     p3 = link.Rs485Parser()
     assert not any(p3.feed(b) for b in _by_hand(link.T_ADDR, 3, 4, b"\x01\x05\x00")) and p3.bad == 1
+
+
+def _crc_bitwise(data, crc):
+    """CRC-16/CCITT-FALSE from its definition: MSB first, one shift a bit."""
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=stt.binary(max_size=40), cut=stt.tuples(stt.integers(0, 40), stt.integers(0, 40)),
+       init=stt.integers(0, 0xFFFF))
+def test_crc16_is_the_ccitt_false_crc_of_any_range(data, cut, init):
+    start, end = min(cut[0], len(data)), min(max(cut), len(data))
+    want = binascii.crc_hqx(data[start:end], init)
+    assert want == _crc_bitwise(data[start:end], init)
+    assert link.crc16(data, start, end, init) == want
+    assert link.crc16(bytearray(data), start, end) == binascii.crc_hqx(data[start:end], 0xFFFF)
 
 
 def test_dbc_decodes_the_link_frames():
@@ -615,3 +637,21 @@ def test_an_address_conflict_is_a_parallel_failure_while_it_is_heard():
     mb.can.rx.append((link.can_id(link.T_HELLO, 1, 0xFF), bytes(8), 2))
     m.tick(100)
     assert mst.link_conflict == 1 and mst.link_failure
+
+
+def test_the_addr_frame_goes_down_every_tick_with_the_master_generation():
+    """A master writes one ADDR frame on Link OUT every ADDR_MS ("you are 2",
+    master reached, its generation: the proto.link header's ADDR payload),
+    and the frame follows the generation when a slave heard on CAN for
+    STABLE_MS forms the system."""
+    svc, st, b = _fixed_service(1)
+    st.snap.reads = 1  # its own row counts
+    gens = []
+    for k in range(50):
+        b.can.rx.append((link.can_id(link.T_STATUS, 2, link.MASTER), bytes(8), b.can.FLAG_EXT_ID))
+        svc.tick(k * parallel.ADDR_MS)
+        fr = _frames(bytes(b.link_out.tx))
+        b.link_out.tx.clear()
+        assert [f[:3] + (f[3][0],) for f in fr] == [(link.T_ADDR, 1, 2, link.ADDR_MASTER_REACHED)], k
+        gens.append(fr[0][3][1])
+    assert svc.forming.gen == 1 and gens[0] == 0 and gens[-1] == 1 and gens == sorted(gens)

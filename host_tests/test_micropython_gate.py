@@ -786,7 +786,7 @@ def probe(with_can):
                 return "pack %d %s at step %d" % (k, err, step)
         now += 100
     roles = [(s.state.link_role, s.state.link_address) for s in svcs]
-    cells = m.table.cells_seen[2] + m.table.cells_seen[3]
+    cells = (m.table.cells_ms[2] >= 0) + (m.table.cells_ms[3] >= 0)
     return "ok %s online %d cells %d can %d relayed %d up %d" % (
         roles, m.state.link_online, cells, bus.sent - before[0], svcs[1].relayed - before[1],
         svcs[2].link_in.written - before[2])

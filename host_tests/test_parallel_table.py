@@ -50,3 +50,18 @@ def test_own_row_limits_are_what_the_limits_report_carries(cvl, dvl, want_cvl, w
     d = bytearray(8)
     lp.put_limits(d, t, A)
     assert struct.unpack(">HxxxxH", d) == (want_cvl, want_dvl)
+
+
+def test_every_field_has_rows_of_its_own():
+    """The fields are views into shared buffers: each has a row per address
+    (MAX_CELLS/MAX_TEMPS per address for the cells and NTCs) and none shares
+    an element with another, so a report into one field changes no other."""
+    t = parallel.Table()
+    fields = sorted((k, v) for k, v in vars(t).items() if hasattr(v, "itemsize"))
+    sizes = {"cells": parallel.N * parallel.MAX_CELLS, "temps": parallel.N * parallel.MAX_TEMPS}
+    assert {k: len(v) for k, v in fields} == {k: sizes.get(k, parallel.N) for k, _ in fields}
+    assert len(fields) == 29 and all(t.cells_ms[a] == -1 for a in range(parallel.N))  # no complete cells yet
+    for k, (_, v) in enumerate(fields):
+        for i in range(len(v)):
+            v[i] = k + 1
+    assert [set(v) for _, v in fields] == [{k + 1} for k in range(len(fields))]

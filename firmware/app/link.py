@@ -65,9 +65,11 @@ class Link(Service):
         self._want_cells = False  # slave: the master asked for every cell (REQ_CELLS)
         self._want_reports = False
         self._ask = bytearray(parallel.N)  # master: addresses to ask for their cells
+        self._asked = False  # some _ask set since the last tick
         self._forget = bytearray(parallel.N)  # master: addresses the PC tool removed (remove())
         self._forgets = 0
         self._out = bytearray(link.RS485_MAX)
+        self._addr = bytearray(9)  # the last ADDR frame (7 + 2 bytes), framed again when it changes
         self._pl = bytearray(8)
         self._out_v = _views(self._out, 7)  # by payload length: 7 + n bytes
         self._pl_v = _views(self._pl, 0)
@@ -77,7 +79,6 @@ class Link(Service):
         self._last_addr_ms = -1
         self._last_hello_ms = -1
         self._last_report_ms = -1
-        self._gen_seen = 0
         self.sys_mv = 0  # the master's system voltage from HELLO (slaves)
         self.hello_gen = 0
         self.hello_online = 0  # the packs online the master's HELLO says (slaves)
@@ -106,7 +107,7 @@ class Link(Service):
         if r.role == parallel.MASTER:
             st.link_hold = False
             st.link_orphan = False
-            self._master(now_ms)
+            off = self._master(now_ms)
         elif r.role == parallel.SLAVE:
             st.link_orphan = not r.master_reached(now_ms)
             self._slave(now_ms)
@@ -122,7 +123,7 @@ class Link(Service):
         c = self.table.conflict_at(now_ms)
         st.link_conflict = c
         if r.role == parallel.MASTER:
-            st.link_failure = self.table.offline() > 0 or c != 0
+            st.link_failure = off > 0 or c != 0
         else:
             st.link_failure = (r.role == parallel.SLAVE and st.link_orphan) or c != 0
 
@@ -142,6 +143,7 @@ class Link(Service):
         return f
 
     def _master(self, now_ms):
+        """The master's tick; returns the packs offline."""
         st = self.state
         t = self.table
         a = link.MASTER
@@ -160,22 +162,26 @@ class Link(Service):
                         t.forget(k)
         n = t.expire(now_ms, a)
         st.link_online = n
-        ask = self._ask
-        d = self._pl
-        for k in range(2, parallel.N):
-            if ask[k]:
-                ask[k] = 0
-                if t.online[k]:
-                    link.put_pair(d, link.REQ_CELLS, 0)
-                    self._send(link.T_REQ, k, d, 2)
+        if self._asked:
+            self._asked = False
+            ask = self._ask
+            d = self._pl
+            for k in range(2, parallel.N):
+                if ask[k]:
+                    ask[k] = 0
+                    if t.online[k]:
+                        link.put_pair(d, link.REQ_CELLS, 0)
+                        self._send(link.T_REQ, k, d, 2)
         if self.forming.step(now_ms, n):
             self._flicker(now_ms)
         # a single pack (no slave ever heard) stays silent on the bus
-        if t.offline() + n > 1 and (self._last_hello_ms < 0 or parallel.elapsed(now_ms, self._last_hello_ms) >= parallel.HELLO_MS):
+        off = t.offline()
+        if off + n > 1 and (self._last_hello_ms < 0 or parallel.elapsed(now_ms, self._last_hello_ms) >= parallel.HELLO_MS):
             self._last_hello_ms = now_ms
             d = self._pl
-            link.put_hello(d, self.forming.gen, n, self._system_mv(), t.offline())
+            link.put_hello(d, self.forming.gen, n, self._system_mv(), off)
             self._send(link.T_HELLO, link.BROADCAST, d, 8)
+        return off
 
     def _system_mv(self):
         t = self.table
@@ -263,6 +269,7 @@ class Link(Service):
         """Master: ask pack a for every cell on the next tick."""
         if link.valid_address(a) and a != link.MASTER:
             self._ask[a] = 1
+            self._asked = True
 
     def analog(self, info, adr, a, now_ms, units):
         """Master: the Pylontech 0x42 INFO of pack a (pylon address adr) from
@@ -307,12 +314,15 @@ class Link(Service):
         if out is None:
             return
         r = self.roles
-        d = self._pl
-        link.put_pair(d, link.ADDR_MASTER_REACHED if r.master_reached(now_ms) else 0,
-                      self.forming.gen if r.role == parallel.MASTER else self.hello_gen)
+        f = link.ADDR_MASTER_REACHED if r.master_reached(now_ms) else 0
+        g = self.forming.gen if r.role == parallel.MASTER else self.hello_gen
         nxt = r.address + 1 if link.valid_address(r.address) and r.address < link.MAX_PACKS else 0
-        link.rs485_frame(self._out, link.T_ADDR, r.address, nxt, d, 2)
-        out.write(self._out_v[2])
+        a = self._addr
+        if a[0] != link.SOF or a[3] != r.address or a[4] != nxt or a[5] != f or a[6] != g:
+            d = self._pl
+            link.put_pair(d, f, g)
+            link.rs485_frame(a, link.T_ADDR, r.address, nxt, d, 2)
+        out.write(a)
 
     def on_link_in(self, p, now_ms):
         """A good link frame arrived on Link IN (from upstream), in parser p."""

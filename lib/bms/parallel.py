@@ -102,6 +102,8 @@ class Roles:
         if self.fixed:
             self._set(SLAVE, self.fixed)
             return
+        if self.up_ms < 0 and self.role != NONE:
+            return  # decided, and no pack was ever upstream: nothing below can change it
         up = self.upstream(now_ms)
         dst = self.up_dst
         if up and link.valid_address(dst) and dst != link.MASTER:
@@ -115,53 +117,54 @@ class Roles:
 
 class Table:
     """The master's view of every pack by address (own row included),
-    filled from the reports; arrays, no allocation after construction. A field
-    a report carries as u16/i16 is an array("H")/("h") (half the RAM); its
+    filled from the reports; no allocation after construction. Each field is
+    a memoryview of N rows into one of four buffers, one per item type (an
+    array per field would cost its own object and block-rounded buffer as
+    well). A field a report carries as u16/i16 is 16-bit (half the RAM); its
     writers (proto.link.take_*, bms.system.own_row) give it only values in
     range (CPython raises, MicroPython would wrap)."""
 
     def __init__(self):
-        self.last_ms = array("i", [0] * N)
-        self.seen = bytearray(N)  # a report ever arrived
-        self.online = bytearray(N)
-        self.voltage_mv = array("i", [0] * N)
-        self.current_ma = array("i", [0] * N)
-        self.soc_pct = bytearray(N)
-        self.soh_pct = bytearray(N)
-        self.flags = bytearray(N)
-        self.cap_ah = array("H", [0] * N)
-        self.cvl_mv = array("H", [0] * N)
-        self.ccl_ma = array("i", [0] * N)
-        self.dcl_ma = array("i", [0] * N)
-        self.dvl_mv = array("H", [0] * N)
-        self.min_cell_mv = array("H", [0] * N)
-        self.max_cell_mv = array("H", [0] * N)
-        self.min_temp_dc = array("h", [0] * N)
-        self.max_temp_dc = array("h", [0] * N)
-        self.idx_cell = bytearray(N)  # min << 4 | max
-        self.idx_temp = bytearray(N)
-        self.alarms = array("H", [0] * N)
-        self.protections = array("H", [0] * N)
-        self.faults = array("H", [0] * N)
-        self.full_mah = array("i", [0] * N)  # learned full charge capacity (else rated)
-        self.cycles = array("H", [0] * N)
+        b = memoryview(bytearray(9 * N))
+        self.seen = b[:N]  # a report ever arrived
+        self.online = b[N:2 * N]
+        self.soc_pct = b[2 * N:3 * N]
+        self.soh_pct = b[3 * N:4 * N]
+        self.flags = b[4 * N:5 * N]
+        self.idx_cell = b[5 * N:6 * N]  # min << 4 | max
+        self.idx_temp = b[6 * N:7 * N]
+        self.n_cells = b[7 * N:8 * N]
+        self.n_temps = b[8 * N:]
+        w = memoryview(array("i", bytes(4 * 7 * N)))
+        self.last_ms = w[:N]
+        self.voltage_mv = w[N:2 * N]
+        self.current_ma = w[2 * N:3 * N]
+        self.ccl_ma = w[3 * N:4 * N]
+        self.dcl_ma = w[4 * N:5 * N]
+        self.full_mah = w[5 * N:6 * N]  # learned full charge capacity (else rated)
+        self.cells_ms = w[6 * N:]  # when the last complete set of cells arrived, -1 none
+        for a in range(N):
+            self.cells_ms[a] = -1
+        h = memoryview(array("H", bytes(2 * (9 + MAX_CELLS) * N)))
+        self.cap_ah = h[:N]
+        self.cvl_mv = h[N:2 * N]
+        self.dvl_mv = h[2 * N:3 * N]
+        self.min_cell_mv = h[3 * N:4 * N]
+        self.max_cell_mv = h[4 * N:5 * N]
+        self.alarms = h[5 * N:6 * N]
+        self.protections = h[6 * N:7 * N]
+        self.faults = h[7 * N:8 * N]
+        self.cycles = h[8 * N:9 * N]
+        # every cell and NTC of a pack, on request (link.REQ_CELLS): row a at a * MAX_*
+        self.cells = h[9 * N:]
+        s = memoryview(array("h", bytes(2 * (2 + MAX_TEMPS) * N)))
+        self.min_temp_dc = s[:N]
+        self.max_temp_dc = s[N:2 * N]
+        self.temps = s[2 * N:]
         self.conflicts = 0  # frames from our own address we did not send
         self.conflict_addr = 0  # the address of the last one, while it counts (conflict_at)
         self.conflict_ms = 0
         self.heard = 0  # rows take() first marked seen (app.link marks the own row)
-        # every cell and NTC of a pack, on request (link.REQ_CELLS): row a at a * MAX_*
-        self.cells = array("H", [0] * (N * MAX_CELLS))
-        self.temps = array("h", [0] * (N * MAX_TEMPS))
-        self.n_cells = bytearray(N)
-        self.n_temps = bytearray(N)
-        self.cells_ms = array("i", [0] * N)  # when the last cell frame arrived
-        self.cells_seen = bytearray(N)  # a complete set of cells arrived
-
-    def clear(self):
-        for a in range(N):
-            self.seen[a] = 0
-            self.online[a] = 0
-        self.heard = 0
 
     def forget(self, a):
         """Row a leaves the table (the PC tool removed a pack that is gone): no
@@ -170,7 +173,7 @@ class Table:
             self.heard -= 1
         self.seen[a] = 0
         self.online[a] = 0
-        self.cells_seen[a] = 0
+        self.cells_ms[a] = -1
 
     def take(self, now_ms, typ, src, d):
         """Store one report (d: the 8-byte payload) from address src."""
@@ -203,7 +206,6 @@ class Table:
                 self.n_cells[src] = cnt
                 if first + link.PER_FRAME >= cnt:
                     self.cells_ms[src] = now_ms
-                    self.cells_seen[src] = 1
             else:
                 self.n_temps[src] = cnt
         else:
@@ -225,11 +227,13 @@ class Table:
 
     def cells_fresh(self, now_ms, a):
         """Row a holds a complete set of cells younger than CELLS_MAX_AGE_MS."""
-        return link.valid_address(a) and self.cells_seen[a] == 1 and \
+        return link.valid_address(a) and self.cells_ms[a] >= 0 and \
             elapsed(now_ms, self.cells_ms[a]) < CELLS_MAX_AGE_MS
 
     def expire(self, now_ms, own):
         """Mark silent packs offline; returns the online count."""
+        if not self.heard:
+            return self.online[own]  # no other row was ever online
         n = 0
         for a in range(1, N):
             if self.online[a] and a != own and elapsed(now_ms, self.last_ms[a]) >= OFFLINE_MS:
@@ -249,6 +253,8 @@ class Table:
         return 0
 
     def offline(self):
+        if not self.heard:
+            return 0  # the own row is never offline
         n = 0
         for a in range(1, N):
             if self.seen[a] and not self.online[a]:
