@@ -262,7 +262,7 @@ class Link(Service):
         (the PC tool's "remove a pack from the system", app.hostctl)."""
         if link.valid_address(a) and a != link.MASTER:
             self._forget[a] = 1
-            self._forgets += 1
+            self._forgets = 1  # a flag: the master's tick looks at _forget
 
     # --- the master's cells of a slave, for the inverter's RS485 server ------------
     def ask_cells(self, a):
