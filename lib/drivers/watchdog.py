@@ -68,8 +68,9 @@ class Watched:
     def tick(self, now_ms):
         self.svc.tick(now_ms)
         self.last = now_ms
-        # a service may shorten its period while busy (app.hostcan, app.relay: their
-        # idle period is the one the limit above was computed from)
+        # a service may shorten its period while busy (app.hostport while a host
+        # exchange is under way: its idle period is the one the limit above was
+        # computed from)
         self.period_ms = self.svc.period_ms
 
 
