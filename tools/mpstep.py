@@ -8,9 +8,10 @@
 # model's time taken off; and micro-benchmarks of the Python constructs the
 # stages are made of, in microseconds per operation.
 #
-# The machine is shared and noisy (a steady loop runs 2-4x slower for tens of
-# milliseconds at a time): every figure is the fastest of many short windows,
-# taken in turns, so that each item gets the same quiet moments.
+# The machine is shared and noisy: every figure is the fastest of many short
+# windows, taken in turns, so that each item gets the same quiet moments; and
+# the script collects once before it measures (tools.perf.UNIX_STEP, which
+# does not, reads 2-3x more in a fresh process).
 #
 #   python -m tools.mpstep           the stage table and the driver's read
 #   python -m tools.mpstep --ops     the micro-benchmarks
@@ -32,7 +33,7 @@ STAGES = """
 import sys
 sys.path[:] = ["", ".frozen", ROOT + "/lib", ROOT + "/firmware", ROOT + "/boards", ROOT + "/tools",
                ROOT + "/host_tests"]
-import time, simworld
+import gc, time, simworld
 from sim import scenario as scn
 from sim.mock_afe import FAULTS
 from defs.snapshot import Snapshot
@@ -164,6 +165,9 @@ items = (
     ("driver_replay", lambda: calls(lambda: drv_rep.read(scratch), WINDOW)),
     ("replay_only", lambda: calls(replay_only, WINDOW)),
 )
+# a fresh process runs the cycle 2-3x slower until its first collection
+# (seen with today's world: not an allocation, the cycle runs heap-locked)
+gc.collect()
 best = {}
 order = [name for name, fn in items if name != "staged"] + ["stage_" + n for n in names]
 for _ in range(ROUNDS):
@@ -211,9 +215,14 @@ def wrap(k, f):
     return timed
 
 
+missing = []  # parts renamed or gone: named in the output
 for k in range(P):
     label, obj, attr = PARTS[k]
-    setattr(obj, attr, wrap(k, getattr(obj, attr)))
+    f = getattr(obj, attr, None)
+    if f is None:
+        missing.append(label)
+    else:
+        setattr(obj, attr, wrap(k, f))
 probe = wrap(P, lambda x: None)
 part_best = [1 << 30] * (P + 1)
 for _ in range(ROUNDS):
@@ -225,10 +234,11 @@ for _ in range(ROUNDS):
     for k in range(P + 1):
         part_best[k] = min(part_best[k], part_acc[k])
 for k in range(P):
-    if part_calls[k]:  # a part never called in the windows (system.from_pack on a master) is left out
+    if part_calls[k]:  # a part never called (system.from_pack on a master) is left out
         best["part_" + PARTS[k][0]] = part_best[k] - part_best[P] * part_calls[k] // (ROUNDS * WINDOW)
         order.append("part_" + PARTS[k][0])
-print(" ".join("%s %.3f" % (k, best[k] / WINDOW) for k in order), "stages", ",".join(names))
+print(" ".join("%s %.3f" % (k, best[k] / WINDOW) for k in order), "missing", ",".join(missing) or "-",
+      "stages", ",".join(names))
 """
 
 
@@ -390,11 +400,13 @@ def _run(script, lines=False, **consts):
 def stages(moving=False):
     """{item: us} of one run of STAGES (None without the interpreter): step,
     stage_<name> for each stage in the cycle's order (the list: "order"),
-    the bench's share and the driver items; see split()."""
+    part_<name> for the parts, the bench's share and the driver items (see
+    split()); "missing": the parts the stages no longer have."""
     out = _run(STAGES, MOVING=moving, WINDOW=WINDOW, ROUNDS=ROUNDS)
     if out is None:
         return None
-    r = {out[i]: float(out[i + 1]) for i in range(0, len(out) - 2, 2)}
+    r = {out[i]: float(out[i + 1]) for i in range(0, len(out) - 4, 2)}
+    r["missing"] = [] if out[-3] == "-" else out[-3].split(",")
     r["order"] = out[-1].split(",")
     return r
 
@@ -430,8 +442,9 @@ def figures():
                  s["driver"], s["chip"], s["board"]))
         print("    stages alone (timer %.2f us taken off): %s" % (pair, ", ".join(
             "%s %.1f" % (n, r["stage_" + n] - pair) for n in r["order"])))
-        print("    parts (timed alone; calls made by the timed part included): %s" % ", ".join(
-            "%s %.1f" % (k[5:], v) for k, v in r.items() if k.startswith("part_")))
+        print("    parts (timed alone; calls made by the timed part included): %s%s" % (", ".join(
+            "%s %.1f" % (k[5:], v) for k, v in r.items() if k.startswith("part_")),
+            "; not found (renamed?): " + ", ".join(r["missing"]) if r["missing"] else ""))
 
 
 def ops():
