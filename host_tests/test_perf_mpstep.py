@@ -34,8 +34,8 @@ def test_every_stage_of_the_cycle_in_its_order(split):
 
 def test_the_bench_share_is_part_of_the_step(split):
     s = mpstep.split(split)
-    assert 0 < split["mock_read"] < s["bench"] < split["step"]
-    assert s["own"] == pytest.approx(split["step"] - s["bench"])
+    assert 0 < split["mock_read"] < s["bench"] < s["step"] <= split["step"]
+    assert s["own"] == pytest.approx(s["step"] - s["bench"])
     assert s["driver"] > 0 and s["chip"] > 0  # the chip model's register reads cost more than a replay
 
 

@@ -412,17 +412,21 @@ def stages(moving=False):
 
 
 def split(r):
-    """The derived figures of a stages() result, us: bench (the mock AFE's
-    read and read_alerts, the host board's ticks_us twice less the board's
-    builtin: what the bench adds to a step), own (step less bench), driver
-    (the BQ76952 driver's read less the replay's copies), chip (what the
-    tests' chip model adds to the driver's read), board (own + driver: the
-    step's CPU on a BQ board, the I2C transfers' bus time not counted)."""
+    """The derived figures of a stages() result, us: stages (the sum of each
+    stage's fastest, its timer taken off), step (the fastest window of whole
+    steps or that sum, the lower: on a loaded machine a whole window is
+    seldom quiet), bench (the mock AFE's read and read_alerts, the host
+    board's ticks_us twice less the board's builtin: what the bench adds to
+    a step), own (step less bench), driver (the BQ76952 driver's read less
+    the replay's copies), chip (what the tests' chip model adds to the
+    driver's read), board (own + driver: the step's CPU on a BQ board, the
+    I2C transfers' bus time not counted)."""
+    stages_us = sum(r["stage_" + n] - r["timer_pair"] for n in r["order"])
+    step = min(r["step"], stages_us)
     bench = r["mock_read"] + r["mock_alerts"] + 2 * (r["board_ticks_us"] - r["ticks_us"])
-    own = r["step"] - bench
     driver = r["driver_replay"] - r["replay_only"]
-    return {"bench": bench, "own": own, "driver": driver, "chip": r["driver_chip"] - r["driver_replay"],
-            "board": own + driver}
+    return {"stages": stages_us, "step": step, "bench": bench, "own": step - bench, "driver": driver,
+            "chip": r["driver_chip"] - r["driver_replay"], "board": step - bench + driver}
 
 
 def figures():
@@ -435,11 +439,12 @@ def figures():
     for label, r in runs:
         s = split(r)
         pair = r["timer_pair"]
-        print("  %s: step %.0f us = the firmware's own %.0f us + the bench's %.1f us (mock AFE read %.1f, "
-              "read_alerts %.2f, host_sim ticks_us 2 x %.2f); with the BQ76952 driver's read (%.1f us, "
-              "its chip model's %.0f us and the I2C bus time not counted) %.0f us on a board"
-              % (label, r["step"], s["own"], s["bench"], r["mock_read"], r["mock_alerts"], r["board_ticks_us"],
-                 s["driver"], s["chip"], s["board"]))
+        print("  %s: step %.0f us (whole steps %.0f, the stages' sum %.0f) = the firmware's own %.0f us + the "
+              "bench's %.1f us (mock AFE read %.1f, read_alerts %.2f, host_sim ticks_us 2 x %.2f); with the "
+              "BQ76952 driver's read (%.1f us; its chip model's %.0f us and the I2C bus time not counted) "
+              "%.0f us on a board"
+              % (label, s["step"], r["step"], s["stages"], s["own"], s["bench"], r["mock_read"], r["mock_alerts"],
+                 r["board_ticks_us"], s["driver"], s["chip"], s["board"]))
         print("    stages alone (timer %.2f us taken off): %s" % (pair, ", ".join(
             "%s %.1f" % (n, r["stage_" + n] - pair) for n in r["order"])))
         print("    parts (timed alone; calls made by the timed part included): %s%s" % (", ".join(
