@@ -12,9 +12,9 @@
 # windows, taken in turns, so that each item gets the same quiet moments; and
 # the script collects once before it measures (tools.perf.UNIX_STEP, which
 # does not, reads 2-3x more in a fresh process). A stage's figure also moves
-# with what else runs: MicroPython's attribute lookup cache is one table of
-# 128 entries for every map (py/map.c), so the same firmware measured 117 and
-# 146 us per step with two ways of drawing the mock's noise.
+# with what else runs: the same firmware measured 117 and 146 us per step
+# with two ways of drawing the mock's noise (likely MicroPython's attribute
+# lookup cache, one table of 128 entries for every map: py/map.c).
 #
 #   python -m tools.mpstep           the stage table and the driver's read
 #   python -m tools.mpstep --ops     the micro-benchmarks
