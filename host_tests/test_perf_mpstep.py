@@ -1,7 +1,8 @@
 # tools/mpstep (`make perf`'s split of the control step in the 32-bit
 # MicroPython): the split covers every stage the firmware's cycle runs, in
 # its order, and the bench's share it takes off is what it says, a part of
-# the step; every part it times is found in the stages. Few short
+# the step; every part it times is found in the stages; the real board's
+# run is the same stages on the BQ76952 driver. Few short
 # windows: this checks what is measured, not how fast.
 import json
 
@@ -42,3 +43,15 @@ def test_the_bench_share_is_part_of_the_step(split):
 def test_every_part_it_times_is_found(split):
     assert split["missing"] == []
     assert any(k.startswith("part_protect.") for k in split)
+
+
+def test_the_real_board_runs_the_same_stages_on_the_driver(split):
+    saved = mpstep.WINDOW, mpstep.ROUNDS
+    mpstep.WINDOW, mpstep.ROUNDS = 5, 3
+    try:
+        b = mpstep.board()
+    finally:
+        mpstep.WINDOW, mpstep.ROUNDS = saved
+    assert b["afe"] == "BQ76952"
+    assert all(b["stage_" + n] > 0 for n in split["order"])
+    assert 0 < b["copies"] < b["own"] < b["stages"]

@@ -5,7 +5,8 @@
 # ticks_us: lib/sim, boards/host_sim.py) measured and taken off, as
 # tools/ram.py takes the fakes' share off the heap; the BQ76952 driver's read
 # (what the board runs in place of the mock's) on the tests' chip model, the
-# model's time taken off; and micro-benchmarks of the Python constructs the
+# model's time taken off; the real board's step (esp32_bq on the fake
+# machine, the chip model's bytes replayed); and micro-benchmarks of the Python constructs the
 # stages are made of, in microseconds per operation.
 #
 # The machine is shared and noisy: every figure is the fastest of many short
@@ -19,6 +20,7 @@
 #   python -m tools.mpstep           the stage table and the driver's read
 #   python -m tools.mpstep --ops     the micro-benchmarks
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,7 +38,7 @@ STAGES = """
 import sys
 sys.path[:] = ["", ".frozen", ROOT + "/lib", ROOT + "/firmware", ROOT + "/boards", ROOT + "/tools",
                ROOT + "/host_tests"]
-import gc, time, simworld
+import gc, io, time, simworld
 from sim import scenario as scn
 from sim.mock_afe import FAULTS
 from defs.snapshot import Snapshot
@@ -125,6 +127,8 @@ drv = BQ76952(chip, crc=True)
 
 
 class Replay:
+    # the bytes through an io.BytesIO: a slice assignment would allocate (a
+    # slice object), and the collections that brings would land in the windows
     def __init__(self, chip):
         self.chip = chip
         self.got = {}
@@ -133,14 +137,15 @@ class Replay:
         got = self.got.get(reg)
         if got is None:
             self.chip.readfrom_mem_into(addr, reg, buf)
-            got = self.got[reg] = bytes(buf)
-        buf[:] = got
+            got = self.got[reg] = io.BytesIO(bytes(buf))
+        got.seek(0)
+        got.readinto(buf)
 
 
 rep = Replay(chip)
 drv_rep = BQ76952(rep, crc=True)
 drv_rep.read(scratch)
-bufs = [(reg, memoryview(bytearray(len(b)))) for reg, b in rep.got.items()]
+bufs = [(reg, memoryview(bytearray(len(b.getvalue())))) for reg, b in rep.got.items()]
 addr = drv_rep.addr
 
 
@@ -242,6 +247,104 @@ for k in range(P):
         order.append("part_" + PARTS[k][0])
 print(" ".join("%s %.3f" % (k, best[k] / WINDOW) for k in order), "missing", ",".join(missing) or "-",
       "stages", ",".join(names))
+"""
+
+
+# The real board's control step: boards/esp32_bq.py built from source as
+# main.py builds it, on host_tests/fake_machine.py (as `machine`; FAKES: a
+# directory with the fake `esp32` module) with the rig of tools/ram.py
+# (host_tests/bq_rig.py: the BQ76952 model on I2C); the step timed with the
+# model's bytes replayed (the driver does all its work), the replay's copies
+# taken off. Prints: name value pairs, us.
+BOARD = """
+import sys
+sys.path[:] = ["", ".frozen", FAKES, ROOT + "/host_tests", ROOT + "/lib", ROOT + "/firmware", ROOT + "/boards"]
+import fake_machine
+sys.modules["machine"] = fake_machine
+import gc, io, time
+from bq_rig import Rig
+rig = Rig()
+import esp32_bq as board
+rig.wire(board)
+import main
+app, sup = main.start(board.build())
+tu = time.ticks_us
+td = time.ticks_diff
+chip = rig.bq
+stages = app.cycle.stages
+clock = [10000]
+
+
+class Replay:  # as in STAGES, writes go to the model
+    def __init__(self, chip):
+        self.chip = chip
+        self.got = {}
+
+    def readfrom_mem_into(self, addr, reg, buf):
+        got = self.got.get(reg)
+        if got is None:
+            self.chip.readfrom_mem_into(addr, reg, buf)
+            got = self.got[reg] = io.BytesIO(bytes(buf))
+        got.seek(0)
+        got.readinto(buf)
+
+    def writeto_mem(self, addr, reg, buf):
+        self.chip.writeto_mem(addr, reg, buf)
+
+
+def step(n):
+    tick = app.cycle.tick
+    now = clock[0]
+    t0 = tu()
+    for _ in range(n):
+        tick(now)
+        now += 100
+    clock[0] = now
+    return td(tu(), t0)
+
+
+def staged(n):
+    acc = [0] * len(stages)
+    now = clock[0]
+    for _ in range(n):
+        i = 0
+        for s in stages:
+            t0 = tu()
+            s.tick(now)
+            acc[i] += td(tu(), t0)
+            i += 1
+        now += 100
+    clock[0] = now
+    return acc
+
+
+rep = Replay(chip)
+step(WINDOW)
+fake_machine.I2C_DEVICES[chip.addr] = rep
+step(1)
+bufs = [(reg, memoryview(bytearray(len(b.getvalue())))) for reg, b in rep.got.items()]
+
+
+def copies(n):
+    t0 = tu()
+    for _ in range(n):
+        for reg, b in bufs:
+            rep.readfrom_mem_into(chip.addr, reg, b)
+    return td(tu(), t0)
+
+
+gc.collect()
+best = {}
+names = [type(s).__name__.lower() for s in stages]
+for _ in range(ROUNDS):
+    for k, d in (("step", step(WINDOW)), ("copies", copies(WINDOW))):
+        best[k] = min(best.get(k, 1 << 30), d)
+    a = staged(WINDOW)
+    for i in range(len(stages)):
+        k = "stage_" + names[i]
+        best[k] = min(best.get(k, 1 << 30), a[i])
+print(" ".join("%s %.3f" % (k, best[k] / WINDOW) for k in ["step", "copies"] + ["stage_" + n for n in names]),
+      "afe", type(stages[0].afe).__name__)
 """
 
 
@@ -414,6 +517,33 @@ def stages(moving=False):
     return r
 
 
+def board():
+    """{item: us} of one run of BOARD (None without the interpreter): step
+    (whole steps), stages (the stages' sum), copies (the replay's), own
+    (the lower of the two less the copies), stage_<name>; "afe": the
+    driver's class."""
+    sys.path.insert(0, ram.HOST_TESTS)
+    try:
+        import fake_machine
+    finally:
+        sys.path.remove(ram.HOST_TESTS)
+    d = tempfile.mkdtemp()
+    try:
+        with open(os.path.join(d, "esp32.py"), "w") as f:
+            f.write(fake_machine.FAKE_ESP32)
+        out = _run(BOARD, FAKES=d, WINDOW=WINDOW, ROUNDS=ROUNDS)
+    finally:
+        shutil.rmtree(d)
+    if out is None:
+        return None
+    r = {out[i]: float(out[i + 1]) for i in range(0, len(out) - 2, 2)}
+    r["afe"] = out[-1]
+    # as split(): the whole step or the stages' sum, the lower, less the copies
+    r["stages"] = sum(v for k, v in r.items() if k.startswith("stage_"))
+    r["own"] = min(r["step"], r["stages"]) - r["copies"]
+    return r
+
+
 def split(r):
     """The derived figures of a stages() result, us: stages (the sum of each
     stage's fastest, its timer taken off), step (the fastest window of whole
@@ -453,6 +583,11 @@ def figures():
         print("    parts (timed alone; calls made by the timed part included): %s%s" % (", ".join(
             "%s %.1f" % (k[5:], v) for k, v in r.items() if k.startswith("part_")),
             "; not found (renamed?): " + ", ".join(r["missing"]) if r["missing"] else ""))
+    b = board()
+    print("  the real board (esp32_bq built from source on the fake machine, %s on the chip model's bytes "
+          "replayed, their copies (%.1f us) taken off): step %.0f us (whole steps %.0f, the stages' sum %.0f); "
+          "stages alone: %s" % (b["afe"], b["copies"], b["own"], b["step"], b["stages"],
+                                ", ".join("%s %.1f" % (n, b["stage_" + n]) for n in runs[0][1]["order"])))
 
 
 def ops():
