@@ -30,6 +30,29 @@ from tools import paths, ram
 WINDOW = 50  # cycles (or calls) per timed window
 ROUNDS = 100  # windows per item, in turns; each figure is the fastest window
 
+# An I2C that answers each register with the bytes the chip model gave it
+# first (writes go to the model): the driver does all its work, the bus next
+# to nothing. The bytes through an io.BytesIO: a slice assignment would
+# allocate (a slice object), and the collections that brings would land in
+# the timed windows.
+REPLAY = """
+class Replay:
+    def __init__(self, chip):
+        self.chip = chip
+        self.got = {}
+
+    def readfrom_mem_into(self, addr, reg, buf):
+        got = self.got.get(reg)
+        if got is None:
+            self.chip.readfrom_mem_into(addr, reg, buf)
+            got = self.got[reg] = io.BytesIO(bytes(buf))
+        got.seek(0)
+        got.readinto(buf)
+
+    def writeto_mem(self, addr, reg, buf):
+        self.chip.writeto_mem(addr, reg, buf)
+"""
+
 # Prints one line: name value pairs (us per cycle or per call). The world is
 # the one of tools.perf.UNIX_STEP (one pack at 5 s, no physics between the
 # cycles: the readings stay put); MOVING: the pack charges at 20 A with +-2 mV
@@ -119,27 +142,14 @@ alerts = afe.read_alerts
 board_ticks = pack.board.ticks_us
 # the driver's read: on the tests' register model of the chip (CRC on, as the
 # boards run it), and on a replay of the bytes that model gave (the driver's
-# own work plus one slice copy per transfer)
+# own work plus one copy per transfer: REPLAY)
 chip = SimBQ76952(crc=True)
 chip.cell_mv = [3300 + c for c in range(16)]
 chip.render()
 drv = BQ76952(chip, crc=True)
 
 
-class Replay:
-    # the bytes through an io.BytesIO: a slice assignment would allocate (a
-    # slice object), and the collections that brings would land in the windows
-    def __init__(self, chip):
-        self.chip = chip
-        self.got = {}
-
-    def readfrom_mem_into(self, addr, reg, buf):
-        got = self.got.get(reg)
-        if got is None:
-            self.chip.readfrom_mem_into(addr, reg, buf)
-            got = self.got[reg] = io.BytesIO(bytes(buf))
-        got.seek(0)
-        got.readinto(buf)
+# REPLAY
 
 
 rep = Replay(chip)
@@ -247,7 +257,7 @@ for k in range(P):
         order.append("part_" + PARTS[k][0])
 print(" ".join("%s %.3f" % (k, best[k] / WINDOW) for k in order), "missing", ",".join(missing) or "-",
       "stages", ",".join(names))
-"""
+""".replace("# REPLAY", REPLAY)
 
 
 # The real board's control step: boards/esp32_bq.py built from source as
@@ -275,21 +285,7 @@ stages = app.cycle.stages
 clock = [10000]
 
 
-class Replay:  # as in STAGES, writes go to the model
-    def __init__(self, chip):
-        self.chip = chip
-        self.got = {}
-
-    def readfrom_mem_into(self, addr, reg, buf):
-        got = self.got.get(reg)
-        if got is None:
-            self.chip.readfrom_mem_into(addr, reg, buf)
-            got = self.got[reg] = io.BytesIO(bytes(buf))
-        got.seek(0)
-        got.readinto(buf)
-
-    def writeto_mem(self, addr, reg, buf):
-        self.chip.writeto_mem(addr, reg, buf)
+# REPLAY
 
 
 def step(n):
@@ -345,7 +341,7 @@ for _ in range(ROUNDS):
         best[k] = min(best.get(k, 1 << 30), a[i])
 print(" ".join("%s %.3f" % (k, best[k] / WINDOW) for k in ["step", "copies"] + ["stage_" + n for n in names]),
       "afe", type(stages[0].afe).__name__)
-"""
+""".replace("# REPLAY", REPLAY)
 
 
 # Micro-benchmarks: each operation 10 times in a loop of N, the fastest of
