@@ -54,6 +54,7 @@ class MockAfe(Afe):
         self._rng = model.rng if rng is None else rng
         self.comm_errors = 0
         self._noise_mv = cell_noise_mv
+        self._draws = array("i", [0] * n)  # read()'s noise, drawn in one call
         self._i_offset_ma = current_offset_ma
         self._i_gain_ppm = current_gain_ppm
         self._v_gain_ppm = voltage_gain_ppm
@@ -155,14 +156,20 @@ class MockAfe(Afe):
             return False
         m = self.model
         noise = self._noise_mv
-        if self._plain_cells and not noise:
+        if self._plain_cells:
             mv = m._mv  # already clamped to 0..CELL_MAX_MV
             out = snap.cell_mv
-            c = 0
             n = self.n_cells
-            while c < n:
-                out[c] = mv[c]
-                c += 1
+            if noise:
+                # what _read_cells gives: a draw per cell, in order
+                d = self._draws
+                self._rng.fill(d, n, -noise, noise)
+                for c in range(n):
+                    v = mv[c] + d[c]
+                    out[c] = 0 if v < 0 else (v if v < 65535 else 65535)
+            else:
+                for c in range(n):
+                    out[c] = mv[c]
         else:
             self._read_cells(snap, noise)
         if self._plain_ntcs:

@@ -44,6 +44,12 @@ class Rng:
         r30 = (self._hi << 14) | (self._lo >> 2)
         return lo + r30 % (hi - lo + 1)
 
+    def fill(self, out, n, lo, hi):
+        """out[0:n] = n draws of randint(lo, hi), in order (allocates nothing:
+        the method is called, not bound)."""
+        for k in range(n):
+            out[k] = self.randint(lo, hi)
+
     def spread(self, value, ppm):
         """value varied uniformly by up to +-ppm parts per million of itself."""
         return value + value * self.randint(-ppm, ppm) // 1000000
