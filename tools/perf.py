@@ -41,9 +41,11 @@ def control_step_us(n=20000):
 
 # The control step (the cycle's stages, the bench AFE's read included) in the
 # 32-bit unix MicroPython (tools.ram.interpreter): the best of 5 runs of 200
-# steps, in microseconds per step. ROOT is prepended by unix_step_us().
+# steps, in microseconds per step, after one gc.collect() (a fresh process
+# runs the cycle 2-3x slower until its first collection: tools/mpstep.py).
+# ROOT is prepended by unix_step_us().
 UNIX_STEP = """
-import sys
+import gc, sys
 sys.path[:] = ["", ".frozen", ROOT + "/lib", ROOT + "/firmware", ROOT + "/boards", ROOT + "/tools"]
 import time, simworld
 from sim import scenario as scn
@@ -52,6 +54,7 @@ w = simworld.World(scn.parse('{"duration_s": 10}', FAULTS), lambda line: None)
 w.run_until(5000)
 app = w.packs[0].app
 now = w.runner.now_ms
+gc.collect()
 best = 1 << 30
 for r in range(5):
     t0 = time.ticks_us()
