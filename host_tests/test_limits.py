@@ -23,9 +23,9 @@ def step(st, lim, cell_mv=3300, cells=None, temp_dc=250, dt_ms=100, n=1, mode=mo
     for c in range(16):
         st.snap.cell_mv[c] = cells[c] if cells else cell_mv
     st.snap.stack_mv = sum(st.snap.cell_mv)
-    st.snap.min_cell_mv, st.snap.max_cell_mv = min(st.snap.cell_mv), max(st.snap.cell_mv)  # as acquire does
     for k in range(7):
         st.snap.temp_dc[k] = temp_dc
+    st.snap.extremes()  # as acquire does
     st.mode = mode
     for _ in range(n):
         lim.update(st, dt_ms)

@@ -24,7 +24,6 @@ from defs.const import const
 from bms import params as P
 from defs import codes, modes
 from defs.codes import FC_I, FC_II, FC_FULL, FC_RECHARGE
-from bms.system import temp_extremes
 
 _DAY_S = const(86400)
 
@@ -72,10 +71,8 @@ class Limits:
         snap = st.snap
         vmin = snap.min_cell_mv
         vmax = snap.max_cell_mv
-        temps = snap.temp_dc
-        x = temp_extremes(temps)
-        t_lo = temps[x >> 4]
-        t_hi = temps[x & 15]
+        t_lo = snap.min_temp_dc  # acquire found the extremes
+        t_hi = snap.max_temp_dc
 
         # long timers in whole seconds from the measured intervals
         self._ms += dt_ms
