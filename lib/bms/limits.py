@@ -46,6 +46,8 @@ def taper(x, start, end, hi, lo):
 
 def derate_pml(t_lo, t_hi, zero_cold, full_cold, full_hot, zero_hot):
     """Permille of the current allowed at cell temperatures t_lo..t_hi."""
+    if zero_cold < full_cold <= t_lo and t_hi <= full_hot < zero_hot:
+        return 1000  # between the derating starts (the levels in the order validate keeps)
     a = taper(t_lo, full_cold, zero_cold, 1000, 0)
     b = taper(t_hi, full_hot, zero_hot, 1000, 0)
     return a if a < b else b
