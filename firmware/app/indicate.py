@@ -32,7 +32,7 @@ class Indicate(Service):
         self._shown = array("B", [indicate.OFF] * n)
         self._since = array("i", [0] * n)
         self._level = array("b", [-1] * n)
-        self._table = array("i", [-1])  # what the LED table last wrote (bms.indicate.fill_leds)
+        self._table = array("i", [-1] * indicate.LAST_N)  # what the LED table last wrote (bms.indicate.fill_leds)
         self._look_ms = 0
         self._quiet_ms = 0  # the first tick sets every pin
         self._buzz_shown = -1  # none yet: the first tick sets the pin
