@@ -4,9 +4,11 @@ row, the LED sequences (`003` 5.3, `004` 6.1), the buzzer patterns (SPEC 5 /
 durations: through the indicate service on simulated pins and through the
 bench world."""
 import json
+from array import array
 import random
 
 import pytest
+from hypothesis import given, settings, strategies as stt
 
 import simworld
 from app.indicate import Indicate
@@ -521,3 +523,38 @@ def test_a_protection_without_a_row_shows_as_a_warning():
         st = state(mode=PROT, protections=P(n))
         assert indicate.ROW_NAMES[indicate.fill_leds(st.leds, st)] == "standby_warning", n
         assert indicate.buzzer_pattern(st.mode, 0, st.protections, 0, True) == indicate.BEEP2
+
+
+_INPUTS = {
+    "mode": stt.sampled_from((0, 1, 2, 3, 4, 4, 4, 5, 6)),  # PROTECTION: the row follows the current
+    "alarms": stt.sampled_from((0, A("UV"), A("OV"), A("PARALLEL"))),
+    "protections": stt.sampled_from((0, P("COVP"), P("DOCP"), P("SCP"), P("IMB"), P("CHTP"))),
+    "faults": stt.sampled_from((0, F("NTC"))), "current_ma": stt.sampled_from((0, 1, -1, 5000, -5000)),
+    "soc_pct": stt.sampled_from((0, 24, 25, 60, 100)), "soc_valid": stt.booleans(),
+    "link_parallel": stt.booleans()}
+_STEP = stt.tuples(stt.fixed_dictionaries(_INPUTS), stt.sampled_from(sorted(_INPUTS) + ["all"]),
+                   stt.integers(0, 3), stt.integers(1, 3))
+
+
+@settings(max_examples=400, deadline=None)
+@given(stt.lists(_STEP, min_size=1, max_size=30))
+def test_led_table_with_its_last_inputs_is_the_full_evaluation(steps):
+    """fill_leds with the service's last array (nothing evaluated for the same
+    inputs again) leaves the LEDs and returns the row the full evaluation
+    gives, over runs of repeated states and states that differ in one input,
+    with other writers of the LEDs (a sequence: last[0] = -1) in between."""
+    st = PackState()
+    leds = array("B", [0] * indicate.N_LEDS)
+    ref = array("B", [0] * indicate.N_LEDS)
+    last = array("i", [-1] * indicate.LAST_N)
+    for values, which, other, repeat in steps:
+        for k in _INPUTS:
+            if which in (k, "all"):
+                setattr(st, k, values[k])
+        if other == 0:  # a sequence wrote the LEDs
+            for i in range(indicate.N_LEDS):
+                leds[i] = indicate.ON
+            last[0] = -1
+        for _ in range(repeat):
+            assert indicate.fill_leds(leds, st, last) == indicate.fill_leds(ref, st)
+            assert leds == ref

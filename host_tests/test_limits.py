@@ -1,9 +1,11 @@
 """Limits told to the inverter (lib/bms/limits.py, issue 4): tapers, derating,
 zero where a protection forbids, float after full, never CVL 0, force-charge
 requests and the long timers, in simulated time."""
+from hypothesis import given, settings, strategies as stt
+
 from defs import modes
 from defs.codes import PROTECTIONS
-from bms.limits import Limits, FC_I, FC_II, FC_FULL, FC_RECHARGE, taper
+from bms.limits import Limits, FC_I, FC_II, FC_FULL, FC_RECHARGE, taper, derate_pml
 from bms.params import Params
 from bms.state import PackState
 
@@ -23,9 +25,9 @@ def step(st, lim, cell_mv=3300, cells=None, temp_dc=250, dt_ms=100, n=1, mode=mo
     for c in range(16):
         st.snap.cell_mv[c] = cells[c] if cells else cell_mv
     st.snap.stack_mv = sum(st.snap.cell_mv)
-    st.snap.min_cell_mv, st.snap.max_cell_mv = min(st.snap.cell_mv), max(st.snap.cell_mv)  # as acquire does
     for k in range(7):
         st.snap.temp_dc[k] = temp_dc
+    st.snap.extremes()  # as acquire does
     st.mode = mode
     for _ in range(n):
         lim.update(st, dt_ms)
@@ -157,3 +159,21 @@ def test_standby_timer_restarts_when_current_flows():
     step(st, lim, cell_mv=3120, mode=modes.DISCHARGE)
     step(st, lim, cell_mv=3120, dt_ms=1000, n=40 * 3600, mode=modes.STANDBY)
     assert not st.force_charge & FC_RECHARGE
+
+
+T = stt.integers(-600, 1200)
+
+
+LEVELS = stt.lists(T, min_size=4, max_size=4).map(sorted) | stt.lists(T, min_size=4, max_size=4)
+
+
+@settings(max_examples=500, deadline=None)
+@given(T, T, LEVELS)
+def test_derate_between_the_starts_is_the_full_evaluation(t_lo, t_hi, levels):
+    """derate_pml's shortcut (full current between the derating starts) gives
+    what the two tapers give, for levels in any order (the PC tool's table
+    keeps them ordered; a test may write params.v directly)."""
+    zero_cold, full_cold, full_hot, zero_hot = levels
+    a = taper(t_lo, full_cold, zero_cold, 1000, 0)
+    b = taper(t_hi, full_hot, zero_hot, 1000, 0)
+    assert derate_pml(t_lo, t_hi, zero_cold, full_cold, full_hot, zero_hot) == min(a, b)

@@ -78,9 +78,9 @@ def _state():
     for i in range(16):
         s.cell_mv[i] = 3290 + 3 * i
     s.stack_mv = sum(s.cell_mv)
-    s.min_cell_mv, s.max_cell_mv, s.min_cell, s.max_cell = 3290, 3335, 0, 15
     for i in range(7):
         s.temp_dc[i] = (231, 245, 262, 250, 301, 299, 220)[i]
+    s.extremes()  # as acquire does
     st.current_ma = -23456
     st.soc_pct = 62
     st.soh_pct = 97
@@ -129,7 +129,7 @@ def _slave(seed):
     for i in range(16):
         st.snap.cell_mv[i] = 3270 + seed + i
     st.snap.stack_mv = sum(st.snap.cell_mv)
-    st.snap.min_cell_mv, st.snap.max_cell_mv, st.snap.min_cell, st.snap.max_cell = 3270 + seed, 3285 + seed, 0, 15
+    st.snap.extremes()
     st.current_ma = -11000 - 100 * seed
     st.soc_pct = 60 - seed
     st.alarms = st.protections = 0

@@ -1,5 +1,7 @@
 """SOC, SOH and counters (lib/bms/soc.py, issue 4), in simulated time: every
 rule fed through the estimator with a hand-made pack state."""
+from hypothesis import given, settings, strategies as stt
+
 from bms import params as P
 from defs.codes import PROTECTIONS
 from bms.params import Params
@@ -212,3 +214,25 @@ def test_plain_soc_counter_api_kept():
     assert s.pct() == 90
     s.count(50000, 3600000)
     assert s.pct() == 100 and s.ppm() == 1000000
+
+
+@settings(max_examples=300, deadline=None)
+@given(stt.lists(stt.tuples(stt.integers(-400000, 400000) | stt.sampled_from((0, 1, -1, 999, -999)),
+                            stt.integers(0, 70000)), min_size=1, max_size=30),
+       stt.integers(0, 70000), stt.integers(1, 1000000))
+def test_no_current_moves_no_counter(samples, dt_ms, capacity):
+    """The estimator counts only a current that is not 0 (update skips the
+    counters): in every state counting can reach, 0 mA for any interval leaves
+    the coulomb counter, a limited and a plain charge counter and an energy
+    counter as they were."""
+    soc = Soc(capacity)
+    soc.set_pct(50)
+    counters = (Counter(limit=2 * capacity), Counter(), Counter(36000000))
+    for i_ma, d in samples:
+        soc.count(i_ma, d)
+        for c in counters:
+            c.add(i_ma, d)
+        before = [(soc.charge_mah, soc._rem_mams)] + [(c.mah, c.rem) for c in counters]
+        soc.count(0, dt_ms)
+        assert [c.add(0, dt_ms) for c in counters] == [0, 0, 0]
+        assert [(soc.charge_mah, soc._rem_mams)] + [(c.mah, c.rem) for c in counters] == before

@@ -1,11 +1,12 @@
 # Owns the acquire stage: AFE -> the pack state's snapshot, with the time of
-# the read, the measured interval since the previous good read and the
-# lowest/highest cell, and the calibration applied (issue 13): the voltages
-# and the current times their gains (parameters cal_v_gain_ppm,
-# cal_i_gain_ppm), then the current less the sensor offset (PackState
-# i_offset_ma, the estimator's): snap.current_ma is what every stage reports
-# and protects on; snap.current_raw_ma (gain applied, offset not) is what the
-# estimator learns the offset from.
+# the read, the measured interval since the previous good read, the
+# lowest/highest cell and cell NTC (found once per read: Snapshot.extremes),
+# and the calibration applied (issue 13): the voltages and the current times
+# their gains (parameters cal_v_gain_ppm, cal_i_gain_ppm), then the current
+# less the sensor offset (PackState i_offset_ma, the estimator's):
+# snap.current_ma is what every stage reports and protects on;
+# snap.current_raw_ma (gain applied, offset not) is what the estimator learns
+# the offset from.
 from defs.const import const
 from defs.ticks import ticks_diff
 from bms import params as P
@@ -36,17 +37,7 @@ class Acquire:
                 st.afe_errors += 1
             return
         self._calibrate(snap)
-        cells = snap.cell_mv
-        lo = hi = 0
-        for c in range(1, len(cells)):
-            if cells[c] < cells[lo]:
-                lo = c
-            elif cells[c] > cells[hi]:
-                hi = c
-        snap.min_cell = lo
-        snap.max_cell = hi
-        snap.min_cell_mv = cells[lo]
-        snap.max_cell_mv = cells[hi]
+        snap.extremes()
         snap.dt_ms = ticks_diff(now_ms, snap.t_ms) if snap.reads else 0
         snap.t_ms = now_ms
         snap.ok = True

@@ -79,8 +79,10 @@ class Control:
         st.current_ma = i_ma if (i_ma >= deadband or i_ma <= -deadband) else 0
         # this snapshot shows the charger side only if it was read with the FETs open
         fets_were_open = not (st.chg_fet or st.dsg_fet or st.pchg_fet)
-        self._buttons(now_ms)
-        self._host_sleep(now_ms)
+        if st.sleep_wake_presses != self._sleep_wake_seen or st.reset_presses != self._reset_seen:
+            self._buttons(now_ms)
+        if st.host_sleep_req != self._host_sleep_seen:
+            self._host_sleep(now_ms)
         pc = st.host_requests != self._host_requests_seen  # activity on the PC port (SPEC 10)
         self._host_requests_seen = st.host_requests
         if st.sleep_reason:
@@ -115,6 +117,7 @@ class Control:
         self._outputs()
 
     def _buttons(self, now_ms):
+        """A new press passed on by the protect stage: sleep/wake, or reset."""
         st = self.state
         if st.sleep_wake_presses != self._sleep_wake_seen:
             self._sleep_wake_seen = st.sleep_wake_presses
@@ -133,14 +136,13 @@ class Control:
             self._sequence(indicate.SEQ_RESET, now_ms)
 
     def _host_sleep(self, now_ms):
-        """The PC tool's sleep (1) or wake (2) command, once per st.host_sleep_req."""
+        """The PC tool's sleep (1) or wake (2) command: a new st.host_sleep_req."""
         st = self.state
-        if st.host_sleep_req != self._host_sleep_seen:
-            self._host_sleep_seen = st.host_sleep_req
-            if st.host_sleep_cmd == 2 and st.sleep_reason:
-                self._wake(now_ms)
-            elif st.host_sleep_cmd == 1 and not st.sleep_reason:
-                self._go_to_sleep(self.sleep.command(sleep.BY_COMMAND, now_ms), now_ms)
+        self._host_sleep_seen = st.host_sleep_req
+        if st.host_sleep_cmd == 2 and st.sleep_reason:
+            self._wake(now_ms)
+        elif st.host_sleep_cmd == 1 and not st.sleep_reason:
+            self._go_to_sleep(self.sleep.command(sleep.BY_COMMAND, now_ms), now_ms)
 
     def _go_to_sleep(self, why, now_ms):
         self.state.sleep_reason = why

@@ -9,7 +9,7 @@
 from defs.const import const
 from array import array
 from bms import indicate, params as P
-from defs.ticks import ticks_diff
+from defs.ticks import ticks_diff, TICKS_MASK
 from app.service import Service
 
 _WRAP_MS = const(1 << 29)  # half of defs.ticks.TICKS_PERIOD: ticks_diff jumps from here to -_WRAP_MS
@@ -32,10 +32,10 @@ class Indicate(Service):
         self._shown = array("B", [indicate.OFF] * n)
         self._since = array("i", [0] * n)
         self._level = array("b", [-1] * n)
-        self._table = array("i", [-1])  # what the LED table last wrote (bms.indicate.fill_leds)
+        self._table = array("i", [-1] * indicate.LAST_N)  # what the LED table last wrote (bms.indicate.fill_leds)
         self._look_ms = 0
         self._quiet_ms = 0  # the first tick sets every pin
-        self._buzz_shown = indicate.OFF
+        self._buzz_shown = -1  # none yet: the first tick sets the pin
         self._buzz_since = 0
         self._buzz_level = -1
         # the last sequence played to its end (seq, start): it is not replayed
@@ -45,9 +45,6 @@ class Indicate(Service):
         self.seq = self._ctl_seq = state.seq
         self.seq_start_ms = self._ctl_start = state.seq_start_ms
         self._flicker_seen = state.link_flicker_count
-
-    def buzzer_enabled(self):
-        return self.params is not None and self.params.v[P.BUZZER_ENABLE] != 0
 
     def sequence(self):
         """The sequence started last; in the same ms the link's (it runs
@@ -66,7 +63,9 @@ class Indicate(Service):
     def tick(self, now_ms):
         st = self.state
         pat = st.leds
-        self.sequence()
+        if st.seq != self._ctl_seq or st.seq_start_ms != self._ctl_start \
+                or st.link_flicker_count != self._flicker_seen:
+            self.sequence()
         seq = self.seq
         start = self.seq_start_ms
         playing = False
@@ -83,8 +82,8 @@ class Indicate(Service):
         else:
             indicate.fill_leds(pat, st, self._table)
         shown = self._shown
-        d = ticks_diff(now_ms, self._look_ms)
-        if pat != shown or not 0 <= d < self._quiet_ms:
+        # 0 <= ticks_diff(now_ms, self._look_ms) < self._quiet_ms (<= _WRAP_MS) without the call
+        if pat != shown or (now_ms - self._look_ms) & TICKS_MASK >= self._quiet_ms:
             self._look_ms = now_ms
             quiet = _WRAP_MS
             since = self._since
@@ -108,12 +107,17 @@ class Indicate(Service):
                     self.leds.set(i, lit)
             self._quiet_ms = quiet
         b = indicate.OFF
-        if self.buzzer_enabled():
+        if self.params is not None and self.params.v[P.BUZZER_ENABLE] != 0:
             b = indicate.buzzer_pattern(st.mode, st.alarms, st.protections, st.faults, True)
-        st.buzzer = b
+        if b != indicate.OFF or b != self._buzz_shown:  # silent and already off: nothing to do
+            self._buzz(b, now_ms)
+
+    def _buzz(self, b, now_ms):
+        """Buzzer pattern b from now_ms: into the pack state and onto the pin."""
         if b != self._buzz_shown:
             self._buzz_shown = b
             self._buzz_since = now_ms
+            self.state.buzzer = b
         if self.buzzer is not None:
             on = 1 if b != indicate.OFF and indicate.is_lit(b, ticks_diff(now_ms, self._buzz_since)) else 0
             if on != self._buzz_level:

@@ -242,6 +242,9 @@ class Balancer:
         elif cand:
             for c in range(n):
                 eff[c] = 0
+        if not cand:
+            self.mask = 0
+            return 0
         gap = v[P.BAL_MIN_GAP_COUNT]
         mask = 0
         count = 0

@@ -142,15 +142,31 @@ def fill_row(leds, r, soc_pct):
     leds[MS] = OFF
 
 
+LAST_N = const(8)  # fill_leds' last: what it wrote, then the inputs it wrote it from
+
+
 def fill_leds(leds, st, last=None):
     """The LED table for PackState st (mode, alarms, protections, faults,
-    soc_pct/soc_valid, current_ma) into leds in place; returns the row.
-    last: None, or a one-int array of the service that holds what its previous
-    call wrote (-1: leds were written by something else): leds is left alone
-    when the row, the SOC and M/S are the same again."""
-    r = row(st.mode, st.alarms, st.protections, st.faults, st.current_ma)
+    soc_pct/soc_valid, current_ma, link_parallel) into leds in place; returns
+    the row. last: None, or the service's array of LAST_N ints that holds what
+    its previous call wrote (last[0]; -1: leds were written by something else)
+    and the inputs it came from: with the same inputs again nothing is
+    evaluated; leds is left alone when the row, the SOC and M/S are the same."""
     soc = st.soc_pct if st.soc_valid else 0
-    ms = r != ROW_POWER_OFF and getattr(st, "link_parallel", False)  # `000` F: parallel mode, the master
+    par = getattr(st, "link_parallel", False)
+    if last is not None:
+        if last[0] >= 0 and last[1] == st.mode and last[2] == st.alarms and last[3] == st.protections \
+                and last[4] == st.faults and last[5] == st.current_ma and last[6] == soc and last[7] == par:
+            return last[0] >> 1 & 15
+        last[1] = st.mode
+        last[2] = st.alarms
+        last[3] = st.protections
+        last[4] = st.faults
+        last[5] = st.current_ma
+        last[6] = soc
+        last[7] = par
+    r = row(st.mode, st.alarms, st.protections, st.faults, st.current_ma)
+    ms = r != ROW_POWER_OFF and par  # `000` F: parallel mode, the master
     if last is not None:
         key = soc << 5 | r << 1 | (1 if ms else 0)
         if key == last[0]:

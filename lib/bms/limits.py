@@ -24,7 +24,6 @@ from defs.const import const
 from bms import params as P
 from defs import codes, modes
 from defs.codes import FC_I, FC_II, FC_FULL, FC_RECHARGE
-from bms.system import temp_extremes
 
 _DAY_S = const(86400)
 
@@ -47,6 +46,8 @@ def taper(x, start, end, hi, lo):
 
 def derate_pml(t_lo, t_hi, zero_cold, full_cold, full_hot, zero_hot):
     """Permille of the current allowed at cell temperatures t_lo..t_hi."""
+    if zero_cold < full_cold <= t_lo and t_hi <= full_hot < zero_hot:
+        return 1000  # between the derating starts (the levels in the order validate keeps)
     a = taper(t_lo, full_cold, zero_cold, 1000, 0)
     b = taper(t_hi, full_hot, zero_hot, 1000, 0)
     return a if a < b else b
@@ -72,10 +73,8 @@ class Limits:
         snap = st.snap
         vmin = snap.min_cell_mv
         vmax = snap.max_cell_mv
-        temps = snap.temp_dc
-        x = temp_extremes(temps)
-        t_lo = temps[x >> 4]
-        t_hi = temps[x & 15]
+        t_lo = snap.min_temp_dc  # acquire found the extremes
+        t_hi = snap.max_temp_dc
 
         # long timers in whole seconds from the measured intervals
         self._ms += dt_ms

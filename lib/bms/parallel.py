@@ -94,6 +94,8 @@ class Roles:
             self.changes += 1
 
     def step(self, now_ms):
+        if self.up_ms < 0 and self.role != NONE:
+            return  # decided, and no pack was ever upstream: nothing below can change it (a fixed role neither)
         if self.start_ms < 0:
             self.start_ms = now_ms
         if self.fixed == link.MASTER:
@@ -102,8 +104,6 @@ class Roles:
         if self.fixed:
             self._set(SLAVE, self.fixed)
             return
-        if self.up_ms < 0 and self.role != NONE:
-            return  # decided, and no pack was ever upstream: nothing below can change it
         up = self.upstream(now_ms)
         dst = self.up_dst
         if up and link.valid_address(dst) and dst != link.MASTER:

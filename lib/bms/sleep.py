@@ -49,15 +49,16 @@ class SleepRules:
 
     def check(self, now_ms, min_cell_mv, current_ma, uv_protection, other_protection, balancing, comm_active):
         """While awake, every cycle: the reason to sleep now, or NONE."""
-        s = self._held(uv_protection, self._uv_since, now_ms, self.uv_sleep_delay_ms)
+        # _held(False, ...) is -1: the call only for a condition that holds
+        s = self._held(True, self._uv_since, now_ms, self.uv_sleep_delay_ms) if uv_protection else -1
         self._uv_since = s
         if s == -2:
             return self._sleep(BY_UV, now_ms)
         if current_ma != 0 or comm_active:  # not quiet: neither rule below holds
             self._low_since = self._idle_since = -1
             return NONE
-        s = self._held(min_cell_mv < self.sleep_cell_mv and not other_protection and not uv_protection
-                       and not balancing, self._low_since, now_ms, self.sleep_delay_ms)
+        low = min_cell_mv < self.sleep_cell_mv and not other_protection and not uv_protection and not balancing
+        s = self._held(True, self._low_since, now_ms, self.sleep_delay_ms) if low else -1
         self._low_since = s
         if s == -2:
             return self._sleep(BY_LOW_CELL, now_ms)

@@ -229,7 +229,7 @@ class SocEstimator:
             self._cal_ppm = -1
             self._net.clear()
             self._chg.clear()
-            self._publish(st)
+            self._publish(st, self.soc.ppm())
         elif what == SET_CYCLES:
             r = self.rated_mah
             st.dsg_ah = value * (r // _MAH_PER_AH) + value * (r % _MAH_PER_AH) // _MAH_PER_AH
@@ -264,7 +264,7 @@ class SocEstimator:
         vmax = snap.max_cell_mv
         if not self.started:
             self.start(st, snap, vmin, vmax)
-            self._publish(st)
+            self._publish(st, self.soc.ppm())
             return
         self._use_fcc(st)
         deadband = v[P.CURRENT_DEADBAND_MA]
@@ -276,9 +276,10 @@ class SocEstimator:
             i = _MAX_MA
         elif i < -_MAX_MA:
             i = -_MAX_MA
-        self.soc.count(i, dt_ms)
-        self._net.add(i, dt_ms)
-        self._count(st, i, dt_ms, snap.stack_mv)
+        if i:  # no current moves no counter: each holds 0 <= remainder < unit, a count in range
+            self.soc.count(i, dt_ms)
+            self._net.add(i, dt_ms)
+            self._count(st, i, dt_ms, snap.stack_mv)
 
         # charge end: COVP (or the AFE's COV), or the cut-off current at the
         # charge voltage for charge_end_delay_ms; a read that failed plausibility
@@ -321,10 +322,10 @@ class SocEstimator:
             st.soc_full = False
         if ppm > 50000:
             self._at_empty = False
-        self._publish(st)
+        self._publish(st, ppm)
 
-    def _publish(self, st):
-        ppm = self.soc.ppm()
+    def _publish(self, st, ppm):
+        """ppm: self.soc.ppm()."""
         st.soc_ppm = ppm
         pct = ppm // 10000
         if pct > 99 and not st.soc_full:

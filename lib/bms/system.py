@@ -6,7 +6,6 @@
 from defs.const import const
 from defs import codes
 from bms.params import RATED_CAPACITY_MAH
-from defs.snapshot import N_CELL_TEMPS
 from proto import link
 from proto.link import F_CHG_OK, F_DSG_OK, F_HOLD
 from proto.wire import u16
@@ -49,18 +48,6 @@ class SystemView:
         self.generation = 0  # formed-system generation (bms.parallel.Forming)
 
 
-def temp_extremes(temps):
-    """(coldest << 4) | hottest of the cell-temperature channels (the first
-    on a tie): the link report's idx_temp byte, an int so nothing is allocated."""
-    lo = hi = 0
-    for i in range(1, N_CELL_TEMPS):
-        if temps[i] < temps[lo]:
-            lo = i
-        if temps[i] > temps[hi]:
-            hi = i
-    return (lo << 4) | hi
-
-
 def from_pack(view, st, params, pack=0):
     """The view of one pack (the single-pack system)."""
     snap = st.snap
@@ -83,18 +70,16 @@ def from_pack(view, st, params, pack=0):
     view.dcl_ma = st.dcl_ma
     view.dvl_mv = st.dvl_mv
     view.force_charge = st.force_charge
-    view.min_cell_mv = snap.min_cell_mv  # acquire found the extremes
+    view.min_cell_mv = snap.min_cell_mv  # acquire found the extremes (cells and NTCs)
     view.max_cell_mv = snap.max_cell_mv
     view.min_cell_pack = view.max_cell_pack = pack
     view.min_cell_index = snap.min_cell
     view.max_cell_index = snap.max_cell
-    temps = snap.temp_dc
-    x = temp_extremes(temps)
-    view.min_temp_dc = temps[x >> 4]
-    view.max_temp_dc = temps[x & 15]
+    view.min_temp_dc = snap.min_temp_dc
+    view.max_temp_dc = snap.max_temp_dc
     view.min_temp_pack = view.max_temp_pack = pack
-    view.min_temp_index = x >> 4
-    view.max_temp_index = x & 15
+    view.min_temp_index = snap.min_temp
+    view.max_temp_index = snap.max_temp
     view.alarms = st.alarms
     view.protections = st.protections
     view.faults = st.faults
@@ -143,14 +128,12 @@ def own_row(t, a, st, params, flags):
     t.ccl_ma[a] = (st.ccl_ma // 10) * 10
     t.dcl_ma[a] = (st.dcl_ma // 10) * 10
     t.dvl_mv[a] = u16(st.dvl_mv)
-    t.min_cell_mv[a] = snap.min_cell_mv  # acquire found the extremes
+    t.min_cell_mv[a] = snap.min_cell_mv  # acquire found the extremes (cells and NTCs)
     t.max_cell_mv[a] = snap.max_cell_mv
     t.idx_cell[a] = (snap.min_cell << 4) | snap.max_cell
-    temps = snap.temp_dc
-    x = temp_extremes(temps)
-    t.min_temp_dc[a] = temps[x >> 4]
-    t.max_temp_dc[a] = temps[x & 15]
-    t.idx_temp[a] = x
+    t.min_temp_dc[a] = snap.min_temp_dc
+    t.max_temp_dc[a] = snap.max_temp_dc
+    t.idx_temp[a] = (snap.min_temp << 4) | snap.max_temp  # the link report's idx_temp byte
     t.alarms[a] = st.alarms & 0xFFFF
     t.protections[a] = st.protections & 0xFFFF
     t.faults[a] = st.faults & 0xFFFF

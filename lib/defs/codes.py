@@ -72,7 +72,10 @@ def dsg_allowed(st):
 def names(table, mask):
     """The names of the set bits, lowest bit first (allocates: not for the control step)."""
     out = []
-    for i in range(len(table)):
-        if mask & (1 << i):
+    n = len(table)
+    i = 0
+    while mask >> i and i < n:  # up to the highest bit set
+        if mask >> i & 1:
             out.append(table[i])
+        i += 1
     return out

@@ -28,12 +28,43 @@ class Snapshot:
         self.dt_ms = 0  # measured time since the previous good read
         self.ok = False  # False when the last read failed (values are stale)
         self.reads = 0  # good reads since start
-        # the lowest and highest cell of this read (acquire computes them once)
+        # the lowest and highest cell and cell NTC of this read (acquire computes
+        # them once: extremes())
         self.min_cell_mv = 0
         self.max_cell_mv = 0
         self.min_cell = 0  # index
         self.max_cell = 0
+        self.min_temp_dc = 0
+        self.max_temp_dc = 0
+        self.min_temp = 0  # index, T_CELL0 .. N_CELL_TEMPS - 1
+        self.max_temp = 0
         # protect: False when this read's voltages fail plausibility (a cell outside
         # cell_phys_*, or the cells' sum off the stack by more than stack_sum_tol_mv,
         # e.g. 0xFFFF from a bad transfer): no calibration and no alert release from it
         self.plausible = True
+
+    def extremes(self):
+        """Find the lowest and highest cell and cell NTC (the first on a tie):
+        min/max run in C, only the index is looked for in Python."""
+        cells = self.cell_mv
+        lo = min(cells)
+        hi = max(cells)
+        self.min_cell_mv = lo
+        self.max_cell_mv = hi
+        self.min_cell = _first(cells, lo)
+        self.max_cell = _first(cells, hi)
+        t = self.temp_dc
+        lo = min(t[0], t[1], t[2], t[3])  # the N_CELL_TEMPS cell NTCs
+        hi = max(t[0], t[1], t[2], t[3])
+        self.min_temp_dc = lo
+        self.max_temp_dc = hi
+        self.min_temp = _first(t, lo)
+        self.max_temp = _first(t, hi)
+
+
+def _first(a, x):
+    """The index of the first x in a (x is in it)."""
+    i = 0
+    while a[i] != x:
+        i += 1
+    return i
