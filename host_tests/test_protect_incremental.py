@@ -18,7 +18,7 @@ the values its rule turns on:
   limit changes, manual resets);
 - the hardware alerts, over-current counting and event values (alerts, over-
   and short-circuit currents, reversed polarity, chargers, resets)."""
-from hypothesis import given, settings, strategies as stt
+from hypothesis import example, given, settings, strategies as stt
 
 from defs import codes
 from defs.afe import ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD
@@ -69,13 +69,15 @@ def _observed(prot):
 
 
 # A segment: how long its inputs hold, and the inputs (any left out keep their
-# quiet value). Readings marked "jitter" move by one unit on every read.
+# quiet value; temperatures keep the previous segment's, a stuck channel's
+# driver stays where it moved). Readings marked "jitter" move by one unit on
+# every read.
 QUIET = {"cells": (), "cell_jitter": False, "dstack": 0, "current": 0, "current_jitter": False,
          "temps": (), "temp_jitter": None, "hw": 0, "pack": "stack", "soc": 50, "bad_reads": 0,
          "reset": False, "param": None}
 
 
-def _feed(st, seg, k):
+def _feed(st, seg, k, temps):
     snap = st.snap
     for c in range(N_CELLS):
         snap.cell_mv[c] = 3300 + ((k + c) % 3 if seg["cell_jitter"] else 0)
@@ -84,9 +86,7 @@ def _feed(st, seg, k):
     snap.stack_mv = sum(snap.cell_mv) + seg["dstack"]
     snap.current_ma = seg["current"] + (k % 5 if seg["current_jitter"] else 0)
     for ch in range(N_TEMPS):
-        snap.temp_dc[ch] = 250
-    for ch, dc in seg["temps"]:
-        snap.temp_dc[ch] = dc
+        snap.temp_dc[ch] = temps[ch]
     if seg["temp_jitter"] is not None:
         snap.temp_dc[seg["temp_jitter"]] += k & 1
     pack = seg["pack"]
@@ -109,8 +109,11 @@ def _run(segs, dts, setup=FAST):
         runs.append((prm, st, prot))
     now = (1 << 30) - 20000  # across the tick wrap
     k = 0
+    temps = [250] * N_TEMPS
     for seg in segs:
         seg = dict(QUIET, **seg)
+        for ch, dc in seg["temps"]:
+            temps[ch] = dc
         for prm, st, prot in runs:
             if seg["param"] is not None:
                 name, value = seg["param"]
@@ -123,7 +126,7 @@ def _run(segs, dts, setup=FAST):
         end = now + seg["dur"]
         while now < end:
             for _, st, prot in runs:
-                _feed(st, seg, k)
+                _feed(st, seg, k, temps)
                 if seg["bad_reads"] and k % seg["bad_reads"] == 0:
                     st.snap.ok = False
                     st.afe_errors += 1
@@ -231,6 +234,12 @@ TEMP_MOVE = (250, 251, 299, 300, 301, 200, 199, 249, 350, -450, 1300)
                                               ("ntc_stuck_heat_1c_ms", 600000), ("ntc_stuck_ms", 10000),
                                               ("rated_capacity_mah", 10000)))),
        dts=DTS)
+# a reset clears a suspect whose driver then stands still while another channel moves
+@example(segs=[{"dur": 1000}, {"dur": 1000, "temps": [(6, 300)]}, {"dur": 2000, "reset": True, "temp_jitter": 0}],
+         dts=[100])
+# a smaller move makes a pair whose driver stands still count at the next move
+@example(segs=[{"dur": 1000}, {"dur": 1000, "temps": [(6, 290)]},
+               {"dur": 2000, "param": ("ntc_stuck_move_dc", 10), "temp_jitter": 4}], dts=[100])
 def test_stuck_temperature_rule_skipped_without_move_suspect_or_heat(segs, dts):
     _run(segs, dts, setup=FAST + (("stack_sum_tol_mv", 5000),))
 

@@ -117,6 +117,13 @@ _HW_BITS = (ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD)
 _HW_PROT = (_P_CUVP, _P_COVP, _P_COCP, _P_DOCP, _P_SCP)
 _HW_ALL = ALERT_CUV | ALERT_COV | ALERT_OCC | ALERT_OCD | ALERT_SCD
 
+# per temperature channel: bit j for each channel j that drives it (stuck
+# temperatures: the ambient drives every NTC, cell NTCs each other, MOSFET NTCs
+# each other; the ambient has none)
+_DRIVERS = tuple(0 if ch == T_AMB else sum(1 << j for j in range(N_TEMPS) if j != ch and (
+    j == T_AMB or (j < N_CELL_TEMPS) == (ch < N_CELL_TEMPS))) for ch in range(N_TEMPS))
+_ALL_TEMPS = (1 << N_TEMPS) - 1
+
 _BIG = const(1 << 29)
 # A charger on P+/P- pushes above the battery; an inverter's DC link or a
 # parallel pack only holds it near the stack voltage.
@@ -191,6 +198,10 @@ class Protection:
         self.tlast = array("h", [0] * N_TEMPS)
         self.tsus = 0
         self.tsus_t = array("i", [0] * N_TEMPS)
+        # the range and move the drivers were last checked with, and whether
+        # every driver is to be checked at the next move (after a reset)
+        self.tlo = self.thi = self.tmove = 0
+        self.tcheck = True
         self.theat = array("i", [0] * N_TEMPS)
         # heat every unchanged channel got since theat was last brought up to date
         self.heat_owed = 0
@@ -231,8 +242,10 @@ class Protection:
     # A rule whose inputs cannot change its state this read is skipped (a
     # level family at rest inside its thresholds, the stuck-reading rule
     # without a step or a suspect, the temperatures' without a move, a suspect
-    # or heat near the limit, the alerts' without an alert): each shortcut
-    # leaves exactly the state the full rule would (self.incremental).
+    # or heat near the limit, and on a move only the drivers that moved; the
+    # alerts' without an alert, the over-current count without an over
+    # current): each shortcut leaves exactly the state the full rule would
+    # (self.incremental; host_tests/test_protect_incremental.py).
 
     def update(self, now_ms):
         st = self.st
@@ -536,7 +549,25 @@ class Protection:
         tlo = v[P.NTC_MIN_DC]
         thi = v[P.NTC_MAX_DC]
         move = v[P.NTC_STUCK_MOVE_DC]
-        moved = temps != self.tlast  # did any channel move since the last read
+        # the drivers to check: those that moved since the last read. A pair
+        # whose driver stood still was checked at the last move (a suspect
+        # leaves none unchecked) with the same readings; all of them after a
+        # reset or with another range or move
+        drv = 0
+        if temps != self.tlast:
+            if (self.tcheck or move != self.tmove or tlo != self.tlo or thi != self.thi
+                    or not self.incremental):
+                drv = _ALL_TEMPS
+            else:
+                j = 0
+                while j < N_TEMPS:
+                    if temps[j] != self.tlast[j]:
+                        drv |= 1 << j
+                    j += 1
+            self.tcheck = False
+            self.tmove = move
+            self.tlo = tlo
+            self.thi = thi
         ch = 0
         while ch < N_TEMPS:
             t = temps[ch]
@@ -557,13 +588,15 @@ class Protection:
                         h = heat_lim
                     self.theat[ch] = h
                     sus = h >= heat_lim
+                d = drv & _DRIVERS[ch]
                 j = 0
-                while moved and ch != T_AMB and j < N_TEMPS and not sus:
-                    u = temps[j]
-                    b = base[row + j]
-                    if (j != ch and (j == T_AMB or (j < N_CELL_TEMPS) == (ch < N_CELL_TEMPS))
-                            and tlo <= u <= thi and tlo <= b <= thi):
-                        sus = u - b >= move or b - u >= move
+                while d and not sus:
+                    if d & 1:
+                        u = temps[j]
+                        b = base[row + j]
+                        if tlo <= u <= thi and tlo <= b <= thi:
+                            sus = u - b >= move or b - u >= move
+                    d >>= 1
                     j += 1
                 if sus:
                     self.tsus |= bit
@@ -733,6 +766,7 @@ class Protection:
         self.fpend = 0
         self.sus = 0
         self.tsus = 0
+        self.tcheck = True  # a suspect cleared here may have a pair that holds
         self.latched = 0
         self.scp = False
         self.scp_pend = False
