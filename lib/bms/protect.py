@@ -83,9 +83,11 @@ _FAM_ALARM = (_A("OV"), _A("UV"), _A("TOV"), _A("TUV"), _A("COC"), _A("DOC"), _A
 _FAM_PROT = (_PR("COVP"), _PR("CUVP"), _PR("POVP"), _PR("PUVP"), _PR("COCP"), _PR("DOCP"),
              _PR("CHTP"), _PR("CLTP"), _PR("DHTP"), _PR("DLTP"), _PR("MOS OT"), _PR("EOTP"),
              _PR("EUTP"), _PR("IMB"))
-# (family, index of its first row) of the families that trip high, and low
-_HIGH_FAMS = tuple((f, P.FAMILIES[f][1]) for f in range(_NF) if P.FAMILIES[f][2])
-_LOW_FAMS = tuple((f, P.FAMILIES[f][1]) for f in range(_NF) if not P.FAMILIES[f][2])
+# per family: index of its first row; the families that trip high, and low
+# (bytes: smaller than tuples on the heap)
+_FAM_BASE = bytes(f[1] for f in P.FAMILIES)
+_HIGH_FAMS = bytes(f for f in range(_NF) if P.FAMILIES[f][2])
+_LOW_FAMS = bytes(f for f in range(_NF) if not P.FAMILIES[f][2])
 
 _P_COVP = _PR("COVP")
 _P_CUVP = _PR("CUVP")
@@ -120,7 +122,7 @@ _HW_ALL = ALERT_CUV | ALERT_COV | ALERT_OCC | ALERT_OCD | ALERT_SCD
 # per temperature channel: bit j for each channel j that drives it (stuck
 # temperatures: the ambient drives every NTC, cell NTCs each other, MOSFET NTCs
 # each other; the ambient has none)
-_DRIVERS = tuple(0 if ch == T_AMB else sum(1 << j for j in range(N_TEMPS) if j != ch and (
+_DRIVERS = bytes(0 if ch == T_AMB else sum(1 << j for j in range(N_TEMPS) if j != ch and (
     j == T_AMB or (j < N_CELL_TEMPS) == (ch < N_CELL_TEMPS))) for ch in range(N_TEMPS))
 _ALL_TEMPS = (1 << N_TEMPS) - 1
 
@@ -385,10 +387,12 @@ class Protection:
         val = self.val
         fok = self.fok
         busy = self.busy if self.incremental else -1
-        for f, b in _HIGH_FAMS:
+        for f in _HIGH_FAMS:
+            b = _FAM_BASE[f]
             if fok[f] and (busy >> f & 1 or val[f] >= v[b] or val[f] >= v[b + 3] or val[f] >= v[b + 6]):
                 self._family(f, b, True, val[f], now)
-        for f, b in _LOW_FAMS:
+        for f in _LOW_FAMS:
+            b = _FAM_BASE[f]
             if fok[f] and (busy >> f & 1 or val[f] <= v[b] or val[f] <= v[b + 3] or val[f] <= v[b + 6]):
                 self._family(f, b, False, val[f], now)
 
