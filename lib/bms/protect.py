@@ -83,14 +83,18 @@ _FAM_ALARM = (_A("OV"), _A("UV"), _A("TOV"), _A("TUV"), _A("COC"), _A("DOC"), _A
 _FAM_PROT = (_PR("COVP"), _PR("CUVP"), _PR("POVP"), _PR("PUVP"), _PR("COCP"), _PR("DOCP"),
              _PR("CHTP"), _PR("CLTP"), _PR("DHTP"), _PR("DLTP"), _PR("MOS OT"), _PR("EOTP"),
              _PR("EUTP"), _PR("IMB"))
-_FAM_BASE = tuple(f[1] for f in P.FAMILIES)
-_FAM_HIGH = tuple(f[2] for f in P.FAMILIES)
+# per family: index of its first row; the families that trip high, and low
+# (bytes: smaller than tuples on the heap)
+_FAM_BASE = bytes(f[1] for f in P.FAMILIES)
+_HIGH_FAMS = bytes(f for f in range(_NF) if P.FAMILIES[f][2])
+_LOW_FAMS = bytes(f for f in range(_NF) if not P.FAMILIES[f][2])
 
 _P_COVP = _PR("COVP")
 _P_CUVP = _PR("CUVP")
 _P_COCP = _PR("COCP")
 _P_DOCP = _PR("DOCP")
 _P_SCP = _PR("SCP")
+_B_OC = (1 << _P_COCP) | (1 << _P_DOCP)
 _A_USOC = _A("USOC")
 _A_PARALLEL = _A("PARALLEL")
 _F_CELL = _FL("CELL")
@@ -105,16 +109,37 @@ _F_IMB = _FL("IMB")
 _F_CURRENT = _FL("CURRENT")
 _F_STORE = _FL("STORE")
 _N_FAULTS = len(codes.FAULTS)
+# fault-condition timers (Protection.fpend bits) checked together
+_B_PLAUSIBLE = (1 << _F_CELL) | (1 << _F_NTC) | (1 << _F_SAMPLE)
+_B_MOS = (1 << _F_CHG_MOS) | (1 << _F_DSG_MOS)
+_B_IMB = 1 << _F_IMB
 
 # hardware alerts, in this order: bit, protection code
 _HW_BITS = (ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD)
 _HW_PROT = (_P_CUVP, _P_COVP, _P_COCP, _P_DOCP, _P_SCP)
 _HW_ALL = ALERT_CUV | ALERT_COV | ALERT_OCC | ALERT_OCD | ALERT_SCD
 
+# per temperature channel: bit j for each channel j that drives it (stuck
+# temperatures: the ambient drives every NTC, cell NTCs each other, MOSFET NTCs
+# each other; the ambient has none)
+_DRIVERS = bytes(0 if ch == T_AMB else sum(1 << j for j in range(N_TEMPS) if j != ch and (
+    j == T_AMB or (j < N_CELL_TEMPS) == (ch < N_CELL_TEMPS))) for ch in range(N_TEMPS))
+_ALL_TEMPS = (1 << N_TEMPS) - 1
+
 _BIG = const(1 << 29)
 # A charger on P+/P- pushes above the battery; an inverter's DC link or a
 # parallel pack only holds it near the stack voltage.
 _CHARGER_MARGIN_MV = const(500)
+
+
+class _Whole:
+    def __getitem__(self, s):
+        return s
+
+
+# a slice of a whole array, made once: `a[:] = b` builds (allocates) one each time
+_ALL = _Whole()[:]
+del _Whole
 
 
 class Protection:
@@ -124,22 +149,26 @@ class Protection:
         if getattr(state, "events", None) is None:
             state.events = Events()
         self.events = state.events
+        # False: every rule evaluated in full on every read, none of the
+        # shortcuts taken (the reference the equivalence tests compare against)
+        self.incremental = True
         # level slots: family * 3 + level (0 alarm, 1 p1, 2 p2)
         self.act = bytearray(_NS)
         self.pend = bytearray(_NS)
         self.since = array("i", [0] * _NS)
-        # _levels skips the families that cannot change (False: every level
-        # evaluated, the reference the property test compares against)
-        self.incremental = True
         self.trip_t = array("i", [0] * _NS)
-        self.val = array("i", [0] * _NF)  # each family's input this read
+        self.busy = 0  # bit per family with a level active or timing
+        self.amask = 0  # alarm and protection bits of the active levels
+        self.pmask = 0
+        self.val = array("i", [0] * _NF)  # each family's input, as of its last valid read
         self.fok = bytearray(_NF)  # the input is valid this read
+        self.fok[P.F_PACK_OV] = self.fok[P.F_PACK_UV] = self.fok[P.F_CHG_OC] = self.fok[P.F_DSG_OC] = 1
         # values reported with events, per code bit
         self.aval = array("i", [0] * len(codes.ALARMS))
         self.pval = array("i", [0] * len(codes.PROTECTIONS))
         self.fval = array("i", [0] * _N_FAULTS)
-        # timers of fault conditions, per fault bit
-        self.fpend = bytearray(_N_FAULTS)
+        # timers of fault conditions: bit per fault running, since when
+        self.fpend = 0
         self.fsince = array("i", [0] * _N_FAULTS)
         self.latched = 0  # latched fault bits
         # short circuit / reversed polarity (released by charging or reset)
@@ -156,34 +185,42 @@ class Protection:
         self.hw_seen = 0
         self.hw_t = array("i", [0] * len(_HW_BITS))
         self.hw_clear = 0  # alert bits to clear, published at the end of update
-        # stuck readings: previous reading, suspicion and its start (16 cells + current)
-        self.prev = array("i", [0] * (N_CELLS + 1))
-        self.sus = bytearray(N_CELLS + 1)
+        # stuck readings: previous read's cells and current, suspicion (bit k:
+        # cell k, N_CELLS the current) and its start
+        self.pcell = array("H", [0] * N_CELLS)
+        self.prev_i = 0
+        self.sus = 0
         self.sus_t = array("i", [0] * (N_CELLS + 1))
         self.prev_stack = 0
         self.have_prev = False
         # stuck temperatures: per channel ch, row ch holds every channel's reading when
-        # ch last changed (so [ch][ch] is ch's own reading), suspicion and its start,
-        # and the heat since (ms at 1 C)
+        # ch last changed (so [ch][ch] is ch's own reading), suspicion (bit ch) and its
+        # start, and the heat since (ms at 1 C); tlast: the previous read
         self.tbase = array("h", [0] * (N_TEMPS * N_TEMPS))
-        self.tsus = bytearray(N_TEMPS)
+        self.tlast = array("h", [0] * N_TEMPS)
+        self.tsus = 0
         self.tsus_t = array("i", [0] * N_TEMPS)
+        # the range and move the drivers were last checked with, and whether
+        # every driver is to be checked at the next move (after a reset)
+        self.tlo = self.thi = self.tmove = 0
+        self.tcheck = True
         self.theat = array("i", [0] * N_TEMPS)
+        # heat every unchanged channel got since theat was last brought up to date
+        self.heat_owed = 0
         self.heat_us = 0  # heat below 1 ms at 1 C, carried to the next read
         self._seen = 0
         self._store_seen = 0
-        self.cmax = 0
-        self.cmin = 0
 
     # --- helpers (no allocation) ---
 
     def _hold(self, k, cond, now, delay):
         """Fault-condition timer k: True once cond has held for delay ms."""
+        b = 1 << k
         if not cond:
-            self.fpend[k] = 0
+            self.fpend &= ~b
             return False
-        if not self.fpend[k]:
-            self.fpend[k] = 1
+        if not self.fpend & b:
+            self.fpend |= b
             self.fsince[k] = now
         return ticks_diff(now, self.fsince[k]) >= delay
 
@@ -204,12 +241,19 @@ class Protection:
                 and pack >= st.snap.stack_mv + _CHARGER_MARGIN_MV)
 
     # --- the per-cycle update ---
+    # A rule whose inputs cannot change its state this read is skipped (a
+    # level family at rest inside its thresholds, the stuck-reading rule
+    # without a step or a suspect, the temperatures' without a move, a suspect
+    # or heat near the limit, and on a move only the drivers that moved; the
+    # alerts' without an alert, the over-current count without an over
+    # current): each shortcut leaves exactly the state the full rule would
+    # (self.incremental; host_tests/test_protect_incremental.py).
 
     def update(self, now_ms):
         st = self.st
         v = self.p.v
         snap = st.snap
-        if self._hold(_F_AFE, st.afe_errors >= v[P.AFE_FAIL_READS], now_ms, 0):
+        if st.afe_errors >= v[P.AFE_FAIL_READS]:
             self._latch(_F_AFE, st.afe_errors)
         if st.precharge_failed:
             self._latch(_F_PRECHARGE, 1)
@@ -220,9 +264,9 @@ class Protection:
             self._latch(_F_STORE, st.store_failures)
         if snap.ok and snap.reads and snap.reads != self._seen:
             self._seen = snap.reads
-            self._measure(now_ms)
+            tbad = self._measure(now_ms)
             self._levels(now_ms)
-            self._sensors(now_ms)
+            self._sensors(now_ms, tbad)
             self._special(now_ms)
         self._commit(now_ms)
         if self.hw_clear:
@@ -231,271 +275,340 @@ class Protection:
             self.hw_clear = 0
 
     def _measure(self, now):
+        """The families' inputs and the plausibility faults; returns the first
+        implausible temperature (0: none)."""
         st = self.st
         v = self.p.v
         snap = st.snap
+        full = not self.incremental
         cells = snap.cell_mv
+        total = sum(cells)
+        cmax = max(cells)
+        cmin = min(cells)
         lo = v[P.CELL_PHYS_MIN_MV]
         hi = v[P.CELL_PHYS_MAX_MV]
-        cmax = -1
-        cmin = _BIG
-        total = 0
         bad = 0
-        c = 0
-        while c < N_CELLS:
-            x = cells[c]
-            total += x
-            if x < lo or x > hi:
-                if bad == 0:
-                    bad = x if x > 0 else -1
-            else:
-                if x > cmax:
-                    cmax = x
-                if x < cmin:
-                    cmin = x
-            c += 1
-        self.cmax = cmax
-        self.cmin = cmin
+        if cmin < lo or cmax > hi or full:
+            # the inputs are the plausible cells' extremes
+            cmax = -1
+            cmin = _BIG
+            c = 0
+            while c < N_CELLS:
+                x = cells[c]
+                if x < lo or x > hi:
+                    if bad == 0:
+                        bad = x if x > 0 else -1
+                else:
+                    if x > cmax:
+                        cmax = x
+                    if x < cmin:
+                        cmin = x
+                c += 1
         val = self.val
         fok = self.fok
-        okc = 1 if cmax >= 0 else 0
-        val[P.F_CELL_OV] = cmax
-        val[P.F_CELL_UV] = cmin
-        val[P.F_IMB] = cmax - cmin
-        fok[P.F_CELL_OV] = fok[P.F_CELL_UV] = fok[P.F_IMB] = okc
+        ok = 1 if cmax >= 0 else 0
+        fok[P.F_CELL_OV] = fok[P.F_CELL_UV] = fok[P.F_IMB] = ok
+        if ok:
+            val[P.F_CELL_OV] = cmax
+            val[P.F_CELL_UV] = cmin
+            val[P.F_IMB] = cmax - cmin
         stack = snap.stack_mv
         val[P.F_PACK_OV] = val[P.F_PACK_UV] = stack
-        fok[P.F_PACK_OV] = fok[P.F_PACK_UV] = 1
         i = snap.current_ma
         val[P.F_CHG_OC] = i
         val[P.F_DSG_OC] = -i
-        fok[P.F_CHG_OC] = fok[P.F_DSG_OC] = 1
         # temperatures
         temps = snap.temp_dc
         tlo = v[P.NTC_MIN_DC]
         thi = v[P.NTC_MAX_DC]
-        tmax = -_BIG
-        tmin = _BIG
         tbad = 0
-        ch = 0
-        while ch < N_TEMPS:
-            t = temps[ch]
-            if t < tlo or t > thi:
-                if tbad == 0:
-                    tbad = t if t != 0 else 1
-            elif ch < N_CELL_TEMPS:
-                if t > tmax:
-                    tmax = t
-                if t < tmin:
-                    tmin = t
-            ch += 1
-        okt = 1 if tmax > -_BIG else 0
-        val[P.F_CHG_HT] = val[P.F_DSG_HT] = tmax
-        val[P.F_CHG_LT] = val[P.F_DSG_LT] = tmin
-        fok[P.F_CHG_HT] = fok[P.F_DSG_HT] = fok[P.F_CHG_LT] = fok[P.F_DSG_LT] = okt
-        m = -_BIG
-        t = temps[T_MOS0]
-        if tlo <= t <= thi:
-            m = t
-        t = temps[T_MOS1]
-        if tlo <= t <= thi and t > m:
-            m = t
-        val[P.F_MOS_OT] = m
-        fok[P.F_MOS_OT] = 1 if m > -_BIG else 0
+        if min(temps) >= tlo and max(temps) <= thi and not full:
+            # every channel plausible; the N_CELL_TEMPS (4) cell NTCs come first
+            tmax = max(temps[0], temps[1], temps[2], temps[3])
+            tmin = min(temps[0], temps[1], temps[2], temps[3])
+            m = max(temps[T_MOS0], temps[T_MOS1])
+        else:
+            tmax = -_BIG
+            tmin = _BIG
+            ch = 0
+            while ch < N_TEMPS:
+                t = temps[ch]
+                if t < tlo or t > thi:
+                    if tbad == 0:
+                        tbad = t if t != 0 else 1
+                elif ch < N_CELL_TEMPS:
+                    if t > tmax:
+                        tmax = t
+                    if t < tmin:
+                        tmin = t
+                ch += 1
+            m = -_BIG
+            t = temps[T_MOS0]
+            if tlo <= t <= thi:
+                m = t
+            t = temps[T_MOS1]
+            if tlo <= t <= thi and t > m:
+                m = t
+        ok = 1 if tmax > -_BIG else 0
+        fok[P.F_CHG_HT] = fok[P.F_DSG_HT] = fok[P.F_CHG_LT] = fok[P.F_DSG_LT] = ok
+        if ok:
+            val[P.F_CHG_HT] = val[P.F_DSG_HT] = tmax
+            val[P.F_CHG_LT] = val[P.F_DSG_LT] = tmin
+        ok = 1 if m > -_BIG else 0
+        fok[P.F_MOS_OT] = ok
+        if ok:
+            val[P.F_MOS_OT] = m
         t = temps[T_AMB]
-        val[P.F_AMB_HT] = val[P.F_AMB_LT] = t
-        fok[P.F_AMB_HT] = fok[P.F_AMB_LT] = 1 if tlo <= t <= thi else 0
+        ok = 1 if tlo <= t <= thi else 0
+        fok[P.F_AMB_HT] = fok[P.F_AMB_LT] = ok
+        if ok:
+            val[P.F_AMB_HT] = val[P.F_AMB_LT] = t
         # plausibility faults that need the sums above
-        d = v[P.SENSOR_FAIL_DELAY_MS]
-        if self._hold(_F_CELL, bad != 0, now, d):
-            self._latch(_F_CELL, bad)
-        if self._hold(_F_NTC, tbad != 0, now, d):
-            self._latch(_F_NTC, tbad)
         diff = total - stack
         if diff < 0:
             diff = -diff
-        if self._hold(_F_SAMPLE, diff > v[P.STACK_SUM_TOL_MV], now, d):
-            self._latch(_F_SAMPLE, total - stack)
-        snap.plausible = bad == 0 and diff <= v[P.STACK_SUM_TOL_MV]
+        tol = v[P.STACK_SUM_TOL_MV]
+        if bad or tbad or diff > tol or self.fpend & _B_PLAUSIBLE:
+            d = v[P.SENSOR_FAIL_DELAY_MS]
+            if self._hold(_F_CELL, bad != 0, now, d):
+                self._latch(_F_CELL, bad)
+            if self._hold(_F_NTC, tbad != 0, now, d):
+                self._latch(_F_NTC, tbad)
+            if self._hold(_F_SAMPLE, diff > tol, now, d):
+                self._latch(_F_SAMPLE, total - stack)
+        snap.plausible = bad == 0 and diff <= tol
+        return tbad
 
     def _levels(self, now):
+        """Every family with a level active or timing, or whose input is at or
+        beyond one of its thresholds (_family); any other would only clear
+        pend, which is clear."""
         v = self.p.v
-        st = self.st
+        val = self.val
+        fok = self.fok
+        busy = self.busy if self.incremental else -1
+        for f in _HIGH_FAMS:
+            b = _FAM_BASE[f]
+            if fok[f] and (busy >> f & 1 or val[f] >= v[b] or val[f] >= v[b + 3] or val[f] >= v[b + 6]):
+                self._family(f, b, True, val[f], now)
+        for f in _LOW_FAMS:
+            b = _FAM_BASE[f]
+            if fok[f] and (busy >> f & 1 or val[f] <= v[b] or val[f] <= v[b + 3] or val[f] <= v[b + 6]):
+                self._family(f, b, False, val[f], now)
+
+    def _family(self, f, b, high, x, now):
+        """The three levels of family f (first row b) on input x, and the
+        family's bits in busy, amask and pmask."""
+        v = self.p.v
+        i_ma = self.st.snap.current_ma
         dead = v[P.CURRENT_DEADBAND_MA]
-        i_ma = st.snap.current_ma
-        retry = v[P.OC_RETRY_MS]
-        lock = self.lockout
         act = self.act
         pend = self.pend
         since = self.since
-        inc = self.incremental
-        f = 0
-        while f < _NF:
-            if not self.fok[f]:
-                f += 1
-                continue
-            x = self.val[f]
-            high = _FAM_HIGH[f]
-            b = _FAM_BASE[f]
-            s = f * 3
-            # a family with no level active or timing whose input is inside all
-            # three thresholds stays as it is: the loop below would only clear
-            # pend, which is clear
-            if inc and not (act[s] or act[s + 1] or act[s + 2] or pend[s] or pend[s + 1] or pend[s + 2]):
-                if (x < v[b] and x < v[b + 3] and x < v[b + 6]) if high else (
-                        x > v[b] and x > v[b + 3] and x > v[b + 6]):
-                    f += 1
-                    continue
-            # current releases need the input inside every protection level
-            over1 = x >= v[b + 3] if high else x <= v[b + 3]
-            lvl = 0
-            while lvl < 3:
-                s = f * 3 + lvl
-                k = b + 3 * lvl
-                thr = v[k]
-                rel = v[k + 1]
-                if high:
-                    over = x >= thr
-                    back = x <= rel
-                else:
-                    over = x <= thr
-                    back = x >= rel
-                if act[s]:
-                    release = back
-                    if lvl:
-                        if f == P.F_CELL_OV or f == P.F_PACK_OV:
-                            release = back or (i_ma <= -dead and not over1)
-                        elif f == P.F_CELL_UV or f == P.F_PACK_UV:
-                            release = back or (i_ma >= dead and not over1)
-                        elif f == P.F_CHG_OC:
-                            release = back and not lock & LOCK_CHG and ticks_diff(now, self.trip_t[s]) >= retry
-                        elif f == P.F_DSG_OC:
-                            release = back and not lock & LOCK_DSG and ticks_diff(now, self.trip_t[s]) >= retry
-                    if release:
-                        act[s] = 0
-                        pend[s] = 0
-                elif over:
-                    if not pend[s]:
-                        pend[s] = 1
-                        since[s] = now
-                    if ticks_diff(now, since[s]) >= v[k + 2]:
-                        act[s] = 1
-                        pend[s] = 0
-                        self.trip_t[s] = now
-                else:
-                    pend[s] = 0
-                lvl += 1
-            f += 1
+        # current releases need the input inside every protection level
+        over1 = x >= v[b + 3] if high else x <= v[b + 3]
+        s = f * 3
+        lvl = 0
+        while lvl < 3:
+            n = s + lvl
+            k = b + 3 * lvl
+            thr = v[k]
+            rel = v[k + 1]
+            if high:
+                over = x >= thr
+                back = x <= rel
+            else:
+                over = x <= thr
+                back = x >= rel
+            if act[n]:
+                release = back
+                if lvl:
+                    if f == P.F_CELL_OV or f == P.F_PACK_OV:
+                        release = back or (i_ma <= -dead and not over1)
+                    elif f == P.F_CELL_UV or f == P.F_PACK_UV:
+                        release = back or (i_ma >= dead and not over1)
+                    elif f == P.F_CHG_OC:
+                        release = (back and not self.lockout & LOCK_CHG
+                                   and ticks_diff(now, self.trip_t[n]) >= v[P.OC_RETRY_MS])
+                    elif f == P.F_DSG_OC:
+                        release = (back and not self.lockout & LOCK_DSG
+                                   and ticks_diff(now, self.trip_t[n]) >= v[P.OC_RETRY_MS])
+                if release:
+                    act[n] = 0
+                    pend[n] = 0
+            elif over:
+                if not pend[n]:
+                    pend[n] = 1
+                    since[n] = now
+                if ticks_diff(now, since[n]) >= v[k + 2]:
+                    act[n] = 1
+                    pend[n] = 0
+                    self.trip_t[n] = now
+            else:
+                pend[n] = 0
+            lvl += 1
+        a = 1 << _FAM_ALARM[f]
+        if act[s]:
+            self.amask |= a
+        else:
+            self.amask &= ~a
+        a = 1 << _FAM_PROT[f]
+        if act[s + 1] or act[s + 2]:
+            self.pmask |= a
+        else:
+            self.pmask &= ~a
+        if act[s] or act[s + 1] or act[s + 2] or pend[s] or pend[s + 1] or pend[s + 2]:
+            self.busy |= 1 << f
+        else:
+            self.busy &= ~(1 << f)
 
-    def _stuck(self, k, x, step, now, stuck_ms):
-        """Stuck-reading rule for reading k (cell 0..15, 16 = current)."""
-        if not self.have_prev or x != self.prev[k]:
-            self.sus[k] = 0
-        elif step and not self.sus[k]:
-            self.sus[k] = 1
+    def _stuck(self, k, x, prev, step, now, stuck_ms):
+        """Stuck-reading rule for reading k (cell 0..15, 16 = current), prev
+        its previous read."""
+        b = 1 << k
+        if not self.have_prev or x != prev:
+            self.sus &= ~b
+        elif step and not self.sus & b:
+            self.sus |= b
             self.sus_t[k] = now
-        self.prev[k] = x
-        return self.sus[k] and ticks_diff(now, self.sus_t[k]) >= stuck_ms
+        return self.sus & b and ticks_diff(now, self.sus_t[k]) >= stuck_ms
 
-    def _sensors(self, now):
+    def _sensors(self, now, tbad):
         v = self.p.v
         st = self.st
         snap = st.snap
         stack = snap.stack_mv
+        i_ma = snap.current_ma
         ds = stack - self.prev_stack
         step = self.have_prev and (ds >= v[P.SENSOR_STUCK_STEP_MV] or -ds >= v[P.SENSOR_STUCK_STEP_MV])
-        stuck_ms = v[P.SENSOR_STUCK_MS]
-        c = 0
-        while c < N_CELLS:
-            x = snap.cell_mv[c]
-            if self._stuck(c, x, step, now, stuck_ms):
-                self._latch(_F_CELL, x)
-            c += 1
-        i_ma = snap.current_ma
-        if self._stuck(N_CELLS, i_ma, step, now, stuck_ms):
-            self._latch(_F_CURRENT, i_ma)
-        self._ntc_stuck(now)
+        # without a step no reading becomes suspect: only a suspect one can change
+        if step or self.sus or not self.incremental:
+            stuck_ms = v[P.SENSOR_STUCK_MS]
+            cells = snap.cell_mv
+            prev = self.pcell
+            c = 0
+            while c < N_CELLS:
+                x = cells[c]
+                if self._stuck(c, x, prev[c], step, now, stuck_ms):
+                    self._latch(_F_CELL, x)
+                c += 1
+            if self._stuck(N_CELLS, i_ma, self.prev_i, step, now, stuck_ms):
+                self._latch(_F_CURRENT, i_ma)
+        self.pcell[_ALL] = snap.cell_mv
+        self.prev_i = i_ma
+        self._ntc_stuck(now, tbad)
         self.prev_stack = stack
         self.have_prev = True
         # imbalance failure (`004`: delta > 1 V)
         if self.fok[P.F_IMB]:
             dv = self.val[P.F_IMB]
-            if self._hold(_F_IMB, dv > v[P.IMB_FAIL_MV], now, v[P.IMB_FAIL_DELAY_MS]):
+            if (dv > v[P.IMB_FAIL_MV] or self.fpend & _B_IMB) and self._hold(
+                    _F_IMB, dv > v[P.IMB_FAIL_MV], now, v[P.IMB_FAIL_DELAY_MS]):
                 self._latch(_F_IMB, dv)
         # MOSFET failure: current through a FET commanded off last cycle
         mf = v[P.MOS_FAIL_MA]
-        md = v[P.MOS_FAIL_DELAY_MS]
-        if self._hold(_F_CHG_MOS, i_ma >= mf and not st.chg_fet, now, md):
-            self._latch(_F_CHG_MOS, i_ma)
-        if self._hold(_F_DSG_MOS, -i_ma >= mf and not st.dsg_fet and not st.pchg_fet, now, md):
-            self._latch(_F_DSG_MOS, i_ma)
+        chg = i_ma >= mf and not st.chg_fet
+        dsg = -i_ma >= mf and not st.dsg_fet and not st.pchg_fet
+        if chg or dsg or self.fpend & _B_MOS:
+            md = v[P.MOS_FAIL_DELAY_MS]
+            if self._hold(_F_CHG_MOS, chg, now, md):
+                self._latch(_F_CHG_MOS, i_ma)
+            if self._hold(_F_DSG_MOS, dsg, now, md):
+                self._latch(_F_DSG_MOS, i_ma)
 
-    def _ntc_stuck(self, now):
-        """Stuck-temperature rule (before have_prev is set for this read)."""
+    def _ntc_stuck(self, now, tbad):
+        """Stuck-temperature rule (before have_prev is set for this read);
+        tbad: an implausible channel this read."""
         v = self.p.v
         snap = self.st.snap
         temps = snap.temp_dc
+        heat_lim = v[P.NTC_STUCK_HEAT_1C_MS]
+        # this read's heat in ms at 1 C, (I / rated)^2 * dt, in small ints
+        inc = 0
+        i = snap.current_ma
+        if i:
+            if i < 0:
+                i = -i
+            if i > 1000000:
+                i = 1000000
+            x = i * 1000 // v[P.RATED_CAPACITY_MAH]  # 1000 = 1 C
+            if x > 30000:
+                x = 30000
+            dt = snap.dt_ms
+            if dt > 1000:
+                dt = 1000
+            q = x * x  # (C * 1000)^2; q // 1000 * dt is us at 1 C, carried below 1 ms
+            us = q // 1000 * dt + q % 1000 * dt // 1000 + self.heat_us
+            inc = us // 1000
+            self.heat_us = us - inc * 1000
+        heat = self.heat_owed + inc
+        # no channel moved, none is out of range or suspect, and none's heat
+        # reaches the limit: each channel's only change is its heat, owed
+        if (self.have_prev and not tbad and not self.tsus and temps == self.tlast
+                and max(self.theat) + heat < heat_lim and self.incremental):
+            self.heat_owed = heat
+            return
+        self.heat_owed = 0
         base = self.tbase
         tlo = v[P.NTC_MIN_DC]
         thi = v[P.NTC_MAX_DC]
         move = v[P.NTC_STUCK_MOVE_DC]
-        heat_lim = v[P.NTC_STUCK_HEAT_1C_MS]
-        # this read's heat in ms at 1 C, (I / rated)^2 * dt, in small ints
-        i = snap.current_ma
-        if i < 0:
-            i = -i
-        if i > 1000000:
-            i = 1000000
-        x = i * 1000 // v[P.RATED_CAPACITY_MAH]  # 1000 = 1 C
-        if x > 30000:
-            x = 30000
-        dt = snap.dt_ms
-        if dt > 1000:
-            dt = 1000
-        q = x * x  # (C * 1000)^2; q // 1000 * dt is us at 1 C, carried below 1 ms
-        us = q // 1000 * dt + q % 1000 * dt // 1000 + self.heat_us
-        inc = us // 1000
-        self.heat_us = us - inc * 1000
-        # did any channel move since the last read ([j][j] is j's last reading)
-        moved = False
-        j = 0
-        while j < N_TEMPS:
-            if temps[j] != base[j * N_TEMPS + j]:
-                moved = True
-            j += 1
+        # the drivers to check: those that moved since the last read. A pair
+        # whose driver stood still was checked at the last move (a suspect
+        # leaves none unchecked) with the same readings; all of them after a
+        # reset or with another range or move
+        drv = 0
+        if temps != self.tlast:
+            if (self.tcheck or move != self.tmove or tlo != self.tlo or thi != self.thi
+                    or not self.incremental):
+                drv = _ALL_TEMPS
+            else:
+                j = 0
+                while j < N_TEMPS:
+                    if temps[j] != self.tlast[j]:
+                        drv |= 1 << j
+                    j += 1
+            self.tcheck = False
+            self.tmove = move
+            self.tlo = tlo
+            self.thi = thi
         ch = 0
         while ch < N_TEMPS:
             t = temps[ch]
             row = ch * N_TEMPS
+            bit = 1 << ch
             if not self.have_prev or t != base[row + ch] or t < tlo or t > thi:
                 j = 0
                 while j < N_TEMPS:
                     base[row + j] = temps[j]
                     j += 1
-                self.tsus[ch] = 0
+                self.tsus &= ~bit
                 self.theat[ch] = 0
-            elif not self.tsus[ch]:
+            elif not self.tsus & bit:
                 sus = False
                 if ch < T_AMB:  # cell and MOSFET NTCs: on what the current heats
-                    h = self.theat[ch] + inc
+                    h = self.theat[ch] + heat
                     if h > heat_lim:
                         h = heat_lim
                     self.theat[ch] = h
                     sus = h >= heat_lim
+                d = drv & _DRIVERS[ch]
                 j = 0
-                while moved and ch != T_AMB and j < N_TEMPS and not sus:
-                    u = temps[j]
-                    b = base[row + j]
-                    if (j != ch and (j == T_AMB or (j < N_CELL_TEMPS) == (ch < N_CELL_TEMPS))
-                            and tlo <= u <= thi and tlo <= b <= thi):
-                        sus = u - b >= move or b - u >= move
+                while d and not sus:
+                    if d & 1:
+                        u = temps[j]
+                        b = base[row + j]
+                        if tlo <= u <= thi and tlo <= b <= thi:
+                            sus = u - b >= move or b - u >= move
+                    d >>= 1
                     j += 1
                 if sus:
-                    self.tsus[ch] = 1
+                    self.tsus |= bit
                     self.tsus_t[ch] = now
             elif ticks_diff(now, self.tsus_t[ch]) >= v[P.NTC_STUCK_MS]:
                 self._latch(_F_NTC, t)
             ch += 1
+        self.tlast[_ALL] = temps
 
     def _special(self, now):
         v = self.p.v
@@ -531,9 +644,14 @@ class Protection:
                 self.usoc = False
             self.aval[_A_USOC] = st.soc_pct
         # hardware alerts: note when first seen, ask the control stage to clear
-        # them once the firmware's release rule holds
+        # them once the firmware's release rule holds (on a plausible read the
+        # cells' extremes are the families' inputs)
         ha = st.hw_alerts
+        if not (ha or self.hw_seen or not self.incremental):
+            return
         dead = v[P.CURRENT_DEADBAND_MA]
+        cmax = self.val[P.F_CELL_OV]
+        cmin = self.val[P.F_CELL_UV]
         k = 0
         while k < 5:
             bit = _HW_BITS[k]
@@ -542,11 +660,9 @@ class Protection:
                     self.hw_seen |= bit
                     self.hw_t[k] = now
                 if bit == ALERT_COV:
-                    rel = self.cmax <= v[P.CELL_OV_P1_REL_MV] or (
-                        i_ma <= -dead and self.cmax < v[P.CELL_OV_P1_MV])
+                    rel = cmax <= v[P.CELL_OV_P1_REL_MV] or (i_ma <= -dead and cmax < v[P.CELL_OV_P1_MV])
                 elif bit == ALERT_CUV:
-                    rel = self.cmin >= v[P.CELL_UV_P1_REL_MV] or (
-                        i_ma >= dead and self.cmin > v[P.CELL_UV_P1_MV])
+                    rel = cmin >= v[P.CELL_UV_P1_REL_MV] or (i_ma >= dead and cmin > v[P.CELL_UV_P1_MV])
                 elif bit == ALERT_OCC:
                     rel = not self.lockout & LOCK_CHG and ticks_diff(now, self.hw_t[k]) >= v[P.OC_RETRY_MS]
                 elif bit == ALERT_OCD:
@@ -564,23 +680,9 @@ class Protection:
         over-current lock-out counting; results into the pack state."""
         st = self.st
         v = self.p.v
-        act = self.act
-        val = self.val
-        na = 0
-        np_ = 0
-        f = 0
-        while f < _NF:
-            s = f * 3
-            a = _FAM_ALARM[f]
-            pr = _FAM_PROT[f]
-            if self.fok[f]:
-                self.aval[a] = val[f]
-                self.pval[pr] = val[f]
-            if act[s]:
-                na |= 1 << a
-            if act[s + 1] or act[s + 2]:
-                np_ |= 1 << pr
-            f += 1
+        full = not self.incremental
+        na = self.amask
+        np_ = self.pmask
         if self.usoc:
             na |= 1 << _A_USOC
         if self.scp:
@@ -588,39 +690,51 @@ class Protection:
         # an alert whose release is asked for this cycle no longer holds its
         # protection (the control stage clears it before the estimate runs)
         ha = st.hw_alerts & self.hw_seen & ~self.hw_clear
-        k = 0
-        while k < 5:
-            if ha & _HW_BITS[k]:
-                np_ |= 1 << _HW_PROT[k]
-            k += 1
+        if ha or full:
+            k = 0
+            while k < 5:
+                if ha & _HW_BITS[k]:
+                    np_ |= 1 << _HW_PROT[k]
+                k += 1
         nf = self.latched
         if self.rev:
             nf |= 1 << _F_REVERSED
         # over-current retry counting and lock-out
         old = st.protections
-        j = 0
-        while j < 2:
-            b = 1 << (_P_COCP if j == 0 else _P_DOCP)
-            lk = LOCK_CHG if j == 0 else LOCK_DSG
-            if np_ & b and not old & b:
-                if self.oc_count[j] < 255:
-                    self.oc_count[j] += 1
-                if self.oc_count[j] >= v[P.OC_LOCK_COUNT]:
-                    self.lockout |= lk
-            elif old & b and not np_ & b:
-                self.oc_rel_t[j] = now
-            elif (not np_ & b and self.oc_count[j]
-                  and ticks_diff(now, self.oc_rel_t[j]) >= v[P.OC_COUNT_RESET_MS]):
-                self.oc_count[j] = 0
-            j += 1
+        if (np_ | old) & _B_OC or self.oc_count[0] or self.oc_count[1] or full:
+            j = 0
+            while j < 2:
+                b = 1 << (_P_COCP if j == 0 else _P_DOCP)
+                lk = LOCK_CHG if j == 0 else LOCK_DSG
+                if np_ & b and not old & b:
+                    if self.oc_count[j] < 255:
+                        self.oc_count[j] += 1
+                    if self.oc_count[j] >= v[P.OC_LOCK_COUNT]:
+                        self.lockout |= lk
+                elif old & b and not np_ & b:
+                    self.oc_rel_t[j] = now
+                elif (not np_ & b and self.oc_count[j]
+                      and ticks_diff(now, self.oc_rel_t[j]) >= v[P.OC_COUNT_RESET_MS]):
+                    self.oc_count[j] = 0
+                j += 1
         if self.lockout & LOCK_CHG:
             np_ |= 1 << _P_COCP
         if self.lockout & LOCK_DSG:
             np_ |= 1 << _P_DOCP
         par = 1 << _A_PARALLEL
-        self._diff(codes.KIND_ALARM, st.alarms & ~par, na, self.aval, now)
-        self._diff(codes.KIND_PROTECTION, old, np_, self.pval, now)
-        self._diff(codes.KIND_FAULT, st.faults, nf, self.fval, now)
+        alarms = st.alarms & ~par
+        if na != alarms or np_ != old or full:
+            # the families' events report their input of the last valid read
+            val = self.val
+            f = 0
+            while f < _NF:
+                self.aval[_FAM_ALARM[f]] = val[f]
+                self.pval[_FAM_PROT[f]] = val[f]
+                f += 1
+            self._diff(codes.KIND_ALARM, alarms, na, self.aval, now)
+            self._diff(codes.KIND_PROTECTION, old, np_, self.pval, now)
+        if nf != st.faults:
+            self._diff(codes.KIND_FAULT, st.faults, nf, self.fval, now)
         if st.link_failure:
             na |= par
         if (na ^ st.alarms) & par:
@@ -652,18 +766,11 @@ class Protection:
             self.act[n] = 0
             self.pend[n] = 0
             n += 1
-        n = 0
-        while n < _N_FAULTS:
-            self.fpend[n] = 0
-            n += 1
-        n = 0
-        while n <= N_CELLS:
-            self.sus[n] = 0
-            n += 1
-        n = 0
-        while n < N_TEMPS:
-            self.tsus[n] = 0
-            n += 1
+        self.busy = self.amask = self.pmask = 0
+        self.fpend = 0
+        self.sus = 0
+        self.tsus = 0
+        self.tcheck = True  # a suspect cleared here may have a pair that holds
         self.latched = 0
         self.scp = False
         self.scp_pend = False
