@@ -403,12 +403,12 @@ def test_the_broadcast_reaches_the_board_side_running_in_32_bit_micropython(tmp_
 # recovery.bms.auth, ... with their imports renamed) first on the path, as frozen
 # modules come first on a board's sys.path (the rest of the staged part has its
 # public constants inlined into the image's modules, so lib's own copies run
-# beside it here); recovery.mode.services on a board of fakes (an AFE that
+# beside it here); recovery.serve.services on a board of fakes (an AFE that
 # switches its FETs off, the LEDs, a CAN port fed from stdin), the update key
 # an owner's build freezes into update.trust (test_deploy checks the build);
 # the tester is udsoncan as above.
 RECOVERY_LOOP = """
-from recovery import mode
+from recovery import mode, serve
 from update import trust
 trust.PUBLIC_KEY = PUB
 class Can:
@@ -449,12 +449,12 @@ class Leds:
     def set(self, i, v):
         self.v[i] = v
 board.name = "host_sim"
-board.pack_address = ADDR  # a DIP address (0: recovery.mode.DEFAULT_ADDRESS)
+board.pack_address = ADDR  # a DIP address (0: recovery.serve.DEFAULT_ADDRESS)
 board.can = Can()
 board.afe = Afe()
 board.leds = Leds()
 board.led_pins = [0] * 8
-svcs = mode.services(board, fs, restart, mode.NO_SLOT)
+svcs = serve.services(board, fs, restart, mode.NO_SLOT)
 sys.stdout.write("K %s %d %s\\n" % (hexlify(trust.PUBLIC_KEY).decode(), board.afe.fets,
                                      type(svcs[-1]).__module__))
 while True:
