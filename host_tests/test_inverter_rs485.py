@@ -311,7 +311,9 @@ def test_info_built_in_the_reply_buffer_tail_is_encoded_intact(data):
     """The server builds INFO in the tail of its output buffer (no second
     buffer): encoding it over itself loses no byte, at any length up to the
     whole tail (the 8-pack 0x42 reply)."""
-    srv = server()[0].server
+    inv, _, end = server()
+    ask(inv, end, req(0x4F))  # the server is built at the first request
+    srv = inv.server
     n = data.draw(hs.integers(0, len(srv.info)))
     info = data.draw(hs.binary(min_size=n, max_size=n))
     srv.info[:n] = info
@@ -325,7 +327,7 @@ def test_pylontech_pack_numbers_follow_the_online_link_addresses_with_gaps():
     address FIRST_ADR + n - 1) is the n-th pack online in address order, so
     pack 3 is link address 7 and the 0xFF reply lists 2 and 7."""
     from bms import parallel
-    from app.inverter import Rs485Server
+    from app.invrs485 import Rs485Server
 
     class Packs:
         def __init__(self):
@@ -342,7 +344,7 @@ def test_pylontech_pack_numbers_follow_the_online_link_addresses_with_gaps():
     packs = Packs()
     v = view()
     v.packs_online = 3
-    srv = Rs485Server(PackState(), Params(), v, packs)
+    srv = Rs485Server(Inverter(PackState(), Params(), v), packs)
     srv._analog(pr.FIRST_ADR + 2)
     srv._analog(pr.FIRST_ADR + 3)  # no 4th pack: address 0, which analog() answers with -1
     assert packs.asked == [(pr.FIRST_ADR + 2, 7), (pr.FIRST_ADR + 3, 0)]
