@@ -221,7 +221,7 @@ def test_the_update_session_trusts_the_commissioned_key_before_the_built_in_one(
     from app import compose
     from bms.auth import Auth, UPDATE_KEY
     from store.cred import CredStore
-    from store.fs import MemFs
+    from store.memfs import MemFs
     from update import trust
     from bms.params import Params
     fs = MemFs()

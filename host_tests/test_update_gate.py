@@ -2,7 +2,7 @@
 # board side of the session runs in the MicroPython gates"): app.uds with a
 # real bms.auth, update.updater writing slot B of a bytearray partition and
 # checking every file of the written image through the port's own vfs.VfsRom,
-# the slot record on store.fs.MemFs, all inside the 32-bit unix MicroPython;
+# the slot record on store.memfs.MemFs, all inside the 32-bit unix MicroPython;
 # the tester is udsoncan's client (tools/bmsctl/update.py's sequence) on
 # can-isotp's transport layer in this CPython process. The CAN frames cross
 # the process boundary as hex lines on the interpreter's stdin/stdout, in
@@ -44,7 +44,7 @@ from bms.auth import Auth, INSTALLER
 from bms.params import Params
 from bms.state import PackState
 from store.cred import CredStore
-from store.fs import MemFs
+from store.memfs import MemFs
 from store.slotstore import SlotStore
 from update import boot, slots, updater as W
 from binascii import hexlify, unhexlify
