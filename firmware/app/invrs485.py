@@ -8,9 +8,10 @@
 from defs.const import const
 from array import array
 from bms import params as P
+from bms import parallel
 from bms.system import full_mah
 from defs import codes
-from proto import pylon_can as pc
+from proto import link, pylon_can as pc
 from proto import pylon_rs485 as pr
 from proto.wire import div, put_u16, put_i16
 from app.inverter import BUS_CAN, BUS_RS485, SERIAL, SW_VERSION_MAJOR, SW_VERSION_MINOR
@@ -213,8 +214,8 @@ class Rs485Server:
         # pack n (adr FIRST_ADR + n - 1) is the n-th online link address (fixed ones may have gaps)
         packs = self.packs
         if packs is not None and adr != pr.FIRST_ADR:
-            return packs.analog(self.info, adr, packs.table.nth_online(adr - pr.FIRST_ADR + 1), self.now_ms,
-                                self.units)
+            return other_pack(packs, self.info, adr, packs.table.nth_online(adr - pr.FIRST_ADR + 1),
+                              self.now_ms, self.units)
         info = self.info
         info[0] = pr.INFOFLAG
         info[1] = adr  # the command value (as 0x92/0x93/0x96 echo it; FHEM skips it)
@@ -236,7 +237,8 @@ class Rs485Server:
             for n in range(2, last + 1):
                 if m >= _ALL_PACKS:
                     break
-                k = packs.analog(scratch, pr.FIRST_ADR + n - 1, packs.table.nth_online(n), self.now_ms, self.units)
+                k = other_pack(packs, scratch, pr.FIRST_ADR + n - 1, packs.table.nth_online(n), self.now_ms,
+                               self.units)
                 if k > 2:
                     for j in range(2, k):
                         info[i] = scratch[j]
@@ -284,6 +286,25 @@ class Rs485Server:
         info[i + 6] = 0
         info[i + 7] = 0
         return i + 8
+
+
+def other_pack(packs, info, adr, a, now_ms, units):
+    """The master's Pylontech 0x42 INFO of pack a (pylon address adr) from
+    its link's table (packs: app.link.Link) into info (pr.put_pack, in units
+    as the server's parameter says); asks a for fresh cells. Returns the
+    length, or -1 while no fresh cells are held."""
+    t = packs.table
+    if not link.valid_address(a):
+        return -1
+    packs.ask_cells(a)
+    if packs.roles.role != parallel.MASTER or not t.online[a] or not t.cells_fresh(now_ms, a):
+        return -1
+    info[0] = 0
+    info[1] = adr
+    cap = t.full_mah[a] if t.full_mah[a] > 0 else t.cap_ah[a] * 1000  # no CAPACITY report: rated
+    return pr.put_pack(info, 2, t.cells, a * parallel.MAX_CELLS, t.n_cells[a], t.temps,
+                       a * parallel.MAX_TEMPS, t.n_temps[a], t.current_ma[a], t.voltage_mv[a],
+                       cap * t.soc_pct[a] // 100, cap, t.cycles[a], units)
 
 
 def _copy(buf, i, src):
