@@ -119,7 +119,9 @@ class Inverter(Service):
             srv = self.server = built(self, self._server)
             if srv is None:
                 return  # no memory: these bytes are dropped, the next ones try again
-        srv.on_rs485(buf, n)
+        bad = srv.on_rs485(buf, n)
+        if bad:
+            self.st.inverter_errors += bad
 
     def _server(self):
         from app.invrs485 import Rs485Server

@@ -65,33 +65,36 @@ class Rs485Server:
         self.t_lo = v[P.DSG_LT_ALARM_DC]
 
     def on_rs485(self, buf, n):
+        """Serve the requests in buf[:n]; returns how many were errors (a
+        bad frame, or one to this pack with an RTN error: the inverter
+        counts them in inverter_errors)."""
         framer = self.framer
+        bad = 0
         for i in range(n):
             m = framer.feed(buf[i])
-            if m:
-                self._request(framer.buf, m)
+            if m and not self._request(framer.buf, m):
+                bad += 1
+        return bad
 
     def _request(self, buf, n):
+        """One request; False when it is an error."""
         req = self.req
-        st = self.st
         if not pr.parse(buf, n, req):
-            st.inverter_errors += 1
-            return
+            return False
         view = self.view
         first = pr.FIRST_ADR
         last = first + (view.packs_online if view.packs_online > 0 else 1) - 1
         any_adr = req.adr == pr.ADR_ANY and (req.cid2 == pr.CMD_VERSION or req.cid2 == pr.CMD_MANUFACTURER)
         if (req.adr < first or req.adr > last) and not any_adr:
-            return  # another pack's address: silence
+            return True  # another pack's address: silence
         inv = self.inv
-        if req.rtn == pr.RTN_OK:
+        ok = req.rtn == pr.RTN_OK
+        if ok:
             inv._hear(BUS_RS485)
-        else:
-            st.inverter_errors += 1
         if inv.forced_bus == BUS_CAN:
-            return
+            return ok
         self.now_ms = inv._now
-        m = self.reply(req, st.inverter_lost)
+        m = self.reply(req, self.st.inverter_lost)
         views = self._views
         v = views.get(m)
         if v is None:
@@ -99,6 +102,7 @@ class Rs485Server:
             if len(views) < _VIEWS:
                 views[m] = v
         inv.link.write(v)
+        return ok
 
     def _error(self, req, rtn):
         return pr.encode_frame(self.out, req.ver if 0 <= req.ver < 256 else 0x20,
