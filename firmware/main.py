@@ -25,10 +25,11 @@
 # Forced-update jumper fitted at boot: maintenance mode (app.compose: both FETs
 # held open, RUN and ALM blinking together, commissioning with the button held;
 # no MCU sleep). Jumper fitted and the button held at boot, or no valid image
-# slot (update.boot): the forced-update / recovery mode (recovery.mode, frozen
-# into the custom firmware): FETs off, RUN and ALM blinking, the UDS update
-# session; the firmware does not start. The ROMFS install's main.py stub makes
-# the same choice before it imports this module (tools/deploy.MAIN_STUB).
+# slot (update.boot): the forced-update / recovery mode (recovery.mode chooses
+# it, recovery.serve runs it; frozen into the custom firmware): FETs off, RUN
+# and ALM blinking, the UDS update session; the firmware does not start. The
+# ROMFS install's main.py stub makes the same choice before it imports this
+# module (tools/deploy.MAIN_STUB).
 import asyncio
 import sys
 

@@ -1,4 +1,4 @@
-# Owns the simulated flash for the store tests: store.fs.MemFs with a power
+# Owns the simulated flash for the store tests: store.memfs.MemFs with a power
 # cut after a budget of "write units". Every written byte is one unit; a
 # truncation (open "wb"), a rename and a remove are one unit each (atomic, as
 # in littlefs). When the budget runs out in the middle of a write, the bytes
@@ -11,7 +11,7 @@
 # find the commit point of each save there.
 import random
 
-from store.fs import MemFs
+from store.memfs import MemFs
 
 
 class PowerCut(OSError):

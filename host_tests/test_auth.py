@@ -18,7 +18,7 @@ from bms import auth as A
 from bms import params as P
 from bms.params import Params
 from store import cred as C
-from store.fs import MemFs
+from store.memfs import MemFs
 from tools import authkit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -481,7 +481,7 @@ MPY_SCRIPT = textwrap.dedent("""
     from bms import auth as A
     from bms.params import Params
     from store.cred import CredStore
-    from store.fs import MemFs
+    from store.memfs import MemFs
     KEYS = %r
     out = [A.hmac_sha256(k, m).hex() for k, m in KEYS]
     fs = MemFs()

@@ -18,7 +18,7 @@ from bms import params as P
 from bms.system import from_pack
 from store import eventlog as EV
 from store.eventlog import EventLog
-from store.fs import MemFs
+from store.memfs import MemFs
 from test_bmsctl import PORT_ID, InProcess, rig  # noqa: F401 (the fixture)
 from tools.bmsctl.transport import TransportError
 from tools.bmsctl.tui import Detail, EditValue, PackApp, Tile, Unlock

@@ -5,7 +5,7 @@
 # slot that is not under trial or when the boot part did not run a slot.
 import pytest
 
-from app import confirm as C
+from app import compose, confirm as C
 from bms import parallel
 from bms.state import PackState
 from simflash import SimFlash
@@ -101,11 +101,11 @@ def test_the_service_exists_only_for_the_slot_under_trial():
     fs = SimFlash()
     slot, _ = _trial(fs)
     app = _App(fs)
-    assert isinstance(C.for_app(app, slot), C.Confirm)
-    assert C.for_app(app, 0) is None  # the confirmed slot runs: nothing to confirm
-    assert C.for_app(app, S.NONE) is None  # a port without ROMFS
+    assert isinstance(compose.confirm(app, slot), C.Confirm)
+    assert compose.confirm(app, 0) is None  # the confirmed slot runs: nothing to confirm
+    assert compose.confirm(app, S.NONE) is None  # a port without ROMFS
     app.store = None
-    assert C.for_app(app, slot) is None
+    assert compose.confirm(app, slot) is None
 
 
 def test_the_running_slot_is_the_boot_parts_unless_the_board_names_it(monkeypatch):

@@ -311,7 +311,9 @@ def test_info_built_in_the_reply_buffer_tail_is_encoded_intact(data):
     """The server builds INFO in the tail of its output buffer (no second
     buffer): encoding it over itself loses no byte, at any length up to the
     whole tail (the 8-pack 0x42 reply)."""
-    srv = server()[0].server
+    inv, _, end = server()
+    ask(inv, end, req(0x4F))  # the server is built at the first request
+    srv = inv.server
     n = data.draw(hs.integers(0, len(srv.info)))
     info = data.draw(hs.binary(min_size=n, max_size=n))
     srv.info[:n] = info
@@ -320,12 +322,13 @@ def test_info_built_in_the_reply_buffer_tail_is_encoded_intact(data):
     assert f["info"] == info and (f["ver"], f["adr"], f["rtn"]) == (0x20, 2, 0)
 
 
-def test_pylontech_pack_numbers_follow_the_online_link_addresses_with_gaps():
+def test_pylontech_pack_numbers_follow_the_online_link_addresses_with_gaps(monkeypatch):
     """Fixed addresses may leave gaps (1, 2, 7): the inverter's pack n (RS485
     address FIRST_ADR + n - 1) is the n-th pack online in address order, so
     pack 3 is link address 7 and the 0xFF reply lists 2 and 7."""
     from bms import parallel
-    from app.inverter import Rs485Server
+    from app import invrs485
+    from app.invrs485 import Rs485Server
 
     class Packs:
         def __init__(self):
@@ -334,15 +337,16 @@ def test_pylontech_pack_numbers_follow_the_online_link_addresses_with_gaps():
                 self.table.online[a] = 1
             self.asked = []
 
-        def analog(self, info, adr, a, now_ms, units):
-            self.asked.append((adr, a))
-            return -1
+    def other_pack(packs, info, adr, a, now_ms, units):
+        packs.asked.append((adr, a))
+        return -1
 
+    monkeypatch.setattr(invrs485, "other_pack", other_pack)
     assert [Packs().table.nth_online(k) for k in range(5)] == [0, 1, 2, 7, 0]
     packs = Packs()
     v = view()
     v.packs_online = 3
-    srv = Rs485Server(PackState(), Params(), v, packs)
+    srv = Rs485Server(Inverter(PackState(), Params(), v), packs)
     srv._analog(pr.FIRST_ADR + 2)
     srv._analog(pr.FIRST_ADR + 3)  # no 4th pack: address 0, which analog() answers with -1
     assert packs.asked == [(pr.FIRST_ADR + 2, 7), (pr.FIRST_ADR + 3, 0)]
@@ -360,3 +364,57 @@ def test_the_serial_number_reply_carries_the_packs_own_serial():
     end.router.subscribe_ascii(inv)
     rtn, data, adr = decode(ask(inv, end, req(0x93, b"\x02")))
     assert rtn == 0 and bytes(data[1:17]) == b"BMS-0A1B2C3D4E5F"  # INFO: address, 16 ASCII bytes
+
+
+def test_the_server_is_built_at_the_first_request_and_a_build_out_of_memory_is_retried(monkeypatch):
+    """issue 12: a pack holds the RS485 server only once an inverter speaks
+    RS485. A build that runs out of memory is counted and drops those bytes
+    (no reply, no presence); the inverter keeps serving CAN, and the next
+    request builds the server and is answered as any other."""
+    from app import invrs485
+    from test_inverter_can import FakeCan
+    st = PackState()
+    st.snap.reads = 1
+    end = Stream()
+    can = FakeCan()
+    inv = Inverter(st, Params(), view(), can, end)
+    end.router = Router(end)
+    end.router.subscribe_ascii(inv)
+    inv.on_frame("can", [0x305, memoryview(bytes(8)), 0, 0])  # CAN frames alone build nothing
+    for t in range(0, 1000, 50):
+        inv.tick(t)
+    assert inv.server is None and can.sent
+    real = invrs485.Rs485Server
+
+    def no_memory(*a):
+        raise MemoryError
+    monkeypatch.setattr(invrs485, "Rs485Server", no_memory)
+    frames = st.inverter_frames
+    assert ask(inv, end, req(0x4F), 1000) == b"" and inv.failed == 1 and inv.server is None
+    assert st.inverter_frames == frames and st.inverter_errors == 0  # dropped: neither heard nor an error
+    can.sent.clear()
+    inv.on_frame("can", [0x305, memoryview(bytes(8)), 0, 0])
+    for t in range(1000, 2000, 50):
+        inv.tick(t)
+    assert can.sent  # CAN still served
+    monkeypatch.setattr(invrs485, "Rs485Server", real)
+    rtn, _, adr = decode(ask(inv, end, req(0x4F), 2000))
+    assert (rtn, adr) == (0, 2) and inv.failed == 1 and isinstance(inv.server, real)
+    assert st.inverter_bus == BUS_RS485 and st.inverter_frames == frames + 2
+
+
+def test_a_bus_forced_to_rs485_holds_no_can_frame_set():
+    """inv_bus_count 2 (RS485): the bus never becomes CAN, so the CAN frame
+    set is never built; the RS485 server answers as on the automatic bus."""
+    p = Params()
+    p.set_by_name("inv_bus_count", BUS_RS485)
+    st = PackState()
+    st.snap.reads = 1
+    end = Stream()
+    inv = Inverter(st, p, view(), None, end)
+    end.router = Router(end)
+    end.router.subscribe_ascii(inv)
+    assert inv.enc is None
+    inv.on_frame("can", [0x305, memoryview(bytes(8)), 0, 0])
+    rtn, _, _ = decode(ask(inv, end, req(0x42, b"\x02")))
+    assert rtn == 0 and st.inverter_bus == BUS_RS485 and st.inverter_frames == 1

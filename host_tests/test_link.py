@@ -16,6 +16,7 @@ from bms import parallel
 from bms.state import PackState
 from bms.params import Params
 from app import compose
+from app.invrs485 import other_pack
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -471,15 +472,15 @@ def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
     master.table.online[2] = 1
     master.roles.role = parallel.MASTER
     info = bytearray(128)
-    n = master.analog(info, 3, 2, 800, pr.UNITS_PYLON)
+    n = other_pack(master, info, 3, 2, 800, pr.UNITS_PYLON)
     assert n == 3 + 2 * N_CELLS + 1 + 2 * N_TEMPS + 17 and info[1] == 3
     (m,) = pylon_rs485_decoder.analog(bytes(info[:n]))
     assert m["cells_mv"] == [3300 + 7 * i for i in range(N_CELLS)]
     assert [m["board_dc"]] + m["temps_dc"] == [250 - 45 * (N_TEMPS - 1)] + [250 - 45 * i for i in range(N_TEMPS - 1)]
     assert (m["current_a"], m["voltage_v"], m["udi"]) == (-12.3, 53.0, 4)
     assert (m["total_ah"], m["remaining_ah"], m["cycles"]) == (98.765, 39.506, 321)
-    assert master.analog(info, 3, 2, 800 + parallel.CELLS_MAX_AGE_MS, pr.UNITS_PYLON) == -1  # stale
-    assert master.analog(info, 4, 3, 800, pr.UNITS_PYLON) == -1 and master._ask[3] == 1  # none yet: asked for
+    assert other_pack(master, info, 3, 2, 800 + parallel.CELLS_MAX_AGE_MS, pr.UNITS_PYLON) == -1  # stale
+    assert other_pack(master, info, 4, 3, 800, pr.UNITS_PYLON) == -1 and master._ask[3] == 1  # none yet: asked for
 
 
 # --- fixed addresses (parameter link_fixed_address_count, SPEC 6's address DIP) -------

@@ -221,7 +221,7 @@ def test_the_update_session_trusts_the_commissioned_key_before_the_built_in_one(
     from app import compose
     from bms.auth import Auth, UPDATE_KEY
     from store.cred import CredStore
-    from store.fs import MemFs
+    from store.memfs import MemFs
     from update import trust
     from bms.params import Params
     fs = MemFs()
@@ -231,6 +231,7 @@ def test_the_update_session_trusts_the_commissioned_key_before_the_built_in_one(
         pass
     app = App()
     app.state = None
+    app.update = None  # as app.app.App starts: the session is built at its first use
     app.store = type("S", (), {"fs": fs})()
     app.host = type("H", (), {"auth": lambda self: auth})()  # app.hostport's login
     board = type("B", (), {"name": "esp32_bq", "rom": None})()

@@ -29,7 +29,7 @@ from bms.state import PackState
 from bms.system import SystemView, from_pack
 from proto import modbus as mb
 from store.eventlog import EventLog
-from store.fs import MemFs
+from store.memfs import MemFs
 
 SECRET = b"per-device secret"
 

@@ -42,14 +42,14 @@ def _board(monkeypatch, jumper=False, button=False):
 
 def _main(mod, running=0):
     """recovery.mode.main as the ROMFS stub runs it; (what ran, the reason)."""
-    from recovery import mode
+    from recovery import mode, serve
     ran = []
-    real = mode.run
-    mode.run = lambda reason, m=None: ran.append(("recovery", reason))
+    real = serve.run
+    serve.run = lambda reason, m=None: ran.append(("recovery", reason))
     try:
         mode.main(lambda: ran.append(("firmware", None)), running)
     finally:
-        mode.run = real
+        serve.run = real
     return ran
 
 
@@ -79,12 +79,12 @@ def _run(b, svcs, ms):
 
 def test_recovery_switches_every_fet_off_and_blinks_run_and_alm(monkeypatch, capsys):
     mod, rig = _board(monkeypatch, True, True)
-    from recovery import mode
+    from recovery import mode, serve
     mod.build().afe.set_fets(True, True, False)  # what the AFE held before an MCU-only reset
     assert rig.bq.fets() != 0
     b = mod.build(configure=False)  # recovery's board: the chip keeps its configuration and FETs
     assert rig.bq.fets() != 0
-    svcs = mode.services(b, None, None, mode.JUMPER_AND_BUTTON)
+    svcs = serve.services(b, None, None, mode.JUMPER_AND_BUTTON)
     assert rig.bq.fets() == 0 and rig.bq.fet_off_all  # ALL_FETS_OFF, then FET_CONTROL
     out = capsys.readouterr().out
     assert "recovery (the forced-update jumper" in out and "FETs off" in out
@@ -100,7 +100,7 @@ def test_recovery_switches_every_fet_off_and_blinks_run_and_alm(monkeypatch, cap
 def test_the_board_loop_gives_the_repl_on_ctrl_c_with_the_fets_off(monkeypatch, capsys):
     mod, rig = _board(monkeypatch, True, True)
     import time
-    from recovery import mode
+    from recovery import mode, serve
     n = []
 
     def sleep_ms(ms):
@@ -109,21 +109,21 @@ def test_the_board_loop_gives_the_repl_on_ctrl_c_with_the_fets_off(monkeypatch, 
             raise KeyboardInterrupt
     monkeypatch.setattr(time, "sleep_ms", sleep_ms, raising=False)
     monkeypatch.setattr(time, "ticks_ms", lambda: 5 * len(n), raising=False)
-    monkeypatch.setattr(mode, "_fs", lambda: None)
-    mode.run(mode.JUMPER_AND_BUTTON, mod)
+    monkeypatch.setattr(serve, "_fs", lambda: None)
+    serve.run(mode.JUMPER_AND_BUTTON, mod)
     assert "recovery stopped (FETs off)" in capsys.readouterr().out
     assert rig.bq.fets() == 0 and fm.WDTS == []
 
 
 def test_a_recovery_without_a_board_says_so_and_returns(monkeypatch, capsys):
-    from recovery import mode
+    from recovery import mode, serve
 
     class Broken:
         @staticmethod
         def build(configure=True):
             raise OSError("no I2C")
     monkeypatch.setitem(sys.modules, "machine", fm)
-    mode.run(mode.NO_SLOT, Broken)
+    serve.run(mode.NO_SLOT, Broken)
     assert "the board failed to start: no I2C" in capsys.readouterr().out
 
 
@@ -187,9 +187,9 @@ class PeerConnection(SimConnection):
 
 def test_a_uds_session_in_recovery_updates_slot_b_from_the_frozen_copies(monkeypatch, frozen_recovery, capsys):
     mod, rig = _board(monkeypatch, True, True)
-    from recovery import mode
+    from recovery import mode, serve
     from recovery import board as rboard  # the frozen copy of esp32_bq, not the image's board module
-    assert mode.__file__.startswith(str(frozen_recovery)) and rboard.__file__.startswith(str(frozen_recovery))
+    assert serve.__file__.startswith(str(frozen_recovery)) and rboard.__file__.startswith(str(frozen_recovery))
     assert "from recovery.bq_board import" in open(rboard.__file__).read()
     fs = SimFlash()
     C.CredStore(fs).save({2: SECRET})
@@ -199,9 +199,9 @@ def test_a_uds_session_in_recovery_updates_slot_b_from_the_frozen_copies(monkeyp
     b = rboard.build(configure=False)
     b.rom = SimPartition(fs, 2 * B.SLOT_BYTES)
     resets = []
-    svcs = mode.services(b, fs, lambda: (lambda: resets.append(1)), mode.NO_SLOT)
+    svcs = serve.services(b, fs, lambda: (lambda: resets.append(1)), mode.NO_SLOT)
     out = capsys.readouterr().out
-    address = b.pack_address or mode.DEFAULT_ADDRESS
+    address = b.pack_address or serve.DEFAULT_ADDRESS
     assert "UDS update session on CAN at address %d" % address in out
     uds = svcs[-1]
     assert type(uds).__module__ == "recovery.app.uds"

@@ -583,7 +583,7 @@ class Board:
 
 MPY_UPDATE = """
 import micropython, time, vfs
-from store.fs import MemFs
+from store.memfs import MemFs
 from store.slotstore import SlotStore
 from update import boot, slots, updater as W
 """ + MPY_PARTITION + """

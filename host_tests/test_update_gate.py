@@ -2,7 +2,7 @@
 # board side of the session runs in the MicroPython gates"): app.uds with a
 # real bms.auth, update.updater writing slot B of a bytearray partition and
 # checking every file of the written image through the port's own vfs.VfsRom,
-# the slot record on store.fs.MemFs, all inside the 32-bit unix MicroPython;
+# the slot record on store.memfs.MemFs, all inside the 32-bit unix MicroPython;
 # the tester is udsoncan's client (tools/bmsctl/update.py's sequence) on
 # can-isotp's transport layer in this CPython process. The CAN frames cross
 # the process boundary as hex lines on the interpreter's stdin/stdout, in
@@ -44,7 +44,7 @@ from bms.auth import Auth, INSTALLER
 from bms.params import Params
 from bms.state import PackState
 from store.cred import CredStore
-from store.fs import MemFs
+from store.memfs import MemFs
 from store.slotstore import SlotStore
 from update import boot, slots, updater as W
 from binascii import hexlify, unhexlify
@@ -403,12 +403,12 @@ def test_the_broadcast_reaches_the_board_side_running_in_32_bit_micropython(tmp_
 # recovery.bms.auth, ... with their imports renamed) first on the path, as frozen
 # modules come first on a board's sys.path (the rest of the staged part has its
 # public constants inlined into the image's modules, so lib's own copies run
-# beside it here); recovery.mode.services on a board of fakes (an AFE that
+# beside it here); recovery.serve.services on a board of fakes (an AFE that
 # switches its FETs off, the LEDs, a CAN port fed from stdin), the update key
 # an owner's build freezes into update.trust (test_deploy checks the build);
 # the tester is udsoncan as above.
 RECOVERY_LOOP = """
-from recovery import mode
+from recovery import mode, serve
 from update import trust
 trust.PUBLIC_KEY = PUB
 class Can:
@@ -449,12 +449,12 @@ class Leds:
     def set(self, i, v):
         self.v[i] = v
 board.name = "host_sim"
-board.pack_address = ADDR  # a DIP address (0: recovery.mode.DEFAULT_ADDRESS)
+board.pack_address = ADDR  # a DIP address (0: recovery.serve.DEFAULT_ADDRESS)
 board.can = Can()
 board.afe = Afe()
 board.leds = Leds()
 board.led_pins = [0] * 8
-svcs = mode.services(board, fs, restart, mode.NO_SLOT)
+svcs = serve.services(board, fs, restart, mode.NO_SLOT)
 sys.stdout.write("K %s %d %s\\n" % (hexlify(trust.PUBLIC_KEY).decode(), board.afe.fets,
                                      type(svcs[-1]).__module__))
 while True:

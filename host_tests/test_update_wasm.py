@@ -2,7 +2,7 @@
 # of the session runs in the MicroPython gates (wasm and the 32-bit
 # interpreter)"): test_update_gate's board scripts (app.uds resp. app.host +
 # app.hostupd with a real bms.auth, update.updater writing a real ROMFS image
-# into slot B of a bytearray partition, the slot record on store.fs.MemFs) in
+# into slot B of a bytearray partition, the slot record on store.memfs.MemFs) in
 # the official WebAssembly port under Node, driven live by udsoncan's client on
 # can-isotp resp. bmsctl's FC 0x15 client in this CPython process, the CAN
 # frames / PDUs as hex lines in lock step and virtual time: the same protocol

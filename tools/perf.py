@@ -637,7 +637,7 @@ from app.canport import CanPort
 from bms.state import PackState
 from bms.params import Params
 from bms.auth import Auth
-from store.fs import MemFs
+from store.memfs import MemFs
 from store.slotstore import SlotStore
 from update import boot, bundle, slots, updater as W
 import sim_mcp2515 as sim

@@ -18,7 +18,7 @@ from sim.profile import solar_request_ma
 from sim.rng import Rng
 from sim.vtime import VirtualRunner
 from sim import romfs
-from store.fs import MemFs
+from store.memfs import MemFs
 from store.slotstore import SlotStore
 from store.store import Store
 from update import boot as fw_boot

@@ -31,7 +31,7 @@ class App:
         self.link = self.system = self.cycle = self.inverter = None
         self.canrate = None  # app.canrate: the CAN bit rate (boards with CAN)
         self.host = None  # app.compose.host: the host protocol's port (app.hostport)
-        self.uds = self.update = None  # app.compose: the UDS port, the shared update transfer (app.updsess)
+        self.uds = self.update = None  # app.compose: the UDS port, the shared update transfer (app.updsess, lazy)
         self.services = []
         if store is not None:
             from app.persist import Persist, MAX_FAILED_STARTS

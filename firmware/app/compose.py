@@ -136,9 +136,9 @@ def _host(app, board, ports, auth, present):
     def update():
         from app.hostupd import HostUpdate
         from update.updater import file_check
-        return HostUpdate(svc, app.update, lambda: app.restart, file_check(board))
+        return HostUpdate(svc, _update_session(app, board), lambda: app.restart, file_check(board))
     svc = Host(app.state, app.params, app.system.view, rin.port if rin is not None else None, auth,
-               journal=journal, present=present, update=update if app.update is not None else None,
+               journal=journal, present=present, update=update,
                version=version(board), serial=serial(board))
     svc.link = app.link
     svc.restart = lambda: _restart(app)
@@ -163,11 +163,14 @@ def _host(app, board, ports, auth, present):
 
 
 def _update_session(app, board):
-    """The pack's app.updsess.UpdateSession: its Updater (update.updater.for_board:
-    the board's ROMFS partition, the slot record, the key the pack trusts (its
-    login's provisioned update key, else the firmware's) and the recovery
-    version) is imported only when a download starts; none without a store
-    or a board name."""
+    """The pack's app.updsess.UpdateSession (app.update), built when the
+    first of the sessions that share it is (app.hostupd, app.uds); its
+    Updater (update.updater.for_board: the board's ROMFS partition, the slot
+    record, the key the pack trusts (its login's provisioned update key, else
+    the firmware's) and the recovery version) is imported only when a
+    download starts; none without a store or a board name."""
+    if app.update is not None:
+        return app.update
     from app.updsess import UpdateSession
     make = None
     if app.store is not None and getattr(board, "name", None) is not None:
@@ -176,7 +179,8 @@ def _update_session(app, board):
             from update.updater import for_board
             auth = app.host.auth() if app.host is not None else None
             return for_board(board, SlotStore(app.store.fs), auth.update_key() if auth is not None else None)
-    return UpdateSession(app.state, make)
+    app.update = UpdateSession(app.state, make)
+    return app.update
 
 
 def running_slot(board):
@@ -187,6 +191,23 @@ def running_slot(board):
         return s
     from update import boot
     return boot.RUNNING
+
+
+def confirm(app, running):
+    """The self-test confirm (app.confirm.Confirm, imported only then) when
+    the boot part runs an image under trial (running: the slot it mounted,
+    running_slot), else None (a port without ROMFS, a confirmed image, no
+    store)."""
+    if app.store is None or running < 0:
+        return None
+    from store.slotstore import SlotStore
+    from update import slots
+    st = SlotStore(app.store.fs)
+    rec = st.load()[0]
+    if rec is None or not slots.valid(rec) or not slots.running_pending(rec, running):
+        return None
+    from app.confirm import Confirm
+    return Confirm(app.state, st, rec, running)
 
 
 def serial(board):
@@ -232,7 +253,7 @@ def uds(app, board, ports):
                    None, slot_store, running_slot(board),
                    version(board), lambda: app.restart,
                    persist.restore_defaults if persist is not None else None, file_check(board),
-                   hold=app.update)
+                   hold=_update_session(app, board))
     svc = UdsPort(address, make)
     ports.can_rx.subscribe(svc, SELECTION)  # the host protocol's (0x18......): no further mask on the chip
     return svc
@@ -294,8 +315,6 @@ def pack(board, params=None, store=None, clock=None, maintenance=False):
     services.append(app.link)
     if app.canrate is not None:  # after the link's read of the port: a frame heard confirms the rate
         services.append(app.canrate)  # before the host services below answer it
-    # the one update transfer the sessions share (UDS on CAN, Modbus file records)
-    app.update = _update_session(app, board)
     # the host protocol's port: after the link, whose tick reads the ports
     app.host = host(app, board, ports, _presence(board) if maintenance else None)
     services.append(app.host)
@@ -303,8 +322,7 @@ def pack(board, params=None, store=None, clock=None, maintenance=False):
     if app.uds is not None:
         services.append(app.uds)
     if not maintenance:
-        from app.confirm import for_app  # the self-test of a new image under trial (issue 15)
-        svc = for_app(app, running_slot(board))
+        svc = confirm(app, running_slot(board))  # the self-test of a new image under trial (issue 15)
         if svc is not None:
             services.append(svc)
     app.services = services

@@ -10,6 +10,8 @@
 # means a failed try: two of them and the boot part goes back to the old
 # image by itself. Lives in the app, not in the boot part, because only the
 # running image can judge itself; the boot part only counts its starts.
+# app.compose.confirm builds it (and imports this module) only for an image
+# under trial.
 from app.service import Service
 from bms import parallel
 from defs.ticks import ticks_diff
@@ -60,16 +62,3 @@ class Confirm(Service):
         self.done = True
         print("confirm: slot %s passed its self-test: confirmed" % "AB"[self.slot])
 
-
-def for_app(app, running):
-    """The Confirm service when the boot part runs an image under trial
-    (running: the slot it mounted, app.compose.running_slot), else None (a
-    port without ROMFS, a confirmed image, no store)."""
-    if app.store is None or running < 0:
-        return None
-    from store.slotstore import SlotStore
-    st = SlotStore(app.store.fs)
-    rec = st.load()[0]
-    if rec is None or not slots.valid(rec) or not slots.running_pending(rec, running):
-        return None
-    return Confirm(app.state, st, rec, running)

@@ -20,7 +20,7 @@
 # here until the host ticks it.
 from defs.const import const
 from defs.ticks import ticks_add, ticks_diff
-from app.service import Service
+from app.service import Service, built
 from proto.link import MASTER, valid_address
 
 _PGN = const(0x18EF)  # app.hostcan.BASE >> 16: priority 6, data page 0, PF 0xEF
@@ -67,20 +67,19 @@ class HostPort(Service):
         return a
 
     def build(self):
-        """The host protocol's services, built at the first call and kept; a
-        MemoryError (counted in failed) when they cannot be."""
+        """The host protocol's services, built at the first call and kept;
+        None (counted in failed) when they cannot be."""
         s = self.services
         if s is None:
-            try:
-                s = self.make()
-                now = self.now_ms
-                for x in s:
-                    x.now_ms = now
-                self._due = [now] * len(s)
-            except MemoryError:
-                self.failed += 1
-                raise
-            self.services = s
+            s = self.services = built(self, self._make)
+        return s
+
+    def _make(self):
+        s = self.make()
+        now = self.now_ms
+        for x in s:
+            x.now_ms = now
+        self._due = [now] * len(s)
         return s
 
     def on_frame(self, bus, fr):
@@ -93,9 +92,8 @@ class HostPort(Service):
             self.period_ms = _ACTIVE_MS
             if (id_ >> 8) & 0xFF != self.roles.address:
                 return
-            try:
-                s = self.build()
-            except MemoryError:
+            s = self.build()
+            if s is None:
                 return
         s[1].on_frame(bus, fr)
 
@@ -106,9 +104,8 @@ class HostPort(Service):
             r = self.roles
             if r.role == _SLAVE and not (self.chain and (u == r.address or valid_address(u) and u != MASTER)):
                 return
-            try:
-                s = self.build()
-            except MemoryError:
+            s = self.build()
+            if s is None:
                 return
         s[0].on_rs485(buf, n)
 

@@ -21,7 +21,6 @@ from bms import parallel
 from bms import params as P
 from bms.system import own_row
 from proto import link
-from proto import pylon_rs485 as pr
 from app.service import Service
 
 LINK_MS = const(100)
@@ -270,24 +269,6 @@ class Link(Service):
         if link.valid_address(a) and a != link.MASTER:
             self._ask[a] = 1
             self._asked = True
-
-    def analog(self, info, adr, a, now_ms, units):
-        """Master: the Pylontech 0x42 INFO of pack a (pylon address adr) from
-        the table into info (proto.pylon_rs485.put_pack, in units as the
-        server's parameter says); asks a for fresh cells. Returns the length,
-        or -1 while no fresh cells are held."""
-        t = self.table
-        if not link.valid_address(a):
-            return -1
-        self.ask_cells(a)
-        if self.roles.role != parallel.MASTER or not t.online[a] or not t.cells_fresh(now_ms, a):
-            return -1
-        info[0] = 0
-        info[1] = adr
-        cap = t.full_mah[a] if t.full_mah[a] > 0 else t.cap_ah[a] * 1000  # no CAPACITY report: rated
-        return pr.put_pack(info, 2, t.cells, a * parallel.MAX_CELLS, t.n_cells[a], t.temps,
-                           a * parallel.MAX_TEMPS, t.n_temps[a], t.current_ma[a], t.voltage_mv[a],
-                           cap * t.soc_pct[a] // 100, cap, t.cycles[a], units)
 
     def _flicker(self, now_ms):
         st = self.state

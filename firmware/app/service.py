@@ -26,3 +26,15 @@ class Cycle(Service):
     def tick(self, now_ms):
         for stage in self.stages:
             stage.tick(now_ms)
+
+
+def built(owner, make):
+    """make() for what is built at its first use (issue 12: app.hostport's
+    host protocol, app.inverter's RS485 server); None when the heap cannot
+    hold it, counted in owner.failed: the caller drops the request that
+    needed it and the next one tries again."""
+    try:
+        return make()
+    except MemoryError:
+        owner.failed += 1
+        return None

@@ -1,6 +1,7 @@
 # Owns persistent storage on the board's flash (issue 5): the parameter file,
 # the counters file, the event history and the filesystem they go through.
-#   fs.py        OsFs (the board: os + open) and MemFs (in memory: bench, tests)
+#   fs.py        OsFs (the board: os + open)
+#   memfs.py     MemFs (the same in memory: bench, tests)
 #   crc.py       crc32 (binascii's where it exists, else a table)
 #   atomic.py    one record file written to a temporary name and renamed
 #   paramstore.py / counters.py   the parameter and counter files (id-keyed)

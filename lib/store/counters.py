@@ -64,9 +64,6 @@ class CounterStore:
     def __init__(self, fs, name=FILE):
         self.file = atomic.AtomicFile(fs, name, MAGIC)
         self._hash = [atomic.name_hash(f[1]) for f in FIELDS]
-        self._index = {}
-        for i in range(N):
-            self._index[FIELDS[i][0]] = i
 
     def save(self, values):
         return self.file.write(SCHEMA, [(FIELDS[i][0], self._hash[i], values[i]) for i in range(N)])
@@ -78,8 +75,10 @@ class CounterStore:
         src, schema, recs = self.file.read()
         if recs is None:
             return src
-        for rid, h, v in recs:
-            i = self._index.get(rid)
-            if i is not None and h == self._hash[i]:
-                values[i] = v
+        for rid, h, v in recs:  # once at start: a search, not an id -> index dict kept for it
+            for i in range(N):
+                if FIELDS[i][0] == rid:
+                    if h == self._hash[i]:
+                        values[i] = v
+                    break
         return src

@@ -1,5 +1,5 @@
 # Owns one pack's storage: the parameter file, the counters file and the event
-# history on one filesystem (store.fs.OsFs on the board, MemFs on the bench).
+# history on one filesystem (store.fs.OsFs on the board, store.memfs.MemFs on the bench).
 from store.paramstore import ParamStore
 from store.counters import CounterStore
 from store.eventlog import EventLog
