@@ -160,7 +160,7 @@ def _named(names, a, b):
 
 def footprint(p):
     """Total length of every container held by the services and the state."""
-    from app import invrs485
+    from app import service
     n = 0
     srv = p.inverter.server
     for obj in (p.st, p.st.snap, p.board.can, p.board.link_in, p.board.link_out, p.link, p.link.table, p.link.roles, p.link.forming, p.inverter,
@@ -168,9 +168,9 @@ def footprint(p):
         for k, v in vars(obj).items():
             if obj is srv and k == "_views":
                 # a cache bounded by design (one view per reply length): counted at its bound
-                if len(v) > invrs485._VIEWS:
-                    raise Finding("the inverter's reply-view cache passed its bound %d" % invrs485._VIEWS)
-                n += invrs485._VIEWS
+                if len(v) > service._VIEWS:
+                    raise Finding("the inverter's reply-view cache passed its bound %d" % service._VIEWS)
+                n += service._VIEWS
             elif isinstance(v, (list, tuple, dict, set, bytes, bytearray, str)) or hasattr(v, "itemsize"):
                 n += len(v)
     return n

@@ -53,6 +53,25 @@ class Replay:
         self.chip.writeto_mem(addr, reg, buf)
 """
 
+# Each stage of n cycles timed alone (us per stage, summed); move() (the
+# script's: the physics between cycles, or nothing) runs untimed.
+STAGED = """
+def staged(n):
+    acc = [0] * len(stages)
+    now = clock[0]
+    for _ in range(n):
+        move()
+        i = 0
+        for s in stages:
+            t0 = tu()
+            s.tick(now)
+            acc[i] += td(tu(), t0)
+            i += 1
+        now += 100
+    clock[0] = now
+    return acc
+"""
+
 # Prints one line: name value pairs (us per cycle or per call). The world is
 # the one of tools.perf.UNIX_STEP (one pack at 5 s, no physics between the
 # cycles: the readings stay put); MOVING: the pack charges at 20 A with +-2 mV
@@ -87,20 +106,7 @@ def move():
         afe.step(100, 20000)
 
 
-def staged(n):
-    acc = [0] * S
-    now = clock[0]
-    for _ in range(n):
-        move()
-        i = 0
-        for s in stages:
-            t0 = tu()
-            s.tick(now)
-            acc[i] += td(tu(), t0)
-            i += 1
-        now += 100
-    clock[0] = now
-    return acc
+# STAGED
 
 
 def step(n):
@@ -257,7 +263,7 @@ for k in range(P):
         order.append("part_" + PARTS[k][0])
 print(" ".join("%s %.3f" % (k, best[k] / WINDOW) for k in order), "missing", ",".join(missing) or "-",
       "stages", ",".join(names))
-""".replace("# REPLAY", REPLAY)
+""".replace("# REPLAY", REPLAY).replace("# STAGED", STAGED)
 
 
 # The real board's control step: boards/esp32_bq.py built from source as
@@ -299,19 +305,11 @@ def step(n):
     return td(tu(), t0)
 
 
-def staged(n):
-    acc = [0] * len(stages)
-    now = clock[0]
-    for _ in range(n):
-        i = 0
-        for s in stages:
-            t0 = tu()
-            s.tick(now)
-            acc[i] += td(tu(), t0)
-            i += 1
-        now += 100
-    clock[0] = now
-    return acc
+def move():
+    pass
+
+
+# STAGED
 
 
 rep = Replay(chip)
@@ -341,7 +339,7 @@ for _ in range(ROUNDS):
         best[k] = min(best.get(k, 1 << 30), a[i])
 print(" ".join("%s %.3f" % (k, best[k] / WINDOW) for k in ["step", "copies"] + ["stage_" + n for n in names]),
       "afe", type(stages[0].afe).__name__)
-""".replace("# REPLAY", REPLAY)
+""".replace("# REPLAY", REPLAY).replace("# STAGED", STAGED)
 
 
 # Micro-benchmarks: each operation 10 times in a loop of N, the fastest of

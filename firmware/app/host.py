@@ -44,7 +44,7 @@
 # at that link address, through the master; a slave on the RS485 chain answers
 # its link address only. Without a relay other units get no reply.
 # Reads allocate nothing; writes and logins are rare and may.
-from app.service import Service
+from app.service import Service, head_view
 from app import hostctl, hostfile
 from app.hostctl import INSTALLER, EX_BUSY, R_OK, R_NO_SESSION, R_READ_ONLY, R_RANGE, R_INVALID, \
     R_LOGIN, R_NOT_PRESENT, REASONS, CTL, CTL_REGS
@@ -85,7 +85,6 @@ PARAM_REGS = 2 * prows.N
 MAKER = b"BMS-MPY"
 MODEL = b"LFP 16S 51.2 V"
 VERSION = ("%d.%d" % (SW_VERSION_MAJOR, SW_VERSION_MINOR)).encode()  # without an image `version` file
-_VIEWS = const(24)  # RTU reply lengths whose memoryview is kept
 # A frame under way is dropped after this long without a byte. Not Modbus's
 # 3.5 character times: the router reads the port every link period
 # (app.link.LINK_MS, 100 ms), so a frame that takes longer than that on the
@@ -191,13 +190,7 @@ class Host(Service):
         if self.port is None:
             return
         n = mb.rtu_reply(self.tx, unit, k)
-        views = self._views
-        v = views.get(n)
-        if v is None:
-            v = memoryview(self.tx)[:n]
-            if len(views) < _VIEWS:
-                views[n] = v
-        self.port.write(v)
+        self.port.write(head_view(self._views, self.tx, n))
 
     def tick(self, now_ms):
         """The clock for sessions; GAP_MS without a byte ends a frame under way."""

@@ -15,13 +15,13 @@ from proto import link, pylon_can as pc
 from proto import pylon_rs485 as pr
 from proto.wire import div, put_u16, put_i16
 from app.inverter import BUS_CAN, BUS_RS485, SERIAL, SW_VERSION_MAJOR, SW_VERSION_MINOR
+from app.service import head_view
 
 NAME = b"PYLON-MPY "  # 10 ASCII
 MAKER = b"PYLON-COMPATIBLE    "  # 20 ASCII
 _ALL_PACKS = const(8)  # packs listed in a 0x42 INFO 0xFF reply
 _PACK_BYTES = const(1 + 2 * 16 + 1 + 2 * 8 + 17)  # one pack's 0x42 data at most (16 cells, 8 temps, count 4)
 _INFO_BYTES = 2 + _ALL_PACKS * _PACK_BYTES
-_VIEWS = 24  # reply lengths whose memoryview is kept (a reply is one of a few lengths)
 
 
 class Rs485Server:
@@ -95,13 +95,7 @@ class Rs485Server:
             return ok
         self.now_ms = inv._now
         m = self.reply(req, self.st.inverter_lost)
-        views = self._views
-        v = views.get(m)
-        if v is None:
-            v = memoryview(self.out)[:m]
-            if len(views) < _VIEWS:
-                views[m] = v
-        inv.link.write(v)
+        inv.link.write(head_view(self._views, self.out, m))
         return ok
 
     def _error(self, req, rtn):

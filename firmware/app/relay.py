@@ -37,7 +37,7 @@
 # every ACTIVE_MS, every app.host.UPDATE_MS for an update's blocks (FC 0x41,
 # FC 0x15; app.hostcan on the pack asked turns its ISO-TP as often then).
 # No allocation per request or frame.
-from app.service import Service
+from app.service import Service, head_view
 from app.hostcan import BASE, send_due
 from app.host import PORT_RTU, UPDATE_MS
 from bms import parallel
@@ -58,7 +58,6 @@ TIMEOUT_MS = const(800)
 # tick (100 ms) before it reads the request, and a few ms per hop up
 HOP_MS = const(120)
 _GAP_MS = const(500)  # no reply byte this long: a reply cut short is dropped
-_VIEWS = const(24)  # frame lengths whose memoryview is kept
 
 ACTIVE_MS = const(10)  # the period while a request is relayed
 IDLE_MS = const(100)  # and while none is (a service's period may change; the runners read it each time)
@@ -67,16 +66,6 @@ IDLE_MS = const(100)  # and while none is (a service's period may change; the ru
 def _wait_ms(online):
     """The wait for a reply along the RS485 chain of `online` packs."""
     return TIMEOUT_MS + (online - 2) * HOP_MS if online > 2 else TIMEOUT_MS
-
-
-def _view(views, buf, n):
-    """buf[:n] as a memoryview, made once per length (the first _VIEWS kept)."""
-    v = views.get(n)
-    if v is None:
-        v = memoryview(buf)[:n]
-        if len(views) < _VIEWS:
-            views[n] = v
-    return v
 
 
 class Relay(Service):
@@ -196,7 +185,7 @@ class Relay(Service):
         for i in range(m):
             tx[i] = frame[i]
         self._wait(unit, frame, m - 3, wait_ms)
-        self.down.port.write(_view(self._tx_v, tx, m))
+        self.down.port.write(head_view(self._tx_v, tx, m))
 
     def _wait(self, unit, frame, n, wait_ms):
         self.unit = unit
@@ -245,7 +234,7 @@ class Relay(Service):
         host = self.host
         if self.link.roles.role == parallel.SLAVE:
             if host.port is not None:
-                host.port.write(_view(self._rx_v, fr.buf, m))  # up our Link IN, whole
+                host.port.write(head_view(self._rx_v, fr.buf, m))  # up our Link IN, whole
             self.passed += 1
             return
         out = host._out

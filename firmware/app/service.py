@@ -1,6 +1,11 @@
 # Owns the service model: a service has a name, a period and tick(now_ms);
 # a service that listens on a bus also has on_frame(bus, frame). Runners
 # (app.runner on the board, sim.vtime on the host) call nothing else.
+# Also the two helpers services share: a build at first use (built) and a
+# reply written from a buffer's head without a new view each time (head_view).
+from defs.const import const
+
+_VIEWS = const(24)  # lengths whose memoryview is kept (a reply is one of a few lengths)
 
 
 class Service:
@@ -26,6 +31,17 @@ class Cycle(Service):
     def tick(self, now_ms):
         for stage in self.stages:
             stage.tick(now_ms)
+
+
+def head_view(views, buf, n):
+    """buf[:n] as a memoryview, made once per length: views is the caller's
+    {length: view} of buf (the first _VIEWS lengths kept)."""
+    v = views.get(n)
+    if v is None:
+        v = memoryview(buf)[:n]
+        if len(views) < _VIEWS:
+            views[n] = v
+    return v
 
 
 def built(owner, make):
