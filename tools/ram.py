@@ -182,7 +182,17 @@ def run():
     R["imports"] = used() - R["fakes"] - R["image"]
     from store.fs import OsFs
     from store.store import Store
+    import store.slotstore, update.boot  # what firmware/boot.py leaves imported
     app, sup = main.start(board.build(), store=Store(OsFs(DATA)), clock=main._clock())
+    # main.main's runner: app.runner (and asyncio) with one task per service as
+    # Runner.run makes them (a generator's state is allocated whole when it is
+    # made); queued, never run: the rig's runner ticks the services
+    import asyncio
+    from app.runner import Runner
+    from app.supervise import Failure
+    runner = Runner(app)
+    runner._failure = Failure(app, asyncio.Event().set)
+    R["tasks"] = [asyncio.create_task(runner._task(s)) for s in app.services]
     u = used()
     # the harness, after the boot so that the firmware's own imports count as
     # its own: the inverter's node (the firmware's driver) and the runner
@@ -283,6 +293,7 @@ try:
     run()
 except MemoryError as e:
     R["error"] = "MemoryError"
+R.pop("tasks", None)
 print(json.dumps(R))
 """
 

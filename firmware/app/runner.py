@@ -23,22 +23,19 @@ class Runner:
         self._failure = None
 
     async def _task(self, svc):
-        due = self.ticks_ms()
-        failure = self._failure
-        while failure.failed is None:  # after a failure no service ticks again: the
-            # tasks ready before run() cancels them would undo the safe state (control
-            # closing the FETs it opened)
-            svc.tick(due)
-            due = self.ticks_add(due, svc.period_ms)
-            wait = self.ticks_diff(due, self.ticks_ms())
-            if wait < 0:  # overran: skip the missed slots, do not burst
-                due = self.ticks_ms()
-                wait = 0
-            await self.sleep_ms(wait)
-
-    async def _guard(self, svc):
         try:
-            await self._task(svc)
+            due = self.ticks_ms()
+            failure = self._failure
+            while failure.failed is None:  # after a failure no service ticks again: the
+                # tasks ready before run() cancels them would undo the safe state (control
+                # closing the FETs it opened)
+                svc.tick(due)
+                due = self.ticks_add(due, svc.period_ms)
+                wait = self.ticks_diff(due, self.ticks_ms())
+                if wait < 0:  # overran: skip the missed slots, do not burst
+                    due = self.ticks_ms()
+                    wait = 0
+                await self.sleep_ms(wait)
         except Exception as e:  # noqa: any service failure makes the pack safe
             self._failure.fail(svc.name, e)
 
@@ -48,7 +45,7 @@ class Runner:
         self._failure = Failure(self.app, stop.set)
         loop = asyncio.get_event_loop()
         loop.set_exception_handler(lambda lp, ctx: self._failure.fail("loop", ctx.get("exception")))
-        tasks = [asyncio.create_task(self._guard(s)) for s in self.app.services]
+        tasks = [asyncio.create_task(self._task(s)) for s in self.app.services]
         await stop.wait()
         for t in tasks:
             t.cancel()
