@@ -80,8 +80,8 @@ def test_bit_flips_fall_back_to_the_previous_copy():
 
 def test_unknown_or_renamed_fields_are_not_loaded():
     fs = SimFlash()
-    recs = [(C.FIELDS[i][0], atomic.name_hash(C.FIELDS[i][1]), 100 + i) for i in range(C.N)]
-    recs[C.CYCLES] = (C.FIELDS[C.CYCLES][0], atomic.name_hash("cycles_x10"), 999)
+    recs = [(i + 1, atomic.name_hash(C.NAMES[i]), 100 + i) for i in range(C.N)]
+    recs[C.CYCLES] = (C.CYCLES + 1, atomic.name_hash("cycles_x10"), 999)
     recs.append((200, atomic.name_hash("future_field"), 5))
     f = fs.open(C.FILE, "wb")
     f.write(atomic.encode(C.MAGIC, C.SCHEMA, 1, recs))

@@ -1,7 +1,7 @@
 # Owns the counters file: estimator state, lifetime counters and the lock-out
 # states that must survive a reset, one i32 per field under a stable id and
 # a tag of its name (same file format and migration rule as the parameter
-# file, store.atomic). FIELDS is the fixed list; ids are never reused.
+# file, store.atomic). NAMES is the fixed list; ids are never reused.
 # Each field's owner fills it into the counters array (save(values)) and
 # takes it back at start (restore(values)); app.persist calls them:
 #   soc_ppm .. i_offset_ma   estimate (issue 4): soc_ppm is stored as -1 while
@@ -21,26 +21,12 @@ MAGIC = b"BMSC"
 SCHEMA = const(1)
 FILE = "counters.bin"
 
-# (id, name, saved at once when it changes; else with the periodic save)
-FIELDS = (
-    (1, "soc_ppm", False),
-    (2, "soc_full", True),
-    (3, "fcc_mah", True),
-    (4, "cycles", True),
-    (5, "chg_ah", False),
-    (6, "dsg_ah", False),
-    (7, "chg_wh", False),
-    (8, "dsg_wh", False),
-    (9, "i_offset_ma", False),
-    (10, "lockout", True),
-    (11, "latched_faults", True),
-    (12, "deep_discharge", True),
-    (13, "uv_tries", True),
-    (14, "sleep_reason", True),
-    (15, "boots", True),
-    (16, "failed_starts", True),
-)
-N = len(FIELDS)
+# the fields by index; a field's id in the file is its index + 1 (ids are
+# never reused: a retired field keeps its place, renamed). Names carry their
+# unit and give the record its tag.
+NAMES = ("soc_ppm", "soc_full", "fcc_mah", "cycles", "chg_ah", "dsg_ah", "chg_wh", "dsg_wh", "i_offset_ma",
+         "lockout", "latched_faults", "deep_discharge", "uv_tries", "sleep_reason", "boots", "failed_starts")
+N = len(NAMES)
 SOC_PPM = const(0)
 SOC_FULL = const(1)
 FCC_MAH = const(2)
@@ -57,16 +43,18 @@ UV_TRIES = const(12)
 SLEEP_REASON = const(13)
 BOOTS = const(14)
 FAILED_STARTS = const(15)
-CRITICAL = tuple(i for i in range(N) if FIELDS[i][2])
+# saved at once when they change (the others with the periodic save)
+CRITICAL = (SOC_FULL, FCC_MAH, CYCLES, LOCKOUT, LATCHED_FAULTS, DEEP_DISCHARGE, UV_TRIES, SLEEP_REASON, BOOTS,
+            FAILED_STARTS)
 
 
 class CounterStore:
     def __init__(self, fs, name=FILE):
         self.file = atomic.AtomicFile(fs, name, MAGIC)
-        self._hash = [atomic.name_hash(f[1]) for f in FIELDS]
+        self._hash = [atomic.name_hash(n) for n in NAMES]
 
     def save(self, values):
-        return self.file.write(SCHEMA, [(FIELDS[i][0], self._hash[i], values[i]) for i in range(N)])
+        return self.file.write(SCHEMA, [(i + 1, self._hash[i], values[i]) for i in range(N)])
 
     def load(self, values):
         """Fill values (length N) from the file; fields not stored (or stored
@@ -75,10 +63,8 @@ class CounterStore:
         src, schema, recs = self.file.read()
         if recs is None:
             return src
-        for rid, h, v in recs:  # once at start: a search, not an id -> index dict kept for it
-            for i in range(N):
-                if FIELDS[i][0] == rid:
-                    if h == self._hash[i]:
-                        values[i] = v
-                    break
+        for rid, h, v in recs:
+            i = rid - 1
+            if 0 <= i < N and h == self._hash[i]:
+                values[i] = v
         return src
