@@ -19,11 +19,6 @@ from drivers.outputs import Leds, Buzzer
 from drivers.pca9555 import Pca9555
 from drivers.pins import PwmPin, Rs485Uart, OffPin
 
-# the PINS names the MCU drives on every BQ board (checked against each board
-# module's PINS by host_tests/test_boards.py)
-OUTPUTS = ("i2c_sda", "i2c_scl", "spi_sck", "spi_mosi", "can_cs", "link_in_tx", "link_in_de",
-           "link_out_tx", "link_out_de", "led_run", "led_alm", "buzzer", "pchg")
-
 
 class Poll:
     """A service calling obj.poll() every period_ms (MCP2515: errors, bus-off,
@@ -95,12 +90,11 @@ class BqBoard:
         self.contacts = Leds(self.contact_pins)
         self.charger = ChargerDetect(charger_pin)
         self.jumper = UpdateJumper(jumper_pin)
-        self.dip_error = None
         n = dip_layout
         try:
             self.dip = Dip([exp.pin(b) for b in dip_bits[:n]], n)
         except OSError as e:  # expander silent: all OFF (automatic, 9600, protocol 0)
-            self.dip_error = e
+            print("board: PCA9555:", e)
             self.dip = Dip([OffPin() for _ in range(n)], n)
         self.pack_address = self.dip.address
         self.can = can
