@@ -700,11 +700,9 @@ class MCP2515:
         return True
 
     def _lost(self, now):
-        """The chip stopped answering: stop, retry init with back-off."""
+        """The chip stopped answering (or its init failed): stop, retry init
+        with back-off."""
         self._started = False
-        self._retry_delay(now)
-
-    def _retry_delay(self, now):
         self._retry_at = ticks_add(now, self._backoff_ms)
         self._backoff_ms = min(self._backoff_ms * 2, _BACKOFF_MAX_MS)
 
@@ -713,8 +711,7 @@ class MCP2515:
             self._start(self._run_op)
         except OSError:
             self.spi_errors = (self.spi_errors + 1) & _WRAP
-            self._started = False
-            self._retry_delay(now)
+            self._lost(now)
             return
         self.chip_resets = (self.chip_resets + 1) & _WRAP
         self._started = True

@@ -31,10 +31,6 @@ class Watchdog:
     def alive(self, i):
         self._seen |= 1 << i
 
-    def missing(self):
-        """Bit mask of services that have not checked in since the last feed."""
-        return self._all & ~self._seen
-
     def tick(self, now_ms):
         m = self._all & ~self._seen
         if m:
@@ -47,7 +43,8 @@ class Watchdog:
         return True
 
     def missing_names(self):
-        m = self.missing()
+        """The services that have not checked in since the last feed."""
+        m = self._all & ~self._seen
         return [self.names[i] for i in range(len(self.names)) if m & (1 << i)]
 
 
