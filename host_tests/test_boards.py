@@ -202,9 +202,8 @@ def test_dip_through_the_expander(name, monkeypatch):
     Rig(mod, dip_on=(1, 7))
     b = mod.build()
     assert b.dip.baud == 115200 and b.dip.protocol_id == 2 and b.pack_address == 0
-    assert b.link_in.uart.baudrate == 115200 and b.link_out.uart.baudrate == 115200
-    # the drivers' character time (DE timing) is the DIP's baud: 10 bits at 115200
-    assert b.link_in.rs485.char_us == 87 and b.link_out.rs485.char_us == 87
+    assert b.link_in.rs485.baud == 115200 and b.link_out.rs485.baud == 115200
+    assert b.link_in.uart.baudrate == 115200
 
 
 def test_dip4_address_layout_and_a_silent_expander(monkeypatch):

@@ -35,23 +35,14 @@ class RS485:
     kept; longer ones are cut there and counted in `overflows` (0 for a port
     whose bytes are read from the UART, drivers.pins.Rs485Uart)."""
 
-    # defaults in the class: an instance holds these only when it differs
-    # (17 instance attributes fit the member table without its next growth)
-    _on = 1  # DE level while transmitting
-    _ticks = staticmethod(_ticks_us)
-    _sleep = staticmethod(_sleep_us)
-
     def __init__(self, uart, de_pin, baud, bus=LINK_IN, frame_size=256,
                  ticks_us=None, sleep_us=None, de_active_high=True):
         self.uart = uart
         self.de = de_pin
         self.bus = bus
-        if not de_active_high:
-            self._on = 0
-        if ticks_us is not None:
-            self._ticks = ticks_us
-        if sleep_us is not None:
-            self._sleep = sleep_us
+        self._on = 1 if de_active_high else 0
+        self._ticks = ticks_us or _ticks_us
+        self._sleep = sleep_us or _sleep_us
         self.buf = bytearray(frame_size)
         self.frame = memoryview(self.buf)
         self._one = bytearray(16)
@@ -71,8 +62,14 @@ class RS485:
     def set_baud(self, baud):
         """Character and gap times from the baud rate (the UART itself is
         configured by the board: uart.init(baud) at start, per the DIP)."""
+        self.baud = baud
         self.char_us = (_BITS_PER_CHAR * 1000000 + baud - 1) // baud
         self.gap_us = (35 * self.char_us + 9) // 10   # 3.5 character times
+        # a byte is only seen once its stop bit is in: after 3.5 characters of
+        # silence the next byte of the same frame would have shown up within
+        # one more character time, so the frame is closed gap + 1 character
+        # after the last byte was seen
+        self.end_us = self.gap_us + self.char_us
 
     # ---- transmit ---------------------------------------------------------------
     def write(self, data):
@@ -108,7 +105,7 @@ class RS485:
     def poll(self):
         """Non-blocking: take what the UART holds; the length of a complete
         frame (in self.frame[:n]) once the line has been silent for 3.5
-        characters after it (gap_us + char_us after its last byte was seen), else 0.
+        characters after it (end_us after its last byte was seen), else 0.
         Call it more often than a character time for exact framing;
         frames closer together than the polling interval merge."""
         now = self._ticks()
@@ -116,11 +113,7 @@ class RS485:
         if got:
             self._last = now
             return 0
-        # a byte is only seen once its stop bit is in: after 3.5 characters of
-        # silence the next byte of the same frame would have shown up within
-        # one more character time, so the frame is closed gap + 1 character
-        # after the last byte was seen
-        if self._n and ticks_diff(now, self._last) >= self.gap_us + self.char_us:
+        if self._n and ticks_diff(now, self._last) >= self.end_us:
             return self._finish()
         return 0
 
