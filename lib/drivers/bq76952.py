@@ -354,7 +354,8 @@ class BQ76952(Afe):
             return False
         # all transfers good: decode into the snapshot (b[6:8]: Battery Status)
         for c in range(self.n_cells):
-            snap.cell_mv[c] = _u16(b, 8 + 2 * c)
+            i = 8 + 2 * c
+            snap.cell_mv[c] = b[i] | b[i + 1] << 8
         snap.stack_mv = _s16(b, 40) * USER_MV
         snap.pack_mv = _s16(b, 42) * USER_MV
         self.ld_mv = _s16(b, 44) * USER_MV
@@ -605,10 +606,6 @@ class BQ76952(Afe):
         """SHUTDOWN twice: sealed it needs both, unsealed the delays are skipped."""
         self.command(SHUTDOWN)
         self.command(SHUTDOWN)
-
-
-def _u16(b, i):
-    return b[i] | b[i + 1] << 8
 
 
 def _s16(b, i):

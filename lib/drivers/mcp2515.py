@@ -191,11 +191,10 @@ class MCP2515:
         self._sleep = sleep_ms or _sleep_ms
         cs.value(1)
         # scratch buffers, allocated once
-        self._c1 = bytearray(1)
+        self._c1 = bytearray(1)         # an instruction, then the byte read after it
         self._c2 = bytearray(2)
         self._c3 = bytearray(3)
         self._c4 = bytearray(4)
-        self._r1 = bytearray(1)
         self._rx = bytearray(13)        # SIDH SIDL EID8 EID0 DLC D0..D7
         self._h = bytearray(18)         # TEC .. EFLG (0x1C..0x2D)
         self._tx = bytearray(6)         # LOAD TX, SIDH SIDL EID8 EID0 DLC (data: the caller's buffer)
@@ -271,10 +270,10 @@ class MCP2515:
         self._cs.value(0)
         try:
             self._spi.write(self._c1)
-            self._spi.readinto(self._r1)
+            self._spi.readinto(self._c1)
         finally:
             self._cs.value(1)
-        return self._r1[0]
+        return self._c1[0]
 
     def _isr(self, pin):
         self._irq = True
@@ -283,8 +282,8 @@ class MCP2515:
     def _set_opmode(self, op):
         self._bitmod(_CANCTRL, 0xE0, op << 5)
         for _ in range(_MODE_TRIES):
-            self._read(_CANSTAT, self._r1)
-            if self._r1[0] >> 5 == op:
+            self._read(_CANSTAT, self._c1)
+            if self._c1[0] >> 5 == op:
                 self._opmode = op
                 return
             self._sleep(1)
@@ -329,10 +328,10 @@ class MCP2515:
         self._cmd(_RESET)
         self._sleep(2)  # oscillator start-up after reset (DS20001801 8.1: 128 Tosc)
         h = self._h
-        self._read(_CANSTAT, self._r1)
-        st = self._r1[0]
-        self._read(_CANCTRL, self._r1)
-        if st & 0xE0 != _OP_CONFIG << 5 or st & 0x11 or self._r1[0] != 0x87:
+        self._read(_CANSTAT, self._c1)
+        st = self._c1[0]
+        self._read(_CANCTRL, self._c1)
+        if st & 0xE0 != _OP_CONFIG << 5 or st & 0x11 or self._c1[0] != 0x87:
             raise OSError(_ENODEV)  # no chip (reads 0xFF or 0x00), or not reset
         self._opmode = _OP_CONFIG
         cnf = self._cnf
