@@ -279,12 +279,12 @@ def test_balancing():
 
 def test_low_power_and_identity_commands():
     sim, drv = make(crc=True, busy_polls=3)
-    assert struct.unpack_from("<H", drv.subcommand_read(bq.DEVICE_NUMBER))[0] == 0x7695
-    drv.command(bq.SLEEP_DISABLE)
+    assert drv.device_number() == 0x7695
+    drv.sleep_enable(False)
     assert not sim.sleep_allowed
     drv.deep_sleep()
     assert sim.deep_sleep
-    drv.command(bq.EXIT_DEEPSLEEP)
+    drv.exit_deep_sleep()
     assert not sim.deep_sleep
     drv.shutdown()
     assert sim.shutdown
@@ -294,7 +294,7 @@ def test_a_subcommand_that_never_completes_raises_and_counts():
     sim, drv = make(configure=False)
     sim.busy_polls = 10000
     with pytest.raises(bq.Bq76952Error):
-        struct.unpack_from("<H", drv.subcommand_read(bq.DEVICE_NUMBER))[0]
+        drv.device_number()
     assert drv.comm_errors == 1
 
 
@@ -359,7 +359,7 @@ def test_a_subcommand_response_with_a_bad_checksum_is_refused():
 
     sim._respond = bad
     with pytest.raises(bq.Bq76952Error):
-        struct.unpack_from("<H", drv.subcommand_read(bq.DEVICE_NUMBER))[0]
+        drv.device_number()
     assert drv.comm_errors == 1
 
 

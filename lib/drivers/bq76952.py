@@ -513,6 +513,10 @@ class BQ76952(Afe):
                 raise Bq76952Error("data memory 0x%04x not written" % addr)
         self._guard(run)
 
+    def device_number(self):
+        """0x7695 on a BQ76952 (the bring-up check)."""
+        return struct.unpack_from("<H", self.subcommand_read(DEVICE_NUMBER))[0]
+
     def mfg_status(self):
         return struct.unpack_from("<H", self.subcommand_read(MFG_STATUS))[0]
 
@@ -597,10 +601,16 @@ class BQ76952(Afe):
     def all_fets_off(self):
         self.command(ALL_FETS_OFF)
 
+    def sleep_enable(self, on=True):
+        self.command(SLEEP_ENABLE if on else SLEEP_DISABLE)
+
     def deep_sleep(self):
         """DEEPSLEEP must be sent twice within 4 s (TRM 12.2)."""
         self.command(DEEPSLEEP)
         self.command(DEEPSLEEP)
+
+    def exit_deep_sleep(self):
+        self.command(EXIT_DEEPSLEEP)
 
     def shutdown(self):
         """SHUTDOWN twice: sealed it needs both, unsealed the delays are skipped."""
