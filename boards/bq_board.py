@@ -1,8 +1,8 @@
 # Owns what the real boards (boards/esp32_bq.py, boards/rp2040_bq.py) share:
 # the board object handed to the firmware (the board contract of
 # firmware/app/app.py), the polling service of a driver (MCP2515.poll), the
-# board builder that makes every chip from the port's machine module, and the
-# port calls both ports make the same way (BqPort). Nothing here imports
+# board builder that makes every chip from the port's machine module, and what
+# the board needs of a port (BqPort). Nothing here imports
 # `machine`: the board module passes its machine module in, so this file is
 # the same on both ports and on CPython.
 #
@@ -18,11 +18,6 @@ from drivers.inputs import Dip, ChargerDetect, UpdateJumper, DIP7
 from drivers.outputs import Leds, Buzzer
 from drivers.pca9555 import Pca9555
 from drivers.pins import PwmPin, Rs485Uart, OffPin
-
-# the PINS names the MCU drives on every BQ board (checked against each board
-# module's PINS by host_tests/test_boards.py)
-OUTPUTS = ("i2c_sda", "i2c_scl", "spi_sck", "spi_mosi", "can_cs", "link_in_tx", "link_in_de",
-           "link_out_tx", "link_out_de", "led_run", "led_alm", "buzzer", "pchg")
 
 
 class Poll:
@@ -43,25 +38,14 @@ def woke(pin):
 
 
 class BqPort:
-    """The port-specific calls of BqBoard that both ports make the same way
-    (machine.WDT, lightsleep, deepsleep); a board module's Port subclasses it
-    and adds arm_wake(deep, charger_handler)."""
+    """What BqBoard needs of the port: its machine module (WDT, lightsleep,
+    deepsleep: both ports call them the same way) and the wake pins; a board
+    module's Port subclasses it and adds arm_wake(deep, charger_handler)."""
 
     def __init__(self, machine, button, charger):
         self.machine = machine
         self.button = button
         self.charger = charger
-
-    def wdt(self, timeout_ms):
-        return self.machine.WDT(timeout=timeout_ms)
-
-    def lightsleep(self, ms):
-        self.machine.lightsleep(ms)
-
-    def deepsleep(self, ms):
-        if ms:
-            self.machine.deepsleep(ms)
-        self.machine.deepsleep()
 
 
 # ---- the board object -------------------------------------------------------------
@@ -72,8 +56,8 @@ class BqBoard:
     for the links and main.py: can, link_in, link_out, dip, charger,
     jumper, exp, wdt_timeout_ms, make_wdt(), sleep(ms), deep_sleep(ms),
     board_temp_dc(). Built by a board module from machine objects; `port`
-    is the board module's object for the port-specific calls (wdt(ms),
-    lightsleep(ms), deepsleep(ms), arm_wake())."""
+    is the board module's BqPort (machine: WDT, lightsleep, deepsleep;
+    arm_wake())."""
     name = None  # the board module's NAME: the board an update bundle must be made for (app.uds)
     serial: object = None  # the pack's serial number (serial_of: the MCU's unique id; app.compose.serial)
 
@@ -95,12 +79,11 @@ class BqBoard:
         self.contacts = Leds(self.contact_pins)
         self.charger = ChargerDetect(charger_pin)
         self.jumper = UpdateJumper(jumper_pin)
-        self.dip_error = None
         n = dip_layout
         try:
             self.dip = Dip([exp.pin(b) for b in dip_bits[:n]], n)
         except OSError as e:  # expander silent: all OFF (automatic, 9600, protocol 0)
-            self.dip_error = e
+            print("board: PCA9555:", e)
             self.dip = Dip([OffPin() for _ in range(n)], n)
         self.pack_address = self.dip.address
         self.can = can
@@ -114,7 +97,7 @@ class BqBoard:
     def make_wdt(self):
         """The machine.WDT: once made it cannot be stopped (main.py makes it
         after the firmware has started)."""
-        return self.port.wdt(self.wdt_timeout_ms)
+        return self.port.machine.WDT(timeout=self.wdt_timeout_ms)
 
     def board_temp_dc(self):
         """Board/ambient NTC in deci-degC (NTC_OPEN_DC/NTC_SHORT_DC on a fault),
@@ -139,15 +122,18 @@ class BqBoard:
         """MCU light sleep for up to ms; the button and the charger-detect
         input wake it earlier (their IRQs are armed with wake)."""
         self.port.arm_wake(False, self.charger._handler)
-        self.port.lightsleep(ms)
+        self.port.machine.lightsleep(ms)
 
     def deep_sleep(self, ms=0):
         """MCU deep sleep (ESP32: a wake is a reset; RP2040: lightsleep then
         reset, the port's deepsleep). The button and the charger-detect
         input wake it; ms = 0: only they do. Does not return."""
         self.quiet()
-        self.port.arm_wake(True, None)
-        self.port.deepsleep(ms)
+        p = self.port
+        p.arm_wake(True, None)
+        if ms:
+            p.machine.deepsleep(ms)
+        p.machine.deepsleep()
 
 
 def serial_of(machine):

@@ -41,7 +41,7 @@ import sys
 import esp32
 
 from drivers.inputs import DIP7, DIP4
-from bq_board import BqPort, build_bq_board, woke, OUTPUTS
+from bq_board import BqPort, build_bq_board, woke
 
 # the DIP layout of this board: DIP7 (`000` 3.3.3.3) or DIP4 (address switches, `003` 4.3)
 DIP_LAYOUT = DIP7
@@ -50,7 +50,7 @@ CAN_OSC_HZ = 8000000
 WDT_TIMEOUT_MS = 8000  # the firmware feeds every 1 s while all services tick
 BUZZER_HZ = 2700
 
-# name -> GPIO (OUTPUTS, the pins the MCU drives: bq_board.py)
+# name -> GPIO (the outputs among them: bq_board.build_bq_board)
 PINS = {
     "i2c_sda": 21, "i2c_scl": 22,
     "spi_sck": 18, "spi_mosi": 23, "spi_miso": 19, "can_cs": 4, "can_int": 5,
@@ -63,13 +63,8 @@ I2C_ID = 0
 SPI_ID = 2
 UART_IN = 1
 UART_OUT = 2
-# GPIOs on this chip: 0-39 exist, 20/24/28-31 do not; 6-11 flash; 34-39 input only
-VALID_GPIO = tuple(n for n in range(40) if n not in (20, 24, 28, 29, 30, 31))
-INPUT_ONLY = (34, 35, 36, 37, 38, 39)
-FLASH = (6, 7, 8, 9, 10, 11)
-STRAPPING = (0, 2, 5, 12, 15)
-RESERVED = (1, 3)  # UART0: the REPL
-RTC_GPIO = (0, 2, 4, 12, 13, 14, 15, 25, 26, 27, 32, 33, 34, 35, 36, 37, 38, 39)
+# the chip's GPIO facts this map is checked against (valid, flash, strapping,
+# input-only, RTC pins) are in host_tests/test_boards.py: not on the board's heap
 
 
 class Port(BqPort):
@@ -94,4 +89,4 @@ def build(configure=True):
                           ADC(Pin(PINS["ntc"]), atten=ADC.ATTN_11DB), time.ticks_us, configure)
 
 
-__all__ = ("build", "PINS", "OUTPUTS", "DIP_LAYOUT", "DIP4")
+__all__ = ("build", "PINS", "DIP_LAYOUT", "DIP4")

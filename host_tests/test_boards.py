@@ -61,40 +61,62 @@ class Rig:
 
 # ---- pin maps -------------------------------------------------------------------
 
+# the PINS names the MCU drives on every BQ board (bq_board.build_bq_board)
+OUTPUTS = ("i2c_sda", "i2c_scl", "spi_sck", "spi_mosi", "can_cs", "link_in_tx", "link_in_de",
+           "link_out_tx", "link_out_de", "led_run", "led_alm", "buzzer", "pchg")
+# ESP32 (WROOM-32) GPIOs: 0-39 exist, 20/24/28-31 do not; 6-11 flash; 34-39 input only
+ESP32_VALID_GPIO = tuple(n for n in range(40) if n not in (20, 24, 28, 29, 30, 31))
+ESP32_INPUT_ONLY = (34, 35, 36, 37, 38, 39)
+ESP32_FLASH = (6, 7, 8, 9, 10, 11)
+ESP32_STRAPPING = (0, 2, 5, 12, 15)
+ESP32_RESERVED = (1, 3)  # UART0: the REPL
+ESP32_RTC_GPIO = (0, 2, 4, 12, 13, 14, 15, 25, 26, 27, 32, 33, 34, 35, 36, 37, 38, 39)
+RP2040_VALID_GPIO = tuple(range(23)) + (26, 27, 28)  # on the Pico's header
+RP2040_ADC_GPIO = (26, 27, 28)
+# RP2040 function table (datasheet 1.4.3): pins each peripheral can use
+RP2040_FUNCTION_PINS = {
+    "uart0_tx": (0, 12, 16), "uart0_rx": (1, 13, 17),
+    "uart1_tx": (4, 8), "uart1_rx": (5, 9),
+    "i2c1_sda": (2, 6, 10, 14, 18, 26), "i2c1_scl": (3, 7, 11, 15, 19, 27),
+    "spi1_sck": (10, 14), "spi1_tx": (11, 15), "spi1_rx": (8, 12),
+}
+VALID_GPIO = {"esp32_bq": ESP32_VALID_GPIO, "rp2040_bq": RP2040_VALID_GPIO}
+
+
 @pytest.mark.parametrize("name", BOARDS)
 def test_pin_map_has_no_pin_twice(name, monkeypatch):
     mod = load(name, monkeypatch)
     pins = list(mod.PINS.values())
     assert len(pins) == len(set(pins)), sorted(pins)
-    assert all(n in mod.VALID_GPIO for n in pins)
-    assert set(mod.OUTPUTS) <= set(mod.PINS)
+    assert all(n in VALID_GPIO[name] for n in pins)
+    assert set(OUTPUTS) <= set(mod.PINS)
 
 
 def test_esp32_pins_avoid_flash_strapping_and_input_only_for_outputs(monkeypatch):
     mod = load("esp32_bq", monkeypatch)
     p = mod.PINS
     for name, n in p.items():
-        assert n not in mod.FLASH and n not in mod.RESERVED, name
-    for name in mod.OUTPUTS:
-        assert p[name] not in mod.STRAPPING, name
-        assert p[name] not in mod.INPUT_ONLY, name
+        assert n not in ESP32_FLASH and n not in ESP32_RESERVED, name
+    for name in OUTPUTS:
+        assert p[name] not in ESP32_STRAPPING, name
+        assert p[name] not in ESP32_INPUT_ONLY, name
     # inputs needing the MCU's pull-up are not on 34-39 (no pull-ups there)
     for name in ("button", "jumper", "spi_miso"):
-        assert p[name] not in mod.INPUT_ONLY, name
+        assert p[name] not in ESP32_INPUT_ONLY, name
     # deep-sleep wake (ext0/ext1) needs RTC GPIOs; ADC1 (usable with Wi-Fi) is 32-39
-    assert p["button"] in mod.RTC_GPIO and p["charger"] in mod.RTC_GPIO
+    assert p["button"] in ESP32_RTC_GPIO and p["charger"] in ESP32_RTC_GPIO
     assert 32 <= p["ntc"] <= 39
 
 
 def test_rp2040_pins_follow_the_function_table(monkeypatch):
     mod = load("rp2040_bq", monkeypatch)
-    p, f = mod.PINS, mod.FUNCTION_PINS
+    p, f = mod.PINS, RP2040_FUNCTION_PINS
     assert mod.UART_IN == 0 and p["link_in_tx"] in f["uart0_tx"] and p["link_in_rx"] in f["uart0_rx"]
     assert mod.UART_OUT == 1 and p["link_out_tx"] in f["uart1_tx"] and p["link_out_rx"] in f["uart1_rx"]
     assert mod.I2C_ID == 1 and p["i2c_sda"] in f["i2c1_sda"] and p["i2c_scl"] in f["i2c1_scl"]
     assert mod.SPI_ID == 1 and p["spi_sck"] in f["spi1_sck"] and p["spi_mosi"] in f["spi1_tx"] \
         and p["spi_miso"] in f["spi1_rx"]
-    assert p["ntc"] in mod.ADC_GPIO
+    assert p["ntc"] in RP2040_ADC_GPIO
 
 
 @pytest.mark.parametrize("name", BOARDS)

@@ -4,6 +4,7 @@
 # CRC on and off, transfer errors, FETs, balancing, alerts, low-power commands,
 # and the read path under micropython.heap_lock() in the real MicroPython.
 import os
+import random
 import struct
 import textwrap
 
@@ -42,6 +43,39 @@ def test_crc8_matches_the_examples_of_ti():
     assert bq.crc8(bytes([0x00])) == 0x00
     assert bq.crc8(bytes([0x10, 0x14, 0x11, 0x68])) == 0x33
     assert bq.crc8(bytes([0x0B])) == 0x31
+
+
+def _crc8_bitwise(data):
+    crc = 0
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+def test_crc8_table_is_the_polynomial_x8_x2_x_1():
+    # the driver's table is a bytes constant: every entry against the
+    # bit-by-bit division (TRM 11.1), and random messages
+    assert all(bq.crc8(bytes([i])) == _crc8_bitwise([i]) for i in range(256))
+    rnd = random.Random(7)
+    for _ in range(200):
+        msg = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 40)))
+        assert bq.crc8(msg) == _crc8_bitwise(msg)
+
+
+def test_scd_code_is_the_highest_table_level_at_or_below_the_target():
+    # against the TRM's SCD table: every target current from below the first
+    # level to above the last, 250 uOhm and 500 uOhm shunts
+    for shunt in (250, 500):
+        for ma in range(40000, 2100000, 7919):
+            mv = ma * shunt / 1e6
+            if mv < SCD_TABLE_MV[0]:
+                with pytest.raises(ValueError):
+                    bq.scd_code(ma, shunt)
+                continue
+            want = max(k for k, v in enumerate(SCD_TABLE_MV) if v <= mv + 1e-9)
+            assert bq.scd_code(ma, shunt) == want
 
 
 @pytest.mark.parametrize("crc", [False, True])

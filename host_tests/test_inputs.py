@@ -69,11 +69,7 @@ def test_dip_read_once_and_layout_checked():
         inputs.Dip(pins((), 4), inputs.DIP7)
 
 
-def test_button_charger_and_jumper_levels():
-    b = Pin(1)
-    assert not inputs.Button(b).pressed()
-    b.level = 0
-    assert inputs.Button(b).pressed()
+def test_charger_and_jumper_levels():
     assert inputs.UpdateJumper(Pin(0)).fitted and not inputs.UpdateJumper(Pin(1)).fitted
     c = Pin(0)
     cd = inputs.ChargerDetect(c)

@@ -107,7 +107,7 @@ DM_OCC_THRESHOLD = const(0x9280)  # U1, 2 mV across the shunt, 2..62
 DM_OCC_DELAY = const(0x9281)  # U1, 3.3 ms, 1..127
 DM_OCD1_THRESHOLD = const(0x9282)  # U1, 2 mV, 2..100
 DM_OCD1_DELAY = const(0x9283)  # U1, 3.3 ms, 1..127
-DM_SCD_THRESHOLD = const(0x9286)  # U1, enumerated (SCD_MV)
+DM_SCD_THRESHOLD = const(0x9286)  # U1, enumerated (_SCD_5MV)
 DM_SCD_DELAY = const(0x9287)  # U1, 15 us, 1..31
 
 DA_CONFIG = const(0x06)  # 10 mA user-amps, 10 mV user-volts (PROTOCOLS 4; TRM 13.3.2)
@@ -123,20 +123,34 @@ PIN_CELL_NTC = const(0x07)  # 01: used for cell temperature protections
 PIN_REPORT_NTC = const(0x0B)  # 10: reported, not used for protections
 PIN_FET_NTC = const(0x0F)  # 11: used for FET temperature protection
 
-# COV/CUV threshold unit: 50.6 mV (TRM 13.6.1/13.6.2); SCD thresholds in mV
-# by setting 0..15 (TRM 13.6.7)
-SCD_MV = (10, 20, 40, 60, 80, 100, 125, 150, 175, 200, 250, 300, 350, 400, 450, 500)
+# COV/CUV threshold unit: 50.6 mV (TRM 13.6.1/13.6.2); SCD thresholds by
+# setting 0..15 (TRM 13.6.7: 10, 20, 40, 60, 80, 100, 125, 150, 175, 200, 250,
+# 300, 350, 400, 450, 500 mV), in 5 mV
+_SCD_5MV = const(b"\x02\x04\x08\x0c\x10\x14\x19\x1e\x23\x28\x32\x3c\x46\x50\x5a\x64")
 
 _TIMEOUT_POLLS = const(50)  # subcommand completion: polls of 0x3E/0x3F
 _POLL_US = const(200)
 
-# CRC-8, polynomial x^8 + x^2 + x + 1 (0x07), initial value 0 (TRM 11.1)
-_CRC_TABLE = bytearray(256)
-for _i in range(256):
-    _c = _i
-    for _b in range(8):
-        _c = ((_c << 1) ^ 0x07) & 0xFF if _c & 0x80 else (_c << 1) & 0xFF
-    _CRC_TABLE[_i] = _c
+# CRC-8, polynomial x^8 + x^2 + x + 1 (0x07), initial value 0 (TRM 11.1): the
+# table as a bytes constant (from ROMFS it stays in flash; test_bq76952 checks
+# it against the polynomial)
+_CRC_TABLE = const(
+    b"\x00\x07\x0e\x09\x1c\x1b\x12\x15\x38\x3f\x36\x31\x24\x23\x2a\x2d"
+    b"\x70\x77\x7e\x79\x6c\x6b\x62\x65\x48\x4f\x46\x41\x54\x53\x5a\x5d"
+    b"\xe0\xe7\xee\xe9\xfc\xfb\xf2\xf5\xd8\xdf\xd6\xd1\xc4\xc3\xca\xcd"
+    b"\x90\x97\x9e\x99\x8c\x8b\x82\x85\xa8\xaf\xa6\xa1\xb4\xb3\xba\xbd"
+    b"\xc7\xc0\xc9\xce\xdb\xdc\xd5\xd2\xff\xf8\xf1\xf6\xe3\xe4\xed\xea"
+    b"\xb7\xb0\xb9\xbe\xab\xac\xa5\xa2\x8f\x88\x81\x86\x93\x94\x9d\x9a"
+    b"\x27\x20\x29\x2e\x3b\x3c\x35\x32\x1f\x18\x11\x16\x03\x04\x0d\x0a"
+    b"\x57\x50\x59\x5e\x4b\x4c\x45\x42\x6f\x68\x61\x66\x73\x74\x7d\x7a"
+    b"\x89\x8e\x87\x80\x95\x92\x9b\x9c\xb1\xb6\xbf\xb8\xad\xaa\xa3\xa4"
+    b"\xf9\xfe\xf7\xf0\xe5\xe2\xeb\xec\xc1\xc6\xcf\xc8\xdd\xda\xd3\xd4"
+    b"\x69\x6e\x67\x60\x75\x72\x7b\x7c\x51\x56\x5f\x58\x4d\x4a\x43\x44"
+    b"\x19\x1e\x17\x10\x05\x02\x0b\x0c\x21\x26\x2f\x28\x3d\x3a\x33\x34"
+    b"\x4e\x49\x40\x47\x52\x55\x5c\x5b\x76\x71\x78\x7f\x6a\x6d\x64\x63"
+    b"\x3e\x39\x30\x37\x22\x25\x2c\x2b\x06\x01\x08\x0f\x1a\x1d\x14\x13"
+    b"\xae\xa9\xa0\xa7\xb2\xb5\xbc\xbb\x96\x91\x98\x9f\x8a\x8d\x84\x83"
+    b"\xde\xd9\xd0\xd7\xc2\xc5\xcc\xcb\xe6\xe1\xe8\xef\xfa\xfd\xf4\xf3")
 
 
 def crc8(data, crc=0):
@@ -186,11 +200,12 @@ def scd_code(ma, shunt_uohm):
     """SCD threshold: the largest setting at or below the target (lower trip
     current)."""
     uv = ma * shunt_uohm // 1000  # uV across the shunt
-    if uv < SCD_MV[0] * 1000:
+    t = _SCD_5MV
+    if uv < t[0] * 5000:
         raise ValueError("SCD %d mA below the chip's lowest level" % ma)
     code = 0
-    for k in range(len(SCD_MV)):
-        if SCD_MV[k] * 1000 <= uv:
+    for k in range(len(t)):
+        if t[k] * 5000 <= uv:
             code = k
     return code
 
@@ -235,17 +250,15 @@ class BQ76952(Afe):
             pchg_pin.value(0)
         self.comm_errors = 0
         self.fet_status = 0  # last FET Status (0x7F): b0 CHG, b1 PCHG, b2 DSG, b3 PDSG
-        self.battery_status = 0
         self.safety_status_a = 0
         self.ld_mv = 0
-        self.limits_codes = None  # what program_protections() wrote (for tests/logs)
         self._alerts = 0  # latched ALERT_* bits
         self._pending = 0  # 1 FET_CONTROL, 2 CB_ACTIVE_CELLS, 4 alarm clear
         self._fet_byte = _PCHG_OFF | _CHG_OFF | _PDSG_OFF | _DSG_OFF
         self._bal_mask = 0
-        # CRC seeds of a read's first byte: address+W, register, address+R
+        # CRC seed of a transfer's first byte: address+W (a read's: then
+        # register, address+R)
         self._aw = (addr << 1) & 0xFF
-        self._ar = self._aw | 1
         # scratch buffers, allocated once; views of _raw: _view()
         self._raw = bytearray(96)  # bytes on the wire (data, with CRCs if on)
         w = 2 if self.crc else 1  # with CRC on, each data byte is followed by its CRC
@@ -253,12 +266,11 @@ class BQ76952(Afe):
         # the data bytes of the heap-locked transfers (read(), _flush()): their
         # views are made once; the set-up's other lengths slice (allocate) each time
         self._rv = {w * n: mv[:w * n] for n in (1, 2, 3, 4, 6, 20, 42)}
-        self._safety = bytearray(6)
-        self._block = bytearray(42)
-        self._temp = bytearray(20)
-        self._one = bytearray(1)
-        self._sub = bytearray(36)  # subcommand: code lo, hi, data <= 32
-        self._two = bytearray(2)
+        # read(): Safety Alert/Status A..C [0:6], 0x12..0x3B [6:48], temperatures
+        # 0x68..0x7B [48:68], FET Status [68]
+        self._in = bytearray(69)
+        # subcommand: code lo, hi, data <= 32 [0:34]; checksum and length [34:36]
+        self._sub = bytearray(36)
         self._data = bytearray(32)  # last subcommand response
         self.data_len = 0
 
@@ -269,42 +281,43 @@ class BQ76952(Afe):
         v = self._rv.get(n)
         return v if v is not None else memoryview(self._raw)[:n]
 
-    def _rd(self, reg, dst, n):
-        """Read n bytes from reg into dst[0:n]; CRC checked. Raises OSError."""
+    def _rd(self, reg, dst, n, off=0):
+        """Read n bytes from reg into dst[off:off + n]; CRC checked. Raises OSError."""
         if not self.crc:
             self.i2c.readfrom_mem_into(self.addr, reg, self._view(n))
             raw = self._raw
             for i in range(n):
-                dst[i] = raw[i]
+                dst[off + i] = raw[i]
             return
         self.i2c.readfrom_mem_into(self.addr, reg, self._view(2 * n))
         raw = self._raw
         t = _CRC_TABLE
+        aw = self._aw
         # first byte: CRC over address+W, register, address+R, data (SLUAA11B 4)
-        c = t[t[t[t[self._aw] ^ reg] ^ self._ar] ^ raw[0]]
+        c = t[t[t[t[aw] ^ reg] ^ (aw | 1)] ^ raw[0]]
         if c != raw[1]:
             raise _CRC_ERR
-        dst[0] = raw[0]
+        dst[off] = raw[0]
         for i in range(1, n):
             d = raw[2 * i]
             if t[d] != raw[2 * i + 1]:
                 raise _CRC_ERR
-            dst[i] = d
+            dst[off + i] = d
 
-    def _wr(self, reg, src, n):
-        """Write src[0:n] to reg (block write, auto-increment)."""
+    def _wr(self, reg, src, n, off=0):
+        """Write src[off:off + n] to reg (block write, auto-increment)."""
         raw = self._raw
         if not self.crc:
             for i in range(n):
-                raw[i] = src[i]
+                raw[i] = src[off + i]
             self.i2c.writeto_mem(self.addr, reg, self._view(n))
             return
         t = _CRC_TABLE
-        d = src[0]
+        d = src[off]
         raw[0] = d
         raw[1] = t[t[t[self._aw] ^ reg] ^ d]  # address+W, register, first byte
         for i in range(1, n):
-            d = src[i]
+            d = src[off + i]
             raw[2 * i] = d
             raw[2 * i + 1] = t[d]
         self.i2c.writeto_mem(self.addr, reg, self._view(2 * n))
@@ -321,10 +334,9 @@ class BQ76952(Afe):
             tot = 0
             for i in range(n + 2):
                 tot += s[i]
-            two = self._two
-            two[0] = ~tot & 0xFF
-            two[1] = n + 4
-            self._wr(_CHECKSUM, two, 2)
+            s[34] = ~tot & 0xFF
+            s[35] = n + 4
+            self._wr(_CHECKSUM, s, 2, 34)
 
     # ---------------- the read path (heap-locked) ----------------
 
@@ -332,29 +344,28 @@ class BQ76952(Afe):
         try:
             if self._pending:
                 self._flush()
-            self._rd(_SAFETY_ALERT_A, self._safety, 6)
-            self._rd(_BATTERY_STATUS, self._block, 42)
-            self._rd(_INT_TEMP, self._temp, 20)
-            self._rd(_FET_STATUS, self._one, 1)
+            b = self._in
+            self._rd(_SAFETY_ALERT_A, b, 6)
+            self._rd(_BATTERY_STATUS, b, 42, 6)
+            self._rd(_INT_TEMP, b, 20, 48)
+            self._rd(_FET_STATUS, b, 1, 68)
         except OSError:
             self.comm_errors = (self.comm_errors + 1) & _WRAP
             return False
-        # all transfers good: decode into the snapshot
-        b = self._block
+        # all transfers good: decode into the snapshot (b[6:8]: Battery Status)
         for c in range(self.n_cells):
-            snap.cell_mv[c] = _u16(b, 2 + 2 * c)
-        snap.stack_mv = _s16(b, 34) * USER_MV
-        snap.pack_mv = _s16(b, 36) * USER_MV
-        self.ld_mv = _s16(b, 38) * USER_MV
-        snap.current_ma = _s16(b, 40) * USER_MA  # + = charge (TRM 4.3)
-        self.battery_status = _u16(b, 0)
-        t = self._temp
+            i = 8 + 2 * c
+            snap.cell_mv[c] = b[i] | b[i + 1] << 8
+        snap.stack_mv = _s16(b, 40) * USER_MV
+        snap.pack_mv = _s16(b, 42) * USER_MV
+        self.ld_mv = _s16(b, 44) * USER_MV
+        snap.current_ma = _s16(b, 46) * USER_MA  # + = charge (TRM 4.3)
         src = self.temps
         for ch in range(N_TEMPS):
-            k = _s16(t, src[ch] - _INT_TEMP) - 2731  # 0.1 K -> deci-degC
+            k = _s16(b, 48 + src[ch] - _INT_TEMP) - 2731  # 0.1 K -> deci-degC
             snap.temp_dc[ch] = k
-        self.fet_status = self._one[0]
-        sa = self._safety[1]  # Safety Status A: protections that tripped
+        self.fet_status = b[68]
+        sa = b[1]  # Safety Status A: protections that tripped
         self.safety_status_a = sa
         self._alerts |= sa & (ALERT_CUV | ALERT_COV | ALERT_OCC | ALERT_OCD | ALERT_SCD)
         return True
@@ -372,10 +383,10 @@ class BQ76952(Afe):
             self._sub_write(CB_ACTIVE_CELLS, 2)
             self._pending &= ~2
         if p & 4:
-            two = self._two
-            two[0] = 0
-            two[1] = 0x40  # Alarm Status bit 14 SSA: Safety Status A changed
-            self._wr(_ALARM_STATUS, two, 2)
+            s = self._sub
+            s[34] = 0
+            s[35] = 0x40  # Alarm Status bit 14 SSA: Safety Status A changed
+            self._wr(_ALARM_STATUS, s, 2, 34)
             self._pending &= ~4
 
     def _try_flush(self):
@@ -434,10 +445,10 @@ class BQ76952(Afe):
         """Poll 0x3E/0x3F until the chip reads back code (0xFF 0xFF while
         busy); then length and checksum are checked and the data copied to
         self._data[:self.data_len]."""
-        two = self._two
+        two = self._sub  # [34:36]
         for _ in range(_TIMEOUT_POLLS):
-            self._rd(_SUBCMD, two, 2)
-            if two[0] == code & 0xFF and two[1] == code >> 8:
+            self._rd(_SUBCMD, two, 2, 34)
+            if two[34] == code & 0xFF and two[35] == code >> 8:
                 break
             if _sleep_us is not None:
                 _sleep_us(self.poll_us)
@@ -445,16 +456,16 @@ class BQ76952(Afe):
                 time.sleep(self.poll_us / 1000000)
         else:
             raise Bq76952Error("subcommand 0x%04x timed out" % code)
-        self._rd(_CHECKSUM, two, 2)
-        n = two[1] - 4
+        self._rd(_CHECKSUM, two, 2, 34)
+        n = two[35] - 4
         if n < 0 or n > 32:
-            raise Bq76952Error("subcommand 0x%04x: length %d" % (code, two[1]))
+            raise Bq76952Error("subcommand 0x%04x: length %d" % (code, two[35]))
         if n:
             self._rd(_XFER, self._data, n)
         tot = (code & 0xFF) + (code >> 8)
         for i in range(n):
             tot += self._data[i]
-        if ~tot & 0xFF != two[0]:
+        if ~tot & 0xFF != two[34]:
             raise Bq76952Error("subcommand 0x%04x: checksum" % code)
         self.data_len = n
 
@@ -503,13 +514,11 @@ class BQ76952(Afe):
         self._guard(run)
 
     def device_number(self):
+        """0x7695 on a BQ76952 (the bring-up check)."""
         return struct.unpack_from("<H", self.subcommand_read(DEVICE_NUMBER))[0]
 
     def mfg_status(self):
         return struct.unpack_from("<H", self.subcommand_read(MFG_STATUS))[0]
-
-    def config_update(self, on):
-        self.command(SET_CFGUPDATE if on else EXIT_CFGUPDATE)
 
     def configure(self, limits=None):
         """Set up the chip for this pack (in CONFIG_UPDATE mode): cell inputs,
@@ -519,7 +528,7 @@ class BQ76952(Afe):
         the chip is left out of CONFIG_UPDATE either way."""
         if limits is not None:
             self.protection_codes(limits)
-        self.config_update(True)
+        self.command(SET_CFGUPDATE)
         try:
             self.dm_write(DM_VCELL_MODE, "<H", (1 << self.n_cells) - 1)
             self.dm_write(DM_DA_CONFIG, "<B", DA_CONFIG)
@@ -541,7 +550,7 @@ class BQ76952(Afe):
             if limits is not None:
                 self._write_protections(limits)
         finally:
-            self.config_update(False)
+            self.command(EXIT_CFGUPDATE)
         self.enable_fet_control()
 
     def program_protections(self, limits):
@@ -550,11 +559,11 @@ class BQ76952(Afe):
         error, ValueError (before any write) for a limit the chip cannot hold
         on the safe side (e.g. OCC under 4 mV across the shunt)."""
         self.protection_codes(limits)
-        self.config_update(True)
+        self.command(SET_CFGUPDATE)
         try:
             self._write_protections(limits)
         finally:
-            self.config_update(False)
+            self.command(EXIT_CFGUPDATE)
 
     def protection_codes(self, lim):
         """The data-memory values for a HwLimits: {address: (fmt, value)}."""
@@ -580,7 +589,6 @@ class BQ76952(Afe):
         for addr in sorted(codes):
             fmt, v = codes[addr]
             self.dm_write(addr, fmt, v)
-        self.limits_codes = codes
 
     def enable_fet_control(self):
         """Leave FET test mode: FET_ENABLE toggles Manufacturing Status[FET_EN],
@@ -592,9 +600,6 @@ class BQ76952(Afe):
 
     def all_fets_off(self):
         self.command(ALL_FETS_OFF)
-
-    def all_fets_on(self):
-        self.command(ALL_FETS_ON)
 
     def sleep_enable(self, on=True):
         self.command(SLEEP_ENABLE if on else SLEEP_DISABLE)
@@ -611,10 +616,6 @@ class BQ76952(Afe):
         """SHUTDOWN twice: sealed it needs both, unsealed the delays are skipped."""
         self.command(SHUTDOWN)
         self.command(SHUTDOWN)
-
-
-def _u16(b, i):
-    return b[i] | b[i + 1] << 8
 
 
 def _s16(b, i):

@@ -1,5 +1,6 @@
-# Owns the panel inputs: the DIP switch (both layouts of SPEC 6), the button,
-# the charger-detect / wake input and the forced-update jumper. Pins are passed
+# Owns the panel inputs: the DIP switch (both layouts of SPEC 6), the
+# charger-detect / wake input and the forced-update jumper (the button is a
+# plain pin: bms.button reads its value()). Pins are passed
 # in (machine.Pin-like value(), irq() where a wake edge is wanted). Wiring: every
 # switch, the button and the jumper pull their input to GND against a pull-up,
 # so ON / pressed / fitted reads 0. The DIP is read once, at start (a changed
@@ -21,27 +22,6 @@ BAUD_ON = const(115200)
 BAUD_OFF = const(9600)
 
 
-def read_switches(pins):
-    """Bit i set when switch i+1 is ON (its pin reads 0)."""
-    mask = 0
-    for i in range(len(pins)):
-        if pins[i].value() == 0:
-            mask |= 1 << i
-    return mask
-
-
-def decode_dip7(mask):
-    """(baud, protocol_id) of the 7-position layout; protocol 3 is reserved."""
-    baud = BAUD_ON if mask & 0x01 else BAUD_OFF
-    proto = (1 if mask & 0x20 else 0) | (2 if mask & 0x40 else 0)
-    return baud, proto
-
-
-def decode_dip4(mask):
-    """Address 0-15 of the 4-position layout (#1 = 1 ... #4 = 8)."""
-    return mask & 0x0F
-
-
 class Dip:
     """The DIP switch of a board, read once. Attributes: layout, mask (bit i =
     switch i+1 ON), baud, protocol_id, address (0 = not set), automatic
@@ -53,37 +33,34 @@ class Dip:
         if layout not in (DIP7, DIP4) or len(pins) != layout:
             raise ValueError("DIP layout")
         self.layout = layout
-        self.mask = read_switches(pins)
+        mask = 0  # bit i: switch i+1 ON (its pin reads 0)
+        for i in range(layout):
+            if pins[i].value() == 0:
+                mask |= 1 << i
+        self.mask = mask
         if layout == DIP7:
-            self.baud, self.protocol_id = decode_dip7(self.mask)
+            self.baud = BAUD_ON if mask & 0x01 else BAUD_OFF
+            self.protocol_id = (1 if mask & 0x20 else 0) | (2 if mask & 0x40 else 0)
             self.address = 0
-        else:
+        else:  # #1 = 1 ... #4 = 8
             self.baud, self.protocol_id = BAUD_OFF, 0
-            self.address = decode_dip4(self.mask)
+            self.address = mask & 0x0F
         self.automatic = self.address == 0
         self.main = self.address == 1
         self.protocol_reserved = self.protocol_id == PROTOCOL_RESERVED
 
 
-class Button:
-    """The reset/wake button: pulled up, pressed = 0. Debouncing and the
-    press classification are bms.button's."""
+class ChargerDetect:
+    """Charger-detect / wake input (a comparator or opto on P+/P-): present()
+    while a charger is connected. active_low per the board's circuit."""
 
-    def __init__(self, pin):
-        self.pin = pin
-
-    def pressed(self):
-        return self.pin.value() == 0
-
-
-class _EdgeInput:
-    def __init__(self, pin, active_low):
+    def __init__(self, pin, active_low=False):
         self.pin = pin
         self._active = 0 if active_low else 1
         self.woke = False  # set by the interrupt handler, cleared by take_wake()
         self._handler = self._irq
 
-    def active(self):
+    def present(self):
         return self.pin.value() == self._active
 
     def _irq(self, pin):
@@ -100,17 +77,6 @@ class _EdgeInput:
         w = self.woke
         self.woke = False
         return w
-
-
-class ChargerDetect(_EdgeInput):
-    """Charger-detect / wake input (a comparator or opto on P+/P-): present()
-    while a charger is connected. active_low per the board's circuit."""
-
-    def __init__(self, pin, active_low=False):
-        _EdgeInput.__init__(self, pin, active_low)
-
-    def present(self):
-        return self.active()
 
 
 class UpdateJumper:

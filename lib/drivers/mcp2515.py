@@ -77,12 +77,10 @@ _EIO = const(5)
 
 # CNF1, CNF2, CNF3 per (crystal, bit rate): PROTOCOLS 3, checked against the
 # bit-timing rules of DS20001801 5.5 (see README "CAN, RS485 and panel inputs").
-_TIMING = {
-    (8000000, 500000): (0x00, 0x90, 0x82),
-    (8000000, 250000): (0x00, 0xB1, 0x85),
-    (16000000, 500000): (0x00, 0xF0, 0x86),
-    (16000000, 250000): (0x41, 0xF1, 0x85),
-}
+# Rows of 5 bytes: crystal in MHz, bit rate in 250 kbit/s, CNF1, CNF2, CNF3 (a
+# bytes constant: from ROMFS it stays in flash).
+_TIMING = const(b"\x08\x02\x00\x90\x82" b"\x08\x01\x00\xb1\x85"
+                b"\x10\x02\x00\xf0\x86" b"\x10\x01\x41\xf1\x85")
 
 
 def timing_of(cnf1, cnf2, cnf3, osc_hz):
@@ -193,21 +191,16 @@ class MCP2515:
         self._sleep = sleep_ms or _sleep_ms
         cs.value(1)
         # scratch buffers, allocated once
-        self._c1 = bytearray(1)
+        self._c1 = bytearray(1)         # an instruction, then the byte read after it
         self._c2 = bytearray(2)
         self._c3 = bytearray(3)
         self._c4 = bytearray(4)
-        self._r1 = bytearray(1)
         self._rx = bytearray(13)        # SIDH SIDL EID8 EID0 DLC D0..D7
         self._h = bytearray(18)         # TEC .. EFLG (0x1C..0x2D)
-        self._tx = bytearray(14)        # LOAD TX, SIDH SIDL EID8 EID0 DLC D0..D7
-        txm = memoryview(self._tx)
-        self._txv = [txm[:6 + n] for n in range(9)]
-        self._tx_id = [0, 0, 0]
-        self._tx_ord = [0, 0, 0]
+        self._tx = bytearray(6)         # LOAD TX, SIDH SIDL EID8 EID0 DLC (data: the caller's buffer)
+        self._tx_key = [0, 0, 0, 0, 0, 0]  # per buffer: arbitration key [0..2], order value [3..5]
         self._tx_busy = 0               # bit i: buffer i queued by send(), not yet seen free
         self._irq = False
-        self._isr_ref = self._isr       # bound once: the handler allocates nothing
         self._b1_first = False
         self._ovr = False
         self._rx_off = True             # nothing is delivered before set_filters()
@@ -277,10 +270,10 @@ class MCP2515:
         self._cs.value(0)
         try:
             self._spi.write(self._c1)
-            self._spi.readinto(self._r1)
+            self._spi.readinto(self._c1)
         finally:
             self._cs.value(1)
-        return self._r1[0]
+        return self._c1[0]
 
     def _isr(self, pin):
         self._irq = True
@@ -289,8 +282,8 @@ class MCP2515:
     def _set_opmode(self, op):
         self._bitmod(_CANCTRL, 0xE0, op << 5)
         for _ in range(_MODE_TRIES):
-            self._read(_CANSTAT, self._r1)
-            if self._r1[0] >> 5 == op:
+            self._read(_CANSTAT, self._c1)
+            if self._c1[0] >> 5 == op:
                 self._opmode = op
                 return
             self._sleep(1)
@@ -305,9 +298,13 @@ class MCP2515:
         MODE_LOOPBACK / MODE_SILENT_LOOPBACK (the chip's loopback is internal),
         MODE_SLEEP. OSError when the chip does not answer or a mode change is
         not confirmed."""
-        cnf = _TIMING.get((self.osc_hz, bitrate))
-        if cnf is None:
-            raise ValueError("bitrate")
+        t = _TIMING
+        i = 0
+        while t[i] * 1000000 != self.osc_hz or t[i + 1] * 250000 != bitrate:
+            i += 5
+            if i == len(t):
+                raise ValueError("bitrate")
+        cnf = (t[i + 2], t[i + 3], t[i + 4])
         t = timing_of(cnf[0], cnf[1], cnf[2], self.osc_hz)
         for want, have in ((sjw, t[1]), (tseg1, t[2]), (tseg2, t[3])):
             if want is not None and want != have:
@@ -331,10 +328,10 @@ class MCP2515:
         self._cmd(_RESET)
         self._sleep(2)  # oscillator start-up after reset (DS20001801 8.1: 128 Tosc)
         h = self._h
-        self._read(_CANSTAT, self._r1)
-        st = self._r1[0]
-        self._read(_CANCTRL, self._r1)
-        if st & 0xE0 != _OP_CONFIG << 5 or st & 0x11 or self._r1[0] != 0x87:
+        self._read(_CANSTAT, self._c1)
+        st = self._c1[0]
+        self._read(_CANCTRL, self._c1)
+        if st & 0xE0 != _OP_CONFIG << 5 or st & 0x11 or self._c1[0] != 0x87:
             raise OSError(_ENODEV)  # no chip (reads 0xFF or 0x00), or not reset
         self._opmode = _OP_CONFIG
         cnf = self._cnf
@@ -347,7 +344,7 @@ class MCP2515:
         self._eflg = 0
         self._bus_off = False
         if self._int is not None and hasattr(self._int, "irq"):
-            self._int.irq(handler=self._isr_ref, trigger=self._int.IRQ_FALLING)
+            self._int.irq(handler=self._isr, trigger=self._int.IRQ_FALLING)
         self._set_opmode(op)
         self._run_op = op
 
@@ -482,14 +479,15 @@ class MCP2515:
             # Put the new frame between what must go before and after it.
             lo = -1
             hi = 16
+            tk = self._tx_key
             for i in (0, 1, 2):
                 if busy & (1 << i):
-                    if self._tx_id[i] == key and not flags & self.FLAG_UNORDERED:
+                    if tk[i] == key and not flags & self.FLAG_UNORDERED:
                         return None
-                    if self._tx_id[i] > key:
-                        lo = max(lo, self._tx_ord[i])
+                    if tk[i] > key:
+                        lo = max(lo, tk[3 + i])
                     else:
-                        hi = min(hi, self._tx_ord[i])
+                        hi = min(hi, tk[3 + i])
             free = -1
             best = 0
             for i in (0, 1, 2):
@@ -511,17 +509,19 @@ class MCP2515:
             t[0] = _LOAD_TXB + 2 * free
             _id_regs(t, 1, id, ext)
             t[5] = n | (0x40 if flags & self.FLAG_RTR else 0)
-            if flags & self.FLAG_RTR:
-                n = 0
-            for k in range(n):
-                t[6 + k] = data[k]
-            self._write(self._txv[n])
+            self._cs.value(0)
+            try:
+                self._spi.write(t)
+                if n and not flags & self.FLAG_RTR:
+                    self._spi.write(data)  # len(data) == n: the whole buffer, no copy
+            finally:
+                self._cs.value(1)
             self._cmd(_RTS | (1 << free))
         except OSError:
             self.spi_errors = (self.spi_errors + 1) & _WRAP
             raise
-        self._tx_id[free] = key
-        self._tx_ord[free] = ordv
+        tk[free] = key
+        tk[3 + free] = ordv
         self._tx_busy |= 1 << free
         self.tx_frames = (self.tx_frames + 1) & _WRAP
         return free
@@ -699,11 +699,9 @@ class MCP2515:
         return True
 
     def _lost(self, now):
-        """The chip stopped answering: stop, retry init with back-off."""
+        """The chip stopped answering (or its init failed): stop, retry init
+        with back-off."""
         self._started = False
-        self._retry_delay(now)
-
-    def _retry_delay(self, now):
         self._retry_at = ticks_add(now, self._backoff_ms)
         self._backoff_ms = min(self._backoff_ms * 2, _BACKOFF_MAX_MS)
 
@@ -712,8 +710,7 @@ class MCP2515:
             self._start(self._run_op)
         except OSError:
             self.spi_errors = (self.spi_errors + 1) & _WRAP
-            self._started = False
-            self._retry_delay(now)
+            self._lost(now)
             return
         self.chip_resets = (self.chip_resets + 1) & _WRAP
         self._started = True

@@ -29,7 +29,7 @@ class Ntc:
         self.t_min_dc = t_min_dc
         self.step_dc = step_dc
         n = (t_max_dc - t_min_dc) // step_dc + 1
-        codes = array("i", [0] * n)  # falling: hotter = lower resistance = lower code
+        codes = array("H", [0] * n)  # u16 (half of "i"), falling: hotter = lower resistance = lower code
         t0_k = (t0_dc + 2731.5) / 10
         for k in range(n):
             t_k = (t_min_dc + k * step_dc + 2731.5) / 10

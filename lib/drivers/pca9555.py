@@ -24,8 +24,7 @@ class Pca9555:
         self.errors = 0
         self._out = 0
         self._dirty = True
-        self._b2 = bytearray(2)
-        self._r2 = bytearray(2)
+        self._b2 = bytearray(2)  # writes (each fills it from _out) and reads
         b = self._b2
         b[0] = 0
         b[1] = 0
@@ -37,7 +36,7 @@ class Pca9555:
 
     def read(self):
         """Both input ports as 16 bits (raises OSError)."""
-        r = self._r2
+        r = self._b2
         self.i2c.readfrom_mem_into(self.addr, _IN0, r)
         return r[0] | r[1] << 8
 

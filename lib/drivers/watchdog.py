@@ -31,10 +31,6 @@ class Watchdog:
     def alive(self, i):
         self._seen |= 1 << i
 
-    def missing(self):
-        """Bit mask of services that have not checked in since the last feed."""
-        return self._all & ~self._seen
-
     def tick(self, now_ms):
         m = self._all & ~self._seen
         if m:
@@ -47,7 +43,8 @@ class Watchdog:
         return True
 
     def missing_names(self):
-        m = self.missing()
+        """The services that have not checked in since the last feed."""
+        m = self._all & ~self._seen
         return [self.names[i] for i in range(len(self.names)) if m & (1 << i)]
 
 
@@ -55,15 +52,18 @@ class Watchdog:
 
 class Watched:
     """A service wrapped so the watchdog knows it is alive: tick() runs the
-    service and records when it last ran."""
+    service and records when it last ran. Four attributes: an instance's
+    member table holds four without growing (one per service)."""
 
-    def __init__(self, svc, wd, slack_ms):
+    def __init__(self, svc, slack_ms):
         self.svc = svc
-        self.name = svc.name
         self.period_ms = svc.period_ms
         self.last = None
         self.limit_ms = 2 * svc.period_ms + slack_ms
-        self.index = wd.register(svc.name)
+
+    @property
+    def name(self):
+        return self.svc.name
 
     def tick(self, now_ms):
         self.svc.tick(now_ms)
@@ -89,14 +89,19 @@ class Supervisor:
         self.period_ms = wd.period_ms
         self._diff = ticks_diff
         self.start = None
+        self._first = len(wd.names)  # the watched services' indexes: in order from here
+        for w in watched:
+            wd.register(w.svc.name)
 
     def tick(self, now_ms):
         if self.start is None:
             self.start = now_ms
+        i = self._first
         for w in self.watched:
             t = w.last if w.last is not None else self.start
             if self._diff(now_ms, t) <= w.limit_ms:
-                self.wd.alive(w.index)
+                self.wd.alive(i)
+            i += 1
         return self.wd.tick(now_ms)
 
 
@@ -104,5 +109,5 @@ def watch(services, wd, ticks_diff, slack_ms=None):
     """(watched services, the supervisor service): run these instead of
     `services`. slack_ms defaults to the watchdog's period."""
     slack = wd.period_ms if slack_ms is None else slack_ms
-    watched = [Watched(s, wd, slack) for s in services]
+    watched = [Watched(s, slack) for s in services]
     return watched, Supervisor(wd, watched, ticks_diff)
