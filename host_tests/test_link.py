@@ -467,6 +467,7 @@ def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
     # FHEM layout): board NTC first, 0.1 A, the learned capacity over 65 Ah in the 3-byte
     # mAh fields (count 4), the real cycle count
     master, mst, mb = _service()
+    master.table.build().build_series()  # what the master's first report and cells reply build (_rows)
     for i, d, f in sb.can.tx:
         assert master.table.take(700, link.id_type(i), link.id_src(i), d)
     master.table.online[2] = 1
@@ -656,3 +657,70 @@ def test_the_addr_frame_goes_down_every_tick_with_the_master_generation():
         assert [f[:3] + (f[3][0],) for f in fr] == [(link.T_ADDR, 1, 2, link.ADDR_MASTER_REACHED)], k
         gens.append(fr[0][3][1])
     assert svc.forming.gen == 1 and gens[0] == 0 and gens[-1] == 1 and gens == sorted(gens)
+
+
+class _NoHeap:
+    """Stands in for a Table build the heap cannot hold: MemoryError the first
+    `times` calls (app.service.built counts it in the link's `failed`)."""
+
+    def __init__(self, real, times):
+        self.real = real
+        self.times = times
+
+    def __call__(self):
+        if self.times:
+            self.times -= 1
+            raise MemoryError
+        return self.real()
+
+
+def _master():
+    svc, st, b = _service()
+    st.snap.reads = 1
+    for t in range(0, parallel.DISCOVER_MS + 100, 100):
+        svc.tick(t)
+    assert st.link_role == parallel.MASTER
+    return svc, st, b
+
+
+def test_the_master_builds_its_rows_at_the_first_peer_report_and_retries_after_a_memory_error():
+    """A pack alone holds seen/online and its own row only; the first report
+    from a peer builds every row, the first cells reply the cells/NTC block.
+    When the heap cannot hold them the frame is dropped (counted in failed,
+    not a bad frame) and the next one builds them."""
+    svc, st, b = _master()
+    t = svc.table
+    assert t.n == 2 and t.cells is None and svc.failed == 0
+    t.build = _NoHeap(t.build, 1)
+    t.build_series = _NoHeap(t.build_series, 1)
+    status = bytes([0xCE, 0x20, 0, 0, 50, 100, link.F_CHG_OK | link.F_DSG_OK, 100])
+    temps = bytes([0, 2, 0, 250, 0, 251, 0, 0])
+    for k, (typ, d, n, heard, n_temps, failed) in enumerate((
+            (link.T_STATUS, status, 2, 0, 0, 1),  # dropped: the rows could not be built
+            (link.T_STATUS, status, parallel.N, 1, 0, 1),  # the next one builds them
+            (link.T_TEMPS, temps, parallel.N, 1, 0, 2),  # dropped: no cells/NTC block
+            (link.T_TEMPS, temps, parallel.N, 1, 2, 2))):
+        b.can.rx.append((link.can_id(typ, 2, link.MASTER), d, 2))
+        svc.tick(parallel.DISCOVER_MS + 200 + 100 * k)
+        assert (t.n, t.heard, t.n_temps[2] if t.n > 2 else 0, svc.failed) == (n, heard, n_temps, failed), k
+        assert (t.cells is None) == (k < 3) and svc.bad_frames == 0
+    assert st.link_online == 2 and t.voltage_mv[2] == 0xCE20 and list(t.temps[2 * parallel.MAX_TEMPS:][:2]) == [250, 251]
+    assert t.voltage_mv[1] == st.snap.stack_mv  # the own row came along
+
+
+def test_a_slave_that_cannot_build_its_row_skips_that_report():
+    """A slave writes its own row at its address (the rows built at its first
+    report): when the heap cannot hold them it sends nothing that slot (the
+    master sees a pack silent, as on a lost frame) and reports in the next."""
+    svc, st, b = _service()
+    st.snap.reads = 1
+    svc.table.build = _NoHeap(svc.table.build, 1)
+    sent = []  # when a STATUS went out
+    for t in range(0, 3000, 100):
+        b.link_in.rx.extend(_addr_frame(1, 2))
+        n = len(b.can.tx)
+        svc.tick(t)
+        sent += [t for i, _, _ in b.can.tx[n:] if link.id_type(i) == link.T_STATUS]
+    assert st.link_role == parallel.SLAVE and svc.failed == 1 and svc.table.n == parallel.N
+    # address 2 reports in the slot 200 ms into each second: the first failed, the next went out
+    assert sent == [1200, 2200]

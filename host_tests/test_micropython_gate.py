@@ -770,7 +770,9 @@ def probe(with_can):
         return "heap_lock does not catch allocation"
     bus, svcs = chain(with_can)
     now = 0
-    for _ in range(80):  # roles, addresses, formation: unlocked
+    for k in range(100):  # roles, addresses, formation, the master's first cells reply: unlocked
+        if k == 80:
+            svcs[0].ask_cells(2)  # the master's cells/NTC block is built at the first reply
         for s in svcs:
             s.tick(now)
         now += 100
@@ -978,7 +980,7 @@ from proto import sunspec as ss
 
 class Link:
     def __init__(self):
-        self.table = parallel.Table()
+        self.table = parallel.Table().build()  # every row, as a heard peer builds them (app.link)
 
 from bms.state import PackState
 from bms.system import SystemView, from_pack

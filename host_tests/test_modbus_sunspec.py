@@ -2,6 +2,7 @@
 # offset the board names against pysunspec2's model JSON, and pysunspec2's own
 # client scanning the map over Modbus TCP on loopback (a tiny in-test server
 # around Host.pdu) and reading 1, 802 and 805 back as the PackState has them.
+import contextlib
 import json
 import os
 import socket
@@ -118,10 +119,11 @@ class _Handler(socketserver.BaseRequestHandler):
 
 
 class _Link:
-    """What app.host reads of app.link: the master's pack table."""
+    """What app.host reads of app.link: the master's pack table (built: every
+    row, as app.link builds it at the first peer report; else as at boot)."""
 
-    def __init__(self):
-        self.table = parallel.Table()
+    def __init__(self, built=True):
+        self.table = parallel.Table().build() if built else parallel.Table()
 
 
 def _slave(seed):
@@ -162,21 +164,28 @@ def _serve(host):
     return srv
 
 
+@contextlib.contextmanager
+def _scanned(host):
+    """pysunspec2's client on host's map, scanned."""
+    srv = _serve(host)
+    d = SunSpecModbusClientDeviceTCP(slave_id=1, ipaddr="127.0.0.1", ipport=srv.server_address[1], timeout=5)
+    try:
+        d.scan()
+        yield d
+    finally:
+        d.close()
+        srv.shutdown()
+        srv.server_close()
+
+
 @pytest.fixture
 def device():
     params = Params()
     st, lk, view = _system(params)
     host = Host(st, params, view, None, None, unit=1)
     host.link = lk
-    srv = _serve(host)
-    d = SunSpecModbusClientDeviceTCP(slave_id=1, ipaddr="127.0.0.1", ipport=srv.server_address[1], timeout=5)
-    try:
-        d.scan()
+    with _scanned(host) as d:
         yield d, st, lk.table, view
-    finally:
-        d.close()
-        srv.shutdown()
-        srv.server_close()
 
 
 def test_pysunspec2_scans_the_map_and_reads_the_pack(device):
@@ -279,18 +288,32 @@ def test_a_pack_before_its_first_read_and_without_a_role():
     params = Params()
     st = PackState()
     host = Host(st, params, SystemView(), None, None, unit=1)
-    host.link = _Link()
-    srv = _serve(host)
-    d = SunSpecModbusClientDeviceTCP(slave_id=1, ipaddr="127.0.0.1", ipport=srv.server_address[1], timeout=5)
-    try:
-        d.scan()
+    host.link = _Link(built=False)
+    with _scanned(host) as d:
         assert {802, 803, 804, 805} <= set(d.models)
         k = d.models[803][0]
         assert k.NStrCon.value == 0 and k.StrVMax.value is None and k.ModTmpMax.value is None
         assert all(r.StrNMod.value == 0 for r in k.groups["string"])
         g = d.models[804][0]
         assert g.SoC.value is None and g.A.value is None and g.groups["lithium_ion_string_module"][0].ModSoC.value is None
-    finally:
-        d.close()
-        srv.shutdown()
-        srv.server_close()
+
+
+def test_a_slave_shows_its_own_string_once_it_has_reported():
+    """A slave's 803 holds only its own string, at its link address: before
+    its first report (its table not built yet, as at boot) no string; after
+    it (the rows built, its own row written as app.link writes it) its string
+    alone, as its report carries it."""
+    params = Params()
+    st = _slave(5)
+    st.link_role, st.link_address = parallel.SLAVE, 5
+    host = Host(st, params, SystemView(), None, None, unit=1)
+    host.link = _Link(built=False)
+    with _scanned(host) as d:
+        assert [r.StrNMod.value for r in d.models[803][0].groups["string"]] == [0] * 32
+        t = host.link.table.build()
+        own_row(t, 5, st, params, link.F_CHG_OK | link.F_DSG_OK | link.F_CHG_FET | link.F_DSG_FET)
+        k = d.models[803][0]
+        k.read()
+        assert [r.StrNMod.value for r in k.groups["string"]] == [1 if a == 5 else 0 for a in range(1, 33)]
+        r = k.groups["string"][4]
+        assert r.StrSoC.cvalue == st.soc_pct and r.StrA.cvalue == pytest.approx(st.current_ma / 1000, abs=0.1)

@@ -384,3 +384,44 @@ def test_a_fixed_address_stays_with_the_pack_when_it_moves_in_the_chain(can):
     assert v.packs_offline == 0 and not v.parallel_failure and not master.state.link_failure
     # every pack is at its address and nobody heard another pack at its own
     assert all(a.state.link_conflict == 0 and a.link.table.conflicts == 0 for a in apps())
+
+
+def _starve(world, pack, until_ms):
+    """Pack's table cannot be built (MemoryError: a heap too full) before until_ms."""
+    t = world.packs[pack].app.link.table
+    for name in ("build", "build_series"):
+        def fail(real=getattr(t, name)):
+            if world.t_ms() < until_ms:
+                raise MemoryError
+            return real()
+        setattr(t, name, fail)
+
+
+@pytest.mark.parametrize("until_s", [None, 8])
+def test_a_master_that_cannot_build_its_table_reports_only_its_own_pack(until_s):
+    """The master's rows are built at the first peer report: while the heap
+    cannot hold them the reports are dropped (counted in link.failed) and the
+    master tells the inverter its own pack alone, never larger limits than
+    its own; the slave, never told a system voltage, keeps its FETs open.
+    Once the rows can be built, the next report builds them and the system
+    forms."""
+    lines = []
+    doc = {"packs": 2, "duration_s": 16, "events": [{"t_s": 2, "set": "current_a", "value": 40}]}
+    world = simworld.World(scn.parse(json.dumps(doc), FAULTS), lines.append)
+    _starve(world, 0, (until_s or 99) * 1000)
+    world.run()
+    tr = [json.loads(ln) for ln in lines if '"pack"' in ln]
+    m, s = at(tr, 7, 0), at(tr, 7, 1)
+    sysv = m["system"]
+    # the master alone shows as single (ROLE_NAMES: a master with no pack online)
+    assert world.packs[0].app.link.roles.role == parallel.MASTER and s["role"] == "slave"
+    assert world.packs[0].app.link.failed > 0
+    assert sysv["packs_online"] == 1 and sysv["current_ma"] == m["current_ma"] // 10 * 10
+    assert sysv["ccl_ma"] <= m["ccl_ma"] and sysv["dcl_ma"] <= m["dcl_ma"]
+    assert not s["chg_fet"] and not s["dsg_fet"]
+    m, s = at(tr, 16, 0), at(tr, 16, 1)
+    if until_s is None:
+        assert m["system"]["packs_online"] == 1 and not s["chg_fet"]
+    else:
+        assert m["system"]["packs_online"] == 2 and s["chg_fet"] and s["dsg_fet"]
+        assert m["system"]["ccl_ma"] > m["ccl_ma"]  # two packs share the charge

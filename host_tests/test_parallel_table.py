@@ -20,10 +20,15 @@ def _take(t, typ, payload):
     assert t.take(0, typ, A, payload)
 
 
+def _built():
+    """A table with every row (what app.link builds at the first peer report)."""
+    return parallel.Table().build()
+
+
 @pytest.mark.parametrize("payload", [b"\xff" * 8, b"\x00" * 8, b"\x7f\xff\x80\x00\x7f\xff\x80\x00",
                                      b"\x80\x00\x7f\xff\x80\x00\x7f\xff"])
 def test_every_wire_value_of_the_16_bit_fields_is_stored_as_sent(payload):
-    t = parallel.Table()
+    t = _built()
     _take(t, lp.T_LIMITS, payload)  # CVL mV u16, CCL 10 mA u16, DCL 10 mA u16, DVL mV u16
     cvl, ccl, dcl, dvl = struct.unpack(">HHHH", payload)
     assert (t.cvl_mv[A], t.ccl_ma[A], t.dcl_ma[A], t.dvl_mv[A]) == (cvl, ccl * 10, dcl * 10, dvl)
@@ -40,7 +45,7 @@ def test_every_wire_value_of_the_16_bit_fields_is_stored_as_sent(payload):
     (58400, 40000, 58400, 40000),  # the parameter ranges' ends (charge_mv, low_cutoff_mv)
 ])
 def test_own_row_limits_are_what_the_limits_report_carries(cvl, dvl, want_cvl, want_dvl):
-    t = parallel.Table()
+    t = _built()
     st = PackState()
     st.cvl_mv, st.dvl_mv = cvl, dvl
     st.alarms = st.protections = st.faults = 0x1FFFF  # 17 bits: the row keeps the report's 16
@@ -52,12 +57,16 @@ def test_own_row_limits_are_what_the_limits_report_carries(cvl, dvl, want_cvl, w
     assert struct.unpack(">HxxxxH", d) == (want_cvl, want_dvl)
 
 
+def _fields(t):
+    return sorted((k, v) for k, v in vars(t).items() if hasattr(v, "itemsize"))
+
+
 def test_every_field_has_rows_of_its_own():
     """The fields are views into shared buffers: each has a row per address
     (MAX_CELLS/MAX_TEMPS per address for the cells and NTCs) and none shares
     an element with another, so a report into one field changes no other."""
-    t = parallel.Table()
-    fields = sorted((k, v) for k, v in vars(t).items() if hasattr(v, "itemsize"))
+    t = _built().build_series()
+    fields = _fields(t)
     sizes = {"cells": parallel.N * parallel.MAX_CELLS, "temps": parallel.N * parallel.MAX_TEMPS}
     assert {k: len(v) for k, v in fields} == {k: sizes.get(k, parallel.N) for k, _ in fields}
     assert len(fields) == 29 and all(t.cells_ms[a] == -1 for a in range(parallel.N))  # no complete cells yet
@@ -65,3 +74,36 @@ def test_every_field_has_rows_of_its_own():
         for i in range(len(v)):
             v[i] = k + 1
     assert [set(v) for _, v in fields] == [{k + 1} for k in range(len(fields))]
+
+
+def test_at_boot_the_table_holds_seen_online_and_the_masters_own_row_only():
+    """Before build(): seen and online for every address (what the pack
+    list, the relay and the inverter's pack numbers read), every other field
+    rows 0..1 (the master's own row 1, all a pack alone reads), no cells/NTC
+    block; nothing is online or offline, no cells are fresh."""
+    t = parallel.Table()
+    fields = dict(_fields(t))
+    assert {k: len(v) for k, v in fields.items()} == {k: parallel.N if k in ("seen", "online") else 2
+                                                      for k in fields}
+    assert len(fields) == 27 and t.cells is None and t.temps is None and t.n == 2
+    assert t.expire(0, lp.MASTER) == 0 and t.offline() == 0 and t.nth_online(1) == 0
+    assert not any(t.cells_fresh(0, a) for a in range(parallel.N))
+    t.forget(5)  # the PC tool's remove of a pack never heard: nothing to forget
+    assert t.heard == 0 and not t.seen[5]
+
+
+def test_build_gives_every_row_once():
+    """build() (the first peer report) gives every field N rows at their
+    reset value (0; cells_ms -1: no cells yet) and keeps seen/online; built
+    again, nothing changes (app.link writes the master's own row after it,
+    test_link)."""
+    t = parallel.Table()
+    t.seen[lp.MASTER] = t.online[lp.MASTER] = 1
+    assert t.build() is t and t.n == parallel.N
+    after = _fields(t)
+    assert all(v[a] == (-1 if k == "cells_ms" else 0) for k, v in after if k not in ("seen", "online")
+               for a in range(parallel.N))
+    assert t.expire(0, lp.MASTER) == 1 and t.nth_online(1) == lp.MASTER
+    views = [v for _, v in after]
+    t.build()
+    assert [v for _, v in _fields(t)] == views

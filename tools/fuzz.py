@@ -89,6 +89,7 @@ class Pack:
         # built at the first RS485 request on a board (app.invrs485): here at once, so
         # that the footprint's base holds it
         self.inverter.server = self.inverter._server()
+        self.link.table.build().build_series()  # the pack table's rows: built at the first report, likewise
 
     def tick(self):
         self.inverter.tick(self.now_ms)

@@ -356,10 +356,12 @@ class Host(Service):
         elif k < ss.SEG_804:
             t = self.link.table if self.link is not None else None
             master = st.link_role == MASTER
+            # a slave's own row: held once it reported (bms.parallel.Table builds its rows then)
+            own = st.link_address if t is not None and st.link_address < t.n else 0
             if k == ss.SEG_803:
-                ss.fill_803(s, self.view, t, master, st.link_address)
+                ss.fill_803(s, self.view, t, master, own)
             else:
-                ss.fill_803_string(s, t, k - ss.SEG_ROW0 + 1, master, st.link_address)
+                ss.fill_803_string(s, t, k - ss.SEG_ROW0 + 1, master, own)
         elif k == ss.SEG_804:
             ss.fill_804(s, st, st.link_address or 1)
         elif k == ss.SEG_805:

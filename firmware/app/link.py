@@ -14,14 +14,15 @@
 # same messages framed for RS485 (lib/proto/link) on the chain: reports go
 # up (a slave writes on Link IN, each pack reads its Link OUT and relays them
 # up its Link IN to the master), the master's HELLO/CMD/REQ go down (Link OUT,
-# relayed down by every slave). Buffers are allocated once.
+# relayed down by every slave). Buffers are allocated once; the pack table's
+# rows at their first need (_built: a peer's report, the first cells reply).
 from defs.const import const
 from defs import codes
 from bms import parallel
 from bms import params as P
 from bms.system import own_row
 from proto import link
-from app.service import Service
+from app.service import Service, built
 
 LINK_MS = const(100)
 
@@ -56,7 +57,8 @@ class Link(Service):
         self.link_out = rx_out.port if rx_out is not None else None
         self.roles = parallel.Roles(dip_master, params.v[P.LINK_FIXED_ADDRESS_COUNT])
         state.link_fixed = self.roles.fixed != 0
-        self.table = parallel.Table()
+        self.table = parallel.Table()  # its rows built at first need (_built)
+        self.failed = 0  # frames dropped: the heap could not hold the table's rows (app.service.built)
         self.forming = parallel.Forming()
         self.rx_frames = 0  # good link frames read on Link IN
         self.relayed = 0  # frames passed on up or down the chain
@@ -222,6 +224,8 @@ class Link(Service):
         st = self.state
         t = self.table
         a = self.roles.address
+        if not self._built(False):
+            return  # the next slot tries again
         own_row(t, a, st, self.params, self._flags())
         d = self._pl
         link.put_status(d, t, a)
@@ -239,6 +243,8 @@ class Link(Service):
         st = self.state
         t = self.table
         a = self.roles.address
+        if not self._built(False):
+            return  # the master asks again
         own_row(t, a, st, self.params, self._flags())
         d = self._pl
         link.put_capacity(d, t, a)
@@ -255,6 +261,15 @@ class Link(Service):
                 link.put_series(d, arr, first, cnt, not cells)
                 self._send(link.T_CELLS if cells else link.T_TEMPS, link.MASTER, d, 8)
                 first += link.PER_FRAME
+
+    def _built(self, series):
+        """The table holds every row (a peer's report, a slave's own row at
+        its address), and the cells/NTC block when series; False: the heap
+        could not hold them (counted in failed), the frame is dropped."""
+        t = self.table
+        if t.n < parallel.N and built(self, t.build) is None:
+            return False
+        return not series or t.cells is not None or built(self, t.build_series) is not None
 
     def remove(self, a):
         """Master: pack a, no longer heard, leaves the table on the next tick
@@ -374,7 +389,8 @@ class Link(Service):
                 if g:
                     self._flicker(now_ms)
         elif r.role == parallel.MASTER and dst == link.MASTER:
-            if not t.take(now_ms, typ, src, data):
+            if not link.valid_address(src) or (self._built(typ == link.T_CELLS or typ == link.T_TEMPS)
+                                               and not t.take(now_ms, typ, src, data)):
                 self.bad_frames += 1
         elif r.role == parallel.SLAVE and src == link.MASTER and (dst == r.address or dst == link.BROADCAST):
             if typ == link.T_REQ and dst == r.address:

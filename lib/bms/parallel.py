@@ -117,54 +117,86 @@ class Roles:
 
 class Table:
     """The master's view of every pack by address (own row included),
-    filled from the reports; no allocation after construction. Each field is
-    a memoryview of N rows into one of four buffers, one per item type (an
+    filled from the reports; no allocation once built. Built at first need
+    (issue 12: a pack alone needs none of the other rows): at boot, seen and
+    online for every address, every other field for rows 0..1 only (row 1,
+    the master's own, is all a pack alone reads); build() gives every field
+    N rows (the master's first report from a peer, a slave's first own row
+    at its address), build_series() the cells/NTC block (the first cells
+    reply). app.link builds them through app.service.built. Each field is a
+    memoryview of n rows into one of four buffers, one per item type (an
     array per field would cost its own object and block-rounded buffer as
     well). A field a report carries as u16/i16 is 16-bit (half the RAM); its
     writers (proto.link.take_*, bms.system.own_row) give it only values in
     range (CPython raises, MicroPython would wrap)."""
 
     def __init__(self):
-        b = memoryview(bytearray(9 * N))
+        b = memoryview(bytearray(2 * N))
         self.seen = b[:N]  # a report ever arrived
-        self.online = b[N:2 * N]
-        self.soc_pct = b[2 * N:3 * N]
-        self.soh_pct = b[3 * N:4 * N]
-        self.flags = b[4 * N:5 * N]
-        self.idx_cell = b[5 * N:6 * N]  # min << 4 | max
-        self.idx_temp = b[6 * N:7 * N]
-        self.n_cells = b[7 * N:8 * N]
-        self.n_temps = b[8 * N:]
-        w = memoryview(array("i", bytes(4 * 7 * N)))
-        self.last_ms = w[:N]
-        self.voltage_mv = w[N:2 * N]
-        self.current_ma = w[2 * N:3 * N]
-        self.ccl_ma = w[3 * N:4 * N]
-        self.dcl_ma = w[4 * N:5 * N]
-        self.full_mah = w[5 * N:6 * N]  # learned full charge capacity (else rated)
-        self.cells_ms = w[6 * N:]  # when the last complete set of cells arrived, -1 none
-        for a in range(N):
-            self.cells_ms[a] = -1
-        h = memoryview(array("H", bytes(2 * (9 + MAX_CELLS) * N)))
-        self.cap_ah = h[:N]
-        self.cvl_mv = h[N:2 * N]
-        self.dvl_mv = h[2 * N:3 * N]
-        self.min_cell_mv = h[3 * N:4 * N]
-        self.max_cell_mv = h[4 * N:5 * N]
-        self.alarms = h[5 * N:6 * N]
-        self.protections = h[6 * N:7 * N]
-        self.faults = h[7 * N:8 * N]
-        self.cycles = h[8 * N:9 * N]
+        self.online = b[N:]
+        self._rows(2)  # self.n: the rows the other fields hold, 2 until build(), then N
         # every cell and NTC of a pack, on request (link.REQ_CELLS): row a at a * MAX_*
-        self.cells = h[9 * N:]
-        s = memoryview(array("h", bytes(2 * (2 + MAX_TEMPS) * N)))
-        self.min_temp_dc = s[:N]
-        self.max_temp_dc = s[N:2 * N]
-        self.temps = s[2 * N:]
+        self.cells = None
+        self.temps = None
         self.conflicts = 0  # frames from our own address we did not send
         self.conflict_addr = 0  # the address of the last one, while it counts (conflict_at)
         self.conflict_ms = 0
         self.heard = 0  # rows take() first marked seen (app.link marks the own row)
+
+    def _rows(self, n):
+        """Every field but seen, online, cells and temps with n rows, all new
+        (a MemoryError part way leaves self.n as it was: every field holds
+        at least that many rows, and the next build starts over)."""
+        z = memoryview(bytes(9 * n))  # zero items the arrays are made of (no buffer-sized temporary)
+        b = memoryview(bytearray(7 * n))
+        w = memoryview(array("i", z[:7 * n]))
+        h = memoryview(array("H", z))
+        s = memoryview(array("h", z[:2 * n]))
+        self.soc_pct = b[:n]
+        self.soh_pct = b[n:2 * n]
+        self.flags = b[2 * n:3 * n]
+        self.idx_cell = b[3 * n:4 * n]  # min << 4 | max
+        self.idx_temp = b[4 * n:5 * n]
+        self.n_cells = b[5 * n:6 * n]
+        self.n_temps = b[6 * n:]
+        self.last_ms = w[:n]
+        self.voltage_mv = w[n:2 * n]
+        self.current_ma = w[2 * n:3 * n]
+        self.ccl_ma = w[3 * n:4 * n]
+        self.dcl_ma = w[4 * n:5 * n]
+        self.full_mah = w[5 * n:6 * n]  # learned full charge capacity (else rated)
+        self.cells_ms = w[6 * n:]  # when the last complete set of cells arrived, -1 none
+        for a in range(n):
+            self.cells_ms[a] = -1
+        self.cap_ah = h[:n]
+        self.cvl_mv = h[n:2 * n]
+        self.dvl_mv = h[2 * n:3 * n]
+        self.min_cell_mv = h[3 * n:4 * n]
+        self.max_cell_mv = h[4 * n:5 * n]
+        self.alarms = h[5 * n:6 * n]
+        self.protections = h[6 * n:7 * n]
+        self.faults = h[7 * n:8 * n]
+        self.cycles = h[8 * n:]
+        self.min_temp_dc = s[:n]
+        self.max_temp_dc = s[n:]
+        self.n = n
+
+    def build(self):
+        """Every row (idempotent); returns the table (app.service.built).
+        Row 1 starts empty too: the master builds at a peer's report, which
+        its tick reads before it writes its own row (app.link; every tick
+        once the pack has read its AFE, and never before)."""
+        if self.n < N:
+            self._rows(N)
+        return self
+
+    def build_series(self):
+        """The cells/NTC block (idempotent); returns the table."""
+        if self.cells is None:
+            z = memoryview(bytes(MAX_CELLS * N))  # zero items, as in _rows
+            self.cells = array("H", z)
+            self.temps = array("h", z[:MAX_TEMPS * N])
+        return self
 
     def forget(self, a):
         """Row a leaves the table (the PC tool removed a pack that is gone): no
@@ -173,10 +205,12 @@ class Table:
             self.heard -= 1
         self.seen[a] = 0
         self.online[a] = 0
-        self.cells_ms[a] = -1
+        if a < self.n:
+            self.cells_ms[a] = -1
 
     def take(self, now_ms, typ, src, d):
-        """Store one report (d: the 8-byte payload) from address src."""
+        """Store one report (d: the 8-byte payload) from address src; the
+        rows built (build(), and build_series() for T_CELLS / T_TEMPS)."""
         if not link.valid_address(src):
             return False
         if typ == link.T_STATUS:
@@ -227,7 +261,7 @@ class Table:
 
     def cells_fresh(self, now_ms, a):
         """Row a holds a complete set of cells younger than CELLS_MAX_AGE_MS."""
-        return link.valid_address(a) and self.cells_ms[a] >= 0 and \
+        return link.valid_address(a) and a < self.n and self.cells_ms[a] >= 0 and \
             elapsed(now_ms, self.cells_ms[a]) < CELLS_MAX_AGE_MS
 
     def expire(self, now_ms, own):

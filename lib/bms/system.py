@@ -113,8 +113,9 @@ def full_mah(st, params):
 
 
 def own_row(t, a, st, params, flags):
-    """Write pack st's own values into row a of a bms.parallel.Table, in the
-    units the link reports carry (so the master's row matches its report)."""
+    """Write pack st's own values into row a of a bms.parallel.Table (a row
+    it holds: 1 at boot, any once built), in the units the link reports
+    carry (so the master's row matches its report)."""
     snap = st.snap
     t.voltage_mv[a] = snap.stack_mv
     t.current_ma[a] = link.current_ma(st.current_ma)
