@@ -74,15 +74,27 @@ def burst(inv, can, t0=0):
             for fid, data in can.sent}
 
 
+def frame_set(proto):
+    """[(id, dlc)] of the encoder's frames, in sending order."""
+    enc = pc.CanEncoder(proto)
+    return [(pc.ID_BASE | enc.spec[2 * k], len(enc.frames[k])) for k in range(len(enc.frames))]
+
+
 def test_frame_sets_and_dlcs_per_protocol():
-    for proto, ids in ((0, [i for i, _ in pc.FRAMES_0]), (1, [i for i, _ in pc.FRAMES_1])):
+    # PROTOCOLS 1: the Pylon family 351/355/356/359/35C/35E (+379), 0x351 without
+    # DVL (DLC 6) in Pylon V1.2; Victron/SMA 351/355/356/35A (+35E/35F/370-373/379)
+    want = {0: [0x351, 0x355, 0x356, 0x359, 0x35A, 0x35C, 0x35E, 0x35F, 0x370, 0x371, 0x372, 0x373, 0x379],
+            1: [0x351, 0x355, 0x356, 0x359, 0x35C, 0x35E, 0x379]}
+    for proto in (0, 1):
+        fs = frame_set(proto)
+        assert [i for i, _ in fs] == want[proto]
         inv, st, can = make(view(), proto)
         burst(inv, can)
-        assert [f for f, _ in can.sent] == ids
+        assert [(f, len(d)) for f, d in can.sent] == fs
         for fid, data in can.sent:
             assert len(data) <= DB.get_message_by_frame_id(fid).length
-    assert 0x35A in [i for i, _ in pc.FRAMES_0] and 0x35A not in [i for i, _ in pc.FRAMES_1]
-    assert dict(pc.FRAMES_1)[0x351] == 6 and dict(pc.FRAMES_0)[0x351] == 8
+    assert dict(frame_set(1))[0x351] == 6 and dict(frame_set(0))[0x351] == 8
+    assert dict(frame_set(1))[0x355] == 4 and dict(frame_set(0))[0x355] == 6
 
 
 def test_normal_values_decode_against_the_view():
@@ -161,7 +173,7 @@ def test_cvl_never_zero_and_limits_round_trip(cvl, volt, ccl, dcl, cur, dvl):
     v = view(cvl_mv=cvl, voltage_mv=volt, ccl_ma=ccl, dcl_ma=dcl, current_ma=cur, dvl_mv=dvl)
     enc = pc.CanEncoder(0)
     enc.encode(v)
-    fr = dict((fid, bytes(buf)) for fid, buf in enc.frames)
+    fr = dict((pc.ID_BASE | enc.spec[2 * k], bytes(buf)) for k, buf in enumerate(enc.frames))
     d = DB.decode_message(0x351, fr[0x351])
     want = cvl
     if ccl == 0 and volt > 0 and (cvl == 0 or cvl > volt):
@@ -232,4 +244,4 @@ def test_dip_overrides_params():
         baud = 115200
     st = PackState()
     inv = Inverter(st, Params(), view(), FakeCan(), None, Dip())
-    assert inv.protocol_id == 1 and st.inverter_baud == 115200 and inv.enc.protocol_id == 1
+    assert inv.protocol_id == 1 and st.inverter_baud == 115200 and inv.enc.spec == pc.CanEncoder(pc.PROTO_PYLON).spec

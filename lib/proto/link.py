@@ -303,8 +303,10 @@ def rs485_frame(out, typ, src, dst, payload, n):
 class Rs485Parser:
     """Byte-by-byte RS485 link frame parser: feed(b) returns True when a
     complete frame with a good CRC and known type/length ends at b; then
-    typ, src, dst, n and payload hold it. Garbage and bad frames are skipped
-    (counted in bad)."""
+    typ, src, dst, n and payload hold it, and buf the whole frame. payload is
+    a view of buf: it holds the frame until the next byte is fed (the router
+    hands the frame over at once, like a CAN frame's data). Garbage and bad
+    frames are skipped (counted in bad)."""
 
     def __init__(self):
         self.buf = bytearray(RS485_MAX + 1)
@@ -313,7 +315,7 @@ class Rs485Parser:
         self.src = 0
         self.dst = 0
         self.n = 0
-        self.payload = bytearray(8)
+        self.payload = memoryview(self.buf)[5:5 + RS485_MAX_LEN]
         self.bad = 0
 
     def feed(self, b):
@@ -342,6 +344,4 @@ class Rs485Parser:
         self.src = buf[3]
         self.dst = buf[4]
         self.n = n
-        for i in range(n):
-            self.payload[i] = buf[5 + i]
         return True
