@@ -28,6 +28,16 @@ def test_can_id_carries_type_src_dst_and_ignores_foreign_ids():
     assert link.id_type(0x351) == -1 and link.id_type(0x18FF0102) == -1
 
 
+def test_every_message_type_has_its_payload_length():
+    # the payload table in lib/proto/link.py: ADDR, CMD and REQ carry two bytes,
+    # every other message eight; an unknown type has none
+    names = sorted(n for n in dir(link) if n.startswith("T_"))
+    want = {getattr(link, n): (2 if n in ("T_ADDR", "T_CMD", "T_REQ") else 8) for n in names}
+    assert sorted(link.TYPES) == sorted(want) and len(link.TYPES) == len(link.LENGTHS)
+    assert {t: link.length_of(t) for t in link.TYPES} == want
+    assert all(link.length_of(t) == -1 for t in range(256) if t not in want)
+
+
 def _crc(body):
     # CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no xorout) is
     # binascii.crc_hqx with init 0xFFFF; check value over "123456789": 0x29B1
@@ -206,7 +216,7 @@ def _fuzz_can(rng, exp, db, role):
     (master), exp["reset"] the reset commands for address 2 (slave)."""
     frames = []
     for _ in range(rng.randrange(6)):
-        typ = rng.choice(link.TYPES + (0x7F,))
+        typ = rng.choice(tuple(link.TYPES) + (0x7F,))
         src = rng.choice((0, 1, 2, 3, 5, 32, 33, 0xFF))
         dst = rng.choice((0, 1, 1, 2, 0xFF))
         i = link.can_id(typ, src, dst) if rng.random() > 0.1 else rng.randrange(1 << 29)

@@ -209,11 +209,11 @@ def test_lifetime_counters_and_cycles():
 
 def test_plain_soc_counter_api_kept():
     s = Soc(100000)
-    s.set_pct(40)
+    s.set_ppm(400000)
+    s.count(50000, 3600000)  # 50 Ah into 100 Ah
+    assert s.ppm() == 900000
     s.count(50000, 3600000)
-    assert s.pct() == 90
-    s.count(50000, 3600000)
-    assert s.pct() == 100 and s.ppm() == 1000000
+    assert s.ppm() == 1000000  # clamped at the capacity
 
 
 @settings(max_examples=300, deadline=None)
@@ -226,7 +226,7 @@ def test_no_current_moves_no_counter(samples, dt_ms, capacity):
     the coulomb counter, a limited and a plain charge counter and an energy
     counter as they were."""
     soc = Soc(capacity)
-    soc.set_pct(50)
+    soc.set_ppm(500000)
     counters = (Counter(limit=2 * capacity), Counter(), Counter(36000000))
     for i_ma, d in samples:
         soc.count(i_ma, d)

@@ -101,10 +101,6 @@ class Soc:
         self.charge_mah = 0
         self._rem_mams = 0  # mA*ms not yet a whole mAh, 0 <= rem < 3.6e6
 
-    def set_pct(self, soc_pct):
-        self.charge_mah = self.capacity_mah * soc_pct // 100
-        self._rem_mams = 0
-
     def set_ppm(self, soc_ppm):
         self.charge_mah = part_of(self.capacity_mah, soc_ppm)
         self._rem_mams = 0
@@ -129,9 +125,6 @@ class Soc:
             elif self.charge_mah >= self.capacity_mah:
                 self.charge_mah = self.capacity_mah
                 self._rem_mams = 0
-
-    def pct(self):
-        return self.charge_mah * 100 // self.capacity_mah
 
     def ppm(self):
         return ratio_ppm(self.charge_mah, self.capacity_mah)

@@ -29,8 +29,10 @@ T_TEMPS = const(0x15)  # CAN, pack -> master (on REQ_CELLS): first index, count,
 T_CAPACITY = const(0x16)  # CAN, pack -> master (on REQ_CELLS, before the NTCs): full capacity, cycles
 T_CMD = const(0x20)  # CAN, master -> pack (or broadcast): command, argument
 T_REQ = const(0x21)  # CAN, master -> pack: what (REQ_*), argument
-TYPES = (T_ADDR, T_HELLO, T_STATUS, T_LIMITS, T_EXTREMES, T_INFO, T_CELLS, T_TEMPS, T_CAPACITY, T_CMD, T_REQ)
-LENGTHS = (2, 8, 8, 8, 8, 8, 8, 8, 8, 2, 2)  # payload bytes per type (TYPES order)
+# the types above and their payload bytes, in the same order (bytes constants:
+# from ROMFS they stay in the image, where a tuple would be built on the heap)
+TYPES = b"\x01\x02\x10\x11\x12\x13\x14\x15\x16\x20\x21"
+LENGTHS = b"\x02\x08\x08\x08\x08\x08\x08\x08\x08\x02\x02"
 PER_FRAME = const(3)  # cells or NTCs per T_CELLS/T_TEMPS frame
 
 # T_ADDR flags
