@@ -142,6 +142,42 @@ def test_alarm_and_protection_flags():
     assert d[0x372]["ModulesBlockingDischarge"] == 1
 
 
+# 0x35A (PROTOCOLS 1: 2-bit fields, 01 active, 10 cleared): which protections (P),
+# faults (F) and alarms (A) make each field active
+_ALARM_FIELDS = {
+    "HighVoltage": ("P", ("COVP", "POVP")), "LowVoltage": ("P", ("CUVP", "PUVP")),
+    "HighTemp": ("P", ("DHTP", "MOS OT", "EOTP")), "LowTemp": ("P", ("DLTP", "EUTP")),
+    "HighTempCharge": ("P", ("CHTP",)), "LowTempCharge": ("P", ("CLTP",)),
+    "HighDischargeCurrent": ("P", ("DOCP",)), "HighChargeCurrent": ("P", ("COCP",)),
+    "Contactor": ("F", ("CHG MOS", "DSG MOS", "PRECHARGE")), "ShortCircuit": ("P", ("SCP",)),
+    "BmsInternal": ("F", tuple(n for n in codes.FAULTS if n not in ("CHG MOS", "DSG MOS", "PRECHARGE", "IMB"))),
+}
+_WARN_FIELDS = {
+    "HighVoltage": ("OV", "TOV"), "LowVoltage": ("UV", "TUV", "USOC"), "HighTemp": ("DOT", "EOT", "MOS OT"),
+    "LowTemp": ("DUT", "EUT"), "HighTempCharge": ("COT",), "LowTempCharge": ("CUT",),
+    "HighDischargeCurrent": ("DOC",), "HighChargeCurrent": ("COC",), "Contactor": (), "ShortCircuit": (),
+    "BmsInternal": (), "CellImbalance": ("IMB",),
+}
+
+
+@given(hs.sets(hs.sampled_from(codes.PROTECTIONS)), hs.sets(hs.sampled_from(codes.ALARMS)),
+       hs.sets(hs.sampled_from(codes.FAULTS)))
+def test_every_0x35a_field_follows_its_codes(prot, alarms, faults):
+    v = view(protections=codes.mask(codes.PROTECTIONS, prot), alarms=codes.mask(codes.ALARMS, alarms),
+             faults=codes.mask(codes.FAULTS, faults))
+    enc = pc.CanEncoder(pc.PROTO_VICTRON_SMA)
+    enc.encode(v)
+    k = [pc.ID_BASE | enc.spec[2 * i] for i in range(len(enc.frames))].index(0x35A)
+    d = DB.decode_message(0x35A, bytes(enc.frames[k]), decode_choices=False)
+    want = {"AlarmGeneral": bool(prot or faults), "WarnGeneral": bool(alarms),
+            "AlarmCellImbalance": "IMB" in prot or "IMB" in faults}
+    for name, (kind, names) in _ALARM_FIELDS.items():
+        want["Alarm" + name] = bool(set(names) & (prot if kind == "P" else faults))
+    for name, names in _WARN_FIELDS.items():
+        want["Warn" + name] = bool(set(names) & alarms)
+    assert d == {n: 1 if on else 2 for n, on in want.items()}
+
+
 def test_force_and_full_charge_requests():
     for fc, key in ((FC_I, "ForceCharge1"), (FC_II, "ForceCharge2"), (FC_FULL, "FullChargeRequest")):
         inv, st, can = make(view(force_charge=fc), 1)

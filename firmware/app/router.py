@@ -40,7 +40,7 @@ class Router:
         self.ascii = None
         self.binary = None
         self._framer = None  # the binary subscriber's RTU framer
-        self._readinto = getattr(port, "readinto", None)
+        self._readinto = hasattr(port, "readinto")  # a flag: a bound method would be an object
         self._route = _OTHER
         self._resume = _OTHER
         self._kind = _OTHER  # of the bytes in the chunk: _OTHER (binary) or _ASCII
@@ -64,10 +64,10 @@ class Router:
 
     def poll(self, now_ms):
         port = self.port
-        if self._readinto is not None:
+        if self._readinto:
             buf = _RXBUF
             while port.any():
-                n = self._readinto(buf)
+                n = port.readinto(buf)
                 if not n:
                     break
                 self._split(now_ms, buf, n)

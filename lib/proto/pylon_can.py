@@ -171,14 +171,16 @@ def _encode(fid, buf, view, safe):
         p = view.protections
         a = view.alarms
         f = view.faults
-        _fields(buf, 0, _bit(0, p != 0 or f != 0) | _bit(1, p & P_OV) | _bit(2, p & P_UV)
-                | _bit(3, p & P_OT_DSG) | _bit(4, p & P_UT_DSG) | _bit(5, p & P_OT_CHG)
-                | _bit(6, p & P_UT_CHG) | _bit(7, p & P_DOCP) | _bit(8, p & P_COC)
-                | _bit(9, f & F_CONTACTOR) | _bit(10, p & P_SCP) | _bit(11, f & F_INTERNAL)
-                | _bit(12, (p & P_IMB) or (f & F_IMB)))
-        _fields(buf, 4, _bit(0, a != 0) | _bit(1, a & A_OV) | _bit(2, a & A_UV) | _bit(3, a & A_OT_DSG)
-                | _bit(4, a & A_UT_DSG) | _bit(5, a & A_OT_CHG) | _bit(6, a & A_UT_CHG)
-                | _bit(7, a & A_DOC) | _bit(8, a & A_COC) | _bit(12, a & A_IMB))
+        # bit i: field i of PROTOCOLS 1's order is active
+        _fields(buf, 0, (1 if p or f else 0) | (2 if p & P_OV else 0) | (4 if p & P_UV else 0)
+                | (8 if p & P_OT_DSG else 0) | (16 if p & P_UT_DSG else 0) | (32 if p & P_OT_CHG else 0)
+                | (64 if p & P_UT_CHG else 0) | (128 if p & P_DOCP else 0) | (256 if p & P_COC else 0)
+                | (512 if f & F_CONTACTOR else 0) | (1024 if p & P_SCP else 0) | (2048 if f & F_INTERNAL else 0)
+                | (4096 if p & P_IMB or f & F_IMB else 0))
+        _fields(buf, 4, (1 if a else 0) | (2 if a & A_OV else 0) | (4 if a & A_UV else 0)
+                | (8 if a & A_OT_DSG else 0) | (16 if a & A_UT_DSG else 0) | (32 if a & A_OT_CHG else 0)
+                | (64 if a & A_UT_CHG else 0) | (128 if a & A_DOC else 0) | (256 if a & A_COC else 0)
+                | (4096 if a & A_IMB else 0))
     elif fid == ID_REQUEST:
         fc = view.force_charge
         b = ((128 if view.ccl_ma > 0 and not safe else 0) | (64 if view.dcl_ma > 0 and not safe else 0)
@@ -203,10 +205,6 @@ def _encode(fid, buf, view, safe):
         _h(buf, 6, div(view.max_temp_dc + 2732, 10))
     elif fid == ID_CAPACITY:
         _h(buf, 0, view.capacity_mah // 1000)
-
-
-def _bit(i, active):
-    return (1 << i) if active else 0
 
 
 def _fields(buf, off, active):
