@@ -17,15 +17,16 @@
 #    95.7 % 3.32, 100 % 3.59.
 # 0 % is put at 2.5 V, the discharge cut-off of prismatic LFP cell datasheets.
 from defs.const import const
-from array import array
 
-# SOC breakpoints (ppm) and OCV (mV); both strictly increasing.
-_SOC = array("i", (
+# SOC breakpoints (ppm) and OCV (mV); both strictly increasing. Tuples of
+# small ints: the compiler makes them constants (4 bytes an entry, as an
+# array's), which an array built from them would only copy.
+_SOC = (
     0, 5000, 10000, 25000, 50000, 90000, 140000, 200000, 300000, 400000,
-    500000, 600000, 700000, 800000, 900000, 950000, 980000, 995000, 1000000))
-_MV = array("i", (
+    500000, 600000, 700000, 800000, 900000, 950000, 980000, 995000, 1000000)
+_MV = (
     2500, 2800, 2880, 2990, 3100, 3190, 3220, 3250, 3265, 3275,
-    3284, 3292, 3300, 3317, 3328, 3336, 3350, 3420, 3600))
+    3284, 3292, 3300, 3317, 3328, 3336, 3350, 3420, 3600)
 _LAST = len(_SOC) - 1
 
 # Beyond the table (over-charge, over-discharge) the voltage keeps moving
