@@ -372,6 +372,43 @@ def test_link_in_router_passes_garbage_and_double_tilde_on():
     assert bytes(lst.got) == b"xy~~20\r" + b"z" * 100
 
 
+def test_two_routers_polled_in_turn_each_deliver_their_own_stream():
+    # the routers share their read and chunk buffers (app.router): polled in turn,
+    # with chunks cut anywhere and more bytes than one read, each delivers what
+    # its own port's stream holds, as a router polled alone does
+    from app.router import Router
+    req = b"~20024642E00202FD33\r"
+    modbus = bytes([0x01, 0x03, 0x00, 0x10, 0x00, 0x02, 0xC5, 0xCE])
+    rng = random.Random(5)
+    parts = (req, modbus, _addr_frame(1, 0, 0), _addr_frame(2, 3, 0), b"xy~~20\r", b"z" * 70)
+    streams = [b"".join(rng.choice(parts) for _ in range(40)) for _ in range(2)]
+
+    def run(which):
+        out = {}
+        routers = {}
+        for k in which:
+            r = routers[k] = Router(Uart())
+            asc, bi, frames = Listener(), Listener(), []
+            r.subscribe_ascii(asc)
+            r.subscribe_binary(bi)
+            r.subscribe_link(lambda p, now, frames=frames: frames.append(bytes(p.buf[:7 + p.n])))
+            out[k] = (asc, bi, frames)
+        pos = dict.fromkeys(which, 0)
+        cut = random.Random(9)
+        while any(pos[k] < len(streams[k]) for k in which):
+            for k in which:
+                n = cut.randrange(1, 150)
+                routers[k].port.rx.extend(streams[k][pos[k]:pos[k] + n])
+                pos[k] += n
+                routers[k].poll(0)
+        return {k: (bytes(a.got), bytes(b.got), f) for k, (a, b, f) in out.items()}
+    both = run((0, 1))
+    for k in (0, 1):
+        alone = run((k,))[k]
+        assert both[k] == alone
+        assert alone[0].count(req) == streams[k].count(req) and len(alone[2]) == streams[k].count(b"\x7e\x02")
+
+
 def test_link_in_router_splits_ascii_requests_from_binary():
     # IFACE: '~' then a printable byte up to '\r' is ASCII (Pylontech), the rest binary
     svc, st, b = _service()

@@ -45,7 +45,8 @@ ID_BASE = const(0x300)  # every frame id above is ID_BASE | its low byte
 # The frame set per protocol, in sending order: (id - ID_BASE, dlc) byte pairs
 # (bytes constants: from ROMFS they stay in the image, no tuple on the heap)
 # 0: 351/8 355/6 356/6 359/7 35A/8 35C/2 35E/8 35F/8 370/8 371/8 372/8 373/8 379/2
-_SET_0 = const(b"\x51\x08\x55\x06\x56\x06\x59\x07\x5a\x08\x5c\x02\x5e\x08\x5f\x08\x70\x08\x71\x08\x72\x08\x73\x08\x79\x02")
+_SET_0 = const(b"\x51\x08\x55\x06\x56\x06\x59\x07\x5a\x08\x5c\x02\x5e\x08"
+               b"\x5f\x08\x70\x08\x71\x08\x72\x08\x73\x08\x79\x02")
 # 1: 351/6 355/4 356/6 359/7 35C/2 35E/8 379/2
 _SET_1 = const(b"\x51\x06\x55\x04\x56\x06\x59\x07\x5c\x02\x5e\x08\x79\x02")
 
