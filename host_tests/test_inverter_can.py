@@ -74,15 +74,27 @@ def burst(inv, can, t0=0):
             for fid, data in can.sent}
 
 
+def frame_set(proto):
+    """[(id, dlc)] of the encoder's frames, in sending order."""
+    enc = pc.CanEncoder(proto)
+    return [(pc.ID_BASE | enc.spec[2 * k], len(enc.frames[k])) for k in range(len(enc.frames))]
+
+
 def test_frame_sets_and_dlcs_per_protocol():
-    for proto, ids in ((0, [i for i, _ in pc.FRAMES_0]), (1, [i for i, _ in pc.FRAMES_1])):
+    # PROTOCOLS 1: the Pylon family 351/355/356/359/35C/35E (+379), 0x351 without
+    # DVL (DLC 6) in Pylon V1.2; Victron/SMA 351/355/356/35A (+35E/35F/370-373/379)
+    want = {0: [0x351, 0x355, 0x356, 0x359, 0x35A, 0x35C, 0x35E, 0x35F, 0x370, 0x371, 0x372, 0x373, 0x379],
+            1: [0x351, 0x355, 0x356, 0x359, 0x35C, 0x35E, 0x379]}
+    for proto in (0, 1):
+        fs = frame_set(proto)
+        assert [i for i, _ in fs] == want[proto]
         inv, st, can = make(view(), proto)
         burst(inv, can)
-        assert [f for f, _ in can.sent] == ids
+        assert [(f, len(d)) for f, d in can.sent] == fs
         for fid, data in can.sent:
             assert len(data) <= DB.get_message_by_frame_id(fid).length
-    assert 0x35A in [i for i, _ in pc.FRAMES_0] and 0x35A not in [i for i, _ in pc.FRAMES_1]
-    assert dict(pc.FRAMES_1)[0x351] == 6 and dict(pc.FRAMES_0)[0x351] == 8
+    assert dict(frame_set(1))[0x351] == 6 and dict(frame_set(0))[0x351] == 8
+    assert dict(frame_set(1))[0x355] == 4 and dict(frame_set(0))[0x355] == 6
 
 
 def test_normal_values_decode_against_the_view():
@@ -130,6 +142,42 @@ def test_alarm_and_protection_flags():
     assert d[0x372]["ModulesBlockingDischarge"] == 1
 
 
+# 0x35A (PROTOCOLS 1: 2-bit fields, 01 active, 10 cleared): which protections (P),
+# faults (F) and alarms (A) make each field active
+_ALARM_FIELDS = {
+    "HighVoltage": ("P", ("COVP", "POVP")), "LowVoltage": ("P", ("CUVP", "PUVP")),
+    "HighTemp": ("P", ("DHTP", "MOS OT", "EOTP")), "LowTemp": ("P", ("DLTP", "EUTP")),
+    "HighTempCharge": ("P", ("CHTP",)), "LowTempCharge": ("P", ("CLTP",)),
+    "HighDischargeCurrent": ("P", ("DOCP",)), "HighChargeCurrent": ("P", ("COCP",)),
+    "Contactor": ("F", ("CHG MOS", "DSG MOS", "PRECHARGE")), "ShortCircuit": ("P", ("SCP",)),
+    "BmsInternal": ("F", tuple(n for n in codes.FAULTS if n not in ("CHG MOS", "DSG MOS", "PRECHARGE", "IMB"))),
+}
+_WARN_FIELDS = {
+    "HighVoltage": ("OV", "TOV"), "LowVoltage": ("UV", "TUV", "USOC"), "HighTemp": ("DOT", "EOT", "MOS OT"),
+    "LowTemp": ("DUT", "EUT"), "HighTempCharge": ("COT",), "LowTempCharge": ("CUT",),
+    "HighDischargeCurrent": ("DOC",), "HighChargeCurrent": ("COC",), "Contactor": (), "ShortCircuit": (),
+    "BmsInternal": (), "CellImbalance": ("IMB",),
+}
+
+
+@given(hs.sets(hs.sampled_from(codes.PROTECTIONS)), hs.sets(hs.sampled_from(codes.ALARMS)),
+       hs.sets(hs.sampled_from(codes.FAULTS)))
+def test_every_0x35a_field_follows_its_codes(prot, alarms, faults):
+    v = view(protections=codes.mask(codes.PROTECTIONS, prot), alarms=codes.mask(codes.ALARMS, alarms),
+             faults=codes.mask(codes.FAULTS, faults))
+    enc = pc.CanEncoder(pc.PROTO_VICTRON_SMA)
+    enc.encode(v)
+    k = [pc.ID_BASE | enc.spec[2 * i] for i in range(len(enc.frames))].index(0x35A)
+    d = DB.decode_message(0x35A, bytes(enc.frames[k]), decode_choices=False)
+    want = {"AlarmGeneral": bool(prot or faults), "WarnGeneral": bool(alarms),
+            "AlarmCellImbalance": "IMB" in prot or "IMB" in faults}
+    for name, (kind, names) in _ALARM_FIELDS.items():
+        want["Alarm" + name] = bool(set(names) & (prot if kind == "P" else faults))
+    for name, names in _WARN_FIELDS.items():
+        want["Warn" + name] = bool(set(names) & alarms)
+    assert d == {n: 1 if on else 2 for n, on in want.items()}
+
+
 def test_force_and_full_charge_requests():
     for fc, key in ((FC_I, "ForceCharge1"), (FC_II, "ForceCharge2"), (FC_FULL, "FullChargeRequest")):
         inv, st, can = make(view(force_charge=fc), 1)
@@ -161,7 +209,7 @@ def test_cvl_never_zero_and_limits_round_trip(cvl, volt, ccl, dcl, cur, dvl):
     v = view(cvl_mv=cvl, voltage_mv=volt, ccl_ma=ccl, dcl_ma=dcl, current_ma=cur, dvl_mv=dvl)
     enc = pc.CanEncoder(0)
     enc.encode(v)
-    fr = dict((fid, bytes(buf)) for fid, buf in enc.frames)
+    fr = dict((pc.ID_BASE | enc.spec[2 * k], bytes(buf)) for k, buf in enumerate(enc.frames))
     d = DB.decode_message(0x351, fr[0x351])
     want = cvl
     if ccl == 0 and volt > 0 and (cvl == 0 or cvl > volt):
@@ -232,4 +280,4 @@ def test_dip_overrides_params():
         baud = 115200
     st = PackState()
     inv = Inverter(st, Params(), view(), FakeCan(), None, Dip())
-    assert inv.protocol_id == 1 and st.inverter_baud == 115200 and inv.enc.protocol_id == 1
+    assert inv.protocol_id == 1 and st.inverter_baud == 115200 and inv.enc.spec == pc.CanEncoder(pc.PROTO_PYLON).spec

@@ -28,6 +28,16 @@ def test_can_id_carries_type_src_dst_and_ignores_foreign_ids():
     assert link.id_type(0x351) == -1 and link.id_type(0x18FF0102) == -1
 
 
+def test_every_message_type_has_its_payload_length():
+    # the payload table in lib/proto/link.py: ADDR, CMD and REQ carry two bytes,
+    # every other message eight; an unknown type has none
+    names = sorted(n for n in dir(link) if n.startswith("T_"))
+    want = {getattr(link, n): (2 if n in ("T_ADDR", "T_CMD", "T_REQ") else 8) for n in names}
+    assert sorted(link.TYPES) == sorted(want) and len(link.TYPES) == len(link.LENGTHS)
+    assert {t: link.length_of(t) for t in link.TYPES} == want
+    assert all(link.length_of(t) == -1 for t in range(256) if t not in want)
+
+
 def _crc(body):
     # CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no xorout) is
     # binascii.crc_hqx with init 0xFFFF; check value over "123456789": 0x29B1
@@ -206,7 +216,7 @@ def _fuzz_can(rng, exp, db, role):
     (master), exp["reset"] the reset commands for address 2 (slave)."""
     frames = []
     for _ in range(rng.randrange(6)):
-        typ = rng.choice(link.TYPES + (0x7F,))
+        typ = rng.choice(tuple(link.TYPES) + (0x7F,))
         src = rng.choice((0, 1, 2, 3, 5, 32, 33, 0xFF))
         dst = rng.choice((0, 1, 1, 2, 0xFF))
         i = link.can_id(typ, src, dst) if rng.random() > 0.1 else rng.randrange(1 << 29)
@@ -360,6 +370,43 @@ def test_link_in_router_passes_garbage_and_double_tilde_on():
     svc.tick(0)
     assert svc.rx_frames == 1
     assert bytes(lst.got) == b"xy~~20\r" + b"z" * 100
+
+
+def test_two_routers_polled_in_turn_each_deliver_their_own_stream():
+    # the routers share their read and chunk buffers (app.router): polled in turn,
+    # with chunks cut anywhere and more bytes than one read, each delivers what
+    # its own port's stream holds, as a router polled alone does
+    from app.router import Router
+    req = b"~20024642E00202FD33\r"
+    modbus = bytes([0x01, 0x03, 0x00, 0x10, 0x00, 0x02, 0xC5, 0xCE])
+    rng = random.Random(5)
+    parts = (req, modbus, _addr_frame(1, 0, 0), _addr_frame(2, 3, 0), b"xy~~20\r", b"z" * 70)
+    streams = [b"".join(rng.choice(parts) for _ in range(40)) for _ in range(2)]
+
+    def run(which):
+        out = {}
+        routers = {}
+        for k in which:
+            r = routers[k] = Router(Uart())
+            asc, bi, frames = Listener(), Listener(), []
+            r.subscribe_ascii(asc)
+            r.subscribe_binary(bi)
+            r.subscribe_link(lambda p, now, frames=frames: frames.append(bytes(p.buf[:7 + p.n])))
+            out[k] = (asc, bi, frames)
+        pos = dict.fromkeys(which, 0)
+        cut = random.Random(9)
+        while any(pos[k] < len(streams[k]) for k in which):
+            for k in which:
+                n = cut.randrange(1, 150)
+                routers[k].port.rx.extend(streams[k][pos[k]:pos[k] + n])
+                pos[k] += n
+                routers[k].poll(0)
+        return {k: (bytes(a.got), bytes(b.got), f) for k, (a, b, f) in out.items()}
+    both = run((0, 1))
+    for k in (0, 1):
+        alone = run((k,))[k]
+        assert both[k] == alone
+        assert alone[0].count(req) == streams[k].count(req) and len(alone[2]) == streams[k].count(b"\x7e\x02")
 
 
 def test_link_in_router_splits_ascii_requests_from_binary():

@@ -80,12 +80,12 @@ def test_soc_leds_highest_flashes_while_charging():
 
 def test_soc_counts_measured_interval_exactly():
     s = soc.Soc(100000)
-    s.set_pct(50)
+    s.set_ppm(500000)
     for _ in range(36000):  # 1 h at 10 A in 100 ms steps
         s.count(10000, 100)
     assert s.charge_mah == 60000
     # irregular intervals add up the same
-    s.set_pct(50)
+    s.set_ppm(500000)
     for dt in (97, 103, 250, 50) * 3600:
         s.count(-10000, dt)
     assert s.charge_mah == 50000 - 10000 * 500 * 3600 // 3600000
@@ -93,11 +93,11 @@ def test_soc_counts_measured_interval_exactly():
 
 def test_soc_clamps_at_empty_and_full():
     s = soc.Soc(1000)
-    s.set_pct(1)
+    s.set_ppm(10000)
     s.count(-1000000, 3600000)
-    assert s.pct() == 0
+    assert s.charge_mah == 0 and s.ppm() == 0
     s.count(1000000, 3600000 * 10)
-    assert s.pct() == 100
+    assert s.charge_mah == 1000 and s.ppm() == 1000000
 
 
 def test_ticks_add_and_diff_match_modular_arithmetic():

@@ -101,6 +101,23 @@ def test_ocv_monotone_flat_plateau_steep_ends():
     assert all(b > a for a, b in zip(pct, pct[1:]))
 
 
+def test_ocv_segment_table_starts_each_lookup_in_its_segment():
+    # _FIRST[p]: the segment of the breakpoint table holding p %, at most the
+    # last but one; a lookup from it interpolates as a scan from the start would
+    from bms import ocv
+    soc, mv, last = ocv._SOC, ocv._MV, len(ocv._SOC) - 1
+    assert len(ocv._FIRST) == 101
+    for p in range(101):
+        assert ocv._FIRST[p] == min(last - 1, max(k for k in range(last + 1) if soc[k] <= p * 10000))
+
+    def plain(s):
+        k = 0
+        while soc[k + 1] <= s:
+            k += 1
+        return mv[k] + (mv[k + 1] - mv[k]) * (s - soc[k]) // (soc[k + 1] - soc[k])
+    assert all(ocv_mv(s) == plain(s) for s in range(0, 1000000, 97))
+
+
 def test_ocv_inverse():
     for mv in range(2500, 3601):
         assert ocv_mv(soc_ppm_from_ocv(mv)) == mv

@@ -5,7 +5,9 @@ from hypothesis import given, settings, strategies as stt
 from bms import params as P
 from defs.codes import PROTECTIONS
 from bms.params import Params
-from bms.soc import Counter, Soc, SocEstimator, ratio_ppm, part_of
+from array import array
+
+from bms.soc import Soc, SocEstimator, counter_add, ratio_ppm, part_of
 from bms.state import PackState
 
 COVP = 1 << PROTECTIONS.index("COVP")
@@ -40,10 +42,10 @@ def feed(st, est, current_ma, dt_ms=100, n=1, cell_mv=PLATEAU_MV, cells=None):
 def test_helpers_stay_exact_in_small_ints():
     assert ratio_ppm(50000, 100000) == 500000 and ratio_ppm(1, 3) == 333333
     assert part_of(100000, 500000) == 50000 and part_of(399999, 1000000) == 399999
-    c = Counter()
-    assert c.add(1000, 3600) == 1 and c.mah == 1 and c.rem == 0
-    c.add(-1000, 1800)
-    assert c.mah == 0 and c.rem == 1800000
+    c = array("i", [7, 7, 0, 0, 7, 7])  # counter 2 between two others
+    assert counter_add(c, 2, 1000, 3600) == 1 and list(c) == [7, 7, 1, 0, 7, 7]  # 1 A for 3.6 s: 1 mAh
+    counter_add(c, 2, -1000, 1800)
+    assert list(c) == [7, 7, 0, 1800000, 7, 7]
 
 
 def test_counts_over_the_measured_interval_not_an_assumed_period():
@@ -209,11 +211,11 @@ def test_lifetime_counters_and_cycles():
 
 def test_plain_soc_counter_api_kept():
     s = Soc(100000)
-    s.set_pct(40)
+    s.set_ppm(400000)
+    s.count(50000, 3600000)  # 50 Ah into 100 Ah
+    assert s.ppm() == 900000
     s.count(50000, 3600000)
-    assert s.pct() == 90
-    s.count(50000, 3600000)
-    assert s.pct() == 100 and s.ppm() == 1000000
+    assert s.ppm() == 1000000  # clamped at the capacity
 
 
 @settings(max_examples=300, deadline=None)
@@ -226,13 +228,14 @@ def test_no_current_moves_no_counter(samples, dt_ms, capacity):
     the coulomb counter, a limited and a plain charge counter and an energy
     counter as they were."""
     soc = Soc(capacity)
-    soc.set_pct(50)
-    counters = (Counter(limit=2 * capacity), Counter(), Counter(36000000))
+    soc.set_ppm(500000)
+    c = array("i", [0] * 6)
+    kinds = ((0, 3600000, 2 * capacity), (2, 3600000, 0), (4, 36000000, 0))  # (k, unit, limit)
     for i_ma, d in samples:
         soc.count(i_ma, d)
-        for c in counters:
-            c.add(i_ma, d)
-        before = [(soc.charge_mah, soc._rem_mams)] + [(c.mah, c.rem) for c in counters]
+        for k, unit, limit in kinds:
+            counter_add(c, k, i_ma, d, unit, limit)
+        before = [soc.charge_mah, soc._rem_mams] + list(c)
         soc.count(0, dt_ms)
-        assert [c.add(0, dt_ms) for c in counters] == [0, 0, 0]
-        assert [(soc.charge_mah, soc._rem_mams)] + [(c.mah, c.rem) for c in counters] == before
+        assert [counter_add(c, k, 0, dt_ms, unit, limit) for k, unit, limit in kinds] == [0, 0, 0]
+        assert [soc.charge_mah, soc._rem_mams] + list(c) == before

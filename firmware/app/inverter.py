@@ -92,7 +92,7 @@ class Inverter(Service):
 
     # -- receiving -------------------------------------------------------------
     def on_frame(self, bus, frame):
-        if pc.is_inverter_frame(frame[0]) and not frame[2] & _EXT:
+        if pc.ID_INV_HEARTBEAT <= frame[0] <= pc.ID_INV_VICTRON and not frame[2] & _EXT:
             self._hear(BUS_CAN)
 
     def _hear(self, bus):
@@ -152,6 +152,7 @@ class Inverter(Service):
     def _send_can(self, now_ms):
         enc = self.enc
         frames = enc.frames
+        spec = enc.spec
         if self._next_frame >= len(frames):
             if self._last_send is not None and ticks_diff(now_ms, self._last_send) < self.can_period_ms:
                 return
@@ -162,9 +163,9 @@ class Inverter(Service):
             self._next_frame = 0
         k = 0
         while k < _SEND_PER_TICK and self._next_frame < len(frames):
-            fid, buf = frames[self._next_frame]
+            i = self._next_frame
             try:
-                if self.can.send(fid, buf, 0) is None:
+                if self.can.send(pc.ID_BASE | spec[2 * i], frames[i], 0) is None:
                     return  # transmit buffers full: next tick
             except OSError:
                 self.can_errors += 1

@@ -6,14 +6,18 @@
 #     parser; each good frame goes to the link subscriber (fn(parser, now_ms));
 #   ASCII: '~' (0x7E) then a printable byte, up to '\r' (Pylontech requests);
 #   binary: everything else (Modbus RTU, garbage).
-# ASCII and binary subscribers get on_rs485(buf, n): whole chunks of their kind
-# from one preallocated buffer, in the order the bytes came (a chunk ends where
-# the kind changes, the buffer is full or the poll ends). A subscriber that
-# answers writes to the port it was given at construction. A binary subscriber
-# that names its RTU framer (subscribe_binary(sub, framer): proto.modbus.Framer)
-# keeps a 0x7E binary while that framer is inside a frame: RTU data and CRC
-# are any bytes. The link service runs poll() at its point of the tick
-# (app.compose connects the subscribers).
+# The ASCII and the binary subscriber (one of each: app.compose connects them)
+# get on_rs485(buf, n): whole chunks of their kind from one preallocated buffer,
+# in the order the bytes came (a chunk ends where the kind changes, the buffer is
+# full or the poll ends). A subscriber that answers writes to the port it was
+# given at construction. A binary subscriber that names its RTU framer
+# (subscribe_binary(sub, framer): proto.modbus.Framer) keeps a 0x7E binary while
+# that framer is inside a frame: RTU data and CRC are any bytes. The link
+# service runs poll() at its point of the tick.
+# The read and chunk buffers are the module's, shared by every router: nothing
+# in them outlives a poll() (it ends with the chunk handed over, and a
+# subscriber takes the bytes during on_rs485), and no poll() runs inside
+# another (the services call it from their ticks, never from on_rs485/on_link).
 from defs.const import const
 from proto import link
 
@@ -24,6 +28,8 @@ _ASCII = const(3)  # inside '~' ... '\r'
 _CHUNK = const(64)
 _RX = const(64)  # bytes taken from the port per readinto
 _CR = const(0x0D)
+_RXBUF = bytearray(_RX)
+_CHUNKBUF = bytearray(_CHUNK)
 
 
 class Router:
@@ -31,43 +37,37 @@ class Router:
         self.port = port
         self.parser = link.Rs485Parser()
         self.on_link = None  # fn(parser, now_ms) for each good link frame
-        self.ascii = []
-        self.binary = []
-        self._framers = []  # binary subscribers' RTU framers
-        self._readinto = getattr(port, "readinto", None)
-        self._rx = bytearray(_RX)
+        self.ascii = None
+        self.binary = None
+        self._framer = None  # the binary subscriber's RTU framer
+        self._readinto = hasattr(port, "readinto")  # a flag: a bound method would be an object
         self._route = _OTHER
         self._resume = _OTHER
-        self._kind = _OTHER  # of the bytes in _chunk: _OTHER (binary) or _ASCII
-        self._chunk = bytearray(_CHUNK)
+        self._kind = _OTHER  # of the bytes in the chunk: _OTHER (binary) or _ASCII
         self._n = 0
 
     def subscribe_link(self, fn):
         self.on_link = fn
 
     def subscribe_ascii(self, sub):
-        self.ascii.append(sub)
+        self.ascii = sub
 
     def subscribe_binary(self, sub, framer=None):
-        self.binary.append(sub)
-        if framer is not None:
-            self._framers.append(framer)
+        self.binary = sub
+        self._framer = framer
 
     def _in_frame(self):
-        """A binary subscriber's frame is under way (the bytes so far delivered)."""
+        """The binary subscriber's frame is under way (the bytes so far delivered)."""
         if self._kind == _OTHER:
             self._flush()
-        for fr in self._framers:
-            if fr.in_frame():
-                return True
-        return False
+        return self._framer.in_frame()
 
     def poll(self, now_ms):
         port = self.port
-        if self._readinto is not None:
-            buf = self._rx
+        if self._readinto:
+            buf = _RXBUF
             while port.any():
-                n = self._readinto(buf)
+                n = port.readinto(buf)
                 if not n:
                     break
                 self._split(now_ms, buf, n)
@@ -105,7 +105,7 @@ class Router:
                     self._put(_OTHER, sof)
                     self._put(_OTHER, b)
                     self._route = _OTHER
-            elif b == sof and not (r == _OTHER and self._framers and self._in_frame()):
+            elif b == sof and not (r == _OTHER and self._framer is not None and self._in_frame()):
                 self._resume = r  # where the bytes after a link frame go
                 self._route = _SOF
             elif r == _ASCII:
@@ -119,7 +119,7 @@ class Router:
         if kind != self._kind:
             self._flush()
             self._kind = kind
-        self._chunk[self._n] = b
+        _CHUNKBUF[self._n] = b
         self._n += 1
         if self._n >= _CHUNK:
             self._flush()
@@ -129,5 +129,6 @@ class Router:
         if not n:
             return
         self._n = 0
-        for s in (self.ascii if self._kind == _ASCII else self.binary):
-            s.on_rs485(self._chunk, n)
+        s = self.ascii if self._kind == _ASCII else self.binary
+        if s is not None:
+            s.on_rs485(_CHUNKBUF, n)

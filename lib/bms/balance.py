@@ -55,10 +55,12 @@ class Balancer:
         self.owed = array("i", [0] * n)  # mAs the cell holds above the lowest (prediction)
         self.rate = array("i", [0] * n)  # uA of learned drift relative to the lowest
         self.inno = array("i", [0] * n)  # mAs: mean of measured - predicted in this top
-        self.eff = array("i", [0] * n)  # update's: what a candidate owes over the lowest (owed + inno)
+        # scratch, never read across calls: update's what a candidate owes over
+        # the lowest (owed + inno), written before it is read; _sample's SOC
+        # from OCV of each cell (ppm), which runs in update before eff is written
+        self.eff = array("i", [0] * n)
         self._acc = array("i", [0] * n)  # nAs of drift not yet a whole mAs
         self._bl = array("i", [0] * n)  # mA*ms of bleed not yet a whole mAs
-        self._s = array("i", [0] * n)  # ppm: SOC from OCV of each cell (a sample)
         self.n_meas = 0  # samples in the present top (0 = not at the top)
         self.t_s = 0  # seconds of measured time since start
         self._t_ms = 0
@@ -120,7 +122,7 @@ class Balancer:
         reading: the lowest of 16 noisy readings is biased low (~1.8 sigma, ~10
         mAh at the top), and that bias would make every cell owe and bleed."""
         cap10 = self.v[P.RATED_CAPACITY_MAH] // 10
-        s = self._s
+        s = self.eff
         tot = 0
         for c in range(n):
             x = soc_ppm_from_ocv(cells[c])

@@ -17,15 +17,16 @@
 #    95.7 % 3.32, 100 % 3.59.
 # 0 % is put at 2.5 V, the discharge cut-off of prismatic LFP cell datasheets.
 from defs.const import const
-from array import array
 
-# SOC breakpoints (ppm) and OCV (mV); both strictly increasing.
-_SOC = array("i", (
+# SOC breakpoints (ppm) and OCV (mV); both strictly increasing. Tuples of
+# small ints: the compiler makes them constants (4 bytes an entry, as an
+# array's), which an array built from them would only copy.
+_SOC = (
     0, 5000, 10000, 25000, 50000, 90000, 140000, 200000, 300000, 400000,
-    500000, 600000, 700000, 800000, 900000, 950000, 980000, 995000, 1000000))
-_MV = array("i", (
+    500000, 600000, 700000, 800000, 900000, 950000, 980000, 995000, 1000000)
+_MV = (
     2500, 2800, 2880, 2990, 3100, 3190, 3220, 3250, 3265, 3275,
-    3284, 3292, 3300, 3317, 3328, 3336, 3350, 3420, 3600))
+    3284, 3292, 3300, 3317, 3328, 3336, 3350, 3420, 3600)
 _LAST = len(_SOC) - 1
 
 # Beyond the table (over-charge, over-discharge) the voltage keeps moving
@@ -34,15 +35,15 @@ _LAST = len(_SOC) - 1
 _OVER_PPM_PER_MV = const(100)
 _UNDER_PPM_PER_MV = const(20)
 
-# _FIRST[p] is the segment holding SOC p %, so a lookup starts next to its
-# segment instead of scanning the whole table.
-_FIRST = bytearray(101)
-_seg = 0
-for _p in range(101):
-    while _seg < _LAST - 1 and _SOC[_seg + 1] <= _p * 10000:
-        _seg += 1
-    _FIRST[_p] = _seg
-del _seg, _p
+# _FIRST[p] is the segment holding SOC p % (the last k with _SOC[k] <= p %, at
+# most _LAST - 1), so a lookup starts next to its segment instead of scanning
+# the whole table. A bytes constant (host_tests/test_pack_model.py computes it from
+# _SOC): from ROMFS it stays in the image.
+_FIRST = const(
+    b"\x00\x02\x02\x03\x03\x04\x04\x04\x04\x05\x05\x05\x05\x05\x06\x06\x06\x06\x06\x06\x07\x07\x07\x07\x07\x07"
+    b"\x07\x07\x07\x07\x08\x08\x08\x08\x08\x08\x08\x08\x08\x08\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x0a\x0a"
+    b"\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0c\x0c\x0c\x0c\x0c\x0c\x0c\x0c"
+    b"\x0c\x0c\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0d\x0e\x0e\x0e\x0e\x0e\x0f\x0f\x0f\x10\x10\x11")
 
 
 def ocv_mv(soc_ppm):
@@ -99,7 +100,3 @@ def soc_ppm_from_ocv(mv):
     s0 = _SOC[k]
     return s0 - (-(_SOC[k + 1] - s0) * (mv - v0) // (_MV[k + 1] - v0))
 
-
-def soc_pct_from_mv(mv):
-    """SOC % of a cell resting at mv (only trustworthy on the steep ends)."""
-    return soc_ppm_from_ocv(mv) // 10000

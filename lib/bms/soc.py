@@ -18,6 +18,7 @@
 #  - charged/discharged Ah and Wh, cycles = discharged Ah / rated capacity.
 # Pure: time comes in as the measured interval, values go to the pack state.
 from defs.const import const
+from array import array
 from bms.ocv import soc_ppm_from_ocv
 from bms import params as P
 from defs.codes import PROTECTIONS
@@ -56,41 +57,46 @@ def part_of(total, ppm):
     return total // 1000 * ppm // 1000 + total % 1000 * ppm // 1000000
 
 
-class Counter:
-    """A charge counter: whole mAh plus a mA*ms remainder (0 <= rem < unit);
-    with unit=_DWMS_PER_WH an energy counter (mah then holds whole Wh, the
-    input is 0.1 W, |x| <= 1e6). limit > 0: mah saturates at +-limit, so a
-    count that never meets a calibration point stays a small int."""
+# The charge and energy counters, in one array (no object each): counter k holds
+# whole units at c[k] and the remainder at c[k + 1] (0 <= rem < unit)
+_NET = const(0)  # counted charge since the last calibration point (signed), mAh
+_CHG = const(2)  # charged since that point, mAh
+_CHG_AH = const(4)  # lifetime throughput, mAh below the Ah in state
+_DSG_AH = const(6)
+_CHG_E = const(8)  # Wh (input 0.1 W) below the Wh in state
+_DSG_E = const(10)
+_N_COUNTERS = const(6)
 
-    def __init__(self, unit=_MAMS_PER_MAH, limit=0):
-        self.unit = unit
-        self.limit = limit
-        self.mah = 0
-        self.rem = 0
 
-    def add(self, i_ma, dt_ms):
-        """Add i_ma for dt_ms; the whole units it crossed (signed)."""
-        before = self.mah
-        u = self.unit
-        while dt_ms > 0:
-            d = dt_ms if dt_ms < _CHUNK_MS else _CHUNK_MS
-            self.rem += i_ma * d
-            dt_ms -= d
-            if self.rem >= u or self.rem < 0:
-                q = self.rem // u
-                self.mah += q
-                self.rem -= q * u
-        lim = self.limit
-        if lim:
-            if self.mah > lim:
-                self.mah = lim
-            elif self.mah < -lim:
-                self.mah = -lim
-        return self.mah - before
+def counter_add(c, k, i_ma, dt_ms, unit=_MAMS_PER_MAH, limit=0):
+    """Add i_ma for dt_ms to counter k of the array c: whole mAh plus a mA*ms
+    remainder; with unit=_DWMS_PER_WH an energy counter (whole Wh, the input
+    is 0.1 W, |x| <= 1e6). limit > 0: the units saturate at +-limit, so a
+    count that never meets a calibration point stays a small int. Returns the
+    whole units it crossed (signed)."""
+    before = mah = c[k]
+    rem = c[k + 1]
+    while dt_ms > 0:
+        d = dt_ms if dt_ms < _CHUNK_MS else _CHUNK_MS
+        rem += i_ma * d
+        dt_ms -= d
+        if rem >= unit or rem < 0:
+            q = rem // unit
+            mah += q
+            rem -= q * unit
+    if limit:
+        if mah > limit:
+            mah = limit
+        elif mah < -limit:
+            mah = -limit
+    c[k] = mah
+    c[k + 1] = rem
+    return mah - before
 
-    def clear(self):
-        self.mah = 0
-        self.rem = 0
+
+def _clear(c, k):
+    c[k] = 0
+    c[k + 1] = 0
 
 
 class Soc:
@@ -100,10 +106,6 @@ class Soc:
         self.capacity_mah = capacity_mah
         self.charge_mah = 0
         self._rem_mams = 0  # mA*ms not yet a whole mAh, 0 <= rem < 3.6e6
-
-    def set_pct(self, soc_pct):
-        self.charge_mah = self.capacity_mah * soc_pct // 100
-        self._rem_mams = 0
 
     def set_ppm(self, soc_ppm):
         self.charge_mah = part_of(self.capacity_mah, soc_ppm)
@@ -130,9 +132,6 @@ class Soc:
                 self.charge_mah = self.capacity_mah
                 self._rem_mams = 0
 
-    def pct(self):
-        return self.charge_mah * 100 // self.capacity_mah
-
     def ppm(self):
         return ratio_ppm(self.charge_mah, self.capacity_mah)
 
@@ -152,16 +151,12 @@ class SocEstimator:
         self._at_full = False
         self._at_empty = False
         self._cal_ppm = -1  # last calibration point, -1 none yet
-        # counted charge since that point (signed) and charged since it; beyond
-        # twice the rated capacity neither changes a calibration's outcome
-        self._net = Counter(limit=2 * self.rated_mah)
-        self._chg = Counter(limit=2 * self.rated_mah)
+        # the counters (_NET.._DSG_E); _NET and _CHG saturate at twice the
+        # rated capacity (_lim), beyond which neither changes a calibration's outcome
+        self._c = array("i", [0] * (2 * _N_COUNTERS))
+        self._lim = 2 * self.rated_mah
         self._off_ms = 0
         self._off_sum = 0  # mA*ms of readings where no current can flow
-        self._chg_ah = Counter()  # lifetime throughput, mAh below the Ah in state
-        self._dsg_ah = Counter()
-        self._chg_e = Counter(_DWMS_PER_WH)  # 0.1 W*ms below the Wh in state
-        self._dsg_e = Counter(_DWMS_PER_WH)
 
     # --- calibration ---
 
@@ -177,9 +172,9 @@ class SocEstimator:
         above it (a discharge), then restart counting from here."""
         if 0 <= ppm < self._cal_ppm:
             span = self._cal_ppm - ppm
-            net = -self._net.mah
+            net = -self._c[_NET]
             if (span >= self.v[P.SOH_MIN_SPAN_PCT] * 10000 and net > 0
-                    and self._chg.mah * 20 <= self.rated_mah):  # a discharge: < 5 % charged in between
+                    and self._c[_CHG] * 20 <= self.rated_mah):  # a discharge: < 5 % charged in between
                 fcc = net * 1000 // (span // 1000)
                 lo = self.rated_mah // 2
                 hi = self.rated_mah + self.rated_mah // 10
@@ -191,8 +186,8 @@ class SocEstimator:
         self._use_fcc(st)
         self.soc.set_ppm(ppm)
         self._cal_ppm = ppm
-        self._net.clear()
-        self._chg.clear()
+        _clear(self._c, _NET)
+        _clear(self._c, _CHG)
         self.cal_count += 1
 
     def restore(self, st, soc_ppm, full, fcc_mah, cycles, chg_ah, dsg_ah, chg_wh, dsg_wh, i_offset_ma):
@@ -227,13 +222,13 @@ class SocEstimator:
             self._use_fcc(st)
             self.soc.set_ppm(value)
             self._cal_ppm = -1
-            self._net.clear()
-            self._chg.clear()
+            _clear(self._c, _NET)
+            _clear(self._c, _CHG)
             self._publish(st, self.soc.ppm())
         elif what == SET_CYCLES:
             r = self.rated_mah
             st.dsg_ah = value * (r // _MAH_PER_AH) + value * (r % _MAH_PER_AH) // _MAH_PER_AH
-            self._dsg_ah.clear()
+            _clear(self._c, _DSG_AH)
             st.cycles = value
 
     def start(self, st, snap, vmin, vmax):
@@ -278,7 +273,7 @@ class SocEstimator:
             i = -_MAX_MA
         if i:  # no current moves no counter: each holds 0 <= remainder < unit, a count in range
             self.soc.count(i, dt_ms)
-            self._net.add(i, dt_ms)
+            counter_add(self._c, _NET, i, dt_ms, _MAMS_PER_MAH, self._lim)
             self._count(st, i, dt_ms, snap.stack_mv)
 
         # charge end: COVP (or the AFE's COV), or the cut-off current at the
@@ -350,25 +345,26 @@ class SocEstimator:
 
     def _count(self, st, i, dt_ms, stack_mv):
         """Lifetime Ah, Wh and cycles."""
+        c = self._c
         if i > 0:
-            if self._chg_ah.add(i, dt_ms):
-                st.chg_ah += self._chg_ah.mah // _MAH_PER_AH
-                self._chg_ah.mah %= _MAH_PER_AH
-            self._chg.add(i, dt_ms)
-            if self._chg_e.add(_dw(stack_mv, i), dt_ms):
-                st.chg_wh += self._chg_e.mah
-                self._chg_e.mah = 0
+            if counter_add(c, _CHG_AH, i, dt_ms):
+                st.chg_ah += c[_CHG_AH] // _MAH_PER_AH
+                c[_CHG_AH] %= _MAH_PER_AH
+            counter_add(c, _CHG, i, dt_ms, _MAMS_PER_MAH, self._lim)
+            if counter_add(c, _CHG_E, _dw(stack_mv, i), dt_ms, _DWMS_PER_WH):
+                st.chg_wh += c[_CHG_E]
+                c[_CHG_E] = 0
         elif i < 0:
-            if self._dsg_ah.add(-i, dt_ms):
-                if self._dsg_ah.mah >= _MAH_PER_AH:
-                    st.dsg_ah += self._dsg_ah.mah // _MAH_PER_AH
-                    self._dsg_ah.mah %= _MAH_PER_AH
+            if counter_add(c, _DSG_AH, -i, dt_ms):
+                if c[_DSG_AH] >= _MAH_PER_AH:
+                    st.dsg_ah += c[_DSG_AH] // _MAH_PER_AH
+                    c[_DSG_AH] %= _MAH_PER_AH
                     # dsg_ah * 1000 // rated, split so no product passes 2**30
                     r = self.rated_mah
                     st.cycles = st.dsg_ah // r * _MAH_PER_AH + st.dsg_ah % r * _MAH_PER_AH // r
-            if self._dsg_e.add(_dw(stack_mv, -i), dt_ms):
-                st.dsg_wh += self._dsg_e.mah
-                self._dsg_e.mah = 0
+            if counter_add(c, _DSG_E, _dw(stack_mv, -i), dt_ms, _DWMS_PER_WH):
+                st.dsg_wh += c[_DSG_E]
+                c[_DSG_E] = 0
 
 
 _DW_MAX_MV = const(100000)  # a 16-cell stack stays far below; a broken reading may not

@@ -29,8 +29,10 @@ T_TEMPS = const(0x15)  # CAN, pack -> master (on REQ_CELLS): first index, count,
 T_CAPACITY = const(0x16)  # CAN, pack -> master (on REQ_CELLS, before the NTCs): full capacity, cycles
 T_CMD = const(0x20)  # CAN, master -> pack (or broadcast): command, argument
 T_REQ = const(0x21)  # CAN, master -> pack: what (REQ_*), argument
-TYPES = (T_ADDR, T_HELLO, T_STATUS, T_LIMITS, T_EXTREMES, T_INFO, T_CELLS, T_TEMPS, T_CAPACITY, T_CMD, T_REQ)
-LENGTHS = (2, 8, 8, 8, 8, 8, 8, 8, 8, 2, 2)  # payload bytes per type (TYPES order)
+# the types above and their payload bytes, in the same order (bytes constants:
+# from ROMFS they stay in the image, where a tuple would be built on the heap)
+TYPES = b"\x01\x02\x10\x11\x12\x13\x14\x15\x16\x20\x21"
+LENGTHS = b"\x02\x08\x08\x08\x08\x08\x08\x08\x08\x02\x02"
 PER_FRAME = const(3)  # cells or NTCs per T_CELLS/T_TEMPS frame
 
 # T_ADDR flags
@@ -303,8 +305,10 @@ def rs485_frame(out, typ, src, dst, payload, n):
 class Rs485Parser:
     """Byte-by-byte RS485 link frame parser: feed(b) returns True when a
     complete frame with a good CRC and known type/length ends at b; then
-    typ, src, dst, n and payload hold it. Garbage and bad frames are skipped
-    (counted in bad)."""
+    typ, src, dst, n and payload hold it, and buf the whole frame. payload is
+    a view of buf: it holds the frame until the next byte is fed (the router
+    hands the frame over at once, like a CAN frame's data). Garbage and bad
+    frames are skipped (counted in bad)."""
 
     def __init__(self):
         self.buf = bytearray(RS485_MAX + 1)
@@ -313,7 +317,7 @@ class Rs485Parser:
         self.src = 0
         self.dst = 0
         self.n = 0
-        self.payload = bytearray(8)
+        self.payload = memoryview(self.buf)[5:5 + RS485_MAX_LEN]
         self.bad = 0
 
     def feed(self, b):
@@ -342,6 +346,4 @@ class Rs485Parser:
         self.src = buf[3]
         self.dst = buf[4]
         self.n = n
-        for i in range(n):
-            self.payload[i] = buf[5 + i]
         return True

@@ -41,43 +41,47 @@ NAME2 = b"16S LFP "
 MODEL = const(1)
 FW_VERSION = const(0x0100)
 
-# (id, dlc) per protocol, in sending order
-FRAMES_0 = ((ID_LIMITS, 8), (ID_SOC, 6), (ID_MEAS, 6), (ID_FLAGS, 7), (ID_ALARMS, 8),
-            (ID_REQUEST, 2), (ID_NAME, 8), (ID_INFO, 8), (ID_NAME1, 8), (ID_NAME2, 8),
-            (ID_MODULES, 8), (ID_CELLS, 8), (ID_CAPACITY, 2))
-FRAMES_1 = ((ID_LIMITS, 6), (ID_SOC, 4), (ID_MEAS, 6), (ID_FLAGS, 7), (ID_REQUEST, 2),
-            (ID_NAME, 8), (ID_CAPACITY, 2))
-
-_P = codes.PROTECTIONS
-_A = codes.ALARMS
-_F = codes.FAULTS
-
-
-def _masks(protections, alarms):
-    return codes.mask(_P, protections), codes.mask(_A, alarms)
-
+ID_BASE = const(0x300)  # every frame id above is ID_BASE | its low byte
+# The frame set per protocol, in sending order: (id - ID_BASE, dlc) byte pairs
+# (bytes constants: from ROMFS they stay in the image, no tuple on the heap)
+# 0: 351/8 355/6 356/6 359/7 35A/8 35C/2 35E/8 35F/8 370/8 371/8 372/8 373/8 379/2
+_SET_0 = const(b"\x51\x08\x55\x06\x56\x06\x59\x07\x5a\x08\x5c\x02\x5e\x08"
+               b"\x5f\x08\x70\x08\x71\x08\x72\x08\x73\x08\x79\x02")
+# 1: 351/6 355/4 356/6 359/7 35C/2 35E/8 379/2
+_SET_1 = const(b"\x51\x06\x55\x04\x56\x06\x59\x07\x5c\x02\x5e\x08\x79\x02")
 
 # protections (0x359 byte 0/1, 0x35A alarms) beside the warnings of the same signal
-P_OV, A_OV = _masks(("COVP", "POVP"), ("OV", "TOV"))
-P_UV, A_UV = _masks(("CUVP", "PUVP"), ("UV", "TUV", "USOC"))
-P_OT_DSG, A_OT_DSG = _masks(("DHTP", "MOS OT", "EOTP"), ("DOT", "EOT", "MOS OT"))
-P_UT_DSG, A_UT_DSG = _masks(("DLTP", "EUTP"), ("DUT", "EUT"))
-P_OT_CHG, A_OT_CHG = _masks(("CHTP",), ("COT",))
-P_UT_CHG, A_UT_CHG = _masks(("CLTP",), ("CUT",))
-P_DOCP, A_DOC = _masks(("DOCP",), ("DOC",))
-P_COC, A_COC = _masks(("COCP",), ("COC",))
-P_IMB, A_IMB = _masks(("IMB",), ("IMB",))
-P_SCP = codes.mask(_P, ("SCP",))
+# (make deploy folds each into a const(); written out, so nothing else is left
+# bound at import)
+P_OV = codes.mask(codes.PROTECTIONS, ("COVP", "POVP"))
+A_OV = codes.mask(codes.ALARMS, ("OV", "TOV"))
+P_UV = codes.mask(codes.PROTECTIONS, ("CUVP", "PUVP"))
+A_UV = codes.mask(codes.ALARMS, ("UV", "TUV", "USOC"))
+P_OT_DSG = codes.mask(codes.PROTECTIONS, ("DHTP", "MOS OT", "EOTP"))
+A_OT_DSG = codes.mask(codes.ALARMS, ("DOT", "EOT", "MOS OT"))
+P_UT_DSG = codes.mask(codes.PROTECTIONS, ("DLTP", "EUTP"))
+A_UT_DSG = codes.mask(codes.ALARMS, ("DUT", "EUT"))
+P_OT_CHG = codes.mask(codes.PROTECTIONS, ("CHTP",))
+A_OT_CHG = codes.mask(codes.ALARMS, ("COT",))
+P_UT_CHG = codes.mask(codes.PROTECTIONS, ("CLTP",))
+A_UT_CHG = codes.mask(codes.ALARMS, ("CUT",))
+P_DOCP = codes.mask(codes.PROTECTIONS, ("DOCP",))
+A_DOC = codes.mask(codes.ALARMS, ("DOC",))
+P_COC = codes.mask(codes.PROTECTIONS, ("COCP",))
+A_COC = codes.mask(codes.ALARMS, ("COC",))
+P_IMB = codes.mask(codes.PROTECTIONS, ("IMB",))
+A_IMB = codes.mask(codes.ALARMS, ("IMB",))
+P_SCP = codes.mask(codes.PROTECTIONS, ("SCP",))
 P_OT = P_OT_CHG | P_OT_DSG
 P_UT = P_UT_CHG | P_UT_DSG
 P_DOC = P_DOCP | P_SCP
 A_OT = A_OT_CHG | A_OT_DSG
 A_UT = A_UT_CHG | A_UT_DSG
 # faults
-F_CONTACTOR = codes.mask(_F, ("CHG MOS", "DSG MOS", "PRECHARGE"))
-F_IMB = codes.mask(_F, ("IMB",))
-F_INTERNAL = ((1 << len(_F)) - 1) & ~F_CONTACTOR & ~F_IMB
-F_COMM = codes.mask(_F, ("AFE",))
+F_CONTACTOR = codes.mask(codes.FAULTS, ("CHG MOS", "DSG MOS", "PRECHARGE"))
+F_IMB = codes.mask(codes.FAULTS, ("IMB",))
+F_INTERNAL = ((1 << len(codes.FAULTS)) - 1) & ~F_CONTACTOR & ~F_IMB
+F_COMM = codes.mask(codes.FAULTS, ("AFE",))
 
 
 def safe_cvl(view, ccl_ma):
@@ -93,34 +97,39 @@ def safe_cvl(view, ccl_ma):
     return cvl
 
 
-def _kelvin(dc):
-    return div(dc + 2732, 10)
-
-
-def _pair(active):
-    return 1 if active else 2  # 01 active, 10 cleared/normal
-
-
 class CanEncoder:
-    """Fills the frames of one protocol from a SystemView. frames is a tuple of
-    (id, bytearray); encode() rewrites them in place."""
+    """Fills the frames of one protocol from a SystemView: frames[k] (a
+    memoryview of dlc bytes, all in one buffer) is sent with the id
+    ID_BASE | spec[2 * k]; encode() rewrites them in place."""
 
     def __init__(self, protocol_id):
-        self.protocol_id = protocol_id
-        spec = FRAMES_1 if protocol_id == PROTO_PYLON else FRAMES_0
-        self.frames = tuple((fid, bytearray(dlc)) for fid, dlc in spec)
-        for fid, buf in self.frames:
+        spec = _SET_1 if protocol_id == PROTO_PYLON else _SET_0
+        self.spec = spec
+        n = 0
+        for k in range(1, len(spec), 2):
+            n += spec[k]
+        data = memoryview(bytearray(n))
+        frames = []
+        n = 0
+        for k in range(0, len(spec), 2):
+            buf = data[n:n + spec[k + 1]]
+            n += spec[k + 1]
+            fid = ID_BASE | spec[k]
             if fid == ID_NAME:
                 buf[:] = MANUFACTURER
             elif fid == ID_NAME1:
                 buf[:] = NAME1
             elif fid == ID_NAME2:
                 buf[:] = NAME2
+            frames.append(buf)
+        self.frames = tuple(frames)
 
     def encode(self, view, safe=False):
         """safe: the inverter is lost: CCL and DCL 0, CVL at the present voltage."""
-        for fid, buf in self.frames:
-            _encode(fid, buf, view, safe)
+        spec = self.spec
+        frames = self.frames
+        for k in range(len(frames)):
+            _encode(ID_BASE | spec[2 * k], frames[k], view, safe)
 
 
 def _encode(fid, buf, view, safe):
@@ -163,14 +172,16 @@ def _encode(fid, buf, view, safe):
         p = view.protections
         a = view.alarms
         f = view.faults
-        _fields(buf, 0, _bit(0, p != 0 or f != 0) | _bit(1, p & P_OV) | _bit(2, p & P_UV)
-                | _bit(3, p & P_OT_DSG) | _bit(4, p & P_UT_DSG) | _bit(5, p & P_OT_CHG)
-                | _bit(6, p & P_UT_CHG) | _bit(7, p & P_DOCP) | _bit(8, p & P_COC)
-                | _bit(9, f & F_CONTACTOR) | _bit(10, p & P_SCP) | _bit(11, f & F_INTERNAL)
-                | _bit(12, (p & P_IMB) or (f & F_IMB)))
-        _fields(buf, 4, _bit(0, a != 0) | _bit(1, a & A_OV) | _bit(2, a & A_UV) | _bit(3, a & A_OT_DSG)
-                | _bit(4, a & A_UT_DSG) | _bit(5, a & A_OT_CHG) | _bit(6, a & A_UT_CHG)
-                | _bit(7, a & A_DOC) | _bit(8, a & A_COC) | _bit(12, a & A_IMB))
+        # bit i: field i of PROTOCOLS 1's order is active
+        _fields(buf, 0, (1 if p or f else 0) | (2 if p & P_OV else 0) | (4 if p & P_UV else 0)
+                | (8 if p & P_OT_DSG else 0) | (16 if p & P_UT_DSG else 0) | (32 if p & P_OT_CHG else 0)
+                | (64 if p & P_UT_CHG else 0) | (128 if p & P_DOCP else 0) | (256 if p & P_COC else 0)
+                | (512 if f & F_CONTACTOR else 0) | (1024 if p & P_SCP else 0) | (2048 if f & F_INTERNAL else 0)
+                | (4096 if p & P_IMB or f & F_IMB else 0))
+        _fields(buf, 4, (1 if a else 0) | (2 if a & A_OV else 0) | (4 if a & A_UV else 0)
+                | (8 if a & A_OT_DSG else 0) | (16 if a & A_UT_DSG else 0) | (32 if a & A_OT_CHG else 0)
+                | (64 if a & A_UT_CHG else 0) | (128 if a & A_DOC else 0) | (256 if a & A_COC else 0)
+                | (4096 if a & A_IMB else 0))
     elif fid == ID_REQUEST:
         fc = view.force_charge
         b = ((128 if view.ccl_ma > 0 and not safe else 0) | (64 if view.dcl_ma > 0 and not safe else 0)
@@ -191,14 +202,10 @@ def _encode(fid, buf, view, safe):
     elif fid == ID_CELLS:
         _h(buf, 0, view.min_cell_mv)
         _h(buf, 2, view.max_cell_mv)
-        _h(buf, 4, _kelvin(view.min_temp_dc))
-        _h(buf, 6, _kelvin(view.max_temp_dc))
+        _h(buf, 4, div(view.min_temp_dc + 2732, 10))  # K
+        _h(buf, 6, div(view.max_temp_dc + 2732, 10))
     elif fid == ID_CAPACITY:
         _h(buf, 0, view.capacity_mah // 1000)
-
-
-def _bit(i, active):
-    return (1 << i) if active else 0
 
 
 def _fields(buf, off, active):
@@ -206,7 +213,7 @@ def _fields(buf, off, active):
     when bit i of active is set (no tuple of flags: this runs every period)."""
     b0 = b1 = b2 = b3 = 0
     for i in range(13):
-        v = _pair(active & (1 << i)) << (2 * (i & 3))
+        v = (1 if active & (1 << i) else 2) << (2 * (i & 3))  # 01 active, 10 cleared/normal
         k = i >> 2
         if k == 0:
             b0 |= v
@@ -223,10 +230,7 @@ def _fields(buf, off, active):
 
 
 # The CAN acceptance filter of the inverter's frames: 11-bit 0x304..0x307 (the
-# three ids above and one unused; (id, mask, flags) as machine.CAN.set_filters
+# three ids above, ID_INV_HEARTBEAT..ID_INV_VICTRON, and one unused; (id, mask, flags) as machine.CAN.set_filters
 # takes it, flags 0: standard ids only, so no link frame matches)
 CAN_FILTER = (0x304, 0x7FC, 0)
 
-
-def is_inverter_frame(fid):
-    return fid == ID_INV_HEARTBEAT or fid == ID_INV_SMA2 or fid == ID_INV_VICTRON
