@@ -2,7 +2,7 @@
 # (tools/frozen.py "lower", as boards/micropython/*/manifest.py does), run in
 # the 32-bit unix MicroPython 1.27 built with that part frozen in
 # (tools/build_frozen_unix.sh) with nothing else on the path but the fakes:
-# no ROMFS image, the case recovery exists for. recovery.mode.uds falls back
+# no ROMFS image, the case recovery exists for. recovery.serve.uds falls back
 # to no update session on any ImportError, so a recovery copy that does not
 # import on MicroPython (or imports the app) would leave a pack with a broken
 # image unreachable; host_tests/test_recovery.py runs the same copies in
@@ -28,15 +28,15 @@ sys.path[:] = [".frozen", "/fk"]
 from bq_rig import Rig
 from sim.vtime import VirtualRunner
 rig = Rig()
-from recovery import mode
+from recovery import mode, serve
 from store.fs import OsFs
 mod = mode.board_module()
 R["board"] = mod.__name__
 rig.wire(mod)
-b = mode.build(mod)
-svcs = mode.services(b, OsFs(DATA), lambda: None, mode.NO_SLOT)
+b = serve.build(mod)
+svcs = serve.services(b, OsFs(DATA), lambda: None, mode.NO_SLOT)
 R["services"] = [type(s).__module__ for s in svcs]
-R["address"] = b.pack_address or mode.DEFAULT_ADDRESS
+R["address"] = b.pack_address or serve.DEFAULT_ADDRESS
 r = VirtualRunner()
 for s in svcs:
     r.add(s)

@@ -207,6 +207,7 @@ def run():
     R["peak"] = R["boot"]
     frames = 0
     t = 0
+    uarts = (app.board.link_in.uart, app.board.link_out.uart)
     for secs, ma in STRETCH:
         bq.current_ma = ma
         bq.render()
@@ -218,6 +219,8 @@ def run():
                 bus.step()
                 del bus.log[:]  # the fakes' own records: not the firmware's
                 del machine.LOG[:]
+                for u in uarts:  # what the pack sent on RS485 (its link frames)
+                    u.sent = bytearray()
                 while peer.recv(slot) is not None:
                     frames += 1
             u = used() - fakes_b
