@@ -40,7 +40,7 @@ def _near(fams):
     v = Params().v
     out = set()
     for f in fams:
-        b = P.FAMILIES[f][1]
+        b = P.FAM_ROW0 + P.FAM_ROWS * f
         for lvl in range(3):
             for k in (b + 3 * lvl, b + 3 * lvl + 1):
                 out.update((v[k] - 1, v[k], v[k] + 1))
@@ -55,8 +55,8 @@ def _observed(prot):
         "masks": (st.alarms, st.protections, st.faults, st.lockout, st.hw_clear, st.hw_clear_req,
                   st.snap.plausible),
         "events": (ev.next_seq, [ev.get(q) for q in range(ev.first_seq(), ev.next_seq)]),
-        "levels": (bytes(prot.act), bytes(prot.pend), list(prot.trip_t),
-                   [prot.since[s] for s in range(len(prot.since)) if prot.pend[s]]),
+        "levels": (bytes(prot.act), bytes(prot.pend),
+                   [prot.since[s] for s in range(len(prot.since)) if prot.pend[s] or prot.act[s]]),
         "faults": (prot.latched, prot.fpend, list(prot.fval),
                    [prot.fsince[k] for k in range(len(prot.fsince)) if prot.fpend >> k & 1]),
         "stuck": (prot.sus, [prot.sus_t[k] for k in range(N_CELLS + 1) if prot.sus >> k & 1]),
@@ -163,7 +163,7 @@ CURRENT = _near((P.F_CHG_OC, P.F_DSG_OC)) + [-x for x in _near((P.F_CHG_OC, P.F_
 TEMP = _near((P.F_CHG_HT, P.F_CHG_LT, P.F_DSG_HT, P.F_DSG_LT, P.F_AMB_HT, P.F_AMB_LT)) + [250]
 MOS = _near((P.F_MOS_OT,)) + [300]
 # a level threshold moved onto the input (Params refuses a move that breaks the levels' order)
-THRESHOLDS = [P.FAMILIES[f][1] + 3 * lvl for f in range(P.N_FAMILIES) for lvl in range(3)]
+THRESHOLDS = [P.FAM_ROW0 + P.FAM_ROWS * f + 3 * lvl for f in range(P.N_FAMILIES) for lvl in range(3)]
 
 
 @stt.composite

@@ -7,7 +7,7 @@
 # micropython.heap_lock() on the board's control step).
 #
 # Rules (thresholds, releases and delays are parameters, bms.params):
-# - Level families (bms.params.FAMILIES): alarm, P1 and P2 levels. A level trips
+# - Level families (bms.params F_*): alarm, P1 and P2 levels. A level trips
 #   when its input has been at/beyond the threshold on every good read for its
 #   delay (checked each cycle, so within one cycle of the delay), and releases
 #   when the input is back at/inside the release value. Inputs: max/min cell,
@@ -77,17 +77,18 @@ _NS = _NF * P.N_LEVELS
 _A = codes.ALARMS.index
 _PR = codes.PROTECTIONS.index
 _FL = codes.FAULTS.index
-# per family (bms.params.FAMILIES order): alarm code, protection code
-_FAM_ALARM = (_A("OV"), _A("UV"), _A("TOV"), _A("TUV"), _A("COC"), _A("DOC"), _A("COT"),
-              _A("CUT"), _A("DOT"), _A("DUT"), _A("MOS OT"), _A("EOT"), _A("EUT"), _A("IMB"))
-_FAM_PROT = (_PR("COVP"), _PR("CUVP"), _PR("POVP"), _PR("PUVP"), _PR("COCP"), _PR("DOCP"),
-             _PR("CHTP"), _PR("CLTP"), _PR("DHTP"), _PR("DLTP"), _PR("MOS OT"), _PR("EOTP"),
-             _PR("EUTP"), _PR("IMB"))
-# per family: index of its first row; the families that trip high, and low
+# per family (bms.params.F_* order): alarm code, protection code
 # (bytes: smaller than tuples on the heap)
-_FAM_BASE = bytes(f[1] for f in P.FAMILIES)
-_HIGH_FAMS = bytes(f for f in range(_NF) if P.FAMILIES[f][2])
-_LOW_FAMS = bytes(f for f in range(_NF) if not P.FAMILIES[f][2])
+_FAM_ALARM = bytes((_A("OV"), _A("UV"), _A("TOV"), _A("TUV"), _A("COC"), _A("DOC"), _A("COT"),
+                    _A("CUT"), _A("DOT"), _A("DUT"), _A("MOS OT"), _A("EOT"), _A("EUT"), _A("IMB")))
+_FAM_PROT = bytes((_PR("COVP"), _PR("CUVP"), _PR("POVP"), _PR("PUVP"), _PR("COCP"), _PR("DOCP"),
+                   _PR("CHTP"), _PR("CLTP"), _PR("DHTP"), _PR("DLTP"), _PR("MOS OT"), _PR("EOTP"),
+                   _PR("EUTP"), _PR("IMB")))
+# per family: its first row is _ROW0 + _ROWS * f; the families that trip high, and low
+_ROW0 = P.FAM_ROW0
+_ROWS = P.FAM_ROWS
+_HIGH_FAMS = P.HIGH_FAMS
+_LOW_FAMS = P.LOW_FAMS
 
 _P_COVP = _PR("COVP")
 _P_CUVP = _PR("CUVP")
@@ -113,6 +114,7 @@ _N_FAULTS = len(codes.FAULTS)
 _B_PLAUSIBLE = (1 << _F_CELL) | (1 << _F_NTC) | (1 << _F_SAMPLE)
 _B_MOS = (1 << _F_CHG_MOS) | (1 << _F_DSG_MOS)
 _B_IMB = 1 << _F_IMB
+del _A, _PR, _FL  # bound methods: only needed for the lookups above
 
 # hardware alerts, in this order: bit, protection code
 _HW_BITS = (ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD)
@@ -121,9 +123,12 @@ _HW_ALL = ALERT_CUV | ALERT_COV | ALERT_OCC | ALERT_OCD | ALERT_SCD
 
 # per temperature channel: bit j for each channel j that drives it (stuck
 # temperatures: the ambient drives every NTC, cell NTCs each other, MOSFET NTCs
-# each other; the ambient has none)
-_DRIVERS = bytes(0 if ch == T_AMB else sum(1 << j for j in range(N_TEMPS) if j != ch and (
-    j == T_AMB or (j < N_CELL_TEMPS) == (ch < N_CELL_TEMPS))) for ch in range(N_TEMPS))
+# each other; the ambient has none), in channel order: the four cell NTCs,
+# the two MOSFET NTCs, the ambient
+_AMB_BIT = 1 << T_AMB
+_CELL_BITS = (1 << N_CELL_TEMPS) - 1
+_DRIVERS = bytes([_AMB_BIT | _CELL_BITS & ~1, _AMB_BIT | _CELL_BITS & ~2, _AMB_BIT | _CELL_BITS & ~4,
+                  _AMB_BIT | _CELL_BITS & ~8, _AMB_BIT | 1 << T_MOS1, _AMB_BIT | 1 << T_MOS0, 0])
 _ALL_TEMPS = (1 << N_TEMPS) - 1
 
 _BIG = const(1 << 29)
@@ -143,20 +148,22 @@ del _Whole
 
 
 class Protection:
+    # False (set on an instance): every rule evaluated in full on every read,
+    # none of the shortcuts taken (the reference the equivalence tests compare against)
+    incremental = True
+
     def __init__(self, params, state):
         self.p = params
         self.st = state
         if getattr(state, "events", None) is None:
             state.events = Events()
         self.events = state.events
-        # False: every rule evaluated in full on every read, none of the
-        # shortcuts taken (the reference the equivalence tests compare against)
-        self.incremental = True
-        # level slots: family * 3 + level (0 alarm, 1 p1, 2 p2)
+        # level slots: family * 3 + level (0 alarm, 1 p1, 2 p2); since: when
+        # the slot began pending, while it is active when it tripped (the
+        # over-current retry counts from there)
         self.act = bytearray(_NS)
         self.pend = bytearray(_NS)
         self.since = array("i", [0] * _NS)
-        self.trip_t = array("i", [0] * _NS)
         self.busy = 0  # bit per family with a level active or timing
         self.amask = 0  # alarm and protection bits of the active levels
         self.pmask = 0
@@ -388,11 +395,11 @@ class Protection:
         fok = self.fok
         busy = self.busy if self.incremental else -1
         for f in _HIGH_FAMS:
-            b = _FAM_BASE[f]
+            b = _ROW0 + _ROWS * f
             if fok[f] and (busy >> f & 1 or val[f] >= v[b] or val[f] >= v[b + 3] or val[f] >= v[b + 6]):
                 self._family(f, b, True, val[f], now)
         for f in _LOW_FAMS:
-            b = _FAM_BASE[f]
+            b = _ROW0 + _ROWS * f
             if fok[f] and (busy >> f & 1 or val[f] <= v[b] or val[f] <= v[b + 3] or val[f] <= v[b + 6]):
                 self._family(f, b, False, val[f], now)
 
@@ -429,10 +436,10 @@ class Protection:
                         release = back or (i_ma >= dead and not over1)
                     elif f == P.F_CHG_OC:
                         release = (back and not self.lockout & LOCK_CHG
-                                   and ticks_diff(now, self.trip_t[n]) >= v[P.OC_RETRY_MS])
+                                   and ticks_diff(now, since[n]) >= v[P.OC_RETRY_MS])
                     elif f == P.F_DSG_OC:
                         release = (back and not self.lockout & LOCK_DSG
-                                   and ticks_diff(now, self.trip_t[n]) >= v[P.OC_RETRY_MS])
+                                   and ticks_diff(now, since[n]) >= v[P.OC_RETRY_MS])
                 if release:
                     act[n] = 0
                     pend[n] = 0
@@ -443,7 +450,7 @@ class Protection:
                 if ticks_diff(now, since[n]) >= v[k + 2]:
                     act[n] = 1
                     pend[n] = 0
-                    self.trip_t[n] = now
+                    since[n] = now
             else:
                 pend[n] = 0
             lvl += 1
