@@ -121,6 +121,18 @@ _HW_BITS = (ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD)
 _HW_PROT = (_P_CUVP, _P_COVP, _P_COCP, _P_DOCP, _P_SCP)
 _HW_ALL = ALERT_CUV | ALERT_COV | ALERT_OCC | ALERT_OCD | ALERT_SCD
 
+# Protection.since, one array of tick stamps in sections (one buffer, not
+# six arrays): the level slots (from 0), the fault-condition timers, the
+# over-current releases (0 chg, 1 dsg), the hardware alerts' first sight
+# (_HW_BITS order), the stuck readings' suspicion (cells, then the current)
+# and the stuck temperatures' suspicion
+_S_FAULT = _NS
+_S_OC = _S_FAULT + _N_FAULTS
+_S_HW = _S_OC + 2
+_S_SUS = _S_HW + 5
+_S_TSUS = _S_SUS + N_CELLS + 1
+_N_SINCE = _S_TSUS + N_TEMPS
+
 # per temperature channel: bit j for each channel j that drives it (stuck
 # temperatures: the ambient drives every NTC, cell NTCs each other, MOSFET NTCs
 # each other; the ambient has none), in channel order: the four cell NTCs,
@@ -158,12 +170,12 @@ class Protection:
         if getattr(state, "events", None) is None:
             state.events = Events()
         self.events = state.events
-        # level slots: family * 3 + level (0 alarm, 1 p1, 2 p2); since: when
+        # level slots: family * 3 + level (0 alarm, 1 p1, 2 p2); since[slot]: when
         # the slot began pending, while it is active when it tripped (the
-        # over-current retry counts from there)
+        # over-current retry counts from there); the other timers (_S_*) follow
         self.act = bytearray(_NS)
         self.pend = bytearray(_NS)
-        self.since = array("i", [0] * _NS)
+        self.since = array("i", [0] * _N_SINCE)
         self.busy = 0  # bit per family with a level active or timing
         self.amask = 0  # alarm and protection bits of the active levels
         self.pmask = 0
@@ -174,9 +186,8 @@ class Protection:
         self.aval = array("i", [0] * len(codes.ALARMS))
         self.pval = array("i", [0] * len(codes.PROTECTIONS))
         self.fval = array("i", [0] * _N_FAULTS)
-        # timers of fault conditions: bit per fault running, since when
+        # timers of fault conditions: bit per fault running (since when: _S_FAULT)
         self.fpend = 0
-        self.fsince = array("i", [0] * _N_FAULTS)
         self.latched = 0  # latched fault bits
         # short circuit / reversed polarity (released by charging or reset)
         self.scp = False
@@ -184,29 +195,25 @@ class Protection:
         self.scp_since = 0
         self.rev = False
         self.usoc = False
-        # over-current: consecutive trips, time of the last release (0 chg, 1 dsg)
+        # over-current: consecutive trips (0 chg, 1 dsg; the last release: _S_OC)
         self.oc_count = bytearray(2)
-        self.oc_rel_t = array("i", [0, 0])
         self.lockout = 0
-        # hardware alerts seen, and when each was first seen
+        # hardware alerts seen (when each was first seen: _S_HW)
         self.hw_seen = 0
-        self.hw_t = array("i", [0] * len(_HW_BITS))
         self.hw_clear = 0  # alert bits to clear, published at the end of update
         # stuck readings: previous read's cells and current, suspicion (bit k:
-        # cell k, N_CELLS the current) and its start
+        # cell k, N_CELLS the current; its start: _S_SUS)
         self.pcell = array("H", [0] * N_CELLS)
         self.prev_i = 0
         self.sus = 0
-        self.sus_t = array("i", [0] * (N_CELLS + 1))
         self.prev_stack = 0
         self.have_prev = False
         # stuck temperatures: per channel ch, row ch holds every channel's reading when
-        # ch last changed (so [ch][ch] is ch's own reading), suspicion (bit ch) and its
-        # start, and the heat since (ms at 1 C); tlast: the previous read
+        # ch last changed (so [ch][ch] is ch's own reading), suspicion (bit ch; its
+        # start: _S_TSUS), and the heat since (ms at 1 C); tlast: the previous read
         self.tbase = array("h", [0] * (N_TEMPS * N_TEMPS))
         self.tlast = array("h", [0] * N_TEMPS)
         self.tsus = 0
-        self.tsus_t = array("i", [0] * N_TEMPS)
         # the range and move the drivers were last checked with, and whether
         # every driver is to be checked at the next move (after a reset)
         self.tlo = self.thi = self.tmove = 0
@@ -228,8 +235,8 @@ class Protection:
             return False
         if not self.fpend & b:
             self.fpend |= b
-            self.fsince[k] = now
-        return ticks_diff(now, self.fsince[k]) >= delay
+            self.since[_S_FAULT + k] = now
+        return ticks_diff(now, self.since[_S_FAULT + k]) >= delay
 
     def _latch(self, k, value):
         if not self.latched & (1 << k):
@@ -477,8 +484,8 @@ class Protection:
             self.sus &= ~b
         elif step and not self.sus & b:
             self.sus |= b
-            self.sus_t[k] = now
-        return self.sus & b and ticks_diff(now, self.sus_t[k]) >= stuck_ms
+            self.since[_S_SUS + k] = now
+        return self.sus & b and ticks_diff(now, self.since[_S_SUS + k]) >= stuck_ms
 
     def _sensors(self, now, tbad):
         v = self.p.v
@@ -611,8 +618,8 @@ class Protection:
                     j += 1
                 if sus:
                     self.tsus |= bit
-                    self.tsus_t[ch] = now
-            elif ticks_diff(now, self.tsus_t[ch]) >= v[P.NTC_STUCK_MS]:
+                    self.since[_S_TSUS + ch] = now
+            elif ticks_diff(now, self.since[_S_TSUS + ch]) >= v[P.NTC_STUCK_MS]:
                 self._latch(_F_NTC, t)
             ch += 1
         self.tlast[_ALL] = temps
@@ -665,15 +672,15 @@ class Protection:
             if ha & bit:
                 if not self.hw_seen & bit:
                     self.hw_seen |= bit
-                    self.hw_t[k] = now
+                    self.since[_S_HW + k] = now
                 if bit == ALERT_COV:
                     rel = cmax <= v[P.CELL_OV_P1_REL_MV] or (i_ma <= -dead and cmax < v[P.CELL_OV_P1_MV])
                 elif bit == ALERT_CUV:
                     rel = cmin >= v[P.CELL_UV_P1_REL_MV] or (i_ma >= dead and cmin > v[P.CELL_UV_P1_MV])
                 elif bit == ALERT_OCC:
-                    rel = not self.lockout & LOCK_CHG and ticks_diff(now, self.hw_t[k]) >= v[P.OC_RETRY_MS]
+                    rel = not self.lockout & LOCK_CHG and ticks_diff(now, self.since[_S_HW + k]) >= v[P.OC_RETRY_MS]
                 elif bit == ALERT_OCD:
-                    rel = not self.lockout & LOCK_DSG and ticks_diff(now, self.hw_t[k]) >= v[P.OC_RETRY_MS]
+                    rel = not self.lockout & LOCK_DSG and ticks_diff(now, self.since[_S_HW + k]) >= v[P.OC_RETRY_MS]
                 else:
                     rel = self._charge_to_release(i_ma)
                 if rel and snap.plausible:
@@ -719,9 +726,9 @@ class Protection:
                     if self.oc_count[j] >= v[P.OC_LOCK_COUNT]:
                         self.lockout |= lk
                 elif old & b and not np_ & b:
-                    self.oc_rel_t[j] = now
+                    self.since[_S_OC + j] = now
                 elif (not np_ & b and self.oc_count[j]
-                      and ticks_diff(now, self.oc_rel_t[j]) >= v[P.OC_COUNT_RESET_MS]):
+                      and ticks_diff(now, self.since[_S_OC + j]) >= v[P.OC_COUNT_RESET_MS]):
                     self.oc_count[j] = 0
                 j += 1
         if self.lockout & LOCK_CHG:
