@@ -286,9 +286,9 @@ def test_parallel_failure_is_the_parallel_alarm_and_alm_warns():
     # raised once and cleared once, in the event ring (protect's own events untouched)
     from defs import codes
     ev = world.packs[0].app.state.events
-    got = [(ev.raised[i % ev.size], ev.t_ms[i % ev.size]) for i in range(ev.first_seq(), ev.next_seq)
-           if ev.kind[i % ev.size] == codes.KIND_ALARM and ev.code[i % ev.size] == codes.ALARMS.index("PARALLEL")]
-    assert [r for r, _ in got] == [1, 0] and 12000 < got[0][1] < 17000 and 25000 < got[1][1] < 30000
+    got = [(e[2], e[3]) for e in (ev.get(q) for q in range(ev.first_seq(), ev.next_seq))
+           if e[0] == codes.KIND_ALARM and e[1] == codes.ALARMS.index("PARALLEL")]
+    assert [r for r, _ in got] == [True, False] and 12000 < got[0][1] < 17000 and 25000 < got[1][1] < 30000
 
 
 class _Asker:

@@ -127,8 +127,15 @@ def test_default_table_validates():
 
 
 def test_every_protection_has_three_levels_with_threshold_release_delay():
-    for prefix, base, high in P.FAMILIES:
-        for k, lvl in enumerate(P.LEVEL_NAMES):
+    prefixes = ("cell_ov", "cell_uv", "pack_ov", "pack_uv", "chg_oc", "dsg_oc", "chg_ht", "chg_lt",
+                "dsg_ht", "dsg_lt", "mos_ot", "amb_ht", "amb_lt", "imb")  # the F_* order
+    assert len(prefixes) == P.N_FAMILIES
+    assert sorted(P.HIGH_FAMS + P.LOW_FAMS) == list(range(P.N_FAMILIES))
+    for f, prefix in enumerate(prefixes):
+        base = P.FAM_ROW0 + P.FAM_ROWS * f
+        # over voltage, over current, high temperature and imbalance trip high
+        assert (f in P.HIGH_FAMS) == (prefix.endswith(("_ov", "_oc", "_ht", "_ot")) or prefix == "imb")
+        for k, lvl in enumerate(("alarm", "p1", "p2")):
             names = [TABLE[base + 3 * k + j][1] for j in range(3)]
             assert names[0].startswith("%s_%s_" % (prefix, lvl))
             assert "_rel_" in names[1] and names[2] == "%s_%s_delay_ms" % (prefix, lvl)

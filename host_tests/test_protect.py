@@ -686,6 +686,28 @@ def test_event_ring_drops_oldest_and_counts():
     assert ev.get(9) == (codes.KIND_FAULT, 1, True, 900, 9)
 
 
+def test_event_ring_keeps_every_kind_code_and_direction():
+    # every code of every table, raised and cleared, comes back as recorded
+    tables = (codes.ALARMS, codes.PROTECTIONS, codes.FAULTS)
+    want = [(kind, code, raised, -(1 << 29) + code, code - 1000)
+            for kind in (codes.KIND_ALARM, codes.KIND_PROTECTION, codes.KIND_FAULT)
+            for code in range(len(tables[kind])) for raised in (True, False)]
+    ev = Events(len(want))
+    for e in want:
+        ev.record(*e)
+    assert [ev.get(s) for s in range(len(want))] == want
+
+
+def test_temperature_drivers_follow_the_rule():
+    # the ambient drives every NTC, cell NTCs each other, MOSFET NTCs each other
+    from bms import protect
+    from defs.snapshot import N_TEMPS, N_CELL_TEMPS, T_AMB
+    for ch in range(N_TEMPS):
+        want = 0 if ch == T_AMB else sum(1 << j for j in range(N_TEMPS) if j != ch and (
+            j == T_AMB or (j < N_CELL_TEMPS) == (ch < N_CELL_TEMPS)))
+        assert protect._DRIVERS[ch] == want, ch
+
+
 def test_masks_match_the_manual():
     chg = set(codes.names(codes.PROTECTIONS, codes.CHG_BLOCK))
     dsg = set(codes.names(codes.PROTECTIONS, codes.DSG_BLOCK))

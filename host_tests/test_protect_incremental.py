@@ -25,6 +25,7 @@ from defs.afe import ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD
 from defs.snapshot import N_CELLS, N_TEMPS, T_AMB
 from bms import params as P
 from bms.params import Params
+from bms import protect
 from bms.protect import Protection
 from bms.state import PackState
 
@@ -40,7 +41,7 @@ def _near(fams):
     v = Params().v
     out = set()
     for f in fams:
-        b = P.FAMILIES[f][1]
+        b = P.FAM_ROW0 + P.FAM_ROWS * f
         for lvl in range(3):
             for k in (b + 3 * lvl, b + 3 * lvl + 1):
                 out.update((v[k] - 1, v[k], v[k] + 1))
@@ -50,21 +51,22 @@ def _near(fams):
 def _observed(prot):
     st = prot.st
     ev = st.events
+    sn = prot.since
     owed = prot.heat_owed  # heat every unchanged, unsuspected channel has taken besides theat
     return {
         "masks": (st.alarms, st.protections, st.faults, st.lockout, st.hw_clear, st.hw_clear_req,
                   st.snap.plausible),
         "events": (ev.next_seq, [ev.get(q) for q in range(ev.first_seq(), ev.next_seq)]),
-        "levels": (bytes(prot.act), bytes(prot.pend), list(prot.trip_t),
-                   [prot.since[s] for s in range(len(prot.since)) if prot.pend[s]]),
+        "levels": (bytes(prot.act), bytes(prot.pend),
+                   [sn[s] for s in range(len(prot.act)) if prot.pend[s] or prot.act[s]]),
         "faults": (prot.latched, prot.fpend, list(prot.fval),
-                   [prot.fsince[k] for k in range(len(prot.fsince)) if prot.fpend >> k & 1]),
-        "stuck": (prot.sus, [prot.sus_t[k] for k in range(N_CELLS + 1) if prot.sus >> k & 1]),
-        "ntc": (prot.tsus, [prot.tsus_t[c] for c in range(N_TEMPS) if prot.tsus >> c & 1],
+                   [sn[protect._S_FAULT + k] for k in range(len(prot.fval)) if prot.fpend >> k & 1]),
+        "stuck": (prot.sus, [sn[protect._S_SUS + k] for k in range(N_CELLS + 1) if prot.sus >> k & 1]),
+        "ntc": (prot.tsus, [sn[protect._S_TSUS + c] for c in range(N_TEMPS) if prot.tsus >> c & 1],
                 [prot.theat[c] + (owed if c < T_AMB else 0) for c in range(N_TEMPS)], prot.heat_us,
                 list(prot.tbase)),
-        "special": (prot.scp, prot.scp_pend, prot.rev, prot.usoc, bytes(prot.oc_count), list(prot.oc_rel_t),
-                    prot.hw_seen, [prot.hw_t[k] for k in range(5) if prot.hw_seen & (1, 2, 4, 8, 16)[k]]),
+        "special": (prot.scp, prot.scp_pend, prot.rev, prot.usoc, bytes(prot.oc_count), list(sn[protect._S_OC:protect._S_OC + 2]),
+                    prot.hw_seen, [sn[protect._S_HW + k] for k in range(5) if prot.hw_seen & (1, 2, 4, 8, 16)[k]]),
     }
 
 
@@ -163,7 +165,7 @@ CURRENT = _near((P.F_CHG_OC, P.F_DSG_OC)) + [-x for x in _near((P.F_CHG_OC, P.F_
 TEMP = _near((P.F_CHG_HT, P.F_CHG_LT, P.F_DSG_HT, P.F_DSG_LT, P.F_AMB_HT, P.F_AMB_LT)) + [250]
 MOS = _near((P.F_MOS_OT,)) + [300]
 # a level threshold moved onto the input (Params refuses a move that breaks the levels' order)
-THRESHOLDS = [P.FAMILIES[f][1] + 3 * lvl for f in range(P.N_FAMILIES) for lvl in range(3)]
+THRESHOLDS = [P.FAM_ROW0 + P.FAM_ROWS * f + 3 * lvl for f in range(P.N_FAMILIES) for lvl in range(3)]
 
 
 @stt.composite

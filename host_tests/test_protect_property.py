@@ -49,14 +49,14 @@ def inputs(st):
 
 
 def beyond(f, lvl, x, v):
-    base = P.FAMILIES[f][1] + 3 * lvl
-    high = P.FAMILIES[f][2]
+    base = P.FAM_ROW0 + P.FAM_ROWS * f + 3 * lvl
+    high = f in P.HIGH_FAMS
     return x >= v[base] if high else x <= v[base]
 
 
 def outside_release(f, lvl, x, v):
-    base = P.FAMILIES[f][1] + 3 * lvl
-    high = P.FAMILIES[f][2]
+    base = P.FAM_ROW0 + P.FAM_ROWS * f + 3 * lvl
+    high = f in P.HIGH_FAMS
     return x > v[base + 1] if high else x < v[base + 1]
 
 
@@ -101,7 +101,7 @@ def test_fets_follow_protections_and_nothing_clears_early(segs, dts, hot_cell, c
                     key = (f, lvl)
                     if beyond(f, lvl, x[f], v):
                         since.setdefault(key, now)
-                        delay = v[P.FAMILIES[f][1] + 3 * lvl + 2]
+                        delay = v[P.FAM_ROW0 + P.FAM_ROWS * f + 3 * lvl + 2]
                         if now - since[key] >= delay:
                             if "c" in fets:
                                 assert not st.chg_fet, (PROT_CODE[f], lvl, now - since[key])

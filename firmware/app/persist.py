@@ -15,6 +15,7 @@ from defs import modes
 from bms import params as P
 from bms.clock import Clock
 from defs.ticks import ticks_diff
+from defs.events import KIND_SHIFT, RAISED, CODE_MASK
 from store import atomic
 from store import counters as C
 from store.eventlog import KIND_STORE, F_RAISED, C_BOOT, C_EVENTS_LOST, C_COUNTERS_BACKUP, \
@@ -187,9 +188,10 @@ class Persist(Service):
         while self._ev_next < ev.next_seq:
             i = ev.slot(self._ev_next)
             t_s, flags = self.clock.stamp(ev.t_ms[i], now_ms)
-            if ev.raised[i]:
+            w = ev.what[i]
+            if w & RAISED:
                 flags |= F_RAISED
-            log.append(t_s, self.now[C.BOOTS], flags, ev.kind[i], ev.code[i], self.pack, ev.value[i])
+            log.append(t_s, self.now[C.BOOTS], flags, w >> KIND_SHIFT, w & CODE_MASK, self.pack, ev.value[i])
             self._ev_next += 1
 
     # --- for the PC tool and the firmware itself ---

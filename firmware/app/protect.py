@@ -18,9 +18,6 @@ class Protect:
         self._button_count = state.button_count
         self._reset_req = state.protect_reset_req
 
-    def reset(self, now_ms):
-        self.prot.reset(now_ms)
-
     def save(self, v):
         """The lock-out and latched fault bits into the counters array v."""
         v[C.LOCKOUT] = self.prot.lockout

@@ -45,27 +45,23 @@ def fill_soc_leds(leds, soc_pct, charging):
 # --- the LED table (SPEC 4, `000` 3.3.3.4) -------------------------------------
 # Bit masks looked up by name once at import, so codes appended to defs.codes
 # later do not move anything here.
-def _bit(table, name):
-    return 1 << table.index(name)
-
-
-_OV_PROT = _bit(codes.PROTECTIONS, "COVP") | _bit(codes.PROTECTIONS, "POVP")
-_UV_PROT = _bit(codes.PROTECTIONS, "CUVP") | _bit(codes.PROTECTIONS, "PUVP")
-_COCP = _bit(codes.PROTECTIONS, "COCP")
-_DOCP = _bit(codes.PROTECTIONS, "DOCP")
-_SCP = _bit(codes.PROTECTIONS, "SCP")
+_OV_PROT = codes.bit(codes.PROTECTIONS, "COVP") | codes.bit(codes.PROTECTIONS, "POVP")
+_UV_PROT = codes.bit(codes.PROTECTIONS, "CUVP") | codes.bit(codes.PROTECTIONS, "PUVP")
+_COCP = codes.bit(codes.PROTECTIONS, "COCP")
+_DOCP = codes.bit(codes.PROTECTIONS, "DOCP")
+_SCP = codes.bit(codes.PROTECTIONS, "SCP")
 # The table's temperature row names CHTP/DHTP/CLTP/DLTP; the MOSFET and
 # environment temperature protections stop charge and discharge the same way
 # (SPEC 2), so they show the same row.
-_TEMP_PROT = (_bit(codes.PROTECTIONS, "CHTP") | _bit(codes.PROTECTIONS, "DHTP")
-              | _bit(codes.PROTECTIONS, "CLTP") | _bit(codes.PROTECTIONS, "DLTP")
-              | _bit(codes.PROTECTIONS, "MOS OT") | _bit(codes.PROTECTIONS, "EOTP")
-              | _bit(codes.PROTECTIONS, "EUTP"))
+_TEMP_PROT = (codes.bit(codes.PROTECTIONS, "CHTP") | codes.bit(codes.PROTECTIONS, "DHTP")
+              | codes.bit(codes.PROTECTIONS, "CLTP") | codes.bit(codes.PROTECTIONS, "DLTP")
+              | codes.bit(codes.PROTECTIONS, "MOS OT") | codes.bit(codes.PROTECTIONS, "EOTP")
+              | codes.bit(codes.PROTECTIONS, "EUTP"))
 # Over-voltage alarms are not a "warning": `000`'s note lists cell imbalance,
 # low voltage, high current, high/low temperature, and `003` 5.4 says the
 # over-charge alarm does not flash ALM. Every other alarm bit (also ones
 # appended later) is a warning.
-_OV_ALARM = _bit(codes.ALARMS, "OV") | _bit(codes.ALARMS, "TOV")
+_OV_ALARM = codes.bit(codes.ALARMS, "OV") | codes.bit(codes.ALARMS, "TOV")
 _WARN_ALARMS = ((1 << len(codes.ALARMS)) - 1) & ~_OV_ALARM
 # Protections with a row of their own; COVP/POVP have none (`003` 5.4: over
 # charge protection shows as charge normal, or as standby without mains): the
@@ -92,11 +88,12 @@ ROW_NAMES = ("power_off", "standby", "standby_warning", "charge", "charge_warnin
 _SOC_OFF = const(0)  # all SOC LEDs off
 _SOC_BY = const(1)  # by SOC
 _SOC_CHG = const(2)  # by SOC, highest lit LED FLASH2
-# (RUN, ALM, SOC LEDs) per row.
-_RUN = (OFF, FLASH1, FLASH1, ON, ON, FLASH1, FLASH3, FLASH3, OFF, OFF, OFF, OFF)
-_ALM = (OFF, OFF, FLASH3, OFF, FLASH3, OFF, OFF, FLASH3, FLASH3, ON, ON, ON)
-_SOC = (_SOC_OFF, _SOC_BY, _SOC_BY, _SOC_CHG, _SOC_CHG, _SOC_BY, _SOC_BY, _SOC_BY,
-        _SOC_OFF, _SOC_OFF, _SOC_OFF, _SOC_OFF)
+# (RUN, ALM, SOC LEDs) per row; bytes from lists (a tuple of constants would
+# also be kept as the compiler's constant)
+_RUN = bytes([OFF, FLASH1, FLASH1, ON, ON, FLASH1, FLASH3, FLASH3, OFF, OFF, OFF, OFF])
+_ALM = bytes([OFF, OFF, FLASH3, OFF, FLASH3, OFF, OFF, FLASH3, FLASH3, ON, ON, ON])
+_SOC = bytes([_SOC_OFF, _SOC_BY, _SOC_BY, _SOC_CHG, _SOC_CHG, _SOC_BY, _SOC_BY, _SOC_BY,
+              _SOC_OFF, _SOC_OFF, _SOC_OFF, _SOC_OFF])
 
 
 def row(mode, alarms, protections, faults, current_ma):

@@ -262,29 +262,11 @@ CAN_BITRATE_COUNT = const(229)  # CAN bit rate (bms.canrate)
 INSTALLATION = (INV_PROTOCOL_COUNT, INV_BAUD_HIGH_COUNT, INV_BUS_COUNT, INV_RS485_UNITS_COUNT,
                 LINK_FIXED_ADDRESS_COUNT, CAN_BITRATE_COUNT)
 
-# Protection families: (prefix, index of <prefix>_alarm_<unit>, HIGH or LOW). Each
-# has 9 rows from that index: alarm, p1, p2 levels x (threshold, release, delay_ms).
-HIGH = 1  # trips at or above the threshold, releases at or below the release value
-LOW = 0  # trips at or below, releases at or above
-FAMILIES = (
-    ("cell_ov", CELL_OV_ALARM_MV, HIGH),
-    ("cell_uv", CELL_UV_ALARM_MV, LOW),
-    ("pack_ov", PACK_OV_ALARM_MV, HIGH),
-    ("pack_uv", PACK_UV_ALARM_MV, LOW),
-    ("chg_oc", CHG_OC_ALARM_MA, HIGH),
-    ("dsg_oc", DSG_OC_ALARM_MA, HIGH),
-    ("chg_ht", CHG_HT_ALARM_DC, HIGH),
-    ("chg_lt", CHG_LT_ALARM_DC, LOW),
-    ("dsg_ht", DSG_HT_ALARM_DC, HIGH),
-    ("dsg_lt", DSG_LT_ALARM_DC, LOW),
-    ("mos_ot", MOS_OT_ALARM_DC, HIGH),
-    ("amb_ht", AMB_HT_ALARM_DC, HIGH),
-    ("amb_lt", AMB_LT_ALARM_DC, LOW),
-    ("imb", IMB_ALARM_MV, HIGH),
-)
-N_LEVELS = 3  # alarm, p1, p2
-LEVEL_NAMES = ("alarm", "p1", "p2")
-# family numbers, in FAMILIES order
+# Protection families, in F_* order: family f's 9 rows start at row
+# FAM_ROW0 + FAM_ROWS * f (its <prefix>_alarm_<unit> row): alarm, p1, p2 levels
+# x (threshold, release, delay_ms). The HIGH_FAMS trip at or above the
+# threshold and release at or below the release value, the LOW_FAMS trip at or
+# below and release at or above.
 F_CELL_OV = 0
 F_CELL_UV = 1
 F_PACK_OV = 2
@@ -300,42 +282,14 @@ F_AMB_HT = 11
 F_AMB_LT = 12
 F_IMB = 13
 N_FAMILIES = 14
-
-# Pairs that must stay strictly ordered: lower, upper, and how the message
-# puts it (_BELOW: "<lower> must be below <upper>", _ABOVE: "<upper> must be
-# above <lower>"). The AFE's hardware channel sits beyond the firmware's last
-# level; button windows do not overlap. Bytes: no tuples held in RAM.
-_ABOVE = const(0)
-_BELOW = const(1)
-_ORDER = bytes((
-    CELL_OV_P2_MV, HW_COV_MV, _ABOVE,
-    HW_CUV_MV, CELL_UV_P2_MV, _BELOW,
-    CHG_OC_P2_MA, HW_OCC_MA, _ABOVE,
-    DSG_OC_P2_MA, HW_OCD_MA, _ABOVE,
-    DSG_OC_P2_MA, SCP_MA, _ABOVE,
-    SCP_MA, HW_SCD_MA, _ABOVE,
-    CELL_PHYS_MIN_MV, HW_CUV_MV, _BELOW,
-    HW_COV_MV, CELL_PHYS_MAX_MV, _ABOVE,
-    IMB_P2_MV, IMB_FAIL_MV, _ABOVE,
-    USOC_ALARM_PCT, USOC_ALARM_REL_PCT, _ABOVE,
-    BUTTON_SLEEP_MS, BUTTON_RESET_MIN_MS, _ABOVE,
-    BUTTON_RESET_MIN_MS, BUTTON_RESET_MAX_MS, _ABOVE,
-    FLOAT_MV, CHARGE_MV, _ABOVE,
-    SOC_OCV_LOW_MV, SOC_OCV_HIGH_MV, _ABOVE,
-    BAL_STOP_MV, BAL_START_MV, _ABOVE,
-    BAL_MAX_REL_DC, BAL_MAX_DC, _ABOVE,
-    CHG_TAPER_CELL_MV, CELL_OV_ALARM_MV, _ABOVE,
-    CELL_UV_P1_MV, DSG_TAPER_CELL_MV, _ABOVE,
-    CHG_LT_P1_DC, CHG_DERATE_COLD_DC, _ABOVE,
-    CHG_DERATE_COLD_DC, CHG_DERATE_HOT_DC, _ABOVE,
-    CHG_DERATE_HOT_DC, CHG_HT_P1_DC, _ABOVE,
-    DSG_LT_P1_DC, DSG_DERATE_COLD_DC, _ABOVE,
-    DSG_DERATE_COLD_DC, DSG_DERATE_HOT_DC, _ABOVE,
-    DSG_DERATE_HOT_DC, DSG_HT_P1_DC, _ABOVE,
-    FORCE_CHG2_PCT, FORCE_CHG1_PCT, _ABOVE,
-    FORCE_CHG1_PCT, FORCE_CHG_REL_PCT, _ABOVE,
-))
-
+N_LEVELS = 3  # alarm, p1, p2
+FAM_ROW0 = CELL_OV_ALARM_MV
+FAM_ROWS = 9
+# bytes from lists: from a tuple of constants the compiler would keep the
+# tuple as well, in RAM on the board
+HIGH_FAMS = bytes([F_CELL_OV, F_PACK_OV, F_CHG_OC, F_DSG_OC, F_CHG_HT, F_DSG_HT, F_MOS_OT, F_AMB_HT,
+                   F_IMB])
+LOW_FAMS = bytes([F_CELL_UV, F_PACK_UV, F_CHG_LT, F_DSG_LT, F_AMB_LT])
 
 def name_of(index):
     from bms.pnames import NAMES
@@ -361,15 +315,20 @@ def defaults():
     return array("i", prows.DEFAULT)
 
 
+_ABOVE = const(0)
+_BELOW = const(1)
+
+
 def validate(values):
     """None when the table of values (indexable by row index) is consistent,
     else the reason: a release on the wrong side of its threshold, levels of a
     protection out of order (alarm < p1 < p2 for HIGH limits, reversed for
-    LOW), or one of the _ORDER pairs broken. Delays may be in any order."""
-    for prefix, b, high in FAMILIES:
+    LOW), or one of the pairs below broken. Delays may be in any order."""
+    for f in range(N_FAMILIES):
+        high = f in HIGH_FAMS
         prev = None
         for lvl in range(N_LEVELS):
-            i = b + 3 * lvl
+            i = FAM_ROW0 + FAM_ROWS * f + 3 * lvl
             thr = values[i]
             rel = values[i + 1]
             if high and rel >= thr:
@@ -382,11 +341,44 @@ def validate(values):
                 if not high and thr >= values[prev]:
                     return "%s: %d must be below %s %d" % (name_of(i), thr, name_of(prev), values[prev])
             prev = i
-    for k in range(0, len(_ORDER), 3):
-        lo = _ORDER[k]
-        hi = _ORDER[k + 1]
+    # Pairs that must stay strictly ordered: lower, upper, and how the message
+    # puts it (_BELOW: "<lower> must be below <upper>", _ABOVE: "<upper> must be
+    # above <lower>"). The AFE's hardware channel sits beyond the firmware's last
+    # level; button windows do not overlap. A list built per call, not a
+    # module-level table: its numbers stay in the bytecode (in flash on the board).
+    order = [
+        CELL_OV_P2_MV, HW_COV_MV, _ABOVE,
+        HW_CUV_MV, CELL_UV_P2_MV, _BELOW,
+        CHG_OC_P2_MA, HW_OCC_MA, _ABOVE,
+        DSG_OC_P2_MA, HW_OCD_MA, _ABOVE,
+        DSG_OC_P2_MA, SCP_MA, _ABOVE,
+        SCP_MA, HW_SCD_MA, _ABOVE,
+        CELL_PHYS_MIN_MV, HW_CUV_MV, _BELOW,
+        HW_COV_MV, CELL_PHYS_MAX_MV, _ABOVE,
+        IMB_P2_MV, IMB_FAIL_MV, _ABOVE,
+        USOC_ALARM_PCT, USOC_ALARM_REL_PCT, _ABOVE,
+        BUTTON_SLEEP_MS, BUTTON_RESET_MIN_MS, _ABOVE,
+        BUTTON_RESET_MIN_MS, BUTTON_RESET_MAX_MS, _ABOVE,
+        FLOAT_MV, CHARGE_MV, _ABOVE,
+        SOC_OCV_LOW_MV, SOC_OCV_HIGH_MV, _ABOVE,
+        BAL_STOP_MV, BAL_START_MV, _ABOVE,
+        BAL_MAX_REL_DC, BAL_MAX_DC, _ABOVE,
+        CHG_TAPER_CELL_MV, CELL_OV_ALARM_MV, _ABOVE,
+        CELL_UV_P1_MV, DSG_TAPER_CELL_MV, _ABOVE,
+        CHG_LT_P1_DC, CHG_DERATE_COLD_DC, _ABOVE,
+        CHG_DERATE_COLD_DC, CHG_DERATE_HOT_DC, _ABOVE,
+        CHG_DERATE_HOT_DC, CHG_HT_P1_DC, _ABOVE,
+        DSG_LT_P1_DC, DSG_DERATE_COLD_DC, _ABOVE,
+        DSG_DERATE_COLD_DC, DSG_DERATE_HOT_DC, _ABOVE,
+        DSG_DERATE_HOT_DC, DSG_HT_P1_DC, _ABOVE,
+        FORCE_CHG2_PCT, FORCE_CHG1_PCT, _ABOVE,
+        FORCE_CHG1_PCT, FORCE_CHG_REL_PCT, _ABOVE,
+    ]
+    for k in range(0, len(order), 3):
+        lo = order[k]
+        hi = order[k + 1]
         if values[lo] >= values[hi]:
-            if _ORDER[k + 2] == _BELOW:
+            if order[k + 2] == _BELOW:
                 why = "%s must be below %s" % (name_of(lo), name_of(hi))
             else:
                 why = "%s must be above %s" % (name_of(hi), name_of(lo))

@@ -7,7 +7,7 @@
 # micropython.heap_lock() on the board's control step).
 #
 # Rules (thresholds, releases and delays are parameters, bms.params):
-# - Level families (bms.params.FAMILIES): alarm, P1 and P2 levels. A level trips
+# - Level families (bms.params F_*): alarm, P1 and P2 levels. A level trips
 #   when its input has been at/beyond the threshold on every good read for its
 #   delay (checked each cycle, so within one cycle of the delay), and releases
 #   when the input is back at/inside the release value. Inputs: max/min cell,
@@ -77,17 +77,18 @@ _NS = _NF * P.N_LEVELS
 _A = codes.ALARMS.index
 _PR = codes.PROTECTIONS.index
 _FL = codes.FAULTS.index
-# per family (bms.params.FAMILIES order): alarm code, protection code
-_FAM_ALARM = (_A("OV"), _A("UV"), _A("TOV"), _A("TUV"), _A("COC"), _A("DOC"), _A("COT"),
-              _A("CUT"), _A("DOT"), _A("DUT"), _A("MOS OT"), _A("EOT"), _A("EUT"), _A("IMB"))
-_FAM_PROT = (_PR("COVP"), _PR("CUVP"), _PR("POVP"), _PR("PUVP"), _PR("COCP"), _PR("DOCP"),
-             _PR("CHTP"), _PR("CLTP"), _PR("DHTP"), _PR("DLTP"), _PR("MOS OT"), _PR("EOTP"),
-             _PR("EUTP"), _PR("IMB"))
-# per family: index of its first row; the families that trip high, and low
+# per family (bms.params.F_* order): alarm code, protection code
 # (bytes: smaller than tuples on the heap)
-_FAM_BASE = bytes(f[1] for f in P.FAMILIES)
-_HIGH_FAMS = bytes(f for f in range(_NF) if P.FAMILIES[f][2])
-_LOW_FAMS = bytes(f for f in range(_NF) if not P.FAMILIES[f][2])
+_FAM_ALARM = bytes((_A("OV"), _A("UV"), _A("TOV"), _A("TUV"), _A("COC"), _A("DOC"), _A("COT"),
+                    _A("CUT"), _A("DOT"), _A("DUT"), _A("MOS OT"), _A("EOT"), _A("EUT"), _A("IMB")))
+_FAM_PROT = bytes((_PR("COVP"), _PR("CUVP"), _PR("POVP"), _PR("PUVP"), _PR("COCP"), _PR("DOCP"),
+                   _PR("CHTP"), _PR("CLTP"), _PR("DHTP"), _PR("DLTP"), _PR("MOS OT"), _PR("EOTP"),
+                   _PR("EUTP"), _PR("IMB")))
+# per family: its first row is _ROW0 + _ROWS * f; the families that trip high, and low
+_ROW0 = P.FAM_ROW0
+_ROWS = P.FAM_ROWS
+_HIGH_FAMS = P.HIGH_FAMS
+_LOW_FAMS = P.LOW_FAMS
 
 _P_COVP = _PR("COVP")
 _P_CUVP = _PR("CUVP")
@@ -113,17 +114,33 @@ _N_FAULTS = len(codes.FAULTS)
 _B_PLAUSIBLE = (1 << _F_CELL) | (1 << _F_NTC) | (1 << _F_SAMPLE)
 _B_MOS = (1 << _F_CHG_MOS) | (1 << _F_DSG_MOS)
 _B_IMB = 1 << _F_IMB
+del _A, _PR, _FL  # bound methods: only needed for the lookups above
 
 # hardware alerts, in this order: bit, protection code
 _HW_BITS = (ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD)
 _HW_PROT = (_P_CUVP, _P_COVP, _P_COCP, _P_DOCP, _P_SCP)
 _HW_ALL = ALERT_CUV | ALERT_COV | ALERT_OCC | ALERT_OCD | ALERT_SCD
 
+# Protection.since, one array of tick stamps in sections (one buffer, not
+# six arrays): the level slots (from 0), the fault-condition timers, the
+# over-current releases (0 chg, 1 dsg), the hardware alerts' first sight
+# (_HW_BITS order), the stuck readings' suspicion (cells, then the current)
+# and the stuck temperatures' suspicion
+_S_FAULT = _NS
+_S_OC = _S_FAULT + _N_FAULTS
+_S_HW = _S_OC + 2
+_S_SUS = _S_HW + 5
+_S_TSUS = _S_SUS + N_CELLS + 1
+_N_SINCE = _S_TSUS + N_TEMPS
+
 # per temperature channel: bit j for each channel j that drives it (stuck
 # temperatures: the ambient drives every NTC, cell NTCs each other, MOSFET NTCs
-# each other; the ambient has none)
-_DRIVERS = bytes(0 if ch == T_AMB else sum(1 << j for j in range(N_TEMPS) if j != ch and (
-    j == T_AMB or (j < N_CELL_TEMPS) == (ch < N_CELL_TEMPS))) for ch in range(N_TEMPS))
+# each other; the ambient has none), in channel order: the four cell NTCs,
+# the two MOSFET NTCs, the ambient
+_AMB_BIT = 1 << T_AMB
+_CELL_BITS = (1 << N_CELL_TEMPS) - 1
+_DRIVERS = bytes([_AMB_BIT | _CELL_BITS & ~1, _AMB_BIT | _CELL_BITS & ~2, _AMB_BIT | _CELL_BITS & ~4,
+                  _AMB_BIT | _CELL_BITS & ~8, _AMB_BIT | 1 << T_MOS1, _AMB_BIT | 1 << T_MOS0, 0])
 _ALL_TEMPS = (1 << N_TEMPS) - 1
 
 _BIG = const(1 << 29)
@@ -143,20 +160,22 @@ del _Whole
 
 
 class Protection:
+    # False (set on an instance): every rule evaluated in full on every read,
+    # none of the shortcuts taken (the reference the equivalence tests compare against)
+    incremental = True
+
     def __init__(self, params, state):
         self.p = params
         self.st = state
         if getattr(state, "events", None) is None:
             state.events = Events()
         self.events = state.events
-        # False: every rule evaluated in full on every read, none of the
-        # shortcuts taken (the reference the equivalence tests compare against)
-        self.incremental = True
-        # level slots: family * 3 + level (0 alarm, 1 p1, 2 p2)
+        # level slots: family * 3 + level (0 alarm, 1 p1, 2 p2); since[slot]: when
+        # the slot began pending, while it is active when it tripped (the
+        # over-current retry counts from there); the other timers (_S_*) follow
         self.act = bytearray(_NS)
         self.pend = bytearray(_NS)
-        self.since = array("i", [0] * _NS)
-        self.trip_t = array("i", [0] * _NS)
+        self.since = array("i", [0] * _N_SINCE)
         self.busy = 0  # bit per family with a level active or timing
         self.amask = 0  # alarm and protection bits of the active levels
         self.pmask = 0
@@ -167,9 +186,8 @@ class Protection:
         self.aval = array("i", [0] * len(codes.ALARMS))
         self.pval = array("i", [0] * len(codes.PROTECTIONS))
         self.fval = array("i", [0] * _N_FAULTS)
-        # timers of fault conditions: bit per fault running, since when
+        # timers of fault conditions: bit per fault running (since when: _S_FAULT)
         self.fpend = 0
-        self.fsince = array("i", [0] * _N_FAULTS)
         self.latched = 0  # latched fault bits
         # short circuit / reversed polarity (released by charging or reset)
         self.scp = False
@@ -177,29 +195,25 @@ class Protection:
         self.scp_since = 0
         self.rev = False
         self.usoc = False
-        # over-current: consecutive trips, time of the last release (0 chg, 1 dsg)
+        # over-current: consecutive trips (0 chg, 1 dsg; the last release: _S_OC)
         self.oc_count = bytearray(2)
-        self.oc_rel_t = array("i", [0, 0])
         self.lockout = 0
-        # hardware alerts seen, and when each was first seen
+        # hardware alerts seen (when each was first seen: _S_HW)
         self.hw_seen = 0
-        self.hw_t = array("i", [0] * len(_HW_BITS))
         self.hw_clear = 0  # alert bits to clear, published at the end of update
         # stuck readings: previous read's cells and current, suspicion (bit k:
-        # cell k, N_CELLS the current) and its start
+        # cell k, N_CELLS the current; its start: _S_SUS)
         self.pcell = array("H", [0] * N_CELLS)
         self.prev_i = 0
         self.sus = 0
-        self.sus_t = array("i", [0] * (N_CELLS + 1))
         self.prev_stack = 0
         self.have_prev = False
         # stuck temperatures: per channel ch, row ch holds every channel's reading when
-        # ch last changed (so [ch][ch] is ch's own reading), suspicion (bit ch) and its
-        # start, and the heat since (ms at 1 C); tlast: the previous read
+        # ch last changed (so [ch][ch] is ch's own reading), suspicion (bit ch; its
+        # start: _S_TSUS), and the heat since (ms at 1 C); tlast: the previous read
         self.tbase = array("h", [0] * (N_TEMPS * N_TEMPS))
         self.tlast = array("h", [0] * N_TEMPS)
         self.tsus = 0
-        self.tsus_t = array("i", [0] * N_TEMPS)
         # the range and move the drivers were last checked with, and whether
         # every driver is to be checked at the next move (after a reset)
         self.tlo = self.thi = self.tmove = 0
@@ -221,8 +235,8 @@ class Protection:
             return False
         if not self.fpend & b:
             self.fpend |= b
-            self.fsince[k] = now
-        return ticks_diff(now, self.fsince[k]) >= delay
+            self.since[_S_FAULT + k] = now
+        return ticks_diff(now, self.since[_S_FAULT + k]) >= delay
 
     def _latch(self, k, value):
         if not self.latched & (1 << k):
@@ -388,11 +402,11 @@ class Protection:
         fok = self.fok
         busy = self.busy if self.incremental else -1
         for f in _HIGH_FAMS:
-            b = _FAM_BASE[f]
+            b = _ROW0 + _ROWS * f
             if fok[f] and (busy >> f & 1 or val[f] >= v[b] or val[f] >= v[b + 3] or val[f] >= v[b + 6]):
                 self._family(f, b, True, val[f], now)
         for f in _LOW_FAMS:
-            b = _FAM_BASE[f]
+            b = _ROW0 + _ROWS * f
             if fok[f] and (busy >> f & 1 or val[f] <= v[b] or val[f] <= v[b + 3] or val[f] <= v[b + 6]):
                 self._family(f, b, False, val[f], now)
 
@@ -429,10 +443,10 @@ class Protection:
                         release = back or (i_ma >= dead and not over1)
                     elif f == P.F_CHG_OC:
                         release = (back and not self.lockout & LOCK_CHG
-                                   and ticks_diff(now, self.trip_t[n]) >= v[P.OC_RETRY_MS])
+                                   and ticks_diff(now, since[n]) >= v[P.OC_RETRY_MS])
                     elif f == P.F_DSG_OC:
                         release = (back and not self.lockout & LOCK_DSG
-                                   and ticks_diff(now, self.trip_t[n]) >= v[P.OC_RETRY_MS])
+                                   and ticks_diff(now, since[n]) >= v[P.OC_RETRY_MS])
                 if release:
                     act[n] = 0
                     pend[n] = 0
@@ -443,7 +457,7 @@ class Protection:
                 if ticks_diff(now, since[n]) >= v[k + 2]:
                     act[n] = 1
                     pend[n] = 0
-                    self.trip_t[n] = now
+                    since[n] = now
             else:
                 pend[n] = 0
             lvl += 1
@@ -470,8 +484,8 @@ class Protection:
             self.sus &= ~b
         elif step and not self.sus & b:
             self.sus |= b
-            self.sus_t[k] = now
-        return self.sus & b and ticks_diff(now, self.sus_t[k]) >= stuck_ms
+            self.since[_S_SUS + k] = now
+        return self.sus & b and ticks_diff(now, self.since[_S_SUS + k]) >= stuck_ms
 
     def _sensors(self, now, tbad):
         v = self.p.v
@@ -604,8 +618,8 @@ class Protection:
                     j += 1
                 if sus:
                     self.tsus |= bit
-                    self.tsus_t[ch] = now
-            elif ticks_diff(now, self.tsus_t[ch]) >= v[P.NTC_STUCK_MS]:
+                    self.since[_S_TSUS + ch] = now
+            elif ticks_diff(now, self.since[_S_TSUS + ch]) >= v[P.NTC_STUCK_MS]:
                 self._latch(_F_NTC, t)
             ch += 1
         self.tlast[_ALL] = temps
@@ -658,15 +672,15 @@ class Protection:
             if ha & bit:
                 if not self.hw_seen & bit:
                     self.hw_seen |= bit
-                    self.hw_t[k] = now
+                    self.since[_S_HW + k] = now
                 if bit == ALERT_COV:
                     rel = cmax <= v[P.CELL_OV_P1_REL_MV] or (i_ma <= -dead and cmax < v[P.CELL_OV_P1_MV])
                 elif bit == ALERT_CUV:
                     rel = cmin >= v[P.CELL_UV_P1_REL_MV] or (i_ma >= dead and cmin > v[P.CELL_UV_P1_MV])
                 elif bit == ALERT_OCC:
-                    rel = not self.lockout & LOCK_CHG and ticks_diff(now, self.hw_t[k]) >= v[P.OC_RETRY_MS]
+                    rel = not self.lockout & LOCK_CHG and ticks_diff(now, self.since[_S_HW + k]) >= v[P.OC_RETRY_MS]
                 elif bit == ALERT_OCD:
-                    rel = not self.lockout & LOCK_DSG and ticks_diff(now, self.hw_t[k]) >= v[P.OC_RETRY_MS]
+                    rel = not self.lockout & LOCK_DSG and ticks_diff(now, self.since[_S_HW + k]) >= v[P.OC_RETRY_MS]
                 else:
                     rel = self._charge_to_release(i_ma)
                 if rel and snap.plausible:
@@ -712,9 +726,9 @@ class Protection:
                     if self.oc_count[j] >= v[P.OC_LOCK_COUNT]:
                         self.lockout |= lk
                 elif old & b and not np_ & b:
-                    self.oc_rel_t[j] = now
+                    self.since[_S_OC + j] = now
                 elif (not np_ & b and self.oc_count[j]
-                      and ticks_diff(now, self.oc_rel_t[j]) >= v[P.OC_COUNT_RESET_MS]):
+                      and ticks_diff(now, self.since[_S_OC + j]) >= v[P.OC_COUNT_RESET_MS]):
                     self.oc_count[j] = 0
                 j += 1
         if self.lockout & LOCK_CHG:

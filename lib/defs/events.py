@@ -3,7 +3,14 @@
 # until persist (the event history) and the PC tool have read it.
 from array import array
 
+from defs.const import const
 from defs import codes
+
+# Events.what[i]: kind << KIND_SHIFT | RAISED (a raise, not a clear) | code
+# (the bit index in the kind's table: every table is shorter than CODE_MASK + 1)
+KIND_SHIFT = const(6)
+RAISED = const(32)
+CODE_MASK = const(31)
 
 
 class Events:
@@ -14,9 +21,7 @@ class Events:
 
     def __init__(self, size=64):
         self.size = size
-        self.kind = bytearray(size)  # codes.KIND_*
-        self.code = bytearray(size)  # bit index in the kind's table
-        self.raised = bytearray(size)  # 1 raise, 0 clear
+        self.what = bytearray(size)  # codes.KIND_*, raised, code (above)
         self.t_ms = array("i", [0] * size)
         self.value = array("i", [0] * size)  # the measurement that caused it
         self.next_seq = 0  # sequence number the next event gets
@@ -27,9 +32,7 @@ class Events:
         i = n % self.size
         if n >= self.size:
             self.dropped += 1
-        self.kind[i] = kind
-        self.code[i] = code
-        self.raised[i] = 1 if raised else 0
+        self.what[i] = kind << KIND_SHIFT | (RAISED if raised else 0) | code
         self.t_ms[i] = t_ms
         self.value[i] = value
         self.next_seq = n + 1
@@ -51,7 +54,8 @@ class Events:
         i = self.slot(seq)
         if i < 0:
             return None
-        return (self.kind[i], self.code[i], self.raised[i] == 1, self.t_ms[i], self.value[i])
+        w = self.what[i]
+        return (w >> KIND_SHIFT, w & CODE_MASK, w & RAISED != 0, self.t_ms[i], self.value[i])
 
     def describe(self, seq):
         """Host-side: 'raise COVP 3700 @ 1200 ms' style text of event seq."""
