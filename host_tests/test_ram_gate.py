@@ -76,6 +76,20 @@ def test_measured_uncapped(rig, board, store):
         assert m["boot"] < rig["measured"][(board, "mpy")]["boot"] - 40 * 1024
 
 
+@pytest.mark.parametrize("board", ram.REAL_BOARDS)
+@pytest.mark.parametrize("store", ["romfs", "mpy"])
+def test_the_qstr_pool_model_is_the_interpreters(rig, board, store):
+    """ram.pool_bytes (py/qstr.c's pool sizes) gives the pool bytes the
+    interpreter reports at the start, after the fakes and after the boot, so
+    board_pools (the firmware's pools without the fakes' before them) stands
+    on it; the fakes fill the small pools first, so a board holds more."""
+    m = rig["measured"][(board, store)]
+    assert len(m["qstr"]) == 3 and m["qstr"][0][0] < m["qstr"][1][0] < m["qstr"][2][0]
+    for n, pools in m["qstr"]:
+        assert ram.pool_bytes(n) == pools, (n, pools)
+    assert ram.board_pools(m) > 0
+
+
 # from ROMFS in the ESP32's heap, from .mpy in the RP2040's
 TARGETS = [
     pytest.param("romfs", ram.ESP32_HEAP, id="romfs-in-esp32-heap", marks=pytest.mark.xfail(
