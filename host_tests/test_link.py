@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_can_id_carries_type_src_dst_and_ignores_foreign_ids():
     i = link.can_id(link.T_STATUS, 7, 1)
     assert i < (1 << 29) and link.id_type(i) == link.T_STATUS
-    assert (link.id_src(i), link.id_dst(i)) == (7, 1)
+    assert (i & 0xFF, (i >> 8) & 0xFF) == (7, 1)  # SPEC 7: ... dst << 8 | src
     assert link.id_type(0x351) == -1 and link.id_type(0x18FF0102) == -1
 
 
@@ -516,7 +516,7 @@ def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
     master, mst, mb = _service()
     master.table.build().build_series()  # what the master's first report and cells reply build (_rows)
     for i, d, f in sb.can.tx:
-        assert master.table.take(700, link.id_type(i), link.id_src(i), d)
+        assert master.table.take(700, link.id_type(i), i & 0xFF, d)
     master.table.online[2] = 1
     master.roles.role = parallel.MASTER
     info = bytearray(128)
@@ -604,7 +604,7 @@ def test_a_fixed_slave_hands_its_address_plus_one_down_and_reports_when_a_master
     assert svc.roles.changes == 1
     addr = [f for f in _frames(bytes(b.link_out.tx)) if f[0] == link.T_ADDR]
     assert addr[-1][1:3] == (7, 8) and addr[-1][3][0] == link.ADDR_MASTER_REACHED
-    reports = {(link.id_type(i), link.id_src(i), link.id_dst(i)) for i, _d, _f in b.can.tx}
+    reports = {(link.id_type(i), i & 0xFF, (i >> 8) & 0xFF) for i, _d, _f in b.can.tx}
     assert (link.T_STATUS, 7, 1) in reports
 
 
