@@ -70,13 +70,6 @@ def can_id(typ, src, dst):
     return (PREFIX << 24) | ((typ & 0xFF) << 16) | ((dst & 0xFF) << 8) | (src & 0xFF)
 
 
-def id_type(id_):
-    """The message type of a link CAN id, or -1 for anything else."""
-    if (id_ >> 24) != PREFIX:
-        return -1
-    return (id_ >> 16) & 0xFF
-
-
 def valid_address(a):
     return 1 <= a <= MAX_PACKS
 
