@@ -171,16 +171,16 @@ def test_keys_new_refuses_to_overwrite(tmp_path, capsys):
 
 
 def test_the_firmware_reports_the_mounted_images_version_else_its_own(monkeypatch):
-    from app import compose
+    from app import hostbuild
     from app.host import VERSION
     from update import boot
 
     class Board:
         fw_version = None
 
-    assert compose.version(Board()) == VERSION  # no /rom/version on this host: the built-in 1.0
+    assert hostbuild.version(Board()) == VERSION  # no /rom/version on this host: the built-in 1.0
     monkeypatch.setattr(boot, "version", lambda: b"2.1.0")
-    assert compose.version(Board()) == b"2.1.0"
+    assert hostbuild.version(Board()) == b"2.1.0"
     b = Board()
     b.fw_version = b"3.0"  # the bench: its simulated slot's file
-    assert compose.version(b) == b"3.0"
+    assert hostbuild.version(b) == b"3.0"

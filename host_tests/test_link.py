@@ -21,11 +21,16 @@ from app.invrs485 import other_pack
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_can_id_carries_type_src_dst_and_ignores_foreign_ids():
+def _fields(i):
+    """(type, src, dst) of a link CAN id as SPEC 7 lays it out (0x1A << 24 |
+    type << 16 | dst << 8 | src); type -1 for an id without the prefix."""
+    return ((i >> 16) & 0xFF if i >> 24 == 0x1A else -1), i & 0xFF, (i >> 8) & 0xFF
+
+
+def test_can_id_carries_type_src_dst():
     i = link.can_id(link.T_STATUS, 7, 1)
-    assert i < (1 << 29) and link.id_type(i) == link.T_STATUS
-    assert (link.id_src(i), link.id_dst(i)) == (7, 1)
-    assert link.id_type(0x351) == -1 and link.id_type(0x18FF0102) == -1
+    assert i < (1 << 29) and _fields(i) == (link.T_STATUS, 7, 1)
+    assert _fields(link.can_id(link.T_HELLO, 1, 0xFF)) == (link.T_HELLO, 1, 0xFF)
 
 
 def test_every_message_type_has_its_payload_length():
@@ -226,7 +231,7 @@ def _fuzz_can(rng, exp, db, role):
             d = bytes([link.CMD_RESET_PROTECT]) + d[1:]
         ext = rng.random() < 0.9
         frames.append((i, d, 2 if ext else 0))
-        if not ext or link.id_type(i) != typ or n != link.length_of(typ):
+        if not ext or _fields(i)[0] != typ or n != link.length_of(typ):
             continue
         if role == parallel.MASTER and typ == link.T_STATUS and dst == 1 and 2 <= src <= 32:
             exp["status"][src] = db.get_message_by_name("LINK_STATUS").decode(d)
@@ -516,7 +521,7 @@ def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
     master, mst, mb = _service()
     master.table.build().build_series()  # what the master's first report and cells reply build (_rows)
     for i, d, f in sb.can.tx:
-        assert master.table.take(700, link.id_type(i), link.id_src(i), d)
+        assert master.table.take(700, *_fields(i)[:2], d)
     master.table.online[2] = 1
     master.roles.role = parallel.MASTER
     info = bytearray(128)
@@ -604,7 +609,7 @@ def test_a_fixed_slave_hands_its_address_plus_one_down_and_reports_when_a_master
     assert svc.roles.changes == 1
     addr = [f for f in _frames(bytes(b.link_out.tx)) if f[0] == link.T_ADDR]
     assert addr[-1][1:3] == (7, 8) and addr[-1][3][0] == link.ADDR_MASTER_REACHED
-    reports = {(link.id_type(i), link.id_src(i), link.id_dst(i)) for i, _d, _f in b.can.tx}
+    reports = {_fields(i) for i, _d, _f in b.can.tx}
     assert (link.T_STATUS, 7, 1) in reports
 
 
@@ -755,6 +760,21 @@ def test_the_master_builds_its_rows_at_the_first_peer_report_and_retries_after_a
     assert t.voltage_mv[1] == st.snap.stack_mv  # the own row came along
 
 
+def test_the_master_ignores_can_ids_without_the_link_prefix():
+    """An inverter's 11-bit id or another 29-bit protocol's (the host PGN)
+    carrying a STATUS-shaped payload is no link frame: not taken, not bad."""
+    svc, st, b = _master()
+    status = bytes([0xCE, 0x20, 0, 0, 50, 100, 0, 100])
+    own = link.can_id(link.T_STATUS, 2, link.MASTER)
+    for k, i in enumerate((0x351, 0x18100102, own & 0xFFFFFF | 0x1B << 24)):
+        b.can.rx.append((i, status, 2))
+        svc.tick(parallel.DISCOVER_MS + 200 + 100 * k)
+    assert svc.table.heard == 0 and svc.bad_frames == 0 and st.link_online == 1
+    b.can.rx.append((own, status, 2))
+    svc.tick(parallel.DISCOVER_MS + 600)
+    assert svc.table.heard == 1 and st.link_online == 2
+
+
 def test_a_slave_that_cannot_build_its_row_skips_that_report():
     """A slave writes its own row at its address (the rows built at its first
     report): when the heap cannot hold them it sends nothing that slot (the
@@ -767,7 +787,7 @@ def test_a_slave_that_cannot_build_its_row_skips_that_report():
         b.link_in.rx.extend(_addr_frame(1, 2))
         n = len(b.can.tx)
         svc.tick(t)
-        sent += [t for i, _, _ in b.can.tx[n:] if link.id_type(i) == link.T_STATUS]
+        sent += [t for i, _, _ in b.can.tx[n:] if _fields(i)[0] == link.T_STATUS]
     assert st.link_role == parallel.SLAVE and svc.failed == 1 and svc.table.n == parallel.N
     # address 2 reports in the slot 200 ms into each second: the first failed, the next went out
     assert sent == [1200, 2200]

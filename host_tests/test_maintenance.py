@@ -218,7 +218,7 @@ def test_bmsctl_commission_of_the_owners_update_key(monkeypatch, tmp_path, capsy
 
 
 def test_the_update_session_trusts_the_commissioned_key_before_the_built_in_one(monkeypatch):
-    from app import compose
+    from app import hostbuild
     from bms.auth import Auth, UPDATE_KEY
     from store.cred import CredStore
     from store.memfs import MemFs
@@ -235,7 +235,7 @@ def test_the_update_session_trusts_the_commissioned_key_before_the_built_in_one(
     app.store = type("S", (), {"fs": fs})()
     app.host = type("H", (), {"auth": lambda self: auth})()  # app.hostport's login
     board = type("B", (), {"name": "esp32_bq", "rom": None})()
-    sess = compose._update_session(app, board)
+    sess = hostbuild.update_session(app, board)
     assert sess.make_updater().key is None  # shipped: no key built in, none commissioned
     monkeypatch.setattr(trust, "PUBLIC_KEY", b"\x01" * 32)  # an owner's build
     assert sess.make_updater().key == b"\x01" * 32

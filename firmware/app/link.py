@@ -359,14 +359,14 @@ class Link(Service):
     def on_frame(self, bus, fr):
         """A link frame from the CAN port (29-bit, proto.link.CAN_FILTER)."""
         id_ = fr[0]
-        typ = link.id_type(id_)
-        if typ < 0:
+        if id_ >> 24 != link.PREFIX:  # the id's fields: proto.link's header
             return
+        typ = (id_ >> 16) & 0xFF
         data = fr[1]
         if len(data) != link.length_of(typ):
             self.bad_frames += 1
             return
-        self._handle(self._now, typ, link.id_src(id_), link.id_dst(id_), data)
+        self._handle(self._now, typ, id_ & 0xFF, (id_ >> 8) & 0xFF, data)  # src, dst
 
     def _handle(self, now_ms, typ, src, dst, data):
         """One link message (from CAN or RS485), length already checked."""
@@ -381,9 +381,9 @@ class Link(Service):
                     t.conflict_heard(now_ms, link.MASTER)  # another pack acts as master
                 return
             r.hello_ms = now_ms
-            self.sys_mv = link.hello_system_mv(data)
-            self.hello_online = link.hello_online(data)
-            g = link.hello_generation(data)
+            self.sys_mv = link.get_u16(data, link.HELLO_MV)
+            self.hello_online = data[link.HELLO_ONLINE]
+            g = data[link.HELLO_GEN]
             if g != self.hello_gen:
                 self.hello_gen = g
                 if g:

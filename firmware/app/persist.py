@@ -33,8 +33,9 @@ MAX_FAILED_STARTS = const(5)
 class Persist(Service):
     name = "persist"
     period_ms = 1000
+    save_period_ms = SAVE_PERIOD_MS  # at most this long between saves (a test shortens its pack's)
 
-    def __init__(self, app, store, clock=None, pack=0, save_period_ms=SAVE_PERIOD_MS):
+    def __init__(self, app, store, clock=None, pack=0):
         """The first step of a start, before anything that can fail: mounts the
         store, loads the stored parameters into app.params (the given ones are
         written as the first copy when there is no usable file) and the
@@ -45,7 +46,6 @@ class Persist(Service):
         self.store = store.mount()
         self.clock = clock if clock is not None else Clock()
         self.pack = pack
-        self.save_period_ms = save_period_ms
         st = app.state
         self.state = st
         self._owners = ()  # the stages that save and restore their counters
@@ -56,8 +56,6 @@ class Persist(Service):
         self._up_ms = 0  # ms run since the start, up to START_OK_MS
         self._last_ms = None
         self._mode = st.mode
-        self.lost = 0  # protection events dropped before they were logged
-        self.errors = 0  # flash errors (OSError) in tick
         self._ev_next = st.events.next_seq
         found, notes = store.params.load(app.params)
         if not found:
@@ -134,8 +132,7 @@ class Persist(Service):
         try:
             self._tick(now_ms)
         except OSError:
-            self.errors += 1
-            self.state.store_errors = self.errors
+            self.state.store_errors += 1
 
     def _tick(self, now_ms):
         self.clock.advance(now_ms)
@@ -180,8 +177,7 @@ class Persist(Service):
         first = ev.first_seq()
         if self._ev_next < first:
             n = first - self._ev_next
-            self.lost += n
-            self.state.events_lost = self.lost
+            self.state.events_lost += n
             self.log(C_EVENTS_LOST, n)
             self._ev_next = first
         log = self.store.log

@@ -70,21 +70,6 @@ def can_id(typ, src, dst):
     return (PREFIX << 24) | ((typ & 0xFF) << 16) | ((dst & 0xFF) << 8) | (src & 0xFF)
 
 
-def id_type(id_):
-    """The message type of a link CAN id, or -1 for anything else."""
-    if (id_ >> 24) != PREFIX:
-        return -1
-    return (id_ >> 16) & 0xFF
-
-
-def id_src(id_):
-    return id_ & 0xFF
-
-
-def id_dst(id_):
-    return (id_ >> 8) & 0xFF
-
-
 def valid_address(a):
     return 1 <= a <= MAX_PACKS
 
@@ -209,24 +194,19 @@ def take_series(arr, base, d, signed):
             arr[base + i] = get_i16(d, 2 + 2 * k) if signed else get_u16(d, 2 + 2 * k)
 
 
+# HELLO's fields (the slaves read them in place: d[HELLO_GEN], get_u16(d, HELLO_MV))
+HELLO_GEN = const(0)
+HELLO_ONLINE = const(1)
+HELLO_MV = const(2)
+HELLO_FLAGS = const(4)
+
+
 def put_hello(d, gen, online, system_mv, failure):
-    d[0] = gen
-    d[1] = online
-    put_u16(d, 2, system_mv)
-    d[4] = 1 if failure else 0
+    d[HELLO_GEN] = gen
+    d[HELLO_ONLINE] = online
+    put_u16(d, HELLO_MV, system_mv)
+    d[HELLO_FLAGS] = 1 if failure else 0
     d[5] = d[6] = d[7] = 0
-
-
-def hello_generation(d):
-    return d[0]
-
-
-def hello_online(d):
-    return d[1]
-
-
-def hello_system_mv(d):
-    return get_u16(d, 2)
 
 
 def put_pair(d, first, second):
