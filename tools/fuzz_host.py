@@ -68,7 +68,7 @@ class Rig:
         w = simworld.World(scn.parse(SCENARIO, FAULTS), lambda line: None)
         w.run_until(8000)
         self.app = app = w.packs[0].app
-        self.host, self.can_svc = app.host.build()[:2]  # [Host, HostCan, Relay] (app.compose._host)
+        self.host, self.can_svc = app.host.build()[:2]  # [Host, HostCan, Relay] (app.hostbuild.services)
         self.host.port = self  # RTU replies land in self.out
         self.out = []
         self.auth = self.host.auth

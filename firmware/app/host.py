@@ -125,7 +125,7 @@ class Host(Service):
         history, clock or defaults); present(): someone is at the pack (only
         in maintenance mode: the button held now; None: never); update() ->
         the app.hostupd.HostUpdate of files 0xFF00.. (None: FC 0x15 not served);
-        version: the running firmware's (bytes, app.compose.version); serial:
+        version: the running firmware's (bytes, app.hostbuild.version); serial:
         the pack's serial number (16 bytes, app.compose.serial)."""
         self.serial = serial
         self.device_id = (MAKER, MODEL, version)  # FC 0x2B/0x0E basic objects 0, 1, 2
