@@ -1,7 +1,8 @@
-# The drivers package; owns once(): the set-up code of a driver (building it,
-# bit timing, filters, the chip's configuration) lives in a module of its own
-# that is imported for the call and dropped after it, so its bytecode is on
-# the heap (.mpy store) only while it runs (README "RAM and CPU on the board").
+# The drivers package; owns once() and drop(): the set-up code of a driver
+# (building it, bit timing, filters, the chip's configuration) lives in a
+# module of its own that is imported for the call and dropped after it, so
+# its bytecode is on the heap (.mpy store) only while it runs (README "RAM and
+# CPU on the board"); boards/bq_build.py drops itself the same way.
 import sys
 
 
@@ -16,5 +17,14 @@ def once(name, fn, *args):
         return getattr(mod, fn)(*args)
     finally:
         if not held:
-            del sys.modules[full]
-            globals().pop(name, None)  # the import set it on the package too
+            drop(full)
+
+
+def drop(name):
+    """Module `name` off sys.modules and off its package (the import set it
+    there too): once nothing else refers to it, its code is garbage."""
+    sys.modules.pop(name, None)
+    pkg, _, leaf = name.rpartition(".")
+    p = sys.modules.get(pkg)
+    if p is not None and hasattr(p, leaf):
+        delattr(p, leaf)
