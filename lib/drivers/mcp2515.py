@@ -12,9 +12,10 @@
 # Every SPI fault, garbage read (a chip that stopped answering reads 0xFF) and
 # timeout is counted (spi_errors, timeouts) and reported: send and init raise
 # OSError, recv returns None and poll() returns False, state() says STOPPED.
-# What runs only to build and set up the driver (__init__, init's bit timing,
-# set_filters, get_timings) is in drivers.mcp2515cfg, imported for each such
-# call and dropped after it (drivers.once).
+# What runs only to build and set up the driver (__init__, set_filters,
+# get_timings, init's check of a timing asked in detail) is in
+# drivers.mcp2515cfg, imported for each such call and dropped after it
+# (drivers.once); init() runs at each rate change of app.canrate and stays.
 import time
 
 from defs.const import const
@@ -65,7 +66,11 @@ _TXEP = const(0x10)
 _RXEP = const(0x08)
 _EWARN = const(0x01)
 
-OP_CONFIG = const(4)  # CANCTRL REQOP (the others: drivers.mcp2515cfg)
+OP_NORMAL = const(0)  # CANCTRL REQOP
+_OP_SLEEP = const(1)
+_OP_LOOPBACK = const(2)
+_OP_LISTEN = const(3)
+OP_CONFIG = const(4)
 
 _MODE_TRIES = const(20)      # CANSTAT polls, 1 ms apart, before a mode change times out
 BACKOFF_MIN_MS = const(100)
@@ -74,6 +79,14 @@ _STABLE_MS = const(30000)    # this long without bus-off resets the back-off
 _ETIMEDOUT = const(110)
 _ENODEV = const(19)
 _EIO = const(5)
+
+# CNF1, CNF2, CNF3 per (crystal, bit rate): PROTOCOLS 3, checked against the
+# bit-timing rules of DS20001801 5.5 (see README "CAN, RS485 and panel inputs").
+# Rows of 5 bytes: crystal in MHz, bit rate in 250 kbit/s, CNF1, CNF2, CNF3 (a
+# bytes constant: from ROMFS it stays in flash).
+_TIMING = const(b"\x08\x02\x00\x90\x82" b"\x08\x01\x00\xb1\x85"
+                b"\x10\x02\x00\xf0\x86" b"\x10\x01\x41\xf1\x85")
+
 
 def _id_regs(buf, off, ident, ext):
     """SIDH, SIDL, EID8, EID0 of an identifier (PROTOCOLS 3)."""
@@ -224,7 +237,27 @@ class MCP2515:
         MODE_LOOPBACK / MODE_SILENT_LOOPBACK (the chip's loopback is internal),
         MODE_SLEEP. OSError when the chip does not answer or a mode change is
         not confirmed."""
-        once("mcp2515cfg", "init", self, bitrate, mode, sample_point, sjw, tseg1, tseg2)
+        t = _TIMING
+        i = 0
+        while t[i] * 1000000 != self.osc_hz or t[i + 1] * 250000 != bitrate:
+            i += 5
+            if i == len(t):
+                raise ValueError("bitrate")
+        cnf = (t[i + 2], t[i + 3], t[i + 4])
+        if sample_point is not None or sjw is not None or tseg1 is not None or tseg2 is not None:
+            once("mcp2515cfg", "check_timing", cnf, self.osc_hz, sample_point, sjw, tseg1, tseg2)
+        op = (OP_NORMAL, _OP_SLEEP, _OP_LOOPBACK, _OP_LISTEN, _OP_LOOPBACK)[mode]
+        self._bitrate = bitrate
+        self._cnf = cnf
+        self._mode = mode
+        self._started = False
+        try:
+            self._start(op)
+        except OSError:
+            self.spi_errors = (self.spi_errors + 1) & _WRAP
+            raise
+        self._started = True
+        self._retry_at = None
 
     def _start(self, op):
         self._cmd(_RESET)

@@ -1,26 +1,14 @@
 # Owns the MCP2515 driver's set-up (drivers.mcp2515 is the driver): building
-# it, the bit timing of init() from the table of tested CNF values, the masks
-# and filters of set_filters(), get_timings(). Imported only for those calls
-# and dropped after each (drivers.once): its bytecode is not on the heap
-# while the pack runs. The chip's re-initialisation after it lost its setup
-# (poll, restart) stays in the driver: it writes what these calls computed.
+# it, the check of a bit timing asked of init() in detail, the masks and
+# filters of set_filters(), get_timings(). Imported only for those calls and
+# dropped after each (drivers.once): its bytecode is not on the heap while the
+# pack runs. init() itself (app.canrate changes the rate at run time) and the
+# chip's re-initialisation after it lost its setup (poll, restart) stay in the
+# driver.
 from defs.const import const
-from drivers.mcp2515 import OP_CONFIG, BACKOFF_MIN_MS, _id_regs, _ticks_ms, _sleep_ms
+from drivers.mcp2515 import OP_NORMAL, OP_CONFIG, BACKOFF_MIN_MS, _id_regs, _ticks_ms, _sleep_ms
 
 _WRAP = const(0x3FFFFFFF)  # event counters wrap below 2**30: small ints on the board
-
-_OP_NORMAL = const(0)
-_OP_SLEEP = const(1)
-_OP_LOOPBACK = const(2)
-_OP_LISTEN = const(3)
-
-# CNF1, CNF2, CNF3 per (crystal, bit rate): PROTOCOLS 3, checked against the
-# bit-timing rules of DS20001801 5.5 (see README "CAN, RS485 and panel inputs").
-# Rows of 5 bytes: crystal in MHz, bit rate in 250 kbit/s, CNF1, CNF2, CNF3 (a
-# bytes constant: from ROMFS it stays in flash).
-_TIMING = const(b"\x08\x02\x00\x90\x82" b"\x08\x01\x00\xb1\x85"
-                b"\x10\x02\x00\xf0\x86" b"\x10\x01\x41\xf1\x85")
-
 
 def timing_of(cnf1, cnf2, cnf3, osc_hz):
     """(bitrate, sjw, tseg1, tseg2, sample point per mille) of CNF values, or
@@ -70,7 +58,7 @@ def new(self, spi, cs, bitrate, mode, osc_hz, int_pin, ticks_ms, sleep_ms):
     self._cnf = (0, 0, 0)  # CNF1, CNF2, CNF3 once init() ran (bitrate != 0)
     self._mode = 0
     self._opmode = OP_CONFIG
-    self._run_op = _OP_NORMAL
+    self._run_op = OP_NORMAL
     self._started = False
     self._eflg = 0
     self._bus_off = False
@@ -91,36 +79,18 @@ def new(self, spi, cs, bitrate, mode, osc_hz, int_pin, ticks_ms, sleep_ms):
     self.tx_frames = 0
     self.rx_dropped = 0     # received while set_filters([]) rejects all
     if bitrate is not None:
-        init(self, bitrate, mode, None, None, None, None)
+        self.init(bitrate, mode)
 
 
-def init(self, bitrate, mode, sample_point, sjw, tseg1, tseg2):
-    """MCP2515.init."""
-    t = _TIMING
-    i = 0
-    while t[i] * 1000000 != self.osc_hz or t[i + 1] * 250000 != bitrate:
-        i += 5
-        if i == len(t):
-            raise ValueError("bitrate")
-    cnf = (t[i + 2], t[i + 3], t[i + 4])
-    t = timing_of(cnf[0], cnf[1], cnf[2], self.osc_hz)
+def check_timing(cnf, osc_hz, sample_point, sjw, tseg1, tseg2):
+    """MCP2515.init's check of the timing asked for against the table's CNF
+    values (ValueError when they differ)."""
+    t = timing_of(cnf[0], cnf[1], cnf[2], osc_hz)
     for want, have in ((sjw, t[1]), (tseg1, t[2]), (tseg2, t[3])):
         if want is not None and want != have:
             raise ValueError("timing")
     if sample_point is not None and abs(sample_point * 10 - t[4]) > 50:
         raise ValueError("sample_point")
-    op = (_OP_NORMAL, _OP_SLEEP, _OP_LOOPBACK, _OP_LISTEN, _OP_LOOPBACK)[mode]
-    self._bitrate = bitrate
-    self._cnf = cnf
-    self._mode = mode
-    self._started = False
-    try:
-        self._start(op)
-    except OSError:
-        self.spi_errors = (self.spi_errors + 1) & _WRAP
-        raise
-    self._started = True
-    self._retry_at = None
 
 
 def set_filters(self, filters):
