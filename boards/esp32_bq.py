@@ -41,7 +41,7 @@ import sys
 import esp32
 
 from drivers.inputs import DIP7, DIP4
-from bq_board import BqPort, build_bq_board, woke
+from bq_board import BqPort, woke
 
 # the DIP layout of this board: DIP7 (`000` 3.3.3.3) or DIP4 (address switches, `003` 4.3)
 DIP_LAYOUT = DIP7
@@ -50,7 +50,7 @@ CAN_OSC_HZ = 8000000
 WDT_TIMEOUT_MS = 8000  # the firmware feeds every 1 s while all services tick
 BUZZER_HZ = 2700
 
-# name -> GPIO (the outputs among them: bq_board.build_bq_board)
+# name -> GPIO (the outputs among them: bq_build.build_bq_board)
 PINS = {
     "i2c_sda": 21, "i2c_scl": 22,
     "spi_sck": 18, "spi_mosi": 23, "spi_miso": 19, "can_cs": 4, "can_int": 5,
@@ -83,10 +83,15 @@ class Port(BqPort):
 
 
 def build(configure=True):
-    """The board with every chip set up (bq_board.build_bq_board)."""
+    """The board with every chip set up (bq_build.build_bq_board; the builder
+    is dropped after it)."""
+    from bq_build import build_bq_board, drop
     charger = Pin(PINS["charger"], Pin.IN)  # input-only: external pull-down
-    return build_bq_board(machine, sys.modules[__name__], Port, charger,
-                          ADC(Pin(PINS["ntc"]), atten=ADC.ATTN_11DB), time.ticks_us, configure)
+    try:
+        return build_bq_board(machine, sys.modules[__name__], Port, charger,
+                              ADC(Pin(PINS["ntc"]), atten=ADC.ATTN_11DB), time.ticks_us, configure)
+    finally:
+        drop()
 
 
 __all__ = ("build", "PINS", "DIP_LAYOUT", "DIP4")

@@ -30,7 +30,7 @@ from machine import Pin, ADC
 import sys
 
 from drivers.inputs import DIP7, DIP4
-from bq_board import BqPort, build_bq_board, woke
+from bq_board import BqPort, woke
 
 DIP_LAYOUT = DIP7  # or DIP4 (address switches, `003` 4.3)
 CAN_BITRATE = 500000
@@ -66,9 +66,13 @@ class Port(BqPort):
 
 def build(configure=True):
     """As boards/esp32_bq.build()."""
+    from bq_build import build_bq_board, drop
     charger = Pin(PINS["charger"], Pin.IN, Pin.PULL_DOWN)
-    return build_bq_board(machine, sys.modules[__name__], Port, charger, ADC(Pin(PINS["ntc"])),
-                          time.ticks_us, configure)
+    try:
+        return build_bq_board(machine, sys.modules[__name__], Port, charger, ADC(Pin(PINS["ntc"])),
+                              time.ticks_us, configure)
+    finally:
+        drop()
 
 
 __all__ = ("build", "PINS", "DIP_LAYOUT", "DIP4")

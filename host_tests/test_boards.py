@@ -61,7 +61,7 @@ class Rig:
 
 # ---- pin maps -------------------------------------------------------------------
 
-# the PINS names the MCU drives on every BQ board (bq_board.build_bq_board)
+# the PINS names the MCU drives on every BQ board (bq_build.build_bq_board)
 OUTPUTS = ("i2c_sda", "i2c_scl", "spi_sck", "spi_mosi", "can_cs", "link_in_tx", "link_in_de",
            "link_out_tx", "link_out_de", "led_run", "led_alm", "buzzer", "pchg")
 # ESP32 (WROOM-32) GPIOs: 0-39 exist, 20/24/28-31 do not; 6-11 flash; 34-39 input only
@@ -138,8 +138,8 @@ def test_deploy_plan(name, arch):
     assert p.arch == arch
     by_dest = {f.dest: f for f in p.files}
     assert by_dest["board.mpy"].src == os.path.join(ROOT, "boards", name + ".py")
-    for dest in ("main.py", "boot.py", "bq_board.mpy", "lib/drivers/bq76952.mpy",
-                 "lib/drivers/mcp2515.mpy", "lib/drivers/rs485.mpy", "lib/drivers/watchdog.mpy",
+    for dest in ("main.py", "boot.py", "bq_board.mpy", "bq_build.mpy", "lib/drivers/bq76952.mpy",
+                 "lib/drivers/bq76952cfg.mpy", "lib/drivers/mcp2515.mpy", "lib/drivers/mcp2515cfg.mpy", "lib/drivers/rs485.mpy", "lib/drivers/watchdog.mpy",
                  "app/app.mpy"):
         assert dest in by_dest, dest
     assert all("-march=" + arch in " ".join(c) for c in p.compile_cmds)
@@ -421,3 +421,23 @@ def test_each_pack_reports_its_own_serial_from_the_mcus_unique_id(name, monkeypa
     k = app.host.build()[0].pdu(1, memoryview(pdu), len(pdu), memoryview(out), 1)
     assert out[0] == 3 and out[1] == 16 and struct.pack(">8H", *struct.unpack(">8H", bytes(out[2:18]))) \
         == b"BMS-010203040506" and k == 18
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_the_set_up_code_is_off_sys_modules_once_the_board_runs(name, monkeypatch):
+    # bq_build and the drivers' set-up modules run only while the board is
+    # built and configured: nothing keeps them imported after the boot (the
+    # MicroPython side, that their bytes go: test_bq76952 / test_mcp2515,
+    # tools.ram), and a rebuild imports them again
+    import drivers
+    setup = ("bq_build", "drivers.bq76952cfg", "drivers.mcp2515cfg")
+    for m in setup:
+        monkeypatch.delitem(sys.modules, m, raising=False)
+    monkeypatch.delattr(drivers, "bq76952cfg", raising=False)
+    monkeypatch.delattr(drivers, "mcp2515cfg", raising=False)
+    mod = load(name, monkeypatch)
+    Rig(mod)
+    b, app, _ = run_app(mod, 200)
+    assert [m for m in setup if m in sys.modules] == []
+    assert not hasattr(drivers, "bq76952cfg") and not hasattr(drivers, "mcp2515cfg")
+    assert mod.build().afe is not b.afe and "bq_build" not in sys.modules

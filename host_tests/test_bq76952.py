@@ -12,6 +12,7 @@ import pytest
 
 from defs.snapshot import Snapshot
 from drivers import bq76952 as bq
+from drivers import bq76952cfg as cfg
 from defs.afe import HwLimits, ALERT_COV, ALERT_SCD, ALERT_CUV
 from sim_bq76952 import SimBQ76952, DM_BASE
 from heap_probe import LOCKED, assert_prints_ok
@@ -72,10 +73,10 @@ def test_scd_code_is_the_highest_table_level_at_or_below_the_target():
             mv = ma * shunt / 1e6
             if mv < SCD_TABLE_MV[0]:
                 with pytest.raises(ValueError):
-                    bq.scd_code(ma, shunt)
+                    cfg.scd_code(ma, shunt)
                 continue
             want = max(k for k, v in enumerate(SCD_TABLE_MV) if v <= mv + 1e-9)
-            assert bq.scd_code(ma, shunt) == want
+            assert cfg.scd_code(ma, shunt) == want
 
 
 @pytest.mark.parametrize("crc", [False, True])
@@ -124,14 +125,14 @@ def test_protections_in_chip_units_round_to_the_safe_side():
 
 @pytest.mark.parametrize("mv", range(2000, 4400, 7))
 def test_voltage_codes_never_on_the_unsafe_side(mv):
-    assert bq.cov_code(mv) * 50.6 <= mv or bq.cov_code(mv) == 20
-    assert bq.cuv_code(mv) * 50.6 >= mv or bq.cuv_code(mv) == 90
+    assert cfg.cov_code(mv) * 50.6 <= mv or cfg.cov_code(mv) == 20
+    assert cfg.cuv_code(mv) * 50.6 >= mv or cfg.cuv_code(mv) == 90
 
 
 def test_data_memory_write_outside_config_update_is_noticed():
     sim, drv = make(configure=False)
     with pytest.raises(bq.Bq76952Error):
-        drv.dm_write(0x9278, "<B", 70)
+        cfg.dm_write(drv, 0x9278, "<B", 70)
     assert sim.dm_rejected == 1
     assert drv.comm_errors == 1
     assert dm(sim, 0x9278, "<B") == 86
@@ -245,7 +246,7 @@ def test_a_board_pre_charge_pin_replaces_the_chips_pdsg():
 def test_leaving_fet_test_mode_only_toggles_when_needed():
     sim, drv = make()
     assert sim.mfg_status & 0x10
-    drv.enable_fet_control()  # FET_ENABLE toggles: must not be sent again
+    cfg.enable_fet_control(drv)  # FET_ENABLE toggles: must not be sent again
     assert sim.mfg_status & 0x10
 
 
@@ -279,14 +280,14 @@ def test_balancing():
 
 def test_low_power_and_identity_commands():
     sim, drv = make(crc=True, busy_polls=3)
-    assert drv.device_number() == 0x7695
-    drv.sleep_enable(False)
+    assert cfg.device_number(drv) == 0x7695
+    cfg.sleep_enable(drv, False)
     assert not sim.sleep_allowed
-    drv.deep_sleep()
+    cfg.deep_sleep(drv)
     assert sim.deep_sleep
-    drv.exit_deep_sleep()
+    cfg.exit_deep_sleep(drv)
     assert not sim.deep_sleep
-    drv.shutdown()
+    cfg.shutdown(drv)
     assert sim.shutdown
 
 
@@ -294,7 +295,7 @@ def test_a_subcommand_that_never_completes_raises_and_counts():
     sim, drv = make(configure=False)
     sim.busy_polls = 10000
     with pytest.raises(bq.Bq76952Error):
-        drv.device_number()
+        cfg.device_number(drv)
     assert drv.comm_errors == 1
 
 
@@ -359,7 +360,7 @@ def test_a_subcommand_response_with_a_bad_checksum_is_refused():
 
     sim._respond = bad
     with pytest.raises(bq.Bq76952Error):
-        drv.device_number()
+        cfg.device_number(drv)
     assert drv.comm_errors == 1
 
 
@@ -452,7 +453,7 @@ def test_the_hw_rows_use_the_chips_range():
     kw = dict(LIMITS.__dict__)
     kw["occ_ma"] = rows["hw_occ_ma"][3] - 1
     with pytest.raises(ValueError):
-        drv.protection_codes(HwLimits(**kw))
+        cfg.protection_codes(drv, HwLimits(**kw))
     for name, longest in (("hw_cov_delay_ms", 6761.7), ("hw_cuv_delay_ms", 6761.7),
                           ("hw_occ_delay_ms", 425.7), ("hw_ocd_delay_ms", 425.7),
                           ("hw_scd_delay_us", 450)):
@@ -462,13 +463,49 @@ def test_the_hw_rows_use_the_chips_range():
 def test_every_board_has_the_shunt_the_hw_rows_are_made_for():
     import inspect
     import bq_board
+    import bq_build
     assert inspect.signature(bq.BQ76952).parameters["shunt_uohm"].default == SHUNT_UOHM
-    assert "shunt_uohm" not in inspect.getsource(bq_board)
+    assert "shunt_uohm" not in inspect.getsource(bq_board) + inspect.getsource(bq_build)
 
 
 def test_comm_error_counter_wraps_below_the_small_int_limit():
     sim, drv = make(configure=False)
     drv.comm_errors = (1 << 30) - 1
     with pytest.raises(bq.Bq76952Error):
-        drv.dm_write(0x9278, "<B", 70)
+        cfg.dm_write(drv, 0x9278, "<B", 70)
     assert drv.comm_errors == 0
+
+
+DROPPED = """
+import gc, sys
+import drivers
+from drivers.bq76952 import BQ76952
+from defs.afe import HwLimits
+lim = HwLimits(3750, 2300, 90000, 220000, 400000, 2000, 2000, 1000, 100, 200)
+sim = SimBQ76952(crc=True)
+d = BQ76952(sim, crc=True, poll_us=0)
+held = []
+for _ in range(3):
+    d.configure(lim)
+    d.program_protections(lim)
+    d.all_fets_off()
+    gc.collect()
+    held.append(gc.mem_alloc())
+gone = "drivers.bq76952cfg" not in sys.modules and not hasattr(drivers, "bq76952cfg")
+import drivers.bq76952cfg
+gc.collect()
+code = gc.mem_alloc() - held[-1]
+print("ok" if gone and max(held) - min(held) <= 64 and code > 2048 else (gone, held, code))
+"""
+
+
+def test_the_set_up_code_leaves_the_heap_after_each_call(mpy32):
+    # drivers.once: bq76952cfg is imported for configure / program_protections /
+    # all_fets_off and dropped after each: nothing of it stays referenced (the
+    # heap is the same after every round), and it was really gone (importing
+    # it to keep costs its code)
+    with open(os.path.join(HERE, "sim_bq76952.py"), encoding="utf-8") as f:
+        sim_src = f.read()
+    r = mpy32(sim_src + "\n" + DROPPED, heap="256K")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok", r.stdout

@@ -52,7 +52,7 @@ for ms in range(10, 1001, 10):
         if slot[0] == rep:
             R["replies"].append(binascii.hexlify(bytes(slot[1])).decode())
 R["fets"] = rig.bq.fets()
-R["app_loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in ("app", "bms", "board", "bq_board"))
+R["app_loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in ("app", "bms", "board", "bq_board", "bq_build"))
 print(json.dumps(R))
 """
 

@@ -138,11 +138,11 @@ def test_failed_board_build_switches_the_fets_off(monkeypatch, capsys):
     import sys
     import fake_machine as fm
     from test_boards import load, Rig
-    from drivers import bq76952
+    from drivers import bq76952, bq76952cfg
     mod = load("esp32_bq", monkeypatch)
     rig = Rig(mod)
     b = mod.build()
-    b.afe.enable_fet_control()
+    bq76952cfg.enable_fet_control(b.afe)
     b.afe.set_fets(True, True, False)
     assert rig.bq.fets() & 0x05 == 0x05  # CHG and DSG on
 

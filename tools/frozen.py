@@ -30,10 +30,10 @@ PARTS = ("all", "lower")
 # top-level names (board-side paths without lib/) that the lower part freezes
 LOWER = deploy.FROZEN_LOWER
 # copied under recovery/ for recovery.mode (targets as staged(): lib/ taken off)
-RECOVERY = ("board.py", "bq_board.py", "app/__init__.py", "app/service.py", "app/canport.py", "app/canrate.py",
-            "app/hostcan.py", "app/hostport.py", "app/updsess.py", "app/uds.py", "bms/__init__.py", "bms/auth.py",
+RECOVERY = ("board.py", "bq_board.py", "bq_build.py", "app/__init__.py", "app/service.py", "app/canport.py",
+            "app/canrate.py", "app/hostcan.py", "app/hostport.py", "app/updsess.py", "app/uds.py", "bms/__init__.py", "bms/auth.py",
             "bms/canrate.py", "bms/params.py", "bms/prows.py", "bms/pnames.py")
-_RENAMED = ("app", "bms", "board", "bq_board")  # the top-level names the copies import each other by
+_RENAMED = ("app", "bms", "board", "bq_board", "bq_build")  # the top-level names the copies import each other by
 # deployed but never imported on the board: the simulator, the host-side table
 NOT_FROZEN = ("sim", "bms/ptable.py")
 
@@ -106,7 +106,7 @@ def recovery_copies(files):
                 text = f.read()
         texts[t] = (src, text)
     mods = set(_module(t) for t in texts)
-    boards = ("board.py", "bq_board.py")
+    boards = ("board.py", "bq_board.py", "bq_build.py")
     for t in [t for t in RECOVERY if t in texts]:
         if t not in texts:
             continue  # a board copy dropped above

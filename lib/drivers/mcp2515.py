@@ -12,9 +12,14 @@
 # Every SPI fault, garbage read (a chip that stopped answering reads 0xFF) and
 # timeout is counted (spi_errors, timeouts) and reported: send and init raise
 # OSError, recv returns None and poll() returns False, state() says STOPPED.
+# What runs only to build and set up the driver (__init__, set_filters,
+# get_timings, init's check of a timing asked in detail) is in
+# drivers.mcp2515cfg, imported for each such call and dropped after it
+# (drivers.once); init() runs at each rate change of app.canrate and stays.
 import time
 
 from defs.const import const
+from drivers import once
 
 _WRAP = const(0x3FFFFFFF)  # event counters wrap below 2**30: small ints on the board
 
@@ -61,14 +66,14 @@ _TXEP = const(0x10)
 _RXEP = const(0x08)
 _EWARN = const(0x01)
 
-_OP_NORMAL = const(0)
+OP_NORMAL = const(0)  # CANCTRL REQOP
 _OP_SLEEP = const(1)
 _OP_LOOPBACK = const(2)
 _OP_LISTEN = const(3)
-_OP_CONFIG = const(4)
+OP_CONFIG = const(4)
 
 _MODE_TRIES = const(20)      # CANSTAT polls, 1 ms apart, before a mode change times out
-_BACKOFF_MIN_MS = const(100)
+BACKOFF_MIN_MS = const(100)
 _BACKOFF_MAX_MS = const(10000)
 _STABLE_MS = const(30000)    # this long without bus-off resets the back-off
 _ETIMEDOUT = const(110)
@@ -81,24 +86,6 @@ _EIO = const(5)
 # bytes constant: from ROMFS it stays in flash).
 _TIMING = const(b"\x08\x02\x00\x90\x82" b"\x08\x01\x00\xb1\x85"
                 b"\x10\x02\x00\xf0\x86" b"\x10\x01\x41\xf1\x85")
-
-
-def timing_of(cnf1, cnf2, cnf3, osc_hz):
-    """(bitrate, sjw, tseg1, tseg2, sample point per mille) of CNF values, or
-    None when they break DS20001801 5.5: 8..25 TQ per bit, PS2 >= 2 TQ,
-    PS2 > SJW, PropSeg + PS1 >= PS2."""
-    brp = cnf1 & 0x3F
-    sjw = (cnf1 >> 6) + 1
-    prop = (cnf2 & 7) + 1
-    ps1 = ((cnf2 >> 3) & 7) + 1
-    ps2 = (cnf3 & 7) + 1 if cnf2 & 0x80 else max(ps1, 2)
-    ntq = 1 + prop + ps1 + ps2
-    if not 8 <= ntq <= 25 or ps2 < 2 or ps2 <= sjw or prop + ps1 < ps2:
-        return None
-    den = 2 * (brp + 1) * ntq
-    if osc_hz % den:
-        return None
-    return (osc_hz // den, sjw, prop + ps1, ps2, 1000 * (1 + prop + ps1) // ntq)
 
 
 def _id_regs(buf, off, ident, ext):
@@ -147,6 +134,7 @@ def _views(mv):
     return vs
 
 
+# the default clock: here, not in drivers.mcp2515cfg, since the driver keeps it
 def _ticks_ms():
     return time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.time() * 1000) & 0x3FFFFFFF
 
@@ -183,56 +171,7 @@ class MCP2515:
 
     def __init__(self, spi, cs, bitrate=None, mode=0, osc_hz=8000000, int_pin=None,
                  ticks_ms=None, sleep_ms=None):
-        self._spi = spi
-        self._cs = cs
-        self._int = int_pin
-        self.osc_hz = osc_hz
-        self._ticks = ticks_ms or _ticks_ms
-        self._sleep = sleep_ms or _sleep_ms
-        cs.value(1)
-        # scratch buffers, allocated once
-        self._c1 = bytearray(1)         # an instruction, then the byte read after it
-        self._c2 = bytearray(2)
-        self._c3 = bytearray(3)
-        self._c4 = bytearray(4)
-        self._rx = bytearray(13)        # SIDH SIDL EID8 EID0 DLC D0..D7
-        self._h = bytearray(18)         # TEC .. EFLG (0x1C..0x2D)
-        self._tx = bytearray(6)         # LOAD TX, SIDH SIDL EID8 EID0 DLC (data: the caller's buffer)
-        self._tx_key = [0, 0, 0, 0, 0, 0]  # per buffer: arbitration key [0..2], order value [3..5]
-        self._tx_busy = 0               # bit i: buffer i queued by send(), not yet seen free
-        self._irq = False
-        self._b1_first = False
-        self._ovr = False
-        self._rx_off = True             # nothing is delivered before set_filters()
-        self._filt = None
-        self._depth_std = 0  # receive buffers per kind of frame after set_filters (rx_depth)
-        self._depth_ext = 0
-        self._bitrate = 0
-        self._cnf = (0, 0, 0)  # CNF1, CNF2, CNF3 once init() ran (bitrate != 0)
-        self._mode = 0
-        self._opmode = _OP_CONFIG
-        self._run_op = _OP_NORMAL
-        self._started = False
-        self._eflg = 0
-        self._bus_off = False
-        self._backoff_until = None
-        self._backoff_ms = _BACKOFF_MIN_MS
-        self._last_bus_off = None
-        self._retry_at = None
-        # counters (only grow)
-        self.spi_errors = 0     # SPI exceptions and reads a live chip cannot give
-        self.timeouts = 0       # mode changes not confirmed in CANSTAT
-        self.overruns = 0       # RX0OVR/RX1OVR seen (and cleared)
-        self.msg_errors = 0     # MERRF: a frame seen with an error; counts in listen-only mode too (TEC/REC frozen there)
-        self.warnings = 0       # entries into warning (EWARN)
-        self.passives = 0       # entries into error-passive (TXEP/RXEP)
-        self.bus_offs = 0       # entries into bus-off
-        self.chip_resets = 0    # re-initialisations after the chip lost its setup
-        self.rx_frames = 0
-        self.tx_frames = 0
-        self.rx_dropped = 0     # received while set_filters([]) rejects all
-        if bitrate is not None:
-            self.init(bitrate, mode)
+        once("mcp2515cfg", "new", self, spi, cs, bitrate, mode, osc_hz, int_pin, ticks_ms, sleep_ms)
 
     # ---- SPI primitives (CS always raised again) --------------------------------
     def _read(self, addr, buf):
@@ -305,13 +244,9 @@ class MCP2515:
             if i == len(t):
                 raise ValueError("bitrate")
         cnf = (t[i + 2], t[i + 3], t[i + 4])
-        t = timing_of(cnf[0], cnf[1], cnf[2], self.osc_hz)
-        for want, have in ((sjw, t[1]), (tseg1, t[2]), (tseg2, t[3])):
-            if want is not None and want != have:
-                raise ValueError("timing")
-        if sample_point is not None and abs(sample_point * 10 - t[4]) > 50:
-            raise ValueError("sample_point")
-        op = (_OP_NORMAL, _OP_SLEEP, _OP_LOOPBACK, _OP_LISTEN, _OP_LOOPBACK)[mode]
+        if sample_point is not None or sjw is not None or tseg1 is not None or tseg2 is not None:
+            once("mcp2515cfg", "check_timing", cnf, self.osc_hz, sample_point, sjw, tseg1, tseg2)
+        op = (OP_NORMAL, _OP_SLEEP, _OP_LOOPBACK, _OP_LISTEN, _OP_LOOPBACK)[mode]
         self._bitrate = bitrate
         self._cnf = cnf
         self._mode = mode
@@ -331,9 +266,9 @@ class MCP2515:
         self._read(_CANSTAT, self._c1)
         st = self._c1[0]
         self._read(_CANCTRL, self._c1)
-        if st & 0xE0 != _OP_CONFIG << 5 or st & 0x11 or self._c1[0] != 0x87:
+        if st & 0xE0 != OP_CONFIG << 5 or st & 0x11 or self._c1[0] != 0x87:
             raise OSError(_ENODEV)  # no chip (reads 0xFF or 0x00), or not reset
-        self._opmode = _OP_CONFIG
+        self._opmode = OP_CONFIG
         cnf = self._cnf
         self._write(bytes((_WRITE, _CNF3, cnf[2], cnf[1], cnf[0], _INTE)))
         self._read(_CNF3, memoryview(h)[:3])
@@ -375,72 +310,7 @@ class MCP2515:
         so RXB0's group has both buffers (rx_depth): the group of the first
         item where it fits RXB0's two filters (list the busy frames first),
         else the smaller one."""
-        if filters is None:
-            self._filt = (bytes(24), bytes(8), 0x60)  # RXM = 11: masks/filters off
-            self._rx_off = False
-            self._depth_std = self._depth_ext = 2
-        elif len(filters) == 0:
-            self._filt = None
-            self._rx_off = True
-            self._depth_std = self._depth_ext = 0
-        else:
-            if len(filters) > self.FILTERS_MAX:
-                raise ValueError("too many filters")
-            groups: list = []  # [mask bytes, [filter bytes...]]
-            for item in filters:
-                ident, mask, flags = item
-                ext = bool(flags & self.FLAG_EXT_ID)
-                if flags & self.FLAG_RTR:
-                    raise ValueError("RTR filter")
-                lim = 0x1FFFFFFF if ext else 0x7FF
-                if not 0 <= ident <= lim or not 0 <= mask <= lim:
-                    raise ValueError("invalid id")
-                fb = bytearray(4)
-                _id_regs(fb, 0, ident, ext)
-                mba = bytearray(4)
-                _id_regs(mba, 0, mask, ext)
-                mba[1] &= 0xE3  # no EXIDE in a mask; std masks leave EID (= data bytes) open
-                mb = bytes(mba)
-                kind = 2 if ext else 1
-                for g in groups:
-                    if g[0] == mb:
-                        if bytes(fb) not in g[1]:  # two subscribers of one item: one filter
-                            g[1].append(bytes(fb))
-                        g[2] |= kind
-                        break
-                else:
-                    groups.append([mb, [bytes(fb)], kind])
-            if len(groups) > 2:
-                raise ValueError("more than 2 masks")
-            if len(groups) == 1:
-                fl = groups[0][1]
-                g0 = [groups[0][0], fl[:2]]
-                g1 = [groups[0][0], fl[2:] or fl[:1]]
-                d = 2 if len(fl) <= 2 else 1  # more: some filters in RXB1 alone
-                self._depth_std = d if groups[0][2] & 1 else 0
-                self._depth_ext = d if groups[0][2] & 2 else 0
-            else:
-                a, b = groups  # a: the first item's group, in RXB0 where it fits
-                if len(a[1]) > 2:
-                    a, b = b, a
-                if len(a[1]) > 2 or len(b[1]) > 4:
-                    raise ValueError("filters do not fit the masks")
-                g0, g1 = a, b
-                # a kind in RXB1's group has that buffer alone
-                self._depth_std = 1 if g1[2] & 1 else (2 if g0[2] & 1 else 0)
-                self._depth_ext = 1 if g1[2] & 2 else (2 if g0[2] & 2 else 0)
-            f0 = (g0[1] + [g0[1][0]] * 2)[:2]
-            f1 = (g1[1] + [g1[1][0]] * 4)[:4]
-            self._filt = (b"".join(f0 + f1[:1]) + b"".join(f1[1:]), g0[0] + g1[0], 0)
-            self._rx_off = False
-        if self._started:
-            try:
-                self._set_opmode(_OP_CONFIG)
-                self._write_filters()
-                self._set_opmode(self._run_op)
-            except OSError:
-                self.spi_errors = (self.spi_errors + 1) & _WRAP
-                raise
+        once("mcp2515cfg", "set_filters", self, filters)
 
     # ---- transmit ------------------------------------------------------------
     def send(self, id, data, flags=0):
@@ -675,7 +545,7 @@ class MCP2515:
                     self._bus_off = True
                     self.bus_offs = (self.bus_offs + 1) & _WRAP
                     if self._last_bus_off is None or ticks_diff(now, self._last_bus_off) > _STABLE_MS:
-                        self._backoff_ms = _BACKOFF_MIN_MS
+                        self._backoff_ms = BACKOFF_MIN_MS
                     else:
                         self._backoff_ms = min(self._backoff_ms * 2, _BACKOFF_MAX_MS)
                     self._last_bus_off = now
@@ -758,14 +628,7 @@ class MCP2515:
 
     def get_timings(self, lst=None):
         """[bitrate, sjw, tseg1, tseg2, None (no CAN FD), [CNF1, CNF2, CNF3]]."""
-        if lst is None:
-            lst = [0] * 6
-        c = self._cnf
-        t = timing_of(c[0], c[1], c[2], self.osc_hz) or (0, 0, 0, 0, 0)
-        lst[0], lst[1], lst[2], lst[3] = t[0], t[1], t[2], t[3]
-        lst[4] = None
-        lst[5] = [c[0], c[1], c[2]]
-        return lst
+        return once("mcp2515cfg", "get_timings", self, lst)
 
     def restart(self):
         """Leave bus-off now: reset and re-initialise the chip (TEC/REC to 0,
@@ -789,7 +652,7 @@ class MCP2515:
             self._started = False
             try:
                 self._bitmod(_CANCTRL, 0x10, 0x10)
-                self._set_opmode(_OP_CONFIG)
+                self._set_opmode(OP_CONFIG)
             except OSError:
                 self.spi_errors = (self.spi_errors + 1) & _WRAP
                 raise
