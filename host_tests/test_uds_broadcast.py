@@ -399,3 +399,40 @@ def test_the_flow_control_block_is_what_the_port_holds(depth, bs):
     pack.svc.can = port
     pack.svc._block_size()
     assert pack.svc.ch.block_size == bs and MAX_BS == 8
+
+
+def test_a_filter_change_out_of_memory_is_counted_and_the_session_goes_on():
+    # the MCP2515's set_filters imports its set-up module for the call
+    # (drivers.once): with no heap for it the chip keeps its filters, the
+    # count says so, and the programming session still answers
+    from app import hostport
+    from app.canport import CanPort
+    from proto import pylon_can
+
+    class Chip:
+        FLAG_EXT_ID = 2
+
+        def any(self):
+            return False
+
+        def set_filters(self, items):
+            raise MemoryError
+
+        def rx_depth(self, ext):
+            return 2
+
+        def send(self, id_, data, flags):
+            return pack.can.send(id_, data, flags)
+    pack = T.Pack()
+    chip = Chip()
+    rx = CanPort(chip)
+    rx.subscribe(object(), pylon_can.CAN_FILTER)
+    rx.subscribe(pack.svc, hostport.SELECTION)
+    pack.svc.can_rx = rx
+    pack.svc.can = chip
+    c, conn = T.client(pack)
+    c.change_session(2)
+    assert pack.svc.filter_errors == 1 and not pack.svc.narrowed
+    assert c.read_data_by_identifier([U.DID_VERSION]).positive
+    c.change_session(1)  # never narrowed: nothing to restore
+    assert pack.svc.filter_errors == 1 and not pack.svc.narrowed

@@ -300,7 +300,9 @@ class Uds(Service):
         try:
             self.can.set_filters(session_filters(a, rx.selections()) if narrow else rx.selections())
             self.narrowed = narrow
-        except (OSError, ValueError):
+        except (OSError, ValueError, MemoryError):  # MemoryError: the driver's set-up module
+            # (drivers.mcp2515cfg, imported for the call) did not fit; the chip is untouched
+            # and the session goes on with the filters it had
             self.filter_errors += 1
         self._block_size()
 
