@@ -127,7 +127,7 @@ def confirm(app, running):
 
 
 def serial(board):
-    """The pack's serial number (16 ASCII bytes): the board's (boards.bq_board
+    """The pack's serial number (16 ASCII bytes): the board's (boards/bq_build.py
     makes it from the MCU's unique id, the bench numbers its packs), else
     app.inverter's one for a board without an id."""
     from app.inverter import SERIAL
