@@ -24,6 +24,7 @@ from pymodbus.pdu.register_message import (ReadHoldingRegistersRequest, ReadHold
 from app.host import Host, PARAM, DIAG, CHALLENGE, LOGIN, R_NO_SESSION, R_RANGE, R_INVALID, R_LOGIN
 from bms import auth as A
 from bms import params as P
+from bms import prows
 from bms.params import Params
 from bms.state import PackState
 from bms.system import SystemView, from_pack
@@ -207,7 +208,7 @@ def test_bad_crc_short_frame_and_gap_get_no_reply_and_the_next_frame_works(rig):
     rig.tick(350)  # host.GAP_MS after the last byte
     assert rig.port.out == []
     r = ask(rig, ReadHoldingRegistersRequest(address=0, count=5))
-    assert r.registers[1] == P.prows.N and r.registers[2] == PARAM
+    assert r.registers[1] == prows.N and r.registers[2] == PARAM
 
 
 def test_a_frame_read_in_parts_a_link_period_apart_is_answered(rig):
@@ -242,7 +243,7 @@ def test_other_units_are_silent_and_broadcast_acts_without_reply(rig):
 
 @pytest.mark.parametrize("req, code", [
     (ReadHoldingRegistersRequest(address=5000, count=1), mb.EX_ILLEGAL_ADDRESS),
-    (ReadHoldingRegistersRequest(address=PARAM + 2 * P.prows.N - 1, count=2), mb.EX_ILLEGAL_ADDRESS),
+    (ReadHoldingRegistersRequest(address=PARAM + 2 * prows.N - 1, count=2), mb.EX_ILLEGAL_ADDRESS),
     (ReadHoldingRegistersRequest(address=3, count=100), mb.EX_ILLEGAL_ADDRESS),  # INFO into nothing
     (ReadHoldingRegistersRequest(address=CHALLENGE, count=4), mb.EX_ILLEGAL_ADDRESS),  # half a nonce
     (WriteSingleRegisterRequest(address=40010, registers=[1]), mb.EX_ILLEGAL_ADDRESS),  # SunSpec is read-only
@@ -417,7 +418,7 @@ def test_regmap_json_describes_what_the_handler_serves(rig):
     out = subprocess.run([sys.executable, "-m", "tools.regmap", "--json"], capture_output=True, text=True,
                          check=True, cwd=root).stdout
     d = json.loads(out)
-    assert len(d["params"]) == P.prows.N
+    assert len(d["params"]) == prows.N
     for p in d["params"]:
         r = ask(rig, ReadHoldingRegistersRequest(address=p["register"], count=p["regs"]))
         assert struct.unpack(">i", struct.pack(">HH", *r.registers))[0] == p["default"], p["name"]

@@ -6,6 +6,7 @@
 # with struct from the layout app.hostfile documents; behaviour checked on the
 # PackState, the parameters, the store and the event log.
 import struct
+import sys
 
 import pytest
 from pymodbus.pdu import ExceptionResponse
@@ -13,6 +14,7 @@ from pymodbus.pdu.file_message import FileRecord, ReadFileRecordRequest
 from pymodbus.pdu.register_message import (ReadHoldingRegistersRequest, WriteMultipleRegistersRequest,
                                            WriteSingleRegisterRequest)
 
+import bms
 import simworld
 from app.host import Host
 from app import hostctl as H
@@ -28,6 +30,7 @@ from sim import scenario as scn
 from sim.mock_afe import FAULTS
 from store import eventlog as EV
 from test_modbus import Auth, Port, ask, regs, login, diag
+from test_prows import spy_rows, assert_let_go
 
 SCP = '''{"packs": 1, "duration_s": 600, "seed": 3, "initial": {"soc_pct": 80, "ambient_c": 25},
  "events": [{"t_s": 10, "set": "current_a", "value": -20},
@@ -164,6 +167,22 @@ def test_a_write_validate_refuses_names_why_and_changes_nothing(rig):
     fresh = Params()
     rig.app.store.params.load(fresh)
     assert list(rig.params.v) == before and fresh.v[i] == 3550 and rig.app.store.log.next_seq == seq
+
+
+def test_the_pack_holds_no_parameter_rows_after_start_nor_after_writes(monkeypatch):
+    # bms.prows (3.4 KB of bytes on the heap from a .mpy on littlefs) is
+    # imported for each use only: start, a write, a refused one, a gain, defaults
+    got = spy_rows(monkeypatch)
+    rig = _rig(QUIET)
+    assert "bms.prows" not in sys.modules and not hasattr(bms, "prows")
+    login(rig)
+    i = P.CELL_OV_ALARM_MV
+    ok(ask(rig, WriteMultipleRegistersRequest(address=1000 + 2 * i, registers=regs(3500))))
+    assert exc(ask(rig, WriteMultipleRegistersRequest(address=1000 + 2 * i, registers=regs(4000)))) == 3
+    ok(cmd(rig, H.H_V_GAIN, 1001000))
+    ok(cmd(rig, H.H_DEFAULTS, 1))
+    assert rig.params.v[i] == 3550 and rig.params.v[P.CAL_V_GAIN_PPM] == 1000000
+    assert_let_go(got)
 
 
 # ---- 2. history by range ------------------------------------------------------------------

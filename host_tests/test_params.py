@@ -7,6 +7,7 @@ import os
 import pytest
 
 from bms import params as P
+from bms import prows
 from bms.params import Params, TABLE, validate
 
 UNITS = ("_ms", "_us", "_mv", "_ma", "_mah", "_dc", "_pct", "_count", "_reads", "_tries", "_ppm")
@@ -29,7 +30,7 @@ def test_names_carry_their_unit_defaults_in_range_small_ints():
         assert name in UNITLESS or name.endswith(UNITS), name
         assert lo <= default <= hi, name
         assert -(1 << 30) < lo and hi < (1 << 30), name  # small ints on the board
-        assert access in (P.USER, P.ADMIN, P.FACTORY)
+        assert access in (prows.USER, prows.ADMIN, prows.FACTORY)
 
 
 def test_index_constants_for_every_row():

@@ -50,7 +50,6 @@ from app.hostctl import INSTALLER, EX_BUSY, R_OK, R_NO_SESSION, R_READ_ONLY, R_R
     R_LOGIN, R_NOT_PRESENT, REASONS, CTL, CTL_REGS
 from app.inverter import SERIAL, SW_VERSION_MAJOR, SW_VERSION_MINOR
 from bms import auth as A
-from bms import prows
 from bms.canrate import RATES_KBPS
 from bms import params as P
 from bms.parallel import MASTER, elapsed
@@ -80,7 +79,7 @@ SET_SECRET_REGS = const(33)  # level + 64-byte blob
 PROVISION = const(270)
 PROVISION_REGS = const(17)  # level + 32-byte secret
 PARAM = const(1000)
-PARAM_REGS = 2 * prows.N
+PARAM_REGS = 2 * P.rows().N  # folded into a constant at deploy: no rows held
 
 MAKER = b"BMS-MPY"
 MODEL = b"LFP 16S 51.2 V"
@@ -310,7 +309,7 @@ class Host(Service):
         if k == 0:
             return MAP_VERSION
         if k == 1:
-            return prows.N
+            return PARAM_REGS // 2
         if k == 2:
             return PARAM
         if k == 3:
@@ -442,8 +441,9 @@ class Host(Service):
             return mb.EX_ILLEGAL_ADDRESS
         i0 = (a - PARAM) >> 1
         i1 = (a + c - 1 - PARAM) >> 1
+        rows = P.rows()
         for i in range(i0, i1 + 1):
-            if prows.ACCESS[i] == prows.FACTORY:
+            if rows.ACCESS[i] == rows.FACTORY:
                 self._refuse(port, R_READ_ONLY, a, i)
                 return mb.EX_ILLEGAL_ADDRESS
         if self._level(port) < INSTALLER:
@@ -463,12 +463,13 @@ class Host(Service):
                     else:
                         lo = x
             new = (hi - 0x10000 if hi & 0x8000 else hi) * 0x10000 + lo
-            if new < P.row_int(prows.MIN, i) or new > P.row_int(prows.MAX, i):
+            if new < P.row_int(rows.MIN, i) or new > P.row_int(rows.MAX, i):
                 self._refuse(port, R_RANGE, a, i, "%s: %d outside %d..%d" % (
-                    P.name_of(i), new, P.row_int(prows.MIN, i), P.row_int(prows.MAX, i)), False)
+                    P.name_of(i), new, P.row_int(rows.MIN, i), P.row_int(rows.MAX, i)), False)
                 return mb.EX_ILLEGAL_VALUE
             if new != v[i]:
                 pairs.append((i, new))
+        rows = None  # commit's set_many and save import their own
         if not pairs:
             return 0
         return self.commit(pairs, port, a)

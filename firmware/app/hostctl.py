@@ -29,7 +29,6 @@
 # (app.host) is journalled as code J_SET_SECRET: before 1 if that level had a
 # secret, after the level (never the secret).
 from bms import params as P
-from bms import prows
 from bms import soc
 from bms.parallel import MASTER
 from proto.link import MAX_PACKS
@@ -210,7 +209,8 @@ def _range(h, k):
         return 0, MAX_CYCLES
     if k == H_V_GAIN or k == H_I_GAIN:
         i = _gain(k)
-        return P.row_int(prows.MIN, i), P.row_int(prows.MAX, i)
+        rows = P.rows()
+        return P.row_int(rows.MIN, i), P.row_int(rows.MAX, i)
     if k == H_REMOVE:
         return 2, MAX_PACKS
     return 1, 1  # the one-shot commands

@@ -2,17 +2,17 @@
 # index constants of the rows in bms.ptable: constant = id - 1, one per row
 # (host_tests/test_params.py checks both ways). Services read a value one way,
 # allocation-free: params.v[P.CYCLE_MS]. The board imports the rows only in
-# their compact form, bms.prows (generated from bms.ptable by tools/prows.py,
-# bytes constants that stay in flash from a ROMFS image); the names are in
-# bms.pnames, imported for index_of(name) and error messages only, and
-# P.TABLE (the full rows, host side) imports bms.ptable when first asked for.
+# their compact form, bms.prows (generated from bms.ptable by tools/prows.py),
+# and only for the moment it needs them (rows()): the defaults at start, the
+# ranges when a value is set, the name tags when the file is loaded or saved;
+# the names are in bms.pnames, imported for index_of(name) and error messages
+# only, and P.TABLE (the full rows, host side) imports bms.ptable when first
+# asked for.
 # A constant the table lacks is an AttributeError (ImportError for `from
 # bms.params import`), and test_params.py checks every P.NAME the code names:
 # never a -1 index at run time.
 from array import array
 import struct
-from bms import prows
-from bms.prows import USER, ADMIN, FACTORY  # noqa: F401 (re-exported)
 
 from defs.const import const
 
@@ -304,6 +304,22 @@ def index_of(name):
     raise ValueError("unknown parameter " + name)
 
 
+def rows():
+    """bms.prows (N, DEFAULT, MIN, MAX, ACCESS, HASH, the access levels) for
+    the caller alone: imported and taken out of sys.modules and the package
+    at once, so it is freed when the caller lets it go. From a .mpy on
+    littlefs its bytes constants (3.4 KB) are copied into the heap, which
+    would hold them for good; the board needs them only at start and when a
+    value is set or the file saved. Each call imports it again: hold it for
+    one operation, and let it go before calling what takes its own."""
+    import sys
+    from bms import prows
+    name = prows.__name__  # recovery.bms.prows in the recovery's copy (tools/frozen.py)
+    sys.modules.pop(name, None)
+    sys.modules[name[:-6]].__dict__.pop("prows", None)  # the package's attribute
+    return prows
+
+
 def row_int(col, index):
     """Row index's value in a prows column (DEFAULT, MIN, MAX)."""
     return struct.unpack_from("<i", col, 4 * index)[0]
@@ -312,7 +328,7 @@ def row_int(col, index):
 def defaults():
     """A fresh array of every row's default (the bytes as int32: the boards
     are little-endian, as bms.prows)."""
-    return array("i", prows.DEFAULT)
+    return array("i", rows().DEFAULT)
 
 
 _ABOVE = const(0)
@@ -386,13 +402,13 @@ def validate(values):
     return None
 
 
-def _check_range(index, value):
+def _check_range(r, index, value):
     """ValueError with the reason when value is no integer or outside row
-    index's minimum..maximum."""
+    index's minimum..maximum (r: rows())."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(name_of(index) + ": integer required")
-    lo = row_int(prows.MIN, index)
-    hi = row_int(prows.MAX, index)
+    lo = row_int(r.MIN, index)
+    hi = row_int(r.MAX, index)
     if value < lo or value > hi:
         raise ValueError("%s: %d outside %d..%d" % (name_of(index), value, lo, hi))
 
@@ -411,9 +427,11 @@ class Params:
         """Apply (index, value) pairs all at once: range-checked one by one,
         the result validated as a whole; on any error nothing changes."""
         trial = array("i", self.v)
+        r = rows()
         for index, value in pairs:
-            _check_range(index, value)
+            _check_range(r, index, value)
             trial[index] = value
+        r = None  # let go: a refusal's message imports bms.pnames
         reason = validate(trial)
         if reason is not None:
             raise ValueError(reason)

@@ -13,7 +13,6 @@
 from defs.const import const
 import struct
 from bms import params as P
-from bms import prows
 from store import atomic
 
 MAGIC = b"BMSP"
@@ -35,9 +34,9 @@ N_PARAMS_INVALID = const(7)  # the loaded set fails validate(): defaults (0)
 N_PARAMS_RESTORED = const(8)  # restore defaults by command (0)
 
 
-def _hash(i):
-    """Row i's name tag (atomic.name_hash of its name, from bms.prows)."""
-    return struct.unpack_from("<H", prows.HASH, 2 * i)[0]
+def _hash(r, i):
+    """Row i's name tag (atomic.name_hash of its name; r: bms.params.rows())."""
+    return struct.unpack_from("<H", r.HASH, 2 * i)[0]
 
 
 class ParamStore:
@@ -49,7 +48,8 @@ class ParamStore:
             self._conv[(rid, atomic.name_hash(old))] = rule
 
     def records(self, values):
-        return [(i + 1, _hash(i), values[i]) for i in range(prows.N)]
+        r = P.rows()
+        return [(i + 1, _hash(r, i), values[i]) for i in range(r.N)]
 
     def save(self, params):
         """Write the running values (temp + rename). Returns bytes written."""
@@ -68,15 +68,16 @@ class ParamStore:
             return False, [(N_PARAMS_CORRUPT, 0)]
         if src == atomic.BAK:
             notes.append((N_PARAMS_BACKUP, self.file.seq))
+        r = P.rows()
         pairs = []
         changed = schema != SCHEMA
         for rid, h, v in recs:
             i = rid - 1
-            if not 0 <= i < prows.N:
+            if not 0 <= i < r.N:
                 notes.append((N_PARAM_DROPPED, rid))
                 changed = True
                 continue
-            if h != _hash(i):
+            if h != _hash(r, i):
                 rule = self._conv.get((rid, h))
                 changed = True
                 if rule is None:
@@ -84,13 +85,14 @@ class ParamStore:
                     continue
                 v = v * rule[0] // rule[1]
                 notes.append((N_PARAM_CONVERTED, rid))
-            if v < P.row_int(prows.MIN, i) or v > P.row_int(prows.MAX, i):
+            if v < P.row_int(r.MIN, i) or v > P.row_int(r.MAX, i):
                 notes.append((N_PARAM_DEFAULT, rid))
                 changed = True
                 continue
             pairs.append((i, v))
-        if len(recs) != prows.N:
+        if len(recs) != r.N:
             changed = True  # rows added since (they keep their defaults)
+        r = None  # defaults(), set_many and save import their own
         trial = P.defaults()
         for i, v in pairs:
             trial[i] = v
@@ -99,7 +101,7 @@ class ParamStore:
             params.set_many([(i, v) for i, v in enumerate(P.defaults())])
             self.save(params)
             return False, notes
-        params.set_many([(i, trial[i]) for i in range(prows.N)])
+        params.set_many([(i, trial[i]) for i in range(len(trial))])
         if changed or src == atomic.BAK:
             self.save(params)
         return True, notes
@@ -109,8 +111,10 @@ class ParamStore:
         installation's (bms.params.INSTALLATION) kept; saved. Raises
         ValueError (nothing changed) if the kept values do not validate
         against the defaults."""
-        d = P.defaults()
+        r = P.rows()
         keep = P.INSTALLATION
-        params.set_many([(i, d[i]) for i in range(prows.N) if prows.ACCESS[i] != P.FACTORY and i not in keep])
+        pairs = [(i, P.row_int(r.DEFAULT, i)) for i in range(r.N) if r.ACCESS[i] != r.FACTORY and i not in keep]
+        r = None  # set_many and save import their own
+        params.set_many(pairs)
         self.save(params)
         return [(N_PARAMS_RESTORED, 0)]
