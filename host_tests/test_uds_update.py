@@ -372,6 +372,23 @@ def test_identification_works_in_the_default_session_and_unknown_things_are_refu
     assert pack.defaults == 1
 
 
+@pytest.mark.parametrize("exc", [ValueError, MemoryError])
+def test_defaults_that_cannot_be_restored_are_refused_and_the_server_goes_on(exc):
+    # restore_defaults raises ValueError when the kept values do not validate
+    # (nothing changed); MemoryError when the rows' module (imported per use)
+    # does not fit: conditionsNotCorrect, not a service failure
+    pack = Pack()
+
+    def fail():
+        raise exc
+    pack.svc.defaults = fail
+    c, _ = client(pack)
+    c.change_session(2)
+    c.unlock_security_access(1)
+    assert nrc_of(c.start_routine, U.RT_DEFAULTS) == 0x22
+    assert U.identify(c)["version"] == "1.0"
+
+
 def test_an_interrupted_transfer_resumes_where_it_stopped():
     pack = Pack()
     c, conn = client(pack)

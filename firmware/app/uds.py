@@ -548,8 +548,12 @@ class Uds(Service):
                 return self._neg(sid, U.NRC_CONDITIONS)
             try:
                 self.defaults()
-            except OSError:
+            except OSError:  # the flash
                 return self._neg(sid, U.NRC_PROGRAMMING)
+            except (ValueError, MemoryError):  # the kept values do not validate against the
+                # defaults (nothing changed), or the rows (bms.params.rows, imported per use)
+                # did not fit the heap: refused, the tester may try again
+                return self._neg(sid, U.NRC_CONDITIONS)
         else:
             return self._neg(sid, U.NRC_RANGE)
         self._pos(req, 4)
