@@ -7,19 +7,20 @@
 #
 # The caps of the issue (ESP32: 64,000 bytes from ROMFS; RP2040: 190 KB from
 # .mpy; each plus the fakes' measured share and, for ROMFS, the image's own
-# bytes, which sit on the heap in the unix port) do not hold today: those
-# tests are xfail(strict=True) with the measured figures, so they turn red
-# the day the firmware fits and must be flipped. What holds today is tested
+# bytes, which sit on the heap in the unix port): the RP2040's holds since
+# 2026-12-03; the ESP32's does not yet, an xfail(strict=True) with the
+# measured figures, so it turns red the day the firmware fits and must be
+# flipped. What holds today is tested
 # at TODAY_KB, and the cap is shown to be real: 8 KiB below the live peak fails.
 import pytest
 
 from tools import ram
 
 # the firmware's share of the heap (fakes, harness and image added on top)
-# that the stretch runs in today (measured on branch ram-cut: the smallest
-# working cap leaves the firmware 145 KiB from ROMFS, 226 KiB from .mpy;
-# main e3a0ebe before it 151 and 241)
-TODAY_KB = {"romfs": 168, "mpy": 248}
+# that the stretch runs in today (measured on main 2026-12-03, end of day: the
+# smallest working cap leaves the firmware 116 KiB from ROMFS, 179 KiB from
+# .mpy; 145 and 226 that morning, 151 and 241 on e3a0ebe)
+TODAY_KB = {"romfs": 136, "mpy": 200}
 STEP = 8 * 1024
 
 
@@ -93,11 +94,10 @@ def test_the_qstr_pool_model_is_the_interpreters(rig, board, store):
 # from ROMFS in the ESP32's heap, from .mpy in the RP2040's
 TARGETS = [
     pytest.param("romfs", ram.ESP32_HEAP, id="romfs-in-esp32-heap", marks=pytest.mark.xfail(
-        strict=True, reason="does not fit yet (measured on main 2026-12-03): from ROMFS the firmware holds 94.9 KiB "
-        "after boot, 99.3 KiB peak, and needs a 145 KiB heap, against the ESP32's 64,000 bytes")),
-    pytest.param("mpy", ram.RP2040_HEAP, id="mpy-in-rp2040-heap", marks=pytest.mark.xfail(
-        strict=True, reason="does not fit yet (measured on main 2026-12-03): from .mpy the firmware holds 171 KiB "
-        "after boot, 176 KiB peak, and needs a 223-226 KiB heap, against the RP2040's 190 KiB")),
+        strict=True, reason="does not fit yet (measured on main 2026-12-03, end of day): from ROMFS the firmware "
+        "holds 85.5 KiB after boot, 86.0 KiB peak, and needs a 116 KiB heap, against the ESP32's 64,000 bytes")),
+    # fits since 2026-12-03 (the drivers' set-up code dropped after boot, bms.prows per use)
+    pytest.param("mpy", ram.RP2040_HEAP, id="mpy-in-rp2040-heap"),
 ]
 
 
@@ -172,10 +172,11 @@ def test_the_host_protocol_is_built_at_its_first_request_and_survives_a_build_ou
 # ---- the firmware frozen into the interpreter (tools/build_frozen_unix.sh) -----------
 # Frozen bytecode keeps the raw code and the qstrs in the firmware's flash;
 # what an import still builds in the heap is the module, its globals dict,
-# the function and class objects. Measured (main e3a0ebe, esp32_bq): after boot
-# 65.8 KiB all frozen, 83.0 KiB with the lower part frozen, 100.9 KiB from ROMFS.
-# All frozen, the stretch runs with any heap from 92 KiB on for the firmware.
-FROZEN_TODAY_KB = 128
+# the function and class objects. Measured (main 2026-12-03, end of day,
+# esp32_bq): after boot 54.6 KiB all frozen, 70.2 KiB with the lower part
+# frozen, 85.5 KiB from ROMFS. All frozen, the stretch runs with a heap from
+# 71 KiB on for the firmware.
+FROZEN_TODAY_KB = 96
 
 @pytest.fixture(scope="module")
 def frozen_rig(rig):
@@ -209,9 +210,9 @@ def test_frozen_runs_and_saves_heap(rig, frozen_rig, board, store, saved_kb):
         assert m["boot"] < frozen_rig[(board, "frozen+romfs")][2]["boot"]
 
 
-@pytest.mark.xfail(strict=True, reason="does not fit yet (measured on main e3a0ebe): all frozen the firmware "
-                   "holds 65.8 KiB after boot, 70.2 KiB peak, and needs a 92 KiB heap, against the ESP32's "
-                   "64,000 bytes")
+@pytest.mark.xfail(strict=True, reason="does not fit yet (measured on main 2026-12-03, end of day): all frozen "
+                   "the firmware holds 54.6 KiB after boot, 55.0 KiB peak, and needs a 71 KiB heap, against the "
+                   "ESP32's 64,000 bytes")
 def test_frozen_boots_in_the_esp32_heap(rig, frozen_rig):
     m = frozen_rig[("esp32_bq", "frozen")][2]
     check_ran(run_frozen(rig, frozen_rig, "esp32_bq", "frozen", ram.ESP32_HEAP + share(m)))
