@@ -17,6 +17,10 @@
 # alarm and the safety outputs do not depend on the I2C bus.
 
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the type checker's names only; never runs on a board
+    from typing import Any
+
 class Poll:
     """A service calling obj.poll() every period_ms (MCP2515: errors, bus-off,
     overflow, re-init)."""
@@ -55,6 +59,30 @@ class BqBoard:
     board_temp_dc(). Built by a board module from machine objects; `port`
     is the board module's BqPort (machine: WDT, lightsleep, deepsleep;
     arm_wake()). Filled in by bq_build.build_bq_board."""
+
+    # set by bq_build._fill (declared for the type checker, host_tests/test_typecheck.py;
+    # MicroPython ignores annotations)
+    afe: "Any"
+    button: "Any"
+    buzzer: "Any"
+    can: "Any"
+    charger: "Any"
+    contact_pins: "Any"
+    contacts: "Any"
+    dip: "Any"
+    exp: "Any"
+    jumper: "Any"
+    led_pins: "Any"
+    leds: "Any"
+    link_in: "Any"
+    link_out: "Any"
+    ntc: "Any"
+    ntc_adc: "Any"
+    pack_address: "Any"
+    port: "Any"
+    services: "Any"
+    ticks_us: "Any"
+    wdt_timeout_ms: "Any"
     name = None  # the board module's NAME: the board an update bundle must be made for (app.uds)
     serial: object = None  # the pack's serial number (serial_of: the MCU's unique id; app.compose.serial)
 

@@ -154,6 +154,11 @@ def crc8(data, crc=0):
     return crc
 
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the type checker's names only; never runs on a board
+    from typing import Any
+
+
 class Bq76952Error(OSError):
     pass
 
@@ -163,6 +168,31 @@ _CRC_ERR = Bq76952Error("CRC mismatch")
 
 
 class BQ76952(Afe):
+    # set by drivers.bq76952cfg.new (declared for the type checker, host_tests/test_typecheck.py;
+    # MicroPython ignores annotations)
+    _alerts: "Any"
+    _aw: "Any"
+    _bal_mask: "Any"
+    _data: "Any"
+    _fet_byte: "Any"
+    _in: "Any"
+    _pending: "Any"
+    _raw: "Any"
+    _rv: "Any"
+    _sub: "Any"
+    addr: "Any"
+    comm_errors: "Any"
+    crc: "Any"
+    data_len: "Any"
+    fet_status: "Any"
+    i2c: "Any"
+    ld_mv: "Any"
+    n_cells: "Any"
+    pchg_pin: "Any"
+    poll_us: "Any"
+    safety_status_a: "Any"
+    shunt_uohm: "Any"
+    temps: "Any"
     def __init__(self, i2c, addr=ADDR, crc=False, n_cells=N_CELLS, temps=TEMPS_DEFAULT,
                  shunt_uohm=250, poll_us=_POLL_US, pchg_pin=None):
         """i2c: a machine.I2C. crc: the chip's Comm Type uses CRC. n_cells: cell

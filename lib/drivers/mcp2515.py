@@ -146,7 +146,59 @@ def _sleep_ms(ms):
         time.sleep(ms / 1000)
 
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the type checker's names only; never runs on a board
+    from typing import Any
+
+
 class MCP2515:
+    # set by drivers.mcp2515cfg.new (declared for the type checker, host_tests/test_typecheck.py;
+    # MicroPython ignores annotations)
+    _b1_first: "Any"
+    _backoff_ms: "Any"
+    _backoff_until: "Any"
+    _bitrate: "Any"
+    _bus_off: "Any"
+    _c1: "Any"
+    _c2: "Any"
+    _c3: "Any"
+    _c4: "Any"
+    _cnf: "Any"
+    _cs: "Any"
+    _depth_ext: "Any"
+    _depth_std: "Any"
+    _eflg: "Any"
+    _filt: "Any"
+    _h: "Any"
+    _int: "Any"
+    _irq: "Any"
+    _last_bus_off: "Any"
+    _mode: "Any"
+    _opmode: "Any"
+    _ovr: "Any"
+    _retry_at: "Any"
+    _run_op: "Any"
+    _rx: "Any"
+    _rx_off: "Any"
+    _sleep: "Any"
+    _spi: "Any"
+    _started: "Any"
+    _ticks: "Any"
+    _tx: "Any"
+    _tx_busy: "Any"
+    _tx_key: "Any"
+    bus_offs: "Any"
+    chip_resets: "Any"
+    msg_errors: "Any"
+    osc_hz: "Any"
+    overruns: "Any"
+    passives: "Any"
+    rx_dropped: "Any"
+    rx_frames: "Any"
+    spi_errors: "Any"
+    timeouts: "Any"
+    tx_frames: "Any"
+    warnings: "Any"
     # machine.CAN names
     MODE_NORMAL = 0
     MODE_SLEEP = 1
