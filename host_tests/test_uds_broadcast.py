@@ -336,36 +336,51 @@ def test_the_session_filters_fit_an_mcp2515_and_take_only_this_packs_frames():
     assert (chip.rx_depth(True), chip.rx_depth(False)) == (1, 2)  # four 29-bit items: RXB1 alone
 
 
-def test_the_programming_session_narrows_the_chip_filters_and_its_end_restores_them():
+class _Chip:
+    """The CAN chip of a pack's UDS server: records the filters it is given
+    (or raises `fails` when set), holds two frames, one beside an 11-bit
+    item while the session is narrowed (as drivers.mcp2515 gives it)."""
+    FLAG_EXT_ID = 2
+
+    def __init__(self, pack, fails=None):
+        self.pack = pack
+        self.fails = fails
+        self.filters = []
+
+    def any(self):
+        return False
+
+    def set_filters(self, items):
+        if self.fails is not None:
+            raise self.fails
+        self.filters.append(list(items))
+
+    def rx_depth(self, ext):
+        return 1 if self.pack.svc.narrowed else 2
+
+    def send(self, id_, data, flags):
+        return self.pack.can.send(id_, data, flags)
+
+
+def _pack_on_chip(fails=None):
+    """(pack, chip, CAN reader): a pack whose UDS server sees the CAN chip
+    through its reader, with the inverter's and the host's selections."""
     from app import hostport
     from app.canport import CanPort
-    from app.uds import session_filters
     from proto import pylon_can
-
-    class Chip:
-        FLAG_EXT_ID = 2
-
-        def __init__(self):
-            self.filters = []
-
-        def any(self):
-            return False
-
-        def set_filters(self, items):
-            self.filters.append(list(items))
-
-        def rx_depth(self, ext):  # as drivers.mcp2515 gives the session's items beside an 11-bit one
-            return 1 if pack.svc.narrowed else 2
-
-        def send(self, id_, data, flags):
-            return pack.can.send(id_, data, flags)
     pack = T.Pack()
-    chip = Chip()
+    chip = _Chip(pack, fails)
     rx = CanPort(chip)
     rx.subscribe(object(), pylon_can.CAN_FILTER)
     rx.subscribe(pack.svc, hostport.SELECTION)
     pack.svc.can_rx = rx
     pack.svc.can = chip
+    return pack, chip, rx
+
+
+def test_the_programming_session_narrows_the_chip_filters_and_its_end_restores_them():
+    from app.uds import session_filters
+    pack, chip, rx = _pack_on_chip()
     c, conn = T.client(pack)
     c.read_data_by_identifier([U.DID_VERSION])
     assert chip.filters == []  # the default session changes nothing
@@ -405,31 +420,7 @@ def test_a_filter_change_out_of_memory_is_counted_and_the_session_goes_on():
     # the MCP2515's set_filters imports its set-up module for the call
     # (drivers.once): with no heap for it the chip keeps its filters, the
     # count says so, and the programming session still answers
-    from app import hostport
-    from app.canport import CanPort
-    from proto import pylon_can
-
-    class Chip:
-        FLAG_EXT_ID = 2
-
-        def any(self):
-            return False
-
-        def set_filters(self, items):
-            raise MemoryError
-
-        def rx_depth(self, ext):
-            return 2
-
-        def send(self, id_, data, flags):
-            return pack.can.send(id_, data, flags)
-    pack = T.Pack()
-    chip = Chip()
-    rx = CanPort(chip)
-    rx.subscribe(object(), pylon_can.CAN_FILTER)
-    rx.subscribe(pack.svc, hostport.SELECTION)
-    pack.svc.can_rx = rx
-    pack.svc.can = chip
+    pack, _, _ = _pack_on_chip(fails=MemoryError)
     c, conn = T.client(pack)
     c.change_session(2)
     assert pack.svc.filter_errors == 1 and not pack.svc.narrowed
