@@ -65,6 +65,39 @@ def mpy32():
     return run
 
 
+# drivers.once: three rounds of a driver's set-up calls leave the heap as it
+# was and its set-up module not imported (nothing of it stays referenced),
+# and importing that module to keep costs more than its code's bytes (it was
+# really gone); the calls run after SETUP, indented into the rounds' loop
+_DROPPED = """
+import gc, sys
+import drivers
+%s
+held = []
+for _ in range(3):
+%s
+    gc.collect()
+    held.append(gc.mem_alloc())
+gone = %r not in sys.modules and not hasattr(drivers, %r)
+import %s
+gc.collect()
+code = gc.mem_alloc() - held[-1]
+print("ok" if gone and max(held) - min(held) <= 64 and code > %d else (gone, held, code))
+"""
+
+
+@pytest.fixture(scope="session")
+def dropped_after_each_call(mpy32):
+    """check(setup, calls, module, code_bytes, heap): _DROPPED in the 32-bit
+    MicroPython, asserted."""
+    def check(setup, calls, module, code_bytes, heap):
+        body = "\n".join("    " + ln for ln in calls.strip().splitlines())
+        r = mpy32(_DROPPED % (setup, body, module, module.rpartition(".")[2], module, code_bytes), heap=heap)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "ok", r.stdout
+    return check
+
+
 @pytest.fixture(scope="session")
 def repo_root():
     return ROOT

@@ -476,36 +476,25 @@ def test_comm_error_counter_wraps_below_the_small_int_limit():
     assert drv.comm_errors == 0
 
 
-DROPPED = """
-import gc, sys
-import drivers
+DROPPED_SETUP = """
 from drivers.bq76952 import BQ76952
 from defs.afe import HwLimits
 lim = HwLimits(3750, 2300, 90000, 220000, 400000, 2000, 2000, 1000, 100, 200)
 sim = SimBQ76952(crc=True)
 d = BQ76952(sim, crc=True, poll_us=0)
-held = []
-for _ in range(3):
-    d.configure(lim)
-    d.program_protections(lim)
-    d.all_fets_off()
-    gc.collect()
-    held.append(gc.mem_alloc())
-gone = "drivers.bq76952cfg" not in sys.modules and not hasattr(drivers, "bq76952cfg")
-import drivers.bq76952cfg
-gc.collect()
-code = gc.mem_alloc() - held[-1]
-print("ok" if gone and max(held) - min(held) <= 64 and code > 2048 else (gone, held, code))
+"""
+DROPPED_CALLS = """
+d.configure(lim)
+d.program_protections(lim)
+d.all_fets_off()
 """
 
 
-def test_the_set_up_code_leaves_the_heap_after_each_call(mpy32):
+def test_the_set_up_code_leaves_the_heap_after_each_call(dropped_after_each_call):
     # drivers.once: bq76952cfg is imported for configure / program_protections /
     # all_fets_off and dropped after each: nothing of it stays referenced (the
     # heap is the same after every round), and it was really gone (importing
     # it to keep costs its code)
     with open(os.path.join(HERE, "sim_bq76952.py"), encoding="utf-8") as f:
         sim_src = f.read()
-    r = mpy32(sim_src + "\n" + DROPPED, heap="256K")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "ok", r.stdout
+    dropped_after_each_call(sim_src + "\n" + DROPPED_SETUP, DROPPED_CALLS, "drivers.bq76952cfg", 2048, "256K")

@@ -507,9 +507,7 @@ def test_the_first_items_group_gets_both_buffers(pair):
     assert (b.rx_depth(True), b.rx_depth(False)) == (0, 0)
 
 
-DROPPED = """
-import gc, sys
-import drivers
+DROPPED_SETUP = """
 from drivers.mcp2515 import MCP2515
 
 class Dead:  # no chip: reads 0xFF
@@ -524,29 +522,20 @@ class Pin:
         return 1
 
 c = MCP2515(Dead(), Pin())
-held = []
-for _ in range(3):
-    c.set_filters([(0x305, 0x7FF, 0), (0x1000, 0x1FFFF000, c.FLAG_EXT_ID)])
-    try:
-        c.init(500000, c.MODE_SILENT, sample_point=62.5)
-    except OSError:
-        pass
-    c.get_timings()
-    gc.collect()
-    held.append(gc.mem_alloc())
-gone = "drivers.mcp2515cfg" not in sys.modules and not hasattr(drivers, "mcp2515cfg")
-import drivers.mcp2515cfg
-gc.collect()
-code = gc.mem_alloc() - held[-1]
-print("ok" if gone and max(held) - min(held) <= 64 and code > 1024 else (gone, held, code))
+"""
+DROPPED_CALLS = """
+c.set_filters([(0x305, 0x7FF, 0), (0x1000, 0x1FFFF000, c.FLAG_EXT_ID)])
+try:
+    c.init(500000, c.MODE_SILENT, sample_point=62.5)
+except OSError:
+    pass
+c.get_timings()
 """
 
 
-def test_the_set_up_code_leaves_the_heap_after_each_call(mpy32):
+def test_the_set_up_code_leaves_the_heap_after_each_call(dropped_after_each_call):
     # drivers.once: mcp2515cfg is imported for set_filters / init's timing
     # check / get_timings and dropped after each: nothing of it stays referenced (the heap is the
     # same after every round), and it was really gone (importing it to keep
     # costs its code)
-    r = mpy32(DROPPED, heap="128K")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "ok", r.stdout
+    dropped_after_each_call(DROPPED_SETUP, DROPPED_CALLS, "drivers.mcp2515cfg", 1024, "128K")
