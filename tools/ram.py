@@ -191,10 +191,7 @@ def run():
     # made); queued, never run: the rig's runner ticks the services
     import asyncio
     from app.runner import Runner
-    from app.supervise import Failure
-    runner = Runner(app)
-    runner._failure = Failure(app, asyncio.Event().set)
-    R["tasks"] = [asyncio.create_task(runner._task(s)) for s in app.services]
+    R["tasks"] = Runner(app).start(asyncio.Event().set)
     micropython.qstr_info()  # + the firmware's, booted
     u = used()
     # the harness, after the boot so that the firmware's own imports count as

@@ -39,13 +39,18 @@ class Runner:
         except Exception as e:  # noqa: any service failure makes the pack safe
             self._failure.fail(svc.name, e)
 
+    def start(self, stop):
+        """One task per service, queued (they run once the loop does); a
+        failure calls stop(). Returns the tasks."""
+        self._failure = Failure(self.app, stop)
+        return [asyncio.create_task(self._task(s)) for s in self.app.services]
+
     async def run(self):
         """Run until a service fails; returns (service name, exception)."""
         stop = asyncio.Event()
-        self._failure = Failure(self.app, stop.set)
         loop = asyncio.get_event_loop()
         loop.set_exception_handler(lambda lp, ctx: self._failure.fail("loop", ctx.get("exception")))
-        tasks = [asyncio.create_task(self._task(s)) for s in self.app.services]
+        tasks = self.start(stop.set)
         await stop.wait()
         for t in tasks:
             t.cancel()
