@@ -77,11 +77,12 @@ def test_plan_compile_commands(tree):
     p = deploy.plan(tree, "esp32_dev", "/dev/ttyUSB0", mpy_cross="mpy-cross")
     cmds = {c[-1]: c for c in p.compile_cmds}
     assert len(cmds) == len(p.files)
-    # the mpy store loads the bytecode into the heap: -O3 leaves out the line-number tables
+    # the mpy store loads the bytecode into the heap: -O3 leaves out the line-number tables;
+    # the source name a traceback shows is the import name (a qstr the import interns anyway)
     assert cmds["firmware/app/svc.py"] == [
-        "mpy-cross", "-march=xtensawin", "-O3", "-s", "app/svc.py", "-o", "build/esp32_dev/app/svc.mpy",
+        "mpy-cross", "-march=xtensawin", "-O3", "-s", "app.svc", "-o", "build/esp32_dev/app/svc.mpy",
         "firmware/app/svc.py"]
-    assert cmds["boards/esp32_dev.py"][3:7] == ["-s", "board.py", "-o", "build/esp32_dev/board.mpy"]
+    assert cmds["boards/esp32_dev.py"][3:7] == ["-s", "board", "-o", "build/esp32_dev/board.mpy"]
     # root scripts: compiled only as a check, deployed as source
     assert cmds["firmware/boot.py"][6] == "build/esp32_dev/.check/boot.mpy"
     # from ROMFS the bytecode stays in flash: the line numbers are kept (tracebacks name the line)
@@ -224,7 +225,7 @@ def test_cli_dry_run_prints_the_commands(tree, capsys):
     out = capsys.readouterr().out.splitlines()
     assert rc == 0
     assert out[0] == "cd " + tree
-    assert any(line.endswith("-march=xtensawin -O3 -s app/svc.py -o build/esp32_dev/app/svc.mpy firmware/app/svc.py")
+    assert any(line.endswith("-march=xtensawin -O3 -s app.svc -o build/esp32_dev/app/svc.mpy firmware/app/svc.py")
                for line in out)
     assert out[len(p_files(tree)) + 1] == "cd " + os.path.join(tree, "build", "esp32_dev")
     # the exec code spans lines inside its quotes: still one shell command

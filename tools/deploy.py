@@ -83,7 +83,8 @@ class DeployError(Exception):
 
 class FileEntry:
     """One deployed file: src (absolute host path), name (its board-side
-    source name, e.g. 'app/runner.py', recorded in the .mpy for tracebacks),
+    path, e.g. 'app/runner.py'; a compiled file records its import name,
+    'app.runner', as the source name tracebacks show: deploy.module_name),
     build (path inside the build dir), dest (path on the board), compiled
     (False for boot.py/main.py, copied as source)."""
 
@@ -665,7 +666,7 @@ def build_mpy(root=REPO_ROOT, archs=ARCHS, out_root=None):
                 shutil.copyfile(src, os.path.join(out_dir, label))
                 jobs.append((src, os.path.join(out_dir, ".check", label[:-3] + ".mpy"), label))
             else:
-                jobs.append((src, os.path.join(out_dir, label[:-3] + ".mpy"), label))
+                jobs.append((src, os.path.join(out_dir, label[:-3] + ".mpy"), module_name(label)))
 
         def one(job, arch=arch):
             try:
@@ -831,7 +832,10 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
             continue
         out = f.build if f.compiled else ".check/" + f.build[:-3] + ".mpy"
         src = rewrites[f.name][0] if f.name in rewrites else f.src
-        compile_cmds.append(compile_cmd(rel(src), rel(os.path.join(build_dir, out)), arch, f.name, mpy_cross,
+        # the source name a traceback shows: the module's import name (a qstr
+        # the import interns anyway; a path would be one more per module)
+        compile_cmds.append(compile_cmd(rel(src), rel(os.path.join(build_dir, out)), arch,
+                                        module_name(f.name) if f.compiled else f.name, mpy_cross,
                                         MPY_OPT if store == "mpy" else 0))
 
     cmd = [mpremote, "connect", port, "exec", prep_code(files, frozen)]
