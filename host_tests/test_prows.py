@@ -93,3 +93,19 @@ def test_start_load_save_set_and_restore_defaults_let_the_rows_go(monkeypatch):
     assert p.v[P.BUZZER_ENABLE] == 0 and list(p.v) == list(P.defaults())
     assert len(got) >= 6
     assert_let_go(got)
+
+
+def test_a_refused_write_names_the_parameter_and_lets_the_names_go():
+    # the names (a 3.4 KB string from a .mpy) are imported for the message alone
+    p = Params()
+    row = ptable.TABLE[P.BUZZER_ENABLE]
+    try:
+        p.set(P.BUZZER_ENABLE, row[4] + 1)
+    except ValueError as e:
+        assert str(e).startswith(row[1] + ": ")
+    else:
+        raise AssertionError("a value above the row's maximum was accepted")
+    assert "bms.pnames" not in sys.modules and not hasattr(bms, "pnames")
+    assert P.index_of(row[1]) == P.BUZZER_ENABLE
+    assert "bms.pnames" not in sys.modules and not hasattr(bms, "pnames")
+    assert list(p.v) == list(P.defaults())

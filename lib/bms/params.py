@@ -5,8 +5,8 @@
 # their compact form, bms.prows (generated from bms.ptable by tools/prows.py),
 # and only for the moment it needs them (rows()): the defaults at start, the
 # ranges when a value is set, the name tags when the file is loaded or saved;
-# the names are in bms.pnames, imported for index_of(name) and error messages
-# only, and P.TABLE (the full rows, host side) imports bms.ptable when first
+# the names are in bms.pnames, imported the same way for index_of(name) and
+# error messages, and P.TABLE (the full rows, host side) imports bms.ptable when first
 # asked for.
 # A constant the table lacks is an AttributeError (ImportError for `from
 # bms.params import`), and test_params.py checks every P.NAME the code names:
@@ -292,32 +292,43 @@ HIGH_FAMS = bytes([F_CELL_OV, F_PACK_OV, F_CHG_OC, F_DSG_OC, F_CHG_HT, F_DSG_HT,
 LOW_FAMS = bytes([F_CELL_UV, F_PACK_UV, F_CHG_LT, F_DSG_LT, F_AMB_LT])
 
 def name_of(index):
-    from bms.pnames import NAMES
-    return NAMES.split(" ")[index]
+    return _names()[index]
 
 
 def index_of(name):
-    from bms.pnames import NAMES
-    names = NAMES.split(" ")
+    names = _names()
     if name in names:
         return names.index(name)
     raise ValueError("unknown parameter " + name)
 
 
+def _names():
+    """The parameter names in row order, from bms.pnames imported for this
+    call alone (_let_go): only a refusal's message and a set by name need
+    them, and from a .mpy its 3.4 KB string would otherwise stay on the heap."""
+    from bms import pnames
+    return _let_go(pnames, "pnames").NAMES.split(" ")
+
+
 def rows():
     """bms.prows (N, DEFAULT, MIN, MAX, ACCESS, HASH, the access levels) for
-    the caller alone: imported and taken out of sys.modules and the package
-    at once, so it is freed when the caller lets it go. From a .mpy on
-    littlefs its bytes constants (3.4 KB) are copied into the heap, which
-    would hold them for good; the board needs them only at start and when a
-    value is set or the file saved. Each call imports it again: hold it for
-    one operation, and let it go before calling what takes its own."""
-    import sys
+    the caller alone (_let_go). From a .mpy on littlefs its bytes constants
+    (3.4 KB) are copied into the heap, which would hold them for good; the
+    board needs them only at start and when a value is set or the file saved.
+    Each call imports it again: hold it for one operation, and let it go
+    before calling what takes its own."""
     from bms import prows
-    name = prows.__name__  # recovery.bms.prows in the recovery's copy (tools/frozen.py)
+    return _let_go(prows, "prows")
+
+
+def _let_go(mod, short):
+    """mod, taken out of sys.modules and its package at once, so that it is
+    freed when the caller lets it go (the next use imports it again)."""
+    import sys
+    name = mod.__name__  # recovery.bms.<short> in the recovery's copy (tools/frozen.py)
     sys.modules.pop(name, None)
-    sys.modules[name[:-6]].__dict__.pop("prows", None)  # the package's attribute
-    return prows
+    sys.modules[name[:-len(short) - 1]].__dict__.pop(short, None)  # the package's attribute
+    return mod
 
 
 def row_int(col, index):
