@@ -8,7 +8,7 @@ from drivers import drop as drop_module
 from drivers.inputs import Dip, ChargerDetect, UpdateJumper, DIP7
 from drivers.outputs import Leds, Buzzer
 from drivers.pca9555 import Pca9555
-from drivers.pins import PwmPin, Rs485Uart, OffPin
+from drivers.pins import PwmPin, OffPin
 from bq_board import BqBoard, Poll
 
 
@@ -103,11 +103,11 @@ def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configur
     board.name = getattr(cfg, "NAME", None)  # update bundles name it (app.uds)
     board.serial = serial_of(machine)
     baud = board.dip.baud
-    # the services read bytes (Rs485Uart), never the driver's idle-gap frames: no frame buffer
-    board.link_in = Rs485Uart(RS485(machine.UART(cfg.UART_IN, baud, tx=Pin(p["link_in_tx"]), rx=Pin(p["link_in_rx"])),
-                                    out(p["link_in_de"]), baud, LINK_IN, 0))
-    board.link_out = Rs485Uart(RS485(machine.UART(cfg.UART_OUT, baud, tx=Pin(p["link_out_tx"]),
-                                                  rx=Pin(p["link_out_rx"])), out(p["link_out_de"]), baud, LINK_OUT, 0))
+    # the services read bytes (the UART's), never frames (drivers.rs485frame)
+    board.link_in = RS485(machine.UART(cfg.UART_IN, baud, tx=Pin(p["link_in_tx"]), rx=Pin(p["link_in_rx"])),
+                          out(p["link_in_de"]), baud, LINK_IN)
+    board.link_out = RS485(machine.UART(cfg.UART_OUT, baud, tx=Pin(p["link_out_tx"]), rx=Pin(p["link_out_rx"])),
+                           out(p["link_out_de"]), baud, LINK_OUT)
     return board
 
 

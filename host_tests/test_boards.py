@@ -202,7 +202,7 @@ def test_dip_through_the_expander(name, monkeypatch):
     Rig(mod, dip_on=(1, 7))
     b = mod.build()
     assert b.dip.baud == 115200 and b.dip.protocol_id == 2 and b.pack_address == 0
-    assert b.link_in.rs485.baud == 115200 and b.link_out.rs485.baud == 115200
+    assert b.link_in.baud == 115200 and b.link_out.baud == 115200
     assert b.link_in.uart.baudrate == 115200
 
 

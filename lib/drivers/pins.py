@@ -1,6 +1,6 @@
 # Owns the adapters that give the real boards' parts the face the drivers and
 # the firmware expect: an expander bit, a PWM buzzer and a switch that reads
-# OFF with machine.Pin's value(), an RS485 port with machine.UART's shape.
+# OFF with machine.Pin's value().
 # Nothing here imports `machine`: the board module makes the machine objects.
 
 
@@ -37,33 +37,6 @@ class PwmPin:
         self.level = 1 if v else 0
         self.pwm.duty_u16(self.duty if v else 0)
         return None
-
-
-class Rs485Uart:
-    """An RS485 port with machine.UART's shape (write, read, readinto, any), what the
-    firmware's link and inverter services take as board.link_in/link_out:
-    write() goes through drivers.rs485 (DE high, then low once the last
-    byte is out); read()/any() are the UART's. The framing driver itself is
-    `rs485` (its idle-gap read_frame() is for a port that reads frames, not
-    bytes: use one or the other)."""
-
-    def __init__(self, rs485):
-        self.rs485 = rs485
-        self.uart = rs485.uart
-
-    def write(self, data):
-        return self.rs485.write(data)
-
-    def any(self):
-        return self.uart.any()
-
-    def read(self, n=-1):
-        if n is None or n < 0:
-            return self.uart.read()
-        return self.uart.read(n)
-
-    def readinto(self, buf):
-        return self.uart.readinto(buf)  # app.link: no allocation per read
 
 
 class OffPin:
