@@ -6,9 +6,17 @@
 # period. watch() wraps the services so each checks in while it keeps ticking:
 # the Watchdog's tick marks alive each one that ran within its limit.
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the type checker's names only; never runs on a board
+    from typing import Any
+
 
 class Watchdog:
     name = "watchdog"
+    # set by watch() (declared for the type checker, host_tests/test_typecheck.py;
+    # MicroPython ignores annotations)
+    watched: "Any"
+    _diff: "Any"
 
     def __init__(self, wdt, period_ms=1000):
         self.wdt = wdt
