@@ -6,10 +6,16 @@
 # on the board"). Nothing here imports `machine`.
 from drivers import drop as drop_module
 from drivers.inputs import Dip, ChargerDetect, UpdateJumper, DIP7
-from drivers.outputs import Leds, Buzzer
+from drivers.outputs import Leds, Buzzer, PwmPin
 from drivers.pca9555 import Pca9555
-from drivers.pins import PwmPin, OffPin
 from bq_board import BqBoard, Poll
+
+
+class OffPin:
+    """A switch that reads OFF (1): the DIP when the expander does not answer."""
+
+    def value(self, v=None):
+        return 1
 
 
 def _fill(self, port, afe, exp, run_pin, alm_pin, buzzer_pin, button_pin,
