@@ -64,12 +64,12 @@ def serial_of(machine):
     return b"BMS-" + hexlify(bytes(uid())[-6:]).upper()
 
 
-def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configure=True):
+def build_bq_board(machine, cfg, charger, ntc_adc, ticks_us, configure=True):
     """The BQ76952 + MCP2515 + 2 x RS485 board both real boards share, from the
     port's machine module, the board module cfg (PINS, I2C_ID, SPI_ID,
     UART_IN, UART_OUT, CAN_OSC_HZ, CAN_BITRATE, BUZZER_HZ, DIP_LAYOUT,
-    WDT_TIMEOUT_MS), make_port(machine, button, charger) (a BqPort) for the
-    port-specific calls and the port-specific charger input and NTC ADC.
+    WDT_TIMEOUT_MS; machine and arm_wake for the port-specific calls: the
+    board's `port`) and the port-specific charger input and NTC ADC.
     configure: program the
     BQ76952 (raises Bq76952Error if it does not answer). A missing MCP2515
     does not stop the board: can.poll() keeps retrying its init. The MCP2515
@@ -102,7 +102,7 @@ def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configur
     jumper = Pin(p["jumper"], Pin.IN, Pin.PULL_UP)
     board = BqBoard()
     _fill(
-        board, make_port(machine, button, charger), afe, exp, out(p["led_run"]), out(p["led_alm"]),
+        board, cfg, afe, exp, out(p["led_run"]), out(p["led_alm"]),
         PwmPin(machine.PWM(Pin(p["buzzer"]), freq=cfg.BUZZER_HZ, duty_u16=0)),
         button, charger, jumper, can, None, None, ticks_us,
         dip_layout=cfg.DIP_LAYOUT, ntc=Ntc(), ntc_adc=ntc_adc, wdt_timeout_ms=cfg.WDT_TIMEOUT_MS)

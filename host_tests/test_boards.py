@@ -256,7 +256,7 @@ def light_slept(name, monkeypatch, ms):
 
 def test_sleep_arms_the_wake_sources_esp32(monkeypatch):
     mod, b = light_slept("esp32_bq", monkeypatch, 500)
-    assert b.port.charger.wake == fm.SLEEP and b.port.button.wake == fm.SLEEP
+    assert b.charger.pin.wake == fm.SLEEP and b.button.wake == fm.SLEEP
     b.afe.set_fets(False, False, True)
     with pytest.raises(fm.DeepSleep):
         b.deep_sleep(0)
@@ -268,7 +268,7 @@ def test_sleep_arms_the_wake_sources_esp32(monkeypatch):
 
 def test_sleep_rp2040(monkeypatch):
     _, b = light_slept("rp2040_bq", monkeypatch, 250)
-    assert b.port.charger.handler is not None and b.port.button.trigger == fm.Pin.IRQ_FALLING
+    assert b.charger.pin.handler is not None and b.button.trigger == fm.Pin.IRQ_FALLING
     with pytest.raises(fm.DeepSleep):
         b.deep_sleep(60000)
     assert fm.CALLS[-1] == ("deepsleep", 60000)
