@@ -85,9 +85,13 @@ class BqBoard:
 
     def board_temp_dc(self):
         """Board/ambient NTC in deci-degC (NTC_OPEN_DC/NTC_SHORT_DC on a fault),
-        or None without one."""
-        if self.ntc is None or self.ntc_adc is None:
+        or None without one. The firmware does not read it: the conversion
+        table (drivers.ntc) is built at the first call, not at boot."""
+        if self.ntc_adc is None:
             return None
+        if self.ntc is None:
+            from drivers.ntc import Ntc
+            self.ntc = Ntc()
         return self.ntc.read_dc(self.ntc_adc)
 
     def quiet(self):

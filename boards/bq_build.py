@@ -21,7 +21,7 @@ class OffPin:
 def _fill(self, port, afe, exp, run_pin, alm_pin, buzzer_pin, button_pin,
          charger_pin, jumper_pin, can, link_in, link_out, ticks_us,
          dip_bits=(0, 1, 2, 3, 4, 5, 6), exp_leds=(8, 9, 10, 11, 12),
-         exp_contacts=(13, 14), dip_layout=DIP7, ntc=None, ntc_adc=None,
+         exp_contacts=(13, 14), dip_layout=DIP7, ntc_adc=None,
          wdt_timeout_ms=8000, can_poll_ms=5):
     """The BqBoard self from its chips and pins."""
     self.port = port
@@ -47,7 +47,7 @@ def _fill(self, port, afe, exp, run_pin, alm_pin, buzzer_pin, button_pin,
     self.can = can
     self.link_in = link_in
     self.link_out = link_out
-    self.ntc = ntc
+    self.ntc = None  # its conversion table: at the first board_temp_dc()
     self.ntc_adc = ntc_adc
     self.wdt_timeout_ms = wdt_timeout_ms
     self.services = [Poll("can", can, can_poll_ms)] if can is not None else []
@@ -77,7 +77,6 @@ def build_bq_board(machine, cfg, charger, ntc_adc, ticks_us, configure=True):
     sends at (app.canrate)."""
     from drivers.bq76952 import BQ76952
     from drivers.mcp2515 import MCP2515
-    from drivers.ntc import Ntc
     from drivers.rs485 import RS485, LINK_IN, LINK_OUT
     Pin = machine.Pin
     p = cfg.PINS
@@ -105,7 +104,7 @@ def build_bq_board(machine, cfg, charger, ntc_adc, ticks_us, configure=True):
         board, cfg, afe, exp, out(p["led_run"]), out(p["led_alm"]),
         PwmPin(machine.PWM(Pin(p["buzzer"]), freq=cfg.BUZZER_HZ, duty_u16=0)),
         button, charger, jumper, can, None, None, ticks_us,
-        dip_layout=cfg.DIP_LAYOUT, ntc=Ntc(), ntc_adc=ntc_adc, wdt_timeout_ms=cfg.WDT_TIMEOUT_MS)
+        dip_layout=cfg.DIP_LAYOUT, ntc_adc=ntc_adc, wdt_timeout_ms=cfg.WDT_TIMEOUT_MS)
     board.name = getattr(cfg, "NAME", None)  # update bundles name it (app.uds)
     board.serial = serial_of(machine)
     baud = board.dip.baud
