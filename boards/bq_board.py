@@ -1,7 +1,8 @@
 # Owns what the real boards (boards/esp32_bq.py, boards/rp2040_bq.py) share
 # while they run: the board object handed to the firmware (the board contract
-# of firmware/app/app.py), the polling service of a driver (MCP2515.poll), and
-# what the board needs of a port (BqPort). The builder that makes every chip
+# of firmware/app/app.py) and the polling service of a driver (MCP2515.poll);
+# what differs between the ports is the board module's (its machine module,
+# arm_wake). The builder that makes every chip
 # from the port's machine module and fills the board in is boards/bq_build.py
 # (imported for the build, dropped after it). Nothing here imports
 # `machine`: the board module passes its machine module in, so this file is
@@ -38,17 +39,6 @@ def woke(pin):
     """The IRQ handler of a wake pin: the wake itself is what counts."""
 
 
-class BqPort:
-    """What BqBoard needs of the port: its machine module (WDT, lightsleep,
-    deepsleep: both ports call them the same way) and the wake pins; a board
-    module's Port subclasses it and adds arm_wake(deep, charger_handler)."""
-
-    def __init__(self, machine, button, charger):
-        self.machine = machine
-        self.button = button
-        self.charger = charger
-
-
 # ---- the board object -------------------------------------------------------------
 
 class BqBoard:
@@ -57,8 +47,10 @@ class BqBoard:
     for the links and main.py: can, link_in, link_out, dip, charger,
     jumper, exp, wdt_timeout_ms, make_wdt(), sleep(ms), deep_sleep(ms),
     board_temp_dc(). Built by a board module from machine objects; `port`
-    is the board module's BqPort (machine: WDT, lightsleep, deepsleep;
-    arm_wake()). Filled in by bq_build.build_bq_board."""
+    is the board module itself: its machine module (WDT, lightsleep,
+    deepsleep: both ports call them the same way) and arm_wake(board, deep,
+    charger_handler), the port's wake sources. Filled in by
+    bq_build.build_bq_board."""
 
     # set by bq_build._fill (declared for the type checker, host_tests/test_typecheck.py;
     # MicroPython ignores annotations)
@@ -93,9 +85,13 @@ class BqBoard:
 
     def board_temp_dc(self):
         """Board/ambient NTC in deci-degC (NTC_OPEN_DC/NTC_SHORT_DC on a fault),
-        or None without one."""
-        if self.ntc is None or self.ntc_adc is None:
+        or None without one. The firmware does not read it: the conversion
+        table (drivers.ntc) is built at the first call, not at boot."""
+        if self.ntc_adc is None:
             return None
+        if self.ntc is None:
+            from drivers.ntc import Ntc
+            self.ntc = Ntc()
         return self.ntc.read_dc(self.ntc_adc)
 
     def quiet(self):
@@ -113,7 +109,7 @@ class BqBoard:
     def sleep(self, ms):
         """MCU light sleep for up to ms; the button and the charger-detect
         input wake it earlier (their IRQs are armed with wake)."""
-        self.port.arm_wake(False, self.charger._handler)
+        self.port.arm_wake(self, False, self.charger._handler)
         self.port.machine.lightsleep(ms)
 
     def deep_sleep(self, ms=0):
@@ -122,7 +118,7 @@ class BqBoard:
         input wake it; ms = 0: only they do. Does not return."""
         self.quiet()
         p = self.port
-        p.arm_wake(True, None)
+        p.arm_wake(self, True, None)
         if ms:
             p.machine.deepsleep(ms)
         p.machine.deepsleep()

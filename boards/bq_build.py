@@ -6,16 +6,22 @@
 # on the board"). Nothing here imports `machine`.
 from drivers import drop as drop_module
 from drivers.inputs import Dip, ChargerDetect, UpdateJumper, DIP7
-from drivers.outputs import Leds, Buzzer
+from drivers.outputs import Leds, Buzzer, PwmPin
 from drivers.pca9555 import Pca9555
-from drivers.pins import PwmPin, Rs485Uart, OffPin
 from bq_board import BqBoard, Poll
+
+
+class OffPin:
+    """A switch that reads OFF (1): the DIP when the expander does not answer."""
+
+    def value(self, v=None):
+        return 1
 
 
 def _fill(self, port, afe, exp, run_pin, alm_pin, buzzer_pin, button_pin,
          charger_pin, jumper_pin, can, link_in, link_out, ticks_us,
          dip_bits=(0, 1, 2, 3, 4, 5, 6), exp_leds=(8, 9, 10, 11, 12),
-         exp_contacts=(13, 14), dip_layout=DIP7, ntc=None, ntc_adc=None,
+         exp_contacts=(13, 14), dip_layout=DIP7, ntc_adc=None,
          wdt_timeout_ms=8000, can_poll_ms=5):
     """The BqBoard self from its chips and pins."""
     self.port = port
@@ -41,7 +47,7 @@ def _fill(self, port, afe, exp, run_pin, alm_pin, buzzer_pin, button_pin,
     self.can = can
     self.link_in = link_in
     self.link_out = link_out
-    self.ntc = ntc
+    self.ntc = None  # its conversion table: at the first board_temp_dc()
     self.ntc_adc = ntc_adc
     self.wdt_timeout_ms = wdt_timeout_ms
     self.services = [Poll("can", can, can_poll_ms)] if can is not None else []
@@ -58,12 +64,12 @@ def serial_of(machine):
     return b"BMS-" + hexlify(bytes(uid())[-6:]).upper()
 
 
-def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configure=True):
+def build_bq_board(machine, cfg, charger, ntc_adc, ticks_us, configure=True):
     """The BQ76952 + MCP2515 + 2 x RS485 board both real boards share, from the
     port's machine module, the board module cfg (PINS, I2C_ID, SPI_ID,
     UART_IN, UART_OUT, CAN_OSC_HZ, CAN_BITRATE, BUZZER_HZ, DIP_LAYOUT,
-    WDT_TIMEOUT_MS), make_port(machine, button, charger) (a BqPort) for the
-    port-specific calls and the port-specific charger input and NTC ADC.
+    WDT_TIMEOUT_MS; machine and arm_wake for the port-specific calls: the
+    board's `port`) and the port-specific charger input and NTC ADC.
     configure: program the
     BQ76952 (raises Bq76952Error if it does not answer). A missing MCP2515
     does not stop the board: can.poll() keeps retrying its init. The MCP2515
@@ -71,7 +77,6 @@ def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configur
     sends at (app.canrate)."""
     from drivers.bq76952 import BQ76952
     from drivers.mcp2515 import MCP2515
-    from drivers.ntc import Ntc
     from drivers.rs485 import RS485, LINK_IN, LINK_OUT
     Pin = machine.Pin
     p = cfg.PINS
@@ -96,18 +101,18 @@ def build_bq_board(machine, cfg, make_port, charger, ntc_adc, ticks_us, configur
     jumper = Pin(p["jumper"], Pin.IN, Pin.PULL_UP)
     board = BqBoard()
     _fill(
-        board, make_port(machine, button, charger), afe, exp, out(p["led_run"]), out(p["led_alm"]),
+        board, cfg, afe, exp, out(p["led_run"]), out(p["led_alm"]),
         PwmPin(machine.PWM(Pin(p["buzzer"]), freq=cfg.BUZZER_HZ, duty_u16=0)),
         button, charger, jumper, can, None, None, ticks_us,
-        dip_layout=cfg.DIP_LAYOUT, ntc=Ntc(), ntc_adc=ntc_adc, wdt_timeout_ms=cfg.WDT_TIMEOUT_MS)
+        dip_layout=cfg.DIP_LAYOUT, ntc_adc=ntc_adc, wdt_timeout_ms=cfg.WDT_TIMEOUT_MS)
     board.name = getattr(cfg, "NAME", None)  # update bundles name it (app.uds)
     board.serial = serial_of(machine)
     baud = board.dip.baud
-    # the services read bytes (Rs485Uart), never the driver's idle-gap frames: no frame buffer
-    board.link_in = Rs485Uart(RS485(machine.UART(cfg.UART_IN, baud, tx=Pin(p["link_in_tx"]), rx=Pin(p["link_in_rx"])),
-                                    out(p["link_in_de"]), baud, LINK_IN, 0))
-    board.link_out = Rs485Uart(RS485(machine.UART(cfg.UART_OUT, baud, tx=Pin(p["link_out_tx"]),
-                                                  rx=Pin(p["link_out_rx"])), out(p["link_out_de"]), baud, LINK_OUT, 0))
+    # the services read bytes (the UART's), never frames (drivers.rs485frame)
+    board.link_in = RS485(machine.UART(cfg.UART_IN, baud, tx=Pin(p["link_in_tx"]), rx=Pin(p["link_in_rx"])),
+                          out(p["link_in_de"]), baud, LINK_IN)
+    board.link_out = RS485(machine.UART(cfg.UART_OUT, baud, tx=Pin(p["link_out_tx"]), rx=Pin(p["link_out_rx"])),
+                           out(p["link_out_de"]), baud, LINK_OUT)
     return board
 
 

@@ -41,7 +41,7 @@ import sys
 import esp32
 
 from drivers.inputs import DIP7, DIP4
-from bq_board import BqPort, woke
+from bq_board import woke
 
 # the DIP layout of this board: DIP7 (`000` 3.3.3.3) or DIP4 (address switches, `003` 4.3)
 DIP_LAYOUT = DIP7
@@ -67,19 +67,18 @@ UART_OUT = 2
 # input-only, RTC pins) are in host_tests/test_boards.py: not on the board's heap
 
 
-class Port(BqPort):
-    """The ESP32-specific calls of BqBoard."""
-
-    def arm_wake(self, deep, charger_handler=None):
-        """Wake sources: the charger-detect input going high, the button
-        pressed (low). Deep sleep: ext0 (one RTC pin, a level) and ext1 (RTC
-        pins, all low); light sleep: GPIO interrupts with wake=SLEEP."""
-        if deep:
-            esp32.wake_on_ext0(self.charger, esp32.WAKEUP_ANY_HIGH)
-            esp32.wake_on_ext1((self.button,), esp32.WAKEUP_ALL_LOW)
-        else:
-            self.charger.irq(handler=charger_handler or woke, trigger=Pin.IRQ_RISING, wake=machine.SLEEP)
-            self.button.irq(handler=woke, trigger=Pin.IRQ_FALLING, wake=machine.SLEEP)
+def arm_wake(board, deep, charger_handler=None):
+    """The wake sources of board (bq_board.BqBoard): the charger-detect input
+    going high, the button pressed (low). Deep sleep: ext0 (one RTC pin, a
+    level) and ext1 (RTC pins, all low); light sleep: GPIO interrupts with
+    wake=SLEEP."""
+    charger = board.charger.pin
+    if deep:
+        esp32.wake_on_ext0(charger, esp32.WAKEUP_ANY_HIGH)
+        esp32.wake_on_ext1((board.button,), esp32.WAKEUP_ALL_LOW)
+    else:
+        charger.irq(handler=charger_handler or woke, trigger=Pin.IRQ_RISING, wake=machine.SLEEP)
+        board.button.irq(handler=woke, trigger=Pin.IRQ_FALLING, wake=machine.SLEEP)
 
 
 def build(configure=True):
@@ -88,7 +87,7 @@ def build(configure=True):
     from bq_build import build_bq_board, drop
     charger = Pin(PINS["charger"], Pin.IN)  # input-only: external pull-down
     try:
-        return build_bq_board(machine, sys.modules[__name__], Port, charger,
+        return build_bq_board(machine, sys.modules[__name__], charger,
                               ADC(Pin(PINS["ntc"]), atten=ADC.ATTN_11DB), time.ticks_us, configure)
     finally:
         drop()

@@ -30,7 +30,7 @@ from machine import Pin, ADC
 import sys
 
 from drivers.inputs import DIP7, DIP4
-from bq_board import BqPort, woke
+from bq_board import woke
 
 DIP_LAYOUT = DIP7  # or DIP4 (address switches, `003` 4.3)
 CAN_BITRATE = 500000
@@ -54,14 +54,12 @@ UART_OUT = 1
 # against are in host_tests/test_boards.py: not on the board's heap
 
 
-class Port(BqPort):
-    """The RP2040-specific calls of BqBoard. Light sleep wakes on the
-    armed pin interrupts; the port's deepsleep is a light sleep followed by
-    a reset, so the same wake sources apply."""
-
-    def arm_wake(self, deep, charger_handler=None):
-        self.charger.irq(handler=charger_handler or woke, trigger=Pin.IRQ_RISING)
-        self.button.irq(handler=woke, trigger=Pin.IRQ_FALLING)
+def arm_wake(board, deep, charger_handler=None):
+    """The wake sources of board (bq_board.BqBoard): light sleep wakes on
+    the armed pin interrupts; the port's deepsleep is a light sleep followed
+    by a reset, so the same wake sources apply."""
+    board.charger.pin.irq(handler=charger_handler or woke, trigger=Pin.IRQ_RISING)
+    board.button.irq(handler=woke, trigger=Pin.IRQ_FALLING)
 
 
 def build(configure=True):
@@ -69,7 +67,7 @@ def build(configure=True):
     from bq_build import build_bq_board, drop
     charger = Pin(PINS["charger"], Pin.IN, Pin.PULL_DOWN)
     try:
-        return build_bq_board(machine, sys.modules[__name__], Port, charger, ADC(Pin(PINS["ntc"])),
+        return build_bq_board(machine, sys.modules[__name__], charger, ADC(Pin(PINS["ntc"])),
                               time.ticks_us, configure)
     finally:
         drop()

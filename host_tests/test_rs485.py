@@ -1,8 +1,10 @@
-# The RS485 port (lib/drivers/rs485.py) against a UART model on a virtual
-# microsecond clock: DE timing, idle-gap framing, timeouts, overflow.
+# The RS485 port (lib/drivers/rs485.py) and its idle-gap framing
+# (lib/drivers/rs485frame.py) against a UART model on a virtual microsecond
+# clock: DE timing, the UART's face, idle-gap framing, timeouts, overflow.
 import pytest
 
 from drivers.rs485 import LINK_IN, LINK_OUT, RS485
+from drivers.rs485frame import FramedRS485
 
 
 class Clock:
@@ -85,8 +87,25 @@ def port(baud=9600, mode="txdone", frame_size=256):
     clk = Clock()
     de = Pin(clk)
     u = Uart(clk, baud, de, mode)
-    p = RS485(u, de, baud, bus=LINK_OUT, frame_size=frame_size, ticks_us=clk.ticks, sleep_us=clk.sleep)
+    p = FramedRS485(u, de, baud, bus=LINK_OUT, frame_size=frame_size, ticks_us=clk.ticks, sleep_us=clk.sleep)
     return p, u, de, clk
+
+
+def test_the_port_has_the_uarts_face():
+    # what app.link and app.router use of board.link_in / link_out: write
+    # with DE, and the UART's received bytes as they came
+    clk = Clock()
+    de = Pin(clk)
+    u = Uart(clk, 9600, de)
+    u.read = lambda n=None: bytes(u.rx.pop(0)[1] for _ in range(len(u.rx) if n is None else n))
+    p = RS485(u, de, 9600, bus=LINK_IN, ticks_us=clk.ticks, sleep_us=clk.sleep)
+    assert p.write(b"ab") == 2 and [b for b, *_ in u.sent] == [97, 98] and de.level == 0
+    u.feed(clk.t, b"xyz123")
+    clk.t += 10 * 1042
+    assert p.any() == 6
+    buf = bytearray(2)
+    assert p.readinto(buf) == 2 and buf == b"xy"
+    assert p.read(1) == b"z" and p.read() == b"123" and p.any() == 0
 
 
 def test_character_and_gap_times_from_the_baud_rate():

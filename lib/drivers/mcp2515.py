@@ -13,9 +13,11 @@
 # timeout is counted (spi_errors, timeouts) and reported: send and init raise
 # OSError, recv returns None and poll() returns False, state() says STOPPED.
 # What runs only to build and set up the driver (__init__, set_filters,
-# get_timings, init's check of a timing asked in detail) is in
-# drivers.mcp2515cfg, imported for each such call and dropped after it
-# (drivers.once); init() runs at each rate change of app.canrate and stays.
+# get_timings, init's check of a timing asked in detail) and the machine.CAN
+# calls the firmware does not make (get_counters, cancel_send, restart,
+# deinit) are in drivers.mcp2515cfg, imported for each such call and dropped
+# after it (drivers.once): not for a heap-locked path. init() runs at each
+# rate change of app.canrate and stays.
 import time
 
 from defs.const import const
@@ -448,19 +450,6 @@ class MCP2515:
         self.tx_frames = (self.tx_frames + 1) & _WRAP
         return free
 
-    def cancel_send(self, index):
-        """Abort buffer `index`: True when a frame was still pending there."""
-        try:
-            st = self._status(_READ_STATUS)
-            if not st & (0x04 << (2 * index)):
-                return False
-            self._bitmod(_TXB0CTRL + 0x10 * index, 0x08, 0)
-        except OSError:
-            self.spi_errors = (self.spi_errors + 1) & _WRAP
-            raise
-        self._tx_busy &= ~(1 << index)
-        return True
-
     # ---- receive -------------------------------------------------------------
     def any(self):
         """True when the INT pin (or its interrupt flag) says the chip wants
@@ -653,58 +642,26 @@ class MCP2515:
             return self.STATE_WARNING
         return self.STATE_ACTIVE
 
-    def get_counters(self, lst=None):
-        """[TEC, REC, warnings, error-passives, bus-offs, TX pending, RX pending,
-        overruns] (machine.CAN.get_counters); TEC/REC None when unreadable."""
-        if lst is None:
-            lst = [0] * 8
-        tec = rec = rxp = txp = None
-        if self._started:
-            try:
-                self._read(_TEC, memoryview(self._h)[:2])
-                tec, rec = self._h[0], self._h[1]
-                st = self._status(_READ_STATUS)
-                txp = (1 if st & 0x04 else 0) + (1 if st & 0x10 else 0) + (1 if st & 0x40 else 0)
-                rxp = (st & 1) + ((st >> 1) & 1)
-            except OSError:
-                self.spi_errors = (self.spi_errors + 1) & _WRAP
-        lst[0] = tec
-        lst[1] = rec
-        lst[2] = self.warnings
-        lst[3] = self.passives
-        lst[4] = self.bus_offs
-        lst[5] = txp
-        lst[6] = rxp
-        lst[7] = self.overruns
-        return lst
-
     def get_timings(self, lst=None):
         """[bitrate, sjw, tseg1, tseg2, None (no CAN FD), [CNF1, CNF2, CNF3]]."""
         return once("mcp2515cfg", "get_timings", self, lst)
 
+    # machine.CAN calls the firmware does not make: drivers.mcp2515cfg, imported for the call
+    def get_counters(self, lst=None):
+        """[TEC, REC, warnings, error-passives, bus-offs, TX pending, RX pending,
+        overruns] (machine.CAN.get_counters); TEC/REC None when unreadable."""
+        return once("mcp2515cfg", "get_counters", self, lst)
+
+    def cancel_send(self, index):
+        """Abort buffer `index`: True when a frame was still pending there."""
+        return once("mcp2515cfg", "cancel_send", self, index)
+
     def restart(self):
         """Leave bus-off now: reset and re-initialise the chip (TEC/REC to 0,
         queued frames dropped), keeping bit rate, mode and filters."""
-        if not self._bitrate:
-            raise OSError(_ENODEV)
-        try:
-            self._start(self._run_op)
-        except OSError:
-            self.spi_errors = (self.spi_errors + 1) & _WRAP
-            self._started = False
-            raise
-        self._started = True
-        self._backoff_until = None
+        once("mcp2515cfg", "restart", self)
 
     def deinit(self):
         """Configuration mode: off the bus; pending frames dropped."""
-        if self._int is not None and hasattr(self._int, "irq"):
-            self._int.irq(handler=None)
-        if self._started:
-            self._started = False
-            try:
-                self._bitmod(_CANCTRL, 0x10, 0x10)
-                self._set_opmode(OP_CONFIG)
-            except OSError:
-                self.spi_errors = (self.spi_errors + 1) & _WRAP
-                raise
+        once("mcp2515cfg", "deinit", self)
+

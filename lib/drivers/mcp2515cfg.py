@@ -1,10 +1,11 @@
 # Owns the MCP2515 driver's set-up (drivers.mcp2515 is the driver): building
 # it, the check of a bit timing asked of init() in detail, the masks and
-# filters of set_filters(), get_timings(). Imported only for those calls and
-# dropped after each (drivers.once): its bytecode is not on the heap while the
-# pack runs. init() itself (app.canrate changes the rate at run time) and the
-# chip's re-initialisation after it lost its setup (poll, restart) stay in the
-# driver.
+# filters of set_filters(), get_timings(); and the machine.CAN calls the
+# firmware does not make (get_counters, cancel_send, restart, deinit).
+# Imported only for those calls and dropped after each (drivers.once): its
+# bytecode is not on the heap while the pack runs. init() itself (app.canrate
+# changes the rate at run time) and the chip's re-initialisation after it
+# lost its setup (poll) stay in the driver.
 from defs.const import const
 from drivers.mcp2515 import OP_NORMAL, OP_CONFIG, BACKOFF_MIN_MS, _id_regs, _ticks_ms, _sleep_ms
 
@@ -173,3 +174,78 @@ def get_timings(self, lst):
     lst[4] = None
     lst[5] = [c[0], c[1], c[2]]
     return lst
+
+
+# ---- the machine.CAN calls the firmware does not make ---------------------------
+_READ_STATUS = const(0xA0)  # instructions and registers: drivers.mcp2515
+_TEC = const(0x1C)
+_CANCTRL = const(0x0F)
+_TXB0CTRL = const(0x30)
+_ENODEV = const(19)
+
+
+def get_counters(self, lst):
+    """MCP2515.get_counters."""
+    if lst is None:
+        lst = [0] * 8
+    tec = rec = rxp = txp = None
+    if self._started:
+        try:
+            self._read(_TEC, memoryview(self._h)[:2])
+            tec, rec = self._h[0], self._h[1]
+            st = self._status(_READ_STATUS)
+            txp = (1 if st & 0x04 else 0) + (1 if st & 0x10 else 0) + (1 if st & 0x40 else 0)
+            rxp = (st & 1) + ((st >> 1) & 1)
+        except OSError:
+            self.spi_errors = (self.spi_errors + 1) & _WRAP
+    lst[0] = tec
+    lst[1] = rec
+    lst[2] = self.warnings
+    lst[3] = self.passives
+    lst[4] = self.bus_offs
+    lst[5] = txp
+    lst[6] = rxp
+    lst[7] = self.overruns
+    return lst
+
+
+def cancel_send(self, index):
+    """MCP2515.cancel_send."""
+    try:
+        st = self._status(_READ_STATUS)
+        if not st & (0x04 << (2 * index)):
+            return False
+        self._bitmod(_TXB0CTRL + 0x10 * index, 0x08, 0)
+    except OSError:
+        self.spi_errors = (self.spi_errors + 1) & _WRAP
+        raise
+    self._tx_busy &= ~(1 << index)
+    return True
+
+
+def restart(self):
+    """MCP2515.restart."""
+    if not self._bitrate:
+        raise OSError(_ENODEV)
+    try:
+        self._start(self._run_op)
+    except OSError:
+        self.spi_errors = (self.spi_errors + 1) & _WRAP
+        self._started = False
+        raise
+    self._started = True
+    self._backoff_until = None
+
+
+def deinit(self):
+    """MCP2515.deinit."""
+    if self._int is not None and hasattr(self._int, "irq"):
+        self._int.irq(handler=None)
+    if self._started:
+        self._started = False
+        try:
+            self._bitmod(_CANCTRL, 0x10, 0x10)
+            self._set_opmode(OP_CONFIG)
+        except OSError:
+            self.spi_errors = (self.spi_errors + 1) & _WRAP
+            raise

@@ -1,7 +1,6 @@
 # Owns the NXP PCA9555 16-bit I2C I/O expander (I2C 0x20 on the AFE's bus)
-# that carries the DIP switch and the secondary outputs of the real boards.
-from drivers.pins import ExpanderPin
-
+# that carries the DIP switch and the secondary outputs of the real boards,
+# and its bits as pins (machine.Pin's value()).
 from defs.const import const
 
 PCA9555_ADDR = const(0x20)
@@ -60,3 +59,20 @@ class Pca9555:
 
     def pin(self, bit):
         return ExpanderPin(self, bit)
+
+
+class ExpanderPin:
+    """One expander bit with machine.Pin's value(): an output writes, an
+    input reads (an input read that fails raises OSError)."""
+
+    def __init__(self, exp, bit):
+        self.exp = exp
+        self.bit = bit
+
+    def value(self, v=None):
+        if v is None:
+            if self.exp.out_mask & (1 << self.bit):
+                return (self.exp._out >> self.bit) & 1
+            return (self.exp.read() >> self.bit) & 1
+        self.exp.set_bit(self.bit, v)
+        return None

@@ -3,11 +3,20 @@
 # service has checked in (alive(i)) since the last feed, so one hung service
 # lets the board reset. It is itself a service (name, period_ms, tick); its
 # period must be well below the WDT timeout and above the slowest service's
-# period. watch() wraps the services so each checks in while it keeps ticking.
+# period. watch() wraps the services so each checks in while it keeps ticking:
+# the Watchdog's tick marks alive each one that ran within its limit.
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the type checker's names only; never runs on a board
+    from typing import Any
 
 
 class Watchdog:
     name = "watchdog"
+    # set by watch() (declared for the type checker, host_tests/test_typecheck.py;
+    # MicroPython ignores annotations)
+    watched: "Any"
+    _diff: "Any"
 
     def __init__(self, wdt, period_ms=1000):
         self.wdt = wdt
@@ -18,6 +27,11 @@ class Watchdog:
         self.feeds = 0
         self.missed = 0      # ticks where some service had not checked in
         self.last_missing = 0
+        # set by watch(): the Watched services, from index _first on
+        self.watched = ()
+        self._first = 0
+        self._diff = None
+        self.start = None
 
     def register(self, name):
         """Index for alive(); at most 30 services (a small-int bit mask)."""
@@ -32,6 +46,18 @@ class Watchdog:
         self._seen |= 1 << i
 
     def tick(self, now_ms):
+        """Marks alive each watched service that ran within its limit (twice
+        its period plus slack), then feeds the WDT only if every registered
+        service is alive. A service that hangs (its task stops, or the loop
+        is stuck in it) stops the feeding and the WDT resets the board."""
+        if self.start is None:
+            self.start = now_ms
+        i = self._first
+        for w in self.watched:
+            t = w.last if w.last is not None else self.start
+            if self._diff(now_ms, t) <= w.limit_ms:
+                self._seen |= 1 << i
+            i += 1
         m = self._all & ~self._seen
         if m:
             self.missed += 1
@@ -74,40 +100,15 @@ class Watched:
         self.period_ms = self.svc.period_ms
 
 
-class Supervisor:
-    """The watchdog service: every period_ms it marks alive each watched
-    service that ran within its limit (twice its period plus slack), then
-    the Watchdog feeds the WDT only if all are alive. A service that hangs
-    (its task stops, or the loop is stuck in it) stops the feeding and the
-    WDT resets the board."""
-
-    name = "watchdog"
-
-    def __init__(self, wd, watched, ticks_diff):
-        self.wd = wd
-        self.watched = watched
-        self.period_ms = wd.period_ms
-        self._diff = ticks_diff
-        self.start = None
-        self._first = len(wd.names)  # the watched services' indexes: in order from here
-        for w in watched:
-            wd.register(w.svc.name)
-
-    def tick(self, now_ms):
-        if self.start is None:
-            self.start = now_ms
-        i = self._first
-        for w in self.watched:
-            t = w.last if w.last is not None else self.start
-            if self._diff(now_ms, t) <= w.limit_ms:
-                self.wd.alive(i)
-            i += 1
-        return self.wd.tick(now_ms)
-
-
 def watch(services, wd, ticks_diff, slack_ms=None):
-    """(watched services, the supervisor service): run these instead of
-    `services`. slack_ms defaults to the watchdog's period."""
+    """(watched services, wd): run these instead of `services`, wd (the
+    Watchdog, a service) beside them. slack_ms defaults to the watchdog's
+    period."""
     slack = wd.period_ms if slack_ms is None else slack_ms
     watched = [Watched(s, slack) for s in services]
-    return watched, Supervisor(wd, watched, ticks_diff)
+    wd._first = len(wd.names)  # the watched services' indexes: in order from here
+    for w in watched:
+        wd.register(w.svc.name)
+    wd.watched = watched
+    wd._diff = ticks_diff
+    return watched, wd
