@@ -108,7 +108,6 @@ def build_bq_board(machine, cfg, charger, ntc_adc, ticks_us, configure=True):
     board.name = getattr(cfg, "NAME", None)  # update bundles name it (app.uds)
     board.serial = serial_of(machine)
     baud = board.dip.baud
-    # the services read bytes (the UART's), never frames (drivers.rs485frame)
     board.link_in = RS485(machine.UART(cfg.UART_IN, baud, tx=Pin(p["link_in_tx"]), rx=Pin(p["link_in_rx"])),
                           out(p["link_in_de"]), baud, LINK_IN)
     board.link_out = RS485(machine.UART(cfg.UART_OUT, baud, tx=Pin(p["link_out_tx"]), rx=Pin(p["link_out_rx"])),

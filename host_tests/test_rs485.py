@@ -1,10 +1,8 @@
-# The RS485 port (lib/drivers/rs485.py) and its idle-gap framing
-# (lib/drivers/rs485frame.py) against a UART model on a virtual microsecond
-# clock: DE timing, the UART's face, idle-gap framing, timeouts, overflow.
+# The RS485 port (lib/drivers/rs485.py) against a UART model on a virtual
+# microsecond clock: DE timing and the UART's face.
 import pytest
 
 from drivers.rs485 import LINK_IN, LINK_OUT, RS485
-from drivers.rs485frame import FramedRS485
 
 
 class Clock:
@@ -83,11 +81,11 @@ class Uart:
         return t
 
 
-def port(baud=9600, mode="txdone", frame_size=256):
+def port(baud=9600, mode="txdone"):
     clk = Clock()
     de = Pin(clk)
     u = Uart(clk, baud, de, mode)
-    p = FramedRS485(u, de, baud, bus=LINK_OUT, frame_size=frame_size, ticks_us=clk.ticks, sleep_us=clk.sleep)
+    p = RS485(u, de, baud, bus=LINK_OUT, ticks_us=clk.ticks, sleep_us=clk.sleep)
     return p, u, de, clk
 
 
@@ -108,11 +106,11 @@ def test_the_port_has_the_uarts_face():
     assert p.read(1) == b"z" and p.read() == b"123" and p.any() == 0
 
 
-def test_character_and_gap_times_from_the_baud_rate():
+def test_character_time_from_the_baud_rate():
     p, *_ = port(9600)
-    assert p.char_us == 1042 and p.gap_us == 3647  # 10 bits / 9600 baud; x 3.5
+    assert p.char_us == 1042  # 10 bits (8N1) / 9600 baud, rounded up
     p.set_baud(115200)
-    assert p.char_us == 87 and p.gap_us == 305
+    assert p.char_us == 87
     assert (LINK_IN, LINK_OUT) == (1, 2)
 
 
@@ -137,72 +135,3 @@ def test_de_dropped_even_when_txdone_never_comes():
     p.write(b"abc")
     assert de.level == 0 and p.tx_timeouts == 1
     assert clk.t <= 6 * p.char_us
-
-
-def test_idle_gap_splits_frames_and_not_inside_one():
-    p, u, de, clk = port(9600)
-    # frame 1: bytes with 3 character times of silence between them (< 3.5):
-    # still one frame; then 4 characters of silence; frame 2
-    end = u.feed(0, b"\x01\x03\x00\x10", gap_chars=3.0)
-    u.feed(end + 4 * u.char_us, b"\x02\x04")
-    assert bytes(p.frame[:p.read_frame(100)]) == b"\x01\x03\x00\x10"
-    assert bytes(p.frame[:p.read_frame(100)]) == b"\x02\x04"
-    assert p.frames == 2
-
-
-def test_frame_ends_only_after_three_and_a_half_characters():
-    p, u, de, clk = port(115200)
-    u.feed(0, b"abc")
-    last = u.rx[-1][0]
-    while True:
-        n = p.poll()
-        if n:
-            break
-        clk.t += 10
-    # closed 3.5 characters of silence + the one character a next byte would
-    # need to show up, after the last byte (seen within one 10 us poll)
-    assert n == 3 and p.gap_us + p.char_us <= clk.t - last < p.gap_us + p.char_us + 20
-
-
-def test_read_timeout_when_nothing_comes():
-    p, u, de, clk = port(9600)
-    assert p.read_frame(50) == 0
-    assert p.timeouts == 1 and 50000 <= clk.t < 51000
-
-
-def test_read_timeout_when_the_line_never_goes_quiet():
-    p, u, de, clk = port(115200, frame_size=16)
-    u.feed(0, bytes(2000))  # a babbling node, far longer than the buffer
-    assert p.read_frame(1) == 0
-    assert p.timeouts == 1
-
-
-def test_overflow_cut_and_counted():
-    p, u, de, clk = port(115200, frame_size=8)
-    u.feed(0, bytes(range(12)))
-    n = p.read_frame(100)
-    assert n == 8 and bytes(p.frame[:n]) == bytes(range(8))
-    assert p.overflows == 1 and p.rx_bytes == 12
-    u.feed(clk.t + 10000, b"ok")
-    assert bytes(p.frame[:p.read_frame(100)]) == b"ok" and p.overflows == 1
-
-
-def test_discard_drops_buffered_bytes():
-    p, u, de, clk = port(9600)
-    u.feed(0, b"junk")
-    clk.t = 10 * p.char_us
-    p.discard()
-    assert p.read_frame(10) == 0
-
-
-def test_frame_counter_wraps_below_the_small_int_limit():
-    # 2**30 frames is ~10 years at 3 frames/s but the counter must never
-    # leave the board's small ints (it would allocate on every frame)
-    p, u, de, clk = port(9600)
-    p.frames = (1 << 30) - 1
-    end = u.feed(0, b"\x01\x03\x00\x10")
-    u.feed(end + 4 * u.char_us, b"\x02\x04")
-    p.read_frame(100)
-    assert p.frames == 0
-    p.read_frame(100)
-    assert p.frames == 1

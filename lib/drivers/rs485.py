@@ -5,8 +5,7 @@
 # read, readinto, any), what the firmware's link and inverter services take
 # as board.link_in / board.link_out. The pack has two ports: Link IN (bus 1)
 # and Link OUT (bus 2), two instances. UART, pin and clock are passed in.
-# Idle-gap framing (a port that reads frames, not bytes) is
-# drivers.rs485frame: not imported on the board.
+# The services find their frames in the bytes themselves (app.router).
 import time
 
 from defs.const import const
