@@ -60,9 +60,14 @@ def test_flash_timing_matches_manual(pattern, on_ms, period_ms):
 
 
 def test_run_led_by_mode():
-    assert indicate.run_pattern(modes.STANDBY) == indicate.FLASH1
-    assert indicate.run_pattern(modes.CHARGE) == indicate.ON
-    assert indicate.run_pattern(modes.DISCHARGE) == indicate.FLASH3
+    """RUN of a normal pack: standby FLASH1, charging ON, discharging FLASH3."""
+    from bms.state import PackState
+    for mode, run in ((modes.STANDBY, indicate.FLASH1), (modes.CHARGE, indicate.ON),
+                      (modes.DISCHARGE, indicate.FLASH3)):
+        st = PackState()
+        st.mode = mode
+        indicate.fill_leds(st.leds, st)
+        assert st.leds[indicate.RUN] == run
 
 
 @pytest.mark.parametrize("soc_pct,lit", [(0, 0), (1, 1), (25, 1), (26, 2), (50, 2), (51, 3), (75, 3), (76, 4), (100, 4)])
