@@ -66,7 +66,7 @@ def _observed(prot):
                 list(prot.tbase)),
         "special": (prot.scp, prot.scp_pend, [sn[protect._S_SCP]] if prot.scp_pend else [], prot.rev, prot.usoc,
                     bytes(prot.oc_count), list(sn[protect._S_OC:protect._S_OC + 2]),
-                    prot.hw_seen, [sn[protect._S_HW + k] for k in range(5) if prot.hw_seen & (1, 2, 4, 8, 16)[k]]),
+                    prot.hw_seen, [sn[protect._S_HW + k] for k in range(5) if prot.hw_seen & protect._HW_BITS[k]]),
     }
 
 

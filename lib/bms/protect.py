@@ -77,21 +77,20 @@ _NS = _NF * P.N_LEVELS
 _A = codes.ALARMS.index
 _PR = codes.PROTECTIONS.index
 _FL = codes.FAULTS.index
-# per family (bms.params.F_* order): alarm code, protection code
-# (bytes: smaller than tuples on the heap)
-_FAM_ALARM = bytes((_A("OV"), _A("UV"), _A("TOV"), _A("TUV"), _A("COC"), _A("DOC"), _A("COT"),
-                    _A("CUT"), _A("DOT"), _A("DUT"), _A("MOS OT"), _A("EOT"), _A("EUT"), _A("IMB")))
-_FAM_PROT = bytes((_PR("COVP"), _PR("CUVP"), _PR("POVP"), _PR("PUVP"), _PR("COCP"), _PR("DOCP"),
-                   _PR("CHTP"), _PR("CLTP"), _PR("DHTP"), _PR("DLTP"), _PR("MOS OT"), _PR("EOTP"),
-                   _PR("EUTP"), _PR("IMB")))
+# The code tables below are bytes constants: from ROMFS they stay in the image
+# (a tuple, or bytes built at import, sits on the heap); host_tests/test_protect.py
+# computes them from defs.codes, defs.afe and defs.snapshot.
+# per family (bms.params.F_* order): alarm code (OV UV TOV TUV COC DOC COT CUT
+# DOT DUT MOS_OT EOT EUT IMB), protection code (COVP CUVP POVP PUVP COCP DOCP
+# CHTP CLTP DHTP DLTP MOS_OT EOTP EUTP IMB)
+_FAM_ALARM = const(b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0d\x0a\x0b\x0e")
+_FAM_PROT = const(b"\x00\x02\x01\x03\x04\x05\x07\x09\x08\x0a\x0b\x0c\x0d\x0e")
 # per family: its first row is _ROW0 + _ROWS * f; the families that trip high, and low
 _ROW0 = P.FAM_ROW0
 _ROWS = P.FAM_ROWS
 _HIGH_FAMS = P.HIGH_FAMS
 _LOW_FAMS = P.LOW_FAMS
 
-_P_COVP = _PR("COVP")
-_P_CUVP = _PR("CUVP")
 _P_COCP = _PR("COCP")
 _P_DOCP = _PR("DOCP")
 _P_SCP = _PR("SCP")
@@ -118,9 +117,10 @@ _B_MOS = (1 << _F_CHG_MOS) | (1 << _F_DSG_MOS)
 _B_IMB = 1 << _F_IMB
 del _A, _PR, _FL  # bound methods: only needed for the lookups above
 
-# hardware alerts, in this order: bit, protection code
-_HW_BITS = (ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD)
-_HW_PROT = (_P_CUVP, _P_COVP, _P_COCP, _P_DOCP, _P_SCP)
+# hardware alerts, in this order (CUV COV OCC OCD SCD): bit (defs.afe ALERT_*),
+# protection code (CUVP COVP COCP DOCP SCP)
+_HW_BITS = const(b"\x04\x08\x10\x20\x80")
+_HW_PROT = const(b"\x02\x00\x04\x05\x06")
 _HW_ALL = ALERT_CUV | ALERT_COV | ALERT_OCC | ALERT_OCD | ALERT_SCD
 
 # Protection.since, one array of tick stamps in sections (one buffer, not
@@ -150,13 +150,10 @@ _PENDING = const(1)
 _ACTIVE = const(2)
 
 # per temperature channel: bit j for each channel j that drives it (stuck
-# temperatures: the ambient drives every NTC, cell NTCs each other, MOSFET NTCs
-# each other; the ambient has none), in channel order: the four cell NTCs,
-# the two MOSFET NTCs, the ambient
-_AMB_BIT = 1 << T_AMB
-_CELL_BITS = (1 << N_CELL_TEMPS) - 1
-_DRIVERS = bytes([_AMB_BIT | _CELL_BITS & ~1, _AMB_BIT | _CELL_BITS & ~2, _AMB_BIT | _CELL_BITS & ~4,
-                  _AMB_BIT | _CELL_BITS & ~8, _AMB_BIT | 1 << T_MOS1, _AMB_BIT | 1 << T_MOS0, 0])
+# temperatures: the ambient (bit 6) drives every NTC, cell NTCs (bits 0-3) each
+# other, MOSFET NTCs (bits 4, 5) each other; the ambient has none), in channel
+# order: the four cell NTCs, the two MOSFET NTCs, the ambient
+_DRIVERS = const(b"\x4e\x4d\x4b\x47\x60\x50\x00")
 _ALL_TEMPS = (1 << N_TEMPS) - 1
 
 _BIG = const(1 << 29)
