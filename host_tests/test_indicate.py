@@ -55,6 +55,17 @@ def F(*names):
     return m
 
 
+# the LED table's rows, in bms.indicate.ROW_* order (SPEC 4)
+ROW_NAMES = ("power_off", "standby", "standby_warning", "charge", "charge_warning", "cocp",
+             "discharge", "discharge_warning", "uvp", "docp", "temperature", "failure")
+
+
+def test_row_names_follow_the_row_numbers():
+    assert len(ROW_NAMES) == indicate.ROW_FAILURE + 1
+    assert [ROW_NAMES[r] for r in (indicate.ROW_STANDBY_WARN, indicate.ROW_COCP, indicate.ROW_UVP,
+                                   indicate.ROW_TEMP)] == ["standby_warning", "cocp", "uvp", "temperature"]
+
+
 def state(mode=modes.STANDBY, alarms=0, protections=0, faults=0, current_ma=0, soc=60, soc_valid=True):
     st = PackState()
     st.mode, st.alarms, st.protections, st.faults = mode, alarms, protections, faults
@@ -109,18 +120,18 @@ ROWS = [
 def test_led_table_row(kw, row, run, alm, soc):
     st = state(**kw)
     got = indicate.fill_leds(st.leds, st)
-    assert indicate.ROW_NAMES[got] == row
+    assert ROW_NAMES[got] == row
     assert names(st) == (run, alm, soc, "off")  # M/S off: single pack (`000` F)
 
 
 def test_table_priorities_and_edge_cases():
     # a failure outranks every protection; temperature outranks over-current and UV
     st = state(mode=PROT, protections=P("CUVP", "DOCP", "CHTP"), faults=F("NTC"))
-    assert indicate.ROW_NAMES[indicate.fill_leds(st.leds, st)] == "failure"
+    assert ROW_NAMES[indicate.fill_leds(st.leds, st)] == "failure"
     st = state(mode=PROT, protections=P("CUVP", "DOCP", "CHTP"))
-    assert indicate.ROW_NAMES[indicate.fill_leds(st.leds, st)] == "temperature"
+    assert ROW_NAMES[indicate.fill_leds(st.leds, st)] == "temperature"
     st = state(mode=PROT, protections=P("CUVP", "DOCP"))
-    assert indicate.ROW_NAMES[indicate.fill_leds(st.leds, st)] == "docp"
+    assert ROW_NAMES[indicate.fill_leds(st.leds, st)] == "docp"
     # mode FAILURE without a bit is still the failure row
     st = state(mode=modes.FAILURE)
     assert names(st) == ("off", "off", ALL_OFF, "off") and indicate.fill_leds(st.leds, st) == indicate.ROW_FAILURE
@@ -521,7 +532,7 @@ def test_a_protection_without_a_row_shows_as_a_warning():
         pytest.skip("no protection code beyond the table's yet")
     for n in extra:
         st = state(mode=PROT, protections=P(n))
-        assert indicate.ROW_NAMES[indicate.fill_leds(st.leds, st)] == "standby_warning", n
+        assert ROW_NAMES[indicate.fill_leds(st.leds, st)] == "standby_warning", n
         assert indicate.buzzer_pattern(st.mode, 0, st.protections, 0, True) == indicate.BEEP2
 
 

@@ -60,9 +60,14 @@ def test_flash_timing_matches_manual(pattern, on_ms, period_ms):
 
 
 def test_run_led_by_mode():
-    assert indicate.run_pattern(modes.STANDBY) == indicate.FLASH1
-    assert indicate.run_pattern(modes.CHARGE) == indicate.ON
-    assert indicate.run_pattern(modes.DISCHARGE) == indicate.FLASH3
+    """RUN of a normal pack: standby FLASH1, charging ON, discharging FLASH3."""
+    from bms.state import PackState
+    for mode, run in ((modes.STANDBY, indicate.FLASH1), (modes.CHARGE, indicate.ON),
+                      (modes.DISCHARGE, indicate.FLASH3)):
+        st = PackState()
+        st.mode = mode
+        indicate.fill_leds(st.leds, st)
+        assert st.leds[indicate.RUN] == run
 
 
 @pytest.mark.parametrize("soc_pct,lit", [(0, 0), (1, 1), (25, 1), (26, 2), (50, 2), (51, 3), (75, 3), (76, 4), (100, 4)])
@@ -78,8 +83,15 @@ def test_soc_leds_highest_flashes_while_charging():
     assert [leds[indicate.SOC0 + k] for k in range(4)] == [indicate.ON, indicate.ON, indicate.FLASH2, indicate.OFF]
 
 
+def _counter(capacity_mah):
+    """The SOC estimator's plain coulomb counter (set_ppm, count, ppm)."""
+    s = soc.SocEstimator(Params().v)
+    s.capacity_mah = capacity_mah
+    return s
+
+
 def test_soc_counts_measured_interval_exactly():
-    s = soc.Soc(100000)
+    s = _counter(100000)
     s.set_ppm(500000)
     for _ in range(36000):  # 1 h at 10 A in 100 ms steps
         s.count(10000, 100)
@@ -92,7 +104,7 @@ def test_soc_counts_measured_interval_exactly():
 
 
 def test_soc_clamps_at_empty_and_full():
-    s = soc.Soc(1000)
+    s = _counter(1000)
     s.set_ppm(10000)
     s.count(-1000000, 3600000)
     assert s.charge_mah == 0 and s.ppm() == 0

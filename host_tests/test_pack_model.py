@@ -12,7 +12,8 @@ from defs.snapshot import Snapshot, N_TEMPS, T_MOS0, T_MOS1, T_AMB  # noqa: E402
 from defs.afe import (HwLimits, ALERT_COV, ALERT_CUV, ALERT_OCC, ALERT_OCD,  # noqa: E402
                          ALERT_SCD)
 from sim.mock_afe import MockAfe, FAULTS, NTC_OPEN_DC, NTC_SHORT_DC  # noqa: E402
-from bms.ocv import ocv_mv, soc_ppm_from_ocv  # noqa: E402
+from bms.ocv import soc_ppm_from_ocv  # noqa: E402
+from sim.ocv import ocv_mv  # noqa: E402
 from sim.pack_model import PackModel  # noqa: E402
 from sim.rng import Rng  # noqa: E402
 
@@ -104,8 +105,8 @@ def test_ocv_monotone_flat_plateau_steep_ends():
 def test_ocv_segment_table_starts_each_lookup_in_its_segment():
     # _FIRST[p]: the segment of the breakpoint table holding p %, at most the
     # last but one; a lookup from it interpolates as a scan from the start would
-    from bms import ocv
-    soc, mv, last = ocv._SOC, ocv._MV, len(ocv._SOC) - 1
+    from sim import ocv
+    soc, mv, last = ocv.SOC_PPM, ocv.OCV_MV, len(ocv.SOC_PPM) - 1
     assert len(ocv._FIRST) == 101
     for p in range(101):
         assert ocv._FIRST[p] == min(last - 1, max(k for k in range(last + 1) if soc[k] <= p * 10000))

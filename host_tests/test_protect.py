@@ -793,3 +793,28 @@ def test_update_is_allocation_free_in_micropython_on_every_path(mpy):
     out = r.stdout.split()
     assert out[0] == "ok", r.stdout
     assert int(out[1]) > 10 and out[2] == "1" and out[3] == "1"
+
+
+def test_code_tables_follow_defs():
+    """bms.protect's bytes constants: each family's alarm and protection code
+    (bms.params F_* order), the hardware alerts' bits and protection codes,
+    and which temperature channels drive each channel's stuck check."""
+    from bms import protect
+    from defs.snapshot import N_CELL_TEMPS, T_MOS0, T_MOS1, T_AMB, N_TEMPS
+    a, pr = codes.ALARMS.index, codes.PROTECTIONS.index
+    fams = ((P.F_CELL_OV, "OV", "COVP"), (P.F_CELL_UV, "UV", "CUVP"), (P.F_PACK_OV, "TOV", "POVP"),
+            (P.F_PACK_UV, "TUV", "PUVP"), (P.F_CHG_OC, "COC", "COCP"), (P.F_DSG_OC, "DOC", "DOCP"),
+            (P.F_CHG_HT, "COT", "CHTP"), (P.F_CHG_LT, "CUT", "CLTP"), (P.F_DSG_HT, "DOT", "DHTP"),
+            (P.F_DSG_LT, "DUT", "DLTP"), (P.F_MOS_OT, "MOS OT", "MOS OT"), (P.F_AMB_HT, "EOT", "EOTP"),
+            (P.F_AMB_LT, "EUT", "EUTP"), (P.F_IMB, "IMB", "IMB"))
+    assert sorted(f for f, _, _ in fams) == list(range(P.N_FAMILIES))
+    assert [protect._FAM_ALARM[f] for f, _, _ in fams] == [a(n) for _, n, _ in fams]
+    assert [protect._FAM_PROT[f] for f, _, _ in fams] == [pr(n) for _, _, n in fams]
+    assert list(protect._HW_BITS) == [ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD]
+    assert list(protect._HW_PROT) == [pr("CUVP"), pr("COVP"), pr("COCP"), pr("DOCP"), pr("SCP")]
+    cells = set(range(N_CELL_TEMPS))
+    mos = {T_MOS0, T_MOS1}
+    for ch in range(N_TEMPS):
+        group = cells if ch in cells else mos if ch in mos else set()
+        drivers = (group - {ch}) | ({T_AMB} if ch != T_AMB else set())
+        assert protect._DRIVERS[ch] == sum(1 << j for j in drivers), ch

@@ -57,16 +57,16 @@ def _observed(prot):
         "masks": (st.alarms, st.protections, st.faults, st.lockout, st.hw_clear, st.hw_clear_req,
                   st.snap.plausible),
         "events": (ev.next_seq, [ev.get(q) for q in range(ev.first_seq(), ev.next_seq)]),
-        "levels": (bytes(prot.act), bytes(prot.pend),
-                   [sn[s] for s in range(len(prot.act)) if prot.pend[s] or prot.act[s]]),
-        "faults": (prot.latched, prot.fpend, list(prot.fval),
-                   [sn[protect._S_FAULT + k] for k in range(len(prot.fval)) if prot.fpend >> k & 1]),
+        "levels": (bytes(prot.slot), [sn[s] for s in range(len(prot.slot)) if prot.slot[s]]),
+        "faults": (prot.latched, prot.fpend, list(prot.vals[protect._V_F:]),
+                   [sn[protect._S_FAULT + k] for k in range(len(codes.FAULTS)) if prot.fpend >> k & 1]),
         "stuck": (prot.sus, [sn[protect._S_SUS + k] for k in range(N_CELLS + 1) if prot.sus >> k & 1]),
         "ntc": (prot.tsus, [sn[protect._S_TSUS + c] for c in range(N_TEMPS) if prot.tsus >> c & 1],
                 [prot.theat[c] + (owed if c < T_AMB else 0) for c in range(N_TEMPS)], prot.heat_us,
                 list(prot.tbase)),
-        "special": (prot.scp, prot.scp_pend, prot.rev, prot.usoc, bytes(prot.oc_count), list(sn[protect._S_OC:protect._S_OC + 2]),
-                    prot.hw_seen, [sn[protect._S_HW + k] for k in range(5) if prot.hw_seen & (1, 2, 4, 8, 16)[k]]),
+        "special": (prot.scp, prot.scp_pend, [sn[protect._S_SCP]] if prot.scp_pend else [], prot.rev, prot.usoc,
+                    bytes(prot.oc_count), list(sn[protect._S_OC:protect._S_OC + 2]),
+                    prot.hw_seen, [sn[protect._S_HW + k] for k in range(5) if prot.hw_seen & protect._HW_BITS[k]]),
     }
 
 

@@ -1,5 +1,5 @@
 """Sleep and wake rules (SPEC 10), pre-charge, dry contacts and heater (SPEC 3)."""
-from bms import outputs, precharge, sleep
+from bms import outputs, sleep
 from defs.ticks import TICKS_MASK
 
 H = 3600 * 1000
@@ -87,14 +87,49 @@ def test_uv_sleep_wakes_every_4h_at_most_10_times():
     assert all(4 * H <= w < 4 * H + 60000 for w in wakes)
 
 
+class _Afe:
+    def __init__(self):
+        self.fets = None
+
+    def read_alerts(self):
+        return 0
+
+    def set_fets(self, chg, dsg, pchg):
+        self.fets = (chg, dsg, pchg)
+
+
 def test_precharge_done_failed_and_timing():
-    p = precharge.Precharge(margin_mv=2000, timeout_ms=1000)
-    p.start(0)
-    assert p.step(100, 52000, 30000) == precharge.RUNNING
-    assert p.step(300, 52000, 50100) == precharge.DONE
-    p.start(TICKS_MASK - 200)  # across the tick wrap
-    assert p.step(TICKS_MASK, 52000, 1000) == precharge.RUNNING
-    assert p.step(799, 52000, 1000) == precharge.FAILED
+    """The control stage's pre-charge (`000` 3.2): the pre-charge FET first,
+    the discharge FET once the pack side is within the margin of the stack,
+    the PRECHARGE failure after the timeout (across the tick wrap)."""
+    from app.control import Control
+    from bms.params import Params
+    from bms.state import PackState
+    prm = Params()
+    prm.set_by_name("precharge_margin_mv", 2000)
+    prm.set_by_name("precharge_timeout_ms", 1000)
+    st = PackState()
+    afe = _Afe()
+    ctl = Control(afe, st, prm)
+    snap = st.snap
+    snap.reads = 1
+    snap.stack_mv = 52000
+
+    def cycle(now_ms, pack_mv):
+        snap.pack_mv = pack_mv
+        ctl.tick(now_ms)
+        return afe.fets
+
+    assert cycle(0, 30000) == (True, False, True)
+    assert cycle(100, 30000) == (True, False, True)
+    assert cycle(300, 50100) == (True, True, False) and not st.precharge_failed
+    cycle(400, 0)
+    assert cycle(500, 0) == (True, True, False)  # closed: no new pre-charge
+    st.dsg_fet = False  # opened again (as by a protection): the next one from TICKS_MASK - 200
+    assert cycle(TICKS_MASK - 200, 1000) == (True, False, True)
+    assert cycle(TICKS_MASK, 1000) == (True, False, True)
+    assert cycle(798, 1000) == (True, False, True) and not st.precharge_failed
+    assert cycle(799, 1000) == (True, False, False) and st.precharge_failed
 
 
 def test_dry_contacts_both_mappings():

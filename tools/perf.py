@@ -193,10 +193,12 @@ def _run_week(model, afe, app, clock, each):
 def soc_week(seed=7):
     """Max and RMS error (ppm) of the estimator and of plain coulomb counting
     started from the estimator's first value, against the model's true SOC."""
-    from bms.soc import Soc
+    from bms.params import Params
+    from bms.soc import SocEstimator
     model, afe, app, clock = _week_pack(seed)
     st = app.state
-    plain = Soc(100000)
+    plain = SocEstimator(Params().v)  # its coulomb counter alone: set_ppm, count, ppm
+    plain.capacity_mah = 100000
     r = {"est_max": 0, "est_sq": 0, "cc_max": 0, "cc_sq": 0, "n": 0, "shown_max": 0}
 
     def each(t):

@@ -4,13 +4,17 @@
 # (st.sleep_wake_presses, st.reset_presses: sleep/wake, reset sequence), apply the sleep and wake rules
 # (bms.sleep), then the FETs: each follows the protections and faults that
 # block it (defs.codes), and the discharge FET only closes after a finished
-# pre-charge (bms.precharge). Then the dry contacts (bms.outputs). In
-# maintenance mode (the forced-update jumper fitted at boot) both FETs stay open.
+# pre-charge (`000` 3.2, `004`: its failure is a fault): the pre-charge FET
+# charges the inverter's input capacitors through its resistor until the pack
+# side is within precharge_margin_mv of the stack; taking longer than
+# precharge_timeout_ms fails it (st.precharge_failed: protect latches the
+# PRECHARGE fault). Then the dry contacts (bms.outputs). In maintenance mode
+# (the forced-update jumper fitted at boot) both FETs stay open.
 from defs.const import const
 from defs import codes, modes
+from defs.ticks import ticks_diff
 from bms import indicate, outputs, parallel, sleep
 from bms import params as P
-from bms.precharge import Precharge, RUNNING, DONE, FAILED
 from store import counters as C
 
 FET_OFF_TRIES = const(5)  # set_fets(False...) attempts in the safe state before the AFE fault
@@ -47,7 +51,9 @@ class Control:
         self.sleep = sleep.SleepRules(v[P.SLEEP_CELL_MV], v[P.SLEEP_DELAY_MS], v[P.STANDBY_SLEEP_MS],
                                       v[P.UV_SLEEP_DELAY_MS], v[P.UV_WAKE_INTERVAL_MS],
                                       v[P.UV_WAKE_TRIES], v[P.CHARGER_WAKE_MV])
-        self.pre = Precharge(v[P.PRECHARGE_MARGIN_MV], v[P.PRECHARGE_TIMEOUT_MS])
+        self._pre_margin_mv = v[P.PRECHARGE_MARGIN_MV]
+        self._pre_timeout_ms = v[P.PRECHARGE_TIMEOUT_MS]
+        self._pre_since = -1  # when the running pre-charge started; -1: none runs
         self._hw_clear_seen = state.hw_clear_req
         self._sleep_wake_seen = state.sleep_wake_presses
         self._reset_seen = state.reset_presses
@@ -130,7 +136,7 @@ class Control:
             # the protect stage resets protections; here: a new pre-charge try,
             # awake, and the all-on sequence (`003` 5.3)
             st.precharge_failed = False
-            self.pre.abort()
+            self._pre_since = -1
             if st.sleep_reason:
                 self._wake(now_ms)
             self._sequence(indicate.SEQ_RESET, now_ms)
@@ -146,7 +152,7 @@ class Control:
 
     def _go_to_sleep(self, why, now_ms):
         self.state.sleep_reason = why
-        self.pre.abort()
+        self._pre_since = -1
         self._sequence(indicate.SEQ_POWER_OFF, now_ms)
 
     def _wake(self, now_ms):
@@ -163,18 +169,15 @@ class Control:
         st = self.state
         pchg = False
         if not dsg:
-            if self.pre.phase == RUNNING:
-                self.pre.abort()
+            self._pre_since = -1
         elif not st.dsg_fet:
-            phase = self.pre.phase
-            if phase != RUNNING and not st.precharge_failed:
-                self.pre.start(now_ms)
-            phase = self.pre.step(now_ms, st.snap.stack_mv, st.snap.pack_mv)
-            if phase == DONE:
-                self.pre.abort()
-            elif phase == FAILED:
+            if self._pre_since < 0 and not st.precharge_failed:
+                self._pre_since = now_ms
+            if self._pre_since >= 0 and st.snap.stack_mv - st.snap.pack_mv <= self._pre_margin_mv:
+                self._pre_since = -1  # done: the discharge FET closes
+            elif self._pre_since >= 0 and ticks_diff(now_ms, self._pre_since) >= self._pre_timeout_ms:
                 st.precharge_failed = True  # protect latches the PRECHARGE fault
-                self.pre.abort()
+                self._pre_since = -1
                 dsg = False
             else:
                 pchg = True

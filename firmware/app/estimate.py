@@ -13,7 +13,6 @@ class Estimate:
     def __init__(self, state, params):
         self.state = state
         self.est = SocEstimator(params.v)
-        self.soc = self.est.soc  # the coulomb counter (tools read it)
         self.limits = Limits(params.v)
         self._seen = 0
         self.limits.start(state)

@@ -7,7 +7,6 @@ from defs.ticks import ticks_diff
 NONE = const(0)
 SLEEP_WAKE = const(1)  # held 3 s (`000` E: "sleep(3s)/awake(3s)")
 RESET = const(2)  # held 6-10 s and released (`003` 5.3: "press the reset key (6 ~ 10s) and release it")
-NAMES = ("none", "sleep_wake", "reset")
 
 # Defaults of the parameters button_sleep_ms, button_reset_min_ms,
 # button_reset_max_ms (used while the parameter table lacks them).

@@ -12,18 +12,6 @@ from defs.leds import RUN, ALM, SOC0, N_SOC, MS, N_LEDS
 from defs.leds import is_lit, lit_ms, UPDATE_MODE  # noqa: F401 (is_lit, lit_ms re-exported: app.indicate)
 
 
-
-def run_pattern(mode):
-    """RUN LED of a normal pack by mode: standby FLASH1, charging ON, discharging FLASH3."""
-    if mode == modes.STANDBY:
-        return FLASH1
-    if mode == modes.CHARGE:
-        return ON
-    if mode == modes.DISCHARGE:
-        return FLASH3
-    return OFF
-
-
 def soc_led_count(soc_pct):
     """SOC LEDs lit: one per started 25 % (`003` 5.4: 0-25 % one LED ... 75-100 % four)."""
     if soc_pct <= 0:
@@ -82,8 +70,6 @@ ROW_UVP = const(8)  # discharge CUVP/PUVP
 ROW_DOCP = const(9)
 ROW_TEMP = const(10)  # CHTP/DHTP/CLTP/DLTP (and MOS/environment temperature)
 ROW_FAILURE = const(11)  # cell/NTC/sensor/MOS failure, reversed polarity, SCP
-ROW_NAMES = ("power_off", "standby", "standby_warning", "charge", "charge_warning", "cocp",
-             "discharge", "discharge_warning", "uvp", "docp", "temperature", "failure")
 
 _SOC_OFF = const(0)  # all SOC LEDs off
 _SOC_BY = const(1)  # by SOC
@@ -192,7 +178,6 @@ SEQ_WAKE = const(1)  # LEDs lit one after another from RUN, 0.5 s each (`003` 5.
 SEQ_RESET = const(2)  # all LEDs on for 1.5 s (`003` 5.3)
 SEQ_POWER_OFF = const(3)  # SOC LEDs flicker 3 times (`004` 2: "five LED lights flicker for three times")
 SEQ_PARALLEL = const(4)  # RUN flickers 5 times: parallel connection formed (`004` 6.1)
-SEQ_NAMES = ("none", "wake", "reset", "power_off", "parallel")
 
 WAKE_STEP_MS = const(500)
 WAKE_LEDS = MS  # RUN, ALM, SOC1..4: M/S tells master/slave, it is not part of the sweep

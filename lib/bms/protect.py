@@ -77,21 +77,20 @@ _NS = _NF * P.N_LEVELS
 _A = codes.ALARMS.index
 _PR = codes.PROTECTIONS.index
 _FL = codes.FAULTS.index
-# per family (bms.params.F_* order): alarm code, protection code
-# (bytes: smaller than tuples on the heap)
-_FAM_ALARM = bytes((_A("OV"), _A("UV"), _A("TOV"), _A("TUV"), _A("COC"), _A("DOC"), _A("COT"),
-                    _A("CUT"), _A("DOT"), _A("DUT"), _A("MOS OT"), _A("EOT"), _A("EUT"), _A("IMB")))
-_FAM_PROT = bytes((_PR("COVP"), _PR("CUVP"), _PR("POVP"), _PR("PUVP"), _PR("COCP"), _PR("DOCP"),
-                   _PR("CHTP"), _PR("CLTP"), _PR("DHTP"), _PR("DLTP"), _PR("MOS OT"), _PR("EOTP"),
-                   _PR("EUTP"), _PR("IMB")))
+# The code tables below are bytes constants: from ROMFS they stay in the image
+# (a tuple, or bytes built at import, sits on the heap); host_tests/test_protect.py
+# computes them from defs.codes, defs.afe and defs.snapshot.
+# per family (bms.params.F_* order): alarm code (OV UV TOV TUV COC DOC COT CUT
+# DOT DUT MOS_OT EOT EUT IMB), protection code (COVP CUVP POVP PUVP COCP DOCP
+# CHTP CLTP DHTP DLTP MOS_OT EOTP EUTP IMB)
+_FAM_ALARM = const(b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0d\x0a\x0b\x0e")
+_FAM_PROT = const(b"\x00\x02\x01\x03\x04\x05\x07\x09\x08\x0a\x0b\x0c\x0d\x0e")
 # per family: its first row is _ROW0 + _ROWS * f; the families that trip high, and low
 _ROW0 = P.FAM_ROW0
 _ROWS = P.FAM_ROWS
 _HIGH_FAMS = P.HIGH_FAMS
 _LOW_FAMS = P.LOW_FAMS
 
-_P_COVP = _PR("COVP")
-_P_CUVP = _PR("CUVP")
 _P_COCP = _PR("COCP")
 _P_DOCP = _PR("DOCP")
 _P_SCP = _PR("SCP")
@@ -110,15 +109,18 @@ _F_IMB = _FL("IMB")
 _F_CURRENT = _FL("CURRENT")
 _F_STORE = _FL("STORE")
 _N_FAULTS = len(codes.FAULTS)
+_N_ALARMS = len(codes.ALARMS)
+_N_PROTS = len(codes.PROTECTIONS)
 # fault-condition timers (Protection.fpend bits) checked together
 _B_PLAUSIBLE = (1 << _F_CELL) | (1 << _F_NTC) | (1 << _F_SAMPLE)
 _B_MOS = (1 << _F_CHG_MOS) | (1 << _F_DSG_MOS)
 _B_IMB = 1 << _F_IMB
 del _A, _PR, _FL  # bound methods: only needed for the lookups above
 
-# hardware alerts, in this order: bit, protection code
-_HW_BITS = (ALERT_CUV, ALERT_COV, ALERT_OCC, ALERT_OCD, ALERT_SCD)
-_HW_PROT = (_P_CUVP, _P_COVP, _P_COCP, _P_DOCP, _P_SCP)
+# hardware alerts, in this order (CUV COV OCC OCD SCD): bit (defs.afe ALERT_*),
+# protection code (CUVP COVP COCP DOCP SCP)
+_HW_BITS = const(b"\x04\x08\x10\x20\x80")
+_HW_PROT = const(b"\x02\x00\x04\x05\x06")
 _HW_ALL = ALERT_CUV | ALERT_COV | ALERT_OCC | ALERT_OCD | ALERT_SCD
 
 # Protection.since, one array of tick stamps in sections (one buffer, not
@@ -131,16 +133,27 @@ _S_OC = _S_FAULT + _N_FAULTS
 _S_HW = _S_OC + 2
 _S_SUS = _S_HW + 5
 _S_TSUS = _S_SUS + N_CELLS + 1
-_N_SINCE = _S_TSUS + N_TEMPS
+_S_SCP = _S_TSUS + N_TEMPS  # the firmware short circuit's pending current
+_N_SINCE = _S_SCP + 1
+
+# Protection.vals, the values in one array: each family's input as of its last
+# valid read (from 0, F_* order), then the values reported with the events of
+# each alarm, protection and fault bit
+_V_A = _NF
+_V_P = _V_A + _N_ALARMS
+_V_F = _V_P + _N_PROTS
+_N_VALS = _V_F + _N_FAULTS
+
+# Protection.slot, per level slot: idle, the input beyond the threshold for
+# less than the delay, tripped
+_PENDING = const(1)
+_ACTIVE = const(2)
 
 # per temperature channel: bit j for each channel j that drives it (stuck
-# temperatures: the ambient drives every NTC, cell NTCs each other, MOSFET NTCs
-# each other; the ambient has none), in channel order: the four cell NTCs,
-# the two MOSFET NTCs, the ambient
-_AMB_BIT = 1 << T_AMB
-_CELL_BITS = (1 << N_CELL_TEMPS) - 1
-_DRIVERS = bytes([_AMB_BIT | _CELL_BITS & ~1, _AMB_BIT | _CELL_BITS & ~2, _AMB_BIT | _CELL_BITS & ~4,
-                  _AMB_BIT | _CELL_BITS & ~8, _AMB_BIT | 1 << T_MOS1, _AMB_BIT | 1 << T_MOS0, 0])
+# temperatures: the ambient (bit 6) drives every NTC, cell NTCs (bits 0-3) each
+# other, MOSFET NTCs (bits 4, 5) each other; the ambient has none), in channel
+# order: the four cell NTCs, the two MOSFET NTCs, the ambient
+_DRIVERS = const(b"\x4e\x4d\x4b\x47\x60\x50\x00")
 _ALL_TEMPS = (1 << N_TEMPS) - 1
 
 _BIG = const(1 << 29)
@@ -169,30 +182,24 @@ class Protection:
         self.st = state
         if getattr(state, "events", None) is None:
             state.events = Events()
-        self.events = state.events
-        # level slots: family * 3 + level (0 alarm, 1 p1, 2 p2); since[slot]: when
-        # the slot began pending, while it is active when it tripped (the
-        # over-current retry counts from there); the other timers (_S_*) follow
-        self.act = bytearray(_NS)
-        self.pend = bytearray(_NS)
+        # level slots: family * 3 + level (0 alarm, 1 p1, 2 p2), each 0 (idle),
+        # _PENDING or _ACTIVE; since[slot]: when the slot began pending, while it
+        # is active when it tripped (the over-current retry counts from there);
+        # the other timers (_S_*) follow
+        self.slot = bytearray(_NS)
         self.since = array("i", [0] * _N_SINCE)
         self.busy = 0  # bit per family with a level active or timing
         self.amask = 0  # alarm and protection bits of the active levels
         self.pmask = 0
-        self.val = array("i", [0] * _NF)  # each family's input, as of its last valid read
+        self.vals = array("i", [0] * _N_VALS)  # the families' inputs and the events' values (_V_*)
         self.fok = bytearray(_NF)  # the input is valid this read
         self.fok[P.F_PACK_OV] = self.fok[P.F_PACK_UV] = self.fok[P.F_CHG_OC] = self.fok[P.F_DSG_OC] = 1
-        # values reported with events, per code bit
-        self.aval = array("i", [0] * len(codes.ALARMS))
-        self.pval = array("i", [0] * len(codes.PROTECTIONS))
-        self.fval = array("i", [0] * _N_FAULTS)
         # timers of fault conditions: bit per fault running (since when: _S_FAULT)
         self.fpend = 0
         self.latched = 0  # latched fault bits
         # short circuit / reversed polarity (released by charging or reset)
         self.scp = False
-        self.scp_pend = False
-        self.scp_since = 0
+        self.scp_pend = False  # since when: _S_SCP
         self.rev = False
         self.usoc = False
         # over-current: consecutive trips (0 chg, 1 dsg; the last release: _S_OC)
@@ -241,7 +248,7 @@ class Protection:
     def _latch(self, k, value):
         if not self.latched & (1 << k):
             self.latched |= 1 << k
-            self.fval[k] = value
+            self.vals[_V_F + k] = value
 
     def _charge_to_release(self, i_ma):
         """SCP / reversed polarity release: charge current flows, or a charger
@@ -318,7 +325,7 @@ class Protection:
                     if x < cmin:
                         cmin = x
                 c += 1
-        val = self.val
+        val = self.vals
         fok = self.fok
         ok = 1 if cmax >= 0 else 0
         fok[P.F_CELL_OV] = fok[P.F_CELL_UV] = fok[P.F_IMB] = ok
@@ -398,7 +405,7 @@ class Protection:
         beyond one of its thresholds (_family); any other would only clear
         pend, which is clear."""
         v = self.p.v
-        val = self.val
+        val = self.vals
         fok = self.fok
         busy = self.busy if self.incremental else -1
         for f in _HIGH_FAMS:
@@ -416,8 +423,7 @@ class Protection:
         v = self.p.v
         i_ma = self.st.snap.current_ma
         dead = v[P.CURRENT_DEADBAND_MA]
-        act = self.act
-        pend = self.pend
+        slot = self.slot
         since = self.since
         # current releases need the input inside every protection level
         over1 = x >= v[b + 3] if high else x <= v[b + 3]
@@ -434,7 +440,7 @@ class Protection:
             else:
                 over = x <= thr
                 back = x >= rel
-            if act[n]:
+            if slot[n] == _ACTIVE:
                 release = back
                 if lvl:
                     if f == P.F_CELL_OV or f == P.F_PACK_OV:
@@ -448,30 +454,28 @@ class Protection:
                         release = (back and not self.lockout & LOCK_DSG
                                    and ticks_diff(now, since[n]) >= v[P.OC_RETRY_MS])
                 if release:
-                    act[n] = 0
-                    pend[n] = 0
+                    slot[n] = 0
             elif over:
-                if not pend[n]:
-                    pend[n] = 1
+                if not slot[n]:
+                    slot[n] = _PENDING
                     since[n] = now
                 if ticks_diff(now, since[n]) >= v[k + 2]:
-                    act[n] = 1
-                    pend[n] = 0
+                    slot[n] = _ACTIVE
                     since[n] = now
             else:
-                pend[n] = 0
+                slot[n] = 0
             lvl += 1
         a = 1 << _FAM_ALARM[f]
-        if act[s]:
+        if slot[s] == _ACTIVE:
             self.amask |= a
         else:
             self.amask &= ~a
         a = 1 << _FAM_PROT[f]
-        if act[s + 1] or act[s + 2]:
+        if slot[s + 1] == _ACTIVE or slot[s + 2] == _ACTIVE:
             self.pmask |= a
         else:
             self.pmask &= ~a
-        if act[s] or act[s + 1] or act[s + 2] or pend[s] or pend[s + 1] or pend[s + 2]:
+        if slot[s] or slot[s + 1] or slot[s + 2]:
             self.busy |= 1 << f
         else:
             self.busy &= ~(1 << f)
@@ -515,7 +519,7 @@ class Protection:
         self.have_prev = True
         # imbalance failure (`004`: delta > 1 V)
         if self.fok[P.F_IMB]:
-            dv = self.val[P.F_IMB]
+            dv = self.vals[P.F_IMB]
             if (dv > v[P.IMB_FAIL_MV] or self.fpend & _B_IMB) and self._hold(
                     _F_IMB, dv > v[P.IMB_FAIL_MV], now, v[P.IMB_FAIL_DELAY_MS]):
                 self._latch(_F_IMB, dv)
@@ -634,11 +638,11 @@ class Protection:
             if -i_ma >= v[P.SCP_MA]:
                 if not self.scp_pend:
                     self.scp_pend = True
-                    self.scp_since = now
-                if ticks_diff(now, self.scp_since) >= v[P.SCP_DELAY_MS]:
+                    self.since[_S_SCP] = now
+                if ticks_diff(now, self.since[_S_SCP]) >= v[P.SCP_DELAY_MS]:
                     self.scp = True
                     self.scp_pend = False
-                    self.pval[_P_SCP] = i_ma
+                    self.vals[_V_P + _P_SCP] = i_ma
             else:
                 self.scp_pend = False
         elif self._charge_to_release(i_ma) and not st.hw_alerts & ALERT_SCD:
@@ -647,7 +651,7 @@ class Protection:
         if snap.pack_mv <= -v[P.REV_POL_MV]:
             if not self.rev:
                 self.rev = True
-                self.fval[_F_REVERSED] = snap.pack_mv
+                self.vals[_V_F + _F_REVERSED] = snap.pack_mv
         elif self.rev and self._charge_to_release(i_ma):
             self.rev = False
         # USOC alarm (the estimate runs after this stage: last cycle's SOC)
@@ -656,7 +660,7 @@ class Protection:
                 self.usoc = True
             elif st.soc_pct >= v[P.USOC_ALARM_REL_PCT]:
                 self.usoc = False
-            self.aval[_A_USOC] = st.soc_pct
+            self.vals[_V_A + _A_USOC] = st.soc_pct
         # hardware alerts: note when first seen, ask the control stage to clear
         # them once the firmware's release rule holds (on a plausible read the
         # cells' extremes are the families' inputs)
@@ -664,8 +668,8 @@ class Protection:
         if not (ha or self.hw_seen or not self.incremental):
             return
         dead = v[P.CURRENT_DEADBAND_MA]
-        cmax = self.val[P.F_CELL_OV]
-        cmin = self.val[P.F_CELL_UV]
+        cmax = self.vals[P.F_CELL_OV]
+        cmin = self.vals[P.F_CELL_UV]
         k = 0
         while k < 5:
             bit = _HW_BITS[k]
@@ -739,31 +743,32 @@ class Protection:
         alarms = st.alarms & ~par
         if na != alarms or np_ != old or full:
             # the families' events report their input of the last valid read
-            val = self.val
+            val = self.vals
             f = 0
             while f < _NF:
-                self.aval[_FAM_ALARM[f]] = val[f]
-                self.pval[_FAM_PROT[f]] = val[f]
+                val[_V_A + _FAM_ALARM[f]] = val[f]
+                val[_V_P + _FAM_PROT[f]] = val[f]
                 f += 1
-            self._diff(codes.KIND_ALARM, alarms, na, self.aval, now)
-            self._diff(codes.KIND_PROTECTION, old, np_, self.pval, now)
+            self._diff(codes.KIND_ALARM, alarms, na, _V_A, now)
+            self._diff(codes.KIND_PROTECTION, old, np_, _V_P, now)
         if nf != st.faults:
-            self._diff(codes.KIND_FAULT, st.faults, nf, self.fval, now)
+            self._diff(codes.KIND_FAULT, st.faults, nf, _V_F, now)
         if st.link_failure:
             na |= par
         if (na ^ st.alarms) & par:
-            self.events.record(codes.KIND_ALARM, _A_PARALLEL, (na & par) != 0, now, st.link_online)
+            st.events.record(codes.KIND_ALARM, _A_PARALLEL, (na & par) != 0, now, st.link_online)
         st.alarms = na
         st.protections = np_
         st.faults = nf
         st.lockout = self.lockout
 
-    def _diff(self, kind, old, new, vals, now):
+    def _diff(self, kind, old, new, base, now):
+        """An event for every bit that changed; its value: vals[base + bit]."""
         ch = old ^ new
         k = 0
         while ch:
             if ch & 1:
-                self.events.record(kind, k, (new >> k) & 1, now, vals[k])
+                self.st.events.record(kind, k, (new >> k) & 1, now, self.vals[base + k])
             ch >>= 1
             k += 1
 
@@ -777,8 +782,7 @@ class Protection:
         state (and its events) is committed at the next update."""
         n = 0
         while n < _NS:
-            self.act[n] = 0
-            self.pend[n] = 0
+            self.slot[n] = 0
             n += 1
         self.busy = self.amask = self.pmask = 0
         self.fpend = 0

@@ -99,13 +99,33 @@ def _clear(c, k):
     c[k + 1] = 0
 
 
-class Soc:
-    """The plain coulomb counter (kept for callers and as perf's reference)."""
+class SocEstimator:
+    """The SOC rules over the pack state; update() once per new good read.
+    The coulomb counter itself (set_ppm, count, ppm) is plain: the count
+    between 0 and capacity_mah (perf compares the estimate with it alone)."""
 
-    def __init__(self, capacity_mah):
-        self.capacity_mah = capacity_mah
+    def __init__(self, v):
+        self.v = v
+        self.rated_mah = v[P.RATED_CAPACITY_MAH]
+        self.capacity_mah = self.rated_mah  # the counter's: the learned capacity once known
         self.charge_mah = 0
         self._rem_mams = 0  # mA*ms not yet a whole mAh, 0 <= rem < 3.6e6
+        self.started = False
+        self.cal_count = 0  # calibrations so far (full, empty, OCV)
+        self.learn_count = 0  # capacities learned
+        self._rest_ms = 0
+        self._end_ms = 0  # time the charge-end (cut-off current) condition held
+        self._at_full = False
+        self._at_empty = False
+        self._cal_ppm = -1  # last calibration point, -1 none yet
+        # the counters (_NET.._DSG_E); _NET and _CHG saturate at twice the
+        # rated capacity (_lim), beyond which neither changes a calibration's outcome
+        self._c = array("i", [0] * (2 * _N_COUNTERS))
+        self._lim = 2 * self.rated_mah
+        self._off_ms = 0
+        self._off_sum = 0  # mA*ms of readings where no current can flow
+
+    # --- the coulomb counter ---
 
     def set_ppm(self, soc_ppm):
         self.charge_mah = part_of(self.capacity_mah, soc_ppm)
@@ -135,37 +155,14 @@ class Soc:
     def ppm(self):
         return ratio_ppm(self.charge_mah, self.capacity_mah)
 
-
-class SocEstimator:
-    """The SOC rules over the pack state; update() once per new good read."""
-
-    def __init__(self, v):
-        self.v = v
-        self.rated_mah = v[P.RATED_CAPACITY_MAH]
-        self.soc = Soc(self.rated_mah)
-        self.started = False
-        self.cal_count = 0  # calibrations so far (full, empty, OCV)
-        self.learn_count = 0  # capacities learned
-        self._rest_ms = 0
-        self._end_ms = 0  # time the charge-end (cut-off current) condition held
-        self._at_full = False
-        self._at_empty = False
-        self._cal_ppm = -1  # last calibration point, -1 none yet
-        # the counters (_NET.._DSG_E); _NET and _CHG saturate at twice the
-        # rated capacity (_lim), beyond which neither changes a calibration's outcome
-        self._c = array("i", [0] * (2 * _N_COUNTERS))
-        self._lim = 2 * self.rated_mah
-        self._off_ms = 0
-        self._off_sum = 0  # mA*ms of readings where no current can flow
-
     # --- calibration ---
 
     def _use_fcc(self, st):
         fcc = st.fcc_mah if st.fcc_mah > 0 else self.rated_mah
-        if fcc != self.soc.capacity_mah:
-            p = self.soc.ppm()
-            self.soc.capacity_mah = fcc
-            self.soc.set_ppm(p)
+        if fcc != self.capacity_mah:
+            p = self.ppm()
+            self.capacity_mah = fcc
+            self.set_ppm(p)
 
     def calibrate(self, st, ppm):
         """A known SOC: learn the capacity if the last point is far enough
@@ -184,7 +181,7 @@ class SocEstimator:
                 st.soh_pct = soh if soh < 100 else 100
                 self.learn_count += 1
         self._use_fcc(st)
-        self.soc.set_ppm(ppm)
+        self.set_ppm(ppm)
         self._cal_ppm = ppm
         _clear(self._c, _NET)
         _clear(self._c, _CHG)
@@ -220,11 +217,11 @@ class SocEstimator:
                 st.soc_restore_ppm = value
                 return
             self._use_fcc(st)
-            self.soc.set_ppm(value)
+            self.set_ppm(value)
             self._cal_ppm = -1
             _clear(self._c, _NET)
             _clear(self._c, _CHG)
-            self._publish(st, self.soc.ppm())
+            self._publish(st, self.ppm())
         elif what == SET_CYCLES:
             r = self.rated_mah
             st.dsg_ah = value * (r // _MAH_PER_AH) + value * (r % _MAH_PER_AH) // _MAH_PER_AH
@@ -235,7 +232,7 @@ class SocEstimator:
         """The first good read: the restored SOC, else the OCV guess."""
         self._use_fcc(st)
         if st.soc_restore_ppm >= 0:
-            self.soc.set_ppm(st.soc_restore_ppm if st.soc_restore_ppm <= _FULL_PPM else _FULL_PPM)
+            self.set_ppm(st.soc_restore_ppm if st.soc_restore_ppm <= _FULL_PPM else _FULL_PPM)
         elif snap.plausible and vmin <= self.v[P.SOC_OCV_LOW_MV]:
             self.calibrate(st, soc_ppm_from_ocv(vmin))
         elif snap.plausible and vmax >= self.v[P.SOC_OCV_HIGH_MV]:
@@ -247,7 +244,7 @@ class SocEstimator:
             frac = snap.stack_mv - mv * n
             a = soc_ppm_from_ocv(mv)
             b = soc_ppm_from_ocv(mv + 1)
-            self.soc.set_ppm(a + (b - a) * frac // n)
+            self.set_ppm(a + (b - a) * frac // n)
         self.started = True
 
     # --- each read ---
@@ -259,7 +256,7 @@ class SocEstimator:
         vmax = snap.max_cell_mv
         if not self.started:
             self.start(st, snap, vmin, vmax)
-            self._publish(st, self.soc.ppm())
+            self._publish(st, self.ppm())
             return
         self._use_fcc(st)
         deadband = v[P.CURRENT_DEADBAND_MA]
@@ -272,9 +269,9 @@ class SocEstimator:
         elif i < -_MAX_MA:
             i = -_MAX_MA
         if i:  # no current moves no counter: each holds 0 <= remainder < unit, a count in range
-            self.soc.count(i, dt_ms)
+            self.count(i, dt_ms)
             counter_add(self._c, _NET, i, dt_ms, _MAMS_PER_MAH, self._lim)
-            self._count(st, i, dt_ms, snap.stack_mv)
+            self._lifetime(st, i, dt_ms, snap.stack_mv)
 
         # charge end: COVP (or the AFE's COV), or the cut-off current at the
         # charge voltage for charge_end_delay_ms; a read that failed plausibility
@@ -293,7 +290,7 @@ class SocEstimator:
                 self._at_full = True
                 self.calibrate(st, _FULL_PPM)
             else:
-                self.soc.set_ppm(_FULL_PPM)
+                self.set_ppm(_FULL_PPM)
             st.soc_full = True
         elif ok and (st.protections & _CUVP or st.hw_alerts & ALERT_CUV):
             if not self._at_empty:
@@ -311,7 +308,7 @@ class SocEstimator:
                         self.calibrate(st, soc_ppm_from_ocv(vmax))
             else:
                 self._rest_ms = 0
-        ppm = self.soc.ppm()
+        ppm = self.ppm()
         if ppm < 990000:
             self._at_full = False
             st.soc_full = False
@@ -320,7 +317,7 @@ class SocEstimator:
         self._publish(st, ppm)
 
     def _publish(self, st, ppm):
-        """ppm: self.soc.ppm()."""
+        """ppm: self.ppm()."""
         st.soc_ppm = ppm
         pct = ppm // 10000
         if pct > 99 and not st.soc_full:
@@ -343,7 +340,7 @@ class SocEstimator:
             self._off_ms = 0
             self._off_sum = 0
 
-    def _count(self, st, i, dt_ms, stack_mv):
+    def _lifetime(self, st, i, dt_ms, stack_mv):
         """Lifetime Ah, Wh and cycles."""
         c = self._c
         if i > 0:

@@ -21,7 +21,7 @@
 #    ~1.1 J/(g*K) for LFP), 3 h cell-to-ambient time constant (enclosed pack);
 #    FET bank 1 mOhm on, 0.7 V body diode, 200 J/K with heatsink, 5 min.
 #    These thermal figures are engineering estimates, not from a datasheet.
-from bms.ocv import ocv_span
+from sim.ocv import ocv_span
 
 N_GROUPS = 4  # cell NTC groups
 CELL_MAX_MV = 5000  # physical clamp of a terminal voltage
