@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as stt
 import pylon_rs485_decoder
 from fake_port import Uart
 from proto import link
+from proto import wire
 from proto import pylon_rs485 as pr
 from bms import parallel
 from bms.state import PackState
@@ -107,22 +108,22 @@ def test_crc16_is_the_ccitt_false_crc_of_any_range(data, cut, init):
 def test_dbc_decodes_the_link_frames():
     db = cantools.database.load_file(os.path.join(ROOT, "tools", "dbc", "bms_link.dbc"))
     d = bytearray(8)
-    link.put_u16(d, 0, 53210)
-    link.put_i16(d, 2, -1234)  # 10 mA units
+    wire.put_u16(d, 0, 53210)
+    wire.put_i16(d, 2, -1234)  # 10 mA units
     d[4], d[5], d[6], d[7] = 57, 99, link.F_CHG_OK | link.F_DSG_OK, 100
     m = db.decode_message(link.can_id(link.T_STATUS, 2, 1), bytes(d))
     assert m["voltage"] == pytest.approx(53.21) and m["current"] == pytest.approx(-12.34)
     assert (m["soc"], m["soh"], m["flags"], m["capacity"]) == (57, 99, 3, 100)
-    link.put_u16(d, 0, 56000)
-    link.put_u16(d, 2, 10000)
-    link.put_u16(d, 4, 12000)
-    link.put_u16(d, 6, 44800)
+    wire.put_u16(d, 0, 56000)
+    wire.put_u16(d, 2, 10000)
+    wire.put_u16(d, 4, 12000)
+    wire.put_u16(d, 6, 44800)
     m = db.decode_message(link.can_id(link.T_LIMITS, 2, 1), bytes(d))
     assert (m["cvl"], m["ccl"], m["dcl"], m["dvl"]) == pytest.approx((56.0, 100.0, 120.0, 44.8))
-    link.put_u16(d, 0, 3301)
-    link.put_u16(d, 2, 3342)
-    link.put_i16(d, 4, -55)
-    link.put_i16(d, 6, 312)
+    wire.put_u16(d, 0, 3301)
+    wire.put_u16(d, 2, 3342)
+    wire.put_i16(d, 4, -55)
+    wire.put_i16(d, 6, 312)
     m = db.decode_message(link.can_id(link.T_EXTREMES, 2, 1), bytes(d))
     assert (m["min_cell"], m["max_cell"], m["min_temp"], m["max_temp"]) == pytest.approx((3.301, 3.342, -5.5, 31.2))
     d = bytes([0x3A, 0x16, 0, 5, 0, 0, 1, 0])
@@ -131,7 +132,7 @@ def test_dbc_decodes_the_link_frames():
     assert (m["alarms"], m["faults"]) == (5, 256)
     d = bytearray(8)
     d[0], d[1] = 3, 8
-    link.put_u16(d, 2, 52000)
+    wire.put_u16(d, 2, 52000)
     m = db.decode_message(link.can_id(link.T_HELLO, 1, 0xFF), bytes(d))
     assert (m["generation"], m["packs_online"], m["system_voltage"]) == (3, 8, pytest.approx(52.0))
 

@@ -179,8 +179,10 @@ class Link(Service):
         off = t.offline()
         if off + n > 1 and (self._last_hello_ms < 0 or parallel.elapsed(now_ms, self._last_hello_ms) >= parallel.HELLO_MS):
             self._last_hello_ms = now_ms
+            import proto.linkrep  # a peer was heard: the table's build() imported it
+            rep = proto.linkrep
             d = self._pl
-            link.put_hello(d, self.forming.gen, n, self._system_mv(), off)
+            rep.put_hello(d, self.forming.gen, n, self._system_mv(), off)
             self._send(link.T_HELLO, link.BROADCAST, d, 8)
         return off
 
@@ -226,15 +228,17 @@ class Link(Service):
         a = self.roles.address
         if not self._built(False):
             return  # the next slot tries again
+        import proto.linkrep  # imported by the table's build(), a look-up here (no "from": no name tuple built)
+        rep = proto.linkrep
         own_row(t, a, st, self.params, self._flags())
         d = self._pl
-        link.put_status(d, t, a)
+        rep.put_status(d, t, a)
         self._send(link.T_STATUS, link.MASTER, d, 8)
-        link.put_limits(d, t, a)
+        rep.put_limits(d, t, a)
         self._send(link.T_LIMITS, link.MASTER, d, 8)
-        link.put_extremes(d, t, a)
+        rep.put_extremes(d, t, a)
         self._send(link.T_EXTREMES, link.MASTER, d, 8)
-        link.put_info(d, t, a)
+        rep.put_info(d, t, a)
         self._send(link.T_INFO, link.MASTER, d, 8)
 
     def _send_cells(self):
@@ -245,9 +249,11 @@ class Link(Service):
         a = self.roles.address
         if not self._built(False):
             return  # the master asks again
+        import proto.linkrep  # as in _report
+        rep = proto.linkrep
         own_row(t, a, st, self.params, self._flags())
         d = self._pl
-        link.put_capacity(d, t, a)
+        rep.put_capacity(d, t, a)
         self._send(link.T_CAPACITY, link.MASTER, d, 8)
         snap = st.snap
         for cells in (False, True):
@@ -258,7 +264,7 @@ class Link(Service):
                 cnt = top
             first = 0
             while first < cnt:
-                link.put_series(d, arr, first, cnt, not cells)
+                rep.put_series(d, arr, first, cnt, not cells)
                 self._send(link.T_CELLS if cells else link.T_TEMPS, link.MASTER, d, 8)
                 first += link.PER_FRAME
 

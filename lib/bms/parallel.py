@@ -182,10 +182,13 @@ class Table:
         self.n = n
 
     def build(self):
-        """Every row (idempotent); returns the table (app.service.built).
-        Row 1 starts empty too: the master builds at a peer's report, which
-        its tick reads before it writes its own row (app.link; every tick
-        once the pack has read its AFE, and never before)."""
+        """Every row (idempotent), and proto.linkrep, the report payloads
+        that fill them and are encoded from them (take(), the slaves'
+        reports); returns the table (app.service.built). Row 1 starts empty
+        too: the master builds at a peer's report, which its tick reads
+        before it writes its own row (app.link; every tick once the pack has
+        read its AFE, and never before)."""
+        import proto.linkrep  # noqa: F401 (a failed import leaves sys.modules: the next build tries again)
         if self.n < N:
             self._rows(N)
         return self
@@ -213,21 +216,23 @@ class Table:
         rows built (build(), and build_series() for T_CELLS / T_TEMPS)."""
         if not link.valid_address(src):
             return False
+        import proto.linkrep  # imported by build(): a look-up (no "from": its name tuple is built per call)
+        rep = proto.linkrep
         if typ == link.T_STATUS:
-            link.take_status(self, src, d)
+            rep.take_status(self, src, d)
             self.last_ms[src] = now_ms
             if not self.seen[src]:
                 self.heard += 1
             self.seen[src] = 1
             self.online[src] = 1
         elif typ == link.T_LIMITS:
-            link.take_limits(self, src, d)
+            rep.take_limits(self, src, d)
         elif typ == link.T_EXTREMES:
-            link.take_extremes(self, src, d)
+            rep.take_extremes(self, src, d)
         elif typ == link.T_INFO:
-            link.take_info(self, src, d)
+            rep.take_info(self, src, d)
         elif typ == link.T_CAPACITY:
-            link.take_capacity(self, src, d)
+            rep.take_capacity(self, src, d)
         elif typ == link.T_CELLS or typ == link.T_TEMPS:
             cells = typ == link.T_CELLS
             first = d[0]
@@ -235,7 +240,7 @@ class Table:
             top = MAX_CELLS if cells else MAX_TEMPS
             if cnt > top or first >= cnt:
                 return False
-            link.take_series(self.cells if cells else self.temps, src * top, d, not cells)
+            rep.take_series(self.cells if cells else self.temps, src * top, d, not cells)
             if cells:
                 self.n_cells[src] = cnt
                 if first + link.PER_FRAME >= cnt:

@@ -10,7 +10,7 @@
 # RS485 frame: SOF 0x7E, len (payload bytes, 0..8), type, src, dst, payload,
 #   CRC-16/CCITT-FALSE (hi, lo) over len..payload. 7 + len bytes.
 from defs.const import const
-from proto.wire import put_u8, put_u16, put_i16, put_u24, get_u16, get_i16, get_u24, trunc  # noqa: F401
+from proto.wire import get_u16, trunc  # noqa: F401 (get_u16: app.link reads HELLO in place)
 
 PREFIX = const(0x1A)
 BROADCAST = const(0xFF)
@@ -75,6 +75,7 @@ def valid_address(a):
 
 
 # --- payloads: one encoder (put_*) and one decoder (take_*) per message ----------
+# (those of the reports and HELLO in proto.linkrep, imported at first need)
 # STATUS:  voltage mV u16, current 10 mA i16, SOC % u8, SOH % u8, flags u8, capacity Ah u8
 # LIMITS:  CVL mV u16, CCL 10 mA u16, DCL 10 mA u16, DVL mV u16
 # EXTREMES: min cell mV u16, max cell mV u16, min temp dC i16, max temp dC i16
@@ -96,117 +97,11 @@ def current_ma(ma):
     return trunc(ma, 10) * 10
 
 
-def put_status(d, t, a):
-    put_u16(d, 0, t.voltage_mv[a])
-    put_i16(d, 2, trunc(t.current_ma[a], 10))
-    d[4] = t.soc_pct[a]
-    d[5] = t.soh_pct[a]
-    d[6] = t.flags[a]
-    put_u8(d, 7, t.cap_ah[a])
-
-
-def take_status(t, a, d):
-    t.voltage_mv[a] = get_u16(d, 0)
-    t.current_ma[a] = get_i16(d, 2) * 10
-    t.soc_pct[a] = d[4] if d[4] <= 100 else 100
-    t.soh_pct[a] = d[5] if d[5] <= 100 else 100
-    t.flags[a] = d[6]
-    t.cap_ah[a] = d[7]
-
-
-def put_limits(d, t, a):
-    put_u16(d, 0, t.cvl_mv[a])
-    put_u16(d, 2, t.ccl_ma[a] // 10)
-    put_u16(d, 4, t.dcl_ma[a] // 10)
-    put_u16(d, 6, t.dvl_mv[a])
-
-
-def take_limits(t, a, d):
-    t.cvl_mv[a] = get_u16(d, 0)
-    t.ccl_ma[a] = get_u16(d, 2) * 10
-    t.dcl_ma[a] = get_u16(d, 4) * 10
-    t.dvl_mv[a] = get_u16(d, 6)
-
-
-def put_extremes(d, t, a):
-    put_u16(d, 0, t.min_cell_mv[a])
-    put_u16(d, 2, t.max_cell_mv[a])
-    put_i16(d, 4, t.min_temp_dc[a])
-    put_i16(d, 6, t.max_temp_dc[a])
-
-
-def take_extremes(t, a, d):
-    t.min_cell_mv[a] = get_u16(d, 0)
-    t.max_cell_mv[a] = get_u16(d, 2)
-    t.min_temp_dc[a] = get_i16(d, 4)
-    t.max_temp_dc[a] = get_i16(d, 6)
-
-
-def put_info(d, t, a):
-    d[0] = t.idx_cell[a]
-    d[1] = t.idx_temp[a]
-    put_u16(d, 2, t.alarms[a])
-    put_u16(d, 4, t.protections[a])
-    put_u16(d, 6, t.faults[a])
-
-
-def take_info(t, a, d):
-    t.idx_cell[a] = d[0]
-    t.idx_temp[a] = d[1]
-    t.alarms[a] = get_u16(d, 2)
-    t.protections[a] = get_u16(d, 4)
-    t.faults[a] = get_u16(d, 6)
-
-
-def put_capacity(d, t, a):
-    put_u24(d, 0, t.full_mah[a])
-    put_u16(d, 3, t.cycles[a])
-    d[5] = d[6] = d[7] = 0
-
-
-def take_capacity(t, a, d):
-    t.full_mah[a] = get_u24(d, 0)
-    t.cycles[a] = get_u16(d, 3)
-
-
-def put_series(d, arr, first, cnt, signed):
-    """CELLS (signed False: mV) or TEMPS (signed True: dC): arr[first..first+2]
-    of cnt values; past cnt 0."""
-    d[0] = first
-    d[1] = cnt
-    for k in range(PER_FRAME):
-        i = first + k
-        v = arr[i] if i < cnt else 0
-        if signed:
-            put_i16(d, 2 + 2 * k, v)
-        else:
-            put_u16(d, 2 + 2 * k, v)
-
-
-def take_series(arr, base, d, signed):
-    """A CELLS/TEMPS payload d into arr[base + index] for the indexes below
-    its count (the caller has checked first < count <= its room)."""
-    first = d[0]
-    cnt = d[1]
-    for k in range(PER_FRAME):
-        i = first + k
-        if i < cnt:
-            arr[base + i] = get_i16(d, 2 + 2 * k) if signed else get_u16(d, 2 + 2 * k)
-
-
 # HELLO's fields (the slaves read them in place: d[HELLO_GEN], get_u16(d, HELLO_MV))
 HELLO_GEN = const(0)
 HELLO_ONLINE = const(1)
 HELLO_MV = const(2)
 HELLO_FLAGS = const(4)
-
-
-def put_hello(d, gen, online, system_mv, failure):
-    d[HELLO_GEN] = gen
-    d[HELLO_ONLINE] = online
-    put_u16(d, HELLO_MV, system_mv)
-    d[HELLO_FLAGS] = 1 if failure else 0
-    d[5] = d[6] = d[7] = 0
 
 
 def put_pair(d, first, second):
