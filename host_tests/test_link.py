@@ -3,6 +3,7 @@ DBC decode with cantools, and fuzzing of what a pack's link service gets."""
 import binascii
 import os
 import random
+import sys
 
 import cantools
 import pytest
@@ -759,6 +760,21 @@ def test_the_master_builds_its_rows_at_the_first_peer_report_and_retries_after_a
         assert (t.cells is None) == (k < 3) and svc.bad_frames == 0
     assert st.link_online == 2 and t.voltage_mv[2] == 0xCE20 and list(t.temps[2 * parallel.MAX_TEMPS:][:2]) == [250, 251]
     assert t.voltage_mv[1] == st.snap.stack_mv  # the own row came along
+
+
+def test_a_pack_alone_never_imports_the_report_payloads(monkeypatch):
+    """proto.linkrep (the reports and HELLO) comes with the rows, at the
+    first peer report: a pack alone never loads it (issue 12)."""
+    import proto
+    monkeypatch.delitem(sys.modules, "proto.linkrep", raising=False)
+    monkeypatch.delattr(proto, "linkrep", raising=False)
+    svc, st, b = _master()
+    for k in range(30):
+        svc.tick(parallel.DISCOVER_MS + 200 + 100 * k)
+    assert "proto.linkrep" not in sys.modules and svc.table.n == 2
+    b.can.rx.append((link.can_id(link.T_STATUS, 2, link.MASTER), bytes([0xCE, 0x20, 0, 0, 50, 100, 3, 100]), 2))
+    svc.tick(parallel.DISCOVER_MS + 3200)
+    assert "proto.linkrep" in sys.modules and svc.table.voltage_mv[2] == 0xCE20
 
 
 def test_the_master_ignores_can_ids_without_the_link_prefix():
