@@ -710,7 +710,7 @@ def test_the_addr_frame_goes_down_every_tick_with_the_master_generation():
         b.link_out.tx.clear()
         assert [f[:3] + (f[3][0],) for f in fr] == [(link.T_ADDR, 1, 2, link.ADDR_MASTER_REACHED)], k
         gens.append(fr[0][3][1])
-    assert svc.forming.gen == 1 and gens[0] == 0 and gens[-1] == 1 and gens == sorted(gens)
+    assert svc.roles.gen == 1 and gens[0] == 0 and gens[-1] == 1 and gens == sorted(gens)
 
 
 class _NoHeap:

@@ -59,7 +59,6 @@ class Link(Service):
         state.link_fixed = self.roles.fixed != 0
         self.table = parallel.Table()  # its rows built at first need (_built)
         self.failed = 0  # frames dropped: the heap could not hold the table's rows (app.service.built)
-        self.forming = parallel.Forming()
         self.rx_frames = 0  # good link frames read on Link IN
         self.relayed = 0  # frames passed on up or down the chain
         self._now = 0  # the tick's time, for the frames the readers hand over
@@ -173,7 +172,7 @@ class Link(Service):
                     if t.online[k]:
                         link.put_pair(d, link.REQ_CELLS, 0)
                         self._send(link.T_REQ, k, d, 2)
-        if self.forming.step(now_ms, n):
+        if self.roles.form(now_ms, n):
             self._flicker(now_ms)
         # a single pack (no slave ever heard) stays silent on the bus
         off = t.offline()
@@ -182,7 +181,7 @@ class Link(Service):
             import proto.linkrep  # a peer was heard: the table's build() imported it
             rep = proto.linkrep
             d = self._pl
-            rep.put_hello(d, self.forming.gen, n, self._system_mv(), off)
+            rep.put_hello(d, self.roles.gen, n, self._system_mv(), off)
             self._send(link.T_HELLO, link.BROADCAST, d, 8)
         return off
 
@@ -317,7 +316,7 @@ class Link(Service):
             return
         r = self.roles
         f = link.ADDR_MASTER_REACHED if r.master_reached(now_ms) else 0
-        g = self.forming.gen if r.role == parallel.MASTER else self.hello_gen
+        g = r.gen if r.role == parallel.MASTER else self.hello_gen
         nxt = r.address + 1 if link.valid_address(r.address) and r.address < link.MAX_PACKS else 0
         a = self._addr
         if a[0] != link.SOF or a[3] != r.address or a[4] != nxt or a[5] != f or a[6] != g:

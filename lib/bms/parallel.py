@@ -26,7 +26,8 @@
 #  - The master counts slaves online (a report within OFFLINE_MS); a slave
 #    heard before and now silent is offline (parallel failure). When the
 #    online count grows and then stays put for STABLE_MS the system is
-#    (re)formed: the generation number goes up and every pack flickers RUN.
+#    (re)formed: the generation number goes up and every pack flickers RUN
+#    (Roles.form: the master's role holds its system's generation).
 from defs.const import const
 from array import array
 from proto import link
@@ -72,6 +73,12 @@ class Roles:
         self.up_flags = 0
         self.hello_ms = -1  # last HELLO from the master (slaves)
         self.changes = 0  # role/address changes (tests: stability)
+        # the master's formed system (form())
+        self.gen = 0  # its generation
+        self.formed = 1  # packs in it (1 = the master alone)
+        self.form_count = 1  # packs online at the last form()
+        self.form_since_ms = 0  # since when
+        self.formed_ms = -1
 
     def heard_upstream(self, now_ms, dst, flags):
         self.up_ms = now_ms
@@ -113,6 +120,22 @@ class Roles:
         elif self.role == NONE and self.up_ms >= 0 and not up and elapsed(now_ms, self.start_ms) >= DISCOVER_MS + UPSTREAM_LOST_MS:
             # heard a pack upstream once, never got an address: it is gone; nothing upstream
             self._set(MASTER, link.MASTER)
+
+    def form(self, now_ms, count):
+        """The master's formation rule (count: packs online): the generation
+        goes up when the count has grown above the last formed count and
+        stayed put for STABLE_MS; True then."""
+        if count != self.form_count:
+            self.form_count = count
+            self.form_since_ms = now_ms
+        if count < self.formed:
+            self.formed = count  # a pack lost: no new flicker, the count says it
+        elif count > self.formed and elapsed(now_ms, self.form_since_ms) >= STABLE_MS:
+            self.formed = count
+            self.gen = (self.gen % 255) + 1
+            self.formed_ms = now_ms
+            return True
+        return False
 
 
 class Table:
@@ -299,28 +322,3 @@ class Table:
             if self.seen[a] and not self.online[a]:
                 n += 1
         return n
-
-
-class Forming:
-    """The master's formation rule: generation goes up when the online count
-    has grown above the last formed count and stayed put for STABLE_MS."""
-
-    def __init__(self):
-        self.gen = 0
-        self.formed = 1  # packs in the last formed system (1 = the master alone)
-        self.count = 1
-        self.since_ms = 0
-        self.formed_ms = -1
-
-    def step(self, now_ms, count):
-        if count != self.count:
-            self.count = count
-            self.since_ms = now_ms
-        if count < self.formed:
-            self.formed = count  # a pack lost: no new flicker, the count says it
-        elif count > self.formed and elapsed(now_ms, self.since_ms) >= STABLE_MS:
-            self.formed = count
-            self.gen = (self.gen % 255) + 1
-            self.formed_ms = now_ms
-            return True
-        return False
