@@ -764,17 +764,20 @@ def test_the_master_builds_its_rows_at_the_first_peer_report_and_retries_after_a
 
 def test_a_pack_alone_never_imports_the_report_payloads(monkeypatch):
     """proto.linkrep (the reports and HELLO) comes with the rows, at the
-    first peer report: a pack alone never loads it (issue 12)."""
+    first peer report, app.linkpeer (the slave's part, the HELLO) at the
+    first HELLO: a pack alone loads neither (issue 12)."""
+    import app
     import proto
-    monkeypatch.delitem(sys.modules, "proto.linkrep", raising=False)
-    monkeypatch.delattr(proto, "linkrep", raising=False)
+    for pkg, name in ((proto, "linkrep"), (app, "linkpeer")):
+        monkeypatch.delitem(sys.modules, pkg.__name__ + "." + name, raising=False)
+        monkeypatch.delattr(pkg, name, raising=False)
     svc, st, b = _master()
     for k in range(30):
         svc.tick(parallel.DISCOVER_MS + 200 + 100 * k)
-    assert "proto.linkrep" not in sys.modules and svc.table.n == 2
+    assert "proto.linkrep" not in sys.modules and "app.linkpeer" not in sys.modules and svc.table.n == 2
     b.can.rx.append((link.can_id(link.T_STATUS, 2, link.MASTER), bytes([0xCE, 0x20, 0, 0, 50, 100, 3, 100]), 2))
     svc.tick(parallel.DISCOVER_MS + 3200)
-    assert "proto.linkrep" in sys.modules and svc.table.voltage_mv[2] == 0xCE20
+    assert "proto.linkrep" in sys.modules and "app.linkpeer" in sys.modules and svc.table.voltage_mv[2] == 0xCE20
 
 
 def test_the_master_ignores_can_ids_without_the_link_prefix():
@@ -808,3 +811,24 @@ def test_a_slave_that_cannot_build_its_row_skips_that_report():
     assert st.link_role == parallel.SLAVE and svc.failed == 1 and svc.table.n == parallel.N
     # address 2 reports in the slot 200 ms into each second: the first failed, the next went out
     assert sent == [1200, 2200]
+
+
+def test_a_slave_that_cannot_import_its_part_keeps_its_hold_and_reports_once_it_can(monkeypatch):
+    """app.linkpeer (the slave's tick) imported at the first need: while the
+    heap cannot hold it (counted in failed) the joiner keeps its FETs open
+    (hold) and sends nothing, as a slave whose master is not heard yet; the
+    next ticks try again and it reports in its slot."""
+    from app import link as app_link
+    svc, st, b = _service()
+    st.snap.reads = 1
+    monkeypatch.setattr(app_link, "_peer", _NoHeap(app_link._peer, 5))
+    sent = []
+    for t in range(0, 3000, 100):
+        b.link_in.rx.extend(_addr_frame(1, 2))
+        n = len(b.can.tx)
+        svc.tick(t)
+        if svc.failed:
+            assert st.link_role == parallel.SLAVE and st.link_hold and st.link_online == 0
+        sent += [t for i, _, _ in b.can.tx[n:] if _fields(i)[0] == link.T_STATUS]
+    assert svc.failed == 5 and st.link_role == parallel.SLAVE
+    assert sent == [1200, 2200]  # address 2's slot, 200 ms into each second

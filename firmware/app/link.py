@@ -15,7 +15,9 @@
 # up (a slave writes on Link IN, each pack reads its Link OUT and relays them
 # up its Link IN to the master), the master's HELLO/CMD/REQ go down (Link OUT,
 # relayed down by every slave). Buffers are allocated once; the pack table's
-# rows at their first need (_built: a peer's report, the first cells reply).
+# rows at their first need (_built: a peer's report, the first cells reply),
+# and app.linkpeer, what only packs in parallel run (a slave's tick and
+# reports, the master's HELLO), at its first need too (_peer).
 from defs.const import const
 from defs import codes
 from bms import parallel
@@ -35,6 +37,11 @@ def _views(buf, off):
     return {n: mv[:off + n] for n in link.LENGTHS}
 
 
+def _peer():
+    """app.linkpeer, what only packs in parallel run (app.service.built
+    imports it at the first need; then a look-up)."""
+    import app.linkpeer
+    return app.linkpeer
 
 
 class Link(Service):
@@ -110,7 +117,10 @@ class Link(Service):
             off = self._master(now_ms)
         elif r.role == parallel.SLAVE:
             st.link_orphan = not r.master_reached(now_ms)
-            self._slave(now_ms)
+            st.link_online = 0
+            p = built(self, _peer)
+            if p is not None:  # else no report and the hold kept, as on a lost HELLO; the next tick tries again
+                p.slave(self, now_ms)
         else:
             # undecided: a pack heard upstream waits for the system voltage; the
             # first BOOT_HOLD_MS every pack waits (an upstream pack speaks every ADDR_MS)
@@ -177,95 +187,11 @@ class Link(Service):
         # a single pack (no slave ever heard) stays silent on the bus
         off = t.offline()
         if off + n > 1 and (self._last_hello_ms < 0 or parallel.elapsed(now_ms, self._last_hello_ms) >= parallel.HELLO_MS):
-            self._last_hello_ms = now_ms
-            import proto.linkrep  # a peer was heard: the table's build() imported it
-            rep = proto.linkrep
-            d = self._pl
-            rep.put_hello(d, self.roles.gen, n, self._system_mv(), off)
-            self._send(link.T_HELLO, link.BROADCAST, d, 8)
+            p = built(self, _peer)
+            if p is not None:  # else the next tick tries again
+                self._last_hello_ms = now_ms
+                p.hello(self, n, off)
         return off
-
-    def _system_mv(self):
-        t = self.table
-        s = n = 0
-        for a in range(1, parallel.N):
-            if t.online[a] and not (t.flags[a] & link.F_HOLD):
-                s += t.voltage_mv[a]
-                n += 1
-        return s // n if n else self.state.snap.stack_mv
-
-    def _slave(self, now_ms):
-        st = self.state
-        r = self.roles
-        st.link_online = 0
-        heard = r.hello_ms >= 0 and parallel.elapsed(now_ms, r.hello_ms) < parallel.HELLO_LOST_MS
-        if st.link_hold:
-            if heard and self.sys_mv and st.snap.reads:
-                d = st.snap.stack_mv - self.sys_mv
-                if -parallel.JOIN_MV <= d <= parallel.JOIN_MV:
-                    st.link_hold = False
-        if st.link_orphan:
-            return  # no master upstream: no second system
-        if self._want_reports:
-            self._want_reports = False
-            self._report()
-        if self._want_cells and st.snap.reads:
-            self._want_cells = False
-            self._send_cells()
-        # staggered reports: address a reports in the 100 ms slot a % 10 of each second
-        slot = (now_ms // LINK_MS) % (parallel.REPORT_MS // LINK_MS)
-        if slot != r.address % (parallel.REPORT_MS // LINK_MS):
-            return
-        if self._last_report_ms >= 0 and parallel.elapsed(now_ms, self._last_report_ms) < parallel.REPORT_MS // 2:
-            return
-        self._last_report_ms = now_ms
-        self._report()
-
-    def _report(self):
-        st = self.state
-        t = self.table
-        a = self.roles.address
-        if not self._built(False):
-            return  # the next slot tries again
-        import proto.linkrep  # imported by the table's build(), a look-up here (no "from": no name tuple built)
-        rep = proto.linkrep
-        own_row(t, a, st, self.params, self._flags())
-        d = self._pl
-        rep.put_status(d, t, a)
-        self._send(link.T_STATUS, link.MASTER, d, 8)
-        rep.put_limits(d, t, a)
-        self._send(link.T_LIMITS, link.MASTER, d, 8)
-        rep.put_extremes(d, t, a)
-        self._send(link.T_EXTREMES, link.MASTER, d, 8)
-        rep.put_info(d, t, a)
-        self._send(link.T_INFO, link.MASTER, d, 8)
-
-    def _send_cells(self):
-        """The capacity (T_CAPACITY), every NTC (T_TEMPS) then every cell
-        (T_CELLS), PER_FRAME a frame."""
-        st = self.state
-        t = self.table
-        a = self.roles.address
-        if not self._built(False):
-            return  # the master asks again
-        import proto.linkrep  # as in _report
-        rep = proto.linkrep
-        own_row(t, a, st, self.params, self._flags())
-        d = self._pl
-        rep.put_capacity(d, t, a)
-        self._send(link.T_CAPACITY, link.MASTER, d, 8)
-        snap = st.snap
-        for cells in (False, True):
-            arr = snap.cell_mv if cells else snap.temp_dc
-            cnt = len(arr)
-            top = parallel.MAX_CELLS if cells else parallel.MAX_TEMPS
-            if cnt > top:
-                cnt = top
-            first = 0
-            while first < cnt:
-                rep.put_series(d, arr, first, cnt, not cells)
-                self._send(link.T_CELLS if cells else link.T_TEMPS, link.MASTER, d, 8)
-                first += link.PER_FRAME
 
     def _built(self, series):
         """The table holds every row (a peer's report, a slave's own row at
