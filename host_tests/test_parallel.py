@@ -413,7 +413,7 @@ def test_a_master_that_cannot_build_its_table_reports_only_its_own_pack(until_s)
     tr = [json.loads(ln) for ln in lines if '"pack"' in ln]
     m, s = at(tr, 7, 0), at(tr, 7, 1)
     sysv = m["system"]
-    # the master alone shows as single (ROLE_NAMES: a master with no pack online)
+    # the master alone shows as single (sim.trace: a master with no pack in parallel)
     assert world.packs[0].app.link.roles.role == parallel.MASTER and s["role"] == "slave"
     assert world.packs[0].app.link.failed > 0
     assert sysv["packs_online"] == 1 and sysv["current_ma"] == m["current_ma"] // 10 * 10

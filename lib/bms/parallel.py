@@ -36,7 +36,6 @@ NONE = const(0)
 SINGLE = const(1)
 MASTER = const(2)
 SLAVE = const(3)
-ROLE_NAMES = ("single", "single", "master", "slave")  # trace names (none shows as single)
 
 DISCOVER_MS = const(2000)
 UPSTREAM_LOST_MS = const(3000)
