@@ -80,9 +80,6 @@ class Link(Service):
         self._pl = bytearray(8)
         self._out_v = _views(self._out, 7)  # by payload length: 7 + n bytes
         self._pl_v = _views(self._pl, 0)
-        # relays: a parser's whole frame
-        self._p_v = _views(rx_in.parser.buf, 7) if rx_in is not None else None
-        self._po_v = _views(rx_out.parser.buf, 7) if rx_out is not None else None
         self._last_addr_ms = -1
         self._last_hello_ms = -1
         self._last_report_ms = -1
@@ -236,6 +233,13 @@ class Link(Service):
         except OSError:
             self.tx_errors += 1
 
+    def _relay(self, port, p):
+        """Parser p's frame on to port, framed again in _out: the same bytes
+        (its CRC was good), with no view kept of each parser's buffer."""
+        link.rs485_frame(self._out, p.typ, p.src, p.dst, p.payload, p.n)
+        port.write(self._out_v[p.n])
+        self.relayed += 1
+
     def _send_addr(self, now_ms):
         out = self.link_out
         if out is None:
@@ -269,8 +273,7 @@ class Link(Service):
         # and need not increase; segments are one-way, no loops), none for the master
         if (dst == link.BROADCAST or (link.valid_address(dst) and dst != r.address and dst != link.MASTER)) \
                 and self.link_out is not None:
-            self.link_out.write(self._p_v[p.n])
-            self.relayed += 1
+            self._relay(self.link_out, p)
 
     def on_link_out(self, p, now_ms):
         """A good link frame arrived on Link OUT (from downstream: reports on
@@ -284,8 +287,7 @@ class Link(Service):
             self.table.conflict_heard(now_ms, p.src)  # a pack below uses our address: not passed up
         elif r.role == parallel.SLAVE and p.dst == link.MASTER and not self.state.link_orphan \
                 and self.link_in is not None:
-            self.link_in.write(self._po_v[p.n])  # up the chain
-            self.relayed += 1
+            self._relay(self.link_in, p)  # up the chain
 
     def on_frame(self, bus, fr):
         """A link frame from the CAN port (29-bit, proto.link.CAN_FILTER)."""
