@@ -14,7 +14,7 @@ from fake_port import Uart
 from proto import link
 from proto import wire
 from proto import pylon_rs485 as pr
-from bms import parallel
+from bms import linkrows, parallel
 from bms.state import PackState
 from bms.params import Params
 from app import compose
@@ -523,7 +523,7 @@ def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
     master, mst, mb = _service()
     master.table.build().build_series()  # what the master's first report and cells reply build (_rows)
     for i, d, f in sb.can.tx:
-        assert master.table.take(700, *_fields(i)[:2], d)
+        assert linkrows.take(master.table, 700, *_fields(i)[:2], d)
     master.table.online[2] = 1
     master.roles.role = parallel.MASTER
     info = bytearray(128)
@@ -763,21 +763,21 @@ def test_the_master_builds_its_rows_at_the_first_peer_report_and_retries_after_a
 
 
 def test_a_pack_alone_never_imports_the_report_payloads(monkeypatch):
-    """proto.linkrep (the reports and HELLO) comes with the rows, at the
+    """bms.linkrows (the reports and HELLO) comes with the rows, at the
     first peer report, app.linkpeer (the slave's part, the HELLO) at the
     first HELLO: a pack alone loads neither (issue 12)."""
     import app
-    import proto
-    for pkg, name in ((proto, "linkrep"), (app, "linkpeer")):
+    import bms
+    for pkg, name in ((bms, "linkrows"), (app, "linkpeer")):
         monkeypatch.delitem(sys.modules, pkg.__name__ + "." + name, raising=False)
         monkeypatch.delattr(pkg, name, raising=False)
     svc, st, b = _master()
     for k in range(30):
         svc.tick(parallel.DISCOVER_MS + 200 + 100 * k)
-    assert "proto.linkrep" not in sys.modules and "app.linkpeer" not in sys.modules and svc.table.n == 2
+    assert "bms.linkrows" not in sys.modules and "app.linkpeer" not in sys.modules and svc.table.n == 2
     b.can.rx.append((link.can_id(link.T_STATUS, 2, link.MASTER), bytes([0xCE, 0x20, 0, 0, 50, 100, 3, 100]), 2))
     svc.tick(parallel.DISCOVER_MS + 3200)
-    assert "proto.linkrep" in sys.modules and "app.linkpeer" in sys.modules and svc.table.voltage_mv[2] == 0xCE20
+    assert "bms.linkrows" in sys.modules and "app.linkpeer" in sys.modules and svc.table.voltage_mv[2] == 0xCE20
 
 
 def test_the_master_ignores_can_ids_without_the_link_prefix():

@@ -320,7 +320,7 @@ def gen_inverter(rng):
 
 
 TARGETS = {
-    "link": (gen_link, ("lib/proto/link.py", "lib/proto/linkrep.py", "lib/bms/parallel.py", "firmware/app/link.py",
+    "link": (gen_link, ("lib/proto/link.py", "lib/bms/linkrows.py", "lib/bms/parallel.py", "firmware/app/link.py",
               "firmware/app/linkpeer.py")),
     "pylon": (gen_pylon, ("lib/proto/pylon_rs485.py", "firmware/app/inverter.py")),
     "inverter": (gen_inverter, ("firmware/app/inverter.py", "lib/proto/pylon_can.py")),

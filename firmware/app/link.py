@@ -322,9 +322,12 @@ class Link(Service):
                 if g:
                     self._flicker(now_ms)
         elif r.role == parallel.MASTER and dst == link.MASTER:
-            if not link.valid_address(src) or (self._built(typ == link.T_CELLS or typ == link.T_TEMPS)
-                                               and not t.take(now_ms, typ, src, data)):
+            if not link.valid_address(src):
                 self.bad_frames += 1
+            elif self._built(typ == link.T_CELLS or typ == link.T_TEMPS):
+                import bms.linkrows  # the rows' build() imported it: a look-up (no "from": no name tuple built)
+                if not bms.linkrows.take(t, now_ms, typ, src, data):
+                    self.bad_frames += 1
         elif r.role == parallel.SLAVE and src == link.MASTER and (dst == r.address or dst == link.BROADCAST):
             if typ == link.T_REQ and dst == r.address:
                 if data[0] == link.REQ_CELLS:

@@ -6,14 +6,14 @@
 from bms import parallel
 from bms.system import own_row
 from proto import link
-from proto import linkrep
+from bms import linkrows
 from app.link import LINK_MS
 
 
 def hello(lk, n, off):
     """The master's HELLO: n packs online, off offline."""
     d = lk._pl
-    linkrep.put_hello(d, lk.roles.gen, n, _system_mv(lk), off)
+    linkrows.put_hello(d, lk.roles.gen, n, _system_mv(lk), off)
     lk._send(link.T_HELLO, link.BROADCAST, d, 8)
 
 
@@ -63,13 +63,13 @@ def _report(lk):
         return  # the next slot tries again
     own_row(t, a, st, lk.params, lk._flags())
     d = lk._pl
-    linkrep.put_status(d, t, a)
+    linkrows.put_status(d, t, a)
     lk._send(link.T_STATUS, link.MASTER, d, 8)
-    linkrep.put_limits(d, t, a)
+    linkrows.put_limits(d, t, a)
     lk._send(link.T_LIMITS, link.MASTER, d, 8)
-    linkrep.put_extremes(d, t, a)
+    linkrows.put_extremes(d, t, a)
     lk._send(link.T_EXTREMES, link.MASTER, d, 8)
-    linkrep.put_info(d, t, a)
+    linkrows.put_info(d, t, a)
     lk._send(link.T_INFO, link.MASTER, d, 8)
 
 
@@ -83,7 +83,7 @@ def _send_cells(lk):
         return  # the master asks again
     own_row(t, a, st, lk.params, lk._flags())
     d = lk._pl
-    linkrep.put_capacity(d, t, a)
+    linkrows.put_capacity(d, t, a)
     lk._send(link.T_CAPACITY, link.MASTER, d, 8)
     snap = st.snap
     for cells in (False, True):
@@ -94,6 +94,6 @@ def _send_cells(lk):
             cnt = top
         first = 0
         while first < cnt:
-            linkrep.put_series(d, arr, first, cnt, not cells)
+            linkrows.put_series(d, arr, first, cnt, not cells)
             lk._send(link.T_CELLS if cells else link.T_TEMPS, link.MASTER, d, 8)
             first += link.PER_FRAME

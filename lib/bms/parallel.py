@@ -139,8 +139,9 @@ class Roles:
 
 class Table:
     """The master's view of every pack by address (own row included),
-    filled from the reports; no allocation once built. Built at first need
-    (issue 12: a pack alone needs none of the other rows): at boot, seen and
+    filled from the reports (bms.linkrows.take); no allocation once built.
+    Built at first need (issue 12: a pack alone needs none of the other
+    rows): at boot, seen and
     online for every address, every other field for rows 0..1 only (row 1,
     the master's own, is all a pack alone reads); build() gives every field
     N rows (the master's first report from a peer, a slave's first own row
@@ -149,7 +150,7 @@ class Table:
     memoryview of n rows into one of four buffers, one per item type (an
     array per field would cost its own object and block-rounded buffer as
     well). A field a report carries as u16/i16 is 16-bit (half the RAM); its
-    writers (proto.link.take_*, bms.system.own_row) give it only values in
+    writers (bms.linkrows.take_*, bms.system.own_row) give it only values in
     range (CPython raises, MicroPython would wrap)."""
 
     def __init__(self):
@@ -163,7 +164,7 @@ class Table:
         self.conflicts = 0  # frames from our own address we did not send
         self.conflict_addr = 0  # the address of the last one, while it counts (conflict_at)
         self.conflict_ms = 0
-        self.heard = 0  # rows take() first marked seen (app.link marks the own row)
+        self.heard = 0  # rows bms.linkrows.take first marked seen (app.link marks the own row)
 
     def _rows(self, n):
         """Every field but seen, online, cells and temps with n rows, all new
@@ -204,13 +205,13 @@ class Table:
         self.n = n
 
     def build(self):
-        """Every row (idempotent), and proto.linkrep, the report payloads
-        that fill them and are encoded from them (take(), the slaves'
-        reports); returns the table (app.service.built). Row 1 starts empty
-        too: the master builds at a peer's report, which its tick reads
-        before it writes its own row (app.link; every tick once the pack has
-        read its AFE, and never before)."""
-        import proto.linkrep  # noqa: F401 (a failed import leaves sys.modules: the next build tries again)
+        """Every row (idempotent), and bms.linkrows, which stores the
+        reports in them and encodes a slave's own (take, put_*); returns
+        the table (app.service.built). Row 1 starts empty too: the master
+        builds at a peer's report, which its tick reads before it writes its
+        own row (app.link; every tick once the pack has read its AFE, and
+        never before)."""
+        import bms.linkrows  # noqa: F401 (a failed import leaves sys.modules: the next build tries again)
         if self.n < N:
             self._rows(N)
         return self
@@ -232,46 +233,6 @@ class Table:
         self.online[a] = 0
         if a < self.n:
             self.cells_ms[a] = -1
-
-    def take(self, now_ms, typ, src, d):
-        """Store one report (d: the 8-byte payload) from address src; the
-        rows built (build(), and build_series() for T_CELLS / T_TEMPS)."""
-        if not link.valid_address(src):
-            return False
-        import proto.linkrep  # imported by build(): a look-up (no "from": its name tuple is built per call)
-        rep = proto.linkrep
-        if typ == link.T_STATUS:
-            rep.take_status(self, src, d)
-            self.last_ms[src] = now_ms
-            if not self.seen[src]:
-                self.heard += 1
-            self.seen[src] = 1
-            self.online[src] = 1
-        elif typ == link.T_LIMITS:
-            rep.take_limits(self, src, d)
-        elif typ == link.T_EXTREMES:
-            rep.take_extremes(self, src, d)
-        elif typ == link.T_INFO:
-            rep.take_info(self, src, d)
-        elif typ == link.T_CAPACITY:
-            rep.take_capacity(self, src, d)
-        elif typ == link.T_CELLS or typ == link.T_TEMPS:
-            cells = typ == link.T_CELLS
-            first = d[0]
-            cnt = d[1]
-            top = MAX_CELLS if cells else MAX_TEMPS
-            if cnt > top or first >= cnt:
-                return False
-            rep.take_series(self.cells if cells else self.temps, src * top, d, not cells)
-            if cells:
-                self.n_cells[src] = cnt
-                if first + link.PER_FRAME >= cnt:
-                    self.cells_ms[src] = now_ms
-            else:
-                self.n_temps[src] = cnt
-        else:
-            return False
-        return True
 
     def conflict_heard(self, now_ms, a):
         """A frame from address a (ours) that we did not send."""

@@ -75,7 +75,7 @@ def valid_address(a):
 
 
 # --- payloads: one encoder (put_*) and one decoder (take_*) per message ----------
-# (those of the reports and HELLO in proto.linkrep, imported at first need)
+# (those of the reports and HELLO in bms.linkrows, imported at first need)
 # STATUS:  voltage mV u16, current 10 mA i16, SOC % u8, SOH % u8, flags u8, capacity Ah u8
 # LIMITS:  CVL mV u16, CCL 10 mA u16, DCL 10 mA u16, DVL mV u16
 # EXTREMES: min cell mV u16, max cell mV u16, min temp dC i16, max temp dC i16

@@ -1,10 +1,13 @@
-# Owns the link protocol's report payloads (SPEC 7; their layouts in the
-# proto.link header): the encoders of a pack's row (the slaves' STATUS,
-# LIMITS, EXTREMES, INFO, CAPACITY, CELLS, TEMPS), their decoders into the
-# master's table, and the master's HELLO. Only packs in parallel send or read
-# them: bms.parallel.Table.build imports this module with the rows it fills
+# Owns the pack table's rows to and from the link reports (SPEC 7; the
+# payload layouts in the proto.link header): the encoders of a pack's row (a
+# slave's STATUS, LIMITS, EXTREMES, INFO, CAPACITY, CELLS, TEMPS), their
+# decoders, take() that stores a peer's report in the master's table
+# (bms.parallel.Table), and the master's HELLO. Only packs in parallel send
+# or read them: Table.build imports this module with the rows it fills
 # (issue 12: a pack alone holds neither). Encoders fill a caller's buffer in
 # place, no allocation.
+from bms import parallel
+from proto import link
 from proto.link import PER_FRAME, HELLO_GEN, HELLO_ONLINE, HELLO_MV, HELLO_FLAGS
 from proto.wire import put_u8, put_u16, put_i16, put_u24, get_u16, get_i16, get_u24, trunc
 
@@ -105,6 +108,46 @@ def take_series(arr, base, d, signed):
         i = first + k
         if i < cnt:
             arr[base + i] = get_i16(d, 2 + 2 * k) if signed else get_u16(d, 2 + 2 * k)
+
+
+def take(t, now_ms, typ, src, d):
+    """Store one report (d: the 8-byte payload) from address src into table
+    t, its rows built (build(), and build_series() for T_CELLS / T_TEMPS);
+    False: not a report, or a CELLS/TEMPS count the table cannot hold."""
+    if not link.valid_address(src):
+        return False
+    if typ == link.T_STATUS:
+        take_status(t, src, d)
+        t.last_ms[src] = now_ms
+        if not t.seen[src]:
+            t.heard += 1
+        t.seen[src] = 1
+        t.online[src] = 1
+    elif typ == link.T_LIMITS:
+        take_limits(t, src, d)
+    elif typ == link.T_EXTREMES:
+        take_extremes(t, src, d)
+    elif typ == link.T_INFO:
+        take_info(t, src, d)
+    elif typ == link.T_CAPACITY:
+        take_capacity(t, src, d)
+    elif typ == link.T_CELLS or typ == link.T_TEMPS:
+        cells = typ == link.T_CELLS
+        first = d[0]
+        cnt = d[1]
+        top = parallel.MAX_CELLS if cells else parallel.MAX_TEMPS
+        if cnt > top or first >= cnt:
+            return False
+        take_series(t.cells if cells else t.temps, src * top, d, not cells)
+        if cells:
+            t.n_cells[src] = cnt
+            if first + link.PER_FRAME >= cnt:
+                t.cells_ms[src] = now_ms
+        else:
+            t.n_temps[src] = cnt
+    else:
+        return False
+    return True
 
 
 def put_hello(d, gen, online, system_mv, failure):
