@@ -535,7 +535,7 @@ def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
     assert (m["current_a"], m["voltage_v"], m["udi"]) == (-12.3, 53.0, 4)
     assert (m["total_ah"], m["remaining_ah"], m["cycles"]) == (98.765, 39.506, 321)
     assert other_pack(master, info, 3, 2, 800 + parallel.CELLS_MAX_AGE_MS, pr.UNITS_PYLON) == -1  # stale
-    assert other_pack(master, info, 4, 3, 800, pr.UNITS_PYLON) == -1 and master._ask[3] == 1  # none yet: asked for
+    assert other_pack(master, info, 4, 3, 800, pr.UNITS_PYLON) == -1 and master._marks[3] & 1  # none yet: asked for (app.link's _ASK bit)
 
 
 # --- fixed addresses (parameter link_fixed_address_count, SPEC 6's address DIP) -------

@@ -27,6 +27,8 @@ from proto import link
 from app.service import Service, built
 
 LINK_MS = const(100)
+_ASK = const(1)  # Link._marks bits, by address: ask the pack for its cells (ask_cells)
+_FORGET = const(2)  # the PC tool removed it (remove)
 
 
 def _views(buf, off):
@@ -60,8 +62,6 @@ class Link(Service):
         self.can_rx = can_rx
         self.rx_in = rx_in
         self.rx_out = rx_out
-        self.link_in = rx_in.port if rx_in is not None else None
-        self.link_out = rx_out.port if rx_out is not None else None
         self.roles = parallel.Roles(dip_master, params.v[P.LINK_FIXED_ADDRESS_COUNT])
         state.link_fixed = self.roles.fixed != 0
         self.table = parallel.Table()  # its rows built at first need (_built)
@@ -71,10 +71,8 @@ class Link(Service):
         self._now = 0  # the tick's time, for the frames the readers hand over
         self._want_cells = False  # slave: the master asked for every cell (REQ_CELLS)
         self._want_reports = False
-        self._ask = bytearray(parallel.N)  # master: addresses to ask for their cells
-        self._asked = False  # some _ask set since the last tick
-        self._forget = bytearray(parallel.N)  # master: addresses the PC tool removed (remove())
-        self._forgets = 0
+        self._marks = bytearray(parallel.N)  # master: _ASK | _FORGET by address, for the next tick
+        self._marked = False  # some mark set since the last tick
         self._out = bytearray(link.RS485_MAX)
         self._addr = bytearray(9)  # the last ADDR frame (7 + 2 bytes), framed again when it changes
         self._pl = bytearray(8)
@@ -88,7 +86,7 @@ class Link(Service):
         self.hello_online = 0  # the packs online the master's HELLO says (slaves)
         self.bad_frames = 0
         self.tx_errors = 0
-        if self.link_in is not None:
+        if rx_in is not None:
             state.link_hold = True  # until the first ticks tell whether a pack is upstream
 
     # --- one tick ----------------------------------------------------------------
@@ -121,7 +119,7 @@ class Link(Service):
         else:
             # undecided: a pack heard upstream waits for the system voltage; the
             # first BOOT_HOLD_MS every pack waits (an upstream pack speaks every ADDR_MS)
-            st.link_hold = self.link_in is not None and (
+            st.link_hold = self.rx_in is not None and (
                 r.up_ms >= 0 or parallel.elapsed(now_ms, r.start_ms) < parallel.BOOT_HOLD_MS)
         if self._last_addr_ms < 0 or parallel.elapsed(now_ms, self._last_addr_ms) >= parallel.ADDR_MS:
             self._last_addr_ms = now_ms
@@ -159,23 +157,22 @@ class Link(Service):
             t.last_ms[a] = now_ms
             t.seen[a] = 1
             t.online[a] = 1
-        if self._forgets:
-            self._forgets = 0
-            forget = self._forget
+        marked = self._marked
+        marks = self._marks
+        if marked:
+            self._marked = False
             for k in range(2, parallel.N):
-                if forget[k]:
-                    forget[k] = 0
+                if marks[k] & _FORGET:
+                    marks[k] &= _ASK
                     if not t.online[k]:  # back since the request: it stays
                         t.forget(k)
         n = t.expire(now_ms, a)
         st.link_online = n
-        if self._asked:
-            self._asked = False
-            ask = self._ask
+        if marked:
             d = self._pl
             for k in range(2, parallel.N):
-                if ask[k]:
-                    ask[k] = 0
+                if marks[k]:  # _ASK: the forgets were taken above
+                    marks[k] = 0
                     if t.online[k]:
                         link.put_pair(d, link.REQ_CELLS, 0)
                         self._send(link.T_REQ, k, d, 2)
@@ -203,15 +200,15 @@ class Link(Service):
         """Master: pack a, no longer heard, leaves the table on the next tick
         (the PC tool's "remove a pack from the system", app.hostctl)."""
         if link.valid_address(a) and a != link.MASTER:
-            self._forget[a] = 1
-            self._forgets = 1  # a flag: the master's tick looks at _forget
+            self._marks[a] |= _FORGET
+            self._marked = True
 
     # --- the master's cells of a slave, for the inverter's RS485 server ------------
     def ask_cells(self, a):
         """Master: ask pack a for every cell on the next tick."""
         if link.valid_address(a) and a != link.MASTER:
-            self._ask[a] = 1
-            self._asked = True
+            self._marks[a] |= _ASK
+            self._marked = True
 
     def _flicker(self, now_ms):
         st = self.state
@@ -223,10 +220,10 @@ class Link(Service):
         can = self.can
         if can is None:
             # RS485 transport: up the chain toward the master, or down from it
-            port = self.link_out if self.roles.role == parallel.MASTER else self.link_in
-            if port is not None:
+            rx = self.rx_out if self.roles.role == parallel.MASTER else self.rx_in
+            if rx is not None:
                 link.rs485_frame(self._out, typ, self.roles.address, dst, d, n)
-                port.write(self._out_v[n])
+                rx.port.write(self._out_v[n])
             return
         try:
             can.send(link.can_id(typ, self.roles.address, dst), self._pl_v[n], can.FLAG_EXT_ID)
@@ -241,9 +238,9 @@ class Link(Service):
         self.relayed += 1
 
     def _send_addr(self, now_ms):
-        out = self.link_out
-        if out is None:
+        if self.rx_out is None:
             return
+        out = self.rx_out.port
         r = self.roles
         f = link.ADDR_MASTER_REACHED if r.master_reached(now_ms) else 0
         g = r.gen if r.role == parallel.MASTER else self.hello_gen
@@ -272,8 +269,8 @@ class Link(Service):
         # down the chain: every frame not for us (addresses along it may have gaps
         # and need not increase; segments are one-way, no loops), none for the master
         if (dst == link.BROADCAST or (link.valid_address(dst) and dst != r.address and dst != link.MASTER)) \
-                and self.link_out is not None:
-            self._relay(self.link_out, p)
+                and self.rx_out is not None:
+            self._relay(self.rx_out.port, p)
 
     def on_link_out(self, p, now_ms):
         """A good link frame arrived on Link OUT (from downstream: reports on
@@ -286,8 +283,8 @@ class Link(Service):
         elif r.role == parallel.SLAVE and p.src == r.address:
             self.table.conflict_heard(now_ms, p.src)  # a pack below uses our address: not passed up
         elif r.role == parallel.SLAVE and p.dst == link.MASTER and not self.state.link_orphan \
-                and self.link_in is not None:
-            self._relay(self.link_in, p)  # up the chain
+                and self.rx_in is not None:
+            self._relay(self.rx_in.port, p)  # up the chain
 
     def on_frame(self, bus, fr):
         """A link frame from the CAN port (29-bit, proto.link.CAN_FILTER)."""
