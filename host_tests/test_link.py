@@ -813,11 +813,11 @@ def test_a_slave_that_cannot_build_its_row_skips_that_report():
     assert sent == [1200, 2200]
 
 
-def test_a_slave_that_cannot_import_its_part_keeps_its_hold_and_reports_once_it_can(monkeypatch):
-    """app.linkpeer (the slave's tick) imported at the first need: while the
-    heap cannot hold it (counted in failed) the joiner keeps its FETs open
-    (hold) and sends nothing, as a slave whose master is not heard yet; the
-    next ticks try again and it reports in its slot."""
+def test_a_slave_that_cannot_import_its_part_reports_once_it_can(monkeypatch):
+    """app.linkpeer (the slave's reports) imported at the first need: while
+    the heap cannot hold it (counted in failed) the slave sends nothing (its
+    hold is app.link's: held here, no HELLO heard); the next ticks try again
+    and it reports in its slot."""
     from app import link as app_link
     svc, st, b = _service()
     st.snap.reads = 1

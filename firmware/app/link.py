@@ -16,8 +16,8 @@
 # up its Link IN to the master), the master's HELLO/CMD/REQ go down (Link OUT,
 # relayed down by every slave). Buffers are allocated once; the pack table's
 # rows at their first need (_built: a peer's report, the first cells reply),
-# and app.linkpeer, what only packs in parallel run (a slave's tick and
-# reports, the master's HELLO), at its first need too (_peer).
+# and app.linkpeer, what only packs in parallel run (a slave's reports, the
+# master's HELLO), at its first need too (_peer).
 from defs.const import const
 from defs import codes
 from bms import parallel
@@ -113,8 +113,13 @@ class Link(Service):
         elif r.role == parallel.SLAVE:
             st.link_orphan = not r.master_reached(now_ms)
             st.link_online = 0
+            if st.link_hold and r.hello_ms >= 0 and parallel.elapsed(now_ms, r.hello_ms) < parallel.HELLO_LOST_MS \
+                    and self.sys_mv and st.snap.reads:
+                d = st.snap.stack_mv - self.sys_mv  # joining: FETs open until the system voltage matches
+                if -parallel.JOIN_MV <= d <= parallel.JOIN_MV:
+                    st.link_hold = False
             p = built(self, _peer)
-            if p is not None:  # else no report and the hold kept, as on a lost HELLO; the next tick tries again
+            if p is not None:  # else no report, as on a lost frame; the next tick tries again
                 p.slave(self, now_ms)
         else:
             # undecided: a pack heard upstream waits for the system voltage; the

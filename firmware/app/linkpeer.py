@@ -1,6 +1,7 @@
 # Owns the part of the link service (app.link) that only packs in parallel
-# run: a slave's tick (the join hold, its reports in its slot of each
-# REPORT_MS, every cell on the master's request) and the master's HELLO.
+# run: a slave's reports (in its slot of each REPORT_MS, every cell on the
+# master's request) and the master's HELLO. It writes no PackState field
+# (app.link is their writer).
 # app.link imports it at the first need through app.service.built (issue 12:
 # a pack alone never holds it); lk is the app.link.Link it works for.
 from bms import parallel
@@ -28,15 +29,9 @@ def _system_mv(lk):
 
 
 def slave(lk, now_ms):
-    """A slave's tick (app.link's has set link_orphan)."""
+    """A slave's reports (app.link's tick has set link_orphan and the hold)."""
     st = lk.state
     r = lk.roles
-    heard = r.hello_ms >= 0 and parallel.elapsed(now_ms, r.hello_ms) < parallel.HELLO_LOST_MS
-    if st.link_hold:
-        if heard and lk.sys_mv and st.snap.reads:
-            d = st.snap.stack_mv - lk.sys_mv
-            if -parallel.JOIN_MV <= d <= parallel.JOIN_MV:
-                st.link_hold = False
     if st.link_orphan:
         return  # no master upstream: no second system
     if lk._want_reports:
