@@ -50,13 +50,13 @@ def test_a_service_that_touches_protected_state_is_found(monkeypatch):
 
 
 def test_a_malformed_frame_that_changes_the_table_is_found(monkeypatch):
-    from bms.parallel import Table
-    take = Table.take
+    from bms import linkrows
+    take = linkrows.take
 
-    def bad_take(self, now_ms, typ, src, d):  # a planted bug: any frame marks pack 5 online
-        self.online[5] = 1
-        return take(self, now_ms, typ, src, d)
-    monkeypatch.setattr(Table, "take", bad_take)
+    def bad_take(t, now_ms, typ, src, d):  # a planted bug: any frame marks pack 5 online
+        t.online[5] = 1
+        return take(t, now_ms, typ, src, d)
+    monkeypatch.setattr(linkrows, "take", bad_take)
     p = fuzz.Pack(True)
     look = fuzz.Look(p)
     for _ in range(30):

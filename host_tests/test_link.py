@@ -3,6 +3,7 @@ DBC decode with cantools, and fuzzing of what a pack's link service gets."""
 import binascii
 import os
 import random
+import sys
 
 import cantools
 import pytest
@@ -11,8 +12,9 @@ from hypothesis import given, settings, strategies as stt
 import pylon_rs485_decoder
 from fake_port import Uart
 from proto import link
+from proto import wire
 from proto import pylon_rs485 as pr
-from bms import parallel
+from bms import linkrows, parallel
 from bms.state import PackState
 from bms.params import Params
 from app import compose
@@ -107,22 +109,22 @@ def test_crc16_is_the_ccitt_false_crc_of_any_range(data, cut, init):
 def test_dbc_decodes_the_link_frames():
     db = cantools.database.load_file(os.path.join(ROOT, "tools", "dbc", "bms_link.dbc"))
     d = bytearray(8)
-    link.put_u16(d, 0, 53210)
-    link.put_i16(d, 2, -1234)  # 10 mA units
+    wire.put_u16(d, 0, 53210)
+    wire.put_i16(d, 2, -1234)  # 10 mA units
     d[4], d[5], d[6], d[7] = 57, 99, link.F_CHG_OK | link.F_DSG_OK, 100
     m = db.decode_message(link.can_id(link.T_STATUS, 2, 1), bytes(d))
     assert m["voltage"] == pytest.approx(53.21) and m["current"] == pytest.approx(-12.34)
     assert (m["soc"], m["soh"], m["flags"], m["capacity"]) == (57, 99, 3, 100)
-    link.put_u16(d, 0, 56000)
-    link.put_u16(d, 2, 10000)
-    link.put_u16(d, 4, 12000)
-    link.put_u16(d, 6, 44800)
+    wire.put_u16(d, 0, 56000)
+    wire.put_u16(d, 2, 10000)
+    wire.put_u16(d, 4, 12000)
+    wire.put_u16(d, 6, 44800)
     m = db.decode_message(link.can_id(link.T_LIMITS, 2, 1), bytes(d))
     assert (m["cvl"], m["ccl"], m["dcl"], m["dvl"]) == pytest.approx((56.0, 100.0, 120.0, 44.8))
-    link.put_u16(d, 0, 3301)
-    link.put_u16(d, 2, 3342)
-    link.put_i16(d, 4, -55)
-    link.put_i16(d, 6, 312)
+    wire.put_u16(d, 0, 3301)
+    wire.put_u16(d, 2, 3342)
+    wire.put_i16(d, 4, -55)
+    wire.put_i16(d, 6, 312)
     m = db.decode_message(link.can_id(link.T_EXTREMES, 2, 1), bytes(d))
     assert (m["min_cell"], m["max_cell"], m["min_temp"], m["max_temp"]) == pytest.approx((3.301, 3.342, -5.5, 31.2))
     d = bytes([0x3A, 0x16, 0, 5, 0, 0, 1, 0])
@@ -131,7 +133,7 @@ def test_dbc_decodes_the_link_frames():
     assert (m["alarms"], m["faults"]) == (5, 256)
     d = bytearray(8)
     d[0], d[1] = 3, 8
-    link.put_u16(d, 2, 52000)
+    wire.put_u16(d, 2, 52000)
     m = db.decode_message(link.can_id(link.T_HELLO, 1, 0xFF), bytes(d))
     assert (m["generation"], m["packs_online"], m["system_voltage"]) == (3, 8, pytest.approx(52.0))
 
@@ -521,7 +523,7 @@ def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
     master, mst, mb = _service()
     master.table.build().build_series()  # what the master's first report and cells reply build (_rows)
     for i, d, f in sb.can.tx:
-        assert master.table.take(700, *_fields(i)[:2], d)
+        assert linkrows.take(master.table, 700, *_fields(i)[:2], d)
     master.table.online[2] = 1
     master.roles.role = parallel.MASTER
     info = bytearray(128)
@@ -533,7 +535,7 @@ def test_slave_answers_a_cells_request_and_the_master_builds_the_0x42_info():
     assert (m["current_a"], m["voltage_v"], m["udi"]) == (-12.3, 53.0, 4)
     assert (m["total_ah"], m["remaining_ah"], m["cycles"]) == (98.765, 39.506, 321)
     assert other_pack(master, info, 3, 2, 800 + parallel.CELLS_MAX_AGE_MS, pr.UNITS_PYLON) == -1  # stale
-    assert other_pack(master, info, 4, 3, 800, pr.UNITS_PYLON) == -1 and master._ask[3] == 1  # none yet: asked for
+    assert other_pack(master, info, 4, 3, 800, pr.UNITS_PYLON) == -1 and master._marks[3] & 1  # none yet: asked for (app.link's _ASK bit)
 
 
 # --- fixed addresses (parameter link_fixed_address_count, SPEC 6's address DIP) -------
@@ -708,7 +710,7 @@ def test_the_addr_frame_goes_down_every_tick_with_the_master_generation():
         b.link_out.tx.clear()
         assert [f[:3] + (f[3][0],) for f in fr] == [(link.T_ADDR, 1, 2, link.ADDR_MASTER_REACHED)], k
         gens.append(fr[0][3][1])
-    assert svc.forming.gen == 1 and gens[0] == 0 and gens[-1] == 1 and gens == sorted(gens)
+    assert svc.roles.gen == 1 and gens[0] == 0 and gens[-1] == 1 and gens == sorted(gens)
 
 
 class _NoHeap:
@@ -760,6 +762,24 @@ def test_the_master_builds_its_rows_at_the_first_peer_report_and_retries_after_a
     assert t.voltage_mv[1] == st.snap.stack_mv  # the own row came along
 
 
+def test_a_pack_alone_never_imports_the_report_payloads(monkeypatch):
+    """bms.linkrows (the reports and HELLO) comes with the rows, at the
+    first peer report, app.linkpeer (the slave's part, the HELLO) at the
+    first HELLO: a pack alone loads neither (issue 12)."""
+    import app
+    import bms
+    for pkg, name in ((bms, "linkrows"), (app, "linkpeer")):
+        monkeypatch.delitem(sys.modules, pkg.__name__ + "." + name, raising=False)
+        monkeypatch.delattr(pkg, name, raising=False)
+    svc, st, b = _master()
+    for k in range(30):
+        svc.tick(parallel.DISCOVER_MS + 200 + 100 * k)
+    assert "bms.linkrows" not in sys.modules and "app.linkpeer" not in sys.modules and svc.table.n == 2
+    b.can.rx.append((link.can_id(link.T_STATUS, 2, link.MASTER), bytes([0xCE, 0x20, 0, 0, 50, 100, 3, 100]), 2))
+    svc.tick(parallel.DISCOVER_MS + 3200)
+    assert "bms.linkrows" in sys.modules and "app.linkpeer" in sys.modules and svc.table.voltage_mv[2] == 0xCE20
+
+
 def test_the_master_ignores_can_ids_without_the_link_prefix():
     """An inverter's 11-bit id or another 29-bit protocol's (the host PGN)
     carrying a STATUS-shaped payload is no link frame: not taken, not bad."""
@@ -791,3 +811,24 @@ def test_a_slave_that_cannot_build_its_row_skips_that_report():
     assert st.link_role == parallel.SLAVE and svc.failed == 1 and svc.table.n == parallel.N
     # address 2 reports in the slot 200 ms into each second: the first failed, the next went out
     assert sent == [1200, 2200]
+
+
+def test_a_slave_that_cannot_import_its_part_reports_once_it_can(monkeypatch):
+    """app.linkpeer (the slave's reports) imported at the first need: while
+    the heap cannot hold it (counted in failed) the slave sends nothing (its
+    hold is app.link's: held here, no HELLO heard); the next ticks try again
+    and it reports in its slot."""
+    from app import link as app_link
+    svc, st, b = _service()
+    st.snap.reads = 1
+    monkeypatch.setattr(app_link, "_peer", _NoHeap(app_link._peer, 5))
+    sent = []
+    for t in range(0, 3000, 100):
+        b.link_in.rx.extend(_addr_frame(1, 2))
+        n = len(b.can.tx)
+        svc.tick(t)
+        if svc.failed:
+            assert st.link_role == parallel.SLAVE and st.link_hold and st.link_online == 0
+        sent += [t for i, _, _ in b.can.tx[n:] if _fields(i)[0] == link.T_STATUS]
+    assert svc.failed == 5 and st.link_role == parallel.SLAVE
+    assert sent == [1200, 2200]  # address 2's slot, 200 ms into each second

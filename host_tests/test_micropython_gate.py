@@ -777,7 +777,7 @@ def probe(with_can):
             s.tick(now)
         now += 100
     m = svcs[0]
-    before = (bus.sent, svcs[1].relayed, svcs[2].link_in.written)
+    before = (bus.sent, svcs[1].relayed, svcs[2].rx_in.port.written)
     for step in range(120):
         if step % 20 == 0:
             m.ask_cells(2)
@@ -791,7 +791,7 @@ def probe(with_can):
     cells = (m.table.cells_ms[2] >= 0) + (m.table.cells_ms[3] >= 0)
     return "ok %s online %d cells %d can %d relayed %d up %d" % (
         roles, m.state.link_online, cells, bus.sent - before[0], svcs[1].relayed - before[1],
-        svcs[2].link_in.written - before[2])
+        svcs[2].rx_in.port.written - before[2])
 
 print(probe(True))
 print(probe(False))

@@ -38,7 +38,7 @@ def test_two_packs_roles_addresses_leds_and_the_flicker():
     for p in world.packs:
         assert p.app.link.roles.changes == 1  # decided once, stable
         assert p.app.indicate.seq == indicate.SEQ_PARALLEL
-    formed = world.packs[0].app.link.forming.formed_ms
+    formed = world.packs[0].app.link.roles.formed_ms
     assert 0 < formed <= 10000
     rises = [t for t, v in world.packs[1].board.led_pins[indicate.RUN].edges if v == 1 and formed <= t < formed + 3000]
     assert len(rises) >= 5
@@ -170,7 +170,7 @@ def test_thirty_two_packs_form_within_ten_seconds():
     assert [o["role"] for o in lines] == ["master"] + ["slave"] * 31
     assert [o["leds"]["ms"] for o in lines] == ["on"] + ["off"] * 31
     assert lines[0]["system"]["packs_online"] == 32
-    formed = world.packs[0].app.link.forming.formed_ms
+    formed = world.packs[0].app.link.roles.formed_ms
     assert 0 < formed <= 10000
     assert all(p.app.indicate.seq == indicate.SEQ_PARALLEL for p in world.packs)
     assert world.can.bits / 11 / 500000 < 0.30
@@ -259,7 +259,7 @@ def test_boards_without_can_carry_the_link_over_the_rs485_chain(n):
         assert p.app.link.roles.changes == 1
         assert p.app.indicate.seq == indicate.SEQ_PARALLEL  # the HELLO's generation came down the chain
         assert all(o["chg_fet"] and o["dsg_fet"] for o in [at(tr, 24, p.index)])  # joined
-    assert 0 < world.packs[0].app.link.forming.formed_ms <= 10000
+    assert 0 < world.packs[0].app.link.roles.formed_ms <= 10000
     if n > 2:
         assert world.packs[1].app.link.relayed > 0
 
@@ -413,7 +413,7 @@ def test_a_master_that_cannot_build_its_table_reports_only_its_own_pack(until_s)
     tr = [json.loads(ln) for ln in lines if '"pack"' in ln]
     m, s = at(tr, 7, 0), at(tr, 7, 1)
     sysv = m["system"]
-    # the master alone shows as single (ROLE_NAMES: a master with no pack online)
+    # the master alone shows as single (sim.trace: a master with no pack in parallel)
     assert world.packs[0].app.link.roles.role == parallel.MASTER and s["role"] == "slave"
     assert world.packs[0].app.link.failed > 0
     assert sysv["packs_online"] == 1 and sysv["current_ma"] == m["current_ma"] // 10 * 10

@@ -12,12 +12,13 @@ from bms.params import Params
 from bms.state import PackState
 from bms.system import own_row
 from proto import link as lp
+from bms import linkrows
 
 A = 7  # a slave's row
 
 
 def _take(t, typ, payload):
-    assert t.take(0, typ, A, payload)
+    assert linkrows.take(t, 0, typ, A, payload)
 
 
 def _built():
@@ -53,7 +54,7 @@ def test_own_row_limits_are_what_the_limits_report_carries(cvl, dvl, want_cvl, w
     assert (t.cvl_mv[A], t.dvl_mv[A]) == (want_cvl, want_dvl)
     assert (t.alarms[A], t.protections[A], t.faults[A]) == (0xFFFF, 0xFFFF, 0xFFFF)
     d = bytearray(8)
-    lp.put_limits(d, t, A)
+    linkrows.put_limits(d, t, A)
     assert struct.unpack(">HxxxxH", d) == (want_cvl, want_dvl)
 
 

@@ -4,7 +4,7 @@ rules in bms.system), for random row contents; and a table with a second row
 (online, or seen and gone offline) still takes the full aggregate."""
 from hypothesis import given, settings, strategies as stt
 
-from bms import parallel
+from bms import linkrows, parallel
 from bms.state import PackState
 from bms.system import SystemView, aggregate, aggregate_rows
 from proto import link as lp
@@ -28,7 +28,7 @@ def _table(rows):
         t.build()
     for a in rows:
         if a != OWN:  # another pack is heard through its status report
-            assert t.take(0, lp.T_STATUS, a, bytes(8))
+            assert linkrows.take(t, 0, lp.T_STATUS, a, bytes(8))
     for a, r in rows.items():
         for k, x in r.items():
             getattr(t, k)[a] = x

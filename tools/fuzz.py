@@ -164,7 +164,7 @@ def footprint(p):
     from app import service
     n = 0
     srv = p.inverter.server
-    for obj in (p.st, p.st.snap, p.board.can, p.board.link_in, p.board.link_out, p.link, p.link.table, p.link.roles, p.link.forming, p.inverter,
+    for obj in (p.st, p.st.snap, p.board.can, p.board.link_in, p.board.link_out, p.link, p.link.table, p.link.roles, p.inverter,
                 srv, srv.framer, srv.req):
         for k, v in vars(obj).items():
             if obj is srv and k == "_views":
@@ -320,7 +320,8 @@ def gen_inverter(rng):
 
 
 TARGETS = {
-    "link": (gen_link, ("lib/proto/link.py", "lib/bms/parallel.py", "firmware/app/link.py")),
+    "link": (gen_link, ("lib/proto/link.py", "lib/bms/linkrows.py", "lib/bms/parallel.py", "firmware/app/link.py",
+              "firmware/app/linkpeer.py")),
     "pylon": (gen_pylon, ("lib/proto/pylon_rs485.py", "firmware/app/inverter.py")),
     "inverter": (gen_inverter, ("firmware/app/inverter.py", "lib/proto/pylon_can.py")),
 }

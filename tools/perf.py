@@ -302,7 +302,7 @@ def parallel_32(sim_s=60):
     t0 = time.perf_counter()
     world.run()
     wall = time.perf_counter() - t0
-    return world.packs[0].app.link.forming.formed_ms, world.can.bits / sim_s / 500000, sim_s / wall
+    return world.packs[0].app.link.roles.formed_ms, world.can.bits / sim_s / 500000, sim_s / wall
 
 
 # --- the host protocol (issue 13): telemetry through the master ----------------------------

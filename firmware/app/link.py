@@ -15,7 +15,9 @@
 # up (a slave writes on Link IN, each pack reads its Link OUT and relays them
 # up its Link IN to the master), the master's HELLO/CMD/REQ go down (Link OUT,
 # relayed down by every slave). Buffers are allocated once; the pack table's
-# rows at their first need (_built: a peer's report, the first cells reply).
+# rows at their first need (_built: a peer's report, the first cells reply),
+# and app.linkpeer, what only packs in parallel run (a slave's reports, the
+# master's HELLO), at its first need too (_peer).
 from defs.const import const
 from defs import codes
 from bms import parallel
@@ -25,6 +27,8 @@ from proto import link
 from app.service import Service, built
 
 LINK_MS = const(100)
+_ASK = const(1)  # Link._marks bits, by address: ask the pack for its cells (ask_cells)
+_FORGET = const(2)  # the PC tool removed it (remove)
 
 
 def _views(buf, off):
@@ -35,6 +39,11 @@ def _views(buf, off):
     return {n: mv[:off + n] for n in link.LENGTHS}
 
 
+def _peer():
+    """app.linkpeer, what only packs in parallel run (app.service.built
+    imports it at the first need; then a look-up)."""
+    import app.linkpeer
+    return app.linkpeer
 
 
 class Link(Service):
@@ -53,30 +62,22 @@ class Link(Service):
         self.can_rx = can_rx
         self.rx_in = rx_in
         self.rx_out = rx_out
-        self.link_in = rx_in.port if rx_in is not None else None
-        self.link_out = rx_out.port if rx_out is not None else None
         self.roles = parallel.Roles(dip_master, params.v[P.LINK_FIXED_ADDRESS_COUNT])
         state.link_fixed = self.roles.fixed != 0
         self.table = parallel.Table()  # its rows built at first need (_built)
         self.failed = 0  # frames dropped: the heap could not hold the table's rows (app.service.built)
-        self.forming = parallel.Forming()
         self.rx_frames = 0  # good link frames read on Link IN
         self.relayed = 0  # frames passed on up or down the chain
         self._now = 0  # the tick's time, for the frames the readers hand over
         self._want_cells = False  # slave: the master asked for every cell (REQ_CELLS)
         self._want_reports = False
-        self._ask = bytearray(parallel.N)  # master: addresses to ask for their cells
-        self._asked = False  # some _ask set since the last tick
-        self._forget = bytearray(parallel.N)  # master: addresses the PC tool removed (remove())
-        self._forgets = 0
+        self._marks = bytearray(parallel.N)  # master: _ASK | _FORGET by address, for the next tick
+        self._marked = False  # some mark set since the last tick
         self._out = bytearray(link.RS485_MAX)
         self._addr = bytearray(9)  # the last ADDR frame (7 + 2 bytes), framed again when it changes
         self._pl = bytearray(8)
         self._out_v = _views(self._out, 7)  # by payload length: 7 + n bytes
         self._pl_v = _views(self._pl, 0)
-        # relays: a parser's whole frame
-        self._p_v = _views(rx_in.parser.buf, 7) if rx_in is not None else None
-        self._po_v = _views(rx_out.parser.buf, 7) if rx_out is not None else None
         self._last_addr_ms = -1
         self._last_hello_ms = -1
         self._last_report_ms = -1
@@ -85,7 +86,7 @@ class Link(Service):
         self.hello_online = 0  # the packs online the master's HELLO says (slaves)
         self.bad_frames = 0
         self.tx_errors = 0
-        if self.link_in is not None:
+        if rx_in is not None:
             state.link_hold = True  # until the first ticks tell whether a pack is upstream
 
     # --- one tick ----------------------------------------------------------------
@@ -111,11 +112,19 @@ class Link(Service):
             off = self._master(now_ms)
         elif r.role == parallel.SLAVE:
             st.link_orphan = not r.master_reached(now_ms)
-            self._slave(now_ms)
+            st.link_online = 0
+            if st.link_hold and r.hello_ms >= 0 and parallel.elapsed(now_ms, r.hello_ms) < parallel.HELLO_LOST_MS \
+                    and self.sys_mv and st.snap.reads:
+                d = st.snap.stack_mv - self.sys_mv  # joining: FETs open until the system voltage matches
+                if -parallel.JOIN_MV <= d <= parallel.JOIN_MV:
+                    st.link_hold = False
+            p = built(self, _peer)
+            if p is not None:  # else no report, as on a lost frame; the next tick tries again
+                p.slave(self, now_ms)
         else:
             # undecided: a pack heard upstream waits for the system voltage; the
             # first BOOT_HOLD_MS every pack waits (an upstream pack speaks every ADDR_MS)
-            st.link_hold = self.link_in is not None and (
+            st.link_hold = self.rx_in is not None and (
                 r.up_ms >= 0 or parallel.elapsed(now_ms, r.start_ms) < parallel.BOOT_HOLD_MS)
         if self._last_addr_ms < 0 or parallel.elapsed(now_ms, self._last_addr_ms) >= parallel.ADDR_MS:
             self._last_addr_ms = now_ms
@@ -153,114 +162,35 @@ class Link(Service):
             t.last_ms[a] = now_ms
             t.seen[a] = 1
             t.online[a] = 1
-        if self._forgets:
-            self._forgets = 0
-            forget = self._forget
+        marked = self._marked
+        marks = self._marks
+        if marked:
+            self._marked = False
             for k in range(2, parallel.N):
-                if forget[k]:
-                    forget[k] = 0
+                if marks[k] & _FORGET:
+                    marks[k] &= _ASK
                     if not t.online[k]:  # back since the request: it stays
                         t.forget(k)
         n = t.expire(now_ms, a)
         st.link_online = n
-        if self._asked:
-            self._asked = False
-            ask = self._ask
+        if marked:
             d = self._pl
             for k in range(2, parallel.N):
-                if ask[k]:
-                    ask[k] = 0
+                if marks[k]:  # _ASK: the forgets were taken above
+                    marks[k] = 0
                     if t.online[k]:
                         link.put_pair(d, link.REQ_CELLS, 0)
                         self._send(link.T_REQ, k, d, 2)
-        if self.forming.step(now_ms, n):
+        if self.roles.form(now_ms, n):
             self._flicker(now_ms)
         # a single pack (no slave ever heard) stays silent on the bus
         off = t.offline()
         if off + n > 1 and (self._last_hello_ms < 0 or parallel.elapsed(now_ms, self._last_hello_ms) >= parallel.HELLO_MS):
-            self._last_hello_ms = now_ms
-            d = self._pl
-            link.put_hello(d, self.forming.gen, n, self._system_mv(), off)
-            self._send(link.T_HELLO, link.BROADCAST, d, 8)
+            p = built(self, _peer)
+            if p is not None:  # else the next tick tries again
+                self._last_hello_ms = now_ms
+                p.hello(self, n, off)
         return off
-
-    def _system_mv(self):
-        t = self.table
-        s = n = 0
-        for a in range(1, parallel.N):
-            if t.online[a] and not (t.flags[a] & link.F_HOLD):
-                s += t.voltage_mv[a]
-                n += 1
-        return s // n if n else self.state.snap.stack_mv
-
-    def _slave(self, now_ms):
-        st = self.state
-        r = self.roles
-        st.link_online = 0
-        heard = r.hello_ms >= 0 and parallel.elapsed(now_ms, r.hello_ms) < parallel.HELLO_LOST_MS
-        if st.link_hold:
-            if heard and self.sys_mv and st.snap.reads:
-                d = st.snap.stack_mv - self.sys_mv
-                if -parallel.JOIN_MV <= d <= parallel.JOIN_MV:
-                    st.link_hold = False
-        if st.link_orphan:
-            return  # no master upstream: no second system
-        if self._want_reports:
-            self._want_reports = False
-            self._report()
-        if self._want_cells and st.snap.reads:
-            self._want_cells = False
-            self._send_cells()
-        # staggered reports: address a reports in the 100 ms slot a % 10 of each second
-        slot = (now_ms // LINK_MS) % (parallel.REPORT_MS // LINK_MS)
-        if slot != r.address % (parallel.REPORT_MS // LINK_MS):
-            return
-        if self._last_report_ms >= 0 and parallel.elapsed(now_ms, self._last_report_ms) < parallel.REPORT_MS // 2:
-            return
-        self._last_report_ms = now_ms
-        self._report()
-
-    def _report(self):
-        st = self.state
-        t = self.table
-        a = self.roles.address
-        if not self._built(False):
-            return  # the next slot tries again
-        own_row(t, a, st, self.params, self._flags())
-        d = self._pl
-        link.put_status(d, t, a)
-        self._send(link.T_STATUS, link.MASTER, d, 8)
-        link.put_limits(d, t, a)
-        self._send(link.T_LIMITS, link.MASTER, d, 8)
-        link.put_extremes(d, t, a)
-        self._send(link.T_EXTREMES, link.MASTER, d, 8)
-        link.put_info(d, t, a)
-        self._send(link.T_INFO, link.MASTER, d, 8)
-
-    def _send_cells(self):
-        """The capacity (T_CAPACITY), every NTC (T_TEMPS) then every cell
-        (T_CELLS), PER_FRAME a frame."""
-        st = self.state
-        t = self.table
-        a = self.roles.address
-        if not self._built(False):
-            return  # the master asks again
-        own_row(t, a, st, self.params, self._flags())
-        d = self._pl
-        link.put_capacity(d, t, a)
-        self._send(link.T_CAPACITY, link.MASTER, d, 8)
-        snap = st.snap
-        for cells in (False, True):
-            arr = snap.cell_mv if cells else snap.temp_dc
-            cnt = len(arr)
-            top = parallel.MAX_CELLS if cells else parallel.MAX_TEMPS
-            if cnt > top:
-                cnt = top
-            first = 0
-            while first < cnt:
-                link.put_series(d, arr, first, cnt, not cells)
-                self._send(link.T_CELLS if cells else link.T_TEMPS, link.MASTER, d, 8)
-                first += link.PER_FRAME
 
     def _built(self, series):
         """The table holds every row (a peer's report, a slave's own row at
@@ -275,15 +205,15 @@ class Link(Service):
         """Master: pack a, no longer heard, leaves the table on the next tick
         (the PC tool's "remove a pack from the system", app.hostctl)."""
         if link.valid_address(a) and a != link.MASTER:
-            self._forget[a] = 1
-            self._forgets = 1  # a flag: the master's tick looks at _forget
+            self._marks[a] |= _FORGET
+            self._marked = True
 
     # --- the master's cells of a slave, for the inverter's RS485 server ------------
     def ask_cells(self, a):
         """Master: ask pack a for every cell on the next tick."""
         if link.valid_address(a) and a != link.MASTER:
-            self._ask[a] = 1
-            self._asked = True
+            self._marks[a] |= _ASK
+            self._marked = True
 
     def _flicker(self, now_ms):
         st = self.state
@@ -295,23 +225,30 @@ class Link(Service):
         can = self.can
         if can is None:
             # RS485 transport: up the chain toward the master, or down from it
-            port = self.link_out if self.roles.role == parallel.MASTER else self.link_in
-            if port is not None:
+            rx = self.rx_out if self.roles.role == parallel.MASTER else self.rx_in
+            if rx is not None:
                 link.rs485_frame(self._out, typ, self.roles.address, dst, d, n)
-                port.write(self._out_v[n])
+                rx.port.write(self._out_v[n])
             return
         try:
             can.send(link.can_id(typ, self.roles.address, dst), self._pl_v[n], can.FLAG_EXT_ID)
         except OSError:
             self.tx_errors += 1
 
+    def _relay(self, port, p):
+        """Parser p's frame on to port, framed again in _out: the same bytes
+        (its CRC was good), with no view kept of each parser's buffer."""
+        link.rs485_frame(self._out, p.typ, p.src, p.dst, p.payload, p.n)
+        port.write(self._out_v[p.n])
+        self.relayed += 1
+
     def _send_addr(self, now_ms):
-        out = self.link_out
-        if out is None:
+        if self.rx_out is None:
             return
+        out = self.rx_out.port
         r = self.roles
         f = link.ADDR_MASTER_REACHED if r.master_reached(now_ms) else 0
-        g = self.forming.gen if r.role == parallel.MASTER else self.hello_gen
+        g = r.gen if r.role == parallel.MASTER else self.hello_gen
         nxt = r.address + 1 if link.valid_address(r.address) and r.address < link.MAX_PACKS else 0
         a = self._addr
         if a[0] != link.SOF or a[3] != r.address or a[4] != nxt or a[5] != f or a[6] != g:
@@ -337,9 +274,8 @@ class Link(Service):
         # down the chain: every frame not for us (addresses along it may have gaps
         # and need not increase; segments are one-way, no loops), none for the master
         if (dst == link.BROADCAST or (link.valid_address(dst) and dst != r.address and dst != link.MASTER)) \
-                and self.link_out is not None:
-            self.link_out.write(self._p_v[p.n])
-            self.relayed += 1
+                and self.rx_out is not None:
+            self._relay(self.rx_out.port, p)
 
     def on_link_out(self, p, now_ms):
         """A good link frame arrived on Link OUT (from downstream: reports on
@@ -352,9 +288,8 @@ class Link(Service):
         elif r.role == parallel.SLAVE and p.src == r.address:
             self.table.conflict_heard(now_ms, p.src)  # a pack below uses our address: not passed up
         elif r.role == parallel.SLAVE and p.dst == link.MASTER and not self.state.link_orphan \
-                and self.link_in is not None:
-            self.link_in.write(self._po_v[p.n])  # up the chain
-            self.relayed += 1
+                and self.rx_in is not None:
+            self._relay(self.rx_in.port, p)  # up the chain
 
     def on_frame(self, bus, fr):
         """A link frame from the CAN port (29-bit, proto.link.CAN_FILTER)."""
@@ -389,9 +324,12 @@ class Link(Service):
                 if g:
                     self._flicker(now_ms)
         elif r.role == parallel.MASTER and dst == link.MASTER:
-            if not link.valid_address(src) or (self._built(typ == link.T_CELLS or typ == link.T_TEMPS)
-                                               and not t.take(now_ms, typ, src, data)):
+            if not link.valid_address(src):
                 self.bad_frames += 1
+            elif self._built(typ == link.T_CELLS or typ == link.T_TEMPS):
+                import bms.linkrows  # the rows' build() imported it: a look-up (no "from": no name tuple built)
+                if not bms.linkrows.take(t, now_ms, typ, src, data):
+                    self.bad_frames += 1
         elif r.role == parallel.SLAVE and src == link.MASTER and (dst == r.address or dst == link.BROADCAST):
             if typ == link.T_REQ and dst == r.address:
                 if data[0] == link.REQ_CELLS:

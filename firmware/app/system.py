@@ -24,4 +24,4 @@ class System:
         v = self.view
         aggregate(v, t, st, parallel.N)
         v.parallel_failure = v.packs_offline > 0 or st.link_conflict != 0
-        v.generation = lk.forming.gen
+        v.generation = lk.roles.gen

@@ -26,7 +26,8 @@
 #  - The master counts slaves online (a report within OFFLINE_MS); a slave
 #    heard before and now silent is offline (parallel failure). When the
 #    online count grows and then stays put for STABLE_MS the system is
-#    (re)formed: the generation number goes up and every pack flickers RUN.
+#    (re)formed: the generation number goes up and every pack flickers RUN
+#    (Roles.form: the master's role holds its system's generation).
 from defs.const import const
 from array import array
 from proto import link
@@ -35,7 +36,6 @@ NONE = const(0)
 SINGLE = const(1)
 MASTER = const(2)
 SLAVE = const(3)
-ROLE_NAMES = ("single", "single", "master", "slave")  # trace names (none shows as single)
 
 DISCOVER_MS = const(2000)
 UPSTREAM_LOST_MS = const(3000)
@@ -72,6 +72,12 @@ class Roles:
         self.up_flags = 0
         self.hello_ms = -1  # last HELLO from the master (slaves)
         self.changes = 0  # role/address changes (tests: stability)
+        # the master's formed system (form())
+        self.gen = 0  # its generation
+        self.formed = 1  # packs in it (1 = the master alone)
+        self.form_count = 1  # packs online at the last form()
+        self.form_since_ms = 0  # since when
+        self.formed_ms = -1
 
     def heard_upstream(self, now_ms, dst, flags):
         self.up_ms = now_ms
@@ -114,11 +120,28 @@ class Roles:
             # heard a pack upstream once, never got an address: it is gone; nothing upstream
             self._set(MASTER, link.MASTER)
 
+    def form(self, now_ms, count):
+        """The master's formation rule (count: packs online): the generation
+        goes up when the count has grown above the last formed count and
+        stayed put for STABLE_MS; True then."""
+        if count != self.form_count:
+            self.form_count = count
+            self.form_since_ms = now_ms
+        if count < self.formed:
+            self.formed = count  # a pack lost: no new flicker, the count says it
+        elif count > self.formed and elapsed(now_ms, self.form_since_ms) >= STABLE_MS:
+            self.formed = count
+            self.gen = (self.gen % 255) + 1
+            self.formed_ms = now_ms
+            return True
+        return False
+
 
 class Table:
     """The master's view of every pack by address (own row included),
-    filled from the reports; no allocation once built. Built at first need
-    (issue 12: a pack alone needs none of the other rows): at boot, seen and
+    filled from the reports (bms.linkrows.take); no allocation once built.
+    Built at first need (issue 12: a pack alone needs none of the other
+    rows): at boot, seen and
     online for every address, every other field for rows 0..1 only (row 1,
     the master's own, is all a pack alone reads); build() gives every field
     N rows (the master's first report from a peer, a slave's first own row
@@ -127,7 +150,7 @@ class Table:
     memoryview of n rows into one of four buffers, one per item type (an
     array per field would cost its own object and block-rounded buffer as
     well). A field a report carries as u16/i16 is 16-bit (half the RAM); its
-    writers (proto.link.take_*, bms.system.own_row) give it only values in
+    writers (bms.linkrows.take_*, bms.system.own_row) give it only values in
     range (CPython raises, MicroPython would wrap)."""
 
     def __init__(self):
@@ -141,7 +164,7 @@ class Table:
         self.conflicts = 0  # frames from our own address we did not send
         self.conflict_addr = 0  # the address of the last one, while it counts (conflict_at)
         self.conflict_ms = 0
-        self.heard = 0  # rows take() first marked seen (app.link marks the own row)
+        self.heard = 0  # rows bms.linkrows.take first marked seen (app.link marks the own row)
 
     def _rows(self, n):
         """Every field but seen, online, cells and temps with n rows, all new
@@ -182,10 +205,13 @@ class Table:
         self.n = n
 
     def build(self):
-        """Every row (idempotent); returns the table (app.service.built).
-        Row 1 starts empty too: the master builds at a peer's report, which
-        its tick reads before it writes its own row (app.link; every tick
-        once the pack has read its AFE, and never before)."""
+        """Every row (idempotent), and bms.linkrows, which stores the
+        reports in them and encodes a slave's own (take, put_*); returns
+        the table (app.service.built). Row 1 starts empty too: the master
+        builds at a peer's report, which its tick reads before it writes its
+        own row (app.link; every tick once the pack has read its AFE, and
+        never before)."""
+        import bms.linkrows  # noqa: F401 (a failed import leaves sys.modules: the next build tries again)
         if self.n < N:
             self._rows(N)
         return self
@@ -207,44 +233,6 @@ class Table:
         self.online[a] = 0
         if a < self.n:
             self.cells_ms[a] = -1
-
-    def take(self, now_ms, typ, src, d):
-        """Store one report (d: the 8-byte payload) from address src; the
-        rows built (build(), and build_series() for T_CELLS / T_TEMPS)."""
-        if not link.valid_address(src):
-            return False
-        if typ == link.T_STATUS:
-            link.take_status(self, src, d)
-            self.last_ms[src] = now_ms
-            if not self.seen[src]:
-                self.heard += 1
-            self.seen[src] = 1
-            self.online[src] = 1
-        elif typ == link.T_LIMITS:
-            link.take_limits(self, src, d)
-        elif typ == link.T_EXTREMES:
-            link.take_extremes(self, src, d)
-        elif typ == link.T_INFO:
-            link.take_info(self, src, d)
-        elif typ == link.T_CAPACITY:
-            link.take_capacity(self, src, d)
-        elif typ == link.T_CELLS or typ == link.T_TEMPS:
-            cells = typ == link.T_CELLS
-            first = d[0]
-            cnt = d[1]
-            top = MAX_CELLS if cells else MAX_TEMPS
-            if cnt > top or first >= cnt:
-                return False
-            link.take_series(self.cells if cells else self.temps, src * top, d, not cells)
-            if cells:
-                self.n_cells[src] = cnt
-                if first + link.PER_FRAME >= cnt:
-                    self.cells_ms[src] = now_ms
-            else:
-                self.n_temps[src] = cnt
-        else:
-            return False
-        return True
 
     def conflict_heard(self, now_ms, a):
         """A frame from address a (ours) that we did not send."""
@@ -294,28 +282,3 @@ class Table:
             if self.seen[a] and not self.online[a]:
                 n += 1
         return n
-
-
-class Forming:
-    """The master's formation rule: generation goes up when the online count
-    has grown above the last formed count and stayed put for STABLE_MS."""
-
-    def __init__(self):
-        self.gen = 0
-        self.formed = 1  # packs in the last formed system (1 = the master alone)
-        self.count = 1
-        self.since_ms = 0
-        self.formed_ms = -1
-
-    def step(self, now_ms, count):
-        if count != self.count:
-            self.count = count
-            self.since_ms = now_ms
-        if count < self.formed:
-            self.formed = count  # a pack lost: no new flicker, the count says it
-        elif count > self.formed and elapsed(now_ms, self.since_ms) >= STABLE_MS:
-            self.formed = count
-            self.gen = (self.gen % 255) + 1
-            self.formed_ms = now_ms
-            return True
-        return False

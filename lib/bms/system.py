@@ -45,7 +45,7 @@ class SystemView:
         self.valid = False  # False until a pack has a good measurement
         # link: (parallel packs) the master's address table behind the view
         self.parallel_failure = False  # a pack lost or an address conflict
-        self.generation = 0  # formed-system generation (bms.parallel.Forming)
+        self.generation = 0  # formed-system generation (bms.parallel.Roles.form)
 
 
 def from_pack(view, st, params, pack=0):

@@ -10,7 +10,7 @@
 # RS485 frame: SOF 0x7E, len (payload bytes, 0..8), type, src, dst, payload,
 #   CRC-16/CCITT-FALSE (hi, lo) over len..payload. 7 + len bytes.
 from defs.const import const
-from proto.wire import put_u8, put_u16, put_i16, put_u24, get_u16, get_i16, get_u24, trunc  # noqa: F401
+from proto.wire import get_u16, trunc  # noqa: F401 (get_u16: app.link reads HELLO in place)
 
 PREFIX = const(0x1A)
 BROADCAST = const(0xFF)
@@ -75,6 +75,7 @@ def valid_address(a):
 
 
 # --- payloads: one encoder (put_*) and one decoder (take_*) per message ----------
+# (those of the reports and HELLO in bms.linkrows, imported at first need)
 # STATUS:  voltage mV u16, current 10 mA i16, SOC % u8, SOH % u8, flags u8, capacity Ah u8
 # LIMITS:  CVL mV u16, CCL 10 mA u16, DCL 10 mA u16, DVL mV u16
 # EXTREMES: min cell mV u16, max cell mV u16, min temp dC i16, max temp dC i16
@@ -96,117 +97,11 @@ def current_ma(ma):
     return trunc(ma, 10) * 10
 
 
-def put_status(d, t, a):
-    put_u16(d, 0, t.voltage_mv[a])
-    put_i16(d, 2, trunc(t.current_ma[a], 10))
-    d[4] = t.soc_pct[a]
-    d[5] = t.soh_pct[a]
-    d[6] = t.flags[a]
-    put_u8(d, 7, t.cap_ah[a])
-
-
-def take_status(t, a, d):
-    t.voltage_mv[a] = get_u16(d, 0)
-    t.current_ma[a] = get_i16(d, 2) * 10
-    t.soc_pct[a] = d[4] if d[4] <= 100 else 100
-    t.soh_pct[a] = d[5] if d[5] <= 100 else 100
-    t.flags[a] = d[6]
-    t.cap_ah[a] = d[7]
-
-
-def put_limits(d, t, a):
-    put_u16(d, 0, t.cvl_mv[a])
-    put_u16(d, 2, t.ccl_ma[a] // 10)
-    put_u16(d, 4, t.dcl_ma[a] // 10)
-    put_u16(d, 6, t.dvl_mv[a])
-
-
-def take_limits(t, a, d):
-    t.cvl_mv[a] = get_u16(d, 0)
-    t.ccl_ma[a] = get_u16(d, 2) * 10
-    t.dcl_ma[a] = get_u16(d, 4) * 10
-    t.dvl_mv[a] = get_u16(d, 6)
-
-
-def put_extremes(d, t, a):
-    put_u16(d, 0, t.min_cell_mv[a])
-    put_u16(d, 2, t.max_cell_mv[a])
-    put_i16(d, 4, t.min_temp_dc[a])
-    put_i16(d, 6, t.max_temp_dc[a])
-
-
-def take_extremes(t, a, d):
-    t.min_cell_mv[a] = get_u16(d, 0)
-    t.max_cell_mv[a] = get_u16(d, 2)
-    t.min_temp_dc[a] = get_i16(d, 4)
-    t.max_temp_dc[a] = get_i16(d, 6)
-
-
-def put_info(d, t, a):
-    d[0] = t.idx_cell[a]
-    d[1] = t.idx_temp[a]
-    put_u16(d, 2, t.alarms[a])
-    put_u16(d, 4, t.protections[a])
-    put_u16(d, 6, t.faults[a])
-
-
-def take_info(t, a, d):
-    t.idx_cell[a] = d[0]
-    t.idx_temp[a] = d[1]
-    t.alarms[a] = get_u16(d, 2)
-    t.protections[a] = get_u16(d, 4)
-    t.faults[a] = get_u16(d, 6)
-
-
-def put_capacity(d, t, a):
-    put_u24(d, 0, t.full_mah[a])
-    put_u16(d, 3, t.cycles[a])
-    d[5] = d[6] = d[7] = 0
-
-
-def take_capacity(t, a, d):
-    t.full_mah[a] = get_u24(d, 0)
-    t.cycles[a] = get_u16(d, 3)
-
-
-def put_series(d, arr, first, cnt, signed):
-    """CELLS (signed False: mV) or TEMPS (signed True: dC): arr[first..first+2]
-    of cnt values; past cnt 0."""
-    d[0] = first
-    d[1] = cnt
-    for k in range(PER_FRAME):
-        i = first + k
-        v = arr[i] if i < cnt else 0
-        if signed:
-            put_i16(d, 2 + 2 * k, v)
-        else:
-            put_u16(d, 2 + 2 * k, v)
-
-
-def take_series(arr, base, d, signed):
-    """A CELLS/TEMPS payload d into arr[base + index] for the indexes below
-    its count (the caller has checked first < count <= its room)."""
-    first = d[0]
-    cnt = d[1]
-    for k in range(PER_FRAME):
-        i = first + k
-        if i < cnt:
-            arr[base + i] = get_i16(d, 2 + 2 * k) if signed else get_u16(d, 2 + 2 * k)
-
-
 # HELLO's fields (the slaves read them in place: d[HELLO_GEN], get_u16(d, HELLO_MV))
 HELLO_GEN = const(0)
 HELLO_ONLINE = const(1)
 HELLO_MV = const(2)
 HELLO_FLAGS = const(4)
-
-
-def put_hello(d, gen, online, system_mv, failure):
-    d[HELLO_GEN] = gen
-    d[HELLO_ONLINE] = online
-    put_u16(d, HELLO_MV, system_mv)
-    d[HELLO_FLAGS] = 1 if failure else 0
-    d[5] = d[6] = d[7] = 0
 
 
 def put_pair(d, first, second):
@@ -215,50 +110,24 @@ def put_pair(d, first, second):
     d[1] = second
 
 
-# CRC-16/CCITT-FALSE (poly 0x1021) a byte at a time: entry k (big endian at
-# 2k) is what eight shifts of the register make of a top byte k. A bytes
-# constant: from ROMFS it stays in the image, no heap.
-_CRC_TABLE = const(
-    b"\x00\x00\x10\x21\x20\x42\x30\x63\x40\x84\x50\xa5\x60\xc6\x70\xe7"
-    b"\x81\x08\x91\x29\xa1\x4a\xb1\x6b\xc1\x8c\xd1\xad\xe1\xce\xf1\xef"
-    b"\x12\x31\x02\x10\x32\x73\x22\x52\x52\xb5\x42\x94\x72\xf7\x62\xd6"
-    b"\x93\x39\x83\x18\xb3\x7b\xa3\x5a\xd3\xbd\xc3\x9c\xf3\xff\xe3\xde"
-    b"\x24\x62\x34\x43\x04\x20\x14\x01\x64\xe6\x74\xc7\x44\xa4\x54\x85"
-    b"\xa5\x6a\xb5\x4b\x85\x28\x95\x09\xe5\xee\xf5\xcf\xc5\xac\xd5\x8d"
-    b"\x36\x53\x26\x72\x16\x11\x06\x30\x76\xd7\x66\xf6\x56\x95\x46\xb4"
-    b"\xb7\x5b\xa7\x7a\x97\x19\x87\x38\xf7\xdf\xe7\xfe\xd7\x9d\xc7\xbc"
-    b"\x48\xc4\x58\xe5\x68\x86\x78\xa7\x08\x40\x18\x61\x28\x02\x38\x23"
-    b"\xc9\xcc\xd9\xed\xe9\x8e\xf9\xaf\x89\x48\x99\x69\xa9\x0a\xb9\x2b"
-    b"\x5a\xf5\x4a\xd4\x7a\xb7\x6a\x96\x1a\x71\x0a\x50\x3a\x33\x2a\x12"
-    b"\xdb\xfd\xcb\xdc\xfb\xbf\xeb\x9e\x9b\x79\x8b\x58\xbb\x3b\xab\x1a"
-    b"\x6c\xa6\x7c\x87\x4c\xe4\x5c\xc5\x2c\x22\x3c\x03\x0c\x60\x1c\x41"
-    b"\xed\xae\xfd\x8f\xcd\xec\xdd\xcd\xad\x2a\xbd\x0b\x8d\x68\x9d\x49"
-    b"\x7e\x97\x6e\xb6\x5e\xd5\x4e\xf4\x3e\x13\x2e\x32\x1e\x51\x0e\x70"
-    b"\xff\x9f\xef\xbe\xdf\xdd\xcf\xfc\xbf\x1b\xaf\x3a\x9f\x59\x8f\x78"
-    b"\x91\x88\x81\xa9\xb1\xca\xa1\xeb\xd1\x0c\xc1\x2d\xf1\x4e\xe1\x6f"
-    b"\x10\x80\x00\xa1\x30\xc2\x20\xe3\x50\x04\x40\x25\x70\x46\x60\x67"
-    b"\x83\xb9\x93\x98\xa3\xfb\xb3\xda\xc3\x3d\xd3\x1c\xe3\x7f\xf3\x5e"
-    b"\x02\xb1\x12\x90\x22\xf3\x32\xd2\x42\x35\x52\x14\x62\x77\x72\x56"
-    b"\xb5\xea\xa5\xcb\x95\xa8\x85\x89\xf5\x6e\xe5\x4f\xd5\x2c\xc5\x0d"
-    b"\x34\xe2\x24\xc3\x14\xa0\x04\x81\x74\x66\x64\x47\x54\x24\x44\x05"
-    b"\xa7\xdb\xb7\xfa\x87\x99\x97\xb8\xe7\x5f\xf7\x7e\xc7\x1d\xd7\x3c"
-    b"\x26\xd3\x36\xf2\x06\x91\x16\xb0\x66\x57\x76\x76\x46\x15\x56\x34"
-    b"\xd9\x4c\xc9\x6d\xf9\x0e\xe9\x2f\x99\xc8\x89\xe9\xb9\x8a\xa9\xab"
-    b"\x58\x44\x48\x65\x78\x06\x68\x27\x18\xc0\x08\xe1\x38\x82\x28\xa3"
-    b"\xcb\x7d\xdb\x5c\xeb\x3f\xfb\x1e\x8b\xf9\x9b\xd8\xab\xbb\xbb\x9a"
-    b"\x4a\x75\x5a\x54\x6a\x37\x7a\x16\x0a\xf1\x1a\xd0\x2a\xb3\x3a\x92"
-    b"\xfd\x2e\xed\x0f\xdd\x6c\xcd\x4d\xbd\xaa\xad\x8b\x9d\xe8\x8d\xc9"
-    b"\x7c\x26\x6c\x07\x5c\x64\x4c\x45\x3c\xa2\x2c\x83\x1c\xe0\x0c\xc1"
-    b"\xef\x1f\xff\x3e\xcf\x5d\xdf\x7c\xaf\x9b\xbf\xba\x8f\xd9\x9f\xf8"
-    b"\x6e\x17\x7e\x36\x4e\x55\x5e\x74\x2e\x93\x3e\xb2\x0e\xd1\x1e\xf0")
+# CRC-16/CCITT-FALSE (poly 0x1021) a nibble at a time: entry k (big endian at
+# 2k) is what four shifts of the register make of a top nibble k. 32 bytes,
+# not a byte-wise table's 512: from a .mpy a bytes constant is copied into
+# the heap (issue 12); a frame is at most 13 bytes, its two look-ups a byte
+# cost microseconds.
+_CRC_TABLE = const(b"\x00\x00\x10\x21\x20\x42\x30\x63\x40\x84\x50\xa5\x60\xc6\x70\xe7"
+                   b"\x81\x08\x91\x29\xa1\x4a\xb1\x6b\xc1\x8c\xd1\xad\xe1\xce\xf1\xef")
 
 
 def crc16(buf, start, end, crc=0xFFFF):
     """CRC-16/CCITT-FALSE over buf[start:end] (no slicing)."""
     t = _CRC_TABLE
     for i in range(start, end):
-        j = ((crc >> 8) ^ buf[i]) << 1
-        crc = ((crc & 0xFF) << 8) ^ (t[j] << 8) ^ t[j + 1]
+        crc ^= buf[i] << 8
+        j = (crc >> 11) & 0x1E
+        crc = ((crc << 4) & 0xFFFF) ^ (t[j] << 8) ^ t[j + 1]
+        j = (crc >> 11) & 0x1E
+        crc = ((crc << 4) & 0xFFFF) ^ (t[j] << 8) ^ t[j + 1]
     return crc
 
 
