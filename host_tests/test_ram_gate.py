@@ -65,6 +65,18 @@ def check_runs_in(rig, board, store, firmware_bytes):
     check_ran(run(rig, board, store, firmware_bytes + share(m)))
 
 
+def test_the_budget_line_counts_the_boards_pools():
+    # make perf's verdicts: against the board column (board_pools added), KiB
+    q = [(100, 1072), (300, 2224), (700, 5168)]  # pools the fakes filled first
+    pools = ram.board_pools({"qstr": q})
+    assert pools == ram.pool_bytes(500) - ram.pool_bytes(100) - (5168 - 2224) > 0
+    r = {"boot": 48 * 1024 - pools, "peak": 56 * 1024 - pools + 1, "qstr": q}
+    line = ram.budget_line("esp32_bq", "romfs", r, 48, 56)
+    assert "after boot 48.0 KB of 48 KB: met" in line and "peak 56.0 KB of 56 KB: over by 0.0 KB" in line
+    r = {"boot": 150 * 1024 - pools + 2048, "peak": 0, "qstr": q}
+    assert ram.budget_line("rp2040_bq", "mpy", r, 150, None).endswith("of 150 KB: over by 2.0 KB")
+
+
 @pytest.mark.parametrize("board", ram.REAL_BOARDS)
 @pytest.mark.parametrize("store", ["romfs", "mpy"])
 def test_measured_uncapped(rig, board, store):

@@ -618,6 +618,25 @@ def _kb(n):
     return "%.1f KB" % (n / 1024)
 
 
+# the issue's budgets, KiB: (after boot, peak over the stretch or None), each
+# against the board column (the qstr pools as a board holds them)
+BUDGETS_KB = {("esp32_bq", "romfs"): (48, 56), ("rp2040_bq", "mpy"): (150, None)}
+
+
+def budget_line(board, store, r, after_kb, peak_kb):
+    """One line of `make perf`: run_board's figures r against the budgets."""
+    pools = board_pools(r)
+
+    def verdict(n, kb):
+        d = n - kb * 1024
+        return "%s of %d KB: %s" % (_kb(n), kb, "met" if d <= 0 else "over by " + _kb(d))
+    line = "budget %s %s (with the board's qstr pools): after boot %s" % (board, store,
+                                                                          verdict(r["boot"] + pools, after_kb))
+    if peak_kb is not None:
+        line += "; peak " + verdict(r["peak"] + pools, peak_kb)
+    return line
+
+
 def frozen_bytes(exe):
     """The flash the frozen content takes (text + data of frozen_content.o,
     written beside the binary by tools/build_frozen_unix.sh); 0 if unknown."""
@@ -669,6 +688,10 @@ def figures(out=print):
         if missing:
             out("  not measured (no frozen interpreter: make micropython-frozen MICROPYTHON_DIR=...): "
                 + ", ".join(missing))
+        for (board, store), (after_kb, peak_kb) in BUDGETS_KB.items():
+            r = res.get((board, store), ({"error": "not run"},))[0]
+            if "error" not in r:
+                out("  " + budget_line(board, store, r, after_kb, peak_kb))
         board = REAL_BOARDS[0]
         stores = [s for s in ("romfs", "mpy", "frozen") if (board, s) in res]
         rows = {s: {m[0]: m[1:] for m in per_module(board, s, res[(board, s)][1], fakes, res[(board, s)][2])}
