@@ -126,7 +126,7 @@ def main():
             _retry_later()
         return
     import machine
-    app.restart = machine.reset  # the boot-loop guard's release (app.app.Held)
+    app.restart = machine.reset  # the boot-loop guard's release (app.held.Held)
     failed = asyncio.run(Runner(app).run())
     if failed:
         print("bms: stopped in safe state after a failure in", failed[0])
