@@ -6,4 +6,5 @@
 #   atomic.py    one record file written to a temporary name and renamed
 #   paramstore.py / counters.py   the parameter and counter files (id-keyed)
 #   eventlog.py  the append-only event history in a ring of segment files
+#   evscan.py    its scan at mount, reads and clear (loaded per call)
 #   store.py     Store: the three together for one pack
