@@ -5,6 +5,7 @@
 #   crc.py       crc32 (binascii's where it exists, else a table)
 #   atomic.py    one record file written to a temporary name and renamed
 #   paramstore.py / counters.py   the parameter and counter files (id-keyed)
+#   paramload.py the parameter file's load and restore-defaults (loaded per call)
 #   eventlog.py  the append-only event history in a ring of segment files
 #   evscan.py    its scan at mount, reads and clear (loaded per call)
 #   store.py     Store: the three together for one pack
