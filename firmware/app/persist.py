@@ -154,8 +154,8 @@ class Persist(Service):
                 self._started_ok()
         d = now[C.SOC_PPM] - saved[C.SOC_PPM]
         due = d >= SOC_SAVE_PPM or -d >= SOC_SAVE_PPM
-        for i in C.CRITICAL:
-            if now[i] != saved[i]:
+        for i in range(C.N):
+            if C.CRITICAL >> i & 1 and now[i] != saved[i]:
                 due = True
                 break
         if not due and (sleeping or self._since_save >= self.save_period_ms):
