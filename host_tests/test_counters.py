@@ -83,7 +83,7 @@ def test_each_fields_tag_is_its_names_hash():
     # per field in index order (the board keeps only the tags)
     names = C.NAMES.split()
     assert len(names) == C.N == C.FAILED_STARTS + 1 and len(set(names)) == C.N
-    assert [C._tag(i) for i in range(C.N)] == [atomic.name_hash(n) for n in names]
+    assert [atomic.tag(C._TAGS, i) for i in range(C.N)] == [atomic.name_hash(n) for n in names]
     fs = SimFlash()
     CounterStore(fs).save(list(range(C.N)))
     f = fs.open(C.FILE, "rb")

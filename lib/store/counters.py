@@ -52,16 +52,12 @@ CRITICAL = const(1 << SOC_FULL | 1 << FCC_MAH | 1 << CYCLES | 1 << LOCKOUT | 1 <
                  | 1 << DEEP_DISCHARGE | 1 << UV_TRIES | 1 << SLEEP_REASON | 1 << BOOTS | 1 << FAILED_STARTS)
 
 
-def _tag(i):
-    return _TAGS[2 * i] | _TAGS[2 * i + 1] << 8
-
-
 class CounterStore:
     def __init__(self, fs, name=FILE):
         self.file = atomic.AtomicFile(fs, name, MAGIC)
 
     def save(self, values):
-        return self.file.write(SCHEMA, [(i + 1, _tag(i), values[i]) for i in range(N)])
+        return self.file.write(SCHEMA, [(i + 1, atomic.tag(_TAGS, i), values[i]) for i in range(N)])
 
     def load(self, values):
         """Fill values (length N) from the file; fields not stored (or stored
@@ -72,6 +68,6 @@ class CounterStore:
             return src
         for rid, h, v in recs:
             i = rid - 1
-            if 0 <= i < N and h == _tag(i):
+            if 0 <= i < N and h == atomic.tag(_TAGS, i):
                 values[i] = v
         return src

@@ -5,7 +5,7 @@
 from bms import params as P
 from store import atomic
 from store.paramstore import SCHEMA, N_PARAMS_DEFAULTS, N_PARAMS_CORRUPT, N_PARAMS_BACKUP, N_PARAM_DROPPED, \
-    N_PARAM_DEFAULT, N_PARAM_CONVERTED, N_PARAMS_INVALID, N_PARAMS_RESTORED, row_hash
+    N_PARAM_DEFAULT, N_PARAM_CONVERTED, N_PARAMS_INVALID, N_PARAMS_RESTORED
 
 
 def load(ps, params):
@@ -30,7 +30,7 @@ def load(ps, params):
             notes.append((N_PARAM_DROPPED, rid))
             changed = True
             continue
-        if h != row_hash(r, i):
+        if h != atomic.tag(r.HASH, i):
             rule = conv.get((rid, h))
             changed = True
             if rule is None:

@@ -14,7 +14,6 @@
 # loaded per call.
 from defs.const import const
 from defs import transient
-import struct
 from bms import params as P
 from store import atomic
 
@@ -37,11 +36,6 @@ N_PARAMS_INVALID = const(7)  # the loaded set fails validate(): defaults (0)
 N_PARAMS_RESTORED = const(8)  # restore defaults by command (0)
 
 
-def row_hash(r, i):
-    """Row i's name tag (atomic.name_hash of its name; r: bms.params.rows())."""
-    return struct.unpack_from("<H", r.HASH, 2 * i)[0]
-
-
 class ParamStore:
     def __init__(self, fs, name=FILE, convert=None):
         self.file = atomic.AtomicFile(fs, name, MAGIC)
@@ -49,7 +43,7 @@ class ParamStore:
 
     def records(self, values):
         r = P.rows()
-        return [(i + 1, row_hash(r, i), values[i]) for i in range(r.N)]
+        return [(i + 1, atomic.tag(r.HASH, i), values[i]) for i in range(r.N)]
 
     def save(self, params):
         """Write the running values (temp + rename). Returns bytes written."""
