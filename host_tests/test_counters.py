@@ -265,3 +265,23 @@ def test_deep_discharge_set_by_the_lowest_cell_and_cleared_by_charging_back():
     assert min(st.snap.cell_mv) >= 3000 and st.deep_discharge
     w.run_until(40000)
     assert st.current_ma > 0 and not st.deep_discharge
+
+
+def test_the_persist_start_leaves_the_heap_after_each_call(dropped_after_each_call):
+    # defs.transient: app.persiststart (Persist's start, here each App's) is
+    # imported for each call and let go: after every round the heap is the same and
+    # the module is not imported (importing it to keep costs its code)
+    setup = """
+from store.memfs import MemFs
+from store.store import Store
+from app.app import App
+class Board:
+    pass
+store = Store(MemFs())
+a = App(Board(), store=store)
+"""
+    calls = """
+a = None
+a = App(Board(), store=store)
+"""
+    dropped_after_each_call(setup, calls, "app.persiststart", 512, "256K")
