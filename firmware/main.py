@@ -22,9 +22,9 @@
 # the REPL. Starts that keep failing are caught by the boot-loop guard
 # (app.app: held safe until the button).
 #
-# Forced-update jumper fitted at boot: maintenance mode (app.compose: both FETs
-# held open, RUN and ALM blinking together, commissioning with the button held;
-# no MCU sleep). Jumper fitted and the button held at boot, or no valid image
+# Forced-update jumper fitted at boot: maintenance mode (app.compose, which says
+# so: both FETs held open, RUN and ALM blinking together, commissioning with the
+# button held; no MCU sleep). Jumper fitted and the button held at boot, or no valid image
 # slot (update.boot): the forced-update / recovery mode (recovery.mode chooses
 # it, recovery.serve runs it; frozen into the custom firmware): FETs off, RUN
 # and ALM blinking, the UDS update session; the firmware does not start. The
@@ -63,10 +63,15 @@ def _clock():
 def start(b, store=None, clock=None, wd_period_ms=WD_PERIOD_MS):
     """(app, supervisor or None): the firmware on board b (app.compose), its
     services wrapped for the watchdog when the board has one (the WDT starts
-    once they are built)."""
+    once they are built). app.compose is set-up code: dropped once it has
+    run (what the pack runs holds nothing of it)."""
     from app.compose import start as compose
+    from drivers import drop
     make_wdt = getattr(b, "make_wdt", None)
-    return compose(b, store, clock, None if make_wdt is None else _watcher(make_wdt, wd_period_ms))
+    try:
+        return compose(b, store, clock, None if make_wdt is None else _watcher(make_wdt, wd_period_ms))
+    finally:
+        drop("app.compose")
 
 
 def _watcher(make_wdt, period_ms):
@@ -110,9 +115,6 @@ def main():
             _fets_off_after_failed_build(sys.modules["board"])
         _retry_later()
         return
-    from app.compose import maintenance
-    if maintenance(b):
-        print("bms: forced-update jumper fitted: maintenance mode (FETs held open, commissioning)")
     try:
         app, _ = start(b, store=_store(), clock=_clock())
     except Exception as e:  # noqa
@@ -124,7 +126,7 @@ def main():
             _retry_later()
         return
     import machine
-    app.restart = machine.reset  # the boot-loop guard's release (app.app.Held)
+    app.restart = machine.reset  # the boot-loop guard's release (app.held.Held)
     failed = asyncio.run(Runner(app).run())
     if failed:
         print("bms: stopped in safe state after a failure in", failed[0])

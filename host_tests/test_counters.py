@@ -78,9 +78,23 @@ def test_bit_flips_fall_back_to_the_previous_copy():
     assert CounterStore(f2).load(got) == atomic.CORRUPT and got == [7] * C.N
 
 
+def test_each_fields_tag_is_its_names_hash():
+    # the file's tags are store.atomic.name_hash of the field names, one name
+    # per field in index order (the board keeps only the tags)
+    names = C.NAMES.split()
+    assert len(names) == C.N == C.FAILED_STARTS + 1 and len(set(names)) == C.N
+    assert [atomic.tag(C._TAGS, i) for i in range(C.N)] == [atomic.name_hash(n) for n in names]
+    fs = SimFlash()
+    CounterStore(fs).save(list(range(C.N)))
+    f = fs.open(C.FILE, "rb")
+    recs = atomic.decode(C.MAGIC, f.read())[2]
+    f.close()
+    assert recs == [(i + 1, atomic.name_hash(names[i]), i) for i in range(C.N)]
+
+
 def test_unknown_or_renamed_fields_are_not_loaded():
     fs = SimFlash()
-    recs = [(i + 1, atomic.name_hash(C.NAMES[i]), 100 + i) for i in range(C.N)]
+    recs = [(i + 1, atomic.name_hash(C.NAMES.split()[i]), 100 + i) for i in range(C.N)]
     recs[C.CYCLES] = (C.CYCLES + 1, atomic.name_hash("cycles_x10"), 999)
     recs.append((200, atomic.name_hash("future_field"), 5))
     f = fs.open(C.FILE, "wb")
@@ -251,3 +265,23 @@ def test_deep_discharge_set_by_the_lowest_cell_and_cleared_by_charging_back():
     assert min(st.snap.cell_mv) >= 3000 and st.deep_discharge
     w.run_until(40000)
     assert st.current_ma > 0 and not st.deep_discharge
+
+
+def test_the_persist_start_leaves_the_heap_after_each_call(dropped_after_each_call):
+    # defs.transient: app.persiststart (Persist's start, here each App's) is
+    # imported for each call and let go: after every round the heap is the same and
+    # the module is not imported (importing it to keep costs its code)
+    setup = """
+from store.memfs import MemFs
+from store.store import Store
+from app.app import App
+class Board:
+    pass
+store = Store(MemFs())
+a = App(Board(), store=store)
+"""
+    calls = """
+a = None
+a = App(Board(), store=store)
+"""
+    dropped_after_each_call(setup, calls, "app.persiststart", 512, "256K")

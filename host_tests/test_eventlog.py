@@ -141,3 +141,21 @@ def _completed(cut):
             _append(log, k)
             _MARKS.append(fs.used)
     return sum(1 for m in _MARKS if m <= cut)
+
+
+def test_the_scan_and_reads_leave_the_heap_after_each_call(dropped_after_each_call):
+    # defs.transient: store.evscan (the scan at mount, read, clear) is imported
+    # for each call and let go: after every round the heap is the same and
+    # the module is not imported (importing it to keep costs its code)
+    setup = """
+from store.memfs import MemFs
+from store.eventlog import EventLog
+log = EventLog(MemFs(), 2, 8).mount()
+for k in range(12):
+    log.append(k, 1, 0, 0, 0, 0, k)
+"""
+    calls = """
+log.mount()
+assert [r[0] for r in log.read(0, 20)] == list(range(12))
+"""
+    dropped_after_each_call(setup, calls, "store.evscan", 1024, "128K")

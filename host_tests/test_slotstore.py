@@ -58,7 +58,14 @@ def test_the_life_of_an_update_is_a_sequence_of_distinct_valid_records():
     assert all(S.valid(r) for r in LIFE)
     assert LIFE[4][S.PENDING] == S.NONE and LIFE[4][S.ROLLBACKS] == 1  # the rollback is in it
     assert LIFE[7][S.CONFIRMED] == 1 and LIFE[7][S.FLOOR] == 5
-    assert len(SS.FIELDS) == S.RECORD_FIELDS
+    assert len(SS.FIELDS.split()) == SS.N_FIELDS == S.RECORD_FIELDS
+
+
+def test_each_fields_tag_is_its_names_hash():
+    # the record's tags are store.atomic.name_hash of the field names (the
+    # board keeps only the tags)
+    names = SS.FIELDS.split()
+    assert [atomic.tag(SS._TAGS, i) for i in range(SS.N_FIELDS)] == [atomic.name_hash(n) for n in names]
 
 
 def test_round_trip_and_an_unchanged_record_writes_nothing():
@@ -108,13 +115,13 @@ def test_no_valid_copy_reads_as_no_record_with_a_note():
 
 
 def test_a_missing_or_mistagged_field_reads_as_no_record():
-    for drop in range(len(SS.FIELDS)):
+    for drop in range(SS.N_FIELDS):
         fs = SimFlash()
-        recs = [(i + 1, atomic.name_hash(SS.FIELDS[i]), v) for i, v in enumerate(LIFE[1]) if i != drop]
+        recs = [(i + 1, atomic.name_hash(SS.FIELDS.split()[i]), v) for i, v in enumerate(LIFE[1]) if i != drop]
         atomic.AtomicFile(fs, SS.FILE, SS.MAGIC).write(SS.SCHEMA, recs)
         assert SlotStore(fs).load() == (None, [(SS.N_SLOTS_PARTIAL, drop + 1)])
     fs = SimFlash()
-    recs = [(i + 1, atomic.name_hash(SS.FIELDS[i]), v) for i, v in enumerate(LIFE[1])]
+    recs = [(i + 1, atomic.name_hash(SS.FIELDS.split()[i]), v) for i, v in enumerate(LIFE[1])]
     recs[2] = (3, atomic.name_hash("tries_s"), LIFE[1][2])  # a field whose meaning changed
     atomic.AtomicFile(fs, SS.FILE, SS.MAGIC).write(SS.SCHEMA, recs)
     assert SlotStore(fs).load() == (None, [(SS.N_SLOTS_PARTIAL, 3)])

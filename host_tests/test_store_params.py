@@ -234,7 +234,26 @@ def test_restore_defaults_keeps_the_installations_settings():
 
 def test_crc_table_matches_binascii():
     import binascii
-    from store.crc import crc32_table
+    from store.crctable import crc32 as crc32_table  # store.crc's on a port without binascii.crc32
     for data in (b"", b"abc", bytes(range(256)) * 3):
         assert crc32_table(data) == binascii.crc32(data)
         assert crc32_table(data[5:], crc32_table(data[:5])) == binascii.crc32(data)
+
+
+def test_the_load_leaves_the_heap_after_each_call(dropped_after_each_call):
+    # defs.transient: store.paramload (load, restore_defaults) is imported for
+    # each call and let go: after every round the heap is the same and the
+    # module is not imported (importing it to keep costs its code)
+    setup = """
+from store.memfs import MemFs
+from store.paramstore import ParamStore
+from bms.params import Params
+ps = ParamStore(MemFs())
+p = Params()
+ps.save(p)
+"""
+    calls = """
+assert ps.load(p)[0]
+ps.restore_defaults(p)
+"""
+    dropped_after_each_call(setup, calls, "store.paramload", 1024, "256K")

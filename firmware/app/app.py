@@ -2,17 +2,14 @@
 # (named attributes: app.cycle and its stages app.protect, app.control,
 # app.estimate; app.indicate, app.button, app.inverter, app.link, app.persist)
 # and their run order in app.services, all built by app.compose; the safe
-# state every runner falls back to on an error, and the boot-loop guard: after
-# app.persist.MAX_FAILED_STARTS failed starts in a row
-# the pack is held safe (FETs off, ALM on) with only the button running, until
-# a reset press releases it. A store whose flash fails at start is dropped (the
-# pack runs without it) and the STORE fault says so.
+# state every runner falls back to on an error, and the boot-loop guard's
+# count: after app.persist.MAX_FAILED_STARTS failed starts in a row the pack
+# is held (app.held, imported only then). A store whose flash fails at start
+# is dropped (the pack runs without it) and the STORE fault says so.
 from bms.state import PackState
 from bms.params import Params
-from bms import indicate, button
-from app.service import Service
+from bms import indicate
 from app.control import safe_fets
-from app.button import Button
 
 
 class App:
@@ -30,7 +27,7 @@ class App:
         self.protect = self.control = self.estimate = self.indicate = self.button = None
         self.link = self.system = self.cycle = self.inverter = None
         self.canrate = None  # app.canrate: the CAN bit rate (boards with CAN)
-        self.host = None  # app.compose.host: the host protocol's port (app.hostport)
+        self.host = None  # app.ports.host: the host protocol's port (app.hostport)
         self.uds = self.update = None  # app.compose: the UDS port, the shared update transfer (app.updsess, lazy)
         self.services = []
         if store is not None:
@@ -40,7 +37,8 @@ class App:
             except OSError as e:
                 self._store_failed(e)
             if self.persist is not None and self.persist.failed_starts > MAX_FAILED_STARTS:
-                self._hold()
+                from app.held import hold
+                hold(self)
 
     def attach_store(self):
         """The store restores counters and lock-outs now, then logs and saves
@@ -58,15 +56,6 @@ class App:
         self.persist = None
         self.state.store_failures += 1  # protect latches the STORE fault
 
-    def _hold(self):
-        self.held = True
-        self.services = []
-        if getattr(self.board, "button", None) is not None:
-            self.button = Button(self.state, self.board.button, self.params)
-            self.services.append(self.button)
-        self.services.append(Held(self))
-        self.safe_state("start failures")
-
     def safe_state(self, reason):
         """FETs open, ALM on: what the pack does when the firmware itself fails.
         Each step is tried even if an earlier one raises."""
@@ -79,23 +68,3 @@ class App:
         finally:
             st.leds[indicate.ALM] = indicate.ON
             self.board.leds.set(indicate.ALM, 1)
-
-
-class Held(Service):
-    """The held pack's service: a reset press (bms.button.RESET) clears the
-    failed-start count and restarts the board (app.restart)."""
-    name = "held"
-    period_ms = 100
-
-    def __init__(self, app):
-        self.app = app
-        self._count = app.state.button_count
-
-    def tick(self, now_ms):
-        st = self.app.state
-        if st.button_count != self._count:
-            self._count = st.button_count
-            if st.button_action == button.RESET:
-                self.app.persist.clear_failed_starts()
-                if self.app.restart is not None:
-                    self.app.restart()

@@ -1,11 +1,14 @@
 # Owns the wiring of one pack's firmware, the only place it is done (used by
 # firmware/main.py and the bench, tools/simworld.py): the readers of the link
-# connector's ports (app.canport for CAN, app.router for Link IN and Link OUT)
-# and their subscribers (link, inverter, the host protocol), the acceptance
-# filters of the CAN chip, the services
-# of app.app.App in their run order, and on a board the Sleeper and the
-# watchdog wrapping. The watchdog itself is the board's (drivers.watchdog, which
-# app may not import): main.py passes start() a function that wraps the services.
+# connector's ports (app.ports.Ports: app.canport for CAN, app.router for Link
+# IN and Link OUT) and their subscribers (link, inverter, the host protocol),
+# the acceptance filters of the CAN chip, the services of app.app.App in their
+# run order, and on a board the Sleeper and the watchdog wrapping. The
+# watchdog itself is the board's (drivers.watchdog, which app may not import):
+# main.py passes start() a function that wraps the services. Set-up code:
+# main.py drops this module once start() has built the pack; what runs after
+# boot holds nothing of it (the builders the host protocol and the UDS port
+# call at their first use are app.ports').
 from bms import hwlimits
 from bms.params import CYCLE_MS
 from proto import link as link_proto, pylon_can
@@ -21,30 +24,8 @@ from app.balance import Balance
 from app.indicate import Indicate
 from app.button import Button
 from app.inverter import Inverter, master_test
-from app.canport import CanPort
 from app.canrate import CanRate
-from app.router import Router
-
-
-def _router(port):
-    """The reader of an RS485 end with machine.UART's byte API (any, write,
-    readinto or read); None for no port or one that reads frames only."""
-    if port is None or not hasattr(port, "any") or not hasattr(port, "write"):
-        return None
-    if not hasattr(port, "readinto") and not hasattr(port, "read"):
-        return None
-    return Router(port)
-
-
-class Ports:
-    """The link connector as the services see it: the CAN port (sending) and
-    its reader, the Link IN and Link OUT readers; None where the board has none."""
-
-    def __init__(self, board):
-        self.can = getattr(board, "can", None)
-        self.can_rx = CanPort(self.can) if self.can is not None else None
-        self.link_in = _router(getattr(board, "link_in", None))
-        self.link_out = _router(getattr(board, "link_out", None))
+from app.ports import Ports, presence, host, uds
 
 
 def link(state, params, board, ports):
@@ -71,32 +52,6 @@ def inverter(state, params, view, board, ports, packs):
     if rin is not None:
         rin.subscribe_ascii(svc)
     return svc
-
-
-def host(app, board, ports, present=None):
-    """The host protocol (PC tool, SCADA): Modbus RTU on Link IN (the binary
-    bytes there), the same PDUs over ISO-TP on CAN, the relay of RTU units
-    to the other packs (over CAN, else along the RS485 chain: the RTU replies
-    on Link OUT), the update session over Modbus file records
-    (app.hostupd, on app.update): app.hostport until a host speaks, then the
-    services app.hostbuild (imported then) builds (in maintenance mode too:
-    commissioning's first request builds them). present(): physical presence
-    for commissioning (maintenance mode only)."""
-    from app.hostport import HostPort, SELECTION
-
-    def make():
-        from app.hostbuild import services
-        return services(app, board, ports, port.auth(), present)
-
-    def make_auth():
-        from app.hostbuild import login
-        return login(app)
-    port = HostPort(make, make_auth, app.link.roles, ports.can is None and ports.link_out is not None, ports.can_rx)
-    if ports.can_rx is not None:
-        ports.can_rx.subscribe(port, SELECTION)
-    if ports.link_in is not None:
-        ports.link_in.subscribe_binary(port, port)  # the port is the router's RTU framer too
-    return port
 
 
 def running_slot(board):
@@ -132,46 +87,6 @@ def serial(board):
     app.inverter's one for a board without an id."""
     from app.inverter import SERIAL
     return getattr(board, "serial", None) or SERIAL
-
-
-def uds(app, board, ports):
-    """The firmware update session over CAN, on the host protocol's login:
-    app.udsport until a tester speaks, then the app.uds server; None
-    without CAN."""
-    if ports.can_rx is None:
-        return None
-    from app.hostport import SELECTION
-    from app.udsport import UdsPort
-    roles = app.link.roles
-    address = lambda: roles.address  # noqa: E731
-
-    def make():
-        from app.uds import Uds
-        from app.hostbuild import update_session, version
-        from update.updater import file_check
-        slot_store = None
-        if app.store is not None:
-            from store.slotstore import SlotStore
-            slot_store = SlotStore(app.store.fs)
-        persist = app.persist
-        return Uds(app.state, app.params, app.host.auth(), ports.can, address, ports.can_rx,
-                   None, slot_store, running_slot(board),
-                   version(board), lambda: app.restart,
-                   persist.restore_defaults if persist is not None else None, file_check(board),
-                   hold=update_session(app, board))
-    svc = UdsPort(address, make)
-    ports.can_rx.subscribe(svc, SELECTION)  # the host protocol's (0x18......): no further mask on the chip
-    return svc
-
-
-def _presence(board):
-    """Maintenance mode's physical presence: the button (a pulled-up pin,
-    pressed = 0) held now (the jumper was fitted at boot); None on a board
-    without a button (never present)."""
-    pin = getattr(board, "button", None)
-    if pin is None:
-        return None
-    return lambda: pin.value() == 0
 
 
 def pack(board, params=None, store=None, clock=None, maintenance=False):
@@ -221,13 +136,14 @@ def pack(board, params=None, store=None, clock=None, maintenance=False):
     if app.canrate is not None:  # after the link's read of the port: a frame heard confirms the rate
         services.append(app.canrate)  # before the host services below answer it
     # the host protocol's port: after the link, whose tick reads the ports
-    app.host = host(app, board, ports, _presence(board) if maintenance else None)
+    app.host = host(app, board, ports, presence(board) if maintenance else None)
     services.append(app.host)
-    app.uds = uds(app, board, ports)  # the update session (issue 15)
+    running = running_slot(board)
+    app.uds = uds(app, board, ports, running)  # the update session (issue 15)
     if app.uds is not None:
         services.append(app.uds)
     if not maintenance:
-        svc = confirm(app, running_slot(board))  # the self-test of a new image under trial (issue 15)
+        svc = confirm(app, running)  # the self-test of a new image under trial (issue 15)
         if svc is not None:
             services.append(svc)
     app.services = services
@@ -254,6 +170,8 @@ def start(board, store=None, clock=None, watch=None):
     services, supervisor service), starting the WDT), every service wrapped
     for the watchdog."""
     m = maintenance(board)
+    if m:
+        print("bms: forced-update jumper fitted: maintenance mode (FETs held open, commissioning)")
     app = pack(board, store=store, clock=clock, maintenance=m)
     deep_sleep = getattr(board, "deep_sleep", None)
     if deep_sleep is not None and not app.held and not m:

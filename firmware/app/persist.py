@@ -1,7 +1,9 @@
 # Owns the persist service: what the pack keeps across resets and power cuts
 # (lib/store). At start (App) it restores the counters and lock-out states into
 # the stages that own them (their restore(values); save(values) gathers them
-# back into the counters array: app.estimate, app.protect, app.control), logs the boot and the store's notes; then every second it moves
+# back into the counters array: app.estimate, app.protect, app.control), logs
+# the boot and the store's notes (that start: app.persiststart, loaded for
+# it); then every second it moves
 # new protection events (defs.events.Events, by sequence number) into the
 # event history and saves the counters: at once when a critical field changes
 # (lock-out, latched faults, deep discharge, cycles, learned capacity, UV
@@ -9,17 +11,14 @@
 # save, before sleeping, and otherwise at most every save_period_ms. A tick
 # with nothing new reads a few fields and returns.
 from defs.const import const
-from array import array
 from app.service import Service
 from defs import modes
 from bms import params as P
-from bms.clock import Clock
+from defs import transient
 from defs.ticks import ticks_diff
 from defs.events import KIND_SHIFT, RAISED, CODE_MASK
-from store import atomic
 from store import counters as C
-from store.eventlog import KIND_STORE, F_RAISED, C_BOOT, C_EVENTS_LOST, C_COUNTERS_BACKUP, \
-    C_COUNTERS_CORRUPT, C_CLOCK_SET
+from store.eventlog import KIND_STORE, F_RAISED, C_EVENTS_LOST, C_CLOCK_SET
 
 SAVE_PERIOD_MS = const(900000)  # 15 min: see README "Storage" for the wear this gives
 SOC_SAVE_PPM = const(10000)  # a save per 1 % of SOC moved: a cut loses less than 1 % SOC
@@ -41,61 +40,14 @@ class Persist(Service):
         written as the first copy when there is no usable file) and the
         counters, counts this start (boots, and failed_starts until it has run
         START_OK_MS cleanly) and saves. attach() restores into the stages once
-        they exist. Raises OSError when the flash fails."""
-        self.app = app
-        self.store = store.mount()
-        self.clock = clock if clock is not None else Clock()
-        self.pack = pack
-        st = app.state
-        self.state = st
-        self._owners = ()  # the stages that save and restore their counters
-        self.saved = array("i", [0] * C.N)  # what the file holds
-        self.now = array("i", [0] * C.N)  # this tick's values
-        self.saves = 0  # counter saves since start
-        self._since_save = 0  # ms since the last counter save
-        self._up_ms = 0  # ms run since the start, up to START_OK_MS
-        self._last_ms = None
-        self._mode = st.mode
-        self._ev_next = st.events.next_seq
-        found, notes = store.params.load(app.params)
-        if not found:
-            store.params.save(app.params)
-        src = store.counters.load(self.now)
-        if src == atomic.CORRUPT:
-            notes.append((C_COUNTERS_CORRUPT, 0))
-        elif src == atomic.BAK:
-            notes.append((C_COUNTERS_BACKUP, store.counters.file.seq))
-        self._notes = notes
-        self._restored = src not in (atomic.NONE, atomic.CORRUPT)
-        if not self._restored:  # the start values (all 0), the SOC unknown
-            for i in range(C.N):
-                self.now[i] = 0
-            self.now[C.SOC_PPM] = -1
-        self.now[C.BOOTS] += 1
-        self.now[C.FAILED_STARTS] += 1
-        self.failed_starts = self.now[C.FAILED_STARTS]  # this one included
-        st.boots = self.now[C.BOOTS]
-        self._save()
+        they exist. Raises OSError when the flash fails. (app.persiststart,
+        loaded for the call.)"""
+        transient("app.persiststart").start(self, app, store, clock, pack)
 
     def attach(self):
         """Once the stages exist: restores the counters and lock-out states
         into them, logs the boot and the store's notes."""
-        app = self.app
-        self._owners = (app.estimate, app.protect, app.control)
-        if self._restored:
-            self._restore()
-        self.log(C_BOOT, self.now[C.BOOTS])
-        for code, value in self._notes:
-            self.log(code, value)
-        self._notes = ()
-
-    # --- start ---
-
-    def _restore(self):
-        v = self.now
-        for owner in self._owners:
-            owner.restore(v)
-        self.state.deep_discharge = bool(v[C.DEEP_DISCHARGE])
+        transient("app.persiststart").attach(self)
 
     # --- running ---
 
@@ -154,8 +106,8 @@ class Persist(Service):
                 self._started_ok()
         d = now[C.SOC_PPM] - saved[C.SOC_PPM]
         due = d >= SOC_SAVE_PPM or -d >= SOC_SAVE_PPM
-        for i in C.CRITICAL:
-            if now[i] != saved[i]:
+        for i in range(C.N):
+            if C.CRITICAL >> i & 1 and now[i] != saved[i]:
                 due = True
                 break
         if not due and (sleeping or self._since_save >= self.save_period_ms):

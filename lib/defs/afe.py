@@ -1,6 +1,6 @@
 # Owns the AFE contract: what every analog-front-end driver (BQ76952, the mock
-# AFE of lib/sim) provides to the firmware. Drivers subclass Afe; the firmware
-# only calls these methods.
+# AFE of lib/sim) provides to the firmware. Drivers subclass Afe and define
+# every method its docstring lists; the firmware only calls those.
 
 # Alert bits returned by read_alerts(): the AFE's own hardware protections,
 # the second channel independent of the firmware (PROTOCOLS 4, safety alert A).
@@ -30,32 +30,20 @@ class HwLimits:
 
 
 class Afe:
-    """Interface; a driver overrides every method."""
+    """The interface: what every driver defines (the firmware only calls
+    these; the base class holds comm_errors alone, so a board keeps no stub
+    methods):
+      read(snap): fill snap (cells, stack, pack, current, temperatures) in
+        place. Return True on a complete good read; on any transfer error
+        count it in comm_errors, leave snap's values as they were and return
+        False.
+      set_fets(chg, dsg, pchg): command the charge, discharge and pre-charge
+        FETs (bools).
+      set_balance(mask): bleed the cells whose bit is set (bit 0 = cell 1).
+      program_protections(limits): program the hardware protections from a
+        HwLimits.
+      read_alerts(): latched ALERT_* bits of hardware protections that tripped.
+      clear_alerts(mask): clear latched alerts; the hardware re-arms its
+        protections."""
 
     comm_errors = 0  # transfer errors since start (CRC, NACK, timeout); only grows
-
-    def read(self, snap):
-        """Fill snap (cells, stack, pack, current, temperatures) in place.
-        Return True on a complete good read; on any transfer error count it in
-        comm_errors, leave snap's values as they were and return False."""
-        raise NotImplementedError
-
-    def set_fets(self, chg, dsg, pchg):
-        """Command the charge, discharge and pre-charge FETs (bools)."""
-        raise NotImplementedError
-
-    def set_balance(self, mask):
-        """Bleed the cells whose bit is set (bit 0 = cell 1)."""
-        raise NotImplementedError
-
-    def program_protections(self, limits):
-        """Program the hardware protections from a HwLimits."""
-        raise NotImplementedError
-
-    def read_alerts(self):
-        """Latched ALERT_* bits of hardware protections that tripped."""
-        raise NotImplementedError
-
-    def clear_alerts(self, mask):
-        """Clear latched alerts; the hardware re-arms its protections."""
-        raise NotImplementedError

@@ -27,6 +27,12 @@ def name_hash(name):
     return crc32(name.encode()) & 0xFFFF
 
 
+def tag(tags, i):
+    """Field i's tag in a bytes constant of name_hash values ('<H' each, the
+    field names' order): the tables the board keeps instead of the names."""
+    return tags[2 * i] | tags[2 * i + 1] << 8
+
+
 def encode(magic, schema, seq, recs):
     """recs: sequence of (id, hash, value) -> the file's bytes."""
     n = len(recs)

@@ -8,13 +8,16 @@
 # stop at the first invalid one (a torn last record), and a segment with a
 # torn tail is rewritten (temp + rename) without it before the next append.
 # When the current segment is full the oldest segment is emptied and reused.
+# Here the layout and append(), which the pack runs; the scan at mount, the
+# reads and clear (start, the PC tool) are store.evscan's, loaded per call.
 from defs.const import const
+from defs import transient
 import struct
 from store.crc import crc32
 
 REC = "<IIHBBBBiH"
 REC_SIZE = const(24)
-_BODY = const(20)
+BODY = const(20)  # the bytes the CRC covers
 F_RAISED = const(1)
 F_BOOT_TIME = const(2)
 KIND_STORE = const(8)  # events of the store and the firmware itself (codes below)
@@ -32,25 +35,15 @@ KIND_PARAM = const(9)  # a parameter written (code: its bms.ptable id)
 KIND_HOST = const(10)  # a command or calibration (code: its app.hostctl H_* number)
 
 
-def _seg(k):
+def seg_name(k):
     return "ev%d.bin" % k
 
 
 def pack_record(seq, t_s, boot, flags, kind, code, pack, value):
     b = bytearray(REC_SIZE)
     struct.pack_into(REC, b, 0, seq, t_s, boot & 0xFFFF, flags, kind, code, pack, value, 0)
-    struct.pack_into("<I", b, _BODY, crc32(memoryview(b)[:_BODY]))
+    struct.pack_into("<I", b, BODY, crc32(memoryview(b)[:BODY]))
     return b
-
-
-def unpack_record(data, o=0):
-    """(seq, t_s, boot, flags, kind, code, pack, value) or None if the CRC fails."""
-    if len(data) - o < REC_SIZE:
-        return None
-    (c,) = struct.unpack_from("<I", data, o + _BODY)
-    if crc32(memoryview(data)[o:o + _BODY]) != c:
-        return None
-    return struct.unpack_from(REC, data, o)[:8]
 
 
 class EventLog:
@@ -64,65 +57,9 @@ class EventLog:
         self.first = []  # first seq per segment, -1 when empty
         self.repaired = 0  # segments rewritten at mount (torn tails)
 
-    def _read_seg(self, k):
-        fs = self.fs
-        name = _seg(k)
-        n = fs.size(name)
-        if n < 0:
-            return [], 0
-        f = fs.open(name, "rb")
-        try:
-            data = f.read()
-        finally:
-            f.close()
-        recs = []
-        o = 0
-        while o + REC_SIZE <= len(data):
-            r = unpack_record(data, o)
-            if r is None or (recs and r[0] != recs[-1][0] + 1):
-                break
-            recs.append(r)
-            o += REC_SIZE
-        return recs, len(data)
-
     def mount(self):
         """Scan every segment; continue after the newest valid record."""
-        self.first = [-1] * self.segments
-        best = -1
-        cur = 0
-        count = 0
-        for k in range(self.segments):
-            recs, size = self._read_seg(k)
-            if size != len(recs) * REC_SIZE:
-                self._rewrite(k, recs)
-            if recs:
-                self.first[k] = recs[0][0]
-                if recs[-1][0] > best:
-                    best = recs[-1][0]
-                    cur = k
-                    count = len(recs)
-        self.next_seq = best + 1
-        self._cur = cur
-        self._count = count
-        return self
-
-    def _rewrite(self, k, recs):
-        fs = self.fs
-        name = _seg(k)
-        if not recs:
-            fs.remove(name)
-            self.repaired += 1
-            return
-        buf = bytearray()
-        for r in recs:
-            buf += pack_record(*r)
-        f = fs.open(name + ".tmp", "wb")
-        try:
-            f.write(buf)
-        finally:
-            f.close()
-        fs.rename(name + ".tmp", name)
-        self.repaired += 1
+        return transient("store.evscan").mount(self)
 
     def append(self, t_s, boot, flags, kind, code, pack, value):
         """Write one record; returns its sequence number."""
@@ -131,11 +68,11 @@ class EventLog:
             self._cur = (self._cur + 1) % self.segments
             self._count = 0
             self.first[self._cur] = -1
-            f = fs.open(_seg(self._cur), "wb")  # the oldest segment goes
+            f = fs.open(seg_name(self._cur), "wb")  # the oldest segment goes
             f.close()
         seq = self.next_seq
         rec = pack_record(seq, t_s, boot, flags, kind, code, pack, value)
-        f = fs.open(_seg(self._cur), "ab")
+        f = fs.open(seg_name(self._cur), "ab")
         try:
             f.write(rec)
         finally:
@@ -155,20 +92,7 @@ class EventLog:
 
     def read(self, first_seq, count):
         """Records with first_seq <= seq, at most count, oldest first."""
-        out = []
-        order = sorted([(self.first[k], k) for k in range(self.segments) if self.first[k] >= 0])
-        for i in range(len(order)):
-            start, k = order[i]
-            end = order[i + 1][0] if i + 1 < len(order) else self.next_seq
-            if end <= first_seq:
-                continue
-            recs, _ = self._read_seg(k)
-            for r in recs:
-                if r[0] >= first_seq:
-                    out.append(r)
-                    if len(out) >= count:
-                        return out
-        return out
+        return transient("store.evscan").read(self, first_seq, count)
 
     def clear(self, t_s, boot, flags, pack=0):
         """Remove every record; the sequence goes on and the history starts
@@ -176,12 +100,4 @@ class EventLog:
         is written first (into an emptied segment), then the other segments
         are removed: a power cut in between leaves the record and some old
         ones, never a sequence that starts again from 0."""
-        removed = self.next_seq - self.oldest_seq()
-        self._count = self.per_seg  # append() empties and takes the next segment
-        seq = self.append(t_s, boot, flags, KIND_STORE, C_LOG_CLEARED, pack, removed)
-        for k in range(self.segments):
-            if k != self._cur:
-                if self.fs.size(_seg(k)) >= 0:
-                    self.fs.remove(_seg(k))
-                self.first[k] = -1
-        return seq
+        return transient("store.evscan").clear(self, t_s, boot, flags, pack)

@@ -1,5 +1,5 @@
 # Owns the filesystem interface the store uses: open(path, mode), rename(a, b),
-# remove(path), size(path) (-1 when missing), listdir(). OsFs is the board's
+# remove(path), size(path) (-1 when missing). OsFs is the board's
 # (os + open under one directory); store.memfs.MemFs, the same in memory, is
 # apart so that a board never imports it.
 import os
@@ -34,6 +34,3 @@ class OsFs:
             return os.stat(self._p(name))[6]
         except OSError:
             return -1
-
-    def listdir(self):
-        return os.listdir(self.root)

@@ -78,6 +78,3 @@ class MemFs:
     def size(self, name):
         d = self.files.get(name)
         return -1 if d is None else len(d)
-
-    def listdir(self):
-        return list(self.files)

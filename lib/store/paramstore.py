@@ -10,8 +10,10 @@
 # Each such decision is reported as a (code, value) note the caller logs.
 # restore_defaults() resets USER and ADMIN rows and keeps FACTORY rows
 # (calibration, ratings, board options); counters and history are other files.
+# load() and restore_defaults() (start, a command) are store.paramload's,
+# loaded per call.
 from defs.const import const
-import struct
+from defs import transient
 from bms import params as P
 from store import atomic
 
@@ -34,22 +36,14 @@ N_PARAMS_INVALID = const(7)  # the loaded set fails validate(): defaults (0)
 N_PARAMS_RESTORED = const(8)  # restore defaults by command (0)
 
 
-def _hash(r, i):
-    """Row i's name tag (atomic.name_hash of its name; r: bms.params.rows())."""
-    return struct.unpack_from("<H", r.HASH, 2 * i)[0]
-
-
 class ParamStore:
     def __init__(self, fs, name=FILE, convert=None):
         self.file = atomic.AtomicFile(fs, name, MAGIC)
         self.convert = convert if convert is not None else CONVERT
-        self._conv = {}
-        for (rid, old), rule in self.convert.items():
-            self._conv[(rid, atomic.name_hash(old))] = rule
 
     def records(self, values):
         r = P.rows()
-        return [(i + 1, _hash(r, i), values[i]) for i in range(r.N)]
+        return [(i + 1, atomic.tag(r.HASH, i), values[i]) for i in range(r.N)]
 
     def save(self, params):
         """Write the running values (temp + rename). Returns bytes written."""
@@ -60,61 +54,11 @@ class ParamStore:
         Returns (found, notes): found is False when there was no usable file
         (params keep their values); notes are (code, value) pairs. A file that
         needed any change is written back at once."""
-        src, schema, recs = self.file.read()
-        notes = []
-        if src == atomic.NONE:
-            return False, [(N_PARAMS_DEFAULTS, 0)]
-        if src == atomic.CORRUPT:
-            return False, [(N_PARAMS_CORRUPT, 0)]
-        if src == atomic.BAK:
-            notes.append((N_PARAMS_BACKUP, self.file.seq))
-        r = P.rows()
-        pairs = []
-        changed = schema != SCHEMA
-        for rid, h, v in recs:
-            i = rid - 1
-            if not 0 <= i < r.N:
-                notes.append((N_PARAM_DROPPED, rid))
-                changed = True
-                continue
-            if h != _hash(r, i):
-                rule = self._conv.get((rid, h))
-                changed = True
-                if rule is None:
-                    notes.append((N_PARAM_DEFAULT, rid))
-                    continue
-                v = v * rule[0] // rule[1]
-                notes.append((N_PARAM_CONVERTED, rid))
-            if v < P.row_int(r.MIN, i) or v > P.row_int(r.MAX, i):
-                notes.append((N_PARAM_DEFAULT, rid))
-                changed = True
-                continue
-            pairs.append((i, v))
-        if len(recs) != r.N:
-            changed = True  # rows added since (they keep their defaults)
-        r = None  # defaults(), set_many and save import their own
-        trial = P.defaults()
-        for i, v in pairs:
-            trial[i] = v
-        if P.validate(trial) is not None:
-            notes.append((N_PARAMS_INVALID, 0))
-            params.set_many([(i, v) for i, v in enumerate(P.defaults())])
-            self.save(params)
-            return False, notes
-        params.set_many([(i, trial[i]) for i in range(len(trial))])
-        if changed or src == atomic.BAK:
-            self.save(params)
-        return True, notes
+        return transient("store.paramload").load(self, params)
 
     def restore_defaults(self, params):
         """USER and ADMIN rows back to their defaults, FACTORY rows and the
         installation's (bms.params.INSTALLATION) kept; saved. Raises
         ValueError (nothing changed) if the kept values do not validate
         against the defaults."""
-        r = P.rows()
-        keep = P.INSTALLATION
-        pairs = [(i, P.row_int(r.DEFAULT, i)) for i in range(r.N) if r.ACCESS[i] != r.FACTORY and i not in keep]
-        r = None  # set_many and save import their own
-        params.set_many(pairs)
-        self.save(params)
-        return [(N_PARAMS_RESTORED, 0)]
+        return transient("store.paramload").restore_defaults(self, params)

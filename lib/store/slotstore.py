@@ -6,21 +6,25 @@
 # record (store may not import update): the boot part checks it with
 # slots.valid and treats anything else as blank. A save that would not
 # change the record writes nothing (the boot part saves at every start).
+from defs.const import const
 from store import atomic
 
 MAGIC = b"BMSS"
-SCHEMA = 1
+SCHEMA = const(1)
 FILE = "slots.bin"
-# update.slots' record layout, in order (its RECORD_FIELDS = len(FIELDS))
-FIELDS = ("confirmed_slot", "pending_slot", "tries", "floor_counter", "slot0_counter", "slot1_counter",
-          "rollbacks")
+# update.slots' record layout, in order (FIELDS.split(); its RECORD_FIELDS =
+# N_FIELDS); _TAGS holds each name's atomic.name_hash ('<H'; test_slotstore
+# checks it), so the board keeps no table of them
+FIELDS = "confirmed_slot pending_slot tries floor_counter slot0_counter slot1_counter rollbacks"
+N_FIELDS = const(7)
+_TAGS = const(b"\xdf\xc7\x21\x8d\xce\x96\xb4\x1e\xe3\x5a\xa0\x4e\x82\xf7")
 
 # load notes (event codes of kind store.eventlog.KIND_STORE; 1..8 paramstore,
 # 20.. eventlog, 40.. cred)
-N_SLOTS_NONE = 50  # no slot record (0): never installed through the boot part
-N_SLOTS_CORRUPT = 51  # no valid copy (source): blank record
-N_SLOTS_BACKUP = 52  # current copy bad, the previous one used (seq)
-N_SLOTS_PARTIAL = 53  # a field missing or mistagged (its id): blank record
+N_SLOTS_NONE = const(50)  # no slot record (0): never installed through the boot part
+N_SLOTS_CORRUPT = const(51)  # no valid copy (source): blank record
+N_SLOTS_BACKUP = const(52)  # current copy bad, the previous one used (seq)
+N_SLOTS_PARTIAL = const(53)  # a field missing or mistagged (its id): blank record
 
 
 class SlotStore:
@@ -45,21 +49,21 @@ class SlotStore:
         for rid, h, v in recs:
             got[rid] = (h, v)
         rec = []
-        for i in range(len(FIELDS)):
+        for i in range(N_FIELDS):
             hv = got.get(i + 1)
-            if hv is None or hv[0] != atomic.name_hash(FIELDS[i]):
+            if hv is None or hv[0] != atomic.tag(_TAGS, i):
                 return None, notes + [(N_SLOTS_PARTIAL, i + 1)]
             rec.append(hv[1])
         self.last = rec
         return list(rec), notes
 
     def save(self, rec):
-        """Write rec (len(FIELDS) ints) unless it is the record already
+        """Write rec (N_FIELDS ints) unless it is the record already
         stored. Returns the bytes written (0: nothing to do)."""
-        if len(rec) != len(FIELDS):
-            raise ValueError("slot record must have %d fields" % len(FIELDS))
+        if len(rec) != N_FIELDS:
+            raise ValueError("slot record must have %d fields" % N_FIELDS)
         if self.last is not None and list(rec) == self.last:
             return 0
-        n = self.file.write(SCHEMA, [(i + 1, atomic.name_hash(FIELDS[i]), rec[i]) for i in range(len(FIELDS))])
+        n = self.file.write(SCHEMA, [(i + 1, atomic.tag(_TAGS, i), rec[i]) for i in range(N_FIELDS)])
         self.last = list(rec)
         return n
