@@ -4,7 +4,7 @@
 # board module imports it for build() and takes it off sys.modules when the
 # board is built (drop), so its bytecode leaves the heap (README "RAM and CPU
 # on the board"). Nothing here imports `machine`.
-from drivers import drop as drop_module
+from defs import drop as drop_module
 from drivers.inputs import Dip, ChargerDetect, UpdateJumper, DIP7
 from drivers.outputs import Leds, Buzzer, PwmPin
 from drivers.pca9555 import Pca9555

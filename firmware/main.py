@@ -66,7 +66,7 @@ def start(b, store=None, clock=None, wd_period_ms=WD_PERIOD_MS):
     once they are built). app.compose is set-up code: dropped once it has
     run (what the pack runs holds nothing of it)."""
     from app.compose import start as compose
-    from drivers import drop
+    from defs import drop
     make_wdt = getattr(b, "make_wdt", None)
     try:
         return compose(b, store, clock, None if make_wdt is None else _watcher(make_wdt, wd_period_ms))

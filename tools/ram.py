@@ -539,7 +539,7 @@ def board_pools(r):
 
 
 # the modules whose functions run at every boot: their lazy imports count too
-BOOT_LAZY = ("main", "board", "bq_board", "bq_build", "app.app", "app.compose")
+BOOT_LAZY = ("main", "board", "bq_board", "bq_build", "app.app", "app.compose", "app.ports")
 
 
 def _all_imports(path):

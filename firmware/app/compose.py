@@ -23,7 +23,7 @@ from app.estimate import Estimate
 from app.balance import Balance
 from app.indicate import Indicate
 from app.button import Button
-from app.inverter import Inverter, master_test
+from app.inverter import Inverter, master_test, serial
 from app.canrate import CanRate
 from app.ports import Ports, presence, host, uds
 
@@ -79,14 +79,6 @@ def confirm(app, running):
         return None
     from app.confirm import Confirm
     return Confirm(app.state, st, rec, running)
-
-
-def serial(board):
-    """The pack's serial number (16 ASCII bytes): the board's (boards/bq_build.py
-    makes it from the MCU's unique id, the bench numbers its packs), else
-    app.inverter's one for a board without an id."""
-    from app.inverter import SERIAL
-    return getattr(board, "serial", None) or SERIAL
 
 
 def pack(board, params=None, store=None, clock=None, maintenance=False):

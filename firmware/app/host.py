@@ -125,7 +125,7 @@ class Host(Service):
         in maintenance mode: the button held now; None: never); update() ->
         the app.hostupd.HostUpdate of files 0xFF00.. (None: FC 0x15 not served);
         version: the running firmware's (bytes, app.hostbuild.version); serial:
-        the pack's serial number (16 bytes, app.compose.serial)."""
+        the pack's serial number (16 bytes, app.inverter.serial)."""
         self.serial = serial
         self.device_id = (MAKER, MODEL, version)  # FC 0x2B/0x0E basic objects 0, 1, 2
         self.version_word = version_word(version)

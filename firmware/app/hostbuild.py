@@ -41,7 +41,7 @@ def services(app, board, ports, auth, present):
     app.hostport (which hands them the ports' frames and bytes; the relay's
     replies on Link OUT are subscribed here)."""
     from app.host import Host
-    from app.compose import serial
+    from app.inverter import serial
     journal = None
     if app.persist is not None:  # without a store writes stay in RAM: no history, clock or defaults
         from app.hostctl import Journal

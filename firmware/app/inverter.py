@@ -26,9 +26,17 @@ _SEND_PER_TICK = const(3)  # the MCP2515 has three transmit buffers
 _SAT_MS = const(0x3FFFFFFF)  # silent time saturates here
 _EXT = const(2)  # FLAG_EXT_ID of the CAN ports (drivers.mcp2515, sim.bus): inverter ids are 11-bit (PROTOCOLS 1)
 
-SERIAL = b"BMS-MPY-00000001"  # a board without a unique id (app.compose.serial)
+SERIAL = b"BMS-MPY-00000001"  # a board without a unique id (serial())
 SW_VERSION_MAJOR = const(1)
 SW_VERSION_MINOR = const(0)
+
+
+def serial(board):
+    """The pack's serial number (16 ASCII bytes): the board's (boards/bq_build.py
+    makes it from the MCU's unique id, the bench numbers its packs), else
+    SERIAL for a board without an id (the inverter's and the host protocol's:
+    app.compose, app.hostbuild)."""
+    return getattr(board, "serial", None) or SERIAL
 
 
 def master_test(state):
@@ -50,7 +58,7 @@ class Inverter(Service):
                  serial=SERIAL):
         """can: the CAN port it sends on; link: the RS485 port it answers on;
         packs: the master's table of the other packs (app.link.Link) for 0x42;
-        serial: the pack's serial number (16 bytes, app.compose.serial)."""
+        serial: the pack's serial number (16 bytes, serial())."""
         self.st = state
         self.params = params
         self.view = view

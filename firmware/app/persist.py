@@ -48,6 +48,8 @@ class Persist(Service):
         """Once the stages exist: restores the counters and lock-out states
         into them, logs the boot and the store's notes."""
         transient("app.persiststart").attach(self)
+        if self._restored:  # the flag is this module's (one writer per field)
+            self.state.deep_discharge = bool(self.now[C.DEEP_DISCHARGE])
 
     # --- running ---
 

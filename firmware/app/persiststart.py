@@ -57,7 +57,6 @@ def attach(ps):
         v = ps.now
         for owner in ps._owners:
             owner.restore(v)
-        ps.state.deep_discharge = bool(v[C.DEEP_DISCHARGE])
     ps.log(C_BOOT, ps.now[C.BOOTS])
     for code, value in ps._notes:
         ps.log(code, value)

@@ -14,6 +14,7 @@
 from array import array
 import struct
 
+from defs import drop
 from defs.const import const
 
 def __getattr__(name):
@@ -304,31 +305,23 @@ def index_of(name):
 
 def _names():
     """The parameter names in row order, from bms.pnames imported for this
-    call alone (_let_go): only a refusal's message and a set by name need
+    call alone (defs.drop): only a refusal's message and a set by name need
     them, and from a .mpy its 3.4 KB string would otherwise stay on the heap."""
     from bms import pnames
-    return _let_go(pnames, "pnames").NAMES.split(" ")
+    drop(pnames.__name__)  # recovery.bms.pnames in the recovery's copy (tools/frozen.py)
+    return pnames.NAMES.split(" ")
 
 
 def rows():
     """bms.prows (N, DEFAULT, MIN, MAX, ACCESS, HASH, the access levels) for
-    the caller alone (_let_go). From a .mpy on littlefs its bytes constants
+    the caller alone (defs.drop). From a .mpy on littlefs its bytes constants
     (3.4 KB) are copied into the heap, which would hold them for good; the
     board needs them only at start and when a value is set or the file saved.
     Each call imports it again: hold it for one operation, and let it go
     before calling what takes its own."""
     from bms import prows
-    return _let_go(prows, "prows")
-
-
-def _let_go(mod, short):
-    """mod, taken out of sys.modules and its package at once, so that it is
-    freed when the caller lets it go (the next use imports it again)."""
-    import sys
-    name = mod.__name__  # recovery.bms.<short> in the recovery's copy (tools/frozen.py)
-    sys.modules.pop(name, None)
-    sys.modules[name[:-len(short) - 1]].__dict__.pop(short, None)  # the package's attribute
-    return mod
+    drop(prows.__name__)
+    return prows
 
 
 def row_int(col, index):

@@ -81,7 +81,7 @@ class PackState:
         # cell_uv_alarm_rel_mv), firmware starts, and protection events dropped
         # from the ring before the event history got them, flash errors seen.
         self.deep_discharge = False  # app.persist
-        self.boots = 0  # app.persist
+        self.boots = 0  # app.persiststart
         self.events_lost = 0  # app.persist
         self.store_errors = 0  # app.persist
         self.store_failures = 0  # app.app: the store failed at start (protect latches STORE)

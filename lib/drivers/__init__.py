@@ -1,9 +1,11 @@
-# The drivers package; owns once() and drop(): the set-up code of a driver
-# (building it, bit timing, filters, the chip's configuration) lives in a
-# module of its own that is imported for the call and dropped after it, so
-# its bytecode is on the heap (.mpy store) only while it runs (README "RAM and
-# CPU on the board"); boards/bq_build.py drops itself the same way.
+# The drivers package; owns once(): the set-up code of a driver (building it,
+# bit timing, filters, the chip's configuration) lives in a module of its own
+# that is imported for the call and dropped after it (defs.drop), so its
+# bytecode is on the heap (.mpy store) only while it runs (README "RAM and CPU
+# on the board"); boards/bq_build.py drops itself the same way.
 import sys
+
+from defs import drop
 
 
 def once(name, fn, *args):
@@ -19,12 +21,3 @@ def once(name, fn, *args):
         if not held:
             drop(full)
 
-
-def drop(name):
-    """Module `name` off sys.modules and off its package (the import set it
-    there too): once nothing else refers to it, its code is garbage."""
-    sys.modules.pop(name, None)
-    pkg, _, leaf = name.rpartition(".")
-    p = sys.modules.get(pkg)
-    if p is not None and hasattr(p, leaf):
-        delattr(p, leaf)
