@@ -74,7 +74,21 @@ def test_the_budget_line_counts_the_boards_pools():
     line = ram.budget_line("esp32_bq", "romfs", r, 48, 56)
     assert "after boot 48.0 KB of 48 KB: met" in line and "peak 56.0 KB of 56 KB: over by 0.0 KB" in line
     r = {"boot": 150 * 1024 - pools + 2048, "peak": 0, "qstr": q}
-    assert ram.budget_line("rp2040_bq", "mpy", r, 150, None).endswith("of 150 KB: over by 2.0 KB")
+    line = ram.budget_line("rp2040_bq", "mpy", r, 150, None)
+    assert "of 150 KB: over by 2.0 KB;" in line
+    # the board's pools hold the rig's start (100) and the firmware's 400: the
+    # pools of 20, 40, 80, 160 hold 300, so 500 takes the one of 320 entries
+    assert line.endswith("; 500 qstrs in the pools, 200 fewer would spare a pool of %.1f KB"
+                         % ((24 + 7 * 320 + 15) // 16 * 16 / 1024))
+
+
+def test_the_pool_step_is_the_last_pool_of_py_qstr_c():
+    # py/qstr.c 1.27: dynamic pools of 20, 40, 80, ... entries (7 bytes each,
+    # a 24-byte header, 16-byte heap blocks) hold 20, 60, 140, 300, 620, 1260, 2540
+    assert ram.pool_step(1326) == (66, (24 + 7 * 1280 + 15) // 16 * 16)  # 8992 B for 66 qstrs
+    assert ram.pool_step(1260) == (640, (24 + 7 * 640 + 15) // 16 * 16)  # full: the 640 pool goes only below 621
+    assert ram.pool_step(21) == (1, (24 + 7 * 40 + 15) // 16 * 16)
+    assert ram.pool_step(1) == (1, (24 + 7 * 20 + 15) // 16 * 16)
 
 
 @pytest.mark.parametrize("board", ram.REAL_BOARDS)

@@ -523,6 +523,26 @@ def pool_bytes(n_qstr):
     return total
 
 
+def pool_step(n_qstr):
+    """(k, bytes): k fewer qstrs than n_qstr would spare the last dynamic
+    pool, of that many bytes (the step is a cliff: one qstr short of it
+    spares nothing)."""
+    alloc, held, before = 20, 0, 0
+    while held < n_qstr:
+        before, held, alloc = held, held + alloc, alloc * 2
+    return n_qstr - before, pool_bytes(n_qstr) - pool_bytes(before)
+
+
+def board_qstrs(r):
+    """The qstrs in a board's dynamic pools after boot (board_pools' count:
+    the rig's start, then the firmware's); 0 if not measured."""
+    q = r.get("qstr")
+    if not q or len(q) < 3:
+        return 0
+    (n0, _), (n1, _), (n2, _) = q[:3]
+    return n0 + n2 - n1
+
+
 def board_pools(r):
     """Bytes to add to run_board's figures for the qstr pools a board holds:
     in the rig the fakes' qstrs fill the small pools first, so the firmware's
@@ -634,6 +654,10 @@ def budget_line(board, store, r, after_kb, peak_kb):
                                                                           verdict(r["boot"] + pools, after_kb))
     if peak_kb is not None:
         line += "; peak " + verdict(r["peak"] + pools, peak_kb)
+    n = board_qstrs(r)
+    if n:
+        k, b = pool_step(n)
+        line += "; %d qstrs in the pools, %d fewer would spare a pool of %s" % (n, k, _kb(b))
     return line
 
 
