@@ -109,19 +109,33 @@ def test_the_qstr_pool_model_is_the_interpreters(rig, board, store):
     """ram.pool_bytes (py/qstr.c's pool sizes) gives the pool bytes the
     interpreter reports at the start, after the fakes and after the boot, so
     board_pools (the firmware's pools without the fakes' before them) stands
-    on it; the fakes fill the small pools first, so a board holds more."""
+    on it. The fakes fill the small pools first, so a board holds more,
+    unless the fakes' qstrs pushed the rig over a pool the board's count
+    stays under: then it holds a whole pool less."""
     m = rig["measured"][(board, store)]
     assert len(m["qstr"]) == 3 and m["qstr"][0][0] < m["qstr"][1][0] < m["qstr"][2][0]
     for n, pools in m["qstr"]:
         assert ram.pool_bytes(n) == pools, (n, pools)
-    assert ram.board_pools(m) > 0
+
+    def n_pools(n):  # py/qstr.c: pools of 20, 40, 80, ... entries
+        k, held = 0, 0
+        while held < n:
+            held, k = held + (20 << k), k + 1
+        return k
+
+    n_rig = m["qstr"][2][0]
+    if n_pools(ram.board_qstrs(m)) == n_pools(n_rig):
+        assert ram.board_pools(m) > 0
+    else:
+        assert n_pools(ram.board_qstrs(m)) < n_pools(n_rig) and ram.board_pools(m) < 0
 
 
 # from ROMFS in the ESP32's heap, from .mpy in the RP2040's
 TARGETS = [
     pytest.param("romfs", ram.ESP32_HEAP, id="romfs-in-esp32-heap", marks=pytest.mark.xfail(
-        strict=True, reason="does not fit yet (measured on main 2026-12-03, third session): from ROMFS the firmware "
-        "holds 78.2 KiB after boot, 78.6 KiB peak, and needs a 107 KiB heap, against the ESP32's 64,000 bytes")),
+        strict=True, reason="does not fit yet (measured on main 2026-12-04, fourth session): from ROMFS the firmware "
+        "holds 78.2 KiB after boot in the rig (72.8 KiB with the qstr pools a board holds), 78.6 KiB peak, and "
+        "needs a 108 KiB heap, against the ESP32's 64,000 bytes")),
     # fits since 2026-12-03 (the drivers' set-up code dropped after boot, bms.prows per use)
     pytest.param("mpy", ram.RP2040_HEAP, id="mpy-in-rp2040-heap"),
 ]

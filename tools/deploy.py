@@ -46,6 +46,8 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+from tools import qstrnames
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCHS = ("xtensawin", "armv6m")
 PREFIX_ARCH = (("esp32", "xtensawin"), ("rp2", "armv6m"), ("pico", "armv6m"))
@@ -104,12 +106,13 @@ class Plan:
     with their public const() inlined, written by build()."""
 
     def __init__(self, board, arch, root, build_dir, files, compile_cmds, mpremote_cmds,
-                 store="mpy", romfs_cmds=(), image=None, rewrites=(), version=None):
+                 store="mpy", romfs_cmds=(), image=None, rewrites=(), version=None, names_map=None):
         self.board, self.arch, self.root, self.build_dir = board, arch, root, build_dir
         self.files, self.compile_cmds, self.mpremote_cmds = files, compile_cmds, mpremote_cmds
         self.store, self.romfs_cmds, self.image = store, list(romfs_cmds), image
         self.rewrites = list(rewrites)  # [(path, text)]: copies with public const() inlined
         self.version = version  # the image's `version` file (romfs), None: none
+        self.names_map = names_map or {}  # {side: {private name: its donor}} (tools.qstrnames)
 
 
 # ---- the tree ---------------------------------------------------------------
@@ -770,7 +773,8 @@ def prep_code(files, gone=()):
 
 
 def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
-         mpremote="mpremote", mpy_cross="mpy-cross", store="mpy", frozen=(), arch=None, version=None):
+         mpremote="mpremote", mpy_cross="mpy-cross", store="mpy", frozen=(), arch=None, version=None,
+         compact=True):
     """The whole deploy of board through port, without doing anything.
     frozen: the lib/ packages the board's firmware holds frozen (of
     FROZEN_LOWER): not shipped; their constants are still inlined into the
@@ -784,7 +788,9 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
     deploy` the image, one `fs cp` per destination directory, reset). arch:
     instead of the board's (a bundle of a host-only board: tools.bmsctl.bundle).
     version (romfs store): the text of the image's `version` file, which the
-    pack reports as its firmware version (update.boot.version)."""
+    pack reports as its firmware version (update.boot.version). compact:
+    private names renamed to static qstrs (tools.qstrnames; the map in
+    names_map, written to <build>/names.map)."""
     boards_dir = boards_dir or os.path.join(root, "boards")
     if not board:
         raise DeployError("no board given (--board NAME, make deploy BOARD=NAME); available: %s"
@@ -819,7 +825,11 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
     table = inline_plan([(module_name(n), t) for n, t in texts.items()])
     rewrites = {}  # f.name -> (path of the inlined copy, its text)
     for f in compiled:
-        t = inline_consts(texts[f.name], module_name(f.name), table)
+        texts[f.name] = inline_consts(texts[f.name], module_name(f.name), table)
+    mapping = compaction(root, files, {module_name(n): t for n, t in texts.items()}) if compact else {}
+    for f in compiled:
+        m = module_name(f.name)
+        t = qstrnames.rename(texts[f.name], mapping.get(_side(m), {}))
         if t != originals[f.name]:
             rewrites[f.name] = (os.path.join(build_dir, "src", f.build[:-4] + ".py"), t)
     if frozen:
@@ -857,14 +867,39 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
             cmd += ["+", "fs", "cp"] + [f.build for f in by_dir[d]] + [":" + d + "/"]
     cmd += ["+", "reset"]
     return Plan(board, arch, root, build_dir, files, compile_cmds, [cmd], store, romfs_cmds, image,
-                sorted(rewrites.values()), version if store == "romfs" else None)
+                sorted(rewrites.values()), version if store == "romfs" else None, mapping)
+
+
+# code that runs against the deployed artefact from outside it (the RAM
+# gate's script and its rig): compaction neither renames its names nor takes
+# them as donors
+HARNESS = ("tools/ram.py", "host_tests/fake_machine.py", "host_tests/sim_bq76952.py",
+           "host_tests/sim_mcp2515.py", "host_tests/bq_rig.py")
+
+
+def compaction(root, files, modules):
+    """tools.qstrnames' map for the compiled modules {name: text}: the
+    frozen lower layer (FROZEN_LOWER) and the rest are compacted apart; the
+    root scripts (copied as source) and HARNESS are outside."""
+    outside = []
+    for path in [f.src for f in files if f.src is not None and not f.compiled] + \
+            [os.path.join(root, h) for h in HARNESS]:
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as fh:
+                outside.append(fh.read())
+    return qstrnames.plan_names(modules, _side, outside)
+
+
+def _side(module):
+    """A deployed module's side of the frozen boundary (compacted apart)."""
+    return "lower" if module.split(".")[0] in FROZEN_LOWER else "upper"
 
 
 def script(p):
     """The plan as shell lines: what --dry-run prints."""
     lines = ["cd " + shlex.quote(p.root)]
     if p.rewrites:
-        lines.append("# tools/deploy.py writes %d sources with public const() inlined under %s"
+        lines.append("# tools/deploy.py writes %d sources with public const() inlined and private names compacted under %s"
                      % (len(p.rewrites), os.path.join(p.build_dir, "src")))
     lines += [shlex.join(c) for c in p.compile_cmds]
     lines.append("cd " + shlex.quote(p.build_dir))
@@ -891,6 +926,10 @@ def build(p):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
+    if p.names_map:  # beside the image, not in it: reads a traceback from the board
+        os.makedirs(p.build_dir, exist_ok=True)
+        with open(os.path.join(p.build_dir, "names.map"), "w", encoding="utf-8") as f:
+            f.write(qstrnames.names_map(p.names_map))
 
     def one(cmd):
         out = os.path.join(p.root, cmd[cmd.index("-o") + 1])

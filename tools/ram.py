@@ -547,7 +547,9 @@ def board_pools(r):
     """Bytes to add to run_board's figures for the qstr pools a board holds:
     in the rig the fakes' qstrs fill the small pools first, so the firmware's
     share (pools made after the fakes) is less than the pools the firmware's
-    qstrs need with only the interpreter's start before them (pool_bytes;
+    qstrs need with only the interpreter's start before them, unless the
+    fakes' qstrs take the rig over a pool the board stays under (then this
+    is negative: a whole pool less; pool_bytes;
     it reproduces the measured pools, host_tests/test_ram_gate.py). The start
     counted is the rig's, its script's names included: a board's boot.py and
     main stub intern fewer, so a board may hold up to ~0.6 KB more."""
