@@ -112,6 +112,10 @@ def test_the_deploy_plan_compacts_and_writes_the_map(tmp_path):
                 assert len(fh.read().splitlines()) == len(copies[path].splitlines()), f.name
             n += 1
     assert n > 50
+    # a label from the board (the step tree's, a traceback's) read back
+    donor = p.names_map["upper"]["_fill"]
+    assert p.original("bq_build." + donor) == "bq_build._fill"
+    assert p.original("bq_build.build_bq_board") == "bq_build.build_bq_board"
 
 
 PROGRAM_A = '''

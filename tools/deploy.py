@@ -106,13 +106,21 @@ class Plan:
     with their public const() inlined, written by build()."""
 
     def __init__(self, board, arch, root, build_dir, files, compile_cmds, mpremote_cmds,
-                 store="mpy", romfs_cmds=(), image=None, rewrites=(), version=None, names_map=None):
+                 store="mpy", romfs_cmds=(), image=None, rewrites=(), version=None, names_map=None,
+                 donors_in=None):
         self.board, self.arch, self.root, self.build_dir = board, arch, root, build_dir
         self.files, self.compile_cmds, self.mpremote_cmds = files, compile_cmds, mpremote_cmds
         self.store, self.romfs_cmds, self.image = store, list(romfs_cmds), image
         self.rewrites = list(rewrites)  # [(path, text)]: copies with public const() inlined
         self.version = version  # the image's `version` file (romfs), None: none
         self.names_map = names_map or {}  # {side: {private name: its donor}} (tools.qstrnames)
+        self.donors_in = donors_in or {}  # {module: {donor: private name}}: reads the board's names back
+
+    def original(self, label):
+        """'module.name' as the source spells it ('app.ports._host' for the
+        deployed 'app.ports.center'); other labels as they are."""
+        mod, _, name = label.rpartition(".")
+        return mod + "." + self.donors_in.get(mod, {}).get(name, name) if mod else label
 
 
 # ---- the tree ---------------------------------------------------------------
@@ -827,9 +835,12 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
     for f in compiled:
         texts[f.name] = inline_consts(texts[f.name], module_name(f.name), table)
     mapping = compaction(root, files, {module_name(n): t for n, t in texts.items()}) if compact else {}
+    donors_in = {}  # module -> {donor: the private name it stands for there}
     for f in compiled:
         m = module_name(f.name)
-        t = qstrnames.rename(texts[f.name], mapping.get(_side(m), {}))
+        side = mapping.get(_side(m), {})
+        donors_in[m] = qstrnames.donors_in(texts[f.name], side)
+        t = qstrnames.rename(texts[f.name], side)
         if t != originals[f.name]:
             rewrites[f.name] = (os.path.join(build_dir, "src", f.build[:-4] + ".py"), t)
     if frozen:
@@ -867,7 +878,7 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
             cmd += ["+", "fs", "cp"] + [f.build for f in by_dir[d]] + [":" + d + "/"]
     cmd += ["+", "reset"]
     return Plan(board, arch, root, build_dir, files, compile_cmds, [cmd], store, romfs_cmds, image,
-                sorted(rewrites.values()), version if store == "romfs" else None, mapping)
+                sorted(rewrites.values()), version if store == "romfs" else None, mapping, donors_in)
 
 
 # code that runs against the deployed artefact from outside it (the RAM

@@ -213,6 +213,11 @@ def rename(text, mapping):
     return "".join(lines)
 
 
+def donors_in(text, mapping):
+    """{donor: private name} for the names of mapping that text holds."""
+    return {mapping[t.string]: t.string for t in _tokens(text) if t.string in mapping}
+
+
 def names_map(mapping):
     """The map a traceback from the board is read with: per side of the
     frozen boundary, 'donor <- names' lines."""

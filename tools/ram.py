@@ -700,9 +700,9 @@ def figures(out=print):
                 if bexe is None:
                     missing.append("%s %s" % (board, store))
                     continue
-                _, path = build_app(board, store, tmp)
+                plan, path = build_app(board, store, tmp)
                 r = run_board(board, store, BIG_HEAP, path, fakes, exe=bexe, host=HOST_SESSION)
-                res[(board, store)] = (r, path, bexe)
+                res[(board, store)] = (r, path, bexe, plan)
                 if "error" in r:
                     out("  %-10s %-12s %s" % (board, store, r["error"]))
                     continue
@@ -734,14 +734,18 @@ def figures(out=print):
         fz = "%9d" % sum(v[0] for v in rows["frozen"].values()) if "frozen" in rows else "%9s" % "-"
         out("  %-24s %9d %9d %s %7d %9d" % ("total", tot[0], sum(v[0] for v in rows["mpy"].values()), fz,
                                             tot[1], tot[2]))
-        print_steps(board, "romfs", res[(board, "romfs")][1], fakes, exe, out=out)
+        print_steps(board, "romfs", res[(board, "romfs")][1], fakes, exe, out=out, plan=res[(board, "romfs")][3])
         if (board, "frozen") in res:
             print_steps(board, "frozen", None, fakes, res[(board, "frozen")][2], out=out)
     return res
 
 
-def print_steps(board, store, app_path, fakes_image, exe=None, depth=3, out=print):
+def print_steps(board, store, app_path, fakes_image, exe=None, depth=3, out=print, plan=None):
+    """The step tree; plan (the deploy plan of app_path): its labels as the
+    sources spell them, not as the compacted copies do."""
     imports, recs = steps(board, store, app_path, fakes_image, exe)
+    if plan is not None:
+        recs = [(plan.original(n), d, b) for n, d, b in recs]
     top = sum(b for _, d, b in recs if d == 0)
     out("heap per construction step, %s from %s (boot: all imports %d B first, then each call's"
         " gc.collect'd mem_alloc delta; nested calls indented, included in their caller's; >= 256 B):"
@@ -767,8 +771,8 @@ def main(argv=None):
         print("no frozen interpreter: tools/build_frozen_unix.sh" if a.store in FROZEN_STORES else HOWTO)
         return 1
     with tempfile.TemporaryDirectory() as tmp:
-        _, path = build_app(a.board, a.store, tmp)
-        print_steps(a.board, a.store, path, build_fakes(tmp), exe, depth=a.depth)
+        plan, path = build_app(a.board, a.store, tmp)
+        print_steps(a.board, a.store, path, build_fakes(tmp), exe, depth=a.depth, plan=plan)
     return 0
 
 
