@@ -14,7 +14,7 @@ TREE = {
     "firmware/boot.py": "SLOT = 0\n",
     "firmware/main.py": "import app\n",
     "firmware/app/__init__.py": "",
-    "firmware/app/svc.py": "X = 1\n",
+    "firmware/app/svc.py": "import sys\nprint(sys.platform)\n",  # nothing to compact: compiled as it is
     "firmware/app/sub/__init__.py": "",
     "firmware/app/sub/deep.py": "Y = 2\n",
     "firmware/app/__pycache__/svc.cpython-311.pyc": "junk",
@@ -75,16 +75,18 @@ def test_plan_files(tree):
 
 def test_plan_compile_commands(tree):
     p = deploy.plan(tree, "esp32_dev", "/dev/ttyUSB0", mpy_cross="mpy-cross")
-    cmds = {c[-1]: c for c in p.compile_cmds}
+    cmds = {c[c.index("-o") + 1]: c for c in p.compile_cmds}
     assert len(cmds) == len(p.files)
     # the mpy store loads the bytecode into the heap: -O3 leaves out the line-number tables;
     # the source name a traceback shows is the import name (a qstr the import interns anyway)
-    assert cmds["firmware/app/svc.py"] == [
+    assert cmds["build/esp32_dev/app/svc.mpy"] == [
         "mpy-cross", "-march=xtensawin", "-O3", "-s", "app.svc", "-o", "build/esp32_dev/app/svc.mpy",
         "firmware/app/svc.py"]
-    assert cmds["boards/esp32_dev.py"][3:7] == ["-s", "board", "-o", "build/esp32_dev/board.mpy"]
+    # PINS, named by this module alone, is compacted (tools/qstrnames.py): compiled from the copy
+    assert cmds["build/esp32_dev/board.mpy"][3:5] == ["-s", "board"]
+    assert cmds["build/esp32_dev/board.mpy"][-1] == "build/esp32_dev/src/board.py"
     # root scripts: compiled only as a check, deployed as source
-    assert cmds["firmware/boot.py"][6] == "build/esp32_dev/.check/boot.mpy"
+    assert cmds["build/esp32_dev/.check/boot.mpy"][-1] == "firmware/boot.py"
     # from ROMFS the bytecode stays in flash: the line numbers are kept (tracebacks name the line)
     rom = deploy.plan(tree, "esp32_dev", "/dev/ttyUSB0", mpy_cross="mpy-cross", store="romfs")
     assert all(not a.startswith("-O") for c in rom.compile_cmds for a in c)
@@ -227,9 +229,11 @@ def test_cli_dry_run_prints_the_commands(tree, capsys):
     assert out[0] == "cd " + tree
     assert any(line.endswith("-march=xtensawin -O3 -s app.svc -o build/esp32_dev/app/svc.mpy firmware/app/svc.py")
                for line in out)
-    assert out[len(p_files(tree)) + 1] == "cd " + os.path.join(tree, "build", "esp32_dev")
+    # the note on the compiled copies, one compile per file, then the build dir
+    assert out[1].startswith("# tools/deploy.py writes ") and " private names compacted " in out[1]
+    assert out[len(p_files(tree)) + 2] == "cd " + os.path.join(tree, "build", "esp32_dev")
     # the exec code spans lines inside its quotes: still one shell command
-    assert out[len(p_files(tree)) + 2].endswith(" connect /dev/ttyUSB0 exec 'import os")
+    assert out[len(p_files(tree)) + 3].endswith(" connect /dev/ttyUSB0 exec 'import os")
     assert out[-1].endswith(" + reset")
 
 

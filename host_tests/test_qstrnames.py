@@ -30,13 +30,60 @@ def test_names_one_module_holds_get_donors_of_their_own():
     a = "class A:\n    def __init__(self):\n        self._x = 1\n        self._y = 2\n    def _get(self):\n        return self._x\n"
     b = "_z = 3\ndef f():\n    return _z\n"
     m = qstrnames.plan_names({"a": a, "b": b}, one_side, [])[UPPER]
-    assert set(m) == {"_x", "_y", "_get", "_z"}
+    assert set(m) == {"_x", "_y", "_get", "_z", "f"}  # f: b alone names it
     assert len({m["_x"], m["_y"], m["_get"]}) == 3
     words = set(re.findall(r"\w+", a + b))
     for d in m.values():
         assert d in qstrnames.DONORS and d not in words
-    # b shares no module with a: its name takes a donor a uses
-    assert m["_z"] in {m["_x"], m["_y"], m["_get"]}
+    # b shares no module with a: its names take donors a uses
+    assert m["_z"] in {m["_x"], m["_y"], m["_get"]} and m["_z"] != m["f"]
+
+
+def test_a_public_name_is_renamed_where_one_side_alone_names_it():
+    a = ("import machine\n"
+         "from bms import helper\n"
+         "class Port:\n"
+         "    def __init__(self, uart):\n"
+         "        self.uart = uart\n"
+         "        self.frames_seen = 0\n"
+         "        self.rx_count = 1\n"
+         "    def readinto(self, buf):\n"  # MicroPython calls it by name
+         "        self.frames_seen += 1\n"
+         "        return self.uart.readinto(buf)\n"
+         "    def helper(self):\n"  # a module's name
+         "        return machine\n")
+    b = "def pick_rx(rack):\n    return rack.rx_count\n"
+    lower = "def low(rack):\n    return rack.frames_seen\n"
+
+    def side(m):
+        return "lower" if m == "low" else UPPER
+
+    m = qstrnames.plan_names({"a": a, "b": b, "low": lower}, side, [])[UPPER]
+    assert {"Port", "uart", "pick_rx", "rx_count"} <= set(m)
+    for kept in ("frames_seen", "rack", "readinto", "helper", "machine"):  # both sides, MicroPython's, imported
+        assert kept not in m, kept
+    assert "pick_rx" not in qstrnames.plan_names({"b": b}, one_side, ["b.pick_rx(x)\n"])[UPPER]
+
+
+def test_a_class_deriving_from_the_other_sides_keeps_its_modules_names():
+    base = "class Afe:\n    def __init__(self):\n        self._raw = 0\n"
+    sub = "from defs.afe import Afe\nclass Mock(Afe):\n    def __init__(self):\n        self._model = 1\n"
+
+    def side(m):
+        return "lower" if m.startswith("defs") else UPPER
+
+    m = qstrnames.plan_names({"defs.afe": base, "sim.mock": sub}, side, [])
+    assert "_raw" in m["lower"] and "_model" not in m[UPPER]
+
+
+def test_past_the_static_donors_a_spare_name_serves_many():
+    n = len(qstrnames.DONORS) + 5
+    a = "".join("cell_%d = %d\n" % (i, i) for i in range(n))
+    b = "".join("ntc_%d = %d\n" % (i, i) for i in range(n))
+    m = qstrnames.plan_names({"a": a, "b": b}, one_side, [])[UPPER]
+    assert len(m) == 2 * n and len(set(m.values())) == n
+    spare = sorted(d for d in set(m.values()) if d not in qstrnames.DONORS)
+    assert spare and all(re.fullmatch(r"q\d+", d) for d in spare)
 
 
 def test_a_donor_is_never_a_name_the_sources_or_the_outside_use():

@@ -885,14 +885,15 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
 # gate's script and its rig): compaction neither renames its names nor takes
 # them as donors
 HARNESS = ("tools/ram.py", "host_tests/fake_machine.py", "host_tests/sim_bq76952.py",
-           "host_tests/sim_mcp2515.py", "host_tests/bq_rig.py")
+           "host_tests/sim_mcp2515.py", "host_tests/bq_rig.py", "lib/sim/vtime.py")
 
 
 def compaction(root, files, modules):
     """tools.qstrnames' map for the compiled modules {name: text}: the
     frozen lower layer (FROZEN_LOWER) and the rest are compacted apart; the
-    root scripts (copied as source) and HARNESS are outside."""
-    outside = []
+    root scripts (copied as source), the main stub, the frozen probe and
+    HARNESS are outside."""
+    outside = [MAIN_STUB, FROZEN_PROBE]
     for path in [f.src for f in files if f.src is not None and not f.compiled] + \
             [os.path.join(root, h) for h in HARNESS]:
         if os.path.exists(path):

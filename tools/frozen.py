@@ -50,8 +50,11 @@ def staged(board, part, root=deploy.REPO_ROOT):
     (their text in the returned rewrites {path: text})."""
     if part not in PARTS:
         raise deploy.DeployError("part %r is not one of %s" % (part, ", ".join(PARTS)))
+    # not compacted (tools/qstrnames.py): a frozen module's names are in flash
+    # already, and each side of the frozen boundary is compacted apart, so the
+    # frozen lower part agrees with a compacted image
     p = deploy.plan(root, board, "-", build_dir=os.path.join(root, "build", "frozen", board + "-plan"),
-                    store="romfs")
+                    store="romfs", compact=False)
     rewrites = dict(p.rewrites)
     out = []
     copies = []

@@ -1,23 +1,26 @@
-# Owns the deployed copies' private names (issue 12): every name of a
-# deployed module that MicroPython interns as a qstr costs the board a pool
-# entry (7 bytes) at import, and the pools double (py/qstr.c), so a few
-# hundred names are a whole pool of 8.8 KiB. A private name (`_x`: a module
-# global, a method, an attribute, an argument) is renamed in the deployed copy
-# to a donor: a name MicroPython already holds as a static qstr in flash (a
-# method of str, list, dict or set, a builtin, an exception; listed in DONORS)
-# that no deployed source and no outside code (the harness that runs the
-# deployed artefact) uses. Two private names may share a donor when no module
-# names both (nor a module and one its classes derive from). A name is
-# renamed only where the deployed sources define it (assigned, def'd,
-# imported, an argument, self's attribute), never when a string names it
-# (getattr) or the outside code does, never a const() (MicroPython folds those
-# itself). The two sides of the frozen boundary are compacted apart: a
-# firmware's frozen lower layer and a later ROMFS image need not agree, so a
-# name that crosses it as another object's attribute is kept. Tokens are
-# replaced in place: line numbers stay (the map is <build>/names.map).
+# Owns the deployed copies' names (issue 12): every name of a deployed module
+# that MicroPython interns as a qstr costs the board a pool entry (7 bytes) at
+# import (and its text, from .mpy), and the pools double (py/qstr.c), so a few
+# hundred names are a whole pool of 8.8 KiB. A name the deployed modules alone
+# use (a private `_x`, or a public name no outside code, no string and no part
+# of MicroPython names) is renamed in the deployed copies to a donor: a name
+# MicroPython already holds as a static qstr in flash (a method of str, list,
+# dict or set, a builtin, an exception; listed in DONORS), or past those a
+# spare (q0, q1, ...: one qstr for every name it takes), that no deployed
+# source and no outside code (the harness that runs the deployed artefact)
+# uses. Two names may share a donor when no module names both (nor a module
+# and one its classes derive from). A name is renamed only where the deployed
+# sources define it (assigned, def'd, imported, an argument, self's
+# attribute), never when a string names it (getattr) or the outside code does,
+# never a const() (MicroPython folds those itself). The two sides of the
+# frozen boundary are compacted apart and a public name both sides use is
+# kept: a firmware's frozen lower layer and a later ROMFS image need not
+# agree. Tokens are replaced in place: line numbers stay (the map is
+# <build>/names.map).
 import ast
 import io
 import keyword
+import os
 import re
 import tokenize
 
@@ -46,6 +49,14 @@ DONORS = (
     "union update upper values version version_info zip").split()
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# the donors after DONORS: each costs one qstr, shared by every name it takes
+_SPARE = "q%d"
+
+
+def micropython_names(path=os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpnames.txt")):
+    """The names MicroPython 1.27 holds or looks up (tools/mpnames.txt)."""
+    with open(path, encoding="utf-8") as f:
+        return {w for w in f.read().split() if not w.startswith("#") and _WORD.fullmatch(w)}
 
 
 def private(name):
@@ -61,6 +72,8 @@ class _Scan(ast.NodeVisitor):
     def __init__(self):
         self.defined, self.self_attr, self.other_attr = set(), set(), set()
         self.consts, self.in_strings, self.bases, self.classes = set(), set(), set(), set()
+        self.modules = set()  # the parts of every module path it imports
+        self.imported = set()  # (module, name) of every `from module import name`
         self._docs = set()
 
     def _body_doc(self, node):
@@ -126,6 +139,17 @@ class _Scan(ast.NodeVisitor):
     def visit_alias(self, node):
         self.defined.add(node.asname or node.name.split(".")[0])
 
+    def visit_Import(self, node):
+        for a in node.names:
+            self.modules.update(a.name.split("."))
+        self.generic_visit(node)
+
+    def visit_ImportFrom(self, node):
+        self.modules.update((node.module or "").split("."))
+        for a in node.names:  # a name of that module (or a submodule): kept unless the module is ours
+            self.imported.add((node.module if not node.level else None, a.name))
+        self.generic_visit(node)
+
     def visit_Global(self, node):
         self.defined.update(node.names)
 
@@ -136,14 +160,18 @@ def _tokens(text):
     return [t for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type == tokenize.NAME]
 
 
-def plan_names(modules, layer, outside):
-    """{layer: {private name: donor}} for the deployed modules {module name:
-    text}. layer(module) -> its side of the frozen boundary: each side is
-    compacted apart (a name both sides use is renamed on each, or on none
-    when a module reaches it as another object's attribute: that object may
-    come from the other side). outside: texts of code that runs against the
-    deployed artefact without being compacted (their identifiers are neither
-    renamed nor donors)."""
+def plan_names(modules, layer, outside, mp_names=None):
+    """{layer: {name: donor}} for the deployed modules {module name: text}.
+    layer(module) -> its side of the frozen boundary; each side is compacted
+    apart: its private names (one both sides use is renamed on each, or on
+    none when a module reaches it as another object's attribute: that object
+    may come from the other side) and the public names that its modules
+    alone mention, but no name MicroPython holds or looks up (mp_names,
+    tools/mpnames.txt), no part of a module's path, no name imported from a
+    module that is not deployed. outside: texts of code that runs against
+    the deployed artefact without being compacted (their identifiers are
+    neither renamed nor donors)."""
+    mp_names = micropython_names() if mp_names is None else mp_names
     outside_words = set()
     for t in outside:
         outside_words.update(_WORD.findall(t))
@@ -153,20 +181,30 @@ def plan_names(modules, layer, outside):
         s = _Scan()
         s.visit(ast.parse(text))
         scans[m] = s
-        names_in[m] = {t.string for t in _tokens(text) if private(t.string)}
+        names_in[m] = {t.string for t in _tokens(text) if not t.string.startswith("__")}
         every_word.update(_WORD.findall(text))
     donors = [d for d in DONORS if d not in every_word and not keyword.iskeyword(d)]
+    donors += [w for w in (_SPARE % i for i in range(1000)) if w not in every_word]
     defined, barred, foreign, sides = set(), set(outside_words), set(), {}
     for m, s in scans.items():
         defined |= s.defined | s.self_attr
-        barred |= s.in_strings | s.consts
+        barred |= s.in_strings | s.consts | s.modules
+        barred.update(m.split("."))
+        barred.update(n for mod, n in s.imported if mod not in modules)
         foreign |= s.other_attr
         for n in names_in[m]:
             sides.setdefault(n, set()).add(layer(m))
     barred |= {n for n, ls in sides.items() if len(ls) > 1 and n in foreign}
-    eligible = defined - barred
+    # a class deriving from one of the other side: its instances hold names
+    # of both sides, whose donors are chosen apart, so its module keeps its own
+    side_of = {c: layer(m) for m, s in scans.items() for c in s.classes}
+    for m, s in scans.items():
+        if any(side_of.get(b, layer(m)) != layer(m) for b in s.bases):
+            barred |= names_in[m]
+    eligible = {n for n in defined - barred if n in sides and (
+        private(n) or (n[0] != "_" and len(sides[n]) == 1 and n not in mp_names and not keyword.iskeyword(n)))}
     out = {}
-    for side in sorted(set(sides_of for ls in sides.values() for sides_of in ls)):
+    for side in sorted({layer(m) for m in modules}):
         mods = {m: names_in[m] & eligible for m in modules if layer(m) == side}
         out[side] = _colour(mods, scans, donors)
     return out
