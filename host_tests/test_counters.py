@@ -89,7 +89,7 @@ def test_each_fields_tag_is_its_names_hash():
     f = fs.open(C.FILE, "rb")
     recs = atomic.decode(C.MAGIC, f.read())[2]
     f.close()
-    assert recs == [(i + 1, atomic.name_hash(names[i]), i) for i in range(C.N)]
+    assert list(recs) == [(i + 1, atomic.name_hash(names[i]), i) for i in range(C.N)]
 
 
 def test_unknown_or_renamed_fields_are_not_loaded():

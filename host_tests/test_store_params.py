@@ -143,7 +143,7 @@ def _write_raw(fs, recs, schema=paramstore.SCHEMA, seq=1):
 
 
 def _recs(values):
-    return ParamStore(SimFlash()).records(values)
+    return list(ParamStore(SimFlash()).records(values))
 
 
 def test_migration_added_and_removed_parameters():
@@ -256,4 +256,29 @@ ps.save(p)
 assert ps.load(p)[0]
 ps.restore_defaults(p)
 """
-    dropped_after_each_call(setup, calls, "store.paramload", 1024, "256K")
+    dropped_after_each_call(setup, calls, "store.paramload", 512, "256K")
+
+
+def test_the_records_are_made_and_read_one_at_a_time_with_the_files_bytes():
+    # atomic.Tagged and atomic.Records: what a list of tuples would hold, row
+    # by row (the file's layout from the header comment of store.atomic:
+    # '<4sHHII' header, '<HHi' records, CRC32 of header[:12] + records)
+    import struct
+    import zlib
+    values = list(Params().v)
+    tagged = ParamStore(SimFlash()).records(values)
+    rows = [(i + 1, atomic.tag(P.rows().HASH, i), values[i]) for i in range(len(values))]
+    assert len(tagged) == len(rows) and list(tagged) == rows
+    with pytest.raises(IndexError):
+        tagged[len(rows)]
+    data = atomic.encode(paramstore.MAGIC, paramstore.SCHEMA, 9, tagged)
+    assert bytes(data) == bytes(atomic.encode(paramstore.MAGIC, paramstore.SCHEMA, 9, rows))
+    magic, schema, n, seq, crc = struct.unpack_from("<4sHHII", data, 0)
+    assert (magic, schema, n, seq) == (paramstore.MAGIC, paramstore.SCHEMA, len(rows), 9)
+    assert crc == zlib.crc32(bytes(data[16:]), zlib.crc32(bytes(data[:12])))
+    assert [struct.unpack_from("<HHi", data, 16 + 8 * i) for i in range(n)] == rows
+    schema, seq, recs = atomic.decode(paramstore.MAGIC, data)
+    assert (schema, seq, len(recs)) == (paramstore.SCHEMA, 9, len(rows)) and list(recs) == rows
+    assert recs[3] == rows[3]
+    with pytest.raises(IndexError):
+        recs[len(rows)]

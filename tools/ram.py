@@ -229,6 +229,7 @@ def run():
     R["frames"] = frames
     R["reads"] = app.state.snap.reads
     R["soc_pct"] = app.state.soc_pct
+    R["counters"] = list(app.persist.now) if app.persist is not None else None  # store.counters' fields
     R["inverter_heard"] = app.state.inverter_frames
     R["end"] = used() - fakes_b
     if HOST is not None:
@@ -313,17 +314,19 @@ HOST_SESSION = {"rtu": HOST_RTU, "can": HOST_CAN}
 
 
 def run_board(board, store, heap_bytes, app_path, fakes_image, stretch=STRETCH, exe=None, timeout_s=120,
-              host=None):
+              host=None, data=None):
     """Boot board from app_path (store 'romfs' or 'mpy') under -X heapsize
     and run stretch; the script's JSON figures (plus 'heap'). host (e.g.
     HOST_SESSION, "oom": free bytes left for the first request): then the PC
     tool's first requests (host_session in SCRIPT: 'host', 'host_peak', the
-    replies as hex)."""
+    replies as hex). data: the store's directory (a board's flash: what an
+    earlier run left there is loaded, as at every boot but the first); else
+    an empty one."""
     exe = exe or interpreter()
     with tempfile.TemporaryDirectory() as tmp:
         code = "APP = %r\nFAKES = %r\nSTORE = %r\nMAIN = %r\nDATA = %r\nSTRETCH = %r\nHOST = %r\n" % (
             app_path, fakes_image, store, main_module(store),
-            os.path.join(tmp, "data"), [list(s) for s in stretch], host) + SCRIPT
+            data or os.path.join(tmp, "data"), [list(s) for s in stretch], host) + SCRIPT
         path = os.path.join(tmp, "ram.py")
         with open(path, "w") as f:
             f.write(code)

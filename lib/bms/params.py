@@ -329,10 +329,11 @@ def row_int(col, index):
     return struct.unpack_from("<i", col, 4 * index)[0]
 
 
-def defaults():
+def defaults(r=None):
     """A fresh array of every row's default (the bytes as int32: the boards
-    are little-endian, as bms.prows)."""
-    return array("i", rows().DEFAULT)
+    are little-endian, as bms.prows); r: the rows the caller holds already
+    (else imported for the call)."""
+    return array("i", (r or rows()).DEFAULT)
 
 
 _ABOVE = const(0)

@@ -33,8 +33,47 @@ def tag(tags, i):
     return tags[2 * i] | tags[2 * i + 1] << 8
 
 
+class Tagged:
+    """The records (i + 1, tag i, values[i]) of a table of values, made one
+    at a time as they are written: a list of them would hold a tuple per
+    row (32 B each on the board: 7 KiB for the parameters)."""
+
+    def __init__(self, tags, values, n):
+        self.tags, self.values, self.n = tags, values, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if i >= self.n:
+            raise IndexError
+        return i + 1, tag(self.tags, i), self.values[i]
+
+
+class Records:
+    """A decoded file's (id, hash, value) records, unpacked one at a time
+    from its bytes as they are read (see Tagged)."""
+
+    def __init__(self, data, n):
+        self.data, self.n = data, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if i >= self.n:
+            raise IndexError
+        return struct.unpack_from(REC, self.data, HEADER_SIZE + REC_SIZE * i)
+
+
+def _crc(buf):
+    """The header's CRC: of header[:12] and the records, without copies."""
+    m = memoryview(buf)
+    return crc32(m[HEADER_SIZE:], crc32(m[:12]))
+
+
 def encode(magic, schema, seq, recs):
-    """recs: sequence of (id, hash, value) -> the file's bytes."""
+    """recs: sequence of (id, hash, value) (a list, Tagged) -> the file's bytes."""
     n = len(recs)
     buf = bytearray(HEADER_SIZE + REC_SIZE * n)
     o = HEADER_SIZE
@@ -42,26 +81,20 @@ def encode(magic, schema, seq, recs):
         struct.pack_into(REC, buf, o, rid, h, v)
         o += REC_SIZE
     struct.pack_into("<4sHHI", buf, 0, magic, schema, n, seq)
-    c = crc32(buf[HEADER_SIZE:], crc32(buf[:12]))
-    struct.pack_into("<I", buf, 12, c)
+    struct.pack_into("<I", buf, 12, _crc(buf))
     return buf
 
 
 def decode(magic, data):
-    """(schema, seq, [(id, hash, value)]) or None when anything is off."""
+    """(schema, seq, Records) or None when anything is off."""
     if data is None or len(data) < HEADER_SIZE:
         return None
     m, schema, n, seq, c = struct.unpack_from(HEADER, data, 0)
     if m != magic or len(data) != HEADER_SIZE + REC_SIZE * n:
         return None
-    if crc32(data[HEADER_SIZE:], crc32(data[:12])) != c:
+    if _crc(data) != c:
         return None
-    recs = []
-    o = HEADER_SIZE
-    for _ in range(n):
-        recs.append(struct.unpack_from(REC, data, o))
-        o += REC_SIZE
-    return schema, seq, recs
+    return schema, seq, Records(data, n)
 
 
 def read_all(fs, name):

@@ -57,7 +57,7 @@ class CounterStore:
         self.file = atomic.AtomicFile(fs, name, MAGIC)
 
     def save(self, values):
-        return self.file.write(SCHEMA, [(i + 1, atomic.tag(_TAGS, i), values[i]) for i in range(N)])
+        return self.file.write(SCHEMA, atomic.Tagged(_TAGS, values, N))
 
     def load(self, values):
         """Fill values (length N) from the file; fields not stored (or stored

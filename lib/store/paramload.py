@@ -22,7 +22,7 @@ def load(ps, params):
     if src == atomic.BAK:
         notes.append((N_PARAMS_BACKUP, ps.file.seq))
     r = P.rows()
-    pairs = []
+    trial = P.defaults(r)  # the accepted values go straight in (no list of pairs)
     changed = schema != SCHEMA
     for rid, h, v in recs:
         i = rid - 1
@@ -42,19 +42,16 @@ def load(ps, params):
             notes.append((N_PARAM_DEFAULT, rid))
             changed = True
             continue
-        pairs.append((i, v))
+        trial[i] = v
     if len(recs) != r.N:
         changed = True  # rows added since (they keep their defaults)
-    r = None  # defaults(), set_many and save import their own
-    trial = P.defaults()
-    for i, v in pairs:
-        trial[i] = v
+    r = recs = None  # defaults(), set_many and save import their own
     if P.validate(trial) is not None:
         notes.append((N_PARAMS_INVALID, 0))
-        params.set_many([(i, v) for i, v in enumerate(P.defaults())])
+        params.set_many(enumerate(P.defaults()))
         ps.save(params)
         return False, notes
-    params.set_many([(i, trial[i]) for i in range(len(trial))])
+    params.set_many(enumerate(trial))
     if changed or src == atomic.BAK:
         ps.save(params)
     return True, notes

@@ -43,7 +43,7 @@ class ParamStore:
 
     def records(self, values):
         r = P.rows()
-        return [(i + 1, atomic.tag(r.HASH, i), values[i]) for i in range(r.N)]
+        return atomic.Tagged(r.HASH, values, r.N)
 
     def save(self, params):
         """Write the running values (temp + rename). Returns bytes written."""

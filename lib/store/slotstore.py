@@ -64,6 +64,6 @@ class SlotStore:
             raise ValueError("slot record must have %d fields" % N_FIELDS)
         if self.last is not None and list(rec) == self.last:
             return 0
-        n = self.file.write(SCHEMA, [(i + 1, atomic.tag(_TAGS, i), rec[i]) for i in range(N_FIELDS)])
+        n = self.file.write(SCHEMA, atomic.Tagged(_TAGS, rec, N_FIELDS))
         self.last = list(rec)
         return n
