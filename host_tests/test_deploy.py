@@ -230,7 +230,7 @@ def test_cli_dry_run_prints_the_commands(tree, capsys):
     assert any(line.endswith("-march=xtensawin -O3 -s app.svc -o build/esp32_dev/app/svc.mpy firmware/app/svc.py")
                for line in out)
     # the note on the compiled copies, one compile per file, then the build dir
-    assert out[1].startswith("# tools/deploy.py writes ") and " private names compacted " in out[1]
+    assert out[1].startswith("# tools/deploy.py writes ") and " their own names compacted " in out[1]
     assert out[len(p_files(tree)) + 2] == "cd " + os.path.join(tree, "build", "esp32_dev")
     # the exec code spans lines inside its quotes: still one shell command
     assert out[len(p_files(tree)) + 3].endswith(" connect /dev/ttyUSB0 exec 'import os")

@@ -27,7 +27,8 @@ def test_rename_replaces_names_only_and_keeps_the_lines():
 
 
 def test_names_one_module_holds_get_donors_of_their_own():
-    a = "class A:\n    def __init__(self):\n        self._x = 1\n        self._y = 2\n    def _get(self):\n        return self._x\n"
+    a = ("class A:\n    def __init__(self):\n        self._x = 1\n        self._y = 2\n"
+         "    def _get(self):\n        return self._x\n")
     b = "_z = 3\ndef f():\n    return _z\n"
     m = qstrnames.plan_names({"a": a, "b": b}, one_side, [])[UPPER]
     assert set(m) == {"_x", "_y", "_get", "_z", "f"}  # f: b alone names it
@@ -116,7 +117,8 @@ def test_a_docstring_naming_a_private_name_does_not_keep_it():
 
 def test_a_subclass_from_another_module_shares_no_donor_with_its_base():
     base = "class Base:\n    def __init__(self):\n        self._b = 1\n"
-    sub = "from base import Base\nclass Sub(Base):\n    def __init__(self):\n        Base.__init__(self)\n        self._s = 2\n"
+    sub = ("from base import Base\nclass Sub(Base):\n    def __init__(self):\n"
+           "        Base.__init__(self)\n        self._s = 2\n")
     m = qstrnames.plan_names({"base": base, "sub": sub}, one_side, [])[UPPER]
     assert m["_b"] != m["_s"]
     # without the derivation the two could share one

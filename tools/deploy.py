@@ -911,8 +911,8 @@ def script(p):
     """The plan as shell lines: what --dry-run prints."""
     lines = ["cd " + shlex.quote(p.root)]
     if p.rewrites:
-        lines.append("# tools/deploy.py writes %d sources with public const() inlined and private names compacted under %s"
-                     % (len(p.rewrites), os.path.join(p.build_dir, "src")))
+        lines.append("# tools/deploy.py writes %d sources with public const() inlined and their own names"
+                     " compacted under %s" % (len(p.rewrites), os.path.join(p.build_dir, "src")))
     lines += [shlex.join(c) for c in p.compile_cmds]
     lines.append("cd " + shlex.quote(p.build_dir))
     lines += [shlex.join(c) for c in p.romfs_cmds + p.mpremote_cmds]

@@ -78,7 +78,8 @@ class _Scan(ast.NodeVisitor):
 
     def _body_doc(self, node):
         body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)):
             self._docs.add(id(body[0].value))
 
     def generic_visit(self, node):
