@@ -61,8 +61,11 @@ def restore_defaults(ps, params):
     """store.paramstore.ParamStore.restore_defaults (see there)."""
     r = P.rows()
     keep = P.INSTALLATION
-    pairs = [(i, P.row_int(r.DEFAULT, i)) for i in range(r.N) if r.ACCESS[i] != r.FACTORY and i not in keep]
+    trial = P.defaults(r)  # the defaults, with the rows kept put back (no list of pairs)
+    for i in range(r.N):
+        if r.ACCESS[i] == r.FACTORY or i in keep:
+            trial[i] = params.v[i]
     r = None  # set_many and save import their own
-    params.set_many(pairs)
+    params.set_many(enumerate(trial))
     ps.save(params)
     return [(N_PARAMS_RESTORED, 0)]
