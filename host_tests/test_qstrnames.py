@@ -1,9 +1,11 @@
 # tools/qstrnames.py: the deployed copies' private names renamed to static
 # qstrs. What is renamed, what is kept and why, and (in the 32-bit MicroPython
 # when present) that a compacted program behaves the same with fewer qstrs.
+import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -148,6 +150,15 @@ def test_the_deploy_plan_compacts_and_writes_the_map(tmp_path):
     plain = deploy.plan(deploy.REPO_ROOT, "esp32_bq", "-", build_dir=str(tmp_path / "plain"), store="romfs",
                         compact=False)
     assert not plain.names_map
+    # the same sources give the same map (a board's traceback is read with a map built again),
+    # whatever the process's string hashing
+    code = ("import json; from tools import deploy; print(json.dumps(deploy.plan(deploy.REPO_ROOT, 'esp32_bq', '-',"
+            " build_dir=%r, store='romfs').names_map, sort_keys=True))" % str(tmp_path / "again"))
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=deploy.REPO_ROOT,
+                             env=dict(os.environ, PYTHONHASHSEED=seed), timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == p.names_map
     assert len(p.names_map["upper"]) > 200 and len(p.names_map["lower"]) > 100
     text = qstrnames.names_map(p.names_map)
     assert text.startswith("[lower]\n") and "\n[upper]\n" in text
