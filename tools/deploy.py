@@ -111,10 +111,10 @@ class Plan:
         self.board, self.arch, self.root, self.build_dir = board, arch, root, build_dir
         self.files, self.compile_cmds, self.mpremote_cmds = files, compile_cmds, mpremote_cmds
         self.store, self.romfs_cmds, self.image = store, list(romfs_cmds), image
-        self.rewrites = list(rewrites)  # [(path, text)]: copies with public const() inlined
+        self.rewrites = list(rewrites)  # [(path, text)]: copies with public const() inlined, names compacted
         self.version = version  # the image's `version` file (romfs), None: none
-        self.names_map = names_map or {}  # {side: {private name: its donor}} (tools.qstrnames)
-        self.donors_in = donors_in or {}  # {module: {donor: private name}}: reads the board's names back
+        self.names_map = names_map or {}  # {side: {name: its donor}} (tools.qstrnames)
+        self.donors_in = donors_in or {}  # {module: {donor: name}}: reads the board's names back
 
     def original(self, label):
         """'module.name' as the source spells it ('app.ports._host' for the
@@ -797,8 +797,8 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
     instead of the board's (a bundle of a host-only board: tools.bmsctl.bundle).
     version (romfs store): the text of the image's `version` file, which the
     pack reports as its firmware version (update.boot.version). compact:
-    private names renamed to static qstrs (tools.qstrnames; the map in
-    names_map, written to <build>/names.map)."""
+    the names only the deployed copies use renamed to static qstrs
+    (tools.qstrnames; the map in names_map, written to <build>/names.map)."""
     boards_dir = boards_dir or os.path.join(root, "boards")
     if not board:
         raise DeployError("no board given (--board NAME, make deploy BOARD=NAME); available: %s"
@@ -835,7 +835,7 @@ def plan(root=REPO_ROOT, board=None, port=None, boards_dir=None, build_dir=None,
     for f in compiled:
         texts[f.name] = inline_consts(texts[f.name], module_name(f.name), table)
     mapping = compaction(root, files, {module_name(n): t for n, t in texts.items()}) if compact else {}
-    donors_in = {}  # module -> {donor: the private name it stands for there}
+    donors_in = {}  # module -> {donor: the name it stands for there}
     for f in compiled:
         m = module_name(f.name)
         side = mapping.get(_side(m), {})

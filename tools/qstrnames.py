@@ -65,9 +65,10 @@ def private(name):
 
 
 class _Scan(ast.NodeVisitor):
-    """Per module: the private names it defines, the ones it only reaches as
-    another object's attribute, its const() names, the identifiers in its
-    strings (not docstrings) and f-string fields, its bases from elsewhere."""
+    """Per module: the names it defines (self's attributes apart), the
+    attributes it reaches on other objects, its const() names, the
+    identifiers in its strings (not docstrings) and f-string fields, its
+    classes and their bases, the module paths and names it imports."""
 
     def __init__(self):
         self.defined, self.self_attr, self.other_attr = set(), set(), set()

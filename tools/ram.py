@@ -516,24 +516,30 @@ _POOL_HEADER = 24
 _POOL_ENTRY = 7
 
 
+def _pools(n_qstr):
+    """The entries of each dynamic pool that n_qstr qstrs fill: 20, 40, ..."""
+    sizes, alloc = [], 20
+    while sum(sizes) < n_qstr:
+        sizes.append(alloc)
+        alloc *= 2
+    return sizes
+
+
+def _pool_heap(entries):
+    return (_POOL_HEADER + _POOL_ENTRY * entries + 15) // 16 * 16
+
+
 def pool_bytes(n_qstr):
     """Heap bytes of the dynamic qstr pools that hold n_qstr qstrs."""
-    total, alloc, held = 0, 20, 0
-    while held < n_qstr:
-        total += (_POOL_HEADER + _POOL_ENTRY * alloc + 15) // 16 * 16
-        held += alloc
-        alloc *= 2
-    return total
+    return sum(_pool_heap(a) for a in _pools(n_qstr))
 
 
 def pool_step(n_qstr):
     """(k, bytes): k fewer qstrs than n_qstr would spare the last dynamic
     pool, of that many bytes (the step is a cliff: one qstr short of it
     spares nothing)."""
-    alloc, held, before = 20, 0, 0
-    while held < n_qstr:
-        before, held, alloc = held, held + alloc, alloc * 2
-    return n_qstr - before, pool_bytes(n_qstr) - pool_bytes(before)
+    sizes = _pools(n_qstr)
+    return n_qstr - sum(sizes[:-1]), _pool_heap(sizes[-1])
 
 
 def board_qstrs(r):
@@ -559,8 +565,8 @@ def board_pools(r):
     q = r.get("qstr")
     if not q or len(q) < 3:
         return 0
-    (n0, _), (n1, p1), (n2, p2) = q[:3]
-    return pool_bytes(n0 + n2 - n1) - pool_bytes(n0) - (p2 - p1)
+    (n0, _), (_, p1), (_, p2) = q[:3]
+    return pool_bytes(board_qstrs(r)) - pool_bytes(n0) - (p2 - p1)
 
 
 # the modules whose functions run at every boot: their lazy imports count too
